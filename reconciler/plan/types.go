@@ -1,0 +1,196 @@
+package plan
+
+import (
+	"time"
+
+	"github.com/patchline/patchline/schema"
+)
+
+// Decision is what the planner decided for one (endpoint, update) pair.
+type Decision string
+
+// Decisions, in the order summaries list them.
+const (
+	Installed     Decision = "installed"
+	Missing       Decision = "missing" // drift: desired, eligible, in window; goes into a job
+	InProgress    Decision = "in-progress"
+	Failed        Decision = "failed"
+	Halted        Decision = "halted"
+	WaitingRing   Decision = "waiting-ring"
+	WaitingWindow Decision = "waiting-window"
+	Excluded      Decision = "excluded"
+	NotApproved   Decision = "not-approved"
+	UnknownClient Decision = "unknown-client"
+)
+
+// AllDecisions lists every decision in summary order.
+var AllDecisions = []Decision{Installed, Missing, InProgress, Failed, Halted, WaitingRing, WaitingWindow, Excluded, NotApproved, UnknownClient}
+
+// PairDecision is the decision for one (endpoint, update) pair and what
+// produced it.
+type PairDecision struct {
+	Endpoint string   `json:"endpoint"`
+	Client   string   `json:"client"`
+	Ring     string   `json:"ring,omitempty"`
+	Update   string   `json:"update"`
+	Source   string   `json:"source"`
+	Severity string   `json:"severity,omitempty"`
+	Decision Decision `json:"decision"`
+	// Rule is the path:line of the rule that produced the decision (the
+	// approve rule, requirement, exclusion, freeze, ring or window), or ""
+	// when none did (not-approved, unknown-client).
+	Rule string `json:"rule,omitempty"`
+	// Reason says in words why, for people: "exclusion: breaks the EHR
+	// vendor app (PSA-1234) until 2026-12-31", "ring pilot waits for canary".
+	Reason string `json:"reason,omitempty"`
+	// EligibleAt is when the pair can next move forward (ring soak ends,
+	// window opens), when known.
+	EligibleAt *time.Time `json:"eligibleAt,omitempty"`
+}
+
+// Job is a batch of updates for one endpoint.
+type Job struct {
+	Endpoint string `json:"endpoint"`
+	Client   string `json:"client"`
+	Ring     string `json:"ring"`
+	// Updates are update ids ordered so each update's requires come first.
+	Updates []string `json:"updates"`
+	// NotAfter is the end of the window occurrence the job was planned in;
+	// an agent must not start the job later.
+	NotAfter time.Time           `json:"notAfter"`
+	Reboot   schema.RebootPolicy `json:"reboot"`
+	// RebootDeadline is the ring's reboot deadline as a Go duration
+	// ("4h0m0s"), set when the ring has one.
+	RebootDeadline string `json:"rebootDeadline,omitempty"`
+	Revision       string              `json:"revision"`
+	// IdempotencyKey is the same for the same (endpoint, updates, revision).
+	IdempotencyKey string `json:"idempotencyKey"`
+}
+
+// Result is the output of Plan.
+type Result struct {
+	Revision string    `json:"revision"`
+	Now      time.Time `json:"now"`
+	// Summary counts decisions; every decision in AllDecisions is present.
+	Summary map[Decision]int `json:"summary"`
+	// Jobs are sorted by client, ring order, then endpoint id.
+	Jobs []Job `json:"jobs"`
+	// Rollouts hold the progress of every desired update through every ring
+	// of each client that has it, sorted by client, update id, ring order.
+	Rollouts []Rollout `json:"rollouts"`
+	// Decisions, sorted by endpoint id then update id, are only filled when
+	// Options.Decisions is set.
+	Decisions []PairDecision `json:"decisions,omitempty"`
+}
+
+// Options tune what Plan returns.
+type Options struct {
+	// Decisions asks for every (endpoint, update) pair in Result.Decisions;
+	// without it only the summary, jobs and rollouts are built.
+	Decisions bool
+}
+
+// RolloutState is where one update stands in one ring of one client.
+type RolloutState string
+
+// Rollout states.
+const (
+	// RolloutWaiting: the ring may not start yet (an earlier ring has not
+	// passed, or is soaking).
+	RolloutWaiting RolloutState = "waiting"
+	// RolloutInProgress: the ring has started and not yet passed.
+	RolloutInProgress RolloutState = "in-progress"
+	// RolloutPassed: the ring's success share reached its minSuccess.
+	RolloutPassed RolloutState = "passed"
+	// RolloutHalted: this ring or an earlier one failed too often.
+	RolloutHalted RolloutState = "halted"
+)
+
+// Rollout is the progress of one desired update through one ring of one
+// client.
+type Rollout struct {
+	Client string `json:"client"`
+	Update string `json:"update"`
+	Ring   string `json:"ring"`
+	// Counted are the ring's endpoints that have the update, not excluded
+	// from it and not stale.
+	Counted   int `json:"counted"`
+	Succeeded int `json:"succeeded"`
+	Failed    int `json:"failed"`
+	// Share is Succeeded/Counted (0 for an empty ring); FailureShare is
+	// Failed/Counted.
+	Share        float64      `json:"share"`
+	FailureShare float64      `json:"failureShare"`
+	State        RolloutState `json:"state"`
+	// EligibleAt is when the ring may start (the update became desired for
+	// the first ring; the earlier ring passed plus its soak for the others),
+	// when known.
+	EligibleAt *time.Time `json:"eligibleAt,omitempty"`
+	// PassedAt is when the success share reached minSuccess.
+	PassedAt *time.Time `json:"passedAt,omitempty"`
+	// Rule is the ring's path:line.
+	Rule string `json:"rule"`
+	// Reason says in words why the ring is halted or waiting.
+	Reason string `json:"reason,omitempty"`
+}
+
+// Explanation is the chain of facts behind one (endpoint, update) decision,
+// as `patchctl why` shows it. It is built by the same code as Plan.
+type Explanation struct {
+	Endpoint string    `json:"endpoint"`
+	Client   string    `json:"client"`
+	Update   string    `json:"update"`
+	Revision string    `json:"revision"`
+	Now      time.Time `json:"now"`
+	// KnownClient is false when the fleet has no such client.
+	KnownClient bool `json:"knownClient"`
+	// Stale is true when the endpoint has not been seen for longer than the
+	// client's staleAfter; it then does not count towards ring progress.
+	Stale bool `json:"stale"`
+	// Ring is the first ring whose select matches the endpoint, if any.
+	Ring *Citation `json:"ring,omitempty"`
+	// Desire is the requirement or approve rule that makes the update
+	// desired, or the approve rule that will once its minAge has passed
+	// (then At is that time); nil when nothing asks for the update.
+	Desire  *Citation `json:"desire,omitempty"`
+	Desired bool      `json:"desired"`
+	// Exclusion is the exclusion holding the update on this endpoint.
+	Exclusion *Citation `json:"exclusion,omitempty"`
+	// Rollouts is the update's progress through every ring of the client.
+	Rollouts []Rollout `json:"rollouts,omitempty"`
+	// Freeze is the change freeze covering the endpoint now.
+	Freeze *Citation `json:"freeze,omitempty"`
+	// Window is the maintenance window of the endpoint's ring.
+	Window *WindowState `json:"window,omitempty"`
+	// FailedAttempts counts failed install attempts not forgiven by a
+	// resume entry.
+	FailedAttempts int `json:"failedAttempts"`
+	// Decision is the final decision, as Plan makes it.
+	Decision PairDecision `json:"decision"`
+}
+
+// Citation names a policy entry that took part in a decision.
+type Citation struct {
+	// Kind is ring, require, approve, exclusion or freeze.
+	Kind string `json:"kind"`
+	// Name is the entry's name or, for entries without one, what it names.
+	Name string `json:"name,omitempty"`
+	// Rule is the entry's path:line.
+	Rule string `json:"rule"`
+	// Detail says in words what the entry did.
+	Detail string `json:"detail,omitempty"`
+	// At is a time the entry names: when an approval takes effect, when an
+	// exclusion or freeze ends.
+	At *time.Time `json:"at,omitempty"`
+}
+
+// WindowState is a maintenance window as seen at the planning time.
+type WindowState struct {
+	Name string `json:"name"`
+	Rule string `json:"rule"`
+	Open bool   `json:"open"`
+	// Closes is the end of the open occurrence, when Open.
+	Closes *time.Time `json:"closes,omitempty"`
+	// NextOpen is the start of the next occurrence.
+	NextOpen *time.Time `json:"nextOpen,omitempty"`
+}

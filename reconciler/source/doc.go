@@ -1,0 +1,21 @@
+// Package source is the controller's view of the fleet repository in Git.
+//
+// It does three things, all with go-git and none by running the git binary:
+//
+//   - Fetch: a [Source] keeps a bare clone of one branch of a remote fleet
+//     repo under the controller's data directory and fetches only what is
+//     new. [Source.Watch] runs that on an interval and at once when a webhook
+//     signals a push, coalescing bursts of signals into one fetch.
+//     [WatchDir] is the local mode: it watches the refs of a working
+//     repository on disk with fsnotify and reports when a commit lands.
+//   - Verify: [Verify] decides whether a candidate head may replace the last
+//     applied revision. It refuses history rewrites and, when signing is
+//     required, any commit in between that is not signed by a key in the
+//     keyring. A refusal is a [*RefusedError], so the controller can keep
+//     running the last good revision and say why.
+//   - Webhooks: [VerifyWebhook] checks that a push notification really came
+//     from the forge that holds the shared secret (GitHub, Gitea, GitLab).
+//
+// Loading the policy at a revision is not done here: the controller hands
+// the hash this package yields to the schema loader.
+package source

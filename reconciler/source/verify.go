@@ -1,0 +1,246 @@
+package source
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/ProtonMail/go-crypto/openpgp"
+	"github.com/ProtonMail/go-crypto/openpgp/armor"
+	pgperrors "github.com/ProtonMail/go-crypto/openpgp/errors"
+	"github.com/go-git/go-git/v5"
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/object"
+)
+
+// VerifyPolicy says what a new head must satisfy besides descending from
+// the last applied revision.
+type VerifyPolicy struct {
+	// RequireSigned demands a valid OpenPGP signature, by a key in Keyring,
+	// on every commit between the last applied revision (exclusive) and the
+	// head (inclusive); on first start, on the head itself.
+	RequireSigned bool
+	// Keyring is one or more armored OpenPGP public key blocks (the output
+	// of `gpg --armor --export`; several exports may be concatenated).
+	Keyring string
+}
+
+// RefusedError means a candidate revision must not be applied: it rewrites
+// history, or a commit in it is not properly signed. The controller keeps
+// the last applied revision and reports Reason. Any other error from
+// [Verify] is an operational failure (a missing object, an unreadable
+// keyring) rather than a verdict on the revision.
+type RefusedError struct {
+	// Revision is the refused candidate head.
+	Revision plumbing.Hash
+	// Commit is the commit that failed the check; for a history rewrite it
+	// is the head itself.
+	Commit plumbing.Hash
+	// Reason explains the refusal in words a technician can act on.
+	Reason string
+}
+
+func (e *RefusedError) Error() string {
+	return fmt.Sprintf("revision %s refused: %s", short(e.Revision), e.Reason)
+}
+
+func short(h plumbing.Hash) string { return h.String()[:12] }
+
+// Verify decides whether head may replace lastApplied (ZeroHash on first
+// start). It returns a [*RefusedError] when:
+//
+//   - lastApplied is set and head does not descend from it (the branch was
+//     force-pushed to an older commit or to unrelated history);
+//   - policy.RequireSigned is set and a commit that lastApplied does not
+//     already contain is unsigned, signed by a key outside the keyring,
+//     badly signed, or signed in a format other than OpenPGP (go-git v5
+//     cannot check SSH or X.509 signatures). Commits brought in by a merge
+//     count too, not just the first-parent chain.
+//
+// The walk reads the whole history behind lastApplied once when signing is
+// required; fleet repos are small enough for that to be cheap (about 20 ms
+// for 2,000 applied commits and 100 new signed ones, see BenchmarkVerify).
+func Verify(repo *git.Repository, lastApplied, head plumbing.Hash, policy VerifyPolicy) error {
+	if head.IsZero() {
+		return errors.New("verify: no head revision given")
+	}
+	keyring := ""
+	if policy.RequireSigned {
+		var err error
+		if keyring, err = mergeKeyring(policy.Keyring); err != nil {
+			return err
+		}
+	}
+	headCommit, err := repo.CommitObject(head)
+	if err != nil {
+		return fmt.Errorf("verify head %s: %w", short(head), err)
+	}
+	if lastApplied.IsZero() {
+		if policy.RequireSigned {
+			return checkSigned(headCommit, head, keyring)
+		}
+		return nil
+	}
+	if lastApplied == head {
+		return nil
+	}
+
+	// Commits already applied need no second look; when signing is
+	// required we collect all of them so that a merged side branch is
+	// checked only down to where it joins applied history.
+	applied := map[plumbing.Hash]bool{lastApplied: true}
+	if policy.RequireSigned {
+		if applied, err = ancestors(repo, lastApplied); err != nil {
+			return fmt.Errorf("verify: last applied revision %s: %w", short(lastApplied), err)
+		}
+	}
+
+	// Walk back from head, stopping at applied commits. Every commit
+	// visited is new; reaching lastApplied itself proves descent.
+	var fresh []*object.Commit
+	seen := map[plumbing.Hash]bool{head: true}
+	queue := []*object.Commit{headCommit}
+	foundLast := false
+	for len(queue) > 0 {
+		c := queue[0]
+		queue = queue[1:]
+		if c.Hash == lastApplied {
+			foundLast = true
+			continue
+		}
+		if applied[c.Hash] {
+			continue
+		}
+		fresh = append(fresh, c)
+		for _, p := range c.ParentHashes {
+			if seen[p] {
+				continue
+			}
+			seen[p] = true
+			pc, err := repo.CommitObject(p)
+			if err != nil {
+				return fmt.Errorf("verify: parent %s of %s: %w", short(p), short(c.Hash), err)
+			}
+			queue = append(queue, pc)
+		}
+	}
+	if !foundLast {
+		return &RefusedError{
+			Revision: head,
+			Commit:   head,
+			Reason: fmt.Sprintf("head %s does not descend from the last applied revision %s: history rewrite refused",
+				short(head), short(lastApplied)),
+		}
+	}
+	if !policy.RequireSigned {
+		return nil
+	}
+	for _, c := range fresh {
+		if err := checkSigned(c, head, keyring); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ancestors returns from and every commit reachable from it.
+func ancestors(repo *git.Repository, from plumbing.Hash) (map[plumbing.Hash]bool, error) {
+	set := map[plumbing.Hash]bool{from: true}
+	stack := []plumbing.Hash{from}
+	for len(stack) > 0 {
+		h := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		c, err := repo.CommitObject(h)
+		if err != nil {
+			return nil, fmt.Errorf("commit %s: %w", short(h), err)
+		}
+		for _, p := range c.ParentHashes {
+			if !set[p] {
+				set[p] = true
+				stack = append(stack, p)
+			}
+		}
+	}
+	return set, nil
+}
+
+// armorEnd closes an armored key block; gpg writes one per export.
+const armorEnd = "-----END PGP PUBLIC KEY BLOCK-----"
+
+// mergeKeyring turns one or more armored public key blocks into a single
+// block. go-crypto reads only the first armored block of its input, so
+// keys exported one by one and concatenated would otherwise be ignored
+// after the first. An unusable keyring is a configuration error, not a
+// verdict on a revision.
+func mergeKeyring(armored string) (string, error) {
+	if strings.TrimSpace(armored) == "" {
+		return "", errors.New("verify: signed commits are required but the keyring is empty")
+	}
+	var keys openpgp.EntityList
+	rest := armored
+	for strings.TrimSpace(rest) != "" {
+		block := rest
+		if i := strings.Index(rest, armorEnd); i >= 0 {
+			block, rest = rest[:i+len(armorEnd)], rest[i+len(armorEnd):]
+		} else {
+			rest = ""
+		}
+		list, err := openpgp.ReadArmoredKeyRing(strings.NewReader(block))
+		if err != nil {
+			return "", fmt.Errorf("verify: read keyring (key block %d): %w", len(keys)+1, err)
+		}
+		keys = append(keys, list...)
+	}
+	var buf bytes.Buffer
+	w, err := armor.Encode(&buf, openpgp.PublicKeyType, nil)
+	if err != nil {
+		return "", fmt.Errorf("verify: keyring: %w", err)
+	}
+	for _, k := range keys {
+		if err := k.Serialize(w); err != nil {
+			return "", fmt.Errorf("verify: keyring: %w", err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		return "", fmt.Errorf("verify: keyring: %w", err)
+	}
+	return buf.String(), nil
+}
+
+// checkSigned refuses revision unless c carries a valid OpenPGP signature
+// by a key in the keyring.
+func checkSigned(c *object.Commit, revision plumbing.Hash, keyring string) error {
+	refuse := func(format string, args ...any) error {
+		what := fmt.Sprintf("commit %s (%q by %s)", short(c.Hash), subject(c.Message), c.Author.Email)
+		return &RefusedError{Revision: revision, Commit: c.Hash, Reason: what + " " + fmt.Sprintf(format, args...)}
+	}
+	sig := c.PGPSignature
+	switch {
+	case strings.TrimSpace(sig) == "":
+		return refuse("is not signed")
+	case strings.Contains(sig, "-----BEGIN SSH SIGNATURE-----"):
+		return refuse("is SSH-signed: SSH-signed commits are not supported; sign with OpenPGP")
+	case !strings.Contains(sig, "-----BEGIN PGP SIGNATURE-----"):
+		return refuse("carries a signature that is not OpenPGP (X.509?): only OpenPGP signatures are supported")
+	}
+	_, err := c.Verify(keyring)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, pgperrors.ErrUnknownIssuer):
+		return refuse("is signed by a key that is not in the keyring")
+	case errors.Is(err, pgperrors.ErrKeyExpired), errors.Is(err, pgperrors.ErrSignatureExpired):
+		return refuse("has an expired signature or signing key: %v", err)
+	case errors.Is(err, pgperrors.ErrKeyRevoked):
+		return refuse("is signed by a revoked key")
+	default:
+		return refuse("has a bad signature: %v", err)
+	}
+}
+
+// subject is the first line of a commit message.
+func subject(msg string) string {
+	line, _, _ := strings.Cut(strings.TrimSpace(msg), "\n")
+	return line
+}

@@ -1,0 +1,90 @@
+// Package state holds the reported state of a fleet: endpoints, the updates
+// they report as available or installed, and the attempts made to install
+// them. It is the shared vocabulary of the planner, the store, the agent API
+// and the JSON state snapshot that `patchctl plan --state` reads and the
+// controller exports.
+package state
+
+import (
+	"time"
+)
+
+// APIVersion is the value of Snapshot.APIVersion this package reads and
+// writes.
+const APIVersion = "patchline.dev/state/v1"
+
+// Snapshot is the reported state of a fleet at one moment.
+type Snapshot struct {
+	APIVersion  string      `json:"apiVersion"`
+	GeneratedAt time.Time   `json:"generatedAt"`
+	Endpoints   []*Endpoint `json:"endpoints"`
+}
+
+// OS identifies an endpoint's operating system.
+type OS struct {
+	// Family is windows, linux or macos.
+	Family  string `json:"family"`
+	Version string `json:"version,omitempty"`
+}
+
+// Endpoint is a device with an agent, as it last reported.
+type Endpoint struct {
+	ID            string            `json:"id"`
+	Client        string            `json:"client"`
+	Hostname      string            `json:"hostname"`
+	OS            OS                `json:"os"`
+	Labels        map[string]string `json:"labels,omitempty"`
+	LastSeen      time.Time         `json:"lastSeen"`
+	RebootPending bool              `json:"rebootPending"`
+	Updates       []*Update         `json:"updates"`
+}
+
+// Update is one installable thing an endpoint reports: a Windows KB, a
+// Debian package version, a winget/choco/brew app version.
+//
+// For package sources ID is "name@version", Name the package or app id and
+// Version the candidate version; InstalledVersion says what is there now.
+type Update struct {
+	ID               string     `json:"id"`
+	Source           string     `json:"source"`
+	Name             string     `json:"name"`
+	Title            string     `json:"title,omitempty"`
+	Version          string     `json:"version"`
+	InstalledVersion string     `json:"installedVersion,omitempty"`
+	Category         string     `json:"category"`
+	Severity         string     `json:"severity,omitempty"`
+	CVSS             float64    `json:"cvss,omitempty"`
+	CVEs             []string   `json:"cves,omitempty"`
+	KnownExploited   bool       `json:"knownExploited"`
+	Released         time.Time  `json:"released"`
+	RebootRequired   bool       `json:"rebootRequired"`
+	Requires         []string   `json:"requires,omitempty"`
+	Installed        bool       `json:"installed"`
+	InstalledAt      *time.Time `json:"installedAt"`
+	Attempts         []Attempt  `json:"attempts,omitempty"`
+	// InFlightJob is the id of an open job that includes this update.
+	InFlightJob *string `json:"inFlightJob"`
+}
+
+// Result of one install attempt.
+type Result string
+
+// Attempt results.
+const (
+	ResultSucceeded Result = "succeeded"
+	ResultFailed    Result = "failed"
+	// ResultRefused: the agent refused the job (bad signature, expired,
+	// foreign); it counts as neither success nor failure of the update.
+	ResultRefused Result = "refused"
+)
+
+// Attempt is one try to install an update on an endpoint.
+type Attempt struct {
+	At     time.Time `json:"at"`
+	Result Result    `json:"result"`
+	Error  string    `json:"error,omitempty"`
+	// Job is the id of the job the attempt belonged to.
+	Job string `json:"job,omitempty"`
+	// Ring is the ring the endpoint was in when the job was planned.
+	Ring string `json:"ring,omitempty"`
+}

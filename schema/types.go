@@ -1,0 +1,263 @@
+package schema
+
+import (
+	"fmt"
+	"time"
+)
+
+// Pos is a position in a fleet repository file. File is slash-separated and
+// relative to the repository root ("clients/acme/policy.cue").
+type Pos struct {
+	File string `json:"file"`
+	Line int    `json:"line"`
+	Col  int    `json:"col"`
+}
+
+// String formats p as path:line:col, the form every user-facing error uses.
+func (p Pos) String() string {
+	if p.File == "" {
+		return "-"
+	}
+	return fmt.Sprintf("%s:%d:%d", p.File, p.Line, p.Col)
+}
+
+// Rule formats p as path:line, the form decisions use to name the rule that
+// produced them.
+func (p Pos) Rule() string {
+	if p.File == "" {
+		return "-"
+	}
+	return fmt.Sprintf("%s:%d", p.File, p.Line)
+}
+
+// Mode says whether a client receives jobs.
+type Mode string
+
+// Modes a client can be in.
+const (
+	// ModeEnforce computes decisions and sends jobs.
+	ModeEnforce Mode = "enforce"
+	// ModeReport computes decisions and metrics but sends no job; used while
+	// onboarding a client.
+	ModeReport Mode = "report"
+)
+
+// RebootPolicy is what an agent does about reboots after a job.
+type RebootPolicy string
+
+// Reboot policies.
+const (
+	RebootNever      RebootPolicy = "never"
+	RebootIfRequired RebootPolicy = "if-required"
+	RebootForce      RebootPolicy = "force"
+)
+
+// Severity order: low < moderate < important < critical.
+var severityRank = map[string]int{"low": 1, "moderate": 2, "important": 3, "critical": 4}
+
+// SeverityRank returns the rank of a severity name (1 for low up to 4 for
+// critical) and 0 for an unknown or empty severity, which is below every
+// known one.
+func SeverityRank(s string) int { return severityRank[s] }
+
+// Fleet is a fleet repository evaluated at one revision.
+type Fleet struct {
+	// Revision is the commit hash the fleet was loaded from, or "" when it
+	// was loaded from a plain directory.
+	Revision string `json:"revision"`
+	// Clients holds every client that loaded and validated, by id. A client
+	// with an error-level problem is absent here and its problems are in
+	// Problems.
+	Clients map[string]*Client `json:"clients"`
+	// Problems are every error and warning found, sorted by position.
+	Problems []Problem `json:"problems,omitempty"`
+}
+
+// Severity of a Problem.
+type ProblemLevel string
+
+// Problem levels.
+const (
+	LevelError   ProblemLevel = "error"
+	LevelWarning ProblemLevel = "warning"
+)
+
+// Problem is one finding of loading or vetting a fleet repository.
+type Problem struct {
+	Pos     Pos          `json:"pos"`
+	Level   ProblemLevel `json:"level"`
+	Message string       `json:"message"`
+	// Client is the id of the client directory the problem belongs to, or
+	// "" for a problem in the root files, which affects every client.
+	Client string `json:"client,omitempty"`
+}
+
+// String formats the problem as "path:line:col: message", prefixing
+// warnings with "warning: ".
+func (p Problem) String() string {
+	if p.Level == LevelWarning {
+		return fmt.Sprintf("%s: warning: %s", p.Pos, p.Message)
+	}
+	return fmt.Sprintf("%s: %s", p.Pos, p.Message)
+}
+
+// Client is one MSP customer's evaluated policy.
+type Client struct {
+	ID       string `json:"id"`
+	Name     string `json:"name"`
+	Timezone string `json:"timezone"`
+	// Location is Timezone loaded with time.LoadLocation.
+	Location *time.Location `json:"-"`
+	// Dir is the client's directory, "clients/<id>".
+	Dir string `json:"dir"`
+	// Digest is a hash of every file that makes up the client (its own and
+	// the root files); equal digests mean equal policy.
+	Digest string `json:"digest"`
+
+	Mode       Mode              `json:"mode"`
+	Freezes    []Freeze          `json:"freezes"`
+	Windows    map[string]Window `json:"windows"`
+	Rings      []Ring            `json:"rings"`
+	Baseline   Baseline          `json:"baseline"`
+	Exclusions []Exclusion       `json:"exclusions"`
+	Resume     []Resume          `json:"resume"`
+	// StaleAfter is how long an endpoint may go unseen before it stops
+	// counting towards ring progress and compliance (default 7d).
+	StaleAfter time.Duration `json:"staleAfter"`
+	// SLA maps a severity to how long a desired update of that severity may
+	// stay missing after its release (default critical and important: 30d,
+	// the PCI DSS 6.3.3 rule).
+	SLA map[string]time.Duration `json:"sla"`
+}
+
+// Selector picks endpoints. Every non-empty field must match; an empty
+// selector matches every endpoint.
+type Selector struct {
+	// Labels must all be present with equal values.
+	Labels map[string]string `json:"labels,omitempty"`
+	// Hostnames match case-insensitively; any one suffices.
+	Hostnames []string `json:"hostnames,omitempty"`
+	// Endpoints are endpoint ids; any one suffices.
+	Endpoints []string `json:"endpoints,omitempty"`
+	// OS are OS families (windows, linux, macos); any one suffices.
+	OS []string `json:"os,omitempty"`
+}
+
+// Freeze is a change freeze: no job starts for the selected endpoints
+// between From and Until.
+type Freeze struct {
+	Select Selector  `json:"select"`
+	From   time.Time `json:"from"`
+	// Until is exclusive: a date "2027-01-04" means the freeze lasts to the
+	// end of that day in the client's time zone.
+	Until  time.Time `json:"until"`
+	Reason string    `json:"reason"`
+	Pos    Pos       `json:"pos"`
+}
+
+// Window is a recurring maintenance window in the client's time zone.
+// Exactly one of Days and Monthly is set.
+type Window struct {
+	Name string `json:"name"`
+	// Days are weekday names ("mon".."sun") on which the window opens.
+	Days []string `json:"days,omitempty"`
+	// Monthly opens the window once a month.
+	Monthly *Monthly `json:"monthly,omitempty"`
+	// Start is the local opening time as minutes after midnight.
+	Start int `json:"start"`
+	// Duration is how long the window stays open; it may cross midnight.
+	Duration time.Duration `json:"duration"`
+	Pos      Pos           `json:"pos"`
+}
+
+// Monthly is "the Week-th Weekday of the month, plus OffsetDays days".
+type Monthly struct {
+	Weekday    string `json:"weekday"`
+	Week       int    `json:"week"`
+	OffsetDays int    `json:"offsetDays"`
+}
+
+// Ring is one ordered rollout stage.
+type Ring struct {
+	Name   string   `json:"name"`
+	Select Selector `json:"select"`
+	// Window names an entry of Client.Windows.
+	Window      string        `json:"window"`
+	Soak        time.Duration `json:"soak"`
+	MinSuccess  float64       `json:"minSuccess"`
+	MaxFailures float64       `json:"maxFailures"`
+	// MaxConcurrent caps how many of the ring's endpoints hold an open job
+	// at once; 0 means no cap.
+	MaxConcurrent  int           `json:"maxConcurrent"`
+	Reboot         RebootPolicy  `json:"reboot"`
+	RebootDeadline time.Duration `json:"rebootDeadline"`
+	Pos            Pos           `json:"pos"`
+}
+
+// Baseline is a client's desired patch state.
+type Baseline struct {
+	Approve []ApproveRule `json:"approve"`
+	Require []Requirement `json:"require"`
+}
+
+// ApproveRule makes an available update desired when every set field
+// matches it.
+type ApproveRule struct {
+	Name string `json:"name"`
+	// Source lists update sources (apt, winget, windows-update, choco,
+	// brew); empty means any.
+	Source []string `json:"source,omitempty"`
+	// Category lists categories; empty means any.
+	Category []string `json:"category,omitempty"`
+	// MinSeverity is the lowest severity approved; "" means any.
+	MinSeverity string `json:"minSeverity,omitempty"`
+	// MinCVSS is the lowest CVSS score approved; 0 means any.
+	MinCVSS float64 `json:"minCVSS,omitempty"`
+	// KnownExploited, when set, must equal the update's flag.
+	KnownExploited *bool `json:"knownExploited,omitempty"`
+	// Match is a path.Match glob on the update's name; "" means any.
+	Match string `json:"match,omitempty"`
+	// MinAge: the update is approved once released+MinAge <= now.
+	MinAge time.Duration `json:"minAge,omitempty"`
+	// ReleasedBefore, when not zero, approves only updates released before it.
+	ReleasedBefore time.Time `json:"releasedBefore,omitzero"`
+	Pos            Pos       `json:"pos"`
+}
+
+// Requirement makes an update desired regardless of approve rules: either by
+// ID, or every update of Source whose name matches Match at MinVersion or
+// later (in the source's own version ordering).
+type Requirement struct {
+	ID         string `json:"id,omitempty"`
+	Source     string `json:"source,omitempty"`
+	Match      string `json:"match,omitempty"`
+	MinVersion string `json:"minVersion,omitempty"`
+	Pos        Pos    `json:"pos"`
+}
+
+// Exclusion is a hold on an update for selected endpoints. It names the
+// update by Update (an update id or name) or by Source and Match glob.
+type Exclusion struct {
+	Update string   `json:"update,omitempty"`
+	Source string   `json:"source,omitempty"`
+	Match  string   `json:"match,omitempty"`
+	Select Selector `json:"select"`
+	Reason string   `json:"reason"`
+	Ticket string   `json:"ticket,omitempty"`
+	// Until is exclusive; a date means the end of that day in the client's
+	// time zone.
+	Until time.Time `json:"until"`
+	Pos   Pos       `json:"pos"`
+}
+
+// Resume lifts an automatic halt: failures of the update recorded before
+// After are forgiven. It names the update like an Exclusion does.
+type Resume struct {
+	Update string `json:"update,omitempty"`
+	Source string `json:"source,omitempty"`
+	Match  string `json:"match,omitempty"`
+	// Ring, when set, limits the resume to one ring.
+	Ring  string    `json:"ring,omitempty"`
+	After time.Time `json:"after"`
+	Pos   Pos       `json:"pos"`
+}
