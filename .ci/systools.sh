@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs the system tools the test suite needs (real Git for git daemon,
+# ...) with apt-get when running as root on Debian. Elsewhere it only reports
+# what is missing; tests that need a missing tool fail under CI=true.
+set -euo pipefail
+need=()
+have() { command -v "$1" >/dev/null 2>&1; }
+have git || need+=(git)
+have apt-ftparchive || need+=(apt-utils)
+[ ${#need[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" = 0 ] && [ -f /etc/debian_version ]; then
+	echo "installing system tools for tests: ${need[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+else
+	echo "WARNING: missing system tools for tests: ${need[*]} (install them; tests needing them fail under CI=true)" >&2
+fi

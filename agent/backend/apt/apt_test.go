@@ -1,0 +1,277 @@
+package apt
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/patchline/patchline/agent/backend/run"
+	"github.com/patchline/patchline/agent/backend/run/runtest"
+	"github.com/patchline/patchline/reconciler/state"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+const queryCmd = "dpkg-query -W -f=${Package}\\t${Architecture}\\t${Version}\\t${db:Status-Status}\\n"
+
+func TestInventoryFromRecordedOutputs(t *testing.T) {
+	tests := []struct {
+		name     string
+		simulate string
+		golden   string
+	}{
+		{"Debian 12 with security, stable-updates, kernel and foreign-arch upgrades", "simulate-bookworm.txt", "inventory-bookworm.golden.json"},
+		{"Debian 12 fully patched", "simulate-uptodate.txt", "inventory-uptodate.golden.json"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := &runtest.Replay{T: t, Calls: []runtest.Call{
+				{Cmd: "apt-get update -q", Stdout: "Hit:1 http://deb.example/debian bookworm InRelease\nReading package lists...\n"},
+				{Cmd: "dpkg --print-architecture", Stdout: "amd64\n"},
+				{Cmd: queryCmd, Stdout: runtest.File(t, "testdata", "dpkg-query-bookworm.txt")},
+				{Cmd: "apt-get -s -q dist-upgrade", Stdout: runtest.File(t, "testdata", tc.simulate)},
+			}}
+			got, err := New(r, Options{}).Inventory(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := json.MarshalIndent(got, "", "  ")
+			if err != nil {
+				t.Fatal(err)
+			}
+			runtest.Golden(t, filepath.Join("testdata", tc.golden), append(b, '\n'), *update)
+			if env := r.Env(); len(env[0]) != 0 {
+				t.Errorf("host backend set apt environment %q, want none", env[0])
+			}
+		})
+	}
+}
+
+func TestInventoryFailsWhenListsCannotRefresh(t *testing.T) {
+	r := &runtest.Replay{T: t, Calls: []runtest.Call{
+		{Cmd: "apt-get update -q", Exit: 100, Stderr: "E: Could not get lock /var/lib/apt/lists/lock. It is held by process 812 (apt-get)\n"},
+	}}
+	_, err := New(r, Options{}).Inventory(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "Could not get lock") {
+		t.Fatalf("Inventory error = %v, want the lock message", err)
+	}
+}
+
+func TestParseSimulation(t *testing.T) {
+	tests := []struct {
+		name    string
+		file    string
+		want    []upgrade
+		wantErr string
+	}{
+		{
+			name: "Ubuntu 22.04 with jammy-security and jammy-updates",
+			file: "simulate-jammy.txt",
+			want: []upgrade{
+				{name: "curl", current: "7.81.0-1ubuntu1.18", candidate: "7.81.0-1ubuntu1.20", releases: []string{"Ubuntu:22.04/jammy-updates", "Ubuntu:22.04/jammy-security"}},
+				{name: "libcurl4", current: "7.81.0-1ubuntu1.18", candidate: "7.81.0-1ubuntu1.20", releases: []string{"Ubuntu:22.04/jammy-updates", "Ubuntu:22.04/jammy-security"}},
+				{name: "snapd", current: "2.63+22.04ubuntu0.1", candidate: "2.66.1+22.04", releases: []string{"Ubuntu:22.04/jammy-updates"}},
+			},
+		},
+		{name: "nothing to upgrade", file: "simulate-uptodate.txt"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := parseSimulation([]byte(runtest.File(t, "testdata", tc.file)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d := cmp.Diff(tc.want, got, cmp.AllowUnexported(upgrade{})); d != "" {
+				t.Errorf("upgrades (-want +got):\n%s", d)
+			}
+		})
+	}
+}
+
+func TestParseSimulationRejectsMangledInstLines(t *testing.T) {
+	for _, line := range []string{
+		"Inst openssl",
+		"Inst openssl [3.0.15-1~deb12u1 (3.0.16-1 Debian:12/stable [amd64])",
+		"Inst openssl [3.0.15-1~deb12u1] 3.0.16-1 Debian:12/stable [amd64]",
+		"Inst openssl [3.0.15-1~deb12u1] (3.0.16-1 Debian:12/stable [amd64]",
+		"Inst openssl [3.0.15-1~deb12u1] ( Debian:12/stable [amd64])",
+	} {
+		if _, err := parseSimulation([]byte(line + "\n")); err == nil {
+			t.Errorf("parseSimulation(%q) succeeded, want an error", line)
+		}
+	}
+}
+
+func TestParseInstalled(t *testing.T) {
+	tests := []struct {
+		name    string
+		in      string
+		want    []pkg
+		wantErr bool
+	}{
+		{
+			name: "native, arch-all and foreign-arch packages; removed package with config files left out",
+			in:   "bash\tamd64\t5.2.15-2+b7\tinstalled\nlibc6\ti386\t2.36-9+deb12u9\tinstalled\ntzdata\tall\t2025a-0+deb12u1\tinstalled\nrsyslog\tamd64\t8.2302.0-1\tconfig-files\n",
+			want: []pkg{{"bash", "5.2.15-2+b7"}, {"libc6:i386", "2.36-9+deb12u9"}, {"tzdata", "2025a-0+deb12u1"}},
+		},
+		{name: "empty database", in: ""},
+		{name: "wrong format string", in: "bash 5.2.15-2+b7\n", wantErr: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := parseInstalled([]byte(tc.in), "amd64")
+			if (err != nil) != tc.wantErr {
+				t.Fatalf("error = %v, want error %v", err, tc.wantErr)
+			}
+			if d := cmp.Diff(tc.want, got, cmp.AllowUnexported(pkg{})); d != "" {
+				t.Errorf("packages (-want +got):\n%s", d)
+			}
+		})
+	}
+}
+
+func TestInstallFromRecordedOutputs(t *testing.T) {
+	aptInstall := "apt-get install -y -q --only-upgrade -o Dpkg::Options::=--force-confold "
+	verify := "dpkg-query -W -f=${Version}\t${db:Status-Status} "
+	r := &runtest.Replay{T: t, Calls: []runtest.Call{
+		{Cmd: aptInstall + "openssl=3.0.16-1~deb12u1", Stdout: runtest.File(t, "testdata", "install-openssl.txt")},
+		{Cmd: verify + "openssl", Stdout: "3.0.16-1~deb12u1\tinstalled"},
+		{Cmd: aptInstall + "tzdata=2099a-0", Exit: 100, Stdout: "Reading package lists...\n", Stderr: "E: Version '2099a-0' for 'tzdata' was not found\n"},
+		{Cmd: aptInstall + "nginx=1.22.1-9", Stdout: "Skipping nginx, it is not installed and only upgrades are requested.\n"},
+		{Cmd: verify + "nginx", Exit: 1, Stderr: "dpkg-query: no packages found matching nginx\n"},
+		{Cmd: aptInstall + "curl=7.88.1-10+deb12u12", Stdout: "Skipping curl, it is not installed and only upgrades are requested.\n"},
+		{Cmd: verify + "curl", Stdout: "7.88.1-10+deb12u8\tinstalled"},
+	}}
+	updates := []*state.Update{
+		{ID: "openssl@3.0.16-1~deb12u1", Source: "apt", Name: "openssl", Version: "3.0.16-1~deb12u1"},
+		{ID: "tzdata@2099a-0", Source: "apt", Name: "tzdata", Version: "2099a-0"},
+		{ID: "nginx@1.22.1-9", Source: "apt", Name: "nginx", Version: "1.22.1-9"},
+		{ID: "curl@7.88.1-10+deb12u12", Source: "apt", Name: "curl", Version: "7.88.1-10+deb12u12"},
+		{ID: "KB5034441", Source: "windows-update", Name: "KB5034441", Version: "1"},
+		{ID: "evil", Source: "apt", Name: "-oAPT::Update::Pre-Invoke::=touch /pwned", Version: "1"},
+		{ID: "evil2", Source: "apt", Name: "bash", Version: "1 -o"},
+	}
+	got, err := New(r, Options{}).Install(context.Background(), updates)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type short struct {
+		Update    string
+		Succeeded bool
+		Error     string
+	}
+	var gotShort []short
+	for _, res := range got {
+		gotShort = append(gotShort, short{res.Update, res.Succeeded, res.Error})
+	}
+	want := []short{
+		{"openssl@3.0.16-1~deb12u1", true, ""},
+		{"tzdata@2099a-0", false, "apt-get install tzdata=2099a-0: exit status 100"},
+		{"nginx@1.22.1-9", false, "after apt-get install: dpkg-query nginx: exit status 1: dpkg-query: no packages found matching nginx"},
+		{"curl@7.88.1-10+deb12u12", false, `apt-get install curl=7.88.1-10+deb12u12 left version "7.88.1-10+deb12u8" (installed)`},
+		{"KB5034441", false, `update "KB5034441" is from "windows-update", not apt`},
+		{"evil", false, `update "evil": "-oAPT::Update::Pre-Invoke::=touch /pwned" is not a Debian package name`},
+		{"evil2", false, `update "evil2": "1 -o" is not a Debian version`},
+	}
+	if d := cmp.Diff(want, gotShort); d != "" {
+		t.Errorf("results (-want +got):\n%s", d)
+	}
+	if !strings.Contains(got[0].Output, "Setting up openssl (3.0.16-1~deb12u1)") {
+		t.Errorf("openssl output lost apt-get's log:\n%s", got[0].Output)
+	}
+	if !strings.Contains(got[1].Output, "E: Version '2099a-0' for 'tzdata' was not found") {
+		t.Errorf("tzdata output lost apt-get's error:\n%s", got[1].Output)
+	}
+	for i, env := range r.Env() {
+		if strings.HasPrefix(r.Ran()[i], "apt-get install") && !cmp.Equal(env, []string{"DEBIAN_FRONTEND=noninteractive"}) {
+			t.Errorf("%s ran with env %q, want DEBIAN_FRONTEND=noninteractive", r.Ran()[i], env)
+		}
+	}
+}
+
+func TestInstallStopsWhenCancelled(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	r := &runtest.Replay{T: t}
+	got, err := New(r, Options{}).Install(ctx, []*state.Update{{ID: "openssl@3.0.16-1", Source: "apt", Name: "openssl", Version: "3.0.16-1"}})
+	if err == nil || len(got) != 0 || len(r.Ran()) != 0 {
+		t.Errorf("Install after cancel = %v, %v, ran %q; want no results, an error, nothing run", got, err, r.Ran())
+	}
+}
+
+func TestRebootPending(t *testing.T) {
+	tests := []struct {
+		name string
+		flag string
+		want bool
+	}{
+		{"no flag file", "", false},
+		{"flag under /run", "run/reboot-required", true},
+		{"flag under /var/run", "var/run/reboot-required", true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			root := t.TempDir()
+			if tc.flag != "" {
+				p := filepath.Join(root, tc.flag)
+				if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(p, []byte("*** System restart required ***\n"), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			got, err := New(run.Exec{}, Options{Root: root}).RebootPending(context.Background())
+			if err != nil || got != tc.want {
+				t.Errorf("RebootPending = %v, %v; want %v", got, err, tc.want)
+			}
+		})
+	}
+}
+
+func FuzzParseSimulation(f *testing.F) {
+	for _, name := range []string{"simulate-bookworm.txt", "simulate-jammy.txt", "simulate-uptodate.txt"} {
+		b, err := os.ReadFile(filepath.Join("testdata", name))
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Add([]byte("Inst a [] ()\nInst b [1] (2 [x\nInst c (\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		ups, err := parseSimulation(b)
+		if err != nil {
+			return
+		}
+		for _, u := range ups {
+			if u.name == "" || u.current == "" || u.candidate == "" {
+				t.Errorf("parsed upgrade with an empty field: %+v", u)
+			}
+		}
+	})
+}
+
+func FuzzParseInstalled(f *testing.F) {
+	b, err := os.ReadFile(filepath.Join("testdata", "dpkg-query-bookworm.txt"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(b)
+	f.Add([]byte("\t\t\t\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		pkgs, err := parseInstalled(b, "amd64")
+		if err != nil {
+			return
+		}
+		for _, p := range pkgs {
+			if p.name == "" {
+				t.Errorf("parsed a package with no name: %+v", p)
+			}
+		}
+	})
+}

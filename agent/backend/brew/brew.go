@@ -1,0 +1,239 @@
+// Package brew is the backend for macOS software managed by Homebrew,
+// formulae and casks alike.
+//
+// It reads Homebrew's JSON: `brew info --json=v2 --installed` for what is
+// installed and `brew outdated --json=v2` for the versions Homebrew would
+// upgrade to. Homebrew reports no categories, severities or CVEs: every
+// update is a "bugfix" with no severity, and none needs a reboot. Pinned
+// formulae are not reported as upgradable, since `brew upgrade` leaves them
+// alone.
+//
+// Homebrew installs only the newest version it knows, so Install refuses
+// an update whose version is not the one Homebrew would install now (the
+// endpoint reports its new candidate on the next inventory).
+//
+// The backend only builds command lines, so it compiles everywhere. It is
+// tested against recorded outputs and has not yet been exercised on a real
+// macOS machine.
+package brew
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"sort"
+	"time"
+
+	"github.com/patchline/patchline/agent/backend/run"
+	"github.com/patchline/patchline/reconciler/state"
+)
+
+// Source is the state.Update.Source of updates this backend reports.
+const Source = "brew"
+
+// env keeps Homebrew from refreshing itself in the middle of an upgrade,
+// so the version it installs is the one the inventory reported.
+var env = []string{"HOMEBREW_NO_AUTO_UPDATE=1"}
+
+// Backend manages Homebrew formulae and casks.
+type Backend struct{ run run.Runner }
+
+// New returns a brew backend that runs its commands through r.
+func New(r run.Runner) *Backend { return &Backend{run: r} }
+
+// info is the part of `brew info --json=v2 --installed` the backend reads.
+type info struct {
+	Formulae []struct {
+		Name      string `json:"name"`
+		Desc      string `json:"desc"`
+		Installed []struct {
+			Version string `json:"version"`
+			Time    int64  `json:"time"`
+		} `json:"installed"`
+	} `json:"formulae"`
+	Casks []struct {
+		Token         string   `json:"token"`
+		Name          []string `json:"name"`
+		Installed     string   `json:"installed"`
+		InstalledTime int64    `json:"installed_time"`
+	} `json:"casks"`
+}
+
+// outdatedEntry is one formula or cask of `brew outdated --json=v2`.
+type outdatedEntry struct {
+	Name              string   `json:"name"`
+	InstalledVersions []string `json:"installed_versions"`
+	CurrentVersion    string   `json:"current_version"`
+	Pinned            bool     `json:"pinned"`
+}
+
+// outdated is `brew outdated --json=v2`.
+type outdated struct {
+	Formulae []outdatedEntry `json:"formulae"`
+	Casks    []outdatedEntry `json:"casks"`
+}
+
+// Inventory refreshes Homebrew, then reports every installed formula and
+// cask and each upgrade Homebrew would make.
+func (b *Backend) Inventory(ctx context.Context) ([]*state.Update, error) {
+	if _, stderr, err := b.run.Run(ctx, "brew", []string{"update", "--quiet"}, nil); err != nil {
+		return nil, fmt.Errorf("brew update: %w: %s", err, bytes.TrimSpace(stderr))
+	}
+	out, stderr, err := b.run.Run(ctx, "brew", []string{"info", "--json=v2", "--installed"}, env)
+	if err != nil {
+		return nil, fmt.Errorf("brew info: %w: %s", err, bytes.TrimSpace(stderr))
+	}
+	var inst info
+	if err := json.Unmarshal(out, &inst); err != nil {
+		return nil, fmt.Errorf("brew info output: %w", err)
+	}
+	od, err := b.outdated(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var updates []*state.Update
+	installed := func(name, title, version string, unix int64) {
+		u := &state.Update{ID: name + "@" + version, Source: Source, Name: name, Title: title,
+			Version: version, InstalledVersion: version, Installed: true}
+		if unix > 0 {
+			at := time.Unix(unix, 0).UTC()
+			u.InstalledAt = &at
+		}
+		updates = append(updates, u)
+	}
+	for _, f := range inst.Formulae {
+		// The last installed version is the newest, the one linked.
+		if n := len(f.Installed); n > 0 && f.Name != "" {
+			installed(f.Name, f.Desc, f.Installed[n-1].Version, f.Installed[n-1].Time)
+		}
+	}
+	for _, c := range inst.Casks {
+		if c.Token != "" && c.Installed != "" {
+			title := ""
+			if len(c.Name) > 0 {
+				title = c.Name[0]
+			}
+			installed(c.Token, title, c.Installed, c.InstalledTime)
+		}
+	}
+	for _, e := range append(od.Formulae, od.Casks...) {
+		if e.Pinned || e.Name == "" || e.CurrentVersion == "" {
+			continue
+		}
+		cur := ""
+		if n := len(e.InstalledVersions); n > 0 {
+			cur = e.InstalledVersions[n-1]
+		}
+		updates = append(updates, &state.Update{ID: e.Name + "@" + e.CurrentVersion, Source: Source, Name: e.Name,
+			Version: e.CurrentVersion, InstalledVersion: cur, Category: "bugfix"})
+	}
+	sort.SliceStable(updates, func(i, j int) bool {
+		if updates[i].Name != updates[j].Name {
+			return updates[i].Name < updates[j].Name
+		}
+		return updates[i].Installed && !updates[j].Installed
+	})
+	return updates, nil
+}
+
+func (b *Backend) outdated(ctx context.Context) (outdated, error) {
+	var od outdated
+	out, stderr, err := b.run.Run(ctx, "brew", []string{"outdated", "--json=v2"}, env)
+	if err != nil {
+		return od, fmt.Errorf("brew outdated: %w: %s", err, bytes.TrimSpace(stderr))
+	}
+	if err := json.Unmarshal(out, &od); err != nil {
+		return od, fmt.Errorf("brew outdated output: %w", err)
+	}
+	return od, nil
+}
+
+// validName admits formula and cask names, tap-qualified ones too;
+// anything else in a job never reaches the command line.
+var validName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9@._+/-]*$`)
+
+// Install upgrades each formula or cask, one at a time and in order, after
+// checking that Homebrew would install exactly the update's version. An
+// update Homebrew no longer lists as outdated counts as succeeded when
+// brew info shows that version installed. The returned error is set only
+// when ctx ends.
+func (b *Backend) Install(ctx context.Context, updates []*state.Update) ([]run.Result, error) {
+	od, err := b.outdated(ctx)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		results := make([]run.Result, len(updates))
+		for i, u := range updates {
+			results[i] = run.Result{Update: u.ID, Error: err.Error()}
+		}
+		return results, nil
+	}
+	kind := map[string]string{} // outdated name → "--formula" or "--cask"
+	candidate := map[string]string{}
+	for _, e := range od.Formulae {
+		kind[e.Name], candidate[e.Name] = "--formula", e.CurrentVersion
+	}
+	for _, e := range od.Casks {
+		kind[e.Name], candidate[e.Name] = "--cask", e.CurrentVersion
+	}
+	results := make([]run.Result, 0, len(updates))
+	for _, u := range updates {
+		if err := ctx.Err(); err != nil {
+			return results, err
+		}
+		res := run.Result{Update: u.ID}
+		switch k, listed := kind[u.Name]; {
+		case u.Source != Source:
+			res.Error = fmt.Sprintf("update %q is from %q, not %s", u.ID, u.Source, Source)
+		case !validName.MatchString(u.Name):
+			res.Error = fmt.Sprintf("update %q: %q is not a Homebrew formula or cask name", u.ID, u.Name)
+		case !listed:
+			res.Succeeded, res.Error = b.isInstalled(ctx, u)
+		case candidate[u.Name] != u.Version:
+			res.Error = fmt.Sprintf("Homebrew would install %s %s, not %s", u.Name, candidate[u.Name], u.Version)
+		default:
+			stdout, stderr, err := b.run.Run(ctx, "brew", []string{"upgrade", k, u.Name}, env)
+			res.Output = run.Trim(stdout, stderr)
+			if err != nil {
+				res.Error = fmt.Sprintf("brew upgrade %s %s: %v", k, u.Name, err)
+			} else {
+				res.Succeeded = true
+			}
+		}
+		results = append(results, res)
+	}
+	return results, nil
+}
+
+// isInstalled checks an update Homebrew does not list as outdated: it is
+// done when that version is installed.
+func (b *Backend) isInstalled(ctx context.Context, u *state.Update) (bool, string) {
+	out, stderr, err := b.run.Run(ctx, "brew", []string{"info", "--json=v2", u.Name}, env)
+	if err != nil {
+		return false, fmt.Sprintf("%s is not outdated and brew info failed: %v: %s", u.Name, err, bytes.TrimSpace(stderr))
+	}
+	var inst info
+	if err := json.Unmarshal(out, &inst); err != nil {
+		return false, fmt.Sprintf("brew info %s output: %v", u.Name, err)
+	}
+	for _, f := range inst.Formulae {
+		for _, v := range f.Installed {
+			if f.Name == u.Name && v.Version == u.Version {
+				return true, ""
+			}
+		}
+	}
+	for _, c := range inst.Casks {
+		if c.Token == u.Name && c.Installed == u.Version {
+			return true, ""
+		}
+	}
+	return false, fmt.Sprintf("%s %s is neither installed nor offered by Homebrew", u.Name, u.Version)
+}
+
+// RebootPending is always false: Homebrew formulae and casks never need a
+// reboot, and macOS's own updates are not this backend's.
+func (b *Backend) RebootPending(context.Context) (bool, error) { return false, nil }

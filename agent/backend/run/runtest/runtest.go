@@ -1,0 +1,113 @@
+// Package runtest replays recorded command outputs for backend tests, so a
+// backend's parsing and command lines are tested without its tool.
+package runtest
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// Call is one recorded command: what was run and what it printed.
+type Call struct {
+	// Cmd is the command line: name and args joined by single spaces.
+	Cmd    string
+	Stdout string
+	Stderr string
+	// Exit is the exit status; non-zero makes Run return an ExitError.
+	Exit int
+}
+
+// ExitError is the error Replay returns for a non-zero exit status.
+type ExitError int
+
+func (e ExitError) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
+
+// ExitCode reports the status, as *exec.ExitError does.
+func (e ExitError) ExitCode() int { return int(e) }
+
+// Replay is a Runner that answers each command from its recorded calls, in
+// order of first match, and remembers what was run. A command with no
+// recording fails the test. It is safe for concurrent use.
+type Replay struct {
+	T     testing.TB
+	Calls []Call
+
+	mu  sync.Mutex // guards ran and env
+	ran []string
+	env [][]string
+}
+
+// Run implements run.Runner.
+func (r *Replay) Run(ctx context.Context, name string, args []string, env []string) ([]byte, []byte, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, nil, err
+	}
+	cmd := strings.Join(append([]string{name}, args...), " ")
+	r.mu.Lock()
+	r.ran = append(r.ran, cmd)
+	r.env = append(r.env, env)
+	r.mu.Unlock()
+	for _, c := range r.Calls {
+		if c.Cmd != cmd {
+			continue
+		}
+		var err error
+		if c.Exit != 0 {
+			err = ExitError(c.Exit)
+		}
+		return []byte(c.Stdout), []byte(c.Stderr), err
+	}
+	r.T.Errorf("unexpected command: %s", cmd)
+	return nil, nil, fmt.Errorf("no recording for %q", cmd)
+}
+
+// Ran returns the command lines run so far, in order.
+func (r *Replay) Ran() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.ran...)
+}
+
+// Env returns the extra environment of each command run so far, in order.
+func (r *Replay) Env() [][]string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([][]string(nil), r.env...)
+}
+
+// File reads a recorded output from dir/name, failing the test if it is
+// missing.
+func File(t testing.TB, dir, name string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, name))
+	if err != nil {
+		t.Fatalf("recorded output: %v", err)
+	}
+	return string(b)
+}
+
+// Golden compares got with the golden file at path, or rewrites the file
+// when update is set (the test's -update flag).
+func Golden(t testing.TB, path string, got []byte, update bool) {
+	t.Helper()
+	if update {
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatalf("rewrite golden file: %v", err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("golden file (run with -update to create it): %v", err)
+	}
+	if string(want) != string(got) {
+		t.Errorf("%s differs (-want +got; run with -update to accept):\n%s", path, cmp.Diff(string(want), string(got)))
+	}
+}

@@ -1,0 +1,146 @@
+package wua
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/patchline/patchline/agent/backend/internal/winos"
+	"github.com/patchline/patchline/agent/backend/run/runtest"
+	"github.com/patchline/patchline/reconciler/state"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+func cmdline(script string) string {
+	name, args := winos.Command(script)
+	return strings.Join(append([]string{name}, args...), " ")
+}
+
+func TestInventoryFromRecordedOutput(t *testing.T) {
+	tests := []struct{ name, recorded, golden string }{
+		{"Windows 11 24H2 with cumulative, .NET, Defender, MSRT and enablement updates", "inventory-win11.json", "inventory-win11.golden.json"},
+		{"nothing offered", "empty.json", "empty.golden.json"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := &runtest.Replay{T: t, Calls: []runtest.Call{{Cmd: cmdline(InventoryScript), Stdout: runtest.File(t, "testdata", tc.recorded)}}}
+			got, err := New(r).Inventory(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := json.MarshalIndent(got, "", "  ")
+			if err != nil {
+				t.Fatal(err)
+			}
+			runtest.Golden(t, filepath.Join("testdata", tc.golden), append(b, '\n'), *update)
+		})
+	}
+}
+
+func TestParseInventoryRejectsBrokenOutput(t *testing.T) {
+	for name, in := range map[string]string{
+		"PowerShell error text instead of JSON": "New-Object : Retrieving the COM class factory failed",
+		"update without any id":                 `[{"title":"x","kbs":[]}]`,
+		"unparseable release time":              `[{"kbs":["KB1"],"released":"13/05/2025"}]`,
+	} {
+		if _, err := parseInventory([]byte(in)); err == nil {
+			t.Errorf("%s: parseInventory succeeded, want an error", name)
+		}
+	}
+}
+
+func TestCategory(t *testing.T) {
+	tests := []struct {
+		names []string
+		want  string
+	}{
+		{[]string{"Security Updates", "Windows 11"}, "security"},
+		{[]string{"Windows Server 2022", "Critical Updates"}, "critical"},
+		{[]string{"Drivers"}, "driver"},
+		{[]string{"Feature Packs"}, "feature"},
+		{[]string{"Definition Updates", "Microsoft Defender Antivirus"}, "bugfix"},
+		{nil, "bugfix"},
+	}
+	for _, tc := range tests {
+		if got := category(tc.names); got != tc.want {
+			t.Errorf("category(%q) = %q, want %q", tc.names, got, tc.want)
+		}
+	}
+}
+
+func TestInstallFromRecordedOutput(t *testing.T) {
+	r := &runtest.Replay{T: t, Calls: []runtest.Call{
+		{Cmd: cmdline(InstallScript), Stdout: runtest.File(t, "testdata", "install-mixed.json")},
+	}}
+	updates := []*state.Update{
+		{ID: "KB5058411", Source: Source, Name: "KB5058411"},
+		{ID: "KB5054979", Source: Source, Name: "KB5054979"},
+		{ID: "KB5055523", Source: Source, Name: "KB5055523"},
+		{ID: "KB5099999", Source: Source, Name: "KB5099999"},
+		{ID: "KB890830", Source: Source, Name: "KB890830"},
+		{ID: "openssl@3", Source: "apt", Name: "openssl"},
+		{ID: "KB1'; Remove-Item", Source: Source, Name: "KB1'; Remove-Item"},
+	}
+	got, err := New(r).Install(context.Background(), updates)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type short struct {
+		Update    string
+		Succeeded bool
+		Error     string
+	}
+	var gotShort []short
+	for _, res := range got {
+		gotShort = append(gotShort, short{res.Update, res.Succeeded, res.Error})
+	}
+	want := []short{
+		{"KB5058411", true, ""},
+		{"KB5054979", false, "KB5054979: install failed (HRESULT 0x80240017)"},
+		{"KB5055523", true, ""},
+		{"KB5099999", false, "KB5099999 is not offered by Windows Update here (not applicable, superseded or withdrawn)"},
+		{"KB890830", false, "KB890830: Exception from HRESULT: 0x80240438"},
+		{"openssl@3", false, `update "openssl@3" is from "apt", not windows-update`},
+		{"KB1'; Remove-Item", false, `update "KB1'; Remove-Item": "KB1'; Remove-Item" is neither a KB number nor an update id`},
+	}
+	if d := cmp.Diff(want, gotShort); d != "" {
+		t.Errorf("results (-want +got):\n%s", d)
+	}
+	if env := r.Env()[0]; !cmp.Equal(env, []string{"PATCHLINE_UPDATES=KB5058411,KB5054979,KB5055523,KB5099999,KB890830"}) {
+		t.Errorf("script env = %q, want the five valid KBs in job order", env)
+	}
+	if !strings.Contains(got[0].Output, "reboot required true") {
+		t.Errorf("KB5058411 output = %q, want the reboot flag", got[0].Output)
+	}
+}
+
+func TestInstallWhenPowerShellFails(t *testing.T) {
+	r := &runtest.Replay{T: t, Calls: []runtest.Call{
+		{Cmd: cmdline(InstallScript), Exit: 1, Stderr: "powershell.exe : The term 'powershell.exe' is not recognized"},
+	}}
+	got, err := New(r).Install(context.Background(), []*state.Update{{ID: "KB5058411", Source: Source, Name: "KB5058411"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0].Succeeded || !strings.Contains(got[0].Error, "not recognized") {
+		t.Errorf("results = %+v, want one failure naming PowerShell's error", got)
+	}
+}
+
+func TestRebootPending(t *testing.T) {
+	for _, tc := range []struct {
+		out  string
+		want bool
+	}{{"true\r\n", true}, {"false\r\n", false}} {
+		r := &runtest.Replay{T: t, Calls: []runtest.Call{{Cmd: cmdline(winos.RebootScript), Stdout: tc.out}}}
+		got, err := New(r).RebootPending(context.Background())
+		if err != nil || got != tc.want {
+			t.Errorf("RebootPending with output %q = %v, %v; want %v", tc.out, got, err, tc.want)
+		}
+	}
+}

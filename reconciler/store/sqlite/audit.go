@@ -1,0 +1,76 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+
+	"github.com/patchline/patchline/reconciler/store"
+)
+
+// AppendAudit appends an entry to the audit log (for events the store does
+// not record itself, such as a halt or a resume). The entry's ID is
+// assigned by the store.
+func (db *DB) AppendAudit(ctx context.Context, e store.AuditEntry) error {
+	if e.Kind == "" || e.At.IsZero() {
+		return fmt.Errorf("append audit entry: kind and time are required: %w", store.ErrInvalid)
+	}
+	if len(e.Detail) > 0 && !json.Valid(e.Detail) {
+		return fmt.Errorf("append %s audit entry: detail is not JSON: %w", e.Kind, store.ErrInvalid)
+	}
+	err := inTx(ctx, db.write, func(tx *sql.Tx) error { return appendAudit(ctx, tx, e) })
+	if err != nil {
+		return fmt.Errorf("append %s audit entry: %w", e.Kind, err)
+	}
+	return nil
+}
+
+// appendAudit appends e inside tx, so an entry is stored exactly when the
+// change it records is.
+func appendAudit(ctx context.Context, tx *sql.Tx, e store.AuditEntry) error {
+	var detail any
+	if len(e.Detail) > 0 {
+		detail = string(e.Detail)
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO audit (at, kind, client, endpoint, revision, job, detail)
+		VALUES (?, ?, ?, ?, ?, ?, ?)`,
+		timeArg(e.At), string(e.Kind), e.Client, e.Endpoint, e.Revision, e.Job, detail); err != nil {
+		return fmt.Errorf("audit: %w", err)
+	}
+	return nil
+}
+
+// Audit returns up to limit audit entries with an id greater than afterID,
+// oldest first. Page through the log by passing the last id seen.
+func (db *DB) Audit(ctx context.Context, afterID int64, limit int) ([]store.AuditEntry, error) {
+	if limit <= 0 {
+		return nil, fmt.Errorf("audit: limit must be positive: %w", store.ErrInvalid)
+	}
+	rows, err := db.read.QueryContext(ctx, `SELECT id, at, kind, client, endpoint, revision, job, detail FROM audit
+		WHERE id > ? ORDER BY id LIMIT ?`, afterID, limit)
+	if err != nil {
+		return nil, fmt.Errorf("audit: %w", err)
+	}
+	defer rows.Close()
+	var entries []store.AuditEntry
+	for rows.Next() {
+		var e store.AuditEntry
+		var at sql.NullInt64
+		var kind string
+		var detail sql.NullString
+		if err := rows.Scan(&e.ID, &at, &kind, &e.Client, &e.Endpoint, &e.Revision, &e.Job, &detail); err != nil {
+			return nil, fmt.Errorf("audit: %w", err)
+		}
+		e.At = timeOf(at)
+		e.Kind = store.AuditKind(kind)
+		if detail.Valid {
+			e.Detail = json.RawMessage(detail.String)
+		}
+		entries = append(entries, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("audit: %w", err)
+	}
+	return entries, nil
+}

@@ -1,0 +1,101 @@
+package sqlite
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp/cmpopts"
+	"github.com/patchline/patchline/reconciler/state"
+	"github.com/patchline/patchline/reconciler/store"
+)
+
+// t0 is the test clock's start: a Tuesday morning.
+var t0 = time.Date(2026, 3, 10, 9, 0, 0, 0, time.UTC)
+
+// equateEmpty makes nil and empty lists and maps equal in comparisons.
+var equateEmpty = cmpopts.EquateEmpty()
+
+// openTest opens a fresh store in a temporary directory and returns it with
+// its file path; the store is closed when the test ends.
+func openTest(t testing.TB) (*DB, string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "patchd.db")
+	db, err := Open(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db, path
+}
+
+func enroll(t testing.TB, db *DB, id, client string) {
+	t.Helper()
+	err := db.Enroll(context.Background(), store.Enrollment{
+		ID: id, Client: client, Hostname: id + ".local", NodeKeyHash: []byte("hash-" + id), EnrolledAt: t0,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// sign is a test signer: the payload names the job, the signature the
+// payload.
+func sign(j *store.Job) error {
+	j.Payload = fmt.Appendf(nil, "%s/%s/%d", j.Endpoint, j.ID, j.Seq)
+	j.Signature = append([]byte("sig:"), j.Payload...)
+	return nil
+}
+
+// newJob is a planned job for endpoint with key, open until t0+2h.
+func newJob(endpoint, client, key string, updates ...string) store.Job {
+	return store.Job{
+		Endpoint: endpoint, Client: client, Ring: "canary", Updates: updates,
+		NotAfter: t0.Add(2 * time.Hour), Reboot: "if-required", RebootDeadline: "4h",
+		Revision: "c0ffee", IdempotencyKey: key,
+	}
+}
+
+func createJobs(t testing.TB, db *DB, client string, now time.Time, jobs ...store.Job) []store.Job {
+	t.Helper()
+	created, err := db.CreateJobs(context.Background(), client, jobs, now, sign)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return created
+}
+
+// kb is a Windows update as an agent reports it.
+func kb(id string, installed bool) *state.Update {
+	return &state.Update{
+		ID: id, Source: "windows-update", Name: id, Title: "Cumulative update " + id, Version: "1",
+		Category: "security", Severity: "critical", CVSS: 9.8, CVEs: []string{"CVE-2026-0001", "CVE-2026-0002"},
+		KnownExploited: true, Released: t0.Add(-72 * time.Hour), RebootRequired: true, Installed: installed,
+	}
+}
+
+// deb is a Debian package version as an agent reports it.
+func deb(name, version, installedVersion string, requires ...string) *state.Update {
+	return &state.Update{
+		ID: name + "@" + version, Source: "apt", Name: name, Version: version, InstalledVersion: installedVersion,
+		Category: "bugfix", Released: t0.Add(-24 * time.Hour), Requires: requires,
+	}
+}
+
+func report(endpoint string, at time.Time, updates ...*state.Update) store.Report {
+	return store.Report{
+		Endpoint: endpoint, Hostname: endpoint + ".local", OS: state.OS{Family: "windows", Version: "11 24H2"},
+		Labels: map[string]string{"site": "hq"}, At: at, Updates: updates,
+	}
+}
+
+func replace(t testing.TB, db *DB, r store.Report) {
+	t.Helper()
+	if err := db.ReplaceInventory(context.Background(), r); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func ptr[T any](v T) *T { return &v }

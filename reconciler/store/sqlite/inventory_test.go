@@ -1,0 +1,205 @@
+package sqlite
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/patchline/patchline/reconciler/state"
+	"github.com/patchline/patchline/reconciler/store"
+)
+
+func TestEnroll(t *testing.T) {
+	db, _ := openTest(t)
+	ctx := context.Background()
+	e := store.Enrollment{ID: "ep-1", Client: "acme", Hostname: "reception-pc", NodeKeyHash: []byte{1, 2, 3}, EnrolledAt: t0}
+	if err := db.Enroll(ctx, e); err != nil {
+		t.Fatal(err)
+	}
+	got, err := db.EndpointByID(ctx, "ep-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(e, got); diff != "" {
+		t.Errorf("EndpointByID (-want +got):\n%s", diff)
+	}
+
+	for _, tc := range []struct {
+		name string
+		e    store.Enrollment
+		want error
+	}{
+		{"same endpoint enrolling twice", e, store.ErrConflict},
+		{"endpoint without client", store.Enrollment{ID: "ep-2", NodeKeyHash: []byte{1}, EnrolledAt: t0}, store.ErrInvalid},
+		{"endpoint without node key", store.Enrollment{ID: "ep-2", Client: "acme", EnrolledAt: t0}, store.ErrInvalid},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := db.Enroll(ctx, tc.e); !errors.Is(err, tc.want) {
+				t.Errorf("Enroll = %v, want %v", err, tc.want)
+			}
+		})
+	}
+	if _, err := db.EndpointByID(ctx, "ep-unknown"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("EndpointByID of unknown endpoint = %v, want ErrNotFound", err)
+	}
+}
+
+func TestReplaceInventory(t *testing.T) {
+	t1, t2, t3 := t0.Add(time.Hour), t0.Add(2*time.Hour), t0.Add(3*time.Hour)
+	type result struct {
+		job     string // key of the job created before the result
+		updates []string
+		results []store.UpdateResult
+		at      time.Time
+	}
+	for _, tc := range []struct {
+		name    string
+		reports []store.Report
+		results []result // recorded after the first report
+		wantErr error    // of the last report
+		// want is the endpoint's updates after all steps; InFlightJob and
+		// Attempts[].Job are compared only for presence.
+		want []*state.Update
+	}{
+		{
+			name:    "update reported installed for the first time gets the report time",
+			reports: []store.Report{report("ep-1", t1, kb("KB5001", true))},
+			want:    []*state.Update{withInstalledAt(kb("KB5001", true), t1)},
+		},
+		{
+			name: "installed update keeps its first installed time on later reports",
+			reports: []store.Report{
+				report("ep-1", t1, kb("KB5001", true)),
+				report("ep-1", t2, kb("KB5001", true), kb("KB5002", false)),
+			},
+			want: []*state.Update{withInstalledAt(kb("KB5001", true), t1), kb("KB5002", false)},
+		},
+		{
+			name: "update reported uninstalled loses its installed time",
+			reports: []store.Report{
+				report("ep-1", t1, kb("KB5001", true)),
+				report("ep-1", t2, kb("KB5001", false)),
+			},
+			want: []*state.Update{kb("KB5001", false)},
+		},
+		{
+			name: "agent's own installed time and attempts are ignored",
+			reports: []store.Report{
+				report("ep-1", t1, withAttempts(withInstalledAt(kb("KB5001", true), t0.Add(-time.Hour)))),
+			},
+			want: []*state.Update{withInstalledAt(kb("KB5001", true), t1)},
+		},
+		{
+			name: "update no longer reported is gone from the snapshot",
+			reports: []store.Report{
+				report("ep-1", t1, kb("KB5001", false), deb("openssl", "3.0.15-1", "3.0.14-1")),
+				report("ep-1", t2, deb("openssl", "3.0.15-1", "3.0.14-1")),
+			},
+			want: []*state.Update{deb("openssl", "3.0.15-1", "3.0.14-1")},
+		},
+		{
+			name:    "job success marks the update installed at the result time and a later report keeps it",
+			reports: []store.Report{report("ep-1", t1, kb("KB5001", false)), report("ep-1", t3, kb("KB5001", true))},
+			results: []result{{job: "k1", updates: []string{"KB5001"}, at: t2,
+				results: []store.UpdateResult{{Update: "KB5001", Result: state.ResultSucceeded, At: t2}}}},
+			want: []*state.Update{withAttempt(withInstalledAt(kb("KB5001", true), t2), t2, state.ResultSucceeded, "")},
+		},
+		{
+			name: "failed attempts survive the update leaving and coming back",
+			reports: []store.Report{
+				report("ep-1", t1, kb("KB5001", false)),
+				report("ep-1", t2),
+				report("ep-1", t3, kb("KB5001", false)),
+			},
+			results: []result{{job: "k1", updates: []string{"KB5001"}, at: t1.Add(time.Minute),
+				results: []store.UpdateResult{{Update: "KB5001", Result: state.ResultFailed, Error: "0x800f0922"}}}},
+			want: []*state.Update{withAttempt(kb("KB5001", false), t1.Add(time.Minute), state.ResultFailed, "0x800f0922")},
+		},
+		{
+			name: "older report is refused and changes nothing",
+			reports: []store.Report{
+				report("ep-1", t2, kb("KB5001", true)),
+				report("ep-1", t1, kb("KB5001", false)),
+			},
+			wantErr: store.ErrConflict,
+			want:    []*state.Update{withInstalledAt(kb("KB5001", true), t2)},
+		},
+		{
+			name: "repeated report is stored again",
+			reports: []store.Report{
+				report("ep-1", t1, kb("KB5001", true)),
+				report("ep-1", t1, kb("KB5001", true)),
+			},
+			want: []*state.Update{withInstalledAt(kb("KB5001", true), t1)},
+		},
+		{
+			name:    "same update twice in one report is invalid",
+			reports: []store.Report{report("ep-1", t1, kb("KB5001", true), kb("KB5001", false))},
+			wantErr: store.ErrInvalid,
+			want:    []*state.Update{},
+		},
+		{
+			name:    "report from an endpoint never enrolled",
+			reports: []store.Report{report("ep-9", t1, kb("KB5001", true))},
+			wantErr: store.ErrNotFound,
+			want:    []*state.Update{},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			db, _ := openTest(t)
+			ctx := context.Background()
+			enroll(t, db, "ep-1", "acme")
+			var err error
+			for i, r := range tc.reports {
+				err = db.ReplaceInventory(ctx, r)
+				if i < len(tc.reports)-1 && err != nil {
+					t.Fatalf("report %d: %v", i, err)
+				}
+				if i == 0 {
+					for _, res := range tc.results {
+						j := createJobs(t, db, "acme", t1, newJob("ep-1", "acme", res.job, res.updates...))
+						if _, err := db.RecordResult(ctx, j[0].ID, "ep-1", res.results, res.at); err != nil {
+							t.Fatal(err)
+						}
+					}
+				}
+			}
+			if !errors.Is(err, tc.wantErr) {
+				t.Fatalf("last report: error %v, want %v", err, tc.wantErr)
+			}
+			got, err := db.EndpointSnapshot(ctx, "ep-1", t3)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, u := range got.Updates {
+				for i := range u.Attempts {
+					if u.Attempts[i].Job == "" {
+						t.Errorf("update %s: attempt %d has no job id", u.ID, i)
+					}
+					u.Attempts[i].Job = ""
+				}
+			}
+			if diff := cmp.Diff(tc.want, got.Updates, equateEmpty); diff != "" {
+				t.Errorf("updates (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func withInstalledAt(u *state.Update, at time.Time) *state.Update {
+	u.InstalledAt = &at
+	return u
+}
+
+func withAttempts(u *state.Update) *state.Update {
+	u.Attempts = []state.Attempt{{At: t0, Result: state.ResultFailed, Job: "agent-made-up"}}
+	u.InFlightJob = ptr("agent-made-up")
+	return u
+}
+
+func withAttempt(u *state.Update, at time.Time, r state.Result, msg string) *state.Update {
+	u.Attempts = append(u.Attempts, state.Attempt{At: at, Result: r, Error: msg, Ring: "canary"})
+	return u
+}

@@ -1,0 +1,338 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/patchline/patchline/reconciler/state"
+	"github.com/patchline/patchline/reconciler/store"
+)
+
+// CreateJobs stores one client's new jobs, from one re-plan, in a single
+// transaction: either all of them are queued or none is.
+//
+// A job whose idempotency key is already stored (from an earlier plan, or
+// earlier in jobs) is skipped; created lists only the jobs stored now, with
+// ID, Seq (the endpoint's next sequence number), State open, CreatedAt now
+// and the Payload and Signature that sign filled in. sign runs inside the
+// transaction once ID and Seq are set, so a job is never stored unsigned; an
+// error from sign stores nothing. Each created job gets a job-created audit
+// entry in the same transaction.
+//
+// Every job must be for an enrolled endpoint of client (store.ErrNotFound
+// for an unknown endpoint, store.ErrConflict for another client's); a job
+// with an empty Client gets client.
+func (db *DB) CreateJobs(ctx context.Context, client string, jobs []store.Job, now time.Time, sign store.Signer) ([]store.Job, error) {
+	if sign == nil {
+		return nil, fmt.Errorf("create jobs of client %q: a signer is required: %w", client, store.ErrInvalid)
+	}
+	for i, j := range jobs {
+		switch {
+		case j.Endpoint == "":
+			return nil, fmt.Errorf("create jobs of client %q: job %d: endpoint is required: %w", client, i, store.ErrInvalid)
+		case j.IdempotencyKey == "":
+			return nil, fmt.Errorf("create jobs of client %q: job %d for endpoint %q: idempotency key is required: %w", client, i, j.Endpoint, store.ErrInvalid)
+		case len(j.Updates) == 0:
+			return nil, fmt.Errorf("create jobs of client %q: job %d for endpoint %q: no updates: %w", client, i, j.Endpoint, store.ErrInvalid)
+		case !storable(j.NotAfter):
+			return nil, fmt.Errorf("create jobs of client %q: job %d for endpoint %q: not-after time %s is missing or out of range: %w", client, i, j.Endpoint, j.NotAfter.Format(timeLayout), store.ErrInvalid)
+		case j.Client != "" && j.Client != client:
+			return nil, fmt.Errorf("create jobs of client %q: job %d for endpoint %q names client %q: %w", client, i, j.Endpoint, j.Client, store.ErrInvalid)
+		}
+	}
+
+	var created []store.Job
+	err := inTx(ctx, db.write, func(tx *sql.Tx) error {
+		for _, j := range jobs {
+			c, ok, err := createJob(ctx, tx, client, j, now, sign)
+			if err != nil {
+				return fmt.Errorf("job for endpoint %q (key %q): %w", j.Endpoint, j.IdempotencyKey, err)
+			}
+			if ok {
+				created = append(created, c)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create jobs of client %q: %w", client, err)
+	}
+	return created, nil
+}
+
+// createJob stores one job inside CreateJobs' transaction; ok is false when
+// its idempotency key is already stored.
+func createJob(ctx context.Context, tx *sql.Tx, client string, j store.Job, now time.Time, sign store.Signer) (store.Job, bool, error) {
+	var exists int
+	err := tx.QueryRowContext(ctx, `SELECT 1 FROM jobs WHERE idempotency_key = ?`, j.IdempotencyKey).Scan(&exists)
+	if err == nil {
+		return store.Job{}, false, nil
+	}
+	if !errors.Is(err, sql.ErrNoRows) {
+		return store.Job{}, false, err
+	}
+
+	var epClient string
+	var seq int64
+	err = tx.QueryRowContext(ctx, `SELECT client, job_seq FROM endpoints WHERE id = ?`, j.Endpoint).Scan(&epClient, &seq)
+	if errors.Is(err, sql.ErrNoRows) {
+		return store.Job{}, false, fmt.Errorf("endpoint not enrolled: %w", store.ErrNotFound)
+	}
+	if err != nil {
+		return store.Job{}, false, err
+	}
+	if epClient != client {
+		return store.Job{}, false, fmt.Errorf("endpoint belongs to client %q: %w", epClient, store.ErrConflict)
+	}
+	seq++
+	if _, err := tx.ExecContext(ctx, `UPDATE endpoints SET job_seq = ? WHERE id = ?`, seq, j.Endpoint); err != nil {
+		return store.Job{}, false, err
+	}
+
+	j.Client = client
+	j.Updates = slices.Clone(j.Updates)
+	j.ID = newID()
+	j.Seq = seq
+	j.State = store.JobOpen
+	j.LeaseUntil = time.Time{}
+	j.CreatedAt = now
+	if err := sign(&j); err != nil {
+		return store.Job{}, false, fmt.Errorf("sign: %w", err)
+	}
+	updates, err := json.Marshal(j.Updates)
+	if err != nil {
+		return store.Job{}, false, err
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO jobs (id, seq, endpoint, client, ring, updates, not_after, reboot,
+		reboot_deadline, revision, idempotency_key, payload, signature, state, created_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		j.ID, j.Seq, j.Endpoint, j.Client, j.Ring, string(updates), j.NotAfter.UnixNano(), j.Reboot,
+		j.RebootDeadline, j.Revision, j.IdempotencyKey, j.Payload, j.Signature, string(j.State), now.UnixNano()); err != nil {
+		return store.Job{}, false, err
+	}
+	detail, err := json.Marshal(struct {
+		Seq      int64     `json:"seq"`
+		Ring     string    `json:"ring"`
+		Updates  []string  `json:"updates"`
+		NotAfter time.Time `json:"notAfter"`
+		Key      string    `json:"idempotencyKey"`
+	}{j.Seq, j.Ring, j.Updates, j.NotAfter.UTC(), j.IdempotencyKey})
+	if err != nil {
+		return store.Job{}, false, err
+	}
+	if err := appendAudit(ctx, tx, store.AuditEntry{
+		At: now, Kind: store.AuditJobCreated, Client: client, Endpoint: j.Endpoint, Revision: j.Revision, Job: j.ID, Detail: detail,
+	}); err != nil {
+		return store.Job{}, false, err
+	}
+	return j, true, nil
+}
+
+// jobColumns are the columns scanJob reads.
+const jobColumns = `id, seq, endpoint, client, ring, updates, not_after, reboot, reboot_deadline, revision,
+	idempotency_key, payload, signature, state, lease_until, created_at`
+
+func scanJob(rows *sql.Rows) (store.Job, error) {
+	var j store.Job
+	var updates sql.NullString
+	var notAfter, leaseUntil, created sql.NullInt64
+	var reboot, st string
+	if err := rows.Scan(&j.ID, &j.Seq, &j.Endpoint, &j.Client, &j.Ring, &updates, &notAfter, &reboot, &j.RebootDeadline,
+		&j.Revision, &j.IdempotencyKey, &j.Payload, &j.Signature, &st, &leaseUntil, &created); err != nil {
+		return store.Job{}, err
+	}
+	var err error
+	if j.Updates, err = jsonList[string](updates); err != nil {
+		return store.Job{}, fmt.Errorf("job %q: updates: %w", j.ID, err)
+	}
+	j.Reboot = reboot
+	j.State = store.JobState(st)
+	j.NotAfter = timeOf(notAfter)
+	j.LeaseUntil = timeOf(leaseUntil)
+	j.CreatedAt = timeOf(created)
+	return j, nil
+}
+
+// DueJobs returns the jobs of an endpoint its agent should run now, in
+// sequence order: open jobs, and leased jobs whose lease ended without a
+// result (the agent crashed or lost the job; it is offered again), in both
+// cases only while their not-after time is after now.
+func (db *DB) DueJobs(ctx context.Context, endpoint string, now time.Time) ([]store.Job, error) {
+	n := now.UnixNano()
+	rows, err := db.read.QueryContext(ctx, `SELECT `+jobColumns+` FROM jobs
+		WHERE endpoint = ? AND state IN ('open', 'leased') AND not_after > ? AND (state = 'open' OR lease_until <= ?)
+		ORDER BY seq`, endpoint, n, n)
+	if err != nil {
+		return nil, fmt.Errorf("due jobs of endpoint %q: %w", endpoint, err)
+	}
+	defer rows.Close()
+	var jobs []store.Job
+	for rows.Next() {
+		j, err := scanJob(rows)
+		if err != nil {
+			return nil, fmt.Errorf("due jobs of endpoint %q: %w", endpoint, err)
+		}
+		jobs = append(jobs, j)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("due jobs of endpoint %q: %w", endpoint, err)
+	}
+	return jobs, nil
+}
+
+// LeaseJob marks an open or leased job as handed to its agent until the
+// given time; DueJobs offers it again after that. A finished job is
+// store.ErrConflict, an unknown one store.ErrNotFound.
+func (db *DB) LeaseJob(ctx context.Context, id string, until time.Time) error {
+	err := inTx(ctx, db.write, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE jobs SET state = 'leased', lease_until = ?
+			WHERE id = ? AND state IN ('open', 'leased')`, until.UnixNano(), id)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil || n == 1 {
+			return err
+		}
+		var st string
+		err = tx.QueryRowContext(ctx, `SELECT state FROM jobs WHERE id = ?`, id).Scan(&st)
+		if errors.Is(err, sql.ErrNoRows) {
+			return store.ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		return fmt.Errorf("job is %s: %w", st, store.ErrConflict)
+	})
+	if err != nil {
+		return fmt.Errorf("lease job %q: %w", id, err)
+	}
+	return nil
+}
+
+// RecordResult records the outcome of a job that endpoint ran, in one
+// transaction: the job becomes done, each result becomes an attempt of its
+// update (with the job's ring), a succeeded update is marked installed (its
+// InstalledAt is the result's time unless it already had one), and a
+// job-result audit entry is appended.
+//
+// Recording is idempotent by job id: a second copy of a result (the agent's
+// outbox retrying after a lost answer) changes nothing and returns dup true.
+// A job of another endpoint is store.ErrNotFound, as if it did not exist. A
+// result for an expired job is recorded all the same: the agent may have
+// started it in time, and what happened on the endpoint is what counts.
+func (db *DB) RecordResult(ctx context.Context, jobID, endpoint string, results []store.UpdateResult, now time.Time) (bool, error) {
+	dup := false
+	err := inTx(ctx, db.write, func(tx *sql.Tx) error {
+		var jobEndpoint, client, ring, revision, st string
+		var updates sql.NullString
+		err := tx.QueryRowContext(ctx, `SELECT endpoint, client, ring, revision, updates, state FROM jobs WHERE id = ?`, jobID).
+			Scan(&jobEndpoint, &client, &ring, &revision, &updates, &st)
+		if errors.Is(err, sql.ErrNoRows) || (err == nil && jobEndpoint != endpoint) {
+			return store.ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		if store.JobState(st) == store.JobDone {
+			dup = true
+			return nil
+		}
+		jobUpdates, err := jsonList[string](updates)
+		if err != nil {
+			return fmt.Errorf("updates: %w", err)
+		}
+		counts := map[state.Result]int{}
+		for _, r := range results {
+			if !slices.Contains(jobUpdates, r.Update) {
+				return fmt.Errorf("result for update %q, which the job does not contain: %w", r.Update, store.ErrInvalid)
+			}
+			switch r.Result {
+			case state.ResultSucceeded, state.ResultFailed, state.ResultRefused:
+			default:
+				return fmt.Errorf("update %q: unknown result %q: %w", r.Update, r.Result, store.ErrInvalid)
+			}
+			counts[r.Result]++
+		}
+
+		if _, err := tx.ExecContext(ctx, `UPDATE jobs SET state = 'done', finished_at = ?, lease_until = NULL WHERE id = ?`,
+			now.UnixNano(), jobID); err != nil {
+			return err
+		}
+		for _, r := range results {
+			at := r.At
+			if at.IsZero() {
+				at = now
+			}
+			if _, err := tx.ExecContext(ctx, `INSERT INTO attempts (endpoint, update_id, job, ring, at, result, error, output)
+				VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+				endpoint, r.Update, jobID, ring, at.UnixNano(), string(r.Result), r.Error, r.Output); err != nil {
+				return fmt.Errorf("update %q: %w", r.Update, err)
+			}
+			if r.Result == state.ResultSucceeded {
+				if _, err := tx.ExecContext(ctx, `UPDATE updates SET installed = 1, installed_at = coalesce(installed_at, ?)
+					WHERE endpoint = ? AND id = ?`, at.UnixNano(), endpoint, r.Update); err != nil {
+					return fmt.Errorf("update %q: %w", r.Update, err)
+				}
+			}
+		}
+		detail, err := json.Marshal(struct {
+			Succeeded int  `json:"succeeded"`
+			Failed    int  `json:"failed"`
+			Refused   int  `json:"refused"`
+			Expired   bool `json:"expired,omitempty"`
+		}{counts[state.ResultSucceeded], counts[state.ResultFailed], counts[state.ResultRefused], store.JobState(st) == store.JobExpired})
+		if err != nil {
+			return err
+		}
+		return appendAudit(ctx, tx, store.AuditEntry{
+			At: now, Kind: store.AuditJobResult, Client: client, Endpoint: endpoint, Revision: revision, Job: jobID, Detail: detail,
+		})
+	})
+	if err != nil {
+		return false, fmt.Errorf("result of job %q from endpoint %q: %w", jobID, endpoint, err)
+	}
+	return dup, nil
+}
+
+// ExpireJobs marks every open or leased job whose not-after time is not
+// after now as expired, with a job-expired audit entry each, and returns how
+// many it expired.
+func (db *DB) ExpireJobs(ctx context.Context, now time.Time) (int, error) {
+	n := 0
+	err := inTx(ctx, db.write, func(tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, `UPDATE jobs SET state = 'expired', finished_at = ?
+			WHERE state IN ('open', 'leased') AND not_after <= ?
+			RETURNING id, endpoint, client, revision`, now.UnixNano(), now.UnixNano())
+		if err != nil {
+			return err
+		}
+		var expired []store.AuditEntry
+		for rows.Next() {
+			e := store.AuditEntry{At: now, Kind: store.AuditJobExpired}
+			if err := rows.Scan(&e.Job, &e.Endpoint, &e.Client, &e.Revision); err != nil {
+				rows.Close()
+				return err
+			}
+			expired = append(expired, e)
+		}
+		if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+			return err
+		}
+		for _, e := range expired {
+			if err := appendAudit(ctx, tx, e); err != nil {
+				return err
+			}
+		}
+		n = len(expired)
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("expire jobs: %w", err)
+	}
+	return n, nil
+}

@@ -1,0 +1,494 @@
+package sqlite
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+	"github.com/patchline/patchline/reconciler/state"
+	"github.com/patchline/patchline/reconciler/store"
+)
+
+func TestCreateJobs(t *testing.T) {
+	db, _ := openTest(t)
+	ctx := context.Background()
+	enroll(t, db, "ep-1", "acme")
+	enroll(t, db, "ep-2", "acme")
+
+	planned := []store.Job{
+		newJob("ep-1", "acme", "k1", "KB5001", "KB5002"),
+		newJob("ep-2", "", "k2", "KB5001"),
+	}
+	created := createJobs(t, db, "acme", t0, planned...)
+	want := []store.Job{planned[0], planned[1]}
+	for i := range want {
+		want[i].Client, want[i].Seq, want[i].State, want[i].CreatedAt = "acme", 1, store.JobOpen, t0
+	}
+	ignoreIdentity := cmpopts.IgnoreFields(store.Job{}, "ID", "Payload", "Signature")
+	if diff := cmp.Diff(want, created, ignoreIdentity); diff != "" {
+		t.Errorf("created jobs (-want +got):\n%s", diff)
+	}
+	for _, j := range created {
+		if j.ID == "" || string(j.Payload) != fmt.Sprintf("%s/%s/%d", j.Endpoint, j.ID, j.Seq) {
+			t.Errorf("job %+v: signer did not see the assigned id and sequence", j)
+		}
+	}
+	if created[0].ID == created[1].ID {
+		t.Errorf("two jobs share id %s", created[0].ID)
+	}
+
+	// The controller re-plans (after a crash, or a burst of reports): the
+	// same keys come again with one new job.
+	again := createJobs(t, db, "acme", t0.Add(time.Minute), append(planned, newJob("ep-1", "acme", "k3", "KB5003"))...)
+	if len(again) != 1 || again[0].IdempotencyKey != "k3" || again[0].Seq != 2 {
+		t.Errorf("re-plan created %+v, want only k3 with sequence 2", again)
+	}
+	// Keys repeated inside one plan are stored once.
+	dupInPlan := createJobs(t, db, "acme", t0, newJob("ep-2", "acme", "k4", "KB5004"), newJob("ep-2", "acme", "k4", "KB5004"))
+	if len(dupInPlan) != 1 {
+		t.Errorf("plan with a repeated key created %d jobs, want 1", len(dupInPlan))
+	}
+
+	due, err := db.DueJobs(ctx, "ep-1", t0.Add(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]store.Job{created[0], again[0]}, due); diff != "" {
+		t.Errorf("due jobs of ep-1 (-want +got):\n%s", diff)
+	}
+
+	audit, err := db.Audit(ctx, 0, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var jobsAudited []string
+	for _, e := range audit {
+		if e.Kind == store.AuditJobCreated {
+			jobsAudited = append(jobsAudited, e.Job)
+		}
+	}
+	if diff := cmp.Diff([]string{created[0].ID, created[1].ID, again[0].ID, dupInPlan[0].ID}, jobsAudited); diff != "" {
+		t.Errorf("job-created audit entries (-want +got):\n%s", diff)
+	}
+}
+
+// TestCreateJobsAllOrNothing: when one job of a client's plan cannot be
+// stored, none is, and no sequence number is used up.
+func TestCreateJobsAllOrNothing(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		jobs []store.Job
+		sign store.Signer
+		want error
+	}{
+		{
+			name: "endpoint never enrolled",
+			jobs: []store.Job{newJob("ep-1", "acme", "k1", "KB1"), newJob("ep-9", "acme", "k2", "KB1")},
+			sign: sign, want: store.ErrNotFound,
+		},
+		{
+			name: "endpoint of another client",
+			jobs: []store.Job{newJob("ep-1", "acme", "k1", "KB1"), newJob("ep-g", "", "k2", "KB1")},
+			sign: sign, want: store.ErrConflict,
+		},
+		{
+			name: "job names another client",
+			jobs: []store.Job{newJob("ep-1", "acme", "k1", "KB1"), newJob("ep-g", "globex", "k2", "KB1")},
+			sign: sign, want: store.ErrInvalid,
+		},
+		{
+			name: "signing fails on the second job",
+			jobs: []store.Job{newJob("ep-1", "acme", "k1", "KB1"), newJob("ep-1", "acme", "k2", "KB2")},
+			sign: func(j *store.Job) error {
+				if j.Seq == 2 {
+					return errors.New("signing key unavailable")
+				}
+				return sign(j)
+			},
+		},
+		{
+			name: "job without idempotency key",
+			jobs: []store.Job{newJob("ep-1", "acme", "k1", "KB1"), newJob("ep-1", "acme", "", "KB2")},
+			sign: sign, want: store.ErrInvalid,
+		},
+		{
+			name: "job without updates",
+			jobs: []store.Job{newJob("ep-1", "acme", "k1", "KB1"), newJob("ep-1", "acme", "k2")},
+			sign: sign, want: store.ErrInvalid,
+		},
+		{
+			name: "not-after time beyond what the store can hold",
+			jobs: []store.Job{newJob("ep-1", "acme", "k1", "KB1"), func() store.Job {
+				j := newJob("ep-1", "acme", "k2", "KB2")
+				j.NotAfter = time.Date(9999, 12, 31, 0, 0, 0, 0, time.UTC)
+				return j
+			}()},
+			sign: sign, want: store.ErrInvalid,
+		},
+		{
+			name: "no signer",
+			jobs: []store.Job{newJob("ep-1", "acme", "k1", "KB1")},
+			want: store.ErrInvalid,
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			db, _ := openTest(t)
+			ctx := context.Background()
+			enroll(t, db, "ep-1", "acme")
+			enroll(t, db, "ep-g", "globex")
+			_, err := db.CreateJobs(ctx, "acme", tc.jobs, t0, tc.sign)
+			if err == nil || (tc.want != nil && !errors.Is(err, tc.want)) {
+				t.Fatalf("CreateJobs error = %v, want %v", err, tc.want)
+			}
+			due, err := db.DueJobs(ctx, "ep-1", t0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(due) != 0 {
+				t.Errorf("%d jobs stored from a failed plan", len(due))
+			}
+			next := createJobs(t, db, "acme", t0, newJob("ep-1", "acme", "k1", "KB1"))
+			if next[0].Seq != 1 {
+				t.Errorf("next job got sequence %d, want 1: the failed plan used up numbers", next[0].Seq)
+			}
+		})
+	}
+}
+
+// TestSequenceOnlyGrows: sequence numbers continue across restarts and
+// never go back, even when old jobs are removed from the table.
+func TestSequenceOnlyGrows(t *testing.T) {
+	db, path := openTest(t)
+	ctx := context.Background()
+	enroll(t, db, "ep-1", "acme")
+	enroll(t, db, "ep-2", "acme")
+	createJobs(t, db, "acme", t0, newJob("ep-1", "acme", "k1", "KB1"), newJob("ep-1", "acme", "k2", "KB2"), newJob("ep-2", "acme", "k3", "KB1"))
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	db, err := Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	got := createJobs(t, db, "acme", t0, newJob("ep-1", "acme", "k4", "KB3"))
+	if got[0].Seq != 3 {
+		t.Errorf("after restart ep-1's next job got sequence %d, want 3", got[0].Seq)
+	}
+	if _, err := db.write.Exec(`DELETE FROM jobs WHERE endpoint = 'ep-1'`); err != nil {
+		t.Fatal(err)
+	}
+	got = createJobs(t, db, "acme", t0, newJob("ep-1", "acme", "k5", "KB4"), newJob("ep-2", "acme", "k6", "KB2"))
+	if got[0].Seq != 4 || got[1].Seq != 2 {
+		t.Errorf("after removing old jobs: sequences %d and %d, want 4 (ep-1) and 2 (ep-2)", got[0].Seq, got[1].Seq)
+	}
+}
+
+func TestLeaseExpiryOffersJobAgain(t *testing.T) {
+	db, _ := openTest(t)
+	ctx := context.Background()
+	enroll(t, db, "ep-1", "acme")
+	jobs := createJobs(t, db, "acme", t0, newJob("ep-1", "acme", "k1", "KB1"), newJob("ep-1", "acme", "k2", "KB2"))
+	leaseEnd := t0.Add(10 * time.Minute)
+	if err := db.LeaseJob(ctx, jobs[0].ID, leaseEnd); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		now  time.Time
+		want []string // job keys
+	}{
+		{"leased job is not offered during its lease", t0.Add(time.Minute), []string{"k2"}},
+		{"leased job is offered again when its lease ends", leaseEnd, []string{"k1", "k2"}},
+		{"nothing is offered after the window", t0.Add(2 * time.Hour), nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			due, err := db.DueJobs(ctx, "ep-1", tc.now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var keys []string
+			for _, j := range due {
+				keys = append(keys, j.IdempotencyKey)
+			}
+			if diff := cmp.Diff(tc.want, keys); diff != "" {
+				t.Errorf("due jobs (-want +got):\n%s", diff)
+			}
+		})
+	}
+	due, err := db.DueJobs(ctx, "ep-1", leaseEnd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if due[0].State != store.JobLeased || !due[0].LeaseUntil.Equal(leaseEnd) {
+		t.Errorf("re-offered job: state %s lease until %s, want leased until %s", due[0].State, due[0].LeaseUntil, leaseEnd)
+	}
+
+	// Re-leasing a leased job extends it; leasing a finished job is a
+	// conflict; an unknown job is not found.
+	if err := db.LeaseJob(ctx, jobs[0].ID, leaseEnd.Add(time.Hour)); err != nil {
+		t.Errorf("re-lease: %v", err)
+	}
+	if _, err := db.RecordResult(ctx, jobs[1].ID, "ep-1", nil, t0); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.LeaseJob(ctx, jobs[1].ID, leaseEnd); !errors.Is(err, store.ErrConflict) {
+		t.Errorf("lease of finished job: %v, want ErrConflict", err)
+	}
+	if err := db.LeaseJob(ctx, "no-such-job", leaseEnd); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("lease of unknown job: %v, want ErrNotFound", err)
+	}
+}
+
+func TestRecordResult(t *testing.T) {
+	ok := []store.UpdateResult{{Update: "KB1", Result: state.ResultSucceeded, Output: "installed"}}
+	for _, tc := range []struct {
+		name     string
+		endpoint string
+		job      func(store.Job) string
+		results  []store.UpdateResult
+		before   func(*testing.T, *DB, store.Job) // runs before the result
+		wantDup  bool
+		wantErr  error
+		// wantAttempts is the number of attempts recorded for KB1 in the end.
+		wantAttempts int
+	}{
+		{name: "first result is recorded", endpoint: "ep-1", results: ok, wantAttempts: 1},
+		{
+			name: "second copy from the outbox is a duplicate and changes nothing", endpoint: "ep-1", results: ok,
+			before: func(t *testing.T, db *DB, j store.Job) {
+				if dup, err := db.RecordResult(context.Background(), j.ID, "ep-1", ok, t0); dup || err != nil {
+					t.Fatalf("first copy: dup %v, error %v", dup, err)
+				}
+			},
+			wantDup: true, wantAttempts: 1,
+		},
+		{name: "result from another endpoint is refused as not found", endpoint: "ep-2", results: ok, wantErr: store.ErrNotFound},
+		{name: "result for an unknown job", endpoint: "ep-1", results: ok, job: func(store.Job) string { return "no-such-job" }, wantErr: store.ErrNotFound},
+		{
+			name: "result for an update the job does not contain", endpoint: "ep-1",
+			results: []store.UpdateResult{{Update: "KB2", Result: state.ResultSucceeded}}, wantErr: store.ErrInvalid,
+		},
+		{
+			name: "result with an unknown outcome", endpoint: "ep-1",
+			results: []store.UpdateResult{{Update: "KB1", Result: "maybe"}}, wantErr: store.ErrInvalid,
+		},
+		{
+			name: "late result for an expired job is still recorded", endpoint: "ep-1", results: ok,
+			before: func(t *testing.T, db *DB, j store.Job) {
+				if n, err := db.ExpireJobs(context.Background(), j.NotAfter); n != 1 || err != nil {
+					t.Fatalf("expire: %d, %v", n, err)
+				}
+			},
+			wantAttempts: 1,
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			db, _ := openTest(t)
+			ctx := context.Background()
+			enroll(t, db, "ep-1", "acme")
+			enroll(t, db, "ep-2", "acme")
+			replace(t, db, report("ep-1", t0, kb("KB1", false)))
+			j := createJobs(t, db, "acme", t0, newJob("ep-1", "acme", "k1", "KB1"))[0]
+			if tc.before != nil {
+				tc.before(t, db, j)
+			}
+			id := j.ID
+			if tc.job != nil {
+				id = tc.job(j)
+			}
+			dup, err := db.RecordResult(ctx, id, tc.endpoint, tc.results, t0.Add(time.Minute))
+			if !errors.Is(err, tc.wantErr) || (tc.wantErr == nil && err != nil) {
+				t.Fatalf("RecordResult error = %v, want %v", err, tc.wantErr)
+			}
+			if dup != tc.wantDup {
+				t.Errorf("dup = %v, want %v", dup, tc.wantDup)
+			}
+			ep, err := db.EndpointSnapshot(ctx, "ep-1", t0.Add(time.Minute))
+			if err != nil {
+				t.Fatal(err)
+			}
+			u := ep.Updates[0]
+			if len(u.Attempts) != tc.wantAttempts {
+				t.Errorf("KB1 has %d attempts, want %d", len(u.Attempts), tc.wantAttempts)
+			}
+			if tc.wantAttempts > 0 && (!u.Installed || u.InstalledAt == nil) {
+				t.Errorf("KB1 after a succeeded result: installed %v at %v, want installed", u.Installed, u.InstalledAt)
+			}
+			if tc.wantErr != nil && u.InFlightJob == nil {
+				t.Errorf("refused result finished the job")
+			}
+		})
+	}
+}
+
+func TestExpireJobs(t *testing.T) {
+	db, _ := openTest(t)
+	ctx := context.Background()
+	enroll(t, db, "ep-1", "acme")
+	short := newJob("ep-1", "acme", "k1", "KB1")
+	short.NotAfter = t0.Add(time.Hour)
+	long := newJob("ep-1", "acme", "k2", "KB2")
+	long.NotAfter = t0.Add(3 * time.Hour)
+	leased := newJob("ep-1", "acme", "k3", "KB3")
+	leased.NotAfter = t0.Add(time.Hour)
+	done := newJob("ep-1", "acme", "k4", "KB4")
+	done.NotAfter = t0.Add(time.Hour)
+	jobs := createJobs(t, db, "acme", t0, short, long, leased, done)
+	if err := db.LeaseJob(ctx, jobs[2].ID, t0.Add(30*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.RecordResult(ctx, jobs[3].ID, "ep-1", nil, t0); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, tc := range []struct {
+		name string
+		now  time.Time
+		want int
+	}{
+		{"nothing expires inside the window", t0.Add(59 * time.Minute), 0},
+		{"open and leased jobs expire at their not-after time, finished ones stay done", t0.Add(time.Hour), 2},
+		{"expiring again finds nothing new", t0.Add(2 * time.Hour), 0},
+		{"the longer job expires later", t0.Add(3 * time.Hour), 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n, err := db.ExpireJobs(ctx, tc.now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n != tc.want {
+				t.Errorf("expired %d jobs, want %d", n, tc.want)
+			}
+		})
+	}
+	audit, err := db.Audit(ctx, 0, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var expired []string
+	for _, e := range audit {
+		if e.Kind == store.AuditJobExpired {
+			expired = append(expired, e.Job)
+		}
+	}
+	if diff := cmp.Diff([]string{jobs[0].ID, jobs[2].ID, jobs[1].ID}, expired, cmpopts.SortSlices(func(a, b string) bool { return a < b })); diff != "" {
+		t.Errorf("job-expired audit entries (-want +got):\n%s", diff)
+	}
+}
+
+// TestConcurrentWriters runs reports, plans, results and snapshots from
+// many goroutines at once, as the API and the controller do: no write may
+// fail for lock reasons and nothing may be lost.
+func TestConcurrentWriters(t *testing.T) {
+	db, _ := openTest(t)
+	ctx := context.Background()
+	const clients, endpoints, rounds = 4, 5, 5
+	for c := range clients {
+		for e := range endpoints {
+			enroll(t, db, fmt.Sprintf("c%d-ep%d", c, e), fmt.Sprintf("c%d", c))
+		}
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 1000)
+	for c := range clients {
+		client := fmt.Sprintf("c%d", c)
+		// The agents of the client report and answer their jobs...
+		for e := range endpoints {
+			ep := fmt.Sprintf("%s-ep%d", client, e)
+			wg.Go(func() {
+				for r := range rounds {
+					at := t0.Add(time.Duration(r) * time.Minute)
+					if err := db.ReplaceInventory(ctx, report(ep, at, kb("KB1", false), kb("KB2", false))); err != nil {
+						errs <- err
+						return
+					}
+					due, err := db.DueJobs(ctx, ep, at)
+					if err != nil {
+						errs <- err
+						return
+					}
+					for _, j := range due {
+						if _, err := db.RecordResult(ctx, j.ID, ep, []store.UpdateResult{{Update: j.Updates[0], Result: state.ResultFailed}}, at); err != nil {
+							errs <- err
+							return
+						}
+					}
+				}
+			})
+		}
+		// ...while the controller re-plans the client...
+		wg.Go(func() {
+			for r := range rounds {
+				var jobs []store.Job
+				for e := range endpoints {
+					jobs = append(jobs, store.Job{
+						Endpoint: fmt.Sprintf("%s-ep%d", client, e), Ring: "broad", Updates: []string{"KB1"},
+						NotAfter: t0.Add(time.Hour), Reboot: "never", Revision: "r",
+						IdempotencyKey: fmt.Sprintf("%s-ep%d/%d", client, e, r),
+					})
+				}
+				if _, err := db.CreateJobs(ctx, client, jobs, t0, sign); err != nil {
+					errs <- err
+					return
+				}
+				if _, err := db.ClientSnapshot(ctx, client, t0); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	// ...and /v1/state is read.
+	wg.Go(func() {
+		for range rounds {
+			if _, err := db.Snapshot(ctx, t0); err != nil {
+				errs <- err
+				return
+			}
+		}
+	})
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+
+	var jobs, seqMax int
+	if err := db.read.QueryRow(`SELECT count(*), max(seq) FROM jobs`).Scan(&jobs, &seqMax); err != nil {
+		t.Fatal(err)
+	}
+	if jobs != clients*endpoints*rounds || seqMax != rounds {
+		t.Errorf("%d jobs with highest sequence %d, want %d jobs up to %d", jobs, seqMax, clients*endpoints*rounds, rounds)
+	}
+}
+
+func TestCreateJobsSurvivesReopenOfSameFileByPath(t *testing.T) {
+	// A second store on the same file (a restarted controller overlapping
+	// the old one during a handover) still sees a consistent state.
+	path := filepath.Join(t.TempDir(), "patchd.db")
+	ctx := context.Background()
+	a, err := Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	enroll(t, a, "ep-1", "acme")
+	createJobs(t, a, "acme", t0, newJob("ep-1", "acme", "k1", "KB1"))
+	b, err := Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	got := createJobs(t, b, "acme", t0, newJob("ep-1", "acme", "k1", "KB1"), newJob("ep-1", "acme", "k2", "KB2"))
+	if len(got) != 1 || got[0].Seq != 2 {
+		t.Errorf("second store created %+v, want only k2 with sequence 2", got)
+	}
+}

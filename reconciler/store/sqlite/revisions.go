@@ -1,0 +1,130 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+
+	"github.com/patchline/patchline/reconciler/store"
+)
+
+// RecordRevision records a policy revision the controller applied or
+// refused, with a revision-applied or revision-refused audit entry, in one
+// transaction.
+func (db *DB) RecordRevision(ctx context.Context, r store.Revision) error {
+	kind := store.AuditRevisionApplied
+	switch {
+	case r.Hash == "":
+		return fmt.Errorf("record revision: hash is required: %w", store.ErrInvalid)
+	case r.At.IsZero():
+		return fmt.Errorf("record revision %q: time is required: %w", r.Hash, store.ErrInvalid)
+	case r.Status == store.RevisionRefused:
+		kind = store.AuditRevisionRefused
+	case r.Status != store.RevisionApplied:
+		return fmt.Errorf("record revision %q: status %q is neither %q nor %q: %w",
+			r.Hash, r.Status, store.RevisionApplied, store.RevisionRefused, store.ErrInvalid)
+	}
+	problems, err := jsonArg(r.Problems)
+	if err != nil {
+		return fmt.Errorf("record revision %q: problems: %w", r.Hash, err)
+	}
+	err = inTx(ctx, db.write, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO revisions (hash, status, at, client, problems) VALUES (?, ?, ?, ?, ?)`,
+			r.Hash, r.Status, r.At.UnixNano(), r.Client, problems); err != nil {
+			return err
+		}
+		var detail json.RawMessage
+		if len(r.Problems) > 0 {
+			if detail, err = json.Marshal(struct {
+				Problems []string `json:"problems"`
+			}{r.Problems}); err != nil {
+				return err
+			}
+		}
+		return appendAudit(ctx, tx, store.AuditEntry{At: r.At, Kind: kind, Client: r.Client, Revision: r.Hash, Detail: detail})
+	})
+	if err != nil {
+		return fmt.Errorf("record revision %q: %w", r.Hash, err)
+	}
+	return nil
+}
+
+// Revisions returns, for every client with a recorded revision (and "" for
+// the whole fleet), the last applied and the last attempted revision, and
+// the refusedLimit most recently refused revisions, newest first. "Last" is
+// the order of recording.
+func (db *DB) Revisions(ctx context.Context, refusedLimit int) (store.RevisionStatus, error) {
+	st := store.RevisionStatus{Clients: []store.ClientRevisions{}, Refused: []store.Revision{}}
+	err := db.readTx(ctx, func(tx *sql.Tx) error {
+		// For each client: the newest row, and the newest applied row.
+		rows, err := tx.QueryContext(ctx, `
+			SELECT r.hash, r.status, r.at, r.client, r.problems FROM revisions r
+			JOIN (SELECT client, max(id) AS id FROM revisions GROUP BY client
+			      UNION SELECT client, max(id) FROM revisions WHERE status = 'applied' GROUP BY client) last
+			  ON r.id = last.id
+			ORDER BY r.client, r.id`)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			r, err := scanRevision(rows)
+			if err != nil {
+				return err
+			}
+			n := len(st.Clients)
+			if n == 0 || st.Clients[n-1].Client != r.Client {
+				st.Clients = append(st.Clients, store.ClientRevisions{Client: r.Client})
+				n++
+			}
+			c := &st.Clients[n-1]
+			// Rows of one client come oldest first, so the last one seen
+			// is the last attempted.
+			c.LastAttempted = r
+			if r.Status == store.RevisionApplied {
+				applied := r
+				c.LastApplied = &applied
+			}
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		if refusedLimit <= 0 {
+			return nil
+		}
+		refused, err := tx.QueryContext(ctx, `SELECT hash, status, at, client, problems FROM revisions
+			WHERE status = 'refused' ORDER BY id DESC LIMIT ?`, refusedLimit)
+		if err != nil {
+			return err
+		}
+		defer refused.Close()
+		for refused.Next() {
+			r, err := scanRevision(refused)
+			if err != nil {
+				return err
+			}
+			st.Refused = append(st.Refused, r)
+		}
+		return refused.Err()
+	})
+	if err != nil {
+		return store.RevisionStatus{}, fmt.Errorf("revisions: %w", err)
+	}
+	return st, nil
+}
+
+func scanRevision(rows *sql.Rows) (store.Revision, error) {
+	var r store.Revision
+	var at sql.NullInt64
+	var problems sql.NullString
+	if err := rows.Scan(&r.Hash, &r.Status, &at, &r.Client, &problems); err != nil {
+		return store.Revision{}, err
+	}
+	r.At = timeOf(at)
+	var err error
+	if r.Problems, err = jsonList[string](problems); err != nil {
+		return store.Revision{}, fmt.Errorf("revision %q: problems: %w", r.Hash, err)
+	}
+	return r, nil
+}

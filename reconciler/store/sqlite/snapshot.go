@@ -1,0 +1,245 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/patchline/patchline/reconciler/state"
+	"github.com/patchline/patchline/reconciler/store"
+)
+
+// Snapshot returns the reported state of every enrolled endpoint, as the
+// planner and GET /v1/state see it. Endpoints are sorted by id and each
+// endpoint's updates by update id. An update's attempts are the recorded
+// results for it, oldest first; its InFlightJob is the earliest open or
+// leased job that includes it and whose not-after time is after now. An
+// endpoint that never reported has a zero LastSeen and no updates.
+func (db *DB) Snapshot(ctx context.Context, now time.Time) (*state.Snapshot, error) {
+	eps, err := db.loadEndpoints(ctx, scope{}, now)
+	if err != nil {
+		return nil, fmt.Errorf("snapshot: %w", err)
+	}
+	return &state.Snapshot{APIVersion: state.APIVersion, GeneratedAt: now, Endpoints: eps}, nil
+}
+
+// ClientSnapshot is Snapshot for the endpoints of one client. A client
+// without endpoints has an empty snapshot.
+func (db *DB) ClientSnapshot(ctx context.Context, client string, now time.Time) (*state.Snapshot, error) {
+	eps, err := db.loadEndpoints(ctx, scope{client: client}, now)
+	if err != nil {
+		return nil, fmt.Errorf("snapshot of client %q: %w", client, err)
+	}
+	return &state.Snapshot{APIVersion: state.APIVersion, GeneratedAt: now, Endpoints: eps}, nil
+}
+
+// EndpointSnapshot is Snapshot for one endpoint; its cost depends only on
+// that endpoint. An unknown endpoint is store.ErrNotFound.
+func (db *DB) EndpointSnapshot(ctx context.Context, id string, now time.Time) (*state.Endpoint, error) {
+	eps, err := db.loadEndpoints(ctx, scope{endpoint: id}, now)
+	if err != nil {
+		return nil, fmt.Errorf("snapshot of endpoint %q: %w", id, err)
+	}
+	if len(eps) == 0 {
+		return nil, fmt.Errorf("snapshot of endpoint %q: %w", id, store.ErrNotFound)
+	}
+	return eps[0], nil
+}
+
+// scope selects the endpoints of a snapshot: all of them, one client's or
+// one endpoint.
+type scope struct {
+	client, endpoint string
+}
+
+// where returns a condition on the endpoint id column col and its argument;
+// it is "1" for the whole fleet. Each form is served by an index.
+func (s scope) where(col string) (string, []any) {
+	switch {
+	case s.endpoint != "":
+		return col + " = ?", []any{s.endpoint}
+	case s.client != "":
+		return col + " IN (SELECT id FROM endpoints WHERE client = ?)", []any{s.client}
+	default:
+		return "1", nil
+	}
+}
+
+// The queries of a snapshot. Each reads only the rows in scope through an
+// index (TestSnapshotQueriesUseIndexes checks the plans), and returns them
+// in the order of that index, so no query sorts.
+
+func (s scope) endpointsQuery() (string, []any) {
+	cond, args := s.where("id")
+	if s.client != "" {
+		cond, args = "client = ?", []any{s.client}
+	}
+	return `SELECT id, client, hostname, os_family, os_version, labels, last_seen, reboot_pending
+		FROM endpoints WHERE ` + cond + ` ORDER BY id`, args
+}
+
+// updatesQuery orders by the primary key, so each endpoint's updates come
+// sorted by id, which findUpdate relies on.
+func (s scope) updatesQuery() (string, []any) {
+	cond, args := s.where("u.endpoint")
+	return `SELECT ` + updateColumns + ` FROM updates u WHERE ` + cond + ` ORDER BY u.endpoint, u.id`, args
+}
+
+func (s scope) attemptsQuery() (string, []any) {
+	cond, args := s.where("endpoint")
+	return `SELECT endpoint, update_id, at, result, error, job, ring FROM attempts
+		WHERE ` + cond + ` ORDER BY endpoint, update_id, at, id`, args
+}
+
+func (s scope) inFlightQuery(now time.Time) (string, []any) {
+	cond, args := s.where("endpoint")
+	return `SELECT id, endpoint, updates FROM jobs
+		WHERE ` + cond + ` AND state IN ('open', 'leased') AND not_after > ? ORDER BY endpoint, seq`, append(args, now.UnixNano())
+}
+
+// loadEndpoints reads the endpoints in scope with their updates, attempts
+// and in-flight jobs, all from one read transaction so they agree.
+func (db *DB) loadEndpoints(ctx context.Context, s scope, now time.Time) ([]*state.Endpoint, error) {
+	eps := []*state.Endpoint{}
+	err := db.readTx(ctx, func(tx *sql.Tx) error {
+		var err error
+		if eps, err = queryEndpoints(ctx, tx, s); err != nil {
+			return fmt.Errorf("endpoints: %w", err)
+		}
+		if len(eps) == 0 {
+			return nil
+		}
+		byID := make(map[string]*state.Endpoint, len(eps))
+		for _, e := range eps {
+			byID[e.ID] = e
+		}
+		if err := queryUpdates(ctx, tx, s, byID); err != nil {
+			return fmt.Errorf("updates: %w", err)
+		}
+		if err := queryAttempts(ctx, tx, s, byID); err != nil {
+			return fmt.Errorf("attempts: %w", err)
+		}
+		if err := queryInFlight(ctx, tx, s, byID, now); err != nil {
+			return fmt.Errorf("in-flight jobs: %w", err)
+		}
+		return nil
+	})
+	return eps, err
+}
+
+func queryEndpoints(ctx context.Context, tx *sql.Tx, s scope) ([]*state.Endpoint, error) {
+	q, args := s.endpointsQuery()
+	rows, err := tx.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	eps := []*state.Endpoint{}
+	for rows.Next() {
+		e := &state.Endpoint{Updates: []*state.Update{}}
+		var labels sql.NullString
+		var lastSeen sql.NullInt64
+		var reboot int
+		if err := rows.Scan(&e.ID, &e.Client, &e.Hostname, &e.OS.Family, &e.OS.Version, &labels, &lastSeen, &reboot); err != nil {
+			return nil, err
+		}
+		if labels.Valid {
+			if err := json.Unmarshal([]byte(labels.String), &e.Labels); err != nil {
+				return nil, fmt.Errorf("endpoint %q: labels: %w", e.ID, err)
+			}
+		}
+		e.LastSeen = timeOf(lastSeen)
+		e.RebootPending = reboot != 0
+		eps = append(eps, e)
+	}
+	return eps, rows.Err()
+}
+
+func queryUpdates(ctx context.Context, tx *sql.Tx, s scope, byID map[string]*state.Endpoint) error {
+	q, args := s.updatesQuery()
+	rows, err := tx.QueryContext(ctx, q, args...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	var endpoint string
+	for rows.Next() {
+		u, err := scanUpdate(rows, &endpoint)
+		if err != nil {
+			return err
+		}
+		if e := byID[endpoint]; e != nil {
+			e.Updates = append(e.Updates, u)
+		}
+	}
+	return rows.Err()
+}
+
+// findUpdate returns the update with the given id among an endpoint's
+// updates, which are sorted by id.
+func findUpdate(e *state.Endpoint, id string) *state.Update {
+	i := sort.Search(len(e.Updates), func(i int) bool { return e.Updates[i].ID >= id })
+	if i < len(e.Updates) && e.Updates[i].ID == id {
+		return e.Updates[i]
+	}
+	return nil
+}
+
+func queryAttempts(ctx context.Context, tx *sql.Tx, s scope, byID map[string]*state.Endpoint) error {
+	q, args := s.attemptsQuery()
+	rows, err := tx.QueryContext(ctx, q, args...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var endpoint, update string
+		var at int64
+		var a state.Attempt
+		if err := rows.Scan(&endpoint, &update, &at, &a.Result, &a.Error, &a.Job, &a.Ring); err != nil {
+			return err
+		}
+		a.At = time.Unix(0, at).UTC()
+		// Attempts of updates the endpoint no longer reports stay stored
+		// but have no place in the snapshot.
+		if e := byID[endpoint]; e != nil {
+			if u := findUpdate(e, update); u != nil {
+				u.Attempts = append(u.Attempts, a)
+			}
+		}
+	}
+	return rows.Err()
+}
+
+func queryInFlight(ctx context.Context, tx *sql.Tx, s scope, byID map[string]*state.Endpoint, now time.Time) error {
+	q, args := s.inFlightQuery(now)
+	rows, err := tx.QueryContext(ctx, q, args...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id, endpoint string
+		var updates sql.NullString
+		if err := rows.Scan(&id, &endpoint, &updates); err != nil {
+			return err
+		}
+		ids, err := jsonList[string](updates)
+		if err != nil {
+			return fmt.Errorf("job %q: updates: %w", id, err)
+		}
+		e := byID[endpoint]
+		if e == nil {
+			continue
+		}
+		for _, uid := range ids {
+			if u := findUpdate(e, uid); u != nil && u.InFlightJob == nil {
+				u.InFlightJob = &id
+			}
+		}
+	}
+	return rows.Err()
+}

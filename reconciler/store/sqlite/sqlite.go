@@ -1,0 +1,301 @@
+// Package sqlite is the embedded store of the controller: store.Store on a
+// single SQLite file in the controller's data directory, through the pure Go
+// driver modernc.org/sqlite.
+//
+// The file is opened in WAL mode with synchronous=FULL. Every write is one
+// transaction, so a crash at any point (kill -9, OOM kill, power loss)
+// leaves the store as it was after some commit, never in between. FULL
+// makes SQLite fsync the log at every commit, so a committed transaction is
+// on disk before the call that made it returns. That is what the outbox
+// protocol needs: once the controller acknowledges a job result the agent
+// deletes its copy, so an acknowledged result must survive not only a
+// killed controller (WAL alone gives that) but also the machine going down
+// right after (synchronous=NORMAL could lose the last commits then).
+package sqlite
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"os"
+	"path"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/patchline/patchline/reconciler/store"
+
+	// The driver registers itself as "sqlite".
+	_ "modernc.org/sqlite"
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// busyTimeout is how long a connection waits for a lock held by another
+// connection. Inside one process writes never wait on each other (there is
+// one write connection); this covers a checkpoint or a second process such
+// as a backup.
+const busyTimeout = 10 * time.Second
+
+// DB is the SQLite store. It is safe for concurrent use.
+type DB struct {
+	// write has exactly one connection. SQLite allows one writer at a time;
+	// with several write connections, two transactions that read before
+	// they write can each hold a read snapshot and then fail with
+	// SQLITE_BUSY when the second tries to write (SQLite cannot wait there
+	// without deadlocking). Queueing writers in database/sql's pool instead
+	// makes writes wait their turn and never fail for lock reasons, and
+	// BEGIN IMMEDIATE on that connection takes the write lock up front.
+	write *sql.DB
+	// read is a pool of query-only connections. In WAL mode readers see a
+	// consistent snapshot and neither block nor are blocked by the writer,
+	// so snapshots for the planner and /v1/state run beside writes.
+	read *sql.DB
+}
+
+var _ store.Store = (*DB)(nil)
+
+// Open opens (creating if needed) the store in the SQLite file at path and
+// brings its schema up to date. Migrations that already ran are not run
+// again, so Open on every start is safe.
+func Open(ctx context.Context, path string) (*DB, error) {
+	// The driver reads connection parameters after the first '?'.
+	if path == "" || strings.Contains(path, "?") {
+		return nil, fmt.Errorf("open store %q: path must be a file name without '?': %w", path, store.ErrInvalid)
+	}
+	// The file holds node key hashes and signed jobs: create it readable by
+	// the controller only. SQLite gives the -wal and -shm files the same
+	// permissions.
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return nil, fmt.Errorf("open store %q: %w", path, err)
+	}
+
+	params := url.Values{}
+	params.Set("_busy_timeout", strconv.FormatInt(busyTimeout.Milliseconds(), 10))
+	params.Set("_foreign_keys", "1")
+	params.Set("_synchronous", "FULL")
+	params.Set("_journal_mode", "WAL")
+
+	wparams := cloneValues(params)
+	wparams.Set("_txlock", "immediate")
+	write, err := sql.Open("sqlite", path+"?"+wparams.Encode())
+	if err != nil {
+		return nil, fmt.Errorf("open store %q: %w", path, err)
+	}
+	write.SetMaxOpenConns(1)
+
+	// Migrate before the read pool opens so readers never see an old schema.
+	if err := migrate(ctx, write, migrations); err != nil {
+		write.Close()
+		return nil, fmt.Errorf("open store %q: %w", path, err)
+	}
+
+	rparams := cloneValues(params)
+	rparams.Set("_query_only", "1")
+	// journal_mode is a property of the file, already set by the writer.
+	rparams.Del("_journal_mode")
+	read, err := sql.Open("sqlite", path+"?"+rparams.Encode())
+	if err != nil {
+		write.Close()
+		return nil, fmt.Errorf("open store %q: %w", path, err)
+	}
+	n := max(2, runtime.GOMAXPROCS(0))
+	read.SetMaxOpenConns(n)
+	read.SetMaxIdleConns(n)
+	if err := read.PingContext(ctx); err != nil {
+		read.Close()
+		write.Close()
+		return nil, fmt.Errorf("open store %q: %w", path, err)
+	}
+	return &DB{write: write, read: read}, nil
+}
+
+// Close closes the store. Everything committed is already on disk.
+func (db *DB) Close() error {
+	return errors.Join(db.read.Close(), db.write.Close())
+}
+
+func cloneValues(v url.Values) url.Values {
+	c := url.Values{}
+	for k, vs := range v {
+		c[k] = append([]string(nil), vs...)
+	}
+	return c
+}
+
+// migrate applies, in one transaction, the migrations in fsys
+// (migrations/NNNN_name.sql, in number order) that schema_version does not
+// list yet. A crash or failure leaves the schema as it was.
+func migrate(ctx context.Context, db *sql.DB, fsys fs.FS) error {
+	names, err := fs.Glob(fsys, "migrations/*.sql")
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	type migration struct {
+		version int
+		name    string
+	}
+	var todo []migration
+	seen := map[int]string{}
+	for _, name := range names {
+		base := path.Base(name)
+		num, _, ok := strings.Cut(base, "_")
+		v, err := strconv.Atoi(num)
+		if !ok || err != nil || v <= 0 {
+			return fmt.Errorf("migrate: %s: name must start with a positive number and '_'", name)
+		}
+		if prev, dup := seen[v]; dup {
+			return fmt.Errorf("migrate: %s and %s have the same number", prev, name)
+		}
+		seen[v] = name
+		todo = append(todo, migration{v, name})
+	}
+	sort.Slice(todo, func(i, j int) bool { return todo[i].version < todo[j].version })
+	known := 0
+	if len(todo) > 0 {
+		known = todo[len(todo)-1].version
+	}
+
+	return inTx(ctx, db, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_version (
+			version    INTEGER PRIMARY KEY,
+			name       TEXT NOT NULL,
+			applied_at INTEGER NOT NULL
+		)`); err != nil {
+			return fmt.Errorf("migrate: create schema_version: %w", err)
+		}
+		var current int
+		if err := tx.QueryRowContext(ctx, `SELECT coalesce(max(version), 0) FROM schema_version`).Scan(&current); err != nil {
+			return fmt.Errorf("migrate: read schema_version: %w", err)
+		}
+		// An older controller must not write to a schema it does not know.
+		if current > known {
+			return fmt.Errorf("migrate: the store has schema version %d, newer than the %d this controller knows: %w", current, known, store.ErrConflict)
+		}
+		for _, m := range todo {
+			if m.version <= current {
+				continue
+			}
+			body, err := fs.ReadFile(fsys, m.name)
+			if err != nil {
+				return fmt.Errorf("migrate: %w", err)
+			}
+			if _, err := tx.ExecContext(ctx, string(body)); err != nil {
+				return fmt.Errorf("migrate: %s: %w", m.name, err)
+			}
+			if _, err := tx.ExecContext(ctx, `INSERT INTO schema_version (version, name, applied_at) VALUES (?, ?, ?)`,
+				m.version, path.Base(m.name), time.Now().UnixNano()); err != nil {
+				return fmt.Errorf("migrate: %s: %w", m.name, err)
+			}
+		}
+		return nil
+	})
+}
+
+// inTx runs fn in a transaction and commits it when fn returns nil.
+func inTx(ctx context.Context, db *sql.DB, fn func(*sql.Tx) error) error {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	if err := fn(tx); err != nil {
+		return errors.Join(err, rollback(tx))
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+// rollback rolls tx back; a transaction the driver already ended is no error.
+func rollback(tx *sql.Tx) error {
+	if err := tx.Rollback(); err != nil && !errors.Is(err, sql.ErrTxDone) {
+		return fmt.Errorf("rollback: %w", err)
+	}
+	return nil
+}
+
+// readTx runs fn in a read transaction on the read pool, so every query in
+// fn sees the same snapshot of the database.
+func (db *DB) readTx(ctx context.Context, fn func(*sql.Tx) error) error {
+	tx, err := db.read.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	// Ending a read transaction has nothing to undo and cannot lose data.
+	defer tx.Rollback()
+	return fn(tx)
+}
+
+// Times are stored as Unix nanoseconds in UTC; the zero time is NULL.
+// That covers the years 1678 to 2261; storable checks times that come from
+// policy rather than from a clock.
+
+func storable(t time.Time) bool {
+	return t.Year() > 1677 && t.Year() < 2262
+}
+
+func timeArg(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return t.UnixNano()
+}
+
+func timeOf(n sql.NullInt64) time.Time {
+	if !n.Valid {
+		return time.Time{}
+	}
+	return time.Unix(0, n.Int64).UTC()
+}
+
+// jsonArg encodes a list as JSON text; an empty list is NULL.
+func jsonArg[T any](v []T) (any, error) {
+	if len(v) == 0 {
+		return nil, nil
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	return string(b), nil
+}
+
+// jsonList decodes what jsonArg stored.
+func jsonList[T any](s sql.NullString) ([]T, error) {
+	if !s.Valid || s.String == "" {
+		return nil, nil
+	}
+	var v []T
+	if err := json.Unmarshal([]byte(s.String), &v); err != nil {
+		return nil, err
+	}
+	return v, nil
+}
+
+func boolArg(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// newID returns a random job id (128 bits, lower-case base32). Ids are
+// random rather than derived from the sequence so that a store started
+// afresh never reuses an id an agent's outbox may still hold.
+func newID() string {
+	return strings.ToLower(rand.Text())
+}

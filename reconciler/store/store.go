@@ -1,0 +1,253 @@
+// Package store defines what the controller keeps between restarts and the
+// records it keeps them in: enrolled endpoints and their last inventory
+// report, jobs and the attempts their results recorded, the policy revisions
+// the controller applied or refused, and an append-only audit log.
+//
+// The Store interface is implemented by store/sqlite (the embedded default).
+// Every implementation keeps these invariants:
+//
+//   - A write is one transaction: a crash at any point leaves either all of
+//     it or none of it. In particular all jobs of one client's re-plan are
+//     created together, with their idempotency keys, sequence numbers,
+//     signatures and audit entries.
+//   - A job's sequence number is per endpoint and only grows, across
+//     restarts and even when older jobs are gone.
+//   - A job result is recorded once; a repeated copy (the agent's outbox
+//     retrying) is accepted and ignored.
+//   - The audit log is append-only; entry ids only grow.
+//
+// Errors wrap ErrNotFound, ErrConflict or ErrInvalid where a caller branches
+// on the kind (the API maps them to 404, 409 and 400).
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"time"
+
+	"github.com/patchline/patchline/reconciler/state"
+)
+
+// Error kinds callers branch on. Store errors wrap one of these with context.
+var (
+	// ErrNotFound: no such endpoint, job or revision, or the job belongs to
+	// another endpoint (an endpoint may only see and answer its own jobs).
+	ErrNotFound = errors.New("not found")
+	// ErrConflict: the write contradicts what is stored (endpoint already
+	// enrolled, report older than the stored one, job already finished).
+	ErrConflict = errors.New("conflict")
+	// ErrInvalid: the input is malformed (missing id, result for an update
+	// the job does not contain).
+	ErrInvalid = errors.New("invalid")
+)
+
+// Store is what the controller keeps. Implementations are safe for
+// concurrent use.
+type Store interface {
+	// Enroll records a new endpoint. An id already enrolled is ErrConflict.
+	Enroll(ctx context.Context, e Enrollment) error
+	// EndpointByID returns an endpoint's enrollment (for the node key check).
+	EndpointByID(ctx context.Context, id string) (Enrollment, error)
+	// ReplaceInventory stores an endpoint's report in place of the previous
+	// one. A report older than the stored one is ErrConflict.
+	ReplaceInventory(ctx context.Context, r Report) error
+
+	// Snapshot returns the reported state of every endpoint.
+	Snapshot(ctx context.Context, now time.Time) (*state.Snapshot, error)
+	// ClientSnapshot returns the reported state of one client's endpoints.
+	ClientSnapshot(ctx context.Context, client string, now time.Time) (*state.Snapshot, error)
+	// EndpointSnapshot returns the reported state of one endpoint.
+	EndpointSnapshot(ctx context.Context, id string, now time.Time) (*state.Endpoint, error)
+
+	// CreateJobs stores one client's new jobs in one transaction and returns
+	// those it created (jobs whose idempotency key is already stored are
+	// skipped).
+	CreateJobs(ctx context.Context, client string, jobs []Job, now time.Time, sign Signer) ([]Job, error)
+	// DueJobs returns an endpoint's jobs an agent should run now.
+	DueJobs(ctx context.Context, endpoint string, now time.Time) ([]Job, error)
+	// LeaseJob marks a job handed to its agent until the given time.
+	LeaseJob(ctx context.Context, id string, until time.Time) error
+	// RecordResult records the outcome of a job; dup reports a repeated copy.
+	RecordResult(ctx context.Context, jobID, endpoint string, results []UpdateResult, now time.Time) (dup bool, err error)
+	// ExpireJobs marks unfinished jobs past their not-after time expired.
+	ExpireJobs(ctx context.Context, now time.Time) (int, error)
+
+	// RecordRevision records a policy revision the controller applied or
+	// refused.
+	RecordRevision(ctx context.Context, r Revision) error
+	// Revisions summarises applied and refused revisions for /v1/status.
+	Revisions(ctx context.Context, refusedLimit int) (RevisionStatus, error)
+
+	// AppendAudit appends an entry to the audit log.
+	AppendAudit(ctx context.Context, e AuditEntry) error
+	// Audit returns up to limit entries with id greater than afterID,
+	// oldest first.
+	Audit(ctx context.Context, afterID int64, limit int) ([]AuditEntry, error)
+
+	// Close releases the store.
+	Close() error
+}
+
+// Enrollment is an endpoint's identity: what it enrolled with.
+type Enrollment struct {
+	ID     string
+	Client string
+	// Hostname is the host name it enrolled with, then the one it last
+	// reported.
+	Hostname string
+	// NodeKeyHash is the hash of the endpoint's node key; the key itself is
+	// never stored.
+	NodeKeyHash []byte
+	EnrolledAt  time.Time
+}
+
+// Report is one endpoint's full inventory report. It replaces the previous
+// report: updates it does not list are no longer reported.
+type Report struct {
+	Endpoint      string
+	Hostname      string
+	OS            state.OS
+	Labels        map[string]string
+	RebootPending bool
+	// Updates are stored as reported, except that the store keeps its own
+	// InstalledAt, Attempts and InFlightJob: whatever the agent put there is
+	// ignored.
+	Updates []*state.Update
+	// At is when the agent made the report; it becomes the endpoint's
+	// LastSeen.
+	At time.Time
+}
+
+// JobState is where a job is in its life.
+type JobState string
+
+// Job states. A job starts open, is leased when handed to its agent (and
+// offered again when the lease ends without a result), and ends done (a
+// result arrived) or expired (its not-after time passed first).
+const (
+	JobOpen    JobState = "open"
+	JobLeased  JobState = "leased"
+	JobDone    JobState = "done"
+	JobExpired JobState = "expired"
+)
+
+// Job is a planned job as stored: the planner's job (plan.Job, field for
+// field) plus its identity, sequence number, signature and lifecycle.
+type Job struct {
+	// ID is assigned by the store when the job is created.
+	ID string
+	// Seq is the job's sequence number on its endpoint, assigned by the
+	// store; it only grows.
+	Seq      int64
+	Endpoint string
+	Client   string
+	Ring     string
+	// Updates are update ids, ordered so each update's requires come first.
+	Updates  []string
+	NotAfter time.Time
+	// Reboot is the reboot policy (a schema.RebootPolicy value).
+	Reboot         string
+	RebootDeadline string
+	// Revision is the policy commit the job was planned from.
+	Revision string
+	// IdempotencyKey is the same for the same (endpoint, updates,
+	// revision); the store keeps one job per key.
+	IdempotencyKey string
+	// Payload is the canonical bytes the controller signed and the agent
+	// verifies; Signature is the signature over them.
+	Payload   []byte
+	Signature []byte
+	State     JobState
+	// LeaseUntil is when the current lease ends (zero when never leased).
+	LeaseUntil time.Time
+	CreatedAt  time.Time
+}
+
+// Signer fills in a job's Payload and Signature. CreateJobs calls it inside
+// its transaction after assigning the job's ID, Seq and CreatedAt, so the
+// signature is stored atomically with the job.
+type Signer func(*Job) error
+
+// UpdateResult is the outcome of one update of a job, as the agent reports it.
+type UpdateResult struct {
+	Update string
+	Result state.Result
+	Error  string
+	// Output is the backend's output, kept for troubleshooting.
+	Output string
+	// At is when the agent finished the update; zero means when the result
+	// was recorded.
+	At time.Time
+}
+
+// AuditKind names what an audit entry records.
+type AuditKind string
+
+// Audit entry kinds.
+const (
+	AuditRevisionApplied AuditKind = "revision-applied"
+	AuditRevisionRefused AuditKind = "revision-refused"
+	AuditJobCreated      AuditKind = "job-created"
+	AuditJobResult       AuditKind = "job-result"
+	AuditJobExpired      AuditKind = "job-expired"
+	AuditHalt            AuditKind = "halt"
+	AuditResume          AuditKind = "resume"
+	AuditEnroll          AuditKind = "enroll"
+)
+
+// AuditEntry is one line of the append-only audit log. Client, Endpoint,
+// Revision and Job are set when the entry concerns one.
+type AuditEntry struct {
+	// ID is assigned by the store; ids only grow.
+	ID       int64
+	At       time.Time
+	Kind     AuditKind
+	Client   string
+	Endpoint string
+	Revision string
+	Job      string
+	// Detail is kind-specific JSON; empty when there is none.
+	Detail json.RawMessage
+}
+
+// Revision statuses.
+const (
+	RevisionApplied = "applied"
+	RevisionRefused = "refused"
+)
+
+// Revision is a policy revision the controller applied or refused.
+type Revision struct {
+	// Hash is the commit hash.
+	Hash string
+	// Status is RevisionApplied or RevisionRefused.
+	Status string
+	At     time.Time
+	// Problems say why a revision was refused.
+	Problems []string
+	// Client is the client the revision was applied to or refused for; ""
+	// means the whole fleet.
+	Client string
+}
+
+// RevisionStatus is what /v1/status shows about policy revisions.
+type RevisionStatus struct {
+	// Clients has one entry per client with a recorded revision, sorted by
+	// client ("" for the whole fleet comes first).
+	Clients []ClientRevisions
+	// Refused are the most recently refused revisions, newest first.
+	Refused []Revision
+}
+
+// ClientRevisions is the last applied and last attempted revision of one
+// client ("" for the whole fleet).
+type ClientRevisions struct {
+	Client string
+	// LastApplied is nil when no revision was ever applied.
+	LastApplied *Revision
+	// LastAttempted is the most recent revision recorded, applied or
+	// refused. When it differs from LastApplied the controller is running
+	// LastApplied and refusing the newer one.
+	LastAttempted Revision
+}
