@@ -62,8 +62,9 @@ type Job struct {
 	// RebootDeadline is the ring's reboot deadline as a Go duration
 	// ("4h0m0s"), set when the ring has one.
 	RebootDeadline string `json:"rebootDeadline,omitempty"`
-	Revision       string              `json:"revision"`
-	// IdempotencyKey is the same for the same (endpoint, updates, revision).
+	Revision       string `json:"revision"`
+	// IdempotencyKey is the same for the same (endpoint, updates, revision)
+	// within one window occurrence; a retry in a later window gets a new one.
 	IdempotencyKey string `json:"idempotencyKey"`
 }
 

@@ -1,0 +1,88 @@
+package plan
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/patchline/patchline/reconciler/state"
+	"github.com/patchline/patchline/schema"
+)
+
+// Explain says why Plan decides what it does for one (endpoint, update)
+// pair: the ring that selects the endpoint, the rule that makes the update
+// desired, any exclusion or freeze, the update's progress through the
+// client's rings, the window, and the decision. It plans the endpoint's
+// whole client with the same code as Plan, since ring progress and
+// maxConcurrent depend on the other endpoints.
+func Explain(fleet *schema.Fleet, snap *state.Snapshot, now time.Time, endpointID, updateID string) (*Explanation, error) {
+	if fleet == nil || snap == nil {
+		return nil, fmt.Errorf("explain: fleet and snapshot are required")
+	}
+	i := slices.IndexFunc(snap.Endpoints, func(ep *state.Endpoint) bool { return ep != nil && ep.ID == endpointID })
+	if i < 0 {
+		return nil, fmt.Errorf("explain: endpoint %q is not in the state snapshot", endpointID)
+	}
+	ep := snap.Endpoints[i]
+	if !slices.ContainsFunc(ep.Updates, func(u *state.Update) bool { return u != nil && u.ID == updateID }) {
+		return nil, fmt.Errorf("explain: endpoint %q does not report update %q", endpointID, updateID)
+	}
+	p, err := newPlanner(fleet, snap, now, true, ep.Client)
+	if err != nil {
+		return nil, err
+	}
+	x := &Explanation{Endpoint: endpointID, Client: ep.Client, Update: updateID, Revision: fleet.Revision, Now: now}
+	var cp *clientPlan
+	var info *endpointInfo
+	var up *updatePlan
+	var u *state.Update
+	p.watch = func(e *state.Endpoint, pu *state.Update, v *verdict) {
+		if e.ID != endpointID || pu.ID != updateID {
+			return
+		}
+		k, _ := slices.BinarySearchFunc(p.eps, endpointID, func(a *state.Endpoint, id string) int { return strings.Compare(a.ID, id) })
+		info, u = &p.info[k], pu
+		if cp = p.clients[e.Client]; cp != nil {
+			up = &cp.ups[cp.index[pu.ID]]
+		}
+		x.Decision = p.pairDecision(e, cp, info, &pair{u: pu, v: *v})
+	}
+	if err := p.run(); err != nil {
+		return nil, err
+	}
+	if cp == nil {
+		return x, nil
+	}
+	x.KnownClient = true
+	x.Stale = info.stale
+	x.Desired = up.desire.desired
+	x.Desire = up.desire.cite
+	if info.ring >= 0 {
+		r := cp.rings[info.ring]
+		x.Ring = &Citation{Kind: "ring", Name: r.ring.Name, Rule: r.ring.Pos.Rule(), Detail: fmt.Sprintf("ring %d of %d, the first whose select matches", info.ring+1, len(cp.rings))}
+		x.Window = &WindowState{Name: r.window.Name, Rule: r.window.Pos.Rule(), Open: r.open}
+		if r.open {
+			x.Window.Closes = timePtr(r.end)
+		}
+		if !r.next.IsZero() {
+			x.Window.NextOpen = timePtr(r.next)
+		}
+	}
+	if !up.desire.desired {
+		return x, nil
+	}
+	if k := cp.exclusion(up, ep); k >= 0 {
+		e := &cp.c.Exclusions[k]
+		x.Exclusion = &Citation{Kind: "exclusion", Name: cmpOr(e.Update, e.Source+":"+cmpOr(e.Match, "*")), Rule: e.Pos.Rule(), Detail: exclusionReason(e, cp.loc), At: timePtr(e.Until)}
+	}
+	if info.freeze >= 0 {
+		f := &cp.c.Freezes[info.freeze]
+		x.Freeze = &Citation{Kind: "freeze", Rule: f.Pos.Rule(), Detail: f.Reason, At: timePtr(f.Until)}
+	}
+	x.Rollouts = cp.rollout(up)
+	x.FailedAttempts = cp.failure(up, u, info.ring).count
+	return x, nil
+}
+
+func timePtr(t time.Time) *time.Time { return &t }

@@ -1,0 +1,232 @@
+package render
+
+import (
+	"fmt"
+	"io"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/patchline/patchline/reconciler/plan"
+)
+
+// Change is what a revision does compared with a base revision, both
+// planned against the same state at the same time.
+type Change struct {
+	Base string    `json:"base"`
+	Head string    `json:"head"`
+	Now  time.Time `json:"now"`
+	// Summary holds the decision counts of both plans.
+	BaseSummary map[plan.Decision]int `json:"baseSummary"`
+	HeadSummary map[plan.Decision]int `json:"headSummary"`
+	// JobsAdded are jobs the head plans that the base does not, or with
+	// other updates; JobsRemoved the reverse.
+	JobsAdded   []plan.Job `json:"jobsAdded"`
+	JobsRemoved []plan.Job `json:"jobsRemoved"`
+	// Decisions are the pairs whose decision differs.
+	Decisions []DecisionChange `json:"decisions"`
+	// Groups count the changes per client and ring.
+	Groups []GroupChange `json:"groups"`
+}
+
+// DecisionChange is one pair whose decision the change moves.
+type DecisionChange struct {
+	Endpoint string        `json:"endpoint"`
+	Client   string        `json:"client"`
+	Ring     string        `json:"ring,omitempty"`
+	Update   string        `json:"update"`
+	From     plan.Decision `json:"from"`
+	To       plan.Decision `json:"to"`
+	// Rule is the head's rule for the pair.
+	Rule   string `json:"rule,omitempty"`
+	Reason string `json:"reason,omitempty"`
+}
+
+// GroupChange counts one client and ring's changes.
+type GroupChange struct {
+	Client           string `json:"client"`
+	Ring             string `json:"ring,omitempty"`
+	JobsAdded        int    `json:"jobsAdded"`
+	JobsRemoved      int    `json:"jobsRemoved"`
+	DecisionsChanged int    `json:"decisionsChanged"`
+}
+
+// Diff compares two plans made with Options.Decisions.
+func Diff(base, head *plan.Result) *Change {
+	c := &Change{Base: base.Revision, Head: head.Revision, Now: head.Now, BaseSummary: base.Summary, HeadSummary: head.Summary,
+		JobsAdded: []plan.Job{}, JobsRemoved: []plan.Job{}, Decisions: []DecisionChange{}, Groups: []GroupChange{}}
+	baseJobs := make(map[string]plan.Job, len(base.Jobs))
+	for _, j := range base.Jobs {
+		baseJobs[j.Endpoint] = j
+	}
+	headJobs := make(map[string]plan.Job, len(head.Jobs))
+	for _, j := range head.Jobs {
+		headJobs[j.Endpoint] = j
+		if b, ok := baseJobs[j.Endpoint]; !ok || !sameJob(b, j) {
+			c.JobsAdded = append(c.JobsAdded, j)
+		}
+	}
+	for _, j := range base.Jobs {
+		if h, ok := headJobs[j.Endpoint]; !ok || !sameJob(h, j) {
+			c.JobsRemoved = append(c.JobsRemoved, j)
+		}
+	}
+	type key struct{ endpoint, update string }
+	baseDec := make(map[key]plan.PairDecision, len(base.Decisions))
+	for _, d := range base.Decisions {
+		baseDec[key{d.Endpoint, d.Update}] = d
+	}
+	for _, d := range head.Decisions {
+		b, ok := baseDec[key{d.Endpoint, d.Update}]
+		if ok && b.Decision == d.Decision {
+			continue
+		}
+		from := plan.Decision("absent")
+		if ok {
+			from = b.Decision
+		}
+		c.Decisions = append(c.Decisions, DecisionChange{Endpoint: d.Endpoint, Client: d.Client, Ring: d.Ring, Update: d.Update, From: from, To: d.Decision, Rule: d.Rule, Reason: d.Reason})
+	}
+
+	idx := make(map[[2]string]*GroupChange)
+	get := func(client, ring string) *GroupChange {
+		k := [2]string{client, ring}
+		if g, ok := idx[k]; ok {
+			return g
+		}
+		g := &GroupChange{Client: client, Ring: ring}
+		idx[k] = g
+		return g
+	}
+	for _, j := range c.JobsAdded {
+		get(j.Client, j.Ring).JobsAdded++
+	}
+	for _, j := range c.JobsRemoved {
+		get(j.Client, j.Ring).JobsRemoved++
+	}
+	for _, d := range c.Decisions {
+		get(d.Client, d.Ring).DecisionsChanged++
+	}
+	for _, g := range idx {
+		c.Groups = append(c.Groups, *g)
+	}
+	sort.Slice(c.Groups, func(i, j int) bool {
+		if c.Groups[i].Client != c.Groups[j].Client {
+			return c.Groups[i].Client < c.Groups[j].Client
+		}
+		return c.Groups[i].Ring < c.Groups[j].Ring
+	})
+	return c
+}
+
+// sameJob reports whether two plans send the endpoint the same work; the
+// revision and idempotency key differ between revisions by design.
+func sameJob(a, b plan.Job) bool {
+	return a.Ring == b.Ring && a.Reboot == b.Reboot && a.NotAfter.Equal(b.NotAfter) && slices.Equal(a.Updates, b.Updates)
+}
+
+// WriteChange writes c in format f.
+func WriteChange(w io.Writer, f Format, c *Change) error {
+	switch f {
+	case JSON:
+		return writeJSON(w, c)
+	case Markdown:
+		return changeMarkdown(w, c)
+	default:
+		return changeText(w, c)
+	}
+}
+
+// summaryDelta lists "decision base → head" for each decision whose count
+// changes.
+func summaryDelta(c *Change) []string {
+	var out []string
+	for _, d := range plan.AllDecisions {
+		if b, h := c.BaseSummary[d], c.HeadSummary[d]; b != h {
+			out = append(out, fmt.Sprintf("%s %d → %d", d, b, h))
+		}
+	}
+	return out
+}
+
+func changeText(w io.Writer, c *Change) error {
+	p := &printer{w: w}
+	p.f("Change %s → %s, planned at %s\n", shortRev(c.Base), shortRev(c.Head), stamp(c.Now))
+	p.f("  jobs added %d, jobs removed %d, decisions changed %d\n", len(c.JobsAdded), len(c.JobsRemoved), len(c.Decisions))
+	if delta := summaryDelta(c); len(delta) > 0 {
+		p.f("  %s\n", strings.Join(delta, ", "))
+	}
+	if len(c.Groups) > 0 {
+		p.f("\nPer client and ring:\n  %-12s %-10s %6s %8s %9s\n", "client", "ring", "+jobs", "-jobs", "changed")
+		for _, g := range c.Groups {
+			p.f("  %-12s %-10s %6d %8d %9d\n", g.Client, orDash(g.Ring), g.JobsAdded, g.JobsRemoved, g.DecisionsChanged)
+		}
+	}
+	for _, j := range c.JobsAdded {
+		p.f("+ job %-24s %-8s until %s: %s\n", j.Endpoint, j.Ring, stamp(j.NotAfter), strings.Join(j.Updates, ", "))
+	}
+	for _, j := range c.JobsRemoved {
+		p.f("- job %-24s %-8s until %s: %s\n", j.Endpoint, j.Ring, stamp(j.NotAfter), strings.Join(j.Updates, ", "))
+	}
+	if len(c.Decisions) > 0 {
+		p.f("\nDecisions that change:\n")
+		for _, d := range c.Decisions {
+			p.f("  %-24s %-28s %s → %s  %s\n", d.Endpoint, d.Update, d.From, d.To, ruleAndReason(d))
+		}
+	}
+	return p.err
+}
+
+func ruleAndReason(d DecisionChange) string {
+	switch {
+	case d.Rule != "" && d.Reason != "":
+		return d.Rule + " (" + d.Reason + ")"
+	case d.Rule != "":
+		return d.Rule
+	}
+	return d.Reason
+}
+
+func changeMarkdown(w io.Writer, c *Change) error {
+	p := &printer{w: w}
+	p.f("### Patchline plan: `%s` → `%s`\n\n", shortRev(c.Base), shortRev(c.Head))
+	if len(c.JobsAdded)+len(c.JobsRemoved)+len(c.Decisions) == 0 {
+		p.f("Planned at %s against the same fleet state: **this change does not change any decision or job.**\n", stamp(c.Now))
+		return p.err
+	}
+	p.f("Planned at %s against the same fleet state: **%d job(s) added, %d removed, %d decision(s) changed.**\n\n",
+		stamp(c.Now), len(c.JobsAdded), len(c.JobsRemoved), len(c.Decisions))
+	if delta := summaryDelta(c); len(delta) > 0 {
+		p.f("Decision totals: %s.\n\n", strings.Join(delta, ", "))
+	}
+	p.f("| client | ring | jobs added | jobs removed | decisions changed |\n|---|---|---:|---:|---:|\n")
+	for _, g := range c.Groups {
+		p.f("| %s | %s | %d | %d | %d |\n", g.Client, orDash(g.Ring), g.JobsAdded, g.JobsRemoved, g.DecisionsChanged)
+	}
+	jobRows := func(jobs []plan.Job) []string {
+		rows := make([]string, len(jobs))
+		for i, j := range jobs {
+			rows[i] = fmt.Sprintf("| %s | %s | %s | %s | %s |", j.Endpoint, j.Client, j.Ring, strings.Join(j.Updates, ", "), stamp(j.NotAfter))
+		}
+		return rows
+	}
+	const jobHeader = "| endpoint | client | ring | updates | not after |\n|---|---|---|---|---|"
+	if len(c.JobsAdded) > 0 {
+		p.f("\n#### Jobs added\n\n")
+		p.table(jobHeader, jobRows(c.JobsAdded), "jobs added")
+	}
+	if len(c.JobsRemoved) > 0 {
+		p.f("\n#### Jobs removed\n\n")
+		p.table(jobHeader, jobRows(c.JobsRemoved), "jobs removed")
+	}
+	if len(c.Decisions) > 0 {
+		p.f("\n#### Decisions that change\n\n")
+		rows := make([]string, len(c.Decisions))
+		for i, d := range c.Decisions {
+			rows[i] = fmt.Sprintf("| %s | %s | %s | %s → %s | %s |", d.Endpoint, orDash(d.Ring), d.Update, d.From, d.To, strings.ReplaceAll(ruleAndReason(d), "|", "\\|"))
+		}
+		p.table("| endpoint | ring | update | decision | rule |\n|---|---|---|---|---|", rows, "decision changes")
+	}
+	return p.err
+}

@@ -1,0 +1,222 @@
+// Package render writes plans for people and programs: text for a
+// terminal, Markdown for a pull-request comment, JSON for tools; and the
+// difference between the plans of two revisions, which is what a pull
+// request changes. It only formats: every fact comes from package plan.
+package render
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/patchline/patchline/reconciler/plan"
+)
+
+// Format is an output format of `patchctl plan`.
+type Format string
+
+// Formats.
+const (
+	Text     Format = "text"
+	Markdown Format = "markdown"
+	JSON     Format = "json"
+)
+
+// ParseFormat checks a --format value.
+func ParseFormat(s string) (Format, error) {
+	switch f := Format(s); f {
+	case Text, Markdown, JSON:
+		return f, nil
+	}
+	return "", fmt.Errorf("unknown format %q: want text, markdown or json", s)
+}
+
+// foldAfter is how many rows a Markdown list shows before the rest is
+// folded into <details>.
+const foldAfter = 20
+
+// Plan writes res in format f. decisions says whether JSON output carries
+// every pair (text and Markdown always summarise them per client and ring).
+func Plan(w io.Writer, f Format, res *plan.Result, decisions bool) error {
+	switch f {
+	case JSON:
+		out := *res
+		if !decisions {
+			out.Decisions = nil
+		}
+		return writeJSON(w, out)
+	case Markdown:
+		return planMarkdown(w, res)
+	default:
+		return planText(w, res)
+	}
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// shortRev abbreviates a commit hash the way Git does.
+func shortRev(r string) string {
+	if r == "" {
+		return "working tree"
+	}
+	if len(r) > 12 {
+		return r[:12]
+	}
+	return r
+}
+
+func stamp(t time.Time) string { return t.UTC().Format("2006-01-02 15:04 MST") }
+
+// group is one (client, ring) row of the per-ring table.
+type group struct {
+	client, ring string
+	counts       map[plan.Decision]int
+	jobs         int
+}
+
+// groups counts decisions and jobs per client and ring, sorted.
+func groups(res *plan.Result) []*group {
+	idx := make(map[[2]string]*group)
+	get := func(client, ring string) *group {
+		k := [2]string{client, ring}
+		g, ok := idx[k]
+		if !ok {
+			g = &group{client: client, ring: ring, counts: make(map[plan.Decision]int)}
+			idx[k] = g
+		}
+		return g
+	}
+	for _, d := range res.Decisions {
+		get(d.Client, d.Ring).counts[d.Decision]++
+	}
+	for _, j := range res.Jobs {
+		get(j.Client, j.Ring).jobs++
+	}
+	out := make([]*group, 0, len(idx))
+	for _, g := range idx {
+		out = append(out, g)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].client != out[j].client {
+			return out[i].client < out[j].client
+		}
+		return out[i].ring < out[j].ring
+	})
+	return out
+}
+
+// usedDecisions lists the decisions that occur in the summary, in order.
+func usedDecisions(summary map[plan.Decision]int) []plan.Decision {
+	var out []plan.Decision
+	for _, d := range plan.AllDecisions {
+		if summary[d] > 0 {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func planText(w io.Writer, res *plan.Result) error {
+	p := &printer{w: w}
+	p.f("Plan of revision %s at %s\n", shortRev(res.Revision), stamp(res.Now))
+	p.f("\nDecisions (endpoint-update pairs):\n")
+	for _, d := range plan.AllDecisions {
+		p.f("  %-15s %6d\n", d, res.Summary[d])
+	}
+	p.f("\nJobs: %d\n", len(res.Jobs))
+	for _, j := range res.Jobs {
+		p.f("  %-24s %-10s %-8s until %s  reboot %-11s %s\n", j.Endpoint, j.Client, j.Ring, stamp(j.NotAfter), j.Reboot, strings.Join(j.Updates, ", "))
+	}
+	gs := groups(res)
+	if len(gs) > 0 {
+		used := usedDecisions(res.Summary)
+		p.f("\nPer client and ring:\n")
+		p.f("  %-12s %-10s %5s", "client", "ring", "jobs")
+		for _, d := range used {
+			p.f(" %*s", len(d)+1, d)
+		}
+		p.f("\n")
+		for _, g := range gs {
+			p.f("  %-12s %-10s %5d", g.client, orDash(g.ring), g.jobs)
+			for _, d := range used {
+				p.f(" %*d", len(d)+1, g.counts[d])
+			}
+			p.f("\n")
+		}
+	}
+	return p.err
+}
+
+func planMarkdown(w io.Writer, res *plan.Result) error {
+	p := &printer{w: w}
+	p.f("### Patchline plan for `%s`\n\n", shortRev(res.Revision))
+	p.f("Planned at %s. **%d job(s)** would be sent now.\n\n", stamp(res.Now), len(res.Jobs))
+	p.f("| decision | pairs |\n|---|---:|\n")
+	for _, d := range usedDecisions(res.Summary) {
+		p.f("| %s | %d |\n", d, res.Summary[d])
+	}
+	gs := groups(res)
+	if len(gs) > 0 {
+		used := usedDecisions(res.Summary)
+		p.f("\n#### Per client and ring\n\n| client | ring | jobs |")
+		for _, d := range used {
+			p.f(" %s |", d)
+		}
+		p.f("\n|---|---|---:|%s\n", strings.Repeat("---:|", len(used)))
+		for _, g := range gs {
+			p.f("| %s | %s | %d |", g.client, orDash(g.ring), g.jobs)
+			for _, d := range used {
+				p.f(" %d |", g.counts[d])
+			}
+			p.f("\n")
+		}
+	}
+	if len(res.Jobs) > 0 {
+		p.f("\n#### Jobs\n\n")
+		rows := make([]string, len(res.Jobs))
+		for i, j := range res.Jobs {
+			rows[i] = fmt.Sprintf("| %s | %s | %s | %s | %s | %s |", j.Endpoint, j.Client, j.Ring, strings.Join(j.Updates, ", "), stamp(j.NotAfter), j.Reboot)
+		}
+		p.table("| endpoint | client | ring | updates | not after | reboot |\n|---|---|---|---|---|---|", rows, "jobs")
+	}
+	return p.err
+}
+
+// printer writes formatted text and keeps the first error.
+type printer struct {
+	w   io.Writer
+	err error
+}
+
+func (p *printer) f(format string, args ...any) {
+	if p.err == nil {
+		_, p.err = fmt.Fprintf(p.w, format, args...)
+	}
+}
+
+// table writes a Markdown table, folding rows past foldAfter into a
+// <details> block so a large change keeps the comment readable.
+func (p *printer) table(header string, rows []string, what string) {
+	shown := rows
+	if len(rows) > foldAfter {
+		shown = rows[:foldAfter]
+	}
+	p.f("%s\n%s\n", header, strings.Join(shown, "\n"))
+	if len(rows) > foldAfter {
+		p.f("\n<details><summary>%d more %s</summary>\n\n%s\n%s\n\n</details>\n", len(rows)-foldAfter, what, header, strings.Join(rows[foldAfter:], "\n"))
+	}
+}

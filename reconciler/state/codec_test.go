@@ -1,0 +1,234 @@
+package state
+
+import (
+	"bytes"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+func readSnapshot(t *testing.T) *Snapshot {
+	t.Helper()
+	f, err := os.Open(filepath.Join("testdata", "snapshot.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	s, err := Decode(f)
+	if err != nil {
+		t.Fatalf("Decode: %v", err)
+	}
+	return s
+}
+
+func TestDecodeSnapshot(t *testing.T) {
+	s := readSnapshot(t)
+	if got, want := len(s.Endpoints), 3; got != want {
+		t.Fatalf("endpoints = %d, want %d", got, want)
+	}
+	fs := s.Endpoints[0]
+	kb := fs.Updates[0]
+	if kb.ID != "KB5044281" || !kb.KnownExploited || kb.CVSS != 9.8 {
+		t.Errorf("first update = %+v", kb)
+	}
+	wantAt := time.Date(2026, 11, 11, 2, 14, 0, 0, time.UTC)
+	if len(kb.Attempts) != 1 || !kb.Attempts[0].At.Equal(wantAt) || kb.Attempts[0].Result != ResultFailed {
+		t.Errorf("attempts = %+v, want one failed at %v", kb.Attempts, wantAt)
+	}
+	if kb.InstalledAt != nil {
+		t.Errorf("installedAt = %v, want nil", kb.InstalledAt)
+	}
+	if at := fs.Updates[1].InstalledAt; at == nil || !at.Equal(time.Date(2026, 10, 15, 2, 20, 41, 0, time.UTC)) {
+		t.Errorf("installedAt = %v", at)
+	}
+	if job := s.Endpoints[1].Updates[0].InFlightJob; job == nil || *job != "job-81c2" {
+		t.Errorf("inFlightJob = %v, want job-81c2", job)
+	}
+	if got := fs.Labels["role"]; got != "fileserver" {
+		t.Errorf("labels.role = %q", got)
+	}
+}
+
+// TestEncodeGolden checks that encoding is deterministic and that a snapshot
+// survives a round trip.
+func TestEncodeGolden(t *testing.T) {
+	s := readSnapshot(t)
+	// Reverse the order: the output must not depend on it.
+	for i, j := 0, len(s.Endpoints)-1; i < j; i, j = i+1, j-1 {
+		s.Endpoints[i], s.Endpoints[j] = s.Endpoints[j], s.Endpoints[i]
+	}
+	var buf bytes.Buffer
+	if err := Encode(&buf, s); err != nil {
+		t.Fatal(err)
+	}
+	golden := filepath.Join("testdata", "snapshot.golden.json")
+	if *update {
+		if err := os.WriteFile(golden, buf.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(string(want), buf.String()); diff != "" {
+		t.Errorf("Encode output differs from %s (-want +got):\n%s", golden, diff)
+	}
+	again, err := Decode(bytes.NewReader(buf.Bytes()))
+	if err != nil {
+		t.Fatalf("Decode(Encode(s)): %v", err)
+	}
+	var buf2 bytes.Buffer
+	if err := Encode(&buf2, again); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(buf.String(), buf2.String()); diff != "" {
+		t.Errorf("round trip changed the snapshot (-first +second):\n%s", diff)
+	}
+}
+
+func TestDecodeErrors(t *testing.T) {
+	base, err := os.ReadFile(filepath.Join("testdata", "snapshot.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// edit replaces the first occurrence of old in the fixture.
+	edit := func(old, new string) string {
+		if !strings.Contains(string(base), old) {
+			t.Fatalf("fixture lacks %q", old)
+		}
+		return strings.Replace(string(base), old, new, 1)
+	}
+	tests := []struct {
+		name string
+		json string
+		want string
+	}{
+		{"wrong apiVersion", edit(`"patchline.dev/state/v1"`, `"patchline.dev/state/v0"`),
+			`apiVersion: got "patchline.dev/state/v0", want "patchline.dev/state/v1"`},
+		{"missing apiVersion", `{"endpoints": []}`, `apiVersion: got "", want "patchline.dev/state/v1"`},
+		{"endpoint without id", edit(`"id": "ep-acme-ws17"`, `"id": ""`), `endpoints[1].id: missing`},
+		{"endpoint without client", edit(`"client": "globex"`, `"client": ""`), `endpoints[2].client: missing`},
+		{"duplicate endpoint id", edit(`"id": "ep-globex-web1"`, `"id": "ep-acme-fs01"`),
+			`endpoints[2].id: duplicate endpoint id "ep-acme-fs01" (also endpoints[0])`},
+		{"update without id", edit(`"id": "KB5043936"`, `"id": ""`), `endpoints[0].updates[1].id: missing`},
+		{"duplicate update id on one endpoint", edit(`"id": "KB5043936"`, `"id": "KB5044281"`),
+			`endpoints[0].updates[1].id: duplicate update id "KB5044281" (also updates[0])`},
+		{"unknown severity", edit(`"severity": "important",
+          "cvss": 7.4,
+          "knownExploited": false,
+          "released": "2026-11-05T12:00:00Z",
+          "rebootRequired": false,
+          "installed"`, `"severity": "hi",
+          "cvss": 7.4,
+          "knownExploited": false,
+          "released": "2026-11-05T12:00:00Z",
+          "rebootRequired": false,
+          "installed"`),
+			`endpoints[2].updates[1].severity: unknown severity "hi" (want low, moderate, important or critical)`},
+		{"unknown source", edit(`"source": "winget"`, `"source": "snap"`),
+			`endpoints[1].updates[0].source: unknown source "snap" (want apt, winget, windows-update, choco or brew)`},
+		{"unknown category", edit(`"category": "critical"`, `"category": "optional"`),
+			`endpoints[0].updates[1].category: unknown category "optional" (want security, critical, bugfix, feature or driver)`},
+		{"unknown attempt result", edit(`"result": "failed"`, `"result": "oops"`),
+			`endpoints[0].updates[0].attempts[0].result: unknown result "oops"`},
+		{"bad lastSeen time", edit(`"lastSeen": "2026-11-12T08:58:40Z"`, `"lastSeen": "yesterday"`),
+			`endpoints[2].lastSeen: bad time "yesterday"`},
+		{"bad installedAt time", edit(`"installedAt": "2026-10-15T02:20:41Z"`, `"installedAt": "2026-10-15"`),
+			`endpoints[0].updates[1].installedAt: bad time "2026-10-15"`},
+		{"bad attempt time", edit(`"at": "2026-11-11T02:14:00Z"`, `"at": "2026-11-11 02:14"`),
+			`endpoints[0].updates[0].attempts[0].at: bad time`},
+		{"cvss is a string", edit(`"cvss": 7.5`, `"cvss": "7.5"`),
+			`endpoints[1].updates[0].cvss: cannot use a JSON string as float64`},
+		{"misspelt field", edit(`"rebootPending": true`, `"rebootPendng": true`),
+			`endpoints[1].rebootPendng: unknown field`},
+		{"syntax error names line and column", edit(`"hostname": "acme-ws17",`, `"hostname": "acme-ws17"`),
+			`line 55 column 8: invalid character '"' after object key:value pair`},
+		{"two documents", string(base) + "{}", `data after the snapshot`},
+		{"empty input", ``, `EOF`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Decode(strings.NewReader(tt.json))
+			if err == nil {
+				t.Fatalf("Decode succeeded, want error containing %q", tt.want)
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("Decode error = %q, want it to contain %q", err, tt.want)
+			}
+		})
+	}
+}
+
+// Generate builds a snapshot of n endpoints with 40 updates each for the
+// benchmark.
+func generate(n int) *Snapshot {
+	s := &Snapshot{APIVersion: APIVersion, GeneratedAt: time.Date(2026, 11, 12, 9, 0, 0, 0, time.UTC)}
+	released := time.Date(2026, 11, 10, 18, 0, 0, 0, time.UTC)
+	for i := range n {
+		ep := &Endpoint{
+			ID: fmt.Sprintf("ep-%06d", i), Client: fmt.Sprintf("client-%03d", i%200),
+			Hostname: fmt.Sprintf("host-%06d", i), OS: OS{Family: "windows", Version: "10.0.22631"},
+			Labels: map[string]string{"ring": []string{"canary", "pilot", "broad"}[i%3]}, LastSeen: s.GeneratedAt,
+		}
+		for j := range 40 {
+			u := &Update{ID: fmt.Sprintf("KB50%05d", j), Source: "windows-update", Name: fmt.Sprintf("KB50%05d", j),
+				Version: "10.0.22631.4460", Category: "security", Severity: Severities[j%4], CVSS: 7.5,
+				Released: released}
+			if (i+j)%3 == 0 {
+				at := released.Add(time.Duration(i%48) * time.Hour)
+				u.Installed, u.InstalledAt = true, &at
+			}
+			ep.Updates = append(ep.Updates, u)
+		}
+		s.Endpoints = append(s.Endpoints, ep)
+	}
+	return s
+}
+
+func BenchmarkDecode(b *testing.B) {
+	var buf bytes.Buffer
+	if err := Encode(&buf, generate(10_000)); err != nil {
+		b.Fatal(err)
+	}
+	data := buf.Bytes()
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Decode(bytes.NewReader(data)); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func FuzzDecode(f *testing.F) {
+	base, err := os.ReadFile(filepath.Join("testdata", "snapshot.json"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(base)
+	f.Add([]byte(`{"apiVersion":"patchline.dev/state/v1","endpoints":[{"id":"a","client":"c","updates":[null]}]}`))
+	f.Add([]byte(`{"apiVersion":"patchline.dev/state/v1","endpoints":[null]}`))
+	f.Add([]byte(`{"endpoints":[{"updates":[{"attempts":[{"at":1}]}]}]}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		s, err := Decode(bytes.NewReader(data))
+		if err != nil {
+			return
+		}
+		var buf bytes.Buffer
+		if err := Encode(&buf, s); err != nil {
+			t.Fatalf("Encode of a decoded snapshot: %v", err)
+		}
+		if _, err := Decode(&buf); err != nil {
+			t.Fatalf("Decode(Encode(Decode(data))): %v", err)
+		}
+	})
+}
