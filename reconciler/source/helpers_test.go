@@ -23,10 +23,6 @@ func startGitDaemon(t *testing.T, base string) string {
 	return gittest.StartDaemon(t, base)
 }
 
-func skipOrFail(t *testing.T, format string, args ...any) {
-	t.Helper()
-	gittest.SkipOrFail(t, format, args...)
-}
 
 // upstream is a bare fleet repo and a working clone that pushes to it.
 type upstream struct {

@@ -1,0 +1,44 @@
+# Patchline: `make demo` shows it working, `make test` proves it.
+GO          ?= go
+GOBIN       := $(shell $(GO) env GOPATH)/bin
+STATICCHECK := $(GOBIN)/staticcheck
+STATICCHECK_VERSION := v0.8.2
+FUZZTIME    ?= 5s
+DEMO_DIR    ?= $(CURDIR)/.demo
+
+.PHONY: all build lint test test-go fuzz systools bench demo clean
+
+all: build
+
+build:
+	$(GO) build -o bin/ ./cmd/...
+
+$(STATICCHECK):
+	$(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+
+lint: $(STATICCHECK)
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(STATICCHECK) ./...
+
+systools:
+	@bash .ci/systools.sh
+
+# Every test, with the race detector, then each fuzz target briefly.
+test: lint systools test-go fuzz
+
+test-go:
+	$(GO) test -race -count=1 ./...
+
+fuzz:
+	@bash .ci/fuzz.sh $(FUZZTIME)
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime=3x ./...
+
+demo: build
+	@bash examples/demo.sh $(DEMO_DIR)
+
+clean:
+	rm -rf bin .demo

@@ -1,0 +1,658 @@
+// Package agent is the Patchline endpoint agent: it enrolls with the
+// controller once, reports the endpoint's inventory, long-polls for signed
+// jobs, verifies them against the controller key pinned at enrollment, runs
+// them through a package backend and delivers each result through a durable
+// outbox.
+//
+// Delivery is at least once and the effect exactly once. Every job the
+// agent accepts goes through its journal in the state directory:
+//
+//  1. the job's sequence number is stored (a replay of it is refused);
+//  2. a "started" entry is written, before the backend installs anything;
+//  3. the result is written into the same entry, which puts it in the
+//     outbox and marks the idempotency key finished in one atomic write;
+//  4. the result is sent, and the entry marked acknowledged on a 2xx.
+//
+// A crash between 3 and 4 leaves the result in the outbox; the next start
+// sends it before polling again, and a re-delivered job is answered from the
+// journal, never installed twice. A crash during 2–3 (the backend was
+// installing) is reported after restart as a failed attempt whose outcome
+// is unknown, and the agent reports its inventory right away so the
+// controller sees what actually got installed: re-running an install blindly
+// could repeat a half-done change, and the controller will plan a new job
+// for whatever is still missing.
+//
+// The agent imports nothing of the controller but the wire types
+// (reconciler/api/wire) and the state vocabulary (reconciler/state).
+package agent
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	mrand "math/rand/v2"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/patchline/patchline/agent/backend"
+	"github.com/patchline/patchline/reconciler/api/wire"
+	"github.com/patchline/patchline/reconciler/state"
+)
+
+// pollWait is how long the controller may hold a job long-poll open.
+const pollWait = 30 * time.Second
+
+// minPollGap spaces polls that come back empty at once (a proxy cutting the
+// long-poll short), so such a network cannot make agents hammer the
+// controller.
+const minPollGap = time.Second
+
+// maxOutput bounds the package tool output kept per update; the end of the
+// output, where tools print their errors, is kept.
+const maxOutput = 4 << 10
+
+// Reboot policies a job can carry.
+const (
+	rebootNever      = "never"
+	rebootIfRequired = "if-required"
+	rebootForce      = "force"
+)
+
+// Defaults for the zero values of Config.
+const (
+	DefaultReportInterval = time.Hour
+	DefaultRetryMax       = 8
+	DefaultRetryWaitMin   = time.Second
+	DefaultRetryWaitMax   = time.Minute
+)
+
+// Clock is the agent's source of time. Tests pass one that does not sleep.
+type Clock interface {
+	Now() time.Time
+	// Sleep waits for d or until ctx is done, and returns ctx.Err() in the
+	// latter case.
+	Sleep(ctx context.Context, d time.Duration) error
+}
+
+// Runner runs a command (the reboot command), argv[0] being the program.
+type Runner func(ctx context.Context, argv []string) error
+
+// Config is everything the agent needs; cmd/patch-agent fills it from flags.
+type Config struct {
+	// Controller is the controller's base URL. Plain http is refused unless
+	// the host is loopback or Insecure is set.
+	Controller string
+	Insecure   bool
+	// RootCAs verifies the controller's certificate; nil means the system
+	// pool.
+	RootCAs *x509.CertPool
+
+	// Client and EnrollSecret are needed only for the first enrollment.
+	Client       string
+	EnrollSecret string
+
+	// StateDir holds the identity, the pinned controller key, the highest
+	// job sequence number and the journal. It is created with mode 0700.
+	StateDir string
+
+	Hostname string
+	OS       state.OS
+	Labels   map[string]string
+
+	Backend backend.Backend
+
+	// ReportInterval is how often the inventory is reported besides at
+	// start and after each job; ±10% jitter is added. Default 1h.
+	ReportInterval time.Duration
+	// RebootCommand is run when a job's reboot policy calls for a reboot.
+	// Empty means the agent only logs that a reboot is needed.
+	RebootCommand []string
+
+	// RetryMax, RetryWaitMin and RetryWaitMax bound the retries of each
+	// HTTP call; zero values take the defaults above.
+	RetryMax     int
+	RetryWaitMin time.Duration
+	RetryWaitMax time.Duration
+
+	// Logger, Clock and Runner default to slog.Default(), the system clock
+	// and os/exec.
+	Logger *slog.Logger
+	Clock  Clock
+	Runner Runner
+}
+
+// Agent is one endpoint's agent. Its methods are not safe for concurrent
+// use: Run owns it.
+type Agent struct {
+	cfg     Config
+	log     *slog.Logger
+	clock   Clock
+	run     Runner
+	api     *client
+	journal *journal
+
+	id  identity
+	seq int64
+}
+
+// New checks cfg, creates the state directory and loads what an earlier run
+// left there. It does not contact the controller.
+func New(cfg Config) (*Agent, error) {
+	if cfg.StateDir == "" {
+		return nil, errors.New("agent: no state directory")
+	}
+	if cfg.Backend == nil {
+		return nil, errors.New("agent: no backend")
+	}
+	if cfg.ReportInterval <= 0 {
+		cfg.ReportInterval = DefaultReportInterval
+	}
+	if cfg.RetryMax <= 0 {
+		cfg.RetryMax = DefaultRetryMax
+	}
+	if cfg.RetryWaitMin <= 0 {
+		cfg.RetryWaitMin = DefaultRetryWaitMin
+	}
+	if cfg.RetryWaitMax <= 0 {
+		cfg.RetryWaitMax = DefaultRetryWaitMax
+	}
+	a := &Agent{cfg: cfg, log: cfg.Logger, clock: cfg.Clock, run: cfg.Runner}
+	if a.log == nil {
+		a.log = slog.Default()
+	}
+	if a.clock == nil {
+		a.clock = systemClock{}
+	}
+	if a.run == nil {
+		a.run = execRunner
+	}
+	api, err := newClient(cfg.Controller, cfg.Insecure, cfg.RootCAs,
+		retryPolicy{max: cfg.RetryMax, waitMin: cfg.RetryWaitMin, waitMax: cfg.RetryWaitMax}, a.log)
+	if err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+	a.api = api
+	if err := ensureDir(cfg.StateDir); err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+	if _, err := readJSON(cfg.StateDir, identityFile, &a.id); err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+	if a.id.Client != "" && cfg.Client != "" && a.id.Client != cfg.Client {
+		return nil, fmt.Errorf("agent: state dir %s belongs to client %q, not %q; use another state dir to enroll elsewhere", cfg.StateDir, a.id.Client, cfg.Client)
+	}
+	var s seqState
+	if _, err := readJSON(cfg.StateDir, seqFile, &s); err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+	a.seq = s.Seq
+	j, err := openJournal(filepath.Join(cfg.StateDir, journalDir))
+	if err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+	a.journal = j
+	if a.id.enrolled() {
+		a.api.endpoint, a.api.nodeKey = a.id.Endpoint, a.id.NodeKey
+	}
+	return a, nil
+}
+
+// Run enrolls if needed, delivers results left from an earlier run, then
+// reports and polls for jobs until ctx is cancelled. It returns nil on
+// cancellation and an error only for what retrying cannot fix (a refused
+// enrollment, a state directory it cannot write).
+func (a *Agent) Run(ctx context.Context) error {
+	if err := a.enrollRetrying(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+	a.log = a.log.With("endpoint", a.id.Endpoint, "client", a.id.Client)
+	if err := a.recoverInterrupted(); err != nil {
+		return err
+	}
+	// Results from before a restart go out before anything else, so the
+	// controller never plans against a job it thinks is still running.
+	for failures := 1; ; failures++ {
+		err := a.flush(ctx)
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		a.log.Warn("cannot deliver pending results yet", "error", err)
+		if a.pause(ctx, failures) != nil {
+			return nil
+		}
+	}
+	a.report(ctx)
+	nextReport := a.clock.Now().Add(a.reportEvery())
+	failures := 0
+	for ctx.Err() == nil {
+		if !a.clock.Now().Before(nextReport) {
+			a.report(ctx)
+			nextReport = a.clock.Now().Add(a.reportEvery())
+		}
+		if err := a.flush(ctx); err != nil {
+			failures++
+			a.log.Warn("cannot deliver pending results", "error", err)
+			_ = a.pause(ctx, failures)
+			continue
+		}
+		started := a.clock.Now()
+		jobs, err := a.api.poll(ctx, pollWait)
+		if err != nil {
+			if ctx.Err() != nil {
+				break
+			}
+			failures++
+			a.log.Warn("job poll failed", "error", err)
+			_ = a.pause(ctx, failures)
+			continue
+		}
+		failures = 0
+		for _, sj := range jobs {
+			if err := a.handle(ctx, sj); err != nil {
+				// A journal the agent cannot write makes every later
+				// job unsafe to run.
+				return err
+			}
+		}
+		if len(jobs) == 0 && a.clock.Now().Sub(started) < minPollGap {
+			_ = a.clock.Sleep(ctx, minPollGap)
+		}
+	}
+	return nil
+}
+
+// pause waits a jittered, growing delay after the failures-th failure in a
+// row of the run loop.
+func (a *Agent) pause(ctx context.Context, failures int) error {
+	return a.clock.Sleep(ctx, fullJitter(a.cfg.RetryWaitMin, a.cfg.RetryWaitMax, failures))
+}
+
+// reportEvery is the report interval with ±10% jitter, so agents started
+// together do not report together forever.
+func (a *Agent) reportEvery() time.Duration {
+	iv := a.cfg.ReportInterval
+	return iv - iv/10 + time.Duration(mrand.Int64N(int64(iv/5)+1))
+}
+
+// enrollRetrying enrolls, retrying transient failures with backoff.
+func (a *Agent) enrollRetrying(ctx context.Context) error {
+	for failures := 1; ; failures++ {
+		err := a.enroll(ctx)
+		if err == nil {
+			return nil
+		}
+		code := errorCode(err)
+		if ctx.Err() != nil || (code != "" && !code.Retryable()) {
+			return err
+		}
+		a.log.Warn("enrollment failed; retrying", "error", err)
+		if err := a.pause(ctx, failures); err != nil {
+			return err
+		}
+	}
+}
+
+// enroll gets the agent an endpoint identity, once. The instance id and node
+// key are generated and stored before the request, so a retried or repeated
+// enrollment is the same request and the controller answers it the same way.
+func (a *Agent) enroll(ctx context.Context) error {
+	if a.id.enrolled() {
+		return nil
+	}
+	if a.cfg.Client == "" || a.cfg.EnrollSecret == "" {
+		return errors.New("agent: not enrolled yet, and no client id and enrollment secret given")
+	}
+	if a.id.InstanceID == "" {
+		inst, key := make([]byte, 16), make([]byte, 32)
+		if _, err := rand.Read(inst); err != nil {
+			return fmt.Errorf("enroll: %w", err)
+		}
+		if _, err := rand.Read(key); err != nil {
+			return fmt.Errorf("enroll: %w", err)
+		}
+		a.id = identity{
+			Client:     a.cfg.Client,
+			InstanceID: hex.EncodeToString(inst),
+			NodeKey:    base64.RawURLEncoding.EncodeToString(key),
+		}
+		if err := writeJSON(a.cfg.StateDir, identityFile, a.id); err != nil {
+			return fmt.Errorf("enroll: %w", err)
+		}
+	}
+	resp, err := a.api.enroll(ctx, wire.EnrollRequest{
+		Client:     a.id.Client,
+		Secret:     a.cfg.EnrollSecret,
+		InstanceID: a.id.InstanceID,
+		NodeKey:    a.id.NodeKey,
+		Hostname:   a.cfg.Hostname,
+		OS:         a.cfg.OS,
+		Labels:     a.cfg.Labels,
+	})
+	if err != nil {
+		return fmt.Errorf("enroll client %q: %w", a.id.Client, err)
+	}
+	if resp.Endpoint == "" || len(resp.SigningKey) != ed25519.PublicKeySize {
+		return fmt.Errorf("enroll client %q: controller answered without an endpoint id or a valid signing key", a.id.Client)
+	}
+	id := a.id
+	id.Endpoint, id.SigningKey = resp.Endpoint, resp.SigningKey
+	if err := writeJSON(a.cfg.StateDir, identityFile, id); err != nil {
+		return fmt.Errorf("enroll: %w", err)
+	}
+	a.id = id
+	a.api.endpoint, a.api.nodeKey = id.Endpoint, id.NodeKey
+	a.log.Info("enrolled", "endpoint", id.Endpoint, "client", id.Client)
+	return nil
+}
+
+// recoverInterrupted turns jobs that were installing when the agent stopped
+// into failed results in the outbox. See the package comment for why they
+// are not run again.
+func (a *Agent) recoverInterrupted() error {
+	for _, e := range a.journal.interrupted() {
+		now := a.clock.Now()
+		msg := "the agent stopped while installing; the outcome is unknown until the next inventory report"
+		r := wire.ResultRequest{Job: e.Job, IdempotencyKey: e.Key, Updates: make([]wire.UpdateResult, 0, len(e.Updates))}
+		for _, u := range e.Updates {
+			r.Updates = append(r.Updates, wire.UpdateResult{Update: u.ID, Result: state.ResultFailed, Error: msg, At: now})
+		}
+		if err := a.journal.finish(e, r, now); err != nil {
+			return fmt.Errorf("agent: %w", err)
+		}
+		a.log.Warn("job was interrupted by a stop; reporting it as failed", "job", e.Job)
+	}
+	return nil
+}
+
+// flush sends every result in the outbox, oldest first, and stops at the
+// first that cannot be delivered.
+func (a *Agent) flush(ctx context.Context) error {
+	for _, e := range a.journal.pending() {
+		if err := a.send(ctx, e); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// send delivers one outbox entry and takes it out of the outbox on a 2xx
+// (a duplicate included). A result the controller rejects for good (a 4xx
+// other than an authentication problem) is dropped with an error in the
+// log: keeping it would block every later result.
+func (a *Agent) send(ctx context.Context, e *entry) error {
+	resp, err := a.api.result(ctx, *e.Result)
+	if err != nil {
+		code := errorCode(err)
+		if code == "" || code.Retryable() || code == wire.CodeUnauthorized || code == wire.CodeForbidden {
+			return fmt.Errorf("job %s: deliver result: %w", e.Job, err)
+		}
+		a.log.Error("controller rejected a result; dropping it", "job", e.Job, "error", err)
+	} else {
+		a.log.Info("result delivered", "job", e.Job, "refused", e.Result.Refused, "duplicate", resp.Duplicate)
+	}
+	if err := a.journal.ack(e); err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
+	return nil
+}
+
+// report sends the inventory. Failures are logged: the next report replaces
+// this one anyway.
+func (a *Agent) report(ctx context.Context) {
+	ups, err := a.cfg.Backend.Inventory(ctx)
+	if err != nil {
+		// Sending an empty inventory would tell the controller nothing is
+		// installed; skip this report instead.
+		a.log.Error("inventory failed; report skipped", "error", err)
+		return
+	}
+	if ups == nil {
+		ups = []*state.Update{}
+	}
+	pending, err := a.cfg.Backend.RebootPending(ctx)
+	if err != nil {
+		a.log.Warn("cannot tell whether a reboot is pending", "error", err)
+	}
+	resp, err := a.api.report(ctx, wire.Report{
+		Hostname:      a.cfg.Hostname,
+		OS:            a.cfg.OS,
+		Labels:        a.cfg.Labels,
+		RebootPending: pending,
+		Updates:       ups,
+	})
+	if err != nil {
+		if ctx.Err() == nil {
+			a.log.Warn("inventory report failed", "error", err)
+		}
+		return
+	}
+	a.log.Info("inventory reported", "updates", resp.Updates, "rebootPending", pending)
+}
+
+// handle verifies and runs one delivered job. It returns an error only when
+// the journal cannot be written; everything else ends in a result (or a
+// refusal) in the outbox.
+func (a *Agent) handle(ctx context.Context, sj wire.SignedJob) error {
+	p, err := verifyJob(ed25519.PublicKey(a.id.SigningKey), a.id.Endpoint, sj)
+	if err != nil {
+		return a.refuse(ctx, p, err)
+	}
+	log := a.log.With("job", p.ID, "revision", p.Revision)
+	if e := a.journal.byKey(p.IdempotencyKey); e != nil && e.Result != nil {
+		log.Info("job already done; sending its recorded result again", "idempotencyKey", p.IdempotencyKey, "firstJob", e.Job)
+		return a.resend(ctx, p, e)
+	}
+	if err := checkFresh(p, a.seq, a.clock.Now()); err != nil {
+		if p.Seq > a.seq {
+			// A signed, expired job for this endpoint still proves the
+			// controller got this far; later jobs must be above it.
+			if err := a.storeSeq(p.Seq); err != nil {
+				return err
+			}
+		}
+		return a.refuse(ctx, p, err)
+	}
+	if err := a.storeSeq(p.Seq); err != nil {
+		return err
+	}
+	e := &entry{Job: p.ID, Key: p.IdempotencyKey, Seq: p.Seq, Updates: p.Updates, StartedAt: a.clock.Now()}
+	if err := a.journal.start(e); err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
+	log.Info("running job", "updates", len(p.Updates), "reboot", p.Reboot)
+	results := a.install(ctx, p)
+	pending, err := a.cfg.Backend.RebootPending(ctx)
+	if err != nil {
+		log.Warn("cannot tell whether a reboot is pending", "error", err)
+	}
+	r := wire.ResultRequest{Job: p.ID, IdempotencyKey: p.IdempotencyKey, Updates: results, RebootPending: pending}
+	if err := a.journal.finish(e, r, a.clock.Now()); err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
+	if err := a.send(ctx, e); err != nil {
+		log.Warn("result kept in the outbox", "error", err)
+	}
+	a.report(ctx)
+	a.reboot(ctx, p, pending)
+	return nil
+}
+
+func (a *Agent) storeSeq(seq int64) error {
+	if err := writeJSON(a.cfg.StateDir, seqFile, seqState{Seq: seq}); err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
+	a.seq = seq
+	return nil
+}
+
+// refuse puts a refusal of the job in the outbox and tries to send it.
+func (a *Agent) refuse(ctx context.Context, p wire.JobPayload, err error) error {
+	var rf *refusal
+	if !errors.As(err, &rf) {
+		return err
+	}
+	if p.ID == "" {
+		a.log.Warn("dropping a job that cannot be addressed", "reason", rf.reason)
+		return nil
+	}
+	a.log.Warn("job refused", "job", p.ID, "reason", rf.reason)
+	r := wire.ResultRequest{Job: p.ID, Refused: true, Reason: rf.reason, Updates: []wire.UpdateResult{}}
+	if rf.trusted {
+		now := a.clock.Now()
+		r.IdempotencyKey = p.IdempotencyKey
+		for _, u := range p.Updates {
+			r.Updates = append(r.Updates, wire.UpdateResult{Update: u.ID, Result: state.ResultRefused, Error: rf.reason, At: now})
+		}
+	}
+	e, jerr := a.journal.refuse(r, a.clock.Now())
+	if jerr != nil {
+		return fmt.Errorf("agent: %w", jerr)
+	}
+	if err := a.send(ctx, e); err != nil {
+		a.log.Warn("refusal kept in the outbox", "job", p.ID, "error", err)
+	}
+	return nil
+}
+
+// resend answers a re-delivered job with the recorded result of the job that
+// ran with the same idempotency key.
+func (a *Agent) resend(ctx context.Context, p wire.JobPayload, e *entry) error {
+	r := *e.Result
+	r.Job = p.ID
+	if p.ID == e.Job && !e.Acked {
+		if err := a.send(ctx, e); err != nil {
+			a.log.Warn("result kept in the outbox", "job", p.ID, "error", err)
+		}
+		return nil
+	}
+	// Already acknowledged (or asked for under another job id): nothing to
+	// keep durable, a failed send just makes the controller ask again.
+	if _, err := a.api.result(ctx, r); err != nil {
+		a.log.Warn("re-sending a recorded result failed", "job", p.ID, "error", err)
+	}
+	return nil
+}
+
+// install runs the job's updates through the backend, in the job's order,
+// and gives every update of the job a result.
+func (a *Agent) install(ctx context.Context, p wire.JobPayload) []wire.UpdateResult {
+	ups := make([]*state.Update, len(p.Updates))
+	for i, u := range p.Updates {
+		ups[i] = &state.Update{ID: u.ID, Source: u.Source, Name: u.Name, Version: u.Version}
+	}
+	res, err := a.cfg.Backend.Install(ctx, ups)
+	byID := make(map[string]backend.Result, len(res))
+	for _, r := range res {
+		byID[r.Update] = r
+	}
+	now := a.clock.Now()
+	out := make([]wire.UpdateResult, 0, len(p.Updates))
+	for _, u := range p.Updates {
+		r, ok := byID[u.ID]
+		ur := wire.UpdateResult{Update: u.ID, At: now}
+		switch {
+		case ok && r.Succeeded:
+			ur.Result, ur.Output = state.ResultSucceeded, tail(r.Output)
+		case ok:
+			ur.Result, ur.Error, ur.Output = state.ResultFailed, r.Error, tail(r.Output)
+			if ur.Error == "" {
+				ur.Error = "install failed"
+			}
+		case err != nil:
+			ur.Result, ur.Error = state.ResultFailed, err.Error()
+		default:
+			ur.Result, ur.Error = state.ResultFailed, "the backend returned no result for this update"
+		}
+		out = append(out, ur)
+	}
+	return out
+}
+
+// tail keeps the last maxOutput bytes of s, on a UTF-8 boundary.
+func tail(s string) string {
+	if len(s) <= maxOutput {
+		return s
+	}
+	s = s[len(s)-maxOutput:]
+	for len(s) > 0 && !utf8.RuneStart(s[0]) {
+		s = s[1:]
+	}
+	return "…" + s
+}
+
+// reboot applies the job's reboot policy after its result is out.
+func (a *Agent) reboot(ctx context.Context, p wire.JobPayload, pending bool) {
+	log := a.log.With("job", p.ID)
+	switch p.Reboot {
+	case "", rebootNever:
+		if pending {
+			log.Info("a reboot is pending; the job's policy is never to reboot")
+		}
+	case rebootIfRequired:
+		if !pending {
+			return
+		}
+		if !a.clock.Now().Before(p.NotAfter) {
+			log.Warn("a reboot is pending but the maintenance window has closed; not rebooting", "notAfter", p.NotAfter)
+			return
+		}
+		a.rebootNow(ctx, log, "updates need a reboot")
+	case rebootForce:
+		log.Warn("this computer will restart to finish installing updates; save your work", "deadline", p.RebootDeadline)
+		a.rebootNow(ctx, log, "the job forces a reboot")
+	default:
+		log.Warn("unknown reboot policy; not rebooting", "reboot", p.Reboot)
+	}
+}
+
+func (a *Agent) rebootNow(ctx context.Context, log *slog.Logger, why string) {
+	if len(a.cfg.RebootCommand) == 0 {
+		log.Warn("reboot needed but no reboot command is configured", "why", why)
+		return
+	}
+	log.Info("rebooting", "why", why, "command", strings.Join(a.cfg.RebootCommand, " "))
+	if err := a.run(ctx, a.cfg.RebootCommand); err != nil {
+		log.Error("reboot command failed", "error", err)
+	}
+}
+
+// systemClock is the real clock.
+type systemClock struct{}
+
+func (systemClock) Now() time.Time { return time.Now() }
+
+func (systemClock) Sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// execRunner runs argv with os/exec and includes the command's output in
+// the error when it fails.
+func execRunner(ctx context.Context, argv []string) error {
+	out, err := exec.CommandContext(ctx, argv[0], argv[1:]...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%s: %w: %s", argv[0], err, strings.TrimSpace(tail(string(out))))
+	}
+	return nil
+}

@@ -1,0 +1,307 @@
+package agent
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-cleanhttp"
+	"github.com/hashicorp/go-retryablehttp"
+
+	"github.com/patchline/patchline/reconciler/api/wire"
+)
+
+// maxRetryAfter bounds how long a Retry-After header can park a request, so
+// a buggy or hostile answer cannot stop the agent for days.
+const maxRetryAfter = 10 * time.Minute
+
+// attemptTimeout bounds one HTTP attempt; it is above the long-poll wait so a
+// held poll is not cut short.
+const attemptTimeout = pollWait + 60*time.Second
+
+// maxErrorBody bounds how much of an error answer the client reads.
+const maxErrorBody = 64 << 10
+
+// client talks the agent API to the controller. Every call goes through a
+// retrying HTTP client; because that client re-sends POSTs, every write the
+// agent makes is idempotent on the controller side (enroll by instance id
+// and node key, result by job id, report is a replace).
+type client struct {
+	// base is the controller URL without a trailing slash.
+	base string
+	http *retryablehttp.Client
+
+	// endpoint and nodeKey authenticate calls after enrollment; they are
+	// set once by the agent before any authenticated call and not changed.
+	endpoint string
+	nodeKey  string
+}
+
+// retryPolicy is the part of Config that shapes retries.
+type retryPolicy struct {
+	max     int
+	waitMin time.Duration
+	waitMax time.Duration
+}
+
+func newClient(controller string, insecure bool, roots *x509.CertPool, rp retryPolicy, log *slog.Logger) (*client, error) {
+	base, err := controllerURL(controller, insecure)
+	if err != nil {
+		return nil, err
+	}
+	hc := cleanhttp.DefaultPooledClient()
+	hc.Timeout = attemptTimeout
+	tr, ok := hc.Transport.(*http.Transport)
+	if !ok {
+		return nil, fmt.Errorf("controller %s: unexpected HTTP transport %T", controller, hc.Transport)
+	}
+	tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: roots}
+	rc := &retryablehttp.Client{
+		HTTPClient:   hc,
+		Logger:       slogLeveled{log},
+		RetryWaitMin: rp.waitMin,
+		RetryWaitMax: rp.waitMax,
+		RetryMax:     rp.max,
+		CheckRetry:   checkRetry,
+		Backoff:      jitterBackoff,
+		// Keep the last answer when retries run out so its error envelope
+		// can be decoded into a wire.Error.
+		ErrorHandler: retryablehttp.PassthroughErrorHandler,
+	}
+	return &client{base: base.String(), http: rc}, nil
+}
+
+// controllerURL parses the controller's base URL and refuses plain HTTP
+// unless the host is loopback or insecure is set: node keys and enrollment
+// secrets travel in every request.
+func controllerURL(raw string, insecure bool) (*url.URL, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, fmt.Errorf("controller URL %q: %w", raw, err)
+	}
+	switch u.Scheme {
+	case "https":
+	case "http":
+		if !insecure && !isLoopback(u.Hostname()) {
+			return nil, fmt.Errorf("controller URL %q: plain http is allowed only to a loopback host or with --insecure", raw)
+		}
+	default:
+		return nil, fmt.Errorf("controller URL %q: scheme must be https (or http to a loopback host)", raw)
+	}
+	if u.Host == "" {
+		return nil, fmt.Errorf("controller URL %q: no host", raw)
+	}
+	u.Path = strings.TrimSuffix(u.Path, "/")
+	u.RawPath = ""
+	return u, nil
+}
+
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// checkRetry decides whether an attempt is worth repeating: transport
+// errors and 5xx are, 429 is, every other 4xx is final (wire.Code.Retryable).
+func checkRetry(ctx context.Context, resp *http.Response, err error) (bool, error) {
+	if ctx.Err() != nil {
+		return false, ctx.Err()
+	}
+	if err != nil {
+		// The library's policy knows which transport errors are final
+		// (bad certificate, bad scheme, too many redirects).
+		return retryablehttp.ErrorPropagatedRetryPolicy(ctx, resp, err)
+	}
+	if resp.StatusCode < 400 {
+		return false, nil
+	}
+	return wire.CodeForStatus(resp.StatusCode).Retryable(), nil
+}
+
+// jitterBackoff is "full jitter" exponential backoff: a uniformly random
+// wait between lo and lo·2^(attempt+1) (capped at hi). Without jitter every
+// agent that saw the same controller restart would retry in the same
+// instant, again and again. A Retry-After on 429 or 503 is honoured as a
+// floor, with up to 10% added so agents told the same value spread out.
+func jitterBackoff(lo, hi time.Duration, attempt int, resp *http.Response) time.Duration {
+	if resp != nil && (resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable) {
+		if d, ok := retryAfter(resp.Header.Get("Retry-After"), time.Now()); ok {
+			d = clamp(d, lo, maxRetryAfter)
+			return d + randDuration(d/10)
+		}
+	}
+	return fullJitter(lo, hi, attempt)
+}
+
+// fullJitter returns a random duration in [lo, min(hi, lo·2^(attempt+1))]:
+// retryablehttp counts the first retry as attempt 0, and even that one must
+// be spread out.
+func fullJitter(lo, hi time.Duration, attempt int) time.Duration {
+	hi = max(hi, lo)
+	// Doubling until the cap, rather than shifting, cannot overflow.
+	ceil := lo
+	for i := 0; i <= attempt && ceil < hi; i++ {
+		ceil = max(ceil*2, ceil+1)
+	}
+	return lo + randDuration(min(ceil, hi)-lo)
+}
+
+// randDuration is uniform in [0, d].
+func randDuration(d time.Duration) time.Duration {
+	if d <= 0 {
+		return 0
+	}
+	return time.Duration(rand.Int64N(int64(d) + 1))
+}
+
+func clamp(d, lo, hi time.Duration) time.Duration {
+	return min(max(d, lo), hi)
+}
+
+// retryAfter parses a Retry-After header: delay seconds or an HTTP date.
+func retryAfter(v string, now time.Time) (time.Duration, bool) {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0, false
+	}
+	if s, err := strconv.ParseInt(v, 10, 64); err == nil {
+		if s < 0 {
+			return 0, false
+		}
+		if s > int64(maxRetryAfter/time.Second) {
+			return maxRetryAfter, true
+		}
+		return time.Duration(s) * time.Second, true
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		return max(t.Sub(now), 0), true
+	}
+	return 0, false
+}
+
+// do sends one API call. in, when not nil, is sent as JSON; out, when not
+// nil, receives the JSON answer. A non-2xx answer becomes a *wire.Error,
+// from the envelope when the body has one and from the status otherwise.
+func (c *client) do(ctx context.Context, method, path string, query url.Values, in, out any) error {
+	// path is already escaped (ResultPath of an escaped job id).
+	target := c.base + path
+	if len(query) > 0 {
+		target += "?" + query.Encode()
+	}
+	var body []byte
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return fmt.Errorf("%s %s: encode request: %w", method, path, err)
+		}
+		body = b
+	}
+	var reqBody any
+	if body != nil {
+		reqBody = body
+	}
+	req, err := retryablehttp.NewRequestWithContext(ctx, method, target, reqBody)
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set("Accept", "application/json")
+	if c.nodeKey != "" {
+		req.Header.Set("Authorization", "Bearer "+c.nodeKey)
+		req.Header.Set(wire.HeaderEndpoint, c.endpoint)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return fmt.Errorf("%s %s: %w", method, path, decodeError(resp))
+	}
+	if out == nil {
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxErrorBody))
+		return nil
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, wire.MaxBodyBytes)).Decode(out); err != nil {
+		return fmt.Errorf("%s %s: decode answer: %w", method, path, err)
+	}
+	return nil
+}
+
+func decodeError(resp *http.Response) *wire.Error {
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+	var env wire.ErrorBody
+	if json.Unmarshal(b, &env) == nil && env.Error != nil && env.Error.Code != "" {
+		return env.Error
+	}
+	msg := http.StatusText(resp.StatusCode)
+	if s := strings.TrimSpace(string(b)); s != "" && len(s) < 200 {
+		msg = s
+	}
+	return &wire.Error{Code: wire.CodeForStatus(resp.StatusCode), Message: msg}
+}
+
+// errorCode is the wire code of err, or "" when err carries none (a
+// transport failure).
+func errorCode(err error) wire.Code {
+	var we *wire.Error
+	if errors.As(err, &we) {
+		return we.Code
+	}
+	return ""
+}
+
+func (c *client) enroll(ctx context.Context, req wire.EnrollRequest) (wire.EnrollResponse, error) {
+	var resp wire.EnrollResponse
+	err := c.do(ctx, http.MethodPost, wire.PathEnroll, nil, req, &resp)
+	return resp, err
+}
+
+func (c *client) report(ctx context.Context, r wire.Report) (wire.ReportResponse, error) {
+	var resp wire.ReportResponse
+	err := c.do(ctx, http.MethodPost, wire.PathReport, nil, r, &resp)
+	return resp, err
+}
+
+func (c *client) poll(ctx context.Context, wait time.Duration) ([]wire.SignedJob, error) {
+	var resp wire.JobsResponse
+	q := url.Values{"wait": {wait.String()}}
+	if err := c.do(ctx, http.MethodGet, wire.PathJobs, q, nil, &resp); err != nil {
+		return nil, err
+	}
+	return resp.Jobs, nil
+}
+
+func (c *client) result(ctx context.Context, r wire.ResultRequest) (wire.ResultResponse, error) {
+	var resp wire.ResultResponse
+	err := c.do(ctx, http.MethodPost, wire.ResultPath(url.PathEscape(r.Job)), nil, r, &resp)
+	return resp, err
+}
+
+// slogLeveled adapts retryablehttp's leveled logger to slog, so retries show
+// up in the agent's structured log instead of on stdout.
+type slogLeveled struct{ l *slog.Logger }
+
+func (s slogLeveled) Error(msg string, kv ...any) { s.l.Error(msg, kv...) }
+func (s slogLeveled) Info(msg string, kv ...any)  { s.l.Info(msg, kv...) }
+func (s slogLeveled) Debug(msg string, kv ...any) { s.l.Debug(msg, kv...) }
+func (s slogLeveled) Warn(msg string, kv ...any)  { s.l.Warn(msg, kv...) }
+
+var _ retryablehttp.LeveledLogger = slogLeveled{}

@@ -1,0 +1,194 @@
+// Command patch-agent is the Patchline endpoint agent. It turns its flags
+// into an agent.Config and runs the agent until SIGINT or SIGTERM.
+package main
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"flag"
+	"fmt"
+	"hash/fnv"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime"
+	"strings"
+	"syscall"
+
+	"github.com/patchline/patchline/agent"
+	"github.com/patchline/patchline/agent/backend"
+	"github.com/patchline/patchline/agent/backend/sim"
+	"github.com/patchline/patchline/reconciler/state"
+)
+
+func main() { os.Exit(Main(os.Args[1:], os.Stderr)) }
+
+// Main runs patch-agent with args and returns the process exit status.
+func Main(args []string, stderr io.Writer) int {
+	log := slog.New(slog.NewTextHandler(stderr, nil))
+	cfg, backendName, err := parseFlags(args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "patch-agent:", err)
+		return 2
+	}
+	cfg.Backend, err = newBackend(backendName, cfg)
+	if err != nil {
+		fmt.Fprintf(stderr, "patch-agent: --backend %s: %v\n", backendName, err)
+		return 2
+	}
+	cfg.Logger = log
+	a, err := agent.New(cfg)
+	if err != nil {
+		fmt.Fprintln(stderr, "patch-agent:", err)
+		return 1
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := a.Run(ctx); err != nil {
+		log.Error("agent stopped", "error", err)
+		return 1
+	}
+	return 0
+}
+
+// parseFlags builds the agent's configuration from the command line, reading
+// the enrollment secret and CA files it names; the backend is returned by
+// name for Main to build.
+func parseFlags(args []string, stderr io.Writer) (cfg agent.Config, backendName string, err error) {
+	fs := flag.NewFlagSet("patch-agent", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var (
+		controller  = fs.String("controller", "", "controller base URL, https://… (http only to a loopback host or with --insecure)")
+		secretFile  = fs.String("enroll-secret-file", "", "file holding the client's enrollment secret (needed for the first start only)")
+		client      = fs.String("client", "", "client id this endpoint belongs to (needed for the first start only)")
+		stateDir    = fs.String("state-dir", "", "directory for the agent's identity, pinned controller key and outbox")
+		caFile      = fs.String("ca-file", "", "PEM file of CA certificates to verify the controller with, instead of the system pool")
+		labels      = fs.String("labels", "", "endpoint labels, k=v,k=v")
+		backendFlag = fs.String("backend", "auto", "package backend: auto, apt, winget, windows-update, choco, brew or sim")
+		interval    = fs.Duration("report-interval", agent.DefaultReportInterval, "how often to report inventory between jobs (±10% jitter)")
+		rebootCmd   = fs.String("reboot-command", defaultRebootCommand(), "command that reboots the endpoint when a job's policy calls for it")
+		insecure    = fs.Bool("insecure", false, "allow a plain http controller URL to a non-loopback host")
+	)
+	if err := fs.Parse(args); err != nil {
+		return agent.Config{}, "", err
+	}
+	if fs.NArg() > 0 {
+		return agent.Config{}, "", fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
+	}
+	if *controller == "" || *stateDir == "" {
+		return agent.Config{}, "", errors.New("--controller and --state-dir are required")
+	}
+	cfg = agent.Config{
+		Controller:     *controller,
+		Insecure:       *insecure,
+		Client:         *client,
+		StateDir:       *stateDir,
+		ReportInterval: *interval,
+		RebootCommand:  strings.Fields(*rebootCmd),
+		OS:             hostOS(),
+	}
+	h, err := os.Hostname()
+	if err != nil {
+		return agent.Config{}, "", fmt.Errorf("hostname: %w", err)
+	}
+	cfg.Hostname = h
+	if *secretFile != "" {
+		b, err := os.ReadFile(*secretFile)
+		if err != nil {
+			return agent.Config{}, "", fmt.Errorf("--enroll-secret-file: %w", err)
+		}
+		cfg.EnrollSecret = strings.TrimSpace(string(b))
+	}
+	if *caFile != "" {
+		pem, err := os.ReadFile(*caFile)
+		if err != nil {
+			return agent.Config{}, "", fmt.Errorf("--ca-file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return agent.Config{}, "", fmt.Errorf("--ca-file %s: no PEM certificate in it", *caFile)
+		}
+		cfg.RootCAs = pool
+	}
+	l, err := parseLabels(*labels)
+	if err != nil {
+		return agent.Config{}, "", fmt.Errorf("--labels: %w", err)
+	}
+	cfg.Labels = l
+	if *interval <= 0 {
+		return agent.Config{}, "", fmt.Errorf("--report-interval %v: must be positive", *interval)
+	}
+	return cfg, *backendFlag, nil
+}
+
+// parseLabels reads "k=v,k=v".
+func parseLabels(s string) (map[string]string, error) {
+	if strings.TrimSpace(s) == "" {
+		return nil, nil
+	}
+	out := map[string]string{}
+	for _, kv := range strings.Split(s, ",") {
+		k, v, ok := strings.Cut(strings.TrimSpace(kv), "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("%q is not key=value", kv)
+		}
+		if _, dup := out[k]; dup {
+			return nil, fmt.Errorf("label %q given twice", k)
+		}
+		out[k] = v
+	}
+	return out, nil
+}
+
+// newBackend builds the package backend called name. The simulated one
+// takes this host's OS family, a seed from the hostname (so simulated
+// endpoints differ from each other) and keeps the simulated machine's state
+// in the agent's state directory, so it survives a restart as a real
+// machine's would.
+func newBackend(name string, cfg agent.Config) (backend.Backend, error) {
+	seed := fnv.New64a()
+	seed.Write([]byte(cfg.Hostname))
+	return backend.New(name, backend.Options{
+		Sim: sim.Options{Seed: seed.Sum64(), Family: cfg.OS.Family, StateDir: cfg.StateDir},
+	})
+}
+
+func defaultRebootCommand() string {
+	if runtime.GOOS == "windows" {
+		return "shutdown /r /t 60"
+	}
+	return "shutdown -r +1"
+}
+
+// hostOS names the operating system family as the fleet's selectors do.
+func hostOS() state.OS {
+	switch runtime.GOOS {
+	case "darwin":
+		return state.OS{Family: "macos"}
+	case "windows":
+		return state.OS{Family: "windows"}
+	default:
+		return state.OS{Family: runtime.GOOS, Version: linuxVersion()}
+	}
+}
+
+// linuxVersion is "<ID> <VERSION_ID>" from /etc/os-release ("debian 12"),
+// or "" when the file is missing.
+func linuxVersion() string {
+	b, err := os.ReadFile("/etc/os-release")
+	if err != nil {
+		return ""
+	}
+	vals := map[string]string{}
+	for _, line := range strings.Split(string(b), "\n") {
+		if k, v, ok := strings.Cut(line, "="); ok {
+			vals[k] = strings.Trim(v, `"`)
+		}
+	}
+	return strings.TrimSpace(vals["ID"] + " " + vals["VERSION_ID"])
+}

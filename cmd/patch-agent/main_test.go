@@ -1,0 +1,130 @@
+package main
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"io"
+	"math/big"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+
+	"github.com/patchline/patchline/agent"
+)
+
+func TestParseFlags(t *testing.T) {
+	dir := t.TempDir()
+	secret := filepath.Join(dir, "secret")
+	if err := os.WriteFile(secret, []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ca := filepath.Join(dir, "ca.pem")
+	writeCA(t, ca)
+	notPEM := filepath.Join(dir, "not.pem")
+	if err := os.WriteFile(notPEM, []byte("hello"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	tests := []struct {
+		name        string
+		args        []string
+		want        agent.Config
+		wantBackend string
+		wantErr     string
+	}{
+		{
+			name: "first start with every flag",
+			args: []string{
+				"--controller", "https://patchd.msp.example", "--client", "acme", "--enroll-secret-file", secret,
+				"--state-dir", dir, "--labels", "ring=canary, site=leeds", "--backend", "apt",
+				"--report-interval", "30m", "--reboot-command", "systemctl reboot", "--insecure",
+			},
+			want: agent.Config{
+				Controller: "https://patchd.msp.example", Client: "acme", EnrollSecret: "s3cret", StateDir: dir,
+				Labels: map[string]string{"ring": "canary", "site": "leeds"}, ReportInterval: 30 * time.Minute,
+				RebootCommand: []string{"systemctl", "reboot"}, Insecure: true,
+			},
+			wantBackend: "apt",
+		},
+		{
+			name:        "restart needs only controller and state dir",
+			args:        []string{"--controller", "https://patchd.msp.example", "--state-dir", dir},
+			want:        agent.Config{Controller: "https://patchd.msp.example", StateDir: dir, ReportInterval: time.Hour, RebootCommand: strings.Fields(defaultRebootCommand())},
+			wantBackend: "auto",
+		},
+		{name: "no controller", args: []string{"--state-dir", dir}, wantErr: "--controller and --state-dir are required"},
+		{name: "label without a value", args: []string{"--controller", "https://c", "--state-dir", dir, "--labels", "ring"}, wantErr: `"ring" is not key=value`},
+		{name: "label given twice", args: []string{"--controller", "https://c", "--state-dir", dir, "--labels", "a=1,a=2"}, wantErr: `label "a" given twice`},
+		{name: "missing secret file", args: []string{"--controller", "https://c", "--state-dir", dir, "--enroll-secret-file", filepath.Join(dir, "nope")}, wantErr: "--enroll-secret-file"},
+		{name: "CA file without a certificate", args: []string{"--controller", "https://c", "--state-dir", dir, "--ca-file", notPEM}, wantErr: "no PEM certificate"},
+		{name: "zero report interval", args: []string{"--controller", "https://c", "--state-dir", dir, "--report-interval", "0s"}, wantErr: "must be positive"},
+		{name: "stray argument", args: []string{"--controller", "https://c", "--state-dir", dir, "now"}, wantErr: "unexpected arguments: now"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, backend, err := parseFlags(tt.args, io.Discard)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("parseFlags error = %v, want %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if backend != tt.wantBackend {
+				t.Errorf("backend = %q, want %q", backend, tt.wantBackend)
+			}
+			if got.Hostname == "" || got.OS.Family == "" {
+				t.Errorf("hostname %q, os %+v: want both filled from the system", got.Hostname, got.OS)
+			}
+			opts := cmpopts.IgnoreFields(agent.Config{}, "Hostname", "OS")
+			if diff := cmp.Diff(tt.want, got, opts); diff != "" {
+				t.Errorf("config (-want +got):\n%s", diff)
+			}
+		})
+	}
+
+	cfg, _, err := parseFlags([]string{"--controller", "https://c", "--state-dir", dir, "--ca-file", ca}, io.Discard)
+	if err != nil || cfg.RootCAs == nil {
+		t.Errorf("--ca-file: config %v, err %v; want a root pool", cfg.RootCAs, err)
+	}
+}
+
+func TestMainRefusesPlainHTTPToARemoteController(t *testing.T) {
+	var stderr strings.Builder
+	code := Main([]string{"--controller", "http://patchd.msp.example", "--state-dir", t.TempDir(), "--backend", "apt"}, &stderr)
+	if code == 0 || !strings.Contains(stderr.String(), "plain http is allowed only") {
+		t.Errorf("Main = %d, stderr %q; want a refusal of plain http", code, stderr.String())
+	}
+}
+
+// writeCA writes a self-signed CA certificate as PEM.
+func writeCA(t *testing.T, path string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "Patchline test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}

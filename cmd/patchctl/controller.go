@@ -1,0 +1,80 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/patchline/patchline/reconciler/api/wire"
+)
+
+// controllerFlags are the flags of every command that talks to patchd's
+// admin API.
+type controllerFlags struct {
+	url, token, tokenFile, caFile string
+}
+
+func (f *controllerFlags) register(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&f.url, "controller", "", "patchd `URL`, e.g. https://patchd.msp.example:8420")
+	cmd.Flags().StringVar(&f.token, "token", "", "admin token (prefer --token-file or PATCHLINE_ADMIN_TOKEN)")
+	cmd.Flags().StringVar(&f.tokenFile, "token-file", "", "`file` holding the admin token")
+	cmd.Flags().StringVar(&f.caFile, "ca-file", "", "CA certificate `file` that signed patchd's TLS certificate")
+	_ = cmd.MarkFlagRequired("controller")
+}
+
+// get fetches path from the controller's admin API and returns the body.
+func (f *controllerFlags) get(ctx context.Context, path string) (io.ReadCloser, error) {
+	token := f.token
+	if f.tokenFile != "" {
+		b, err := os.ReadFile(f.tokenFile)
+		if err != nil {
+			return nil, fmt.Errorf("--token-file: %w", err)
+		}
+		token = strings.TrimSpace(string(b))
+	}
+	if token == "" {
+		token = os.Getenv("PATCHLINE_ADMIN_TOKEN")
+	}
+	if token == "" {
+		return nil, fmt.Errorf("no admin token: pass --token-file FILE or set PATCHLINE_ADMIN_TOKEN")
+	}
+	client := &http.Client{Timeout: 5 * time.Minute}
+	if f.caFile != "" {
+		pem, err := os.ReadFile(f.caFile)
+		if err != nil {
+			return nil, fmt.Errorf("--ca-file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--ca-file %s: no PEM certificate in it", f.caFile)
+		}
+		client.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(f.url, "/")+path, nil)
+	if err != nil {
+		return nil, fmt.Errorf("--controller %q: %w", f.url, err)
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("reach controller: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		defer resp.Body.Close()
+		var body wire.ErrorBody
+		if json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&body) == nil && body.Error != nil {
+			return nil, fmt.Errorf("controller answered %s: %s", resp.Status, body.Error.Message)
+		}
+		return nil, fmt.Errorf("controller answered %s", resp.Status)
+	}
+	return resp.Body, nil
+}

@@ -1,0 +1,112 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/patchline/patchline/reconciler/plan"
+	"github.com/patchline/patchline/reconciler/plan/render"
+	"github.com/patchline/patchline/reconciler/state"
+	"github.com/patchline/patchline/schema"
+)
+
+func newPlanCmd() *cobra.Command {
+	var (
+		repo, rev, base, stateFile, format string
+		decisions                          bool
+		now                                nowFlag
+	)
+	cmd := &cobra.Command{
+		Use:   "plan --repo DIR --state FILE [--rev REV] [--base REV]",
+		Short: "Show what a policy revision does to the fleet: decisions and jobs",
+		Long: `plan evaluates the fleet repository (the working tree, or --rev) against a
+fleet state snapshot (--state, as written by 'patchctl state export' or the
+controller's GET /v1/state) and prints every decision and the jobs the
+controller would send at --now.
+
+With --base it plans the base revision too, against the same state and
+time, and prints what the change does: jobs added and removed and the
+decisions that change, per client and ring. This is what CI posts on a
+pull request (--format markdown).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			f, err := render.ParseFormat(format)
+			if err != nil {
+				return err
+			}
+			at := now.at()
+			snap, err := readSnapshot(stateFile)
+			if err != nil {
+				return err
+			}
+			head, err := planRevision(cmd, repo, rev, snap, at)
+			if err != nil {
+				return err
+			}
+			if base == "" {
+				return render.Plan(cmd.OutOrStdout(), f, head, decisions)
+			}
+			baseRes, err := planRevision(cmd, repo, base, snap, at)
+			if err != nil {
+				return fmt.Errorf("base %s: %w", base, err)
+			}
+			return render.WriteChange(cmd.OutOrStdout(), f, render.Diff(baseRes, head))
+		},
+	}
+	cmd.Flags().StringVar(&repo, "repo", ".", "fleet repository `DIR`")
+	cmd.Flags().StringVar(&rev, "rev", "", "plan this Git revision instead of the working tree")
+	cmd.Flags().StringVar(&base, "base", "", "compare with this Git revision (the pull request's target branch)")
+	cmd.Flags().StringVar(&stateFile, "state", "", "fleet state snapshot `FILE` (JSON)")
+	cmd.Flags().StringVar(&format, "format", "text", "output format: text, markdown or json")
+	cmd.Flags().BoolVar(&decisions, "decisions", false, "with --format json, include every endpoint-update decision")
+	cmd.Flags().Var(&now, "now", "plan at this RFC 3339 time instead of now")
+	_ = cmd.MarkFlagRequired("state")
+	return cmd
+}
+
+// readSnapshot decodes a state snapshot file.
+func readSnapshot(path string) (*state.Snapshot, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("read state: %w", err)
+	}
+	defer f.Close()
+	snap, err := state.Decode(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return snap, nil
+}
+
+// planRevision loads the fleet at rev (the working tree when empty) and
+// plans it. A client with errors cannot be planned: plan refuses, like the
+// controller, and prints the problems so the author can fix them.
+func planRevision(cmd *cobra.Command, repo, rev string, snap *state.Snapshot, at time.Time) (*plan.Result, error) {
+	fleet, err := loadFleet(cmd, repo, rev, at)
+	if err != nil {
+		return nil, err
+	}
+	if err := fleetErrors(fleet, describe(repo, rev)); err != nil {
+		return nil, err
+	}
+	return plan.Plan(fleet, snap, at, plan.Options{Decisions: true})
+}
+
+// fleetErrors returns an error listing a fleet's error-level problems.
+func fleetErrors(fleet *schema.Fleet, where string) error {
+	var msg string
+	n := 0
+	for _, p := range fleet.Problems {
+		if p.Level == schema.LevelError {
+			msg += "\n" + p.String()
+			n++
+		}
+	}
+	if n == 0 {
+		return nil
+	}
+	return fmt.Errorf("%s has %d error(s); run patchctl vet:%s", where, n, msg)
+}

@@ -1,0 +1,51 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/spf13/cobra"
+)
+
+// exitError carries a specific exit code out of a command whose output
+// already explained the failure (vet found problems, for example).
+type exitError struct{ code int }
+
+func (e exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
+
+// Main runs patchctl with args and returns the process exit code. Tests call
+// it directly.
+func Main(args []string, stdout, stderr io.Writer) int {
+	root := newRoot()
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	if err := root.Execute(); err != nil {
+		var ee exitError
+		if errors.As(err, &ee) {
+			return ee.code
+		}
+		fmt.Fprintln(stderr, "patchctl:", err)
+		return 1
+	}
+	return 0
+}
+
+func newRoot() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "patchctl",
+		Short: "Manage a Patchline fleet repository: vet policy, preview a change's impact",
+		Long: `patchctl works on a Patchline fleet repository: CUE files that hold each
+client's patch baseline, exclusions, rollout rings and maintenance windows.
+
+  patchctl init DIR        lay down a new fleet repo, ready to push
+  patchctl vet [DIR]       check every client's policy, print every problem
+  patchctl plan            what a change does: jobs, rings, windows (for PRs)
+  patchctl why             the chain of rules behind one decision`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.AddCommand(newInitCmd(), newVetCmd(), newPlanCmd(), newWhyCmd(), newStatusCmd(), newStateCmd())
+	return root
+}

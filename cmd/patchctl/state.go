@@ -1,0 +1,66 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+
+	"github.com/patchline/patchline/reconciler/state"
+)
+
+func newStateCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "state",
+		Short: "Work with fleet state snapshots",
+	}
+	var (
+		cf  controllerFlags
+		out string
+	)
+	export := &cobra.Command{
+		Use:   "export --controller URL --out FILE",
+		Short: "Write the live fleet's state snapshot, to plan a pull request against it",
+		Long: `export fetches GET /v1/state from patchd and writes it as a state snapshot
+file that 'patchctl plan --state' reads. The file is validated before it is
+written, and written through a temporary file so a failed export never
+leaves half a snapshot behind.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			body, err := cf.get(cmd.Context(), "/v1/state")
+			if err != nil {
+				return err
+			}
+			defer body.Close()
+			snap, err := state.Decode(body)
+			if err != nil {
+				return fmt.Errorf("controller sent an invalid snapshot: %w", err)
+			}
+			if out == "-" {
+				return state.Encode(cmd.OutOrStdout(), snap)
+			}
+			tmp, err := os.CreateTemp(filepath.Dir(out), ".state-*.json")
+			if err != nil {
+				return fmt.Errorf("--out: %w", err)
+			}
+			defer os.Remove(tmp.Name())
+			if err := state.Encode(tmp, snap); err != nil {
+				tmp.Close()
+				return fmt.Errorf("write %s: %w", out, err)
+			}
+			if err := tmp.Close(); err != nil {
+				return fmt.Errorf("write %s: %w", out, err)
+			}
+			if err := os.Rename(tmp.Name(), out); err != nil {
+				return fmt.Errorf("write %s: %w", out, err)
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "wrote %s: %d endpoints\n", out, len(snap.Endpoints))
+			return nil
+		},
+	}
+	cf.register(export)
+	export.Flags().StringVar(&out, "out", "state.json", "snapshot `FILE` to write (- for standard output)")
+	cmd.AddCommand(export)
+	return cmd
+}

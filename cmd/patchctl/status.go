@@ -1,0 +1,45 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/patchline/patchline/reconciler"
+)
+
+func newStatusCmd() *cobra.Command {
+	var (
+		cf     controllerFlags
+		format string
+	)
+	cmd := &cobra.Command{
+		Use:   "status --controller URL",
+		Short: "Show the controller's applied and refused revisions and each client's compliance",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if format != "text" && format != "json" {
+				return fmt.Errorf("unknown format %q: want text or json", format)
+			}
+			body, err := cf.get(cmd.Context(), "/v1/status")
+			if err != nil {
+				return err
+			}
+			defer body.Close()
+			var st reconciler.Status
+			if err := json.NewDecoder(body).Decode(&st); err != nil {
+				return fmt.Errorf("decode status: %w", err)
+			}
+			if format == "json" {
+				enc := json.NewEncoder(cmd.OutOrStdout())
+				enc.SetIndent("", "  ")
+				return enc.Encode(&st)
+			}
+			return st.WriteText(cmd.OutOrStdout())
+		},
+	}
+	cf.register(cmd)
+	cmd.Flags().StringVar(&format, "format", "text", "output format: text or json")
+	return cmd
+}

@@ -1,0 +1,103 @@
+package main
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/patchline/patchline/schema"
+)
+
+func newVetCmd() *cobra.Command {
+	var (
+		rev string
+		now nowFlag
+	)
+	cmd := &cobra.Command{
+		Use:   "vet [DIR]",
+		Short: "Check every client's policy and print every problem at once",
+		Long: `vet loads the fleet repository in DIR (default: the current directory),
+from the working tree or, with --rev, from a Git revision, and prints every
+problem as path:line:col: message. Errors (exit status 1) include schema
+violations, a client id that differs from its directory, duplicate ring
+names, a ring naming a window that does not exist, unknown time zones and
+exclusions without reason or until. Warnings (exit status 0) flag
+exclusions that expired or expire within 14 days, and a last ring that does
+not select every endpoint.`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			dir := "."
+			if len(args) == 1 {
+				dir = args[0]
+			}
+			fleet, err := loadFleet(cmd, dir, rev, now.at())
+			if err != nil {
+				return err
+			}
+			errs := 0
+			for _, p := range fleet.Problems {
+				fmt.Fprintln(cmd.OutOrStdout(), p.String())
+				if p.Level == schema.LevelError {
+					errs++
+				}
+			}
+			if errs > 0 {
+				fmt.Fprintf(cmd.ErrOrStderr(), "%d error(s) in %s\n", errs, describe(dir, rev))
+				return exitError{1}
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "%s: %d client(s) OK\n", describe(dir, rev), len(fleet.Clients))
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&rev, "rev", "", "load this Git revision (branch, tag, commit, HEAD~1) instead of the working tree")
+	cmd.Flags().Var(&now, "now", "evaluate expiry warnings at this RFC 3339 time instead of now")
+	return cmd
+}
+
+// loadFleet loads dir's working tree, or revision rev of the repository in
+// dir when rev is set.
+func loadFleet(cmd *cobra.Command, dir, rev string, now time.Time) (*schema.Fleet, error) {
+	l := schema.NewLoader(schema.Options{Now: now})
+	if rev != "" {
+		return l.LoadRevision(cmd.Context(), dir, rev)
+	}
+	return l.LoadDir(cmd.Context(), dir)
+}
+
+func describe(dir, rev string) string {
+	if rev == "" {
+		return dir
+	}
+	return dir + "@" + rev
+}
+
+// nowFlag is an optional RFC 3339 time given on the command line; its zero
+// value means the current time.
+type nowFlag struct{ t time.Time }
+
+func (n *nowFlag) String() string {
+	if n.t.IsZero() {
+		return ""
+	}
+	return n.t.Format(time.RFC3339)
+}
+
+func (n *nowFlag) Set(s string) error {
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		return fmt.Errorf("want an RFC 3339 time such as 2026-11-23T22:30:00Z")
+	}
+	n.t = t
+	return nil
+}
+
+func (n *nowFlag) Type() string { return "time" }
+
+// at is the flag's time, or the current time when it was not given.
+func (n *nowFlag) at() time.Time {
+	if n.t.IsZero() {
+		return time.Now()
+	}
+	return n.t
+}

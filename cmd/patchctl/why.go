@@ -1,0 +1,84 @@
+package main
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/patchline/patchline/reconciler/plan"
+	"github.com/patchline/patchline/reconciler/plan/render"
+	"github.com/patchline/patchline/reconciler/source"
+)
+
+func newWhyCmd() *cobra.Command {
+	var (
+		repo, rev, stateFile, endpoint, update string
+		now                                    nowFlag
+	)
+	cmd := &cobra.Command{
+		Use:   "why --repo DIR --state FILE --endpoint ID --update ID",
+		Short: "Explain the decision for one endpoint and update, rule by rule",
+		Long: `why prints the chain behind one decision: the ring that selects the
+endpoint, the approve rule or requirement that makes the update desired,
+any exclusion or freeze, the update's progress through the earlier rings
+with their times, the maintenance window, and the decision. Every rule is
+cited as path:line with the commit that last changed that line.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			at := now.at()
+			snap, err := readSnapshot(stateFile)
+			if err != nil {
+				return err
+			}
+			fleet, err := loadFleet(cmd, repo, rev, at)
+			if err != nil {
+				return err
+			}
+			if err := fleetErrors(fleet, describe(repo, rev)); err != nil {
+				return err
+			}
+			x, err := plan.Explain(fleet, snap, at, endpoint, update)
+			if err != nil {
+				return err
+			}
+			blameRev := rev
+			if blameRev == "" {
+				blameRev = "HEAD"
+			}
+			return render.Why(cmd.OutOrStdout(), x, func(rule string) string {
+				return blameRule(repo, blameRev, rule)
+			})
+		},
+	}
+	cmd.Flags().StringVar(&repo, "repo", ".", "fleet repository `DIR`")
+	cmd.Flags().StringVar(&rev, "rev", "", "explain this Git revision instead of the working tree")
+	cmd.Flags().StringVar(&stateFile, "state", "", "fleet state snapshot `FILE` (JSON)")
+	cmd.Flags().StringVar(&endpoint, "endpoint", "", "endpoint `ID`")
+	cmd.Flags().StringVar(&update, "update", "", "update `ID` (a KB, or name@version for package sources)")
+	cmd.Flags().Var(&now, "now", "explain at this RFC 3339 time instead of now")
+	for _, f := range []string{"state", "endpoint", "update"} {
+		_ = cmd.MarkFlagRequired(f)
+	}
+	return cmd
+}
+
+// blameRule describes the commit that last changed the line a rule
+// ("path:line") cites, or "" when the repository has no history for it (a
+// plain directory, or a file not committed yet).
+func blameRule(repo, rev, rule string) string {
+	i := strings.LastIndexByte(rule, ':')
+	if i < 0 {
+		return ""
+	}
+	line, err := strconv.Atoi(rule[i+1:])
+	if err != nil {
+		return ""
+	}
+	lc, err := source.LastChange(repo, rev, rule[:i], line)
+	if err != nil {
+		return ""
+	}
+	return fmt.Sprintf("%s %s %s: %q", lc.Commit[:12], lc.Date.UTC().Format("2006-01-02"), lc.Author, lc.Subject)
+}

@@ -1,0 +1,117 @@
+// Command patchd is the Patchline controller: it follows a fleet repo,
+// plans each client's patches against what agents report, and pushes
+// signed jobs to agents over long-poll, ring by ring, inside maintenance
+// windows. See README.md, "Running it for real".
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/patchline/patchline/reconciler"
+	"github.com/patchline/patchline/reconciler/source"
+)
+
+func main() { os.Exit(run(os.Args[1:], os.Stderr)) }
+
+// run parses flags, runs the controller until SIGINT or SIGTERM and
+// returns the exit code.
+func run(args []string, stderr io.Writer) int {
+	cfg, err := parseFlags(args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "patchd:", err)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	c, err := reconciler.New(ctx, cfg)
+	if err != nil {
+		fmt.Fprintln(stderr, "patchd:", err)
+		return 1
+	}
+	if err := c.Run(ctx); err != nil {
+		fmt.Fprintln(stderr, "patchd:", err)
+		return 1
+	}
+	return 0
+}
+
+func parseFlags(args []string, stderr io.Writer) (reconciler.Config, error) {
+	var (
+		cfg                 reconciler.Config
+		keyring, tokenFile  string
+		logLevel, logFormat string
+	)
+	fs := flag.NewFlagSet("patchd", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&cfg.Repo.URL, "repo", "", "fleet repo `URL` to follow (https://, ssh://, git://, file://)")
+	fs.StringVar(&cfg.Repo.Branch, "branch", source.DefaultBranch, "branch of the fleet repo to follow")
+	fs.StringVar(&cfg.Repo.SSHKeyFile, "ssh-key", "", "private key `file` (deploy key) for ssh:// repos")
+	fs.StringVar(&cfg.Repo.KnownHostsFile, "known-hosts", "", "known_hosts `file` for ssh:// repos")
+	fs.StringVar(&tokenFile, "git-token-file", "", "`file` holding an access token for https:// repos")
+	fs.StringVar(&cfg.RepoDir, "repo-dir", "", "follow a local fleet repository `DIR` instead of --repo (reloads when a commit lands)")
+	fs.StringVar(&cfg.DataDir, "data-dir", "", "`DIR` for the SQLite store, the job-signing key and the repo clone")
+	fs.StringVar(&cfg.Listen, "listen", "127.0.0.1:8420", "`address` of the agent API, admin API and /metrics")
+	fs.StringVar(&cfg.SecretsFile, "secrets", "", "JSON `file` with enrollment secrets per client, the admin token and the webhook secret (mode 0600)")
+	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "TLS certificate `file`")
+	fs.StringVar(&cfg.TLSKey, "tls-key", "", "TLS private key `file`")
+	fs.BoolVar(&cfg.Insecure, "insecure", false, "serve plain HTTP on a non-loopback address (only behind a TLS-terminating proxy)")
+	fs.BoolVar(&cfg.Verify.RequireSigned, "require-signed", false, "refuse commits not signed by a key in --keyring")
+	fs.StringVar(&keyring, "keyring", "", "`file` of armored OpenPGP public keys allowed to sign fleet commits")
+	fs.DurationVar(&cfg.Poll, "poll", time.Minute, "how often to fetch the fleet repo besides webhooks")
+	fs.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	fs.StringVar(&logFormat, "log-format", "text", "log format: text or json")
+	if err := fs.Parse(args); err != nil {
+		return cfg, err
+	}
+	if fs.NArg() > 0 {
+		return cfg, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	cfg.RepoBranch = cfg.Repo.Branch
+	if cfg.RepoDir != "" && cfg.Repo.URL != "" {
+		return cfg, errors.New("give --repo or --repo-dir, not both")
+	}
+	if cfg.Verify.RequireSigned {
+		if keyring == "" {
+			return cfg, errors.New("--require-signed needs --keyring FILE")
+		}
+		b, err := os.ReadFile(keyring)
+		if err != nil {
+			return cfg, fmt.Errorf("--keyring: %w", err)
+		}
+		cfg.Verify.Keyring = string(b)
+	}
+	if tokenFile != "" {
+		b, err := os.ReadFile(tokenFile)
+		if err != nil {
+			return cfg, fmt.Errorf("--git-token-file: %w", err)
+		}
+		cfg.Repo.Token = string(bytes.TrimSpace(b))
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(logLevel)); err != nil {
+		return cfg, fmt.Errorf("--log-level: %w", err)
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	switch logFormat {
+	case "text":
+		cfg.Logger = slog.New(slog.NewTextHandler(stderr, opts))
+	case "json":
+		cfg.Logger = slog.New(slog.NewJSONHandler(stderr, opts))
+	default:
+		return cfg, fmt.Errorf("--log-format %q: want text or json", logFormat)
+	}
+	return cfg, nil
+}

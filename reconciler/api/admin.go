@@ -1,0 +1,136 @@
+package api
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/patchline/patchline/reconciler/api/wire"
+	"github.com/patchline/patchline/reconciler/source"
+	"github.com/patchline/patchline/reconciler/state"
+	"github.com/patchline/patchline/reconciler/store"
+)
+
+// Page sizes of GET /v1/audit.
+const (
+	defaultAuditLimit = 100
+	maxAuditLimit     = 1000
+)
+
+// status handles GET /v1/status with the controller's status document.
+func (s *Server) status(w http.ResponseWriter, r *http.Request) error {
+	doc, err := s.cfg.Status(r.Context())
+	if err != nil {
+		return fmt.Errorf("status: %w", err)
+	}
+	// Encode before answering so an unencodable document is a clean 500.
+	b, err := json.Marshal(doc)
+	if err != nil {
+		return fmt.Errorf("status: encode: %w", err)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(append(b, '\n'))
+	return nil
+}
+
+// state handles GET /v1/state: the reported state of every endpoint as a
+// state snapshot, which `patchctl plan --state` reads.
+func (s *Server) state(w http.ResponseWriter, r *http.Request) error {
+	snap, err := s.cfg.Store.Snapshot(r.Context(), s.cfg.Now())
+	if err != nil {
+		return fmt.Errorf("state snapshot: %w", err)
+	}
+	var buf bytes.Buffer
+	if err := state.Encode(&buf, snap); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = buf.WriteTo(w)
+	return nil
+}
+
+// auditEntry is the JSON form of a store.AuditEntry.
+type auditEntry struct {
+	ID       int64           `json:"id"`
+	At       time.Time       `json:"at"`
+	Kind     store.AuditKind `json:"kind"`
+	Client   string          `json:"client,omitempty"`
+	Endpoint string          `json:"endpoint,omitempty"`
+	Revision string          `json:"revision,omitempty"`
+	Job      string          `json:"job,omitempty"`
+	Detail   json.RawMessage `json:"detail,omitempty"`
+}
+
+// auditPage is the answer of GET /v1/audit. Next is the id to pass as
+// ?after= for the following page; it stays the same when there is nothing
+// newer yet.
+type auditPage struct {
+	Entries []auditEntry `json:"entries"`
+	Next    int64        `json:"next"`
+}
+
+// audit handles GET /v1/audit?after=ID&limit=N: audit entries after ID,
+// oldest first.
+func (s *Server) audit(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	after, limit := int64(0), defaultAuditLimit
+	if v := q.Get("after"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			return errorf(wire.CodeInvalid, "after: %q is not an audit entry id", v)
+		}
+		after = n
+	}
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > maxAuditLimit {
+			return errorf(wire.CodeInvalid, "limit: %q is not a number from 1 to %d", v, maxAuditLimit)
+		}
+		limit = n
+	}
+	entries, err := s.cfg.Store.Audit(r.Context(), after, limit)
+	if err != nil {
+		return storeError(err, "audit log not found")
+	}
+	page := auditPage{Entries: make([]auditEntry, len(entries)), Next: after}
+	for i, e := range entries {
+		page.Entries[i] = auditEntry{
+			ID: e.ID, At: e.At.UTC(), Kind: e.Kind, Client: e.Client, Endpoint: e.Endpoint,
+			Revision: e.Revision, Job: e.Job, Detail: e.Detail,
+		}
+		if len(e.Detail) == 0 {
+			page.Entries[i].Detail = nil
+		}
+		page.Next = e.ID
+	}
+	writeJSON(w, http.StatusOK, page)
+	return nil
+}
+
+// gitHook handles POST /v1/hooks/git: a push webhook from the fleet repo's
+// forge. A verified webhook makes the controller fetch now instead of at
+// its next poll; what it fetches comes from Git, never from the body.
+func (s *Server) gitHook(w http.ResponseWriter, r *http.Request) error {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, wire.MaxBodyBytes))
+	var tooLarge *http.MaxBytesError
+	if errors.As(err, &tooLarge) {
+		return errorf(wire.CodeTooLarge, "request body is over %d bytes", tooLarge.Limit)
+	}
+	if err != nil {
+		return errorf(wire.CodeInvalid, "read body: %v", err)
+	}
+	provider, err := source.VerifyWebhook(r.Header, body, s.cfg.Secrets.webhook)
+	if err != nil {
+		return errorf(wire.CodeUnauthorized, "%v", err)
+	}
+	s.cfg.Events.GitHook(r.Context())
+	writeJSON(w, http.StatusAccepted, struct {
+		Provider string `json:"provider"`
+	}{provider})
+	return nil
+}

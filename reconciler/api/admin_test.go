@@ -1,0 +1,277 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/patchline/patchline/reconciler/api/wire"
+	"github.com/patchline/patchline/reconciler/state"
+	"github.com/patchline/patchline/reconciler/store"
+)
+
+func TestAdminRoutesNeedTheAdminToken(t *testing.T) {
+	e := newEnv(t)
+	a := e.enroll("WS-001")
+	for _, path := range []string{"/v1/status", "/v1/state", "/v1/audit"} {
+		for _, tc := range []struct {
+			name   string
+			header []string
+		}{
+			{"no token", nil},
+			{"wrong token", []string{"Authorization", "Bearer not-the-admin-token"}},
+			{"an agent's node key", a.auth()},
+			{"token without the bearer scheme", []string{"Authorization", adminToken}},
+		} {
+			resp := e.request(context.Background(), http.MethodGet, path, nil, tc.header...)
+			if resp.status != 401 || resp.errorBody(t).Code != wire.CodeUnauthorized {
+				t.Errorf("%s with %s: %d %s, want 401", path, tc.name, resp.status, resp.body)
+			}
+		}
+	}
+}
+
+// admin sends an admin request.
+func (e *env) admin(path string) response {
+	e.t.Helper()
+	return e.request(context.Background(), http.MethodGet, path, nil, "Authorization", "Bearer "+adminToken)
+}
+
+func TestStatus(t *testing.T) {
+	e := newEnv(t)
+	resp := e.admin("/v1/status")
+	if resp.status != 200 {
+		t.Fatalf("status: %d %s", resp.status, resp.body)
+	}
+	var got map[string]any
+	if err := json.Unmarshal(resp.body, &got); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(map[string]any{"revision": "c0ffee", "healthy": true}, got); diff != "" {
+		t.Errorf("status document (-want +got):\n%s", diff)
+	}
+}
+
+func TestStatusErrorIsNotLeaked(t *testing.T) {
+	e := newEnv(t, func(c *Config) {
+		c.Status = func(context.Context) (any, error) { return nil, errors.New("open /var/lib/patchd/secret-path: denied") }
+	})
+	resp := e.admin("/v1/status")
+	if resp.status != 500 || resp.errorBody(t).Code != wire.CodeInternal {
+		t.Fatalf("status: %d %s, want 500 internal", resp.status, resp.body)
+	}
+	if strings.Contains(string(resp.body), "secret-path") {
+		t.Errorf("the answer leaks the internal error: %s", resp.body)
+	}
+}
+
+func TestStateExportDecodes(t *testing.T) {
+	e := newEnv(t)
+	a := e.enroll("WS-001")
+	e.enroll("WS-002")
+	if resp := e.post(wire.PathReport, reportFixture(t), a.auth()...); resp.status != 200 {
+		t.Fatalf("report: %d %s", resp.status, resp.body)
+	}
+	e.createJob(a, "k1", "KB5044284")
+	resp := e.admin("/v1/state")
+	if resp.status != 200 {
+		t.Fatalf("state: %d %s", resp.status, resp.body)
+	}
+	snap, err := state.Decode(bytes.NewReader(resp.body))
+	if err != nil {
+		t.Fatalf("the export does not decode with the state package: %v", err)
+	}
+	if len(snap.Endpoints) != 2 {
+		t.Fatalf("%d endpoints exported, want 2", len(snap.Endpoints))
+	}
+	ep := snap.Endpoints[0]
+	if ep.ID != a.endpoint || len(ep.Updates) != 2 || ep.Updates[0].InFlightJob == nil {
+		t.Errorf("exported endpoint %+v: want %s with 2 updates, the first in flight", ep, a.endpoint)
+	}
+}
+
+func TestAudit(t *testing.T) {
+	e := newEnv(t)
+	for i := range 3 {
+		e.enroll(fmt.Sprint("WS-00", i))
+	}
+	page := func(query string) (auditPage, response) {
+		resp := e.admin("/v1/audit" + query)
+		var p auditPage
+		if resp.status == 200 {
+			if err := json.Unmarshal(resp.body, &p); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return p, resp
+	}
+	p1, _ := page("?limit=2")
+	p2, _ := page(fmt.Sprintf("?after=%d&limit=2", p1.Next))
+	p3, _ := page(fmt.Sprintf("?after=%d", p2.Next))
+	if len(p1.Entries) != 2 || len(p2.Entries) != 1 || len(p3.Entries) != 0 {
+		t.Fatalf("pages of %d, %d and %d entries, want 2, 1 and 0", len(p1.Entries), len(p2.Entries), len(p3.Entries))
+	}
+	if p3.Next != p2.Next {
+		t.Errorf("an empty page moved next from %d to %d", p2.Next, p3.Next)
+	}
+	first := p1.Entries[0]
+	if first.Kind != store.AuditEnroll || first.Client != "acme" || !first.At.Equal(t0) || len(first.Detail) == 0 {
+		t.Errorf("first entry %+v: want the enrollment of an acme endpoint at t0 with its detail", first)
+	}
+	for _, q := range []string{"?after=x", "?limit=0", "?limit=100000", "?after=-1"} {
+		if _, resp := page(q); resp.status != 400 {
+			t.Errorf("audit%s: %d %s, want 400", q, resp.status, resp.body)
+		}
+	}
+}
+
+func TestGitHook(t *testing.T) {
+	e := newEnv(t)
+	body := []byte(`{"ref": "refs/heads/main", "after": "c0ffee"}`)
+	mac := hmac.New(sha256.New, []byte(webhookSecret))
+	mac.Write(body)
+	good := "sha256=" + hex.EncodeToString(mac.Sum(nil))
+	tests := []struct {
+		name       string
+		header     []string
+		wantStatus int
+	}{
+		{"GitHub signature", []string{"X-Hub-Signature-256", good}, 202},
+		{"signature with another secret", []string{"X-Hub-Signature-256", "sha256=" + strings.Repeat("00", 32)}, 401},
+		{"GitLab token", []string{"X-Gitlab-Token", webhookSecret}, 202},
+		{"wrong GitLab token", []string{"X-Gitlab-Token", "guess"}, 401},
+		{"no signature", nil, 401},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp := e.post("/v1/hooks/git", body, tt.header...)
+			if resp.status != tt.wantStatus {
+				t.Fatalf("status %d, want %d: %s", resp.status, tt.wantStatus, resp.body)
+			}
+			var want []string
+			if tt.wantStatus == 202 {
+				want = []string{"git hook"}
+			} else if msg := resp.errorBody(t).Message; !strings.Contains(msg, "webhook") {
+				t.Errorf("refusal %q does not say why", msg)
+			}
+			if diff := cmp.Diff(want, e.events.take()); diff != "" {
+				t.Errorf("events (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestUnknownRouteAnswersWithTheEnvelope(t *testing.T) {
+	e := newEnv(t)
+	resp := e.request(context.Background(), http.MethodGet, "/v2/jobs", nil)
+	if resp.status != 404 || resp.errorBody(t).Code != wire.CodeNotFound {
+		t.Errorf("unknown route: %d %s", resp.status, resp.body)
+	}
+}
+
+func TestRequestMetricsHaveRouteLabelsOnly(t *testing.T) {
+	e := newEnv(t)
+	a := e.enroll("WS-001")
+	e.post(wire.PathReport, reportFixture(t), a.auth()...)
+	job := e.createJob(a, "k1", "KB5044284")
+	e.poll(context.Background(), a, "0s")
+	e.post(wire.ResultPath(job.ID), wire.ResultRequest{Updates: []wire.UpdateResult{
+		{Update: "KB5044284", Result: state.ResultSucceeded}}}, a.auth()...)
+	e.post(wire.ResultPath("no-such-job"), wire.ResultRequest{}, a.auth()...)
+	e.request(context.Background(), http.MethodGet, "/v1/nowhere/"+a.endpoint, nil)
+
+	families, err := e.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var requests []string
+	histograms := map[string]bool{}
+	for _, f := range families {
+		for _, m := range f.GetMetric() {
+			labels := map[string]string{}
+			var names []string
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+				names = append(names, l.GetName())
+			}
+			for _, v := range labels {
+				if strings.Contains(v, a.endpoint) || strings.Contains(v, job.ID) {
+					t.Errorf("%s has an endpoint or job id in a label: %v", f.GetName(), labels)
+				}
+			}
+			switch f.GetName() {
+			case "patchline_agent_requests_total":
+				if !slices.Equal(names, []string{"code", "route"}) {
+					t.Errorf("request counter labels %v, want code and route", names)
+				}
+				requests = append(requests, fmt.Sprintf("%s %s = %g", labels["route"], labels["code"], m.GetCounter().GetValue()))
+			case "patchline_agent_request_duration_seconds":
+				histograms[labels["route"]] = true
+			case "patchline_longpolls_waiting":
+				if v := m.GetGauge().GetValue(); v != 0 {
+					t.Errorf("%g long-polls waiting after all ended", v)
+				}
+			}
+		}
+	}
+	slices.Sort(requests)
+	want := []string{
+		"/ 404 = 1",
+		"GET /v1/jobs 200 = 1",
+		"POST /v1/enroll 200 = 1",
+		"POST /v1/jobs/{id}/result 200 = 1",
+		"POST /v1/jobs/{id}/result 404 = 1",
+		"POST /v1/report 200 = 1",
+	}
+	if diff := cmp.Diff(want, requests); diff != "" {
+		t.Errorf("request counts (-want +got):\n%s", diff)
+	}
+	if len(histograms) != 5 {
+		t.Errorf("durations observed for routes %v, want the 5 routes called", histograms)
+	}
+}
+
+func TestNewRefusesIncompleteConfig(t *testing.T) {
+	e := newEnv(t)
+	full := func() Config {
+		return Config{
+			Store: e.db, Secrets: loadTestSecrets(t), SigningKey: e.api.cfg.SigningKey, Events: e.events,
+			Status: e.api.cfg.Status, Registerer: prometheus.NewRegistry(),
+		}
+	}
+	tests := []struct {
+		name   string
+		change func(*Config)
+	}{
+		{"no store", func(c *Config) { c.Store = nil }},
+		{"no secrets", func(c *Config) { c.Secrets = nil }},
+		{"truncated signing key", func(c *Config) { c.SigningKey = c.SigningKey[:16] }},
+		{"no events", func(c *Config) { c.Events = nil }},
+		{"no status", func(c *Config) { c.Status = nil }},
+		{"no registerer", func(c *Config) { c.Registerer = nil }},
+		{"negative lease", func(c *Config) { c.Lease = -1 }},
+		{"metrics already registered", func(c *Config) { c.Registerer = e.reg }},
+	}
+	for _, tt := range tests {
+		c := full()
+		tt.change(&c)
+		if _, err := New(c); err == nil {
+			t.Errorf("%s: New accepted the config", tt.name)
+		}
+	}
+	if _, err := New(full()); err != nil {
+		t.Errorf("complete config: %v", err)
+	}
+}

@@ -1,0 +1,123 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+
+	"github.com/patchline/patchline/reconciler/api/wire"
+	"github.com/patchline/patchline/reconciler/state"
+	"github.com/patchline/patchline/reconciler/store"
+)
+
+// stored is everything an agent request can change: the reported state and
+// the audit log.
+func stored(t *testing.T, e *env) string {
+	t.Helper()
+	ctx := context.Background()
+	snap, err := e.db.Snapshot(ctx, e.clock.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	if err := state.Encode(&b, snap); err != nil {
+		t.Fatal(err)
+	}
+	audit, err := e.db.Audit(ctx, 0, 1_000_000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(&b, "audit entries: %d\n", len(audit))
+	return b.String()
+}
+
+// serve runs one request through the handler, without the network.
+func serve(e *env, method, path string, body []byte, header []string) *httptest.ResponseRecorder {
+	req := httptest.NewRequest(method, path, bytes.NewReader(body))
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	rec := httptest.NewRecorder()
+	e.api.Handler().ServeHTTP(rec, req)
+	return rec
+}
+
+// checkAnswer fails on a server error, and on a refusal that changed what
+// is stored.
+func checkAnswer(t *testing.T, e *env, rec *httptest.ResponseRecorder, before string, body []byte) {
+	t.Helper()
+	if rec.Code >= 500 {
+		t.Fatalf("answer %d to %q: %s", rec.Code, body, rec.Body)
+	}
+	if rec.Code != http.StatusOK {
+		if after := stored(t, e); after != before {
+			t.Fatalf("a refused body (%d %s) changed what is stored", rec.Code, rec.Body)
+		}
+	}
+}
+
+func FuzzReportHandler(f *testing.F) {
+	good := reportFixture(f)
+	f.Add(good)
+	f.Add(good[:len(good)/3])
+	f.Add(bytes.Replace(good, []byte(`"winget"`), []byte(`"snap"`), 1))
+	f.Add(bytes.Replace(good, []byte(`"KB5044284"`), []byte(`"Mozilla.Firefox@132.0.1"`), 1))
+	f.Add(bytes.Replace(good, []byte(`"updates": [`), []byte(`"updates": [null, `), 1))
+	f.Add([]byte(`{"hostname": "WS-001", "os": {"family": "linux"}, "updates": []}`))
+	f.Add([]byte(`{"hostname": "WS-001", "os": {"family": "linux"}, "updates": [{"id": "x", "source": "apt", "category": "bugfix", "released": "0000-01-01T00:00:00Z", "attempts": [{"result": "nope"}]}]}`))
+	f.Add([]byte(`{"hostname": "WS-001", "os": {"family": "linux"}, "labels": {"": "x"}}`))
+	f.Add([]byte(`{"hostname": 1e400}`))
+	f.Add([]byte(`null`))
+	f.Add([]byte(`[]`))
+	f.Add([]byte(``))
+
+	e := newEnv(f)
+	a := e.enroll("WS-001")
+	f.Fuzz(func(t *testing.T, body []byte) {
+		before := stored(t, e)
+		rec := serve(e, http.MethodPost, wire.PathReport, body, a.auth())
+		checkAnswer(t, e, rec, before, body)
+		e.events.take()
+	})
+}
+
+func FuzzResultHandler(f *testing.F) {
+	f.Add([]byte(`{"updates": [{"update": "KB5044284", "result": "succeeded", "at": "2026-11-12T09:30:00Z"}]}`))
+	f.Add([]byte(`{"updates": [{"update": "KB5044284", "result": "failed", "error": "exit 1603", "output": "..."}], "rebootPending": true}`))
+	f.Add([]byte(`{"refused": true, "reason": "expired", "updates": []}`))
+	f.Add([]byte(`{"refused": true, "updates": [{"update": "KB5044284", "result": ""}]}`))
+	f.Add([]byte(`{"updates": [{"update": "KB0000000", "result": "succeeded"}]}`))
+	f.Add([]byte(`{"updates": [{"update": "KB5044284", "result": "maybe"}]}`))
+	f.Add([]byte(`{"updates": [{"update": "KB5044284", "result": "succeeded", "at": "yesterday"}]}`))
+	f.Add([]byte(`{"job": "another-job", "updates": []}`))
+	f.Add([]byte(`{"updates": [{"update": ""}]}`))
+	f.Add([]byte(`{"updates": null}`))
+	f.Add([]byte(`{"updates": [{"update": "KB5044284", "result": "succeeded"}, {"update": "KB5044284", "result": "failed"}]}`))
+	f.Add([]byte(`{`))
+
+	e := newEnv(f)
+	a := e.enroll("WS-001")
+	if resp := e.post(wire.PathReport, reportFixture(f), a.auth()...); resp.status != 200 {
+		f.Fatalf("report: %d %s", resp.status, resp.body)
+	}
+	// Each accepted result finishes the job; the next input gets a new one
+	// so inputs keep exercising recording, not only duplicates.
+	n := 0
+	newJob := func(t testing.TB) store.Job {
+		n++
+		return e.createJobT(t, a, fmt.Sprint("key-", n), "KB5044284", "Mozilla.Firefox@132.0.1")
+	}
+	job := newJob(f)
+	f.Fuzz(func(t *testing.T, body []byte) {
+		before := stored(t, e)
+		rec := serve(e, http.MethodPost, wire.ResultPath(job.ID), body, a.auth())
+		checkAnswer(t, e, rec, before, body)
+		if rec.Code == http.StatusOK {
+			job = newJob(t)
+		}
+		e.events.take()
+	})
+}

@@ -1,0 +1,254 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/patchline/patchline/reconciler/api/wire"
+	"github.com/patchline/patchline/reconciler/state"
+	"github.com/patchline/patchline/reconciler/store"
+)
+
+// maxResultUpdates bounds the updates of one job result.
+const maxResultUpdates = 10_000
+
+// waiters is the registry of long-polls waiting for jobs. A waiting poll
+// costs one map entry and one channel; it blocks in a select, so ten
+// thousand of them are ten thousand parked goroutines the HTTP server has
+// anyway, and a Notify touches only the polls of the endpoints it names.
+type waiters struct {
+	gauge prometheus.Gauge
+
+	mu sync.Mutex // guards byEndpoint and drained
+	// byEndpoint holds the wake channels of each endpoint's waiting polls
+	// (usually one; more when an agent's old poll has not timed out yet).
+	byEndpoint map[string]map[chan struct{}]struct{}
+	// drained is set by Drain; no poll waits after it.
+	drained bool
+	// drain is closed by Drain, waking every waiting poll at once.
+	drain chan struct{}
+}
+
+func newWaiters(gauge prometheus.Gauge) *waiters {
+	return &waiters{gauge: gauge, byEndpoint: make(map[string]map[chan struct{}]struct{}), drain: make(chan struct{})}
+}
+
+// add registers a poll of endpoint and returns the channel Notify wakes it
+// on; ok is false after Drain. The channel has room for one wake-up, so a
+// Notify that comes between two reads of the store is not lost.
+func (ws *waiters) add(endpoint string) (ch chan struct{}, ok bool) {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	if ws.drained {
+		return nil, false
+	}
+	ch = make(chan struct{}, 1)
+	set := ws.byEndpoint[endpoint]
+	if set == nil {
+		set = make(map[chan struct{}]struct{}, 1)
+		ws.byEndpoint[endpoint] = set
+	}
+	set[ch] = struct{}{}
+	ws.gauge.Inc()
+	return ch, true
+}
+
+// remove unregisters a poll added with add.
+func (ws *waiters) remove(endpoint string, ch chan struct{}) {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	set := ws.byEndpoint[endpoint]
+	if _, ok := set[ch]; !ok {
+		return
+	}
+	delete(set, ch)
+	if len(set) == 0 {
+		delete(ws.byEndpoint, endpoint)
+	}
+	ws.gauge.Dec()
+}
+
+// Notify wakes the waiting long-polls of endpoints, which then read their
+// due jobs again. The controller calls it after CreateJobs committed, so
+// a job planned for a waiting agent reaches it at once. It never blocks.
+func (s *Server) Notify(endpoints ...string) {
+	ws := s.waiters
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	for _, ep := range endpoints {
+		for ch := range ws.byEndpoint[ep] {
+			select {
+			case ch <- struct{}{}:
+			default: // already woken and not yet read
+			}
+		}
+	}
+}
+
+// Drain answers every waiting long-poll now, with the jobs already due or
+// none, and makes later long-polls answer at once. Call it on shutdown
+// before http.Server.Shutdown, which waits for running requests.
+func (s *Server) Drain() {
+	ws := s.waiters
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	if !ws.drained {
+		ws.drained = true
+		close(ws.drain)
+	}
+}
+
+// jobs handles GET /v1/jobs?wait=30s, the agent's long-poll: it answers at
+// once with the endpoint's due jobs, or waits up to wait (capped at
+// MaxWait) for jobs to be planned, and answers with none when the wait runs
+// out. Delivered jobs are leased; one not answered before its lease ends is
+// offered again.
+func (s *Server) jobs(w http.ResponseWriter, r *http.Request, ep store.Enrollment) error {
+	var wait time.Duration
+	if v := r.URL.Query().Get("wait"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 {
+			return errorf(wire.CodeInvalid, "wait: %q is not a duration like 30s", v)
+		}
+		wait = min(d, s.cfg.MaxWait)
+	}
+	ctx := r.Context()
+
+	// Register before the first read of the store: a Notify for a job
+	// committed after that read then finds the poll and wakes it.
+	var wake chan struct{}
+	if wait > 0 {
+		var ok bool
+		if wake, ok = s.waiters.add(ep.ID); ok {
+			defer s.waiters.remove(ep.ID, wake)
+		}
+	}
+	jobs, err := s.dueJobs(ctx, ep.ID)
+	if err != nil {
+		return err
+	}
+	if len(jobs) == 0 && wake != nil {
+		timer := time.NewTimer(wait)
+		defer timer.Stop()
+	waiting:
+		for len(jobs) == 0 {
+			select {
+			case <-wake:
+				if jobs, err = s.dueJobs(ctx, ep.ID); err != nil {
+					return err
+				}
+			case <-s.waiters.drain:
+				break waiting
+			case <-timer.C:
+				break waiting
+			case <-ctx.Done():
+				// The agent went away; nobody reads the answer.
+				return nil
+			}
+		}
+	}
+	writeJSON(w, http.StatusOK, wire.JobsResponse{Jobs: jobs})
+	return nil
+}
+
+// dueJobs reads an endpoint's due jobs and leases them.
+func (s *Server) dueJobs(ctx context.Context, endpoint string) ([]wire.SignedJob, error) {
+	now := s.cfg.Now()
+	due, err := s.cfg.Store.DueJobs(ctx, endpoint, now)
+	if err != nil {
+		return nil, fmt.Errorf("due jobs of endpoint %q: %w", endpoint, err)
+	}
+	out := make([]wire.SignedJob, 0, len(due))
+	for _, j := range due {
+		err := s.cfg.Store.LeaseJob(ctx, j.ID, now.Add(s.cfg.Lease))
+		if errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrNotFound) {
+			continue // finished or gone since DueJobs read it
+		}
+		if err != nil {
+			return nil, fmt.Errorf("lease job %q of endpoint %q: %w", j.ID, endpoint, err)
+		}
+		out = append(out, wire.SignedJob{Payload: j.Payload, Signature: j.Signature})
+	}
+	return out, nil
+}
+
+// result handles POST /v1/jobs/{id}/result. Recording is idempotent: a
+// repeated copy is answered {"duplicate": true}. A job of another endpoint
+// is not found, as if it did not exist.
+func (s *Server) result(w http.ResponseWriter, r *http.Request, ep store.Enrollment) error {
+	jobID := r.PathValue("id")
+	var req wire.ResultRequest
+	if err := decodeJSON(w, r, &req); err != nil {
+		return err
+	}
+	if req.Job != "" && req.Job != jobID {
+		return errorf(wire.CodeInvalid, "job: body names job %q, the path job %q", req.Job, jobID)
+	}
+	if len(req.Updates) > maxResultUpdates {
+		return errorf(wire.CodeInvalid, "updates: %d results, at most %d are accepted", len(req.Updates), maxResultUpdates)
+	}
+	results := make([]store.UpdateResult, 0, len(req.Updates))
+	seen := make(map[string]bool, len(req.Updates))
+	for i, u := range req.Updates {
+		switch {
+		case u.Update == "":
+			return errorf(wire.CodeInvalid, "updates[%d].update: missing", i)
+		case seen[u.Update]:
+			return errorf(wire.CodeInvalid, "updates[%d].update: %q has two results", i, u.Update)
+		case !req.Refused && !slices.Contains(state.Results, u.Result):
+			return errorf(wire.CodeInvalid, "updates[%d].result: unknown result %q (want succeeded, failed or refused)", i, u.Result)
+		}
+		seen[u.Update] = true
+		res := store.UpdateResult{Update: u.Update, Result: u.Result, Error: u.Error, Output: u.Output, At: u.At}
+		if req.Refused {
+			res.Result = state.ResultRefused
+			if req.Reason != "" {
+				res.Error = req.Reason
+			}
+		}
+		results = append(results, res)
+	}
+	if req.Refused && len(results) == 0 {
+		// The agent would not trust the job's content, so it named no
+		// updates: every update of the job is refused.
+		var err error
+		if results, err = s.refuseAll(r.Context(), ep.ID, jobID, req.Reason); err != nil {
+			return err
+		}
+	}
+
+	dup, err := s.cfg.Store.RecordResult(r.Context(), jobID, ep.ID, results, s.cfg.Now())
+	if err != nil {
+		return storeError(err, fmt.Sprintf("job %q not found", jobID))
+	}
+	if !dup {
+		s.cfg.Events.ResultRecorded(r.Context(), ep.Client, ep.ID, jobID)
+	}
+	writeJSON(w, http.StatusOK, wire.ResultResponse{Duplicate: dup})
+	return nil
+}
+
+// refuseAll builds refused results for the updates of an endpoint's open
+// job, found through the in-flight job of each update the endpoint reports.
+// A finished or unknown job has none; RecordResult then tells a duplicate
+// from a job that is not the endpoint's.
+func (s *Server) refuseAll(ctx context.Context, endpoint, jobID, reason string) ([]store.UpdateResult, error) {
+	e, err := s.cfg.Store.EndpointSnapshot(ctx, endpoint, s.cfg.Now())
+	if err != nil {
+		return nil, storeError(err, "endpoint not found")
+	}
+	var results []store.UpdateResult
+	for _, u := range e.Updates {
+		if u.InFlightJob != nil && *u.InFlightJob == jobID {
+			results = append(results, store.UpdateResult{Update: u.ID, Result: state.ResultRefused, Error: reason})
+		}
+	}
+	return results, nil
+}

@@ -1,0 +1,271 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/patchline/patchline/reconciler/api/wire"
+	"github.com/patchline/patchline/reconciler/state"
+)
+
+// jobIDs lists the ids of jobs.
+func jobIDs(jobs []wire.JobPayload) []string {
+	var ids []string
+	for _, j := range jobs {
+		ids = append(ids, j.ID)
+	}
+	return ids
+}
+
+func TestLongPollAnswersAtOnceWhenJobsAreDue(t *testing.T) {
+	e := newEnv(t)
+	a, b := e.enroll("WS-001"), e.enroll("WS-002")
+	j1 := e.createJob(a, "k1", "KB5044284")
+	j2 := e.createJob(a, "k2", "Mozilla.Firefox@132.0.1")
+
+	// A wait longer than the test allows: the answer must not wait.
+	jobs, resp := e.poll(context.Background(), a, "10m")
+	if resp.status != 200 {
+		t.Fatalf("poll: %d %s", resp.status, resp.body)
+	}
+	if diff := cmp.Diff([]string{j1.ID, j2.ID}, jobIDs(jobs)); diff != "" {
+		t.Fatalf("delivered jobs (-want +got):\n%s", diff)
+	}
+	if jobs[0].Endpoint != a.endpoint || jobs[0].Seq != 1 || jobs[1].Seq != 2 {
+		t.Errorf("delivered payloads %+v: want the endpoint's jobs in sequence order", jobs)
+	}
+
+	if jobs, _ := e.poll(context.Background(), b, "0s"); len(jobs) != 0 {
+		t.Errorf("another endpoint got %s's jobs %v", a.endpoint, jobIDs(jobs))
+	}
+	if jobs, _ := e.poll(context.Background(), a, "0s"); len(jobs) != 0 {
+		t.Errorf("leased jobs were offered again before their lease ended: %v", jobIDs(jobs))
+	}
+	e.clock.Advance(DefaultLease)
+	jobs, _ = e.poll(context.Background(), a, "0s")
+	if diff := cmp.Diff([]string{j1.ID, j2.ID}, jobIDs(jobs)); diff != "" {
+		t.Errorf("jobs offered again after the lease ended (-want +got):\n%s", diff)
+	}
+}
+
+func TestLongPollGetsJobPlannedWhileWaiting(t *testing.T) {
+	e := newEnv(t)
+	a, b := e.enroll("WS-001"), e.enroll("WS-002")
+
+	type answer struct {
+		jobs []wire.JobPayload
+		resp response
+	}
+	got := make(chan answer, 1)
+	go func() {
+		jobs, resp := e.poll(context.Background(), a, "10m")
+		got <- answer{jobs, resp}
+	}()
+	e.waitForPolls(a.endpoint, 1)
+
+	// A Notify for another endpoint, and one before anything is due, do
+	// not end the wait.
+	e.api.Notify(b.endpoint, a.endpoint)
+	e.waitForPolls(a.endpoint, 1)
+
+	job := e.createJob(a, "k1", "KB5044284")
+	e.api.Notify(a.endpoint)
+	ans := <-got
+	if ans.resp.status != 200 {
+		t.Fatalf("poll: %d %s", ans.resp.status, ans.resp.body)
+	}
+	if diff := cmp.Diff([]string{job.ID}, jobIDs(ans.jobs)); diff != "" {
+		t.Errorf("jobs delivered to the waiting agent (-want +got):\n%s", diff)
+	}
+}
+
+func TestLongPollWaitRunsOut(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.MaxWait = 10 * time.Millisecond })
+	a := e.enroll("WS-001")
+	// ?wait= above MaxWait is capped to it, so this returns.
+	jobs, resp := e.poll(context.Background(), a, "1h")
+	if resp.status != 200 || len(jobs) != 0 {
+		t.Fatalf("poll: %d %s, want 200 with no jobs", resp.status, resp.body)
+	}
+	var jr map[string]json.RawMessage
+	if err := json.Unmarshal(resp.body, &jr); err != nil || string(jr["jobs"]) != "[]" {
+		t.Errorf("empty answer is %s, want jobs as an empty list", resp.body)
+	}
+	if n := len(e.api.waiters.byEndpoint); n != 0 {
+		t.Errorf("%d endpoints still registered after their polls ended", n)
+	}
+}
+
+func TestDrainAnswersWaitingPolls(t *testing.T) {
+	e := newEnv(t)
+	a := e.enroll("WS-001")
+	const polls = 3
+	done := make(chan response, polls)
+	for range polls {
+		go func() {
+			_, resp := e.poll(context.Background(), a, "10m")
+			done <- resp
+		}()
+	}
+	e.waitForPolls(a.endpoint, polls)
+	e.api.Drain()
+	for range polls {
+		if resp := <-done; resp.status != 200 {
+			t.Errorf("drained poll: %d %s", resp.status, resp.body)
+		}
+	}
+	// After Drain a poll does not wait, but still gets what is due.
+	job := e.createJob(a, "k1", "KB5044284")
+	jobs, _ := e.poll(context.Background(), a, "10m")
+	if diff := cmp.Diff([]string{job.ID}, jobIDs(jobs)); diff != "" {
+		t.Errorf("poll after Drain (-want +got):\n%s", diff)
+	}
+	if jobs, resp := e.poll(context.Background(), a, "10m"); resp.status != 200 || len(jobs) != 0 {
+		t.Errorf("poll after Drain with nothing due: %d %s", resp.status, resp.body)
+	}
+}
+
+func TestLongPollEndsWhenAgentGoesAway(t *testing.T) {
+	e := newEnv(t)
+	a := e.enroll("WS-001")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, e.srv.URL+wire.PathJobs+"?wait=10m", nil)
+		if err != nil {
+			done <- err
+			return
+		}
+		for i := 0; i+1 < len(a.auth()); i += 2 {
+			req.Header.Set(a.auth()[i], a.auth()[i+1])
+		}
+		resp, err := e.srv.Client().Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		done <- err
+	}()
+	e.waitForPolls(a.endpoint, 1)
+	cancel()
+	if err := <-done; err == nil {
+		t.Error("cancelled poll got an answer")
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		e.api.waiters.mu.Lock()
+		n := len(e.api.waiters.byEndpoint)
+		e.api.waiters.mu.Unlock()
+		if n == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the server kept waiting for an agent that went away")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func TestLongPollBadWait(t *testing.T) {
+	e := newEnv(t)
+	a := e.enroll("WS-001")
+	for _, wait := range []string{"soon", "-1s", "30"} {
+		_, resp := e.poll(context.Background(), a, wait)
+		if resp.status != 400 || resp.errorBody(t).Code != wire.CodeInvalid {
+			t.Errorf("wait=%s: %d %s, want 400 invalid", wait, resp.status, resp.body)
+		}
+	}
+}
+
+func TestResult(t *testing.T) {
+	e := newEnv(t)
+	a, b := e.enroll("WS-001"), e.enroll("WS-002")
+	for _, ag := range []agent{a, b} {
+		if resp := e.post(wire.PathReport, reportFixture(t), ag.auth()...); resp.status != 200 {
+			t.Fatalf("report: %d %s", resp.status, resp.body)
+		}
+	}
+	ok := e.createJob(a, "k-ok", "KB5044284", "Mozilla.Firefox@132.0.1")
+	refused := e.createJob(b, "k-refused", "KB5044284", "Mozilla.Firefox@132.0.1")
+	e.events.take()
+
+	at := t0.Add(30 * time.Minute)
+	success := wire.ResultRequest{Job: ok.ID, IdempotencyKey: "k-ok", Updates: []wire.UpdateResult{
+		{Update: "KB5044284", Result: state.ResultSucceeded, At: at},
+		{Update: "Mozilla.Firefox@132.0.1", Result: state.ResultFailed, Error: "exit code 1603", At: at},
+	}}
+	refusal := wire.ResultRequest{Job: refused.ID, Refused: true, Reason: "signature does not verify", Updates: []wire.UpdateResult{}}
+	tests := []struct {
+		name       string
+		who        agent
+		job        string
+		body       any
+		wantStatus int
+		wantDup    bool
+		wantEvents []string
+	}{
+		{name: "result recorded", who: a, job: ok.ID, body: success, wantStatus: 200,
+			wantEvents: []string{"result acme " + a.endpoint + " " + ok.ID}},
+		{name: "outbox retry is a duplicate", who: a, job: ok.ID, body: success, wantStatus: 200, wantDup: true},
+		{name: "another endpoint's job is not found", who: a, job: refused.ID, body: refusal, wantStatus: 404},
+		{name: "unknown job", who: a, job: "no-such-job", body: wire.ResultRequest{}, wantStatus: 404},
+		{name: "body names another job", who: b, job: refused.ID, body: success, wantStatus: 400},
+		{name: "result for an update the job lacks", who: b, job: refused.ID, body: wire.ResultRequest{Updates: []wire.UpdateResult{
+			{Update: "KB0000000", Result: state.ResultSucceeded}}}, wantStatus: 400},
+		{name: "unknown result", who: b, job: refused.ID, body: wire.ResultRequest{Updates: []wire.UpdateResult{
+			{Update: "KB5044284", Result: "maybe"}}}, wantStatus: 400},
+		{name: "two results for one update", who: b, job: refused.ID, body: wire.ResultRequest{Updates: []wire.UpdateResult{
+			{Update: "KB5044284", Result: state.ResultSucceeded}, {Update: "KB5044284", Result: state.ResultFailed}}}, wantStatus: 400},
+		{name: "refusal naming no updates refuses the whole job", who: b, job: refused.ID, body: refusal, wantStatus: 200,
+			wantEvents: []string{"result acme " + b.endpoint + " " + refused.ID}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp := e.post(wire.ResultPath(tt.job), tt.body, tt.who.auth()...)
+			if resp.status != tt.wantStatus {
+				t.Fatalf("status %d, want %d: %s", resp.status, tt.wantStatus, resp.body)
+			}
+			if tt.wantStatus == 200 {
+				var rr wire.ResultResponse
+				if err := json.Unmarshal(resp.body, &rr); err != nil || rr.Duplicate != tt.wantDup {
+					t.Errorf("answer %s, want duplicate %v", resp.body, tt.wantDup)
+				}
+			}
+			if diff := cmp.Diff(tt.wantEvents, e.events.take()); diff != "" {
+				t.Errorf("events (-want +got):\n%s", diff)
+			}
+		})
+	}
+
+	// What the results left in the reported state.
+	type attempt struct {
+		Endpoint, Update string
+		Result           state.Result
+		Error            string
+	}
+	var got []attempt
+	snap, err := e.db.Snapshot(context.Background(), e.clock.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ep := range snap.Endpoints {
+		for _, u := range ep.Updates {
+			for _, at := range u.Attempts {
+				got = append(got, attempt{ep.ID, u.ID, at.Result, at.Error})
+			}
+		}
+	}
+	want := []attempt{
+		{a.endpoint, "KB5044284", state.ResultSucceeded, ""},
+		{a.endpoint, "Mozilla.Firefox@132.0.1", state.ResultFailed, "exit code 1603"},
+		{b.endpoint, "KB5044284", state.ResultRefused, "signature does not verify"},
+		{b.endpoint, "Mozilla.Firefox@132.0.1", state.ResultRefused, "signature does not verify"},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("recorded attempts (-want +got):\n%s", diff)
+	}
+}

@@ -1,0 +1,158 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/patchline/patchline/reconciler/api/wire"
+	"github.com/patchline/patchline/reconciler/state"
+)
+
+func TestReportStoresInventory(t *testing.T) {
+	e := newEnv(t)
+	a := e.enroll("WS-001")
+	e.events.take()
+
+	resp := e.post(wire.PathReport, reportFixture(t), a.auth()...)
+	if resp.status != 200 {
+		t.Fatalf("report: %d %s", resp.status, resp.body)
+	}
+	var rr wire.ReportResponse
+	if err := json.Unmarshal(resp.body, &rr); err != nil || rr.Updates != 2 {
+		t.Errorf("answer %s, want 2 updates acknowledged", resp.body)
+	}
+	if diff := cmp.Diff([]string{"reported acme " + a.endpoint}, e.events.take()); diff != "" {
+		t.Errorf("events (-want +got):\n%s", diff)
+	}
+	ep, err := e.db.EndpointSnapshot(context.Background(), a.endpoint, e.clock.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, u := range ep.Updates {
+		ids = append(ids, u.ID)
+	}
+	if diff := cmp.Diff([]string{"KB5044284", "Mozilla.Firefox@132.0.1"}, ids); diff != "" {
+		t.Errorf("stored updates (-want +got):\n%s", diff)
+	}
+	if !ep.LastSeen.Equal(t0) || ep.Labels["ring"] != "canary" || ep.OS.Family != "windows" {
+		t.Errorf("stored endpoint %+v: want last seen at the controller's time, labels and OS from the report", ep)
+	}
+}
+
+// TestReportRefused lists reports the controller refuses. Nothing of a
+// refused report may be stored. The answers are in
+// testdata/report-errors.golden, which shows what an agent's log says.
+func TestReportRefused(t *testing.T) {
+	e := newEnv(t)
+	a := e.enroll("WS-001")
+	good := reportFixture(t)
+	if resp := e.post(wire.PathReport, good, a.auth()...); resp.status != 200 {
+		t.Fatalf("first report: %d %s", resp.status, resp.body)
+	}
+	e.events.take()
+	before := e.stateJSON()
+
+	edit := func(from, to string) []byte {
+		if !bytes.Contains(good, []byte(from)) {
+			t.Fatalf("fixture has no %q", from)
+		}
+		return bytes.Replace(good, []byte(from), []byte(to), 1)
+	}
+	tooLarge := fmt.Appendf(nil, `{"hostname": "%s"}`, strings.Repeat("x", wire.MaxBodyBytes))
+	manyLabels := map[string]string{}
+	for i := range maxLabels + 1 {
+		manyLabels[fmt.Sprint("l", i)] = "v"
+	}
+	tests := []struct {
+		name   string
+		body   []byte
+		header []string
+		status int
+	}{
+		{"body over the size limit", tooLarge, a.auth(), 413},
+		{"truncated JSON", good[:len(good)/2], a.auth(), 400},
+		{"syntax error", edit(`"rebootPending": false,`, `"rebootPending": false,,`), a.auth(), 400},
+		{"misspelt field", edit(`"rebootPending"`, `"rebootPendng"`), a.auth(), 400},
+		{"number where a string goes", edit(`"hostname": "WS-001"`, `"hostname": 1`), a.auth(), 400},
+		{"bad release time", edit(`"2026-11-05T00:00:00Z"`, `"last tuesday"`), a.auth(), 400},
+		{"two JSON values", append(bytes.Clone(good), "{}"...), a.auth(), 400},
+		{"unknown source", edit(`"source": "winget"`, `"source": "snap"`), a.auth(), 400},
+		{"unknown category", edit(`"category": "security",
+      "severity": "important"`, `"category": "cosmetic",
+      "severity": "important"`), a.auth(), 400},
+		{"unknown severity", edit(`"severity": "important"`, `"severity": "meh"`), a.auth(), 400},
+		{"update without id", edit(`"id": "KB5044284"`, `"id": ""`), a.auth(), 400},
+		{"same update twice", edit(`"id": "KB5044284"`, `"id": "Mozilla.Firefox@132.0.1"`), a.auth(), 400},
+		{"unknown OS family", edit(`"family": "windows"`, `"family": "beos"`), a.auth(), 400},
+		{"too many labels", jsonBytes(t, wire.Report{Hostname: "WS-001", OS: state.OS{Family: "windows"}, Labels: manyLabels}), a.auth(), 400},
+		{"wrong node key", good, agent{a.endpoint, "not-the-node-key"}.auth(), 401},
+		{"unknown endpoint", good, agent{"acme-ws-999-0000", a.nodeKey}.auth(), 401},
+		{"no credentials", good, nil, 401},
+	}
+	var golden bytes.Buffer
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp := e.post(wire.PathReport, tt.body, tt.header...)
+			if resp.status != tt.status {
+				t.Fatalf("status %d, want %d: %s", resp.status, tt.status, resp.body)
+			}
+			eb := resp.errorBody(t)
+			if eb.Code.Status() != tt.status {
+				t.Errorf("code %q travels as %d, answered %d", eb.Code, eb.Code.Status(), tt.status)
+			}
+			fmt.Fprintf(&golden, "%s\n  %d %s: %s\n", tt.name, resp.status, eb.Code, eb.Message)
+			if got := e.stateJSON(); got != before {
+				t.Errorf("a refused report changed the stored state:\n%s", cmp.Diff(before, got))
+			}
+			if ev := e.events.take(); len(ev) != 0 {
+				t.Errorf("a refused report raised events %v", ev)
+			}
+		})
+	}
+	checkGolden(t, "testdata/report-errors.golden", golden.Bytes())
+}
+
+// checkGolden compares got with a golden file, or rewrites it with -update.
+func checkGolden(t *testing.T, path string, got []byte) {
+	t.Helper()
+	if *update {
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -update to create it)", err)
+	}
+	if diff := cmp.Diff(string(want), string(got)); diff != "" {
+		t.Errorf("%s differs (-want +got; run go test -update if the change is right):\n%s", path, diff)
+	}
+}
+
+func TestAgentRoutesNeedTheEndpointsOwnKey(t *testing.T) {
+	e := newEnv(t)
+	a, b := e.enroll("WS-001"), e.enroll("WS-002")
+	wrongPair := agent{a.endpoint, b.nodeKey}
+	unknown := agent{"acme-nobody-0000", a.nodeKey}
+	var answers []string
+	for _, cred := range []agent{wrongPair, unknown} {
+		resp := e.request(context.Background(), http.MethodGet, wire.PathJobs, nil, cred.auth()...)
+		if resp.status != 401 {
+			t.Fatalf("%s with %s's key: %d %s", cred.endpoint, b.endpoint, resp.status, resp.body)
+		}
+		answers = append(answers, string(resp.body))
+	}
+	if answers[0] != answers[1] {
+		t.Errorf("a wrong key and an unknown endpoint answer differently, which tells endpoints apart:\n%s\n%s", answers[0], answers[1])
+	}
+}

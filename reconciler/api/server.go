@@ -1,0 +1,300 @@
+package api
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/patchline/patchline/reconciler/api/wire"
+	"github.com/patchline/patchline/reconciler/store"
+)
+
+// Config is what a Server needs. Store, Secrets, SigningKey, Events, Status
+// and Registerer are required; the rest have defaults.
+type Config struct {
+	Store   store.Store
+	Secrets *Secrets
+	// SigningKey is the controller's public job-signing key, handed to
+	// agents at enrollment.
+	SigningKey ed25519.PublicKey
+	// Events are called after a successful write.
+	Events Events
+	// Status builds the admin status document served at /v1/status.
+	Status func(ctx context.Context) (any, error)
+	// Registerer takes this package's collectors.
+	Registerer prometheus.Registerer
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+	// MaxWait caps a long-poll's ?wait= (default 60s).
+	MaxWait time.Duration
+	// Lease is how long a delivered job is leased before it is offered
+	// again (default 10m).
+	Lease time.Duration
+	// Logger logs internal errors (default slog.Default()).
+	Logger *slog.Logger
+}
+
+// Events are the controller's hooks, called after a write succeeded. They
+// run on the request's goroutine and should only schedule work (a keyed
+// queue add), not do it.
+type Events interface {
+	// Enrolled: a new endpoint enrolled.
+	Enrolled(ctx context.Context, client, endpoint string)
+	// Reported: an endpoint's inventory was replaced.
+	Reported(ctx context.Context, client, endpoint string)
+	// ResultRecorded: a job's result was recorded (not for duplicates).
+	ResultRecorded(ctx context.Context, client, endpoint, job string)
+	// GitHook: a webhook from the fleet repo's forge verified; fetch now.
+	GitHook(ctx context.Context)
+}
+
+// Defaults of Config.
+const (
+	DefaultMaxWait = 60 * time.Second
+	DefaultLease   = 10 * time.Minute
+)
+
+// Enrollment rate limit: a burst for a batch of machines imaged together,
+// then a steady rate that makes guessing enrollment secrets hopeless.
+const (
+	enrollBurst = 50
+	enrollRate  = 10 // per second
+)
+
+// Server serves the API. Build it with New.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	mux     *http.ServeMux
+	waiters *waiters
+	enrolls *tokenBucket
+
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+}
+
+// New checks cfg, fills in defaults and registers the package's collectors:
+//
+//   - patchline_agent_requests_total{route, code}
+//   - patchline_agent_request_duration_seconds{route}
+//   - patchline_longpolls_waiting
+//
+// route is the route's pattern (as "POST /v1/jobs/{id}/result"), never a raw
+// path, so no endpoint or job id becomes a label.
+func New(cfg Config) (*Server, error) {
+	switch {
+	case cfg.Store == nil:
+		return nil, errors.New("api: a store is required")
+	case cfg.Secrets == nil:
+		return nil, errors.New("api: secrets are required")
+	case len(cfg.SigningKey) != ed25519.PublicKeySize:
+		return nil, fmt.Errorf("api: signing key has %d bytes, want an ed25519 public key of %d", len(cfg.SigningKey), ed25519.PublicKeySize)
+	case cfg.Events == nil:
+		return nil, errors.New("api: events are required")
+	case cfg.Status == nil:
+		return nil, errors.New("api: a status function is required")
+	case cfg.Registerer == nil:
+		return nil, errors.New("api: a Prometheus registerer is required")
+	case cfg.MaxWait < 0 || cfg.Lease < 0:
+		return nil, errors.New("api: MaxWait and Lease must not be negative")
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.MaxWait == 0 {
+		cfg.MaxWait = DefaultMaxWait
+	}
+	if cfg.Lease == 0 {
+		cfg.Lease = DefaultLease
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	s := &Server{
+		cfg:     cfg,
+		log:     cfg.Logger,
+		mux:     http.NewServeMux(),
+		enrolls: newTokenBucket(enrollBurst, enrollRate, cfg.Now),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "patchline_agent_requests_total",
+			Help: "API requests answered, by route pattern and HTTP status code.",
+		}, []string{"route", "code"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "patchline_agent_request_duration_seconds",
+			Help: "Time to answer an API request, by route pattern; long-polls included.",
+			// Up to two minutes, so long-polls land in a bucket.
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120},
+		}, []string{"route"}),
+	}
+	waiting := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "patchline_longpolls_waiting",
+		Help: "Agent long-polls waiting for a job.",
+	})
+	s.waiters = newWaiters(waiting)
+	for _, c := range []prometheus.Collector{s.requests, s.duration, waiting} {
+		if err := cfg.Registerer.Register(c); err != nil {
+			return nil, fmt.Errorf("api: register metrics: %w", err)
+		}
+	}
+	s.routes()
+	return s, nil
+}
+
+func (s *Server) routes() {
+	s.handle("POST "+wire.PathEnroll, s.enroll)
+	s.handle("POST "+wire.PathReport, s.agent(s.report))
+	s.handle("GET "+wire.PathJobs, s.agent(s.jobs))
+	s.handle("POST "+wire.PathResult, s.agent(s.result))
+	s.handle("GET /v1/status", s.admin(s.status))
+	s.handle("GET /v1/state", s.admin(s.state))
+	s.handle("GET /v1/audit", s.admin(s.audit))
+	s.handle("POST /v1/hooks/git", s.gitHook)
+	// Everything else gets the error envelope too, not the mux's plain text.
+	s.handle("/", func(w http.ResponseWriter, r *http.Request) error {
+		return errorf(wire.CodeNotFound, "no route %s %s", r.Method, r.URL.Path)
+	})
+}
+
+// Handler returns the API's handler.
+func (s *Server) Handler() http.Handler { return s.mux }
+
+// handlerFunc is a route's handler: it writes the answer itself on success
+// and returns an error otherwise.
+type handlerFunc func(w http.ResponseWriter, r *http.Request) error
+
+// handle registers h for pattern, with its metrics and error answers.
+func (s *Server) handle(pattern string, h handlerFunc) {
+	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rec := &statusRecorder{ResponseWriter: w}
+		if err := h(rec, r); err != nil {
+			var ae *apiError
+			if !errors.As(err, &ae) {
+				s.log.ErrorContext(r.Context(), "request failed", "route", pattern, "error", err)
+				ae = errorf(wire.CodeInternal, "internal error; see the controller's log")
+			}
+			if ae.retryAfter > 0 {
+				rec.Header().Set("Retry-After", strconv.Itoa(int((ae.retryAfter+time.Second-1)/time.Second)))
+			}
+			writeError(rec, ae)
+		}
+		s.requests.WithLabelValues(pattern, strconv.Itoa(rec.code())).Inc()
+		s.duration.WithLabelValues(pattern).Observe(time.Since(start).Seconds())
+	})
+}
+
+// statusRecorder remembers the status a handler answered with.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (r *statusRecorder) WriteHeader(code int) {
+	if r.status == 0 {
+		r.status = code
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *statusRecorder) Write(b []byte) (int, error) {
+	if r.status == 0 {
+		r.status = http.StatusOK
+	}
+	return r.ResponseWriter.Write(b)
+}
+
+func (r *statusRecorder) code() int {
+	if r.status == 0 {
+		return http.StatusOK
+	}
+	return r.status
+}
+
+// agentHandler is an agent route's handler, called once the node key is
+// checked.
+type agentHandler func(w http.ResponseWriter, r *http.Request, ep store.Enrollment) error
+
+// agent authenticates the endpoint a request is made for: the
+// X-Patchline-Endpoint header names it and the bearer token is its node key.
+func (s *Server) agent(h agentHandler) handlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		id := r.Header.Get(wire.HeaderEndpoint)
+		key, ok := bearer(r)
+		if id == "" || !ok {
+			return errorf(wire.CodeUnauthorized, "missing %s header or bearer node key", wire.HeaderEndpoint)
+		}
+		ep, err := s.cfg.Store.EndpointByID(r.Context(), id)
+		if errors.Is(err, store.ErrNotFound) {
+			return errUnauthorized
+		}
+		if err != nil {
+			return fmt.Errorf("authenticate endpoint %q: %w", id, err)
+		}
+		if !keyMatches(ep.NodeKeyHash, key) {
+			return errUnauthorized
+		}
+		return h(w, r, ep)
+	}
+}
+
+// admin checks the admin token.
+func (s *Server) admin(h handlerFunc) handlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		token, ok := bearer(r)
+		if !ok || !s.cfg.Secrets.adminOK(token) {
+			return errorf(wire.CodeUnauthorized, "missing or wrong admin token")
+		}
+		return h(w, r)
+	}
+}
+
+// bearer returns the token of an "Authorization: Bearer <token>" header.
+func bearer(r *http.Request) (string, bool) {
+	scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" {
+		return "", false
+	}
+	return token, true
+}
+
+// The stored NodeKeyHash of an endpoint is its credential record:
+// SHA-256(instance id) followed by SHA-256(node key). The first half lets a
+// retried enrollment recognise its own endpoint without the store keeping
+// instance ids; only the second half authenticates.
+const credentialSize = 2 * sha256.Size
+
+// credential builds the stored credential record of an enrollment.
+func credential(instanceID, nodeKey string) []byte {
+	inst := sha256.Sum256([]byte(instanceID))
+	key := sha256.Sum256([]byte(nodeKey))
+	return append(inst[:], key[:]...)
+}
+
+// sameInstance reports whether a credential record belongs to instanceID.
+func sameInstance(cred []byte, instanceID string) bool {
+	if len(cred) != credentialSize {
+		return false
+	}
+	inst := sha256.Sum256([]byte(instanceID))
+	return subtle.ConstantTimeCompare(cred[:sha256.Size], inst[:]) == 1
+}
+
+// keyMatches reports, in constant time, whether nodeKey is the key of a
+// credential record.
+func keyMatches(cred []byte, nodeKey string) bool {
+	if len(cred) != credentialSize {
+		return false
+	}
+	key := sha256.Sum256([]byte(nodeKey))
+	return subtle.ConstantTimeCompare(cred[sha256.Size:], key[:]) == 1
+}

@@ -1,0 +1,279 @@
+// Package metrics turns plan results into Prometheus series: compliance,
+// drift, rollouts, exclusions, SLA breaches and policy revisions, per
+// client. Labels are bounded (client, ring, source, severity, state,
+// result, reason): never an endpoint or update id, so a fleet of 50,000
+// endpoints costs the same number of series as a fleet of 50.
+package metrics
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/patchline/patchline/reconciler/plan"
+	"github.com/patchline/patchline/reconciler/state"
+	"github.com/patchline/patchline/schema"
+)
+
+// ExpiringWithin is how far ahead an exclusion counts as expiring soon.
+const ExpiringWithin = 14 * 24 * time.Hour
+
+// Endpoint states of patchline_endpoints.
+const (
+	EndpointCompliant = "compliant"
+	EndpointDrifting  = "drifting"
+	EndpointStale     = "stale"
+)
+
+// Metrics holds the controller's collectors. Observe replaces one client's
+// series; the counters only grow.
+type Metrics struct {
+	endpoints      *prometheus.GaugeVec
+	missing        *prometheus.GaugeVec
+	compliance     *prometheus.GaugeVec
+	halted         *prometheus.GaugeVec
+	exclusions     *prometheus.GaugeVec
+	expiring       *prometheus.GaugeVec
+	slaBreaches    *prometheus.GaugeVec
+	decisions      *prometheus.GaugeVec
+	jobsCreated    *prometheus.CounterVec
+	jobResults     *prometheus.CounterVec
+	revisionInfo   *prometheus.GaugeVec
+	lastApplied    prometheus.Gauge
+	lastRefused    prometheus.Gauge
+	refused        *prometheus.CounterVec
+	clientRefused  *prometheus.GaugeVec
+	reconcileTime  prometheus.Histogram
+	reconcileError *prometheus.CounterVec
+}
+
+// New creates the collectors and registers them with reg.
+func New(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		endpoints: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "patchline_endpoints",
+			Help: "Endpoints by client and state: compliant (every desired update installed or excluded), drifting (a desired update is missing), stale (not seen within staleAfter).",
+		}, []string{"client", "state"}),
+		missing: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "patchline_missing_updates",
+			Help: "Desired updates not installed on non-stale endpoints (endpoint-update pairs), by client, ring and severity.",
+		}, []string{"client", "ring", "severity"}),
+		compliance: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "patchline_compliance_ratio",
+			Help: "Share of a client's non-stale endpoints that are compliant (1 when it has none).",
+		}, []string{"client"}),
+		halted: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "patchline_halted_rollouts",
+			Help: "Updates halted in a ring because the ring's failure share exceeded maxFailures, by client and ring; a commit with a resume entry lifts a halt.",
+		}, []string{"client", "ring"}),
+		exclusions: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "patchline_exclusions_active",
+			Help: "Exclusions in the client's policy that have not expired.",
+		}, []string{"client"}),
+		expiring: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "patchline_exclusions_expiring",
+			Help: "Active exclusions that expire within 14 days.",
+		}, []string{"client"}),
+		slaBreaches: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "patchline_sla_breaches",
+			Help: "Desired updates still missing longer after release than the client's sla allows for their severity (endpoint-update pairs), by client and severity.",
+		}, []string{"client", "severity"}),
+		decisions: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "patchline_decisions",
+			Help: "Endpoint-update pairs by client and planner decision (state).",
+		}, []string{"client", "state"}),
+		jobsCreated: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "patchline_jobs_created_total",
+			Help: "Jobs the controller created, by client and ring.",
+		}, []string{"client", "ring"}),
+		jobResults: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "patchline_job_results_total",
+			Help: "Update results agents reported, by client, ring and result (succeeded, failed, refused).",
+		}, []string{"client", "ring", "result"}),
+		revisionInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "patchline_policy_revision_info",
+			Help: "The policy revision each client runs (value 1; the revision is a label).",
+		}, []string{"client", "revision"}),
+		lastApplied: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "patchline_policy_last_applied_timestamp_seconds",
+			Help: "When the controller last applied a new policy revision.",
+		}),
+		lastRefused: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "patchline_policy_last_refused_timestamp_seconds",
+			Help: "When the controller last refused a policy revision (0 if never).",
+		}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "patchline_policy_refused_total",
+			Help: "Policy revisions refused, by reason: invalid (does not load or vet), verify (history rewrite or a missing or wrong signature).",
+		}, []string{"reason"}),
+		clientRefused: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "patchline_policy_client_refused",
+			Help: "1 when the newest revision of the branch is refused for the client, which keeps running its last good revision.",
+		}, []string{"client"}),
+		reconcileTime: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "patchline_reconcile_duration_seconds",
+			Help:    "Time to re-plan one client and queue its jobs.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 12),
+		}),
+		reconcileError: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "patchline_reconcile_errors_total",
+			Help: "Re-plans that failed, by reason (store, plan).",
+		}, []string{"reason"}),
+	}
+	reg.MustRegister(m.endpoints, m.missing, m.compliance, m.halted, m.exclusions, m.expiring,
+		m.slaBreaches, m.decisions, m.jobsCreated, m.jobResults, m.revisionInfo, m.lastApplied,
+		m.lastRefused, m.refused, m.clientRefused, m.reconcileTime, m.reconcileError)
+	return m
+}
+
+// drift lists the decisions that make an endpoint drifting: a desired update
+// that is not installed and not excluded.
+var drift = map[plan.Decision]bool{
+	plan.Missing: true, plan.InProgress: true, plan.Failed: true, plan.Halted: true,
+	plan.WaitingRing: true, plan.WaitingWindow: true,
+}
+
+// Observe replaces client's series with what res (planned with
+// Options.Decisions) and snap say at now. c is nil for a client the fleet
+// repo does not have.
+func (m *Metrics) Observe(client string, c *schema.Client, snap *state.Snapshot, res *plan.Result, now time.Time) {
+	lbl := prometheus.Labels{"client": client}
+	for _, v := range []*prometheus.GaugeVec{m.endpoints, m.missing, m.compliance, m.halted, m.exclusions, m.expiring, m.slaBreaches, m.decisions} {
+		v.DeletePartialMatch(lbl)
+	}
+	staleAfter := 7 * 24 * time.Hour
+	if c != nil && c.StaleAfter > 0 {
+		staleAfter = c.StaleAfter
+	}
+	type pairKey struct{ endpoint, update string }
+	released := make(map[pairKey]time.Time)
+	stale := make(map[string]bool, len(snap.Endpoints))
+	for _, ep := range snap.Endpoints {
+		if ep.Client != client {
+			continue
+		}
+		stale[ep.ID] = now.Sub(ep.LastSeen) > staleAfter
+		for _, u := range ep.Updates {
+			released[pairKey{ep.ID, u.ID}] = u.Released
+		}
+	}
+
+	drifting := make(map[string]bool)
+	for d, n := range res.Summary {
+		m.decisions.With(prometheus.Labels{"client": client, "state": string(d)}).Set(float64(n))
+	}
+	for _, d := range res.Decisions {
+		if d.Client != client || !drift[d.Decision] || stale[d.Endpoint] {
+			continue
+		}
+		drifting[d.Endpoint] = true
+		sev := d.Severity
+		if sev == "" {
+			sev = "none"
+		}
+		m.missing.With(prometheus.Labels{"client": client, "ring": d.Ring, "severity": sev}).Inc()
+		if c == nil {
+			continue
+		}
+		if limit, ok := c.SLA[d.Severity]; ok {
+			if rel := released[pairKey{d.Endpoint, d.Update}]; !rel.IsZero() && now.Sub(rel) > limit {
+				m.slaBreaches.With(prometheus.Labels{"client": client, "severity": sev}).Inc()
+			}
+		}
+	}
+	var compliant, drift, staleN int
+	for id, isStale := range stale {
+		switch {
+		case isStale:
+			staleN++
+		case drifting[id]:
+			drift++
+		default:
+			compliant++
+		}
+	}
+	m.endpoints.With(prometheus.Labels{"client": client, "state": EndpointCompliant}).Set(float64(compliant))
+	m.endpoints.With(prometheus.Labels{"client": client, "state": EndpointDrifting}).Set(float64(drift))
+	m.endpoints.With(prometheus.Labels{"client": client, "state": EndpointStale}).Set(float64(staleN))
+	ratio := 1.0
+	if compliant+drift > 0 {
+		ratio = float64(compliant) / float64(compliant+drift)
+	}
+	m.compliance.With(lbl).Set(ratio)
+
+	if c != nil {
+		for _, r := range c.Rings {
+			m.halted.With(prometheus.Labels{"client": client, "ring": r.Name}).Set(0)
+		}
+	}
+	for _, r := range res.Rollouts {
+		// A halt counts once, in the ring whose failures caused it; the
+		// later rings it blocks show as halted decisions instead.
+		if r.Client == client && r.State == plan.RolloutHalted && r.Failed > 0 {
+			m.halted.With(prometheus.Labels{"client": client, "ring": r.Ring}).Inc()
+		}
+	}
+	var active, expiring int
+	if c != nil {
+		for _, e := range c.Exclusions {
+			if !now.Before(e.Until) {
+				continue
+			}
+			active++
+			if e.Until.Sub(now) <= ExpiringWithin {
+				expiring++
+			}
+		}
+	}
+	m.exclusions.With(lbl).Set(float64(active))
+	m.expiring.With(lbl).Set(float64(expiring))
+}
+
+// Forget removes every gauge series of a client (it left the fleet repo and
+// has no endpoints left).
+func (m *Metrics) Forget(client string) {
+	lbl := prometheus.Labels{"client": client}
+	for _, v := range []*prometheus.GaugeVec{m.endpoints, m.missing, m.compliance, m.halted, m.exclusions, m.expiring, m.slaBreaches, m.decisions, m.revisionInfo, m.clientRefused} {
+		v.DeletePartialMatch(lbl)
+	}
+}
+
+// JobsCreated counts jobs created for a client's ring.
+func (m *Metrics) JobsCreated(client, ring string, n int) {
+	m.jobsCreated.With(prometheus.Labels{"client": client, "ring": ring}).Add(float64(n))
+}
+
+// JobResult counts one update result.
+func (m *Metrics) JobResult(client, ring string, result state.Result) {
+	m.jobResults.With(prometheus.Labels{"client": client, "ring": ring, "result": string(result)}).Inc()
+}
+
+// Applied records that client now runs revision (client "" is not a
+// client: it sets only the fleet-wide last-applied time).
+func (m *Metrics) Applied(client, revision string, at time.Time) {
+	if client == "" {
+		m.lastApplied.Set(float64(at.Unix()))
+		return
+	}
+	m.revisionInfo.DeletePartialMatch(prometheus.Labels{"client": client})
+	m.revisionInfo.With(prometheus.Labels{"client": client, "revision": revision}).Set(1)
+	m.clientRefused.With(prometheus.Labels{"client": client}).Set(0)
+}
+
+// Refused records a refused revision: for the whole fleet when client is
+// "", else for one client, which keeps its last good revision.
+func (m *Metrics) Refused(client, reason string, at time.Time) {
+	m.refused.With(prometheus.Labels{"reason": reason}).Inc()
+	m.lastRefused.Set(float64(at.Unix()))
+	if client != "" {
+		m.clientRefused.With(prometheus.Labels{"client": client}).Set(1)
+	}
+}
+
+// ReconcileDone records one re-plan's duration.
+func (m *Metrics) ReconcileDone(d time.Duration) { m.reconcileTime.Observe(d.Seconds()) }
+
+// ReconcileFailed counts a failed re-plan.
+func (m *Metrics) ReconcileFailed(reason string) {
+	m.reconcileError.With(prometheus.Labels{"reason": reason}).Inc()
+}

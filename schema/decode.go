@@ -1,0 +1,385 @@
+package schema
+
+import (
+	"fmt"
+	"path"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"cuelang.org/go/cue"
+)
+
+// rawFleet is a validated client instance as CUE decodes it, before
+// durations, dates and times of day are parsed.
+type rawFleet struct {
+	Client struct {
+		ID       string `json:"id"`
+		Name     string `json:"name"`
+		Timezone string `json:"timezone"`
+	} `json:"client"`
+	Mode       string               `json:"mode"`
+	StaleAfter string               `json:"staleAfter"`
+	SLA        map[string]string    `json:"sla"`
+	Freezes    []rawFreeze          `json:"freezes"`
+	Windows    map[string]rawWindow `json:"windows"`
+	Rings      []rawRing            `json:"rings"`
+	Baseline   struct {
+		Approve []rawApprove  `json:"approve"`
+		Require []Requirement `json:"require"`
+	} `json:"baseline"`
+	Exclusions []rawExclusion `json:"exclusions"`
+	Resume     []rawResume    `json:"resume"`
+}
+
+type rawFreeze struct {
+	Select Selector `json:"select"`
+	From   string   `json:"from"`
+	Until  string   `json:"until"`
+	Reason string   `json:"reason"`
+}
+
+type rawWindow struct {
+	Days     []string `json:"days"`
+	Monthly  *Monthly `json:"monthly"`
+	Start    string   `json:"start"`
+	Duration string   `json:"duration"`
+}
+
+type rawRing struct {
+	Name           string   `json:"name"`
+	Select         Selector `json:"select"`
+	Window         string   `json:"window"`
+	Soak           string   `json:"soak"`
+	MinSuccess     float64  `json:"minSuccess"`
+	MaxFailures    float64  `json:"maxFailures"`
+	MaxConcurrent  int      `json:"maxConcurrent"`
+	Reboot         string   `json:"reboot"`
+	RebootDeadline string   `json:"rebootDeadline"`
+}
+
+type rawApprove struct {
+	Name           string   `json:"name"`
+	Source         any      `json:"source"`
+	Category       []string `json:"category"`
+	MinSeverity    string   `json:"minSeverity"`
+	MinCVSS        float64  `json:"minCVSS"`
+	KnownExploited *bool    `json:"knownExploited"`
+	Match          string   `json:"match"`
+	MinAge         string   `json:"minAge"`
+	ReleasedBefore string   `json:"releasedBefore"`
+}
+
+type rawExclusion struct {
+	Update string   `json:"update"`
+	Source string   `json:"source"`
+	Match  string   `json:"match"`
+	Select Selector `json:"select"`
+	Reason string   `json:"reason"`
+	Ticket string   `json:"ticket"`
+	Until  string   `json:"until"`
+}
+
+type rawResume struct {
+	Update string `json:"update"`
+	Source string `json:"source"`
+	Match  string `json:"match"`
+	Ring   string `json:"ring"`
+	After  string `json:"after"`
+}
+
+// at builds a CUE path string for element i of list, with optional
+// fields after it: at("rings", 1, "soak") is "rings[1].soak".
+func at(list string, i int, fields ...string) string {
+	p := fmt.Sprintf("%s[%d]", list, i)
+	for _, f := range fields {
+		p += "." + f
+	}
+	return p
+}
+
+// label quotes a map key for use in a CUE path.
+func label(s string) string { return strconv.Quote(s) }
+
+// showPath formats a CUE path string the way CUE errors do:
+// rings[1].soak becomes rings.1.soak.
+func showPath(p string) string {
+	sels := cue.ParsePath(p).Selectors()
+	parts := make([]string, len(sels))
+	for i, s := range sels {
+		if s.Type() == cue.IndexLabel {
+			parts[i] = strconv.Itoa(s.Index())
+		} else {
+			parts[i] = s.Unquoted()
+		}
+	}
+	return strings.Join(parts, ".")
+}
+
+// decode converts raw into a Client, recording a problem for every value
+// that does not parse.
+func (ev *evaluation) decode(raw *rawFleet) *Client {
+	c := &Client{
+		ID:       raw.Client.ID,
+		Name:     raw.Client.Name,
+		Timezone: raw.Client.Timezone,
+		Dir:      ev.c.dir,
+		Mode:     Mode(raw.Mode),
+		Windows:  make(map[string]Window, len(raw.Windows)),
+		SLA:      make(map[string]time.Duration, len(raw.SLA)),
+	}
+	loc, err := time.LoadLocation(c.Timezone)
+	if err != nil || c.Timezone == "Local" {
+		ev.addError(ev.pos("client.timezone"), "client.timezone: unknown time zone %q: use an IANA name such as \"America/Chicago\"", c.Timezone)
+		loc = time.UTC
+	}
+	c.Location = loc
+	c.StaleAfter = ev.parseDuration("staleAfter", raw.StaleAfter)
+	for sev, d := range raw.SLA {
+		c.SLA[sev] = ev.parseDuration("sla."+sev, d)
+	}
+
+	c.Freezes = make([]Freeze, 0, len(raw.Freezes))
+	for i, f := range raw.Freezes {
+		c.Freezes = append(c.Freezes, Freeze{
+			Select: f.Select,
+			From:   ev.parseDate(at("freezes", i, "from"), f.From, loc, startOfDay),
+			Until:  ev.parseDate(at("freezes", i, "until"), f.Until, loc, endOfDay),
+			Reason: f.Reason,
+			Pos:    ev.pos(at("freezes", i)),
+		})
+	}
+
+	for _, name := range sortedKeys(raw.Windows) {
+		w := raw.Windows[name]
+		p := "windows." + label(name)
+		win := Window{
+			Name:     name,
+			Days:     w.Days,
+			Monthly:  w.Monthly,
+			Duration: ev.parseDuration(p+".duration", w.Duration),
+			Pos:      ev.pos(p),
+		}
+		start, err := parseClock(w.Start)
+		if err != nil {
+			ev.addError(ev.pos(p+".start"), "%s.start: %v", showPath(p), err)
+		}
+		win.Start = start
+		c.Windows[name] = win
+	}
+
+	c.Rings = make([]Ring, 0, len(raw.Rings))
+	for i, r := range raw.Rings {
+		c.Rings = append(c.Rings, Ring{
+			Name:           r.Name,
+			Select:         r.Select,
+			Window:         r.Window,
+			Soak:           ev.parseDuration(at("rings", i, "soak"), r.Soak),
+			MinSuccess:     r.MinSuccess,
+			MaxFailures:    r.MaxFailures,
+			MaxConcurrent:  r.MaxConcurrent,
+			Reboot:         RebootPolicy(r.Reboot),
+			RebootDeadline: ev.parseDuration(at("rings", i, "rebootDeadline"), r.RebootDeadline),
+			Pos:            ev.pos(at("rings", i)),
+		})
+	}
+
+	c.Baseline.Approve = make([]ApproveRule, 0, len(raw.Baseline.Approve))
+	for i, a := range raw.Baseline.Approve {
+		c.Baseline.Approve = append(c.Baseline.Approve, ApproveRule{
+			Name:           a.Name,
+			Source:         stringList(a.Source),
+			Category:       a.Category,
+			MinSeverity:    a.MinSeverity,
+			MinCVSS:        a.MinCVSS,
+			KnownExploited: a.KnownExploited,
+			Match:          a.Match,
+			MinAge:         ev.parseDuration(at("baseline.approve", i, "minAge"), a.MinAge),
+			ReleasedBefore: ev.parseDate(at("baseline.approve", i, "releasedBefore"), a.ReleasedBefore, loc, startOfDay),
+			Pos:            ev.pos(at("baseline.approve", i)),
+		})
+	}
+	c.Baseline.Require = make([]Requirement, 0, len(raw.Baseline.Require))
+	for i, r := range raw.Baseline.Require {
+		r.Pos = ev.pos(at("baseline.require", i))
+		c.Baseline.Require = append(c.Baseline.Require, r)
+	}
+
+	c.Exclusions = make([]Exclusion, 0, len(raw.Exclusions))
+	for i, x := range raw.Exclusions {
+		c.Exclusions = append(c.Exclusions, Exclusion{
+			Update: x.Update,
+			Source: x.Source,
+			Match:  x.Match,
+			Select: x.Select,
+			Reason: x.Reason,
+			Ticket: x.Ticket,
+			Until:  ev.parseDate(at("exclusions", i, "until"), x.Until, loc, endOfDay),
+			Pos:    ev.pos(at("exclusions", i)),
+		})
+	}
+	c.Resume = make([]Resume, 0, len(raw.Resume))
+	for i, r := range raw.Resume {
+		c.Resume = append(c.Resume, Resume{
+			Update: r.Update,
+			Source: r.Source,
+			Match:  r.Match,
+			Ring:   r.Ring,
+			After:  ev.parseDate(at("resume", i, "after"), r.After, loc, startOfDay),
+			Pos:    ev.pos(at("resume", i)),
+		})
+	}
+	return c
+}
+
+// stringList normalises a value that CUE allows to be a string or a list
+// of strings.
+func stringList(v any) []string {
+	switch v := v.(type) {
+	case string:
+		return []string{v}
+	case []any:
+		out := make([]string, 0, len(v))
+		for _, e := range v {
+			if s, ok := e.(string); ok {
+				out = append(out, s)
+			}
+		}
+		return out
+	}
+	return nil
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// vet checks what the schema cannot express.
+func (ev *evaluation) vet(c *Client) {
+	if c.ID != ev.c.id {
+		ev.addError(ev.pos("client.id"), "client.id: %q does not match the directory name %q; they must be equal", c.ID, ev.c.id)
+	}
+
+	for i, f := range c.Freezes {
+		if !f.From.IsZero() && !f.Until.IsZero() && !f.From.Before(f.Until) {
+			ev.addError(f.Pos, "freezes.%d: until must be after from", i)
+		}
+	}
+
+	for _, name := range sortedKeys(c.Windows) {
+		w := c.Windows[name]
+		switch {
+		case len(w.Days) == 0 && w.Monthly == nil:
+			ev.addError(w.Pos, "windows.%s: give either days or monthly", name)
+		case len(w.Days) > 0 && w.Monthly != nil:
+			ev.addError(w.Pos, "windows.%s: give days or monthly, not both", name)
+		}
+		if w.Duration <= 0 || w.Duration > 7*24*time.Hour {
+			ev.addError(ev.pos("windows."+label(name)+".duration"), "windows.%s.duration: must be more than 0 and at most 7d", name)
+		}
+	}
+
+	first := make(map[string]Pos)
+	for i, r := range c.Rings {
+		if p, dup := first[r.Name]; dup {
+			ev.addError(ev.pos(at("rings", i, "name")), "rings.%d.name: duplicate ring name %q (first at %s)", i, r.Name, p)
+		} else {
+			first[r.Name] = r.Pos
+		}
+		if _, ok := c.Windows[r.Window]; !ok {
+			ev.addError(ev.pos(at("rings", i, "window")), "rings.%d.window: unknown window %q; windows are: %s", i, r.Window, strings.Join(sortedKeys(c.Windows), ", "))
+		}
+		if r.Reboot == RebootForce && r.RebootDeadline == 0 {
+			ev.addError(ev.pos(at("rings", i, "reboot")), "rings.%d.reboot: \"force\" needs a rebootDeadline, e.g. rebootDeadline: \"24h\"", i)
+		}
+	}
+	switch n := len(c.Rings); {
+	case n == 0:
+		ev.addWarning(ev.pos("client"), "rings: the client has no ring, so no endpoint receives updates")
+	case !selectsAll(c.Rings[n-1].Select):
+		ev.addWarning(ev.pos(at("rings", n-1, "select")), "rings.%d.select: the last ring does not select every endpoint; endpoints it misses get no updates (use select: {})", n-1)
+	}
+
+	for i, a := range c.Baseline.Approve {
+		ev.checkGlob(at("baseline.approve", i, "match"), a.Match)
+	}
+	for i, r := range c.Baseline.Require {
+		if r.ID == "" && (r.Source == "" || r.Match == "") {
+			ev.addError(r.Pos, "baseline.require.%d: name the update with id, or with source and match", i)
+		}
+		ev.checkGlob(at("baseline.require", i, "match"), r.Match)
+	}
+	for i, x := range c.Exclusions {
+		if x.Update == "" && (x.Source == "" || x.Match == "") {
+			ev.addError(x.Pos, "exclusions.%d: name the update with update, or with source and match", i)
+		}
+		if strings.TrimSpace(x.Reason) == "" {
+			ev.addError(x.Pos, "exclusions.%d: missing reason: say why the update is held", i)
+		}
+		if x.Until.IsZero() {
+			ev.addError(x.Pos, "exclusions.%d: missing until: every exclusion needs an expiry date", i)
+		}
+		ev.checkGlob(at("exclusions", i, "match"), x.Match)
+	}
+	for i, r := range c.Resume {
+		if r.Update == "" && (r.Source == "" || r.Match == "") {
+			ev.addError(r.Pos, "resume.%d: name the update with update, or with source and match", i)
+		}
+		if _, ok := first[r.Ring]; r.Ring != "" && !ok {
+			ev.addError(ev.pos(at("resume", i, "ring")), "resume.%d.ring: unknown ring %q", i, r.Ring)
+		}
+		ev.checkGlob(at("resume", i, "match"), r.Match)
+	}
+}
+
+// checkGlob records an error when the glob at p is not a valid path.Match
+// pattern.
+func (ev *evaluation) checkGlob(p, glob string) {
+	if glob == "" {
+		return
+	}
+	if _, err := path.Match(glob, ""); err != nil {
+		ev.addError(ev.pos(p), "%s: invalid glob %q: %v", showPath(p), glob, err)
+	}
+}
+
+// selectsAll says whether s matches every endpoint.
+func selectsAll(s Selector) bool {
+	return len(s.Labels) == 0 && len(s.Hostnames) == 0 && len(s.Endpoints) == 0 && len(s.OS) == 0
+}
+
+// expiryWarnings warns about exclusions that have expired or expire
+// within 14 days of now. They are computed at each load, outside the
+// cache, because they depend on now.
+func expiryWarnings(c *Client, now time.Time) []Problem {
+	const soon = 14 * 24 * time.Hour
+	var out []Problem
+	for i, x := range c.Exclusions {
+		if x.Until.IsZero() {
+			continue
+		}
+		last := x.Until.Add(-time.Nanosecond).In(c.Location).Format(time.DateOnly)
+		var msg string
+		switch {
+		case !now.Before(x.Until):
+			msg = fmt.Sprintf("exclusions.%d: expired after %s; it no longer holds the update: remove it or extend until", i, last)
+		case x.Until.Sub(now) <= soon:
+			days := int(x.Until.Sub(now).Hours() / 24)
+			msg = fmt.Sprintf("exclusions.%d: expires after %s (in %d days)", i, last, days)
+		default:
+			continue
+		}
+		p := Problem{Pos: x.Pos, Level: LevelWarning, Message: msg}
+		if strings.HasPrefix(x.Pos.File, c.Dir+"/") {
+			p.Client = c.ID
+		}
+		out = append(out, p)
+	}
+	return out
+}

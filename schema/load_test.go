@@ -1,0 +1,370 @@
+package schema
+
+import (
+	"context"
+	"errors"
+	"maps"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestParseDuration(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    time.Duration
+		wantErr bool
+	}{
+		{in: "4h", want: 4 * time.Hour},
+		{in: "30d", want: 30 * 24 * time.Hour},
+		{in: "90m", want: 90 * time.Minute},
+		{in: "1d12h", want: 36 * time.Hour},
+		{in: "1h30m", want: 90 * time.Minute},
+		{in: "1.5h", want: 90 * time.Minute},
+		{in: "0h", want: 0},
+		{in: "", wantErr: true},
+		{in: "3x", wantErr: true},
+		{in: "7 days", wantErr: true},
+		{in: "24", wantErr: true},
+		{in: "h", wantErr: true},
+		{in: "-1h", wantErr: true},
+		{in: "10s", wantErr: true},
+		{in: "1..5h", wantErr: true},
+		{in: "99999d", wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			got, err := ParseDuration(tt.in)
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("ParseDuration(%q) error = %v, want error %v", tt.in, err, tt.wantErr)
+			}
+			if got != tt.want {
+				t.Errorf("ParseDuration(%q) = %v, want %v", tt.in, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestDates(t *testing.T) {
+	chicago, err := time.LoadLocation("America/Chicago")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name  string
+		in    string
+		bound dateBound
+		want  time.Time
+	}{
+		{"until a date lasts to the end of that day", "2026-12-31", endOfDay, time.Date(2027, 1, 1, 0, 0, 0, 0, chicago)},
+		{"from a date starts at midnight", "2026-12-28", startOfDay, time.Date(2026, 12, 28, 0, 0, 0, 0, chicago)},
+		{"end of day on DST change", "2026-11-01", endOfDay, time.Date(2026, 11, 2, 0, 0, 0, 0, chicago)},
+		{"RFC 3339 is taken as written", "2026-11-20T12:00:00Z", endOfDay, time.Date(2026, 11, 20, 12, 0, 0, 0, time.UTC)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := parseDate(tt.in, chicago, tt.bound)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !got.Equal(tt.want) {
+				t.Errorf("parseDate(%q) = %v, want %v", tt.in, got, tt.want)
+			}
+		})
+	}
+	if _, err := parseDate("31/12/2026", chicago, endOfDay); err == nil {
+		t.Error("parseDate accepted 31/12/2026")
+	}
+}
+
+// TestPositions checks that decoded rules point at the CUE the user wrote:
+// the client's own file, or the root file for an inherited default.
+func TestPositions(t *testing.T) {
+	fleet, err := NewLoader(Options{Now: testNow}).LoadDir(context.Background(), "testdata/fleets/valid")
+	if err != nil {
+		t.Fatal(err)
+	}
+	acme, globex := fleet.Clients["acme"], fleet.Clients["globex"]
+	if acme == nil || globex == nil {
+		t.Fatalf("clients missing: %v", fleet.Problems)
+	}
+	tests := []struct {
+		name string
+		got  Pos
+		want string
+	}{
+		{"client's own ring", acme.Rings[1].Pos, "clients/acme/policy.cue:13:2"},
+		{"inherited default ring", globex.Rings[0].Pos, "fleet.cue:10:3"},
+		{"window from the root files", acme.Windows["weekend"].Pos, "fleet.cue:22:10"},
+		{"client's window", acme.Windows["weeknights"].Pos, "clients/acme/policy.cue:6:2"},
+		{"default exclusion a client extends", acme.Exclusions[0].Pos, "fleet.cue:14:3"},
+		{"exclusion the client adds", acme.Exclusions[1].Pos, "clients/acme/policy.cue:34:2"},
+		{"approve rule", acme.Baseline.Approve[4].Pos, "clients/acme/policy.cue:23:3"},
+		{"requirement", acme.Baseline.Require[1].Pos, "clients/acme/policy.cue:28:3"},
+		{"freeze in a second client file", acme.Freezes[0].Pos, "clients/acme/client.cue:6:11"},
+		{"resume", acme.Resume[0].Pos, "clients/acme/policy.cue:37:10"},
+	}
+	for _, tt := range tests {
+		if got := tt.got.String(); got != tt.want {
+			t.Errorf("%s: pos %s, want %s", tt.name, got, tt.want)
+		}
+	}
+}
+
+func TestNotAFleetRepo(t *testing.T) {
+	_, err := NewLoader(Options{}).LoadDir(context.Background(), t.TempDir())
+	if !errors.Is(err, ErrNotFleetRepo) {
+		t.Errorf("LoadDir(empty dir) error = %v, want ErrNotFleetRepo", err)
+	}
+	_, err = NewLoader(Options{}).LoadDir(context.Background(), filepath.Join(t.TempDir(), "missing"))
+	if err == nil {
+		t.Error("LoadDir(missing dir) returned no error")
+	}
+}
+
+// readFleet returns the fleet files under dir.
+func readFleet(t testing.TB, dir string) map[string][]byte {
+	t.Helper()
+	files := make(map[string][]byte)
+	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		b, err := os.ReadFile(p)
+		files[filepath.ToSlash(rel)] = b
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return files
+}
+
+func TestReloadReusesUnchangedClients(t *testing.T) {
+	ctx := context.Background()
+	l := NewLoader(Options{Now: testNow})
+	files := readFleet(t, "testdata/fleets/valid")
+	first, err := l.LoadFiles(ctx, files, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	edited := maps.Clone(files)
+	edited["clients/globex/policy.cue"] = []byte(strings.Replace(string(files["clients/globex/policy.cue"]), `"report"`, `"enforce"`, 1))
+	second, err := l.LoadFiles(ctx, edited, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first.Clients["acme"] != second.Clients["acme"] {
+		t.Error("unchanged client acme was evaluated again")
+	}
+	if first.Clients["globex"] == second.Clients["globex"] || second.Clients["globex"].Mode != ModeEnforce {
+		t.Error("edited client globex was not evaluated again")
+	}
+	if first.Clients["globex"].Digest == second.Clients["globex"].Digest {
+		t.Error("editing globex did not change its digest")
+	}
+
+	// A root file belongs to every client.
+	edited["fleet.cue"] = append(edited["fleet.cue"], "\n// comment\n"...)
+	third, err := l.LoadFiles(ctx, edited, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if third.Clients["acme"] == second.Clients["acme"] {
+		t.Error("editing a root file did not re-evaluate acme")
+	}
+}
+
+// pathological is a client whose evaluation takes seconds: a comprehension
+// over 640,000 pairs that keeps little in memory.
+const pathological = `package fleet
+
+import "list"
+
+client: {id: "slow", name: "Slow", timezone: "UTC"}
+rings: [{name: "all", select: {}, window: "weekend"}]
+x: len([for i in list.Range(0, 800, 1) for j in list.Range(0, 800, 1) if i == j+100000 {i}])
+`
+
+func TestEvaluationDeadline(t *testing.T) {
+	files := readFleet(t, "testdata/fleets/valid")
+	files["clients/slow/policy.cue"] = []byte(pathological)
+	l := NewLoader(Options{Now: testNow, Timeout: 200 * time.Millisecond})
+	for range 2 {
+		// The second load is answered from the cache: it reports the
+		// timeout again without starting another evaluation.
+		fleet, err := l.LoadFiles(context.Background(), files, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := []string{"clients/slow/policy.cue:1:1: evaluation exceeded 200ms; simplify disjunctions/comprehensions"}
+		var got []string
+		for _, p := range fleet.Problems {
+			if p.Level == LevelError {
+				got = append(got, p.String())
+			}
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("problems (-want +got):\n%s", diff)
+		}
+		if fleet.Clients["slow"] != nil || fleet.Clients["acme"] == nil {
+			t.Errorf("clients = %v, want acme and globex only", slicesKeys(fleet.Clients))
+		}
+	}
+}
+
+func slicesKeys(m map[string]*Client) []string {
+	var keys []string
+	for k := range m {
+		keys = append(keys, k)
+	}
+	return keys
+}
+
+func TestCanceledLoad(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err := NewLoader(Options{}).LoadDir(ctx, "testdata/fleets/valid")
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("LoadDir with a canceled context: error = %v, want context.Canceled", err)
+	}
+}
+
+// runGit runs the git CLI in dir to build a fixture repository.
+func runGit(t *testing.T, dir string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command("git", args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(),
+		"GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@example.com",
+		"GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@example.com",
+		"GIT_CONFIG_GLOBAL=/dev/null", "GIT_CONFIG_NOSYSTEM=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("git %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+func writeFiles(t *testing.T, dir string, files map[string][]byte) {
+	t.Helper()
+	for name, b := range files {
+		p := filepath.Join(dir, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestLoadRevision(t *testing.T) {
+	if _, err := exec.LookPath("git"); err != nil {
+		t.Skip("git CLI not installed")
+	}
+	ctx := context.Background()
+	repo := t.TempDir()
+	runGit(t, repo, "init", "-q", "-b", "main")
+	writeFiles(t, repo, readFleet(t, "testdata/fleets/valid"))
+	runGit(t, repo, "add", ".")
+	runGit(t, repo, "commit", "-q", "-m", "version A")
+	hashA := runGit(t, repo, "rev-parse", "HEAD")
+	runGit(t, repo, "tag", "v1")
+
+	// The working tree moves on to version B without a commit.
+	policy := filepath.Join(repo, "clients", "globex", "policy.cue")
+	b, err := os.ReadFile(policy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	versionB := []byte(strings.Replace(string(b), `"report"`, `"enforce"`, 1))
+	writeFiles(t, repo, map[string][]byte{"clients/globex/policy.cue": versionB})
+
+	l := NewLoader(Options{Now: testNow})
+	modeAt := func(dir, rev string) (Mode, string) {
+		t.Helper()
+		fleet, err := l.LoadRevision(ctx, dir, rev)
+		if err != nil {
+			t.Fatalf("LoadRevision(%q): %v", rev, err)
+		}
+		g := fleet.Clients["globex"]
+		if g == nil {
+			t.Fatalf("LoadRevision(%q): globex did not load: %v", rev, fleet.Problems)
+		}
+		return g.Mode, fleet.Revision
+	}
+	if mode, rev := modeAt(repo, "HEAD"); mode != ModeReport || rev != hashA {
+		t.Errorf("HEAD with an uncommitted edit: mode %q at %s, want %q at %s", mode, rev, ModeReport, hashA)
+	}
+	dirFleet, err := l.LoadDir(ctx, repo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := dirFleet.Clients["globex"].Mode; got != ModeEnforce {
+		t.Errorf("LoadDir of the working tree: mode %q, want %q", got, ModeEnforce)
+	}
+
+	runGit(t, repo, "commit", "-q", "-am", "version B")
+	hashB := runGit(t, repo, "rev-parse", "HEAD")
+	tests := []struct {
+		rev      string
+		wantMode Mode
+		wantHash string
+	}{
+		{"HEAD", ModeEnforce, hashB},
+		{"main", ModeEnforce, hashB},
+		{"HEAD~1", ModeReport, hashA},
+		{"v1", ModeReport, hashA},
+		{hashA, ModeReport, hashA},
+		{hashA[:10], ModeReport, hashA},
+	}
+	for _, tt := range tests {
+		if mode, rev := modeAt(repo, tt.rev); mode != tt.wantMode || rev != tt.wantHash {
+			t.Errorf("LoadRevision(%q): mode %q at %s, want %q at %s", tt.rev, mode, rev, tt.wantMode, tt.wantHash)
+		}
+	}
+
+	bare := filepath.Join(t.TempDir(), "fleet.git")
+	runGit(t, repo, "clone", "-q", "--bare", repo, bare)
+	if mode, rev := modeAt(bare, "main"); mode != ModeEnforce || rev != hashB {
+		t.Errorf("bare repository: mode %q at %s, want %q at %s", mode, rev, ModeEnforce, hashB)
+	}
+
+	if _, err := l.LoadRevision(ctx, repo, "no-such-branch"); err == nil {
+		t.Error("LoadRevision(no-such-branch) returned no error")
+	}
+	runGit(t, repo, "rm", "-q", "-r", "cue.mod")
+	runGit(t, repo, "commit", "-q", "-m", "drop module")
+	if _, err := l.LoadRevision(ctx, repo, "HEAD"); !errors.Is(err, ErrNotFleetRepo) {
+		t.Errorf("LoadRevision without cue.mod: error = %v, want ErrNotFleetRepo", err)
+	}
+}
+
+func TestStrayFiles(t *testing.T) {
+	files := readFleet(t, "testdata/fleets/valid")
+	files["clients/retired/archive/policy.cue"] = []byte("package fleet\n")
+	files["clients/acme/notes.txt"] = []byte("not CUE")
+	files["docs/ignored.cue"] = []byte("this is not parsed")
+	fleet, err := NewLoader(Options{Now: testNow}).LoadFiles(context.Background(), files, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"clients/retired:0:0: warning: directory has no .cue files of its own; it is not loaded as a client"}
+	var got []string
+	for _, p := range fleet.Problems {
+		got = append(got, p.String())
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("problems (-want +got):\n%s", diff)
+	}
+	if len(fleet.Clients) != 2 {
+		t.Errorf("loaded %d clients, want acme and globex", len(fleet.Clients))
+	}
+}
