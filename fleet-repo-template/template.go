@@ -27,7 +27,12 @@ func FS() fs.FS {
 
 // Write copies the template into dir, which must be empty or absent. It
 // returns the slash-separated paths it wrote, in walk order.
-func Write(dir string) ([]string, error) {
+func Write(dir string) ([]string, error) { return Copy(dir, FS()) }
+
+// Copy copies the files of src into dir, which must be empty or absent,
+// as Write does with the template; `patchctl init --from` uses it to start
+// a fleet repo from an existing layout such as the demo fleet.
+func Copy(dir string, src fs.FS) ([]string, error) {
 	entries, err := os.ReadDir(dir)
 	switch {
 	case err == nil && len(entries) > 0:
@@ -36,7 +41,7 @@ func Write(dir string) ([]string, error) {
 		return nil, fmt.Errorf("read %s: %w", dir, err)
 	}
 	var written []string
-	err = fs.WalkDir(FS(), ".", func(p string, d fs.DirEntry, err error) error {
+	err = fs.WalkDir(src, ".", func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
@@ -44,7 +49,7 @@ func Write(dir string) ([]string, error) {
 		if d.IsDir() {
 			return os.MkdirAll(dst, 0o755)
 		}
-		data, err := fs.ReadFile(FS(), p)
+		data, err := fs.ReadFile(src, p)
 		if err != nil {
 			return err
 		}
@@ -55,7 +60,7 @@ func Write(dir string) ([]string, error) {
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("write fleet template into %s: %w", dir, err)
+		return nil, fmt.Errorf("write fleet repo into %s: %w", dir, err)
 	}
 	return written, nil
 }

@@ -28,7 +28,7 @@ func main() { os.Exit(Main(os.Args[1:], os.Stderr)) }
 // Main runs patch-agent with args and returns the process exit status.
 func Main(args []string, stderr io.Writer) int {
 	log := slog.New(slog.NewTextHandler(stderr, nil))
-	cfg, backendName, err := parseFlags(args, stderr)
+	cfg, bs, err := parseFlags(args, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
 	}
@@ -36,9 +36,9 @@ func Main(args []string, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "patch-agent:", err)
 		return 2
 	}
-	cfg.Backend, err = newBackend(backendName, cfg)
+	cfg.Backend, err = newBackend(bs, cfg)
 	if err != nil {
-		fmt.Fprintf(stderr, "patch-agent: --backend %s: %v\n", backendName, err)
+		fmt.Fprintf(stderr, "patch-agent: --backend %s: %v\n", bs.name, err)
 		return 2
 	}
 	cfg.Logger = log
@@ -59,7 +59,7 @@ func Main(args []string, stderr io.Writer) int {
 // parseFlags builds the agent's configuration from the command line, reading
 // the enrollment secret and CA files it names; the backend is returned by
 // name for Main to build.
-func parseFlags(args []string, stderr io.Writer) (cfg agent.Config, backendName string, err error) {
+func parseFlags(args []string, stderr io.Writer) (cfg agent.Config, bs backendSpec, err error) {
 	fs := flag.NewFlagSet("patch-agent", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var (
@@ -73,15 +73,18 @@ func parseFlags(args []string, stderr io.Writer) (cfg agent.Config, backendName 
 		interval    = fs.Duration("report-interval", agent.DefaultReportInterval, "how often to report inventory between jobs (±10% jitter)")
 		rebootCmd   = fs.String("reboot-command", defaultRebootCommand(), "command that reboots the endpoint when a job's policy calls for it")
 		insecure    = fs.Bool("insecure", false, "allow a plain http controller URL to a non-loopback host")
+		hostname    = fs.String("hostname", "", "hostname to report (default: this machine's)")
+		simOS       = fs.String("sim-os", "", "with --backend sim: the OS family the simulated endpoint reports (windows, linux, macos; default: this machine's)")
+		simFailures = fs.Float64("sim-failure-rate", 0, "with --backend sim: share of simulated installs that fail (0 to 1)")
 	)
 	if err := fs.Parse(args); err != nil {
-		return agent.Config{}, "", err
+		return agent.Config{}, backendSpec{}, err
 	}
 	if fs.NArg() > 0 {
-		return agent.Config{}, "", fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
+		return agent.Config{}, backendSpec{}, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
 	}
 	if *controller == "" || *stateDir == "" {
-		return agent.Config{}, "", errors.New("--controller and --state-dir are required")
+		return agent.Config{}, backendSpec{}, errors.New("--controller and --state-dir are required")
 	}
 	cfg = agent.Config{
 		Controller:     *controller,
@@ -92,38 +95,62 @@ func parseFlags(args []string, stderr io.Writer) (cfg agent.Config, backendName 
 		RebootCommand:  strings.Fields(*rebootCmd),
 		OS:             hostOS(),
 	}
-	h, err := os.Hostname()
-	if err != nil {
-		return agent.Config{}, "", fmt.Errorf("hostname: %w", err)
+	cfg.Hostname = *hostname
+	if cfg.Hostname == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return agent.Config{}, backendSpec{}, fmt.Errorf("hostname: %w", err)
+		}
+		cfg.Hostname = h
 	}
-	cfg.Hostname = h
+	if *backendFlag == backend.Sim {
+		switch *simOS {
+		case "":
+		case "windows", "linux", "macos":
+			cfg.OS = state.OS{Family: *simOS}
+		default:
+			return agent.Config{}, backendSpec{}, fmt.Errorf("--sim-os %q: want windows, linux or macos", *simOS)
+		}
+		if *simFailures < 0 || *simFailures > 1 {
+			return agent.Config{}, backendSpec{}, fmt.Errorf("--sim-failure-rate %v: want a share between 0 and 1", *simFailures)
+		}
+		// A simulated endpoint must never reboot the machine it runs on:
+		// without an explicit --reboot-command it only logs the reboot.
+		explicit := false
+		fs.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "reboot-command" })
+		if !explicit {
+			cfg.RebootCommand = nil
+		}
+	} else if *simOS != "" || *simFailures != 0 {
+		return agent.Config{}, backendSpec{}, errors.New("--sim-os and --sim-failure-rate only go with --backend sim")
+	}
 	if *secretFile != "" {
 		b, err := os.ReadFile(*secretFile)
 		if err != nil {
-			return agent.Config{}, "", fmt.Errorf("--enroll-secret-file: %w", err)
+			return agent.Config{}, backendSpec{}, fmt.Errorf("--enroll-secret-file: %w", err)
 		}
 		cfg.EnrollSecret = strings.TrimSpace(string(b))
 	}
 	if *caFile != "" {
 		pem, err := os.ReadFile(*caFile)
 		if err != nil {
-			return agent.Config{}, "", fmt.Errorf("--ca-file: %w", err)
+			return agent.Config{}, backendSpec{}, fmt.Errorf("--ca-file: %w", err)
 		}
 		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(pem) {
-			return agent.Config{}, "", fmt.Errorf("--ca-file %s: no PEM certificate in it", *caFile)
+			return agent.Config{}, backendSpec{}, fmt.Errorf("--ca-file %s: no PEM certificate in it", *caFile)
 		}
 		cfg.RootCAs = pool
 	}
 	l, err := parseLabels(*labels)
 	if err != nil {
-		return agent.Config{}, "", fmt.Errorf("--labels: %w", err)
+		return agent.Config{}, backendSpec{}, fmt.Errorf("--labels: %w", err)
 	}
 	cfg.Labels = l
 	if *interval <= 0 {
-		return agent.Config{}, "", fmt.Errorf("--report-interval %v: must be positive", *interval)
+		return agent.Config{}, backendSpec{}, fmt.Errorf("--report-interval %v: must be positive", *interval)
 	}
-	return cfg, *backendFlag, nil
+	return cfg, backendSpec{name: *backendFlag, simFailureRate: *simFailures}, nil
 }
 
 // parseLabels reads "k=v,k=v".
@@ -145,16 +172,23 @@ func parseLabels(s string) (map[string]string, error) {
 	return out, nil
 }
 
-// newBackend builds the package backend called name. The simulated one
+// backendSpec says which package backend to build.
+type backendSpec struct {
+	name string
+	// simFailureRate is --sim-failure-rate, for the simulated backend.
+	simFailureRate float64
+}
+
+// newBackend builds the package backend bs names. The simulated one
 // takes this host's OS family, a seed from the hostname (so simulated
 // endpoints differ from each other) and keeps the simulated machine's state
 // in the agent's state directory, so it survives a restart as a real
 // machine's would.
-func newBackend(name string, cfg agent.Config) (backend.Backend, error) {
+func newBackend(bs backendSpec, cfg agent.Config) (backend.Backend, error) {
 	seed := fnv.New64a()
 	seed.Write([]byte(cfg.Hostname))
-	return backend.New(name, backend.Options{
-		Sim: sim.Options{Seed: seed.Sum64(), Family: cfg.OS.Family, StateDir: cfg.StateDir},
+	return backend.New(bs.name, backend.Options{
+		Sim: sim.Options{Seed: seed.Sum64(), Family: cfg.OS.Family, StateDir: cfg.StateDir, FailureRate: bs.simFailureRate},
 	})
 }
 

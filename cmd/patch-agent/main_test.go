@@ -61,6 +61,15 @@ func TestParseFlags(t *testing.T) {
 			want:        agent.Config{Controller: "https://patchd.msp.example", StateDir: dir, ReportInterval: time.Hour, RebootCommand: strings.Fields(defaultRebootCommand())},
 			wantBackend: "auto",
 		},
+		{
+			name:        "simulated endpoint never reboots this machine unless told to",
+			args:        []string{"--controller", "http://127.0.0.1:8420", "--state-dir", dir, "--backend", "sim", "--sim-os", "windows", "--sim-failure-rate", "0.2"},
+			want:        agent.Config{Controller: "http://127.0.0.1:8420", StateDir: dir, ReportInterval: time.Hour},
+			wantBackend: "sim",
+		},
+		{name: "simulated OS unknown", args: []string{"--controller", "https://c", "--state-dir", dir, "--backend", "sim", "--sim-os", "beos"}, wantErr: `--sim-os "beos"`},
+		{name: "simulated failure rate above 1", args: []string{"--controller", "https://c", "--state-dir", dir, "--backend", "sim", "--sim-failure-rate", "2"}, wantErr: "between 0 and 1"},
+		{name: "simulation flags on a real backend", args: []string{"--controller", "https://c", "--state-dir", dir, "--backend", "apt", "--sim-os", "linux"}, wantErr: "only go with --backend sim"},
 		{name: "no controller", args: []string{"--state-dir", dir}, wantErr: "--controller and --state-dir are required"},
 		{name: "label without a value", args: []string{"--controller", "https://c", "--state-dir", dir, "--labels", "ring"}, wantErr: `"ring" is not key=value`},
 		{name: "label given twice", args: []string{"--controller", "https://c", "--state-dir", dir, "--labels", "a=1,a=2"}, wantErr: `label "a" given twice`},
@@ -81,8 +90,8 @@ func TestParseFlags(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if backend != tt.wantBackend {
-				t.Errorf("backend = %q, want %q", backend, tt.wantBackend)
+			if backend.name != tt.wantBackend {
+				t.Errorf("backend = %q, want %q", backend.name, tt.wantBackend)
 			}
 			if got.Hostname == "" || got.OS.Family == "" {
 				t.Errorf("hostname %q, os %+v: want both filled from the system", got.Hostname, got.OS)

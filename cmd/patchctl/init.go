@@ -4,17 +4,21 @@ import (
 	"errors"
 	"fmt"
 	"net/mail"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/go-git/go-git/v5"
+	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/spf13/cobra"
 
 	fleettemplate "github.com/patchline/patchline/fleet-repo-template"
+	"github.com/patchline/patchline/schema"
 )
 
 func newInitCmd() *cobra.Command {
-	var author string
+	var author, from string
 	cmd := &cobra.Command{
 		Use:   "init DIR",
 		Short: "Create a new fleet repository from the template, with a first commit",
@@ -25,14 +29,15 @@ its plan on the pull request. It makes DIR a Git repository with one commit,
 ready to push.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return runInit(cmd, args[0], author)
+			return runInit(cmd, args[0], author, from)
 		},
 	}
+	cmd.Flags().StringVar(&from, "from", "", "copy this directory (a fleet layout such as examples/demo/fleet) instead of the template")
 	cmd.Flags().StringVar(&author, "author", "", `commit author as "Name <email>" (default: user.name and user.email from git config)`)
 	return cmd
 }
 
-func runInit(cmd *cobra.Command, dir, author string) error {
+func runInit(cmd *cobra.Command, dir, author, from string) error {
 	var sig *object.Signature
 	if author != "" {
 		addr, err := mail.ParseAddress(author)
@@ -41,11 +46,22 @@ func runInit(cmd *cobra.Command, dir, author string) error {
 		}
 		sig = &object.Signature{Name: addr.Name, Email: addr.Address, When: time.Now()}
 	}
-	files, err := fleettemplate.Write(dir)
+	src := fleettemplate.FS()
+	if from != "" {
+		if _, err := os.Stat(filepath.Join(from, schema.ModuleFile)); err != nil {
+			return fmt.Errorf("--from %s: not a fleet repo layout (no %s)", from, schema.ModuleFile)
+		}
+		src = os.DirFS(from)
+	}
+	files, err := fleettemplate.Copy(dir, src)
 	if err != nil {
 		return err
 	}
-	repo, err := git.PlainInit(dir, false)
+	// The branch is main: what patchd follows by default and what the CI
+	// files compare pull requests against.
+	repo, err := git.PlainInitWithOptions(dir, &git.PlainInitOptions{
+		InitOptions: git.InitOptions{DefaultBranch: plumbing.NewBranchReferenceName("main")},
+	})
 	if err != nil {
 		return fmt.Errorf("init git repository in %s: %w", dir, err)
 	}
@@ -58,7 +74,11 @@ func runInit(cmd *cobra.Command, dir, author string) error {
 			return fmt.Errorf("git add %s: %w", f, err)
 		}
 	}
-	hash, err := wt.Commit("Start the fleet repository from the Patchline template", &git.CommitOptions{Author: sig})
+	msg := "Start the fleet repository from the Patchline template"
+	if from != "" {
+		msg = "Start the fleet repository from " + filepath.Base(filepath.Clean(from))
+	}
+	hash, err := wt.Commit(msg, &git.CommitOptions{Author: sig})
 	if errors.Is(err, git.ErrMissingAuthor) {
 		return fmt.Errorf("commit in %s: no author: set user.name and user.email in git config, or pass --author \"Name <email>\"", dir)
 	}

@@ -224,7 +224,7 @@ func TestInitMakesAVettedRepo(t *testing.T) {
 			t.Errorf("init did not write %s: %v", f, err)
 		}
 	}
-	if code, _, errOut := run(t, "vet", dir, "--rev", "HEAD"); code != 0 {
+	if code, _, errOut := run(t, "vet", dir, "--rev", "main"); code != 0 {
 		t.Errorf("vet of the template at HEAD: exit %d: %s", code, errOut)
 	}
 	if code, _, errOut := run(t, "plan", "--repo", dir, "--rev", "HEAD", "--state", filepath.Join(dir, "state.json")); code != 0 {

@@ -168,6 +168,9 @@ type ringPlan struct {
 type updatePlan struct {
 	id     string
 	desire desire
+	// update is the first report of the update, whose metadata (name,
+	// source, requires) the plan uses.
+	update *state.Update
 	// exclusions and resumes are the indexes of the client's entries that
 	// name the update (exclusions only while unexpired).
 	exclusions []int
@@ -263,6 +266,9 @@ func (p *planner) run() error {
 			return fmt.Errorf("client %q: %w", id, err)
 		}
 		p.clients[id] = cp
+		if err := p.prepare(cp, byClient[id]); err != nil {
+			return fmt.Errorf("client %q: %w", id, err)
+		}
 		for _, i := range byClient[id] {
 			if err := p.survey(cp, i); err != nil {
 				return fmt.Errorf("client %q: endpoint %q: %w", id, p.eps[i].ID, err)
@@ -341,16 +347,8 @@ func (p *planner) survey(cp *clientPlan, i int) error {
 		}
 	}
 	for j, u := range ep.Updates {
-		idx, ok := cp.index[u.ID]
-		if !ok {
-			up, err := cp.newUpdatePlan(u, p.now)
-			if err != nil {
-				return fmt.Errorf("update %q: %w", u.ID, err)
-			}
-			idx = int32(len(cp.ups))
-			cp.ups = append(cp.ups, up)
-			cp.index[u.ID] = idx
-		}
+		// prepare made a plan for every update the client's endpoints report.
+		idx := cp.index[u.ID]
 		p.flat[info.first+j] = idx
 		if u.InFlightJob != nil {
 			info.inFlight = true
@@ -384,10 +382,17 @@ func (cp *clientPlan) newUpdatePlan(u *state.Update, now time.Time) (updatePlan,
 	if err != nil {
 		return updatePlan{}, err
 	}
-	up := updatePlan{id: u.ID, desire: d}
+	up := updatePlan{id: u.ID, desire: d, update: u}
 	if !d.desired {
 		return up, nil
 	}
+	return up, cp.attach(&up, now)
+}
+
+// attach finds the exclusions and resumes naming a desired update and
+// makes room for its ring progress.
+func (cp *clientPlan) attach(up *updatePlan, now time.Time) error {
+	u := up.update
 	up.rings = make([]ringProgress, len(cp.rings))
 	for k := range cp.c.Exclusions {
 		x := &cp.c.Exclusions[k]
@@ -396,7 +401,7 @@ func (cp *clientPlan) newUpdatePlan(u *state.Update, now time.Time) (updatePlan,
 		}
 		ok, err := names(x.Update, x.Source, x.Match, u)
 		if err != nil {
-			return updatePlan{}, fmt.Errorf("exclusion at %s: %w", x.Pos, err)
+			return fmt.Errorf("exclusion at %s: %w", x.Pos, err)
 		}
 		if ok {
 			up.exclusions = append(up.exclusions, k)
@@ -406,13 +411,60 @@ func (cp *clientPlan) newUpdatePlan(u *state.Update, now time.Time) (updatePlan,
 		r := &cp.c.Resume[k]
 		ok, err := names(r.Update, r.Source, r.Match, u)
 		if err != nil {
-			return updatePlan{}, fmt.Errorf("resume at %s: %w", r.Pos, err)
+			return fmt.Errorf("resume at %s: %w", r.Pos, err)
 		}
 		if ok {
 			up.resumes = append(up.resumes, k)
 		}
 	}
-	return up, nil
+	return nil
+}
+
+// prepare decides, before any ring progress is counted, which of the
+// client's updates are desired: those a rule asks for, and then every
+// update such an update requires (a servicing stack update under a
+// cumulative update, say), so a job never lacks what its updates need.
+// Requires are read from the first endpoint reporting the update, like
+// the rest of its metadata.
+func (p *planner) prepare(cp *clientPlan, eps []int) error {
+	for _, i := range eps {
+		for _, u := range p.eps[i].Updates {
+			if _, ok := cp.index[u.ID]; ok {
+				continue
+			}
+			up, err := cp.newUpdatePlan(u, p.now)
+			if err != nil {
+				return fmt.Errorf("endpoint %q: update %q: %w", p.eps[i].ID, u.ID, err)
+			}
+			cp.index[u.ID] = int32(len(cp.ups))
+			cp.ups = append(cp.ups, up)
+		}
+	}
+	var work []int32
+	for k := range cp.ups {
+		if cp.ups[k].desire.desired {
+			work = append(work, int32(k))
+		}
+	}
+	for len(work) > 0 {
+		by := &cp.ups[work[len(work)-1]]
+		work = work[:len(work)-1]
+		for _, rid := range by.update.Requires {
+			k, ok := cp.index[rid]
+			if !ok || cp.ups[k].desire.desired {
+				continue
+			}
+			dep := &cp.ups[k]
+			c := &Citation{Kind: "requires", Name: by.id, Rule: by.desire.rule,
+				Detail: fmt.Sprintf("required by %s (%s)", by.id, by.desire.reason)}
+			dep.desire = desire{note: note{rule: c.Rule, reason: c.Detail}, desired: true, since: by.desire.since, cite: c}
+			if err := cp.attach(dep, p.now); err != nil {
+				return fmt.Errorf("update %q: %w", dep.id, err)
+			}
+			work = append(work, k)
+		}
+	}
+	return nil
 }
 
 // exclusion returns the index of the first unexpired exclusion holding up

@@ -586,6 +586,16 @@ func TestJobs(t *testing.T) {
 			jobs: []string{"ws1 canary: KB300"},
 		},
 		{
+			name: "an update nothing approves joins the job when a desired update requires it",
+			eps: []*state.Endpoint{ep("ws1", "canary",
+				kb("KB5046617", "critical", requires("KB5046616")), kb("KB5046616", "moderate"), kb("KB5046999", "moderate"))},
+			want: []want{
+				{ep: "ws1", update: "KB5046616", d: plan.Missing, rule: "clients/acme/policy.cue:30", reason: `required by KB5046617 (approved by rule "critical-now")`},
+				{ep: "ws1", update: "KB5046999", d: plan.NotApproved},
+			},
+			jobs: []string{"ws1 canary: KB5046616 KB5046617"},
+		},
+		{
 			name: "a requires cycle is a planning error naming it",
 			eps: []*state.Endpoint{ep("ws1", "canary",
 				kb("KB1", "critical", requires("KB2")), kb("KB2", "critical", requires("KB1")), kb("KB0", "critical"))},

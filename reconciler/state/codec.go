@@ -203,8 +203,10 @@ func (ep *Endpoint) validateUpdates(p string) error {
 		if !slices.Contains(Sources, u.Source) {
 			return fmt.Errorf("%s.source: unknown source %q (want %s)", up, u.Source, oneOf(Sources))
 		}
-		if !slices.Contains(Categories, u.Category) {
-			return fmt.Errorf("%s.category: unknown category %q (want %s)", up, u.Category, oneOf(Categories))
+		// A package manager lists what is installed without categories
+		// (dpkg has none); only an update still to install needs one.
+		if !slices.Contains(Categories, u.Category) && (u.Category != "" || !u.Installed) {
+			return fmt.Errorf("%s.category: unknown category %q (want %s; only an installed package may leave it empty)", up, u.Category, oneOf(Categories))
 		}
 		if u.Severity != "" && !slices.Contains(Severities, u.Severity) {
 			return fmt.Errorf("%s.severity: unknown severity %q (want %s)", up, u.Severity, oneOf(Severities))

@@ -137,7 +137,7 @@ func TestDecodeErrors(t *testing.T) {
 		{"unknown source", edit(`"source": "winget"`, `"source": "snap"`),
 			`endpoints[1].updates[0].source: unknown source "snap" (want apt, winget, windows-update, choco or brew)`},
 		{"unknown category", edit(`"category": "critical"`, `"category": "optional"`),
-			`endpoints[0].updates[1].category: unknown category "optional" (want security, critical, bugfix, feature or driver)`},
+			`endpoints[0].updates[1].category: unknown category "optional" (want security, critical, bugfix, feature or driver; only an installed package may leave it empty)`},
 		{"unknown attempt result", edit(`"result": "failed"`, `"result": "oops"`),
 			`endpoints[0].updates[0].attempts[0].result: unknown result "oops"`},
 		{"bad lastSeen time", edit(`"lastSeen": "2026-11-12T08:58:40Z"`, `"lastSeen": "yesterday"`),
@@ -231,4 +231,18 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("Decode(Encode(Decode(data))): %v", err)
 		}
 	})
+}
+
+func TestCategoryMayBeEmptyOnlyWhenInstalled(t *testing.T) {
+	snap := func(installed bool) *Snapshot {
+		return &Snapshot{APIVersion: APIVersion, Endpoints: []*Endpoint{{ID: "globex-web01", Client: "globex",
+			Updates: []*Update{{ID: "libc6@2.36-9+deb12u9", Source: "apt", Name: "libc6", Version: "2.36-9+deb12u9", Installed: installed}}}}}
+	}
+	if err := snap(true).Validate(); err != nil {
+		t.Errorf("installed package without a category: %v", err)
+	}
+	err := snap(false).Validate()
+	if err == nil || !strings.Contains(err.Error(), `endpoints[0].updates[0].category: unknown category ""`) {
+		t.Errorf("update to install without a category: %v, want a category error", err)
+	}
 }
