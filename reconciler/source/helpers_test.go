@@ -23,7 +23,6 @@ func startGitDaemon(t *testing.T, base string) string {
 	return gittest.StartDaemon(t, base)
 }
 
-
 // upstream is a bare fleet repo and a working clone that pushes to it.
 type upstream struct {
 	*gittest.Upstream
