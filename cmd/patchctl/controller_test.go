@@ -1,0 +1,115 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-git/go-git/v5"
+	"github.com/go-git/go-git/v5/plumbing"
+
+	"github.com/patchline/patchline/reconciler"
+	"github.com/patchline/patchline/reconciler/state"
+)
+
+// startController runs a real patchd on loopback following a local fleet
+// repo made from examples/demo/fleet, and returns its URL and a token file.
+func startController(t *testing.T) (url, tokenFile string) {
+	t.Helper()
+	repo := t.TempDir()
+	if _, err := git.PlainInitWithOptions(repo, &git.PlainInitOptions{InitOptions: git.InitOptions{DefaultBranch: plumbing.NewBranchReferenceName("main")}}); err != nil {
+		t.Fatal(err)
+	}
+	copyDir(t, "../../examples/demo/fleet", repo)
+	commitAll(t, repo, "Demo fleet", time.Date(2026, 11, 20, 9, 0, 0, 0, time.UTC))
+
+	dir := t.TempDir()
+	secrets := filepath.Join(dir, "secrets.json")
+	if err := os.WriteFile(secrets, []byte(`{"adminToken": "t0ken", "enrollment": {"acme": "s"}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tokenFile = filepath.Join(dir, "token")
+	if err := os.WriteFile(tokenFile, []byte("t0ken\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	c, err := reconciler.New(ctx, reconciler.Config{
+		DataDir: filepath.Join(dir, "data"), RepoDir: repo, RepoBranch: "main", SecretsFile: secrets,
+		Listen: "127.0.0.1:0", Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("patchd: %v", err)
+		}
+	})
+	url = "http://" + c.Addr()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		code, out, _ := run(t, "status", "--controller", url, "--token-file", tokenFile, "--format", "json")
+		var st reconciler.Status
+		if code == 0 && json.Unmarshal([]byte(out), &st) == nil && st.Head != "" {
+			return url, tokenFile
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("patchd did not apply the fleet repo: %s", out)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestStatusAndStateExport(t *testing.T) {
+	url, token := startController(t)
+
+	code, out, errOut := run(t, "status", "--controller", url, "--token-file", token)
+	if code != 0 {
+		t.Fatalf("status: exit %d: %s", code, errOut)
+	}
+	if !strings.Contains(out, "Branch head:") || !strings.Contains(out, "CLIENT") {
+		t.Errorf("status output:\n%s", out)
+	}
+
+	file := filepath.Join(t.TempDir(), "state.json")
+	if code, _, errOut := run(t, "state", "export", "--controller", url, "--token-file", token, "--out", file); code != 0 {
+		t.Fatalf("state export: exit %d: %s", code, errOut)
+	}
+	f, err := os.Open(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := state.Decode(f); err != nil {
+		t.Errorf("exported state does not decode: %v", err)
+	}
+
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"no token", []string{"status", "--controller", url}, "no admin token"},
+		{"wrong token", []string{"status", "--controller", url, "--token", "nope"}, "401"},
+		{"controller down", []string{"status", "--controller", "http://127.0.0.1:1", "--token", "x"}, "reach controller"},
+	}
+	t.Setenv("PATCHLINE_ADMIN_TOKEN", "")
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, _, errOut := run(t, tt.args...)
+			if code == 0 || !strings.Contains(errOut, tt.want) {
+				t.Errorf("exit %d, stderr %q; want an error mentioning %q", code, errOut, tt.want)
+			}
+		})
+	}
+}

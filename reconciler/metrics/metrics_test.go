@@ -1,0 +1,125 @@
+package metrics
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/patchline/patchline/reconciler/plan"
+	"github.com/patchline/patchline/reconciler/state"
+	"github.com/patchline/patchline/schema"
+)
+
+var now = time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
+
+func acme() *schema.Client {
+	return &schema.Client{
+		ID: "acme", StaleAfter: 7 * 24 * time.Hour,
+		SLA:   map[string]time.Duration{"critical": 30 * 24 * time.Hour, "important": 30 * 24 * time.Hour},
+		Rings: []schema.Ring{{Name: "canary"}, {Name: "broad"}},
+		Exclusions: []schema.Exclusion{
+			{Update: "KB1", Until: now.Add(10 * 24 * time.Hour)}, // active, expiring soon
+			{Update: "KB2", Until: now.Add(60 * 24 * time.Hour)}, // active
+			{Update: "KB3", Until: now.Add(-time.Hour)},          // expired
+		},
+	}
+}
+
+func endpoint(id string, lastSeen time.Time, released time.Time) *state.Endpoint {
+	return &state.Endpoint{ID: id, Client: "acme", LastSeen: lastSeen,
+		Updates: []*state.Update{{ID: "KB9", Released: released}}}
+}
+
+// TestObserve reads the gauges one plan of acme produces: ws1 is
+// compliant, ws2 misses a critical update released 40 days ago (an SLA
+// breach), ws3 is stale and so counts as neither.
+func TestObserve(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := New(reg)
+	snap := &state.Snapshot{Endpoints: []*state.Endpoint{
+		endpoint("ws1", now, now.Add(-40*24*time.Hour)),
+		endpoint("ws2", now, now.Add(-40*24*time.Hour)),
+		endpoint("ws3", now.Add(-8*24*time.Hour), now.Add(-40*24*time.Hour)),
+	}}
+	res := &plan.Result{
+		Summary: map[plan.Decision]int{plan.Installed: 1, plan.Missing: 1, plan.Halted: 1},
+		Decisions: []plan.PairDecision{
+			{Endpoint: "ws1", Client: "acme", Ring: "canary", Update: "KB9", Severity: "critical", Decision: plan.Installed},
+			{Endpoint: "ws2", Client: "acme", Ring: "broad", Update: "KB9", Severity: "critical", Decision: plan.Missing},
+			{Endpoint: "ws3", Client: "acme", Ring: "broad", Update: "KB9", Severity: "critical", Decision: plan.Halted},
+		},
+		Rollouts: []plan.Rollout{
+			{Client: "acme", Update: "KB9", Ring: "canary", State: plan.RolloutHalted, Failed: 1},
+			{Client: "acme", Update: "KB9", Ring: "broad", State: plan.RolloutHalted},
+		},
+	}
+	m.Observe("acme", acme(), snap, res, now)
+
+	tests := []struct {
+		name string
+		got  float64
+		want float64
+	}{
+		{"compliant endpoints", testutil.ToFloat64(m.endpoints.WithLabelValues("acme", EndpointCompliant)), 1},
+		{"drifting endpoints", testutil.ToFloat64(m.endpoints.WithLabelValues("acme", EndpointDrifting)), 1},
+		{"stale endpoints do not count as compliant", testutil.ToFloat64(m.endpoints.WithLabelValues("acme", EndpointStale)), 1},
+		{"compliance ratio leaves stale endpoints out", testutil.ToFloat64(m.compliance.WithLabelValues("acme")), 0.5},
+		{"missing critical updates in broad", testutil.ToFloat64(m.missing.WithLabelValues("acme", "broad", "critical")), 1},
+		{"SLA breach: critical missing 40 days", testutil.ToFloat64(m.slaBreaches.WithLabelValues("acme", "critical")), 1},
+		{"a halt counts in the ring that failed", testutil.ToFloat64(m.halted.WithLabelValues("acme", "canary")), 1},
+		{"the rings a halt blocks do not count it again", testutil.ToFloat64(m.halted.WithLabelValues("acme", "broad")), 0},
+		{"expired exclusions are not active", testutil.ToFloat64(m.exclusions.WithLabelValues("acme")), 2},
+		{"exclusions expiring within 14 days", testutil.ToFloat64(m.expiring.WithLabelValues("acme")), 1},
+		{"decisions by state", testutil.ToFloat64(m.decisions.WithLabelValues("acme", "missing")), 1},
+	}
+	for _, tt := range tests {
+		if tt.got != tt.want {
+			t.Errorf("%s: got %v, want %v", tt.name, tt.got, tt.want)
+		}
+	}
+
+	// A second plan replaces the client's series rather than adding to them.
+	m.Observe("acme", acme(), snap, res, now)
+	if got := testutil.ToFloat64(m.missing.WithLabelValues("acme", "broad", "critical")); got != 1 {
+		t.Errorf("after a second observation, missing = %v, want 1", got)
+	}
+	m.Forget("acme")
+	if n := testutil.CollectAndCount(m.endpoints); n != 0 {
+		t.Errorf("after Forget, %d endpoint series remain", n)
+	}
+}
+
+// TestLabelsAreBounded: no series may carry an endpoint or update id.
+func TestLabelsAreBounded(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := New(reg)
+	m.JobsCreated("acme", "canary", 2)
+	m.JobResult("acme", "canary", state.ResultFailed)
+	m.Applied("acme", "abc123", now)
+	m.Refused("", "invalid", now)
+	m.ReconcileDone(time.Millisecond)
+	m.ReconcileFailed("plan")
+	allowed := map[string]bool{"client": true, "ring": true, "source": true, "severity": true, "state": true, "result": true, "reason": true, "revision": true}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if !strings.HasPrefix(mf.GetName(), "patchline_") {
+			t.Errorf("metric %s lacks the patchline_ prefix", mf.GetName())
+		}
+		for _, metric := range mf.GetMetric() {
+			for _, l := range metric.GetLabel() {
+				if !allowed[l.GetName()] {
+					t.Errorf("%s has label %q", mf.GetName(), l.GetName())
+				}
+			}
+		}
+	}
+	if got := testutil.ToFloat64(m.jobResults.WithLabelValues("acme", "canary", "failed")); got != 1 {
+		t.Errorf("job results = %v, want 1", got)
+	}
+}
