@@ -586,8 +586,8 @@ func (c *Controller) reconcile(ctx context.Context, client string) {
 	if known {
 		cl = pol.client
 	}
-	c.metrics.Observe(client, cl, snap, res, now)
-	c.summarise(client, pol.revision, known, snap, res, now)
+	fig := c.metrics.Observe(client, cl, snap, res, now)
+	c.summarise(client, pol.revision, known, len(snap.Endpoints), fig, res, now)
 	c.wakeAt(client, nextWake(res, now))
 	c.metrics.ReconcileDone(time.Since(start))
 }

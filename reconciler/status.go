@@ -8,8 +8,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/patchline/patchline/reconciler/metrics"
 	"github.com/patchline/patchline/reconciler/plan"
-	"github.com/patchline/patchline/reconciler/state"
 )
 
 // Status is what GET /v1/status answers and `patchctl status` shows.
@@ -97,37 +97,10 @@ func (c *Controller) Status(ctx context.Context) (*Status, error) {
 }
 
 // summarise keeps a client's figures for Status.
-func (c *Controller) summarise(client, revision string, known bool, snap *state.Snapshot, res *plan.Result, now time.Time) {
-	cs := ClientStatus{Client: client, Revision: revision, Known: known, PlannedAt: now, Endpoints: len(snap.Endpoints)}
-	c.mu.Lock()
-	pol := c.policy[client]
-	c.mu.Unlock()
-	staleAfter := 7 * 24 * time.Hour
-	if pol.client != nil && pol.client.StaleAfter > 0 {
-		staleAfter = pol.client.StaleAfter
-	}
-	stale := make(map[string]bool)
-	for _, ep := range snap.Endpoints {
-		if now.Sub(ep.LastSeen) > staleAfter {
-			stale[ep.ID] = true
-		}
-	}
-	drifting := make(map[string]bool)
-	for _, d := range res.Decisions {
-		switch d.Decision {
-		case plan.Missing, plan.InProgress, plan.Failed, plan.Halted, plan.WaitingRing, plan.WaitingWindow:
-			cs.Missing++
-			if !stale[d.Endpoint] {
-				drifting[d.Endpoint] = true
-			}
-		}
-	}
-	cs.Stale = len(stale)
-	cs.Drifting = len(drifting)
-	cs.Compliant = cs.Endpoints - cs.Stale - cs.Drifting
-	cs.Compliance = 1
-	if n := cs.Compliant + cs.Drifting; n > 0 {
-		cs.Compliance = float64(cs.Compliant) / float64(n)
+func (c *Controller) summarise(client, revision string, known bool, endpoints int, fig metrics.Figures, res *plan.Result, now time.Time) {
+	cs := ClientStatus{
+		Client: client, Revision: revision, Known: known, PlannedAt: now, Endpoints: endpoints,
+		Compliant: fig.Compliant, Drifting: fig.Drifting, Stale: fig.Stale, Compliance: fig.Compliance, Missing: fig.Missing,
 	}
 	for _, r := range res.Rollouts {
 		if r.State == plan.RolloutHalted && r.Failed > 0 {

@@ -133,10 +133,18 @@ var drift = map[plan.Decision]bool{
 	plan.WaitingRing: true, plan.WaitingWindow: true,
 }
 
+// Figures sum up one client's plan: endpoints by state, the compliant
+// share of the non-stale ones, and the desired updates not installed.
+type Figures struct {
+	Compliant, Drifting, Stale int
+	Compliance                 float64
+	Missing                    int
+}
+
 // Observe replaces client's series with what res (planned with
-// Options.Decisions) and snap say at now. c is nil for a client the fleet
-// repo does not have.
-func (m *Metrics) Observe(client string, c *schema.Client, snap *state.Snapshot, res *plan.Result, now time.Time) {
+// Options.Decisions) and snap say at now, and returns the figures it set.
+// c is nil for a client the fleet repo does not have.
+func (m *Metrics) Observe(client string, c *schema.Client, snap *state.Snapshot, res *plan.Result, now time.Time) Figures {
 	lbl := prometheus.Labels{"client": client}
 	for _, v := range []*prometheus.GaugeVec{m.endpoints, m.missing, m.compliance, m.halted, m.exclusions, m.expiring, m.slaBreaches, m.decisions} {
 		v.DeletePartialMatch(lbl)
@@ -159,11 +167,16 @@ func (m *Metrics) Observe(client string, c *schema.Client, snap *state.Snapshot,
 	}
 
 	drifting := make(map[string]bool)
+	var fig Figures
 	for d, n := range res.Summary {
 		m.decisions.With(prometheus.Labels{"client": client, "state": string(d)}).Set(float64(n))
 	}
 	for _, d := range res.Decisions {
-		if d.Client != client || !drift[d.Decision] || stale[d.Endpoint] {
+		if d.Client != client || !drift[d.Decision] {
+			continue
+		}
+		fig.Missing++
+		if stale[d.Endpoint] {
 			continue
 		}
 		drifting[d.Endpoint] = true
@@ -181,25 +194,24 @@ func (m *Metrics) Observe(client string, c *schema.Client, snap *state.Snapshot,
 			}
 		}
 	}
-	var compliant, drift, staleN int
 	for id, isStale := range stale {
 		switch {
 		case isStale:
-			staleN++
+			fig.Stale++
 		case drifting[id]:
-			drift++
+			fig.Drifting++
 		default:
-			compliant++
+			fig.Compliant++
 		}
 	}
-	m.endpoints.With(prometheus.Labels{"client": client, "state": EndpointCompliant}).Set(float64(compliant))
-	m.endpoints.With(prometheus.Labels{"client": client, "state": EndpointDrifting}).Set(float64(drift))
-	m.endpoints.With(prometheus.Labels{"client": client, "state": EndpointStale}).Set(float64(staleN))
-	ratio := 1.0
-	if compliant+drift > 0 {
-		ratio = float64(compliant) / float64(compliant+drift)
+	m.endpoints.With(prometheus.Labels{"client": client, "state": EndpointCompliant}).Set(float64(fig.Compliant))
+	m.endpoints.With(prometheus.Labels{"client": client, "state": EndpointDrifting}).Set(float64(fig.Drifting))
+	m.endpoints.With(prometheus.Labels{"client": client, "state": EndpointStale}).Set(float64(fig.Stale))
+	fig.Compliance = 1
+	if n := fig.Compliant + fig.Drifting; n > 0 {
+		fig.Compliance = float64(fig.Compliant) / float64(n)
 	}
-	m.compliance.With(lbl).Set(ratio)
+	m.compliance.With(lbl).Set(fig.Compliance)
 
 	if c != nil {
 		for _, r := range c.Rings {
@@ -227,6 +239,7 @@ func (m *Metrics) Observe(client string, c *schema.Client, snap *state.Snapshot,
 	}
 	m.exclusions.With(lbl).Set(float64(active))
 	m.expiring.With(lbl).Set(float64(expiring))
+	return fig
 }
 
 // Forget removes every gauge series of a client (it left the fleet repo and
