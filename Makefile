@@ -26,7 +26,7 @@ systools:
 	@bash .ci/systools.sh
 
 # Every test, with the race detector, then each fuzz target briefly.
-test: lint systools test-go fuzz
+test: lint systools fuzz test-go
 
 test-go:
 	$(GO) test -race -count=1 ./...
