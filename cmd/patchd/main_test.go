@@ -1,0 +1,96 @@
+package main
+
+import (
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseFlags(t *testing.T) {
+	dir := t.TempDir()
+	keyring := filepath.Join(dir, "keyring.asc")
+	if err := os.WriteFile(keyring, []byte("-----BEGIN PGP PUBLIC KEY BLOCK-----\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	token := filepath.Join(dir, "token")
+	if err := os.WriteFile(token, []byte("ghp_abc\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		args    []string
+		wantErr string
+		check   func(t *testing.T, args []string)
+	}{
+		{name: "a remote repo with every option", args: []string{
+			"--repo", "https://git.example/msp/fleet.git", "--branch", "prod", "--git-token-file", token,
+			"--data-dir", dir, "--secrets", "s.json", "--listen", "0.0.0.0:8420", "--tls-cert", "c", "--tls-key", "k",
+			"--require-signed", "--keyring", keyring, "--poll", "30s", "--log-format", "json",
+		}},
+		{name: "a local repo", args: []string{"--repo-dir", dir, "--data-dir", dir, "--secrets", "s.json"}},
+		{name: "both repo kinds", args: []string{"--repo", "file:///x", "--repo-dir", dir}, wantErr: "not both"},
+		{name: "signing without a keyring", args: []string{"--repo", "file:///x", "--require-signed"}, wantErr: "--require-signed needs --keyring"},
+		{name: "unreadable keyring", args: []string{"--repo", "file:///x", "--require-signed", "--keyring", filepath.Join(dir, "nope")}, wantErr: "--keyring"},
+		{name: "bad log level", args: []string{"--repo", "file:///x", "--log-level", "loud"}, wantErr: "--log-level"},
+		{name: "bad log format", args: []string{"--repo", "file:///x", "--log-format", "xml"}, wantErr: "--log-format"},
+		{name: "stray argument", args: []string{"--repo", "file:///x", "now"}, wantErr: "unexpected arguments"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := parseFlags(tt.args, io.Discard)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("error %v, want one mentioning %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.Logger == nil {
+				t.Error("no logger")
+			}
+		})
+	}
+	cfg, err := parseFlags(tests[0].args, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Repo.Token != "ghp_abc" || cfg.Repo.Branch != "prod" || cfg.RepoBranch != "prod" || cfg.Poll != 30*time.Second ||
+		!cfg.Verify.RequireSigned || !strings.HasPrefix(cfg.Verify.Keyring, "-----BEGIN PGP") {
+		t.Errorf("config from flags: %+v", cfg)
+	}
+}
+
+// TestRunRefusesBadSetups: patchd exits with a message, not a panic or a
+// half-started server, when its setup is wrong.
+func TestRunRefusesBadSetups(t *testing.T) {
+	dir := t.TempDir()
+	secrets := filepath.Join(dir, "secrets.json")
+	if err := os.WriteFile(secrets, []byte(`{"adminToken": "t"}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"no data dir", []string{"--repo-dir", dir, "--secrets", secrets}, 1, "--data-dir"},
+		{"no secrets", []string{"--repo-dir", dir, "--data-dir", dir}, 1, "--secrets"},
+		{"secrets readable by others", []string{"--repo-dir", dir, "--data-dir", dir, "--secrets", secrets}, 1, "chmod 600"},
+		{"plain HTTP on a public address", []string{"--repo-dir", dir, "--data-dir", dir, "--secrets", secrets, "--listen", "0.0.0.0:0"}, 1, "plain HTTP"},
+		{"unknown flag", []string{"--colour"}, 2, "flag provided but not defined"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out strings.Builder
+			if code := run(tt.args, &out); code != tt.code || !strings.Contains(out.String(), tt.want) {
+				t.Errorf("exit %d, output %q; want exit %d mentioning %q", code, out.String(), tt.code, tt.want)
+			}
+		})
+	}
+}
