@@ -6,12 +6,17 @@ STATICCHECK_VERSION := v0.8.2
 FUZZTIME    ?= 5s
 DEMO_DIR    ?= $(CURDIR)/.demo
 
-.PHONY: all build lint test test-go fuzz systools bench demo clean
+.PHONY: all build cross lint test test-go fuzz systools bench demo clean
 
 all: build
 
 build:
 	$(GO) build -o bin/ ./cmd/...
+
+# The agent runs on Windows and macOS endpoints too.
+cross:
+	GOOS=windows GOARCH=amd64 $(GO) build -o /dev/null ./cmd/patch-agent
+	GOOS=darwin GOARCH=arm64 $(GO) build -o /dev/null ./cmd/patch-agent
 
 $(STATICCHECK):
 	$(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
@@ -26,7 +31,7 @@ systools:
 	@bash .ci/systools.sh
 
 # Every test, with the race detector, then each fuzz target briefly.
-test: lint systools fuzz test-go
+test: lint cross systools fuzz test-go
 
 test-go:
 	$(GO) test -race -count=1 ./...

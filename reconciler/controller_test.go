@@ -468,3 +468,62 @@ func TestRequireSigned(t *testing.T) {
 		t.Errorf("refusal does not say it is about signing: %+v", st.Refused)
 	}
 }
+
+// TestHaltAndResume: a failed canary install halts the update, the audit
+// log says so, and a commit with a resume entry lifts the halt.
+func TestHaltAndResume(t *testing.T) {
+	h := newHarness(t, nil)
+	rev := h.push(map[string]string{"clients/acme/policy.cue": approveCritical}, "Approve critical security updates")
+	h.waitFor("the revision", func(st reconciler.Status) bool { return appliedFor(st, "acme") == rev })
+	a, _ := h.enroll("acme", acmeSecret, "ACME-WS-001")
+	h.report(a, false)
+	var jobs wire.JobsResponse
+	if code := h.do("GET", wire.PathJobs+"?wait=20s", a.headers(), nil, &jobs); code != 200 || len(jobs.Jobs) != 1 {
+		t.Fatalf("long-poll: %d, %d jobs", code, len(jobs.Jobs))
+	}
+	job, err := wire.Open(a.pub, jobs.Jobs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	failed := wire.ResultRequest{Job: job.ID, IdempotencyKey: job.IdempotencyKey,
+		Updates: []wire.UpdateResult{{Update: "KB5034441", Result: state.ResultFailed, Error: "0x80070643", At: time.Now()}}}
+	if code := h.do("POST", wire.ResultPath(job.ID), a.headers(), failed, nil); code != 200 {
+		t.Fatalf("result: %d", code)
+	}
+	h.waitFor("the halt", func(st reconciler.Status) bool {
+		for _, c := range st.Clients {
+			if c.Client == "acme" && len(c.Halted) == 1 && c.Halted[0].Ring == "canary" {
+				return true
+			}
+		}
+		return false
+	})
+	after := time.Now().Add(time.Minute).UTC().Format(time.RFC3339)
+	h.push(map[string]string{"clients/acme/policy.cue": approveCritical + "\nresume: [{update: \"KB5034441\", after: \"" + after + "\"}]\n"}, "Resume KB5034441 (PSA-77)")
+	h.waitFor("the halt lifted", func(st reconciler.Status) bool {
+		for _, c := range st.Clients {
+			if c.Client == "acme" && len(c.Halted) == 0 && c.Revision != rev {
+				return true
+			}
+		}
+		return false
+	})
+	var audit struct {
+		Entries []struct {
+			Kind   string `json:"kind"`
+			Client string `json:"client"`
+		} `json:"entries"`
+	}
+	if code := h.do("GET", "/v1/audit?limit=1000", admin(), nil, &audit); code != 200 {
+		t.Fatalf("audit: %d", code)
+	}
+	kinds := map[string]int{}
+	for _, e := range audit.Entries {
+		kinds[e.Kind]++
+	}
+	for _, k := range []string{"revision-applied", "job-created", "job-result", "halt", "resume"} {
+		if kinds[k] == 0 {
+			t.Errorf("the audit log has no %s entry: %v", k, kinds)
+		}
+	}
+}

@@ -2,6 +2,7 @@ package reconciler
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"strings"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/patchline/patchline/reconciler/metrics"
 	"github.com/patchline/patchline/reconciler/plan"
+	"github.com/patchline/patchline/reconciler/store"
 )
 
 // Status is what GET /v1/status answers and `patchctl status` shows.
@@ -108,8 +110,47 @@ func (c *Controller) summarise(client, revision string, known bool, endpoints in
 		}
 	}
 	c.mu.Lock()
+	before := c.summaries[client].Halted
 	c.summaries[client] = cs
 	c.mu.Unlock()
+	c.auditHalts(client, revision, before, cs.Halted, now)
+}
+
+// auditHalts appends to the audit log the halts that appeared since the
+// client's previous plan, and a resume for each that went away (a commit
+// with a resume entry, or a revision that no longer asks for the update).
+// After a restart the first plan finds every current halt new, so a halt
+// may be logged twice, never missed.
+func (c *Controller) auditHalts(client, revision string, before, after []Halt, now time.Time) {
+	key := func(h Halt) string { return h.Ring + "\x00" + h.Update }
+	was := make(map[string]bool, len(before))
+	for _, h := range before {
+		was[key(h)] = true
+	}
+	is := make(map[string]bool, len(after))
+	var entries []store.AuditEntry
+	for _, h := range after {
+		is[key(h)] = true
+		if !was[key(h)] {
+			entries = append(entries, haltEntry(store.AuditHalt, client, revision, h, now))
+		}
+	}
+	for _, h := range before {
+		if !is[key(h)] {
+			entries = append(entries, haltEntry(store.AuditResume, client, revision, h, now))
+		}
+	}
+	for _, e := range entries {
+		// The request's context may be gone; the audit line must not be.
+		if err := c.store.AppendAudit(context.Background(), e); err != nil {
+			c.log.Error("append audit", "kind", e.Kind, "client", client, "err", err)
+		}
+	}
+}
+
+func haltEntry(kind store.AuditKind, client, revision string, h Halt, now time.Time) store.AuditEntry {
+	detail, _ := json.Marshal(h)
+	return store.AuditEntry{At: now, Kind: kind, Client: client, Revision: revision, Detail: detail}
 }
 
 // WriteText writes the status as the table `patchctl status` prints.
