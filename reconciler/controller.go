@@ -84,6 +84,9 @@ type Config struct {
 	// waits for its result before it is offered again.
 	LongPollMax time.Duration
 	Lease       time.Duration
+	// EnrollRate is the enrollments per second accepted after a burst
+	// (default 10): raise it to onboard a large fleet at once.
+	EnrollRate float64
 	// LoadTimeout bounds one client's CUE evaluation.
 	LoadTimeout time.Duration
 	// Now is the clock (time.Now when nil).
@@ -206,6 +209,7 @@ func New(ctx context.Context, cfg Config) (*Controller, error) {
 		Now:        cfg.Now,
 		MaxWait:    cfg.LongPollMax,
 		Lease:      cfg.Lease,
+		EnrollRate: cfg.EnrollRate,
 		Logger:     cfg.Logger,
 	})
 	if err != nil {
@@ -450,11 +454,9 @@ func (c *Controller) apply(ctx context.Context, head plumbing.Hash) {
 		c.refuse(ctx, head, id, "invalid", ps, now)
 		touched[id] = true
 	}
+	// Recording a revision also appends it to the audit log.
 	c.record(ctx, store.Revision{Hash: head.String(), Status: store.RevisionApplied, At: now})
 	c.metrics.Applied("", head.String(), now)
-	if err := c.store.AppendAudit(ctx, store.AuditEntry{At: now, Kind: store.AuditRevisionApplied, Revision: head.String()}); err != nil {
-		log.Error("append audit", "err", err)
-	}
 	log.Info("policy revision applied", "clients", len(fleet.Clients), "clients_refused", len(clientProblems))
 
 	// Every client with endpoints is re-planned too: one that vanished from
@@ -483,10 +485,6 @@ func (c *Controller) refuse(ctx context.Context, head plumbing.Hash, client, rea
 	c.mu.Unlock()
 	c.record(ctx, store.Revision{Hash: head.String(), Status: store.RevisionRefused, At: now, Problems: problems, Client: client})
 	c.metrics.Refused(client, reason, now)
-	detail := fmt.Sprintf(`{"reason":%q}`, reason)
-	if err := c.store.AppendAudit(ctx, store.AuditEntry{At: now, Kind: store.AuditRevisionRefused, Client: client, Revision: head.String(), Detail: []byte(detail)}); err != nil {
-		c.log.Error("append audit", "err", err)
-	}
 	c.log.Error("policy revision refused; keeping the last good revision", "revision", head.String(), "client", client, "reason", reason, "problems", problems)
 }
 
