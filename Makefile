@@ -39,8 +39,20 @@ test-go:
 fuzz:
 	@bash .ci/fuzz.sh $(FUZZTIME)
 
-bench:
-	$(GO) test -run '^$$' -bench . -benchmem -benchtime=3x ./...
+# Go benchmarks (load, plan, store, API, reconcile, the plan command),
+# BENCH_COUNT runs each with a table of medians, then the macro benchmark.
+# Figures: BENCHMARKS.md.
+BENCH_COUNT ?= 5
+bench: bench-go bench-macro
+
+bench-go:
+	@bash .ci/bench.sh $(BENCH_COUNT)
+
+# The 10,000-agent macro benchmark: patchd plus `patchctl sim` on loopback,
+# MACRO_RUNS times. Minutes, not part of `make test`.
+MACRO_RUNS ?= 3
+bench-macro:
+	@bash .ci/bench-macro.sh $(MACRO_RUNS)
 
 demo: build
 	@bash examples/demo.sh $(DEMO_DIR)

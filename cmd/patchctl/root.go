@@ -42,10 +42,13 @@ client's patch baseline, exclusions, rollout rings and maintenance windows.
   patchctl init DIR        lay down a new fleet repo, ready to push
   patchctl vet [DIR]       check every client's policy, print every problem
   patchctl plan            what a change does: jobs, rings, windows (for PRs)
-  patchctl why             the chain of rules behind one decision`,
+  patchctl why             the chain of rules behind one decision
+  patchctl history         policy changes commit by commit, as semantic diffs
+  patchctl status          what a running controller applies, refuses and sees
+  patchctl report          a client's monthly compliance report`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newInitCmd(), newVetCmd(), newPlanCmd(), newWhyCmd(), newStatusCmd(), newStateCmd())
+	root.AddCommand(newInitCmd(), newVetCmd(), newPlanCmd(), newWhyCmd(), newStatusCmd(), newStateCmd(), newSimCmd(), newFleetCmd(), newHistoryCmd(), newReportCmd())
 	return root
 }

@@ -71,6 +71,8 @@ func parseFlags(args []string, stderr io.Writer) (reconciler.Config, error) {
 	fs.BoolVar(&cfg.Verify.RequireSigned, "require-signed", false, "refuse commits not signed by a key in --keyring")
 	fs.StringVar(&keyring, "keyring", "", "`file` of armored OpenPGP public keys allowed to sign fleet commits")
 	fs.DurationVar(&cfg.Poll, "poll", time.Minute, "how often to fetch the fleet repo besides webhooks")
+	fs.DurationVar(&cfg.Lease, "lease", 10*time.Minute, "how long a job handed to an agent waits for its result before it is offered again")
+	fs.Float64Var(&cfg.EnrollRate, "enroll-rate", 10, "enrollments per second accepted after a burst of 50 (raise to onboard a large fleet at once)")
 	fs.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&logFormat, "log-format", "text", "log format: text or json")
 	if err := fs.Parse(args); err != nil {
@@ -78,6 +80,9 @@ func parseFlags(args []string, stderr io.Writer) (reconciler.Config, error) {
 	}
 	if fs.NArg() > 0 {
 		return cfg, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if cfg.Lease <= 0 {
+		return cfg, fmt.Errorf("--lease %v: must be positive", cfg.Lease)
 	}
 	cfg.RepoBranch = cfg.Repo.Branch
 	if cfg.RepoDir != "" && cfg.Repo.URL != "" {

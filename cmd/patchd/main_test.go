@@ -28,7 +28,7 @@ func TestParseFlags(t *testing.T) {
 		{name: "a remote repo with every option", args: []string{
 			"--repo", "https://git.example/msp/fleet.git", "--branch", "prod", "--git-token-file", token,
 			"--data-dir", dir, "--secrets", "s.json", "--listen", "0.0.0.0:8420", "--tls-cert", "c", "--tls-key", "k",
-			"--require-signed", "--keyring", keyring, "--poll", "30s", "--log-format", "json",
+			"--require-signed", "--keyring", keyring, "--poll", "30s", "--lease", "2m", "--log-format", "json",
 		}},
 		{name: "a local repo", args: []string{"--repo-dir", dir, "--data-dir", dir, "--secrets", "s.json"}},
 		{name: "both repo kinds", args: []string{"--repo", "file:///x", "--repo-dir", dir}, wantErr: "not both"},
@@ -36,6 +36,7 @@ func TestParseFlags(t *testing.T) {
 		{name: "unreadable keyring", args: []string{"--repo", "file:///x", "--require-signed", "--keyring", filepath.Join(dir, "nope")}, wantErr: "--keyring"},
 		{name: "bad log level", args: []string{"--repo", "file:///x", "--log-level", "loud"}, wantErr: "--log-level"},
 		{name: "bad log format", args: []string{"--repo", "file:///x", "--log-format", "xml"}, wantErr: "--log-format"},
+		{name: "a zero lease", args: []string{"--repo", "file:///x", "--lease", "0s"}, wantErr: "--lease"},
 		{name: "stray argument", args: []string{"--repo", "file:///x", "now"}, wantErr: "unexpected arguments"},
 	}
 	for _, tt := range tests {

@@ -40,6 +40,10 @@ type Config struct {
 	// Lease is how long a delivered job is leased before it is offered
 	// again (default 10m).
 	Lease time.Duration
+	// EnrollRate is how many enrollments per second the controller
+	// accepts once the burst is spent (default 10); the burst is 50 or
+	// EnrollRate, whichever is larger.
+	EnrollRate float64
 	// Logger logs internal errors (default slog.Default()).
 	Logger *slog.Logger
 }
@@ -117,6 +121,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Lease == 0 {
 		cfg.Lease = DefaultLease
 	}
+	if cfg.EnrollRate <= 0 {
+		cfg.EnrollRate = enrollRate
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -124,7 +131,7 @@ func New(cfg Config) (*Server, error) {
 		cfg:     cfg,
 		log:     cfg.Logger,
 		mux:     http.NewServeMux(),
-		enrolls: newTokenBucket(enrollBurst, enrollRate, cfg.Now),
+		enrolls: newTokenBucket(max(enrollBurst, cfg.EnrollRate), cfg.EnrollRate, cfg.Now),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "patchline_agent_requests_total",
 			Help: "API requests answered, by route pattern and HTTP status code.",

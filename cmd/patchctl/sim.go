@@ -1,0 +1,89 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/patchline/patchline/internal/fleetsim"
+)
+
+func newSimCmd() *cobra.Command {
+	var (
+		opts        fleetsim.Options
+		secretsFile string
+	)
+	cmd := &cobra.Command{
+		Use:   "sim --controller URL --secrets FILE --clients C --endpoints N",
+		Short: "Simulate a fleet of agents against a controller and measure it",
+		Long: `sim runs --endpoints real agents in this process (the agent code patch-agent
+runs, with a simulated package backend) against the controller at
+--controller, spread over the first --clients clients of a fleet made by
+'patchctl fleet generate', each missing --updates updates. It shows progress
+and waits until the controller's /v1/status reports every client compliant
+(read with the admin token from --secrets), then, with --repo-dir and
+--commits, releases a held update in that many clients, one commit and one
+webhook each, and times each push to its first job. It ends with a summary:
+time to converge, report rate, check-in and job latency percentiles, errors
+by kind, and the controller's memory from its /metrics.
+
+Every agent holds a connection: sim raises its own open-file limit, and the
+controller needs 'ulimit -n' above --endpoints too.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if secretsFile == "" {
+				return fmt.Errorf("--secrets is required (the secrets file patchd reads)")
+			}
+			sec, err := fleetsim.ReadSecrets(secretsFile)
+			if err != nil {
+				return err
+			}
+			opts.Secrets = sec
+			// Each agent holds one connection; the rest is headroom for
+			// state files, the probe and the runtime.
+			if err := fleetsim.RaiseFileLimit(uint64(opts.Endpoints) + 1024); err != nil {
+				return err
+			}
+			opts.Progress = cmd.ErrOrStderr()
+			opts.Terminal = isTerminal(opts.Progress)
+			sum, err := fleetsim.Run(cmd.Context(), opts)
+			if sum != nil {
+				if werr := sum.WriteText(cmd.OutOrStdout()); werr != nil && err == nil {
+					err = werr
+				}
+			}
+			if err != nil {
+				return err
+			}
+			if !sum.Converged {
+				return exitError{code: 2}
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&opts.Controller, "controller", "http://127.0.0.1:8420", "controller base `URL`")
+	f.StringVar(&secretsFile, "secrets", "", "secrets `FILE` (as patchd reads it)")
+	f.IntVar(&opts.Clients, "clients", 10, "clients to spread the endpoints over")
+	f.IntVar(&opts.Endpoints, "endpoints", 100, "simulated endpoints (agents)")
+	f.IntVar(&opts.Updates, "updates", 5, "updates each endpoint is missing at start")
+	f.Float64Var(&opts.FailureRate, "failure-rate", 0, "chance, 0 to 1, that one install fails")
+	f.DurationVar(&opts.Duration, "duration", 5*time.Minute, "give up after this long")
+	f.StringVar(&opts.StateDir, "state-dir", "", "`DIR` for the agents' state directories (default: the temporary directory)")
+	f.StringVar(&opts.RepoDir, "repo-dir", "", "the fleet repo `DIR` patchd follows, for --commits")
+	f.IntVar(&opts.Commits, "commits", 0, "after converging, time this many commits to their first job")
+	return cmd
+}
+
+// isTerminal reports whether w is a terminal, where progress is redrawn in
+// place.
+func isTerminal(w any) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}

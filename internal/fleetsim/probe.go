@@ -1,0 +1,129 @@
+package fleetsim
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/patchline/patchline/reconciler"
+)
+
+// probe reads the controller's admin status and metrics and sends it
+// webhooks. It uses its own HTTP client: the agents' clients belong to the
+// agents.
+type probe struct {
+	base    string
+	secrets *Secrets
+	http    *http.Client
+}
+
+func newProbe(base string, s *Secrets) *probe {
+	return &probe{base: strings.TrimSuffix(base, "/"), secrets: s, http: &http.Client{Timeout: 30 * time.Second}}
+}
+
+// status reads GET /v1/status with the admin token.
+func (p *probe) status(ctx context.Context) (*reconciler.Status, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.base+"/v1/status", nil)
+	if err != nil {
+		return nil, fmt.Errorf("status: %w", err)
+	}
+	req.Header.Set("Authorization", "Bearer "+p.secrets.AdminToken)
+	resp, err := p.http.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("status: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<10))
+		return nil, fmt.Errorf("status: %s: %s", resp.Status, bytes.TrimSpace(body))
+	}
+	var st reconciler.Status
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		return nil, fmt.Errorf("status: %w", err)
+	}
+	return &st, nil
+}
+
+// rss reads the controller's resident memory from its /metrics (the
+// process collector's process_resident_memory_bytes); 0 when the
+// controller does not export it (not on Linux).
+func (p *probe) rss(ctx context.Context) (int64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.base+"/metrics", nil)
+	if err != nil {
+		return 0, fmt.Errorf("metrics: %w", err)
+	}
+	resp, err := p.http.Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("metrics: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("metrics: %s", resp.Status)
+	}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "process_resident_memory_bytes "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err != nil {
+				return 0, fmt.Errorf("metrics: process_resident_memory_bytes %q: %w", v, err)
+			}
+			return int64(f), nil
+		}
+	}
+	return 0, sc.Err()
+}
+
+// webhook posts a push webhook signed with the webhook secret, as GitHub
+// sends it.
+func (p *probe) webhook(ctx context.Context) error {
+	body := []byte(`{"ref": "refs/heads/main"}`)
+	mac := hmac.New(sha256.New, []byte(p.secrets.WebhookSecret))
+	mac.Write(body)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.base+"/v1/hooks/git", bytes.NewReader(body))
+	if err != nil {
+		return fmt.Errorf("webhook: %w", err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-GitHub-Event", "push")
+	req.Header.Set("X-Hub-Signature-256", "sha256="+hex.EncodeToString(mac.Sum(nil)))
+	resp, err := p.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("webhook: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("webhook: controller answered %s", resp.Status)
+	}
+	return nil
+}
+
+// selfRSS is this process's peak resident memory (VmHWM), 0 where /proc
+// does not tell.
+func selfRSS() int64 {
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			if err != nil {
+				return 0
+			}
+			return kb << 10
+		}
+	}
+	return 0
+}

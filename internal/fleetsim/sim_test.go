@@ -1,0 +1,76 @@
+package fleetsim
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/patchline/patchline/reconciler"
+	"github.com/patchline/patchline/reconciler/source"
+)
+
+// TestSimulatedFleetConverges runs 20 real agents against a real patchd on
+// loopback following a generated fleet repo, until every client is
+// compliant, then releases the held update in both clients by commit and
+// webhook.
+func TestSimulatedFleetConverges(t *testing.T) {
+	out := t.TempDir()
+	g, err := Generate(context.Background(), out, GenerateOptions{Clients: 2, Endpoints: 0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	c, err := reconciler.New(ctx, reconciler.Config{
+		DataDir: t.TempDir(), SecretsFile: g.SecretsPath, Listen: "127.0.0.1:0",
+		Repo: source.Config{URL: "file://" + g.RepoDir}, Poll: time.Hour,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("patchd: %v", err)
+		}
+	}()
+	sec, err := ReadSecrets(g.SecretsPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var progress bytes.Buffer
+	sum, err := Run(context.Background(), Options{
+		Controller: "http://" + c.Addr(), Secrets: sec, Clients: 2, Endpoints: 20, Updates: 3,
+		Duration: 2 * time.Minute, StateDir: t.TempDir(), RepoDir: g.RepoDir, Commits: 2, Progress: &progress,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var text strings.Builder
+	if err := sum.WriteText(&text); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("summary:\n%s", text.String())
+	switch {
+	case !sum.Converged:
+		t.Errorf("the fleet did not converge")
+	case sum.Enrolled != 20 || sum.Reported != 20:
+		t.Errorf("enrolled %d, reported %d; want 20 each", sum.Enrolled, sum.Reported)
+	case sum.Jobs == 0 || sum.InstallsFailed != 0:
+		t.Errorf("%d jobs, %d failed installs; want jobs and no failures", sum.Jobs, sum.InstallsFailed)
+	case sum.CommitToJob.N != 2:
+		t.Errorf("%d commit-to-job samples, want 2", sum.CommitToJob.N)
+	case len(sum.Errors) != 0:
+		t.Errorf("errors: %v", sum.Errors)
+	}
+	if !strings.Contains(progress.String(), "converged") {
+		t.Errorf("progress never said converged:\n%s", progress.String())
+	}
+}

@@ -1,0 +1,109 @@
+package audit
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+)
+
+// Formats a history renders to.
+const (
+	FormatText     = "text"
+	FormatMarkdown = "markdown"
+	FormatJSON     = "json"
+)
+
+// Write renders h in format (text, markdown or json) to w.
+func (h *History) Write(w io.Writer, format string) error {
+	switch format {
+	case FormatText:
+		return h.WriteText(w)
+	case FormatMarkdown:
+		return h.WriteMarkdown(w)
+	case FormatJSON:
+		return h.WriteJSON(w)
+	}
+	return fmt.Errorf("unknown format %q: want text, markdown or json", format)
+}
+
+// WriteText renders h for a terminal, like git log: one block per commit
+// with its short hash, date, author and pull request, then each client's
+// changes.
+func (h *History) WriteText(w io.Writer) error {
+	bw := bufio.NewWriter(w)
+	if len(h.Commits) == 0 {
+		fmt.Fprintln(bw, "no policy changes")
+	}
+	for i, c := range h.Commits {
+		if i > 0 {
+			fmt.Fprintln(bw)
+		}
+		fmt.Fprintf(bw, "%s  %s  %s <%s>", short(c.Hash), c.Date.UTC().Format("2006-01-02 15:04 UTC"), c.Author, c.Email)
+		if c.PR != "" {
+			fmt.Fprintf(bw, "  PR %s", c.PR)
+		}
+		fmt.Fprintf(bw, "\n    %s\n", c.Subject)
+		for _, cc := range c.Clients {
+			fmt.Fprintf(bw, "  %s\n", clientLabel(cc.Client))
+			for _, ch := range cc.Changes {
+				fmt.Fprintf(bw, "    %s\n", ch)
+			}
+		}
+	}
+	return bw.Flush()
+}
+
+// WriteMarkdown renders h for a ticket, a wiki or a mail to a client's
+// auditor.
+func (h *History) WriteMarkdown(w io.Writer) error {
+	bw := bufio.NewWriter(w)
+	fmt.Fprint(bw, "# Policy history\n\n")
+	if len(h.Commits) == 0 {
+		fmt.Fprint(bw, "No policy changes.\n")
+	}
+	for _, c := range h.Commits {
+		fmt.Fprintf(bw, "## `%s` %s\n\n", short(c.Hash), markdown(c.Subject))
+		fmt.Fprintf(bw, "%s, %s", markdown(c.Author), c.Date.UTC().Format("2006-01-02 15:04 UTC"))
+		if c.PR != "" {
+			fmt.Fprintf(bw, ", merge of %s", markdown(c.PR))
+		}
+		fmt.Fprint(bw, "\n\n")
+		for _, cc := range c.Clients {
+			fmt.Fprintf(bw, "**%s**\n\n", markdown(clientLabel(cc.Client)))
+			for _, ch := range cc.Changes {
+				fmt.Fprintf(bw, "- `%s` %s\n", ch.Op, markdown(ch.Text))
+			}
+			fmt.Fprintln(bw)
+		}
+	}
+	return bw.Flush()
+}
+
+// WriteJSON renders h as indented JSON.
+func (h *History) WriteJSON(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(h)
+}
+
+func short(hash string) string {
+	if len(hash) > 12 {
+		return hash[:12]
+	}
+	return hash
+}
+
+func clientLabel(client string) string {
+	if client == "" {
+		return "whole fleet"
+	}
+	return client
+}
+
+// markdownEscaper keeps policy text (reasons, names) from turning into
+// markup.
+var markdownEscaper = strings.NewReplacer(`\`, `\\`, "*", `\*`, "_", `\_`, "`", "\\`", "[", `\[`, "]", `\]`, "<", "&lt;", ">", "&gt;", "|", `\|`)
+
+func markdown(s string) string { return markdownEscaper.Replace(s) }

@@ -1,0 +1,138 @@
+package reconciler
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/patchline/patchline/reconciler/plan/plangen"
+	"github.com/patchline/patchline/reconciler/store"
+	"github.com/patchline/patchline/reconciler/store/sqlite"
+)
+
+// Shape of the reconcile benchmark's fleets: every client has the same
+// size, so a bigger fleet only means more clients.
+const (
+	benchClientSize = 100
+	benchUpdates    = 5
+)
+
+var benchNow = time.Date(2026, 11, 12, 23, 0, 0, 0, time.UTC)
+
+// populatedDB returns the path of a closed SQLite store holding a fleet of
+// n endpoints with benchUpdates updates each, removed when b ends. It is
+// written on tmpfs when /dev/shm exists, because 2n fsync'd setup
+// transactions on a disk would take minutes; the benchmark runs on a copy
+// on the ordinary disk.
+func populatedDB(b *testing.B, n int) string {
+	base := ""
+	if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
+		base = "/dev/shm"
+	}
+	dir, err := os.MkdirTemp(base, "patchline-bench-*")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { os.RemoveAll(dir) })
+	path := filepath.Join(dir, "patchline.db")
+	if err := populate(path, n); err != nil {
+		b.Fatal(err)
+	}
+	return path
+}
+
+func populate(path string, n int) error {
+	ctx := context.Background()
+	db, err := sqlite.Open(ctx, path)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	snap := plangen.Snapshot(n/benchClientSize, n, benchUpdates, benchNow)
+	for _, ep := range snap.Endpoints {
+		if err := db.Enroll(ctx, store.Enrollment{ID: ep.ID, Client: ep.Client, Hostname: ep.Hostname,
+			NodeKeyHash: []byte("bench"), EnrolledAt: benchNow.Add(-time.Hour)}); err != nil {
+			return fmt.Errorf("enroll %s: %w", ep.ID, err)
+		}
+		if err := db.ReplaceInventory(ctx, store.Report{Endpoint: ep.ID, Hostname: ep.Hostname, OS: ep.OS,
+			Labels: ep.Labels, Updates: ep.Updates, At: ep.LastSeen}); err != nil {
+			return fmt.Errorf("report %s: %w", ep.ID, err)
+		}
+	}
+	return nil
+}
+
+// benchController opens a controller (not running: no source, no
+// listener serving) on a copy of the populated store, with every client's
+// policy from plangen.Fleet applied.
+func benchController(b *testing.B, n int) *Controller {
+	src := populatedDB(b, n)
+	data := b.TempDir()
+	raw, err := os.ReadFile(src)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(data, "patchline.db"), raw, 0o600); err != nil {
+		b.Fatal(err)
+	}
+	secrets := filepath.Join(b.TempDir(), "secrets.json")
+	if err := os.WriteFile(secrets, []byte(`{"adminToken": "bench", "enrollment": {}}`), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	c, err := New(context.Background(), Config{
+		DataDir: data, RepoDir: b.TempDir(), SecretsFile: secrets, Listen: "127.0.0.1:0",
+		Now: func() time.Time { return benchNow }, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		c.ln.Close()
+		c.store.Close()
+		c.mu.Lock()
+		for _, t := range c.timers {
+			t.Stop()
+		}
+		c.mu.Unlock()
+	})
+	fleet := plangen.Fleet(n / benchClientSize)
+	for id, cl := range fleet.Clients {
+		c.policy[id] = appliedClient{revision: fleet.Revision, client: cl}
+	}
+	return c
+}
+
+// BenchmarkReconcileAfterReport measures the re-plan one endpoint's report
+// causes (reconcile of its client: read the client's state, plan it, store
+// any new jobs) in fleets of 1,000 and 100,000 endpoints whose clients all
+// have benchClientSize endpoints. The cost follows the client, not the
+// fleet: the two figures should be about equal.
+func BenchmarkReconcileAfterReport(b *testing.B) {
+	for _, n := range []int{1_000, 100_000} {
+		b.Run(fmt.Sprintf("fleet=%d", n), func(b *testing.B) {
+			c := benchController(b, n)
+			ctx := context.Background()
+			client := plangen.ClientID(3)
+			// The first re-plan creates the client's jobs; the measured
+			// ones are the steady state of reports arriving while they run.
+			c.reconcile(ctx, client)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for b.Loop() {
+				c.reconcile(ctx, client)
+			}
+			b.StopTimer()
+			c.mu.Lock()
+			cs := c.summaries[client]
+			c.mu.Unlock()
+			if cs.Endpoints != benchClientSize {
+				b.Fatalf("client %s has %d endpoints in its summary, want %d", client, cs.Endpoints, benchClientSize)
+			}
+		})
+	}
+}
