@@ -118,9 +118,14 @@ type Controller struct {
 	mu sync.Mutex
 	// policy is the revision each client runs.
 	policy map[string]appliedClient
-	// head is the last branch head applied (fully or for some clients);
-	// zero before the first.
+	// head is the last branch head applied (fully or for some clients) or
+	// refused; zero before the first.
 	head plumbing.Hash
+	// applied is the last branch head applied: a new head must descend
+	// from it and, when signing is required, every commit since it must be
+	// signed. A refused head never becomes the base of that check, or a
+	// signed commit on top of a refused one would carry it in.
+	applied plumbing.Hash
 	// lastErr is the last failure to fetch or read the branch.
 	lastErr string
 	// refused is the most recent refused head and why.
@@ -264,7 +269,11 @@ func (c *Controller) Run(ctx context.Context) error {
 	defer c.store.Close()
 	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(3)
+	go func() {
+		defer wg.Done()
+		c.expireLoop(workCtx)
+	}()
 	go func() {
 		defer wg.Done()
 		// Two workers: re-plans of different clients overlap, while the keyed
@@ -300,6 +309,30 @@ func (c *Controller) Run(ctx context.Context) error {
 	c.mu.Unlock()
 	c.log.Info("patchd stopped")
 	return err
+}
+
+// expireInterval is how often jobs whose window closed unstarted are marked
+// expired. Planning does not wait for it (a job past its not-after time is
+// no longer in flight for the planner); it keeps the store's job states
+// and the audit log current.
+const expireInterval = 30 * time.Second
+
+// expireLoop marks expired jobs until ctx ends.
+func (c *Controller) expireLoop(ctx context.Context) {
+	t := time.NewTicker(expireInterval)
+	defer t.Stop()
+	for {
+		if n, err := c.store.ExpireJobs(ctx, c.now()); err != nil && ctx.Err() == nil {
+			c.log.Error("expire jobs", "err", err)
+		} else if n > 0 {
+			c.log.Info("jobs expired unstarted; they are planned again in the next window", "jobs", n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // events adapts the controller to the API's write notifications.
@@ -382,9 +415,14 @@ func (c *Controller) setLastErr(err error) {
 // policies change only after all checks pass.
 func (c *Controller) apply(ctx context.Context, head plumbing.Hash) {
 	c.mu.Lock()
-	last := c.head
+	last, base := c.head, c.applied
+	if head == base {
+		// The branch went back to the revision that runs (a revert of
+		// a refused head): nothing changes.
+		c.head = head
+	}
 	c.mu.Unlock()
-	if head == last {
+	if head == last || head == base {
 		return
 	}
 	now := c.now()
@@ -395,7 +433,7 @@ func (c *Controller) apply(ctx context.Context, head plumbing.Hash) {
 		log.Error("open fleet repo", "err", err)
 		return
 	}
-	if err := source.Verify(repo, last, head, c.cfg.Verify); err != nil {
+	if err := source.Verify(repo, base, head, c.cfg.Verify); err != nil {
 		var re *source.RefusedError
 		if !errors.As(err, &re) {
 			// Not a verdict on the revision (a missing object, an unreadable
@@ -429,11 +467,21 @@ func (c *Controller) apply(ctx context.Context, head plumbing.Hash) {
 		return
 	}
 
+	// Only clients whose policy changed are re-planned: a commit to one
+	// client's directory must reach that client's agents without waiting
+	// behind a re-plan of the whole fleet. Clients whose files did not
+	// change keep their decisions; they move to the new revision for the
+	// jobs they get from now on.
 	c.mu.Lock()
 	touched := make(map[string]bool)
 	for id, cl := range fleet.Clients {
+		if old, ok := c.policy[id]; !ok || old.client.Digest != cl.Digest {
+			touched[id] = true
+		} else if sum, ok := c.summaries[id]; ok {
+			sum.Revision = fleet.Revision
+			c.summaries[id] = sum
+		}
 		c.policy[id] = appliedClient{revision: fleet.Revision, client: cl}
-		touched[id] = true
 	}
 	for id := range c.policy {
 		if _, ok := fleet.Clients[id]; !ok && clientProblems[id] == nil {
@@ -443,30 +491,27 @@ func (c *Controller) apply(ctx context.Context, head plumbing.Hash) {
 			touched[id] = true
 		}
 	}
-	c.head = head
+	c.head, c.applied = head, head
 	c.mu.Unlock()
 
-	for id := range fleet.Clients {
-		c.record(ctx, store.Revision{Hash: head.String(), Status: store.RevisionApplied, At: now, Client: id})
+	// One transaction for every client's record (it also appends them to
+	// the audit log).
+	revs := make([]store.Revision, 0, len(fleet.Clients)+1)
+	for _, id := range clientsSorted(fleet.Clients) {
+		revs = append(revs, store.Revision{Hash: head.String(), Status: store.RevisionApplied, At: now, Client: id})
 		c.metrics.Applied(id, head.String(), now)
 	}
+	revs = append(revs, store.Revision{Hash: head.String(), Status: store.RevisionApplied, At: now})
+	if err := c.store.RecordRevisions(ctx, revs); err != nil {
+		log.Error("record applied revision", "err", err)
+	}
+	c.metrics.Applied("", head.String(), now)
 	for id, ps := range clientProblems {
 		c.refuse(ctx, head, id, "invalid", ps, now)
 		touched[id] = true
 	}
-	// Recording a revision also appends it to the audit log.
-	c.record(ctx, store.Revision{Hash: head.String(), Status: store.RevisionApplied, At: now})
-	c.metrics.Applied("", head.String(), now)
-	log.Info("policy revision applied", "clients", len(fleet.Clients), "clients_refused", len(clientProblems))
+	log.Info("policy revision applied", "clients", len(fleet.Clients), "clients_replanned", len(touched), "clients_refused", len(clientProblems))
 
-	// Every client with endpoints is re-planned too: one that vanished from
-	// the repo must now show its endpoints as unknown-client.
-	snap, err := c.store.Snapshot(ctx, now)
-	if err == nil {
-		for _, ep := range snap.Endpoints {
-			touched[ep.Client] = true
-		}
-	}
 	for id := range touched {
 		c.queue.Add(id)
 	}
@@ -509,6 +554,7 @@ func (c *Controller) restore(ctx context.Context) error {
 		}
 		if cr.Client == "" {
 			c.head = plumbing.NewHash(cr.LastApplied.Hash)
+			c.applied = c.head
 			continue
 		}
 		byRev[cr.LastApplied.Hash] = append(byRev[cr.LastApplied.Hash], cr.Client)
@@ -537,9 +583,6 @@ func (c *Controller) reconcile(ctx context.Context, client string) {
 	start := time.Now()
 	now := c.now()
 	log := c.log.With("client", client)
-	if _, err := c.store.ExpireJobs(ctx, now); err != nil {
-		log.Error("expire jobs", "err", err)
-	}
 	snap, err := c.store.ClientSnapshot(ctx, client, now)
 	if err != nil {
 		c.metrics.ReconcileFailed("store")

@@ -76,6 +76,8 @@ type Store interface {
 	// RecordRevision records a policy revision the controller applied or
 	// refused.
 	RecordRevision(ctx context.Context, r Revision) error
+	// RecordRevisions records several revisions in one transaction.
+	RecordRevisions(ctx context.Context, rs []Revision) error
 	// Revisions summarises applied and refused revisions for /v1/status.
 	Revisions(ctx context.Context, refusedLimit int) (RevisionStatus, error)
 

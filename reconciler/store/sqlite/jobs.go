@@ -161,12 +161,17 @@ func scanJob(rows *sql.Rows) (store.Job, error) {
 // DueJobs returns the jobs of an endpoint its agent should run now, in
 // sequence order: open jobs, and leased jobs whose lease ended without a
 // result (the agent crashed or lost the job; it is offered again), in both
-// cases only while their not-after time is after now.
+// cases only while their not-after time is after now. No job is offered
+// while an older one of the endpoint is still leased: the agent refuses a
+// job whose sequence number is below one it has seen, so a lost job
+// offered again after a newer one would be refused for good.
 func (db *DB) DueJobs(ctx context.Context, endpoint string, now time.Time) ([]store.Job, error) {
 	n := now.UnixNano()
 	rows, err := db.read.QueryContext(ctx, `SELECT `+jobColumns+` FROM jobs
 		WHERE endpoint = ? AND state IN ('open', 'leased') AND not_after > ? AND (state = 'open' OR lease_until <= ?)
-		ORDER BY seq`, endpoint, n, n)
+		AND NOT EXISTS (SELECT 1 FROM jobs AS older WHERE older.endpoint = jobs.endpoint AND older.seq < jobs.seq
+			AND older.state = 'leased' AND older.lease_until > ? AND older.not_after > ?)
+		ORDER BY seq`, endpoint, n, n, n, n)
 	if err != nil {
 		return nil, fmt.Errorf("due jobs of endpoint %q: %w", endpoint, err)
 	}

@@ -9,43 +9,65 @@ import (
 	"github.com/patchline/patchline/reconciler/store"
 )
 
-// RecordRevision records a policy revision the controller applied or
-// refused, with a revision-applied or revision-refused audit entry, in one
-// transaction.
+// RecordRevision records one applied or refused revision and its audit
+// entry.
 func (db *DB) RecordRevision(ctx context.Context, r store.Revision) error {
-	kind := store.AuditRevisionApplied
-	switch {
-	case r.Hash == "":
-		return fmt.Errorf("record revision: hash is required: %w", store.ErrInvalid)
-	case r.At.IsZero():
-		return fmt.Errorf("record revision %q: time is required: %w", r.Hash, store.ErrInvalid)
-	case r.Status == store.RevisionRefused:
-		kind = store.AuditRevisionRefused
-	case r.Status != store.RevisionApplied:
-		return fmt.Errorf("record revision %q: status %q is neither %q nor %q: %w",
-			r.Hash, r.Status, store.RevisionApplied, store.RevisionRefused, store.ErrInvalid)
+	return db.RecordRevisions(ctx, []store.Revision{r})
+}
+
+// RecordRevisions records revisions and their audit entries in one
+// transaction: a commit applied to a hundred clients costs one sync, not a
+// hundred.
+func (db *DB) RecordRevisions(ctx context.Context, rs []store.Revision) error {
+	type row struct {
+		r        store.Revision
+		kind     store.AuditKind
+		problems any
 	}
-	problems, err := jsonArg(r.Problems)
-	if err != nil {
-		return fmt.Errorf("record revision %q: problems: %w", r.Hash, err)
-	}
-	err = inTx(ctx, db.write, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO revisions (hash, status, at, client, problems) VALUES (?, ?, ?, ?, ?)`,
-			r.Hash, r.Status, r.At.UnixNano(), r.Client, problems); err != nil {
-			return err
+	rows := make([]row, 0, len(rs))
+	for _, r := range rs {
+		kind := store.AuditRevisionApplied
+		switch {
+		case r.Hash == "":
+			return fmt.Errorf("record revision: hash is required: %w", store.ErrInvalid)
+		case r.At.IsZero():
+			return fmt.Errorf("record revision %q: time is required: %w", r.Hash, store.ErrInvalid)
+		case r.Status == store.RevisionRefused:
+			kind = store.AuditRevisionRefused
+		case r.Status != store.RevisionApplied:
+			return fmt.Errorf("record revision %q: status %q is neither %q nor %q: %w",
+				r.Hash, r.Status, store.RevisionApplied, store.RevisionRefused, store.ErrInvalid)
 		}
-		var detail json.RawMessage
-		if len(r.Problems) > 0 {
-			if detail, err = json.Marshal(struct {
-				Problems []string `json:"problems"`
-			}{r.Problems}); err != nil {
+		problems, err := jsonArg(r.Problems)
+		if err != nil {
+			return fmt.Errorf("record revision %q: problems: %w", r.Hash, err)
+		}
+		rows = append(rows, row{r, kind, problems})
+	}
+	err := inTx(ctx, db.write, func(tx *sql.Tx) error {
+		for _, w := range rows {
+			r := w.r
+			if _, err := tx.ExecContext(ctx, `INSERT INTO revisions (hash, status, at, client, problems) VALUES (?, ?, ?, ?, ?)`,
+				r.Hash, r.Status, r.At.UnixNano(), r.Client, w.problems); err != nil {
+				return fmt.Errorf("revision %q: %w", r.Hash, err)
+			}
+			var detail json.RawMessage
+			if len(r.Problems) > 0 {
+				var err error
+				if detail, err = json.Marshal(struct {
+					Problems []string `json:"problems"`
+				}{r.Problems}); err != nil {
+					return err
+				}
+			}
+			if err := appendAudit(ctx, tx, store.AuditEntry{At: r.At, Kind: w.kind, Client: r.Client, Revision: r.Hash, Detail: detail}); err != nil {
 				return err
 			}
 		}
-		return appendAudit(ctx, tx, store.AuditEntry{At: r.At, Kind: kind, Client: r.Client, Revision: r.Hash, Detail: detail})
+		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("record revision %q: %w", r.Hash, err)
+		return fmt.Errorf("record revisions: %w", err)
 	}
 	return nil
 }

@@ -143,3 +143,40 @@ func TestAudit(t *testing.T) {
 		t.Errorf("Audit with limit 0 = %v, want ErrInvalid", err)
 	}
 }
+
+// TestRecordRevisionsIsAllOrNothing: one commit applied to many clients is
+// one transaction; a bad entry stores none of them.
+func TestRecordRevisionsIsAllOrNothing(t *testing.T) {
+	db, _ := openTest(t)
+	ctx := context.Background()
+	at := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
+	good := []store.Revision{
+		{Hash: "abc", Status: store.RevisionApplied, At: at, Client: "acme"},
+		{Hash: "abc", Status: store.RevisionApplied, At: at, Client: "globex"},
+		{Hash: "abc", Status: store.RevisionApplied, At: at},
+	}
+	bad := append(append([]store.Revision(nil), good...), store.Revision{Hash: "abc", Status: "maybe", At: at, Client: "initech"})
+	if err := db.RecordRevisions(ctx, bad); !errors.Is(err, store.ErrInvalid) {
+		t.Fatalf("a batch with a bad status: %v, want ErrInvalid", err)
+	}
+	if st, err := db.Revisions(ctx, 10); err != nil || len(st.Clients) != 0 {
+		t.Fatalf("after a refused batch: %+v, %v; want nothing stored", st, err)
+	}
+	if err := db.RecordRevisions(ctx, good); err != nil {
+		t.Fatal(err)
+	}
+	st, err := db.Revisions(ctx, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Clients) != 3 {
+		t.Errorf("clients with a revision: %+v, want 3", st.Clients)
+	}
+	entries, err := db.Audit(ctx, 0, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != 3 {
+		t.Errorf("audit entries: %d, want 3", len(entries))
+	}
+}
