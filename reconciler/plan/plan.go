@@ -637,6 +637,7 @@ func (p *planner) decideEndpoint(i int, buf []pair) ([]pair, error) {
 		}
 		buf = append(buf, pair{u: u, v: v})
 	}
+	missing -= holdForRequires(buf)
 	var ring *ringPlan
 	if cp != nil && info.ring >= 0 {
 		ring = &cp.rings[info.ring]
@@ -826,6 +827,39 @@ func (cp *clientPlan) waitReason(up *updatePlan, k int) string {
 
 func percent(f float64) string {
 	return fmt.Sprintf("%.4g%%", f*100)
+}
+
+// holdForRequires keeps out of the job every missing update that requires
+// an update the endpoint has not installed and that is not in the job
+// either (its own ring gating, a window or an exclusion holds it): the
+// install would fail. The held update waits for it. It returns how many
+// pairs it held.
+func holdForRequires(buf []pair) int {
+	byID := make(map[string]int, len(buf))
+	for k := range buf {
+		byID[buf[k].u.ID] = k
+	}
+	held := 0
+	for changed := true; changed; {
+		changed = false
+		for k := range buf {
+			if buf[k].v.d != Missing {
+				continue
+			}
+			for _, rid := range buf[k].u.Requires {
+				r, ok := byID[rid]
+				if !ok || buf[r].u.Installed || buf[r].v.d == Missing {
+					continue
+				}
+				buf[k].v = verdict{d: WaitingRing, note: note{rule: buf[r].v.rule, at: buf[r].v.at,
+					reason: fmt.Sprintf("waits for %s, which it requires (%s)", rid, buf[r].v.d)}}
+				held++
+				changed = true
+				break
+			}
+		}
+	}
+	return held
 }
 
 // job plans the job of endpoint ep from its missing pairs.

@@ -596,6 +596,20 @@ func TestJobs(t *testing.T) {
 			jobs: []string{"ws1 canary: KB5046616 KB5046617"},
 		},
 		{
+			name: "an update waits for one it requires that an exclusion holds",
+			fleet: func(f *schema.Fleet) {
+				c := f.Clients["acme"]
+				c.Exclusions = append(c.Exclusions, schema.Exclusion{Update: "KB5046616", Reason: "breaks the scanner driver", Until: now.Add(30 * 24 * time.Hour), Pos: pos(40)})
+			},
+			eps: []*state.Endpoint{ep("ws1", "canary",
+				kb("KB5046617", "critical", requires("KB5046616")), kb("KB5046616", "critical"), kb("KB5046800", "critical"))},
+			want: []want{
+				{ep: "ws1", update: "KB5046616", d: plan.Excluded},
+				{ep: "ws1", update: "KB5046617", d: plan.WaitingRing, reason: "waits for KB5046616, which it requires (excluded)"},
+			},
+			jobs: []string{"ws1 canary: KB5046800"},
+		},
+		{
 			name: "a requires cycle is a planning error naming it",
 			eps: []*state.Endpoint{ep("ws1", "canary",
 				kb("KB1", "critical", requires("KB2")), kb("KB2", "critical", requires("KB1")), kb("KB0", "critical"))},
