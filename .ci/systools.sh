@@ -7,6 +7,8 @@ need=()
 have() { command -v "$1" >/dev/null 2>&1; }
 have git || need+=(git)
 have apt-ftparchive || need+=(apt-utils)
+# Debian's prometheus package ships both prometheus and promtool.
+have prometheus && have promtool || need+=(prometheus)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" = 0 ] && [ -f /etc/debian_version ]; then
 	echo "installing system tools for tests: ${need[*]}"

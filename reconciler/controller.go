@@ -549,8 +549,16 @@ func (c *Controller) restore(ctx context.Context) error {
 	}
 	byRev := make(map[string][]string)
 	for _, cr := range revs.Clients {
+		if cr.LastAttempted.Status == store.RevisionRefused {
+			c.metrics.StillRefused(cr.Client, cr.LastAttempted.At)
+		}
 		if cr.LastApplied == nil {
 			continue
+		}
+		c.metrics.Applied(cr.Client, cr.LastApplied.Hash, cr.LastApplied.At)
+		if cr.LastAttempted.Status == store.RevisionRefused {
+			// Applied clears the refused gauge; the newer refusal stands.
+			c.metrics.StillRefused(cr.Client, cr.LastAttempted.At)
 		}
 		if cr.Client == "" {
 			c.head = plumbing.NewHash(cr.LastApplied.Hash)
@@ -629,7 +637,11 @@ func (c *Controller) reconcile(ctx context.Context, client string) {
 	}
 	fig := c.metrics.Observe(client, cl, snap, res, now)
 	c.summarise(client, pol.revision, known, len(snap.Endpoints), fig, res, now)
-	c.wakeAt(client, nextWake(res, now))
+	wake := nextWake(res, now)
+	if known {
+		wake = earliest(wake, nextStale(snap, pol.client.StaleAfter, now), now)
+	}
+	c.wakeAt(client, wake)
 	c.metrics.ReconcileDone(time.Since(start))
 }
 
@@ -684,20 +696,41 @@ func (c *Controller) signer(snap *state.Snapshot) store.Signer {
 // open job's window closing.
 func nextWake(res *plan.Result, now time.Time) time.Time {
 	var next time.Time
-	consider := func(t time.Time) {
-		if t.After(now) && (next.IsZero() || t.Before(next)) {
-			next = t
-		}
-	}
 	for _, d := range res.Decisions {
 		if d.EligibleAt != nil {
-			consider(*d.EligibleAt)
+			next = earliest(next, *d.EligibleAt, now)
 		}
 	}
 	for _, j := range res.Jobs {
-		consider(j.NotAfter)
+		next = earliest(next, j.NotAfter, now)
 	}
 	return next
+}
+
+// nextStale is when the next of snap's endpoints turns stale, so the
+// compliance figures and the not-reporting alert notice agents that went
+// quiet even when nothing else happens to the client.
+func nextStale(snap *state.Snapshot, staleAfter time.Duration, now time.Time) time.Time {
+	if staleAfter <= 0 {
+		staleAfter = 7 * 24 * time.Hour
+	}
+	var next time.Time
+	for _, ep := range snap.Endpoints {
+		next = earliest(next, ep.LastSeen.Add(staleAfter), now)
+	}
+	return next
+}
+
+// earliest returns the earlier of a and b among those after now (zero when
+// neither is).
+func earliest(a, b, now time.Time) time.Time {
+	if !b.After(now) {
+		return a
+	}
+	if a.IsZero() || b.Before(a) {
+		return b
+	}
+	return a
 }
 
 // wakeAt arranges one re-plan of client at t (none when t is zero),

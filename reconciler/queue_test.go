@@ -4,6 +4,7 @@ import (
 	"context"
 	"sync"
 	"testing"
+	"time"
 )
 
 // TestQueueCoalescesAndSerialises: a burst of adds for one key becomes one
@@ -58,5 +59,26 @@ func TestQueueCoalescesAndSerialises(t *testing.T) {
 	defer mu.Unlock()
 	if runs["acme"] != 2 {
 		t.Errorf("acme ran %d times, want 2 (the burst once, the adds during the run once)", runs["acme"])
+	}
+}
+
+func TestEarliest(t *testing.T) {
+	now := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
+	past, soon, later := now.Add(-time.Hour), now.Add(time.Minute), now.Add(time.Hour)
+	tests := []struct {
+		name string
+		a, b time.Time
+		want time.Time
+	}{
+		{"nothing yet, a future time", time.Time{}, soon, soon},
+		{"an earlier future time wins", later, soon, soon},
+		{"a later time does not", soon, later, soon},
+		{"a past time is ignored", soon, past, soon},
+		{"nothing and a past time stay nothing", time.Time{}, past, time.Time{}},
+	}
+	for _, tt := range tests {
+		if got := earliest(tt.a, tt.b, now); !got.Equal(tt.want) {
+			t.Errorf("%s: got %v, want %v", tt.name, got, tt.want)
+		}
 	}
 }

@@ -32,6 +32,7 @@ type Metrics struct {
 	missing        *prometheus.GaugeVec
 	compliance     *prometheus.GaugeVec
 	halted         *prometheus.GaugeVec
+	rollouts       *prometheus.GaugeVec
 	exclusions     *prometheus.GaugeVec
 	expiring       *prometheus.GaugeVec
 	slaBreaches    *prometheus.GaugeVec
@@ -43,6 +44,7 @@ type Metrics struct {
 	lastRefused    prometheus.Gauge
 	refused        *prometheus.CounterVec
 	clientRefused  *prometheus.GaugeVec
+	fleetRefused   prometheus.Gauge
 	reconcileTime  prometheus.Histogram
 	reconcileError *prometheus.CounterVec
 }
@@ -66,6 +68,10 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "patchline_halted_rollouts",
 			Help: "Updates halted in a ring because the ring's failure share exceeded maxFailures, by client and ring; a commit with a resume entry lifts a halt.",
 		}, []string{"client", "ring"}),
+		rollouts: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "patchline_rollouts",
+			Help: "Desired updates by client, ring and rollout state in that ring: waiting, in-progress, passed, halted (this ring or an earlier one failed too often).",
+		}, []string{"client", "ring", "state"}),
 		exclusions: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "patchline_exclusions_active",
 			Help: "Exclusions in the client's policy that have not expired.",
@@ -110,6 +116,10 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "patchline_policy_client_refused",
 			Help: "1 when the newest revision of the branch is refused for the client, which keeps running its last good revision.",
 		}, []string{"client"}),
+		fleetRefused: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "patchline_policy_fleet_refused",
+			Help: "1 while the newest revision of the branch is refused as a whole (its root files do not load or vet, or it fails verification): every client keeps its last good revision.",
+		}),
 		reconcileTime: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "patchline_reconcile_duration_seconds",
 			Help:    "Time to re-plan one client and queue its jobs.",
@@ -120,9 +130,17 @@ func New(reg prometheus.Registerer) *Metrics {
 			Help: "Re-plans that failed, by reason (store, plan).",
 		}, []string{"reason"}),
 	}
-	reg.MustRegister(m.endpoints, m.missing, m.compliance, m.halted, m.exclusions, m.expiring,
+	reg.MustRegister(m.endpoints, m.missing, m.compliance, m.halted, m.rollouts, m.exclusions, m.expiring,
 		m.slaBreaches, m.decisions, m.jobsCreated, m.jobResults, m.revisionInfo, m.lastApplied,
-		m.lastRefused, m.refused, m.clientRefused, m.reconcileTime, m.reconcileError)
+		m.lastRefused, m.refused, m.clientRefused, m.fleetRefused, m.reconcileTime, m.reconcileError)
+	// Counters exist at zero from the start, so that increase() and rate()
+	// see the first refusal or error instead of starting from it.
+	for _, reason := range []string{"invalid", "verify"} {
+		m.refused.WithLabelValues(reason)
+	}
+	for _, reason := range []string{"store", "plan"} {
+		m.reconcileError.WithLabelValues(reason)
+	}
 	return m
 }
 
@@ -146,7 +164,7 @@ type Figures struct {
 // c is nil for a client the fleet repo does not have.
 func (m *Metrics) Observe(client string, c *schema.Client, snap *state.Snapshot, res *plan.Result, now time.Time) Figures {
 	lbl := prometheus.Labels{"client": client}
-	for _, v := range []*prometheus.GaugeVec{m.endpoints, m.missing, m.compliance, m.halted, m.exclusions, m.expiring, m.slaBreaches, m.decisions} {
+	for _, v := range []*prometheus.GaugeVec{m.endpoints, m.missing, m.compliance, m.halted, m.rollouts, m.exclusions, m.expiring, m.slaBreaches, m.decisions} {
 		v.DeletePartialMatch(lbl)
 	}
 	staleAfter := 7 * 24 * time.Hour
@@ -216,9 +234,18 @@ func (m *Metrics) Observe(client string, c *schema.Client, snap *state.Snapshot,
 	if c != nil {
 		for _, r := range c.Rings {
 			m.halted.With(prometheus.Labels{"client": client, "ring": r.Name}).Set(0)
+			// The ring's counters exist at zero before its first job, so
+			// that increase() counts the first jobs and results.
+			m.jobsCreated.With(prometheus.Labels{"client": client, "ring": r.Name})
+			for _, result := range []state.Result{state.ResultSucceeded, state.ResultFailed, state.ResultRefused} {
+				m.jobResults.With(prometheus.Labels{"client": client, "ring": r.Name, "result": string(result)})
+			}
 		}
 	}
 	for _, r := range res.Rollouts {
+		if r.Client == client {
+			m.rollouts.With(prometheus.Labels{"client": client, "ring": r.Ring, "state": string(r.State)}).Inc()
+		}
 		// A halt counts once, in the ring whose failures caused it; the
 		// later rings it blocks show as halted decisions instead.
 		if r.Client == client && r.State == plan.RolloutHalted && r.Failed > 0 {
@@ -246,7 +273,7 @@ func (m *Metrics) Observe(client string, c *schema.Client, snap *state.Snapshot,
 // has no endpoints left).
 func (m *Metrics) Forget(client string) {
 	lbl := prometheus.Labels{"client": client}
-	for _, v := range []*prometheus.GaugeVec{m.endpoints, m.missing, m.compliance, m.halted, m.exclusions, m.expiring, m.slaBreaches, m.decisions, m.revisionInfo, m.clientRefused} {
+	for _, v := range []*prometheus.GaugeVec{m.endpoints, m.missing, m.compliance, m.halted, m.rollouts, m.exclusions, m.expiring, m.slaBreaches, m.decisions, m.revisionInfo, m.clientRefused} {
 		v.DeletePartialMatch(lbl)
 	}
 }
@@ -266,6 +293,7 @@ func (m *Metrics) JobResult(client, ring string, result state.Result) {
 func (m *Metrics) Applied(client, revision string, at time.Time) {
 	if client == "" {
 		m.lastApplied.Set(float64(at.Unix()))
+		m.fleetRefused.Set(0)
 		return
 	}
 	m.revisionInfo.DeletePartialMatch(prometheus.Labels{"client": client})
@@ -277,10 +305,18 @@ func (m *Metrics) Applied(client, revision string, at time.Time) {
 // "", else for one client, which keeps its last good revision.
 func (m *Metrics) Refused(client, reason string, at time.Time) {
 	m.refused.With(prometheus.Labels{"reason": reason}).Inc()
+	m.StillRefused(client, at)
+}
+
+// StillRefused sets the gauges of a refusal recorded before a restart,
+// without counting it again.
+func (m *Metrics) StillRefused(client string, at time.Time) {
 	m.lastRefused.Set(float64(at.Unix()))
-	if client != "" {
-		m.clientRefused.With(prometheus.Labels{"client": client}).Set(1)
+	if client == "" {
+		m.fleetRefused.Set(1)
+		return
 	}
+	m.clientRefused.With(prometheus.Labels{"client": client}).Set(1)
 }
 
 // ReconcileDone records one re-plan's duration.
