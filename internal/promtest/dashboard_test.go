@@ -15,7 +15,7 @@ const (
 	rulesFile     = "../../examples/prometheus/rules.yml"
 	rulesTestFile = "../../examples/prometheus/rules_test.yml"
 	scrapeFile    = "../../examples/prometheus/prometheus.yml"
-	readmeFile    = "../../examples/prometheus/README-section.md"
+	readmeFile    = "../../README.md"
 )
 
 // datasourceRef is how a panel or query names its data source.
