@@ -142,6 +142,8 @@ type Agent struct {
 
 	id  identity
 	seq int64
+	// reportSeq is the number of the last inventory report sent.
+	reportSeq int64
 }
 
 // New checks cfg, creates the state directory and loads what an earlier run
@@ -195,6 +197,11 @@ func New(cfg Config) (*Agent, error) {
 		return nil, fmt.Errorf("agent: %w", err)
 	}
 	a.seq = s.Seq
+	var rs seqState
+	if _, err := readJSON(cfg.StateDir, reportSeqFile, &rs); err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+	a.reportSeq = rs.Seq
 	j, err := openJournal(filepath.Join(cfg.StateDir, journalDir))
 	if err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
@@ -428,7 +435,17 @@ func (a *Agent) report(ctx context.Context) {
 	if err != nil {
 		a.log.Warn("cannot tell whether a reboot is pending", "error", err)
 	}
+	// The number is stored before the report leaves, so that no later
+	// report, even after a crash, reuses it: the controller keeps only
+	// reports numbered at least as high as the one it has.
+	seq := a.reportSeq + 1
+	if err := writeJSON(a.cfg.StateDir, reportSeqFile, seqState{Seq: seq}); err != nil {
+		a.log.Error("cannot number the inventory report; report skipped", "error", err)
+		return
+	}
+	a.reportSeq = seq
 	resp, err := a.api.report(ctx, wire.Report{
+		Seq:           seq,
 		Hostname:      a.cfg.Hostname,
 		OS:            a.cfg.OS,
 		Labels:        a.cfg.Labels,

@@ -441,11 +441,15 @@ func TestRunReportsPollsRunsAndReportsAgain(t *testing.T) {
 		t.Errorf("request order (-want +got):\n%s", diff)
 	}
 	wantReport := wire.Report{
+		Seq:      1,
 		Hostname: "acme-ws-01", OS: state.OS{Family: "linux", Version: "debian 12"},
 		Labels: map[string]string{"ring": "canary"}, Updates: h.be.inventory,
 	}
 	if diff := cmp.Diff(wantReport, reports[0]); diff != "" {
 		t.Errorf("report (-want +got):\n%s", diff)
+	}
+	if reports[1].Seq <= reports[0].Seq {
+		t.Errorf("report numbers %d then %d: each report must be numbered above the last", reports[0].Seq, reports[1].Seq)
 	}
 	assertPrivate(t, h.dir)
 	got := results["job-1"].Updates

@@ -16,7 +16,9 @@ import (
 const (
 	identityFile = "identity.json"
 	seqFile      = "seq.json"
-	journalDir   = "journal"
+	// reportSeqFile holds the number of the last inventory report.
+	reportSeqFile = "report-seq.json"
+	journalDir    = "journal"
 )
 
 const (

@@ -43,6 +43,7 @@ func (s *Server) report(w http.ResponseWriter, r *http.Request, ep store.Enrollm
 		RebootPending: rep.RebootPending,
 		Updates:       rep.Updates,
 		At:            s.cfg.Now(),
+		Seq:           rep.Seq,
 	})
 	if err != nil {
 		return storeError(err, "endpoint not found")

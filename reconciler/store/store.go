@@ -116,9 +116,12 @@ type Report struct {
 	// InstalledAt, Attempts and InFlightJob: whatever the agent put there is
 	// ignored.
 	Updates []*state.Update
-	// At is when the agent made the report; it becomes the endpoint's
-	// LastSeen.
+	// At is when the controller received the report; it becomes the
+	// endpoint's LastSeen.
 	At time.Time
+	// Seq is the agent's number for the report; it grows with every report
+	// of the endpoint. A report below the stored one's is refused.
+	Seq int64
 }
 
 // JobState is where a job is in its life.

@@ -58,6 +58,12 @@ type EnrollResponse struct {
 
 // Report replaces the endpoint's inventory.
 type Report struct {
+	// Seq grows with every report the agent makes (it survives restarts).
+	// The controller refuses a report whose Seq is below the stored one's
+	// with a conflict, so a late copy of an old report (a duplicate on a
+	// flaky network) cannot undo a newer one; a retry of the same report
+	// has the same Seq and is accepted.
+	Seq           int64             `json:"seq"`
 	Hostname      string            `json:"hostname"`
 	OS            state.OS          `json:"os"`
 	Labels        map[string]string `json:"labels,omitempty"`

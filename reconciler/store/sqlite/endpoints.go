@@ -72,9 +72,10 @@ func (db *DB) EndpointByID(ctx context.Context, id string) (store.Enrollment, er
 // when it is newly installed), and recorded attempts are untouched. An
 // update reported not installed loses its InstalledAt.
 //
-// A report older than the stored one is store.ErrConflict (an agent retrying
-// an old report must not undo a newer one); a report with the same time is
-// stored again, so a retried report is harmless.
+// A report older than the stored one, by its agent's sequence number or by
+// its time, is store.ErrConflict (a late copy of an old report must not undo
+// a newer one); a report with the same number and time is stored again, so
+// a retried report is harmless.
 func (db *DB) ReplaceInventory(ctx context.Context, r store.Report) error {
 	if r.At.IsZero() {
 		return fmt.Errorf("inventory of endpoint %q: report time is required: %w", r.Endpoint, store.ErrInvalid)
@@ -108,21 +109,27 @@ func (db *DB) ReplaceInventory(ctx context.Context, r store.Report) error {
 // replaceInventory is ReplaceInventory inside tx, with labels already
 // encoded.
 func replaceInventory(ctx context.Context, tx *sql.Tx, r store.Report, labels any) error {
-	var lastSeen sql.NullInt64
-	err := tx.QueryRowContext(ctx, `SELECT last_seen FROM endpoints WHERE id = ?`, r.Endpoint).Scan(&lastSeen)
+	var (
+		lastSeen sql.NullInt64
+		seq      int64
+	)
+	err := tx.QueryRowContext(ctx, `SELECT last_seen, report_seq FROM endpoints WHERE id = ?`, r.Endpoint).Scan(&lastSeen, &seq)
 	if errors.Is(err, sql.ErrNoRows) {
 		return store.ErrNotFound
 	}
 	if err != nil {
 		return err
 	}
+	if r.Seq < seq {
+		return fmt.Errorf("report %d is older than the stored report %d: %w", r.Seq, seq, store.ErrConflict)
+	}
 	if lastSeen.Valid && r.At.UnixNano() < lastSeen.Int64 {
 		return fmt.Errorf("report of %s is older than the stored one of %s: %w",
 			r.At.UTC().Format(timeLayout), timeOf(lastSeen).Format(timeLayout), store.ErrConflict)
 	}
 	if _, err := tx.ExecContext(ctx, `UPDATE endpoints SET hostname = ?, os_family = ?, os_version = ?, labels = ?,
-		last_seen = ?, reboot_pending = ? WHERE id = ?`,
-		r.Hostname, r.OS.Family, r.OS.Version, labels, r.At.UnixNano(), boolArg(r.RebootPending), r.Endpoint); err != nil {
+		last_seen = ?, reboot_pending = ?, report_seq = ? WHERE id = ?`,
+		r.Hostname, r.OS.Family, r.OS.Version, labels, r.At.UnixNano(), boolArg(r.RebootPending), r.Seq, r.Endpoint); err != nil {
 		return err
 	}
 

@@ -127,6 +127,16 @@ func TestReplaceInventory(t *testing.T) {
 			want:    []*state.Update{withInstalledAt(kb("KB5001", true), t2)},
 		},
 		{
+			name: "a late copy of an earlier report arrives after a newer one and is refused",
+			reports: []store.Report{
+				numbered(report("ep-1", t1, kb("KB5001", false)), 7),
+				numbered(report("ep-1", t2, kb("KB5001", true)), 8),
+				numbered(report("ep-1", t3, kb("KB5001", false)), 7),
+			},
+			wantErr: store.ErrConflict,
+			want:    []*state.Update{withInstalledAt(kb("KB5001", true), t2)},
+		},
+		{
 			name: "repeated report is stored again",
 			reports: []store.Report{
 				report("ep-1", t1, kb("KB5001", true)),
@@ -202,4 +212,10 @@ func withAttempts(u *state.Update) *state.Update {
 func withAttempt(u *state.Update, at time.Time, r state.Result, msg string) *state.Update {
 	u.Attempts = append(u.Attempts, state.Attempt{At: at, Result: r, Error: msg, Ring: "canary"})
 	return u
+}
+
+// numbered gives a report its agent's sequence number.
+func numbered(r store.Report, seq int64) store.Report {
+	r.Seq = seq
+	return r
 }
