@@ -134,6 +134,9 @@ type Controller struct {
 	summaries map[string]ClientStatus
 	// timers wake a client's re-plan when a window opens or a soak ends.
 	timers map[string]*time.Timer
+	// settling holds the clients whose report-triggered re-plan is waiting
+	// out reportSettle.
+	settling map[string]bool
 }
 
 // appliedClient is one client's policy at the revision it runs.
@@ -197,6 +200,7 @@ func New(ctx context.Context, cfg Config) (*Controller, error) {
 		policy:    make(map[string]appliedClient),
 		summaries: make(map[string]ClientStatus),
 		timers:    make(map[string]*time.Timer),
+		settling:  make(map[string]bool),
 	}
 	c.repoDir = cfg.RepoDir
 	if cfg.Repo.URL != "" {
@@ -339,10 +343,34 @@ func (c *Controller) expireLoop(ctx context.Context) {
 type events struct{ c *Controller }
 
 func (e events) Enrolled(ctx context.Context, client, endpoint string) {}
-func (e events) Reported(ctx context.Context, client, endpoint string) { e.c.queue.Add(client) }
+func (e events) Reported(ctx context.Context, client, endpoint string) { e.c.replanSoon(client) }
 func (e events) ResultRecorded(ctx context.Context, client, endpoint, job string) {
 	e.c.countResults(ctx, client, endpoint, job)
 	e.c.queue.Add(client)
+}
+
+// reportSettle is how long a report waits before it re-plans its client,
+// so that the reports of many endpoints of one client arriving together
+// (every agent reports after a controller restart, or at the top of the
+// hour) cost one re-plan instead of one each. Results and revisions do not
+// wait: they may release the next ring or a new job at once.
+const reportSettle = 250 * time.Millisecond
+
+// replanSoon re-plans client once reportSettle has passed, folding in every
+// report that arrives meanwhile.
+func (c *Controller) replanSoon(client string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.settling[client] {
+		return
+	}
+	c.settling[client] = true
+	time.AfterFunc(reportSettle, func() {
+		c.mu.Lock()
+		delete(c.settling, client)
+		c.mu.Unlock()
+		c.queue.Add(client)
+	})
 }
 
 // countResults adds a job's update results to the results counter, with
