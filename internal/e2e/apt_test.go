@@ -5,14 +5,13 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/patchline/patchline/agent"
 	"github.com/patchline/patchline/agent/backend/apt"
+	"github.com/patchline/patchline/agent/backend/apt/apttest"
 	"github.com/patchline/patchline/agent/backend/run"
 	"github.com/patchline/patchline/reconciler/state"
 )
@@ -21,100 +20,13 @@ import (
 // the apt backend's own test package so both can run at once.
 const aptPkg = "patchline-e2e-hello"
 
-// requireRealApt fails under CI=true and skips loudly elsewhere when the
-// real apt path cannot run.
-func requireRealApt(t *testing.T) {
-	t.Helper()
-	var missing []string
-	for _, tool := range []string{"dpkg", "dpkg-deb", "dpkg-query", "apt-get", "apt-ftparchive"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			missing = append(missing, tool)
-		}
-	}
-	why := ""
-	switch {
-	case len(missing) > 0:
-		why = "missing " + strings.Join(missing, ", ") + " (run .ci/systools.sh)"
-	case os.Geteuid() != 0:
-		why = "not root: dpkg and apt-get need root even for an isolated root"
-	}
-	if why == "" {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("real apt end-to-end test cannot run: %s", why)
-	}
-	t.Skipf("!!! SKIPPING the real apt end-to-end test: %s !!!", why)
-}
-
-func sh(t *testing.T, dir, name string, args ...string) []byte {
-	t.Helper()
-	cmd := exec.Command(name, args...)
-	cmd.Dir = dir
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
-	}
-	return out
-}
-
-func writeFile(t *testing.T, path, content string) {
-	t.Helper()
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// buildDeb builds aptPkg at version into dir and returns its path.
-func buildDeb(t *testing.T, dir, version string) string {
-	t.Helper()
-	tree := filepath.Join(t.TempDir(), "pkg")
-	writeFile(t, filepath.Join(tree, "DEBIAN", "control"), "Package: "+aptPkg+"\nVersion: "+version+
-		"\nArchitecture: all\nMaintainer: Patchline tests <tests@patchline.invalid>\nDescription: throwaway package for the end-to-end apt test\n")
-	writeFile(t, filepath.Join(tree, "opt", aptPkg, "hello.txt"), "hello from "+version+"\n")
-	deb := filepath.Join(dir, aptPkg+"_"+version+"_all.deb")
-	sh(t, "", "dpkg-deb", "--root-owner-group", "--build", tree, deb)
-	return deb
-}
-
-// isolatedRoot makes a dpkg root with aptPkg 1.0-1 installed, whose only
-// apt source is a local repository (a security suite) offering 1.1-1.
-func isolatedRoot(t *testing.T) string {
-	t.Helper()
-	work := t.TempDir()
-	repo := filepath.Join(work, "repo")
-	if err := os.MkdirAll(repo, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	old := buildDeb(t, work, "1.0-1")
-	buildDeb(t, repo, "1.1-1")
-	writeFile(t, filepath.Join(repo, "Packages"), string(sh(t, repo, "apt-ftparchive", "packages", ".")))
-	writeFile(t, filepath.Join(repo, "Release"), string(sh(t, repo, "apt-ftparchive",
-		"-o", "APT::FTPArchive::Release::Origin=Patchline-E2E",
-		"-o", "APT::FTPArchive::Release::Suite=e2e-security", "release", ".")))
-	root := filepath.Join(work, "root")
-	for _, d := range []string{"var/lib/dpkg/info", "var/lib/dpkg/updates", "etc/apt/apt.conf.d", "etc/apt/sources.list.d",
-		"etc/apt/preferences.d", "var/lib/apt/lists/partial", "var/cache/apt/archives/partial", "var/log/apt"} {
-		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	writeFile(t, filepath.Join(root, "var/lib/dpkg/status"), "")
-	writeFile(t, filepath.Join(root, "etc/apt/sources.list"), "deb [trusted=yes] file:"+repo+" ./\n")
-	sh(t, "", "dpkg", "--root="+root, "--install", old)
-	return root
-}
-
 // TestRealAptThroughPatchd: an agent with the real apt backend, on an
 // isolated dpkg root, enrolls with a real patchd whose fleet approves
 // security updates. The job installs 1.1-1 for real, and the controller's
 // state shows it installed.
 func TestRealAptThroughPatchd(t *testing.T) {
-	requireRealApt(t)
-	root := isolatedRoot(t)
+	apttest.Require(t)
+	root := apttest.Root(t, aptPkg)
 	repo := newFleetRepo(t, "7d", approveNothing)
 	c := startController(t, controllerConfig(t, repo))
 
