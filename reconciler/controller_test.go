@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/patchline/patchline/internal/apitest"
+
 	"github.com/ProtonMail/go-crypto/openpgp"
 	"github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing/object"
@@ -123,42 +125,14 @@ func (h *harness) stop() {
 }
 
 // do sends a JSON request and decodes a JSON answer into out (when not
-// nil); it returns the status code.
+// nil); it returns the status code and logs any non-2xx answer.
 func (h *harness) do(method, path string, headers map[string]string, body, out any) int {
 	h.t.Helper()
-	var r io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			h.t.Fatal(err)
-		}
-		r = bytes.NewReader(b)
+	code, data := apitest.Do(h.t, h.base, method, path, headers, body, out)
+	if code >= 300 {
+		h.t.Logf("%s %s: %d %s", method, path, code, data)
 	}
-	req, err := http.NewRequest(method, h.base+path, r)
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	for k, v := range headers {
-		req.Header.Set(k, v)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		h.t.Fatalf("%s %s: %v", method, path, err)
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(resp.Body)
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	if resp.StatusCode >= 300 {
-		h.t.Logf("%s %s: %d %s", method, path, resp.StatusCode, bytes.TrimSpace(data))
-	}
-	if out != nil && resp.StatusCode < 300 {
-		if err := json.Unmarshal(data, out); err != nil {
-			h.t.Fatalf("%s %s: decode %s: %v", method, path, data, err)
-		}
-	}
-	return resp.StatusCode
+	return code
 }
 
 func admin() map[string]string { return map[string]string{"Authorization": "Bearer " + adminToken} }

@@ -1,17 +1,17 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
 	"log/slog"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/patchline/patchline/internal/apitest"
 
 	"github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
@@ -76,39 +76,8 @@ type patchd struct {
 
 func (p patchd) do(method, path string, headers map[string]string, body, out any) int {
 	p.t.Helper()
-	var r io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			p.t.Fatal(err)
-		}
-		r = bytes.NewReader(b)
-	}
-	req, err := http.NewRequest(method, p.base+path, r)
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	for k, v := range headers {
-		req.Header.Set(k, v)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		p.t.Fatalf("%s %s: %v", method, path, err)
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(resp.Body)
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	if out != nil && resp.StatusCode < 300 {
-		if err := json.Unmarshal(data, out); err != nil {
-			p.t.Fatalf("%s %s: decode %s: %v", method, path, data, err)
-		}
-	}
-	if resp.StatusCode >= 300 {
-		p.t.Logf("%s %s: %d %s", method, path, resp.StatusCode, bytes.TrimSpace(data))
-	}
-	return resp.StatusCode
+	code, _ := apitest.Do(p.t, p.base, method, path, headers, body, out)
+	return code
 }
 
 // waitStatus polls /v1/status until ok holds; a hang, not a timing

@@ -2,7 +2,6 @@ package promtest
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/hmac"
@@ -18,6 +17,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/patchline/patchline/internal/apitest"
 
 	"github.com/patchline/patchline/internal/gittest"
 	"github.com/patchline/patchline/reconciler"
@@ -122,37 +123,8 @@ func (p *patchd) stop() {
 // nil); it fails the test unless the answer is a 2xx.
 func (p *patchd) do(method, path string, headers map[string]string, body, out any) {
 	p.t.Helper()
-	var r io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			p.t.Fatal(err)
-		}
-		r = bytes.NewReader(b)
-	}
-	req, err := http.NewRequest(method, p.base+path, r)
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	for k, v := range headers {
-		req.Header.Set(k, v)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		p.t.Fatalf("%s %s: %v", method, path, err)
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(resp.Body)
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	if resp.StatusCode >= 300 {
-		p.t.Fatalf("%s %s: %d %s", method, path, resp.StatusCode, bytes.TrimSpace(data))
-	}
-	if out != nil {
-		if err := json.Unmarshal(data, out); err != nil {
-			p.t.Fatalf("%s %s: decode %s: %v", method, path, data, err)
-		}
+	if code, data := apitest.Do(p.t, p.base, method, path, headers, body, out); code >= 300 {
+		p.t.Fatalf("%s %s: %d %s", method, path, code, data)
 	}
 }
 
