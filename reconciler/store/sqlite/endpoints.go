@@ -99,7 +99,9 @@ func (db *DB) ReplaceInventory(ctx context.Context, r store.Report) error {
 		labelsArg = nil
 	}
 
-	err = inTx(ctx, db.write, func(tx *sql.Tx) error { return replaceInventory(ctx, tx, r, labelsArg) })
+	// A report is level-based: the agent sends the whole inventory again,
+	// so it may skip waiting for the disk (see inLazyTx).
+	err = inLazyTx(ctx, db.write, func(tx *sql.Tx) error { return replaceInventory(ctx, tx, r, labelsArg) })
 	if err != nil {
 		return fmt.Errorf("inventory of endpoint %q: %w", r.Endpoint, err)
 	}

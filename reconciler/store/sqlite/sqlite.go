@@ -17,6 +17,7 @@ import (
 	"context"
 	"crypto/rand"
 	"database/sql"
+	"database/sql/driver"
 	"embed"
 	"encoding/json"
 	"errors"
@@ -208,6 +209,45 @@ func migrate(ctx context.Context, db *sql.DB, fsys fs.FS) error {
 // inTx runs fn in a transaction and commits it when fn returns nil.
 func inTx(ctx context.Context, db *sql.DB, fn func(*sql.Tx) error) error {
 	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	if err := fn(tx); err != nil {
+		return errors.Join(err, rollback(tx))
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+// inLazyTx is inTx for a write that may be lost to a power cut but not to a
+// crash: its commit does not wait for the disk (synchronous=NORMAL for this
+// one transaction; in WAL mode the commit is in the operating system's
+// cache, safe from a killed process, and the next synchronous commit
+// writes it to disk with its own). Inventory reports are such writes: every
+// agent sends its whole inventory again at least hourly and after each
+// job. Enrollments, jobs, results and revisions keep synchronous=FULL.
+//
+// The pragma applies to a connection, so the whole sequence holds the one
+// write connection, and a connection whose pragma could not be restored is
+// discarded rather than reused.
+func inLazyTx(ctx context.Context, db *sql.DB, fn func(*sql.Tx) error) (err error) {
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("connect: %w", err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, "PRAGMA synchronous=NORMAL"); err != nil {
+		return fmt.Errorf("relax sync: %w", err)
+	}
+	defer func() {
+		if _, rerr := conn.ExecContext(context.WithoutCancel(ctx), "PRAGMA synchronous=FULL"); rerr != nil {
+			_ = conn.Raw(func(any) error { return driver.ErrBadConn })
+			err = errors.Join(err, fmt.Errorf("restore sync: %w", rerr))
+		}
+	}()
+	tx, err := conn.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
 	}

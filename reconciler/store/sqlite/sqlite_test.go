@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"testing"
 	"testing/fstest"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/patchline/patchline/reconciler/store"
@@ -37,6 +38,25 @@ func TestOpenSetsDurabilityPragmas(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestReportsLeaveCommitsDurable: an inventory report commits without
+// waiting for the disk, and the write connection is back to fsync on every
+// commit afterwards, for the jobs and results that follow.
+func TestReportsLeaveCommitsDurable(t *testing.T) {
+	db, _ := openTest(t)
+	ctx := context.Background()
+	enroll(t, db, "ep-1", "acme")
+	if err := db.ReplaceInventory(ctx, report("ep-1", time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC))); err != nil {
+		t.Fatal(err)
+	}
+	var got string
+	if err := db.write.QueryRowContext(ctx, "PRAGMA synchronous").Scan(&got); err != nil {
+		t.Fatal(err)
+	}
+	if got != "2" {
+		t.Errorf("after a report, the write connection has synchronous = %s, want 2 (FULL)", got)
 	}
 }
 
