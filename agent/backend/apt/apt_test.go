@@ -160,16 +160,8 @@ func TestInstallFromRecordedOutputs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	type short struct {
-		Update    string
-		Succeeded bool
-		Error     string
-	}
-	var gotShort []short
-	for _, res := range got {
-		gotShort = append(gotShort, short{res.Update, res.Succeeded, res.Error})
-	}
-	want := []short{
+	gotShort := runtest.Outcomes(got)
+	want := []runtest.Outcome{
 		{"openssl@3.0.16-1~deb12u1", true, ""},
 		{"tzdata@2099a-0", false, "apt-get install tzdata=2099a-0: exit status 100"},
 		{"nginx@1.22.1-9", false, "after apt-get install: dpkg-query nginx: exit status 1: dpkg-query: no packages found matching nginx"},

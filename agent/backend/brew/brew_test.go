@@ -67,16 +67,8 @@ func TestInstallFromRecordedOutputs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	type short struct {
-		Update    string
-		Succeeded bool
-		Error     string
-	}
-	var gotShort []short
-	for _, res := range got {
-		gotShort = append(gotShort, short{res.Update, res.Succeeded, res.Error})
-	}
-	want := []short{
+	gotShort := runtest.Outcomes(got)
+	want := []runtest.Outcome{
 		{"git@2.49.0", true, ""},
 		{"firefox@139.0.1", false, "brew upgrade --cask firefox: exit status 1"},
 		{"openssl@3@3.4.1", false, "Homebrew would install openssl@3 3.5.0, not 3.4.1"},

@@ -99,16 +99,8 @@ func TestInstallFromRecordedExitCodes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	type short struct {
-		Update    string
-		Succeeded bool
-		Error     string
-	}
-	var gotShort []short
-	for _, res := range got {
-		gotShort = append(gotShort, short{res.Update, res.Succeeded, res.Error})
-	}
-	want := []short{
+	gotShort := runtest.Outcomes(got)
+	want := []runtest.Outcome{
 		{"git@2.49.0", true, ""},
 		{"googlechrome@137.0.7151.69", true, ""},
 		{"vlc@3.0.99", false, "choco upgrade vlc 3.0.99: exit status 1"},

@@ -142,16 +142,8 @@ func TestInstallOutcomes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	type short struct {
-		Update    string
-		Succeeded bool
-		Error     string
-	}
-	var got []short
-	for _, r := range res {
-		got = append(got, short{r.Update, r.Succeeded, r.Error})
-	}
-	want := []short{
+	got := runtest.Outcomes(res)
+	want := []runtest.Outcome{
 		{lcu.ID, false, fmt.Sprintf("simulated: %s requires %s, which is not installed", lcu.ID, ssu.ID)},
 		{"KB1234567", false, `simulated endpoint has no update "KB1234567"`},
 		{ssu.ID, true, ""},

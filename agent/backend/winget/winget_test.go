@@ -69,16 +69,8 @@ func TestInstallFromRecordedExitCodes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	type short struct {
-		Update    string
-		Succeeded bool
-		Error     string
-	}
-	var gotShort []short
-	for _, res := range got {
-		gotShort = append(gotShort, short{res.Update, res.Succeeded, res.Error})
-	}
-	want := []short{
+	gotShort := runtest.Outcomes(got)
+	want := []runtest.Outcome{
 		{"Mozilla.Firefox@139.0.1", true, ""},
 		{"Notepad++.Notepad++@8.8.1", true, ""},
 		{"7zip.7zip@24.09", false, "winget upgrade 7zip.7zip 24.09: exit code 0x8A150101"},

@@ -90,16 +90,8 @@ func TestInstallFromRecordedOutput(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	type short struct {
-		Update    string
-		Succeeded bool
-		Error     string
-	}
-	var gotShort []short
-	for _, res := range got {
-		gotShort = append(gotShort, short{res.Update, res.Succeeded, res.Error})
-	}
-	want := []short{
+	gotShort := runtest.Outcomes(got)
+	want := []runtest.Outcome{
 		{"KB5058411", true, ""},
 		{"KB5054979", false, "KB5054979: install failed (HRESULT 0x80240017)"},
 		{"KB5055523", true, ""},

@@ -12,6 +12,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/patchline/patchline/agent/backend/run"
 )
 
 // Call is one recorded command: what was run and what it printed.
@@ -110,4 +112,22 @@ func Golden(t testing.TB, path string, got []byte, update bool) {
 	if string(want) != string(got) {
 		t.Errorf("%s differs (-want +got; run with -update to accept):\n%s", path, cmp.Diff(string(want), string(got)))
 	}
+}
+
+// Outcome is what install tests compare of a run.Result; the tool's output
+// is checked on its own. It is an alias of a plain struct so that tables of
+// wanted outcomes can list them as {update, succeeded, error}.
+type Outcome = struct {
+	Update    string
+	Succeeded bool
+	Error     string
+}
+
+// Outcomes summarises install results for comparison with go-cmp.
+func Outcomes(rs []run.Result) []Outcome {
+	out := make([]Outcome, 0, len(rs))
+	for _, r := range rs {
+		out = append(out, Outcome{r.Update, r.Succeeded, r.Error})
+	}
+	return out
 }
