@@ -51,7 +51,7 @@ func populate(b *testing.B, db *DB) {
 					VALUES (?, ?, ?, ?, ?)`, benchEndpoint(i), benchClient(i), benchEndpoint(i), []byte("k"), t0.UnixNano()); err != nil {
 					return err
 				}
-				if err := replaceInventory(ctx, tx, benchReport(i, t0), `{"site":"hq"}`); err != nil {
+				if err := db.replaceInventory(ctx, tx, benchReport(i, t0), `{"site":"hq"}`); err != nil {
 					return err
 				}
 			}

@@ -101,21 +101,42 @@ func (db *DB) ReplaceInventory(ctx context.Context, r store.Report) error {
 
 	// A report is level-based: the agent sends the whole inventory again,
 	// so it may skip waiting for the disk (see inLazyTx).
-	err = inLazyTx(ctx, db.write, func(tx *sql.Tx) error { return replaceInventory(ctx, tx, r, labelsArg) })
+	err = inLazyTx(ctx, db.write, func(tx *sql.Tx) error { return db.replaceInventory(ctx, tx, r, labelsArg) })
 	if err != nil {
 		return fmt.Errorf("inventory of endpoint %q: %w", r.Endpoint, err)
 	}
 	return nil
 }
 
+// The statements an inventory report runs, prepared once when the store
+// opens (see statements).
+const (
+	getSeenQuery     = `SELECT last_seen, report_seq FROM endpoints WHERE id = ?`
+	updEndpointQuery = `UPDATE endpoints SET hostname = ?, os_family = ?, os_version = ?, labels = ?,
+		last_seen = ?, reboot_pending = ?, report_seq = ? WHERE id = ?`
+	selInstalledQuery = `SELECT id, installed_at FROM updates WHERE endpoint = ? AND installed_at IS NOT NULL`
+	delUpdatesQuery   = `DELETE FROM updates WHERE endpoint = ?`
+	insUpdateQuery    = `INSERT INTO updates (endpoint, id, source, name, title, version, installed_version,
+		category, severity, cvss, cves, known_exploited, released, reboot_required, requires, installed, installed_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+)
+
+// writeStatements are prepared on the write connection by Open.
+var writeStatements = []string{getSeenQuery, updEndpointQuery, selInstalledQuery, delUpdatesQuery, insUpdateQuery}
+
 // replaceInventory is ReplaceInventory inside tx, with labels already
 // encoded.
-func replaceInventory(ctx context.Context, tx *sql.Tx, r store.Report, labels any) error {
+func (db *DB) replaceInventory(ctx context.Context, tx *sql.Tx, r store.Report, labels any) error {
+	stmt := func(query string) (*sql.Stmt, error) { return db.stmts.inTx(ctx, db, tx, query) }
 	var (
 		lastSeen sql.NullInt64
 		seq      int64
 	)
-	err := tx.QueryRowContext(ctx, `SELECT last_seen, report_seq FROM endpoints WHERE id = ?`, r.Endpoint).Scan(&lastSeen, &seq)
+	get, err := stmt(getSeenQuery)
+	if err != nil {
+		return err
+	}
+	err = get.QueryRowContext(ctx, r.Endpoint).Scan(&lastSeen, &seq)
 	if errors.Is(err, sql.ErrNoRows) {
 		return store.ErrNotFound
 	}
@@ -129,15 +150,22 @@ func replaceInventory(ctx context.Context, tx *sql.Tx, r store.Report, labels an
 		return fmt.Errorf("report of %s is older than the stored one of %s: %w",
 			r.At.UTC().Format(timeLayout), timeOf(lastSeen).Format(timeLayout), store.ErrConflict)
 	}
-	if _, err := tx.ExecContext(ctx, `UPDATE endpoints SET hostname = ?, os_family = ?, os_version = ?, labels = ?,
-		last_seen = ?, reboot_pending = ?, report_seq = ? WHERE id = ?`,
+	upd, err := stmt(updEndpointQuery)
+	if err != nil {
+		return err
+	}
+	if _, err := upd.ExecContext(ctx,
 		r.Hostname, r.OS.Family, r.OS.Version, labels, r.At.UnixNano(), boolArg(r.RebootPending), r.Seq, r.Endpoint); err != nil {
 		return err
 	}
 
 	// Keep installed_at of updates still reported installed.
 	installedAt := map[string]int64{}
-	rows, err := tx.QueryContext(ctx, `SELECT id, installed_at FROM updates WHERE endpoint = ? AND installed_at IS NOT NULL`, r.Endpoint)
+	sel, err := stmt(selInstalledQuery)
+	if err != nil {
+		return err
+	}
+	rows, err := sel.QueryContext(ctx, r.Endpoint)
 	if err != nil {
 		return err
 	}
@@ -153,19 +181,20 @@ func replaceInventory(ctx context.Context, tx *sql.Tx, r store.Report, labels an
 	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
 		return err
 	}
-	if _, err := tx.ExecContext(ctx, `DELETE FROM updates WHERE endpoint = ?`, r.Endpoint); err != nil {
+	del, err := stmt(delUpdatesQuery)
+	if err != nil {
+		return err
+	}
+	if _, err := del.ExecContext(ctx, r.Endpoint); err != nil {
 		return err
 	}
 	if len(r.Updates) == 0 {
 		return nil
 	}
-	ins, err := tx.PrepareContext(ctx, `INSERT INTO updates (endpoint, id, source, name, title, version, installed_version,
-		category, severity, cvss, cves, known_exploited, released, reboot_required, requires, installed, installed_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+	ins, err := stmt(insUpdateQuery)
 	if err != nil {
 		return err
 	}
-	defer ins.Close()
 	for _, u := range r.Updates {
 		cves, err := jsonArg(u.CVEs)
 		if err != nil {

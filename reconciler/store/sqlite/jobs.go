@@ -158,6 +158,13 @@ func scanJob(rows *sql.Rows) (store.Job, error) {
 	return j, nil
 }
 
+// dueJobsQuery is DueJobs' query, run on every long-poll.
+const dueJobsQuery = `SELECT ` + jobColumns + ` FROM jobs
+	WHERE endpoint = ? AND state IN ('open', 'leased') AND not_after > ? AND (state = 'open' OR lease_until <= ?)
+	AND NOT EXISTS (SELECT 1 FROM jobs AS older WHERE older.endpoint = jobs.endpoint AND older.seq < jobs.seq
+		AND older.state = 'leased' AND older.lease_until > ? AND older.not_after > ?)
+	ORDER BY seq`
+
 // DueJobs returns the jobs of an endpoint its agent should run now, in
 // sequence order: open jobs, and leased jobs whose lease ended without a
 // result (the agent crashed or lost the job; it is offered again), in both
@@ -167,11 +174,11 @@ func scanJob(rows *sql.Rows) (store.Job, error) {
 // offered again after a newer one would be refused for good.
 func (db *DB) DueJobs(ctx context.Context, endpoint string, now time.Time) ([]store.Job, error) {
 	n := now.UnixNano()
-	rows, err := db.read.QueryContext(ctx, `SELECT `+jobColumns+` FROM jobs
-		WHERE endpoint = ? AND state IN ('open', 'leased') AND not_after > ? AND (state = 'open' OR lease_until <= ?)
-		AND NOT EXISTS (SELECT 1 FROM jobs AS older WHERE older.endpoint = jobs.endpoint AND older.seq < jobs.seq
-			AND older.state = 'leased' AND older.lease_until > ? AND older.not_after > ?)
-		ORDER BY seq`, endpoint, n, n, n, n)
+	st, err := db.stmts.prepared(ctx, db.read, dueJobsQuery)
+	if err != nil {
+		return nil, fmt.Errorf("due jobs of endpoint %q: %w", endpoint, err)
+	}
+	rows, err := st.QueryContext(ctx, endpoint, n, n, n, n)
 	if err != nil {
 		return nil, fmt.Errorf("due jobs of endpoint %q: %w", endpoint, err)
 	}
