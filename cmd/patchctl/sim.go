@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"runtime/pprof"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -14,6 +15,7 @@ func newSimCmd() *cobra.Command {
 	var (
 		opts        fleetsim.Options
 		secretsFile string
+		cpuProfile  string
 	)
 	cmd := &cobra.Command{
 		Use:   "sim --controller URL --secrets FILE --clients C --endpoints N",
@@ -46,6 +48,13 @@ controller needs 'ulimit -n' above --endpoints too.`,
 			if err := fleetsim.RaiseFileLimit(uint64(opts.Endpoints) + 1024); err != nil {
 				return err
 			}
+			if cpuProfile != "" {
+				stop, err := startCPUProfile(cpuProfile)
+				if err != nil {
+					return err
+				}
+				defer stop()
+			}
 			opts.Progress = cmd.ErrOrStderr()
 			opts.Terminal = isTerminal(opts.Progress)
 			sum, err := fleetsim.Run(cmd.Context(), opts)
@@ -74,7 +83,25 @@ controller needs 'ulimit -n' above --endpoints too.`,
 	f.StringVar(&opts.StateDir, "state-dir", "", "`DIR` for the agents' state directories (default: the temporary directory)")
 	f.StringVar(&opts.RepoDir, "repo-dir", "", "the fleet repo `DIR` patchd follows, for --commits")
 	f.IntVar(&opts.Commits, "commits", 0, "after converging, time this many commits to their first job")
+	f.StringVar(&cpuProfile, "cpu-profile", "", "write a CPU profile of the simulator itself to `FILE` (for 'go tool pprof')")
 	return cmd
+}
+
+// startCPUProfile profiles this process's CPU into the file at path until
+// the returned function is called.
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("--cpu-profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("--cpu-profile %s: %w", path, err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }
 
 // isTerminal reports whether w is a terminal, where progress is redrawn in

@@ -26,7 +26,7 @@ func main() { os.Exit(run(os.Args[1:], os.Stderr)) }
 // run parses flags, runs the controller until SIGINT or SIGTERM and
 // returns the exit code.
 func run(args []string, stderr io.Writer) int {
-	cfg, err := parseFlags(args, stderr)
+	cfg, debugAddr, err := parseFlags(args, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
 	}
@@ -36,6 +36,12 @@ func run(args []string, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if debugAddr != "" {
+		if _, err := serveDebug(ctx, debugAddr, cfg.Logger); err != nil {
+			fmt.Fprintln(stderr, "patchd:", err)
+			return 2
+		}
+	}
 	c, err := reconciler.New(ctx, cfg)
 	if err != nil {
 		fmt.Fprintln(stderr, "patchd:", err)
@@ -48,9 +54,10 @@ func run(args []string, stderr io.Writer) int {
 	return 0
 }
 
-func parseFlags(args []string, stderr io.Writer) (reconciler.Config, error) {
+// parseFlags returns the controller's configuration and the profiler's
+// address (empty when not asked for).
+func parseFlags(args []string, stderr io.Writer) (cfg reconciler.Config, debugAddr string, err error) {
 	var (
-		cfg                 reconciler.Config
 		keyring, tokenFile  string
 		logLevel, logFormat string
 	)
@@ -75,39 +82,40 @@ func parseFlags(args []string, stderr io.Writer) (reconciler.Config, error) {
 	fs.Float64Var(&cfg.EnrollRate, "enroll-rate", 10, "enrollments per second accepted after a burst of 50 (raise to onboard a large fleet at once)")
 	fs.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&logFormat, "log-format", "text", "log format: text or json")
+	fs.StringVar(&debugAddr, "debug-listen", "", "loopback `address` serving Go's profiler at /debug/pprof/ (for measuring; off by default)")
 	if err := fs.Parse(args); err != nil {
-		return cfg, err
+		return cfg, "", err
 	}
 	if fs.NArg() > 0 {
-		return cfg, fmt.Errorf("unexpected arguments %q", fs.Args())
+		return cfg, "", fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
 	if cfg.Lease <= 0 {
-		return cfg, fmt.Errorf("--lease %v: must be positive", cfg.Lease)
+		return cfg, "", fmt.Errorf("--lease %v: must be positive", cfg.Lease)
 	}
 	cfg.RepoBranch = cfg.Repo.Branch
 	if cfg.RepoDir != "" && cfg.Repo.URL != "" {
-		return cfg, errors.New("give --repo or --repo-dir, not both")
+		return cfg, "", errors.New("give --repo or --repo-dir, not both")
 	}
 	if cfg.Verify.RequireSigned {
 		if keyring == "" {
-			return cfg, errors.New("--require-signed needs --keyring FILE")
+			return cfg, "", errors.New("--require-signed needs --keyring FILE")
 		}
 		b, err := os.ReadFile(keyring)
 		if err != nil {
-			return cfg, fmt.Errorf("--keyring: %w", err)
+			return cfg, "", fmt.Errorf("--keyring: %w", err)
 		}
 		cfg.Verify.Keyring = string(b)
 	}
 	if tokenFile != "" {
 		b, err := os.ReadFile(tokenFile)
 		if err != nil {
-			return cfg, fmt.Errorf("--git-token-file: %w", err)
+			return cfg, "", fmt.Errorf("--git-token-file: %w", err)
 		}
 		cfg.Repo.Token = string(bytes.TrimSpace(b))
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(logLevel)); err != nil {
-		return cfg, fmt.Errorf("--log-level: %w", err)
+		return cfg, "", fmt.Errorf("--log-level: %w", err)
 	}
 	opts := &slog.HandlerOptions{Level: level}
 	switch logFormat {
@@ -116,7 +124,7 @@ func parseFlags(args []string, stderr io.Writer) (reconciler.Config, error) {
 	case "json":
 		cfg.Logger = slog.New(slog.NewJSONHandler(stderr, opts))
 	default:
-		return cfg, fmt.Errorf("--log-format %q: want text or json", logFormat)
+		return cfg, "", fmt.Errorf("--log-format %q: want text or json", logFormat)
 	}
-	return cfg, nil
+	return cfg, debugAddr, nil
 }

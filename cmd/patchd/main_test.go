@@ -1,7 +1,10 @@
 package main
 
 import (
+	"context"
 	"io"
+	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -41,7 +44,7 @@ func TestParseFlags(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cfg, err := parseFlags(tt.args, io.Discard)
+			cfg, _, err := parseFlags(tt.args, io.Discard)
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("error %v, want one mentioning %q", err, tt.wantErr)
@@ -56,9 +59,12 @@ func TestParseFlags(t *testing.T) {
 			}
 		})
 	}
-	cfg, err := parseFlags(tests[0].args, io.Discard)
+	cfg, debugAddr, err := parseFlags(append(tests[0].args, "--debug-listen", "127.0.0.1:6060"), io.Discard)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if debugAddr != "127.0.0.1:6060" {
+		t.Errorf("profiler address %q, want 127.0.0.1:6060", debugAddr)
 	}
 	if cfg.Repo.Token != "ghp_abc" || cfg.Repo.Branch != "prod" || cfg.RepoBranch != "prod" || cfg.Poll != 30*time.Second ||
 		!cfg.Verify.RequireSigned || !strings.HasPrefix(cfg.Verify.Keyring, "-----BEGIN PGP") {
@@ -85,6 +91,7 @@ func TestRunRefusesBadSetups(t *testing.T) {
 		{"secrets readable by others", []string{"--repo-dir", dir, "--data-dir", dir, "--secrets", secrets}, 1, "chmod 600"},
 		{"plain HTTP on a public address", []string{"--repo-dir", dir, "--data-dir", dir, "--secrets", secrets, "--listen", "0.0.0.0:0"}, 1, "plain HTTP"},
 		{"unknown flag", []string{"--colour"}, 2, "flag provided but not defined"},
+		{"profiler on a public address", []string{"--repo-dir", dir, "--data-dir", dir, "--secrets", secrets, "--debug-listen", "0.0.0.0:0"}, 2, "loopback address only"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -94,4 +101,33 @@ func TestRunRefusesBadSetups(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestServeDebug: the profiler answers on loopback and stops with its
+// context.
+func TestServeDebug(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	addr, err := serveDebug(ctx, "127.0.0.1:0", slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := "http://" + addr.String() + "/debug/pprof/cmdline"
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %s", url, resp.Status)
+	}
+	cancel()
+	for range 100 {
+		if resp, err := http.Get(url); err != nil {
+			return
+		} else {
+			resp.Body.Close()
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Error("the profiler still answers after its context ended")
 }
