@@ -19,23 +19,24 @@ func (db *DB) AppendAudit(ctx context.Context, e store.AuditEntry) error {
 	if len(e.Detail) > 0 && !json.Valid(e.Detail) {
 		return fmt.Errorf("append %s audit entry: detail is not JSON: %w", e.Kind, store.ErrInvalid)
 	}
-	err := inTx(ctx, db.write, func(tx *sql.Tx) error { return appendAudit(ctx, tx, e) })
+	err := db.update(ctx, func(tx *wtx) error { return appendAudit(tx, e) })
 	if err != nil {
 		return fmt.Errorf("append %s audit entry: %w", e.Kind, err)
 	}
 	return nil
 }
 
+var appendAuditQuery = writeQuery(`INSERT INTO audit (at, kind, client, endpoint, revision, job, detail)
+	VALUES (?, ?, ?, ?, ?, ?, ?)`)
+
 // appendAudit appends e inside tx, so an entry is stored exactly when the
 // change it records is.
-func appendAudit(ctx context.Context, tx *sql.Tx, e store.AuditEntry) error {
+func appendAudit(tx *wtx, e store.AuditEntry) error {
 	var detail any
 	if len(e.Detail) > 0 {
 		detail = string(e.Detail)
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO audit (at, kind, client, endpoint, revision, job, detail)
-		VALUES (?, ?, ?, ?, ?, ?, ?)`,
-		timeArg(e.At), string(e.Kind), e.Client, e.Endpoint, e.Revision, e.Job, detail); err != nil {
+	if _, err := tx.exec(appendAuditQuery, timeArg(e.At), string(e.Kind), e.Client, e.Endpoint, e.Revision, e.Job, detail); err != nil {
 		return fmt.Errorf("audit: %w", err)
 	}
 	return nil

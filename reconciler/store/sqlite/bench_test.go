@@ -2,7 +2,6 @@ package sqlite
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"testing"
 	"time"
@@ -45,13 +44,12 @@ func populate(b *testing.B, db *DB) {
 	ctx := context.Background()
 	const chunk = 1000
 	for start := 0; start < benchEndpoints; start += chunk {
-		err := inTx(ctx, db.write, func(tx *sql.Tx) error {
+		err := db.update(ctx, func(tx *wtx) error {
 			for i := start; i < start+chunk; i++ {
-				if _, err := tx.ExecContext(ctx, `INSERT INTO endpoints (id, client, hostname, node_key_hash, enrolled_at)
-					VALUES (?, ?, ?, ?, ?)`, benchEndpoint(i), benchClient(i), benchEndpoint(i), []byte("k"), t0.UnixNano()); err != nil {
+				if _, err := tx.exec(enrollQuery, benchEndpoint(i), benchClient(i), benchEndpoint(i), []byte("k"), t0.UnixNano()); err != nil {
 					return err
 				}
-				if err := db.replaceInventory(ctx, tx, benchReport(i, t0), `{"site":"hq"}`); err != nil {
+				if err := replaceInventory(tx, benchReport(i, t0), `{"site":"hq"}`); err != nil {
 					return err
 				}
 			}

@@ -20,10 +20,8 @@ func (db *DB) Enroll(ctx context.Context, e store.Enrollment) error {
 	if len(e.NodeKeyHash) == 0 || e.EnrolledAt.IsZero() {
 		return fmt.Errorf("enroll endpoint %q: node key hash and enrollment time are required: %w", e.ID, store.ErrInvalid)
 	}
-	err := inTx(ctx, db.write, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `INSERT INTO endpoints (id, client, hostname, node_key_hash, enrolled_at)
-			VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
-			e.ID, e.Client, e.Hostname, e.NodeKeyHash, timeArg(e.EnrolledAt))
+	err := db.update(ctx, func(tx *wtx) error {
+		res, err := tx.exec(enrollQuery, e.ID, e.Client, e.Hostname, e.NodeKeyHash, timeArg(e.EnrolledAt))
 		if err != nil {
 			return err
 		}
@@ -38,7 +36,7 @@ func (db *DB) Enroll(ctx context.Context, e store.Enrollment) error {
 		if err != nil {
 			return err
 		}
-		return appendAudit(ctx, tx, store.AuditEntry{
+		return appendAudit(tx, store.AuditEntry{
 			At: e.EnrolledAt, Kind: store.AuditEnroll, Client: e.Client, Endpoint: e.ID, Detail: detail,
 		})
 	})
@@ -48,11 +46,18 @@ func (db *DB) Enroll(ctx context.Context, e store.Enrollment) error {
 	return nil
 }
 
+var (
+	enrollQuery = writeQuery(`INSERT INTO endpoints (id, client, hostname, node_key_hash, enrolled_at)
+		VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`)
+	// endpointQuery runs on every agent request, to check its node key.
+	endpointQuery = readQuery(`SELECT client, hostname, node_key_hash, enrolled_at FROM endpoints WHERE id = ?`)
+)
+
 // EndpointByID returns an endpoint's enrollment, or store.ErrNotFound.
 func (db *DB) EndpointByID(ctx context.Context, id string) (store.Enrollment, error) {
 	e := store.Enrollment{ID: id}
 	var enrolled sql.NullInt64
-	err := db.read.QueryRowContext(ctx, `SELECT client, hostname, node_key_hash, enrolled_at FROM endpoints WHERE id = ?`, id).
+	err := db.stmts.lookup(db.read, endpointQuery).QueryRowContext(ctx, id).
 		Scan(&e.Client, &e.Hostname, &e.NodeKeyHash, &enrolled)
 	if errors.Is(err, sql.ErrNoRows) {
 		return store.Enrollment{}, fmt.Errorf("endpoint %q: %w", id, store.ErrNotFound)
@@ -100,43 +105,34 @@ func (db *DB) ReplaceInventory(ctx context.Context, r store.Report) error {
 	}
 
 	// A report is level-based: the agent sends the whole inventory again,
-	// so it may skip waiting for the disk (see inLazyTx).
-	err = inLazyTx(ctx, db.write, func(tx *sql.Tx) error { return db.replaceInventory(ctx, tx, r, labelsArg) })
+	// so it may skip waiting for the disk (see updateLazy).
+	err = db.updateLazy(ctx, func(tx *wtx) error { return replaceInventory(tx, r, labelsArg) })
 	if err != nil {
 		return fmt.Errorf("inventory of endpoint %q: %w", r.Endpoint, err)
 	}
 	return nil
 }
 
-// The statements an inventory report runs, prepared once when the store
-// opens (see statements).
-const (
-	getSeenQuery     = `SELECT last_seen, report_seq FROM endpoints WHERE id = ?`
-	updEndpointQuery = `UPDATE endpoints SET hostname = ?, os_family = ?, os_version = ?, labels = ?,
-		last_seen = ?, reboot_pending = ?, report_seq = ? WHERE id = ?`
-	selInstalledQuery = `SELECT id, installed_at FROM updates WHERE endpoint = ? AND installed_at IS NOT NULL`
-	delUpdatesQuery   = `DELETE FROM updates WHERE endpoint = ?`
-	insUpdateQuery    = `INSERT INTO updates (endpoint, id, source, name, title, version, installed_version,
+// The statements of an inventory report.
+var (
+	getSeenQuery     = writeQuery(`SELECT last_seen, report_seq FROM endpoints WHERE id = ?`)
+	updEndpointQuery = writeQuery(`UPDATE endpoints SET hostname = ?, os_family = ?, os_version = ?, labels = ?,
+		last_seen = ?, reboot_pending = ?, report_seq = ? WHERE id = ?`)
+	selInstalledQuery = writeQuery(`SELECT id, installed_at FROM updates WHERE endpoint = ? AND installed_at IS NOT NULL`)
+	delUpdatesQuery   = writeQuery(`DELETE FROM updates WHERE endpoint = ?`)
+	insUpdateQuery    = writeQuery(`INSERT INTO updates (endpoint, id, source, name, title, version, installed_version,
 		category, severity, cvss, cves, known_exploited, released, reboot_required, requires, installed, installed_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
 )
-
-// writeStatements are prepared on the write connection by Open.
-var writeStatements = []string{getSeenQuery, updEndpointQuery, selInstalledQuery, delUpdatesQuery, insUpdateQuery}
 
 // replaceInventory is ReplaceInventory inside tx, with labels already
 // encoded.
-func (db *DB) replaceInventory(ctx context.Context, tx *sql.Tx, r store.Report, labels any) error {
-	stmt := func(query string) (*sql.Stmt, error) { return db.stmts.inTx(ctx, db, tx, query) }
+func replaceInventory(tx *wtx, r store.Report, labels any) error {
 	var (
 		lastSeen sql.NullInt64
 		seq      int64
 	)
-	get, err := stmt(getSeenQuery)
-	if err != nil {
-		return err
-	}
-	err = get.QueryRowContext(ctx, r.Endpoint).Scan(&lastSeen, &seq)
+	err := tx.queryRow(getSeenQuery, r.Endpoint).Scan(&lastSeen, &seq)
 	if errors.Is(err, sql.ErrNoRows) {
 		return store.ErrNotFound
 	}
@@ -150,22 +146,14 @@ func (db *DB) replaceInventory(ctx context.Context, tx *sql.Tx, r store.Report, 
 		return fmt.Errorf("report of %s is older than the stored one of %s: %w",
 			r.At.UTC().Format(timeLayout), timeOf(lastSeen).Format(timeLayout), store.ErrConflict)
 	}
-	upd, err := stmt(updEndpointQuery)
-	if err != nil {
-		return err
-	}
-	if _, err := upd.ExecContext(ctx,
+	if _, err := tx.exec(updEndpointQuery,
 		r.Hostname, r.OS.Family, r.OS.Version, labels, r.At.UnixNano(), boolArg(r.RebootPending), r.Seq, r.Endpoint); err != nil {
 		return err
 	}
 
 	// Keep installed_at of updates still reported installed.
 	installedAt := map[string]int64{}
-	sel, err := stmt(selInstalledQuery)
-	if err != nil {
-		return err
-	}
-	rows, err := sel.QueryContext(ctx, r.Endpoint)
+	rows, err := tx.query(selInstalledQuery, r.Endpoint)
 	if err != nil {
 		return err
 	}
@@ -181,19 +169,11 @@ func (db *DB) replaceInventory(ctx context.Context, tx *sql.Tx, r store.Report, 
 	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
 		return err
 	}
-	del, err := stmt(delUpdatesQuery)
-	if err != nil {
-		return err
-	}
-	if _, err := del.ExecContext(ctx, r.Endpoint); err != nil {
+	if _, err := tx.exec(delUpdatesQuery, r.Endpoint); err != nil {
 		return err
 	}
 	if len(r.Updates) == 0 {
 		return nil
-	}
-	ins, err := stmt(insUpdateQuery)
-	if err != nil {
-		return err
 	}
 	for _, u := range r.Updates {
 		cves, err := jsonArg(u.CVEs)
@@ -212,7 +192,7 @@ func (db *DB) replaceInventory(ctx context.Context, tx *sql.Tx, r store.Report, 
 				at = r.At.UnixNano()
 			}
 		}
-		if _, err := ins.ExecContext(ctx, r.Endpoint, u.ID, u.Source, u.Name, u.Title, u.Version, u.InstalledVersion,
+		if _, err := tx.exec(insUpdateQuery, r.Endpoint, u.ID, u.Source, u.Name, u.Title, u.Version, u.InstalledVersion,
 			u.Category, u.Severity, u.CVSS, cves, boolArg(u.KnownExploited), timeArg(u.Released),
 			boolArg(u.RebootRequired), requires, boolArg(u.Installed), at); err != nil {
 			return fmt.Errorf("update %q: %w", u.ID, err)

@@ -13,6 +13,28 @@ import (
 	"github.com/patchline/patchline/reconciler/store"
 )
 
+// The statements of job writes.
+var (
+	jobKeyQuery    = writeQuery(`SELECT 1 FROM jobs WHERE idempotency_key = ?`)
+	jobSeqQuery    = writeQuery(`SELECT client, job_seq FROM endpoints WHERE id = ?`)
+	setJobSeqQuery = writeQuery(`UPDATE endpoints SET job_seq = ? WHERE id = ?`)
+	insertJobQuery = writeQuery(`INSERT INTO jobs (id, seq, endpoint, client, ring, updates, not_after, reboot,
+		reboot_deadline, revision, idempotency_key, payload, signature, state, created_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+	leaseJobQuery = writeQuery(`UPDATE jobs SET state = 'leased', lease_until = ?
+		WHERE id = ? AND state IN ('open', 'leased')`)
+	jobStateQuery      = writeQuery(`SELECT state FROM jobs WHERE id = ?`)
+	resultJobQuery     = writeQuery(`SELECT endpoint, client, ring, revision, updates, state FROM jobs WHERE id = ?`)
+	finishJobQuery     = writeQuery(`UPDATE jobs SET state = 'done', finished_at = ?, lease_until = NULL WHERE id = ?`)
+	insertAttemptQuery = writeQuery(`INSERT INTO attempts (endpoint, update_id, job, ring, at, result, error, output)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`)
+	markInstalledQuery = writeQuery(`UPDATE updates SET installed = 1, installed_at = coalesce(installed_at, ?)
+		WHERE endpoint = ? AND id = ?`)
+	expireJobsQuery = writeQuery(`UPDATE jobs SET state = 'expired', finished_at = ?
+		WHERE state IN ('open', 'leased') AND not_after <= ?
+		RETURNING id, endpoint, client, revision`)
+)
+
 // CreateJobs stores one client's new jobs, from one re-plan, in a single
 // transaction: either all of them are queued or none is.
 //
@@ -47,9 +69,9 @@ func (db *DB) CreateJobs(ctx context.Context, client string, jobs []store.Job, n
 	}
 
 	var created []store.Job
-	err := inTx(ctx, db.write, func(tx *sql.Tx) error {
+	err := db.update(ctx, func(tx *wtx) error {
 		for _, j := range jobs {
-			c, ok, err := createJob(ctx, tx, client, j, now, sign)
+			c, ok, err := createJob(tx, client, j, now, sign)
 			if err != nil {
 				return fmt.Errorf("job for endpoint %q (key %q): %w", j.Endpoint, j.IdempotencyKey, err)
 			}
@@ -67,9 +89,9 @@ func (db *DB) CreateJobs(ctx context.Context, client string, jobs []store.Job, n
 
 // createJob stores one job inside CreateJobs' transaction; ok is false when
 // its idempotency key is already stored.
-func createJob(ctx context.Context, tx *sql.Tx, client string, j store.Job, now time.Time, sign store.Signer) (store.Job, bool, error) {
+func createJob(tx *wtx, client string, j store.Job, now time.Time, sign store.Signer) (store.Job, bool, error) {
 	var exists int
-	err := tx.QueryRowContext(ctx, `SELECT 1 FROM jobs WHERE idempotency_key = ?`, j.IdempotencyKey).Scan(&exists)
+	err := tx.queryRow(jobKeyQuery, j.IdempotencyKey).Scan(&exists)
 	if err == nil {
 		return store.Job{}, false, nil
 	}
@@ -79,7 +101,7 @@ func createJob(ctx context.Context, tx *sql.Tx, client string, j store.Job, now 
 
 	var epClient string
 	var seq int64
-	err = tx.QueryRowContext(ctx, `SELECT client, job_seq FROM endpoints WHERE id = ?`, j.Endpoint).Scan(&epClient, &seq)
+	err = tx.queryRow(jobSeqQuery, j.Endpoint).Scan(&epClient, &seq)
 	if errors.Is(err, sql.ErrNoRows) {
 		return store.Job{}, false, fmt.Errorf("endpoint not enrolled: %w", store.ErrNotFound)
 	}
@@ -90,7 +112,7 @@ func createJob(ctx context.Context, tx *sql.Tx, client string, j store.Job, now 
 		return store.Job{}, false, fmt.Errorf("endpoint belongs to client %q: %w", epClient, store.ErrConflict)
 	}
 	seq++
-	if _, err := tx.ExecContext(ctx, `UPDATE endpoints SET job_seq = ? WHERE id = ?`, seq, j.Endpoint); err != nil {
+	if _, err := tx.exec(setJobSeqQuery, seq, j.Endpoint); err != nil {
 		return store.Job{}, false, err
 	}
 
@@ -108,10 +130,7 @@ func createJob(ctx context.Context, tx *sql.Tx, client string, j store.Job, now 
 	if err != nil {
 		return store.Job{}, false, err
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO jobs (id, seq, endpoint, client, ring, updates, not_after, reboot,
-		reboot_deadline, revision, idempotency_key, payload, signature, state, created_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		j.ID, j.Seq, j.Endpoint, j.Client, j.Ring, string(updates), j.NotAfter.UnixNano(), j.Reboot,
+	if _, err := tx.exec(insertJobQuery, j.ID, j.Seq, j.Endpoint, j.Client, j.Ring, string(updates), j.NotAfter.UnixNano(), j.Reboot,
 		j.RebootDeadline, j.Revision, j.IdempotencyKey, j.Payload, j.Signature, string(j.State), now.UnixNano()); err != nil {
 		return store.Job{}, false, err
 	}
@@ -125,7 +144,7 @@ func createJob(ctx context.Context, tx *sql.Tx, client string, j store.Job, now 
 	if err != nil {
 		return store.Job{}, false, err
 	}
-	if err := appendAudit(ctx, tx, store.AuditEntry{
+	if err := appendAudit(tx, store.AuditEntry{
 		At: now, Kind: store.AuditJobCreated, Client: client, Endpoint: j.Endpoint, Revision: j.Revision, Job: j.ID, Detail: detail,
 	}); err != nil {
 		return store.Job{}, false, err
@@ -159,11 +178,11 @@ func scanJob(rows *sql.Rows) (store.Job, error) {
 }
 
 // dueJobsQuery is DueJobs' query, run on every long-poll.
-const dueJobsQuery = `SELECT ` + jobColumns + ` FROM jobs
+var dueJobsQuery = readQuery(`SELECT ` + jobColumns + ` FROM jobs
 	WHERE endpoint = ? AND state IN ('open', 'leased') AND not_after > ? AND (state = 'open' OR lease_until <= ?)
 	AND NOT EXISTS (SELECT 1 FROM jobs AS older WHERE older.endpoint = jobs.endpoint AND older.seq < jobs.seq
 		AND older.state = 'leased' AND older.lease_until > ? AND older.not_after > ?)
-	ORDER BY seq`
+	ORDER BY seq`)
 
 // DueJobs returns the jobs of an endpoint its agent should run now, in
 // sequence order: open jobs, and leased jobs whose lease ended without a
@@ -174,11 +193,7 @@ const dueJobsQuery = `SELECT ` + jobColumns + ` FROM jobs
 // offered again after a newer one would be refused for good.
 func (db *DB) DueJobs(ctx context.Context, endpoint string, now time.Time) ([]store.Job, error) {
 	n := now.UnixNano()
-	st, err := db.stmts.prepared(ctx, db.read, dueJobsQuery)
-	if err != nil {
-		return nil, fmt.Errorf("due jobs of endpoint %q: %w", endpoint, err)
-	}
-	rows, err := st.QueryContext(ctx, endpoint, n, n, n, n)
+	rows, err := db.stmts.lookup(db.read, dueJobsQuery).QueryContext(ctx, endpoint, n, n, n, n)
 	if err != nil {
 		return nil, fmt.Errorf("due jobs of endpoint %q: %w", endpoint, err)
 	}
@@ -201,9 +216,8 @@ func (db *DB) DueJobs(ctx context.Context, endpoint string, now time.Time) ([]st
 // given time; DueJobs offers it again after that. A finished job is
 // store.ErrConflict, an unknown one store.ErrNotFound.
 func (db *DB) LeaseJob(ctx context.Context, id string, until time.Time) error {
-	err := inTx(ctx, db.write, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE jobs SET state = 'leased', lease_until = ?
-			WHERE id = ? AND state IN ('open', 'leased')`, until.UnixNano(), id)
+	err := db.update(ctx, func(tx *wtx) error {
+		res, err := tx.exec(leaseJobQuery, until.UnixNano(), id)
 		if err != nil {
 			return err
 		}
@@ -211,7 +225,7 @@ func (db *DB) LeaseJob(ctx context.Context, id string, until time.Time) error {
 			return err
 		}
 		var st string
-		err = tx.QueryRowContext(ctx, `SELECT state FROM jobs WHERE id = ?`, id).Scan(&st)
+		err = tx.queryRow(jobStateQuery, id).Scan(&st)
 		if errors.Is(err, sql.ErrNoRows) {
 			return store.ErrNotFound
 		}
@@ -239,11 +253,10 @@ func (db *DB) LeaseJob(ctx context.Context, id string, until time.Time) error {
 // started it in time, and what happened on the endpoint is what counts.
 func (db *DB) RecordResult(ctx context.Context, jobID, endpoint string, results []store.UpdateResult, now time.Time) (bool, error) {
 	dup := false
-	err := inTx(ctx, db.write, func(tx *sql.Tx) error {
+	err := db.update(ctx, func(tx *wtx) error {
 		var jobEndpoint, client, ring, revision, st string
 		var updates sql.NullString
-		err := tx.QueryRowContext(ctx, `SELECT endpoint, client, ring, revision, updates, state FROM jobs WHERE id = ?`, jobID).
-			Scan(&jobEndpoint, &client, &ring, &revision, &updates, &st)
+		err := tx.queryRow(resultJobQuery, jobID).Scan(&jobEndpoint, &client, &ring, &revision, &updates, &st)
 		if errors.Is(err, sql.ErrNoRows) || (err == nil && jobEndpoint != endpoint) {
 			return store.ErrNotFound
 		}
@@ -271,8 +284,7 @@ func (db *DB) RecordResult(ctx context.Context, jobID, endpoint string, results 
 			counts[r.Result]++
 		}
 
-		if _, err := tx.ExecContext(ctx, `UPDATE jobs SET state = 'done', finished_at = ?, lease_until = NULL WHERE id = ?`,
-			now.UnixNano(), jobID); err != nil {
+		if _, err := tx.exec(finishJobQuery, now.UnixNano(), jobID); err != nil {
 			return err
 		}
 		for _, r := range results {
@@ -280,14 +292,11 @@ func (db *DB) RecordResult(ctx context.Context, jobID, endpoint string, results 
 			if at.IsZero() {
 				at = now
 			}
-			if _, err := tx.ExecContext(ctx, `INSERT INTO attempts (endpoint, update_id, job, ring, at, result, error, output)
-				VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-				endpoint, r.Update, jobID, ring, at.UnixNano(), string(r.Result), r.Error, r.Output); err != nil {
+			if _, err := tx.exec(insertAttemptQuery, endpoint, r.Update, jobID, ring, at.UnixNano(), string(r.Result), r.Error, r.Output); err != nil {
 				return fmt.Errorf("update %q: %w", r.Update, err)
 			}
 			if r.Result == state.ResultSucceeded {
-				if _, err := tx.ExecContext(ctx, `UPDATE updates SET installed = 1, installed_at = coalesce(installed_at, ?)
-					WHERE endpoint = ? AND id = ?`, at.UnixNano(), endpoint, r.Update); err != nil {
+				if _, err := tx.exec(markInstalledQuery, at.UnixNano(), endpoint, r.Update); err != nil {
 					return fmt.Errorf("update %q: %w", r.Update, err)
 				}
 			}
@@ -301,7 +310,7 @@ func (db *DB) RecordResult(ctx context.Context, jobID, endpoint string, results 
 		if err != nil {
 			return err
 		}
-		return appendAudit(ctx, tx, store.AuditEntry{
+		return appendAudit(tx, store.AuditEntry{
 			At: now, Kind: store.AuditJobResult, Client: client, Endpoint: endpoint, Revision: revision, Job: jobID, Detail: detail,
 		})
 	})
@@ -316,10 +325,8 @@ func (db *DB) RecordResult(ctx context.Context, jobID, endpoint string, results 
 // many it expired.
 func (db *DB) ExpireJobs(ctx context.Context, now time.Time) (int, error) {
 	n := 0
-	err := inTx(ctx, db.write, func(tx *sql.Tx) error {
-		rows, err := tx.QueryContext(ctx, `UPDATE jobs SET state = 'expired', finished_at = ?
-			WHERE state IN ('open', 'leased') AND not_after <= ?
-			RETURNING id, endpoint, client, revision`, now.UnixNano(), now.UnixNano())
+	err := db.update(ctx, func(tx *wtx) error {
+		rows, err := tx.query(expireJobsQuery, now.UnixNano(), now.UnixNano())
 		if err != nil {
 			return err
 		}
@@ -336,7 +343,7 @@ func (db *DB) ExpireJobs(ctx context.Context, now time.Time) (int, error) {
 			return err
 		}
 		for _, e := range expired {
-			if err := appendAudit(ctx, tx, e); err != nil {
+			if err := appendAudit(tx, e); err != nil {
 				return err
 			}
 		}

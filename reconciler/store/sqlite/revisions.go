@@ -15,6 +15,8 @@ func (db *DB) RecordRevision(ctx context.Context, r store.Revision) error {
 	return db.RecordRevisions(ctx, []store.Revision{r})
 }
 
+var recordRevisionQuery = writeQuery(`INSERT INTO revisions (hash, status, at, client, problems) VALUES (?, ?, ?, ?, ?)`)
+
 // RecordRevisions records revisions and their audit entries in one
 // transaction: a commit applied to a hundred clients costs one sync, not a
 // hundred.
@@ -44,11 +46,10 @@ func (db *DB) RecordRevisions(ctx context.Context, rs []store.Revision) error {
 		}
 		rows = append(rows, row{r, kind, problems})
 	}
-	err := inTx(ctx, db.write, func(tx *sql.Tx) error {
+	err := db.update(ctx, func(tx *wtx) error {
 		for _, w := range rows {
 			r := w.r
-			if _, err := tx.ExecContext(ctx, `INSERT INTO revisions (hash, status, at, client, problems) VALUES (?, ?, ?, ?, ?)`,
-				r.Hash, r.Status, r.At.UnixNano(), r.Client, w.problems); err != nil {
+			if _, err := tx.exec(recordRevisionQuery, r.Hash, r.Status, r.At.UnixNano(), r.Client, w.problems); err != nil {
 				return fmt.Errorf("revision %q: %w", r.Hash, err)
 			}
 			var detail json.RawMessage
@@ -60,7 +61,7 @@ func (db *DB) RecordRevisions(ctx context.Context, rs []store.Revision) error {
 					return err
 				}
 			}
-			if err := appendAudit(ctx, tx, store.AuditEntry{At: r.At, Kind: w.kind, Client: r.Client, Revision: r.Hash, Detail: detail}); err != nil {
+			if err := appendAudit(tx, store.AuditEntry{At: r.At, Kind: w.kind, Client: r.Client, Revision: r.Hash, Detail: detail}); err != nil {
 				return err
 			}
 		}

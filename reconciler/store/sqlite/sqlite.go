@@ -2,9 +2,11 @@
 // single SQLite file in the controller's data directory, through the pure Go
 // driver modernc.org/sqlite.
 //
-// The file is opened in WAL mode with synchronous=FULL. Every write is one
-// transaction, so a crash at any point (kill -9, OOM kill, power loss)
-// leaves the store as it was after some commit, never in between. FULL
+// The file is opened in WAL mode with synchronous=FULL. Every write runs in
+// one transaction (shared with the writes that arrive with it, each in its
+// own savepoint; see writer), so a crash at any point (kill -9, OOM kill,
+// power loss) leaves the store as it was after some commit, never in
+// between. FULL
 // makes SQLite fsync the log at every commit, so a committed transaction is
 // on disk before the call that made it returns. That is what the outbox
 // protocol needs: once the controller acknowledges a job result the agent
@@ -17,7 +19,6 @@ import (
 	"context"
 	"crypto/rand"
 	"database/sql"
-	"database/sql/driver"
 	"embed"
 	"encoding/json"
 	"errors"
@@ -31,6 +32,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/patchline/patchline/reconciler/store"
@@ -62,8 +64,10 @@ type DB struct {
 	// consistent snapshot and neither block nor are blocked by the writer,
 	// so snapshots for the planner and /v1/state run beside writes.
 	read *sql.DB
-	// stmts caches prepared statements of both pools.
+	// stmts holds the prepared statements of both pools.
 	stmts statements
+	// writer runs every write transaction on write.
+	writer *writer
 }
 
 var _ store.Store = (*DB)(nil)
@@ -125,18 +129,35 @@ func Open(ctx context.Context, path string) (*DB, error) {
 		return nil, fmt.Errorf("open store %q: %w", path, err)
 	}
 	db := &DB{write: write, read: read}
-	for _, q := range writeStatements {
-		if _, err := db.stmts.prepared(ctx, write, q); err != nil {
-			db.Close()
-			return nil, fmt.Errorf("open store %q: prepare: %w", path, err)
-		}
+	if err := errors.Join(db.stmts.prepare(ctx, write, writeQueries), db.stmts.prepare(ctx, read, readQueries)); err != nil {
+		return nil, errors.Join(fmt.Errorf("open store %q: %w", path, err), db.stmts.close(), read.Close(), write.Close())
 	}
+	db.writer = newWriter(write, &db.stmts)
 	return db, nil
 }
 
-// Close closes the store. Everything committed is already on disk.
+// Close finishes the writes already under way and closes the store.
+// Everything committed is on disk.
 func (db *DB) Close() error {
+	db.writer.close()
 	return errors.Join(db.stmts.close(), db.read.Close(), db.write.Close())
+}
+
+// update runs fn as one write transaction, grouped with other writes (see
+// writer), and returns once it is committed and on disk, or not stored.
+func (db *DB) update(ctx context.Context, fn func(*wtx) error) error {
+	return db.writer.do(ctx, false, fn)
+}
+
+// updateLazy is update for a write that may be lost to a power cut but
+// not to a crash: its commit need not wait for the disk (synchronous=NORMAL;
+// in WAL mode the commit is in the operating system's cache, safe from a
+// killed process, and the next durable commit writes it to disk with its
+// own). Inventory reports are such writes: every agent sends its whole
+// inventory again at least hourly and after each job. Enrollments, jobs,
+// results and revisions stay durable.
+func (db *DB) updateLazy(ctx context.Context, fn func(*wtx) error) error {
+	return db.writer.do(ctx, true, fn)
 }
 
 func cloneValues(v url.Values) url.Values {
@@ -231,45 +252,6 @@ func inTx(ctx context.Context, db *sql.DB, fn func(*sql.Tx) error) error {
 	return nil
 }
 
-// inLazyTx is inTx for a write that may be lost to a power cut but not to a
-// crash: its commit does not wait for the disk (synchronous=NORMAL for this
-// one transaction; in WAL mode the commit is in the operating system's
-// cache, safe from a killed process, and the next synchronous commit
-// writes it to disk with its own). Inventory reports are such writes: every
-// agent sends its whole inventory again at least hourly and after each
-// job. Enrollments, jobs, results and revisions keep synchronous=FULL.
-//
-// The pragma applies to a connection, so the whole sequence holds the one
-// write connection, and a connection whose pragma could not be restored is
-// discarded rather than reused.
-func inLazyTx(ctx context.Context, db *sql.DB, fn func(*sql.Tx) error) (err error) {
-	conn, err := db.Conn(ctx)
-	if err != nil {
-		return fmt.Errorf("connect: %w", err)
-	}
-	defer conn.Close()
-	if _, err := conn.ExecContext(ctx, "PRAGMA synchronous=NORMAL"); err != nil {
-		return fmt.Errorf("relax sync: %w", err)
-	}
-	defer func() {
-		if _, rerr := conn.ExecContext(context.WithoutCancel(ctx), "PRAGMA synchronous=FULL"); rerr != nil {
-			_ = conn.Raw(func(any) error { return driver.ErrBadConn })
-			err = errors.Join(err, fmt.Errorf("restore sync: %w", rerr))
-		}
-	}()
-	tx, err := conn.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("begin: %w", err)
-	}
-	if err := fn(tx); err != nil {
-		return errors.Join(err, rollback(tx))
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("commit: %w", err)
-	}
-	return nil
-}
-
 // rollback rolls tx back; a transaction the driver already ended is no error.
 func rollback(tx *sql.Tx) error {
 	if err := tx.Rollback(); err != nil && !errors.Is(err, sql.ErrTxDone) {
@@ -350,13 +332,16 @@ func newID() string {
 	return strings.ToLower(rand.Text())
 }
 
-// statements caches prepared statements by pool and query, because SQLite
-// parses a statement on every call otherwise: the parse was a fifth of the
-// controller's CPU while a fleet reported at once. database/sql prepares a
-// cached statement once per connection and reuses it.
+// statements holds the prepared statements of both pools, by pool and
+// query, because SQLite parses a statement on every call otherwise: the
+// parse was a fifth of the controller's CPU while a fleet reported at once.
+// database/sql prepares a statement once per connection and reuses it.
 type statements struct {
 	mu    sync.Mutex // guards byKey
 	byKey map[stmtKey]*sql.Stmt
+	// unprepared counts write statements run without a prepared statement
+	// (not registered with writeQuery); tests keep it at zero.
+	unprepared atomic.Int64
 }
 
 type stmtKey struct {
@@ -364,41 +349,35 @@ type stmtKey struct {
 	query string
 }
 
-// prepared returns the cached statement of query on pool, preparing it the
-// first time.
-func (s *statements) prepared(ctx context.Context, pool *sql.DB, query string) (*sql.Stmt, error) {
+// prepare prepares queries on pool, outside any transaction.
+func (s *statements) prepare(ctx context.Context, pool *sql.DB, queries []string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	k := stmtKey{pool, query}
-	if st, ok := s.byKey[k]; ok {
-		return st, nil
-	}
-	st, err := pool.PrepareContext(ctx, query)
-	if err != nil {
-		return nil, err
-	}
 	if s.byKey == nil {
 		s.byKey = make(map[stmtKey]*sql.Stmt)
 	}
-	s.byKey[k] = st
-	return st, nil
-}
-
-// inTx returns query's statement, prepared by Open, bound to tx, a
-// transaction of the write pool. It never prepares: the write pool has one
-// connection, which tx holds, so preparing on the pool here would wait for
-// tx forever.
-func (s *statements) inTx(ctx context.Context, db *DB, tx *sql.Tx, query string) (*sql.Stmt, error) {
-	s.mu.Lock()
-	st, ok := s.byKey[stmtKey{db.write, query}]
-	s.mu.Unlock()
-	if !ok {
-		return nil, fmt.Errorf("statement not prepared when the store opened: %.60s", query)
+	for _, q := range queries {
+		k := stmtKey{pool, q}
+		if _, ok := s.byKey[k]; ok {
+			continue
+		}
+		st, err := pool.PrepareContext(ctx, q)
+		if err != nil {
+			return fmt.Errorf("prepare %.60q: %w", q, err)
+		}
+		s.byKey[k] = st
 	}
-	return tx.StmtContext(ctx, st), nil
+	return nil
 }
 
-// close closes every cached statement.
+// lookup returns the statement prepare made for query on pool, or nil.
+func (s *statements) lookup(pool *sql.DB, query string) *sql.Stmt {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.byKey[stmtKey{pool, query}]
+}
+
+// close closes every prepared statement.
 func (s *statements) close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
