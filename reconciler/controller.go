@@ -344,8 +344,10 @@ type events struct{ c *Controller }
 
 func (e events) Enrolled(ctx context.Context, client, endpoint string) {}
 func (e events) Reported(ctx context.Context, client, endpoint string) { e.c.replanSoon(client) }
-func (e events) ResultRecorded(ctx context.Context, client, endpoint, job string) {
-	e.c.countResults(ctx, client, endpoint, job)
+func (e events) ResultRecorded(ctx context.Context, client, endpoint, job, ring string, results []store.UpdateResult) {
+	for _, r := range results {
+		e.c.metrics.JobResult(client, ring, r.Result)
+	}
 	e.c.queue.Add(client)
 }
 
@@ -373,22 +375,6 @@ func (c *Controller) replanSoon(client string) {
 	})
 }
 
-// countResults adds a job's update results to the results counter, with
-// the ring the store recorded for them.
-func (c *Controller) countResults(ctx context.Context, client, endpoint, job string) {
-	ep, err := c.store.EndpointSnapshot(ctx, endpoint, c.now())
-	if err != nil {
-		c.log.Error("read endpoint for result metrics", "endpoint", endpoint, "job", job, "err", err)
-		return
-	}
-	for _, u := range ep.Updates {
-		for _, a := range u.Attempts {
-			if a.Job == job {
-				c.metrics.JobResult(client, a.Ring, a.Result)
-			}
-		}
-	}
-}
 func (e events) GitHook(ctx context.Context) {
 	select {
 	case e.c.hook <- struct{}{}:

@@ -78,8 +78,12 @@ func (r *recorder) Reported(_ context.Context, client, endpoint string) {
 	r.add("reported %s %s", client, endpoint)
 }
 
-func (r *recorder) ResultRecorded(_ context.Context, client, endpoint, job string) {
-	r.add("result %s %s %s", client, endpoint, job)
+func (r *recorder) ResultRecorded(_ context.Context, client, endpoint, job, ring string, results []store.UpdateResult) {
+	var rs []string
+	for _, res := range results {
+		rs = append(rs, res.Update+"="+string(res.Result))
+	}
+	r.add("result %s %s %s %s %s", client, endpoint, job, ring, strings.Join(rs, ","))
 }
 
 func (r *recorder) GitHook(context.Context) { r.add("git hook") }

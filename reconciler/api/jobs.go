@@ -224,14 +224,14 @@ func (s *Server) result(w http.ResponseWriter, r *http.Request, ep store.Enrollm
 		}
 	}
 
-	dup, err := s.cfg.Store.RecordResult(r.Context(), jobID, ep.ID, results, s.cfg.Now())
+	rec, err := s.cfg.Store.RecordResult(r.Context(), jobID, ep.ID, results, s.cfg.Now())
 	if err != nil {
 		return storeError(err, fmt.Sprintf("job %q not found", jobID))
 	}
-	if !dup {
-		s.cfg.Events.ResultRecorded(r.Context(), ep.Client, ep.ID, jobID)
+	if !rec.Duplicate {
+		s.cfg.Events.ResultRecorded(r.Context(), ep.Client, ep.ID, jobID, rec.Ring, results)
 	}
-	writeJSON(w, http.StatusOK, wire.ResultResponse{Duplicate: dup})
+	writeJSON(w, http.StatusOK, wire.ResultResponse{Duplicate: rec.Duplicate})
 	return nil
 }
 

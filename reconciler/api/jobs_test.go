@@ -209,7 +209,7 @@ func TestResult(t *testing.T) {
 		wantEvents []string
 	}{
 		{name: "result recorded", who: a, job: ok.ID, body: success, wantStatus: 200,
-			wantEvents: []string{"result acme " + a.endpoint + " " + ok.ID}},
+			wantEvents: []string{"result acme " + a.endpoint + " " + ok.ID + " canary KB5044284=succeeded,Mozilla.Firefox@132.0.1=failed"}},
 		{name: "outbox retry is a duplicate", who: a, job: ok.ID, body: success, wantStatus: 200, wantDup: true},
 		{name: "another endpoint's job is not found", who: a, job: refused.ID, body: refusal, wantStatus: 404},
 		{name: "unknown job", who: a, job: "no-such-job", body: wire.ResultRequest{}, wantStatus: 404},
@@ -221,7 +221,7 @@ func TestResult(t *testing.T) {
 		{name: "two results for one update", who: b, job: refused.ID, body: wire.ResultRequest{Updates: []wire.UpdateResult{
 			{Update: "KB5044284", Result: state.ResultSucceeded}, {Update: "KB5044284", Result: state.ResultFailed}}}, wantStatus: 400},
 		{name: "refusal naming no updates refuses the whole job", who: b, job: refused.ID, body: refusal, wantStatus: 200,
-			wantEvents: []string{"result acme " + b.endpoint + " " + refused.ID}},
+			wantEvents: []string{"result acme " + b.endpoint + " " + refused.ID + " canary KB5044284=refused,Mozilla.Firefox@132.0.1=refused"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -56,8 +57,9 @@ type Events interface {
 	Enrolled(ctx context.Context, client, endpoint string)
 	// Reported: an endpoint's inventory was replaced.
 	Reported(ctx context.Context, client, endpoint string)
-	// ResultRecorded: a job's result was recorded (not for duplicates).
-	ResultRecorded(ctx context.Context, client, endpoint, job string)
+	// ResultRecorded: a job of ring was recorded with results (not for
+	// duplicates).
+	ResultRecorded(ctx context.Context, client, endpoint, job, ring string, results []store.UpdateResult)
 	// GitHook: a webhook from the fleet repo's forge verified; fetch now.
 	GitHook(ctx context.Context)
 }
@@ -82,6 +84,13 @@ type Server struct {
 	mux     *http.ServeMux
 	waiters *waiters
 	enrolls *tokenBucket
+	// enrolled caches, by endpoint id, the enrollments agent requests
+	// were authenticated against (store.Enrollment values). Every agent
+	// request is authenticated, and an enrollment never changes once
+	// stored (nothing re-keys, moves or removes an endpoint), so the store
+	// is asked once per endpoint. Unknown ids are not cached. A feature
+	// that revokes endpoints must delete them here too.
+	enrolled sync.Map
 
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
@@ -240,7 +249,7 @@ func (s *Server) agent(h agentHandler) handlerFunc {
 		if id == "" || !ok {
 			return errorf(wire.CodeUnauthorized, "missing %s header or bearer node key", wire.HeaderEndpoint)
 		}
-		ep, err := s.cfg.Store.EndpointByID(r.Context(), id)
+		ep, err := s.enrollment(r.Context(), id)
 		if errors.Is(err, store.ErrNotFound) {
 			return errUnauthorized
 		}
@@ -252,6 +261,20 @@ func (s *Server) agent(h agentHandler) handlerFunc {
 		}
 		return h(w, r, ep)
 	}
+}
+
+// enrollment returns the enrollment of endpoint id, from the cache when it
+// is there.
+func (s *Server) enrollment(ctx context.Context, id string) (store.Enrollment, error) {
+	if ep, ok := s.enrolled.Load(id); ok {
+		return ep.(store.Enrollment), nil
+	}
+	ep, err := s.cfg.Store.EndpointByID(ctx, id)
+	if err != nil {
+		return store.Enrollment{}, err
+	}
+	s.enrolled.Store(id, ep)
+	return ep, nil
 }
 
 // admin checks the admin token.

@@ -68,8 +68,8 @@ type Store interface {
 	DueJobs(ctx context.Context, endpoint string, now time.Time) ([]Job, error)
 	// LeaseJob marks a job handed to its agent until the given time.
 	LeaseJob(ctx context.Context, id string, until time.Time) error
-	// RecordResult records the outcome of a job; dup reports a repeated copy.
-	RecordResult(ctx context.Context, jobID, endpoint string, results []UpdateResult, now time.Time) (dup bool, err error)
+	// RecordResult records the outcome of a job.
+	RecordResult(ctx context.Context, jobID, endpoint string, results []UpdateResult, now time.Time) (Recorded, error)
 	// ExpireJobs marks unfinished jobs past their not-after time expired.
 	ExpireJobs(ctx context.Context, now time.Time) (int, error)
 
@@ -173,6 +173,15 @@ type Job struct {
 // its transaction after assigning the job's ID, Seq and CreatedAt, so the
 // signature is stored atomically with the job.
 type Signer func(*Job) error
+
+// Recorded is what RecordResult answers.
+type Recorded struct {
+	// Duplicate is true for a repeated copy of a result already recorded
+	// (nothing changed).
+	Duplicate bool
+	// Ring is the job's ring.
+	Ring string
+}
 
 // UpdateResult is the outcome of one update of a job, as the agent reports it.
 type UpdateResult struct {

@@ -74,11 +74,11 @@ func Example() {
 	}
 	result := []store.UpdateResult{{Update: "KB5001", Result: state.ResultSucceeded, At: now.Add(5 * time.Minute)}}
 	for range 2 { // the agent's outbox sends the result twice
-		dup, err := db.RecordResult(ctx, job.ID, "ep-1", result, now.Add(6*time.Minute))
+		rec, err := db.RecordResult(ctx, job.ID, "ep-1", result, now.Add(6*time.Minute))
 		if err != nil {
 			log.Fatal(err)
 		}
-		fmt.Println("duplicate:", dup)
+		fmt.Println("duplicate:", rec.Duplicate)
 	}
 
 	ep, err := db.EndpointSnapshot(ctx, "ep-1", now.Add(7*time.Minute))

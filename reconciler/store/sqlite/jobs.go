@@ -247,13 +247,15 @@ func (db *DB) LeaseJob(ctx context.Context, id string, until time.Time) error {
 // job-result audit entry is appended.
 //
 // Recording is idempotent by job id: a second copy of a result (the agent's
-// outbox retrying after a lost answer) changes nothing and returns dup true.
+// outbox retrying after a lost answer) changes nothing and is answered as a
+// duplicate. Either way the answer carries the job's ring.
 // A job of another endpoint is store.ErrNotFound, as if it did not exist. A
 // result for an expired job is recorded all the same: the agent may have
 // started it in time, and what happened on the endpoint is what counts.
-func (db *DB) RecordResult(ctx context.Context, jobID, endpoint string, results []store.UpdateResult, now time.Time) (bool, error) {
-	dup := false
+func (db *DB) RecordResult(ctx context.Context, jobID, endpoint string, results []store.UpdateResult, now time.Time) (store.Recorded, error) {
+	var rec store.Recorded
 	err := db.update(ctx, func(tx *wtx) error {
+		rec = store.Recorded{}
 		var jobEndpoint, client, ring, revision, st string
 		var updates sql.NullString
 		err := tx.queryRow(resultJobQuery, jobID).Scan(&jobEndpoint, &client, &ring, &revision, &updates, &st)
@@ -263,8 +265,9 @@ func (db *DB) RecordResult(ctx context.Context, jobID, endpoint string, results 
 		if err != nil {
 			return err
 		}
+		rec.Ring = ring
 		if store.JobState(st) == store.JobDone {
-			dup = true
+			rec.Duplicate = true
 			return nil
 		}
 		jobUpdates, err := jsonList[string](updates)
@@ -315,9 +318,9 @@ func (db *DB) RecordResult(ctx context.Context, jobID, endpoint string, results 
 		})
 	})
 	if err != nil {
-		return false, fmt.Errorf("result of job %q from endpoint %q: %w", jobID, endpoint, err)
+		return store.Recorded{}, fmt.Errorf("result of job %q from endpoint %q: %w", jobID, endpoint, err)
 	}
-	return dup, nil
+	return rec, nil
 }
 
 // ExpireJobs marks every open or leased job whose not-after time is not

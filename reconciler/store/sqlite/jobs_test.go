@@ -266,8 +266,8 @@ func TestRecordResult(t *testing.T) {
 		{
 			name: "second copy from the outbox is a duplicate and changes nothing", endpoint: "ep-1", results: ok,
 			before: func(t *testing.T, db *DB, j store.Job) {
-				if dup, err := db.RecordResult(context.Background(), j.ID, "ep-1", ok, t0); dup || err != nil {
-					t.Fatalf("first copy: dup %v, error %v", dup, err)
+				if rec, err := db.RecordResult(context.Background(), j.ID, "ep-1", ok, t0); rec.Duplicate || err != nil {
+					t.Fatalf("first copy: %+v, error %v", rec, err)
 				}
 			},
 			wantDup: true, wantAttempts: 1,
@@ -306,12 +306,15 @@ func TestRecordResult(t *testing.T) {
 			if tc.job != nil {
 				id = tc.job(j)
 			}
-			dup, err := db.RecordResult(ctx, id, tc.endpoint, tc.results, t0.Add(time.Minute))
+			rec, err := db.RecordResult(ctx, id, tc.endpoint, tc.results, t0.Add(time.Minute))
 			if !errors.Is(err, tc.wantErr) || (tc.wantErr == nil && err != nil) {
 				t.Fatalf("RecordResult error = %v, want %v", err, tc.wantErr)
 			}
-			if dup != tc.wantDup {
-				t.Errorf("dup = %v, want %v", dup, tc.wantDup)
+			if rec.Duplicate != tc.wantDup {
+				t.Errorf("duplicate = %v, want %v", rec.Duplicate, tc.wantDup)
+			}
+			if err == nil && rec.Ring != j.Ring {
+				t.Errorf("ring = %q, want the job's %q", rec.Ring, j.Ring)
 			}
 			ep, err := db.EndpointSnapshot(ctx, "ep-1", t0.Add(time.Minute))
 			if err != nil {

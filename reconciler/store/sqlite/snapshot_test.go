@@ -200,8 +200,8 @@ func TestRestartKeepsEverything(t *testing.T) {
 		t.Errorf("due jobs after restart (-want +got):\n%s", diff)
 	}
 	// The job that finished before the restart is still finished.
-	if dup, err := db.RecordResult(ctx, failed.ID, "ep-win", nil, now); err != nil || !dup {
-		t.Errorf("result for a job finished before the restart: dup %v, error %v; want a duplicate", dup, err)
+	if rec, err := db.RecordResult(ctx, failed.ID, "ep-win", nil, now); err != nil || !rec.Duplicate {
+		t.Errorf("result for a job finished before the restart: %+v, error %v; want a duplicate", rec, err)
 	}
 }
 
