@@ -8,12 +8,15 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/patchline/patchline/reconciler/api/wire"
 	"github.com/patchline/patchline/reconciler/state"
+	"github.com/patchline/patchline/reconciler/store"
 )
 
 func TestReportStoresInventory(t *testing.T) {
@@ -154,5 +157,52 @@ func TestAgentRoutesNeedTheEndpointsOwnKey(t *testing.T) {
 	}
 	if answers[0] != answers[1] {
 		t.Errorf("a wrong key and an unknown endpoint answer differently, which tells endpoints apart:\n%s\n%s", answers[0], answers[1])
+	}
+}
+
+// countingStore counts EndpointByID calls.
+type countingStore struct {
+	store.Store
+	lookups atomic.Int64
+}
+
+func (s *countingStore) EndpointByID(ctx context.Context, id string) (store.Enrollment, error) {
+	s.lookups.Add(1)
+	return s.Store.EndpointByID(ctx, id)
+}
+
+// TestAuthenticationReadsEachEndpointOnce: agent requests are checked
+// against an enrollment read from the store once per endpoint; an unknown
+// endpoint is asked for every time (it may enroll meanwhile), and a wrong
+// key is refused whether the endpoint was read before or not.
+func TestAuthenticationReadsEachEndpointOnce(t *testing.T) {
+	var cs *countingStore
+	e := newEnv(t, func(c *Config) {
+		c.MaxWait = time.Millisecond
+		cs = &countingStore{Store: c.Store}
+		c.Store = cs
+	})
+	ctx := context.Background()
+	early := agent{"acme-ws-001-" + "0000", "key"}
+	for range 2 {
+		if resp := e.request(ctx, http.MethodGet, wire.PathJobs, nil, early.auth()...); resp.status != http.StatusUnauthorized {
+			t.Fatalf("unknown endpoint: %d %s", resp.status, resp.body)
+		}
+	}
+	if n := cs.lookups.Load(); n != 2 {
+		t.Errorf("two requests of an unknown endpoint read the store %d times, want 2", n)
+	}
+	a, b := e.enroll("WS-001"), e.enroll("WS-002")
+	cs.lookups.Store(0)
+	for i := range 3 {
+		if _, resp := e.poll(ctx, a, "1ms"); resp.status != http.StatusOK {
+			t.Fatalf("poll %d: %d %s", i, resp.status, resp.body)
+		}
+	}
+	if n := cs.lookups.Load(); n != 1 {
+		t.Errorf("three polls of one endpoint read the store %d times, want 1", n)
+	}
+	if resp := e.request(ctx, http.MethodGet, wire.PathJobs, nil, agent{a.endpoint, b.nodeKey}.auth()...); resp.status != http.StatusUnauthorized {
+		t.Errorf("another endpoint's key for a known endpoint: %d %s, want 401", resp.status, resp.body)
 	}
 }
