@@ -49,7 +49,11 @@ func populate(b *testing.B, db *DB) {
 				if _, err := tx.exec(enrollQuery, benchEndpoint(i), benchClient(i), benchEndpoint(i), []byte("k"), t0.UnixNano()); err != nil {
 					return err
 				}
-				if err := replaceInventory(tx, benchReport(i, t0), `{"site":"hq"}`); err != nil {
+				inv, err := newInventory(benchReport(i, t0))
+				if err != nil {
+					return err
+				}
+				if err := replaceInventory(tx, inv); err != nil {
 					return err
 				}
 			}
@@ -73,29 +77,67 @@ func populate(b *testing.B, db *DB) {
 	}
 }
 
-// BenchmarkReplaceInventory measures one endpoint's full report replacing
-// its previous one (benchUpdates updates) in a store of benchEndpoints
-// endpoints, each a durable (fsync'd) transaction.
+// BenchmarkReplaceInventory measures one endpoint's full report
+// (benchUpdates updates) in a store of benchEndpoints endpoints, each its
+// own transaction (committed without waiting for the disk, as reports
+// are): an endpoint's first report, a report that repeats the stored one
+// (the hourly report), and one where five updates were installed since
+// (the report after a job).
 func BenchmarkReplaceInventory(b *testing.B) {
 	db, _ := openTest(b)
 	populate(b, db)
 	ctx := context.Background()
-	reports := make([]store.Report, 100)
-	for i := range reports {
-		reports[i] = benchReport(i*97%benchEndpoints, t0)
-	}
-	b.ReportAllocs()
-	n := 0
-	for b.Loop() {
-		r := reports[n%len(reports)]
-		r.Endpoint = benchEndpoint(n % benchEndpoints)
-		r.At = t0.Add(time.Duration(n+1) * time.Second)
-		if err := db.ReplaceInventory(ctx, r); err != nil {
-			b.Fatal(err)
+	run := func(b *testing.B, next func(n int) store.Report) {
+		b.ReportAllocs()
+		n := 0
+		for b.Loop() {
+			if err := db.ReplaceInventory(ctx, next(n)); err != nil {
+				b.Fatal(err)
+			}
+			n++
 		}
-		n++
+		b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "reports/s")
 	}
-	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "reports/s")
+	at := t0
+	later := func() time.Time { at = at.Add(time.Second); return at }
+	b.Run("first", func(b *testing.B) {
+		const enrolled = 1000
+		run(b, func(n int) store.Report {
+			if n%enrolled == 0 {
+				// Enroll the next endpoints outside the measurement.
+				b.StopTimer()
+				for i := range enrolled {
+					id := fmt.Sprintf("fresh-%07d", n+i)
+					if err := db.Enroll(ctx, store.Enrollment{ID: id, Client: "client-000", Hostname: id, NodeKeyHash: []byte("k"), EnrolledAt: t0}); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.StartTimer()
+			}
+			r := benchReport(0, later())
+			r.Endpoint = fmt.Sprintf("fresh-%07d", n)
+			return r
+		})
+	})
+	b.Run("unchanged", func(b *testing.B) {
+		run(b, func(n int) store.Report {
+			r := benchReport(n%benchEndpoints, later())
+			return r
+		})
+	})
+	b.Run("five-installed", func(b *testing.B) {
+		run(b, func(n int) store.Report {
+			r := benchReport(n%benchEndpoints, later())
+			// Alternate between the stored inventory and one with five
+			// more updates installed, so that every report changes five.
+			if (n/benchEndpoints)%2 == 0 {
+				for _, u := range r.Updates[1:6] {
+					u.Installed = true
+				}
+			}
+			return r
+		})
+	})
 }
 
 // BenchmarkSnapshot10k measures the planner's input for the whole fleet of

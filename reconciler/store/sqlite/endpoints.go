@@ -82,35 +82,98 @@ func (db *DB) EndpointByID(ctx context.Context, id string) (store.Enrollment, er
 // a newer one); a report with the same number and time is stored again, so
 // a retried report is harmless.
 func (db *DB) ReplaceInventory(ctx context.Context, r store.Report) error {
-	if r.At.IsZero() {
-		return fmt.Errorf("inventory of endpoint %q: report time is required: %w", r.Endpoint, store.ErrInvalid)
-	}
-	seenIDs := make(map[string]bool, len(r.Updates))
-	for i, u := range r.Updates {
-		if u == nil || u.ID == "" {
-			return fmt.Errorf("inventory of endpoint %q: update %d has no id: %w", r.Endpoint, i, store.ErrInvalid)
-		}
-		if seenIDs[u.ID] {
-			return fmt.Errorf("inventory of endpoint %q: update %q reported twice: %w", r.Endpoint, u.ID, store.ErrInvalid)
-		}
-		seenIDs[u.ID] = true
-	}
-	labels, err := json.Marshal(r.Labels)
+	inv, err := newInventory(r)
 	if err != nil {
-		return fmt.Errorf("inventory of endpoint %q: labels: %w", r.Endpoint, err)
+		return fmt.Errorf("inventory of endpoint %q: %w", r.Endpoint, err)
 	}
-	labelsArg := any(string(labels))
-	if len(r.Labels) == 0 {
-		labelsArg = nil
-	}
-
 	// A report is level-based: the agent sends the whole inventory again,
 	// so it may skip waiting for the disk (see updateLazy).
-	err = db.updateLazy(ctx, func(tx *wtx) error { return replaceInventory(tx, r, labelsArg) })
+	err = db.updateLazy(ctx, func(tx *wtx) error { return replaceInventory(tx, inv) })
 	if err != nil {
 		return fmt.Errorf("inventory of endpoint %q: %w", r.Endpoint, err)
 	}
 	return nil
+}
+
+// inventory is a report checked and encoded for the store, ready for
+// replaceInventory. The encoding happens before the write transaction, so
+// the one writer does not wait for it.
+type inventory struct {
+	r      store.Report
+	labels any
+	// rows are the columns of r.Updates, in the same order, with
+	// installedAt left for replaceInventory (it depends on what is
+	// stored).
+	rows []updateRow
+}
+
+func newInventory(r store.Report) (inventory, error) {
+	if r.At.IsZero() {
+		return inventory{}, fmt.Errorf("report time is required: %w", store.ErrInvalid)
+	}
+	inv := inventory{r: r, rows: make([]updateRow, len(r.Updates))}
+	seen := make(map[string]bool, len(r.Updates))
+	for i, u := range r.Updates {
+		if u == nil || u.ID == "" {
+			return inventory{}, fmt.Errorf("update %d has no id: %w", i, store.ErrInvalid)
+		}
+		if seen[u.ID] {
+			return inventory{}, fmt.Errorf("update %q reported twice: %w", u.ID, store.ErrInvalid)
+		}
+		seen[u.ID] = true
+		row, err := reportedRow(u)
+		if err != nil {
+			return inventory{}, fmt.Errorf("update %q: %w", u.ID, err)
+		}
+		inv.rows[i] = row
+	}
+	if len(r.Labels) > 0 {
+		labels, err := json.Marshal(r.Labels)
+		if err != nil {
+			return inventory{}, fmt.Errorf("labels: %w", err)
+		}
+		inv.labels = string(labels)
+	}
+	return inv, nil
+}
+
+// updateRow is an update's columns in the updates table, but for its
+// endpoint and id. Rows compare with ==.
+type updateRow struct {
+	source, name, title, version, installedVersion, category, severity string
+	cvss                                                               float64
+	cves, requires                                                     sql.NullString
+	knownExploited, rebootRequired, installed                          int
+	released, installedAt                                              sql.NullInt64
+}
+
+// reportedRow is u's row, without installedAt.
+func reportedRow(u *state.Update) (updateRow, error) {
+	row := updateRow{
+		source: u.Source, name: u.Name, title: u.Title, version: u.Version, installedVersion: u.InstalledVersion,
+		category: u.Category, severity: u.Severity, cvss: u.CVSS,
+		knownExploited: boolArg(u.KnownExploited), rebootRequired: boolArg(u.RebootRequired), installed: boolArg(u.Installed),
+	}
+	if !u.Released.IsZero() {
+		row.released = sql.NullInt64{Int64: u.Released.UnixNano(), Valid: true}
+	}
+	var err error
+	if row.cves, err = jsonText(u.CVEs); err != nil {
+		return updateRow{}, fmt.Errorf("cves: %w", err)
+	}
+	if row.requires, err = jsonText(u.Requires); err != nil {
+		return updateRow{}, fmt.Errorf("requires: %w", err)
+	}
+	return row, nil
+}
+
+// jsonText is jsonArg as a column value.
+func jsonText[T any](v []T) (sql.NullString, error) {
+	a, err := jsonArg(v)
+	if err != nil || a == nil {
+		return sql.NullString{}, err
+	}
+	return sql.NullString{String: a.(string), Valid: true}, nil
 }
 
 // The statements of an inventory report.
@@ -118,16 +181,23 @@ var (
 	getSeenQuery     = writeQuery(`SELECT last_seen, report_seq FROM endpoints WHERE id = ?`)
 	updEndpointQuery = writeQuery(`UPDATE endpoints SET hostname = ?, os_family = ?, os_version = ?, labels = ?,
 		last_seen = ?, reboot_pending = ?, report_seq = ? WHERE id = ?`)
-	selInstalledQuery = writeQuery(`SELECT id, installed_at FROM updates WHERE endpoint = ? AND installed_at IS NOT NULL`)
-	delUpdatesQuery   = writeQuery(`DELETE FROM updates WHERE endpoint = ?`)
-	insUpdateQuery    = writeQuery(`INSERT INTO updates (endpoint, id, source, name, title, version, installed_version,
-		category, severity, cvss, cves, known_exploited, released, reboot_required, requires, installed, installed_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+	selUpdatesQuery = writeQuery(`SELECT id, source, name, title, version, installed_version, category, severity,
+		cvss, cves, known_exploited, released, reboot_required, requires, installed, installed_at
+		FROM updates WHERE endpoint = ?`)
+	delUpdateQuery = writeQuery(`DELETE FROM updates WHERE endpoint = ? AND id = ?`)
+	insUpdateQuery = writeQuery(`INSERT INTO updates (source, name, title, version, installed_version,
+		category, severity, cvss, cves, known_exploited, released, reboot_required, requires, installed, installed_at,
+		endpoint, id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+	setUpdateQuery = writeQuery(`UPDATE updates SET source = ?, name = ?, title = ?, version = ?, installed_version = ?,
+		category = ?, severity = ?, cvss = ?, cves = ?, known_exploited = ?, released = ?, reboot_required = ?,
+		requires = ?, installed = ?, installed_at = ? WHERE endpoint = ? AND id = ?`)
 )
 
-// replaceInventory is ReplaceInventory inside tx, with labels already
-// encoded.
-func replaceInventory(tx *wtx, r store.Report, labels any) error {
+// replaceInventory is ReplaceInventory inside tx. It writes only what
+// changed: most reports repeat the stored inventory, and reading a row
+// costs SQLite much less than deleting and inserting it again.
+func replaceInventory(tx *wtx, inv inventory) error {
+	r := inv.r
 	var (
 		lastSeen sql.NullInt64
 		seq      int64
@@ -147,55 +217,60 @@ func replaceInventory(tx *wtx, r store.Report, labels any) error {
 			r.At.UTC().Format(timeLayout), timeOf(lastSeen).Format(timeLayout), store.ErrConflict)
 	}
 	if _, err := tx.exec(updEndpointQuery,
-		r.Hostname, r.OS.Family, r.OS.Version, labels, r.At.UnixNano(), boolArg(r.RebootPending), r.Seq, r.Endpoint); err != nil {
+		r.Hostname, r.OS.Family, r.OS.Version, inv.labels, r.At.UnixNano(), boolArg(r.RebootPending), r.Seq, r.Endpoint); err != nil {
 		return err
 	}
 
-	// Keep installed_at of updates still reported installed.
-	installedAt := map[string]int64{}
-	rows, err := tx.query(selInstalledQuery, r.Endpoint)
+	stored := map[string]updateRow{}
+	rows, err := tx.query(selUpdatesQuery, r.Endpoint)
 	if err != nil {
 		return err
 	}
 	for rows.Next() {
 		var id string
-		var at int64
-		if err := rows.Scan(&id, &at); err != nil {
+		var row updateRow
+		if err := rows.Scan(&id, &row.source, &row.name, &row.title, &row.version, &row.installedVersion,
+			&row.category, &row.severity, &row.cvss, &row.cves, &row.knownExploited, &row.released,
+			&row.rebootRequired, &row.requires, &row.installed, &row.installedAt); err != nil {
 			rows.Close()
 			return err
 		}
-		installedAt[id] = at
+		stored[id] = row
 	}
 	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
 		return err
 	}
-	if _, err := tx.exec(delUpdatesQuery, r.Endpoint); err != nil {
-		return err
-	}
-	if len(r.Updates) == 0 {
-		return nil
-	}
-	for _, u := range r.Updates {
-		cves, err := jsonArg(u.CVEs)
-		if err != nil {
-			return fmt.Errorf("update %q: cves: %w", u.ID, err)
-		}
-		requires, err := jsonArg(u.Requires)
-		if err != nil {
-			return fmt.Errorf("update %q: requires: %w", u.ID, err)
-		}
-		var at any
-		if u.Installed {
-			if prev, ok := installedAt[u.ID]; ok {
-				at = prev
-			} else {
-				at = r.At.UnixNano()
+
+	for i, u := range r.Updates {
+		row := inv.rows[i]
+		prev, had := stored[u.ID]
+		delete(stored, u.ID)
+		// An update reported installed keeps the time it was first seen
+		// installed; one reported not installed has none.
+		if row.installed != 0 {
+			row.installedAt = prev.installedAt
+			if !had || !prev.installedAt.Valid {
+				row.installedAt = sql.NullInt64{Int64: r.At.UnixNano(), Valid: true}
 			}
 		}
-		if _, err := tx.exec(insUpdateQuery, r.Endpoint, u.ID, u.Source, u.Name, u.Title, u.Version, u.InstalledVersion,
-			u.Category, u.Severity, u.CVSS, cves, boolArg(u.KnownExploited), timeArg(u.Released),
-			boolArg(u.RebootRequired), requires, boolArg(u.Installed), at); err != nil {
+		q := insUpdateQuery
+		if had {
+			if row == prev {
+				continue
+			}
+			q = setUpdateQuery
+		}
+		// Both statements take the same arguments in the same order.
+		if _, err := tx.exec(q, row.source, row.name, row.title, row.version, row.installedVersion, row.category,
+			row.severity, row.cvss, row.cves, row.knownExploited, row.released, row.rebootRequired, row.requires,
+			row.installed, row.installedAt, r.Endpoint, u.ID); err != nil {
 			return fmt.Errorf("update %q: %w", u.ID, err)
+		}
+	}
+	// What the report no longer lists is gone from the endpoint.
+	for id := range stored {
+		if _, err := tx.exec(delUpdateQuery, r.Endpoint, id); err != nil {
+			return fmt.Errorf("update %q: %w", id, err)
 		}
 	}
 	return nil

@@ -145,6 +145,22 @@ func TestReplaceInventory(t *testing.T) {
 			want: []*state.Update{withInstalledAt(kb("KB5001", true), t1)},
 		},
 		{
+			name: "changed details of a stored update replace the old ones",
+			reports: []store.Report{
+				report("ep-1", t1, kb("KB5001", false), deb("openssl", "3.0.15-1", "3.0.14-1", "libssl3@3.0.15-1")),
+				report("ep-1", t2, revised(kb("KB5001", false)), deb("openssl", "3.0.15-1", "3.0.13-1")),
+			},
+			want: []*state.Update{revised(kb("KB5001", false)), deb("openssl", "3.0.15-1", "3.0.13-1")},
+		},
+		{
+			name: "a new update and a removed one in the same report",
+			reports: []store.Report{
+				report("ep-1", t1, kb("KB5001", true), kb("KB5002", false)),
+				report("ep-1", t2, kb("KB5001", true), kb("KB5003", false)),
+			},
+			want: []*state.Update{withInstalledAt(kb("KB5001", true), t1), kb("KB5003", false)},
+		},
+		{
 			name:    "same update twice in one report is invalid",
 			reports: []store.Report{report("ep-1", t1, kb("KB5001", true), kb("KB5001", false))},
 			wantErr: store.ErrInvalid,
@@ -211,6 +227,15 @@ func withAttempts(u *state.Update) *state.Update {
 
 func withAttempt(u *state.Update, at time.Time, r state.Result, msg string) *state.Update {
 	u.Attempts = append(u.Attempts, state.Attempt{At: at, Result: r, Error: msg, Ring: "canary"})
+	return u
+}
+
+// revised is u as its vendor re-released it: every detail but the id
+// changed, lists and the release date emptied.
+func revised(u *state.Update) *state.Update {
+	u.Source, u.Name, u.Title, u.Version, u.InstalledVersion = "winget", u.Name+"-v2", "Revised "+u.Title, "2", "1"
+	u.Category, u.Severity, u.CVSS, u.CVEs, u.KnownExploited = "feature", "low", 3.1, nil, false
+	u.Released, u.RebootRequired, u.Requires = time.Time{}, false, nil
 	return u
 }
 
