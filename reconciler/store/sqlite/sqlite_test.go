@@ -41,6 +41,19 @@ func TestOpenSetsDurabilityPragmas(t *testing.T) {
 	}
 }
 
+// TestWriterCheckpointsLessOften: the write connection lets the log grow
+// to 10,000 pages before copying it into the database file.
+func TestWriterCheckpointsLessOften(t *testing.T) {
+	db, _ := openTest(t)
+	var got int
+	if err := db.write.QueryRowContext(context.Background(), "PRAGMA wal_autocheckpoint").Scan(&got); err != nil {
+		t.Fatal(err)
+	}
+	if got != 10000 {
+		t.Errorf("wal_autocheckpoint = %d, want 10000", got)
+	}
+}
+
 // TestReportsLeaveCommitsDurable: an inventory report commits without
 // waiting for the disk, and the write connection is back to fsync on every
 // commit afterwards, for the jobs and results that follow.
