@@ -193,18 +193,17 @@ func (w *writer) commit(ops []*writeOp) []error {
 	t := &wtx{tx: tx, stmts: w.stmts, pool: w.pool, cache: map[string]*sql.Stmt{}}
 	if len(ops) == 1 {
 		// Alone in its transaction: no savepoint needed.
-		t.ctx = context.WithoutCancel(ops[0].ctx)
-		if err := ops[0].fn(t); err != nil {
+		if err := t.run(ops[0]); err != nil {
 			errs[0] = errors.Join(err, rollback(tx))
 			return errs
 		}
 	} else {
 		for i, op := range ops {
-			t.ctx = context.WithoutCancel(op.ctx)
+			t.ctx = context.Background()
 			if _, err := t.exec(savepointQuery); err != nil {
 				return failAll(errors.Join(fmt.Errorf("savepoint: %w", err), rollback(tx)))
 			}
-			if err := op.fn(t); err != nil {
+			if err := t.run(op); err != nil {
 				errs[i] = err
 				if _, rerr := t.exec(rollbackToQuery); rerr != nil {
 					// The transaction is gone with the savepoint.
@@ -245,6 +244,19 @@ type wtx struct {
 	// cache holds the statements bound to tx, shared by the writes of a
 	// batch.
 	cache map[string]*sql.Stmt
+}
+
+// run runs op's function in t under op's context (without its
+// cancellation). A function that panics fails its own write instead of
+// the controller: the writer goroutine serves every write.
+func (t *wtx) run(op *writeOp) (err error) {
+	t.ctx = context.WithoutCancel(op.ctx)
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("write failed: panic: %v", p)
+		}
+	}()
+	return op.fn(t)
 }
 
 // stmt returns query's prepared statement bound to the transaction, or nil

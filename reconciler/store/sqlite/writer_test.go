@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -260,5 +261,49 @@ func TestWritesRunPrepared(t *testing.T) {
 	}
 	if !slices.Contains(readQueries, endpointQuery) || !slices.Contains(readQueries, dueJobsQuery) {
 		t.Error("the per-request queries are not prepared on the read pool")
+	}
+}
+
+// TestWritePanicFailsOnlyItself: a write function that panics fails its
+// own write, undone, and the store and the other writes go on.
+func TestWritePanicFailsOnlyItself(t *testing.T) {
+	db, _ := openTest(t)
+	for _, batched := range []bool{false, true} {
+		var release func() error
+		if batched {
+			release = holdWriter(t, db)
+		}
+		var wg sync.WaitGroup
+		var panicErr, okErr error
+		wg.Go(func() {
+			panicErr = db.update(context.Background(), func(tx *wtx) error {
+				if err := appendAudit(tx, store.AuditEntry{At: t0, Kind: "panicked"}); err != nil {
+					return err
+				}
+				panic("a bug in a write function")
+			})
+		})
+		if batched {
+			queued(t, db, 1)
+		}
+		wg.Go(func() {
+			okErr = db.AppendAudit(context.Background(), store.AuditEntry{At: t0, Kind: "ok"})
+		})
+		if batched {
+			queued(t, db, 2)
+			if err := release(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		wg.Wait()
+		if panicErr == nil || !strings.Contains(panicErr.Error(), "panic") {
+			t.Errorf("batched %v: panicking write returned %v", batched, panicErr)
+		}
+		if okErr != nil {
+			t.Errorf("batched %v: the other write: %v", batched, okErr)
+		}
+	}
+	if diff := cmp.Diff([]string{"ok", "held", "ok"}, auditKinds(t, db)); diff != "" {
+		t.Errorf("stored entries (-want +got):\n%s", diff)
 	}
 }
