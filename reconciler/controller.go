@@ -208,6 +208,7 @@ func New(ctx context.Context, cfg Config) (*Controller, error) {
 	}
 	c.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	c.metrics = metrics.New(c.reg)
+	registerStoreMetrics(c.reg, db)
 	c.api, err = api.New(api.Config{
 		Store:      db,
 		Secrets:    secrets,

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // maxBatch is the most writes one transaction carries. A batch is what
@@ -46,6 +47,29 @@ type writer struct {
 
 	mu     sync.RWMutex // held for reading while sending on ops
 	closed bool
+
+	// Counters for WriteStats.
+	transactions, writes, busyNanos atomic.Int64
+}
+
+// WriteStats counts the store's writes since it opened.
+type WriteStats struct {
+	// Transactions is how many write transactions ran, Writes how many
+	// writes they carried: Writes/Transactions is the mean batch size.
+	Transactions, Writes int64
+	// Busy is how long the writer spent running them; its rate is the
+	// share of time the store's single writer is busy, its saturation.
+	Busy time.Duration
+}
+
+// WriteStats returns the store's write counters.
+func (db *DB) WriteStats() WriteStats {
+	w := db.writer
+	return WriteStats{
+		Transactions: w.transactions.Load(),
+		Writes:       w.writes.Load(),
+		Busy:         time.Duration(w.busyNanos.Load()),
+	}
 }
 
 // A writeOp is one write transaction waiting for, or in, a batch.
@@ -141,7 +165,11 @@ func (w *writer) run() {
 		if len(live) == 0 {
 			continue
 		}
+		start := time.Now()
 		errs := w.commit(live)
+		w.busyNanos.Add(int64(time.Since(start)))
+		w.transactions.Add(1)
+		w.writes.Add(int64(len(live)))
 		for i, op := range live {
 			op.result <- errs[i]
 		}

@@ -89,6 +89,11 @@ func TestBatchKeepsEachWritesOutcome(t *testing.T) {
 		t.Fatal(err)
 	}
 	wg.Wait()
+	// The held write was a transaction alone; the ten queued behind it
+	// shared the next one.
+	if st := db.WriteStats(); st.Transactions != 2 || st.Writes != n+1 || st.Busy <= 0 {
+		t.Errorf("write stats %+v, want 2 transactions of %d writes and some busy time", st, n+1)
+	}
 	want := []string{"held"}
 	for i, err := range errs {
 		if i%3 == 1 {

@@ -1,0 +1,44 @@
+package reconciler
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/patchline/patchline/reconciler/store"
+	"github.com/patchline/patchline/reconciler/store/sqlite"
+)
+
+func TestStoreMetrics(t *testing.T) {
+	ctx := context.Background()
+	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "patchline.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	reg := prometheus.NewRegistry()
+	registerStoreMetrics(reg, db)
+	for range 3 {
+		if err := db.AppendAudit(ctx, store.AuditEntry{At: time.Now(), Kind: store.AuditHalt, Client: "acme"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, f := range families {
+		got[f.GetName()] = f.GetMetric()[0].GetCounter().GetValue()
+	}
+	// Three writes one after the other: three transactions of one.
+	if got["patchline_store_write_transactions_total"] != 3 || got["patchline_store_writes_total"] != 3 {
+		t.Errorf("transactions %v, writes %v; want 3 and 3", got["patchline_store_write_transactions_total"], got["patchline_store_writes_total"])
+	}
+	if got["patchline_store_writer_busy_seconds_total"] <= 0 {
+		t.Errorf("writer busy %v s after three writes, want more than 0", got["patchline_store_writer_busy_seconds_total"])
+	}
+}
