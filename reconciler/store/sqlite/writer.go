@@ -199,17 +199,16 @@ func (w *writer) commit(ops []*writeOp) []error {
 	}
 	if lazy {
 		// The level is the connection's and may not change inside a
-		// transaction: relax it around this one, and discard a connection
-		// whose level could not be restored rather than reuse it.
+		// transaction: relax it around this one. A connection whose level
+		// cannot be restored is discarded rather than reused (a new one
+		// opens with FULL); the writes are already decided by then, so
+		// their outcome stands.
 		if _, err := conn.ExecContext(ctx, "PRAGMA synchronous=NORMAL"); err != nil {
 			return failAll(fmt.Errorf("relax sync: %w", err))
 		}
 		defer func() {
 			if _, err := conn.ExecContext(ctx, "PRAGMA synchronous=FULL"); err != nil {
 				_ = conn.Raw(func(any) error { return driver.ErrBadConn })
-				for i := range errs {
-					errs[i] = errors.Join(errs[i], fmt.Errorf("restore sync: %w", err))
-				}
 			}
 		}()
 	}
