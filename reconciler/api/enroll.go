@@ -85,15 +85,19 @@ func (s *Server) enrollEndpoint(r *http.Request, req wire.EnrollRequest) (id str
 		for range 2 {
 			ep, err := s.cfg.Store.EndpointByID(ctx, id)
 			if errors.Is(err, store.ErrNotFound) {
-				err = s.cfg.Store.Enroll(ctx, store.Enrollment{
+				ep := store.Enrollment{
 					ID: id, Client: req.Client, Hostname: req.Hostname, NodeKeyHash: cred, EnrolledAt: s.cfg.Now(),
-				})
+				}
+				err = s.cfg.Store.Enroll(ctx, ep)
 				if errors.Is(err, store.ErrConflict) {
 					continue
 				}
 				if err != nil {
 					return "", false, fmt.Errorf("enroll endpoint %q: %w", id, err)
 				}
+				// The agent's next request, its first report, is
+				// authenticated against the enrollment just stored.
+				s.enrolled.Store(id, ep)
 				return id, true, nil
 			}
 			if err != nil {

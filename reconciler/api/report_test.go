@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/patchline/patchline/reconciler/api/wire"
 	"github.com/patchline/patchline/reconciler/state"
@@ -199,8 +200,25 @@ func TestAuthenticationReadsEachEndpointOnce(t *testing.T) {
 			t.Fatalf("poll %d: %d %s", i, resp.status, resp.body)
 		}
 	}
+	if n := cs.lookups.Load(); n != 0 {
+		t.Errorf("three polls of an endpoint enrolled through this server read the store %d times, want 0", n)
+	}
+	// A server that did not enroll the endpoint (a restarted controller)
+	// reads it once.
+	cfg := e.api.cfg
+	cfg.Registerer = prometheus.NewRegistry()
+	restarted, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		rec := serve(&env{t: t, api: restarted}, http.MethodGet, wire.PathJobs+"?wait=1ms", nil, a.auth())
+		if rec.Code != http.StatusOK {
+			t.Fatalf("poll %d after restart: %d %s", i, rec.Code, rec.Body)
+		}
+	}
 	if n := cs.lookups.Load(); n != 1 {
-		t.Errorf("three polls of one endpoint read the store %d times, want 1", n)
+		t.Errorf("three polls after a restart read the store %d times, want 1", n)
 	}
 	if resp := e.request(ctx, http.MethodGet, wire.PathJobs, nil, agent{a.endpoint, b.nodeKey}.auth()...); resp.status != http.StatusUnauthorized {
 		t.Errorf("another endpoint's key for a known endpoint: %d %s, want 401", resp.status, resp.body)
