@@ -446,6 +446,7 @@ func (a *Agent) report(ctx context.Context) {
 	a.reportSeq = seq
 	resp, err := a.api.report(ctx, wire.Report{
 		Seq:           seq,
+		JobSeq:        a.seq,
 		Hostname:      a.cfg.Hostname,
 		OS:            a.cfg.OS,
 		Labels:        a.cfg.Labels,
@@ -475,14 +476,24 @@ func (a *Agent) handle(ctx context.Context, sj wire.SignedJob) error {
 		return a.resend(ctx, p, e)
 	}
 	if err := checkFresh(p, a.seq, a.clock.Now()); err != nil {
-		if p.Seq > a.seq {
+		behind := p.Seq <= a.seq
+		if !behind {
 			// A signed, expired job for this endpoint still proves the
 			// controller got this far; later jobs must be above it.
 			if err := a.storeSeq(p.Seq); err != nil {
 				return err
 			}
 		}
-		return a.refuse(ctx, p, err)
+		if err := a.refuse(ctx, p, err); err != nil {
+			return err
+		}
+		if behind {
+			// The controller numbers this endpoint's jobs below what the
+			// agent has seen (its store was restored from an older
+			// backup): a report tells it the number to continue from.
+			a.report(ctx)
+		}
+		return nil
 	}
 	if err := a.storeSeq(p.Seq); err != nil {
 		return err

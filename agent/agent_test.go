@@ -106,11 +106,14 @@ func TestJobSafety(t *testing.T) {
 		wantWhy   string
 		wantSeq   int64
 		wantTrust bool
+		// wantReport: the agent reports its inventory (with the highest
+		// job sequence it has seen) after the job.
+		wantReport bool
 	}{
 		{
 			name:    "valid job runs",
 			make:    func(fc *fakeController, p wire.JobPayload) wire.SignedJob { return fc.sign(p) },
-			wantRun: true, wantSeq: 5,
+			wantRun: true, wantSeq: 5, wantReport: true,
 		},
 		{
 			name: "payload altered after signing is refused",
@@ -151,7 +154,7 @@ func TestJobSafety(t *testing.T) {
 			name:    "replayed job with an old sequence number is refused",
 			lastSeq: 5,
 			make:    func(fc *fakeController, p wire.JobPayload) wire.SignedJob { return fc.sign(p) },
-			wantWhy: "sequence 5 is not above 5", wantSeq: 5, wantTrust: true,
+			wantWhy: "sequence 5 is not above 5", wantSeq: 5, wantTrust: true, wantReport: true,
 		},
 		{
 			name:    "job whose window has ended is refused",
@@ -217,8 +220,23 @@ func TestJobSafety(t *testing.T) {
 			if n := len(a.journal.pending()); n != 0 {
 				t.Errorf("%d results left in the outbox after the controller acknowledged", n)
 			}
+			_, reports, _, _ := h.fc.snapshot()
+			if tt.wantReport {
+				if len(reports) == 0 || reports[len(reports)-1].JobSeq != tt.wantSeq {
+					t.Errorf("reports after the job: %d, the last with job sequence %v; want one with %d",
+						len(reports), lastJobSeq(reports), tt.wantSeq)
+				}
+			}
 		})
 	}
+}
+
+// lastJobSeq is the JobSeq of the last report, or "none".
+func lastJobSeq(reports []wire.Report) any {
+	if len(reports) == 0 {
+		return "none"
+	}
+	return reports[len(reports)-1].JobSeq
 }
 
 func TestRedeliveredJobIsAnsweredFromTheRecord(t *testing.T) {

@@ -20,6 +20,9 @@ const (
 	maxLabelValue = 256
 	maxUpdateID   = 512
 	maxListItems  = 1_000 // CVEs and requires of one update
+	// maxSeq bounds the sequence numbers an agent sends, far above any
+	// agent's lifetime, so that numbering a job after one cannot overflow.
+	maxSeq = 1 << 53
 )
 
 // osFamilies are the OS families an endpoint may report.
@@ -44,6 +47,7 @@ func (s *Server) report(w http.ResponseWriter, r *http.Request, ep store.Enrollm
 		Updates:       rep.Updates,
 		At:            s.cfg.Now(),
 		Seq:           rep.Seq,
+		JobSeq:        rep.JobSeq,
 	})
 	if err != nil {
 		return storeError(err, "endpoint not found")
@@ -65,6 +69,10 @@ func validateReport(ep store.Enrollment, rep *wire.Report) error {
 		return errorf(wire.CodeInvalid, "os.family: unknown OS family %q (want windows, linux or macos)", rep.OS.Family)
 	case len(rep.Updates) > maxUpdates:
 		return errorf(wire.CodeInvalid, "updates: %d updates, at most %d are accepted", len(rep.Updates), maxUpdates)
+	case rep.Seq < 0 || rep.Seq > maxSeq:
+		return errorf(wire.CodeInvalid, "seq: %d is outside 0 to %d", rep.Seq, int64(maxSeq))
+	case rep.JobSeq < 0 || rep.JobSeq > maxSeq:
+		return errorf(wire.CodeInvalid, "jobSeq: %d is outside 0 to %d", rep.JobSeq, int64(maxSeq))
 	}
 	if err := validateLabels(rep.Labels); err != nil {
 		return err

@@ -97,6 +97,8 @@ func TestReportRefused(t *testing.T) {
 		{"update without id", edit(`"id": "KB5044284"`, `"id": ""`), a.auth(), 400},
 		{"same update twice", edit(`"id": "KB5044284"`, `"id": "Mozilla.Firefox@132.0.1"`), a.auth(), 400},
 		{"unknown OS family", edit(`"family": "windows"`, `"family": "beos"`), a.auth(), 400},
+		{"negative job sequence", edit(`"rebootPending": false,`, `"rebootPending": false, "jobSeq": -1,`), a.auth(), 400},
+		{"job sequence that would overflow", edit(`"rebootPending": false,`, `"rebootPending": false, "jobSeq": 9223372036854775807,`), a.auth(), 400},
 		{"too many labels", jsonBytes(t, wire.Report{Hostname: "WS-001", OS: state.OS{Family: "windows"}, Labels: manyLabels}), a.auth(), 400},
 		{"wrong node key", good, agent{a.endpoint, "not-the-node-key"}.auth(), 401},
 		{"unknown endpoint", good, agent{"acme-ws-999-0000", a.nodeKey}.auth(), 401},

@@ -122,6 +122,10 @@ type Report struct {
 	// Seq is the agent's number for the report; it grows with every report
 	// of the endpoint. A report below the stored one's is refused.
 	Seq int64
+	// JobSeq is the highest job sequence number the agent has seen: the
+	// endpoint's next job is numbered above it (it matters after the store
+	// was restored from a backup older than the agent's last job).
+	JobSeq int64
 }
 
 // JobState is where a job is in its life.

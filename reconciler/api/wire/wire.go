@@ -63,7 +63,11 @@ type Report struct {
 	// with a conflict, so a late copy of an old report (a duplicate on a
 	// flaky network) cannot undo a newer one; a retry of the same report
 	// has the same Seq and is accepted.
-	Seq           int64             `json:"seq"`
+	Seq int64 `json:"seq"`
+	// JobSeq is the highest job sequence number the agent has seen. A
+	// controller restored from a backup numbers its next jobs above it,
+	// instead of sending jobs the agent refuses as replayed.
+	JobSeq        int64             `json:"jobSeq,omitempty"`
 	Hostname      string            `json:"hostname"`
 	OS            state.OS          `json:"os"`
 	Labels        map[string]string `json:"labels,omitempty"`

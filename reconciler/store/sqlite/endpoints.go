@@ -180,7 +180,7 @@ func jsonText[T any](v []T) (sql.NullString, error) {
 var (
 	getSeenQuery     = writeQuery(`SELECT last_seen, report_seq FROM endpoints WHERE id = ?`)
 	updEndpointQuery = writeQuery(`UPDATE endpoints SET hostname = ?, os_family = ?, os_version = ?, labels = ?,
-		last_seen = ?, reboot_pending = ?, report_seq = ? WHERE id = ?`)
+		last_seen = ?, reboot_pending = ?, report_seq = ?, job_seq = max(job_seq, ?) WHERE id = ?`)
 	selUpdatesQuery = writeQuery(`SELECT id, source, name, title, version, installed_version, category, severity,
 		cvss, cves, known_exploited, released, reboot_required, requires, installed, installed_at
 		FROM updates WHERE endpoint = ?`)
@@ -217,7 +217,7 @@ func replaceInventory(tx *wtx, inv inventory) error {
 			r.At.UTC().Format(timeLayout), timeOf(lastSeen).Format(timeLayout), store.ErrConflict)
 	}
 	if _, err := tx.exec(updEndpointQuery,
-		r.Hostname, r.OS.Family, r.OS.Version, inv.labels, r.At.UnixNano(), boolArg(r.RebootPending), r.Seq, r.Endpoint); err != nil {
+		r.Hostname, r.OS.Family, r.OS.Version, inv.labels, r.At.UnixNano(), boolArg(r.RebootPending), r.Seq, r.JobSeq, r.Endpoint); err != nil {
 		return err
 	}
 

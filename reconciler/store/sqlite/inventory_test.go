@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -243,4 +244,31 @@ func revised(u *state.Update) *state.Update {
 func numbered(r store.Report, seq int64) store.Report {
 	r.Seq = seq
 	return r
+}
+
+// TestReportMovesJobNumbersPastTheAgents: the endpoint's next job is
+// numbered above the highest job sequence its agent reports having seen
+// (after a restore from an older backup), and a lower one changes nothing.
+func TestReportMovesJobNumbersPastTheAgents(t *testing.T) {
+	db, _ := openTest(t)
+	enroll(t, db, "ep-1", "acme")
+	first := createJobs(t, db, "acme", t0, newJob("ep-1", "acme", "k1", "KB1"))
+	if first[0].Seq != 1 {
+		t.Fatalf("first job has sequence %d, want 1", first[0].Seq)
+	}
+	for i, tc := range []struct {
+		jobSeq, want int64
+	}{
+		{41, 42}, // the agent has seen 41: continue above it
+		{7, 43},  // an agent behind the store moves nothing back
+		{0, 44},  // an agent that does not say
+	} {
+		r := report("ep-1", t0.Add(time.Duration(i+1)*time.Minute), kb("KB1", false))
+		r.JobSeq = tc.jobSeq
+		replace(t, db, r)
+		j := createJobs(t, db, "acme", t0, newJob("ep-1", "acme", fmt.Sprintf("k-%d", i), "KB1"))
+		if j[0].Seq != tc.want {
+			t.Errorf("after a report with job sequence %d: next job numbered %d, want %d", tc.jobSeq, j[0].Seq, tc.want)
+		}
+	}
 }
