@@ -52,6 +52,7 @@ const busyTimeout = 10 * time.Second
 
 // DB is the SQLite store. It is safe for concurrent use.
 type DB struct {
+	path string // the store file
 	// write has exactly one connection. SQLite allows one writer at a time;
 	// with several write connections, two transactions that read before
 	// they write can each hold a read snapshot and then fail with
@@ -134,7 +135,7 @@ func Open(ctx context.Context, path string) (*DB, error) {
 		write.Close()
 		return nil, fmt.Errorf("open store %q: %w", path, err)
 	}
-	db := &DB{write: write, read: read}
+	db := &DB{path: path, write: write, read: read}
 	if err := errors.Join(db.stmts.prepare(ctx, write, writeQueries), db.stmts.prepare(ctx, read, readQueries)); err != nil {
 		return nil, errors.Join(fmt.Errorf("open store %q: %w", path, err), db.stmts.close(), read.Close(), write.Close())
 	}
@@ -178,30 +179,10 @@ func cloneValues(v url.Values) url.Values {
 // (migrations/NNNN_name.sql, in number order) that schema_version does not
 // list yet. A crash or failure leaves the schema as it was.
 func migrate(ctx context.Context, db *sql.DB, fsys fs.FS) error {
-	names, err := fs.Glob(fsys, "migrations/*.sql")
+	todo, err := listMigrations(fsys)
 	if err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
-	type migration struct {
-		version int
-		name    string
-	}
-	var todo []migration
-	seen := map[int]string{}
-	for _, name := range names {
-		base := path.Base(name)
-		num, _, ok := strings.Cut(base, "_")
-		v, err := strconv.Atoi(num)
-		if !ok || err != nil || v <= 0 {
-			return fmt.Errorf("migrate: %s: name must start with a positive number and '_'", name)
-		}
-		if prev, dup := seen[v]; dup {
-			return fmt.Errorf("migrate: %s and %s have the same number", prev, name)
-		}
-		seen[v] = name
-		todo = append(todo, migration{v, name})
-	}
-	sort.Slice(todo, func(i, j int) bool { return todo[i].version < todo[j].version })
 	known := 0
 	if len(todo) > 0 {
 		known = todo[len(todo)-1].version
@@ -241,6 +222,46 @@ func migrate(ctx context.Context, db *sql.DB, fsys fs.FS) error {
 		}
 		return nil
 	})
+}
+
+// A migration is one file of migrations/.
+type migration struct {
+	version int
+	name    string
+}
+
+// listMigrations lists the migrations in fsys in version order.
+func listMigrations(fsys fs.FS) ([]migration, error) {
+	names, err := fs.Glob(fsys, "migrations/*.sql")
+	if err != nil {
+		return nil, err
+	}
+	var todo []migration
+	seen := map[int]string{}
+	for _, name := range names {
+		base := path.Base(name)
+		num, _, ok := strings.Cut(base, "_")
+		v, err := strconv.Atoi(num)
+		if !ok || err != nil || v <= 0 {
+			return nil, fmt.Errorf("%s: name must start with a positive number and '_'", name)
+		}
+		if prev, dup := seen[v]; dup {
+			return nil, fmt.Errorf("%s and %s have the same number", prev, name)
+		}
+		seen[v] = name
+		todo = append(todo, migration{v, name})
+	}
+	sort.Slice(todo, func(i, j int) bool { return todo[i].version < todo[j].version })
+	return todo, nil
+}
+
+// knownVersion is the newest schema version of the migrations in fsys.
+func knownVersion(fsys fs.FS) (int, error) {
+	todo, err := listMigrations(fsys)
+	if err != nil || len(todo) == 0 {
+		return 0, err
+	}
+	return todo[len(todo)-1].version, nil
 }
 
 // inTx runs fn in a transaction and commits it when fn returns nil.
