@@ -179,14 +179,21 @@ func New(ctx context.Context, cfg Config) (*Controller, error) {
 	if err != nil {
 		return nil, err
 	}
+	unlock, err := lockDataDir(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
 	key, err := loadOrCreateKey(cfg.DataDir)
 	if err != nil {
+		unlock()
 		return nil, err
 	}
-	db, err := sqlite.Open(ctx, filepath.Join(cfg.DataDir, "patchline.db"))
+	opened, err := sqlite.Open(ctx, filepath.Join(cfg.DataDir, storeFile))
 	if err != nil {
+		unlock()
 		return nil, err
 	}
+	db := &lockedStore{DB: opened, unlock: unlock}
 	c := &Controller{
 		cfg:       cfg,
 		log:       cfg.Logger,

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/patchline/patchline/reconciler"
 	"github.com/patchline/patchline/reconciler/state"
+	"github.com/patchline/patchline/reconciler/store/sqlite"
 )
 
 // startController runs a real patchd on loopback following a local fleet
@@ -111,5 +113,43 @@ func TestStatusAndStateExport(t *testing.T) {
 				t.Errorf("exit %d, stderr %q; want an error mentioning %q", code, errOut, tt.want)
 			}
 		})
+	}
+}
+
+// TestBackupCommand: patchctl backup saves a verified copy of a running
+// controller's store, and a failed download leaves the old file alone.
+func TestBackupCommand(t *testing.T) {
+	url, token := startController(t)
+	out := filepath.Join(t.TempDir(), "patchline.db")
+	code, stdout, errOut := run(t, "backup", "--controller", url, "--token-file", token, "--out", out)
+	if code != 0 {
+		t.Fatalf("backup: exit %d: %s", code, errOut)
+	}
+	if !strings.Contains(stdout, "verified") {
+		t.Errorf("backup output: %q", stdout)
+	}
+	if err := sqlite.Verify(context.Background(), out); err != nil {
+		t.Fatal(err)
+	}
+	before, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATCHLINE_ADMIN_TOKEN", "")
+	if code, _, errOut := run(t, "backup", "--controller", url, "--token", "wrong", "--out", out); code == 0 || !strings.Contains(errOut, "401") {
+		t.Errorf("backup with a wrong token: exit %d, %q", code, errOut)
+	}
+	if after, err := os.ReadFile(out); err != nil || !bytes.Equal(before, after) {
+		t.Errorf("a failed backup changed %s (%v)", out, err)
+	}
+	if code, _, errOut := run(t, "backup", "--controller", url, "--token-file", token); code == 0 || !strings.Contains(errOut, "--out") {
+		t.Errorf("backup without --out: exit %d, %q", code, errOut)
+	}
+	entries, err := os.ReadDir(filepath.Dir(out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != 1 {
+		t.Errorf("%d files next to the backup, want only it", len(entries))
 	}
 }

@@ -26,7 +26,7 @@ func main() { os.Exit(run(os.Args[1:], os.Stderr)) }
 // run parses flags, runs the controller until SIGINT or SIGTERM and
 // returns the exit code.
 func run(args []string, stderr io.Writer) int {
-	cfg, debugAddr, err := parseFlags(args, stderr)
+	cfg, opts, err := parseFlags(args, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
 	}
@@ -36,6 +36,20 @@ func run(args []string, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if opts.restore != "" {
+		kept, err := reconciler.Restore(ctx, cfg.DataDir, opts.restore)
+		if err != nil {
+			fmt.Fprintln(stderr, "patchd: restore:", err)
+			return 1
+		}
+		fmt.Fprintf(stderr, "patchd: the store in %s is now the backup %s", cfg.DataDir, opts.restore)
+		if kept != "" {
+			fmt.Fprintf(stderr, "; the store it replaced is kept as %s", kept)
+		}
+		fmt.Fprintln(stderr, ". Start patchd as usual.")
+		return 0
+	}
+	debugAddr := opts.debugAddr
 	if debugAddr != "" {
 		if _, err := serveDebug(ctx, debugAddr, cfg.Logger); err != nil {
 			fmt.Fprintln(stderr, "patchd:", err)
@@ -54,9 +68,18 @@ func run(args []string, stderr io.Writer) int {
 	return 0
 }
 
-// parseFlags returns the controller's configuration and the profiler's
-// address (empty when not asked for).
-func parseFlags(args []string, stderr io.Writer) (cfg reconciler.Config, debugAddr string, err error) {
+// options are patchd's flags that are not the controller's configuration.
+type options struct {
+	// debugAddr is the profiler's address; empty for none.
+	debugAddr string
+	// restore is a backup to restore into the data directory, after which
+	// patchd exits.
+	restore string
+}
+
+// parseFlags returns the controller's configuration and patchd's other
+// options.
+func parseFlags(args []string, stderr io.Writer) (cfg reconciler.Config, opts options, err error) {
 	var (
 		keyring, tokenFile  string
 		logLevel, logFormat string
@@ -82,49 +105,50 @@ func parseFlags(args []string, stderr io.Writer) (cfg reconciler.Config, debugAd
 	fs.Float64Var(&cfg.EnrollRate, "enroll-rate", 10, "enrollments per second accepted after a burst of 50 (raise to onboard a large fleet at once)")
 	fs.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&logFormat, "log-format", "text", "log format: text or json")
-	fs.StringVar(&debugAddr, "debug-listen", "", "loopback `address` serving Go's profiler at /debug/pprof/ (for measuring; off by default)")
+	fs.StringVar(&opts.restore, "restore", "", "replace the store in --data-dir with the backup `FILE` (from 'patchctl backup'), keeping the old one, and exit; patchd must be stopped")
+	fs.StringVar(&opts.debugAddr, "debug-listen", "", "loopback `address` serving Go's profiler at /debug/pprof/ (for measuring; off by default)")
 	if err := fs.Parse(args); err != nil {
-		return cfg, "", err
+		return cfg, opts, err
 	}
 	if fs.NArg() > 0 {
-		return cfg, "", fmt.Errorf("unexpected arguments %q", fs.Args())
+		return cfg, opts, fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
 	if cfg.Lease <= 0 {
-		return cfg, "", fmt.Errorf("--lease %v: must be positive", cfg.Lease)
+		return cfg, opts, fmt.Errorf("--lease %v: must be positive", cfg.Lease)
 	}
 	cfg.RepoBranch = cfg.Repo.Branch
 	if cfg.RepoDir != "" && cfg.Repo.URL != "" {
-		return cfg, "", errors.New("give --repo or --repo-dir, not both")
+		return cfg, opts, errors.New("give --repo or --repo-dir, not both")
 	}
 	if cfg.Verify.RequireSigned {
 		if keyring == "" {
-			return cfg, "", errors.New("--require-signed needs --keyring FILE")
+			return cfg, opts, errors.New("--require-signed needs --keyring FILE")
 		}
 		b, err := os.ReadFile(keyring)
 		if err != nil {
-			return cfg, "", fmt.Errorf("--keyring: %w", err)
+			return cfg, opts, fmt.Errorf("--keyring: %w", err)
 		}
 		cfg.Verify.Keyring = string(b)
 	}
 	if tokenFile != "" {
 		b, err := os.ReadFile(tokenFile)
 		if err != nil {
-			return cfg, "", fmt.Errorf("--git-token-file: %w", err)
+			return cfg, opts, fmt.Errorf("--git-token-file: %w", err)
 		}
 		cfg.Repo.Token = string(bytes.TrimSpace(b))
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(logLevel)); err != nil {
-		return cfg, "", fmt.Errorf("--log-level: %w", err)
+		return cfg, opts, fmt.Errorf("--log-level: %w", err)
 	}
-	opts := &slog.HandlerOptions{Level: level}
+	handlerOpts := &slog.HandlerOptions{Level: level}
 	switch logFormat {
 	case "text":
-		cfg.Logger = slog.New(slog.NewTextHandler(stderr, opts))
+		cfg.Logger = slog.New(slog.NewTextHandler(stderr, handlerOpts))
 	case "json":
-		cfg.Logger = slog.New(slog.NewJSONHandler(stderr, opts))
+		cfg.Logger = slog.New(slog.NewJSONHandler(stderr, handlerOpts))
 	default:
-		return cfg, "", fmt.Errorf("--log-format %q: want text or json", logFormat)
+		return cfg, opts, fmt.Errorf("--log-format %q: want text or json", logFormat)
 	}
-	return cfg, debugAddr, nil
+	return cfg, opts, nil
 }

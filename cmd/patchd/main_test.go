@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/patchline/patchline/reconciler/store/sqlite"
 )
 
 func TestParseFlags(t *testing.T) {
@@ -59,12 +61,12 @@ func TestParseFlags(t *testing.T) {
 			}
 		})
 	}
-	cfg, debugAddr, err := parseFlags(append(tests[0].args, "--debug-listen", "127.0.0.1:6060"), io.Discard)
+	cfg, opts, err := parseFlags(append(tests[0].args, "--debug-listen", "127.0.0.1:6060"), io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if debugAddr != "127.0.0.1:6060" {
-		t.Errorf("profiler address %q, want 127.0.0.1:6060", debugAddr)
+	if opts.debugAddr != "127.0.0.1:6060" {
+		t.Errorf("profiler address %q, want 127.0.0.1:6060", opts.debugAddr)
 	}
 	if cfg.Repo.Token != "ghp_abc" || cfg.Repo.Branch != "prod" || cfg.RepoBranch != "prod" || cfg.Poll != 30*time.Second ||
 		!cfg.Verify.RequireSigned || !strings.HasPrefix(cfg.Verify.Keyring, "-----BEGIN PGP") {
@@ -130,4 +132,51 @@ func TestServeDebug(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	t.Error("the profiler still answers after its context ended")
+}
+
+// TestRunRestore: patchd --restore puts a backup in place of the store and
+// exits, and refuses what is not a backup.
+func TestRunRestore(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	db, err := sqlite.Open(ctx, filepath.Join(dir, "patchline.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, _, err := db.Backup(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	backup := filepath.Join(t.TempDir(), "backup.db")
+	data, err := io.ReadAll(rc)
+	rc.Close()
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(backup, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	junk := filepath.Join(t.TempDir(), "junk.db")
+	if err := os.WriteFile(junk, []byte("junk"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"a backup", []string{"--data-dir", dir, "--restore", backup}, 0, "the store it replaced is kept as " + filepath.Join(dir, "patchline.db.before-restore-")},
+		{"not a backup", []string{"--data-dir", dir, "--restore", junk}, 1, "not an SQLite database"},
+		{"no data directory", []string{"--restore", backup}, 1, "--data-dir"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out strings.Builder
+			if code := run(tt.args, &out); code != tt.code || !strings.Contains(out.String(), tt.want) {
+				t.Errorf("exit %d, output %q; want exit %d mentioning %q", code, out.String(), tt.code, tt.want)
+			}
+		})
+	}
 }

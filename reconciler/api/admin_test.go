@@ -10,7 +10,10 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -20,12 +23,13 @@ import (
 	"github.com/patchline/patchline/reconciler/api/wire"
 	"github.com/patchline/patchline/reconciler/state"
 	"github.com/patchline/patchline/reconciler/store"
+	"github.com/patchline/patchline/reconciler/store/sqlite"
 )
 
 func TestAdminRoutesNeedTheAdminToken(t *testing.T) {
 	e := newEnv(t)
 	a := e.enroll("WS-001")
-	for _, path := range []string{"/v1/status", "/v1/state", "/v1/audit"} {
+	for _, path := range []string{"/v1/status", "/v1/state", "/v1/audit", "/v1/backup"} {
 		for _, tc := range []struct {
 			name   string
 			header []string
@@ -273,5 +277,40 @@ func TestNewRefusesIncompleteConfig(t *testing.T) {
 	}
 	if _, err := New(full()); err != nil {
 		t.Errorf("complete config: %v", err)
+	}
+}
+
+// TestBackup: an admin downloads a store file that verifies and holds what
+// was enrolled.
+func TestBackup(t *testing.T) {
+	e := newEnv(t)
+	a := e.enroll("WS-001")
+	resp := e.admin("/v1/backup")
+	if resp.status != http.StatusOK {
+		t.Fatalf("backup: %d %s", resp.status, resp.body)
+	}
+	if ct := resp.header.Get("Content-Type"); ct != "application/vnd.sqlite3" {
+		t.Errorf("Content-Type %q", ct)
+	}
+	if cl := resp.header.Get("Content-Length"); cl != strconv.Itoa(len(resp.body)) {
+		t.Errorf("Content-Length %s for %d bytes", cl, len(resp.body))
+	}
+	if cd := resp.header.Get("Content-Disposition"); cd != `attachment; filename="patchline-20261112T090000Z.db"` {
+		t.Errorf("Content-Disposition %q", cd)
+	}
+	path := filepath.Join(t.TempDir(), "backup.db")
+	if err := os.WriteFile(path, resp.body, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := sqlite.Verify(context.Background(), path); err != nil {
+		t.Fatal(err)
+	}
+	db, err := sqlite.Open(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.EndpointByID(context.Background(), a.endpoint); err != nil {
+		t.Errorf("the backup lacks the enrolled endpoint: %v", err)
 	}
 }

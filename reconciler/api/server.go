@@ -174,6 +174,7 @@ func (s *Server) routes() {
 	s.handle("GET /v1/status", s.admin(s.status))
 	s.handle("GET /v1/state", s.admin(s.state))
 	s.handle("GET /v1/audit", s.admin(s.audit))
+	s.handle("GET /v1/backup", s.admin(s.backup))
 	s.handle("POST /v1/hooks/git", s.gitHook)
 	// Everything else gets the error envelope too, not the mux's plain text.
 	s.handle("/", func(w http.ResponseWriter, r *http.Request) error {

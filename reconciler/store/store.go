@@ -24,6 +24,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"time"
 
 	"github.com/patchline/patchline/reconciler/state"
@@ -86,6 +87,10 @@ type Store interface {
 	// Audit returns up to limit entries with id greater than afterID,
 	// oldest first.
 	Audit(ctx context.Context, afterID int64, limit int) ([]AuditEntry, error)
+
+	// Backup returns a consistent copy of the store, of one moment, for
+	// reading, with its size in bytes.
+	Backup(ctx context.Context) (io.ReadCloser, int64, error)
 
 	// Close releases the store.
 	Close() error

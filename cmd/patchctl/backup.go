@@ -1,0 +1,64 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+
+	"github.com/patchline/patchline/reconciler/store/sqlite"
+)
+
+func newBackupCmd() *cobra.Command {
+	var (
+		cf  controllerFlags
+		out string
+	)
+	cmd := &cobra.Command{
+		Use:   "backup --controller URL --out FILE",
+		Short: "Save a consistent copy of the controller's store while it runs",
+		Long: `backup downloads a copy of patchd's store (endpoints, their inventories, jobs,
+results, revisions and the audit log), made while patchd runs, and checks it
+before it replaces FILE. Restore it with 'patchd --data-dir DIR --restore
+FILE' while patchd is stopped.
+
+The copy does not hold the job-signing key (job-signing-key.pem in patchd's
+data directory); back that file up once, it never changes. The copy holds node
+key hashes and signed jobs: keep it where only the MSP's administrators can
+read it.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if out == "" {
+				return errors.New("--out FILE is required")
+			}
+			body, err := cf.get(cmd.Context(), "/v1/backup")
+			if err != nil {
+				return err
+			}
+			defer body.Close()
+			tmp, err := os.CreateTemp(filepath.Dir(out), "."+filepath.Base(out)+".*")
+			if err != nil {
+				return fmt.Errorf("--out: %w", err)
+			}
+			defer os.Remove(tmp.Name())
+			n, err := io.Copy(tmp, body)
+			if err := errors.Join(err, tmp.Sync(), tmp.Close()); err != nil {
+				return fmt.Errorf("download backup: %w", err)
+			}
+			if err := sqlite.Verify(cmd.Context(), tmp.Name()); err != nil {
+				return fmt.Errorf("the downloaded copy is not usable, %s is unchanged: %w", out, err)
+			}
+			if err := os.Rename(tmp.Name(), out); err != nil {
+				return fmt.Errorf("--out: %w", err)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "backup of %s saved to %s (%d bytes, verified)\n", cf.url, out, n)
+			return nil
+		},
+	}
+	cf.register(cmd)
+	cmd.Flags().StringVar(&out, "out", "", "`FILE` to save the backup to (replaced only by a verified copy)")
+	return cmd
+}

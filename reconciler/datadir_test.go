@@ -1,0 +1,87 @@
+package reconciler
+
+import (
+	"context"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/patchline/patchline/reconciler/store"
+	"github.com/patchline/patchline/reconciler/store/sqlite"
+)
+
+func TestDataDirLock(t *testing.T) {
+	dir := t.TempDir()
+	unlock, err := lockDataDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lockDataDir(dir); !errors.Is(err, errDataDirInUse) {
+		t.Fatalf("second lock: %v, want %v", err, errDataDirInUse)
+	}
+	if _, err := Restore(context.Background(), dir, filepath.Join(dir, "any.db")); !errors.Is(err, errDataDirInUse) {
+		t.Errorf("restore under a running patchd: %v, want %v", err, errDataDirInUse)
+	}
+	unlock()
+	unlock, err = lockDataDir(dir)
+	if err != nil {
+		t.Fatalf("lock after unlock: %v", err)
+	}
+	unlock()
+}
+
+// TestRestoreIntoDataDir: a backup taken from one data directory's store
+// restores into it, keeping the replaced store beside it.
+func TestRestoreIntoDataDir(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	db, err := sqlite.Open(ctx, filepath.Join(dir, storeFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	enroll := func(id string) {
+		t.Helper()
+		if err := db.Enroll(ctx, store.Enrollment{ID: id, Client: "acme", Hostname: id, NodeKeyHash: []byte("k"), EnrolledAt: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	enroll("ep-1")
+	rc, _, err := db.Backup(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	backup := filepath.Join(t.TempDir(), "backup.db")
+	f, err := os.Create(backup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.Copy(f, rc); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	rc.Close()
+	enroll("ep-2")
+	db.Close()
+
+	kept, err := Restore(ctx, dir, backup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if filepath.Dir(kept) != dir {
+		t.Errorf("replaced store kept as %s, want it in the data directory", kept)
+	}
+	db, err = sqlite.Open(ctx, filepath.Join(dir, storeFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.EndpointByID(ctx, "ep-1"); err != nil {
+		t.Errorf("restored store lacks ep-1: %v", err)
+	}
+	if _, err := db.EndpointByID(ctx, "ep-2"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("restored store has ep-2, enrolled after the backup: %v", err)
+	}
+}
