@@ -1,0 +1,75 @@
+package e2e
+
+import (
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestBackupAndRestore takes a backup from a running patchd, enrolls one
+// more agent, then restores the backup with the real binary: refused while
+// patchd runs (the data directory is locked), done once it is stopped, and
+// the restarted patchd has the endpoints of the backup and not the one
+// enrolled after it.
+func TestBackupAndRestore(t *testing.T) {
+	bin, _ := binaries(t)
+	repo := newFleetRepo(t, "7d", approveNothing)
+	dataDir := t.TempDir()
+	p := startPatchd(t, repo, dataDir)
+	early := startSimAgents(t, p.base(), 2, 1, agentOptions{})
+	waitEnrolled(t, p.base(), early, 30*time.Second)
+
+	req, err := http.NewRequest(http.MethodGet, p.base()+"/v1/backup", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+adminToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("backup: %s, %v", resp.Status, err)
+	}
+	backup := filepath.Join(t.TempDir(), "patchline.db")
+	if err := os.WriteFile(backup, body, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	late := startAgent(t, p.base(), "acme-broad-late", "broad", agentOptions{})
+	waitEnrolled(t, p.base(), append(early, late), 30*time.Second)
+
+	restore := func() (int, string) {
+		out, err := exec.Command(bin, "--data-dir", dataDir, "--restore", backup).CombinedOutput()
+		if ee, ok := err.(*exec.ExitError); ok {
+			return ee.ExitCode(), string(out)
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		return 0, string(out)
+	}
+	if code, out := restore(); code == 0 || !strings.Contains(out, "another patchd is using this data directory") {
+		t.Fatalf("restore under a running patchd: exit %d: %s", code, out)
+	}
+	late.stop(t)
+	p.kill()
+	if code, out := restore(); code != 0 || !strings.Contains(out, "kept as") {
+		t.Fatalf("restore: exit %d: %s", code, out)
+	}
+	p.start()
+	snap := snapshot(t, p.base())
+	var ids []string
+	for _, e := range snap.Endpoints {
+		ids = append(ids, e.Hostname)
+	}
+	if len(ids) != len(early) || strings.Contains(strings.Join(ids, " "), "late") {
+		t.Errorf("restored controller has endpoints %v, want the %d of the backup", ids, len(early))
+	}
+}
