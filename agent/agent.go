@@ -508,7 +508,7 @@ func (a *Agent) handle(ctx context.Context, sj wire.SignedJob) error {
 	if err != nil {
 		log.Warn("cannot tell whether a reboot is pending", "error", err)
 	}
-	r := wire.ResultRequest{Job: p.ID, IdempotencyKey: p.IdempotencyKey, Updates: results, RebootPending: pending}
+	r := wire.ResultRequest{Job: p.ID, IdempotencyKey: p.IdempotencyKey, Updates: results, RebootPending: pending, JobSeq: a.seq}
 	if err := a.journal.finish(e, r, a.clock.Now()); err != nil {
 		return fmt.Errorf("agent: %w", err)
 	}
@@ -539,7 +539,7 @@ func (a *Agent) refuse(ctx context.Context, p wire.JobPayload, err error) error 
 		return nil
 	}
 	a.log.Warn("job refused", "job", p.ID, "reason", rf.reason)
-	r := wire.ResultRequest{Job: p.ID, Refused: true, Reason: rf.reason, Updates: []wire.UpdateResult{}}
+	r := wire.ResultRequest{Job: p.ID, Refused: true, Reason: rf.reason, Updates: []wire.UpdateResult{}, JobSeq: a.seq}
 	if rf.trusted {
 		now := a.clock.Now()
 		r.IdempotencyKey = p.IdempotencyKey

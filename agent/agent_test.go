@@ -197,13 +197,16 @@ func TestJobSafety(t *testing.T) {
 			if tt.wantRun {
 				want := wire.ResultRequest{Job: "job-1", IdempotencyKey: "key-job-1", Updates: []wire.UpdateResult{{
 					Update: "openssl@3.0.15-1", Result: state.ResultSucceeded, Output: "Setting up openssl", At: t0,
-				}}}
+				}}, JobSeq: 5}
 				if diff := cmp.Diff(want, got); diff != "" {
 					t.Errorf("result (-want +got):\n%s", diff)
 				}
 			} else {
 				if !got.Refused || !strings.Contains(got.Reason, tt.wantWhy) {
 					t.Errorf("result = refused %v, reason %q; want refused with %q", got.Refused, got.Reason, tt.wantWhy)
+				}
+				if got.JobSeq != tt.wantSeq {
+					t.Errorf("refusal carries job sequence %d, want the highest seen, %d", got.JobSeq, tt.wantSeq)
 				}
 				// Only a verified payload's updates are echoed, as refused.
 				if trusted := len(got.Updates) == 1 && got.Updates[0].Result == state.ResultRefused; trusted != tt.wantTrust {

@@ -11,11 +11,14 @@ import (
 	"time"
 )
 
-// TestBackupAndRestore takes a backup from a running patchd, enrolls one
-// more agent, then restores the backup with the real binary: refused while
-// patchd runs (the data directory is locked), done once it is stopped, and
-// the restarted patchd has the endpoints of the backup and not the one
-// enrolled after it.
+// TestBackupAndRestore takes a backup from a running patchd, then enrolls
+// one more agent and rolls security updates out, then restores the backup
+// with the real binary: refused while patchd runs (the data directory is
+// locked), done once it is stopped. The restarted patchd has the endpoints
+// of the backup and not the one enrolled after it, and although its job
+// numbers are behind the agents', a rollout of every update converges in
+// the same window: the agents refuse the first jobs, say how far they are,
+// and get new ones.
 func TestBackupAndRestore(t *testing.T) {
 	bin, _ := binaries(t)
 	repo := newFleetRepo(t, "7d", approveNothing)
@@ -45,6 +48,8 @@ func TestBackupAndRestore(t *testing.T) {
 
 	late := startAgent(t, p.base(), "acme-broad-late", "broad", agentOptions{})
 	waitEnrolled(t, p.base(), append(early, late), 30*time.Second)
+	rev := repo.approve(approveSecurity)
+	waitConverged(t, p.base(), rev, append(early, late), time.Minute)
 
 	restore := func() (int, string) {
 		out, err := exec.Command(bin, "--data-dir", dataDir, "--restore", backup).CombinedOutput()
@@ -63,6 +68,9 @@ func TestBackupAndRestore(t *testing.T) {
 	if code, out := restore(); code != 0 || !strings.Contains(out, "kept as") {
 		t.Fatalf("restore: exit %d: %s", code, out)
 	}
+	// Updates the agents still miss, so the first jobs after the restore
+	// carry work that must not wait for the next window.
+	rev = repo.approve(`[{name: "all", category: ["security", "critical", "bugfix", "feature", "driver"]}]`)
 	p.start()
 	snap := snapshot(t, p.base())
 	var ids []string
@@ -71,5 +79,19 @@ func TestBackupAndRestore(t *testing.T) {
 	}
 	if len(ids) != len(early) || strings.Contains(strings.Join(ids, " "), "late") {
 		t.Errorf("restored controller has endpoints %v, want the %d of the backup", ids, len(early))
+	}
+	waitConverged(t, p.base(), rev, early, time.Minute)
+	refused := 0
+	for _, e := range snapshot(t, p.base()).Endpoints {
+		for _, u := range e.Updates {
+			for _, a := range u.Attempts {
+				if a.Result == "refused" && strings.Contains(a.Error, "not above") {
+					refused++
+				}
+			}
+		}
+	}
+	if refused == 0 {
+		t.Error("no job was refused for its number after the restore: the test did not exercise what it should")
 	}
 }

@@ -194,6 +194,9 @@ func (s *Server) result(w http.ResponseWriter, r *http.Request, ep store.Enrollm
 	if len(req.Updates) > maxResultUpdates {
 		return errorf(wire.CodeInvalid, "updates: %d results, at most %d are accepted", len(req.Updates), maxResultUpdates)
 	}
+	if req.JobSeq < 0 || req.JobSeq > maxSeq {
+		return errorf(wire.CodeInvalid, "jobSeq: %d is outside 0 to %d", req.JobSeq, int64(maxSeq))
+	}
 	results := make([]store.UpdateResult, 0, len(req.Updates))
 	seen := make(map[string]bool, len(req.Updates))
 	for i, u := range req.Updates {
@@ -224,6 +227,12 @@ func (s *Server) result(w http.ResponseWriter, r *http.Request, ep store.Enrollm
 		}
 	}
 
+	if req.JobSeq > 0 {
+		// Before the result, whose re-plan may number a job again.
+		if err := s.cfg.Store.RaiseJobSeq(r.Context(), ep.ID, req.JobSeq); err != nil {
+			return storeError(err, "endpoint not found")
+		}
+	}
 	rec, err := s.cfg.Store.RecordResult(r.Context(), jobID, ep.ID, results, s.cfg.Now())
 	if err != nil {
 		return storeError(err, fmt.Sprintf("job %q not found", jobID))

@@ -198,7 +198,7 @@ func TestResult(t *testing.T) {
 		{Update: "KB5044284", Result: state.ResultSucceeded, At: at},
 		{Update: "Mozilla.Firefox@132.0.1", Result: state.ResultFailed, Error: "exit code 1603", At: at},
 	}}
-	refusal := wire.ResultRequest{Job: refused.ID, Refused: true, Reason: "signature does not verify", Updates: []wire.UpdateResult{}}
+	refusal := wire.ResultRequest{Job: refused.ID, Refused: true, Reason: "signature does not verify", Updates: []wire.UpdateResult{}, JobSeq: 40}
 	tests := []struct {
 		name       string
 		who        agent
@@ -220,6 +220,7 @@ func TestResult(t *testing.T) {
 			{Update: "KB5044284", Result: "maybe"}}}, wantStatus: 400},
 		{name: "two results for one update", who: b, job: refused.ID, body: wire.ResultRequest{Updates: []wire.UpdateResult{
 			{Update: "KB5044284", Result: state.ResultSucceeded}, {Update: "KB5044284", Result: state.ResultFailed}}}, wantStatus: 400},
+		{name: "negative job sequence", who: b, job: refused.ID, body: wire.ResultRequest{JobSeq: -3}, wantStatus: 400},
 		{name: "refusal naming no updates refuses the whole job", who: b, job: refused.ID, body: refusal, wantStatus: 200,
 			wantEvents: []string{"result acme " + b.endpoint + " " + refused.ID + " canary KB5044284=refused,Mozilla.Firefox@132.0.1=refused"}},
 	}
@@ -239,6 +240,11 @@ func TestResult(t *testing.T) {
 				t.Errorf("events (-want +got):\n%s", diff)
 			}
 		})
+	}
+
+	// The refusal said the agent had seen job 40: the next job is above.
+	if next := e.createJob(b, "k-after-refusal", "KB5044284"); next.Seq != 41 {
+		t.Errorf("job after a refusal from an agent at 40 numbered %d, want 41", next.Seq)
 	}
 
 	// What the results left in the reported state.

@@ -1,10 +1,13 @@
 package plan
 
 import (
+	"fmt"
 	"go/build"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/patchline/patchline/reconciler/state"
 )
 
 func TestSlotFollowsAllDecisions(t *testing.T) {
@@ -48,21 +51,54 @@ func TestPlanDoesNoIO(t *testing.T) {
 
 func TestIdempotencyKeyPerWindow(t *testing.T) {
 	end := time.Date(2026, 11, 24, 8, 0, 0, 0, time.UTC)
-	same := idempotencyKey("acme-ws-001", []string{"KB1", "KB2"}, "abc", end)
+	same := idempotencyKey("acme-ws-001", []string{"KB1", "KB2"}, "abc", end, 0)
 	tests := []struct {
 		name string
 		key  string
 		want bool
 	}{
-		{"same work, same revision, same window", idempotencyKey("acme-ws-001", []string{"KB1", "KB2"}, "abc", end.In(time.FixedZone("CST", -6*3600))), true},
-		{"retry in the next window", idempotencyKey("acme-ws-001", []string{"KB1", "KB2"}, "abc", end.Add(24*time.Hour)), false},
-		{"new revision", idempotencyKey("acme-ws-001", []string{"KB1", "KB2"}, "abd", end), false},
-		{"other updates", idempotencyKey("acme-ws-001", []string{"KB1"}, "abc", end), false},
-		{"other endpoint", idempotencyKey("acme-ws-002", []string{"KB1", "KB2"}, "abc", end), false},
+		{"same work, same revision, same window", idempotencyKey("acme-ws-001", []string{"KB1", "KB2"}, "abc", end.In(time.FixedZone("CST", -6*3600)), 0), true},
+		{"retry in the next window", idempotencyKey("acme-ws-001", []string{"KB1", "KB2"}, "abc", end.Add(24*time.Hour), 0), false},
+		{"new revision", idempotencyKey("acme-ws-001", []string{"KB1", "KB2"}, "abd", end, 0), false},
+		{"other updates", idempotencyKey("acme-ws-001", []string{"KB1"}, "abc", end, 0), false},
+		{"other endpoint", idempotencyKey("acme-ws-002", []string{"KB1", "KB2"}, "abc", end, 0), false},
+		{"after a refused job", idempotencyKey("acme-ws-001", []string{"KB1", "KB2"}, "abc", end, 1), false},
 	}
 	for _, tt := range tests {
 		if got := tt.key == same; got != tt.want {
 			t.Errorf("%s: same key = %v, want %v", tt.name, got, tt.want)
 		}
+	}
+}
+
+func TestRefusedIn(t *testing.T) {
+	start := time.Date(2026, 11, 24, 0, 0, 0, 0, time.UTC)
+	end := start.Add(8 * time.Hour)
+	refused := func(job string, at time.Time) state.Attempt {
+		return state.Attempt{At: at, Result: state.ResultRefused, Job: job, Ring: "canary"}
+	}
+	failed := state.Attempt{At: start.Add(time.Hour), Result: state.ResultFailed, Job: "j-failed", Ring: "canary"}
+	tests := []struct {
+		name     string
+		attempts [][]state.Attempt // per update
+		want     int
+	}{
+		{"no attempts", [][]state.Attempt{nil, nil}, 0},
+		{"a failure is no refusal", [][]state.Attempt{{failed}, nil}, 0},
+		{"one job refusing both updates counts once", [][]state.Attempt{{refused("j1", start.Add(time.Hour))}, {refused("j1", start.Add(time.Hour))}}, 1},
+		{"two jobs", [][]state.Attempt{{refused("j1", start.Add(time.Hour)), refused("j2", start.Add(2*time.Hour))}, nil}, 2},
+		{"capped", [][]state.Attempt{{refused("j1", start), refused("j2", start.Add(time.Minute)), refused("j3", start.Add(2*time.Minute))}, nil}, maxRefusedRetries},
+		{"a refusal in an earlier window does not count", [][]state.Attempt{{refused("j0", start.Add(-time.Minute))}, nil}, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var ups []*state.Update
+			for i, as := range tt.attempts {
+				ups = append(ups, &state.Update{ID: fmt.Sprintf("KB%d", i), Attempts: as})
+			}
+			if got := refusedIn(ups, start, end); got != tt.want {
+				t.Errorf("refusedIn = %d, want %d", got, tt.want)
+			}
+		})
 	}
 }

@@ -55,6 +55,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -155,9 +156,9 @@ type ringPlan struct {
 	closed note
 	capped note
 	open   bool
-	// end is the end of the open occurrence; next the next opening.
-	end  time.Time
-	next time.Time
+	// start and end bound the open occurrence; next is the next opening.
+	start, end time.Time
+	next       time.Time
 	// inFlight counts the ring's endpoints holding an open job; granted the
 	// new jobs this run gave out.
 	inFlight int
@@ -304,9 +305,10 @@ func (p *planner) newClientPlan(id string, c *schema.Client) (*clientPlan, error
 			return nil, fmt.Errorf("ring %q: window %q is not defined", r.Name, r.Window)
 		}
 		rp := ringPlan{ring: r, window: w, loc: loc, rule: r.Pos.Rule()}
-		rp.open, rp.end = Open(w, loc, p.now)
+		occ, open := current(w, loc, p.now)
 		// Results carry UTC times; reasons speak the client's local time.
-		rp.end, rp.next = rp.end.UTC(), NextOpen(w, loc, p.now).UTC()
+		rp.open, rp.start, rp.end = open, occ.Start.UTC(), occ.End.UTC()
+		rp.next = NextOpen(w, loc, p.now).UTC()
 		rp.closed = note{rule: w.Pos.Rule(), reason: fmt.Sprintf("window %q never opens", w.Name)}
 		if !rp.next.IsZero() {
 			rp.closed = note{rule: w.Pos.Rule(), reason: fmt.Sprintf("window %q opens %s", w.Name, rp.next.In(loc).Format(time.RFC3339)), at: timePtr(rp.next)}
@@ -881,18 +883,42 @@ func (p *planner) job(ep *state.Endpoint, ring *ringPlan, pairs []pair) (Job, er
 	if ring.ring.RebootDeadline > 0 {
 		j.RebootDeadline = ring.ring.RebootDeadline.String()
 	}
-	j.IdempotencyKey = idempotencyKey(ep.ID, ids, p.fleet.Revision, ring.end)
+	j.IdempotencyKey = idempotencyKey(ep.ID, ids, p.fleet.Revision, ring.end, refusedIn(ups, ring.start, ring.end))
 	return j, nil
+}
+
+// maxRefusedRetries is how many times in one window occurrence an update
+// whose job the agent refused is planned again at once. An agent refuses a
+// job it cannot trust: most causes persist (a job signed by another key, a
+// window already over), but a job numbered below what the agent has seen
+// (a controller restored from an older backup) goes through once the
+// number is corrected. The cap keeps a refusal that persists from turning
+// into a stream of jobs; after it the updates wait for the next window.
+const maxRefusedRetries = 2
+
+// refusedIn counts the jobs, up to maxRefusedRetries, that refused any of
+// ups during the window occurrence [start, end).
+func refusedIn(ups []*state.Update, start, end time.Time) int {
+	var jobs []string
+	for _, u := range ups {
+		for _, a := range u.Attempts {
+			if a.Result == state.ResultRefused && !a.At.Before(start) && a.At.Before(end) && !slices.Contains(jobs, a.Job) {
+				jobs = append(jobs, a.Job)
+			}
+		}
+	}
+	return min(len(jobs), maxRefusedRetries)
 }
 
 // idempotencyKey is the hex SHA-256 of the endpoint id, the update ids in
 // order, the revision and the end of the window occurrence, each ended by a
-// NUL byte so that no two lists hash alike. Re-planning the same work in
-// the same window gives the same key, so neither the store nor the agent
-// runs it twice; a retry in a later window (after a failure, or a job that
-// expired unrun) is a new job with a new key, which the agent must not
-// answer from its record of the first one.
-func idempotencyKey(endpoint string, updates []string, revision string, windowEnd time.Time) string {
+// NUL byte so that no two lists hash alike, and of the number of refused
+// jobs (see refusedIn) when there are any. Re-planning the same work in the
+// same window gives the same key, so neither the store nor the agent runs
+// it twice; a retry in a later window (after a failure, or a job that
+// expired unrun), or after a refusal, is a new job with a new key, which
+// the agent must not answer from its record of the first one.
+func idempotencyKey(endpoint string, updates []string, revision string, windowEnd time.Time, refused int) string {
 	h := sha256.New()
 	h.Write([]byte(endpoint))
 	h.Write([]byte{0})
@@ -904,6 +930,10 @@ func idempotencyKey(endpoint string, updates []string, revision string, windowEn
 	h.Write([]byte(revision))
 	h.Write([]byte{0})
 	h.Write([]byte(windowEnd.UTC().Format(time.RFC3339)))
+	if refused > 0 {
+		h.Write([]byte{0})
+		h.Write([]byte("refused " + strconv.Itoa(refused)))
+	}
 	return hex.EncodeToString(h.Sum(nil))
 }
 

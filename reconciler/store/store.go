@@ -71,6 +71,8 @@ type Store interface {
 	LeaseJob(ctx context.Context, id string, until time.Time) error
 	// RecordResult records the outcome of a job.
 	RecordResult(ctx context.Context, jobID, endpoint string, results []UpdateResult, now time.Time) (Recorded, error)
+	// RaiseJobSeq makes the endpoint's next job numbered above seq.
+	RaiseJobSeq(ctx context.Context, endpoint string, seq int64) error
 	// ExpireJobs marks unfinished jobs past their not-after time expired.
 	ExpireJobs(ctx context.Context, now time.Time) (int, error)
 

@@ -170,6 +170,10 @@ type ResultRequest struct {
 	Updates []UpdateResult `json:"updates"`
 	// RebootPending is the endpoint's reboot state after the job.
 	RebootPending bool `json:"rebootPending"`
+	// JobSeq is the highest job sequence number the agent has seen, as in
+	// Report: the controller numbers the endpoint's next job above it, so
+	// a job refused for its number can be planned again at once.
+	JobSeq int64 `json:"jobSeq,omitempty"`
 }
 
 // ResultResponse acknowledges a result; Duplicate is set when the

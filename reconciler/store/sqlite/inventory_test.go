@@ -271,4 +271,17 @@ func TestReportMovesJobNumbersPastTheAgents(t *testing.T) {
 			t.Errorf("after a report with job sequence %d: next job numbered %d, want %d", tc.jobSeq, j[0].Seq, tc.want)
 		}
 	}
+	// A result says the same.
+	if err := db.RaiseJobSeq(context.Background(), "ep-1", 99); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.RaiseJobSeq(context.Background(), "ep-1", 50); err != nil {
+		t.Fatal(err)
+	}
+	if j := createJobs(t, db, "acme", t0, newJob("ep-1", "acme", "k-raised", "KB1")); j[0].Seq != 100 {
+		t.Errorf("after raising to 99: next job numbered %d, want 100", j[0].Seq)
+	}
+	if err := db.RaiseJobSeq(context.Background(), "ep-9", 5); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("raise for an unknown endpoint: %v, want not found", err)
+	}
 }

@@ -323,6 +323,29 @@ func (db *DB) RecordResult(ctx context.Context, jobID, endpoint string, results 
 	return rec, nil
 }
 
+var raiseJobSeqQuery = writeQuery(`UPDATE endpoints SET job_seq = max(job_seq, ?) WHERE id = ?`)
+
+// RaiseJobSeq makes the endpoint's next job numbered above seq, the
+// highest its agent has seen (it is ahead after a restore from an older
+// backup); a lower seq changes nothing. An unknown endpoint is
+// store.ErrNotFound.
+func (db *DB) RaiseJobSeq(ctx context.Context, endpoint string, seq int64) error {
+	err := db.update(ctx, func(tx *wtx) error {
+		res, err := tx.exec(raiseJobSeqQuery, seq, endpoint)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil || n == 1 {
+			return err
+		}
+		return store.ErrNotFound
+	})
+	if err != nil {
+		return fmt.Errorf("raise job numbers of endpoint %q: %w", endpoint, err)
+	}
+	return nil
+}
+
 // ExpireJobs marks every open or leased job whose not-after time is not
 // after now as expired, with a job-expired audit entry each, and returns how
 // many it expired.
