@@ -82,6 +82,7 @@ type options struct {
 func parseFlags(args []string, stderr io.Writer) (cfg reconciler.Config, opts options, err error) {
 	var (
 		keyring, tokenFile  string
+		allowedSigners      string
 		logLevel, logFormat string
 	)
 	fs := flag.NewFlagSet("patchd", flag.ContinueOnError)
@@ -98,8 +99,9 @@ func parseFlags(args []string, stderr io.Writer) (cfg reconciler.Config, opts op
 	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "TLS certificate `file`")
 	fs.StringVar(&cfg.TLSKey, "tls-key", "", "TLS private key `file`")
 	fs.BoolVar(&cfg.Insecure, "insecure", false, "serve plain HTTP on a non-loopback address (only behind a TLS-terminating proxy)")
-	fs.BoolVar(&cfg.Verify.RequireSigned, "require-signed", false, "refuse commits not signed by a key in --keyring")
+	fs.BoolVar(&cfg.Verify.RequireSigned, "require-signed", false, "refuse commits not signed by a key in --keyring or --allowed-signers")
 	fs.StringVar(&keyring, "keyring", "", "`file` of armored OpenPGP public keys allowed to sign fleet commits")
+	fs.StringVar(&allowedSigners, "allowed-signers", "", "`file` of SSH keys allowed to sign fleet commits, in git's allowed-signers format")
 	fs.DurationVar(&cfg.Poll, "poll", time.Minute, "how often to fetch the fleet repo besides webhooks")
 	fs.DurationVar(&cfg.Lease, "lease", 10*time.Minute, "how long a job handed to an agent waits for its result before it is offered again")
 	fs.Float64Var(&cfg.EnrollRate, "enroll-rate", 10, "enrollments per second accepted after a burst of 50 (raise to onboard a large fleet at once)")
@@ -121,14 +123,25 @@ func parseFlags(args []string, stderr io.Writer) (cfg reconciler.Config, opts op
 		return cfg, opts, errors.New("give --repo or --repo-dir, not both")
 	}
 	if cfg.Verify.RequireSigned {
-		if keyring == "" {
-			return cfg, opts, errors.New("--require-signed needs --keyring FILE")
+		if keyring == "" && allowedSigners == "" {
+			return cfg, opts, errors.New("--require-signed needs --keyring FILE (OpenPGP keys) or --allowed-signers FILE (SSH keys), or both")
 		}
-		b, err := os.ReadFile(keyring)
-		if err != nil {
-			return cfg, opts, fmt.Errorf("--keyring: %w", err)
+		if keyring != "" {
+			b, err := os.ReadFile(keyring)
+			if err != nil {
+				return cfg, opts, fmt.Errorf("--keyring: %w", err)
+			}
+			cfg.Verify.Keyring = string(b)
 		}
-		cfg.Verify.Keyring = string(b)
+		if allowedSigners != "" {
+			b, err := os.ReadFile(allowedSigners)
+			if err != nil {
+				return cfg, opts, fmt.Errorf("--allowed-signers: %w", err)
+			}
+			cfg.Verify.AllowedSigners = string(b)
+		}
+	} else if keyring != "" || allowedSigners != "" {
+		return cfg, opts, errors.New("--keyring and --allowed-signers are used only with --require-signed; add it")
 	}
 	if tokenFile != "" {
 		b, err := os.ReadFile(tokenFile)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
@@ -17,13 +18,18 @@ import (
 // VerifyPolicy says what a new head must satisfy besides descending from
 // the last applied revision.
 type VerifyPolicy struct {
-	// RequireSigned demands a valid OpenPGP signature, by a key in Keyring,
-	// on every commit between the last applied revision (exclusive) and the
-	// head (inclusive); on first start, on the head itself.
+	// RequireSigned demands a valid signature, OpenPGP by a key in Keyring
+	// or SSH by a key in AllowedSigners, on every commit between the last
+	// applied revision (exclusive) and the head (inclusive); on first
+	// start, on the head itself.
 	RequireSigned bool
 	// Keyring is one or more armored OpenPGP public key blocks (the output
 	// of `gpg --armor --export`; several exports may be concatenated).
 	Keyring string
+	// AllowedSigners lists the SSH keys allowed to sign, in git's
+	// allowed-signers format (gpg.ssh.allowedSignersFile): a commit's SSH
+	// signature counts when its key is listed for the committer's email.
+	AllowedSigners string
 }
 
 // RefusedError means a candidate revision must not be applied: it rewrites
@@ -53,10 +59,10 @@ func short(h plumbing.Hash) string { return h.String()[:12] }
 //   - lastApplied is set and head does not descend from it (the branch was
 //     force-pushed to an older commit or to unrelated history);
 //   - policy.RequireSigned is set and a commit that lastApplied does not
-//     already contain is unsigned, signed by a key outside the keyring,
-//     badly signed, or signed in a format other than OpenPGP (go-git v5
-//     cannot check SSH or X.509 signatures). Commits brought in by a merge
-//     count too, not just the first-parent chain.
+//     already contain is unsigned, badly signed, signed by a key outside
+//     the keyring or the allowed signers, or signed in a format that cannot
+//     be checked (X.509). Commits brought in by a merge count too, not just
+//     the first-parent chain.
 //
 // The walk reads the whole history behind lastApplied once when signing is
 // required; fleet repos are small enough for that to be cheap (about 20 ms
@@ -65,10 +71,10 @@ func Verify(repo *git.Repository, lastApplied, head plumbing.Hash, policy Verify
 	if head.IsZero() {
 		return errors.New("verify: no head revision given")
 	}
-	keyring := ""
+	var keys signingKeys
 	if policy.RequireSigned {
 		var err error
-		if keyring, err = mergeKeyring(policy.Keyring); err != nil {
+		if keys, err = loadSigningKeys(policy); err != nil {
 			return err
 		}
 	}
@@ -78,7 +84,7 @@ func Verify(repo *git.Repository, lastApplied, head plumbing.Hash, policy Verify
 	}
 	if lastApplied.IsZero() {
 		if policy.RequireSigned {
-			return checkSigned(headCommit, head, keyring)
+			return checkSigned(headCommit, head, keys)
 		}
 		return nil
 	}
@@ -137,7 +143,7 @@ func Verify(repo *git.Repository, lastApplied, head plumbing.Hash, policy Verify
 		return nil
 	}
 	for _, c := range fresh {
-		if err := checkSigned(c, head, keyring); err != nil {
+		if err := checkSigned(c, head, keys); err != nil {
 			return err
 		}
 	}
@@ -167,6 +173,35 @@ func ancestors(repo *git.Repository, from plumbing.Hash) (map[plumbing.Hash]bool
 
 // armorEnd closes an armored key block; gpg writes one per export.
 const armorEnd = "-----END PGP PUBLIC KEY BLOCK-----"
+
+// signingKeys are the keys a commit may be signed with.
+type signingKeys struct {
+	// keyring is the merged armored OpenPGP keyring; empty for none.
+	keyring string
+	ssh     []allowedSigner
+}
+
+// loadSigningKeys reads the policy's keys. Having none is a configuration
+// error, not a verdict on a revision.
+func loadSigningKeys(policy VerifyPolicy) (signingKeys, error) {
+	var keys signingKeys
+	if strings.TrimSpace(policy.Keyring) == "" && strings.TrimSpace(policy.AllowedSigners) == "" {
+		return keys, errors.New("verify: signed commits are required but there is neither an OpenPGP keyring nor an allowed-signers list")
+	}
+	if strings.TrimSpace(policy.Keyring) != "" {
+		var err error
+		if keys.keyring, err = mergeKeyring(policy.Keyring); err != nil {
+			return keys, err
+		}
+	}
+	if strings.TrimSpace(policy.AllowedSigners) != "" {
+		var err error
+		if keys.ssh, err = parseAllowedSigners(policy.AllowedSigners); err != nil {
+			return keys, fmt.Errorf("verify: %w", err)
+		}
+	}
+	return keys, nil
+}
 
 // mergeKeyring turns one or more armored public key blocks into a single
 // block. go-crypto reads only the first armored block of its input, so
@@ -209,8 +244,9 @@ func mergeKeyring(armored string) (string, error) {
 }
 
 // checkSigned refuses revision unless c carries a valid OpenPGP signature
-// by a key in the keyring.
-func checkSigned(c *object.Commit, revision plumbing.Hash, keyring string) error {
+// by a key in the keyring, or a valid SSH signature by a key the allowed
+// signers list for its committer.
+func checkSigned(c *object.Commit, revision plumbing.Hash, keys signingKeys) error {
 	refuse := func(format string, args ...any) error {
 		what := fmt.Sprintf("commit %s (%q by %s)", short(c.Hash), subject(c.Message), c.Author.Email)
 		return &RefusedError{Revision: revision, Commit: c.Hash, Reason: what + " " + fmt.Sprintf(format, args...)}
@@ -220,11 +256,13 @@ func checkSigned(c *object.Commit, revision plumbing.Hash, keyring string) error
 	case strings.TrimSpace(sig) == "":
 		return refuse("is not signed")
 	case strings.Contains(sig, "-----BEGIN SSH SIGNATURE-----"):
-		return refuse("is SSH-signed: SSH-signed commits are not supported; sign with OpenPGP")
+		return checkSSHSigned(c, keys.ssh, refuse)
 	case !strings.Contains(sig, "-----BEGIN PGP SIGNATURE-----"):
-		return refuse("carries a signature that is not OpenPGP (X.509?): only OpenPGP signatures are supported")
+		return refuse("carries a signature that is neither OpenPGP nor SSH (X.509?): it cannot be checked")
+	case keys.keyring == "":
+		return refuse("is OpenPGP-signed, but no OpenPGP keyring is configured (--keyring)")
 	}
-	_, err := c.Verify(keyring)
+	_, err := c.Verify(keys.keyring)
 	switch {
 	case err == nil:
 		return nil
@@ -234,6 +272,34 @@ func checkSigned(c *object.Commit, revision plumbing.Hash, keyring string) error
 		return refuse("has an expired signature or signing key: %v", err)
 	case errors.Is(err, pgperrors.ErrKeyRevoked):
 		return refuse("is signed by a revoked key")
+	default:
+		return refuse("has a bad signature: %v", err)
+	}
+}
+
+// checkSSHSigned checks c's SSH signature against the allowed signers.
+func checkSSHSigned(c *object.Commit, signers []allowedSigner, refuse func(string, ...any) error) error {
+	if len(signers) == 0 {
+		return refuse("is SSH-signed, but no allowed signers are configured (--allowed-signers)")
+	}
+	encoded := &plumbing.MemoryObject{}
+	if err := c.EncodeWithoutSignature(encoded); err != nil {
+		return fmt.Errorf("verify commit %s: %w", short(c.Hash), err)
+	}
+	r, err := encoded.Reader()
+	if err != nil {
+		return fmt.Errorf("verify commit %s: %w", short(c.Hash), err)
+	}
+	message, err := io.ReadAll(r)
+	if err != nil {
+		return fmt.Errorf("verify commit %s: %w", short(c.Hash), err)
+	}
+	fingerprint, err := verifySSH(c.PGPSignature, message, c.Committer.Email, signers)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, errUnknownSigner):
+		return refuse("is signed by SSH key %s, which the allowed signers do not list for %s", fingerprint, c.Committer.Email)
 	default:
 		return refuse("has a bad signature: %v", err)
 	}
