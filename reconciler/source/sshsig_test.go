@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	gogit "github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
 )
 
@@ -170,4 +171,56 @@ func FuzzVerifySSH(f *testing.F) {
 			t.Errorf("a made-up signature verified: %q", sig)
 		}
 	})
+}
+
+// TestVerifyCommitsSignedByGit: commits that git itself signs with an SSH
+// key (gpg.format=ssh, as a technician sets it up) verify.
+func TestVerifyCommitsSignedByGit(t *testing.T) {
+	gitBin, err := exec.LookPath("git")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("git is missing; CI needs it")
+		}
+		t.Skip("SKIPPING: git is missing")
+	}
+	key, pub := sshKey(t, "ed25519")
+	dir := t.TempDir()
+	git := func(args ...string) string {
+		t.Helper()
+		cmd := exec.Command(gitBin, args...)
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), "GIT_CONFIG_GLOBAL=/dev/null", "GIT_CONFIG_NOSYSTEM=1")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("git %v: %v: %s", args, err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	git("init", "-q", "-b", "main")
+	git("config", "user.name", "Tech")
+	git("config", "user.email", "tech@example.com")
+	git("config", "gpg.format", "ssh")
+	git("config", "gpg.ssh.program", sshKeygen(t))
+	git("config", "user.signingkey", key)
+	if err := os.WriteFile(filepath.Join(dir, "fleet.cue"), []byte("package fleet\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	git("add", "fleet.cue")
+	git("commit", "-q", "-S", "-m", "add the fleet")
+	first := git("rev-parse", "HEAD")
+	git("-c", "user.email=intern@example.com", "commit", "-q", "-S", "--allow-empty", "-m", "signed by the same key as someone else")
+	second := git("rev-parse", "HEAD")
+
+	repo, err := gogit.PlainOpen(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	policy := VerifyPolicy{RequireSigned: true, AllowedSigners: "tech@example.com " + pub + "\n"}
+	if err := Verify(repo, plumbing.ZeroHash, plumbing.NewHash(first), policy); err != nil {
+		t.Fatalf("commit signed by git: %v", err)
+	}
+	var refused *RefusedError
+	if err := Verify(repo, plumbing.NewHash(first), plumbing.NewHash(second), policy); !errors.As(err, &refused) || !strings.Contains(refused.Reason, "do not list for intern@example.com") {
+		t.Fatalf("commit by another committer: %v, want refused", err)
+	}
 }
