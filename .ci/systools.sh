@@ -8,6 +8,8 @@ have() { command -v "$1" >/dev/null 2>&1; }
 have git || need+=(git)
 # ssh-keygen signs the SSH-signed commits of the signature tests.
 have ssh-keygen || need+=(openssh-client)
+# systemd-analyze checks the unit files of examples/systemd.
+have systemd-analyze || need+=(systemd)
 have apt-ftparchive || need+=(apt-utils)
 # Debian's prometheus package ships both prometheus and promtool.
 have prometheus && have promtool || need+=(prometheus)
