@@ -227,8 +227,11 @@ func (s *Server) result(w http.ResponseWriter, r *http.Request, ep store.Enrollm
 		}
 	}
 
-	if req.JobSeq > 0 {
-		// Before the result, whose re-plan may number a job again.
+	if req.Refused && req.JobSeq > 0 {
+		// A refusal may be for a number below what the agent has seen
+		// (any other result is for a number the controller gave out):
+		// raise it before the result, whose re-plan may plan the job
+		// again.
 		if err := s.cfg.Store.RaiseJobSeq(r.Context(), ep.ID, req.JobSeq); err != nil {
 			return storeError(err, "endpoint not found")
 		}
