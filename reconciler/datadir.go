@@ -23,14 +23,15 @@ const lockFile = "patchd.lock"
 var errDataDirInUse = errors.New("another patchd is using this data directory; stop it first")
 
 // Restore replaces the store in dataDir with the backup at from (made by
-// GET /v1/backup, `patchctl backup`), after checking it. patchd must not
-// be running on dataDir. The replaced store is kept in dataDir under the
-// returned name.
+// GET /v1/backup, `patchctl backup`), after checking it, creating dataDir
+// if needed. patchd must not be running on dataDir. The replaced store is
+// kept in dataDir under the returned name (empty when there was none).
 func Restore(ctx context.Context, dataDir, from string) (kept string, err error) {
 	if dataDir == "" {
 		return "", errors.New("no data directory: pass --data-dir")
 	}
-	if _, err := os.Stat(dataDir); err != nil {
+	// Restoring onto a new machine starts from an empty data directory.
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		return "", fmt.Errorf("data directory: %w", err)
 	}
 	unlock, err := lockDataDir(dataDir)

@@ -85,3 +85,38 @@ func TestRestoreIntoDataDir(t *testing.T) {
 		t.Errorf("restored store has ep-2, enrolled after the backup: %v", err)
 	}
 }
+
+// TestRestoreOntoANewMachine: a backup restores into a data directory that
+// does not exist yet.
+func TestRestoreOntoANewMachine(t *testing.T) {
+	ctx := context.Background()
+	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), storeFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, _, err := db.Backup(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := io.ReadAll(rc)
+	rc.Close()
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	backup := filepath.Join(t.TempDir(), "backup.db")
+	if err := os.WriteFile(backup, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "var", "lib", "patchd")
+	kept, err := Restore(ctx, dir, backup)
+	if err != nil || kept != "" {
+		t.Fatalf("restore into a new directory: kept %q, %v", kept, err)
+	}
+	if err := sqlite.Verify(ctx, filepath.Join(dir, storeFile)); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(dir); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Errorf("data directory %v, %v; want it private to patchd", fi.Mode(), err)
+	}
+}
