@@ -219,6 +219,9 @@ const (
 	AuditHalt            AuditKind = "halt"
 	AuditResume          AuditKind = "resume"
 	AuditEnroll          AuditKind = "enroll"
+	// AuditRestore: the store was replaced by a backup (patchd --restore);
+	// entries between the backup and the restore are not in it.
+	AuditRestore AuditKind = "store-restored"
 )
 
 // AuditEntry is one line of the append-only audit log. Client, Endpoint,

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -127,9 +128,11 @@ func Verify(ctx context.Context, path string) error {
 
 // Restore replaces the store file at path with a copy of the backup at
 // from, after Verify accepts it. The store must not be open (patchd not
-// running). The store it replaces is kept, with its log, under the name it
-// returns (empty when there was none). A crash leaves either store in
-// place, never a mix.
+// running). The copy is brought to this controller's schema and gets a
+// store-restored audit entry naming the backup, so the audit log says
+// why its history jumps. The store it replaces is kept, with its log,
+// under the name it returns (empty when there was none). A crash leaves
+// either store in place, never a mix.
 func Restore(ctx context.Context, path, from string) (kept string, err error) {
 	if err := Verify(ctx, from); err != nil {
 		return "", err
@@ -151,8 +154,19 @@ func Restore(ctx context.Context, path, from string) (kept string, err error) {
 		return "", fmt.Errorf("restore: copy %s: %w", from, err)
 	}
 
-	if _, err := os.Stat(path); err == nil {
-		kept = path + ".before-restore-" + time.Now().UTC().Format("20060102T150405Z")
+	now := time.Now().UTC()
+	_, statErr := os.Stat(path)
+	switch {
+	case statErr == nil:
+		kept = path + ".before-restore-" + now.Format("20060102T150405Z")
+	case !errors.Is(statErr, os.ErrNotExist):
+		return "", fmt.Errorf("restore: %w", statErr)
+	}
+	if err := recordRestore(ctx, tmp.Name(), from, kept, now); err != nil {
+		return "", fmt.Errorf("restore: %w", err)
+	}
+
+	if kept != "" {
 		// The store and its log move together: the log holds commits not
 		// yet copied into the store file.
 		for _, suffix := range []string{"-wal", "-shm", ""} {
@@ -160,8 +174,6 @@ func Restore(ctx context.Context, path, from string) (kept string, err error) {
 				return "", fmt.Errorf("restore: keep the current store: %w", err)
 			}
 		}
-	} else if !errors.Is(err, os.ErrNotExist) {
-		return "", fmt.Errorf("restore: %w", err)
 	}
 	if err := os.Rename(tmp.Name(), path); err != nil {
 		return kept, fmt.Errorf("restore: %w", err)
@@ -170,6 +182,33 @@ func Restore(ctx context.Context, path, from string) (kept string, err error) {
 		return kept, fmt.Errorf("restore: %w", err)
 	}
 	return kept, nil
+}
+
+// recordRestore opens the copy at path as a store (migrating it to this
+// controller's schema) and appends the store-restored audit entry. Closing
+// checkpoints everything into the file; a log left beside it would not
+// follow the file when it is renamed, so that is an error.
+func recordRestore(ctx context.Context, path, from, kept string, at time.Time) error {
+	db, err := Open(ctx, path)
+	if err != nil {
+		return err
+	}
+	detail, err := json.Marshal(struct {
+		Backup string `json:"backup"`
+		Kept   string `json:"kept,omitempty"`
+	}{from, kept})
+	if err == nil {
+		err = db.AppendAudit(ctx, store.AuditEntry{At: at, Kind: store.AuditRestore, Detail: detail})
+	}
+	if err := errors.Join(err, db.Close()); err != nil {
+		return err
+	}
+	if fi, err := os.Stat(path + "-wal"); err == nil && fi.Size() > 0 {
+		return errors.New("the restored copy kept a write-ahead log after closing")
+	}
+	os.Remove(path + "-wal")
+	os.Remove(path + "-shm")
+	return nil
 }
 
 // syncDir makes renames in dir durable.

@@ -205,6 +205,24 @@ func TestRestore(t *testing.T) {
 	if got := endpointIDs(t, path); !slices.Equal(got, []string{"ep-before"}) {
 		t.Errorf("restored store has %v, want the backup's [ep-before]", got)
 	}
+	restored, err := Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	entries, err := restored.Audit(ctx, 0, 100)
+	restored.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := entries[len(entries)-1]
+	if last.Kind != store.AuditRestore || !strings.Contains(string(last.Detail), backup) || !strings.Contains(string(last.Detail), kept) {
+		t.Errorf("last audit entry %s %s, want a store-restored entry naming the backup and the kept store", last.Kind, last.Detail)
+	}
+	for _, suffix := range []string{"-wal", "-shm"} {
+		if matches, _ := filepath.Glob(filepath.Join(filepath.Dir(path), ".restore-*"+suffix)); len(matches) > 0 {
+			t.Errorf("restore left %v behind", matches)
+		}
+	}
 	if kept == "" {
 		t.Fatal("the replaced store was not kept")
 	}
