@@ -238,7 +238,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
-		a.log.Warn("cannot deliver pending results yet", "error", err)
+		a.logFailure("cannot deliver pending results yet", err)
 		if a.pause(ctx, failures) != nil {
 			return nil
 		}
@@ -253,7 +253,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 		if err := a.flush(ctx); err != nil {
 			failures++
-			a.log.Warn("cannot deliver pending results", "error", err)
+			a.logFailure("cannot deliver pending results", err)
 			_ = a.pause(ctx, failures)
 			continue
 		}
@@ -264,7 +264,7 @@ func (a *Agent) Run(ctx context.Context) error {
 				break
 			}
 			failures++
-			a.log.Warn("job poll failed", "error", err)
+			a.logFailure("job poll failed", err)
 			_ = a.pause(ctx, failures)
 			continue
 		}
@@ -281,6 +281,19 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// logFailure logs a failed call to the controller. A 401 means the
+// controller does not know this endpoint or its key, which retrying does
+// not fix: the log says what the technician does.
+func (a *Agent) logFailure(msg string, err error) {
+	if errorCode(err) == wire.CodeUnauthorized {
+		a.log.Error(msg+": the controller does not know this endpoint or its node key", "error", err,
+			"fix", "if patchd's store was reset or restored from a backup older than this agent's enrollment, stop the agent, delete "+
+				filepath.Join(a.cfg.StateDir, identityFile)+" and start it again to enrol")
+		return
+	}
+	a.log.Warn(msg, "error", err)
 }
 
 // pause waits a jittered, growing delay after the failures-th failure in a
@@ -455,7 +468,7 @@ func (a *Agent) report(ctx context.Context) {
 	})
 	if err != nil {
 		if ctx.Err() == nil {
-			a.log.Warn("inventory report failed", "error", err)
+			a.logFailure("inventory report failed", err)
 		}
 		return
 	}

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"context"
 	"crypto/ed25519"
 	"io/fs"
 	"os"
@@ -537,3 +538,25 @@ func assertPrivate(t *testing.T, dir string) {
 		t.Errorf("state dir holds %d files, want identity, sequence and journal entries", files)
 	}
 }
+
+// TestUnknownEndpointSaysWhatToDo: when the controller no longer knows the
+// endpoint (its store was reset or restored from an older backup), the
+// agent's log says how to enrol again instead of only retrying.
+func TestUnknownEndpointSaysWhatToDo(t *testing.T) {
+	h := newHarness(t)
+	a := h.enrolled(t)
+	h.fc.mu.Lock()
+	delete(h.fc.nodeKeys, a.id.Endpoint)
+	h.fc.mu.Unlock()
+	ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
+	defer cancel()
+	if err := a.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	logs := h.logs.String()
+	want := "delete " + filepath.Join(h.dir, "identity.json")
+	if !strings.Contains(logs, "the controller does not know this endpoint") || !strings.Contains(logs, want) {
+		t.Errorf("log does not say what to do about a 401:\n%s", tail(logs))
+	}
+}
+
