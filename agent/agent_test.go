@@ -559,4 +559,3 @@ func TestUnknownEndpointSaysWhatToDo(t *testing.T) {
 		t.Errorf("log does not say what to do about a 401:\n%s", tail(logs))
 	}
 }
-
