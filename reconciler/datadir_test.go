@@ -49,20 +49,7 @@ func TestRestoreIntoDataDir(t *testing.T) {
 		}
 	}
 	enroll("ep-1")
-	rc, _, err := db.Backup(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	backup := filepath.Join(t.TempDir(), "backup.db")
-	f, err := os.Create(backup)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := io.Copy(f, rc); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
-	rc.Close()
+	backup := saveBackup(t, db)
 	enroll("ep-2")
 	db.Close()
 
@@ -94,20 +81,8 @@ func TestRestoreOntoANewMachine(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rc, _, err := db.Backup(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	data, err := io.ReadAll(rc)
-	rc.Close()
+	backup := saveBackup(t, db)
 	db.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	backup := filepath.Join(t.TempDir(), "backup.db")
-	if err := os.WriteFile(backup, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
 	dir := filepath.Join(t.TempDir(), "var", "lib", "patchd")
 	kept, err := Restore(ctx, dir, backup)
 	if err != nil || kept != "" {
@@ -119,4 +94,23 @@ func TestRestoreOntoANewMachine(t *testing.T) {
 	if fi, err := os.Stat(dir); err != nil || fi.Mode().Perm() != 0o700 {
 		t.Errorf("data directory %v, %v; want it private to patchd", fi.Mode(), err)
 	}
+}
+
+// saveBackup writes db's backup to a file of its own and returns its path.
+func saveBackup(t *testing.T, db *sqlite.DB) string {
+	t.Helper()
+	rc, _, err := db.Backup(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	data, err := io.ReadAll(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "backup.db")
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }

@@ -194,8 +194,8 @@ func (s *Server) result(w http.ResponseWriter, r *http.Request, ep store.Enrollm
 	if len(req.Updates) > maxResultUpdates {
 		return errorf(wire.CodeInvalid, "updates: %d results, at most %d are accepted", len(req.Updates), maxResultUpdates)
 	}
-	if req.JobSeq < 0 || req.JobSeq > maxSeq {
-		return errorf(wire.CodeInvalid, "jobSeq: %d is outside 0 to %d", req.JobSeq, int64(maxSeq))
+	if err := checkSeq("jobSeq", req.JobSeq); err != nil {
+		return err
 	}
 	results := make([]store.UpdateResult, 0, len(req.Updates))
 	seen := make(map[string]bool, len(req.Updates))

@@ -25,6 +25,14 @@ const (
 	maxSeq = 1 << 53
 )
 
+// checkSeq checks a sequence number an agent sent in field.
+func checkSeq(field string, v int64) error {
+	if v < 0 || v > maxSeq {
+		return errorf(wire.CodeInvalid, "%s: %d is outside 0 to %d", field, v, int64(maxSeq))
+	}
+	return nil
+}
+
 // osFamilies are the OS families an endpoint may report.
 var osFamilies = []string{"windows", "linux", "macos"}
 
@@ -69,10 +77,12 @@ func validateReport(ep store.Enrollment, rep *wire.Report) error {
 		return errorf(wire.CodeInvalid, "os.family: unknown OS family %q (want windows, linux or macos)", rep.OS.Family)
 	case len(rep.Updates) > maxUpdates:
 		return errorf(wire.CodeInvalid, "updates: %d updates, at most %d are accepted", len(rep.Updates), maxUpdates)
-	case rep.Seq < 0 || rep.Seq > maxSeq:
-		return errorf(wire.CodeInvalid, "seq: %d is outside 0 to %d", rep.Seq, int64(maxSeq))
-	case rep.JobSeq < 0 || rep.JobSeq > maxSeq:
-		return errorf(wire.CodeInvalid, "jobSeq: %d is outside 0 to %d", rep.JobSeq, int64(maxSeq))
+	}
+	if err := checkSeq("seq", rep.Seq); err != nil {
+		return err
+	}
+	if err := checkSeq("jobSeq", rep.JobSeq); err != nil {
+		return err
 	}
 	if err := validateLabels(rep.Labels); err != nil {
 		return err

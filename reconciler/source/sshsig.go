@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -34,7 +35,6 @@ type allowedSigner struct {
 	key        ssh.PublicKey
 	// namespaces, when set, lists the namespaces the key may sign in.
 	namespaces []string
-	line       int
 }
 
 // parseAllowedSigners reads an allowed-signers file: one key per line,
@@ -57,7 +57,7 @@ func parseAllowedSigners(text string) ([]allowedSigner, error) {
 			return nil, fmt.Errorf("allowed signers line %d: want \"principals [options] keytype key\"", n)
 		}
 		principals, rest := line[:i], line[i+1:]
-		s := allowedSigner{principals: strings.Split(principals, ","), line: n}
+		s := allowedSigner{principals: strings.Split(principals, ",")}
 		// The rest is an authorized_keys line: options, key type, key.
 		key, _, opts, _, err := ssh.ParseAuthorizedKey([]byte(strings.TrimSpace(rest)))
 		if err != nil {
@@ -71,7 +71,9 @@ func parseAllowedSigners(text string) ([]allowedSigner, error) {
 				if err != nil {
 					v = value
 				}
-				s.namespaces = strings.Split(v, ",")
+				for _, ns := range strings.Split(v, ",") {
+					s.namespaces = append(s.namespaces, strings.TrimSpace(ns))
+				}
 			default:
 				return nil, fmt.Errorf("allowed signers line %d: option %q is not supported (only namespaces=\"git\")", n, name)
 			}
@@ -168,22 +170,13 @@ func allowed(signers []allowedSigner, key ssh.PublicKey, email string) bool {
 		if !bytes.Equal(s.key.Marshal(), want) {
 			continue
 		}
-		if len(s.namespaces) > 0 && !contains(s.namespaces, gitNamespace) {
+		if len(s.namespaces) > 0 && !slices.Contains(s.namespaces, gitNamespace) {
 			continue
 		}
 		for _, p := range s.principals {
 			if ok, _ := path.Match(strings.ToLower(p), strings.ToLower(email)); ok {
 				return true
 			}
-		}
-	}
-	return false
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if strings.TrimSpace(v) == s {
-			return true
 		}
 	}
 	return false
