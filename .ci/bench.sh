@@ -9,7 +9,7 @@ raw=$(mktemp)
 trap 'rm -f "$raw"' EXIT
 go test -run '^$' -bench "$bench" -benchmem -benchtime="$benchtime" -count "$count" -timeout 60m \
 	./schema/ ./reconciler/ ./reconciler/plan/ ./reconciler/api/ ./reconciler/store/sqlite/ \
-	./reconciler/state/ ./reconciler/source/ ./cmd/patchctl/ | tee "$raw"
+	./protocol/ ./reconciler/source/ ./cmd/patchctl/ | tee "$raw"
 echo
 echo "Medians of $count runs:"
 awk '

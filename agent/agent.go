@@ -22,8 +22,8 @@
 // could repeat a half-done change, and the controller will plan a new job
 // for whatever is still missing.
 //
-// The agent imports nothing of the controller but the wire types
-// (reconciler/api/wire) and the state vocabulary (reconciler/state).
+// The agent shares only package protocol with the controller: the wire
+// types and the state vocabulary.
 package agent
 
 import (
@@ -44,8 +44,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/patchline/patchline/agent/backend"
-	"github.com/patchline/patchline/reconciler/api/wire"
-	"github.com/patchline/patchline/reconciler/state"
+	"github.com/patchline/patchline/protocol"
 )
 
 // pollWait is how long the controller may hold a job long-poll open.
@@ -105,7 +104,7 @@ type Config struct {
 	StateDir string
 
 	Hostname string
-	OS       state.OS
+	OS       protocol.OS
 	Labels   map[string]string
 
 	Backend backend.Backend
@@ -287,7 +286,7 @@ func (a *Agent) Run(ctx context.Context) error {
 // controller does not know this endpoint or its key, which retrying does
 // not fix: the log says what the technician does.
 func (a *Agent) logFailure(msg string, err error) {
-	if errorCode(err) == wire.CodeUnauthorized {
+	if errorCode(err) == protocol.CodeUnauthorized {
 		a.log.Error(msg+": the controller does not know this endpoint or its node key", "error", err,
 			"fix", "if patchd's store was reset or restored from a backup older than this agent's enrollment, stop the agent, delete "+
 				filepath.Join(a.cfg.StateDir, identityFile)+" and start it again to enrol")
@@ -354,7 +353,7 @@ func (a *Agent) enroll(ctx context.Context) error {
 			return fmt.Errorf("enroll: %w", err)
 		}
 	}
-	resp, err := a.api.enroll(ctx, wire.EnrollRequest{
+	resp, err := a.api.enroll(ctx, protocol.EnrollRequest{
 		Client:     a.id.Client,
 		Secret:     a.cfg.EnrollSecret,
 		InstanceID: a.id.InstanceID,
@@ -387,9 +386,9 @@ func (a *Agent) recoverInterrupted() error {
 	for _, e := range a.journal.interrupted() {
 		now := a.clock.Now()
 		msg := "the agent stopped while installing; the outcome is unknown until the next inventory report"
-		r := wire.ResultRequest{Job: e.Job, IdempotencyKey: e.Key, Updates: make([]wire.UpdateResult, 0, len(e.Updates))}
+		r := protocol.ResultRequest{Job: e.Job, IdempotencyKey: e.Key, Updates: make([]protocol.UpdateResult, 0, len(e.Updates))}
 		for _, u := range e.Updates {
-			r.Updates = append(r.Updates, wire.UpdateResult{Update: u.ID, Result: state.ResultFailed, Error: msg, At: now})
+			r.Updates = append(r.Updates, protocol.UpdateResult{Update: u.ID, Result: protocol.ResultFailed, Error: msg, At: now})
 		}
 		if err := a.journal.finish(e, r, now); err != nil {
 			return fmt.Errorf("agent: %w", err)
@@ -418,7 +417,7 @@ func (a *Agent) send(ctx context.Context, e *entry) error {
 	resp, err := a.api.result(ctx, *e.Result)
 	if err != nil {
 		code := errorCode(err)
-		if code == "" || code.Retryable() || code == wire.CodeUnauthorized || code == wire.CodeForbidden {
+		if code == "" || code.Retryable() || code == protocol.CodeUnauthorized || code == protocol.CodeForbidden {
 			return fmt.Errorf("job %s: deliver result: %w", e.Job, err)
 		}
 		a.log.Error("controller rejected a result; dropping it", "job", e.Job, "error", err)
@@ -442,7 +441,7 @@ func (a *Agent) report(ctx context.Context) {
 		return
 	}
 	if ups == nil {
-		ups = []*state.Update{}
+		ups = []*protocol.Update{}
 	}
 	pending, err := a.cfg.Backend.RebootPending(ctx)
 	if err != nil {
@@ -457,7 +456,7 @@ func (a *Agent) report(ctx context.Context) {
 		return
 	}
 	a.reportSeq = seq
-	resp, err := a.api.report(ctx, wire.Report{
+	resp, err := a.api.report(ctx, protocol.Report{
 		Seq:           seq,
 		JobSeq:        a.seq,
 		Hostname:      a.cfg.Hostname,
@@ -478,7 +477,7 @@ func (a *Agent) report(ctx context.Context) {
 // handle verifies and runs one delivered job. It returns an error only when
 // the journal cannot be written; everything else ends in a result (or a
 // refusal) in the outbox.
-func (a *Agent) handle(ctx context.Context, sj wire.SignedJob) error {
+func (a *Agent) handle(ctx context.Context, sj protocol.SignedJob) error {
 	p, err := verifyJob(ed25519.PublicKey(a.id.SigningKey), a.id.Endpoint, sj)
 	if err != nil {
 		return a.refuse(ctx, p, err)
@@ -521,7 +520,7 @@ func (a *Agent) handle(ctx context.Context, sj wire.SignedJob) error {
 	if err != nil {
 		log.Warn("cannot tell whether a reboot is pending", "error", err)
 	}
-	r := wire.ResultRequest{Job: p.ID, IdempotencyKey: p.IdempotencyKey, Updates: results, RebootPending: pending, JobSeq: a.seq}
+	r := protocol.ResultRequest{Job: p.ID, IdempotencyKey: p.IdempotencyKey, Updates: results, RebootPending: pending, JobSeq: a.seq}
 	if err := a.journal.finish(e, r, a.clock.Now()); err != nil {
 		return fmt.Errorf("agent: %w", err)
 	}
@@ -542,7 +541,7 @@ func (a *Agent) storeSeq(seq int64) error {
 }
 
 // refuse puts a refusal of the job in the outbox and tries to send it.
-func (a *Agent) refuse(ctx context.Context, p wire.JobPayload, err error) error {
+func (a *Agent) refuse(ctx context.Context, p protocol.JobPayload, err error) error {
 	var rf *refusal
 	if !errors.As(err, &rf) {
 		return err
@@ -552,12 +551,12 @@ func (a *Agent) refuse(ctx context.Context, p wire.JobPayload, err error) error 
 		return nil
 	}
 	a.log.Warn("job refused", "job", p.ID, "reason", rf.reason)
-	r := wire.ResultRequest{Job: p.ID, Refused: true, Reason: rf.reason, Updates: []wire.UpdateResult{}, JobSeq: a.seq}
+	r := protocol.ResultRequest{Job: p.ID, Refused: true, Reason: rf.reason, Updates: []protocol.UpdateResult{}, JobSeq: a.seq}
 	if rf.trusted {
 		now := a.clock.Now()
 		r.IdempotencyKey = p.IdempotencyKey
 		for _, u := range p.Updates {
-			r.Updates = append(r.Updates, wire.UpdateResult{Update: u.ID, Result: state.ResultRefused, Error: rf.reason, At: now})
+			r.Updates = append(r.Updates, protocol.UpdateResult{Update: u.ID, Result: protocol.ResultRefused, Error: rf.reason, At: now})
 		}
 	}
 	e, jerr := a.journal.refuse(r, a.clock.Now())
@@ -572,7 +571,7 @@ func (a *Agent) refuse(ctx context.Context, p wire.JobPayload, err error) error 
 
 // resend answers a re-delivered job with the recorded result of the job that
 // ran with the same idempotency key.
-func (a *Agent) resend(ctx context.Context, p wire.JobPayload, e *entry) error {
+func (a *Agent) resend(ctx context.Context, p protocol.JobPayload, e *entry) error {
 	r := *e.Result
 	r.Job = p.ID
 	if p.ID == e.Job && !e.Acked {
@@ -591,10 +590,10 @@ func (a *Agent) resend(ctx context.Context, p wire.JobPayload, e *entry) error {
 
 // install runs the job's updates through the backend, in the job's order,
 // and gives every update of the job a result.
-func (a *Agent) install(ctx context.Context, p wire.JobPayload) []wire.UpdateResult {
-	ups := make([]*state.Update, len(p.Updates))
+func (a *Agent) install(ctx context.Context, p protocol.JobPayload) []protocol.UpdateResult {
+	ups := make([]*protocol.Update, len(p.Updates))
 	for i, u := range p.Updates {
-		ups[i] = &state.Update{ID: u.ID, Source: u.Source, Name: u.Name, Version: u.Version}
+		ups[i] = &protocol.Update{ID: u.ID, Source: u.Source, Name: u.Name, Version: u.Version}
 	}
 	res, err := a.cfg.Backend.Install(ctx, ups)
 	byID := make(map[string]backend.Result, len(res))
@@ -602,22 +601,22 @@ func (a *Agent) install(ctx context.Context, p wire.JobPayload) []wire.UpdateRes
 		byID[r.Update] = r
 	}
 	now := a.clock.Now()
-	out := make([]wire.UpdateResult, 0, len(p.Updates))
+	out := make([]protocol.UpdateResult, 0, len(p.Updates))
 	for _, u := range p.Updates {
 		r, ok := byID[u.ID]
-		ur := wire.UpdateResult{Update: u.ID, At: now}
+		ur := protocol.UpdateResult{Update: u.ID, At: now}
 		switch {
 		case ok && r.Succeeded:
-			ur.Result, ur.Output = state.ResultSucceeded, tail(r.Output)
+			ur.Result, ur.Output = protocol.ResultSucceeded, tail(r.Output)
 		case ok:
-			ur.Result, ur.Error, ur.Output = state.ResultFailed, r.Error, tail(r.Output)
+			ur.Result, ur.Error, ur.Output = protocol.ResultFailed, r.Error, tail(r.Output)
 			if ur.Error == "" {
 				ur.Error = "install failed"
 			}
 		case err != nil:
-			ur.Result, ur.Error = state.ResultFailed, err.Error()
+			ur.Result, ur.Error = protocol.ResultFailed, err.Error()
 		default:
-			ur.Result, ur.Error = state.ResultFailed, "the backend returned no result for this update"
+			ur.Result, ur.Error = protocol.ResultFailed, "the backend returned no result for this update"
 		}
 		out = append(out, ur)
 	}
@@ -637,7 +636,7 @@ func tail(s string) string {
 }
 
 // reboot applies the job's reboot policy after its result is out.
-func (a *Agent) reboot(ctx context.Context, p wire.JobPayload, pending bool) {
+func (a *Agent) reboot(ctx context.Context, p protocol.JobPayload, pending bool) {
 	log := a.log.With("job", p.ID)
 	switch p.Reboot {
 	case "", rebootNever:

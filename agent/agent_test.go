@@ -16,8 +16,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/patchline/patchline/reconciler/api/wire"
-	"github.com/patchline/patchline/reconciler/state"
+	"github.com/patchline/patchline/protocol"
 )
 
 func TestEnrollOnceAndRestartReusesIdentity(t *testing.T) {
@@ -72,7 +71,7 @@ func TestEnrollRefusedSecretIsFinal(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = a.Run(t.Context())
-	if errorCode(err) != wire.CodeUnauthorized {
+	if errorCode(err) != protocol.CodeUnauthorized {
 		t.Fatalf("Run with a wrong secret = %v, want an unauthorized error", err)
 	}
 	requests, _, _, _ := h.fc.snapshot()
@@ -101,8 +100,8 @@ func TestJobSafety(t *testing.T) {
 		lastSeq int64
 		// make builds the delivered job from a valid payload signed by the
 		// controller.
-		make      func(fc *fakeController, p wire.JobPayload) wire.SignedJob
-		edit      func(p *wire.JobPayload)
+		make      func(fc *fakeController, p protocol.JobPayload) protocol.SignedJob
+		edit      func(p *protocol.JobPayload)
 		wantRun   bool
 		wantWhy   string
 		wantSeq   int64
@@ -113,12 +112,12 @@ func TestJobSafety(t *testing.T) {
 	}{
 		{
 			name:    "valid job runs",
-			make:    func(fc *fakeController, p wire.JobPayload) wire.SignedJob { return fc.sign(p) },
+			make:    func(fc *fakeController, p protocol.JobPayload) protocol.SignedJob { return fc.sign(p) },
 			wantRun: true, wantSeq: 5, wantReport: true,
 		},
 		{
 			name: "payload altered after signing is refused",
-			make: func(fc *fakeController, p wire.JobPayload) wire.SignedJob {
+			make: func(fc *fakeController, p protocol.JobPayload) protocol.SignedJob {
 				sj := fc.sign(p)
 				sj.Payload = []byte(strings.Replace(string(sj.Payload), "openssl", "opensss", 1))
 				return sj
@@ -127,7 +126,7 @@ func TestJobSafety(t *testing.T) {
 		},
 		{
 			name: "flipped byte in the signature is refused",
-			make: func(fc *fakeController, p wire.JobPayload) wire.SignedJob {
+			make: func(fc *fakeController, p protocol.JobPayload) protocol.SignedJob {
 				sj := fc.sign(p)
 				sj.Signature[7] ^= 0x01
 				return sj
@@ -136,8 +135,8 @@ func TestJobSafety(t *testing.T) {
 		},
 		{
 			name: "job signed by another controller key is refused",
-			make: func(fc *fakeController, p wire.JobPayload) wire.SignedJob {
-				sj, err := wire.SignJob(otherPriv, p)
+			make: func(fc *fakeController, p protocol.JobPayload) protocol.SignedJob {
+				sj, err := protocol.SignJob(otherPriv, p)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -147,26 +146,26 @@ func TestJobSafety(t *testing.T) {
 		},
 		{
 			name:    "job for another endpoint is refused and does not move the sequence",
-			make:    func(fc *fakeController, p wire.JobPayload) wire.SignedJob { return fc.sign(p) },
-			edit:    func(p *wire.JobPayload) { p.Endpoint = "ep-2"; p.Seq = 900 },
+			make:    func(fc *fakeController, p protocol.JobPayload) protocol.SignedJob { return fc.sign(p) },
+			edit:    func(p *protocol.JobPayload) { p.Endpoint = "ep-2"; p.Seq = 900 },
 			wantWhy: `job is for endpoint "ep-2"`, wantSeq: 0, wantTrust: true,
 		},
 		{
 			name:    "replayed job with an old sequence number is refused",
 			lastSeq: 5,
-			make:    func(fc *fakeController, p wire.JobPayload) wire.SignedJob { return fc.sign(p) },
+			make:    func(fc *fakeController, p protocol.JobPayload) protocol.SignedJob { return fc.sign(p) },
 			wantWhy: "sequence 5 is not above 5", wantSeq: 5, wantTrust: true, wantReport: true,
 		},
 		{
 			name:    "job whose window has ended is refused",
-			make:    func(fc *fakeController, p wire.JobPayload) wire.SignedJob { return fc.sign(p) },
-			edit:    func(p *wire.JobPayload) { p.NotAfter = t0.Add(-time.Minute) },
+			make:    func(fc *fakeController, p protocol.JobPayload) protocol.SignedJob { return fc.sign(p) },
+			edit:    func(p *protocol.JobPayload) { p.NotAfter = t0.Add(-time.Minute) },
 			wantWhy: "job expired at 2026-03-10T21:59:00Z", wantSeq: 5, wantTrust: true,
 		},
 		{
 			name:    "job without an idempotency key is refused",
-			make:    func(fc *fakeController, p wire.JobPayload) wire.SignedJob { return fc.sign(p) },
-			edit:    func(p *wire.JobPayload) { p.IdempotencyKey = "" },
+			make:    func(fc *fakeController, p protocol.JobPayload) protocol.SignedJob { return fc.sign(p) },
+			edit:    func(p *protocol.JobPayload) { p.IdempotencyKey = "" },
 			wantWhy: "no idempotency key", wantSeq: 0, wantTrust: true,
 		},
 	}
@@ -196,8 +195,8 @@ func TestJobSafety(t *testing.T) {
 				t.Fatal("controller got no result for the job")
 			}
 			if tt.wantRun {
-				want := wire.ResultRequest{Job: "job-1", IdempotencyKey: "key-job-1", Updates: []wire.UpdateResult{{
-					Update: "openssl@3.0.15-1", Result: state.ResultSucceeded, Output: "Setting up openssl", At: t0,
+				want := protocol.ResultRequest{Job: "job-1", IdempotencyKey: "key-job-1", Updates: []protocol.UpdateResult{{
+					Update: "openssl@3.0.15-1", Result: protocol.ResultSucceeded, Output: "Setting up openssl", At: t0,
 				}}, JobSeq: 5}
 				if diff := cmp.Diff(want, got); diff != "" {
 					t.Errorf("result (-want +got):\n%s", diff)
@@ -210,7 +209,7 @@ func TestJobSafety(t *testing.T) {
 					t.Errorf("refusal carries job sequence %d, want the highest seen, %d", got.JobSeq, tt.wantSeq)
 				}
 				// Only a verified payload's updates are echoed, as refused.
-				if trusted := len(got.Updates) == 1 && got.Updates[0].Result == state.ResultRefused; trusted != tt.wantTrust {
+				if trusted := len(got.Updates) == 1 && got.Updates[0].Result == protocol.ResultRefused; trusted != tt.wantTrust {
 					t.Errorf("refusal carries updates %+v; want them only from a verified payload (%v)", got.Updates, tt.wantTrust)
 				}
 			}
@@ -236,7 +235,7 @@ func TestJobSafety(t *testing.T) {
 }
 
 // lastJobSeq is the JobSeq of the last report, or "none".
-func lastJobSeq(reports []wire.Report) any {
+func lastJobSeq(reports []protocol.Report) any {
 	if len(reports) == 0 {
 		return "none"
 	}
@@ -281,7 +280,7 @@ func TestOutboxDeliversExactlyOnceAcrossRestart(t *testing.T) {
 		{
 			name: "controller down while sending",
 			breakDelivery: func(fc *fakeController) {
-				fc.failNext("POST "+wire.ResultPath("job-1"), 503, 503, 503)
+				fc.failNext("POST "+protocol.ResultPath("job-1"), 503, 503, 503)
 			},
 		},
 		{
@@ -328,17 +327,17 @@ func TestOutboxDeliversExactlyOnceAcrossRestart(t *testing.T) {
 			restarted := h.agent(t)
 			runAgent(t, restarted, h.fc, func() bool {
 				requests, _, _, _ := h.fc.snapshot()
-				return slices.Contains(requests[before:], "GET "+wire.PathJobs)
+				return slices.Contains(requests[before:], "GET "+protocol.PathJobs)
 			})
 
 			requests, _, _, results := h.fc.snapshot()
-			if first := requests[before]; first != "POST "+wire.ResultPath("job-1") {
+			if first := requests[before]; first != "POST "+protocol.ResultPath("job-1") {
 				t.Errorf("first request after restart = %q, want the pending result", first)
 			}
 			if n := h.be.installCount("openssl@3.0.15-1"); n != 1 {
 				t.Errorf("installed %d times, want once", n)
 			}
-			if len(results) != 1 || results["job-1"].Updates[0].Result != state.ResultSucceeded {
+			if len(results) != 1 || results["job-1"].Updates[0].Result != protocol.ResultSucceeded {
 				t.Errorf("controller recorded %v, want one succeeded result for job-1", results)
 			}
 			if n := len(restarted.journal.pending()); n != 0 {
@@ -376,7 +375,7 @@ func TestStopDuringInstallIsReportedNotRerun(t *testing.T) {
 		t.Fatalf("result = %+v, want both updates", got)
 	}
 	for _, u := range got.Updates {
-		if u.Result != state.ResultFailed || !strings.Contains(u.Error, "outcome is unknown") {
+		if u.Result != protocol.ResultFailed || !strings.Contains(u.Error, "outcome is unknown") {
 			t.Errorf("update %s = %s %q, want failed with an unknown outcome", u.Update, u.Result, u.Error)
 		}
 	}
@@ -458,13 +457,13 @@ func TestRunReportsPollsRunsAndReportsAgain(t *testing.T) {
 	})
 
 	requests, reports, _, results := h.fc.snapshot()
-	wantOrder := []string{"POST " + wire.PathEnroll, "POST " + wire.PathReport, "GET " + wire.PathJobs, "POST " + wire.ResultPath("job-1"), "POST " + wire.PathReport}
+	wantOrder := []string{"POST " + protocol.PathEnroll, "POST " + protocol.PathReport, "GET " + protocol.PathJobs, "POST " + protocol.ResultPath("job-1"), "POST " + protocol.PathReport}
 	if diff := cmp.Diff(wantOrder, requests[:len(wantOrder)]); diff != "" {
 		t.Errorf("request order (-want +got):\n%s", diff)
 	}
-	wantReport := wire.Report{
+	wantReport := protocol.Report{
 		Seq:      1,
-		Hostname: "acme-ws-01", OS: state.OS{Family: "linux", Version: "debian 12"},
+		Hostname: "acme-ws-01", OS: protocol.OS{Family: "linux", Version: "debian 12"},
 		Labels: map[string]string{"ring": "canary"}, Updates: h.be.inventory,
 	}
 	if diff := cmp.Diff(wantReport, reports[0]); diff != "" {
@@ -475,7 +474,7 @@ func TestRunReportsPollsRunsAndReportsAgain(t *testing.T) {
 	}
 	assertPrivate(t, h.dir)
 	got := results["job-1"].Updates
-	if len(got) != 2 || got[0].Result != state.ResultSucceeded || got[1].Result != state.ResultFailed || got[1].Error != "dpkg: dependency problems" {
+	if len(got) != 2 || got[0].Result != protocol.ResultSucceeded || got[1].Result != protocol.ResultFailed || got[1].Error != "dpkg: dependency problems" {
 		t.Errorf("update results = %+v, want openssl succeeded and nginx failed with dpkg's error", got)
 	}
 }

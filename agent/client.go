@@ -20,7 +20,7 @@ import (
 	"github.com/hashicorp/go-cleanhttp"
 	"github.com/hashicorp/go-retryablehttp"
 
-	"github.com/patchline/patchline/reconciler/api/wire"
+	"github.com/patchline/patchline/protocol"
 )
 
 // maxRetryAfter bounds how long a Retry-After header can park a request, so
@@ -77,7 +77,7 @@ func newClient(controller string, insecure bool, roots *x509.CertPool, rp retryP
 		CheckRetry:   checkRetry,
 		Backoff:      jitterBackoff,
 		// Keep the last answer when retries run out so its error envelope
-		// can be decoded into a wire.Error.
+		// can be decoded into a protocol.Error.
 		ErrorHandler: retryablehttp.PassthroughErrorHandler,
 	}
 	return &client{base: base.String(), http: rc}, nil
@@ -117,7 +117,7 @@ func isLoopback(host string) bool {
 }
 
 // checkRetry decides whether an attempt is worth repeating: transport
-// errors and 5xx are, 429 is, every other 4xx is final (wire.Code.Retryable).
+// errors and 5xx are, 429 is, every other 4xx is final (protocol.Code.Retryable).
 func checkRetry(ctx context.Context, resp *http.Response, err error) (bool, error) {
 	if ctx.Err() != nil {
 		return false, ctx.Err()
@@ -130,7 +130,7 @@ func checkRetry(ctx context.Context, resp *http.Response, err error) (bool, erro
 	if resp.StatusCode < 400 {
 		return false, nil
 	}
-	return wire.CodeForStatus(resp.StatusCode).Retryable(), nil
+	return protocol.CodeForStatus(resp.StatusCode).Retryable(), nil
 }
 
 // jitterBackoff is "full jitter" exponential backoff: a uniformly random
@@ -195,7 +195,7 @@ func retryAfter(v string, now time.Time) (time.Duration, bool) {
 }
 
 // do sends one API call. in, when not nil, is sent as JSON; out, when not
-// nil, receives the JSON answer. A non-2xx answer becomes a *wire.Error,
+// nil, receives the JSON answer. A non-2xx answer becomes a *protocol.Error,
 // from the envelope when the body has one and from the status otherwise.
 func (c *client) do(ctx context.Context, method, path string, query url.Values, in, out any) error {
 	// path is already escaped (ResultPath of an escaped job id).
@@ -225,7 +225,7 @@ func (c *client) do(ctx context.Context, method, path string, query url.Values, 
 	req.Header.Set("Accept", "application/json")
 	if c.nodeKey != "" {
 		req.Header.Set("Authorization", "Bearer "+c.nodeKey)
-		req.Header.Set(wire.HeaderEndpoint, c.endpoint)
+		req.Header.Set(protocol.HeaderEndpoint, c.endpoint)
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
@@ -239,15 +239,15 @@ func (c *client) do(ctx context.Context, method, path string, query url.Values, 
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxErrorBody))
 		return nil
 	}
-	if err := json.NewDecoder(io.LimitReader(resp.Body, wire.MaxBodyBytes)).Decode(out); err != nil {
+	if err := json.NewDecoder(io.LimitReader(resp.Body, protocol.MaxBodyBytes)).Decode(out); err != nil {
 		return fmt.Errorf("%s %s: decode answer: %w", method, path, err)
 	}
 	return nil
 }
 
-func decodeError(resp *http.Response) *wire.Error {
+func decodeError(resp *http.Response) *protocol.Error {
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
-	var env wire.ErrorBody
+	var env protocol.ErrorBody
 	if json.Unmarshal(b, &env) == nil && env.Error != nil && env.Error.Code != "" {
 		return env.Error
 	}
@@ -255,43 +255,43 @@ func decodeError(resp *http.Response) *wire.Error {
 	if s := strings.TrimSpace(string(b)); s != "" && len(s) < 200 {
 		msg = s
 	}
-	return &wire.Error{Code: wire.CodeForStatus(resp.StatusCode), Message: msg}
+	return &protocol.Error{Code: protocol.CodeForStatus(resp.StatusCode), Message: msg}
 }
 
 // errorCode is the wire code of err, or "" when err carries none (a
 // transport failure).
-func errorCode(err error) wire.Code {
-	var we *wire.Error
+func errorCode(err error) protocol.Code {
+	var we *protocol.Error
 	if errors.As(err, &we) {
 		return we.Code
 	}
 	return ""
 }
 
-func (c *client) enroll(ctx context.Context, req wire.EnrollRequest) (wire.EnrollResponse, error) {
-	var resp wire.EnrollResponse
-	err := c.do(ctx, http.MethodPost, wire.PathEnroll, nil, req, &resp)
+func (c *client) enroll(ctx context.Context, req protocol.EnrollRequest) (protocol.EnrollResponse, error) {
+	var resp protocol.EnrollResponse
+	err := c.do(ctx, http.MethodPost, protocol.PathEnroll, nil, req, &resp)
 	return resp, err
 }
 
-func (c *client) report(ctx context.Context, r wire.Report) (wire.ReportResponse, error) {
-	var resp wire.ReportResponse
-	err := c.do(ctx, http.MethodPost, wire.PathReport, nil, r, &resp)
+func (c *client) report(ctx context.Context, r protocol.Report) (protocol.ReportResponse, error) {
+	var resp protocol.ReportResponse
+	err := c.do(ctx, http.MethodPost, protocol.PathReport, nil, r, &resp)
 	return resp, err
 }
 
-func (c *client) poll(ctx context.Context, wait time.Duration) ([]wire.SignedJob, error) {
-	var resp wire.JobsResponse
+func (c *client) poll(ctx context.Context, wait time.Duration) ([]protocol.SignedJob, error) {
+	var resp protocol.JobsResponse
 	q := url.Values{"wait": {wait.String()}}
-	if err := c.do(ctx, http.MethodGet, wire.PathJobs, q, nil, &resp); err != nil {
+	if err := c.do(ctx, http.MethodGet, protocol.PathJobs, q, nil, &resp); err != nil {
 		return nil, err
 	}
 	return resp.Jobs, nil
 }
 
-func (c *client) result(ctx context.Context, r wire.ResultRequest) (wire.ResultResponse, error) {
-	var resp wire.ResultResponse
-	err := c.do(ctx, http.MethodPost, wire.ResultPath(url.PathEscape(r.Job)), nil, r, &resp)
+func (c *client) result(ctx context.Context, r protocol.ResultRequest) (protocol.ResultResponse, error) {
+	var resp protocol.ResultResponse
+	err := c.do(ctx, http.MethodPost, protocol.ResultPath(url.PathEscape(r.Job)), nil, r, &resp)
 	return resp, err
 }
 

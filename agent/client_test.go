@@ -13,7 +13,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/patchline/patchline/reconciler/api/wire"
+	"github.com/patchline/patchline/protocol"
 )
 
 // enrolledClient is an enrolled agent's API client with backoff waits
@@ -37,28 +37,28 @@ func enrolledClient(t *testing.T, h *harness) (*client, func() []time.Duration) 
 }
 
 func TestRetries(t *testing.T) {
-	report := "POST " + wire.PathReport
+	report := "POST " + protocol.PathReport
 	tests := []struct {
 		name       string
 		statuses   []int
 		retryAfter string
-		wantErr    wire.Code
+		wantErr    protocol.Code
 		wantTries  int
 		// wantMinWait is a floor for every recorded backoff wait.
 		wantMinWait time.Duration
 	}{
 		{name: "controller unavailable twice, then fine", statuses: []int{503, 503}, wantTries: 3},
 		{name: "internal error is retried", statuses: []int{500}, wantTries: 2},
-		{name: "bad request is final", statuses: []int{400}, wantErr: wire.CodeInvalid, wantTries: 1},
-		{name: "unknown node key is final", statuses: []int{401}, wantErr: wire.CodeUnauthorized, wantTries: 1},
-		{name: "conflict is final", statuses: []int{409}, wantErr: wire.CodeConflict, wantTries: 1},
+		{name: "bad request is final", statuses: []int{400}, wantErr: protocol.CodeInvalid, wantTries: 1},
+		{name: "unknown node key is final", statuses: []int{401}, wantErr: protocol.CodeUnauthorized, wantTries: 1},
+		{name: "conflict is final", statuses: []int{409}, wantErr: protocol.CodeConflict, wantTries: 1},
 		{
 			name: "rate limited waits as long as Retry-After says", statuses: []int{429}, retryAfter: "2",
 			wantTries: 2, wantMinWait: 2 * time.Second,
 		},
 		{
 			name: "retries are bounded", statuses: []int{503, 503, 503, 503, 503},
-			wantErr: wire.CodeUnavailable, wantTries: 3,
+			wantErr: protocol.CodeUnavailable, wantTries: 3,
 		},
 	}
 	for _, tt := range tests {
@@ -67,7 +67,7 @@ func TestRetries(t *testing.T) {
 			c, waits := enrolledClient(t, h)
 			h.fc.failNext(report, tt.statuses...)
 			h.fc.retryAfter = tt.retryAfter
-			_, err := c.report(t.Context(), wire.Report{Hostname: "acme-ws-01"})
+			_, err := c.report(t.Context(), protocol.Report{Hostname: "acme-ws-01"})
 			if got := errorCode(err); got != tt.wantErr {
 				t.Fatalf("report error = %v (code %q), want code %q", err, got, tt.wantErr)
 			}
@@ -93,8 +93,8 @@ func TestRetries(t *testing.T) {
 func TestRetriesAreLoggedThroughSlog(t *testing.T) {
 	h := newHarness(t)
 	c, _ := enrolledClient(t, h)
-	h.fc.failNext("POST "+wire.PathReport, 503)
-	if _, err := c.report(t.Context(), wire.Report{}); err != nil {
+	h.fc.failNext("POST "+protocol.PathReport, 503)
+	if _, err := c.report(t.Context(), protocol.Report{}); err != nil {
 		t.Fatal(err)
 	}
 	if logs := h.logs.String(); !strings.Contains(logs, `msg="retrying request"`) {
@@ -222,7 +222,7 @@ func TestTLSWithPinnedCA(t *testing.T) {
 		})
 	}
 	requests, _, _, _ := fc.snapshot()
-	if diff := cmp.Diff([]string{"POST " + wire.PathEnroll}, requests); diff != "" {
+	if diff := cmp.Diff([]string{"POST " + protocol.PathEnroll}, requests); diff != "" {
 		t.Errorf("requests (-want +got):\n%s", diff)
 	}
 }

@@ -15,8 +15,7 @@ import (
 	"time"
 
 	"github.com/patchline/patchline/agent/backend"
-	"github.com/patchline/patchline/reconciler/api/wire"
-	"github.com/patchline/patchline/reconciler/state"
+	"github.com/patchline/patchline/protocol"
 )
 
 const (
@@ -37,7 +36,7 @@ type fakeController struct {
 
 	// jobs feeds the long-poll; a poll holds until a job arrives or the
 	// agent goes away, like the real controller's long-poll.
-	jobs chan wire.SignedJob
+	jobs chan protocol.SignedJob
 	// changed is signalled whenever a request arrives or is answered.
 	changed chan struct{}
 
@@ -54,9 +53,9 @@ type fakeController struct {
 	enrolls    int
 	endpoints  map[string]string // instance id → endpoint id
 	nodeKeys   map[string]string // endpoint id → node key
-	reports    []wire.Report
-	resultPost []wire.ResultRequest
-	results    map[string]wire.ResultRequest // first copy, by job id
+	reports    []protocol.Report
+	resultPost []protocol.ResultRequest
+	results    map[string]protocol.ResultRequest // first copy, by job id
 	// onRequest runs as a request arrives, before any injected failure.
 	onRequest func(*http.Request)
 	// lostEnrollAnswer enrolls the agent and then answers 503, once.
@@ -74,18 +73,18 @@ func newFakeController(t *testing.T) *fakeController {
 	}
 	fc := &fakeController{
 		t: t, priv: priv, pub: pub,
-		jobs:      make(chan wire.SignedJob, 16),
+		jobs:      make(chan protocol.SignedJob, 16),
 		changed:   make(chan struct{}, 1),
 		fail:      map[string][]int{},
 		endpoints: map[string]string{},
 		nodeKeys:  map[string]string{},
-		results:   map[string]wire.ResultRequest{},
+		results:   map[string]protocol.ResultRequest{},
 	}
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST "+wire.PathEnroll, fc.enroll)
-	mux.HandleFunc("POST "+wire.PathReport, fc.authed(fc.report))
-	mux.HandleFunc("GET "+wire.PathJobs, fc.authed(fc.poll))
-	mux.HandleFunc("POST "+wire.PathResult, fc.authed(fc.result))
+	mux.HandleFunc("POST "+protocol.PathEnroll, fc.enroll)
+	mux.HandleFunc("POST "+protocol.PathReport, fc.authed(fc.report))
+	mux.HandleFunc("GET "+protocol.PathJobs, fc.authed(fc.poll))
+	mux.HandleFunc("POST "+protocol.PathResult, fc.authed(fc.result))
 	fc.srv = httptest.NewServer(fc.intercept(mux))
 	t.Cleanup(fc.srv.Close)
 	return fc
@@ -102,7 +101,7 @@ func (fc *fakeController) intercept(next http.Handler) http.Handler {
 		}
 		ra := fc.retryAfter
 		hook := fc.onRequest
-		empty := fc.emptyPolls && key == "GET "+wire.PathJobs
+		empty := fc.emptyPolls && key == "GET "+protocol.PathJobs
 		fc.mu.Unlock()
 		if hook != nil {
 			hook(r)
@@ -113,11 +112,11 @@ func (fc *fakeController) intercept(next http.Handler) http.Handler {
 			if ra != "" {
 				w.Header().Set("Retry-After", ra)
 			}
-			writeErr(w, wire.CodeForStatus(status), fmt.Sprintf("injected %d", status))
+			writeErr(w, protocol.CodeForStatus(status), fmt.Sprintf("injected %d", status))
 			return
 		}
 		if empty {
-			writeJSONResp(w, wire.JobsResponse{})
+			writeJSONResp(w, protocol.JobsResponse{})
 			return
 		}
 		next.ServeHTTP(w, r)
@@ -131,10 +130,10 @@ func (fc *fakeController) notify() {
 	}
 }
 
-func writeErr(w http.ResponseWriter, c wire.Code, msg string) {
+func writeErr(w http.ResponseWriter, c protocol.Code, msg string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(c.Status())
-	_ = json.NewEncoder(w).Encode(wire.ErrorBody{Error: &wire.Error{Code: c, Message: msg}})
+	_ = json.NewEncoder(w).Encode(protocol.ErrorBody{Error: &protocol.Error{Code: c, Message: msg}})
 }
 
 func writeJSONResp(w http.ResponseWriter, v any) {
@@ -143,13 +142,13 @@ func writeJSONResp(w http.ResponseWriter, v any) {
 }
 
 func (fc *fakeController) enroll(w http.ResponseWriter, r *http.Request) {
-	var req wire.EnrollRequest
+	var req protocol.EnrollRequest
 	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
-		writeErr(w, wire.CodeInvalid, err.Error())
+		writeErr(w, protocol.CodeInvalid, err.Error())
 		return
 	}
 	if req.Secret != testSecret || req.Client != testClient {
-		writeErr(w, wire.CodeUnauthorized, "bad enrollment secret")
+		writeErr(w, protocol.CodeUnauthorized, "bad enrollment secret")
 		return
 	}
 	fc.mu.Lock()
@@ -157,7 +156,7 @@ func (fc *fakeController) enroll(w http.ResponseWriter, r *http.Request) {
 	fc.enrolls++
 	ep, ok := fc.endpoints[req.InstanceID]
 	if ok && fc.nodeKeys[ep] != req.NodeKey {
-		writeErr(w, wire.CodeConflict, "instance enrolled with another node key")
+		writeErr(w, protocol.CodeConflict, "instance enrolled with another node key")
 		return
 	}
 	if !ok {
@@ -167,21 +166,21 @@ func (fc *fakeController) enroll(w http.ResponseWriter, r *http.Request) {
 	}
 	if fc.lostEnrollAnswer {
 		fc.lostEnrollAnswer = false
-		writeErr(w, wire.CodeUnavailable, "answer lost")
+		writeErr(w, protocol.CodeUnavailable, "answer lost")
 		return
 	}
-	writeJSONResp(w, wire.EnrollResponse{Endpoint: ep, SigningKey: fc.pub})
+	writeJSONResp(w, protocol.EnrollResponse{Endpoint: ep, SigningKey: fc.pub})
 }
 
 func (fc *fakeController) authed(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		ep := r.Header.Get(wire.HeaderEndpoint)
+		ep := r.Header.Get(protocol.HeaderEndpoint)
 		key, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 		fc.mu.Lock()
 		want, known := fc.nodeKeys[ep]
 		fc.mu.Unlock()
 		if !ok || !known || key != want {
-			writeErr(w, wire.CodeUnauthorized, "bad node key")
+			writeErr(w, protocol.CodeUnauthorized, "bad node key")
 			return
 		}
 		h(w, r)
@@ -189,37 +188,37 @@ func (fc *fakeController) authed(h http.HandlerFunc) http.HandlerFunc {
 }
 
 func (fc *fakeController) report(w http.ResponseWriter, r *http.Request) {
-	var rep wire.Report
+	var rep protocol.Report
 	if err := json.NewDecoder(r.Body).Decode(&rep); err != nil {
-		writeErr(w, wire.CodeInvalid, err.Error())
+		writeErr(w, protocol.CodeInvalid, err.Error())
 		return
 	}
 	fc.mu.Lock()
 	fc.reports = append(fc.reports, rep)
 	fc.mu.Unlock()
-	writeJSONResp(w, wire.ReportResponse{Updates: len(rep.Updates)})
+	writeJSONResp(w, protocol.ReportResponse{Updates: len(rep.Updates)})
 }
 
 func (fc *fakeController) poll(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Query().Get("wait") == "" {
-		writeErr(w, wire.CodeInvalid, "no wait")
+		writeErr(w, protocol.CodeInvalid, "no wait")
 		return
 	}
 	select {
 	case j := <-fc.jobs:
-		writeJSONResp(w, wire.JobsResponse{Jobs: []wire.SignedJob{j}})
+		writeJSONResp(w, protocol.JobsResponse{Jobs: []protocol.SignedJob{j}})
 	case <-r.Context().Done():
 	}
 }
 
 func (fc *fakeController) result(w http.ResponseWriter, r *http.Request) {
-	var res wire.ResultRequest
+	var res protocol.ResultRequest
 	if err := json.NewDecoder(r.Body).Decode(&res); err != nil {
-		writeErr(w, wire.CodeInvalid, err.Error())
+		writeErr(w, protocol.CodeInvalid, err.Error())
 		return
 	}
 	if res.Job != r.PathValue("id") {
-		writeErr(w, wire.CodeInvalid, "job id in path and body differ")
+		writeErr(w, protocol.CodeInvalid, "job id in path and body differ")
 		return
 	}
 	fc.mu.Lock()
@@ -231,16 +230,16 @@ func (fc *fakeController) result(w http.ResponseWriter, r *http.Request) {
 	}
 	if fc.lostAcks > 0 {
 		fc.lostAcks--
-		writeErr(w, wire.CodeUnavailable, "acknowledgement lost")
+		writeErr(w, protocol.CodeUnavailable, "acknowledgement lost")
 		return
 	}
-	writeJSONResp(w, wire.ResultResponse{Duplicate: dup})
+	writeJSONResp(w, protocol.ResultResponse{Duplicate: dup})
 }
 
 // sign signs p with the controller's key.
-func (fc *fakeController) sign(p wire.JobPayload) wire.SignedJob {
+func (fc *fakeController) sign(p protocol.JobPayload) protocol.SignedJob {
 	fc.t.Helper()
-	sj, err := wire.SignJob(fc.priv, p)
+	sj, err := protocol.SignJob(fc.priv, p)
 	if err != nil {
 		fc.t.Fatal(err)
 	}
@@ -253,22 +252,22 @@ func (fc *fakeController) failNext(route string, statuses ...int) {
 	fc.fail[route] = append(fc.fail[route], statuses...)
 }
 
-func (fc *fakeController) snapshot() (requests []string, reports []wire.Report, posts []wire.ResultRequest, results map[string]wire.ResultRequest) {
+func (fc *fakeController) snapshot() (requests []string, reports []protocol.Report, posts []protocol.ResultRequest, results map[string]protocol.ResultRequest) {
 	fc.mu.Lock()
 	defer fc.mu.Unlock()
-	results = map[string]wire.ResultRequest{}
+	results = map[string]protocol.ResultRequest{}
 	for k, v := range fc.results {
 		results[k] = v
 	}
-	return append([]string(nil), fc.requests...), append([]wire.Report(nil), fc.reports...),
-		append([]wire.ResultRequest(nil), fc.resultPost...), results
+	return append([]string(nil), fc.requests...), append([]protocol.Report(nil), fc.reports...),
+		append([]protocol.ResultRequest(nil), fc.resultPost...), results
 }
 
 // fakeBackend installs nothing; it counts installs per update.
 type fakeBackend struct {
 	mu            sync.Mutex
 	installs      map[string]int
-	inventory     []*state.Update
+	inventory     []*protocol.Update
 	rebootPending bool
 	failing       map[string]string // update id → install error
 	// during runs inside Install, for tests that act mid-install.
@@ -278,20 +277,20 @@ type fakeBackend struct {
 func newFakeBackend() *fakeBackend {
 	return &fakeBackend{
 		installs: map[string]int{},
-		inventory: []*state.Update{
+		inventory: []*protocol.Update{
 			{ID: "openssl@3.0.15-1", Source: "apt", Name: "openssl", Version: "3.0.15-1", Category: "security"},
 		},
 		failing: map[string]string{},
 	}
 }
 
-func (b *fakeBackend) Inventory(context.Context) ([]*state.Update, error) {
+func (b *fakeBackend) Inventory(context.Context) ([]*protocol.Update, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.inventory, nil
 }
 
-func (b *fakeBackend) Install(_ context.Context, ups []*state.Update) ([]backend.Result, error) {
+func (b *fakeBackend) Install(_ context.Context, ups []*protocol.Update) ([]backend.Result, error) {
 	b.mu.Lock()
 	during := b.during
 	b.mu.Unlock()
@@ -416,7 +415,7 @@ func (h *harness) config() Config {
 		EnrollSecret:  testSecret,
 		StateDir:      h.dir,
 		Hostname:      "acme-ws-01",
-		OS:            state.OS{Family: "linux", Version: "debian 12"},
+		OS:            protocol.OS{Family: "linux", Version: "debian 12"},
 		Labels:        map[string]string{"ring": "canary"},
 		Backend:       h.be,
 		RebootCommand: []string{"shutdown", "-r", "+1"},
@@ -451,8 +450,8 @@ func (h *harness) enrolled(t *testing.T) *Agent {
 }
 
 // job is a valid job payload for endpoint ep, due before the window ends.
-func job(ep, id string, seq int64, updates ...string) wire.JobPayload {
-	p := wire.JobPayload{
+func job(ep, id string, seq int64, updates ...string) protocol.JobPayload {
+	p := protocol.JobPayload{
 		ID: id, Endpoint: ep, Seq: seq,
 		NotAfter:       t0.Add(2 * time.Hour),
 		Reboot:         rebootNever,
@@ -461,7 +460,7 @@ func job(ep, id string, seq int64, updates ...string) wire.JobPayload {
 	}
 	for _, u := range updates {
 		name, version, _ := strings.Cut(u, "@")
-		p.Updates = append(p.Updates, wire.JobUpdate{ID: u, Source: "apt", Name: name, Version: version})
+		p.Updates = append(p.Updates, protocol.JobUpdate{ID: u, Source: "apt", Name: name, Version: version})
 	}
 	return p
 }

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/patchline/patchline/reconciler/api/wire"
+	"github.com/patchline/patchline/protocol"
 )
 
 // keepFinished is how many acknowledged jobs the journal remembers, so a
@@ -37,14 +37,14 @@ type entry struct {
 	Job string `json:"job"`
 	// Key is the job's idempotency key; empty for refusals, whose key is
 	// not trusted and must never answer a later job.
-	Key       string           `json:"idempotencyKey,omitempty"`
-	Seq       int64            `json:"seq,omitempty"`
-	Updates   []wire.JobUpdate `json:"updates,omitempty"`
-	StartedAt time.Time        `json:"startedAt"`
+	Key       string               `json:"idempotencyKey,omitempty"`
+	Seq       int64                `json:"seq,omitempty"`
+	Updates   []protocol.JobUpdate `json:"updates,omitempty"`
+	StartedAt time.Time            `json:"startedAt"`
 
-	Result     *wire.ResultRequest `json:"result,omitempty"`
-	FinishedAt time.Time           `json:"finishedAt,omitzero"`
-	Acked      bool                `json:"acked,omitempty"`
+	Result     *protocol.ResultRequest `json:"result,omitempty"`
+	FinishedAt time.Time               `json:"finishedAt,omitzero"`
+	Acked      bool                    `json:"acked,omitempty"`
 
 	// file is the entry's name in the journal directory.
 	file string
@@ -111,7 +111,7 @@ func (j *journal) start(e *entry) error {
 }
 
 // finish stores the result of a started job: it is now in the outbox.
-func (j *journal) finish(e *entry, r wire.ResultRequest, at time.Time) error {
+func (j *journal) finish(e *entry, r protocol.ResultRequest, at time.Time) error {
 	e.Result = &r
 	e.FinishedAt = at
 	if err := writeJSON(j.dir, e.file, e); err != nil {
@@ -122,7 +122,7 @@ func (j *journal) finish(e *entry, r wire.ResultRequest, at time.Time) error {
 
 // refuse puts a refusal in the outbox. It is not indexed by idempotency
 // key: a refused job ran nothing, and its key may be forged.
-func (j *journal) refuse(r wire.ResultRequest, at time.Time) (*entry, error) {
+func (j *journal) refuse(r protocol.ResultRequest, at time.Time) (*entry, error) {
 	e := &entry{Job: r.Job, StartedAt: at, Result: &r, FinishedAt: at}
 	e.file = refusedPrefix + fileHash(r.Job) + ".json"
 	if err := writeJSON(j.dir, e.file, e); err != nil {

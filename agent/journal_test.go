@@ -9,7 +9,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/patchline/patchline/reconciler/api/wire"
+	"github.com/patchline/patchline/protocol"
 )
 
 func TestJournalForgetsOnlyTheOldestAcknowledgedJobs(t *testing.T) {
@@ -27,7 +27,7 @@ func TestJournalForgetsOnlyTheOldestAcknowledgedJobs(t *testing.T) {
 		if err := j.start(e); err != nil {
 			t.Fatal(err)
 		}
-		if err := j.finish(e, wire.ResultRequest{Job: id, IdempotencyKey: e.Key}, at); err != nil {
+		if err := j.finish(e, protocol.ResultRequest{Job: id, IdempotencyKey: e.Key}, at); err != nil {
 			t.Fatal(err)
 		}
 		if ack {

@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/patchline/patchline/reconciler/api/wire"
+	"github.com/patchline/patchline/protocol"
 )
 
 // maxJobIDLen bounds the job id taken from a payload whose signature did not
@@ -31,13 +31,13 @@ func (r *refusal) Error() string { return "job refused: " + r.reason }
 // the agent already finished is answered from the journal even when its
 // sequence number is old, because the controller re-delivers a job whose
 // result it has not seen.
-func verifyJob(pub ed25519.PublicKey, self string, sj wire.SignedJob) (wire.JobPayload, error) {
-	p, err := wire.Open(pub, sj)
+func verifyJob(pub ed25519.PublicKey, self string, sj protocol.SignedJob) (protocol.JobPayload, error) {
+	p, err := protocol.OpenJob(pub, sj)
 	if err != nil {
-		if errors.Is(err, wire.ErrBadSignature) {
-			return wire.JobPayload{ID: unverifiedJobID(sj.Payload)}, &refusal{reason: "signature does not verify with the pinned controller key"}
+		if errors.Is(err, protocol.ErrBadSignature) {
+			return protocol.JobPayload{ID: unverifiedJobID(sj.Payload)}, &refusal{reason: "signature does not verify with the pinned controller key"}
 		}
-		return wire.JobPayload{ID: unverifiedJobID(sj.Payload)}, &refusal{reason: "signed payload does not decode: " + err.Error()}
+		return protocol.JobPayload{ID: unverifiedJobID(sj.Payload)}, &refusal{reason: "signed payload does not decode: " + err.Error()}
 	}
 	if p.ID == "" {
 		return p, &refusal{reason: "job has no id", trusted: true}
@@ -54,7 +54,7 @@ func verifyJob(pub ed25519.PublicKey, self string, sj wire.SignedJob) (wire.JobP
 // checkFresh refuses a verified job that is a replay (its Seq is not above
 // every sequence number the agent has accepted) or expired (now is past
 // NotAfter).
-func checkFresh(p wire.JobPayload, lastSeq int64, now time.Time) error {
+func checkFresh(p protocol.JobPayload, lastSeq int64, now time.Time) error {
 	if p.Seq <= lastSeq {
 		return &refusal{reason: fmt.Sprintf("sequence %d is not above %d, the highest already seen: replayed or reordered job", p.Seq, lastSeq), trusted: true}
 	}

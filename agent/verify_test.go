@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/patchline/patchline/reconciler/api/wire"
+	"github.com/patchline/patchline/protocol"
 )
 
 // FuzzVerifyJob feeds arbitrary payload and signature bytes through the
@@ -14,7 +14,7 @@ import (
 func FuzzVerifyJob(f *testing.F) {
 	seed := ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize))
 	pub := seed.Public().(ed25519.PublicKey)
-	valid, err := wire.SignJob(seed, job("ep-1", "job-1", 3, "openssl@3.0.15-1"))
+	valid, err := protocol.SignJob(seed, job("ep-1", "job-1", 3, "openssl@3.0.15-1"))
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -23,7 +23,7 @@ func FuzzVerifyJob(f *testing.F) {
 	f.Add([]byte(`not json`), []byte{})
 	f.Add([]byte{}, make([]byte, ed25519.SignatureSize))
 	f.Fuzz(func(t *testing.T, payload, sig []byte) {
-		sj := wire.SignedJob{Payload: payload, Signature: sig}
+		sj := protocol.SignedJob{Payload: payload, Signature: sig}
 		p, err := verifyJob(pub, "ep-1", sj)
 		if err != nil {
 			if len(p.ID) > maxJobIDLen {

@@ -42,12 +42,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/patchline/patchline/protocol"
 	"github.com/patchline/patchline/reconciler/api"
-	"github.com/patchline/patchline/reconciler/api/wire"
 	"github.com/patchline/patchline/reconciler/metrics"
 	"github.com/patchline/patchline/reconciler/plan"
 	"github.com/patchline/patchline/reconciler/source"
-	"github.com/patchline/patchline/reconciler/state"
 	"github.com/patchline/patchline/reconciler/store"
 	"github.com/patchline/patchline/reconciler/store/sqlite"
 	"github.com/patchline/patchline/schema"
@@ -682,17 +681,17 @@ func toStoreJobs(jobs []plan.Job) []store.Job {
 
 // signer signs a job as the store creates it, with the details of each
 // update the agent's backend needs.
-func (c *Controller) signer(snap *state.Snapshot) store.Signer {
-	updates := make(map[string]map[string]*state.Update)
+func (c *Controller) signer(snap *protocol.Snapshot) store.Signer {
+	updates := make(map[string]map[string]*protocol.Update)
 	for _, ep := range snap.Endpoints {
-		m := make(map[string]*state.Update, len(ep.Updates))
+		m := make(map[string]*protocol.Update, len(ep.Updates))
 		for _, u := range ep.Updates {
 			m[u.ID] = u
 		}
 		updates[ep.ID] = m
 	}
 	return func(j *store.Job) error {
-		p := wire.JobPayload{
+		p := protocol.JobPayload{
 			ID: j.ID, Endpoint: j.Endpoint, Seq: j.Seq, NotAfter: j.NotAfter,
 			Reboot: j.Reboot, RebootDeadline: j.RebootDeadline,
 			Revision: j.Revision, IdempotencyKey: j.IdempotencyKey,
@@ -702,9 +701,9 @@ func (c *Controller) signer(snap *state.Snapshot) store.Signer {
 			if !ok {
 				return fmt.Errorf("job for %s names update %s it does not report", j.Endpoint, id)
 			}
-			p.Updates = append(p.Updates, wire.JobUpdate{ID: u.ID, Source: u.Source, Name: u.Name, Version: u.Version})
+			p.Updates = append(p.Updates, protocol.JobUpdate{ID: u.ID, Source: u.Source, Name: u.Name, Version: u.Version})
 		}
-		sj, err := wire.SignJob(c.key, p)
+		sj, err := protocol.SignJob(c.key, p)
 		if err != nil {
 			return err
 		}
@@ -732,7 +731,7 @@ func nextWake(res *plan.Result, now time.Time) time.Time {
 // nextStale is when the next of snap's endpoints turns stale, so the
 // compliance figures and the not-reporting alert notice agents that went
 // quiet even when nothing else happens to the client.
-func nextStale(snap *state.Snapshot, staleAfter time.Duration, now time.Time) time.Time {
+func nextStale(snap *protocol.Snapshot, staleAfter time.Duration, now time.Time) time.Time {
 	if staleAfter <= 0 {
 		staleAfter = 7 * 24 * time.Hour
 	}

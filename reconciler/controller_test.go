@@ -25,9 +25,8 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/object"
 
 	"github.com/patchline/patchline/internal/gittest"
+	"github.com/patchline/patchline/protocol"
 	"github.com/patchline/patchline/reconciler"
-	"github.com/patchline/patchline/reconciler/api/wire"
-	"github.com/patchline/patchline/reconciler/state"
 )
 
 const (
@@ -211,21 +210,21 @@ type agent struct {
 func (h *harness) enroll(client, secret, hostname string) (agent, int) {
 	h.t.Helper()
 	key := "node-key-0123456789abcdef0123456789abcdef-" + hostname
-	var resp wire.EnrollResponse
-	code := h.do("POST", wire.PathEnroll, nil, wire.EnrollRequest{
+	var resp protocol.EnrollResponse
+	code := h.do("POST", protocol.PathEnroll, nil, protocol.EnrollRequest{
 		Client: client, Secret: secret, InstanceID: "instance-" + hostname, NodeKey: key,
-		Hostname: hostname, OS: state.OS{Family: "windows", Version: "10.0.22631"},
+		Hostname: hostname, OS: protocol.OS{Family: "windows", Version: "10.0.22631"},
 		Labels: map[string]string{"ring": "canary"},
 	}, &resp)
 	return agent{id: resp.Endpoint, key: key, pub: resp.SigningKey}, code
 }
 
 func (a agent) headers() map[string]string {
-	return map[string]string{"Authorization": "Bearer " + a.key, wire.HeaderEndpoint: a.id}
+	return map[string]string{"Authorization": "Bearer " + a.key, protocol.HeaderEndpoint: a.id}
 }
 
-func critical(installed bool) *state.Update {
-	return &state.Update{
+func critical(installed bool) *protocol.Update {
+	return &protocol.Update{
 		ID: "KB5034441", Source: "windows-update", Name: "KB5034441", Title: "2026-11 Cumulative Update",
 		Category: "security", Severity: "critical", CVSS: 9.8, Released: time.Now().Add(-72 * time.Hour),
 		RebootRequired: true, Installed: installed,
@@ -234,9 +233,9 @@ func critical(installed bool) *state.Update {
 
 func (h *harness) report(a agent, installed bool) int {
 	h.t.Helper()
-	return h.do("POST", wire.PathReport, a.headers(), wire.Report{
-		Hostname: "ACME-WS-001", OS: state.OS{Family: "windows"}, Labels: map[string]string{"ring": "canary"},
-		Updates: []*state.Update{critical(installed)},
+	return h.do("POST", protocol.PathReport, a.headers(), protocol.Report{
+		Hostname: "ACME-WS-001", OS: protocol.OS{Family: "windows"}, Labels: map[string]string{"ring": "canary"},
+		Updates: []*protocol.Update{critical(installed)},
 	}, nil)
 }
 
@@ -259,14 +258,14 @@ func TestControllerEndToEnd(t *testing.T) {
 	// The agent long-polls before the policy change; the change is pushed
 	// to it, not picked up by a later poll.
 	type polled struct {
-		jobs wire.JobsResponse
+		jobs protocol.JobsResponse
 		code int
 		at   time.Time
 	}
 	got := make(chan polled, 1)
 	go func() {
 		var p polled
-		p.code = h.do("GET", wire.PathJobs+"?wait=20s", a.headers(), nil, &p.jobs)
+		p.code = h.do("GET", protocol.PathJobs+"?wait=20s", a.headers(), nil, &p.jobs)
 		p.at = time.Now()
 		got <- p
 	}()
@@ -278,7 +277,7 @@ func TestControllerEndToEnd(t *testing.T) {
 		t.Fatalf("long-poll: %d, %d jobs", p.code, len(p.jobs.Jobs))
 	}
 	t.Logf("commit-to-job latency (webhook, one agent): %v", p.at.Sub(pushed))
-	job, err := wire.Open(a.pub, p.jobs.Jobs[0])
+	job, err := protocol.OpenJob(a.pub, p.jobs.Jobs[0])
 	if err != nil {
 		t.Fatalf("job signature: %v", err)
 	}
@@ -289,20 +288,20 @@ func TestControllerEndToEnd(t *testing.T) {
 	// A job of acme cannot be answered by another endpoint, nor with a
 	// wrong key; the real answer is recorded once.
 	b, _ := h.enroll("acme", acmeSecret, "ACME-WS-002")
-	result := wire.ResultRequest{Job: job.ID, IdempotencyKey: job.IdempotencyKey, Updates: []wire.UpdateResult{{Update: "KB5034441", Result: state.ResultSucceeded, At: time.Now()}}}
-	if code := h.do("POST", wire.ResultPath(job.ID), b.headers(), result, nil); code != http.StatusNotFound {
+	result := protocol.ResultRequest{Job: job.ID, IdempotencyKey: job.IdempotencyKey, Updates: []protocol.UpdateResult{{Update: "KB5034441", Result: protocol.ResultSucceeded, At: time.Now()}}}
+	if code := h.do("POST", protocol.ResultPath(job.ID), b.headers(), result, nil); code != http.StatusNotFound {
 		t.Errorf("another endpoint answering the job: %d, want 404", code)
 	}
 	wrong := a
 	wrong.key = "not-the-key"
-	if code := h.do("POST", wire.ResultPath(job.ID), wrong.headers(), result, nil); code != http.StatusUnauthorized {
+	if code := h.do("POST", protocol.ResultPath(job.ID), wrong.headers(), result, nil); code != http.StatusUnauthorized {
 		t.Errorf("wrong node key: %d, want 401", code)
 	}
-	var ack wire.ResultResponse
-	if code := h.do("POST", wire.ResultPath(job.ID), a.headers(), result, &ack); code != 200 || ack.Duplicate {
+	var ack protocol.ResultResponse
+	if code := h.do("POST", protocol.ResultPath(job.ID), a.headers(), result, &ack); code != 200 || ack.Duplicate {
 		t.Fatalf("result: %d %+v", code, ack)
 	}
-	if code := h.do("POST", wire.ResultPath(job.ID), a.headers(), result, &ack); code != 200 || !ack.Duplicate {
+	if code := h.do("POST", protocol.ResultPath(job.ID), a.headers(), result, &ack); code != 200 || !ack.Duplicate {
 		t.Fatalf("second copy of the result: %d %+v, want 200 duplicate", code, ack)
 	}
 	h.report(a, true)
@@ -354,7 +353,7 @@ func TestControllerEndToEnd(t *testing.T) {
 	if appliedFor(st, "acme") != rev || appliedFor(st, "globex") != mixed {
 		t.Errorf("after restart: %+v", st.Revisions)
 	}
-	var snap state.Snapshot
+	var snap protocol.Snapshot
 	if code := h.do("GET", "/v1/state", admin(), nil, &snap); code != 200 {
 		t.Fatalf("GET /v1/state: %d", code)
 	}
@@ -366,7 +365,7 @@ func TestControllerEndToEnd(t *testing.T) {
 	}
 }
 
-func snapshotHasInstalled(s *state.Snapshot, endpoint, update string) bool {
+func snapshotHasInstalled(s *protocol.Snapshot, endpoint, update string) bool {
 	for _, ep := range s.Endpoints {
 		if ep.ID != endpoint {
 			continue
@@ -451,17 +450,17 @@ func TestHaltAndResume(t *testing.T) {
 	h.waitFor("the revision", func(st reconciler.Status) bool { return appliedFor(st, "acme") == rev })
 	a, _ := h.enroll("acme", acmeSecret, "ACME-WS-001")
 	h.report(a, false)
-	var jobs wire.JobsResponse
-	if code := h.do("GET", wire.PathJobs+"?wait=20s", a.headers(), nil, &jobs); code != 200 || len(jobs.Jobs) != 1 {
+	var jobs protocol.JobsResponse
+	if code := h.do("GET", protocol.PathJobs+"?wait=20s", a.headers(), nil, &jobs); code != 200 || len(jobs.Jobs) != 1 {
 		t.Fatalf("long-poll: %d, %d jobs", code, len(jobs.Jobs))
 	}
-	job, err := wire.Open(a.pub, jobs.Jobs[0])
+	job, err := protocol.OpenJob(a.pub, jobs.Jobs[0])
 	if err != nil {
 		t.Fatal(err)
 	}
-	failed := wire.ResultRequest{Job: job.ID, IdempotencyKey: job.IdempotencyKey,
-		Updates: []wire.UpdateResult{{Update: "KB5034441", Result: state.ResultFailed, Error: "0x80070643", At: time.Now()}}}
-	if code := h.do("POST", wire.ResultPath(job.ID), a.headers(), failed, nil); code != 200 {
+	failed := protocol.ResultRequest{Job: job.ID, IdempotencyKey: job.IdempotencyKey,
+		Updates: []protocol.UpdateResult{{Update: "KB5034441", Result: protocol.ResultFailed, Error: "0x80070643", At: time.Now()}}}
+	if code := h.do("POST", protocol.ResultPath(job.ID), a.headers(), failed, nil); code != 200 {
 		t.Fatalf("result: %d", code)
 	}
 	h.waitFor("the halt", func(st reconciler.Status) bool {

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/patchline/patchline/reconciler/plan/plangen"
+	"github.com/patchline/patchline/internal/plangen"
 	"github.com/patchline/patchline/reconciler/store"
 	"github.com/patchline/patchline/reconciler/store/sqlite"
 )

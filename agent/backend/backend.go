@@ -23,7 +23,7 @@ import (
 	"github.com/patchline/patchline/agent/backend/sim"
 	"github.com/patchline/patchline/agent/backend/winget"
 	"github.com/patchline/patchline/agent/backend/wua"
-	"github.com/patchline/patchline/reconciler/state"
+	"github.com/patchline/patchline/protocol"
 )
 
 // Backend is one package manager on an endpoint.
@@ -33,11 +33,11 @@ type Backend interface {
 	// package or app id, Version the candidate version and
 	// InstalledVersion the current one), with category, severity, CVEs,
 	// release time and reboot-required where the source provides them.
-	Inventory(ctx context.Context) ([]*state.Update, error)
+	Inventory(ctx context.Context) ([]*protocol.Update, error)
 	// Install installs exactly these updates, in order, and reports per
 	// update. Its error is for the call as a whole (the context ended);
 	// a failed update is a Result with Succeeded false.
-	Install(ctx context.Context, updates []*state.Update) ([]Result, error)
+	Install(ctx context.Context, updates []*protocol.Update) ([]Result, error)
 	// RebootPending reports whether the OS waits for a reboot.
 	RebootPending(ctx context.Context) (bool, error)
 }
@@ -169,8 +169,8 @@ type Multi struct {
 }
 
 // Inventory concatenates the backends' inventories.
-func (m *Multi) Inventory(ctx context.Context) ([]*state.Update, error) {
-	var all []*state.Update
+func (m *Multi) Inventory(ctx context.Context) ([]*protocol.Update, error) {
+	var all []*protocol.Update
 	for _, n := range m.order {
 		us, err := m.bySource[n].Inventory(ctx)
 		if err != nil {
@@ -183,7 +183,7 @@ func (m *Multi) Inventory(ctx context.Context) ([]*state.Update, error) {
 
 // Install hands each run of consecutive updates with the same Source to
 // that backend, keeping the job's order across backends.
-func (m *Multi) Install(ctx context.Context, updates []*state.Update) ([]Result, error) {
+func (m *Multi) Install(ctx context.Context, updates []*protocol.Update) ([]Result, error) {
 	results := make([]Result, 0, len(updates))
 	for i := 0; i < len(updates); {
 		j := i + 1

@@ -8,7 +8,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/patchline/patchline/agent/backend/sim"
-	"github.com/patchline/patchline/reconciler/state"
+	"github.com/patchline/patchline/protocol"
 )
 
 func TestDetect(t *testing.T) {
@@ -77,7 +77,7 @@ func TestMultiRoutesBySourceInJobOrder(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var kb, pkg *state.Update
+	var kb, pkg *protocol.Update
 	for _, u := range all {
 		if u.Installed || len(u.Requires) > 0 {
 			continue
@@ -92,8 +92,8 @@ func TestMultiRoutesBySourceInJobOrder(t *testing.T) {
 	if kb == nil || pkg == nil {
 		t.Fatalf("combined inventory lacks a Windows or apt update: %d updates", len(all))
 	}
-	brewUpdate := &state.Update{ID: "git@2.49.0", Source: "brew", Name: "git", Version: "2.49.0"}
-	res, err := m.Install(ctx, []*state.Update{pkg, kb, brewUpdate})
+	brewUpdate := &protocol.Update{ID: "git@2.49.0", Source: "brew", Name: "git", Version: "2.49.0"}
+	res, err := m.Install(ctx, []*protocol.Update{pkg, kb, brewUpdate})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,7 +20,7 @@ import (
 	"github.com/patchline/patchline/agent"
 	"github.com/patchline/patchline/agent/backend"
 	"github.com/patchline/patchline/agent/backend/sim"
-	"github.com/patchline/patchline/reconciler/state"
+	"github.com/patchline/patchline/protocol"
 )
 
 func main() { os.Exit(Main(os.Args[1:], os.Stderr)) }
@@ -107,7 +107,7 @@ func parseFlags(args []string, stderr io.Writer) (cfg agent.Config, bs backendSp
 		switch *simOS {
 		case "":
 		case "windows", "linux", "macos":
-			cfg.OS = state.OS{Family: *simOS}
+			cfg.OS = protocol.OS{Family: *simOS}
 		default:
 			return agent.Config{}, backendSpec{}, fmt.Errorf("--sim-os %q: want windows, linux or macos", *simOS)
 		}
@@ -200,14 +200,14 @@ func defaultRebootCommand() string {
 }
 
 // hostOS names the operating system family as the fleet's selectors do.
-func hostOS() state.OS {
+func hostOS() protocol.OS {
 	switch runtime.GOOS {
 	case "darwin":
-		return state.OS{Family: "macos"}
+		return protocol.OS{Family: "macos"}
 	case "windows":
-		return state.OS{Family: "windows"}
+		return protocol.OS{Family: "windows"}
 	default:
-		return state.OS{Family: runtime.GOOS, Version: linuxVersion()}
+		return protocol.OS{Family: runtime.GOOS, Version: linuxVersion()}
 	}
 }
 

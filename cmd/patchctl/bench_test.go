@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/patchline/patchline/reconciler/plan/plangen"
-	"github.com/patchline/patchline/reconciler/state"
+	"github.com/patchline/patchline/internal/plangen"
+	"github.com/patchline/patchline/protocol"
 )
 
 // BenchmarkPlanCommandVsDecode measures, on the same generated snapshot
@@ -34,7 +34,7 @@ func BenchmarkPlanCommandVsDecode(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	if err := state.Encode(f, plangen.Snapshot(clients, endpoints, updates, now)); err != nil {
+	if err := protocol.EncodeSnapshot(f, plangen.Snapshot(clients, endpoints, updates, now)); err != nil {
 		b.Fatal(err)
 	}
 	if err := f.Close(); err != nil {

@@ -14,7 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/patchline/patchline/reconciler/api/wire"
+	"github.com/patchline/patchline/protocol"
 )
 
 // controllerFlags are the flags of every command that talks to patchd's
@@ -70,7 +70,7 @@ func (f *controllerFlags) get(ctx context.Context, path string) (io.ReadCloser, 
 	}
 	if resp.StatusCode != http.StatusOK {
 		defer resp.Body.Close()
-		var body wire.ErrorBody
+		var body protocol.ErrorBody
 		if json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&body) == nil && body.Error != nil {
 			return nil, fmt.Errorf("controller answered %s: %s", resp.Status, body.Error.Message)
 		}

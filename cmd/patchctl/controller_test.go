@@ -15,8 +15,8 @@ import (
 	"github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
 
+	"github.com/patchline/patchline/protocol"
 	"github.com/patchline/patchline/reconciler"
-	"github.com/patchline/patchline/reconciler/state"
 	"github.com/patchline/patchline/reconciler/store/sqlite"
 )
 
@@ -92,7 +92,7 @@ func TestStatusAndStateExport(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	if _, err := state.Decode(f); err != nil {
+	if _, err := protocol.DecodeSnapshot(f); err != nil {
 		t.Errorf("exported state does not decode: %v", err)
 	}
 

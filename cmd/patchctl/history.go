@@ -6,14 +6,14 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/patchline/patchline/reconciler/audit"
+	"github.com/patchline/patchline/internal/history"
 	"github.com/patchline/patchline/schema"
 )
 
 func newHistoryCmd() *cobra.Command {
 	var (
 		repo, format, since string
-		opts                audit.Options
+		opts                history.Options
 	)
 	cmd := &cobra.Command{
 		Use:   "history [--repo DIR] [--client ID] [--update ID] [--since DATE]",
@@ -33,7 +33,7 @@ changes in policy terms, not as a text diff:
 --since the commits from a date on.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if format != audit.FormatText && format != audit.FormatMarkdown && format != audit.FormatJSON {
+			if format != history.FormatText && format != history.FormatMarkdown && format != history.FormatJSON {
 				return fmt.Errorf("unknown format %q: want text, markdown or json", format)
 			}
 			if since != "" {
@@ -43,7 +43,7 @@ changes in policy terms, not as a text diff:
 				}
 				opts.Since = t
 			}
-			h, err := audit.Build(cmd.Context(), schema.NewLoader(schema.Options{}), repo, opts)
+			h, err := history.Build(cmd.Context(), schema.NewLoader(schema.Options{}), repo, opts)
 			if err != nil {
 				return err
 			}

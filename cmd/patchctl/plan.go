@@ -7,9 +7,9 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/patchline/patchline/internal/render"
+	"github.com/patchline/patchline/protocol"
 	"github.com/patchline/patchline/reconciler/plan"
-	"github.com/patchline/patchline/reconciler/plan/render"
-	"github.com/patchline/patchline/reconciler/state"
 	"github.com/patchline/patchline/schema"
 )
 
@@ -68,13 +68,13 @@ pull request (--format markdown).`,
 }
 
 // readSnapshot decodes a state snapshot file.
-func readSnapshot(path string) (*state.Snapshot, error) {
+func readSnapshot(path string) (*protocol.Snapshot, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("read state: %w", err)
 	}
 	defer f.Close()
-	snap, err := state.Decode(f)
+	snap, err := protocol.DecodeSnapshot(f)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
@@ -84,7 +84,7 @@ func readSnapshot(path string) (*state.Snapshot, error) {
 // planRevision loads the fleet at rev (the working tree when empty) and
 // plans it. A client with errors cannot be planned: plan refuses, like the
 // controller, and prints the problems so the author can fix them.
-func planRevision(cmd *cobra.Command, repo, rev string, snap *state.Snapshot, at time.Time) (*plan.Result, error) {
+func planRevision(cmd *cobra.Command, repo, rev string, snap *protocol.Snapshot, at time.Time) (*plan.Result, error) {
 	fleet, err := loadFleet(cmd, repo, rev, at)
 	if err != nil {
 		return nil, err

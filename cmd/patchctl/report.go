@@ -7,9 +7,9 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/patchline/patchline/internal/compliance"
+	"github.com/patchline/patchline/protocol"
 	"github.com/patchline/patchline/reconciler"
-	"github.com/patchline/patchline/reconciler/report"
-	"github.com/patchline/patchline/reconciler/state"
 	"github.com/patchline/patchline/reconciler/store"
 	"github.com/patchline/patchline/schema"
 )
@@ -38,7 +38,7 @@ exclusion or halt that explains it, jobs, and the policy revisions in force.
 Markdown is for mailing to the client, CSV for a spreadsheet.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if format != report.FormatMarkdown && format != report.FormatCSV && format != report.FormatJSON {
+			if format != compliance.FormatMarkdown && format != compliance.FormatCSV && format != compliance.FormatJSON {
 				return fmt.Errorf("unknown format %q: want markdown, csv or json", format)
 			}
 			ctx := cmd.Context()
@@ -59,7 +59,7 @@ Markdown is for mailing to the client, CSV for a spreadsheet.`,
 			if err != nil {
 				return err
 			}
-			snap, err := state.Decode(body)
+			snap, err := protocol.DecodeSnapshot(body)
 			body.Close()
 			if err != nil {
 				return fmt.Errorf("decode state: %w", err)
@@ -73,7 +73,7 @@ Markdown is for mailing to the client, CSV for a spreadsheet.`,
 			if err != nil {
 				return fmt.Errorf("load revision %s the controller runs for %q from %s (fetch the fleet repo first): %w", rev, client, repo, err)
 			}
-			r, err := report.Build(report.Input{Client: client, Month: month, Now: at, Snapshot: snap, Audit: entries, Fleet: fleet})
+			r, err := compliance.Build(compliance.Input{Client: client, Month: month, Now: at, Snapshot: snap, Audit: entries, Fleet: fleet})
 			if err != nil {
 				return err
 			}
@@ -114,7 +114,7 @@ func fetchAudit(ctx context.Context, cf *controllerFlags) ([]store.AuditEntry, e
 		if err != nil {
 			return nil, err
 		}
-		page, err := report.DecodeAuditPage(body)
+		page, err := compliance.DecodeAuditPage(body)
 		body.Close()
 		if err != nil {
 			return nil, err

@@ -17,10 +17,9 @@ import (
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/object"
 
+	"github.com/patchline/patchline/internal/compliance"
+	"github.com/patchline/patchline/protocol"
 	"github.com/patchline/patchline/reconciler"
-	"github.com/patchline/patchline/reconciler/api/wire"
-	"github.com/patchline/patchline/reconciler/report"
-	"github.com/patchline/patchline/reconciler/state"
 )
 
 const (
@@ -152,47 +151,47 @@ func TestReportAgainstPatchd(t *testing.T) {
 	})
 
 	released := time.Now().Add(-20 * 24 * time.Hour).UTC().Truncate(time.Second)
-	update := func() *state.Update {
-		return &state.Update{ID: "KB5034441", Source: "windows-update", Name: "KB5034441", Title: "Cumulative Update",
+	update := func() *protocol.Update {
+		return &protocol.Update{ID: "KB5034441", Source: "windows-update", Name: "KB5034441", Title: "Cumulative Update",
 			Category: "security", Severity: "critical", Released: released}
 	}
 	type endpoint struct{ id, key string }
 	var eps []endpoint
 	for _, host := range []string{"ACME-WS-001", "ACME-SQL01"} {
 		key := "node-key-0123456789abcdef0123456789abcdef-" + host
-		var resp wire.EnrollResponse
-		if code := p.do("POST", wire.PathEnroll, nil, wire.EnrollRequest{
+		var resp protocol.EnrollResponse
+		if code := p.do("POST", protocol.PathEnroll, nil, protocol.EnrollRequest{
 			Client: "acme", Secret: reportEnrollment, InstanceID: "instance-" + host, NodeKey: key,
-			Hostname: host, OS: state.OS{Family: "windows"},
+			Hostname: host, OS: protocol.OS{Family: "windows"},
 		}, &resp); code != 200 {
 			t.Fatalf("enroll %s: %d", host, code)
 		}
 		ep := endpoint{id: resp.Endpoint, key: key}
 		eps = append(eps, ep)
-		if code := p.do("POST", wire.PathReport, map[string]string{"Authorization": "Bearer " + key, wire.HeaderEndpoint: ep.id},
-			wire.Report{Hostname: host, OS: state.OS{Family: "windows"}, Updates: []*state.Update{update()}}, nil); code != 200 {
+		if code := p.do("POST", protocol.PathReport, map[string]string{"Authorization": "Bearer " + key, protocol.HeaderEndpoint: ep.id},
+			protocol.Report{Hostname: host, OS: protocol.OS{Family: "windows"}, Updates: []*protocol.Update{update()}}, nil); code != 200 {
 			t.Fatalf("report %s: %d", host, code)
 		}
 	}
 
 	// The workstation long-polls for its job and installs the update.
-	ws := map[string]string{"Authorization": "Bearer " + eps[0].key, wire.HeaderEndpoint: eps[0].id}
-	var jobs wire.JobsResponse
+	ws := map[string]string{"Authorization": "Bearer " + eps[0].key, protocol.HeaderEndpoint: eps[0].id}
+	var jobs protocol.JobsResponse
 	for deadline := time.Now().Add(30 * time.Second); len(jobs.Jobs) == 0; {
-		if code := p.do("GET", wire.PathJobs+"?wait=5s", ws, nil, &jobs); code != 200 {
+		if code := p.do("GET", protocol.PathJobs+"?wait=5s", ws, nil, &jobs); code != 200 {
 			t.Fatalf("jobs: %d", code)
 		}
 		if time.Now().After(deadline) {
 			t.Fatal("no job for the workstation")
 		}
 	}
-	var job wire.JobPayload
+	var job protocol.JobPayload
 	if err := json.Unmarshal(jobs.Jobs[0].Payload, &job); err != nil {
 		t.Fatal(err)
 	}
-	if code := p.do("POST", wire.ResultPath(job.ID), ws, wire.ResultRequest{
+	if code := p.do("POST", protocol.ResultPath(job.ID), ws, protocol.ResultRequest{
 		Job: job.ID, IdempotencyKey: job.IdempotencyKey,
-		Updates: []wire.UpdateResult{{Update: "KB5034441", Result: state.ResultSucceeded, At: time.Now()}},
+		Updates: []protocol.UpdateResult{{Update: "KB5034441", Result: protocol.ResultSucceeded, At: time.Now()}},
 	}, nil); code != 200 {
 		t.Fatalf("result: %d", code)
 	}
@@ -226,7 +225,7 @@ func TestReportAgainstPatchd(t *testing.T) {
 			InstalledAt                         *time.Time
 		} `json:"breaches"`
 		Revisions []struct{ Revision, Status string } `json:"revisions"`
-		Jobs      report.JobFigures                   `json:"jobs"`
+		Jobs      compliance.JobFigures               `json:"jobs"`
 	}
 	if err := json.Unmarshal([]byte(out), &r); err != nil {
 		t.Fatalf("decode report: %v\n%s", err, out)
@@ -237,7 +236,7 @@ func TestReportAgainstPatchd(t *testing.T) {
 	}{
 		{"judged by the revision acme runs", r.Revision == applied},
 		{"the workstation's install, late, from the job and its revision",
-			len(r.Installs) == 1 && r.Installs[0].Hostname == "ACME-WS-001" && r.Installs[0].Status == report.Late &&
+			len(r.Installs) == 1 && r.Installs[0].Hostname == "ACME-WS-001" && r.Installs[0].Status == compliance.Late &&
 				r.Installs[0].Job == job.ID && r.Installs[0].Revision == applied},
 		{"two breaches: the late install and the held update", len(r.Breaches) == 2},
 		{"the SQL server's breach is explained by its exclusion",
@@ -245,7 +244,7 @@ func TestReportAgainstPatchd(t *testing.T) {
 				strings.Contains(r.Breaches[0].Explanation, "breaks the EHR vendor app") && r.Breaches[0].Rule == "clients/acme/policy.cue:8"},
 		{"the workstation's breach is its late install",
 			len(r.Breaches) == 2 && r.Breaches[1].Hostname == "ACME-WS-001" && r.Breaches[1].InstalledAt != nil},
-		{"one job sent, one update succeeded", r.Jobs == report.JobFigures{Created: 1, Succeeded: 1}},
+		{"one job sent, one update succeeded", r.Jobs == compliance.JobFigures{Created: 1, Succeeded: 1}},
 		{"the applied and the refused revisions",
 			len(r.Revisions) == 2 && r.Revisions[0].Revision == applied && r.Revisions[1].Revision == refused && r.Revisions[1].Status == "refused"},
 	}

@@ -7,7 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/patchline/patchline/reconciler/state"
+	"github.com/patchline/patchline/protocol"
 )
 
 func newStateCmd() *cobra.Command {
@@ -33,19 +33,19 @@ leaves half a snapshot behind.`,
 				return err
 			}
 			defer body.Close()
-			snap, err := state.Decode(body)
+			snap, err := protocol.DecodeSnapshot(body)
 			if err != nil {
 				return fmt.Errorf("controller sent an invalid snapshot: %w", err)
 			}
 			if out == "-" {
-				return state.Encode(cmd.OutOrStdout(), snap)
+				return protocol.EncodeSnapshot(cmd.OutOrStdout(), snap)
 			}
 			tmp, err := os.CreateTemp(filepath.Dir(out), ".state-*.json")
 			if err != nil {
 				return fmt.Errorf("--out: %w", err)
 			}
 			defer os.Remove(tmp.Name())
-			if err := state.Encode(tmp, snap); err != nil {
+			if err := protocol.EncodeSnapshot(tmp, snap); err != nil {
 				tmp.Close()
 				return fmt.Errorf("write %s: %w", out, err)
 			}

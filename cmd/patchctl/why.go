@@ -7,8 +7,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/patchline/patchline/internal/render"
 	"github.com/patchline/patchline/reconciler/plan"
-	"github.com/patchline/patchline/reconciler/plan/render"
 	"github.com/patchline/patchline/reconciler/source"
 )
 

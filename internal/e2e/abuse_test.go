@@ -15,7 +15,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/patchline/patchline/reconciler/api/wire"
+	"github.com/patchline/patchline/protocol"
 )
 
 // send makes one request and returns its status code (0 when the
@@ -60,7 +60,7 @@ func TestFloodAndMalformedRequests(t *testing.T) {
 	if err != nil || json.Unmarshal(b, &id) != nil {
 		t.Fatalf("identity: %v", err)
 	}
-	auth := map[string]string{"Authorization": "Bearer " + id.NodeKey, wire.HeaderEndpoint: id.Endpoint, "Content-Type": "application/json"}
+	auth := map[string]string{"Authorization": "Bearer " + id.NodeKey, protocol.HeaderEndpoint: id.Endpoint, "Content-Type": "application/json"}
 	admin := map[string]string{"Authorization": "Bearer " + adminToken}
 	before, beforeAudit := snapshot(t, c.base), len(audit(t, c.base))
 	before.GeneratedAt = time.Time{}
@@ -85,14 +85,14 @@ flood:
 		case <-tick.C:
 		}
 		n++
-		body, _ := json.Marshal(wire.EnrollRequest{Client: client, Secret: fmt.Sprintf("guess-%d", n),
+		body, _ := json.Marshal(protocol.EnrollRequest{Client: client, Secret: fmt.Sprintf("guess-%d", n),
 			InstanceID: fmt.Sprintf("flood-instance-%016d", n), NodeKey: fmt.Sprintf("flood-node-key-%032d", n), Hostname: "flood"})
 		sem <- struct{}{}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			codes.add(fmt.Sprint(send(hc, http.MethodPost, c.base+wire.PathEnroll, nil, body)))
+			codes.add(fmt.Sprint(send(hc, http.MethodPost, c.base+protocol.PathEnroll, nil, body)))
 		}()
 	}
 	tick.Stop()
@@ -112,30 +112,30 @@ flood:
 	}
 	codes.mu.Unlock()
 
-	huge := bytes.Repeat([]byte("x"), wire.MaxBodyBytes+1024)
+	huge := bytes.Repeat([]byte("x"), protocol.MaxBodyBytes+1024)
 	hugeJSON := append(append([]byte(`{"hostname":"`), huge...), []byte(`"}`)...)
-	result := wire.ResultPath("no-such-job")
+	result := protocol.ResultPath("no-such-job")
 	tests := []struct {
 		name, method, path string
 		headers            map[string]string
 		body               []byte
 	}{
-		{"enroll: truncated JSON", "POST", wire.PathEnroll, nil, []byte(`{"client":`)},
-		{"enroll: wrong types", "POST", wire.PathEnroll, nil, []byte(`{"client": 5, "labels": [1]}`)},
-		{"enroll: oversized", "POST", wire.PathEnroll, nil, hugeJSON},
-		{"enroll: empty", "POST", wire.PathEnroll, nil, nil},
-		{"report: truncated JSON", "POST", wire.PathReport, auth, []byte(`{"updates": [`)},
-		{"report: wrong types", "POST", wire.PathReport, auth, []byte(`{"updates": "all of them"}`)},
-		{"report: oversized", "POST", wire.PathReport, auth, hugeJSON},
-		{"report: not JSON", "POST", wire.PathReport, auth, []byte("\x00\x01\x02")},
-		{"report: no credentials", "POST", wire.PathReport, nil, []byte(`{"updates": []}`)},
-		{"report: an update without id", "POST", wire.PathReport, auth, []byte(`{"hostname":"h","os":{"family":"linux"},"updates":[{"source":"apt"}]}`)},
+		{"enroll: truncated JSON", "POST", protocol.PathEnroll, nil, []byte(`{"client":`)},
+		{"enroll: wrong types", "POST", protocol.PathEnroll, nil, []byte(`{"client": 5, "labels": [1]}`)},
+		{"enroll: oversized", "POST", protocol.PathEnroll, nil, hugeJSON},
+		{"enroll: empty", "POST", protocol.PathEnroll, nil, nil},
+		{"report: truncated JSON", "POST", protocol.PathReport, auth, []byte(`{"updates": [`)},
+		{"report: wrong types", "POST", protocol.PathReport, auth, []byte(`{"updates": "all of them"}`)},
+		{"report: oversized", "POST", protocol.PathReport, auth, hugeJSON},
+		{"report: not JSON", "POST", protocol.PathReport, auth, []byte("\x00\x01\x02")},
+		{"report: no credentials", "POST", protocol.PathReport, nil, []byte(`{"updates": []}`)},
+		{"report: an update without id", "POST", protocol.PathReport, auth, []byte(`{"hostname":"h","os":{"family":"linux"},"updates":[{"source":"apt"}]}`)},
 		{"result: truncated JSON", "POST", result, auth, []byte(`{"job":`)},
 		{"result: empty update id", "POST", result, auth, []byte(`{"updates":[{"update":"","result":"succeeded"}]}`)},
 		{"result: oversized", "POST", result, auth, hugeJSON},
 		{"result: unknown job", "POST", result, auth, []byte(`{"updates":[]}`)},
-		{"jobs: bad wait", "GET", wire.PathJobs + "?wait=banana", auth, nil},
-		{"jobs: wrong node key", "GET", wire.PathJobs, map[string]string{"Authorization": "Bearer nope", wire.HeaderEndpoint: id.Endpoint}, nil},
+		{"jobs: bad wait", "GET", protocol.PathJobs + "?wait=banana", auth, nil},
+		{"jobs: wrong node key", "GET", protocol.PathJobs, map[string]string{"Authorization": "Bearer nope", protocol.HeaderEndpoint: id.Endpoint}, nil},
 		{"git hook: oversized", "POST", "/v1/hooks/git", nil, huge},
 		{"git hook: unsigned garbage", "POST", "/v1/hooks/git", map[string]string{"X-GitHub-Event": "push"}, []byte("{{{")},
 		{"audit: bad limit", "GET", "/v1/audit?limit=-1", admin, nil},

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/patchline/patchline/internal/e2e/faultproxy"
-	"github.com/patchline/patchline/reconciler/state"
+	"github.com/patchline/patchline/protocol"
 )
 
 // agentProc is a patch-agent process with the simulated backend.
@@ -173,7 +173,7 @@ func TestAgentKilledBeforeAck(t *testing.T) {
 			checkRollout(t, snapshot(t, c.base), audit(t, c.base), []*simAgent{a.simAgent})
 			for _, ep := range snapshot(t, c.base).Endpoints {
 				for _, u := range ep.Updates {
-					if n := len(u.Attempts); n > 1 || (n == 1 && u.Attempts[0].Result != state.ResultSucceeded) {
+					if n := len(u.Attempts); n > 1 || (n == 1 && u.Attempts[0].Result != protocol.ResultSucceeded) {
 						t.Errorf("%s: attempts %+v, want one success", u.ID, u.Attempts)
 					}
 				}

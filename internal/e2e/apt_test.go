@@ -13,7 +13,7 @@ import (
 	"github.com/patchline/patchline/agent/backend/apt"
 	"github.com/patchline/patchline/agent/backend/apt/apttest"
 	"github.com/patchline/patchline/agent/backend/run"
-	"github.com/patchline/patchline/reconciler/state"
+	"github.com/patchline/patchline/protocol"
 )
 
 // aptPkg is the throwaway package this test builds; its name differs from
@@ -32,7 +32,7 @@ func TestRealAptThroughPatchd(t *testing.T) {
 
 	ag, err := agent.New(agent.Config{
 		Controller: c.base, Client: client, EnrollSecret: acmeSecret, StateDir: t.TempDir(),
-		Hostname: "acme-deb-0001", OS: state.OS{Family: "linux", Version: "debian 12"}, Labels: map[string]string{"ring": "canary"},
+		Hostname: "acme-deb-0001", OS: protocol.OS{Family: "linux", Version: "debian 12"}, Labels: map[string]string{"ring": "canary"},
 		Backend:      apt.New(run.Exec{}, apt.Options{Root: root}),
 		RetryWaitMin: 20 * time.Millisecond, RetryWaitMax: 500 * time.Millisecond,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
@@ -58,7 +58,7 @@ func TestRealAptThroughPatchd(t *testing.T) {
 		cs := clientStatus(status(t, c.base), client)
 		for _, ep := range snapshot(t, c.base).Endpoints {
 			for _, u := range ep.Updates {
-				if u.ID == want && u.Installed && len(u.Attempts) == 1 && u.Attempts[0].Result == state.ResultSucceeded {
+				if u.ID == want && u.Installed && len(u.Attempts) == 1 && u.Attempts[0].Result == protocol.ResultSucceeded {
 					return cs.Revision == rev && cs.Compliant == 1, ""
 				}
 			}

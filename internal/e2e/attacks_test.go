@@ -13,8 +13,7 @@ import (
 
 	"github.com/patchline/patchline/agent/backend/sim"
 	"github.com/patchline/patchline/internal/e2e/faultproxy"
-	"github.com/patchline/patchline/reconciler/api/wire"
-	"github.com/patchline/patchline/reconciler/state"
+	"github.com/patchline/patchline/protocol"
 )
 
 // approveCritical approves only critical security updates.
@@ -25,18 +24,18 @@ const approveCritical = `[{name: "critical", category: ["security"], minSeverity
 // what the agent gets.
 type tamper struct {
 	mu sync.Mutex // guards fn and posted
-	fn func(endpoint string, jobs []wire.SignedJob) []wire.SignedJob
+	fn func(endpoint string, jobs []protocol.SignedJob) []protocol.SignedJob
 	// posted are the results agents posted, by job id.
-	posted map[string][]wire.ResultRequest
+	posted map[string][]protocol.ResultRequest
 }
 
-func (tm *tamper) set(fn func(string, []wire.SignedJob) []wire.SignedJob) {
+func (tm *tamper) set(fn func(string, []protocol.SignedJob) []protocol.SignedJob) {
 	tm.mu.Lock()
 	defer tm.mu.Unlock()
 	tm.fn = fn
 }
 
-func (tm *tamper) results(job string) []wire.ResultRequest {
+func (tm *tamper) results(job string) []protocol.ResultRequest {
 	tm.mu.Lock()
 	defer tm.mu.Unlock()
 	return tm.posted[job]
@@ -44,23 +43,23 @@ func (tm *tamper) results(job string) []wire.ResultRequest {
 
 func (tm *tamper) rule(r faultproxy.Request) faultproxy.Action {
 	if r.Method == http.MethodPost && strings.HasSuffix(r.Path, "/result") {
-		var rr wire.ResultRequest
+		var rr protocol.ResultRequest
 		if json.Unmarshal(r.Body, &rr) == nil {
 			tm.mu.Lock()
 			if tm.posted == nil {
-				tm.posted = map[string][]wire.ResultRequest{}
+				tm.posted = map[string][]protocol.ResultRequest{}
 			}
 			tm.posted[rr.Job] = append(tm.posted[rr.Job], rr)
 			tm.mu.Unlock()
 		}
 		return faultproxy.Action{}
 	}
-	if r.Path != wire.PathJobs {
+	if r.Path != protocol.PathJobs {
 		return faultproxy.Action{}
 	}
-	ep := r.Header.Get(wire.HeaderEndpoint)
+	ep := r.Header.Get(protocol.HeaderEndpoint)
 	return faultproxy.Action{Rewrite: func(status int, body []byte) []byte {
-		var resp wire.JobsResponse
+		var resp protocol.JobsResponse
 		if status != http.StatusOK || json.Unmarshal(body, &resp) != nil {
 			return body
 		}
@@ -70,7 +69,7 @@ func (tm *tamper) rule(r faultproxy.Request) faultproxy.Action {
 		if fn == nil {
 			return body
 		}
-		out, err := json.Marshal(wire.JobsResponse{Jobs: fn(ep, resp.Jobs)})
+		out, err := json.Marshal(protocol.JobsResponse{Jobs: fn(ep, resp.Jobs)})
 		if err != nil {
 			return body
 		}
@@ -106,9 +105,9 @@ func newAttackRig(t *testing.T, lease time.Duration) *attackRig {
 }
 
 // attempts lists the attempts the controller stored for an endpoint.
-func attempts(t *testing.T, base, endpoint string) []state.Attempt {
+func attempts(t *testing.T, base, endpoint string) []protocol.Attempt {
 	t.Helper()
-	var out []state.Attempt
+	var out []protocol.Attempt
 	for _, ep := range snapshot(t, base).Endpoints {
 		if ep.ID != endpoint {
 			continue
@@ -127,7 +126,7 @@ func waitRefused(t *testing.T, base, endpoint, reason string) {
 	waitFor(t, "a refusal mentioning "+reason, 30*time.Second, func() (bool, string) {
 		as := attempts(t, base, endpoint)
 		for _, a := range as {
-			if a.Result == state.ResultRefused && strings.Contains(a.Error, reason) {
+			if a.Result == protocol.ResultRefused && strings.Contains(a.Error, reason) {
 				return true, ""
 			}
 		}
@@ -157,13 +156,13 @@ func TestSignedJobAttacks(t *testing.T) {
 	tests := []struct {
 		name   string
 		reason string // in the stored refusal
-		mangle func(j wire.SignedJob) wire.SignedJob
+		mangle func(j protocol.SignedJob) protocol.SignedJob
 	}{
-		{"a flipped byte in the signature", "signature does not verify", func(j wire.SignedJob) wire.SignedJob {
+		{"a flipped byte in the signature", "signature does not verify", func(j protocol.SignedJob) protocol.SignedJob {
 			j.Signature = flip(j.Signature, len(j.Signature)-1)
 			return j
 		}},
-		{"a flipped byte in the signed payload", "signature does not verify", func(j wire.SignedJob) wire.SignedJob {
+		{"a flipped byte in the signed payload", "signature does not verify", func(j protocol.SignedJob) protocol.SignedJob {
 			i := bytes.Index(j.Payload, []byte(`"revision":"`)) + len(`"revision":"`) + 3
 			j.Payload = flip(j.Payload, i)
 			return j
@@ -172,7 +171,7 @@ func TestSignedJobAttacks(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			rig := newAttackRig(t, time.Hour)
-			rig.tm.set(func(_ string, jobs []wire.SignedJob) []wire.SignedJob {
+			rig.tm.set(func(_ string, jobs []protocol.SignedJob) []protocol.SignedJob {
 				for i := range jobs {
 					jobs[i] = tt.mangle(jobs[i])
 				}
@@ -203,8 +202,8 @@ func TestSignedJobAttacks(t *testing.T) {
 		other := startAgent(t, rig.url, "acme-canary-other", "canary", agentOptions{})
 		waitEnrolled(t, rig.base, []*simAgent{victim, other}, 30*time.Second)
 		var mu sync.Mutex
-		var stolen []wire.SignedJob
-		rig.tm.set(func(ep string, jobs []wire.SignedJob) []wire.SignedJob {
+		var stolen []protocol.SignedJob
+		rig.tm.set(func(ep string, jobs []protocol.SignedJob) []protocol.SignedJob {
 			mu.Lock()
 			defer mu.Unlock()
 			switch ep {
@@ -240,7 +239,7 @@ func TestSignedJobAttacks(t *testing.T) {
 		waitFor(t, "the other endpoint's result", 30*time.Second, func() (bool, string) {
 			as := attempts(t, rig.base, other.endpoint())
 			for _, a := range as {
-				if a.Job == job && a.Result != state.ResultSucceeded {
+				if a.Job == job && a.Result != protocol.ResultSucceeded {
 					t.Fatalf("the other endpoint's job was marked %s by the victim's refusal", a.Result)
 				}
 			}
@@ -253,8 +252,8 @@ func TestSignedJobAttacks(t *testing.T) {
 		a := startAgent(t, rig.url, "acme-canary-victim", "canary", agentOptions{})
 		waitEnrolled(t, rig.base, []*simAgent{a}, 30*time.Second)
 		var mu sync.Mutex
-		var seen []wire.SignedJob
-		rig.tm.set(func(_ string, jobs []wire.SignedJob) []wire.SignedJob {
+		var seen []protocol.SignedJob
+		rig.tm.set(func(_ string, jobs []protocol.SignedJob) []protocol.SignedJob {
 			mu.Lock()
 			defer mu.Unlock()
 			if len(jobs) > 0 {
@@ -282,7 +281,7 @@ func TestSignedJobAttacks(t *testing.T) {
 			}
 		}
 		for _, at := range attempts(t, rig.base, a.endpoint()) {
-			if at.Result != state.ResultSucceeded {
+			if at.Result != protocol.ResultSucceeded {
 				t.Errorf("replay left an attempt %+v", at)
 			}
 		}
@@ -298,8 +297,8 @@ func TestSignedJobAttacks(t *testing.T) {
 		a := startAgent(t, rig.url, host, "canary", agentOptions{})
 		waitEnrolled(t, rig.base, []*simAgent{a}, 30*time.Second)
 		var mu sync.Mutex
-		var held []wire.SignedJob
-		rig.tm.set(func(_ string, jobs []wire.SignedJob) []wire.SignedJob {
+		var held []protocol.SignedJob
+		rig.tm.set(func(_ string, jobs []protocol.SignedJob) []protocol.SignedJob {
 			mu.Lock()
 			defer mu.Unlock()
 			if len(held) == 0 && len(jobs) > 0 {
@@ -331,7 +330,7 @@ func TestSignedJobAttacks(t *testing.T) {
 			}
 		}
 		for _, at := range attempts(t, rig.base, a.endpoint()) {
-			if at.Job == first.ID && at.Result != state.ResultRefused {
+			if at.Job == first.ID && at.Result != protocol.ResultRefused {
 				t.Errorf("the older job %s has a %s attempt; want it refused", first.ID, at.Result)
 			}
 		}
@@ -339,9 +338,9 @@ func TestSignedJobAttacks(t *testing.T) {
 }
 
 // openJob decodes a signed job without checking it.
-func openJob(t *testing.T, sj wire.SignedJob) wire.JobPayload {
+func openJob(t *testing.T, sj protocol.SignedJob) protocol.JobPayload {
 	t.Helper()
-	var p wire.JobPayload
+	var p protocol.JobPayload
 	if err := json.Unmarshal(sj.Payload, &p); err != nil {
 		t.Fatal(err)
 	}
@@ -392,7 +391,7 @@ func TestLateDuplicateReportKeepsInstall(t *testing.T) {
 	}
 	t.Cleanup(func() { rig2.Close() })
 	rig2.SetRule(func(r faultproxy.Request) faultproxy.Action {
-		if r.Path == wire.PathReport {
+		if r.Path == protocol.PathReport {
 			mu.Lock()
 			if first == nil {
 				c := r
@@ -411,7 +410,7 @@ func TestLateDuplicateReportKeepsInstall(t *testing.T) {
 	mu.Lock()
 	old := first
 	mu.Unlock()
-	req, err := http.NewRequest(http.MethodPost, rig.base+wire.PathReport, bytes.NewReader(old.Body))
+	req, err := http.NewRequest(http.MethodPost, rig.base+protocol.PathReport, bytes.NewReader(old.Body))
 	if err != nil {
 		t.Fatal(err)
 	}

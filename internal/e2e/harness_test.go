@@ -26,9 +26,8 @@ import (
 	"github.com/patchline/patchline/agent"
 	"github.com/patchline/patchline/agent/backend/sim"
 	"github.com/patchline/patchline/internal/gittest"
+	"github.com/patchline/patchline/protocol"
 	"github.com/patchline/patchline/reconciler"
-	"github.com/patchline/patchline/reconciler/api/wire"
-	"github.com/patchline/patchline/reconciler/state"
 )
 
 var (
@@ -369,9 +368,9 @@ func status(t *testing.T, base string) reconciler.Status {
 	return st
 }
 
-func snapshot(t *testing.T, base string) *state.Snapshot {
+func snapshot(t *testing.T, base string) *protocol.Snapshot {
 	t.Helper()
-	var snap state.Snapshot
+	var snap protocol.Snapshot
 	if code, err := get(base, "/v1/state", adminToken, &snap); code != http.StatusOK {
 		t.Fatalf("GET /v1/state: %d %v", code, err)
 	}
@@ -519,7 +518,7 @@ func (a *simAgent) start(t *testing.T, controller string, opts agentOptions) {
 	}
 	ag, err := agent.New(agent.Config{
 		Controller: controller, Client: client, EnrollSecret: acmeSecret, StateDir: a.dir,
-		Hostname: a.host, OS: state.OS{Family: "linux", Version: "debian 12"}, Labels: map[string]string{"ring": a.ring},
+		Hostname: a.host, OS: protocol.OS{Family: "linux", Version: "debian 12"}, Labels: map[string]string{"ring": a.ring},
 		Backend: be, ReportInterval: opts.reportEvery, Clock: opts.clock,
 		RetryWaitMin: 20 * time.Millisecond, RetryWaitMax: 500 * time.Millisecond,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
@@ -583,10 +582,10 @@ func (a *simAgent) installs(t *testing.T) map[string]int {
 // journalEntry is one file of the agent's journal (its outbox and record
 // of finished jobs), read as the agent writes it.
 type journalEntry struct {
-	Job    string              `json:"job"`
-	Key    string              `json:"idempotencyKey"`
-	Result *wire.ResultRequest `json:"result"`
-	Acked  bool                `json:"acked"`
+	Job    string                  `json:"job"`
+	Key    string                  `json:"idempotencyKey"`
+	Result *protocol.ResultRequest `json:"result"`
+	Acked  bool                    `json:"acked"`
 }
 
 // journal reads the agent's journal.
@@ -704,9 +703,9 @@ func drift(t *testing.T, base string, agents []*simAgent) string {
 //   - no attempt failed or was refused;
 //   - no broad-ring job for an update was created before the canary ring
 //     passed for it (the last canary install of that update).
-func checkRollout(t *testing.T, snap *state.Snapshot, log []auditEntry, agents []*simAgent) {
+func checkRollout(t *testing.T, snap *protocol.Snapshot, log []auditEntry, agents []*simAgent) {
 	t.Helper()
-	byID := map[string]*state.Endpoint{}
+	byID := map[string]*protocol.Endpoint{}
 	for _, ep := range snap.Endpoints {
 		byID[ep.ID] = ep
 	}
@@ -716,7 +715,7 @@ func checkRollout(t *testing.T, snap *state.Snapshot, log []auditEntry, agents [
 		for _, u := range ep.Updates {
 			for _, at := range u.Attempts {
 				stored[attemptKey{ep.ID, u.ID, at.Job}]++
-				if at.Result != state.ResultSucceeded {
+				if at.Result != protocol.ResultSucceeded {
 					t.Errorf("%s %s: attempt of job %s %s: %s", ep.Hostname, u.ID, at.Job, at.Result, at.Error)
 				}
 			}
@@ -777,7 +776,7 @@ func checkRollout(t *testing.T, snap *state.Snapshot, log []auditEntry, agents [
 // checkRingOrder asserts that no broad-ring job for an update was created
 // before the canary ring passed for it: with minSuccess 1.0 and no soak,
 // that is the last canary endpoint's install of the update.
-func checkRingOrder(t *testing.T, snap *state.Snapshot, log []auditEntry) {
+func checkRingOrder(t *testing.T, snap *protocol.Snapshot, log []auditEntry) {
 	t.Helper()
 	canaryPass := map[string]time.Time{}
 	for _, ep := range snap.Endpoints {

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/patchline/patchline/internal/e2e/faultproxy"
-	"github.com/patchline/patchline/reconciler/api/wire"
+	"github.com/patchline/patchline/protocol"
 )
 
 // TestRolloutThroughFaultyNetwork runs a rollout through a proxy that
@@ -98,7 +98,7 @@ func TestPartitionedRingAgents(t *testing.T) {
 	proxy.SetRule(func(r faultproxy.Request) faultproxy.Action {
 		mu.Lock()
 		defer mu.Unlock()
-		if cut[r.Header.Get(wire.HeaderEndpoint)] {
+		if cut[r.Header.Get(protocol.HeaderEndpoint)] {
 			blocked.add(route(r.Path))
 			return faultproxy.Action{DropRequest: true}
 		}

@@ -9,7 +9,7 @@
 // client compliant, optionally measures commit-to-job latency through the
 // webhook, and sums it all up.
 //
-// The fleet shapes come from reconciler/plan/plangen, the generator the
+// The fleet shapes come from internal/plangen, the generator the
 // planner's benchmarks use, so a generated repo, snapshot and simulation
 // all name the same clients.
 package fleetsim
@@ -30,8 +30,8 @@ import (
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/object"
 
-	"github.com/patchline/patchline/reconciler/plan/plangen"
-	"github.com/patchline/patchline/reconciler/state"
+	"github.com/patchline/patchline/internal/plangen"
+	"github.com/patchline/patchline/protocol"
 )
 
 // HeldUpdate is the update every generated client holds back with an
@@ -150,12 +150,12 @@ func randomSecret() string {
 	return hex.EncodeToString(b)
 }
 
-func writeSnapshot(path string, s *state.Snapshot) error {
+func writeSnapshot(path string, s *protocol.Snapshot) error {
 	f, err := os.Create(path)
 	if err != nil {
 		return fmt.Errorf("write snapshot: %w", err)
 	}
-	if err := state.Encode(f, s); err != nil {
+	if err := protocol.EncodeSnapshot(f, s); err != nil {
 		f.Close()
 		return fmt.Errorf("write snapshot %s: %w", path, err)
 	}

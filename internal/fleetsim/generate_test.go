@@ -9,8 +9,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/patchline/patchline/reconciler/plan/plangen"
-	"github.com/patchline/patchline/reconciler/state"
+	"github.com/patchline/patchline/internal/plangen"
+	"github.com/patchline/patchline/protocol"
 	"github.com/patchline/patchline/schema"
 )
 
@@ -75,7 +75,7 @@ func TestGenerateWritesALoadableFleet(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer f.Close()
-			snap, err := state.Decode(f)
+			snap, err := protocol.DecodeSnapshot(f)
 			if err != nil {
 				t.Fatal(err)
 			}

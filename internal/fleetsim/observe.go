@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/patchline/patchline/agent/backend"
-	"github.com/patchline/patchline/reconciler/state"
+	"github.com/patchline/patchline/protocol"
 )
 
 // collector gathers what the simulated agents do. The agents run the real
@@ -87,7 +87,7 @@ type observedBackend struct {
 	visible map[string]bool
 }
 
-func (b *observedBackend) Inventory(ctx context.Context) ([]*state.Update, error) {
+func (b *observedBackend) Inventory(ctx context.Context) ([]*protocol.Update, error) {
 	b.c.mu.Lock()
 	b.c.reportStart[b.a.i] = time.Now()
 	b.c.mu.Unlock()
@@ -104,7 +104,7 @@ func (b *observedBackend) Inventory(ctx context.Context) ([]*state.Update, error
 	return out, nil
 }
 
-func (b *observedBackend) Install(ctx context.Context, ups []*state.Update) ([]backend.Result, error) {
+func (b *observedBackend) Install(ctx context.Context, ups []*protocol.Update) ([]backend.Result, error) {
 	now := time.Now()
 	held := false
 	for _, u := range ups {
@@ -146,7 +146,7 @@ func (b *observedBackend) Install(ctx context.Context, ups []*state.Update) ([]b
 // simulated catalogue draws KB numbers per endpoint, so one KB id can need
 // different prerequisites on different endpoints, which no real catalogue
 // does.
-func chooseVisible(ups []*state.Update, missing int) map[string]bool {
+func chooseVisible(ups []*protocol.Update, missing int) map[string]bool {
 	visible := map[string]bool{}
 	installed := map[string]bool{}
 	for _, u := range ups {

@@ -13,9 +13,9 @@ import (
 
 	"github.com/patchline/patchline/agent"
 	"github.com/patchline/patchline/agent/backend/sim"
+	"github.com/patchline/patchline/internal/plangen"
+	"github.com/patchline/patchline/protocol"
 	"github.com/patchline/patchline/reconciler"
-	"github.com/patchline/patchline/reconciler/plan/plangen"
-	"github.com/patchline/patchline/reconciler/state"
 )
 
 // Agents start in batches: a listen backlog holds a few thousand
@@ -258,7 +258,7 @@ func newAgent(ctx context.Context, opts Options, base string, i int, col *collec
 		EnrollSecret: opts.Secrets.Enrollment[client],
 		StateDir:     dir,
 		Hostname:     fmt.Sprintf("sim-%s-%05d", client, j),
-		OS:           state.OS{Family: family, Version: version},
+		OS:           protocol.OS{Family: family, Version: version},
 		Labels:       labels,
 		Backend:      &observedBackend{Backend: sb, c: col, a: sa, visible: chooseVisible(ups, opts.Updates)},
 		// Agents on a LAN next to their controller: retry sooner than

@@ -21,9 +21,8 @@ import (
 	"github.com/patchline/patchline/internal/apitest"
 
 	"github.com/patchline/patchline/internal/gittest"
+	"github.com/patchline/patchline/protocol"
 	"github.com/patchline/patchline/reconciler"
-	"github.com/patchline/patchline/reconciler/api/wire"
-	"github.com/patchline/patchline/reconciler/state"
 )
 
 const (
@@ -202,24 +201,24 @@ type endpoint struct {
 func (p *patchd) enroll(client, secret, hostname string, labels map[string]string) *endpoint {
 	p.t.Helper()
 	e := &endpoint{p: p, key: "node-key-0123456789abcdef0123456789abcdef-" + hostname, hostname: hostname, labels: labels}
-	var resp wire.EnrollResponse
-	p.do("POST", wire.PathEnroll, nil, wire.EnrollRequest{
+	var resp protocol.EnrollResponse
+	p.do("POST", protocol.PathEnroll, nil, protocol.EnrollRequest{
 		Client: client, Secret: secret, InstanceID: "instance-" + hostname, NodeKey: e.key,
-		Hostname: hostname, OS: state.OS{Family: "windows", Version: "10.0.26100"}, Labels: labels,
+		Hostname: hostname, OS: protocol.OS{Family: "windows", Version: "10.0.26100"}, Labels: labels,
 	}, &resp)
 	e.id, e.pub = resp.Endpoint, resp.SigningKey
 	return e
 }
 
 func (e *endpoint) headers() map[string]string {
-	return map[string]string{"Authorization": "Bearer " + e.key, wire.HeaderEndpoint: e.id}
+	return map[string]string{"Authorization": "Bearer " + e.key, protocol.HeaderEndpoint: e.id}
 }
 
 // report sends the endpoint's inventory: every update given, installed
 // when it is in installed.
-func (e *endpoint) report(updates []*state.Update, installed ...string) {
+func (e *endpoint) report(updates []*protocol.Update, installed ...string) {
 	e.p.t.Helper()
-	var us []*state.Update
+	var us []*protocol.Update
 	for _, u := range updates {
 		c := *u
 		for _, id := range installed {
@@ -229,41 +228,41 @@ func (e *endpoint) report(updates []*state.Update, installed ...string) {
 		}
 		us = append(us, &c)
 	}
-	e.p.do("POST", wire.PathReport, e.headers(), wire.Report{
-		Hostname: e.hostname, OS: state.OS{Family: "windows", Version: "10.0.26100"}, Labels: e.labels, Updates: us,
+	e.p.do("POST", protocol.PathReport, e.headers(), protocol.Report{
+		Hostname: e.hostname, OS: protocol.OS{Family: "windows", Version: "10.0.26100"}, Labels: e.labels, Updates: us,
 	}, nil)
 }
 
 // runJob long-polls for the endpoint's job and answers it: every update
 // succeeds except those in fail.
-func (e *endpoint) runJob(fail ...string) wire.JobPayload {
+func (e *endpoint) runJob(fail ...string) protocol.JobPayload {
 	e.p.t.Helper()
-	var jobs wire.JobsResponse
-	e.p.do("GET", wire.PathJobs+"?wait=10s", e.headers(), nil, &jobs)
+	var jobs protocol.JobsResponse
+	e.p.do("GET", protocol.PathJobs+"?wait=10s", e.headers(), nil, &jobs)
 	if len(jobs.Jobs) != 1 {
 		e.p.t.Fatalf("%s: %d jobs, want 1", e.hostname, len(jobs.Jobs))
 	}
-	job, err := wire.Open(e.pub, jobs.Jobs[0])
+	job, err := protocol.OpenJob(e.pub, jobs.Jobs[0])
 	if err != nil {
 		e.p.t.Fatalf("%s: %v", e.hostname, err)
 	}
-	res := wire.ResultRequest{Job: job.ID, IdempotencyKey: job.IdempotencyKey}
+	res := protocol.ResultRequest{Job: job.ID, IdempotencyKey: job.IdempotencyKey}
 	for _, u := range job.Updates {
-		r := wire.UpdateResult{Update: u.ID, Result: state.ResultSucceeded, At: time.Now()}
+		r := protocol.UpdateResult{Update: u.ID, Result: protocol.ResultSucceeded, At: time.Now()}
 		for _, id := range fail {
 			if id == u.ID {
-				r.Result, r.Error = state.ResultFailed, "0x80070643: installation failed"
+				r.Result, r.Error = protocol.ResultFailed, "0x80070643: installation failed"
 			}
 		}
 		res.Updates = append(res.Updates, r)
 	}
-	e.p.do("POST", wire.ResultPath(job.ID), e.headers(), res, nil)
+	e.p.do("POST", protocol.ResultPath(job.ID), e.headers(), res, nil)
 	return job
 }
 
 // securityUpdate is a Windows security update released three days ago.
-func securityUpdate(id, severity string) *state.Update {
-	return &state.Update{
+func securityUpdate(id, severity string) *protocol.Update {
+	return &protocol.Update{
 		ID: id, Source: "windows-update", Name: id, Title: "2026 Cumulative Update (" + id + ")", Version: "1",
 		Category: "security", Severity: severity, CVSS: 8.8, Released: time.Now().Add(-72 * time.Hour),
 	}
@@ -286,13 +285,13 @@ func scenario(t *testing.T, p *patchd, scraped func()) {
 	scraped()
 
 	globexSeen := time.Now()
-	feature := &state.Update{ID: "KB5040999", Source: "windows-update", Name: "KB5040999", Title: "Feature update enablement package",
+	feature := &protocol.Update{ID: "KB5040999", Source: "windows-update", Name: "KB5040999", Title: "Feature update enablement package",
 		Version: "1", Category: "feature", Released: time.Now().Add(-72 * time.Hour)}
 	for _, host := range []string{"GLOBEX-WS-01", "GLOBEX-WS-02"} {
-		p.enroll("globex", globexSecret, host, map[string]string{"site": "hamburg"}).report([]*state.Update{feature})
+		p.enroll("globex", globexSecret, host, map[string]string{"site": "hamburg"}).report([]*protocol.Update{feature})
 	}
 
-	updates := []*state.Update{securityUpdate(kbCritical, "critical"), securityUpdate(kbImportant, "important"), securityUpdate(kbExcluded, "critical")}
+	updates := []*protocol.Update{securityUpdate(kbCritical, "critical"), securityUpdate(kbImportant, "important"), securityUpdate(kbExcluded, "critical")}
 	canary := map[string]string{"ring": "canary"}
 	c1 := p.enroll("acme", acmeSecret, "ACME-WS-01", canary)
 	c2 := p.enroll("acme", acmeSecret, "ACME-WS-02", canary)

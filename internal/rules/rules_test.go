@@ -72,8 +72,8 @@ func TestNothingImportsCommands(t *testing.T) {
 // the controller or the agent, so every other package can use them.
 func TestSchemaAndStateStayLeaves(t *testing.T) {
 	leaves := map[string]bool{
-		"github.com/patchline/patchline/schema":           true,
-		"github.com/patchline/patchline/reconciler/state": true,
+		"github.com/patchline/patchline/schema":   true,
+		"github.com/patchline/patchline/protocol": true,
 	}
 	for _, p := range packages(t) {
 		if !leaves[p.ImportPath] {

@@ -10,9 +10,8 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/patchline/patchline/reconciler/api/wire"
+	"github.com/patchline/patchline/protocol"
 	"github.com/patchline/patchline/reconciler/source"
-	"github.com/patchline/patchline/reconciler/state"
 	"github.com/patchline/patchline/reconciler/store"
 )
 
@@ -46,7 +45,7 @@ func (s *Server) state(w http.ResponseWriter, r *http.Request) error {
 		return fmt.Errorf("state snapshot: %w", err)
 	}
 	var buf bytes.Buffer
-	if err := state.Encode(&buf, snap); err != nil {
+	if err := protocol.EncodeSnapshot(&buf, snap); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
@@ -103,14 +102,14 @@ func (s *Server) audit(w http.ResponseWriter, r *http.Request) error {
 	if v := q.Get("after"); v != "" {
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || n < 0 {
-			return errorf(wire.CodeInvalid, "after: %q is not an audit entry id", v)
+			return errorf(protocol.CodeInvalid, "after: %q is not an audit entry id", v)
 		}
 		after = n
 	}
 	if v := q.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > maxAuditLimit {
-			return errorf(wire.CodeInvalid, "limit: %q is not a number from 1 to %d", v, maxAuditLimit)
+			return errorf(protocol.CodeInvalid, "limit: %q is not a number from 1 to %d", v, maxAuditLimit)
 		}
 		limit = n
 	}
@@ -137,17 +136,17 @@ func (s *Server) audit(w http.ResponseWriter, r *http.Request) error {
 // forge. A verified webhook makes the controller fetch now instead of at
 // its next poll; what it fetches comes from Git, never from the body.
 func (s *Server) gitHook(w http.ResponseWriter, r *http.Request) error {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, wire.MaxBodyBytes))
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, protocol.MaxBodyBytes))
 	var tooLarge *http.MaxBytesError
 	if errors.As(err, &tooLarge) {
-		return errorf(wire.CodeTooLarge, "request body is over %d bytes", tooLarge.Limit)
+		return errorf(protocol.CodeTooLarge, "request body is over %d bytes", tooLarge.Limit)
 	}
 	if err != nil {
-		return errorf(wire.CodeInvalid, "read body: %v", err)
+		return errorf(protocol.CodeInvalid, "read body: %v", err)
 	}
 	provider, err := source.VerifyWebhook(r.Header, body, s.cfg.Secrets.webhook)
 	if err != nil {
-		return errorf(wire.CodeUnauthorized, "%v", err)
+		return errorf(protocol.CodeUnauthorized, "%v", err)
 	}
 	s.cfg.Events.GitHook(r.Context())
 	writeJSON(w, http.StatusAccepted, struct {

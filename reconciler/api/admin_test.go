@@ -20,8 +20,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/patchline/patchline/reconciler/api/wire"
-	"github.com/patchline/patchline/reconciler/state"
+	"github.com/patchline/patchline/protocol"
 	"github.com/patchline/patchline/reconciler/store"
 	"github.com/patchline/patchline/reconciler/store/sqlite"
 )
@@ -40,7 +39,7 @@ func TestAdminRoutesNeedTheAdminToken(t *testing.T) {
 			{"token without the bearer scheme", []string{"Authorization", adminToken}},
 		} {
 			resp := e.request(context.Background(), http.MethodGet, path, nil, tc.header...)
-			if resp.status != 401 || resp.errorBody(t).Code != wire.CodeUnauthorized {
+			if resp.status != 401 || resp.errorBody(t).Code != protocol.CodeUnauthorized {
 				t.Errorf("%s with %s: %d %s, want 401", path, tc.name, resp.status, resp.body)
 			}
 		}
@@ -73,7 +72,7 @@ func TestStatusErrorIsNotLeaked(t *testing.T) {
 		c.Status = func(context.Context) (any, error) { return nil, errors.New("open /var/lib/patchd/secret-path: denied") }
 	})
 	resp := e.admin("/v1/status")
-	if resp.status != 500 || resp.errorBody(t).Code != wire.CodeInternal {
+	if resp.status != 500 || resp.errorBody(t).Code != protocol.CodeInternal {
 		t.Fatalf("status: %d %s, want 500 internal", resp.status, resp.body)
 	}
 	if strings.Contains(string(resp.body), "secret-path") {
@@ -85,7 +84,7 @@ func TestStateExportDecodes(t *testing.T) {
 	e := newEnv(t)
 	a := e.enroll("WS-001")
 	e.enroll("WS-002")
-	if resp := e.post(wire.PathReport, reportFixture(t), a.auth()...); resp.status != 200 {
+	if resp := e.post(protocol.PathReport, reportFixture(t), a.auth()...); resp.status != 200 {
 		t.Fatalf("report: %d %s", resp.status, resp.body)
 	}
 	e.createJob(a, "k1", "KB5044284")
@@ -93,7 +92,7 @@ func TestStateExportDecodes(t *testing.T) {
 	if resp.status != 200 {
 		t.Fatalf("state: %d %s", resp.status, resp.body)
 	}
-	snap, err := state.Decode(bytes.NewReader(resp.body))
+	snap, err := protocol.DecodeSnapshot(bytes.NewReader(resp.body))
 	if err != nil {
 		t.Fatalf("the export does not decode with the state package: %v", err)
 	}
@@ -180,7 +179,7 @@ func TestGitHook(t *testing.T) {
 func TestUnknownRouteAnswersWithTheEnvelope(t *testing.T) {
 	e := newEnv(t)
 	resp := e.request(context.Background(), http.MethodGet, "/v2/jobs", nil)
-	if resp.status != 404 || resp.errorBody(t).Code != wire.CodeNotFound {
+	if resp.status != 404 || resp.errorBody(t).Code != protocol.CodeNotFound {
 		t.Errorf("unknown route: %d %s", resp.status, resp.body)
 	}
 }
@@ -188,12 +187,12 @@ func TestUnknownRouteAnswersWithTheEnvelope(t *testing.T) {
 func TestRequestMetricsHaveRouteLabelsOnly(t *testing.T) {
 	e := newEnv(t)
 	a := e.enroll("WS-001")
-	e.post(wire.PathReport, reportFixture(t), a.auth()...)
+	e.post(protocol.PathReport, reportFixture(t), a.auth()...)
 	job := e.createJob(a, "k1", "KB5044284")
 	e.poll(context.Background(), a, "0s")
-	e.post(wire.ResultPath(job.ID), wire.ResultRequest{Updates: []wire.UpdateResult{
-		{Update: "KB5044284", Result: state.ResultSucceeded}}}, a.auth()...)
-	e.post(wire.ResultPath("no-such-job"), wire.ResultRequest{}, a.auth()...)
+	e.post(protocol.ResultPath(job.ID), protocol.ResultRequest{Updates: []protocol.UpdateResult{
+		{Update: "KB5044284", Result: protocol.ResultSucceeded}}}, a.auth()...)
+	e.post(protocol.ResultPath("no-such-job"), protocol.ResultRequest{}, a.auth()...)
 	e.request(context.Background(), http.MethodGet, "/v1/nowhere/"+a.endpoint, nil)
 
 	families, err := e.reg.Gather()

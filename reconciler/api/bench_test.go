@@ -7,7 +7,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/patchline/patchline/reconciler/api/wire"
+	"github.com/patchline/patchline/protocol"
 )
 
 // BenchmarkNotifyAmong10kWaiters is the cost of waking one endpoint's poll
@@ -53,7 +53,7 @@ func BenchmarkPark10kLongPolls(b *testing.B) {
 		var wg sync.WaitGroup
 		for range n {
 			wg.Go(func() {
-				rec := serve(e2, http.MethodGet, wire.PathJobs+"?wait=10m", nil, a.auth())
+				rec := serve(e2, http.MethodGet, protocol.PathJobs+"?wait=10m", nil, a.auth())
 				if rec.Code != http.StatusOK {
 					b.Errorf("poll: %d %s", rec.Code, rec.Body)
 				}

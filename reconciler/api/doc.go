@@ -16,7 +16,7 @@
 // Agents authenticate with the node key they generated at enrollment
 // ("Authorization: Bearer <node key>" plus the X-Patchline-Endpoint header);
 // the store keeps only its hash. Admin routes take the admin token from the
-// secrets file (see [LoadSecrets]). Every error answer is a wire.ErrorBody
+// secrets file (see [LoadSecrets]). Every error answer is a protocol.ErrorBody
 // whose code maps to the HTTP status, so the agent can tell a final 4xx from
 // a retryable 5xx.
 package api

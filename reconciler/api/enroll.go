@@ -11,7 +11,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/patchline/patchline/reconciler/api/wire"
+	"github.com/patchline/patchline/protocol"
 	"github.com/patchline/patchline/reconciler/store"
 )
 
@@ -33,24 +33,24 @@ const (
 // enroll handles POST /v1/enroll.
 func (s *Server) enroll(w http.ResponseWriter, r *http.Request) error {
 	if ok, wait := s.enrolls.take(); !ok {
-		return &apiError{code: wire.CodeRateLimited, msg: "too many enrollments; retry later", retryAfter: wait}
+		return &apiError{code: protocol.CodeRateLimited, msg: "too many enrollments; retry later", retryAfter: wait}
 	}
-	var req wire.EnrollRequest
+	var req protocol.EnrollRequest
 	if err := decodeJSON(w, r, &req); err != nil {
 		return err
 	}
 	switch {
 	case req.Client == "":
-		return errorf(wire.CodeInvalid, "client: missing")
+		return errorf(protocol.CodeInvalid, "client: missing")
 	case req.InstanceID == "" || len(req.InstanceID) > maxCredential:
-		return errorf(wire.CodeInvalid, "instanceId: must have 1 to %d characters", maxCredential)
+		return errorf(protocol.CodeInvalid, "instanceId: must have 1 to %d characters", maxCredential)
 	case len(req.NodeKey) < minNodeKey || len(req.NodeKey) > maxCredential:
-		return errorf(wire.CodeInvalid, "nodeKey: must have %d to %d characters", minNodeKey, maxCredential)
+		return errorf(protocol.CodeInvalid, "nodeKey: must have %d to %d characters", minNodeKey, maxCredential)
 	case req.Hostname == "" || len(req.Hostname) > maxHostname:
-		return errorf(wire.CodeInvalid, "hostname: must have 1 to %d characters", maxHostname)
+		return errorf(protocol.CodeInvalid, "hostname: must have 1 to %d characters", maxHostname)
 	}
 	if !s.cfg.Secrets.enrollOK(req.Client, req.Secret) {
-		return errorf(wire.CodeUnauthorized, "unknown client or wrong enrollment secret")
+		return errorf(protocol.CodeUnauthorized, "unknown client or wrong enrollment secret")
 	}
 
 	id, created, err := s.enrollEndpoint(r, req)
@@ -61,7 +61,7 @@ func (s *Server) enroll(w http.ResponseWriter, r *http.Request) error {
 		s.log.InfoContext(r.Context(), "endpoint enrolled", "client", req.Client, "endpoint", id)
 		s.cfg.Events.Enrolled(r.Context(), req.Client, id)
 	}
-	writeJSON(w, http.StatusOK, wire.EnrollResponse{Endpoint: id, SigningKey: s.cfg.SigningKey})
+	writeJSON(w, http.StatusOK, protocol.EnrollResponse{Endpoint: id, SigningKey: s.cfg.SigningKey})
 	return nil
 }
 
@@ -70,7 +70,7 @@ func (s *Server) enroll(w http.ResponseWriter, r *http.Request) error {
 // of the instance id, so a retry maps to the same id without a lookup table.
 // When another instance holds that id (two machines of one client with the
 // same hostname whose hashes collide), "-2", "-3"... are tried in turn.
-func (s *Server) enrollEndpoint(r *http.Request, req wire.EnrollRequest) (id string, created bool, err error) {
+func (s *Server) enrollEndpoint(r *http.Request, req protocol.EnrollRequest) (id string, created bool, err error) {
 	ctx := r.Context()
 	base := endpointID(req.Client, req.Hostname, req.InstanceID)
 	cred := credential(req.InstanceID, req.NodeKey)
@@ -107,12 +107,12 @@ func (s *Server) enrollEndpoint(r *http.Request, req wire.EnrollRequest) (id str
 				break // another instance's id: try the next suffix
 			}
 			if !keyMatches(ep.NodeKeyHash, req.NodeKey) {
-				return "", false, errorf(wire.CodeConflict, "instance %q is already enrolled with another node key", req.InstanceID)
+				return "", false, errorf(protocol.CodeConflict, "instance %q is already enrolled with another node key", req.InstanceID)
 			}
 			return id, false, nil
 		}
 	}
-	return "", false, errorf(wire.CodeConflict, "no free endpoint id for host %q: %s to %s-%d are taken", req.Hostname, base, base, maxSuffix)
+	return "", false, errorf(protocol.CodeConflict, "no free endpoint id for host %q: %s to %s-%d are taken", req.Hostname, base, base, maxSuffix)
 }
 
 // endpointID is "<client>-<hostname>-<4 hex digits of the instance id's

@@ -14,7 +14,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/patchline/patchline/reconciler/api/wire"
+	"github.com/patchline/patchline/protocol"
 )
 
 func TestEnroll(t *testing.T) {
@@ -36,27 +36,27 @@ func TestEnroll(t *testing.T) {
 		name       string
 		req        any
 		wantStatus int
-		wantCode   wire.Code
+		wantCode   protocol.Code
 		wantID     string
 		wantEvents []string
 	}{
 		{name: "new endpoint enrolls", req: first, wantStatus: 200, wantID: wantID,
 			wantEvents: []string{"enrolled acme " + wantID}},
 		{name: "retried enrollment gets the same endpoint", req: first, wantStatus: 200, wantID: wantID},
-		{name: "same instance with another node key", req: otherKey, wantStatus: 409, wantCode: wire.CodeConflict},
-		{name: "another client's secret", req: crossClient, wantStatus: 401, wantCode: wire.CodeUnauthorized},
-		{name: "client without an enrollment secret", req: unknownClient, wantStatus: 401, wantCode: wire.CodeUnauthorized},
-		{name: "wrong secret", req: wrongSecret, wantStatus: 401, wantCode: wire.CodeUnauthorized},
+		{name: "same instance with another node key", req: otherKey, wantStatus: 409, wantCode: protocol.CodeConflict},
+		{name: "another client's secret", req: crossClient, wantStatus: 401, wantCode: protocol.CodeUnauthorized},
+		{name: "client without an enrollment secret", req: unknownClient, wantStatus: 401, wantCode: protocol.CodeUnauthorized},
+		{name: "wrong secret", req: wrongSecret, wantStatus: 401, wantCode: protocol.CodeUnauthorized},
 		{name: "client whose secret is given pre-hashed", req: globex, wantStatus: 200,
 			wantID:     endpointID("globex", globex.Hostname, globex.InstanceID),
 			wantEvents: []string{"enrolled globex " + endpointID("globex", globex.Hostname, globex.InstanceID)}},
-		{name: "node key too short to be secret", req: shortKey, wantStatus: 400, wantCode: wire.CodeInvalid},
-		{name: "no hostname", req: noHost, wantStatus: 400, wantCode: wire.CodeInvalid},
-		{name: "unknown field", req: `{"client": "acme", "secrt": "x"}`, wantStatus: 400, wantCode: wire.CodeInvalid},
+		{name: "node key too short to be secret", req: shortKey, wantStatus: 400, wantCode: protocol.CodeInvalid},
+		{name: "no hostname", req: noHost, wantStatus: 400, wantCode: protocol.CodeInvalid},
+		{name: "unknown field", req: `{"client": "acme", "secrt": "x"}`, wantStatus: 400, wantCode: protocol.CodeInvalid},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			resp := e.post(wire.PathEnroll, tt.req)
+			resp := e.post(protocol.PathEnroll, tt.req)
 			if resp.status != tt.wantStatus {
 				t.Fatalf("status %d, want %d: %s", resp.status, tt.wantStatus, resp.body)
 			}
@@ -65,7 +65,7 @@ func TestEnroll(t *testing.T) {
 					t.Errorf("code %q, want %q", got, tt.wantCode)
 				}
 			} else {
-				var er wire.EnrollResponse
+				var er protocol.EnrollResponse
 				if err := json.Unmarshal(resp.body, &er); err != nil {
 					t.Fatal(err)
 				}
@@ -112,11 +112,11 @@ func TestEnrollSameHostnameOtherInstance(t *testing.T) {
 		}
 	}
 	for _, tc := range []struct {
-		req  wire.EnrollRequest
+		req  protocol.EnrollRequest
 		want string
 	}{{a, base}, {b, base + "-2"}, {b, base + "-2"}, {a, base}} {
-		resp := e.post(wire.PathEnroll, tc.req)
-		var er wire.EnrollResponse
+		resp := e.post(protocol.PathEnroll, tc.req)
+		var er protocol.EnrollResponse
 		if err := json.Unmarshal(resp.body, &er); err != nil || resp.status != 200 {
 			t.Fatalf("enroll %s: %d %s", tc.req.InstanceID, resp.status, resp.body)
 		}
@@ -148,19 +148,19 @@ func TestEnrollRateLimit(t *testing.T) {
 	e := newEnv(t)
 	e.api.enrolls = newTokenBucket(2, 1, e.clock.Now)
 	for i := range 2 {
-		if resp := e.post(wire.PathEnroll, enrollRequest("acme", acmeSecret, fmt.Sprint("ws-", i))); resp.status != 200 {
+		if resp := e.post(protocol.PathEnroll, enrollRequest("acme", acmeSecret, fmt.Sprint("ws-", i))); resp.status != 200 {
 			t.Fatalf("enrollment %d: %d %s", i, resp.status, resp.body)
 		}
 	}
-	resp := e.post(wire.PathEnroll, enrollRequest("acme", acmeSecret, "ws-2"))
-	if resp.status != http.StatusTooManyRequests || resp.errorBody(t).Code != wire.CodeRateLimited {
+	resp := e.post(protocol.PathEnroll, enrollRequest("acme", acmeSecret, "ws-2"))
+	if resp.status != http.StatusTooManyRequests || resp.errorBody(t).Code != protocol.CodeRateLimited {
 		t.Fatalf("third enrollment in a burst of two: %d %s", resp.status, resp.body)
 	}
 	if got := resp.header.Get("Retry-After"); got != "1" {
 		t.Errorf("Retry-After %q, want 1", got)
 	}
 	e.clock.Advance(time.Second)
-	if resp := e.post(wire.PathEnroll, enrollRequest("acme", acmeSecret, "ws-2")); resp.status != 200 {
+	if resp := e.post(protocol.PathEnroll, enrollRequest("acme", acmeSecret, "ws-2")); resp.status != 200 {
 		t.Fatalf("enrollment after the bucket refilled: %d %s", resp.status, resp.body)
 	}
 }

@@ -9,14 +9,14 @@ import (
 	"strings"
 	"time"
 
-	"github.com/patchline/patchline/reconciler/api/wire"
+	"github.com/patchline/patchline/protocol"
 	"github.com/patchline/patchline/reconciler/store"
 )
 
 // apiError is an error a handler answers with: its code gives the status
 // and its message goes to the caller as is.
 type apiError struct {
-	code wire.Code
+	code protocol.Code
 	msg  string
 	// retryAfter is sent as Retry-After when set.
 	retryAfter time.Duration
@@ -24,13 +24,13 @@ type apiError struct {
 
 func (e *apiError) Error() string { return string(e.code) + ": " + e.msg }
 
-func errorf(code wire.Code, format string, args ...any) *apiError {
+func errorf(code protocol.Code, format string, args ...any) *apiError {
 	return &apiError{code: code, msg: fmt.Sprintf(format, args...)}
 }
 
 // errUnauthorized answers every failed agent authentication alike, so a
 // caller cannot tell an unknown endpoint from a wrong node key.
-var errUnauthorized = errorf(wire.CodeUnauthorized, "unknown endpoint or wrong node key")
+var errUnauthorized = errorf(protocol.CodeUnauthorized, "unknown endpoint or wrong node key")
 
 // storeError turns a store error into what the caller may see: the kinds
 // the store marks map to their codes (with the store's message, which names
@@ -39,11 +39,11 @@ var errUnauthorized = errorf(wire.CodeUnauthorized, "unknown endpoint or wrong n
 func storeError(err error, notFound string) error {
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		return errorf(wire.CodeNotFound, "%s", notFound)
+		return errorf(protocol.CodeNotFound, "%s", notFound)
 	case errors.Is(err, store.ErrConflict):
-		return errorf(wire.CodeConflict, "%v", err)
+		return errorf(protocol.CodeConflict, "%v", err)
 	case errors.Is(err, store.ErrInvalid):
-		return errorf(wire.CodeInvalid, "%v", err)
+		return errorf(protocol.CodeInvalid, "%v", err)
 	}
 	return err
 }
@@ -58,14 +58,14 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 
 // writeError answers with the error envelope of e.
 func writeError(w http.ResponseWriter, e *apiError) {
-	writeJSON(w, e.code.Status(), wire.ErrorBody{Error: &wire.Error{Code: e.code, Message: e.msg}})
+	writeJSON(w, e.code.Status(), protocol.ErrorBody{Error: &protocol.Error{Code: e.code, Message: e.msg}})
 }
 
-// decodeJSON reads r's body, at most wire.MaxBodyBytes, into v. Unknown
+// decodeJSON reads r's body, at most protocol.MaxBodyBytes, into v. Unknown
 // fields and data after the value are refused; errors say where the body
 // went wrong.
 func decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
-	body := http.MaxBytesReader(w, r.Body, wire.MaxBodyBytes)
+	body := http.MaxBytesReader(w, r.Body, protocol.MaxBodyBytes)
 	dec := json.NewDecoder(body)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
@@ -74,7 +74,7 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
 	// Read to the end so trailing data and an oversized body are caught.
 	if _, err := dec.Token(); err != io.EOF {
 		if err == nil {
-			return errorf(wire.CodeInvalid, "offset %d: data after the JSON value", dec.InputOffset())
+			return errorf(protocol.CodeInvalid, "offset %d: data after the JSON value", dec.InputOffset())
 		}
 		return bodyError(err, dec.InputOffset())
 	}
@@ -86,9 +86,9 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
 func bodyError(err error, offset int64) *apiError {
 	var tooLarge *http.MaxBytesError
 	if errors.As(err, &tooLarge) {
-		return errorf(wire.CodeTooLarge, "request body is over %d bytes", tooLarge.Limit)
+		return errorf(protocol.CodeTooLarge, "request body is over %d bytes", tooLarge.Limit)
 	}
-	return errorf(wire.CodeInvalid, "malformed JSON: %v", jsonProblem(err, offset))
+	return errorf(protocol.CodeInvalid, "malformed JSON: %v", jsonProblem(err, offset))
 }
 
 // jsonProblem rewrites an encoding/json error to name the offset or field

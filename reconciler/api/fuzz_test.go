@@ -8,8 +8,7 @@ import (
 	"net/http/httptest"
 	"testing"
 
-	"github.com/patchline/patchline/reconciler/api/wire"
-	"github.com/patchline/patchline/reconciler/state"
+	"github.com/patchline/patchline/protocol"
 	"github.com/patchline/patchline/reconciler/store"
 )
 
@@ -23,7 +22,7 @@ func stored(t *testing.T, e *env) string {
 		t.Fatal(err)
 	}
 	var b bytes.Buffer
-	if err := state.Encode(&b, snap); err != nil {
+	if err := protocol.EncodeSnapshot(&b, snap); err != nil {
 		t.Fatal(err)
 	}
 	audit, err := e.db.Audit(ctx, 0, 1_000_000)
@@ -78,7 +77,7 @@ func FuzzReportHandler(f *testing.F) {
 	a := e.enroll("WS-001")
 	f.Fuzz(func(t *testing.T, body []byte) {
 		before := stored(t, e)
-		rec := serve(e, http.MethodPost, wire.PathReport, body, a.auth())
+		rec := serve(e, http.MethodPost, protocol.PathReport, body, a.auth())
 		checkAnswer(t, e, rec, before, body)
 		e.events.take()
 	})
@@ -100,7 +99,7 @@ func FuzzResultHandler(f *testing.F) {
 
 	e := newEnv(f)
 	a := e.enroll("WS-001")
-	if resp := e.post(wire.PathReport, reportFixture(f), a.auth()...); resp.status != 200 {
+	if resp := e.post(protocol.PathReport, reportFixture(f), a.auth()...); resp.status != 200 {
 		f.Fatalf("report: %d %s", resp.status, resp.body)
 	}
 	// Each accepted result finishes the job; the next input gets a new one
@@ -113,7 +112,7 @@ func FuzzResultHandler(f *testing.F) {
 	job := newJob(f)
 	f.Fuzz(func(t *testing.T, body []byte) {
 		before := stored(t, e)
-		rec := serve(e, http.MethodPost, wire.ResultPath(job.ID), body, a.auth())
+		rec := serve(e, http.MethodPost, protocol.ResultPath(job.ID), body, a.auth())
 		checkAnswer(t, e, rec, before, body)
 		if rec.Code == http.StatusOK {
 			job = newJob(t)

@@ -20,8 +20,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/patchline/patchline/reconciler/api/wire"
-	"github.com/patchline/patchline/reconciler/state"
+	"github.com/patchline/patchline/protocol"
 	"github.com/patchline/patchline/reconciler/store"
 	"github.com/patchline/patchline/reconciler/store/sqlite"
 	"github.com/patchline/patchline/schema"
@@ -183,9 +182,9 @@ type response struct {
 }
 
 // errorBody decodes the error envelope of an answer.
-func (r response) errorBody(t testing.TB) *wire.Error {
+func (r response) errorBody(t testing.TB) *protocol.Error {
 	t.Helper()
-	var eb wire.ErrorBody
+	var eb protocol.ErrorBody
 	if err := json.Unmarshal(r.body, &eb); err != nil || eb.Error == nil {
 		t.Fatalf("answer %d is not an error envelope: %s", r.status, r.body)
 	}
@@ -242,16 +241,16 @@ type agent struct {
 
 // auth is the agent's authentication headers.
 func (a agent) auth() []string {
-	return []string{"Authorization", "Bearer " + a.nodeKey, wire.HeaderEndpoint, a.endpoint}
+	return []string{"Authorization", "Bearer " + a.nodeKey, protocol.HeaderEndpoint, a.endpoint}
 }
 
 // enrollRequest is a valid enrollment of hostname into client.
-func enrollRequest(client, secret, hostname string) wire.EnrollRequest {
-	return wire.EnrollRequest{
+func enrollRequest(client, secret, hostname string) protocol.EnrollRequest {
+	return protocol.EnrollRequest{
 		Client: client, Secret: secret, Hostname: hostname,
 		InstanceID: "instance-" + strings.ToLower(hostname),
 		NodeKey:    "node-key-of-" + strings.ToLower(hostname) + "-0123456789abcdefghijklmnop",
-		OS:         state.OS{Family: "windows", Version: "11 24H2"},
+		OS:         protocol.OS{Family: "windows", Version: "11 24H2"},
 	}
 }
 
@@ -259,11 +258,11 @@ func enrollRequest(client, secret, hostname string) wire.EnrollRequest {
 func (e *env) enroll(hostname string) agent {
 	e.t.Helper()
 	req := enrollRequest("acme", acmeSecret, hostname)
-	resp := e.post(wire.PathEnroll, req)
+	resp := e.post(protocol.PathEnroll, req)
 	if resp.status != http.StatusOK {
 		e.t.Fatalf("enroll %s: %d %s", hostname, resp.status, resp.body)
 	}
-	var er wire.EnrollResponse
+	var er protocol.EnrollResponse
 	if err := json.Unmarshal(resp.body, &er); err != nil {
 		e.t.Fatal(err)
 	}
@@ -291,14 +290,14 @@ func (e *env) createJob(a agent, key string, updates ...string) store.Job {
 func (e *env) createJobT(t testing.TB, a agent, key string, updates ...string) store.Job {
 	t.Helper()
 	sign := func(j *store.Job) error {
-		p := wire.JobPayload{
+		p := protocol.JobPayload{
 			ID: j.ID, Endpoint: j.Endpoint, Seq: j.Seq, NotAfter: j.NotAfter, Reboot: j.Reboot,
 			Revision: j.Revision, IdempotencyKey: j.IdempotencyKey,
 		}
 		for _, u := range j.Updates {
-			p.Updates = append(p.Updates, wire.JobUpdate{ID: u, Source: "windows-update", Name: u})
+			p.Updates = append(p.Updates, protocol.JobUpdate{ID: u, Source: "windows-update", Name: u})
 		}
-		sj, err := wire.SignJob(e.key, p)
+		sj, err := protocol.SignJob(e.key, p)
 		j.Payload, j.Signature = sj.Payload, sj.Signature
 		return err
 	}
@@ -317,20 +316,20 @@ func (e *env) createJobT(t testing.TB, a agent, key string, updates ...string) s
 }
 
 // poll long-polls for a's jobs and opens them with the controller's key.
-func (e *env) poll(ctx context.Context, a agent, wait string) ([]wire.JobPayload, response) {
+func (e *env) poll(ctx context.Context, a agent, wait string) ([]protocol.JobPayload, response) {
 	e.t.Helper()
-	resp := e.request(ctx, http.MethodGet, wire.PathJobs+"?wait="+wait, nil, a.auth()...)
+	resp := e.request(ctx, http.MethodGet, protocol.PathJobs+"?wait="+wait, nil, a.auth()...)
 	if resp.status != http.StatusOK {
 		return nil, resp
 	}
-	var jr wire.JobsResponse
+	var jr protocol.JobsResponse
 	if err := json.Unmarshal(resp.body, &jr); err != nil {
 		e.t.Fatalf("jobs answer: %v: %s", err, resp.body)
 	}
 	pub := e.key.Public().(ed25519.PublicKey)
-	var jobs []wire.JobPayload
+	var jobs []protocol.JobPayload
 	for _, sj := range jr.Jobs {
-		p, err := wire.Open(pub, sj)
+		p, err := protocol.OpenJob(pub, sj)
 		if err != nil {
 			e.t.Fatal(err)
 		}
@@ -366,7 +365,7 @@ func (e *env) stateJSON() string {
 		e.t.Fatal(err)
 	}
 	var b bytes.Buffer
-	if err := state.Encode(&b, snap); err != nil {
+	if err := protocol.EncodeSnapshot(&b, snap); err != nil {
 		e.t.Fatal(err)
 	}
 	return b.String()

@@ -11,8 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/patchline/patchline/reconciler/api/wire"
-	"github.com/patchline/patchline/reconciler/state"
+	"github.com/patchline/patchline/protocol"
 	"github.com/patchline/patchline/reconciler/store"
 )
 
@@ -115,7 +114,7 @@ func (s *Server) jobs(w http.ResponseWriter, r *http.Request, ep store.Enrollmen
 	if v := r.URL.Query().Get("wait"); v != "" {
 		d, err := time.ParseDuration(v)
 		if err != nil || d < 0 {
-			return errorf(wire.CodeInvalid, "wait: %q is not a duration like 30s", v)
+			return errorf(protocol.CodeInvalid, "wait: %q is not a duration like 30s", v)
 		}
 		wait = min(d, s.cfg.MaxWait)
 	}
@@ -154,18 +153,18 @@ func (s *Server) jobs(w http.ResponseWriter, r *http.Request, ep store.Enrollmen
 			}
 		}
 	}
-	writeJSON(w, http.StatusOK, wire.JobsResponse{Jobs: jobs})
+	writeJSON(w, http.StatusOK, protocol.JobsResponse{Jobs: jobs})
 	return nil
 }
 
 // dueJobs reads an endpoint's due jobs and leases them.
-func (s *Server) dueJobs(ctx context.Context, endpoint string) ([]wire.SignedJob, error) {
+func (s *Server) dueJobs(ctx context.Context, endpoint string) ([]protocol.SignedJob, error) {
 	now := s.cfg.Now()
 	due, err := s.cfg.Store.DueJobs(ctx, endpoint, now)
 	if err != nil {
 		return nil, fmt.Errorf("due jobs of endpoint %q: %w", endpoint, err)
 	}
-	out := make([]wire.SignedJob, 0, len(due))
+	out := make([]protocol.SignedJob, 0, len(due))
 	for _, j := range due {
 		err := s.cfg.Store.LeaseJob(ctx, j.ID, now.Add(s.cfg.Lease))
 		if errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrNotFound) {
@@ -174,7 +173,7 @@ func (s *Server) dueJobs(ctx context.Context, endpoint string) ([]wire.SignedJob
 		if err != nil {
 			return nil, fmt.Errorf("lease job %q of endpoint %q: %w", j.ID, endpoint, err)
 		}
-		out = append(out, wire.SignedJob{Payload: j.Payload, Signature: j.Signature})
+		out = append(out, protocol.SignedJob{Payload: j.Payload, Signature: j.Signature})
 	}
 	return out, nil
 }
@@ -184,15 +183,15 @@ func (s *Server) dueJobs(ctx context.Context, endpoint string) ([]wire.SignedJob
 // is not found, as if it did not exist.
 func (s *Server) result(w http.ResponseWriter, r *http.Request, ep store.Enrollment) error {
 	jobID := r.PathValue("id")
-	var req wire.ResultRequest
+	var req protocol.ResultRequest
 	if err := decodeJSON(w, r, &req); err != nil {
 		return err
 	}
 	if req.Job != "" && req.Job != jobID {
-		return errorf(wire.CodeInvalid, "job: body names job %q, the path job %q", req.Job, jobID)
+		return errorf(protocol.CodeInvalid, "job: body names job %q, the path job %q", req.Job, jobID)
 	}
 	if len(req.Updates) > maxResultUpdates {
-		return errorf(wire.CodeInvalid, "updates: %d results, at most %d are accepted", len(req.Updates), maxResultUpdates)
+		return errorf(protocol.CodeInvalid, "updates: %d results, at most %d are accepted", len(req.Updates), maxResultUpdates)
 	}
 	if err := checkSeq("jobSeq", req.JobSeq); err != nil {
 		return err
@@ -202,16 +201,16 @@ func (s *Server) result(w http.ResponseWriter, r *http.Request, ep store.Enrollm
 	for i, u := range req.Updates {
 		switch {
 		case u.Update == "":
-			return errorf(wire.CodeInvalid, "updates[%d].update: missing", i)
+			return errorf(protocol.CodeInvalid, "updates[%d].update: missing", i)
 		case seen[u.Update]:
-			return errorf(wire.CodeInvalid, "updates[%d].update: %q has two results", i, u.Update)
-		case !req.Refused && !slices.Contains(state.Results, u.Result):
-			return errorf(wire.CodeInvalid, "updates[%d].result: unknown result %q (want succeeded, failed or refused)", i, u.Result)
+			return errorf(protocol.CodeInvalid, "updates[%d].update: %q has two results", i, u.Update)
+		case !req.Refused && !slices.Contains(protocol.Results, u.Result):
+			return errorf(protocol.CodeInvalid, "updates[%d].result: unknown result %q (want succeeded, failed or refused)", i, u.Result)
 		}
 		seen[u.Update] = true
 		res := store.UpdateResult{Update: u.Update, Result: u.Result, Error: u.Error, Output: u.Output, At: u.At}
 		if req.Refused {
-			res.Result = state.ResultRefused
+			res.Result = protocol.ResultRefused
 			if req.Reason != "" {
 				res.Error = req.Reason
 			}
@@ -243,7 +242,7 @@ func (s *Server) result(w http.ResponseWriter, r *http.Request, ep store.Enrollm
 	if !rec.Duplicate {
 		s.cfg.Events.ResultRecorded(r.Context(), ep.Client, ep.ID, jobID, rec.Ring, results)
 	}
-	writeJSON(w, http.StatusOK, wire.ResultResponse{Duplicate: rec.Duplicate})
+	writeJSON(w, http.StatusOK, protocol.ResultResponse{Duplicate: rec.Duplicate})
 	return nil
 }
 
@@ -259,7 +258,7 @@ func (s *Server) refuseAll(ctx context.Context, endpoint, jobID, reason string) 
 	var results []store.UpdateResult
 	for _, u := range e.Updates {
 		if u.InFlightJob != nil && *u.InFlightJob == jobID {
-			results = append(results, store.UpdateResult{Update: u.ID, Result: state.ResultRefused, Error: reason})
+			results = append(results, store.UpdateResult{Update: u.ID, Result: protocol.ResultRefused, Error: reason})
 		}
 	}
 	return results, nil

@@ -9,12 +9,11 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/patchline/patchline/reconciler/api/wire"
-	"github.com/patchline/patchline/reconciler/state"
+	"github.com/patchline/patchline/protocol"
 )
 
 // jobIDs lists the ids of jobs.
-func jobIDs(jobs []wire.JobPayload) []string {
+func jobIDs(jobs []protocol.JobPayload) []string {
 	var ids []string
 	for _, j := range jobs {
 		ids = append(ids, j.ID)
@@ -58,7 +57,7 @@ func TestLongPollGetsJobPlannedWhileWaiting(t *testing.T) {
 	a, b := e.enroll("WS-001"), e.enroll("WS-002")
 
 	type answer struct {
-		jobs []wire.JobPayload
+		jobs []protocol.JobPayload
 		resp response
 	}
 	got := make(chan answer, 1)
@@ -136,7 +135,7 @@ func TestLongPollEndsWhenAgentGoesAway(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, e.srv.URL+wire.PathJobs+"?wait=10m", nil)
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, e.srv.URL+protocol.PathJobs+"?wait=10m", nil)
 		if err != nil {
 			done <- err
 			return
@@ -175,7 +174,7 @@ func TestLongPollBadWait(t *testing.T) {
 	a := e.enroll("WS-001")
 	for _, wait := range []string{"soon", "-1s", "30"} {
 		_, resp := e.poll(context.Background(), a, wait)
-		if resp.status != 400 || resp.errorBody(t).Code != wire.CodeInvalid {
+		if resp.status != 400 || resp.errorBody(t).Code != protocol.CodeInvalid {
 			t.Errorf("wait=%s: %d %s, want 400 invalid", wait, resp.status, resp.body)
 		}
 	}
@@ -185,7 +184,7 @@ func TestResult(t *testing.T) {
 	e := newEnv(t)
 	a, b := e.enroll("WS-001"), e.enroll("WS-002")
 	for _, ag := range []agent{a, b} {
-		if resp := e.post(wire.PathReport, reportFixture(t), ag.auth()...); resp.status != 200 {
+		if resp := e.post(protocol.PathReport, reportFixture(t), ag.auth()...); resp.status != 200 {
 			t.Fatalf("report: %d %s", resp.status, resp.body)
 		}
 	}
@@ -194,11 +193,11 @@ func TestResult(t *testing.T) {
 	e.events.take()
 
 	at := t0.Add(30 * time.Minute)
-	success := wire.ResultRequest{Job: ok.ID, IdempotencyKey: "k-ok", Updates: []wire.UpdateResult{
-		{Update: "KB5044284", Result: state.ResultSucceeded, At: at},
-		{Update: "Mozilla.Firefox@132.0.1", Result: state.ResultFailed, Error: "exit code 1603", At: at},
+	success := protocol.ResultRequest{Job: ok.ID, IdempotencyKey: "k-ok", Updates: []protocol.UpdateResult{
+		{Update: "KB5044284", Result: protocol.ResultSucceeded, At: at},
+		{Update: "Mozilla.Firefox@132.0.1", Result: protocol.ResultFailed, Error: "exit code 1603", At: at},
 	}}
-	refusal := wire.ResultRequest{Job: refused.ID, Refused: true, Reason: "signature does not verify", Updates: []wire.UpdateResult{}, JobSeq: 40}
+	refusal := protocol.ResultRequest{Job: refused.ID, Refused: true, Reason: "signature does not verify", Updates: []protocol.UpdateResult{}, JobSeq: 40}
 	tests := []struct {
 		name       string
 		who        agent
@@ -212,26 +211,26 @@ func TestResult(t *testing.T) {
 			wantEvents: []string{"result acme " + a.endpoint + " " + ok.ID + " canary KB5044284=succeeded,Mozilla.Firefox@132.0.1=failed"}},
 		{name: "outbox retry is a duplicate", who: a, job: ok.ID, body: success, wantStatus: 200, wantDup: true},
 		{name: "another endpoint's job is not found", who: a, job: refused.ID, body: refusal, wantStatus: 404},
-		{name: "unknown job", who: a, job: "no-such-job", body: wire.ResultRequest{}, wantStatus: 404},
+		{name: "unknown job", who: a, job: "no-such-job", body: protocol.ResultRequest{}, wantStatus: 404},
 		{name: "body names another job", who: b, job: refused.ID, body: success, wantStatus: 400},
-		{name: "result for an update the job lacks", who: b, job: refused.ID, body: wire.ResultRequest{Updates: []wire.UpdateResult{
-			{Update: "KB0000000", Result: state.ResultSucceeded}}}, wantStatus: 400},
-		{name: "unknown result", who: b, job: refused.ID, body: wire.ResultRequest{Updates: []wire.UpdateResult{
+		{name: "result for an update the job lacks", who: b, job: refused.ID, body: protocol.ResultRequest{Updates: []protocol.UpdateResult{
+			{Update: "KB0000000", Result: protocol.ResultSucceeded}}}, wantStatus: 400},
+		{name: "unknown result", who: b, job: refused.ID, body: protocol.ResultRequest{Updates: []protocol.UpdateResult{
 			{Update: "KB5044284", Result: "maybe"}}}, wantStatus: 400},
-		{name: "two results for one update", who: b, job: refused.ID, body: wire.ResultRequest{Updates: []wire.UpdateResult{
-			{Update: "KB5044284", Result: state.ResultSucceeded}, {Update: "KB5044284", Result: state.ResultFailed}}}, wantStatus: 400},
-		{name: "negative job sequence", who: b, job: refused.ID, body: wire.ResultRequest{JobSeq: -3}, wantStatus: 400},
+		{name: "two results for one update", who: b, job: refused.ID, body: protocol.ResultRequest{Updates: []protocol.UpdateResult{
+			{Update: "KB5044284", Result: protocol.ResultSucceeded}, {Update: "KB5044284", Result: protocol.ResultFailed}}}, wantStatus: 400},
+		{name: "negative job sequence", who: b, job: refused.ID, body: protocol.ResultRequest{JobSeq: -3}, wantStatus: 400},
 		{name: "refusal naming no updates refuses the whole job", who: b, job: refused.ID, body: refusal, wantStatus: 200,
 			wantEvents: []string{"result acme " + b.endpoint + " " + refused.ID + " canary KB5044284=refused,Mozilla.Firefox@132.0.1=refused"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			resp := e.post(wire.ResultPath(tt.job), tt.body, tt.who.auth()...)
+			resp := e.post(protocol.ResultPath(tt.job), tt.body, tt.who.auth()...)
 			if resp.status != tt.wantStatus {
 				t.Fatalf("status %d, want %d: %s", resp.status, tt.wantStatus, resp.body)
 			}
 			if tt.wantStatus == 200 {
-				var rr wire.ResultResponse
+				var rr protocol.ResultResponse
 				if err := json.Unmarshal(resp.body, &rr); err != nil || rr.Duplicate != tt.wantDup {
 					t.Errorf("answer %s, want duplicate %v", resp.body, tt.wantDup)
 				}
@@ -250,7 +249,7 @@ func TestResult(t *testing.T) {
 	// What the results left in the reported state.
 	type attempt struct {
 		Endpoint, Update string
-		Result           state.Result
+		Result           protocol.Result
 		Error            string
 	}
 	var got []attempt
@@ -266,10 +265,10 @@ func TestResult(t *testing.T) {
 		}
 	}
 	want := []attempt{
-		{a.endpoint, "KB5044284", state.ResultSucceeded, ""},
-		{a.endpoint, "Mozilla.Firefox@132.0.1", state.ResultFailed, "exit code 1603"},
-		{b.endpoint, "KB5044284", state.ResultRefused, "signature does not verify"},
-		{b.endpoint, "Mozilla.Firefox@132.0.1", state.ResultRefused, "signature does not verify"},
+		{a.endpoint, "KB5044284", protocol.ResultSucceeded, ""},
+		{a.endpoint, "Mozilla.Firefox@132.0.1", protocol.ResultFailed, "exit code 1603"},
+		{b.endpoint, "KB5044284", protocol.ResultRefused, "signature does not verify"},
+		{b.endpoint, "Mozilla.Firefox@132.0.1", protocol.ResultRefused, "signature does not verify"},
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("recorded attempts (-want +got):\n%s", diff)

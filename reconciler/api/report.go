@@ -6,8 +6,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/patchline/patchline/reconciler/api/wire"
-	"github.com/patchline/patchline/reconciler/state"
+	"github.com/patchline/patchline/protocol"
 	"github.com/patchline/patchline/reconciler/store"
 )
 
@@ -28,7 +27,7 @@ const (
 // checkSeq checks a sequence number an agent sent in field.
 func checkSeq(field string, v int64) error {
 	if v < 0 || v > maxSeq {
-		return errorf(wire.CodeInvalid, "%s: %d is outside 0 to %d", field, v, int64(maxSeq))
+		return errorf(protocol.CodeInvalid, "%s: %d is outside 0 to %d", field, v, int64(maxSeq))
 	}
 	return nil
 }
@@ -39,7 +38,7 @@ var osFamilies = []string{"windows", "linux", "macos"}
 // report handles POST /v1/report: the endpoint's inventory replaces the
 // stored one.
 func (s *Server) report(w http.ResponseWriter, r *http.Request, ep store.Enrollment) error {
-	var rep wire.Report
+	var rep protocol.Report
 	if err := decodeJSON(w, r, &rep); err != nil {
 		return err
 	}
@@ -61,7 +60,7 @@ func (s *Server) report(w http.ResponseWriter, r *http.Request, ep store.Enrollm
 		return storeError(err, "endpoint not found")
 	}
 	s.cfg.Events.Reported(r.Context(), ep.Client, ep.ID)
-	writeJSON(w, http.StatusOK, wire.ReportResponse{Updates: len(rep.Updates)})
+	writeJSON(w, http.StatusOK, protocol.ReportResponse{Updates: len(rep.Updates)})
 	return nil
 }
 
@@ -69,14 +68,14 @@ func (s *Server) report(w http.ResponseWriter, r *http.Request, ep store.Enrollm
 // sources, categories, severities and attempt results are checked by the
 // state package's own validation, so a report the API accepts is one the
 // state snapshot codec accepts too.
-func validateReport(ep store.Enrollment, rep *wire.Report) error {
+func validateReport(ep store.Enrollment, rep *protocol.Report) error {
 	switch {
 	case rep.Hostname == "" || len(rep.Hostname) > maxHostname:
-		return errorf(wire.CodeInvalid, "hostname: must have 1 to %d characters", maxHostname)
+		return errorf(protocol.CodeInvalid, "hostname: must have 1 to %d characters", maxHostname)
 	case !slices.Contains(osFamilies, rep.OS.Family):
-		return errorf(wire.CodeInvalid, "os.family: unknown OS family %q (want windows, linux or macos)", rep.OS.Family)
+		return errorf(protocol.CodeInvalid, "os.family: unknown OS family %q (want windows, linux or macos)", rep.OS.Family)
 	case len(rep.Updates) > maxUpdates:
-		return errorf(wire.CodeInvalid, "updates: %d updates, at most %d are accepted", len(rep.Updates), maxUpdates)
+		return errorf(protocol.CodeInvalid, "updates: %d updates, at most %d are accepted", len(rep.Updates), maxUpdates)
 	}
 	if err := checkSeq("seq", rep.Seq); err != nil {
 		return err
@@ -93,19 +92,19 @@ func validateReport(ep store.Enrollment, rep *wire.Report) error {
 		}
 		switch {
 		case len(u.ID) > maxUpdateID:
-			return errorf(wire.CodeInvalid, "updates[%d].id: longer than %d characters", i, maxUpdateID)
+			return errorf(protocol.CodeInvalid, "updates[%d].id: longer than %d characters", i, maxUpdateID)
 		case len(u.CVEs) > maxListItems:
-			return errorf(wire.CodeInvalid, "updates[%d].cves: more than %d", i, maxListItems)
+			return errorf(protocol.CodeInvalid, "updates[%d].cves: more than %d", i, maxListItems)
 		case len(u.Requires) > maxListItems:
-			return errorf(wire.CodeInvalid, "updates[%d].requires: more than %d", i, maxListItems)
+			return errorf(protocol.CodeInvalid, "updates[%d].requires: more than %d", i, maxListItems)
 		}
 	}
-	snap := state.Snapshot{
-		APIVersion: state.APIVersion,
-		Endpoints:  []*state.Endpoint{{ID: ep.ID, Client: ep.Client, Updates: rep.Updates}},
+	snap := protocol.Snapshot{
+		APIVersion: protocol.SnapshotAPIVersion,
+		Endpoints:  []*protocol.Endpoint{{ID: ep.ID, Client: ep.Client, Updates: rep.Updates}},
 	}
 	if err := snap.Validate(); err != nil {
-		return errorf(wire.CodeInvalid, "%s", strings.TrimPrefix(err.Error(), "endpoints[0]."))
+		return errorf(protocol.CodeInvalid, "%s", strings.TrimPrefix(err.Error(), "endpoints[0]."))
 	}
 	return nil
 }
@@ -113,14 +112,14 @@ func validateReport(ep store.Enrollment, rep *wire.Report) error {
 // validateLabels bounds an endpoint's labels.
 func validateLabels(labels map[string]string) error {
 	if len(labels) > maxLabels {
-		return errorf(wire.CodeInvalid, "labels: %d labels, at most %d are accepted", len(labels), maxLabels)
+		return errorf(protocol.CodeInvalid, "labels: %d labels, at most %d are accepted", len(labels), maxLabels)
 	}
 	for k, v := range labels {
 		if k == "" || len(k) > maxLabelKey {
-			return errorf(wire.CodeInvalid, "labels: key %q must have 1 to %d characters", truncate(k, maxLabelKey), maxLabelKey)
+			return errorf(protocol.CodeInvalid, "labels: key %q must have 1 to %d characters", truncate(k, maxLabelKey), maxLabelKey)
 		}
 		if len(v) > maxLabelValue {
-			return errorf(wire.CodeInvalid, "labels.%s: value longer than %d characters", k, maxLabelValue)
+			return errorf(protocol.CodeInvalid, "labels.%s: value longer than %d characters", k, maxLabelValue)
 		}
 	}
 	return nil

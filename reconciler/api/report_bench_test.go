@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/patchline/patchline/reconciler/api/wire"
+	"github.com/patchline/patchline/protocol"
 )
 
 // BenchmarkReportIngest posts inventory reports of 40 updates (made from
@@ -35,7 +35,7 @@ func BenchmarkReportIngest(b *testing.B) {
 		// at once, and the store refuses the older of two that race.
 		a := agents[next.Add(1)%n]
 		for pb.Next() {
-			rec := serve(e, http.MethodPost, wire.PathReport, body, a.auth())
+			rec := serve(e, http.MethodPost, protocol.PathReport, body, a.auth())
 			if rec.Code != http.StatusOK {
 				b.Errorf("report: %d %s", rec.Code, rec.Body)
 				return

@@ -15,8 +15,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/patchline/patchline/reconciler/api/wire"
-	"github.com/patchline/patchline/reconciler/state"
+	"github.com/patchline/patchline/protocol"
 	"github.com/patchline/patchline/reconciler/store"
 )
 
@@ -25,11 +24,11 @@ func TestReportStoresInventory(t *testing.T) {
 	a := e.enroll("WS-001")
 	e.events.take()
 
-	resp := e.post(wire.PathReport, reportFixture(t), a.auth()...)
+	resp := e.post(protocol.PathReport, reportFixture(t), a.auth()...)
 	if resp.status != 200 {
 		t.Fatalf("report: %d %s", resp.status, resp.body)
 	}
-	var rr wire.ReportResponse
+	var rr protocol.ReportResponse
 	if err := json.Unmarshal(resp.body, &rr); err != nil || rr.Updates != 2 {
 		t.Errorf("answer %s, want 2 updates acknowledged", resp.body)
 	}
@@ -59,7 +58,7 @@ func TestReportRefused(t *testing.T) {
 	e := newEnv(t)
 	a := e.enroll("WS-001")
 	good := reportFixture(t)
-	if resp := e.post(wire.PathReport, good, a.auth()...); resp.status != 200 {
+	if resp := e.post(protocol.PathReport, good, a.auth()...); resp.status != 200 {
 		t.Fatalf("first report: %d %s", resp.status, resp.body)
 	}
 	e.events.take()
@@ -71,7 +70,7 @@ func TestReportRefused(t *testing.T) {
 		}
 		return bytes.Replace(good, []byte(from), []byte(to), 1)
 	}
-	tooLarge := fmt.Appendf(nil, `{"hostname": "%s"}`, strings.Repeat("x", wire.MaxBodyBytes))
+	tooLarge := fmt.Appendf(nil, `{"hostname": "%s"}`, strings.Repeat("x", protocol.MaxBodyBytes))
 	manyLabels := map[string]string{}
 	for i := range maxLabels + 1 {
 		manyLabels[fmt.Sprint("l", i)] = "v"
@@ -99,7 +98,7 @@ func TestReportRefused(t *testing.T) {
 		{"unknown OS family", edit(`"family": "windows"`, `"family": "beos"`), a.auth(), 400},
 		{"negative job sequence", edit(`"rebootPending": false,`, `"rebootPending": false, "jobSeq": -1,`), a.auth(), 400},
 		{"job sequence that would overflow", edit(`"rebootPending": false,`, `"rebootPending": false, "jobSeq": 9223372036854775807,`), a.auth(), 400},
-		{"too many labels", jsonBytes(t, wire.Report{Hostname: "WS-001", OS: state.OS{Family: "windows"}, Labels: manyLabels}), a.auth(), 400},
+		{"too many labels", jsonBytes(t, protocol.Report{Hostname: "WS-001", OS: protocol.OS{Family: "windows"}, Labels: manyLabels}), a.auth(), 400},
 		{"wrong node key", good, agent{a.endpoint, "not-the-node-key"}.auth(), 401},
 		{"unknown endpoint", good, agent{"acme-ws-999-0000", a.nodeKey}.auth(), 401},
 		{"no credentials", good, nil, 401},
@@ -107,7 +106,7 @@ func TestReportRefused(t *testing.T) {
 	var golden bytes.Buffer
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			resp := e.post(wire.PathReport, tt.body, tt.header...)
+			resp := e.post(protocol.PathReport, tt.body, tt.header...)
 			if resp.status != tt.status {
 				t.Fatalf("status %d, want %d: %s", resp.status, tt.status, resp.body)
 			}
@@ -152,7 +151,7 @@ func TestAgentRoutesNeedTheEndpointsOwnKey(t *testing.T) {
 	unknown := agent{"acme-nobody-0000", a.nodeKey}
 	var answers []string
 	for _, cred := range []agent{wrongPair, unknown} {
-		resp := e.request(context.Background(), http.MethodGet, wire.PathJobs, nil, cred.auth()...)
+		resp := e.request(context.Background(), http.MethodGet, protocol.PathJobs, nil, cred.auth()...)
 		if resp.status != 401 {
 			t.Fatalf("%s with %s's key: %d %s", cred.endpoint, b.endpoint, resp.status, resp.body)
 		}
@@ -188,7 +187,7 @@ func TestAuthenticationReadsEachEndpointOnce(t *testing.T) {
 	ctx := context.Background()
 	early := agent{"acme-ws-001-" + "0000", "key"}
 	for range 2 {
-		if resp := e.request(ctx, http.MethodGet, wire.PathJobs, nil, early.auth()...); resp.status != http.StatusUnauthorized {
+		if resp := e.request(ctx, http.MethodGet, protocol.PathJobs, nil, early.auth()...); resp.status != http.StatusUnauthorized {
 			t.Fatalf("unknown endpoint: %d %s", resp.status, resp.body)
 		}
 	}
@@ -214,7 +213,7 @@ func TestAuthenticationReadsEachEndpointOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := range 3 {
-		rec := serve(&env{t: t, api: restarted}, http.MethodGet, wire.PathJobs+"?wait=1ms", nil, a.auth())
+		rec := serve(&env{t: t, api: restarted}, http.MethodGet, protocol.PathJobs+"?wait=1ms", nil, a.auth())
 		if rec.Code != http.StatusOK {
 			t.Fatalf("poll %d after restart: %d %s", i, rec.Code, rec.Body)
 		}
@@ -222,7 +221,7 @@ func TestAuthenticationReadsEachEndpointOnce(t *testing.T) {
 	if n := cs.lookups.Load(); n != 1 {
 		t.Errorf("three polls after a restart read the store %d times, want 1", n)
 	}
-	if resp := e.request(ctx, http.MethodGet, wire.PathJobs, nil, agent{a.endpoint, b.nodeKey}.auth()...); resp.status != http.StatusUnauthorized {
+	if resp := e.request(ctx, http.MethodGet, protocol.PathJobs, nil, agent{a.endpoint, b.nodeKey}.auth()...); resp.status != http.StatusUnauthorized {
 		t.Errorf("another endpoint's key for a known endpoint: %d %s, want 401", resp.status, resp.body)
 	}
 }

@@ -16,7 +16,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/patchline/patchline/reconciler/api/wire"
+	"github.com/patchline/patchline/protocol"
 	"github.com/patchline/patchline/reconciler/store"
 )
 
@@ -167,10 +167,10 @@ func New(cfg Config) (*Server, error) {
 }
 
 func (s *Server) routes() {
-	s.handle("POST "+wire.PathEnroll, s.enroll)
-	s.handle("POST "+wire.PathReport, s.agent(s.report))
-	s.handle("GET "+wire.PathJobs, s.agent(s.jobs))
-	s.handle("POST "+wire.PathResult, s.agent(s.result))
+	s.handle("POST "+protocol.PathEnroll, s.enroll)
+	s.handle("POST "+protocol.PathReport, s.agent(s.report))
+	s.handle("GET "+protocol.PathJobs, s.agent(s.jobs))
+	s.handle("POST "+protocol.PathResult, s.agent(s.result))
 	s.handle("GET /v1/status", s.admin(s.status))
 	s.handle("GET /v1/state", s.admin(s.state))
 	s.handle("GET /v1/audit", s.admin(s.audit))
@@ -178,7 +178,7 @@ func (s *Server) routes() {
 	s.handle("POST /v1/hooks/git", s.gitHook)
 	// Everything else gets the error envelope too, not the mux's plain text.
 	s.handle("/", func(w http.ResponseWriter, r *http.Request) error {
-		return errorf(wire.CodeNotFound, "no route %s %s", r.Method, r.URL.Path)
+		return errorf(protocol.CodeNotFound, "no route %s %s", r.Method, r.URL.Path)
 	})
 }
 
@@ -198,7 +198,7 @@ func (s *Server) handle(pattern string, h handlerFunc) {
 			var ae *apiError
 			if !errors.As(err, &ae) {
 				s.log.ErrorContext(r.Context(), "request failed", "route", pattern, "error", err)
-				ae = errorf(wire.CodeInternal, "internal error; see the controller's log")
+				ae = errorf(protocol.CodeInternal, "internal error; see the controller's log")
 			}
 			if ae.retryAfter > 0 {
 				rec.Header().Set("Retry-After", strconv.Itoa(int((ae.retryAfter+time.Second-1)/time.Second)))
@@ -245,10 +245,10 @@ type agentHandler func(w http.ResponseWriter, r *http.Request, ep store.Enrollme
 // X-Patchline-Endpoint header names it and the bearer token is its node key.
 func (s *Server) agent(h agentHandler) handlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) error {
-		id := r.Header.Get(wire.HeaderEndpoint)
+		id := r.Header.Get(protocol.HeaderEndpoint)
 		key, ok := bearer(r)
 		if id == "" || !ok {
-			return errorf(wire.CodeUnauthorized, "missing %s header or bearer node key", wire.HeaderEndpoint)
+			return errorf(protocol.CodeUnauthorized, "missing %s header or bearer node key", protocol.HeaderEndpoint)
 		}
 		ep, err := s.enrollment(r.Context(), id)
 		if errors.Is(err, store.ErrNotFound) {
@@ -283,7 +283,7 @@ func (s *Server) admin(h handlerFunc) handlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) error {
 		token, ok := bearer(r)
 		if !ok || !s.cfg.Secrets.adminOK(token) {
-			return errorf(wire.CodeUnauthorized, "missing or wrong admin token")
+			return errorf(protocol.CodeUnauthorized, "missing or wrong admin token")
 		}
 		return h(w, r)
 	}

@@ -10,8 +10,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/patchline/patchline/protocol"
 	"github.com/patchline/patchline/reconciler/plan"
-	"github.com/patchline/patchline/reconciler/state"
 	"github.com/patchline/patchline/schema"
 )
 
@@ -162,7 +162,7 @@ type Figures struct {
 // Observe replaces client's series with what res (planned with
 // Options.Decisions) and snap say at now, and returns the figures it set.
 // c is nil for a client the fleet repo does not have.
-func (m *Metrics) Observe(client string, c *schema.Client, snap *state.Snapshot, res *plan.Result, now time.Time) Figures {
+func (m *Metrics) Observe(client string, c *schema.Client, snap *protocol.Snapshot, res *plan.Result, now time.Time) Figures {
 	lbl := prometheus.Labels{"client": client}
 	for _, v := range []*prometheus.GaugeVec{m.endpoints, m.missing, m.compliance, m.halted, m.rollouts, m.exclusions, m.expiring, m.slaBreaches, m.decisions} {
 		v.DeletePartialMatch(lbl)
@@ -237,7 +237,7 @@ func (m *Metrics) Observe(client string, c *schema.Client, snap *state.Snapshot,
 			// The ring's counters exist at zero before its first job, so
 			// that increase() counts the first jobs and results.
 			m.jobsCreated.With(prometheus.Labels{"client": client, "ring": r.Name})
-			for _, result := range []state.Result{state.ResultSucceeded, state.ResultFailed, state.ResultRefused} {
+			for _, result := range []protocol.Result{protocol.ResultSucceeded, protocol.ResultFailed, protocol.ResultRefused} {
 				m.jobResults.With(prometheus.Labels{"client": client, "ring": r.Name, "result": string(result)})
 			}
 		}
@@ -284,7 +284,7 @@ func (m *Metrics) JobsCreated(client, ring string, n int) {
 }
 
 // JobResult counts one update result.
-func (m *Metrics) JobResult(client, ring string, result state.Result) {
+func (m *Metrics) JobResult(client, ring string, result protocol.Result) {
 	m.jobResults.With(prometheus.Labels{"client": client, "ring": ring, "result": string(result)}).Inc()
 }
 

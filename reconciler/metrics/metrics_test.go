@@ -8,8 +8,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/patchline/patchline/protocol"
 	"github.com/patchline/patchline/reconciler/plan"
-	"github.com/patchline/patchline/reconciler/state"
 	"github.com/patchline/patchline/schema"
 )
 
@@ -28,9 +28,9 @@ func acme() *schema.Client {
 	}
 }
 
-func endpoint(id string, lastSeen time.Time, released time.Time) *state.Endpoint {
-	return &state.Endpoint{ID: id, Client: "acme", LastSeen: lastSeen,
-		Updates: []*state.Update{{ID: "KB9", Released: released}}}
+func endpoint(id string, lastSeen time.Time, released time.Time) *protocol.Endpoint {
+	return &protocol.Endpoint{ID: id, Client: "acme", LastSeen: lastSeen,
+		Updates: []*protocol.Update{{ID: "KB9", Released: released}}}
 }
 
 // TestObserve reads the gauges one plan of acme produces: ws1 is
@@ -39,7 +39,7 @@ func endpoint(id string, lastSeen time.Time, released time.Time) *state.Endpoint
 func TestObserve(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	m := New(reg)
-	snap := &state.Snapshot{Endpoints: []*state.Endpoint{
+	snap := &protocol.Snapshot{Endpoints: []*protocol.Endpoint{
 		endpoint("ws1", now, now.Add(-40*24*time.Hour)),
 		endpoint("ws2", now, now.Add(-40*24*time.Hour)),
 		endpoint("ws3", now.Add(-8*24*time.Hour), now.Add(-40*24*time.Hour)),
@@ -97,7 +97,7 @@ func TestLabelsAreBounded(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	m := New(reg)
 	m.JobsCreated("acme", "canary", 2)
-	m.JobResult("acme", "canary", state.ResultFailed)
+	m.JobResult("acme", "canary", protocol.ResultFailed)
 	m.Applied("acme", "abc123", now)
 	m.Refused("", "invalid", now)
 	m.ReconcileDone(time.Millisecond)

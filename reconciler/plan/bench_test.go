@@ -4,8 +4,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/patchline/patchline/internal/plangen"
 	"github.com/patchline/patchline/reconciler/plan"
-	"github.com/patchline/patchline/reconciler/plan/plangen"
 )
 
 // BenchmarkPlan100k plans 100,000 endpoints of 200 clients with 40 updates

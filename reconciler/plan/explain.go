@@ -6,7 +6,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/patchline/patchline/reconciler/state"
+	"github.com/patchline/patchline/protocol"
 	"github.com/patchline/patchline/schema"
 )
 
@@ -16,16 +16,16 @@ import (
 // client's rings, the window, and the decision. It plans the endpoint's
 // whole client with the same code as Plan, since ring progress and
 // maxConcurrent depend on the other endpoints.
-func Explain(fleet *schema.Fleet, snap *state.Snapshot, now time.Time, endpointID, updateID string) (*Explanation, error) {
+func Explain(fleet *schema.Fleet, snap *protocol.Snapshot, now time.Time, endpointID, updateID string) (*Explanation, error) {
 	if fleet == nil || snap == nil {
 		return nil, fmt.Errorf("explain: fleet and snapshot are required")
 	}
-	i := slices.IndexFunc(snap.Endpoints, func(ep *state.Endpoint) bool { return ep != nil && ep.ID == endpointID })
+	i := slices.IndexFunc(snap.Endpoints, func(ep *protocol.Endpoint) bool { return ep != nil && ep.ID == endpointID })
 	if i < 0 {
 		return nil, fmt.Errorf("explain: endpoint %q is not in the state snapshot", endpointID)
 	}
 	ep := snap.Endpoints[i]
-	if !slices.ContainsFunc(ep.Updates, func(u *state.Update) bool { return u != nil && u.ID == updateID }) {
+	if !slices.ContainsFunc(ep.Updates, func(u *protocol.Update) bool { return u != nil && u.ID == updateID }) {
 		return nil, fmt.Errorf("explain: endpoint %q does not report update %q", endpointID, updateID)
 	}
 	p, err := newPlanner(fleet, snap, now, true, ep.Client)
@@ -36,12 +36,12 @@ func Explain(fleet *schema.Fleet, snap *state.Snapshot, now time.Time, endpointI
 	var cp *clientPlan
 	var info *endpointInfo
 	var up *updatePlan
-	var u *state.Update
-	p.watch = func(e *state.Endpoint, pu *state.Update, v *verdict) {
+	var u *protocol.Update
+	p.watch = func(e *protocol.Endpoint, pu *protocol.Update, v *verdict) {
 		if e.ID != endpointID || pu.ID != updateID {
 			return
 		}
-		k, _ := slices.BinarySearchFunc(p.eps, endpointID, func(a *state.Endpoint, id string) int { return strings.Compare(a.ID, id) })
+		k, _ := slices.BinarySearchFunc(p.eps, endpointID, func(a *protocol.Endpoint, id string) int { return strings.Compare(a.ID, id) })
 		info, u = &p.info[k], pu
 		if cp = p.clients[e.Client]; cp != nil {
 			up = &cp.ups[cp.index[pu.ID]]

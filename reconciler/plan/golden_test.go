@@ -11,9 +11,9 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/patchline/patchline/internal/plangen"
+	"github.com/patchline/patchline/protocol"
 	"github.com/patchline/patchline/reconciler/plan"
-	"github.com/patchline/patchline/reconciler/plan/plangen"
-	"github.com/patchline/patchline/reconciler/state"
 	"github.com/patchline/patchline/schema"
 )
 
@@ -77,14 +77,14 @@ func goldenFleet(t *testing.T) *schema.Fleet {
 	}}
 }
 
-func readSnapshot(t *testing.T) *state.Snapshot {
+func readSnapshot(t *testing.T) *protocol.Snapshot {
 	t.Helper()
 	f, err := os.Open(filepath.Join("testdata", "snapshot.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	s, err := state.Decode(f)
+	s, err := protocol.DecodeSnapshot(f)
 	if err != nil {
 		t.Fatal(err)
 	}

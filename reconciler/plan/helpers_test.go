@@ -3,7 +3,7 @@ package plan_test
 import (
 	"time"
 
-	"github.com/patchline/patchline/reconciler/state"
+	"github.com/patchline/patchline/protocol"
 	"github.com/patchline/patchline/schema"
 )
 
@@ -55,8 +55,8 @@ func acme(f *schema.Fleet) *schema.Client { return f.Clients["acme"] }
 
 // ep is an endpoint of acme, seen an hour ago, in the ring named by its
 // "ring" label ("" for none).
-func ep(id, ring string, ups ...*state.Update) *state.Endpoint {
-	e := &state.Endpoint{ID: id, Client: "acme", Hostname: id, OS: state.OS{Family: "windows"},
+func ep(id, ring string, ups ...*protocol.Update) *protocol.Endpoint {
+	e := &protocol.Endpoint{ID: id, Client: "acme", Hostname: id, OS: protocol.OS{Family: "windows"},
 		Labels: map[string]string{}, LastSeen: now.Add(-time.Hour), Updates: ups}
 	if ring != "" {
 		e.Labels["ring"] = ring
@@ -65,8 +65,8 @@ func ep(id, ring string, ups ...*state.Update) *state.Endpoint {
 }
 
 // kb is a Windows update released ten days ago.
-func kb(id, severity string, opts ...func(*state.Update)) *state.Update {
-	u := &state.Update{ID: id, Source: "windows-update", Name: id, Version: "10.0.1", Category: "security",
+func kb(id, severity string, opts ...func(*protocol.Update)) *protocol.Update {
+	u := &protocol.Update{ID: id, Source: "windows-update", Name: id, Version: "10.0.1", Category: "security",
 		Severity: severity, Released: now.Add(-10 * 24 * time.Hour)}
 	for _, o := range opts {
 		o(u)
@@ -75,8 +75,8 @@ func kb(id, severity string, opts ...func(*state.Update)) *state.Update {
 }
 
 // pkg is an apt package update released ten days ago.
-func pkg(name, version string, opts ...func(*state.Update)) *state.Update {
-	u := &state.Update{ID: name + "@" + version, Source: "apt", Name: name, Version: version, Category: "security",
+func pkg(name, version string, opts ...func(*protocol.Update)) *protocol.Update {
+	u := &protocol.Update{ID: name + "@" + version, Source: "apt", Name: name, Version: version, Category: "security",
 		Severity: "moderate", Released: now.Add(-10 * 24 * time.Hour)}
 	for _, o := range opts {
 		o(u)
@@ -84,32 +84,36 @@ func pkg(name, version string, opts ...func(*state.Update)) *state.Update {
 	return u
 }
 
-func installedAt(t time.Time) func(*state.Update) {
-	return func(u *state.Update) { u.Installed, u.InstalledAt = true, &t }
+func installedAt(t time.Time) func(*protocol.Update) {
+	return func(u *protocol.Update) { u.Installed, u.InstalledAt = true, &t }
 }
 
-func installed(u *state.Update) { u.Installed = true }
+func installed(u *protocol.Update) { u.Installed = true }
 
-func released(t time.Time) func(*state.Update) { return func(u *state.Update) { u.Released = t } }
+func released(t time.Time) func(*protocol.Update) { return func(u *protocol.Update) { u.Released = t } }
 
-func failedAt(ts ...time.Time) func(*state.Update) {
-	return func(u *state.Update) {
+func failedAt(ts ...time.Time) func(*protocol.Update) {
+	return func(u *protocol.Update) {
 		for _, t := range ts {
-			u.Attempts = append(u.Attempts, state.Attempt{At: t, Result: state.ResultFailed, Error: "0x800f0922"})
+			u.Attempts = append(u.Attempts, protocol.Attempt{At: t, Result: protocol.ResultFailed, Error: "0x800f0922"})
 		}
 	}
 }
 
-func attempt(t time.Time, r state.Result) func(*state.Update) {
-	return func(u *state.Update) { u.Attempts = append(u.Attempts, state.Attempt{At: t, Result: r}) }
+func attempt(t time.Time, r protocol.Result) func(*protocol.Update) {
+	return func(u *protocol.Update) { u.Attempts = append(u.Attempts, protocol.Attempt{At: t, Result: r}) }
 }
 
-func inFlight(job string) func(*state.Update) { return func(u *state.Update) { u.InFlightJob = &job } }
+func inFlight(job string) func(*protocol.Update) {
+	return func(u *protocol.Update) { u.InFlightJob = &job }
+}
 
-func requires(ids ...string) func(*state.Update) { return func(u *state.Update) { u.Requires = ids } }
+func requires(ids ...string) func(*protocol.Update) {
+	return func(u *protocol.Update) { u.Requires = ids }
+}
 
-func snapshot(eps ...*state.Endpoint) *state.Snapshot {
-	return &state.Snapshot{APIVersion: state.APIVersion, GeneratedAt: now, Endpoints: eps}
+func snapshot(eps ...*protocol.Endpoint) *protocol.Snapshot {
+	return &protocol.Snapshot{APIVersion: protocol.SnapshotAPIVersion, GeneratedAt: now, Endpoints: eps}
 }
 
 func hours(n int) time.Duration { return time.Duration(n) * time.Hour }

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/patchline/patchline/reconciler/state"
+	"github.com/patchline/patchline/protocol"
 )
 
 func TestSlotFollowsAllDecisions(t *testing.T) {
@@ -30,14 +30,14 @@ func TestPlanDoesNoIO(t *testing.T) {
 	}
 	allowed := map[string]bool{
 		"github.com/patchline/patchline/schema":             true,
-		"github.com/patchline/patchline/reconciler/state":   true,
+		"github.com/patchline/patchline/protocol":           true,
 		"github.com/patchline/patchline/reconciler/version": true,
 	}
 	forbidden := []string{"os", "net", "database", "io/ioutil", "syscall", "log", "runtime/pprof", "path/filepath"}
 	for _, imp := range pkg.Imports {
 		if strings.Contains(imp, ".") {
 			if !allowed[imp] {
-				t.Errorf("plan imports %s; it may only import schema, state and version", imp)
+				t.Errorf("plan imports %s; it may only import schema, protocol and version", imp)
 			}
 			continue
 		}
@@ -74,27 +74,27 @@ func TestIdempotencyKeyPerWindow(t *testing.T) {
 func TestRefusedIn(t *testing.T) {
 	start := time.Date(2026, 11, 24, 0, 0, 0, 0, time.UTC)
 	end := start.Add(8 * time.Hour)
-	refused := func(job string, at time.Time) state.Attempt {
-		return state.Attempt{At: at, Result: state.ResultRefused, Job: job, Ring: "canary"}
+	refused := func(job string, at time.Time) protocol.Attempt {
+		return protocol.Attempt{At: at, Result: protocol.ResultRefused, Job: job, Ring: "canary"}
 	}
-	failed := state.Attempt{At: start.Add(time.Hour), Result: state.ResultFailed, Job: "j-failed", Ring: "canary"}
+	failed := protocol.Attempt{At: start.Add(time.Hour), Result: protocol.ResultFailed, Job: "j-failed", Ring: "canary"}
 	tests := []struct {
 		name     string
-		attempts [][]state.Attempt // per update
+		attempts [][]protocol.Attempt // per update
 		want     int
 	}{
-		{"no attempts", [][]state.Attempt{nil, nil}, 0},
-		{"a failure is no refusal", [][]state.Attempt{{failed}, nil}, 0},
-		{"one job refusing both updates counts once", [][]state.Attempt{{refused("j1", start.Add(time.Hour))}, {refused("j1", start.Add(time.Hour))}}, 1},
-		{"two jobs", [][]state.Attempt{{refused("j1", start.Add(time.Hour)), refused("j2", start.Add(2*time.Hour))}, nil}, 2},
-		{"capped", [][]state.Attempt{{refused("j1", start), refused("j2", start.Add(time.Minute)), refused("j3", start.Add(2*time.Minute))}, nil}, maxRefusedRetries},
-		{"a refusal in an earlier window does not count", [][]state.Attempt{{refused("j0", start.Add(-time.Minute))}, nil}, 0},
+		{"no attempts", [][]protocol.Attempt{nil, nil}, 0},
+		{"a failure is no refusal", [][]protocol.Attempt{{failed}, nil}, 0},
+		{"one job refusing both updates counts once", [][]protocol.Attempt{{refused("j1", start.Add(time.Hour))}, {refused("j1", start.Add(time.Hour))}}, 1},
+		{"two jobs", [][]protocol.Attempt{{refused("j1", start.Add(time.Hour)), refused("j2", start.Add(2*time.Hour))}, nil}, 2},
+		{"capped", [][]protocol.Attempt{{refused("j1", start), refused("j2", start.Add(time.Minute)), refused("j3", start.Add(2*time.Minute))}, nil}, maxRefusedRetries},
+		{"a refusal in an earlier window does not count", [][]protocol.Attempt{{refused("j0", start.Add(-time.Minute))}, nil}, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var ups []*state.Update
+			var ups []*protocol.Update
 			for i, as := range tt.attempts {
-				ups = append(ups, &state.Update{ID: fmt.Sprintf("KB%d", i), Attempts: as})
+				ups = append(ups, &protocol.Update{ID: fmt.Sprintf("KB%d", i), Attempts: as})
 			}
 			if got := refusedIn(ups, start, end); got != tt.want {
 				t.Errorf("refusedIn = %d, want %d", got, tt.want)

@@ -7,14 +7,14 @@ import (
 	"strings"
 	"time"
 
-	"github.com/patchline/patchline/reconciler/state"
+	"github.com/patchline/patchline/protocol"
 	"github.com/patchline/patchline/reconciler/version"
 	"github.com/patchline/patchline/schema"
 )
 
 // selects reports whether s picks ep: every set field must match, and an
 // empty selector picks every endpoint.
-func selects(s *schema.Selector, ep *state.Endpoint) bool {
+func selects(s *schema.Selector, ep *protocol.Endpoint) bool {
 	for k, v := range s.Labels {
 		if got, ok := ep.Labels[k]; !ok || got != v {
 			return false
@@ -64,7 +64,7 @@ type desire struct {
 
 // desireFor decides whether b wants u at now. Requirements are checked
 // first, then approve rules in order; the first that matches is cited.
-func desireFor(b *schema.Baseline, u *state.Update, now time.Time) (desire, error) {
+func desireFor(b *schema.Baseline, u *protocol.Update, now time.Time) (desire, error) {
 	for i := range b.Require {
 		r := &b.Require[i]
 		ok, err := requires(r, u)
@@ -102,7 +102,7 @@ func desireFor(b *schema.Baseline, u *state.Update, now time.Time) (desire, erro
 
 // requires reports whether requirement r names u: by id (an update id or
 // name), or by source, name glob and minimum version.
-func requires(r *schema.Requirement, u *state.Update) (bool, error) {
+func requires(r *schema.Requirement, u *protocol.Update) (bool, error) {
 	if r.ID != "" {
 		return r.ID == u.ID || r.ID == u.Name, nil
 	}
@@ -129,7 +129,7 @@ func requirementName(r *schema.Requirement) string {
 
 // approves reports whether every set field of a matches u, leaving out
 // MinAge, which the caller weighs.
-func approves(a *schema.ApproveRule, u *state.Update) (bool, error) {
+func approves(a *schema.ApproveRule, u *protocol.Update) (bool, error) {
 	switch {
 	case len(a.Source) > 0 && !slices.Contains(a.Source, u.Source),
 		len(a.Category) > 0 && !slices.Contains(a.Category, u.Category),
@@ -144,7 +144,7 @@ func approves(a *schema.ApproveRule, u *state.Update) (bool, error) {
 
 // names reports whether an exclusion or resume entry names u: by Update (an
 // update id or name), or by Source and a Match glob on the name.
-func names(update, source, match string, u *state.Update) (bool, error) {
+func names(update, source, match string, u *protocol.Update) (bool, error) {
 	if update != "" {
 		return update == u.ID || update == u.Name, nil
 	}

@@ -59,7 +59,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/patchline/patchline/reconciler/state"
+	"github.com/patchline/patchline/protocol"
 	"github.com/patchline/patchline/schema"
 )
 
@@ -75,7 +75,7 @@ const defaultStaleAfter = 7 * 24 * time.Hour
 // a policy the planner cannot apply (a ring naming a window the client does
 // not define, a bad match pattern, a time zone that was not loaded) and on
 // updates whose requires form a cycle.
-func Plan(fleet *schema.Fleet, snap *state.Snapshot, now time.Time, opts Options) (*Result, error) {
+func Plan(fleet *schema.Fleet, snap *protocol.Snapshot, now time.Time, opts Options) (*Result, error) {
 	p, err := newPlanner(fleet, snap, now, opts.Decisions, "")
 	if err != nil {
 		return nil, err
@@ -95,7 +95,7 @@ type planner struct {
 	detail bool
 	// eps are the endpoints in id order and info what pass one learnt
 	// about each.
-	eps  []*state.Endpoint
+	eps  []*protocol.Endpoint
 	info []endpointInfo
 	// flat holds, for each endpoint's updates in order, the index of the
 	// update's plan in its client's ups.
@@ -111,7 +111,7 @@ type planner struct {
 	// unknown holds the notes of clients not in the fleet.
 	unknown map[string]note
 	// watch, when set, is called with every pair decided; Explain uses it.
-	watch func(ep *state.Endpoint, u *state.Update, v *verdict)
+	watch func(ep *protocol.Endpoint, u *protocol.Update, v *verdict)
 }
 
 type endpointInfo struct {
@@ -171,7 +171,7 @@ type updatePlan struct {
 	desire desire
 	// update is the first report of the update, whose metadata (name,
 	// source, requires) the plan uses.
-	update *state.Update
+	update *protocol.Update
 	// exclusions and resumes are the indexes of the client's entries that
 	// name the update (exclusions only while unexpired).
 	exclusions []int
@@ -208,12 +208,12 @@ type note struct {
 	at     *time.Time
 }
 
-func newPlanner(fleet *schema.Fleet, snap *state.Snapshot, now time.Time, detail bool, only string) (*planner, error) {
+func newPlanner(fleet *schema.Fleet, snap *protocol.Snapshot, now time.Time, detail bool, only string) (*planner, error) {
 	if fleet == nil || snap == nil {
 		return nil, fmt.Errorf("plan: fleet and snapshot are required")
 	}
 	p := &planner{fleet: fleet, now: now, detail: detail, clients: map[string]*clientPlan{}}
-	p.eps = make([]*state.Endpoint, 0, len(snap.Endpoints))
+	p.eps = make([]*protocol.Endpoint, 0, len(snap.Endpoints))
 	for i, ep := range snap.Endpoints {
 		if ep == nil {
 			return nil, fmt.Errorf("plan: endpoints[%d] is null", i)
@@ -225,7 +225,7 @@ func newPlanner(fleet *schema.Fleet, snap *state.Snapshot, now time.Time, detail
 			p.eps = append(p.eps, ep)
 		}
 	}
-	slices.SortFunc(p.eps, func(a, b *state.Endpoint) int { return strings.Compare(a.ID, b.ID) })
+	slices.SortFunc(p.eps, func(a, b *protocol.Endpoint) int { return strings.Compare(a.ID, b.ID) })
 	for i := 1; i < len(p.eps); i++ {
 		if p.eps[i].ID == p.eps[i-1].ID {
 			return nil, fmt.Errorf("plan: duplicate endpoint id %q", p.eps[i].ID)
@@ -379,7 +379,7 @@ func (p *planner) survey(cp *clientPlan, i int) error {
 	return nil
 }
 
-func (cp *clientPlan) newUpdatePlan(u *state.Update, now time.Time) (updatePlan, error) {
+func (cp *clientPlan) newUpdatePlan(u *protocol.Update, now time.Time) (updatePlan, error) {
 	d, err := desireFor(&cp.c.Baseline, u, now)
 	if err != nil {
 		return updatePlan{}, err
@@ -471,7 +471,7 @@ func (p *planner) prepare(cp *clientPlan, eps []int) error {
 
 // exclusion returns the index of the first unexpired exclusion holding up
 // on ep, or -1.
-func (cp *clientPlan) exclusion(up *updatePlan, ep *state.Endpoint) int {
+func (cp *clientPlan) exclusion(up *updatePlan, ep *protocol.Endpoint) int {
 	for _, k := range up.exclusions {
 		if selects(&cp.c.Exclusions[k].Select, ep) {
 			return k
@@ -484,7 +484,7 @@ func (cp *clientPlan) exclusion(up *updatePlan, ep *state.Endpoint) int {
 type failure struct {
 	// latest is the latest attempt that succeeded or failed, when it failed
 	// and no resume entry forgives it; nil otherwise.
-	latest *state.Attempt
+	latest *protocol.Attempt
 	// count is how many failed attempts are not forgiven.
 	count int
 }
@@ -493,31 +493,31 @@ type failure struct {
 // count neither way. A failure is forgiven by a resume entry naming the
 // update, for every ring or this one, whose After is later than the
 // attempt.
-func (cp *clientPlan) failure(up *updatePlan, u *state.Update, ring int) failure {
+func (cp *clientPlan) failure(up *updatePlan, u *protocol.Update, ring int) failure {
 	if u.Installed || len(u.Attempts) == 0 {
 		return failure{}
 	}
 	var f failure
-	var latest *state.Attempt
+	var latest *protocol.Attempt
 	for k := range u.Attempts {
 		a := &u.Attempts[k]
-		if a.Result == state.ResultRefused {
+		if a.Result == protocol.ResultRefused {
 			continue
 		}
 		if latest == nil || a.At.After(latest.At) {
 			latest = a
 		}
-		if a.Result == state.ResultFailed && !cp.forgiven(up, a, ring) {
+		if a.Result == protocol.ResultFailed && !cp.forgiven(up, a, ring) {
 			f.count++
 		}
 	}
-	if latest != nil && latest.Result == state.ResultFailed && !cp.forgiven(up, latest, ring) {
+	if latest != nil && latest.Result == protocol.ResultFailed && !cp.forgiven(up, latest, ring) {
 		f.latest = latest
 	}
 	return f
 }
 
-func (cp *clientPlan) forgiven(up *updatePlan, a *state.Attempt, ring int) bool {
+func (cp *clientPlan) forgiven(up *updatePlan, a *protocol.Attempt, ring int) bool {
 	for _, k := range up.resumes {
 		r := &cp.c.Resume[k]
 		if (r.Ring == "" || (ring >= 0 && r.Ring == cp.rings[ring].ring.Name)) && r.After.After(a.At) {
@@ -608,7 +608,7 @@ func (rp *ringProgress) passTime(r *schema.Ring, start time.Time) (time.Time, ti
 // pair is one decided (endpoint, update) pair while its endpoint is being
 // finished.
 type pair struct {
-	u *state.Update
+	u *protocol.Update
 	v verdict
 }
 
@@ -678,7 +678,7 @@ func (p *planner) decideEndpoint(i int, buf []pair) ([]pair, error) {
 
 // updateOrder returns the indexes of ep's updates, in id order when
 // decisions are kept; counts and jobs do not depend on the order.
-func (p *planner) updateOrder(ep *state.Endpoint) []int {
+func (p *planner) updateOrder(ep *protocol.Endpoint) []int {
 	if cap(p.order1) < len(ep.Updates) {
 		p.order1 = make([]int, len(ep.Updates))
 	}
@@ -686,13 +686,13 @@ func (p *planner) updateOrder(ep *state.Endpoint) []int {
 	for j := range order {
 		order[j] = j
 	}
-	if p.detail && !slices.IsSortedFunc(ep.Updates, func(a, b *state.Update) int { return strings.Compare(a.ID, b.ID) }) {
+	if p.detail && !slices.IsSortedFunc(ep.Updates, func(a, b *protocol.Update) int { return strings.Compare(a.ID, b.ID) }) {
 		slices.SortFunc(order, func(a, b int) int { return strings.Compare(ep.Updates[a].ID, ep.Updates[b].ID) })
 	}
 	return order
 }
 
-func (p *planner) pairDecision(ep *state.Endpoint, cp *clientPlan, info *endpointInfo, pr *pair) PairDecision {
+func (p *planner) pairDecision(ep *protocol.Endpoint, cp *clientPlan, info *endpointInfo, pr *pair) PairDecision {
 	d := PairDecision{
 		Endpoint: ep.ID, Client: ep.Client, Update: pr.u.ID, Source: pr.u.Source, Severity: pr.u.Severity,
 		Decision: pr.v.d, Reason: pr.v.reason,
@@ -717,7 +717,7 @@ func (p *planner) unknownNote(client string) note {
 }
 
 // decide applies the rules of the package comment, in order, to one pair.
-func (p *planner) decide(cp *clientPlan, ep *state.Endpoint, info *endpointInfo, up *updatePlan, u *state.Update) verdict {
+func (p *planner) decide(cp *clientPlan, ep *protocol.Endpoint, info *endpointInfo, up *updatePlan, u *protocol.Update) verdict {
 	ds := &up.desire
 	if u.Installed {
 		if ds.desired {
@@ -865,8 +865,8 @@ func holdForRequires(buf []pair) int {
 }
 
 // job plans the job of endpoint ep from its missing pairs.
-func (p *planner) job(ep *state.Endpoint, ring *ringPlan, pairs []pair) (Job, error) {
-	var ups []*state.Update
+func (p *planner) job(ep *protocol.Endpoint, ring *ringPlan, pairs []pair) (Job, error) {
+	var ups []*protocol.Update
 	for k := range pairs {
 		if pairs[k].v.d == Missing {
 			ups = append(ups, pairs[k].u)
@@ -898,11 +898,11 @@ const maxRefusedRetries = 2
 
 // refusedIn counts the jobs, up to maxRefusedRetries, that refused any of
 // ups during the window occurrence [start, end).
-func refusedIn(ups []*state.Update, start, end time.Time) int {
+func refusedIn(ups []*protocol.Update, start, end time.Time) int {
 	var jobs []string
 	for _, u := range ups {
 		for _, a := range u.Attempts {
-			if a.Result == state.ResultRefused && !a.At.Before(start) && a.At.Before(end) && !slices.Contains(jobs, a.Job) {
+			if a.Result == protocol.ResultRefused && !a.At.Before(start) && a.At.Before(end) && !slices.Contains(jobs, a.Job) {
 				jobs = append(jobs, a.Job)
 			}
 		}
@@ -941,13 +941,13 @@ func idempotencyKey(endpoint string, updates []string, revision string, windowEn
 // requires, breaking ties by id. Requires naming an update outside the list
 // (installed, absent or not due) are ignored. A cycle is an error that names
 // it.
-func requiresOrder(ups []*state.Update) ([]string, error) {
-	byID := make(map[string]*state.Update, len(ups))
+func requiresOrder(ups []*protocol.Update) ([]string, error) {
+	byID := make(map[string]*protocol.Update, len(ups))
 	for _, u := range ups {
 		byID[u.ID] = u
 	}
 	done := make(map[string]bool, len(ups))
-	ready := func(u *state.Update) bool {
+	ready := func(u *protocol.Update) bool {
 		for _, r := range u.Requires {
 			if _, in := byID[r]; in && !done[r] && r != u.ID {
 				return false
@@ -955,7 +955,7 @@ func requiresOrder(ups []*state.Update) ([]string, error) {
 		}
 		return true
 	}
-	slices.SortFunc(ups, func(a, b *state.Update) int { return strings.Compare(a.ID, b.ID) })
+	slices.SortFunc(ups, func(a, b *protocol.Update) int { return strings.Compare(a.ID, b.ID) })
 	out := make([]string, 0, len(ups))
 	for len(out) < len(ups) {
 		progress := false
@@ -978,8 +978,8 @@ func requiresOrder(ups []*state.Update) ([]string, error) {
 
 // cycle finds a requires cycle among the updates not done, starting at the
 // lowest id and following the lowest pending requirement.
-func cycle(ups []*state.Update, byID map[string]*state.Update, done map[string]bool) string {
-	var at *state.Update
+func cycle(ups []*protocol.Update, byID map[string]*protocol.Update, done map[string]bool) string {
+	var at *protocol.Update
 	for _, u := range ups {
 		if !done[u.ID] {
 			at = u

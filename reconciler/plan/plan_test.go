@@ -6,8 +6,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/patchline/patchline/protocol"
 	"github.com/patchline/patchline/reconciler/plan"
-	"github.com/patchline/patchline/reconciler/state"
 	"github.com/patchline/patchline/schema"
 )
 
@@ -28,7 +28,7 @@ type planCase struct {
 	name  string
 	fleet func(f *schema.Fleet)
 	now   time.Time
-	eps   []*state.Endpoint
+	eps   []*protocol.Endpoint
 	want  []want
 	// jobs, when not nil, lists every job as "endpoint ring: updates".
 	jobs []string
@@ -120,7 +120,7 @@ func TestMembershipAndDesire(t *testing.T) {
 				// pilot also selects by hostname; canary comes first.
 				acme(f).Rings[1].Select.Hostnames = []string{"WS1"}
 			},
-			eps:  []*state.Endpoint{ep("ws1", "canary", kb("KB1", "critical"))},
+			eps:  []*protocol.Endpoint{ep("ws1", "canary", kb("KB1", "critical"))},
 			want: []want{{ep: "ws1", update: "KB1", d: plan.Missing, ring: "canary", rule: rule(30)}},
 			jobs: []string{"ws1 canary: KB1"},
 		},
@@ -130,7 +130,7 @@ func TestMembershipAndDesire(t *testing.T) {
 				acme(f).Rings[0].Select = schema.Selector{Hostnames: []string{"WS1"}}
 				acme(f).Rings[1].Select = schema.Selector{OS: []string{"linux"}, Endpoints: []string{"srv9", "ws2"}}
 			},
-			eps: []*state.Endpoint{ep("ws1", "", kb("KB1", "critical")), ep("ws2", "", kb("KB1", "critical"))},
+			eps: []*protocol.Endpoint{ep("ws1", "", kb("KB1", "critical")), ep("ws2", "", kb("KB1", "critical"))},
 			want: []want{
 				{ep: "ws1", update: "KB1", d: plan.Missing, ring: "canary"},
 				{ep: "ws2", update: "KB1", ring: "broad", d: plan.WaitingRing},
@@ -141,13 +141,13 @@ func TestMembershipAndDesire(t *testing.T) {
 			fleet: func(f *schema.Fleet) {
 				acme(f).Rings[2].Select = schema.Selector{Labels: map[string]string{"ring": "broad"}}
 			},
-			eps:  []*state.Endpoint{ep("ws1", "", kb("KB1", "critical"))},
+			eps:  []*protocol.Endpoint{ep("ws1", "", kb("KB1", "critical"))},
 			want: []want{{ep: "ws1", update: "KB1", d: plan.WaitingRing, reason: "no ring selects this endpoint"}},
 			jobs: []string{},
 		},
 		{
 			name: "report for a client the repo does not have is unknown-client and gets no job",
-			eps: []*state.Endpoint{func() *state.Endpoint {
+			eps: []*protocol.Endpoint{func() *protocol.Endpoint {
 				e := ep("ws1", "canary", kb("KB1", "critical"), kb("KB2", "low"))
 				e.Client = "initech"
 				return e
@@ -160,31 +160,31 @@ func TestMembershipAndDesire(t *testing.T) {
 		},
 		{
 			name: "installed and approved is installed",
-			eps:  []*state.Endpoint{ep("ws1", "canary", kb("KB1", "critical", installedAt(now.Add(-hours(3)))))},
+			eps:  []*protocol.Endpoint{ep("ws1", "canary", kb("KB1", "critical", installedAt(now.Add(-hours(3)))))},
 			want: []want{{ep: "ws1", update: "KB1", d: plan.Installed, rule: rule(30)}},
 			jobs: []string{},
 		},
 		{
 			name: "installed but approved by nothing is not-approved",
-			eps:  []*state.Endpoint{ep("ws1", "canary", kb("KB1", "low", installed))},
+			eps:  []*protocol.Endpoint{ep("ws1", "canary", kb("KB1", "low", installed))},
 			want: []want{{ep: "ws1", update: "KB1", d: plan.NotApproved}},
 		},
 		{
 			name: "nothing approves a low severity update: not-approved, not drift",
-			eps:  []*state.Endpoint{ep("ws1", "canary", kb("KB1", "low"))},
+			eps:  []*protocol.Endpoint{ep("ws1", "canary", kb("KB1", "low"))},
 			want: []want{{ep: "ws1", update: "KB1", d: plan.NotApproved, reason: "no approve rule or requirement matches", noEligible: true}},
 			jobs: []string{},
 		},
 		{
 			name: "approve rule whose minAge has not passed: not-approved until then",
-			eps:  []*state.Endpoint{ep("ws1", "canary", kb("KB1", "important", released(now.Add(-hours(48)))))},
+			eps:  []*protocol.Endpoint{ep("ws1", "canary", kb("KB1", "important", released(now.Add(-hours(48)))))},
 			want: []want{{ep: "ws1", update: "KB1", d: plan.NotApproved, rule: rule(31),
 				eligible: now.Add(-hours(48)).Add(7 * 24 * time.Hour), reason: "once it is 7d old"}},
 			jobs: []string{},
 		},
 		{
 			name: "approve rule whose minAge has passed approves",
-			eps:  []*state.Endpoint{ep("ws1", "canary", kb("KB1", "important"))},
+			eps:  []*protocol.Endpoint{ep("ws1", "canary", kb("KB1", "important"))},
 			want: []want{{ep: "ws1", update: "KB1", d: plan.Missing, rule: rule(31), reason: `approved by rule "important-after-a-week"`}},
 		},
 		{
@@ -193,22 +193,22 @@ func TestMembershipAndDesire(t *testing.T) {
 				b := &acme(f).Baseline
 				b.Approve = append([]schema.ApproveRule{{Name: "all-windows", Source: []string{"windows-update"}, Pos: pos(29)}}, b.Approve...)
 			},
-			eps:  []*state.Endpoint{ep("ws1", "canary", kb("KB1", "critical"))},
+			eps:  []*protocol.Endpoint{ep("ws1", "canary", kb("KB1", "critical"))},
 			want: []want{{ep: "ws1", update: "KB1", d: plan.Missing, rule: rule(29)}},
 		},
 		{
 			name: "a requirement is cited before an approve rule",
-			eps:  []*state.Endpoint{ep("ws1", "canary", kb("KB100", "critical"))},
+			eps:  []*protocol.Endpoint{ep("ws1", "canary", kb("KB100", "critical"))},
 			want: []want{{ep: "ws1", update: "KB100", d: plan.Missing, rule: rule(40), reason: "required by the baseline: KB100"}},
 		},
 		{
 			name: "a requirement by KB makes a low severity update desired",
-			eps:  []*state.Endpoint{ep("ws1", "canary", kb("KB100", "low"))},
+			eps:  []*protocol.Endpoint{ep("ws1", "canary", kb("KB100", "low"))},
 			want: []want{{ep: "ws1", update: "KB100", d: plan.Missing, rule: rule(40)}},
 		},
 		{
 			name: "requirement by package and minimum version: candidate reaches the minimum",
-			eps:  []*state.Endpoint{ep("ws1", "canary", pkg("openssl", "3.0.15-1~deb12u1"), pkg("openssl", "3.0.14-2"), pkg("curl", "8.0"))},
+			eps:  []*protocol.Endpoint{ep("ws1", "canary", pkg("openssl", "3.0.15-1~deb12u1"), pkg("openssl", "3.0.14-2"), pkg("curl", "8.0"))},
 			want: []want{
 				// Debian ordering: 3.0.15-1~deb12u1 is after 3.0.15.
 				{ep: "ws1", update: "openssl@3.0.15-1~deb12u1", d: plan.Missing, rule: rule(41), reason: "openssl >= 3.0.15"},
@@ -224,17 +224,17 @@ func TestMembershipAndDesire(t *testing.T) {
 					Match: "Microsoft.Edge*", ReleasedBefore: now, Pos: pos(33),
 				}}
 			},
-			eps: []*state.Endpoint{ep("ws1", "canary",
-				kb("Microsoft.Edge@1", "low", func(u *state.Update) { u.Name, u.CVSS, u.KnownExploited = "Microsoft.Edge", 8.8, true }),
-				kb("Microsoft.Edge@2", "low", func(u *state.Update) { u.Name, u.CVSS, u.KnownExploited = "Microsoft.Edge", 7.9, true }),
-				kb("Microsoft.Edge@3", "low", func(u *state.Update) { u.Name, u.CVSS, u.KnownExploited = "Microsoft.Edge", 9.1, false }),
-				kb("Microsoft.Edge@4", "low", func(u *state.Update) {
+			eps: []*protocol.Endpoint{ep("ws1", "canary",
+				kb("Microsoft.Edge@1", "low", func(u *protocol.Update) { u.Name, u.CVSS, u.KnownExploited = "Microsoft.Edge", 8.8, true }),
+				kb("Microsoft.Edge@2", "low", func(u *protocol.Update) { u.Name, u.CVSS, u.KnownExploited = "Microsoft.Edge", 7.9, true }),
+				kb("Microsoft.Edge@3", "low", func(u *protocol.Update) { u.Name, u.CVSS, u.KnownExploited = "Microsoft.Edge", 9.1, false }),
+				kb("Microsoft.Edge@4", "low", func(u *protocol.Update) {
 					u.Name, u.CVSS, u.KnownExploited, u.Category = "Microsoft.Edge", 9.1, true, "feature"
 				}),
-				kb("Microsoft.Edge@5", "low", func(u *state.Update) {
+				kb("Microsoft.Edge@5", "low", func(u *protocol.Update) {
 					u.Name, u.CVSS, u.KnownExploited, u.Released = "Microsoft.Edge", 9.1, true, now.Add(time.Minute)
 				}),
-				kb("Google.Chrome@1", "low", func(u *state.Update) { u.Name, u.CVSS, u.KnownExploited = "Google.Chrome", 9.8, true }),
+				kb("Google.Chrome@1", "low", func(u *protocol.Update) { u.Name, u.CVSS, u.KnownExploited = "Google.Chrome", 9.8, true }),
 			)},
 			want: []want{
 				{ep: "ws1", update: "Microsoft.Edge@1", d: plan.Missing, rule: rule(33)},
@@ -250,7 +250,7 @@ func TestMembershipAndDesire(t *testing.T) {
 			fleet: func(f *schema.Fleet) {
 				acme(f).Baseline.Approve[0].Match = "[edge"
 			},
-			eps: []*state.Endpoint{ep("ws1", "canary", kb("KB1", "critical"))},
+			eps: []*protocol.Endpoint{ep("ws1", "canary", kb("KB1", "critical"))},
 			err: `client "acme": endpoint "ws1": update "KB1": approve rule "critical-now" at clients/acme/policy.cue:30:2: match "[edge"`,
 		},
 	})
@@ -267,7 +267,7 @@ func TestExclusionsFreezesWindows(t *testing.T) {
 		{
 			name:  "exclusion holds the update with its reason, ticket and expiry",
 			fleet: excl(time.Date(2026, 12, 31, 0, 0, 0, 0, time.UTC), schema.Selector{}),
-			eps:   []*state.Endpoint{ep("ws1", "canary", kb("KB1", "critical"))},
+			eps:   []*protocol.Endpoint{ep("ws1", "canary", kb("KB1", "critical"))},
 			want: []want{{ep: "ws1", update: "KB1", d: plan.Excluded, rule: rule(50),
 				reason: "exclusion: breaks the EHR vendor app (PSA-1234) through 2026-12-30"}},
 			jobs: []string{},
@@ -277,19 +277,19 @@ func TestExclusionsFreezesWindows(t *testing.T) {
 			fleet: func(f *schema.Fleet) {
 				acme(f).Exclusions = []schema.Exclusion{{Source: "apt", Match: "openssl*", Reason: "pinned", Until: now.Add(hours(1)), Pos: pos(51)}}
 			},
-			eps:  []*state.Endpoint{ep("ws1", "canary", pkg("openssl", "3.0.16"))},
+			eps:  []*protocol.Endpoint{ep("ws1", "canary", pkg("openssl", "3.0.16"))},
 			want: []want{{ep: "ws1", update: "openssl@3.0.16", d: plan.Excluded, rule: rule(51)}},
 		},
 		{
 			name:  "expired exclusion no longer applies",
 			fleet: excl(now, schema.Selector{}),
-			eps:   []*state.Endpoint{ep("ws1", "canary", kb("KB1", "critical"))},
+			eps:   []*protocol.Endpoint{ep("ws1", "canary", kb("KB1", "critical"))},
 			want:  []want{{ep: "ws1", update: "KB1", d: plan.Missing}},
 		},
 		{
 			name:  "exclusion selecting other endpoints does not apply",
 			fleet: excl(now.Add(hours(24)), schema.Selector{Labels: map[string]string{"role": "ehr"}}),
-			eps: []*state.Endpoint{ep("ws1", "canary", kb("KB1", "critical")), func() *state.Endpoint {
+			eps: []*protocol.Endpoint{ep("ws1", "canary", kb("KB1", "critical")), func() *protocol.Endpoint {
 				e := ep("ehr1", "canary", kb("KB1", "critical"))
 				e.Labels["role"] = "ehr"
 				return e
@@ -301,7 +301,7 @@ func TestExclusionsFreezesWindows(t *testing.T) {
 			fleet: func(f *schema.Fleet) {
 				acme(f).Freezes = []schema.Freeze{{From: now.Add(-hours(24)), Until: now.Add(hours(72)), Reason: "year-end close", Pos: pos(60)}}
 			},
-			eps: []*state.Endpoint{ep("ws1", "canary", kb("KB1", "critical"))},
+			eps: []*protocol.Endpoint{ep("ws1", "canary", kb("KB1", "critical"))},
 			want: []want{{ep: "ws1", update: "KB1", d: plan.WaitingWindow, rule: rule(60),
 				reason: "change freeze until 2026-11-15T12:00:00Z: year-end close", eligible: now.Add(hours(72))}},
 			jobs: []string{},
@@ -311,12 +311,12 @@ func TestExclusionsFreezesWindows(t *testing.T) {
 			fleet: func(f *schema.Fleet) {
 				acme(f).Freezes = []schema.Freeze{{From: now.Add(hours(1)), Until: now.Add(hours(72)), Reason: "year-end close", Pos: pos(60)}}
 			},
-			eps:  []*state.Endpoint{ep("ws1", "canary", kb("KB1", "critical"))},
+			eps:  []*protocol.Endpoint{ep("ws1", "canary", kb("KB1", "critical"))},
 			want: []want{{ep: "ws1", update: "KB1", d: plan.Missing}},
 		},
 		{
 			name: "window closed: waiting-window until the next opening",
-			eps:  []*state.Endpoint{ep("ws1", "", kb("KB1", "critical"))},
+			eps:  []*protocol.Endpoint{ep("ws1", "", kb("KB1", "critical"))},
 			want: []want{{ep: "ws1", update: "KB1", d: plan.WaitingWindow, rule: rule(6), ring: "broad",
 				eligible: time.Date(2026, 11, 12, 22, 0, 0, 0, time.UTC), reason: `window "nightly" opens 2026-11-12T22:00:00Z`}},
 			jobs: []string{},
@@ -324,7 +324,7 @@ func TestExclusionsFreezesWindows(t *testing.T) {
 		{
 			name: "window open across midnight: job ends with the occurrence",
 			now:  time.Date(2026, 11, 13, 0, 30, 0, 0, time.UTC),
-			eps:  []*state.Endpoint{ep("ws1", "", kb("KB1", "critical"))},
+			eps:  []*protocol.Endpoint{ep("ws1", "", kb("KB1", "critical"))},
 			want: []want{{ep: "ws1", update: "KB1", d: plan.Missing, ring: "broad"}},
 			jobs: []string{"ws1 broad: KB1"},
 		},
@@ -333,13 +333,13 @@ func TestExclusionsFreezesWindows(t *testing.T) {
 			fleet: func(f *schema.Fleet) {
 				acme(f).Mode = schema.ModeReport
 			},
-			eps:  []*state.Endpoint{ep("ws1", "canary", kb("KB1", "critical"))},
+			eps:  []*protocol.Endpoint{ep("ws1", "canary", kb("KB1", "critical"))},
 			want: []want{{ep: "ws1", update: "KB1", d: plan.Missing}},
 			jobs: []string{},
 		},
 		{
 			name: "update in an open job is in-progress",
-			eps:  []*state.Endpoint{ep("ws1", "canary", kb("KB1", "critical", inFlight("job-7")), kb("KB2", "critical"))},
+			eps:  []*protocol.Endpoint{ep("ws1", "canary", kb("KB1", "critical", inFlight("job-7")), kb("KB2", "critical"))},
 			want: []want{
 				{ep: "ws1", update: "KB1", d: plan.InProgress, reason: "in job job-7"},
 				{ep: "ws1", update: "KB2", d: plan.Missing},
@@ -351,7 +351,7 @@ func TestExclusionsFreezesWindows(t *testing.T) {
 			fleet: func(f *schema.Fleet) {
 				acme(f).Rings[0].Window = "weekend"
 			},
-			eps: []*state.Endpoint{ep("ws1", "canary", kb("KB1", "critical"))},
+			eps: []*protocol.Endpoint{ep("ws1", "canary", kb("KB1", "critical"))},
 			err: `client "acme": ring "canary": window "weekend" is not defined`,
 		},
 	})
@@ -359,12 +359,12 @@ func TestExclusionsFreezesWindows(t *testing.T) {
 
 func TestRings(t *testing.T) {
 	t1, t2 := now.Add(-hours(30)), now.Add(-hours(20))
-	crit := func(opts ...func(*state.Update)) *state.Update { return kb("KB1", "critical", opts...) }
-	stale := func(e *state.Endpoint) *state.Endpoint { e.LastSeen = now.Add(-8 * 24 * time.Hour); return e }
+	crit := func(opts ...func(*protocol.Update)) *protocol.Update { return kb("KB1", "critical", opts...) }
+	stale := func(e *protocol.Endpoint) *protocol.Endpoint { e.LastSeen = now.Add(-8 * 24 * time.Hour); return e }
 	runPlanCases(t, []planCase{
 		{
 			name: "pilot waits while canary is below minSuccess",
-			eps: []*state.Endpoint{
+			eps: []*protocol.Endpoint{
 				ep("c1", "canary", crit(installedAt(t1))), ep("c2", "canary", crit()), ep("c3", "canary", crit()), ep("c4", "canary", crit()),
 				ep("p1", "pilot", crit()),
 			},
@@ -376,7 +376,7 @@ func TestRings(t *testing.T) {
 		},
 		{
 			name: "canary passed at its second install: pilot soaks until pass + 24h",
-			eps: []*state.Endpoint{
+			eps: []*protocol.Endpoint{
 				ep("c1", "canary", crit(installedAt(t1))), ep("c2", "canary", crit(installedAt(t2))), ep("c3", "canary", crit()), ep("c4", "canary", crit()),
 				ep("p1", "pilot", crit()),
 			},
@@ -385,7 +385,7 @@ func TestRings(t *testing.T) {
 		{
 			name: "pilot starts once canary's soak has elapsed",
 			now:  t2.Add(hours(24)),
-			eps: []*state.Endpoint{
+			eps: []*protocol.Endpoint{
 				ep("c1", "canary", crit(installedAt(t1))), ep("c2", "canary", crit(installedAt(t2))), ep("c3", "canary", crit()), ep("c4", "canary", crit()),
 				ep("p1", "pilot", crit()),
 			},
@@ -394,7 +394,7 @@ func TestRings(t *testing.T) {
 		{
 			name: "broad waits for pilot's 48h soak after canary passed",
 			now:  t2.Add(hours(25)),
-			eps: []*state.Endpoint{
+			eps: []*protocol.Endpoint{
 				ep("c1", "canary", crit(installedAt(t1))),
 				ep("p1", "pilot", crit(installedAt(t2.Add(hours(24).Abs()+time.Minute)))),
 				ep("b1", "", crit()),
@@ -403,12 +403,12 @@ func TestRings(t *testing.T) {
 		},
 		{
 			name: "an empty canary passes at once and adds no soak",
-			eps:  []*state.Endpoint{ep("p1", "pilot", crit())},
+			eps:  []*protocol.Endpoint{ep("p1", "pilot", crit())},
 			want: []want{{ep: "p1", update: "KB1", d: plan.Missing}},
 		},
 		{
 			name: "stale canary endpoints do not count towards its progress",
-			eps: []*state.Endpoint{
+			eps: []*protocol.Endpoint{
 				ep("c1", "canary", crit(installedAt(t1))), stale(ep("c2", "canary", crit())), stale(ep("c3", "canary", crit())),
 				ep("p1", "pilot", crit()),
 			},
@@ -420,7 +420,7 @@ func TestRings(t *testing.T) {
 				acme(f).Exclusions = []schema.Exclusion{{Update: "KB1", Select: schema.Selector{Endpoints: []string{"c2", "c3"}},
 					Reason: "kiosk", Until: now.Add(hours(100)), Pos: pos(50)}}
 			},
-			eps: []*state.Endpoint{
+			eps: []*protocol.Endpoint{
 				ep("c1", "canary", crit(installedAt(t1))), ep("c2", "canary", crit()), ep("c3", "canary", crit()),
 				ep("p1", "pilot", crit()),
 			},
@@ -428,7 +428,7 @@ func TestRings(t *testing.T) {
 		},
 		{
 			name: "installed without a time counts as installed long ago",
-			eps: []*state.Endpoint{
+			eps: []*protocol.Endpoint{
 				ep("c1", "canary", crit(installed)), ep("p1", "pilot", crit()),
 			},
 			// The pass is clamped to when the canary could start, the release.
@@ -436,7 +436,7 @@ func TestRings(t *testing.T) {
 		},
 		{
 			name: "canary failure share above maxFailures halts canary and every later ring",
-			eps: []*state.Endpoint{
+			eps: []*protocol.Endpoint{
 				ep("c1", "canary", crit(installedAt(t1))), ep("c2", "canary", crit(installedAt(t2))),
 				ep("c3", "canary", crit(failedAt(now.Add(-hours(40))))), ep("c4", "canary", crit(failedAt(now.Add(-hours(40))))),
 				ep("c5", "canary", crit()),
@@ -452,7 +452,7 @@ func TestRings(t *testing.T) {
 		},
 		{
 			name: "failure share equal to maxFailures does not halt",
-			eps: []*state.Endpoint{
+			eps: []*protocol.Endpoint{
 				ep("c1", "canary", crit(installedAt(t1))), ep("c2", "canary", crit(installedAt(t2))),
 				ep("c3", "canary", crit(failedAt(now.Add(-hours(40))))), ep("c4", "canary", crit()),
 			},
@@ -463,7 +463,7 @@ func TestRings(t *testing.T) {
 			fleet: func(f *schema.Fleet) {
 				acme(f).Resume = []schema.Resume{{Update: "KB1", After: now.Add(-hours(2)), Pos: pos(70)}}
 			},
-			eps: []*state.Endpoint{
+			eps: []*protocol.Endpoint{
 				ep("c1", "canary", crit(installedAt(t1))), ep("c2", "canary", crit(installedAt(t2))),
 				ep("c3", "canary", crit(failedAt(now.Add(-hours(40)), now.Add(-hours(30)), now.Add(-hours(20))))),
 				ep("c4", "canary", crit(failedAt(now.Add(-hours(40))))),
@@ -475,7 +475,7 @@ func TestRings(t *testing.T) {
 			fleet: func(f *schema.Fleet) {
 				acme(f).Resume = []schema.Resume{{Update: "KB1", Ring: "pilot", After: now.Add(-hours(2)), Pos: pos(70)}}
 			},
-			eps: []*state.Endpoint{
+			eps: []*protocol.Endpoint{
 				ep("c1", "canary", crit(installedAt(t1))), ep("c2", "canary", crit(failedAt(now.Add(-hours(40))))),
 				ep("c3", "canary", crit(failedAt(now.Add(-hours(40))))),
 			},
@@ -486,7 +486,7 @@ func TestRings(t *testing.T) {
 			fleet: func(f *schema.Fleet) {
 				acme(f).Resume = []schema.Resume{{Source: "windows-update", Match: "KB*", After: now.Add(-hours(50)), Pos: pos(70)}}
 			},
-			eps: []*state.Endpoint{
+			eps: []*protocol.Endpoint{
 				ep("c1", "canary", crit(failedAt(now.Add(-hours(40))))),
 			},
 			want: []want{{ep: "c1", update: "KB1", d: plan.Halted}},
@@ -496,7 +496,7 @@ func TestRings(t *testing.T) {
 			fleet: func(f *schema.Fleet) {
 				acme(f).Rings[0].MaxConcurrent = 3
 			},
-			eps: []*state.Endpoint{
+			eps: []*protocol.Endpoint{
 				ep("c5", "canary", crit()), ep("c2", "canary", crit()), ep("c9", "canary", crit(inFlight("job-1"))),
 				ep("c1", "canary", crit()), ep("c3", "canary", crit()),
 			},
@@ -516,10 +516,10 @@ func TestFailures(t *testing.T) {
 	// Broad's nightly window is open 22:00-02:00 UTC; planning at 23:00.
 	at := time.Date(2026, 11, 12, 23, 0, 0, 0, time.UTC)
 	opened := time.Date(2026, 11, 12, 22, 0, 0, 0, time.UTC)
-	crit := func(opts ...func(*state.Update)) *state.Update { return kb("KB1", "critical", opts...) }
+	crit := func(opts ...func(*protocol.Update)) *protocol.Update { return kb("KB1", "critical", opts...) }
 	// Enough successes elsewhere in broad that one failure does not halt.
-	others := func() []*state.Endpoint {
-		var eps []*state.Endpoint
+	others := func() []*protocol.Endpoint {
+		var eps []*protocol.Endpoint
 		for _, id := range []string{"b10", "b11", "b12", "b13", "b14", "b15", "b16", "b17", "b18", "b19", "b20", "b21", "b22", "b23", "b24", "b25", "b26", "b27", "b28", "b29"} {
 			eps = append(eps, ep(id, "", crit(installedAt(now.Add(-hours(100))))))
 		}
@@ -558,13 +558,13 @@ func TestFailures(t *testing.T) {
 		{
 			name: "a success after failures is what counts",
 			now:  at,
-			eps:  append(others(), ep("b1", "", crit(failedAt(opened.Add(30*time.Minute)), attempt(opened.Add(40*time.Minute), state.ResultSucceeded)))),
+			eps:  append(others(), ep("b1", "", crit(failedAt(opened.Add(30*time.Minute)), attempt(opened.Add(40*time.Minute), protocol.ResultSucceeded)))),
 			want: []want{{ep: "b1", update: "KB1", d: plan.Missing}},
 		},
 		{
 			name: "a refused attempt counts neither as success nor failure",
 			now:  at,
-			eps:  append(others(), ep("b1", "", crit(failedAt(opened.Add(30*time.Minute)), attempt(opened.Add(40*time.Minute), state.ResultRefused)))),
+			eps:  append(others(), ep("b1", "", crit(failedAt(opened.Add(30*time.Minute)), attempt(opened.Add(40*time.Minute), protocol.ResultRefused)))),
 			want: []want{{ep: "b1", update: "KB1", d: plan.Failed}},
 		},
 	})
@@ -574,20 +574,20 @@ func TestJobs(t *testing.T) {
 	runPlanCases(t, []planCase{
 		{
 			name: "updates in a job come after the updates they require",
-			eps: []*state.Endpoint{ep("ws1", "canary",
+			eps: []*protocol.Endpoint{ep("ws1", "canary",
 				kb("KB300", "critical", requires("KB400")), kb("KB400", "critical", requires("KB500")), kb("KB500", "critical"),
 				kb("KB200", "critical"))},
 			jobs: []string{"ws1 canary: KB200 KB500 KB400 KB300"},
 		},
 		{
 			name: "requires on installed or absent updates are ignored",
-			eps: []*state.Endpoint{ep("ws1", "canary",
+			eps: []*protocol.Endpoint{ep("ws1", "canary",
 				kb("KB300", "critical", requires("KB100", "KB999")), kb("KB100", "critical", installed))},
 			jobs: []string{"ws1 canary: KB300"},
 		},
 		{
 			name: "an update nothing approves joins the job when a desired update requires it",
-			eps: []*state.Endpoint{ep("ws1", "canary",
+			eps: []*protocol.Endpoint{ep("ws1", "canary",
 				kb("KB5046617", "critical", requires("KB5046616")), kb("KB5046616", "moderate"), kb("KB5046999", "moderate"))},
 			want: []want{
 				{ep: "ws1", update: "KB5046616", d: plan.Missing, rule: "clients/acme/policy.cue:30", reason: `required by KB5046617 (approved by rule "critical-now")`},
@@ -601,7 +601,7 @@ func TestJobs(t *testing.T) {
 				c := f.Clients["acme"]
 				c.Exclusions = append(c.Exclusions, schema.Exclusion{Update: "KB5046616", Reason: "breaks the scanner driver", Until: now.Add(30 * 24 * time.Hour), Pos: pos(40)})
 			},
-			eps: []*state.Endpoint{ep("ws1", "canary",
+			eps: []*protocol.Endpoint{ep("ws1", "canary",
 				kb("KB5046617", "critical", requires("KB5046616")), kb("KB5046616", "critical"), kb("KB5046800", "critical"))},
 			want: []want{
 				{ep: "ws1", update: "KB5046616", d: plan.Excluded},
@@ -611,13 +611,13 @@ func TestJobs(t *testing.T) {
 		},
 		{
 			name: "a requires cycle is a planning error naming it",
-			eps: []*state.Endpoint{ep("ws1", "canary",
+			eps: []*protocol.Endpoint{ep("ws1", "canary",
 				kb("KB1", "critical", requires("KB2")), kb("KB2", "critical", requires("KB1")), kb("KB0", "critical"))},
 			err: `endpoint "ws1": requires cycle: KB1 -> KB2 -> KB1`,
 		},
 		{
 			name: "jobs are sorted by client, ring order and endpoint",
-			eps: []*state.Endpoint{
+			eps: []*protocol.Endpoint{
 				// Nobody in canary has KB2, so pilot may start on it at once.
 				ep("a9", "canary", kb("KB1", "critical")), ep("a1", "pilot", kb("KB2", "critical")), ep("a5", "canary", kb("KB1", "critical")),
 			},
@@ -666,7 +666,7 @@ func TestJobFields(t *testing.T) {
 
 func TestRollouts(t *testing.T) {
 	t1, t2 := now.Add(-hours(30)), now.Add(-hours(20))
-	crit := func(opts ...func(*state.Update)) *state.Update { return kb("KB1", "critical", opts...) }
+	crit := func(opts ...func(*protocol.Update)) *protocol.Update { return kb("KB1", "critical", opts...) }
 	snap := snapshot(
 		ep("c1", "canary", crit(installedAt(t1))), ep("c2", "canary", crit(installedAt(t2))),
 		ep("c3", "canary", crit(failedAt(now.Add(-hours(40))))), ep("c4", "canary", crit()),

@@ -27,7 +27,7 @@ import (
 	"io"
 	"time"
 
-	"github.com/patchline/patchline/reconciler/state"
+	"github.com/patchline/patchline/protocol"
 )
 
 // Error kinds callers branch on. Store errors wrap one of these with context.
@@ -55,11 +55,11 @@ type Store interface {
 	ReplaceInventory(ctx context.Context, r Report) error
 
 	// Snapshot returns the reported state of every endpoint.
-	Snapshot(ctx context.Context, now time.Time) (*state.Snapshot, error)
+	Snapshot(ctx context.Context, now time.Time) (*protocol.Snapshot, error)
 	// ClientSnapshot returns the reported state of one client's endpoints.
-	ClientSnapshot(ctx context.Context, client string, now time.Time) (*state.Snapshot, error)
+	ClientSnapshot(ctx context.Context, client string, now time.Time) (*protocol.Snapshot, error)
 	// EndpointSnapshot returns the reported state of one endpoint.
-	EndpointSnapshot(ctx context.Context, id string, now time.Time) (*state.Endpoint, error)
+	EndpointSnapshot(ctx context.Context, id string, now time.Time) (*protocol.Endpoint, error)
 
 	// CreateJobs stores one client's new jobs in one transaction and returns
 	// those it created (jobs whose idempotency key is already stored are
@@ -116,13 +116,13 @@ type Enrollment struct {
 type Report struct {
 	Endpoint      string
 	Hostname      string
-	OS            state.OS
+	OS            protocol.OS
 	Labels        map[string]string
 	RebootPending bool
 	// Updates are stored as reported, except that the store keeps its own
 	// InstalledAt, Attempts and InFlightJob: whatever the agent put there is
 	// ignored.
-	Updates []*state.Update
+	Updates []*protocol.Update
 	// At is when the controller received the report; it becomes the
 	// endpoint's LastSeen.
 	At time.Time
@@ -197,7 +197,7 @@ type Recorded struct {
 // UpdateResult is the outcome of one update of a job, as the agent reports it.
 type UpdateResult struct {
 	Update string
-	Result state.Result
+	Result protocol.Result
 	Error  string
 	// Output is the backend's output, kept for troubleshooting.
 	Output string

@@ -36,10 +36,10 @@ import (
 	"strings"
 
 	"github.com/patchline/patchline/agent/backend/run"
-	"github.com/patchline/patchline/reconciler/state"
+	"github.com/patchline/patchline/protocol"
 )
 
-// Source is the state.Update.Source of updates this backend reports.
+// Source is the protocol.Update.Source of updates this backend reports.
 const Source = "apt"
 
 // Options configure the apt backend.
@@ -111,7 +111,7 @@ const installedFormat = `${Package}\t${Architecture}\t${Version}\t${db:Status-St
 
 // Inventory refreshes apt's package lists, then reports every installed
 // package (Installed set) and every upgrade apt would make to one.
-func (b *Backend) Inventory(ctx context.Context) ([]*state.Update, error) {
+func (b *Backend) Inventory(ctx context.Context) ([]*protocol.Update, error) {
 	env, err := b.aptEnv()
 	if err != nil {
 		return nil, err
@@ -140,9 +140,9 @@ func (b *Backend) Inventory(ctx context.Context) ([]*state.Update, error) {
 	if err != nil {
 		return nil, err
 	}
-	updates := make([]*state.Update, 0, len(installed)+len(upgrades))
+	updates := make([]*protocol.Update, 0, len(installed)+len(upgrades))
 	for _, p := range installed {
-		updates = append(updates, &state.Update{
+		updates = append(updates, &protocol.Update{
 			ID:               p.name + "@" + p.version,
 			Source:           Source,
 			Name:             p.name,
@@ -153,7 +153,7 @@ func (b *Backend) Inventory(ctx context.Context) ([]*state.Update, error) {
 		})
 	}
 	for _, u := range upgrades {
-		up := &state.Update{
+		up := &protocol.Update{
 			ID:               u.name + "@" + u.candidate,
 			Source:           Source,
 			Name:             u.name,
@@ -195,7 +195,7 @@ var (
 // alone does not prove the install. A failed update does not stop the
 // following ones. The returned error is set only when ctx ends; the results
 // then cover the updates tried so far.
-func (b *Backend) Install(ctx context.Context, updates []*state.Update) ([]run.Result, error) {
+func (b *Backend) Install(ctx context.Context, updates []*protocol.Update) ([]run.Result, error) {
 	env, err := b.aptEnv()
 	if err != nil {
 		return nil, err
@@ -211,7 +211,7 @@ func (b *Backend) Install(ctx context.Context, updates []*state.Update) ([]run.R
 	return results, nil
 }
 
-func (b *Backend) install(ctx context.Context, u *state.Update, env []string) run.Result {
+func (b *Backend) install(ctx context.Context, u *protocol.Update, env []string) run.Result {
 	res := run.Result{Update: u.ID}
 	switch {
 	case u.Source != Source:

@@ -12,7 +12,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/patchline/patchline/agent/backend/run"
 	"github.com/patchline/patchline/agent/backend/run/runtest"
-	"github.com/patchline/patchline/reconciler/state"
+	"github.com/patchline/patchline/protocol"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
@@ -147,7 +147,7 @@ func TestInstallFromRecordedOutputs(t *testing.T) {
 		{Cmd: aptInstall + "curl=7.88.1-10+deb12u12", Stdout: "Skipping curl, it is not installed and only upgrades are requested.\n"},
 		{Cmd: verify + "curl", Stdout: "7.88.1-10+deb12u8\tinstalled"},
 	}}
-	updates := []*state.Update{
+	updates := []*protocol.Update{
 		{ID: "openssl@3.0.16-1~deb12u1", Source: "apt", Name: "openssl", Version: "3.0.16-1~deb12u1"},
 		{ID: "tzdata@2099a-0", Source: "apt", Name: "tzdata", Version: "2099a-0"},
 		{ID: "nginx@1.22.1-9", Source: "apt", Name: "nginx", Version: "1.22.1-9"},
@@ -190,7 +190,7 @@ func TestInstallStopsWhenCancelled(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	r := &runtest.Replay{T: t}
-	got, err := New(r, Options{}).Install(ctx, []*state.Update{{ID: "openssl@3.0.16-1", Source: "apt", Name: "openssl", Version: "3.0.16-1"}})
+	got, err := New(r, Options{}).Install(ctx, []*protocol.Update{{ID: "openssl@3.0.16-1", Source: "apt", Name: "openssl", Version: "3.0.16-1"}})
 	if err == nil || len(got) != 0 || len(r.Ran()) != 0 {
 		t.Errorf("Install after cancel = %v, %v, ran %q; want no results, an error, nothing run", got, err, r.Ran())
 	}

@@ -10,7 +10,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/patchline/patchline/agent/backend/apt/apttest"
 	"github.com/patchline/patchline/agent/backend/run"
-	"github.com/patchline/patchline/reconciler/state"
+	"github.com/patchline/patchline/protocol"
 )
 
 const demoPkg = "patchline-demo-hello"
@@ -34,7 +34,7 @@ func TestRealAptUpgradesInIsolatedRoot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []*state.Update{
+	want := []*protocol.Update{
 		{ID: demoPkg + "@1.0-1", Source: "apt", Name: demoPkg, Version: "1.0-1", InstalledVersion: "1.0-1", Installed: true},
 		{ID: demoPkg + "@1.1-1", Source: "apt", Name: demoPkg, Version: "1.1-1", InstalledVersion: "1.0-1", Category: "security", Severity: "important"},
 	}
@@ -42,7 +42,7 @@ func TestRealAptUpgradesInIsolatedRoot(t *testing.T) {
 		t.Fatalf("inventory before install (-want +got):\n%s", d)
 	}
 
-	results, err := b.Install(ctx, []*state.Update{before[1]})
+	results, err := b.Install(ctx, []*protocol.Update{before[1]})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +60,7 @@ func TestRealAptUpgradesInIsolatedRoot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want = []*state.Update{
+	want = []*protocol.Update{
 		{ID: demoPkg + "@1.1-1", Source: "apt", Name: demoPkg, Version: "1.1-1", InstalledVersion: "1.1-1", Installed: true},
 	}
 	if d := cmp.Diff(want, after); d != "" {

@@ -27,10 +27,10 @@ import (
 	"time"
 
 	"github.com/patchline/patchline/agent/backend/run"
-	"github.com/patchline/patchline/reconciler/state"
+	"github.com/patchline/patchline/protocol"
 )
 
-// Source is the state.Update.Source of updates this backend reports.
+// Source is the protocol.Update.Source of updates this backend reports.
 const Source = "brew"
 
 // env keeps Homebrew from refreshing itself in the middle of an upgrade,
@@ -77,7 +77,7 @@ type outdated struct {
 
 // Inventory refreshes Homebrew, then reports every installed formula and
 // cask and each upgrade Homebrew would make.
-func (b *Backend) Inventory(ctx context.Context) ([]*state.Update, error) {
+func (b *Backend) Inventory(ctx context.Context) ([]*protocol.Update, error) {
 	if _, stderr, err := b.run.Run(ctx, "brew", []string{"update", "--quiet"}, nil); err != nil {
 		return nil, fmt.Errorf("brew update: %w: %s", err, bytes.TrimSpace(stderr))
 	}
@@ -93,9 +93,9 @@ func (b *Backend) Inventory(ctx context.Context) ([]*state.Update, error) {
 	if err != nil {
 		return nil, err
 	}
-	var updates []*state.Update
+	var updates []*protocol.Update
 	installed := func(name, title, version string, unix int64) {
-		u := &state.Update{ID: name + "@" + version, Source: Source, Name: name, Title: title,
+		u := &protocol.Update{ID: name + "@" + version, Source: Source, Name: name, Title: title,
 			Version: version, InstalledVersion: version, Installed: true}
 		if unix > 0 {
 			at := time.Unix(unix, 0).UTC()
@@ -126,7 +126,7 @@ func (b *Backend) Inventory(ctx context.Context) ([]*state.Update, error) {
 		if n := len(e.InstalledVersions); n > 0 {
 			cur = e.InstalledVersions[n-1]
 		}
-		updates = append(updates, &state.Update{ID: e.Name + "@" + e.CurrentVersion, Source: Source, Name: e.Name,
+		updates = append(updates, &protocol.Update{ID: e.Name + "@" + e.CurrentVersion, Source: Source, Name: e.Name,
 			Version: e.CurrentVersion, InstalledVersion: cur, Category: "bugfix"})
 	}
 	sort.SliceStable(updates, func(i, j int) bool {
@@ -159,7 +159,7 @@ var validName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9@._+/-]*$`)
 // update Homebrew no longer lists as outdated counts as succeeded when
 // brew info shows that version installed. The returned error is set only
 // when ctx ends.
-func (b *Backend) Install(ctx context.Context, updates []*state.Update) ([]run.Result, error) {
+func (b *Backend) Install(ctx context.Context, updates []*protocol.Update) ([]run.Result, error) {
 	od, err := b.outdated(ctx)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -210,7 +210,7 @@ func (b *Backend) Install(ctx context.Context, updates []*state.Update) ([]run.R
 
 // isInstalled checks an update Homebrew does not list as outdated: it is
 // done when that version is installed.
-func (b *Backend) isInstalled(ctx context.Context, u *state.Update) (bool, string) {
+func (b *Backend) isInstalled(ctx context.Context, u *protocol.Update) (bool, string) {
 	out, stderr, err := b.run.Run(ctx, "brew", []string{"info", "--json=v2", u.Name}, env)
 	if err != nil {
 		return false, fmt.Sprintf("%s is not outdated and brew info failed: %v: %s", u.Name, err, bytes.TrimSpace(stderr))

@@ -10,7 +10,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/patchline/patchline/agent/backend/run/runtest"
-	"github.com/patchline/patchline/reconciler/state"
+	"github.com/patchline/patchline/protocol"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
@@ -55,7 +55,7 @@ func TestInstallFromRecordedOutputs(t *testing.T) {
 		{Cmd: "brew info --json=v2 jq", Stdout: runtest.File(t, "testdata", "info-installed.json")},
 		{Cmd: "brew info --json=v2 wget", Exit: 1, Stderr: "Error: No available formula with the name \"wget\".\n"},
 	}}
-	updates := []*state.Update{
+	updates := []*protocol.Update{
 		{ID: "git@2.49.0", Source: Source, Name: "git", Version: "2.49.0"},
 		{ID: "firefox@139.0.1", Source: Source, Name: "firefox", Version: "139.0.1"},
 		{ID: "openssl@3@3.4.1", Source: Source, Name: "openssl@3", Version: "3.4.1"},

@@ -24,10 +24,10 @@ import (
 
 	"github.com/patchline/patchline/agent/backend/internal/winos"
 	"github.com/patchline/patchline/agent/backend/run"
-	"github.com/patchline/patchline/reconciler/state"
+	"github.com/patchline/patchline/protocol"
 )
 
-// Source is the state.Update.Source of updates this backend reports.
+// Source is the protocol.Update.Source of updates this backend reports.
 const Source = "choco"
 
 // Backend manages Chocolatey packages.
@@ -57,7 +57,7 @@ func ok(err error, also ...int) bool {
 
 // Inventory reports every installed package and each upgrade Chocolatey's
 // sources offer for one that is not pinned.
-func (b *Backend) Inventory(ctx context.Context) ([]*state.Update, error) {
+func (b *Backend) Inventory(ctx context.Context) ([]*protocol.Update, error) {
 	out, stderr, err := b.run.Run(ctx, "choco", []string{"list", "-r"}, nil)
 	if !ok(err) {
 		return nil, fmt.Errorf("choco list: %w: %s", err, bytes.TrimSpace(stderr))
@@ -74,9 +74,9 @@ func (b *Backend) Inventory(ctx context.Context) ([]*state.Update, error) {
 	if err != nil {
 		return nil, fmt.Errorf("choco outdated: %w", err)
 	}
-	var updates []*state.Update
+	var updates []*protocol.Update
 	for _, f := range installed {
-		updates = append(updates, &state.Update{
+		updates = append(updates, &protocol.Update{
 			ID: f[0] + "@" + f[1], Source: Source, Name: f[0],
 			Version: f[1], InstalledVersion: f[1], Installed: true,
 		})
@@ -85,7 +85,7 @@ func (b *Backend) Inventory(ctx context.Context) ([]*state.Update, error) {
 		if strings.EqualFold(f[3], "true") || f[1] == f[2] {
 			continue
 		}
-		updates = append(updates, &state.Update{
+		updates = append(updates, &protocol.Update{
 			ID: f[0] + "@" + f[2], Source: Source, Name: f[0],
 			Version: f[2], InstalledVersion: f[1], Category: "bugfix",
 		})
@@ -133,7 +133,7 @@ var (
 
 // Install upgrades each package to the update's version, one at a time
 // and in order. The returned error is set only when ctx ends.
-func (b *Backend) Install(ctx context.Context, updates []*state.Update) ([]run.Result, error) {
+func (b *Backend) Install(ctx context.Context, updates []*protocol.Update) ([]run.Result, error) {
 	results := make([]run.Result, 0, len(updates))
 	for _, u := range updates {
 		if err := ctx.Err(); err != nil {

@@ -11,7 +11,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/patchline/patchline/agent/backend/run/runtest"
-	"github.com/patchline/patchline/reconciler/state"
+	"github.com/patchline/patchline/protocol"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
@@ -89,7 +89,7 @@ func TestInstallFromRecordedExitCodes(t *testing.T) {
 		{Cmd: upgrade("googlechrome", "137.0.7151.69"), Exit: 3010, Stdout: "googlechrome v137.0.7151.69\n"},
 		{Cmd: upgrade("vlc", "3.0.99"), Exit: 1, Stdout: "vlc not upgraded. An error occurred during installation:\n Unable to resolve dependency 'vlc.install (= 3.0.99)'.\n"},
 	}}
-	updates := []*state.Update{
+	updates := []*protocol.Update{
 		{ID: "git@2.49.0", Source: Source, Name: "git", Version: "2.49.0"},
 		{ID: "googlechrome@137.0.7151.69", Source: Source, Name: "googlechrome", Version: "137.0.7151.69"},
 		{ID: "vlc@3.0.99", Source: Source, Name: "vlc", Version: "3.0.99"},

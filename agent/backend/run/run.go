@@ -55,7 +55,7 @@ func ExitCode(err error) (int, bool) {
 
 // Result reports the install of one update.
 type Result struct {
-	// Update is the id of the update (state.Update.ID).
+	// Update is the id of the update (protocol.Update.ID).
 	Update    string `json:"update"`
 	Succeeded bool   `json:"succeeded"`
 	// Error says why the install failed; empty on success.

@@ -5,7 +5,7 @@ import (
 	"math/rand/v2"
 	"time"
 
-	"github.com/patchline/patchline/reconciler/state"
+	"github.com/patchline/patchline/protocol"
 )
 
 // cvssBands are the CVSS ranges of each severity.
@@ -29,7 +29,7 @@ func cves(rng *rand.Rand, released time.Time, n int) []string {
 
 // security fills in severity (drawn from mix), a CVSS score in that
 // severity's band, CVEs and the known-exploited flag of a security update.
-func security(rng *rand.Rand, u *state.Update, mix []string) {
+func security(rng *rand.Rand, u *protocol.Update, mix []string) {
 	u.Category = "security"
 	u.Severity = mix[rng.IntN(len(mix))]
 	band := cvssBands[u.Severity]
@@ -43,12 +43,12 @@ func security(rng *rand.Rand, u *state.Update, mix []string) {
 // installed, and each cumulative update requiring its month's servicing
 // stack), a Defender definition update, the malicious software removal
 // tool, a driver and a feature enablement package.
-func windowsCatalogue(rng *rand.Rand, now time.Time) []*state.Update {
+func windowsCatalogue(rng *rand.Rand, now time.Time) []*protocol.Update {
 	kbBase := 5040000 + rng.IntN(20000)
-	var us []*state.Update
-	add := func(kb int, title, category string, released time.Time, reboot, installed bool) *state.Update {
+	var us []*protocol.Update
+	add := func(kb int, title, category string, released time.Time, reboot, installed bool) *protocol.Update {
 		id := fmt.Sprintf("KB%d", kb)
-		u := &state.Update{ID: id, Source: "windows-update", Name: id, Title: fmt.Sprintf("%s (%s)", title, id),
+		u := &protocol.Update{ID: id, Source: "windows-update", Name: id, Title: fmt.Sprintf("%s (%s)", title, id),
 			Version: "1", Category: category, Released: released, RebootRequired: reboot, Installed: installed}
 		if installed {
 			u.InstalledVersion = u.Version
@@ -119,16 +119,16 @@ var brewPackages = []pkgTemplate{
 // packageCatalogue makes a package machine's updates: every template
 // installed at its old version, and for about two in three of them the
 // upgrade, released within the last 45 days.
-func packageCatalogue(rng *rand.Rand, now time.Time, source string, templates []pkgTemplate) []*state.Update {
-	var us []*state.Update
+func packageCatalogue(rng *rand.Rand, now time.Time, source string, templates []pkgTemplate) []*protocol.Update {
+	var us []*protocol.Update
 	for _, p := range templates {
-		us = append(us, &state.Update{ID: p.name + "@" + p.installed, Source: source, Name: p.name,
+		us = append(us, &protocol.Update{ID: p.name + "@" + p.installed, Source: source, Name: p.name,
 			Version: p.installed, InstalledVersion: p.installed, RebootRequired: p.reboot, Installed: true,
 			Released: now.AddDate(0, 0, -60-rng.IntN(300)).Truncate(24 * time.Hour)})
 		if rng.IntN(3) == 0 {
 			continue
 		}
-		u := &state.Update{ID: p.name + "@" + p.candidate, Source: source, Name: p.name, Version: p.candidate,
+		u := &protocol.Update{ID: p.name + "@" + p.candidate, Source: source, Name: p.name, Version: p.candidate,
 			InstalledVersion: p.installed, Category: "bugfix", RebootRequired: p.reboot,
 			Released: now.Add(-time.Duration(rng.IntN(45*24)) * time.Hour).Truncate(time.Hour)}
 		if p.security {

@@ -26,7 +26,7 @@ import (
 	"time"
 
 	"github.com/patchline/patchline/agent/backend/run"
-	"github.com/patchline/patchline/reconciler/state"
+	"github.com/patchline/patchline/protocol"
 )
 
 // Options configure a simulated endpoint.
@@ -55,7 +55,7 @@ const StateFile = "sim-state.json"
 type Backend struct {
 	opts      Options
 	source    string
-	catalogue []*state.Update // made once from the seed; never changed
+	catalogue []*protocol.Update // made once from the seed; never changed
 
 	mu sync.Mutex // guards st and writes of the state file
 	st persisted
@@ -115,7 +115,7 @@ func New(opts Options) (*Backend, error) {
 
 // Inventory reports the simulated machine's updates: what it came with,
 // plus what the simulation installed since.
-func (b *Backend) Inventory(ctx context.Context) ([]*state.Update, error) {
+func (b *Backend) Inventory(ctx context.Context) ([]*protocol.Update, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -128,7 +128,7 @@ func (b *Backend) Inventory(ctx context.Context) ([]*state.Update, error) {
 			replaced[u.Name+"@"+u.InstalledVersion] = true
 		}
 	}
-	var out []*state.Update
+	var out []*protocol.Update
 	for _, c := range b.catalogue {
 		if replaced[c.ID] {
 			continue
@@ -149,8 +149,8 @@ func (b *Backend) Inventory(ctx context.Context) ([]*state.Update, error) {
 // update is unknown, when an update it requires is not installed, or by
 // chance at the configured failure rate; every attempt is counted, even one
 // for an update already installed.
-func (b *Backend) Install(ctx context.Context, updates []*state.Update) ([]run.Result, error) {
-	byID := map[string]*state.Update{}
+func (b *Backend) Install(ctx context.Context, updates []*protocol.Update) ([]run.Result, error) {
+	byID := map[string]*protocol.Update{}
 	for _, c := range b.catalogue {
 		byID[c.ID] = c
 	}
@@ -168,7 +168,7 @@ func (b *Backend) Install(ctx context.Context, updates []*state.Update) ([]run.R
 	return results, nil
 }
 
-func (b *Backend) install(byID map[string]*state.Update, id string) (run.Result, error) {
+func (b *Backend) install(byID map[string]*protocol.Update, id string) (run.Result, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.st.Installs[id]++
@@ -199,7 +199,7 @@ func (b *Backend) install(byID map[string]*state.Update, id string) (run.Result,
 }
 
 // missing returns the first update c requires that is not installed.
-func (b *Backend) missing(c *state.Update) string {
+func (b *Backend) missing(c *protocol.Update) string {
 	for _, r := range c.Requires {
 		installed := false
 		for _, d := range b.catalogue {
@@ -291,7 +291,7 @@ func (b *Backend) Installs(id string) int {
 }
 
 // sortByName orders a catalogue by name, installed versions first.
-func sortByName(us []*state.Update) {
+func sortByName(us []*protocol.Update) {
 	sort.SliceStable(us, func(i, j int) bool {
 		if us[i].Name != us[j].Name {
 			return us[i].Name < us[j].Name

@@ -12,7 +12,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/patchline/patchline/agent/backend/run/runtest"
-	"github.com/patchline/patchline/reconciler/state"
+	"github.com/patchline/patchline/protocol"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
@@ -31,7 +31,7 @@ func newSim(t *testing.T, opts Options) *Backend {
 	return b
 }
 
-func inventory(t *testing.T, b *Backend) []*state.Update {
+func inventory(t *testing.T, b *Backend) []*protocol.Update {
 	t.Helper()
 	us, err := b.Inventory(context.Background())
 	if err != nil {
@@ -40,7 +40,7 @@ func inventory(t *testing.T, b *Backend) []*state.Update {
 	return us
 }
 
-func find(us []*state.Update, id string) *state.Update {
+func find(us []*protocol.Update, id string) *protocol.Update {
 	for _, u := range us {
 		if u.ID == id {
 			return u
@@ -51,7 +51,7 @@ func find(us []*state.Update, id string) *state.Update {
 
 // firstAvailable returns the first update not installed that requires
 // nothing.
-func firstAvailable(t *testing.T, us []*state.Update) *state.Update {
+func firstAvailable(t *testing.T, us []*protocol.Update) *protocol.Update {
 	t.Helper()
 	for _, u := range us {
 		if !u.Installed && len(u.Requires) == 0 {
@@ -104,7 +104,7 @@ func TestInstallThenInventoryShowsInstalled(t *testing.T) {
 		t.Run(family, func(t *testing.T) {
 			b := newSim(t, Options{Seed: 7, Family: family})
 			u := firstAvailable(t, inventory(t, b))
-			res, err := b.Install(context.Background(), []*state.Update{u})
+			res, err := b.Install(context.Background(), []*protocol.Update{u})
 			if err != nil || len(res) != 1 || !res[0].Succeeded {
 				t.Fatalf("Install(%s) = %+v, %v; want success", u.ID, res, err)
 			}
@@ -126,7 +126,7 @@ func TestInstallThenInventoryShowsInstalled(t *testing.T) {
 func TestInstallOutcomes(t *testing.T) {
 	b := newSim(t, Options{Seed: 7, Family: "windows"})
 	us := inventory(t, b)
-	var lcu *state.Update
+	var lcu *protocol.Update
 	for _, u := range us {
 		if !u.Installed && len(u.Requires) > 0 && !find(us, u.Requires[0]).Installed {
 			lcu = u
@@ -138,7 +138,7 @@ func TestInstallOutcomes(t *testing.T) {
 	ssu := find(us, lcu.Requires[0])
 	ctx := context.Background()
 
-	res, err := b.Install(ctx, []*state.Update{lcu, {ID: "KB1234567"}, ssu, lcu})
+	res, err := b.Install(ctx, []*protocol.Update{lcu, {ID: "KB1234567"}, ssu, lcu})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,7 +160,7 @@ func TestInstallOutcomes(t *testing.T) {
 	}
 	// Installing again is harmless but counted: that is how a test
 	// catches a repeated install.
-	res, _ = b.Install(ctx, []*state.Update{lcu})
+	res, _ = b.Install(ctx, []*protocol.Update{lcu})
 	if !res[0].Succeeded || b.Installs(lcu.ID) != 3 {
 		t.Errorf("reinstall = %+v with %d installs; want success counted as the third", res[0], b.Installs(lcu.ID))
 	}
@@ -169,7 +169,7 @@ func TestInstallOutcomes(t *testing.T) {
 func TestFailureRate(t *testing.T) {
 	run := func(rate float64) []bool {
 		b := newSim(t, Options{Seed: 3, Family: "linux", FailureRate: rate})
-		var todo []*state.Update
+		var todo []*protocol.Update
 		for _, u := range inventory(t, b) {
 			if !u.Installed {
 				todo = append(todo, u)
@@ -213,7 +213,7 @@ func TestStateSurvivesRestart(t *testing.T) {
 	opts := Options{Seed: 7, Family: "linux", StateDir: dir}
 	first := newSim(t, opts)
 	u := firstAvailable(t, inventory(t, first))
-	if _, err := first.Install(context.Background(), []*state.Update{u}); err != nil {
+	if _, err := first.Install(context.Background(), []*protocol.Update{u}); err != nil {
 		t.Fatal(err)
 	}
 	restarted := newSim(t, opts)
@@ -237,7 +237,7 @@ func TestConcurrentInstallsAndInventories(t *testing.T) {
 		wg.Add(2)
 		go func() {
 			defer wg.Done()
-			if _, err := b.Install(context.Background(), []*state.Update{us[i%len(us)]}); err != nil {
+			if _, err := b.Install(context.Background(), []*protocol.Update{us[i%len(us)]}); err != nil {
 				t.Error(err)
 			}
 		}()

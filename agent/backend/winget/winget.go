@@ -23,10 +23,10 @@ import (
 
 	"github.com/patchline/patchline/agent/backend/internal/winos"
 	"github.com/patchline/patchline/agent/backend/run"
-	"github.com/patchline/patchline/reconciler/state"
+	"github.com/patchline/patchline/protocol"
 )
 
-// Source is the state.Update.Source of updates this backend reports.
+// Source is the protocol.Update.Source of updates this backend reports.
 const Source = "winget"
 
 // InventoryScript lists installed packages and their newer versions as a
@@ -63,7 +63,7 @@ type wgPackage struct {
 
 // Inventory reports every installed package and, for those a winget source
 // offers a newer version of, that version.
-func (b *Backend) Inventory(ctx context.Context) ([]*state.Update, error) {
+func (b *Backend) Inventory(ctx context.Context) ([]*protocol.Update, error) {
 	out, err := winos.PowerShell(ctx, b.run, InventoryScript, nil)
 	if err != nil {
 		return nil, fmt.Errorf("winget inventory: %w", err)
@@ -72,17 +72,17 @@ func (b *Backend) Inventory(ctx context.Context) ([]*state.Update, error) {
 }
 
 // parseInventory turns InventoryScript's JSON into updates.
-func parseInventory(out []byte) ([]*state.Update, error) {
+func parseInventory(out []byte) ([]*protocol.Update, error) {
 	var pkgs []wgPackage
 	if err := json.Unmarshal(out, &pkgs); err != nil {
 		return nil, fmt.Errorf("winget inventory output: %w", err)
 	}
-	var updates []*state.Update
+	var updates []*protocol.Update
 	for i, p := range pkgs {
 		if p.ID == "" || p.InstalledVersion == "" {
 			return nil, fmt.Errorf("winget inventory output: package %d (%q) lacks an id or installed version", i, p.Name)
 		}
-		updates = append(updates, &state.Update{
+		updates = append(updates, &protocol.Update{
 			ID:               p.ID + "@" + p.InstalledVersion,
 			Source:           Source,
 			Name:             p.ID,
@@ -101,7 +101,7 @@ func parseInventory(out []byte) ([]*state.Update, error) {
 		if v == "Unknown" {
 			continue
 		}
-		updates = append(updates, &state.Update{
+		updates = append(updates, &protocol.Update{
 			ID:               p.ID + "@" + v,
 			Source:           Source,
 			Name:             p.ID,
@@ -135,7 +135,7 @@ const (
 // CLI, one at a time and in order. Exit codes saying the package is already
 // there or needs only a reboot to finish count as success. The returned
 // error is set only when ctx ends.
-func (b *Backend) Install(ctx context.Context, updates []*state.Update) ([]run.Result, error) {
+func (b *Backend) Install(ctx context.Context, updates []*protocol.Update) ([]run.Result, error) {
 	results := make([]run.Result, 0, len(updates))
 	for _, u := range updates {
 		if err := ctx.Err(); err != nil {
@@ -146,7 +146,7 @@ func (b *Backend) Install(ctx context.Context, updates []*state.Update) ([]run.R
 	return results, nil
 }
 
-func (b *Backend) install(ctx context.Context, u *state.Update) run.Result {
+func (b *Backend) install(ctx context.Context, u *protocol.Update) run.Result {
 	res := run.Result{Update: u.ID}
 	switch {
 	case u.Source != Source:

@@ -11,7 +11,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/patchline/patchline/agent/backend/internal/winos"
 	"github.com/patchline/patchline/agent/backend/run/runtest"
-	"github.com/patchline/patchline/reconciler/state"
+	"github.com/patchline/patchline/protocol"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
@@ -57,7 +57,7 @@ func TestInstallFromRecordedExitCodes(t *testing.T) {
 		{Cmd: upgrade("7zip.7zip", "24.09"), Exit: 0x8A150101, Stdout: "Starting package install...\nApplication is currently running. Exit the application then try again.\n"},
 		{Cmd: upgrade("Git.Git", "2.49.0"), Exit: 0x8A15002B, Stdout: "No available upgrade found.\nNo newer package versions are available from the configured sources.\n"},
 	}}
-	updates := []*state.Update{
+	updates := []*protocol.Update{
 		{ID: "Mozilla.Firefox@139.0.1", Source: Source, Name: "Mozilla.Firefox", Version: "139.0.1"},
 		{ID: "Notepad++.Notepad++@8.8.1", Source: Source, Name: "Notepad++.Notepad++", Version: "8.8.1"},
 		{ID: "7zip.7zip@24.09", Source: Source, Name: "7zip.7zip", Version: "24.09"},

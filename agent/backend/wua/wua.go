@@ -25,10 +25,10 @@ import (
 
 	"github.com/patchline/patchline/agent/backend/internal/winos"
 	"github.com/patchline/patchline/agent/backend/run"
-	"github.com/patchline/patchline/reconciler/state"
+	"github.com/patchline/patchline/protocol"
 )
 
-// Source is the state.Update.Source of updates this backend reports.
+// Source is the protocol.Update.Source of updates this backend reports.
 const Source = "windows-update"
 
 // InventoryScript lists updates as JSON; InstallScript installs the
@@ -62,7 +62,7 @@ type wuUpdate struct {
 
 // Inventory reports Windows Update's available and installed software
 // updates.
-func (b *Backend) Inventory(ctx context.Context) ([]*state.Update, error) {
+func (b *Backend) Inventory(ctx context.Context) ([]*protocol.Update, error) {
 	out, err := winos.PowerShell(ctx, b.run, InventoryScript, nil)
 	if err != nil {
 		return nil, fmt.Errorf("windows update search: %w", err)
@@ -71,12 +71,12 @@ func (b *Backend) Inventory(ctx context.Context) ([]*state.Update, error) {
 }
 
 // parseInventory turns inventory.ps1's JSON into updates.
-func parseInventory(out []byte) ([]*state.Update, error) {
+func parseInventory(out []byte) ([]*protocol.Update, error) {
 	var raw []wuUpdate
 	if err := json.Unmarshal(out, &raw); err != nil {
 		return nil, fmt.Errorf("windows update search output: %w", err)
 	}
-	updates := make([]*state.Update, 0, len(raw))
+	updates := make([]*protocol.Update, 0, len(raw))
 	for i, w := range raw {
 		id := w.UpdateID
 		if len(w.KBs) > 0 {
@@ -85,7 +85,7 @@ func parseInventory(out []byte) ([]*state.Update, error) {
 		if id == "" {
 			return nil, fmt.Errorf("windows update search output: update %d has neither KB nor update id", i)
 		}
-		u := &state.Update{
+		u := &protocol.Update{
 			ID:             id,
 			Source:         Source,
 			Name:           id,
@@ -170,7 +170,7 @@ var resultCodes = map[int]string{0: "not started", 1: "in progress", 2: "succeed
 // in one PowerShell run. An update Windows no longer offers because it is
 // already installed counts as succeeded. The returned error is set only when
 // ctx ends.
-func (b *Backend) Install(ctx context.Context, updates []*state.Update) ([]run.Result, error) {
+func (b *Backend) Install(ctx context.Context, updates []*protocol.Update) ([]run.Result, error) {
 	results := make([]run.Result, len(updates))
 	var ids []string
 	index := map[string]int{} // id → position in updates, for those sent to the script

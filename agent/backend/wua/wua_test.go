@@ -11,7 +11,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/patchline/patchline/agent/backend/internal/winos"
 	"github.com/patchline/patchline/agent/backend/run/runtest"
-	"github.com/patchline/patchline/reconciler/state"
+	"github.com/patchline/patchline/protocol"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
@@ -77,7 +77,7 @@ func TestInstallFromRecordedOutput(t *testing.T) {
 	r := &runtest.Replay{T: t, Calls: []runtest.Call{
 		{Cmd: cmdline(InstallScript), Stdout: runtest.File(t, "testdata", "install-mixed.json")},
 	}}
-	updates := []*state.Update{
+	updates := []*protocol.Update{
 		{ID: "KB5058411", Source: Source, Name: "KB5058411"},
 		{ID: "KB5054979", Source: Source, Name: "KB5054979"},
 		{ID: "KB5055523", Source: Source, Name: "KB5055523"},
@@ -115,7 +115,7 @@ func TestInstallWhenPowerShellFails(t *testing.T) {
 	r := &runtest.Replay{T: t, Calls: []runtest.Call{
 		{Cmd: cmdline(InstallScript), Exit: 1, Stderr: "powershell.exe : The term 'powershell.exe' is not recognized"},
 	}}
-	got, err := New(r).Install(context.Background(), []*state.Update{{ID: "KB5058411", Source: Source, Name: "KB5058411"}})
+	got, err := New(r).Install(context.Background(), []*protocol.Update{{ID: "KB5058411", Source: Source, Name: "KB5058411"}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/patchline/patchline/reconciler/state"
+	"github.com/patchline/patchline/protocol"
 	"github.com/patchline/patchline/reconciler/store"
 )
 
@@ -24,7 +24,7 @@ func benchClient(i int) string   { return fmt.Sprintf("client-%03d", i%benchClie
 func benchReport(i int, at time.Time) store.Report {
 	r := report(benchEndpoint(i), at)
 	for u := range benchUpdates {
-		var up *state.Update
+		var up *protocol.Update
 		if u%2 == 0 {
 			up = kb(fmt.Sprintf("KB50%04d", u), u%4 == 0)
 		} else {
@@ -70,7 +70,7 @@ func populate(b *testing.B, db *DB) {
 		}
 		created := createJobs(b, db, benchClient(c), t0, jobs...)
 		for _, j := range created[:len(created)/2] {
-			if _, err := db.RecordResult(ctx, j.ID, j.Endpoint, []store.UpdateResult{{Update: "KB500002", Result: state.ResultFailed}}, t0); err != nil {
+			if _, err := db.RecordResult(ctx, j.ID, j.Endpoint, []store.UpdateResult{{Update: "KB500002", Result: protocol.ResultFailed}}, t0); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/patchline/patchline/reconciler/state"
+	"github.com/patchline/patchline/protocol"
 	"github.com/patchline/patchline/reconciler/store"
 )
 
@@ -54,7 +54,7 @@ func TestCrashChild(t *testing.T) {
 			t.Fatal(err)
 		}
 		if prev != nil {
-			if _, err := db.RecordResult(ctx, prev[0].ID, "ep-0", []store.UpdateResult{{Update: "KB1", Result: state.ResultFailed}}, now); err != nil {
+			if _, err := db.RecordResult(ctx, prev[0].ID, "ep-0", []store.UpdateResult{{Update: "KB1", Result: protocol.ResultFailed}}, now); err != nil {
 				t.Fatal(err)
 			}
 		}

@@ -7,7 +7,7 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/patchline/patchline/reconciler/state"
+	"github.com/patchline/patchline/protocol"
 	"github.com/patchline/patchline/reconciler/store"
 )
 
@@ -148,7 +148,7 @@ type updateRow struct {
 }
 
 // reportedRow is u's row, without installedAt.
-func reportedRow(u *state.Update) (updateRow, error) {
+func reportedRow(u *protocol.Update) (updateRow, error) {
 	row := updateRow{
 		source: u.Source, name: u.Name, title: u.Title, version: u.Version, installedVersion: u.InstalledVersion,
 		category: u.Category, severity: u.Severity, cvss: u.CVSS,
@@ -280,8 +280,8 @@ func replaceInventory(tx *wtx, inv inventory) error {
 const timeLayout = "2006-01-02T15:04:05.999999999Z07:00"
 
 // scanUpdate reads one row of updateColumns.
-func scanUpdate(rows *sql.Rows, endpoint *string) (*state.Update, error) {
-	u := &state.Update{}
+func scanUpdate(rows *sql.Rows, endpoint *string) (*protocol.Update, error) {
+	u := &protocol.Update{}
 	var cves, requires sql.NullString
 	var released, installedAt sql.NullInt64
 	var known, reboot, installed int

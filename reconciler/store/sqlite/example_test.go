@@ -8,7 +8,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/patchline/patchline/reconciler/state"
+	"github.com/patchline/patchline/protocol"
 	"github.com/patchline/patchline/reconciler/store"
 	"github.com/patchline/patchline/reconciler/store/sqlite"
 )
@@ -36,8 +36,8 @@ func Example() {
 		log.Fatal(err)
 	}
 	err = db.ReplaceInventory(ctx, store.Report{
-		Endpoint: "ep-1", Hostname: "reception-pc", OS: state.OS{Family: "windows"}, At: now,
-		Updates: []*state.Update{{ID: "KB5001", Source: "windows-update", Category: "security"}},
+		Endpoint: "ep-1", Hostname: "reception-pc", OS: protocol.OS{Family: "windows"}, At: now,
+		Updates: []*protocol.Update{{ID: "KB5001", Source: "windows-update", Category: "security"}},
 	})
 	if err != nil {
 		log.Fatal(err)
@@ -72,7 +72,7 @@ func Example() {
 	if err := db.LeaseJob(ctx, job.ID, now.Add(10*time.Minute)); err != nil {
 		log.Fatal(err)
 	}
-	result := []store.UpdateResult{{Update: "KB5001", Result: state.ResultSucceeded, At: now.Add(5 * time.Minute)}}
+	result := []store.UpdateResult{{Update: "KB5001", Result: protocol.ResultSucceeded, At: now.Add(5 * time.Minute)}}
 	for range 2 { // the agent's outbox sends the result twice
 		rec, err := db.RecordResult(ctx, job.ID, "ep-1", result, now.Add(6*time.Minute))
 		if err != nil {

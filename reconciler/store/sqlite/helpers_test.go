@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp/cmpopts"
-	"github.com/patchline/patchline/reconciler/state"
+	"github.com/patchline/patchline/protocol"
 	"github.com/patchline/patchline/reconciler/store"
 )
 
@@ -68,8 +68,8 @@ func createJobs(t testing.TB, db *DB, client string, now time.Time, jobs ...stor
 }
 
 // kb is a Windows update as an agent reports it.
-func kb(id string, installed bool) *state.Update {
-	return &state.Update{
+func kb(id string, installed bool) *protocol.Update {
+	return &protocol.Update{
 		ID: id, Source: "windows-update", Name: id, Title: "Cumulative update " + id, Version: "1",
 		Category: "security", Severity: "critical", CVSS: 9.8, CVEs: []string{"CVE-2026-0001", "CVE-2026-0002"},
 		KnownExploited: true, Released: t0.Add(-72 * time.Hour), RebootRequired: true, Installed: installed,
@@ -77,16 +77,16 @@ func kb(id string, installed bool) *state.Update {
 }
 
 // deb is a Debian package version as an agent reports it.
-func deb(name, version, installedVersion string, requires ...string) *state.Update {
-	return &state.Update{
+func deb(name, version, installedVersion string, requires ...string) *protocol.Update {
+	return &protocol.Update{
 		ID: name + "@" + version, Source: "apt", Name: name, Version: version, InstalledVersion: installedVersion,
 		Category: "bugfix", Released: t0.Add(-24 * time.Hour), Requires: requires,
 	}
 }
 
-func report(endpoint string, at time.Time, updates ...*state.Update) store.Report {
+func report(endpoint string, at time.Time, updates ...*protocol.Update) store.Report {
 	return store.Report{
-		Endpoint: endpoint, Hostname: endpoint + ".local", OS: state.OS{Family: "windows", Version: "11 24H2"},
+		Endpoint: endpoint, Hostname: endpoint + ".local", OS: protocol.OS{Family: "windows", Version: "11 24H2"},
 		Labels: map[string]string{"site": "hq"}, At: at, Updates: updates,
 	}
 }

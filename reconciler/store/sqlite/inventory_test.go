@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/patchline/patchline/reconciler/state"
+	"github.com/patchline/patchline/protocol"
 	"github.com/patchline/patchline/reconciler/store"
 )
 
@@ -62,12 +62,12 @@ func TestReplaceInventory(t *testing.T) {
 		wantErr error    // of the last report
 		// want is the endpoint's updates after all steps; InFlightJob and
 		// Attempts[].Job are compared only for presence.
-		want []*state.Update
+		want []*protocol.Update
 	}{
 		{
 			name:    "update reported installed for the first time gets the report time",
 			reports: []store.Report{report("ep-1", t1, kb("KB5001", true))},
-			want:    []*state.Update{withInstalledAt(kb("KB5001", true), t1)},
+			want:    []*protocol.Update{withInstalledAt(kb("KB5001", true), t1)},
 		},
 		{
 			name: "installed update keeps its first installed time on later reports",
@@ -75,7 +75,7 @@ func TestReplaceInventory(t *testing.T) {
 				report("ep-1", t1, kb("KB5001", true)),
 				report("ep-1", t2, kb("KB5001", true), kb("KB5002", false)),
 			},
-			want: []*state.Update{withInstalledAt(kb("KB5001", true), t1), kb("KB5002", false)},
+			want: []*protocol.Update{withInstalledAt(kb("KB5001", true), t1), kb("KB5002", false)},
 		},
 		{
 			name: "update reported uninstalled loses its installed time",
@@ -83,14 +83,14 @@ func TestReplaceInventory(t *testing.T) {
 				report("ep-1", t1, kb("KB5001", true)),
 				report("ep-1", t2, kb("KB5001", false)),
 			},
-			want: []*state.Update{kb("KB5001", false)},
+			want: []*protocol.Update{kb("KB5001", false)},
 		},
 		{
 			name: "agent's own installed time and attempts are ignored",
 			reports: []store.Report{
 				report("ep-1", t1, withAttempts(withInstalledAt(kb("KB5001", true), t0.Add(-time.Hour)))),
 			},
-			want: []*state.Update{withInstalledAt(kb("KB5001", true), t1)},
+			want: []*protocol.Update{withInstalledAt(kb("KB5001", true), t1)},
 		},
 		{
 			name: "update no longer reported is gone from the snapshot",
@@ -98,14 +98,14 @@ func TestReplaceInventory(t *testing.T) {
 				report("ep-1", t1, kb("KB5001", false), deb("openssl", "3.0.15-1", "3.0.14-1")),
 				report("ep-1", t2, deb("openssl", "3.0.15-1", "3.0.14-1")),
 			},
-			want: []*state.Update{deb("openssl", "3.0.15-1", "3.0.14-1")},
+			want: []*protocol.Update{deb("openssl", "3.0.15-1", "3.0.14-1")},
 		},
 		{
 			name:    "job success marks the update installed at the result time and a later report keeps it",
 			reports: []store.Report{report("ep-1", t1, kb("KB5001", false)), report("ep-1", t3, kb("KB5001", true))},
 			results: []result{{job: "k1", updates: []string{"KB5001"}, at: t2,
-				results: []store.UpdateResult{{Update: "KB5001", Result: state.ResultSucceeded, At: t2}}}},
-			want: []*state.Update{withAttempt(withInstalledAt(kb("KB5001", true), t2), t2, state.ResultSucceeded, "")},
+				results: []store.UpdateResult{{Update: "KB5001", Result: protocol.ResultSucceeded, At: t2}}}},
+			want: []*protocol.Update{withAttempt(withInstalledAt(kb("KB5001", true), t2), t2, protocol.ResultSucceeded, "")},
 		},
 		{
 			name: "failed attempts survive the update leaving and coming back",
@@ -115,8 +115,8 @@ func TestReplaceInventory(t *testing.T) {
 				report("ep-1", t3, kb("KB5001", false)),
 			},
 			results: []result{{job: "k1", updates: []string{"KB5001"}, at: t1.Add(time.Minute),
-				results: []store.UpdateResult{{Update: "KB5001", Result: state.ResultFailed, Error: "0x800f0922"}}}},
-			want: []*state.Update{withAttempt(kb("KB5001", false), t1.Add(time.Minute), state.ResultFailed, "0x800f0922")},
+				results: []store.UpdateResult{{Update: "KB5001", Result: protocol.ResultFailed, Error: "0x800f0922"}}}},
+			want: []*protocol.Update{withAttempt(kb("KB5001", false), t1.Add(time.Minute), protocol.ResultFailed, "0x800f0922")},
 		},
 		{
 			name: "older report is refused and changes nothing",
@@ -125,7 +125,7 @@ func TestReplaceInventory(t *testing.T) {
 				report("ep-1", t1, kb("KB5001", false)),
 			},
 			wantErr: store.ErrConflict,
-			want:    []*state.Update{withInstalledAt(kb("KB5001", true), t2)},
+			want:    []*protocol.Update{withInstalledAt(kb("KB5001", true), t2)},
 		},
 		{
 			name: "a late copy of an earlier report arrives after a newer one and is refused",
@@ -135,7 +135,7 @@ func TestReplaceInventory(t *testing.T) {
 				numbered(report("ep-1", t3, kb("KB5001", false)), 7),
 			},
 			wantErr: store.ErrConflict,
-			want:    []*state.Update{withInstalledAt(kb("KB5001", true), t2)},
+			want:    []*protocol.Update{withInstalledAt(kb("KB5001", true), t2)},
 		},
 		{
 			name: "repeated report is stored again",
@@ -143,7 +143,7 @@ func TestReplaceInventory(t *testing.T) {
 				report("ep-1", t1, kb("KB5001", true)),
 				report("ep-1", t1, kb("KB5001", true)),
 			},
-			want: []*state.Update{withInstalledAt(kb("KB5001", true), t1)},
+			want: []*protocol.Update{withInstalledAt(kb("KB5001", true), t1)},
 		},
 		{
 			name: "changed details of a stored update replace the old ones",
@@ -151,7 +151,7 @@ func TestReplaceInventory(t *testing.T) {
 				report("ep-1", t1, kb("KB5001", false), deb("openssl", "3.0.15-1", "3.0.14-1", "libssl3@3.0.15-1")),
 				report("ep-1", t2, revised(kb("KB5001", false)), deb("openssl", "3.0.15-1", "3.0.13-1")),
 			},
-			want: []*state.Update{revised(kb("KB5001", false)), deb("openssl", "3.0.15-1", "3.0.13-1")},
+			want: []*protocol.Update{revised(kb("KB5001", false)), deb("openssl", "3.0.15-1", "3.0.13-1")},
 		},
 		{
 			name: "a new update and a removed one in the same report",
@@ -159,19 +159,19 @@ func TestReplaceInventory(t *testing.T) {
 				report("ep-1", t1, kb("KB5001", true), kb("KB5002", false)),
 				report("ep-1", t2, kb("KB5001", true), kb("KB5003", false)),
 			},
-			want: []*state.Update{withInstalledAt(kb("KB5001", true), t1), kb("KB5003", false)},
+			want: []*protocol.Update{withInstalledAt(kb("KB5001", true), t1), kb("KB5003", false)},
 		},
 		{
 			name:    "same update twice in one report is invalid",
 			reports: []store.Report{report("ep-1", t1, kb("KB5001", true), kb("KB5001", false))},
 			wantErr: store.ErrInvalid,
-			want:    []*state.Update{},
+			want:    []*protocol.Update{},
 		},
 		{
 			name:    "report from an endpoint never enrolled",
 			reports: []store.Report{report("ep-9", t1, kb("KB5001", true))},
 			wantErr: store.ErrNotFound,
-			want:    []*state.Update{},
+			want:    []*protocol.Update{},
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -215,25 +215,25 @@ func TestReplaceInventory(t *testing.T) {
 	}
 }
 
-func withInstalledAt(u *state.Update, at time.Time) *state.Update {
+func withInstalledAt(u *protocol.Update, at time.Time) *protocol.Update {
 	u.InstalledAt = &at
 	return u
 }
 
-func withAttempts(u *state.Update) *state.Update {
-	u.Attempts = []state.Attempt{{At: t0, Result: state.ResultFailed, Job: "agent-made-up"}}
+func withAttempts(u *protocol.Update) *protocol.Update {
+	u.Attempts = []protocol.Attempt{{At: t0, Result: protocol.ResultFailed, Job: "agent-made-up"}}
 	u.InFlightJob = ptr("agent-made-up")
 	return u
 }
 
-func withAttempt(u *state.Update, at time.Time, r state.Result, msg string) *state.Update {
-	u.Attempts = append(u.Attempts, state.Attempt{At: at, Result: r, Error: msg, Ring: "canary"})
+func withAttempt(u *protocol.Update, at time.Time, r protocol.Result, msg string) *protocol.Update {
+	u.Attempts = append(u.Attempts, protocol.Attempt{At: at, Result: r, Error: msg, Ring: "canary"})
 	return u
 }
 
 // revised is u as its vendor re-released it: every detail but the id
 // changed, lists and the release date emptied.
-func revised(u *state.Update) *state.Update {
+func revised(u *protocol.Update) *protocol.Update {
 	u.Source, u.Name, u.Title, u.Version, u.InstalledVersion = "winget", u.Name+"-v2", "Revised "+u.Title, "2", "1"
 	u.Category, u.Severity, u.CVSS, u.CVEs, u.KnownExploited = "feature", "low", 3.1, nil, false
 	u.Released, u.RebootRequired, u.Requires = time.Time{}, false, nil

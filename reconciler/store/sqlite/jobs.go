@@ -9,7 +9,7 @@ import (
 	"slices"
 	"time"
 
-	"github.com/patchline/patchline/reconciler/state"
+	"github.com/patchline/patchline/protocol"
 	"github.com/patchline/patchline/reconciler/store"
 )
 
@@ -274,13 +274,13 @@ func (db *DB) RecordResult(ctx context.Context, jobID, endpoint string, results 
 		if err != nil {
 			return fmt.Errorf("updates: %w", err)
 		}
-		counts := map[state.Result]int{}
+		counts := map[protocol.Result]int{}
 		for _, r := range results {
 			if !slices.Contains(jobUpdates, r.Update) {
 				return fmt.Errorf("result for update %q, which the job does not contain: %w", r.Update, store.ErrInvalid)
 			}
 			switch r.Result {
-			case state.ResultSucceeded, state.ResultFailed, state.ResultRefused:
+			case protocol.ResultSucceeded, protocol.ResultFailed, protocol.ResultRefused:
 			default:
 				return fmt.Errorf("update %q: unknown result %q: %w", r.Update, r.Result, store.ErrInvalid)
 			}
@@ -298,7 +298,7 @@ func (db *DB) RecordResult(ctx context.Context, jobID, endpoint string, results 
 			if _, err := tx.exec(insertAttemptQuery, endpoint, r.Update, jobID, ring, at.UnixNano(), string(r.Result), r.Error, r.Output); err != nil {
 				return fmt.Errorf("update %q: %w", r.Update, err)
 			}
-			if r.Result == state.ResultSucceeded {
+			if r.Result == protocol.ResultSucceeded {
 				if _, err := tx.exec(markInstalledQuery, at.UnixNano(), endpoint, r.Update); err != nil {
 					return fmt.Errorf("update %q: %w", r.Update, err)
 				}
@@ -309,7 +309,7 @@ func (db *DB) RecordResult(ctx context.Context, jobID, endpoint string, results 
 			Failed    int  `json:"failed"`
 			Refused   int  `json:"refused"`
 			Expired   bool `json:"expired,omitempty"`
-		}{counts[state.ResultSucceeded], counts[state.ResultFailed], counts[state.ResultRefused], store.JobState(st) == store.JobExpired})
+		}{counts[protocol.ResultSucceeded], counts[protocol.ResultFailed], counts[protocol.ResultRefused], store.JobState(st) == store.JobExpired})
 		if err != nil {
 			return err
 		}

@@ -11,7 +11,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
-	"github.com/patchline/patchline/reconciler/state"
+	"github.com/patchline/patchline/protocol"
 	"github.com/patchline/patchline/reconciler/store"
 )
 
@@ -250,7 +250,7 @@ func TestLeaseExpiryOffersJobAgain(t *testing.T) {
 }
 
 func TestRecordResult(t *testing.T) {
-	ok := []store.UpdateResult{{Update: "KB1", Result: state.ResultSucceeded, Output: "installed"}}
+	ok := []store.UpdateResult{{Update: "KB1", Result: protocol.ResultSucceeded, Output: "installed"}}
 	for _, tc := range []struct {
 		name     string
 		endpoint string
@@ -276,7 +276,7 @@ func TestRecordResult(t *testing.T) {
 		{name: "result for an unknown job", endpoint: "ep-1", results: ok, job: func(store.Job) string { return "no-such-job" }, wantErr: store.ErrNotFound},
 		{
 			name: "result for an update the job does not contain", endpoint: "ep-1",
-			results: []store.UpdateResult{{Update: "KB2", Result: state.ResultSucceeded}}, wantErr: store.ErrInvalid,
+			results: []store.UpdateResult{{Update: "KB2", Result: protocol.ResultSucceeded}}, wantErr: store.ErrInvalid,
 		},
 		{
 			name: "result with an unknown outcome", endpoint: "ep-1",
@@ -421,7 +421,7 @@ func TestConcurrentWriters(t *testing.T) {
 						return
 					}
 					for _, j := range due {
-						if _, err := db.RecordResult(ctx, j.ID, ep, []store.UpdateResult{{Update: j.Updates[0], Result: state.ResultFailed}}, at); err != nil {
+						if _, err := db.RecordResult(ctx, j.ID, ep, []store.UpdateResult{{Update: j.Updates[0], Result: protocol.ResultFailed}}, at); err != nil {
 							errs <- err
 							return
 						}

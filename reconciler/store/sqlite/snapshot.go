@@ -8,7 +8,7 @@ import (
 	"sort"
 	"time"
 
-	"github.com/patchline/patchline/reconciler/state"
+	"github.com/patchline/patchline/protocol"
 	"github.com/patchline/patchline/reconciler/store"
 )
 
@@ -18,27 +18,27 @@ import (
 // results for it, oldest first; its InFlightJob is the earliest open or
 // leased job that includes it and whose not-after time is after now. An
 // endpoint that never reported has a zero LastSeen and no updates.
-func (db *DB) Snapshot(ctx context.Context, now time.Time) (*state.Snapshot, error) {
+func (db *DB) Snapshot(ctx context.Context, now time.Time) (*protocol.Snapshot, error) {
 	eps, err := db.loadEndpoints(ctx, scope{}, now)
 	if err != nil {
 		return nil, fmt.Errorf("snapshot: %w", err)
 	}
-	return &state.Snapshot{APIVersion: state.APIVersion, GeneratedAt: now, Endpoints: eps}, nil
+	return &protocol.Snapshot{APIVersion: protocol.SnapshotAPIVersion, GeneratedAt: now, Endpoints: eps}, nil
 }
 
 // ClientSnapshot is Snapshot for the endpoints of one client. A client
 // without endpoints has an empty snapshot.
-func (db *DB) ClientSnapshot(ctx context.Context, client string, now time.Time) (*state.Snapshot, error) {
+func (db *DB) ClientSnapshot(ctx context.Context, client string, now time.Time) (*protocol.Snapshot, error) {
 	eps, err := db.loadEndpoints(ctx, scope{client: client}, now)
 	if err != nil {
 		return nil, fmt.Errorf("snapshot of client %q: %w", client, err)
 	}
-	return &state.Snapshot{APIVersion: state.APIVersion, GeneratedAt: now, Endpoints: eps}, nil
+	return &protocol.Snapshot{APIVersion: protocol.SnapshotAPIVersion, GeneratedAt: now, Endpoints: eps}, nil
 }
 
 // EndpointSnapshot is Snapshot for one endpoint; its cost depends only on
 // that endpoint. An unknown endpoint is store.ErrNotFound.
-func (db *DB) EndpointSnapshot(ctx context.Context, id string, now time.Time) (*state.Endpoint, error) {
+func (db *DB) EndpointSnapshot(ctx context.Context, id string, now time.Time) (*protocol.Endpoint, error) {
 	eps, err := db.loadEndpoints(ctx, scope{endpoint: id}, now)
 	if err != nil {
 		return nil, fmt.Errorf("snapshot of endpoint %q: %w", id, err)
@@ -102,8 +102,8 @@ func (s scope) inFlightQuery(now time.Time) (string, []any) {
 
 // loadEndpoints reads the endpoints in scope with their updates, attempts
 // and in-flight jobs, all from one read transaction so they agree.
-func (db *DB) loadEndpoints(ctx context.Context, s scope, now time.Time) ([]*state.Endpoint, error) {
-	eps := []*state.Endpoint{}
+func (db *DB) loadEndpoints(ctx context.Context, s scope, now time.Time) ([]*protocol.Endpoint, error) {
+	eps := []*protocol.Endpoint{}
 	err := db.readTx(ctx, func(tx *sql.Tx) error {
 		var err error
 		if eps, err = queryEndpoints(ctx, tx, s); err != nil {
@@ -112,7 +112,7 @@ func (db *DB) loadEndpoints(ctx context.Context, s scope, now time.Time) ([]*sta
 		if len(eps) == 0 {
 			return nil
 		}
-		byID := make(map[string]*state.Endpoint, len(eps))
+		byID := make(map[string]*protocol.Endpoint, len(eps))
 		for _, e := range eps {
 			byID[e.ID] = e
 		}
@@ -130,16 +130,16 @@ func (db *DB) loadEndpoints(ctx context.Context, s scope, now time.Time) ([]*sta
 	return eps, err
 }
 
-func queryEndpoints(ctx context.Context, tx *sql.Tx, s scope) ([]*state.Endpoint, error) {
+func queryEndpoints(ctx context.Context, tx *sql.Tx, s scope) ([]*protocol.Endpoint, error) {
 	q, args := s.endpointsQuery()
 	rows, err := tx.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	eps := []*state.Endpoint{}
+	eps := []*protocol.Endpoint{}
 	for rows.Next() {
-		e := &state.Endpoint{Updates: []*state.Update{}}
+		e := &protocol.Endpoint{Updates: []*protocol.Update{}}
 		var labels sql.NullString
 		var lastSeen sql.NullInt64
 		var reboot int
@@ -158,7 +158,7 @@ func queryEndpoints(ctx context.Context, tx *sql.Tx, s scope) ([]*state.Endpoint
 	return eps, rows.Err()
 }
 
-func queryUpdates(ctx context.Context, tx *sql.Tx, s scope, byID map[string]*state.Endpoint) error {
+func queryUpdates(ctx context.Context, tx *sql.Tx, s scope, byID map[string]*protocol.Endpoint) error {
 	q, args := s.updatesQuery()
 	rows, err := tx.QueryContext(ctx, q, args...)
 	if err != nil {
@@ -180,7 +180,7 @@ func queryUpdates(ctx context.Context, tx *sql.Tx, s scope, byID map[string]*sta
 
 // findUpdate returns the update with the given id among an endpoint's
 // updates, which are sorted by id.
-func findUpdate(e *state.Endpoint, id string) *state.Update {
+func findUpdate(e *protocol.Endpoint, id string) *protocol.Update {
 	i := sort.Search(len(e.Updates), func(i int) bool { return e.Updates[i].ID >= id })
 	if i < len(e.Updates) && e.Updates[i].ID == id {
 		return e.Updates[i]
@@ -188,7 +188,7 @@ func findUpdate(e *state.Endpoint, id string) *state.Update {
 	return nil
 }
 
-func queryAttempts(ctx context.Context, tx *sql.Tx, s scope, byID map[string]*state.Endpoint) error {
+func queryAttempts(ctx context.Context, tx *sql.Tx, s scope, byID map[string]*protocol.Endpoint) error {
 	q, args := s.attemptsQuery()
 	rows, err := tx.QueryContext(ctx, q, args...)
 	if err != nil {
@@ -198,7 +198,7 @@ func queryAttempts(ctx context.Context, tx *sql.Tx, s scope, byID map[string]*st
 	for rows.Next() {
 		var endpoint, update string
 		var at int64
-		var a state.Attempt
+		var a protocol.Attempt
 		if err := rows.Scan(&endpoint, &update, &at, &a.Result, &a.Error, &a.Job, &a.Ring); err != nil {
 			return err
 		}
@@ -214,7 +214,7 @@ func queryAttempts(ctx context.Context, tx *sql.Tx, s scope, byID map[string]*st
 	return rows.Err()
 }
 
-func queryInFlight(ctx context.Context, tx *sql.Tx, s scope, byID map[string]*state.Endpoint, now time.Time) error {
+func queryInFlight(ctx context.Context, tx *sql.Tx, s scope, byID map[string]*protocol.Endpoint, now time.Time) error {
 	q, args := s.inFlightQuery(now)
 	rows, err := tx.QueryContext(ctx, q, args...)
 	if err != nil {

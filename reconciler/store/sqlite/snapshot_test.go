@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/patchline/patchline/reconciler/state"
+	"github.com/patchline/patchline/protocol"
 	"github.com/patchline/patchline/reconciler/store"
 )
 
@@ -27,7 +27,7 @@ func fleet(t *testing.T, db *DB) (failed, open store.Job) {
 	replace(t, db, report("ep-win", t0.Add(time.Minute), kb("KB5002", false), kb("KB5001", true)))
 	deb1 := report("ep-deb", t0.Add(2*time.Minute),
 		deb("openssl", "3.0.15-1", "3.0.14-1"), deb("libssl3", "3.0.15-1", "3.0.14-1", "openssl@3.0.15-1"))
-	deb1.OS = state.OS{Family: "linux", Version: "debian 12"}
+	deb1.OS = protocol.OS{Family: "linux", Version: "debian 12"}
 	deb1.Labels = map[string]string{"role": "server", "site": "dc1"}
 	deb1.RebootPending = true
 	replace(t, db, deb1)
@@ -37,7 +37,7 @@ func fleet(t *testing.T, db *DB) (failed, open store.Job) {
 		newJob("ep-win", "acme", "acme/ep-win/1", "KB5002"),
 		newJob("ep-deb", "acme", "acme/ep-deb/1", "openssl@3.0.15-1", "libssl3@3.0.15-1"))
 	if _, err := db.RecordResult(ctx, jobs[0].ID, "ep-win", []store.UpdateResult{
-		{Update: "KB5002", Result: state.ResultFailed, Error: "0x80070005", Output: "access denied", At: t0.Add(20 * time.Minute)},
+		{Update: "KB5002", Result: protocol.ResultFailed, Error: "0x80070005", Output: "access denied", At: t0.Add(20 * time.Minute)},
 	}, t0.Add(21*time.Minute)); err != nil {
 		t.Fatal(err)
 	}
@@ -46,7 +46,7 @@ func fleet(t *testing.T, db *DB) (failed, open store.Job) {
 
 // wantFleet is what fleet's endpoints look like in a snapshot at now, in
 // id order.
-func wantFleet(failed, open store.Job, now time.Time) []*state.Endpoint {
+func wantFleet(failed, open store.Job, now time.Time) []*protocol.Endpoint {
 	var inFlight *string
 	if now.Before(open.NotAfter) {
 		inFlight = &open.ID
@@ -56,23 +56,23 @@ func wantFleet(failed, open store.Job, now time.Time) []*state.Endpoint {
 	libssl := deb("libssl3", "3.0.15-1", "3.0.14-1", "openssl@3.0.15-1")
 	libssl.InFlightJob = inFlight
 	kb2 := kb("KB5002", false)
-	kb2.Attempts = []state.Attempt{{At: t0.Add(20 * time.Minute), Result: state.ResultFailed, Error: "0x80070005", Job: failed.ID, Ring: "canary"}}
-	return []*state.Endpoint{
+	kb2.Attempts = []protocol.Attempt{{At: t0.Add(20 * time.Minute), Result: protocol.ResultFailed, Error: "0x80070005", Job: failed.ID, Ring: "canary"}}
+	return []*protocol.Endpoint{
 		{
-			ID: "ep-deb", Client: "acme", Hostname: "ep-deb.local", OS: state.OS{Family: "linux", Version: "debian 12"},
+			ID: "ep-deb", Client: "acme", Hostname: "ep-deb.local", OS: protocol.OS{Family: "linux", Version: "debian 12"},
 			Labels: map[string]string{"role": "server", "site": "dc1"}, LastSeen: t0.Add(2 * time.Minute), RebootPending: true,
-			Updates: []*state.Update{libssl, openssl},
+			Updates: []*protocol.Update{libssl, openssl},
 		},
 		{
-			ID: "ep-glx", Client: "globex", Hostname: "ep-glx.local", OS: state.OS{Family: "windows", Version: "11 24H2"},
+			ID: "ep-glx", Client: "globex", Hostname: "ep-glx.local", OS: protocol.OS{Family: "windows", Version: "11 24H2"},
 			Labels: map[string]string{"site": "hq"}, LastSeen: t0.Add(3 * time.Minute),
-			Updates: []*state.Update{kb("KB5001", false)},
+			Updates: []*protocol.Update{kb("KB5001", false)},
 		},
-		{ID: "ep-new", Client: "acme", Hostname: "ep-new.local", Updates: []*state.Update{}},
+		{ID: "ep-new", Client: "acme", Hostname: "ep-new.local", Updates: []*protocol.Update{}},
 		{
-			ID: "ep-win", Client: "acme", Hostname: "ep-win.local", OS: state.OS{Family: "windows", Version: "11 24H2"},
+			ID: "ep-win", Client: "acme", Hostname: "ep-win.local", OS: protocol.OS{Family: "windows", Version: "11 24H2"},
 			Labels: map[string]string{"site": "hq"}, LastSeen: t0.Add(time.Minute),
-			Updates: []*state.Update{withInstalledAt(kb("KB5001", true), t0.Add(time.Minute)), kb2},
+			Updates: []*protocol.Update{withInstalledAt(kb("KB5001", true), t0.Add(time.Minute)), kb2},
 		},
 	}
 }
@@ -86,28 +86,28 @@ func TestSnapshot(t *testing.T) {
 	all := wantFleet(failed, open, during)
 	for _, tc := range []struct {
 		name string
-		get  func() (*state.Snapshot, error)
-		want *state.Snapshot
+		get  func() (*protocol.Snapshot, error)
+		want *protocol.Snapshot
 	}{
 		{
 			name: "whole fleet while a job is open",
-			get:  func() (*state.Snapshot, error) { return db.Snapshot(ctx, during) },
-			want: &state.Snapshot{APIVersion: state.APIVersion, GeneratedAt: during, Endpoints: all},
+			get:  func() (*protocol.Snapshot, error) { return db.Snapshot(ctx, during) },
+			want: &protocol.Snapshot{APIVersion: protocol.SnapshotAPIVersion, GeneratedAt: during, Endpoints: all},
 		},
 		{
 			name: "whole fleet after the open job's window closed",
-			get:  func() (*state.Snapshot, error) { return db.Snapshot(ctx, after) },
-			want: &state.Snapshot{APIVersion: state.APIVersion, GeneratedAt: after, Endpoints: wantFleet(failed, open, after)},
+			get:  func() (*protocol.Snapshot, error) { return db.Snapshot(ctx, after) },
+			want: &protocol.Snapshot{APIVersion: protocol.SnapshotAPIVersion, GeneratedAt: after, Endpoints: wantFleet(failed, open, after)},
 		},
 		{
 			name: "one client",
-			get:  func() (*state.Snapshot, error) { return db.ClientSnapshot(ctx, "acme", during) },
-			want: &state.Snapshot{APIVersion: state.APIVersion, GeneratedAt: during, Endpoints: []*state.Endpoint{all[0], all[2], all[3]}},
+			get:  func() (*protocol.Snapshot, error) { return db.ClientSnapshot(ctx, "acme", during) },
+			want: &protocol.Snapshot{APIVersion: protocol.SnapshotAPIVersion, GeneratedAt: during, Endpoints: []*protocol.Endpoint{all[0], all[2], all[3]}},
 		},
 		{
 			name: "client without endpoints",
-			get:  func() (*state.Snapshot, error) { return db.ClientSnapshot(ctx, "initech", during) },
-			want: &state.Snapshot{APIVersion: state.APIVersion, GeneratedAt: during, Endpoints: []*state.Endpoint{}},
+			get:  func() (*protocol.Snapshot, error) { return db.ClientSnapshot(ctx, "initech", during) },
+			want: &protocol.Snapshot{APIVersion: protocol.SnapshotAPIVersion, GeneratedAt: during, Endpoints: []*protocol.Endpoint{}},
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

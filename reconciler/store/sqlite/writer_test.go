@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/patchline/patchline/reconciler/state"
+	"github.com/patchline/patchline/protocol"
 	"github.com/patchline/patchline/reconciler/store"
 )
 
@@ -230,7 +230,7 @@ func TestWritesRunPrepared(t *testing.T) {
 	if err := db.LeaseJob(ctx, jobs[0].ID, t0.Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := db.RecordResult(ctx, jobs[0].ID, "ep-1", []store.UpdateResult{{Update: "KB1", Result: state.ResultSucceeded, At: t0}}, t0); err != nil {
+	if _, err := db.RecordResult(ctx, jobs[0].ID, "ep-1", []store.UpdateResult{{Update: "KB1", Result: protocol.ResultSucceeded, At: t0}}, t0); err != nil {
 		t.Fatal(err)
 	}
 	if err := db.LeaseJob(ctx, jobs[0].ID, t0.Add(time.Hour)); !errors.Is(err, store.ErrConflict) {

@@ -8,7 +8,7 @@ import (
 	"math/rand/v2"
 	"time"
 
-	"github.com/patchline/patchline/reconciler/state"
+	"github.com/patchline/patchline/protocol"
 	"github.com/patchline/patchline/schema"
 )
 
@@ -62,13 +62,13 @@ func Fleet(n int) *schema.Fleet {
 // share Update values (one per variant: missing, installed at one of a few
 // times, failed, in flight), so a snapshot of 100,000 endpoints stays small;
 // callers must not change them.
-func Snapshot(clients, endpoints, updates int, now time.Time) *state.Snapshot {
+func Snapshot(clients, endpoints, updates int, now time.Time) *protocol.Snapshot {
 	rng := rand.New(rand.NewPCG(1, 2))
-	s := &state.Snapshot{APIVersion: state.APIVersion, GeneratedAt: now, Endpoints: make([]*state.Endpoint, endpoints)}
+	s := &protocol.Snapshot{APIVersion: protocol.SnapshotAPIVersion, GeneratedAt: now, Endpoints: make([]*protocol.Endpoint, endpoints)}
 	const variants = 8
-	pool := make([][][variants]*state.Update, clients)
+	pool := make([][][variants]*protocol.Update, clients)
 	for c := range clients {
-		pool[c] = make([][variants]*state.Update, updates)
+		pool[c] = make([][variants]*protocol.Update, updates)
 		for j := range updates {
 			for v := range variants {
 				pool[c][j][v] = update(j, v, now)
@@ -92,10 +92,10 @@ func Snapshot(clients, endpoints, updates int, now time.Time) *state.Snapshot {
 		if rng.IntN(50) == 0 {
 			lastSeen = now.Add(-10 * 24 * time.Hour)
 		}
-		ep := &state.Endpoint{
+		ep := &protocol.Endpoint{
 			ID: fmt.Sprintf("ep-%06d", i), Client: ClientID(c), Hostname: fmt.Sprintf("host-%06d", i),
-			OS: state.OS{Family: "windows", Version: "10.0.22631"}, Labels: labels, LastSeen: lastSeen,
-			Updates: make([]*state.Update, updates),
+			OS: protocol.OS{Family: "windows", Version: "10.0.22631"}, Labels: labels, LastSeen: lastSeen,
+			Updates: make([]*protocol.Update, updates),
 		}
 		for j := range updates {
 			// Mostly installed or missing; now and then failed or in flight.
@@ -112,9 +112,9 @@ func Snapshot(clients, endpoints, updates int, now time.Time) *state.Snapshot {
 
 // update builds variant v of the j-th update: 0-1 missing, 2-5 installed
 // at different times, 6 missing after a failed attempt, 7 in flight.
-func update(j, v int, now time.Time) *state.Update {
+func update(j, v int, now time.Time) *protocol.Update {
 	released := now.Add(-time.Duration(j%20+1) * 24 * time.Hour)
-	u := &state.Update{Category: "security", Severity: []string{"low", "moderate", "important", "critical"}[j%4],
+	u := &protocol.Update{Category: "security", Severity: []string{"low", "moderate", "important", "critical"}[j%4],
 		CVSS: float64(40+j%60) / 10, Released: released, RebootRequired: j%2 == 0}
 	switch j % 5 {
 	case 0, 1, 2:
@@ -135,7 +135,7 @@ func update(j, v int, now time.Time) *state.Update {
 		at := released.Add(time.Duration(v) * 6 * time.Hour)
 		u.Installed, u.InstalledAt = true, &at
 	case v == 6:
-		u.Attempts = []state.Attempt{{At: now.Add(-30 * time.Hour), Result: state.ResultFailed, Error: "0x80070002", Job: "job-gen", Ring: "broad"}}
+		u.Attempts = []protocol.Attempt{{At: now.Add(-30 * time.Hour), Result: protocol.ResultFailed, Error: "0x80070002", Job: "job-gen", Ring: "broad"}}
 	case v == 7:
 		job := fmt.Sprintf("job-%d", j)
 		u.InFlightJob = &job

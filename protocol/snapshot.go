@@ -1,4 +1,4 @@
-package state
+package protocol
 
 import (
 	"bytes"
@@ -25,11 +25,11 @@ var Severities = []string{"low", "moderate", "important", "critical"}
 // Results are the attempt results an endpoint may report.
 var Results = []Result{ResultSucceeded, ResultFailed, ResultRefused}
 
-// Decode reads a JSON state snapshot and validates it (see Validate). Times
+// DecodeSnapshot reads a JSON state snapshot and validates it (see Validate). Times
 // are RFC 3339; a missing or empty time is the zero time. Unknown fields are
 // an error, so a misspelt field does not silently vanish. Errors name the
 // field path, as in "endpoints[3].updates[7].severity: ...".
-func Decode(r io.Reader) (*Snapshot, error) {
+func DecodeSnapshot(r io.Reader) (*Snapshot, error) {
 	// The whole document is kept to locate errors; bytes.Buffer grows by
 	// doubling, which copies less than io.ReadAll for large snapshots.
 	var buf bytes.Buffer
@@ -133,10 +133,10 @@ func expectDelim(dec *json.Decoder, want json.Delim) error {
 	return nil
 }
 
-// Encode writes s as indented JSON. The output is deterministic: endpoints
+// EncodeSnapshot writes s as indented JSON. The output is deterministic: endpoints
 // are written in id order and each endpoint's updates in id order, whatever
 // their order in s; s itself is not changed.
-func Encode(w io.Writer, s *Snapshot) error {
+func EncodeSnapshot(w io.Writer, s *Snapshot) error {
 	out := *s
 	out.Endpoints = make([]*Endpoint, len(s.Endpoints))
 	for i, ep := range s.Endpoints {
@@ -155,13 +155,13 @@ func Encode(w io.Writer, s *Snapshot) error {
 	return nil
 }
 
-// Validate checks what Decode checks beyond JSON syntax: the API version,
+// Validate checks what DecodeSnapshot checks beyond JSON syntax: the API version,
 // that every endpoint has an id and a client, that endpoint ids are unique,
 // that update ids are present and unique per endpoint, and that sources,
 // categories, severities and attempt results are known values.
 func (s *Snapshot) Validate() error {
-	if s.APIVersion != APIVersion {
-		return fmt.Errorf("apiVersion: got %q, want %q", s.APIVersion, APIVersion)
+	if s.APIVersion != SnapshotAPIVersion {
+		return fmt.Errorf("apiVersion: got %q, want %q", s.APIVersion, SnapshotAPIVersion)
 	}
 	seen := make(map[string]int, len(s.Endpoints))
 	for i, ep := range s.Endpoints {

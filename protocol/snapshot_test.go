@@ -1,4 +1,4 @@
-package state
+package protocol
 
 import (
 	"bytes"
@@ -22,7 +22,7 @@ func readSnapshot(t *testing.T) *Snapshot {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	s, err := Decode(f)
+	s, err := DecodeSnapshot(f)
 	if err != nil {
 		t.Fatalf("Decode: %v", err)
 	}
@@ -66,7 +66,7 @@ func TestEncodeGolden(t *testing.T) {
 		s.Endpoints[i], s.Endpoints[j] = s.Endpoints[j], s.Endpoints[i]
 	}
 	var buf bytes.Buffer
-	if err := Encode(&buf, s); err != nil {
+	if err := EncodeSnapshot(&buf, s); err != nil {
 		t.Fatal(err)
 	}
 	golden := filepath.Join("testdata", "snapshot.golden.json")
@@ -80,14 +80,14 @@ func TestEncodeGolden(t *testing.T) {
 		t.Fatal(err)
 	}
 	if diff := cmp.Diff(string(want), buf.String()); diff != "" {
-		t.Errorf("Encode output differs from %s (-want +got):\n%s", golden, diff)
+		t.Errorf("EncodeSnapshot output differs from %s (-want +got):\n%s", golden, diff)
 	}
-	again, err := Decode(bytes.NewReader(buf.Bytes()))
+	again, err := DecodeSnapshot(bytes.NewReader(buf.Bytes()))
 	if err != nil {
-		t.Fatalf("Decode(Encode(s)): %v", err)
+		t.Fatalf("DecodeSnapshot(EncodeSnapshot(s)): %v", err)
 	}
 	var buf2 bytes.Buffer
-	if err := Encode(&buf2, again); err != nil {
+	if err := EncodeSnapshot(&buf2, again); err != nil {
 		t.Fatal(err)
 	}
 	if diff := cmp.Diff(buf.String(), buf2.String()); diff != "" {
@@ -157,12 +157,12 @@ func TestDecodeErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := Decode(strings.NewReader(tt.json))
+			_, err := DecodeSnapshot(strings.NewReader(tt.json))
 			if err == nil {
-				t.Fatalf("Decode succeeded, want error containing %q", tt.want)
+				t.Fatalf("DecodeSnapshot succeeded, want error containing %q", tt.want)
 			}
 			if !strings.Contains(err.Error(), tt.want) {
-				t.Errorf("Decode error = %q, want it to contain %q", err, tt.want)
+				t.Errorf("DecodeSnapshot error = %q, want it to contain %q", err, tt.want)
 			}
 		})
 	}
@@ -171,7 +171,7 @@ func TestDecodeErrors(t *testing.T) {
 // Generate builds a snapshot of n endpoints with 40 updates each for the
 // benchmark.
 func generate(n int) *Snapshot {
-	s := &Snapshot{APIVersion: APIVersion, GeneratedAt: time.Date(2026, 11, 12, 9, 0, 0, 0, time.UTC)}
+	s := &Snapshot{APIVersion: SnapshotAPIVersion, GeneratedAt: time.Date(2026, 11, 12, 9, 0, 0, 0, time.UTC)}
 	released := time.Date(2026, 11, 10, 18, 0, 0, 0, time.UTC)
 	for i := range n {
 		ep := &Endpoint{
@@ -196,14 +196,14 @@ func generate(n int) *Snapshot {
 
 func BenchmarkDecode(b *testing.B) {
 	var buf bytes.Buffer
-	if err := Encode(&buf, generate(10_000)); err != nil {
+	if err := EncodeSnapshot(&buf, generate(10_000)); err != nil {
 		b.Fatal(err)
 	}
 	data := buf.Bytes()
 	b.SetBytes(int64(len(data)))
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := Decode(bytes.NewReader(data)); err != nil {
+		if _, err := DecodeSnapshot(bytes.NewReader(data)); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -219,23 +219,23 @@ func FuzzDecode(f *testing.F) {
 	f.Add([]byte(`{"apiVersion":"patchline.dev/state/v1","endpoints":[null]}`))
 	f.Add([]byte(`{"endpoints":[{"updates":[{"attempts":[{"at":1}]}]}]}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		s, err := Decode(bytes.NewReader(data))
+		s, err := DecodeSnapshot(bytes.NewReader(data))
 		if err != nil {
 			return
 		}
 		var buf bytes.Buffer
-		if err := Encode(&buf, s); err != nil {
-			t.Fatalf("Encode of a decoded snapshot: %v", err)
+		if err := EncodeSnapshot(&buf, s); err != nil {
+			t.Fatalf("EncodeSnapshot of a decoded snapshot: %v", err)
 		}
-		if _, err := Decode(&buf); err != nil {
-			t.Fatalf("Decode(Encode(Decode(data))): %v", err)
+		if _, err := DecodeSnapshot(&buf); err != nil {
+			t.Fatalf("DecodeSnapshot(EncodeSnapshot(DecodeSnapshot(data))): %v", err)
 		}
 	})
 }
 
 func TestCategoryMayBeEmptyOnlyWhenInstalled(t *testing.T) {
 	snap := func(installed bool) *Snapshot {
-		return &Snapshot{APIVersion: APIVersion, Endpoints: []*Endpoint{{ID: "globex-web01", Client: "globex",
+		return &Snapshot{APIVersion: SnapshotAPIVersion, Endpoints: []*Endpoint{{ID: "globex-web01", Client: "globex",
 			Updates: []*Update{{ID: "libc6@2.36-9+deb12u9", Source: "apt", Name: "libc6", Version: "2.36-9+deb12u9", Installed: installed}}}}}
 	}
 	if err := snap(true).Validate(); err != nil {

@@ -1,4 +1,4 @@
-package report_test
+package compliance_test
 
 import (
 	"bytes"
@@ -12,9 +12,9 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/patchline/patchline/internal/compliance"
+	"github.com/patchline/patchline/protocol"
 	"github.com/patchline/patchline/reconciler/plan"
-	"github.com/patchline/patchline/reconciler/report"
-	"github.com/patchline/patchline/reconciler/state"
 	"github.com/patchline/patchline/schema"
 )
 
@@ -44,14 +44,14 @@ func golden(t *testing.T, name, got string) {
 const inRevision = "cccccccccccccccccccccccccccccccccccccccc"
 
 // input is acme's November 2026, reported on 2026-12-02.
-func input(t *testing.T) report.Input {
+func input(t *testing.T) compliance.Input {
 	t.Helper()
 	f, err := os.Open("testdata/state.json")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	snap, err := state.Decode(f)
+	snap, err := protocol.DecodeSnapshot(f)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +60,7 @@ func input(t *testing.T) report.Input {
 		t.Fatal(err)
 	}
 	defer a.Close()
-	page, err := report.DecodeAuditPage(a)
+	page, err := compliance.DecodeAuditPage(a)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,11 +70,11 @@ func input(t *testing.T) report.Input {
 		t.Fatal(err)
 	}
 	fleet.Revision = inRevision
-	return report.Input{Client: "acme", Month: "2026-11", Now: now, Snapshot: snap, Audit: page.Entries, Fleet: fleet}
+	return compliance.Input{Client: "acme", Month: "2026-11", Now: now, Snapshot: snap, Audit: page.Entries, Fleet: fleet}
 }
 
 func TestReportGolden(t *testing.T) {
-	r, err := report.Build(input(t))
+	r, err := compliance.Build(input(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,15 +92,15 @@ func TestReportGolden(t *testing.T) {
 // TestReportFacts checks what an auditor reads in the report, one fact per
 // row, independently of the golden files' layout.
 func TestReportFacts(t *testing.T) {
-	r, err := report.Build(input(t))
+	r, err := compliance.Build(input(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	installs := map[string]report.Install{}
+	installs := map[string]compliance.Install{}
 	for _, in := range r.Installs {
 		installs[in.Endpoint+" "+in.Update] = in
 	}
-	breaches := map[string]report.Breach{}
+	breaches := map[string]compliance.Breach{}
 	for _, b := range r.Breaches {
 		breaches[b.Endpoint+" "+b.Update] = b
 	}
@@ -109,14 +109,14 @@ func TestReportFacts(t *testing.T) {
 		ok   bool
 	}{
 		{"a critical update installed in a day and a half is within its 14d SLA",
-			installs["acme-ws-001 KB5035000"].Status == report.WithinSLA && installs["acme-ws-001 KB5035000"].TimeToInstall == report.Span(34*time.Hour+30*time.Minute)},
+			installs["acme-ws-001 KB5035000"].Status == compliance.WithinSLA && installs["acme-ws-001 KB5035000"].TimeToInstall == compliance.Span(34*time.Hour+30*time.Minute)},
 		{"an install names the job and the policy revision it came from",
 			installs["acme-ws-001 KB5035000"].Job == "job-35" && installs["acme-ws-001 KB5035000"].Revision == inRevision},
 		{"an important update installed after 35 days is late",
-			installs["acme-ws-001 KB5036000"].Status == report.Late},
+			installs["acme-ws-001 KB5036000"].Status == compliance.Late},
 		{"a late install is also a breach, with its install time",
 			breaches["acme-ws-001 KB5036000"].InstalledAt != nil},
-		{"an update without severity is installed with no SLA", installs["acme-ws-001 7zip.7zip@24.09"].Status == report.NoSLA},
+		{"an update without severity is installed with no SLA", installs["acme-ws-001 7zip.7zip@24.09"].Status == compliance.NoSLA},
 		{"an install before the month is not in the month", installs["acme-ws-001 KB5034441"].Update == ""},
 		{"the SQL server's held update is a breach explained by its exclusion",
 			strings.Contains(breaches["acme-sql01 KB5034441"].Explanation, "breaks the EHR vendor app") &&
@@ -128,7 +128,7 @@ func TestReportFacts(t *testing.T) {
 		{"another client's endpoints are not in the report", len(r.Endpoints) == 4},
 		{"an endpoint unseen for 11 days is stale", r.Endpoints[3].ID == "acme-ws-003" && r.Endpoints[3].Stale},
 		{"jobs of the month are counted, not October's nor globex's",
-			r.Jobs == report.JobFigures{Created: 5, Succeeded: 3, Failed: 1, Expired: 1}},
+			r.Jobs == compliance.JobFigures{Created: 5, Succeeded: 3, Failed: 1, Expired: 1}},
 		{"revisions: the one in force on the 1st, the refused one with its problem, the applied fix",
 			len(r.Revisions) == 3 && r.Revisions[0].Revision[0] == 'a' && r.Revisions[1].Status == "refused" &&
 				len(r.Revisions[1].Problems) == 1 && strings.Contains(r.Revisions[1].Problems[0], "48 hours") && r.Revisions[2].Revision == inRevision},
@@ -143,18 +143,18 @@ func TestReportFacts(t *testing.T) {
 func TestReportRefuses(t *testing.T) {
 	tests := []struct {
 		name   string
-		change func(*report.Input)
+		change func(*compliance.Input)
 		want   string
 	}{
-		{"a month spelled as a date", func(in *report.Input) { in.Month = "2026-11-01" }, "want YYYY-MM"},
-		{"a month not begun", func(in *report.Input) { in.Month = "2027-01" }, "has not begun"},
-		{"a client the fleet does not have", func(in *report.Input) { in.Client = "initech" }, `no valid client "initech"`},
+		{"a month spelled as a date", func(in *compliance.Input) { in.Month = "2026-11-01" }, "want YYYY-MM"},
+		{"a month not begun", func(in *compliance.Input) { in.Month = "2027-01" }, "has not begun"},
+		{"a client the fleet does not have", func(in *compliance.Input) { in.Client = "initech" }, `no valid client "initech"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			in := input(t)
 			tt.change(&in)
-			_, err := report.Build(in)
+			_, err := compliance.Build(in)
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("err = %v, want it to contain %q", err, tt.want)
 			}
@@ -169,7 +169,7 @@ func TestSpan(t *testing.T) {
 		14 * 24 * time.Hour:           "14d",
 		-3 * time.Hour:                "-3h",
 	} {
-		if got := report.Span(d).String(); got != want {
+		if got := compliance.Span(d).String(); got != want {
 			t.Errorf("Span(%v) = %q, want %q", d, got, want)
 		}
 	}

@@ -1,17 +1,18 @@
-// Package state holds the reported state of a fleet: endpoints, the updates
-// they report as available or installed, and the attempts made to install
-// them. It is the shared vocabulary of the planner, the store, the agent API
-// and the JSON state snapshot that `patchctl plan --state` reads and the
-// controller exports.
-package state
+package protocol
+
+// The reported state of a fleet: endpoints, the updates they report as
+// available or installed, and the attempts made to install them. It is the
+// shared vocabulary of the planner, the store, the agent API and the JSON
+// state snapshot that `patchctl plan --state` reads and the controller
+// exports.
 
 import (
 	"time"
 )
 
-// APIVersion is the value of Snapshot.APIVersion this package reads and
+// SnapshotAPIVersion is the value of Snapshot.APIVersion this package reads and
 // writes.
-const APIVersion = "patchline.dev/state/v1"
+const SnapshotAPIVersion = "patchline.dev/state/v1"
 
 // Snapshot is the reported state of a fleet at one moment.
 type Snapshot struct {

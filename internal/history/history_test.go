@@ -1,4 +1,4 @@
-package audit_test
+package history_test
 
 import (
 	"bytes"
@@ -14,7 +14,7 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/patchline/patchline/reconciler/audit"
+	"github.com/patchline/patchline/internal/history"
 	"github.com/patchline/patchline/schema"
 )
 
@@ -179,21 +179,21 @@ func TestHistory(t *testing.T) {
 	since := time.Date(2026, 11, 7, 0, 0, 0, 0, time.UTC)
 	tests := []struct {
 		name, format string
-		opts         audit.Options
+		opts         history.Options
 	}{
-		{"every change.txt", "text", audit.Options{}},
-		{"every change.md", "markdown", audit.Options{}},
-		{"every change.json", "json", audit.Options{}},
-		{"only globex.txt", "text", audit.Options{Client: "globex"}},
-		{"what touched KB5034441.txt", "text", audit.Options{Update: "KB5034441"}},
-		{"what touched a chrome version.txt", "text", audit.Options{Update: "Google.Chrome@131.0.6778.86"}},
-		{"since November 7.txt", "text", audit.Options{Since: since}},
-		{"an update nothing names.txt", "text", audit.Options{Update: "KB0000000"}},
+		{"every change.txt", "text", history.Options{}},
+		{"every change.md", "markdown", history.Options{}},
+		{"every change.json", "json", history.Options{}},
+		{"only globex.txt", "text", history.Options{Client: "globex"}},
+		{"what touched KB5034441.txt", "text", history.Options{Update: "KB5034441"}},
+		{"what touched a chrome version.txt", "text", history.Options{Update: "Google.Chrome@131.0.6778.86"}},
+		{"since November 7.txt", "text", history.Options{Since: since}},
+		{"an update nothing names.txt", "text", history.Options{Update: "KB0000000"}},
 	}
 	loader := schema.NewLoader(schema.Options{Now: time.Date(2026, 11, 23, 0, 0, 0, 0, time.UTC)})
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			h, err := audit.Build(context.Background(), loader, dir, tt.opts)
+			h, err := history.Build(context.Background(), loader, dir, tt.opts)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -210,7 +210,7 @@ func TestHistory(t *testing.T) {
 // the golden files' wording.
 func TestHistoryFacts(t *testing.T) {
 	dir := buildRepo(t)
-	h, err := audit.Build(context.Background(), schema.NewLoader(schema.Options{}), dir, audit.Options{})
+	h, err := history.Build(context.Background(), schema.NewLoader(schema.Options{}), dir, history.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -247,7 +247,7 @@ func TestHistoryFacts(t *testing.T) {
 		}
 	}
 	typo := h.Commits[2]
-	if len(typo.Clients) != 1 || typo.Clients[0].Changes[0].Op != audit.Refused ||
+	if len(typo.Clients) != 1 || typo.Clients[0].Changes[0].Op != history.Refused ||
 		!strings.HasPrefix(typo.Clients[0].Changes[0].Text, "refused by the controller: clients/acme/policy.cue:") {
 		t.Errorf("a commit that does not load shows as refused with its first problem; got %+v", typo.Clients)
 	}
@@ -255,7 +255,7 @@ func TestHistoryFacts(t *testing.T) {
 	// policy: the exclusion is lifted there, not in the refused commit.
 	var lifted bool
 	for _, ch := range h.Commits[1].Clients[0].Changes {
-		lifted = lifted || ch.Op == audit.Removed && ch.Kind == "exclusion"
+		lifted = lifted || ch.Op == history.Removed && ch.Kind == "exclusion"
 	}
 	if !lifted {
 		t.Errorf("the exclusion removal is not in the commit after the refused one: %+v", h.Commits[1].Clients)
@@ -272,7 +272,7 @@ func TestPullRequest(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := audit.PullRequest(tt.message); got != tt.want {
+			if got := history.PullRequest(tt.message); got != tt.want {
 				t.Errorf("PullRequest(%q) = %q, want %q", tt.message, got, tt.want)
 			}
 		})
@@ -280,7 +280,7 @@ func TestPullRequest(t *testing.T) {
 }
 
 func TestHistoryNotARepo(t *testing.T) {
-	_, err := audit.Build(context.Background(), schema.NewLoader(schema.Options{}), t.TempDir(), audit.Options{})
+	_, err := history.Build(context.Background(), schema.NewLoader(schema.Options{}), t.TempDir(), history.Options{})
 	if err == nil || !strings.Contains(err.Error(), "history: open") {
 		t.Fatalf("err = %v, want an error saying the repository does not open", err)
 	}
@@ -346,7 +346,7 @@ func TestDiff(t *testing.T) {
 			b := base()
 			tt.change(b)
 			var got []string
-			for _, ch := range audit.Diff(base(), b) {
+			for _, ch := range history.Diff(base(), b) {
 				got = append(got, ch.String())
 			}
 			if diff := cmp.Diff(tt.want, got); diff != "" {
@@ -354,7 +354,7 @@ func TestDiff(t *testing.T) {
 			}
 		})
 	}
-	if got := audit.Diff(base(), nil); len(got) != 1 || got[0].String() != `- client acme "Acme Dental"` {
+	if got := history.Diff(base(), nil); len(got) != 1 || got[0].String() != `- client acme "Acme Dental"` {
 		t.Errorf("removed client: %v", got)
 	}
 }

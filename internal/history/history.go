@@ -1,4 +1,4 @@
-// Package audit builds the policy history of a fleet repository as an
+// Package history builds the policy history of a fleet repository as an
 // auditor reads it: commit by commit along the branch's first parents, with
 // who merged what and when, the pull or merge request it came from, and for
 // each client the semantic changes of its policy ("+ exclusion KB5034441 on
@@ -8,7 +8,7 @@
 //
 // Each commit is loaded with schema.Loader, whose cache makes consecutive
 // commits cheap: only clients whose files changed are evaluated again.
-package audit
+package history
 
 import (
 	"context"

@@ -1,4 +1,4 @@
-// Package report builds the monthly patch compliance report of one client,
+// Package compliance builds the monthly patch compliance report of one client,
 // the document an MSP mails to a client or hands to its auditor: the
 // client's endpoints, the updates installed with their times, how long each
 // severity took from release to install against the client's SLA, every
@@ -8,7 +8,7 @@
 // Build is a pure function of the controller's state snapshot, its audit
 // log, the client's policy at the revision in force, the month and the
 // current time; renderers write the report as markdown, CSV or JSON.
-package report
+package compliance
 
 import (
 	"encoding/json"
@@ -17,8 +17,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/patchline/patchline/protocol"
 	"github.com/patchline/patchline/reconciler/plan"
-	"github.com/patchline/patchline/reconciler/state"
 	"github.com/patchline/patchline/reconciler/store"
 	"github.com/patchline/patchline/schema"
 )
@@ -38,7 +38,7 @@ type Input struct {
 	// to Now.
 	Now time.Time
 	// Snapshot is the controller's state (GET /v1/state).
-	Snapshot *state.Snapshot
+	Snapshot *protocol.Snapshot
 	// Audit is the controller's audit log (GET /v1/audit), in any order.
 	Audit []store.AuditEntry
 	// Fleet is the fleet repository at the revision the client runs; it
@@ -256,13 +256,13 @@ func Build(in Input) (*Report, error) {
 
 	// Only the client's endpoints are planned: the others do not change
 	// its decisions, and its report must not show them.
-	snap := &state.Snapshot{APIVersion: in.Snapshot.APIVersion, GeneratedAt: in.Snapshot.GeneratedAt}
+	snap := &protocol.Snapshot{APIVersion: in.Snapshot.APIVersion, GeneratedAt: in.Snapshot.GeneratedAt}
 	for _, ep := range in.Snapshot.Endpoints {
 		if ep != nil && ep.Client == in.Client {
 			snap.Endpoints = append(snap.Endpoints, ep)
 		}
 	}
-	slices.SortFunc(snap.Endpoints, func(a, b *state.Endpoint) int { return strings.Compare(a.ID, b.ID) })
+	slices.SortFunc(snap.Endpoints, func(a, b *protocol.Endpoint) int { return strings.Compare(a.ID, b.ID) })
 	res, err := plan.Plan(in.Fleet, snap, end, plan.Options{Decisions: true})
 	if err != nil {
 		return nil, fmt.Errorf("report: plan at %s: %w", end.UTC().Format(time.RFC3339), err)
@@ -314,7 +314,7 @@ func Build(in Input) (*Report, error) {
 }
 
 // install describes one install of the period.
-func install(ep *state.Endpoint, u *state.Update, sla map[string]time.Duration, jobRevision map[string]string) Install {
+func install(ep *protocol.Endpoint, u *protocol.Update, sla map[string]time.Duration, jobRevision map[string]string) Install {
 	in := Install{
 		Endpoint: ep.ID, Hostname: ep.Hostname, Update: u.ID, Title: u.Title, Source: u.Source, Severity: u.Severity,
 		Released: u.Released, InstalledAt: *u.InstalledAt, TimeToInstall: Span(u.InstalledAt.Sub(u.Released)), Status: NoSLA,
@@ -327,7 +327,7 @@ func install(ep *state.Endpoint, u *state.Update, sla map[string]time.Duration, 
 		}
 	}
 	for _, a := range slices.Backward(u.Attempts) {
-		if a.Result == state.ResultSucceeded && a.Job != "" {
+		if a.Result == protocol.ResultSucceeded && a.Job != "" {
 			in.Job, in.Revision = a.Job, jobRevision[a.Job]
 			break
 		}
@@ -339,7 +339,7 @@ func install(ep *state.Endpoint, u *state.Update, sla map[string]time.Duration, 
 // or nil: the update's severity has an SLA, its due time falls before end,
 // it was missing at some moment between its due time (or start) and end,
 // and the policy desires it.
-func breach(fleet *schema.Fleet, snap *state.Snapshot, ep *state.Endpoint, u *state.Update, sla map[string]time.Duration, start, end time.Time) (*Breach, error) {
+func breach(fleet *schema.Fleet, snap *protocol.Snapshot, ep *protocol.Endpoint, u *protocol.Update, sla map[string]time.Duration, start, end time.Time) (*Breach, error) {
 	d, ok := sla[u.Severity]
 	if !ok || u.Released.IsZero() {
 		return nil, nil

@@ -1,18 +1,15 @@
-// Package wire holds the JSON types of the agent API: what patch-agent sends
-// to patchd and what it gets back, the signed job encoding, and the error
-// envelope whose codes both sides map to and from HTTP status codes. It is
-// the only part of the controller the agent imports.
-package wire
+package protocol
+
+// The agent API: what patch-agent sends to patchd and what it gets back,
+// the signed job encoding, and the error envelope whose codes both sides
+// map to and from HTTP status codes.
 
 import (
 	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 	"time"
-
-	"github.com/patchline/patchline/reconciler/state"
 )
 
 // Routes of the agent API.
@@ -44,7 +41,7 @@ type EnrollRequest struct {
 	InstanceID string            `json:"instanceId"`
 	NodeKey    string            `json:"nodeKey"`
 	Hostname   string            `json:"hostname"`
-	OS         state.OS          `json:"os"`
+	OS         OS                `json:"os"`
 	Labels     map[string]string `json:"labels,omitempty"`
 }
 
@@ -69,10 +66,10 @@ type Report struct {
 	// instead of sending jobs the agent refuses as replayed.
 	JobSeq        int64             `json:"jobSeq,omitempty"`
 	Hostname      string            `json:"hostname"`
-	OS            state.OS          `json:"os"`
+	OS            OS                `json:"os"`
 	Labels        map[string]string `json:"labels,omitempty"`
 	RebootPending bool              `json:"rebootPending"`
-	Updates       []*state.Update   `json:"updates"`
+	Updates       []*Update         `json:"updates"`
 }
 
 // ReportResponse acknowledges a report.
@@ -126,13 +123,13 @@ func SignJob(key ed25519.PrivateKey, p JobPayload) (SignedJob, error) {
 	return SignedJob{Payload: b, Signature: ed25519.Sign(key, b)}, nil
 }
 
-// ErrBadSignature is returned by Open for a job whose signature does not
+// ErrBadSignature is returned by OpenJob for a job whose signature does not
 // verify with the pinned key.
 var ErrBadSignature = errors.New("job signature does not verify with the pinned controller key")
 
-// Open verifies a signed job with the pinned public key and decodes it. It
+// OpenJob verifies a signed job with the pinned public key and decodes it. It
 // checks only the signature; the agent checks endpoint, sequence and expiry.
-func Open(pub ed25519.PublicKey, j SignedJob) (JobPayload, error) {
+func OpenJob(pub ed25519.PublicKey, j SignedJob) (JobPayload, error) {
 	if len(pub) != ed25519.PublicKeySize || !ed25519.Verify(pub, j.Payload, j.Signature) {
 		return JobPayload{}, ErrBadSignature
 	}
@@ -151,9 +148,9 @@ type JobsResponse struct {
 
 // UpdateResult is what happened to one update of a job.
 type UpdateResult struct {
-	Update string       `json:"update"`
-	Result state.Result `json:"result"`
-	Error  string       `json:"error,omitempty"`
+	Update string `json:"update"`
+	Result Result `json:"result"`
+	Error  string `json:"error,omitempty"`
 	// Output is the package tool's output, bounded by the agent.
 	Output string    `json:"output,omitempty"`
 	At     time.Time `json:"at"`
@@ -198,16 +195,19 @@ const (
 	CodeInternal     Code = "internal"     // 500: retry later
 )
 
+// codeStatus maps each code to its HTTP status. The numbers are written out
+// so that this package, which the pure planner imports for the state
+// vocabulary, does not link net/http.
 var codeStatus = map[Code]int{
-	CodeInvalid:      http.StatusBadRequest,
-	CodeUnauthorized: http.StatusUnauthorized,
-	CodeForbidden:    http.StatusForbidden,
-	CodeNotFound:     http.StatusNotFound,
-	CodeConflict:     http.StatusConflict,
-	CodeTooLarge:     http.StatusRequestEntityTooLarge,
-	CodeRateLimited:  http.StatusTooManyRequests,
-	CodeUnavailable:  http.StatusServiceUnavailable,
-	CodeInternal:     http.StatusInternalServerError,
+	CodeInvalid:      400,
+	CodeUnauthorized: 401,
+	CodeForbidden:    403,
+	CodeNotFound:     404,
+	CodeConflict:     409,
+	CodeTooLarge:     413,
+	CodeRateLimited:  429,
+	CodeUnavailable:  503,
+	CodeInternal:     500,
 }
 
 // Status is the HTTP status code an error of code c travels as.
@@ -215,7 +215,7 @@ func (c Code) Status() int {
 	if s, ok := codeStatus[c]; ok {
 		return s
 	}
-	return http.StatusInternalServerError
+	return 500
 }
 
 // CodeForStatus maps an HTTP status back to a code, for errors without a
