@@ -128,9 +128,9 @@ type Controller struct {
 	// lastErr is the last failure to fetch or read the branch.
 	lastErr string
 	// refused is the most recent refused head and why.
-	refused *Refusal
+	refused *protocol.Refusal
 	// summaries are each client's figures from its last re-plan.
-	summaries map[string]ClientStatus
+	summaries map[string]protocol.ClientStatus
 	// timers wake a client's re-plan when a window opens or a soak ends.
 	timers map[string]*time.Timer
 	// settling holds the clients whose report-triggered re-plan is waiting
@@ -204,7 +204,7 @@ func New(ctx context.Context, cfg Config) (*Controller, error) {
 		queue:     newQueue(),
 		hook:      make(chan struct{}, 1),
 		policy:    make(map[string]appliedClient),
-		summaries: make(map[string]ClientStatus),
+		summaries: make(map[string]protocol.ClientStatus),
 		timers:    make(map[string]*time.Timer),
 		settling:  make(map[string]bool),
 	}
@@ -542,7 +542,7 @@ func (c *Controller) apply(ctx context.Context, head plumbing.Hash) {
 // client, which keeps running its last good revision.
 func (c *Controller) refuse(ctx context.Context, head plumbing.Hash, client, reason string, problems []string, now time.Time) {
 	c.mu.Lock()
-	c.refused = &Refusal{Revision: head.String(), Client: client, Reason: reason, Problems: problems, At: now}
+	c.refused = &protocol.Refusal{Revision: head.String(), Client: client, Reason: reason, Problems: problems, At: now}
 	if client == "" {
 		// The branch head is refused: remember it so the same head is not
 		// tried again on every poll, while c.policy stays as it was.
@@ -602,7 +602,7 @@ func (c *Controller) restore(ctx context.Context) error {
 	}
 	if len(revs.Refused) > 0 {
 		r := revs.Refused[0]
-		c.refused = &Refusal{Revision: r.Hash, Client: r.Client, Problems: r.Problems, At: r.At}
+		c.refused = &protocol.Refusal{Revision: r.Hash, Client: r.Client, Problems: r.Problems, At: r.At}
 	}
 	return nil
 }

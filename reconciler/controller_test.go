@@ -136,9 +136,9 @@ func (h *harness) do(method, path string, headers map[string]string, body, out a
 
 func admin() map[string]string { return map[string]string{"Authorization": "Bearer " + adminToken} }
 
-func (h *harness) status() reconciler.Status {
+func (h *harness) status() protocol.Status {
 	h.t.Helper()
-	var st reconciler.Status
+	var st protocol.Status
 	if code := h.do("GET", "/v1/status", admin(), nil, &st); code != 200 {
 		h.t.Fatalf("GET /v1/status: %d", code)
 	}
@@ -146,7 +146,7 @@ func (h *harness) status() reconciler.Status {
 }
 
 // waitFor polls the status until ok holds; a hang, not a timing assertion.
-func (h *harness) waitFor(what string, ok func(reconciler.Status) bool) reconciler.Status {
+func (h *harness) waitFor(what string, ok func(protocol.Status) bool) protocol.Status {
 	h.t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -192,7 +192,7 @@ func (h *harness) hook(secret string) int {
 	return resp.StatusCode
 }
 
-func appliedFor(st reconciler.Status, client string) string {
+func appliedFor(st protocol.Status, client string) string {
 	for _, r := range st.Revisions {
 		if r.Client == client {
 			return r.Applied
@@ -245,7 +245,7 @@ func TestControllerEndToEnd(t *testing.T) {
 	h := newHarness(t, nil)
 	first := h.up.Commit("no change") // the repo's head as the controller first sees it
 	h.hook(webhookSecret)
-	h.waitFor("the first revision", func(st reconciler.Status) bool { return appliedFor(st, "acme") == first.String() })
+	h.waitFor("the first revision", func(st protocol.Status) bool { return appliedFor(st, "acme") == first.String() })
 
 	a, code := h.enroll("acme", acmeSecret, "ACME-WS-001")
 	if code != 200 || a.id == "" || len(a.pub) != ed25519.PublicKeySize {
@@ -305,7 +305,7 @@ func TestControllerEndToEnd(t *testing.T) {
 		t.Fatalf("second copy of the result: %d %+v, want 200 duplicate", code, ack)
 	}
 	h.report(a, true)
-	h.waitFor("acme compliant", func(st reconciler.Status) bool {
+	h.waitFor("acme compliant", func(st protocol.Status) bool {
 		for _, c := range st.Clients {
 			if c.Client == "acme" && c.Compliant == 1 && c.Drifting == 0 {
 				return true
@@ -326,7 +326,7 @@ func TestControllerEndToEnd(t *testing.T) {
 	// A commit that breaks the root files is refused as a whole: acme keeps
 	// running rev.
 	bad := h.push(map[string]string{"fleet.cue": "package fleet\n\ndefaults: rings: 42\n"}, "Break the defaults")
-	st := h.waitFor("the refusal", func(st reconciler.Status) bool { return st.Refused != nil && st.Refused.Revision == bad })
+	st := h.waitFor("the refusal", func(st protocol.Status) bool { return st.Refused != nil && st.Refused.Revision == bad })
 	if appliedFor(st, "acme") != rev {
 		t.Errorf("acme runs %s after a refused commit, want %s", appliedFor(st, "acme"), rev)
 	}
@@ -341,7 +341,7 @@ func TestControllerEndToEnd(t *testing.T) {
 		"clients/acme/policy.cue":   approveCritical + "\nmode: \"sometimes\"\n",
 		"clients/globex/policy.cue": mustRead(t, "testdata/fleet/clients/globex/policy.cue") + "// reviewed\n",
 	}, "Fix defaults; acme mode typo")
-	st = h.waitFor("globex moves on", func(st reconciler.Status) bool { return appliedFor(st, "globex") == mixed })
+	st = h.waitFor("globex moves on", func(st protocol.Status) bool { return appliedFor(st, "globex") == mixed })
 	if appliedFor(st, "acme") != rev {
 		t.Errorf("acme runs %s, want its last good %s", appliedFor(st, "acme"), rev)
 	}
@@ -424,14 +424,14 @@ func TestRequireSigned(t *testing.T) {
 	})
 	up = h.up
 	// The harness's first commit is unsigned, so it was refused.
-	h.waitFor("the unsigned first commit refused", func(st reconciler.Status) bool { return st.Refused != nil })
+	h.waitFor("the unsigned first commit refused", func(st protocol.Status) bool { return st.Refused != nil })
 
 	signed := commitSigned(t, up, key, "Signed policy")
 	h.hook(webhookSecret)
-	h.waitFor("the signed commit applied", func(st reconciler.Status) bool { return appliedFor(st, "acme") == signed })
+	h.waitFor("the signed commit applied", func(st protocol.Status) bool { return appliedFor(st, "acme") == signed })
 
 	unsigned := h.push(map[string]string{"clients/acme/policy.cue": approveCritical}, "Unsigned change")
-	st := h.waitFor("the unsigned commit refused", func(st reconciler.Status) bool {
+	st := h.waitFor("the unsigned commit refused", func(st protocol.Status) bool {
 		return st.Refused != nil && st.Refused.Revision == unsigned
 	})
 	if appliedFor(st, "acme") != signed {
@@ -447,7 +447,7 @@ func TestRequireSigned(t *testing.T) {
 func TestHaltAndResume(t *testing.T) {
 	h := newHarness(t, nil)
 	rev := h.push(map[string]string{"clients/acme/policy.cue": approveCritical}, "Approve critical security updates")
-	h.waitFor("the revision", func(st reconciler.Status) bool { return appliedFor(st, "acme") == rev })
+	h.waitFor("the revision", func(st protocol.Status) bool { return appliedFor(st, "acme") == rev })
 	a, _ := h.enroll("acme", acmeSecret, "ACME-WS-001")
 	h.report(a, false)
 	var jobs protocol.JobsResponse
@@ -463,7 +463,7 @@ func TestHaltAndResume(t *testing.T) {
 	if code := h.do("POST", protocol.ResultPath(job.ID), a.headers(), failed, nil); code != 200 {
 		t.Fatalf("result: %d", code)
 	}
-	h.waitFor("the halt", func(st reconciler.Status) bool {
+	h.waitFor("the halt", func(st protocol.Status) bool {
 		for _, c := range st.Clients {
 			if c.Client == "acme" && len(c.Halted) == 1 && c.Halted[0].Ring == "canary" {
 				return true
@@ -473,7 +473,7 @@ func TestHaltAndResume(t *testing.T) {
 	})
 	after := time.Now().Add(time.Minute).UTC().Format(time.RFC3339)
 	h.push(map[string]string{"clients/acme/policy.cue": approveCritical + "\nresume: [{update: \"KB5034441\", after: \"" + after + "\"}]\n"}, "Resume KB5034441 (PSA-77)")
-	h.waitFor("the halt lifted", func(st reconciler.Status) bool {
+	h.waitFor("the halt lifted", func(st protocol.Status) bool {
 		for _, c := range st.Clients {
 			if c.Client == "acme" && len(c.Halted) == 0 && c.Revision != rev {
 				return true

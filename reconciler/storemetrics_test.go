@@ -8,7 +8,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/patchline/patchline/reconciler/store"
+	"github.com/patchline/patchline/protocol"
 	"github.com/patchline/patchline/reconciler/store/sqlite"
 )
 
@@ -22,7 +22,7 @@ func TestStoreMetrics(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	registerStoreMetrics(reg, db)
 	for range 3 {
-		if err := db.AppendAudit(ctx, store.AuditEntry{At: time.Now(), Kind: store.AuditHalt, Client: "acme"}); err != nil {
+		if err := db.AppendAudit(ctx, protocol.AuditEntry{At: time.Now(), Kind: protocol.AuditHalt, Client: "acme"}); err != nil {
 			t.Fatal(err)
 		}
 	}

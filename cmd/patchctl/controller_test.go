@@ -61,7 +61,7 @@ func startController(t *testing.T) (url, tokenFile string) {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		code, out, _ := run(t, "status", "--controller", url, "--token-file", tokenFile, "--format", "json")
-		var st reconciler.Status
+		var st protocol.Status
 		if code == 0 && json.Unmarshal([]byte(out), &st) == nil && st.Head != "" {
 			return url, tokenFile
 		}

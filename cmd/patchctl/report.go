@@ -9,8 +9,6 @@ import (
 
 	"github.com/patchline/patchline/internal/compliance"
 	"github.com/patchline/patchline/protocol"
-	"github.com/patchline/patchline/reconciler"
-	"github.com/patchline/patchline/reconciler/store"
 	"github.com/patchline/patchline/schema"
 )
 
@@ -42,7 +40,7 @@ Markdown is for mailing to the client, CSV for a spreadsheet.`,
 				return fmt.Errorf("unknown format %q: want markdown, csv or json", format)
 			}
 			ctx := cmd.Context()
-			var st reconciler.Status
+			var st protocol.Status
 			if err := fetchJSON(ctx, &cf, "/v1/status", &st); err != nil {
 				return err
 			}
@@ -106,15 +104,15 @@ func fetchJSON(ctx context.Context, cf *controllerFlags, path string, v any) err
 }
 
 // fetchAudit reads the controller's whole audit log, a page at a time.
-func fetchAudit(ctx context.Context, cf *controllerFlags) ([]store.AuditEntry, error) {
-	var all []store.AuditEntry
+func fetchAudit(ctx context.Context, cf *controllerFlags) ([]protocol.AuditEntry, error) {
+	var all []protocol.AuditEntry
 	after := int64(0)
 	for {
 		body, err := cf.get(ctx, fmt.Sprintf("/v1/audit?after=%d&limit=%d", after, auditPageSize))
 		if err != nil {
 			return nil, err
 		}
-		page, err := compliance.DecodeAuditPage(body)
+		page, err := protocol.DecodeAuditPage(body)
 		body.Close()
 		if err != nil {
 			return nil, err

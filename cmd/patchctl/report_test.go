@@ -81,11 +81,11 @@ func (p patchd) do(method, path string, headers map[string]string, body, out any
 
 // waitStatus polls /v1/status until ok holds; a hang, not a timing
 // assertion.
-func (p patchd) waitStatus(what string, ok func(reconciler.Status) bool) {
+func (p patchd) waitStatus(what string, ok func(protocol.Status) bool) {
 	p.t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		var st reconciler.Status
+		var st protocol.Status
 		if code := p.do("GET", "/v1/status", map[string]string{"Authorization": "Bearer " + reportAdminToken}, nil, &st); code == 200 && ok(st) {
 			return
 		}
@@ -141,7 +141,7 @@ func TestReportAgainstPatchd(t *testing.T) {
 		}
 	})
 	p := patchd{t: t, base: "http://" + c.Addr()}
-	p.waitStatus("the first revision", func(st reconciler.Status) bool {
+	p.waitStatus("the first revision", func(st protocol.Status) bool {
 		for _, r := range st.Revisions {
 			if r.Client == "acme" && r.Applied == applied {
 				return true
@@ -198,7 +198,7 @@ func TestReportAgainstPatchd(t *testing.T) {
 
 	// A broken commit is refused for acme, which keeps running the first.
 	refused := commitFiles(t, repo, repoDir, map[string]string{"clients/acme/policy.cue": reportPolicy + "staleAfter: \"a week\"\n"}, "Relax staleAfter")
-	p.waitStatus("the refusal", func(st reconciler.Status) bool { return st.Refused != nil && st.Refused.Revision == refused })
+	p.waitStatus("the refusal", func(st protocol.Status) bool { return st.Refused != nil && st.Refused.Revision == refused })
 
 	// --now has whole seconds: a moment after everything above.
 	now := time.Now().Add(2 * time.Second)

@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/patchline/patchline/internal/fleetsim"
+	"github.com/patchline/patchline/protocol"
 )
 
 func newSimCmd() *cobra.Command {
@@ -39,7 +40,7 @@ controller needs 'ulimit -n' above --endpoints too.`,
 			if secretsFile == "" {
 				return fmt.Errorf("--secrets is required (the secrets file patchd reads)")
 			}
-			sec, err := fleetsim.ReadSecrets(secretsFile)
+			sec, err := protocol.ReadSecretsFile(secretsFile)
 			if err != nil {
 				return err
 			}

@@ -6,7 +6,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/patchline/patchline/reconciler"
+	"github.com/patchline/patchline/internal/render"
+	"github.com/patchline/patchline/protocol"
 )
 
 func newStatusCmd() *cobra.Command {
@@ -27,7 +28,7 @@ func newStatusCmd() *cobra.Command {
 				return err
 			}
 			defer body.Close()
-			var st reconciler.Status
+			var st protocol.Status
 			if err := json.NewDecoder(body).Decode(&st); err != nil {
 				return fmt.Errorf("decode status: %w", err)
 			}
@@ -36,7 +37,7 @@ func newStatusCmd() *cobra.Command {
 				enc.SetIndent("", "  ")
 				return enc.Encode(&st)
 			}
-			return st.WriteText(cmd.OutOrStdout())
+			return render.Status(cmd.OutOrStdout(), &st)
 		},
 	}
 	cf.register(cmd)

@@ -40,7 +40,7 @@ type Input struct {
 	// Snapshot is the controller's state (GET /v1/state).
 	Snapshot *protocol.Snapshot
 	// Audit is the controller's audit log (GET /v1/audit), in any order.
-	Audit []store.AuditEntry
+	Audit []protocol.AuditEntry
 	// Fleet is the fleet repository at the revision the client runs; it
 	// must hold the client. Its SLA judges installs and its exclusions and
 	// rings explain breaches.
@@ -411,9 +411,9 @@ func explain(x *plan.Explanation) (string, string) {
 
 // audit fills the revisions and job figures of the period from the audit
 // log and returns the policy revision of every job it names.
-func (r *Report) audit(entries []store.AuditEntry, client string) map[string]string {
+func (r *Report) audit(entries []protocol.AuditEntry, client string) map[string]string {
 	entries = slices.Clone(entries)
-	slices.SortStableFunc(entries, func(a, b store.AuditEntry) int {
+	slices.SortStableFunc(entries, func(a, b protocol.AuditEntry) int {
 		if c := a.At.Compare(b.At); c != 0 {
 			return c
 		}
@@ -426,20 +426,20 @@ func (r *Report) audit(entries []store.AuditEntry, client string) map[string]str
 	// reason word ("invalid", "verify").
 	reasonOnly := make(map[int]bool)
 	for _, e := range entries {
-		if e.Kind == store.AuditJobCreated && e.Job != "" {
+		if e.Kind == protocol.AuditJobCreated && e.Job != "" {
 			jobRevision[e.Job] = e.Revision
 		}
 		inPeriod := !e.At.Before(r.From) && e.At.Before(r.To)
 		switch e.Kind {
-		case store.AuditRevisionApplied, store.AuditRevisionRefused:
+		case protocol.AuditRevisionApplied, protocol.AuditRevisionRefused:
 			// An applied revision is recorded per client; a refusal may be
 			// of the whole fleet (client ""), which stops this client too.
-			if e.Client != client && (e.Client != "" || e.Kind != store.AuditRevisionRefused) {
+			if e.Client != client && (e.Client != "" || e.Kind != protocol.AuditRevisionRefused) {
 				continue
 			}
 			rev := Revision{Revision: e.Revision, Status: store.RevisionApplied, At: e.At}
 			onlyReason := false
-			if e.Kind == store.AuditRevisionRefused {
+			if e.Kind == protocol.AuditRevisionRefused {
 				rev.Status = store.RevisionRefused
 				rev.Problems, onlyReason = problems(e.Detail)
 			}
@@ -467,11 +467,11 @@ func (r *Report) audit(entries []store.AuditEntry, client string) map[string]str
 			reasonOnly[len(r.Revisions)] = onlyReason
 			seen[key] = len(r.Revisions)
 			r.Revisions = append(r.Revisions, rev)
-		case store.AuditJobCreated:
+		case protocol.AuditJobCreated:
 			if inPeriod && e.Client == client {
 				r.Jobs.Created++
 			}
-		case store.AuditJobResult:
+		case protocol.AuditJobResult:
 			if inPeriod && e.Client == client {
 				var counts struct{ Succeeded, Failed, Refused int }
 				if json.Unmarshal(e.Detail, &counts) == nil {
@@ -480,7 +480,7 @@ func (r *Report) audit(entries []store.AuditEntry, client string) map[string]str
 					r.Jobs.Refused += counts.Refused
 				}
 			}
-		case store.AuditJobExpired:
+		case protocol.AuditJobExpired:
 			if inPeriod && e.Client == client {
 				r.Jobs.Expired++
 			}

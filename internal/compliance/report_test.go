@@ -60,7 +60,7 @@ func input(t *testing.T) compliance.Input {
 		t.Fatal(err)
 	}
 	defer a.Close()
-	page, err := compliance.DecodeAuditPage(a)
+	page, err := protocol.DecodeAuditPage(a)
 	if err != nil {
 		t.Fatal(err)
 	}

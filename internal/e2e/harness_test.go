@@ -359,9 +359,9 @@ func get(base, path, token string, out any) (int, error) {
 	return resp.StatusCode, nil
 }
 
-func status(t *testing.T, base string) reconciler.Status {
+func status(t *testing.T, base string) protocol.Status {
 	t.Helper()
-	var st reconciler.Status
+	var st protocol.Status
 	if code, err := get(base, "/v1/status", adminToken, &st); code != http.StatusOK {
 		t.Fatalf("GET /v1/status: %d %v", code, err)
 	}
@@ -410,7 +410,7 @@ func audit(t *testing.T, base string) []auditEntry {
 	return nil
 }
 
-func applied(st reconciler.Status, c string) string {
+func applied(st protocol.Status, c string) string {
 	for _, r := range st.Revisions {
 		if r.Client == c {
 			return r.Applied
@@ -419,13 +419,13 @@ func applied(st reconciler.Status, c string) string {
 	return ""
 }
 
-func clientStatus(st reconciler.Status, c string) reconciler.ClientStatus {
+func clientStatus(st protocol.Status, c string) protocol.ClientStatus {
 	for _, cs := range st.Clients {
 		if cs.Client == c {
 			return cs
 		}
 	}
-	return reconciler.ClientStatus{}
+	return protocol.ClientStatus{}
 }
 
 // waitFor polls cond until it holds or the deadline passes; a deadline is
@@ -876,7 +876,7 @@ func (c skewClock) Sleep(ctx context.Context, d time.Duration) error {
 }
 
 // reconcilerStatus is the controller's status document.
-type reconcilerStatus = reconciler.Status
+type reconcilerStatus = protocol.Status
 
 // movableClock is a controller clock the test moves forward.
 type movableClock struct{ offset atomic.Int64 }

@@ -72,15 +72,6 @@ type Generated struct {
 	SecretsPath string
 }
 
-// Secrets is the secrets file patchd reads, with the secrets in the clear:
-// the simulator needs them to enroll agents, read /v1/status and sign
-// webhooks.
-type Secrets struct {
-	AdminToken    string            `json:"adminToken"`
-	WebhookSecret string            `json:"webhookSecret"`
-	Enrollment    map[string]string `json:"enrollment"`
-}
-
 // Generate writes under out: the fleet repo (RepoDirName, a Git repository
 // on branch main with one commit), a state snapshot (StateFile) and a
 // secrets file (SecretsFile, mode 0600). out must not hold a fleet repo
@@ -112,7 +103,7 @@ func Generate(ctx context.Context, out string, opts GenerateOptions) (*Generated
 	if err := writeSnapshot(g.StatePath, plangen.Snapshot(opts.Clients, opts.Endpoints, opts.Updates, opts.Now)); err != nil {
 		return nil, err
 	}
-	sec := Secrets{AdminToken: randomSecret(), WebhookSecret: randomSecret(), Enrollment: map[string]string{}}
+	sec := protocol.SecretsFile{AdminToken: randomSecret(), WebhookSecret: randomSecret(), Enrollment: map[string]string{}}
 	for i := range opts.Clients {
 		sec.Enrollment[plangen.ClientID(i)] = randomSecret()
 	}
@@ -124,23 +115,6 @@ func Generate(ctx context.Context, out string, opts GenerateOptions) (*Generated
 		return nil, fmt.Errorf("write secrets: %w", err)
 	}
 	return g, nil
-}
-
-// ReadSecrets reads a secrets file in the clear (no "sha256:" hashes: the
-// simulator has to present the secrets).
-func ReadSecrets(path string) (*Secrets, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("secrets file: %w", err)
-	}
-	var s Secrets
-	if err := json.Unmarshal(data, &s); err != nil {
-		return nil, fmt.Errorf("secrets file %s: %w", path, err)
-	}
-	if s.AdminToken == "" {
-		return nil, fmt.Errorf("secrets file %s: no adminToken", path)
-	}
-	return &s, nil
 }
 
 func randomSecret() string {

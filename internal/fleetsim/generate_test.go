@@ -90,7 +90,7 @@ func TestGenerateWritesALoadableFleet(t *testing.T) {
 			if fi.Mode().Perm() != 0o600 {
 				t.Errorf("secrets file mode %v, want 0600", fi.Mode().Perm())
 			}
-			sec, err := ReadSecrets(g.SecretsPath)
+			sec, err := protocol.ReadSecretsFile(g.SecretsPath)
 			if err != nil {
 				t.Fatal(err)
 			}

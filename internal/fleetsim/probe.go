@@ -16,7 +16,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/patchline/patchline/reconciler"
+	"github.com/patchline/patchline/protocol"
 )
 
 // probe reads the controller's admin status and metrics and sends it
@@ -24,16 +24,16 @@ import (
 // agents.
 type probe struct {
 	base    string
-	secrets *Secrets
+	secrets *protocol.SecretsFile
 	http    *http.Client
 }
 
-func newProbe(base string, s *Secrets) *probe {
+func newProbe(base string, s *protocol.SecretsFile) *probe {
 	return &probe{base: strings.TrimSuffix(base, "/"), secrets: s, http: &http.Client{Timeout: 30 * time.Second}}
 }
 
 // status reads GET /v1/status with the admin token.
-func (p *probe) status(ctx context.Context) (*reconciler.Status, error) {
+func (p *probe) status(ctx context.Context) (*protocol.Status, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.base+"/v1/status", nil)
 	if err != nil {
 		return nil, fmt.Errorf("status: %w", err)
@@ -48,7 +48,7 @@ func (p *probe) status(ctx context.Context) (*reconciler.Status, error) {
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<10))
 		return nil, fmt.Errorf("status: %s: %s", resp.Status, bytes.TrimSpace(body))
 	}
-	var st reconciler.Status
+	var st protocol.Status
 	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
 		return nil, fmt.Errorf("status: %w", err)
 	}

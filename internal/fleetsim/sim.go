@@ -15,7 +15,6 @@ import (
 	"github.com/patchline/patchline/agent/backend/sim"
 	"github.com/patchline/patchline/internal/plangen"
 	"github.com/patchline/patchline/protocol"
-	"github.com/patchline/patchline/reconciler"
 )
 
 // Agents start in batches: a listen backlog holds a few thousand
@@ -42,7 +41,7 @@ type Options struct {
 	Controller string
 	// Secrets are the enrollment secrets, the admin token (for
 	// /v1/status) and the webhook secret.
-	Secrets *Secrets
+	Secrets *protocol.SecretsFile
 	// Clients and Endpoints size the simulated fleet: endpoint i belongs to
 	// client plangen.ClientID(i % Clients).
 	Clients   int
@@ -366,7 +365,7 @@ func (w *watch) poll(ctx context.Context) bool {
 		w.status.err = err.Error()
 		return false
 	}
-	byClient := make(map[string]reconciler.ClientStatus, len(st.Clients))
+	byClient := make(map[string]protocol.ClientStatus, len(st.Clients))
 	for _, cs := range st.Clients {
 		byClient[cs.Client] = cs
 	}

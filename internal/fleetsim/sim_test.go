@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/patchline/patchline/protocol"
 	"github.com/patchline/patchline/reconciler"
 	"github.com/patchline/patchline/reconciler/source"
 )
@@ -41,7 +42,7 @@ func TestSimulatedFleetConverges(t *testing.T) {
 			t.Errorf("patchd: %v", err)
 		}
 	}()
-	sec, err := ReadSecrets(g.SecretsPath)
+	sec, err := protocol.ReadSecretsFile(g.SecretsPath)
 	if err != nil {
 		t.Fatal(err)
 	}

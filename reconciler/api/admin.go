@@ -8,11 +8,9 @@ import (
 	"io"
 	"net/http"
 	"strconv"
-	"time"
 
 	"github.com/patchline/patchline/protocol"
 	"github.com/patchline/patchline/reconciler/source"
-	"github.com/patchline/patchline/reconciler/store"
 )
 
 // Page sizes of GET /v1/audit.
@@ -74,26 +72,6 @@ func (s *Server) backup(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// auditEntry is the JSON form of a store.AuditEntry.
-type auditEntry struct {
-	ID       int64           `json:"id"`
-	At       time.Time       `json:"at"`
-	Kind     store.AuditKind `json:"kind"`
-	Client   string          `json:"client,omitempty"`
-	Endpoint string          `json:"endpoint,omitempty"`
-	Revision string          `json:"revision,omitempty"`
-	Job      string          `json:"job,omitempty"`
-	Detail   json.RawMessage `json:"detail,omitempty"`
-}
-
-// auditPage is the answer of GET /v1/audit. Next is the id to pass as
-// ?after= for the following page; it stays the same when there is nothing
-// newer yet.
-type auditPage struct {
-	Entries []auditEntry `json:"entries"`
-	Next    int64        `json:"next"`
-}
-
 // audit handles GET /v1/audit?after=ID&limit=N: audit entries after ID,
 // oldest first.
 func (s *Server) audit(w http.ResponseWriter, r *http.Request) error {
@@ -117,16 +95,13 @@ func (s *Server) audit(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return storeError(err, "audit log not found")
 	}
-	page := auditPage{Entries: make([]auditEntry, len(entries)), Next: after}
+	page := protocol.AuditPage{Entries: entries, Next: after}
 	for i, e := range entries {
-		page.Entries[i] = auditEntry{
-			ID: e.ID, At: e.At.UTC(), Kind: e.Kind, Client: e.Client, Endpoint: e.Endpoint,
-			Revision: e.Revision, Job: e.Job, Detail: e.Detail,
-		}
-		if len(e.Detail) == 0 {
-			page.Entries[i].Detail = nil
-		}
+		page.Entries[i].At = e.At.UTC()
 		page.Next = e.ID
+	}
+	if page.Entries == nil {
+		page.Entries = []protocol.AuditEntry{}
 	}
 	writeJSON(w, http.StatusOK, page)
 	return nil

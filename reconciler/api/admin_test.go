@@ -21,7 +21,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/patchline/patchline/protocol"
-	"github.com/patchline/patchline/reconciler/store"
 	"github.com/patchline/patchline/reconciler/store/sqlite"
 )
 
@@ -110,9 +109,9 @@ func TestAudit(t *testing.T) {
 	for i := range 3 {
 		e.enroll(fmt.Sprint("WS-00", i))
 	}
-	page := func(query string) (auditPage, response) {
+	page := func(query string) (protocol.AuditPage, response) {
 		resp := e.admin("/v1/audit" + query)
-		var p auditPage
+		var p protocol.AuditPage
 		if resp.status == 200 {
 			if err := json.Unmarshal(resp.body, &p); err != nil {
 				t.Fatal(err)
@@ -130,7 +129,7 @@ func TestAudit(t *testing.T) {
 		t.Errorf("an empty page moved next from %d to %d", p2.Next, p3.Next)
 	}
 	first := p1.Entries[0]
-	if first.Kind != store.AuditEnroll || first.Client != "acme" || !first.At.Equal(t0) || len(first.Detail) == 0 {
+	if first.Kind != protocol.AuditEnroll || first.Client != "acme" || !first.At.Equal(t0) || len(first.Detail) == 0 {
 		t.Errorf("first entry %+v: want the enrollment of an acme endpoint at t0 with its detail", first)
 	}
 	for _, q := range []string{"?after=x", "?limit=0", "?limit=100000", "?after=-1"} {

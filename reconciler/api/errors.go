@@ -4,9 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/patchline/patchline/protocol"
@@ -65,54 +63,12 @@ func writeError(w http.ResponseWriter, e *apiError) {
 // fields and data after the value are refused; errors say where the body
 // went wrong.
 func decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
-	body := http.MaxBytesReader(w, r.Body, protocol.MaxBodyBytes)
-	dec := json.NewDecoder(body)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return bodyError(err, dec.InputOffset())
-	}
-	// Read to the end so trailing data and an oversized body are caught.
-	if _, err := dec.Token(); err != io.EOF {
-		if err == nil {
-			return errorf(protocol.CodeInvalid, "offset %d: data after the JSON value", dec.InputOffset())
+	if err := protocol.DecodeStrict(http.MaxBytesReader(w, r.Body, protocol.MaxBodyBytes), v); err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			return errorf(protocol.CodeTooLarge, "request body is over %d bytes", tooLarge.Limit)
 		}
-		return bodyError(err, dec.InputOffset())
+		return errorf(protocol.CodeInvalid, "malformed JSON: %v", err)
 	}
 	return nil
-}
-
-// bodyError classifies an error from reading a request body; offset is
-// how far the body was read.
-func bodyError(err error, offset int64) *apiError {
-	var tooLarge *http.MaxBytesError
-	if errors.As(err, &tooLarge) {
-		return errorf(protocol.CodeTooLarge, "request body is over %d bytes", tooLarge.Limit)
-	}
-	return errorf(protocol.CodeInvalid, "malformed JSON: %v", jsonProblem(err, offset))
-}
-
-// jsonProblem rewrites an encoding/json error to name the offset or field
-// it happened at; offset is how far the decoder read, for errors that do
-// not say.
-func jsonProblem(err error, offset int64) error {
-	var syn *json.SyntaxError
-	var typ *json.UnmarshalTypeError
-	switch {
-	case errors.Is(err, io.EOF):
-		return errors.New("empty body")
-	case errors.Is(err, io.ErrUnexpectedEOF):
-		return errors.New("body ends in the middle of a value")
-	case errors.As(err, &syn):
-		return fmt.Errorf("offset %d: %s", syn.Offset, syn.Error())
-	case errors.As(err, &typ):
-		field := typ.Field
-		if field == "" {
-			field = "(top level)"
-		}
-		return fmt.Errorf("field %s: cannot use a JSON %s as %s", field, typ.Value, typ.Type)
-	}
-	if f, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
-		return fmt.Errorf("unknown field %s", f)
-	}
-	return fmt.Errorf("near offset %d: %s", offset, strings.TrimPrefix(err.Error(), "json: "))
 }

@@ -1,17 +1,14 @@
 package api
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
-	"io"
-	"os"
-	"runtime"
 	"sort"
 	"strings"
+
+	"github.com/patchline/patchline/protocol"
 )
 
 // hashPrefix marks a secret given pre-hashed in the secrets file:
@@ -31,63 +28,26 @@ type Secrets struct {
 	webhook []byte
 }
 
-// secretsFile is the JSON layout of the secrets file.
-type secretsFile struct {
-	AdminToken    string            `json:"adminToken"`
-	WebhookSecret string            `json:"webhookSecret"`
-	Enrollment    map[string]string `json:"enrollment"`
-}
-
-// LoadSecrets reads the secrets file at path:
-//
-//	{"adminToken": "...", "webhookSecret": "...", "enrollment": {"acme": "...", "globex": "..."}}
-//
-// The admin token and enrollment secrets may be given pre-hashed as
-// "sha256:<64 hex digits>"; the webhook secret may not, since it is an HMAC
-// key. The admin token is required; an empty webhook secret makes every
-// webhook fail to verify, and a client without an enrollment secret cannot
-// enroll endpoints. The file must not be readable by group or others.
+// LoadSecrets reads the secrets file at path (see protocol.SecretsFile) and
+// keeps only what the API checks. The admin token is required; an empty
+// webhook secret makes every webhook fail to verify, and a client without
+// an enrollment secret cannot enroll endpoints.
 func LoadSecrets(path string) (*Secrets, error) {
-	f, err := os.Open(path)
+	sf, err := protocol.ReadSecretsFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("secrets file: %w", err)
+		return nil, err
 	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("secrets file: %w", err)
-	}
-	// Windows reports made-up permission bits; there the file's ACL is the
-	// operator's business.
-	if perm := fi.Mode().Perm(); perm&0o077 != 0 && runtime.GOOS != "windows" {
-		return nil, fmt.Errorf("secrets file %s: mode %04o lets group or others read it; run chmod 600 %s", path, perm, path)
-	}
-	data, err := io.ReadAll(f)
-	if err != nil {
-		return nil, fmt.Errorf("secrets file %s: %w", path, err)
-	}
-	s, err := parseSecrets(data)
+	s, err := parseSecrets(sf)
 	if err != nil {
 		return nil, fmt.Errorf("secrets file %s: %w", path, err)
 	}
 	return s, nil
 }
 
-func parseSecrets(data []byte) (*Secrets, error) {
-	var sf secretsFile
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&sf); err != nil {
-		return nil, jsonProblem(err, dec.InputOffset())
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, fmt.Errorf("offset %d: data after the JSON object", dec.InputOffset())
-	}
+// parseSecrets hashes the secrets of sf.
+func parseSecrets(sf *protocol.SecretsFile) (*Secrets, error) {
 	s := &Secrets{enrollment: make(map[string][sha256.Size]byte, len(sf.Enrollment))}
 	var err error
-	if sf.AdminToken == "" {
-		return nil, fmt.Errorf("adminToken: missing")
-	}
 	if s.admin, err = secretHash(sf.AdminToken); err != nil {
 		return nil, fmt.Errorf("adminToken: %w", err)
 	}

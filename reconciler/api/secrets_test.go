@@ -30,7 +30,7 @@ func TestLoadSecrets(t *testing.T) {
 			wantErr: "enrollment.acme: empty secret"},
 		{name: "misspelt field", content: `{"adminToken": "a", "enrolment": {}}`, mode: 0o600, wantErr: `unknown field "enrolment"`},
 		{name: "not JSON", content: `adminToken = "a"`, mode: 0o600, wantErr: "offset 1"},
-		{name: "two objects", content: `{"adminToken": "a"} {}`, mode: 0o600, wantErr: "data after the JSON object"},
+		{name: "two objects", content: `{"adminToken": "a"} {}`, mode: 0o600, wantErr: "data after the JSON value"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

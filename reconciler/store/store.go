@@ -22,7 +22,6 @@ package store
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"io"
 	"time"
@@ -85,10 +84,10 @@ type Store interface {
 	Revisions(ctx context.Context, refusedLimit int) (RevisionStatus, error)
 
 	// AppendAudit appends an entry to the audit log.
-	AppendAudit(ctx context.Context, e AuditEntry) error
+	AppendAudit(ctx context.Context, e protocol.AuditEntry) error
 	// Audit returns up to limit entries with id greater than afterID,
 	// oldest first.
-	Audit(ctx context.Context, afterID int64, limit int) ([]AuditEntry, error)
+	Audit(ctx context.Context, afterID int64, limit int) ([]protocol.AuditEntry, error)
 
 	// Backup returns a consistent copy of the store, of one moment, for
 	// reading, with its size in bytes.
@@ -204,39 +203,6 @@ type UpdateResult struct {
 	// At is when the agent finished the update; zero means when the result
 	// was recorded.
 	At time.Time
-}
-
-// AuditKind names what an audit entry records.
-type AuditKind string
-
-// Audit entry kinds.
-const (
-	AuditRevisionApplied AuditKind = "revision-applied"
-	AuditRevisionRefused AuditKind = "revision-refused"
-	AuditJobCreated      AuditKind = "job-created"
-	AuditJobResult       AuditKind = "job-result"
-	AuditJobExpired      AuditKind = "job-expired"
-	AuditHalt            AuditKind = "halt"
-	AuditResume          AuditKind = "resume"
-	AuditEnroll          AuditKind = "enroll"
-	// AuditRestore: the store was replaced by a backup (patchd --restore);
-	// entries between the backup and the restore are not in it.
-	AuditRestore AuditKind = "store-restored"
-)
-
-// AuditEntry is one line of the append-only audit log. Client, Endpoint,
-// Revision and Job are set when the entry concerns one.
-type AuditEntry struct {
-	// ID is assigned by the store; ids only grow.
-	ID       int64
-	At       time.Time
-	Kind     AuditKind
-	Client   string
-	Endpoint string
-	Revision string
-	Job      string
-	// Detail is kind-specific JSON; empty when there is none.
-	Detail json.RawMessage
 }
 
 // Revision statuses.

@@ -6,13 +6,14 @@ import (
 	"encoding/json"
 	"fmt"
 
+	"github.com/patchline/patchline/protocol"
 	"github.com/patchline/patchline/reconciler/store"
 )
 
 // AppendAudit appends an entry to the audit log (for events the store does
 // not record itself, such as a halt or a resume). The entry's ID is
 // assigned by the store.
-func (db *DB) AppendAudit(ctx context.Context, e store.AuditEntry) error {
+func (db *DB) AppendAudit(ctx context.Context, e protocol.AuditEntry) error {
 	if e.Kind == "" || e.At.IsZero() {
 		return fmt.Errorf("append audit entry: kind and time are required: %w", store.ErrInvalid)
 	}
@@ -31,7 +32,7 @@ var appendAuditQuery = writeQuery(`INSERT INTO audit (at, kind, client, endpoint
 
 // appendAudit appends e inside tx, so an entry is stored exactly when the
 // change it records is.
-func appendAudit(tx *wtx, e store.AuditEntry) error {
+func appendAudit(tx *wtx, e protocol.AuditEntry) error {
 	var detail any
 	if len(e.Detail) > 0 {
 		detail = string(e.Detail)
@@ -44,7 +45,7 @@ func appendAudit(tx *wtx, e store.AuditEntry) error {
 
 // Audit returns up to limit audit entries with an id greater than afterID,
 // oldest first. Page through the log by passing the last id seen.
-func (db *DB) Audit(ctx context.Context, afterID int64, limit int) ([]store.AuditEntry, error) {
+func (db *DB) Audit(ctx context.Context, afterID int64, limit int) ([]protocol.AuditEntry, error) {
 	if limit <= 0 {
 		return nil, fmt.Errorf("audit: limit must be positive: %w", store.ErrInvalid)
 	}
@@ -54,9 +55,9 @@ func (db *DB) Audit(ctx context.Context, afterID int64, limit int) ([]store.Audi
 		return nil, fmt.Errorf("audit: %w", err)
 	}
 	defer rows.Close()
-	var entries []store.AuditEntry
+	var entries []protocol.AuditEntry
 	for rows.Next() {
-		var e store.AuditEntry
+		var e protocol.AuditEntry
 		var at sql.NullInt64
 		var kind string
 		var detail sql.NullString
@@ -64,7 +65,7 @@ func (db *DB) Audit(ctx context.Context, afterID int64, limit int) ([]store.Audi
 			return nil, fmt.Errorf("audit: %w", err)
 		}
 		e.At = timeOf(at)
-		e.Kind = store.AuditKind(kind)
+		e.Kind = protocol.AuditKind(kind)
 		if detail.Valid {
 			e.Detail = json.RawMessage(detail.String)
 		}

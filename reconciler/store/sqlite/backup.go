@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/patchline/patchline/protocol"
 	"github.com/patchline/patchline/reconciler/store"
 )
 
@@ -198,7 +199,7 @@ func recordRestore(ctx context.Context, path, from, kept string, at time.Time) e
 		Kept   string `json:"kept,omitempty"`
 	}{from, kept})
 	if err == nil {
-		err = db.AppendAudit(ctx, store.AuditEntry{At: at, Kind: store.AuditRestore, Detail: detail})
+		err = db.AppendAudit(ctx, protocol.AuditEntry{At: at, Kind: protocol.AuditRestore, Detail: detail})
 	}
 	if err := errors.Join(err, db.Close()); err != nil {
 		return err

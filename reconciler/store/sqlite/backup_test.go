@@ -13,6 +13,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/patchline/patchline/protocol"
 	"github.com/patchline/patchline/reconciler/store"
 )
 
@@ -215,7 +216,7 @@ func TestRestore(t *testing.T) {
 		t.Fatal(err)
 	}
 	last := entries[len(entries)-1]
-	if last.Kind != store.AuditRestore || !strings.Contains(string(last.Detail), backup) || !strings.Contains(string(last.Detail), kept) {
+	if last.Kind != protocol.AuditRestore || !strings.Contains(string(last.Detail), backup) || !strings.Contains(string(last.Detail), kept) {
 		t.Errorf("last audit entry %s %s, want a store-restored entry naming the backup and the kept store", last.Kind, last.Detail)
 	}
 	for _, suffix := range []string{"-wal", "-shm"} {

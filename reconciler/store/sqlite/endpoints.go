@@ -36,8 +36,8 @@ func (db *DB) Enroll(ctx context.Context, e store.Enrollment) error {
 		if err != nil {
 			return err
 		}
-		return appendAudit(tx, store.AuditEntry{
-			At: e.EnrolledAt, Kind: store.AuditEnroll, Client: e.Client, Endpoint: e.ID, Detail: detail,
+		return appendAudit(tx, protocol.AuditEntry{
+			At: e.EnrolledAt, Kind: protocol.AuditEnroll, Client: e.Client, Endpoint: e.ID, Detail: detail,
 		})
 	})
 	if err != nil {

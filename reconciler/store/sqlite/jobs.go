@@ -144,8 +144,8 @@ func createJob(tx *wtx, client string, j store.Job, now time.Time, sign store.Si
 	if err != nil {
 		return store.Job{}, false, err
 	}
-	if err := appendAudit(tx, store.AuditEntry{
-		At: now, Kind: store.AuditJobCreated, Client: client, Endpoint: j.Endpoint, Revision: j.Revision, Job: j.ID, Detail: detail,
+	if err := appendAudit(tx, protocol.AuditEntry{
+		At: now, Kind: protocol.AuditJobCreated, Client: client, Endpoint: j.Endpoint, Revision: j.Revision, Job: j.ID, Detail: detail,
 	}); err != nil {
 		return store.Job{}, false, err
 	}
@@ -313,8 +313,8 @@ func (db *DB) RecordResult(ctx context.Context, jobID, endpoint string, results 
 		if err != nil {
 			return err
 		}
-		return appendAudit(tx, store.AuditEntry{
-			At: now, Kind: store.AuditJobResult, Client: client, Endpoint: endpoint, Revision: revision, Job: jobID, Detail: detail,
+		return appendAudit(tx, protocol.AuditEntry{
+			At: now, Kind: protocol.AuditJobResult, Client: client, Endpoint: endpoint, Revision: revision, Job: jobID, Detail: detail,
 		})
 	})
 	if err != nil {
@@ -356,9 +356,9 @@ func (db *DB) ExpireJobs(ctx context.Context, now time.Time) (int, error) {
 		if err != nil {
 			return err
 		}
-		var expired []store.AuditEntry
+		var expired []protocol.AuditEntry
 		for rows.Next() {
-			e := store.AuditEntry{At: now, Kind: store.AuditJobExpired}
+			e := protocol.AuditEntry{At: now, Kind: protocol.AuditJobExpired}
 			if err := rows.Scan(&e.Job, &e.Endpoint, &e.Client, &e.Revision); err != nil {
 				rows.Close()
 				return err

@@ -11,6 +11,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+
 	"github.com/patchline/patchline/protocol"
 	"github.com/patchline/patchline/reconciler/store"
 )
@@ -69,7 +70,7 @@ func TestCreateJobs(t *testing.T) {
 	}
 	var jobsAudited []string
 	for _, e := range audit {
-		if e.Kind == store.AuditJobCreated {
+		if e.Kind == protocol.AuditJobCreated {
 			jobsAudited = append(jobsAudited, e.Job)
 		}
 	}
@@ -380,7 +381,7 @@ func TestExpireJobs(t *testing.T) {
 	}
 	var expired []string
 	for _, e := range audit {
-		if e.Kind == store.AuditJobExpired {
+		if e.Kind == protocol.AuditJobExpired {
 			expired = append(expired, e.Job)
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 
+	"github.com/patchline/patchline/protocol"
 	"github.com/patchline/patchline/reconciler/store"
 )
 
@@ -23,19 +24,19 @@ var recordRevisionQuery = writeQuery(`INSERT INTO revisions (hash, status, at, c
 func (db *DB) RecordRevisions(ctx context.Context, rs []store.Revision) error {
 	type row struct {
 		r        store.Revision
-		kind     store.AuditKind
+		kind     protocol.AuditKind
 		problems any
 	}
 	rows := make([]row, 0, len(rs))
 	for _, r := range rs {
-		kind := store.AuditRevisionApplied
+		kind := protocol.AuditRevisionApplied
 		switch {
 		case r.Hash == "":
 			return fmt.Errorf("record revision: hash is required: %w", store.ErrInvalid)
 		case r.At.IsZero():
 			return fmt.Errorf("record revision %q: time is required: %w", r.Hash, store.ErrInvalid)
 		case r.Status == store.RevisionRefused:
-			kind = store.AuditRevisionRefused
+			kind = protocol.AuditRevisionRefused
 		case r.Status != store.RevisionApplied:
 			return fmt.Errorf("record revision %q: status %q is neither %q nor %q: %w",
 				r.Hash, r.Status, store.RevisionApplied, store.RevisionRefused, store.ErrInvalid)
@@ -61,7 +62,7 @@ func (db *DB) RecordRevisions(ctx context.Context, rs []store.Revision) error {
 					return err
 				}
 			}
-			if err := appendAudit(tx, store.AuditEntry{At: r.At, Kind: w.kind, Client: r.Client, Revision: r.Hash, Detail: detail}); err != nil {
+			if err := appendAudit(tx, protocol.AuditEntry{At: r.At, Kind: w.kind, Client: r.Client, Revision: r.Hash, Detail: detail}); err != nil {
 				return err
 			}
 		}

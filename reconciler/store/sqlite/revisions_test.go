@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/patchline/patchline/protocol"
 	"github.com/patchline/patchline/reconciler/store"
 )
 
@@ -52,11 +54,11 @@ func TestRevisions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var kinds []store.AuditKind
+	var kinds []protocol.AuditKind
 	for _, e := range audit {
 		kinds = append(kinds, e.Kind)
 	}
-	wantKinds := []store.AuditKind{store.AuditRevisionApplied, store.AuditRevisionApplied, store.AuditRevisionRefused, store.AuditRevisionRefused, store.AuditRevisionApplied}
+	wantKinds := []protocol.AuditKind{protocol.AuditRevisionApplied, protocol.AuditRevisionApplied, protocol.AuditRevisionRefused, protocol.AuditRevisionRefused, protocol.AuditRevisionApplied}
 	if diff := cmp.Diff(wantKinds, kinds); diff != "" {
 		t.Errorf("audit kinds (-want +got):\n%s", diff)
 	}
@@ -91,10 +93,10 @@ func TestRevisionsEmpty(t *testing.T) {
 func TestAudit(t *testing.T) {
 	db, _ := openTest(t)
 	ctx := context.Background()
-	entries := []store.AuditEntry{
-		{At: t0, Kind: store.AuditHalt, Client: "acme", Revision: "aaaa", Detail: json.RawMessage(`{"ring":"pilot","update":"KB1","failureRate":0.4}`)},
-		{At: t0.Add(time.Minute), Kind: store.AuditResume, Client: "acme", Revision: "bbbb"},
-		{At: t0.Add(2 * time.Minute), Kind: store.AuditHalt, Client: "globex", Revision: "bbbb"},
+	entries := []protocol.AuditEntry{
+		{At: t0, Kind: protocol.AuditHalt, Client: "acme", Revision: "aaaa", Detail: json.RawMessage(`{"ring":"pilot","update":"KB1","failureRate":0.4}`)},
+		{At: t0.Add(time.Minute), Kind: protocol.AuditResume, Client: "acme", Revision: "bbbb"},
+		{At: t0.Add(2 * time.Minute), Kind: protocol.AuditHalt, Client: "globex", Revision: "bbbb"},
 	}
 	for _, e := range entries {
 		if err := db.AppendAudit(ctx, e); err != nil {
@@ -108,7 +110,7 @@ func TestAudit(t *testing.T) {
 		name    string
 		afterID int64
 		limit   int
-		want    []store.AuditEntry
+		want    []protocol.AuditEntry
 	}{
 		{"first page", 0, 2, entries[:2]},
 		{"next page", 2, 2, entries[2:]},
@@ -127,11 +129,11 @@ func TestAudit(t *testing.T) {
 
 	for _, tc := range []struct {
 		name string
-		e    store.AuditEntry
+		e    protocol.AuditEntry
 	}{
-		{"entry without kind", store.AuditEntry{At: t0}},
-		{"entry without time", store.AuditEntry{Kind: store.AuditHalt}},
-		{"detail that is not JSON", store.AuditEntry{At: t0, Kind: store.AuditHalt, Detail: json.RawMessage(`{ring`)}},
+		{"entry without kind", protocol.AuditEntry{At: t0}},
+		{"entry without time", protocol.AuditEntry{Kind: protocol.AuditHalt}},
+		{"detail that is not JSON", protocol.AuditEntry{At: t0, Kind: protocol.AuditHalt, Detail: json.RawMessage(`{ring`)}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if err := db.AppendAudit(ctx, tc.e); !errors.Is(err, store.ErrInvalid) {

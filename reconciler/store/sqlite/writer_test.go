@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
 	"github.com/patchline/patchline/protocol"
 	"github.com/patchline/patchline/reconciler/store"
 )
@@ -26,7 +27,7 @@ func holdWriter(t *testing.T, db *DB) (release func() error) {
 		result <- db.update(context.Background(), func(tx *wtx) error {
 			close(started)
 			<-unblock
-			return appendAudit(tx, store.AuditEntry{At: t0, Kind: store.AuditKind("held")})
+			return appendAudit(tx, protocol.AuditEntry{At: t0, Kind: protocol.AuditKind("held")})
 		})
 	}()
 	<-started
@@ -74,7 +75,7 @@ func TestBatchKeepsEachWritesOutcome(t *testing.T) {
 	for i := range n {
 		wg.Go(func() {
 			errs[i] = db.update(context.Background(), func(tx *wtx) error {
-				if err := appendAudit(tx, store.AuditEntry{At: t0, Kind: store.AuditKind(fmt.Sprintf("w%d", i))}); err != nil {
+				if err := appendAudit(tx, protocol.AuditEntry{At: t0, Kind: protocol.AuditKind(fmt.Sprintf("w%d", i))}); err != nil {
 					return err
 				}
 				if i%3 == 1 {
@@ -124,7 +125,7 @@ func TestBatchLostTransactionFailsEveryWrite(t *testing.T) {
 	for i := range n {
 		wg.Go(func() {
 			errs[i] = db.update(context.Background(), func(tx *wtx) error {
-				if err := appendAudit(tx, store.AuditEntry{At: t0, Kind: store.AuditKind(fmt.Sprintf("w%d", i))}); err != nil {
+				if err := appendAudit(tx, protocol.AuditEntry{At: t0, Kind: protocol.AuditKind(fmt.Sprintf("w%d", i))}); err != nil {
 					return err
 				}
 				if i == 2 {
@@ -151,7 +152,7 @@ func TestBatchLostTransactionFailsEveryWrite(t *testing.T) {
 	if diff := cmp.Diff([]string{"held"}, auditKinds(t, db)); diff != "" {
 		t.Errorf("stored entries (-want +got):\n%s", diff)
 	}
-	if err := db.AppendAudit(context.Background(), store.AuditEntry{At: t0, Kind: "after"}); err != nil {
+	if err := db.AppendAudit(context.Background(), protocol.AuditEntry{At: t0, Kind: "after"}); err != nil {
 		t.Fatalf("write after the lost transaction: %v", err)
 	}
 	if diff := cmp.Diff([]string{"held", "after"}, auditKinds(t, db)); diff != "" {
@@ -168,7 +169,7 @@ func TestWriteCancelledWhileQueued(t *testing.T) {
 	result := make(chan error, 1)
 	go func() {
 		result <- db.update(ctx, func(tx *wtx) error {
-			return appendAudit(tx, store.AuditEntry{At: t0, Kind: "cancelled"})
+			return appendAudit(tx, protocol.AuditEntry{At: t0, Kind: "cancelled"})
 		})
 	}()
 	queued(t, db, 1)
@@ -191,7 +192,7 @@ func TestCloseFinishesQueuedWrites(t *testing.T) {
 	release := holdWriter(t, db)
 	result := make(chan error, 1)
 	go func() {
-		result <- db.AppendAudit(context.Background(), store.AuditEntry{At: t0, Kind: "queued"})
+		result <- db.AppendAudit(context.Background(), protocol.AuditEntry{At: t0, Kind: "queued"})
 	}()
 	queued(t, db, 1)
 	closed := make(chan error, 1)
@@ -205,7 +206,7 @@ func TestCloseFinishesQueuedWrites(t *testing.T) {
 	if err := <-closed; err != nil {
 		t.Fatal(err)
 	}
-	if err := db.AppendAudit(context.Background(), store.AuditEntry{At: t0, Kind: "late"}); !errors.Is(err, errClosed) {
+	if err := db.AppendAudit(context.Background(), protocol.AuditEntry{At: t0, Kind: "late"}); !errors.Is(err, errClosed) {
 		t.Errorf("write after Close returned %v, want %v", err, errClosed)
 	}
 	db, err := Open(context.Background(), path)
@@ -242,7 +243,7 @@ func TestWritesRunPrepared(t *testing.T) {
 	if err := db.RecordRevisions(ctx, []store.Revision{{Hash: "c0ffee", Status: store.RevisionApplied, At: t0, Client: "acme"}}); err != nil {
 		t.Fatal(err)
 	}
-	if err := db.AppendAudit(ctx, store.AuditEntry{At: t0, Kind: store.AuditHalt, Client: "acme"}); err != nil {
+	if err := db.AppendAudit(ctx, protocol.AuditEntry{At: t0, Kind: protocol.AuditHalt, Client: "acme"}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := db.EndpointByID(ctx, "ep-1"); err != nil {
@@ -282,7 +283,7 @@ func TestWritePanicFailsOnlyItself(t *testing.T) {
 		var panicErr, okErr error
 		wg.Go(func() {
 			panicErr = db.update(context.Background(), func(tx *wtx) error {
-				if err := appendAudit(tx, store.AuditEntry{At: t0, Kind: "panicked"}); err != nil {
+				if err := appendAudit(tx, protocol.AuditEntry{At: t0, Kind: "panicked"}); err != nil {
 					return err
 				}
 				panic("a bug in a write function")
@@ -292,7 +293,7 @@ func TestWritePanicFailsOnlyItself(t *testing.T) {
 			queued(t, db, 1)
 		}
 		wg.Go(func() {
-			okErr = db.AppendAudit(context.Background(), store.AuditEntry{At: t0, Kind: "ok"})
+			okErr = db.AppendAudit(context.Background(), protocol.AuditEntry{At: t0, Kind: "ok"})
 		})
 		if batched {
 			queued(t, db, 2)

@@ -1,0 +1,72 @@
+package render
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/patchline/patchline/protocol"
+)
+
+// Status writes the status as the table `patchctl status` prints.
+func Status(w io.Writer, s *protocol.Status) error {
+	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+	head := s.Head
+	if len(head) > 12 {
+		head = head[:12]
+	}
+	fmt.Fprintf(tw, "Branch head:\t%s\n", orNone(head))
+	if s.SourceError != "" {
+		fmt.Fprintf(tw, "Fleet repo error:\t%s\n", s.SourceError)
+	}
+	if r := s.Refused; r != nil {
+		scope := "whole commit"
+		if r.Client != "" {
+			scope = "client " + r.Client
+		}
+		fmt.Fprintf(tw, "Last refused:\t%s (%s, %s) at %s\n", short(r.Revision), scope, orNone(r.Reason), r.At.UTC().Format(time.RFC3339))
+		for _, p := range r.Problems {
+			fmt.Fprintf(tw, "\t  %s\n", p)
+		}
+	}
+	fmt.Fprintf(tw, "\nCLIENT\tREVISION\tENDPOINTS\tCOMPLIANT\tDRIFTING\tSTALE\tCOMPLIANCE\tMISSING\tHALTED\n")
+	applied := make(map[string]protocol.RevisionStatus)
+	for _, r := range s.Revisions {
+		applied[r.Client] = r
+	}
+	for _, c := range s.Clients {
+		rev := short(c.Revision)
+		if !c.Known {
+			rev = "(not in repo)"
+		} else if r := applied[c.Client]; r.Attempted != "" && r.Attempted != r.Applied {
+			rev += " (newer refused)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%.1f%%\t%d\t%d\n", c.Client, rev, c.Endpoints, c.Compliant, c.Drifting, c.Stale, c.Compliance*100, c.Missing, len(c.Halted))
+	}
+	var halts []string
+	for _, c := range s.Clients {
+		for _, h := range c.Halted {
+			halts = append(halts, fmt.Sprintf("%s\t%s\t%s\t%s", c.Client, h.Ring, h.Update, h.Reason))
+		}
+	}
+	if len(halts) > 0 {
+		fmt.Fprintf(tw, "\nHALTED ROLLOUTS (a commit with a resume entry lifts them)\nCLIENT\tRING\tUPDATE\tWHY\n%s\n", strings.Join(halts, "\n"))
+	}
+	return tw.Flush()
+}
+
+func short(rev string) string {
+	if len(rev) > 12 {
+		return rev[:12]
+	}
+	return orNone(rev)
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

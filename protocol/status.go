@@ -1,0 +1,62 @@
+package protocol
+
+import "time"
+
+// Status is what GET /v1/status answers and `patchctl status` shows.
+type Status struct {
+	// Head is the last branch head the controller applied or refused.
+	Head string `json:"head"`
+	// SourceError is the last failure to fetch or read the fleet repo.
+	SourceError string `json:"sourceError,omitempty"`
+	// Refused is the most recent refused revision.
+	Refused *Refusal `json:"refused,omitempty"`
+	// Revisions are the last applied and attempted revision per client.
+	Revisions []RevisionStatus `json:"revisions"`
+	// Clients are each client's figures from its last re-plan.
+	Clients []ClientStatus `json:"clients"`
+}
+
+// Refusal is a revision the controller would not apply.
+type Refusal struct {
+	Revision string `json:"revision"`
+	// Client is "" when the whole commit was refused.
+	Client   string    `json:"client,omitempty"`
+	Reason   string    `json:"reason,omitempty"`
+	Problems []string  `json:"problems"`
+	At       time.Time `json:"at"`
+}
+
+// RevisionStatus is the last applied and last attempted revision of one
+// client ("" for the branch as a whole).
+type RevisionStatus struct {
+	Client        string    `json:"client"`
+	Applied       string    `json:"applied,omitempty"`
+	AppliedAt     time.Time `json:"appliedAt,omitzero"`
+	Attempted     string    `json:"attempted"`
+	AttemptStatus string    `json:"attemptStatus"`
+}
+
+// ClientStatus sums up one client.
+type ClientStatus struct {
+	Client   string `json:"client"`
+	Revision string `json:"revision,omitempty"`
+	// Known is false when the fleet repo has no such client.
+	Known      bool    `json:"known"`
+	Endpoints  int     `json:"endpoints"`
+	Compliant  int     `json:"compliant"`
+	Drifting   int     `json:"drifting"`
+	Stale      int     `json:"stale"`
+	Compliance float64 `json:"compliance"`
+	// Missing counts desired updates not yet installed (pairs).
+	Missing int `json:"missing"`
+	// Halted lists rollouts stopped by failures.
+	Halted    []Halt    `json:"halted,omitempty"`
+	PlannedAt time.Time `json:"plannedAt"`
+}
+
+// Halt is one halted rollout.
+type Halt struct {
+	Update string `json:"update"`
+	Ring   string `json:"ring"`
+	Reason string `json:"reason"`
+}
