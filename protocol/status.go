@@ -52,6 +52,12 @@ type ClientStatus struct {
 	// Halted lists rollouts stopped by failures.
 	Halted    []Halt    `json:"halted,omitempty"`
 	PlannedAt time.Time `json:"plannedAt"`
+	// Error is why the client's last re-plan failed (the store could not
+	// be read or written, a job could not be signed); it is tried again
+	// after a backoff, and the figures above are from the last re-plan
+	// that succeeded. Empty when the last re-plan succeeded.
+	Error   string    `json:"error,omitempty"`
+	ErrorAt time.Time `json:"errorAt,omitzero"`
 }
 
 // Halt is one halted rollout.

@@ -2,6 +2,7 @@ package reconciler
 
 import (
 	"context"
+	"crypto/ed25519"
 	"fmt"
 	"io"
 	"log/slog"
@@ -10,7 +11,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/patchline/patchline/internal/clock"
 	"github.com/patchline/patchline/internal/plangen"
+	"github.com/patchline/patchline/reconciler/metrics"
 	"github.com/patchline/patchline/reconciler/store"
 	"github.com/patchline/patchline/reconciler/store/sqlite"
 )
@@ -67,71 +72,75 @@ func populate(path string, n int) error {
 	return nil
 }
 
-// benchController opens a controller (not running: no source, no
-// listener serving) on a copy of the populated store, with every client's
-// policy from plangen.Fleet applied.
-func benchController(b *testing.B, n int) *Controller {
+// staticPolicy is a policySource of fixed policies.
+type staticPolicy map[string]appliedClient
+
+func (p staticPolicy) Policy(client string) (appliedClient, bool) {
+	pc, ok := p[client]
+	return pc, ok
+}
+
+// benchReplanner is a replanner on a copy of the populated store, with every
+// client's policy from plangen.Fleet applied and a clock stopped at
+// benchNow.
+func benchReplanner(b *testing.B, n int) *replanner {
 	src := populatedDB(b, n)
-	data := b.TempDir()
 	raw, err := os.ReadFile(src)
 	if err != nil {
 		b.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(data, "patchline.db"), raw, 0o600); err != nil {
+	path := filepath.Join(b.TempDir(), storeFile)
+	if err := os.WriteFile(path, raw, 0o600); err != nil {
 		b.Fatal(err)
 	}
-	secrets := filepath.Join(b.TempDir(), "secrets.json")
-	if err := os.WriteFile(secrets, []byte(`{"adminToken": "bench", "enrollment": {}}`), 0o600); err != nil {
-		b.Fatal(err)
-	}
-	c, err := New(context.Background(), Config{
-		DataDir: data, RepoDir: b.TempDir(), SecretsFile: secrets, Listen: "127.0.0.1:0",
-		Now: func() time.Time { return benchNow }, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-	})
+	db, err := sqlite.Open(context.Background(), path)
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.Cleanup(func() {
-		c.ln.Close()
-		c.store.Close()
-		c.mu.Lock()
-		for _, t := range c.timers {
-			t.Stop()
-		}
-		c.mu.Unlock()
-	})
-	fleet := plangen.Fleet(n / benchClientSize)
-	for id, cl := range fleet.Clients {
-		c.policy[id] = appliedClient{revision: fleet.Revision, client: cl}
+	b.Cleanup(func() { db.Close() })
+	_, key, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		b.Fatal(err)
 	}
-	return c
+	fleet := plangen.Fleet(n / benchClientSize)
+	policy := make(staticPolicy)
+	for id, cl := range fleet.Clients {
+		policy[id] = appliedClient{revision: fleet.Revision, client: cl}
+	}
+	clk := clock.NewFake(benchNow)
+	r := newReplanner(clk, slog.New(slog.NewTextHandler(io.Discard, nil)), db, policy,
+		metrics.New(prometheus.NewRegistry()), key, newQueue(clk))
+	r.notify = func(...string) {}
+	return r
 }
 
 // BenchmarkReconcileAfterReport measures the re-plan one endpoint's report
-// causes (reconcile of its client: read the client's state, plan it, store
-// any new jobs) in fleets of 1,000 and 100,000 endpoints whose clients all
-// have benchClientSize endpoints. The cost follows the client, not the
-// fleet: the two figures should be about equal.
+// causes (reconcile of its client: read the client's state, plan it, sign
+// and store any new jobs) in fleets of 1,000 and 100,000 endpoints whose
+// clients all have benchClientSize endpoints. The cost follows the client,
+// not the fleet: the two figures should be about equal.
 func BenchmarkReconcileAfterReport(b *testing.B) {
 	for _, n := range []int{1_000, 100_000} {
 		b.Run(fmt.Sprintf("fleet=%d", n), func(b *testing.B) {
-			c := benchController(b, n)
+			r := benchReplanner(b, n)
 			ctx := context.Background()
 			client := plangen.ClientID(3)
 			// The first re-plan creates the client's jobs; the measured
 			// ones are the steady state of reports arriving while they run.
-			c.reconcile(ctx, client)
+			if err := r.reconcile(ctx, client); err != nil {
+				b.Fatal(err)
+			}
 			b.ReportAllocs()
 			b.ResetTimer()
 			for b.Loop() {
-				c.reconcile(ctx, client)
+				if err := r.reconcile(ctx, client); err != nil {
+					b.Fatal(err)
+				}
 			}
 			b.StopTimer()
-			c.mu.Lock()
-			cs := c.summaries[client]
-			c.mu.Unlock()
-			if cs.Endpoints != benchClientSize {
-				b.Fatalf("client %s has %d endpoints in its summary, want %d", client, cs.Endpoints, benchClientSize)
+			cs := r.statuses()
+			if len(cs) != 1 || cs[0].Endpoints != benchClientSize {
+				b.Fatalf("summaries %+v, want client %s with %d endpoints", cs, client, benchClientSize)
 			}
 		})
 	}

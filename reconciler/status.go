@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/patchline/patchline/protocol"
@@ -11,17 +13,18 @@ import (
 	"github.com/patchline/patchline/reconciler/plan"
 )
 
-// Status reports the controller's view for the admin API.
+// Status reports the controller's view for the admin API: the branch head,
+// the revisions each client applied or refused, and each client's figures
+// and last re-plan error.
 func (c *Controller) Status(ctx context.Context) (*protocol.Status, error) {
 	revs, err := c.store.Revisions(ctx, 1)
 	if err != nil {
 		return nil, fmt.Errorf("read revisions: %w", err)
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	st := &protocol.Status{SourceError: c.lastErr, Refused: c.refused}
-	if !c.head.IsZero() {
-		st.Head = c.head.String()
+	v := c.revisions.view()
+	st := &protocol.Status{SourceError: v.lastErr, Refused: v.refused}
+	if !v.head.IsZero() {
+		st.Head = v.head.String()
 	}
 	for _, cr := range revs.Clients {
 		rs := protocol.RevisionStatus{Client: cr.Client, Attempted: cr.LastAttempted.Hash, AttemptStatus: cr.LastAttempted.Status}
@@ -30,28 +33,45 @@ func (c *Controller) Status(ctx context.Context) (*protocol.Status, error) {
 		}
 		st.Revisions = append(st.Revisions, rs)
 	}
-	for _, id := range clientsSorted(c.summaries) {
-		st.Clients = append(st.Clients, c.summaries[id])
+	for _, cs := range c.replanner.statuses() {
+		// A client whose files did not change in a commit keeps its
+		// decisions but runs the new revision.
+		if rev, ok := v.running[cs.Client]; ok {
+			cs.Revision = rev
+		}
+		st.Clients = append(st.Clients, cs)
 	}
 	return st, nil
 }
 
-// summarise keeps a client's figures for Status.
-func (c *Controller) summarise(client, revision string, known bool, endpoints int, fig metrics.Figures, res *plan.Result, now time.Time) {
+// statuses are the clients' summaries, sorted by client.
+func (r *replanner) statuses() []protocol.ClientStatus {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]protocol.ClientStatus, 0, len(r.summaries))
+	for _, id := range slices.Sorted(maps.Keys(r.summaries)) {
+		out = append(out, r.summaries[id])
+	}
+	return out
+}
+
+// summarise keeps a client's figures for Status, clearing the error of an
+// earlier failed re-plan.
+func (r *replanner) summarise(client, revision string, known bool, endpoints int, fig metrics.Figures, res *plan.Result, now time.Time) {
 	cs := protocol.ClientStatus{
 		Client: client, Revision: revision, Known: known, PlannedAt: now, Endpoints: endpoints,
 		Compliant: fig.Compliant, Drifting: fig.Drifting, Stale: fig.Stale, Compliance: fig.Compliance, Missing: fig.Missing,
 	}
-	for _, r := range res.Rollouts {
-		if r.State == plan.RolloutHalted && r.Failed > 0 {
-			cs.Halted = append(cs.Halted, protocol.Halt{Update: r.Update, Ring: r.Ring, Reason: r.Reason})
+	for _, ro := range res.Rollouts {
+		if ro.State == plan.RolloutHalted && ro.Failed > 0 {
+			cs.Halted = append(cs.Halted, protocol.Halt{Update: ro.Update, Ring: ro.Ring, Reason: ro.Reason})
 		}
 	}
-	c.mu.Lock()
-	before := c.summaries[client].Halted
-	c.summaries[client] = cs
-	c.mu.Unlock()
-	c.auditHalts(client, revision, before, cs.Halted, now)
+	r.mu.Lock()
+	before := r.summaries[client].Halted
+	r.summaries[client] = cs
+	r.mu.Unlock()
+	r.auditHalts(client, revision, before, cs.Halted, now)
 }
 
 // auditHalts appends to the audit log the halts that appeared since the
@@ -59,7 +79,7 @@ func (c *Controller) summarise(client, revision string, known bool, endpoints in
 // with a resume entry, or a revision that no longer asks for the update).
 // After a restart the first plan finds every current halt new, so a halt
 // may be logged twice, never missed.
-func (c *Controller) auditHalts(client, revision string, before, after []protocol.Halt, now time.Time) {
+func (r *replanner) auditHalts(client, revision string, before, after []protocol.Halt, now time.Time) {
 	key := func(h protocol.Halt) string { return h.Ring + "\x00" + h.Update }
 	was := make(map[string]bool, len(before))
 	for _, h := range before {
@@ -79,9 +99,9 @@ func (c *Controller) auditHalts(client, revision string, before, after []protoco
 		}
 	}
 	for _, e := range entries {
-		// The request's context may be gone; the audit line must not be.
-		if err := c.store.AppendAudit(context.Background(), e); err != nil {
-			c.log.Error("append audit", "kind", e.Kind, "client", client, "err", err)
+		// The re-plan's context may be gone; the audit line must not be.
+		if err := r.store.AppendAudit(context.Background(), e); err != nil {
+			r.log.Error("append audit", "kind", e.Kind, "client", client, "err", err)
 		}
 	}
 }

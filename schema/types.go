@@ -261,3 +261,17 @@ type Resume struct {
 	After time.Time `json:"after"`
 	Pos   Pos       `json:"pos"`
 }
+
+// DefaultStaleAfter is how long an endpoint may go unseen when its client's
+// policy sets no staleAfter.
+const DefaultStaleAfter = 7 * 24 * time.Hour
+
+// EffectiveStaleAfter is how long an endpoint of c may go unseen before it
+// counts as stale: c's staleAfter, or DefaultStaleAfter when c is nil (an
+// unknown client) or sets none.
+func (c *Client) EffectiveStaleAfter() time.Duration {
+	if c == nil || c.StaleAfter <= 0 {
+		return DefaultStaleAfter
+	}
+	return c.StaleAfter
+}

@@ -273,10 +273,7 @@ func Build(in Input) (*Report, error) {
 	}
 
 	jobRevision := r.audit(in.Audit, in.Client)
-	staleAfter := client.StaleAfter
-	if staleAfter <= 0 {
-		staleAfter = 7 * 24 * time.Hour
-	}
+	staleAfter := client.EffectiveStaleAfter()
 	for _, ep := range snap.Endpoints {
 		e := Endpoint{ID: ep.ID, Hostname: ep.Hostname, OS: ep.OS.Family, LastSeen: ep.LastSeen, Stale: end.Sub(ep.LastSeen) > staleAfter}
 		for _, u := range ep.Updates {

@@ -25,6 +25,7 @@ import (
 
 	"github.com/patchline/patchline/agent"
 	"github.com/patchline/patchline/agent/backend/sim"
+	"github.com/patchline/patchline/internal/clock"
 	"github.com/patchline/patchline/internal/gittest"
 	"github.com/patchline/patchline/protocol"
 	"github.com/patchline/patchline/reconciler"
@@ -878,8 +879,14 @@ func (c skewClock) Sleep(ctx context.Context, d time.Duration) error {
 // reconcilerStatus is the controller's status document.
 type reconcilerStatus = protocol.Status
 
-// movableClock is a controller clock the test moves forward.
-type movableClock struct{ offset atomic.Int64 }
+// movableClock is a controller clock the test moves forward: the system
+// clock shifted by an offset the test raises, with real timers (a jump
+// forward does not fire them early; the controller's re-plans after
+// reports and results notice the new time).
+type movableClock struct {
+	clock.Real
+	offset atomic.Int64
+}
 
 func (c *movableClock) Now() time.Time { return time.Now().Add(time.Duration(c.offset.Load())) }
 

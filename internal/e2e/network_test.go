@@ -78,7 +78,7 @@ func TestPartitionedRingAgents(t *testing.T) {
 	repo := newFleetRepo(t, "1m", approveNothing)
 	cfg := controllerConfig(t, repo)
 	clock := &movableClock{}
-	cfg.Now = clock.Now
+	cfg.Clock = clock
 	c := startController(t, cfg)
 	proxy, err := faultproxy.Start(c.base)
 	if err != nil {

@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/patchline/patchline/protocol"
+	"github.com/patchline/patchline/reconciler/plan"
 	"github.com/patchline/patchline/reconciler/store"
 	"github.com/patchline/patchline/reconciler/store/sqlite"
 	"github.com/patchline/patchline/schema"
@@ -289,23 +290,29 @@ func (e *env) createJob(a agent, key string, updates ...string) store.Job {
 // createJobT is createJob failing t, for fuzz functions.
 func (e *env) createJobT(t testing.TB, a agent, key string, updates ...string) store.Job {
 	t.Helper()
-	sign := func(j *store.Job) error {
-		p := protocol.JobPayload{
-			ID: j.ID, Endpoint: j.Endpoint, Seq: j.Seq, NotAfter: j.NotAfter, Reboot: j.Reboot,
-			Revision: j.Revision, IdempotencyKey: j.IdempotencyKey,
-		}
-		for _, u := range j.Updates {
-			p.Updates = append(p.Updates, protocol.JobUpdate{ID: u, Source: "windows-update", Name: u})
-		}
-		sj, err := protocol.SignJob(e.key, p)
-		j.Payload, j.Signature = sj.Payload, sj.Signature
-		return err
+	ctx := context.Background()
+	last, err := e.db.LastJobSeqs(ctx, "acme")
+	if err != nil {
+		t.Fatal(err)
 	}
-	created, err := e.db.CreateJobs(context.Background(), "acme", []store.Job{{
+	j := store.Job{Job: plan.Job{
 		Endpoint: a.endpoint, Client: "acme", Ring: "canary", Updates: updates,
-		NotAfter: e.clock.Now().Add(4 * time.Hour), Reboot: string(schema.RebootIfRequired),
+		NotAfter: e.clock.Now().Add(4 * time.Hour), Reboot: schema.RebootIfRequired,
 		Revision: "c0ffee", IdempotencyKey: key,
-	}}, e.clock.Now(), sign)
+	}, ID: "job-" + key, Seq: last[a.endpoint] + 1}
+	p := protocol.JobPayload{
+		ID: j.ID, Endpoint: j.Endpoint, Seq: j.Seq, NotAfter: j.NotAfter, Reboot: string(j.Reboot),
+		Revision: j.Revision, IdempotencyKey: j.IdempotencyKey,
+	}
+	for _, u := range j.Updates {
+		p.Updates = append(p.Updates, protocol.JobUpdate{ID: u, Source: "windows-update", Name: u})
+	}
+	sj, err := protocol.SignJob(e.key, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	j.Payload, j.Signature = sj.Payload, sj.Signature
+	created, err := e.db.CreateJobs(ctx, "acme", []store.Job{j}, e.clock.Now())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -164,7 +164,7 @@ func TestAgentRoutesNeedTheEndpointsOwnKey(t *testing.T) {
 
 // countingStore counts EndpointByID calls.
 type countingStore struct {
-	store.Store
+	Store
 	lookups atomic.Int64
 }
 

@@ -7,6 +7,7 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -20,10 +21,43 @@ import (
 	"github.com/patchline/patchline/reconciler/store"
 )
 
+// Store is what the API reads and writes in the controller's store
+// (store/sqlite satisfies it). Errors wrap store.ErrNotFound,
+// store.ErrConflict or store.ErrInvalid where the API answers 404, 409 or
+// 400.
+type Store interface {
+	// Enroll records a new endpoint; an id already enrolled is
+	// store.ErrConflict.
+	Enroll(ctx context.Context, e store.Enrollment) error
+	// EndpointByID returns an endpoint's enrollment (for the node key check).
+	EndpointByID(ctx context.Context, id string) (store.Enrollment, error)
+	// ReplaceInventory stores an endpoint's report in place of the previous
+	// one; a report older than the stored one is store.ErrConflict.
+	ReplaceInventory(ctx context.Context, r store.Report) error
+	// Snapshot returns the reported state of every endpoint (GET /v1/state).
+	Snapshot(ctx context.Context, now time.Time) (*protocol.Snapshot, error)
+	// EndpointSnapshot returns the reported state of one endpoint.
+	EndpointSnapshot(ctx context.Context, id string, now time.Time) (*protocol.Endpoint, error)
+	// DueJobs returns an endpoint's jobs its agent should run now.
+	DueJobs(ctx context.Context, endpoint string, now time.Time) ([]store.Job, error)
+	// LeaseJob marks a job handed to its agent until the given time.
+	LeaseJob(ctx context.Context, id string, until time.Time) error
+	// RecordResult records the outcome of a job.
+	RecordResult(ctx context.Context, jobID, endpoint string, results []store.UpdateResult, now time.Time) (store.Recorded, error)
+	// RaiseJobSeq makes the endpoint's next job numbered above seq.
+	RaiseJobSeq(ctx context.Context, endpoint string, seq int64) error
+	// Audit returns up to limit audit entries with id greater than
+	// afterID, oldest first.
+	Audit(ctx context.Context, afterID int64, limit int) ([]protocol.AuditEntry, error)
+	// Backup returns a consistent copy of the store, of one moment, for
+	// reading, with its size in bytes.
+	Backup(ctx context.Context) (io.ReadCloser, int64, error)
+}
+
 // Config is what a Server needs. Store, Secrets, SigningKey, Events, Status
 // and Registerer are required; the rest have defaults.
 type Config struct {
-	Store   store.Store
+	Store   Store
 	Secrets *Secrets
 	// SigningKey is the controller's public job-signing key, handed to
 	// agents at enrollment.

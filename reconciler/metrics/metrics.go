@@ -167,10 +167,7 @@ func (m *Metrics) Observe(client string, c *schema.Client, snap *protocol.Snapsh
 	for _, v := range []*prometheus.GaugeVec{m.endpoints, m.missing, m.compliance, m.halted, m.rollouts, m.exclusions, m.expiring, m.slaBreaches, m.decisions} {
 		v.DeletePartialMatch(lbl)
 	}
-	staleAfter := 7 * 24 * time.Hour
-	if c != nil && c.StaleAfter > 0 {
-		staleAfter = c.StaleAfter
-	}
+	staleAfter := c.EffectiveStaleAfter()
 	type pairKey struct{ endpoint, update string }
 	released := make(map[pairKey]time.Time)
 	stale := make(map[string]bool, len(snap.Endpoints))

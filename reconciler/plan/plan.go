@@ -67,9 +67,6 @@ import (
 // failed until a resume entry forgives them.
 const maxFailedAttempts = 3
 
-// defaultStaleAfter applies when a client's StaleAfter is not set.
-const defaultStaleAfter = 7 * 24 * time.Hour
-
 // Plan decides every (endpoint, update) pair of snap against fleet at now
 // and plans the jobs. It fails on a snapshot with duplicate endpoint ids, on
 // a policy the planner cannot apply (a ring naming a window the client does
@@ -297,7 +294,7 @@ func (p *planner) newClientPlan(id string, c *schema.Client) (*clientPlan, error
 		}
 		loc = time.UTC
 	}
-	cp := &clientPlan{id: id, c: c, loc: loc, staleAfter: cmp.Or(c.StaleAfter, defaultStaleAfter), index: map[string]int32{}}
+	cp := &clientPlan{id: id, c: c, loc: loc, staleAfter: c.EffectiveStaleAfter(), index: map[string]int32{}}
 	for k := range c.Rings {
 		r := &c.Rings[k]
 		w, ok := c.Windows[r.Window]

@@ -3,15 +3,21 @@
 // report, jobs and the attempts their results recorded, the policy revisions
 // the controller applied or refused, and an append-only audit log.
 //
-// The Store interface is implemented by store/sqlite (the embedded default).
-// Every implementation keeps these invariants:
+// There is no Store interface here: each user of a store declares the
+// methods it calls, next to the code that calls them (the API in package
+// api, the controller in package reconciler), and store/sqlite (the
+// embedded default) satisfies both. Every implementation keeps these
+// invariants:
 //
 //   - A write is one transaction: a crash at any point leaves either all of
 //     it or none of it. In particular all jobs of one client's re-plan are
 //     created together, with their idempotency keys, sequence numbers,
 //     signatures and audit entries.
 //   - A job's sequence number is per endpoint and only grows, across
-//     restarts and even when older jobs are gone.
+//     restarts and even when older jobs are gone: the controller numbers
+//     and signs a job before it is stored, and the store refuses (with
+//     ErrConflict) a job whose number is not above every number the
+//     endpoint has seen.
 //   - A job result is recorded once; a repeated copy (the agent's outbox
 //     retrying) is accepted and ignored.
 //   - The audit log is append-only; entry ids only grow.
@@ -21,12 +27,11 @@
 package store
 
 import (
-	"context"
 	"errors"
-	"io"
 	"time"
 
 	"github.com/patchline/patchline/protocol"
+	"github.com/patchline/patchline/reconciler/plan"
 )
 
 // Error kinds callers branch on. Store errors wrap one of these with context.
@@ -41,61 +46,6 @@ var (
 	// the job does not contain).
 	ErrInvalid = errors.New("invalid")
 )
-
-// Store is what the controller keeps. Implementations are safe for
-// concurrent use.
-type Store interface {
-	// Enroll records a new endpoint. An id already enrolled is ErrConflict.
-	Enroll(ctx context.Context, e Enrollment) error
-	// EndpointByID returns an endpoint's enrollment (for the node key check).
-	EndpointByID(ctx context.Context, id string) (Enrollment, error)
-	// ReplaceInventory stores an endpoint's report in place of the previous
-	// one. A report older than the stored one is ErrConflict.
-	ReplaceInventory(ctx context.Context, r Report) error
-
-	// Snapshot returns the reported state of every endpoint.
-	Snapshot(ctx context.Context, now time.Time) (*protocol.Snapshot, error)
-	// ClientSnapshot returns the reported state of one client's endpoints.
-	ClientSnapshot(ctx context.Context, client string, now time.Time) (*protocol.Snapshot, error)
-	// EndpointSnapshot returns the reported state of one endpoint.
-	EndpointSnapshot(ctx context.Context, id string, now time.Time) (*protocol.Endpoint, error)
-
-	// CreateJobs stores one client's new jobs in one transaction and returns
-	// those it created (jobs whose idempotency key is already stored are
-	// skipped).
-	CreateJobs(ctx context.Context, client string, jobs []Job, now time.Time, sign Signer) ([]Job, error)
-	// DueJobs returns an endpoint's jobs an agent should run now.
-	DueJobs(ctx context.Context, endpoint string, now time.Time) ([]Job, error)
-	// LeaseJob marks a job handed to its agent until the given time.
-	LeaseJob(ctx context.Context, id string, until time.Time) error
-	// RecordResult records the outcome of a job.
-	RecordResult(ctx context.Context, jobID, endpoint string, results []UpdateResult, now time.Time) (Recorded, error)
-	// RaiseJobSeq makes the endpoint's next job numbered above seq.
-	RaiseJobSeq(ctx context.Context, endpoint string, seq int64) error
-	// ExpireJobs marks unfinished jobs past their not-after time expired.
-	ExpireJobs(ctx context.Context, now time.Time) (int, error)
-
-	// RecordRevision records a policy revision the controller applied or
-	// refused.
-	RecordRevision(ctx context.Context, r Revision) error
-	// RecordRevisions records several revisions in one transaction.
-	RecordRevisions(ctx context.Context, rs []Revision) error
-	// Revisions summarises applied and refused revisions for /v1/status.
-	Revisions(ctx context.Context, refusedLimit int) (RevisionStatus, error)
-
-	// AppendAudit appends an entry to the audit log.
-	AppendAudit(ctx context.Context, e protocol.AuditEntry) error
-	// Audit returns up to limit entries with id greater than afterID,
-	// oldest first.
-	Audit(ctx context.Context, afterID int64, limit int) ([]protocol.AuditEntry, error)
-
-	// Backup returns a consistent copy of the store, of one moment, for
-	// reading, with its size in bytes.
-	Backup(ctx context.Context) (io.ReadCloser, int64, error)
-
-	// Close releases the store.
-	Close() error
-}
 
 // Enrollment is an endpoint's identity: what it enrolled with.
 type Enrollment struct {
@@ -147,28 +97,15 @@ const (
 	JobExpired JobState = "expired"
 )
 
-// Job is a planned job as stored: the planner's job (plan.Job, field for
-// field) plus its identity, sequence number, signature and lifecycle.
+// Job is a planned job as stored: the planner's job plus its identity,
+// sequence number, signature and lifecycle.
 type Job struct {
-	// ID is assigned by the store when the job is created.
+	plan.Job
+	// ID names the job; the controller assigns it before signing.
 	ID string
 	// Seq is the job's sequence number on its endpoint, assigned by the
-	// store; it only grows.
-	Seq      int64
-	Endpoint string
-	Client   string
-	Ring     string
-	// Updates are update ids, ordered so each update's requires come first.
-	Updates  []string
-	NotAfter time.Time
-	// Reboot is the reboot policy (a schema.RebootPolicy value).
-	Reboot         string
-	RebootDeadline string
-	// Revision is the policy commit the job was planned from.
-	Revision string
-	// IdempotencyKey is the same for the same (endpoint, updates,
-	// revision); the store keeps one job per key.
-	IdempotencyKey string
+	// controller before signing (see LastJobSeqs); it only grows.
+	Seq int64
 	// Payload is the canonical bytes the controller signed and the agent
 	// verifies; Signature is the signature over them.
 	Payload   []byte
@@ -178,11 +115,6 @@ type Job struct {
 	LeaseUntil time.Time
 	CreatedAt  time.Time
 }
-
-// Signer fills in a job's Payload and Signature. CreateJobs calls it inside
-// its transaction after assigning the job's ID, Seq and CreatedAt, so the
-// signature is stored atomically with the job.
-type Signer func(*Job) error
 
 // Recorded is what RecordResult answers.
 type Recorded struct {

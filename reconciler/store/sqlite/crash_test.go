@@ -46,7 +46,7 @@ func TestCrashChild(t *testing.T) {
 		for e := range crashEndpoints {
 			jobs = append(jobs, newJob(fmt.Sprintf("ep-%d", e), "acme", fmt.Sprintf("round-%d/ep-%d", r, e), "KB1"))
 		}
-		created, err := db.CreateJobs(ctx, "acme", jobs, now, sign)
+		created, err := db.CreateJobs(ctx, "acme", number(t, db, "acme", jobs), now)
 		if err != nil {
 			t.Fatal(err)
 		}

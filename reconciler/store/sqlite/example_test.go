@@ -9,8 +9,10 @@ import (
 	"time"
 
 	"github.com/patchline/patchline/protocol"
+	"github.com/patchline/patchline/reconciler/plan"
 	"github.com/patchline/patchline/reconciler/store"
 	"github.com/patchline/patchline/reconciler/store/sqlite"
+	"github.com/patchline/patchline/schema"
 )
 
 // A job's life: an endpoint enrolls and reports, the controller plans a job
@@ -43,21 +45,23 @@ func Example() {
 		log.Fatal(err)
 	}
 
-	// The signer runs inside the transaction, once the job has its id.
-	signer := func(j *store.Job) error {
-		j.Payload = []byte(j.ID)
-		j.Signature = []byte("signature")
-		return nil
+	// The controller numbers each job above what its endpoint has seen and
+	// signs it before storing it.
+	last, err := db.LastJobSeqs(ctx, "acme")
+	if err != nil {
+		log.Fatal(err)
 	}
-	planned := store.Job{
+	planned := store.Job{Job: plan.Job{
 		Endpoint: "ep-1", Ring: "broad", Updates: []string{"KB5001"}, NotAfter: now.Add(4 * time.Hour),
-		Reboot: "if-required", Revision: "c0ffee", IdempotencyKey: "ep-1/KB5001/c0ffee",
-	}
-	if _, err := db.CreateJobs(ctx, "acme", []store.Job{planned}, now, signer); err != nil {
+		Reboot: schema.RebootIfRequired, Revision: "c0ffee", IdempotencyKey: "ep-1/KB5001/c0ffee",
+	}}
+	planned.ID, planned.Seq = "job-1", last["ep-1"]+1
+	planned.Payload, planned.Signature = []byte(planned.ID), []byte("signature")
+	if _, err := db.CreateJobs(ctx, "acme", []store.Job{planned}, now); err != nil {
 		log.Fatal(err)
 	}
 	// Planning the same job again stores nothing new.
-	again, err := db.CreateJobs(ctx, "acme", []store.Job{planned}, now, signer)
+	again, err := db.CreateJobs(ctx, "acme", []store.Job{planned}, now)
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -4,12 +4,16 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp/cmpopts"
+
 	"github.com/patchline/patchline/protocol"
+	"github.com/patchline/patchline/reconciler/plan"
 	"github.com/patchline/patchline/reconciler/store"
+	"github.com/patchline/patchline/schema"
 )
 
 // t0 is the test clock's start: a Tuesday morning.
@@ -41,26 +45,48 @@ func enroll(t testing.TB, db *DB, id, client string) {
 	}
 }
 
-// sign is a test signer: the payload names the job, the signature the
-// payload.
-func sign(j *store.Job) error {
-	j.Payload = fmt.Appendf(nil, "%s/%s/%d", j.Endpoint, j.ID, j.Seq)
-	j.Signature = append([]byte("sig:"), j.Payload...)
-	return nil
-}
-
 // newJob is a planned job for endpoint with key, open until t0+2h.
 func newJob(endpoint, client, key string, updates ...string) store.Job {
-	return store.Job{
+	return store.Job{Job: plan.Job{
 		Endpoint: endpoint, Client: client, Ring: "canary", Updates: updates,
-		NotAfter: t0.Add(2 * time.Hour), Reboot: "if-required", RebootDeadline: "4h",
+		NotAfter: t0.Add(2 * time.Hour), Reboot: schema.RebootIfRequired, RebootDeadline: "4h",
 		Revision: "c0ffee", IdempotencyKey: key,
-	}
+	}}
 }
 
+// number does what the controller does before it stores jobs: it gives
+// each job an id and the next sequence number of its endpoint, and signs
+// it (here the payload names the job, the signature the payload).
+func number(t testing.TB, db *DB, client string, jobs []store.Job) []store.Job {
+	t.Helper()
+	out, err := numberedJobs(db, client, jobs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// numberedJobs is number for goroutines other than the test's.
+func numberedJobs(db *DB, client string, jobs []store.Job) ([]store.Job, error) {
+	last, err := db.LastJobSeqs(context.Background(), client)
+	if err != nil {
+		return nil, err
+	}
+	out := slices.Clone(jobs)
+	for i := range out {
+		j := &out[i]
+		last[j.Endpoint]++
+		j.ID, j.Seq = fmt.Sprintf("job-%s-%d", j.Endpoint, last[j.Endpoint]), last[j.Endpoint]
+		j.Payload = fmt.Appendf(nil, "%s/%s/%d", j.Endpoint, j.ID, j.Seq)
+		j.Signature = append([]byte("sig:"), j.Payload...)
+	}
+	return out, nil
+}
+
+// createJobs numbers and stores jobs of client.
 func createJobs(t testing.TB, db *DB, client string, now time.Time, jobs ...store.Job) []store.Job {
 	t.Helper()
-	created, err := db.CreateJobs(context.Background(), client, jobs, now, sign)
+	created, err := db.CreateJobs(context.Background(), client, number(t, db, client, jobs), now)
 	if err != nil {
 		t.Fatal(err)
 	}

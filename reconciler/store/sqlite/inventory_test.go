@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
 	"github.com/patchline/patchline/protocol"
 	"github.com/patchline/patchline/reconciler/store"
 )

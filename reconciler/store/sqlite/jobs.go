@@ -11,6 +11,7 @@ import (
 
 	"github.com/patchline/patchline/protocol"
 	"github.com/patchline/patchline/reconciler/store"
+	"github.com/patchline/patchline/schema"
 )
 
 // The statements of job writes.
@@ -38,21 +39,22 @@ var (
 // CreateJobs stores one client's new jobs, from one re-plan, in a single
 // transaction: either all of them are queued or none is.
 //
-// A job whose idempotency key is already stored (from an earlier plan, or
-// earlier in jobs) is skipped; created lists only the jobs stored now, with
-// ID, Seq (the endpoint's next sequence number), State open, CreatedAt now
-// and the Payload and Signature that sign filled in. sign runs inside the
-// transaction once ID and Seq are set, so a job is never stored unsigned; an
-// error from sign stores nothing. Each created job gets a job-created audit
-// entry in the same transaction.
+// The jobs come numbered and signed (the controller signs before it
+// stores, so no signing key is ever needed inside a transaction): each has
+// an ID, a Seq above every job number its endpoint has seen (see
+// LastJobSeqs), a Payload and a Signature. A job whose idempotency key is
+// already stored (from an earlier plan, or earlier in jobs) is skipped;
+// created lists only the jobs stored now, with State open and CreatedAt
+// now. Each created job gets a job-created audit entry in the same
+// transaction.
 //
 // Every job must be for an enrolled endpoint of client (store.ErrNotFound
 // for an unknown endpoint, store.ErrConflict for another client's); a job
-// with an empty Client gets client.
-func (db *DB) CreateJobs(ctx context.Context, client string, jobs []store.Job, now time.Time, sign store.Signer) ([]store.Job, error) {
-	if sign == nil {
-		return nil, fmt.Errorf("create jobs of client %q: a signer is required: %w", client, store.ErrInvalid)
-	}
+// with an empty Client gets client. A job numbered at or below a number
+// its endpoint has already seen (another writer numbered a job, or an
+// agent reported a higher number, since the controller read LastJobSeqs)
+// is store.ErrConflict: the controller plans again.
+func (db *DB) CreateJobs(ctx context.Context, client string, jobs []store.Job, now time.Time) ([]store.Job, error) {
 	for i, j := range jobs {
 		switch {
 		case j.Endpoint == "":
@@ -65,13 +67,15 @@ func (db *DB) CreateJobs(ctx context.Context, client string, jobs []store.Job, n
 			return nil, fmt.Errorf("create jobs of client %q: job %d for endpoint %q: not-after time %s is missing or out of range: %w", client, i, j.Endpoint, j.NotAfter.Format(timeLayout), store.ErrInvalid)
 		case j.Client != "" && j.Client != client:
 			return nil, fmt.Errorf("create jobs of client %q: job %d for endpoint %q names client %q: %w", client, i, j.Endpoint, j.Client, store.ErrInvalid)
+		case j.ID == "" || j.Seq <= 0 || len(j.Payload) == 0 || len(j.Signature) == 0:
+			return nil, fmt.Errorf("create jobs of client %q: job %d for endpoint %q is not numbered and signed: %w", client, i, j.Endpoint, store.ErrInvalid)
 		}
 	}
 
 	var created []store.Job
 	err := db.update(ctx, func(tx *wtx) error {
 		for _, j := range jobs {
-			c, ok, err := createJob(tx, client, j, now, sign)
+			c, ok, err := createJob(tx, client, j, now)
 			if err != nil {
 				return fmt.Errorf("job for endpoint %q (key %q): %w", j.Endpoint, j.IdempotencyKey, err)
 			}
@@ -89,7 +93,7 @@ func (db *DB) CreateJobs(ctx context.Context, client string, jobs []store.Job, n
 
 // createJob stores one job inside CreateJobs' transaction; ok is false when
 // its idempotency key is already stored.
-func createJob(tx *wtx, client string, j store.Job, now time.Time, sign store.Signer) (store.Job, bool, error) {
+func createJob(tx *wtx, client string, j store.Job, now time.Time) (store.Job, bool, error) {
 	var exists int
 	err := tx.queryRow(jobKeyQuery, j.IdempotencyKey).Scan(&exists)
 	if err == nil {
@@ -111,26 +115,23 @@ func createJob(tx *wtx, client string, j store.Job, now time.Time, sign store.Si
 	if epClient != client {
 		return store.Job{}, false, fmt.Errorf("endpoint belongs to client %q: %w", epClient, store.ErrConflict)
 	}
-	seq++
-	if _, err := tx.exec(setJobSeqQuery, seq, j.Endpoint); err != nil {
+	if j.Seq <= seq {
+		return store.Job{}, false, fmt.Errorf("job number %d is not above %d, the endpoint's highest: %w", j.Seq, seq, store.ErrConflict)
+	}
+	if _, err := tx.exec(setJobSeqQuery, j.Seq, j.Endpoint); err != nil {
 		return store.Job{}, false, err
 	}
 
 	j.Client = client
 	j.Updates = slices.Clone(j.Updates)
-	j.ID = newID()
-	j.Seq = seq
 	j.State = store.JobOpen
 	j.LeaseUntil = time.Time{}
 	j.CreatedAt = now
-	if err := sign(&j); err != nil {
-		return store.Job{}, false, fmt.Errorf("sign: %w", err)
-	}
 	updates, err := json.Marshal(j.Updates)
 	if err != nil {
 		return store.Job{}, false, err
 	}
-	if _, err := tx.exec(insertJobQuery, j.ID, j.Seq, j.Endpoint, j.Client, j.Ring, string(updates), j.NotAfter.UnixNano(), j.Reboot,
+	if _, err := tx.exec(insertJobQuery, j.ID, j.Seq, j.Endpoint, j.Client, j.Ring, string(updates), j.NotAfter.UnixNano(), string(j.Reboot),
 		j.RebootDeadline, j.Revision, j.IdempotencyKey, j.Payload, j.Signature, string(j.State), now.UnixNano()); err != nil {
 		return store.Job{}, false, err
 	}
@@ -152,6 +153,33 @@ func createJob(tx *wtx, client string, j store.Job, now time.Time, sign store.Si
 	return j, true, nil
 }
 
+// lastJobSeqsQuery is LastJobSeqs' query.
+var lastJobSeqsQuery = readQuery(`SELECT id, job_seq FROM endpoints WHERE client = ?`)
+
+// LastJobSeqs returns, for each enrolled endpoint of client, the highest
+// job sequence number it has seen (0 for none): the controller numbers the
+// endpoint's next job above it.
+func (db *DB) LastJobSeqs(ctx context.Context, client string) (map[string]int64, error) {
+	rows, err := db.stmts.lookup(db.read, lastJobSeqsQuery).QueryContext(ctx, client)
+	if err != nil {
+		return nil, fmt.Errorf("job numbers of client %q: %w", client, err)
+	}
+	defer rows.Close()
+	seqs := make(map[string]int64)
+	for rows.Next() {
+		var id string
+		var seq int64
+		if err := rows.Scan(&id, &seq); err != nil {
+			return nil, fmt.Errorf("job numbers of client %q: %w", client, err)
+		}
+		seqs[id] = seq
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("job numbers of client %q: %w", client, err)
+	}
+	return seqs, nil
+}
+
 // jobColumns are the columns scanJob reads.
 const jobColumns = `id, seq, endpoint, client, ring, updates, not_after, reboot, reboot_deadline, revision,
 	idempotency_key, payload, signature, state, lease_until, created_at`
@@ -169,7 +197,7 @@ func scanJob(rows *sql.Rows) (store.Job, error) {
 	if j.Updates, err = jsonList[string](updates); err != nil {
 		return store.Job{}, fmt.Errorf("job %q: updates: %w", j.ID, err)
 	}
-	j.Reboot = reboot
+	j.Reboot = schema.RebootPolicy(reboot)
 	j.State = store.JobState(st)
 	j.NotAfter = timeOf(notAfter)
 	j.LeaseUntil = timeOf(leaseUntil)

@@ -13,7 +13,9 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/patchline/patchline/protocol"
+	"github.com/patchline/patchline/reconciler/plan"
 	"github.com/patchline/patchline/reconciler/store"
+	"github.com/patchline/patchline/schema"
 )
 
 func TestCreateJobs(t *testing.T) {
@@ -32,23 +34,24 @@ func TestCreateJobs(t *testing.T) {
 		want[i].Client, want[i].Seq, want[i].State, want[i].CreatedAt = "acme", 1, store.JobOpen, t0
 	}
 	ignoreIdentity := cmpopts.IgnoreFields(store.Job{}, "ID", "Payload", "Signature")
+	for _, j := range created {
+		if string(j.Payload) != fmt.Sprintf("%s/%s/%d", j.Endpoint, j.ID, j.Seq) || string(j.Signature) != "sig:"+string(j.Payload) {
+			t.Errorf("job %+v: stored without the payload and signature it came with", j)
+		}
+	}
 	if diff := cmp.Diff(want, created, ignoreIdentity); diff != "" {
 		t.Errorf("created jobs (-want +got):\n%s", diff)
-	}
-	for _, j := range created {
-		if j.ID == "" || string(j.Payload) != fmt.Sprintf("%s/%s/%d", j.Endpoint, j.ID, j.Seq) {
-			t.Errorf("job %+v: signer did not see the assigned id and sequence", j)
-		}
 	}
 	if created[0].ID == created[1].ID {
 		t.Errorf("two jobs share id %s", created[0].ID)
 	}
 
 	// The controller re-plans (after a crash, or a burst of reports): the
-	// same keys come again with one new job.
+	// same keys come again with one new job. It numbered k1 2 and k3 3; k1
+	// is skipped, and the gap it leaves is fine: numbers only have to grow.
 	again := createJobs(t, db, "acme", t0.Add(time.Minute), append(planned, newJob("ep-1", "acme", "k3", "KB5003"))...)
-	if len(again) != 1 || again[0].IdempotencyKey != "k3" || again[0].Seq != 2 {
-		t.Errorf("re-plan created %+v, want only k3 with sequence 2", again)
+	if len(again) != 1 || again[0].IdempotencyKey != "k3" || again[0].Seq != 3 {
+		t.Errorf("re-plan created %+v, want only k3 with sequence 3", again)
 	}
 	// Keys repeated inside one plan are stored once.
 	dupInPlan := createJobs(t, db, "acme", t0, newJob("ep-2", "acme", "k4", "KB5004"), newJob("ep-2", "acme", "k4", "KB5004"))
@@ -85,43 +88,52 @@ func TestCreateJobsAllOrNothing(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		jobs []store.Job
-		sign store.Signer
-		want error
+		// spoil, when set, changes the numbered jobs before they are stored.
+		spoil func(js []store.Job)
+		want  error
 	}{
 		{
 			name: "endpoint never enrolled",
 			jobs: []store.Job{newJob("ep-1", "acme", "k1", "KB1"), newJob("ep-9", "acme", "k2", "KB1")},
-			sign: sign, want: store.ErrNotFound,
+			want: store.ErrNotFound,
 		},
 		{
 			name: "endpoint of another client",
 			jobs: []store.Job{newJob("ep-1", "acme", "k1", "KB1"), newJob("ep-g", "", "k2", "KB1")},
-			sign: sign, want: store.ErrConflict,
+			want: store.ErrConflict,
 		},
 		{
 			name: "job names another client",
 			jobs: []store.Job{newJob("ep-1", "acme", "k1", "KB1"), newJob("ep-g", "globex", "k2", "KB1")},
-			sign: sign, want: store.ErrInvalid,
+			want: store.ErrInvalid,
 		},
 		{
-			name: "signing fails on the second job",
-			jobs: []store.Job{newJob("ep-1", "acme", "k1", "KB1"), newJob("ep-1", "acme", "k2", "KB2")},
-			sign: func(j *store.Job) error {
-				if j.Seq == 2 {
-					return errors.New("signing key unavailable")
-				}
-				return sign(j)
-			},
+			name:  "second job numbered at a number already taken",
+			jobs:  []store.Job{newJob("ep-1", "acme", "k1", "KB1"), newJob("ep-1", "acme", "k2", "KB2")},
+			spoil: func(js []store.Job) { js[1].Seq = js[0].Seq },
+			want:  store.ErrConflict,
+		},
+		{
+			name:  "second job not signed",
+			jobs:  []store.Job{newJob("ep-1", "acme", "k1", "KB1"), newJob("ep-1", "acme", "k2", "KB2")},
+			spoil: func(js []store.Job) { js[1].Signature = nil },
+			want:  store.ErrInvalid,
+		},
+		{
+			name:  "job not numbered",
+			jobs:  []store.Job{newJob("ep-1", "acme", "k1", "KB1")},
+			spoil: func(js []store.Job) { js[0].Seq = 0 },
+			want:  store.ErrInvalid,
 		},
 		{
 			name: "job without idempotency key",
 			jobs: []store.Job{newJob("ep-1", "acme", "k1", "KB1"), newJob("ep-1", "acme", "", "KB2")},
-			sign: sign, want: store.ErrInvalid,
+			want: store.ErrInvalid,
 		},
 		{
 			name: "job without updates",
 			jobs: []store.Job{newJob("ep-1", "acme", "k1", "KB1"), newJob("ep-1", "acme", "k2")},
-			sign: sign, want: store.ErrInvalid,
+			want: store.ErrInvalid,
 		},
 		{
 			name: "not-after time beyond what the store can hold",
@@ -130,11 +142,6 @@ func TestCreateJobsAllOrNothing(t *testing.T) {
 				j.NotAfter = time.Date(9999, 12, 31, 0, 0, 0, 0, time.UTC)
 				return j
 			}()},
-			sign: sign, want: store.ErrInvalid,
-		},
-		{
-			name: "no signer",
-			jobs: []store.Job{newJob("ep-1", "acme", "k1", "KB1")},
 			want: store.ErrInvalid,
 		},
 	} {
@@ -143,8 +150,12 @@ func TestCreateJobsAllOrNothing(t *testing.T) {
 			ctx := context.Background()
 			enroll(t, db, "ep-1", "acme")
 			enroll(t, db, "ep-g", "globex")
-			_, err := db.CreateJobs(ctx, "acme", tc.jobs, t0, tc.sign)
-			if err == nil || (tc.want != nil && !errors.Is(err, tc.want)) {
+			jobs := number(t, db, "acme", tc.jobs)
+			if tc.spoil != nil {
+				tc.spoil(jobs)
+			}
+			_, err := db.CreateJobs(ctx, "acme", jobs, t0)
+			if err == nil || !errors.Is(err, tc.want) {
 				t.Fatalf("CreateJobs error = %v, want %v", err, tc.want)
 			}
 			due, err := db.DueJobs(ctx, "ep-1", t0)
@@ -159,6 +170,26 @@ func TestCreateJobsAllOrNothing(t *testing.T) {
 				t.Errorf("next job got sequence %d, want 1: the failed plan used up numbers", next[0].Seq)
 			}
 		})
+	}
+}
+
+// TestCreateJobsRefusesNumbersAnAgentHasSeen: a job numbered from job
+// numbers read before an agent reported a higher one (after a restore from
+// an old backup) is refused, so the controller numbers it again.
+func TestCreateJobsRefusesNumbersAnAgentHasSeen(t *testing.T) {
+	db, _ := openTest(t)
+	ctx := context.Background()
+	enroll(t, db, "ep-1", "acme")
+	jobs := number(t, db, "acme", []store.Job{newJob("ep-1", "acme", "k1", "KB1")})
+	if err := db.RaiseJobSeq(ctx, "ep-1", 7); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.CreateJobs(ctx, "acme", jobs, t0); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("CreateJobs of a job numbered 1 after the agent saw 7: error %v, want a conflict", err)
+	}
+	created := createJobs(t, db, "acme", t0, newJob("ep-1", "acme", "k1", "KB1"))
+	if created[0].Seq != 8 {
+		t.Errorf("numbered again: sequence %d, want 8", created[0].Seq)
 	}
 }
 
@@ -435,13 +466,18 @@ func TestConcurrentWriters(t *testing.T) {
 			for r := range rounds {
 				var jobs []store.Job
 				for e := range endpoints {
-					jobs = append(jobs, store.Job{
+					jobs = append(jobs, store.Job{Job: plan.Job{
 						Endpoint: fmt.Sprintf("%s-ep%d", client, e), Ring: "broad", Updates: []string{"KB1"},
-						NotAfter: t0.Add(time.Hour), Reboot: "never", Revision: "r",
+						NotAfter: t0.Add(time.Hour), Reboot: schema.RebootNever, Revision: "r",
 						IdempotencyKey: fmt.Sprintf("%s-ep%d/%d", client, e, r),
-					})
+					}})
 				}
-				if _, err := db.CreateJobs(ctx, client, jobs, t0, sign); err != nil {
+				jobs, err := numberedJobs(db, client, jobs)
+				if err != nil {
+					errs <- err
+					return
+				}
+				if _, err := db.CreateJobs(ctx, client, jobs, t0); err != nil {
 					errs <- err
 					return
 				}
@@ -494,7 +530,7 @@ func TestCreateJobsSurvivesReopenOfSameFileByPath(t *testing.T) {
 	}
 	defer b.Close()
 	got := createJobs(t, b, "acme", t0, newJob("ep-1", "acme", "k1", "KB1"), newJob("ep-1", "acme", "k2", "KB2"))
-	if len(got) != 1 || got[0].Seq != 2 {
-		t.Errorf("second store created %+v, want only k2 with sequence 2", got)
+	if len(got) != 1 || got[0].IdempotencyKey != "k2" || got[0].Seq != 3 {
+		t.Errorf("second store created %+v, want only k2, with the sequence 3 it was numbered", got)
 	}
 }

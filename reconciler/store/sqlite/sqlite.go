@@ -1,6 +1,6 @@
-// Package sqlite is the embedded store of the controller: store.Store on a
-// single SQLite file in the controller's data directory, through the pure Go
-// driver modernc.org/sqlite.
+// Package sqlite is the embedded store of the controller: what the API and
+// the controller keep (package store), in a single SQLite file in the
+// controller's data directory, through the pure Go driver modernc.org/sqlite.
 //
 // The file is opened in WAL mode with synchronous=FULL. Every write runs in
 // one transaction (shared with the writes that arrive with it, each in its
@@ -17,7 +17,6 @@ package sqlite
 
 import (
 	"context"
-	"crypto/rand"
 	"database/sql"
 	"embed"
 	"encoding/json"
@@ -70,8 +69,6 @@ type DB struct {
 	// writer runs every write transaction on write.
 	writer *writer
 }
-
-var _ store.Store = (*DB)(nil)
 
 // Open opens (creating if needed) the store in the SQLite file at path and
 // brings its schema up to date. Migrations that already ran are not run
@@ -350,13 +347,6 @@ func boolArg(b bool) int {
 		return 1
 	}
 	return 0
-}
-
-// newID returns a random job id (128 bits, lower-case base32). Ids are
-// random rather than derived from the sequence so that a store started
-// afresh never reuses an id an agent's outbox may still hold.
-func newID() string {
-	return strings.ToLower(rand.Text())
 }
 
 // statements holds the prepared statements of both pools, by pool and

@@ -1,0 +1,96 @@
+package reconciler
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/patchline/patchline/internal/clock"
+	"github.com/patchline/patchline/reconciler/source"
+)
+
+// Config is everything patchd is told at start. cmd/patchd builds it from
+// flags; tests build it directly.
+type Config struct {
+	// DataDir holds the SQLite store, the job-signing key and the clone of
+	// the fleet repo.
+	DataDir string
+	// Repo is the fleet repo to follow by URL. Repo.Dir is set by the
+	// controller (a clone under DataDir).
+	Repo source.Config
+	// RepoDir, instead of Repo.URL, follows a local repository's branch
+	// (RepoBranch) through filesystem notifications.
+	RepoDir    string
+	RepoBranch string
+	// Poll is how often the repo is fetched besides webhooks (default 1m).
+	Poll time.Duration
+	// Verify says whether commits must be signed, and by which keys.
+	Verify source.VerifyPolicy
+	// SecretsFile holds enrollment secrets, the admin token and the
+	// webhook secret.
+	SecretsFile string
+	// Listen is the address of the API and /metrics (default
+	// 127.0.0.1:8420; port 0 picks a free one).
+	Listen string
+	// TLSCert and TLSKey serve the API over TLS. Without them, plain HTTP is
+	// refused unless Listen is a loopback address or Insecure is set.
+	TLSCert, TLSKey string
+	Insecure        bool
+	// LongPollMax bounds one long-poll; Lease is how long a delivered job
+	// waits for its result before it is offered again.
+	LongPollMax time.Duration
+	Lease       time.Duration
+	// EnrollRate is the enrollments per second accepted after a burst
+	// (default 10): raise it to onboard a large fleet at once.
+	EnrollRate float64
+	// LoadTimeout bounds one client's CUE evaluation.
+	LoadTimeout time.Duration
+	// Clock tells the time and runs the timers (clock.Real when nil).
+	Clock  clock.Clock
+	Logger *slog.Logger
+}
+
+// DefaultListen is where patchd listens when Config.Listen is empty.
+const DefaultListen = "127.0.0.1:8420"
+
+// withDefaults checks cfg and fills in its defaults.
+func (cfg Config) withDefaults() (Config, error) {
+	switch {
+	case cfg.DataDir == "":
+		return cfg, errors.New("no data directory: pass --data-dir")
+	case (cfg.Repo.URL == "") == (cfg.RepoDir == ""):
+		return cfg, errors.New("give exactly one of --repo URL and --repo-dir DIR")
+	case cfg.SecretsFile == "":
+		return cfg, errors.New("no secrets file: pass --secrets FILE (enrollment secrets, admin token, webhook secret)")
+	case (cfg.TLSCert == "") != (cfg.TLSKey == ""):
+		return cfg, errors.New("--tls-cert and --tls-key go together")
+	}
+	if cfg.Listen == "" {
+		cfg.Listen = DefaultListen
+	}
+	if cfg.TLSCert == "" && !cfg.Insecure && !loopback(cfg.Listen) {
+		return cfg, fmt.Errorf("listen %s: plain HTTP is only served on loopback; give --tls-cert/--tls-key, or --insecure behind a TLS-terminating proxy", cfg.Listen)
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = clock.Real{}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return cfg, nil
+}
+
+// loopback reports whether addr listens on a loopback address only.
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
