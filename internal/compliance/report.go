@@ -280,10 +280,10 @@ func Build(in Input) (*Report, error) {
 			if u == nil {
 				continue
 			}
-			switch decisions[[2]string{ep.ID, u.ID}].Decision {
-			case plan.Missing, plan.InProgress, plan.Failed, plan.Halted, plan.WaitingRing, plan.WaitingWindow:
+			switch d := decisions[[2]string{ep.ID, u.ID}].Decision; {
+			case d.Drift():
 				e.Missing++
-			case plan.Excluded:
+			case d == plan.Excluded:
 				e.Excluded++
 			}
 			if u.InstalledAt != nil && !u.InstalledAt.Before(start) && u.InstalledAt.Before(end) {

@@ -51,6 +51,15 @@ func Status(w io.Writer, s *protocol.Status) error {
 			halts = append(halts, fmt.Sprintf("%s\t%s\t%s\t%s", c.Client, h.Ring, h.Update, h.Reason))
 		}
 	}
+	var failed []string
+	for _, c := range s.Clients {
+		if c.Error != "" {
+			failed = append(failed, fmt.Sprintf("%s\t%s\t%s", c.Client, c.ErrorAt.UTC().Format(time.RFC3339), c.Error))
+		}
+	}
+	if len(failed) > 0 {
+		fmt.Fprintf(tw, "\nRE-PLAN FAILING (retried with a backoff; figures are from the last good re-plan)\nCLIENT\tSINCE\tERROR\n%s\n", strings.Join(failed, "\n"))
+	}
 	if len(halts) > 0 {
 		fmt.Fprintf(tw, "\nHALTED ROLLOUTS (a commit with a resume entry lifts them)\nCLIENT\tRING\tUPDATE\tWHY\n%s\n", strings.Join(halts, "\n"))
 	}

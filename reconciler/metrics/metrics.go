@@ -144,13 +144,6 @@ func New(reg prometheus.Registerer) *Metrics {
 	return m
 }
 
-// drift lists the decisions that make an endpoint drifting: a desired update
-// that is not installed and not excluded.
-var drift = map[plan.Decision]bool{
-	plan.Missing: true, plan.InProgress: true, plan.Failed: true, plan.Halted: true,
-	plan.WaitingRing: true, plan.WaitingWindow: true,
-}
-
 // Figures sum up one client's plan: endpoints by state, the compliant
 // share of the non-stale ones, and the desired updates not installed.
 type Figures struct {
@@ -187,7 +180,7 @@ func (m *Metrics) Observe(client string, c *schema.Client, snap *protocol.Snapsh
 		m.decisions.With(prometheus.Labels{"client": client, "state": string(d)}).Set(float64(n))
 	}
 	for _, d := range res.Decisions {
-		if d.Client != client || !drift[d.Decision] {
+		if d.Client != client || !d.Decision.Drift() {
 			continue
 		}
 		fig.Missing++

@@ -26,6 +26,17 @@ const (
 // AllDecisions lists every decision in summary order.
 var AllDecisions = []Decision{Installed, Missing, InProgress, Failed, Halted, WaitingRing, WaitingWindow, Excluded, NotApproved, UnknownClient}
 
+// Drift reports whether d makes its endpoint drifting: a desired update
+// that is not installed and not excluded, whatever holds it back (a ring,
+// a window, a halt, a failure, a job in flight).
+func (d Decision) Drift() bool {
+	switch d {
+	case Missing, InProgress, Failed, Halted, WaitingRing, WaitingWindow:
+		return true
+	}
+	return false
+}
+
 // PairDecision is the decision for one (endpoint, update) pair and what
 // produced it.
 type PairDecision struct {

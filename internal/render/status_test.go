@@ -1,0 +1,54 @@
+package render
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/patchline/patchline/protocol"
+)
+
+func TestStatus(t *testing.T) {
+	at := time.Date(2026, 11, 30, 9, 0, 0, 0, time.UTC)
+	st := &protocol.Status{
+		Head:    "0123456789abcdef0123",
+		Refused: &protocol.Refusal{Revision: "fedcba9876543210", Client: "globex", Reason: "invalid", Problems: []string{"clients/globex/policy.cue:3:1: bad"}, At: at},
+		Revisions: []protocol.RevisionStatus{
+			{Client: "acme", Applied: "0123456789abcdef0123", Attempted: "0123456789abcdef0123", AttemptStatus: "applied"},
+			{Client: "globex", Applied: "aaaaaaaaaaaaaaaa", Attempted: "fedcba9876543210", AttemptStatus: "refused"},
+		},
+		Clients: []protocol.ClientStatus{
+			{Client: "acme", Revision: "0123456789abcdef0123", Known: true, Endpoints: 4, Compliant: 3, Drifting: 1, Compliance: 0.75, Missing: 2,
+				Halted: []protocol.Halt{{Update: "KB5001", Ring: "pilot", Reason: "2 of 4 failed"}}},
+			{Client: "globex", Revision: "aaaaaaaaaaaaaaaa", Known: true, Endpoints: 2, Compliant: 2, Compliance: 1,
+				Error: "store jobs: database or disk is full", ErrorAt: at},
+			{Client: "ghost", Endpoints: 1},
+		},
+	}
+	var b strings.Builder
+	if err := Status(&b, st); err != nil {
+		t.Fatal(err)
+	}
+	want := `Branch head:   0123456789ab
+Last refused:  fedcba987654 (client globex, invalid) at 2026-11-30T09:00:00Z
+                 clients/globex/policy.cue:3:1: bad
+
+CLIENT  REVISION                      ENDPOINTS  COMPLIANT  DRIFTING  STALE  COMPLIANCE  MISSING  HALTED
+acme    0123456789ab                  4          3          1         0      75.0%       2        1
+globex  aaaaaaaaaaaa (newer refused)  2          2          0         0      100.0%      0        0
+ghost   (not in repo)                 1          0          0         0      0.0%        0        0
+
+RE-PLAN FAILING (retried with a backoff; figures are from the last good re-plan)
+CLIENT  SINCE                 ERROR
+globex  2026-11-30T09:00:00Z  store jobs: database or disk is full
+
+HALTED ROLLOUTS (a commit with a resume entry lifts them)
+CLIENT  RING   UPDATE  WHY
+acme    pilot  KB5001  2 of 4 failed
+`
+	if diff := cmp.Diff(want, b.String()); diff != "" {
+		t.Errorf("status text (-want +got):\n%s", diff)
+	}
+}
