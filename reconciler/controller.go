@@ -466,7 +466,7 @@ func (c *Controller) apply(ctx context.Context, head plumbing.Hash) {
 		c.refuse(ctx, head, "", "verify", []string{re.Reason}, now)
 		return
 	}
-	fleet, err := c.loader.LoadRevision(ctx, c.repoDir, head.String())
+	fleet, err := source.LoadRevision(ctx, c.loader, c.repoDir, head.String())
 	if err != nil {
 		c.refuse(ctx, head, "", "invalid", []string{err.Error()}, now)
 		return
@@ -589,7 +589,7 @@ func (c *Controller) restore(ctx context.Context) error {
 		byRev[cr.LastApplied.Hash] = append(byRev[cr.LastApplied.Hash], cr.Client)
 	}
 	for rev, clients := range byRev {
-		fleet, err := c.loader.LoadRevision(ctx, c.repoDir, rev)
+		fleet, err := source.LoadRevision(ctx, c.loader, c.repoDir, rev)
 		if err != nil {
 			return fmt.Errorf("reload applied revision %s: %w", rev, err)
 		}

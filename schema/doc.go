@@ -1,7 +1,8 @@
 // Package schema holds the CUE schema of a Patchline fleet repository
 // (fleet.cue, embedded in the binary), the Go types a client's policy
 // decodes into, and the Loader that turns a repository, read from a
-// working tree or from a Git revision, into a Fleet.
+// working tree or handed over by reconciler/source from a Git revision,
+// into a Fleet.
 //
 // A fleet repository looks like this:
 //

@@ -17,11 +17,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/go-git/go-git/v5"
-	"github.com/go-git/go-git/v5/plumbing"
-	"github.com/go-git/go-git/v5/plumbing/filemode"
-	"github.com/go-git/go-git/v5/plumbing/object"
 )
 
 //go:embed fleet.cue
@@ -124,47 +119,11 @@ func (l *Loader) LoadDir(ctx context.Context, dir string) (*Fleet, error) {
 	return l.LoadFiles(ctx, files, "")
 }
 
-// LoadRevision loads the fleet repository at revision rev (a branch, tag,
-// commit hash, HEAD or an expression such as HEAD~1) of the Git repository
-// at repoDir, which may be a working tree or a bare repository. Files are
-// read from the commit's tree; the working tree is never looked at.
-// Fleet.Revision is the full commit hash.
-func (l *Loader) LoadRevision(ctx context.Context, repoDir, rev string) (*Fleet, error) {
-	repo, err := git.PlainOpen(repoDir)
-	if err != nil {
-		return nil, fmt.Errorf("open git repository %s: %w", repoDir, err)
-	}
-	hash, err := repo.ResolveRevision(plumbing.Revision(rev))
-	if err != nil {
-		return nil, fmt.Errorf("resolve revision %q in %s: %w", rev, repoDir, err)
-	}
-	commit, err := repo.CommitObject(*hash)
-	if err != nil {
-		return nil, fmt.Errorf("revision %q (%s): %w", rev, hash, err)
-	}
-	tree, err := commit.Tree()
-	if err != nil {
-		return nil, fmt.Errorf("revision %q (%s): read tree: %w", rev, hash, err)
-	}
-	files := make(map[string][]byte)
-	err = tree.Files().ForEach(func(f *object.File) error {
-		// Symlinks are skipped as LoadDir skips them: their blob is the
-		// link target, not CUE.
-		if !f.Mode.IsFile() || f.Mode == filemode.Symlink || !wanted(f.Name, false) {
-			return nil
-		}
-		s, err := f.Contents()
-		if err != nil {
-			return fmt.Errorf("read %s: %w", f.Name, err)
-		}
-		files[f.Name] = []byte(s)
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("revision %q (%s): %w", rev, hash, err)
-	}
-	return l.LoadFiles(ctx, files, hash.String())
-}
+// Wants says whether the file at a slash-separated repository path is
+// one that makes up a fleet: a .cue file under cue.mod/, in the root
+// directory or under clients/. LoadFiles ignores every other file, so a
+// caller that reads a repository itself need read only these.
+func (l *Loader) Wants(path string) bool { return wanted(path, false) }
 
 // wanted says whether a slash-separated repository path (a directory when
 // dir is set) can hold files that make up the fleet.
@@ -184,8 +143,8 @@ func wanted(p string, dir bool) bool {
 
 // LoadFiles loads a fleet repository given as its files, keyed by
 // slash-separated path relative to the repository root. revision is
-// recorded in Fleet.Revision. LoadDir and LoadRevision call it; callers
-// that already hold a repository's files in memory may call it directly.
+// recorded in Fleet.Revision. LoadDir calls it; so does
+// source.LoadRevision with the files of a Git revision.
 //
 // Fleets loaded by one Loader share the *Client of every client whose
 // files did not change, so callers must treat clients as read-only.

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"maps"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -233,117 +232,6 @@ func TestCanceledLoad(t *testing.T) {
 	_, err := NewLoader(Options{}).LoadDir(ctx, "testdata/fleets/valid")
 	if !errors.Is(err, context.Canceled) {
 		t.Errorf("LoadDir with a canceled context: error = %v, want context.Canceled", err)
-	}
-}
-
-// runGit runs the git CLI in dir to build a fixture repository.
-func runGit(t *testing.T, dir string, args ...string) string {
-	t.Helper()
-	cmd := exec.Command("git", args...)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(),
-		"GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@example.com",
-		"GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@example.com",
-		"GIT_CONFIG_GLOBAL=/dev/null", "GIT_CONFIG_NOSYSTEM=1")
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("git %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-	return strings.TrimSpace(string(out))
-}
-
-func writeFiles(t *testing.T, dir string, files map[string][]byte) {
-	t.Helper()
-	for name, b := range files {
-		p := filepath.Join(dir, filepath.FromSlash(name))
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, b, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
-func TestLoadRevision(t *testing.T) {
-	if _, err := exec.LookPath("git"); err != nil {
-		t.Skip("git CLI not installed")
-	}
-	ctx := context.Background()
-	repo := t.TempDir()
-	runGit(t, repo, "init", "-q", "-b", "main")
-	writeFiles(t, repo, readFleet(t, "testdata/fleets/valid"))
-	runGit(t, repo, "add", ".")
-	runGit(t, repo, "commit", "-q", "-m", "version A")
-	hashA := runGit(t, repo, "rev-parse", "HEAD")
-	runGit(t, repo, "tag", "v1")
-
-	// The working tree moves on to version B without a commit.
-	policy := filepath.Join(repo, "clients", "globex", "policy.cue")
-	b, err := os.ReadFile(policy)
-	if err != nil {
-		t.Fatal(err)
-	}
-	versionB := []byte(strings.Replace(string(b), `"report"`, `"enforce"`, 1))
-	writeFiles(t, repo, map[string][]byte{"clients/globex/policy.cue": versionB})
-
-	l := NewLoader(Options{Now: testNow})
-	modeAt := func(dir, rev string) (Mode, string) {
-		t.Helper()
-		fleet, err := l.LoadRevision(ctx, dir, rev)
-		if err != nil {
-			t.Fatalf("LoadRevision(%q): %v", rev, err)
-		}
-		g := fleet.Clients["globex"]
-		if g == nil {
-			t.Fatalf("LoadRevision(%q): globex did not load: %v", rev, fleet.Problems)
-		}
-		return g.Mode, fleet.Revision
-	}
-	if mode, rev := modeAt(repo, "HEAD"); mode != ModeReport || rev != hashA {
-		t.Errorf("HEAD with an uncommitted edit: mode %q at %s, want %q at %s", mode, rev, ModeReport, hashA)
-	}
-	dirFleet, err := l.LoadDir(ctx, repo)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := dirFleet.Clients["globex"].Mode; got != ModeEnforce {
-		t.Errorf("LoadDir of the working tree: mode %q, want %q", got, ModeEnforce)
-	}
-
-	runGit(t, repo, "commit", "-q", "-am", "version B")
-	hashB := runGit(t, repo, "rev-parse", "HEAD")
-	tests := []struct {
-		rev      string
-		wantMode Mode
-		wantHash string
-	}{
-		{"HEAD", ModeEnforce, hashB},
-		{"main", ModeEnforce, hashB},
-		{"HEAD~1", ModeReport, hashA},
-		{"v1", ModeReport, hashA},
-		{hashA, ModeReport, hashA},
-		{hashA[:10], ModeReport, hashA},
-	}
-	for _, tt := range tests {
-		if mode, rev := modeAt(repo, tt.rev); mode != tt.wantMode || rev != tt.wantHash {
-			t.Errorf("LoadRevision(%q): mode %q at %s, want %q at %s", tt.rev, mode, rev, tt.wantMode, tt.wantHash)
-		}
-	}
-
-	bare := filepath.Join(t.TempDir(), "fleet.git")
-	runGit(t, repo, "clone", "-q", "--bare", repo, bare)
-	if mode, rev := modeAt(bare, "main"); mode != ModeEnforce || rev != hashB {
-		t.Errorf("bare repository: mode %q at %s, want %q at %s", mode, rev, ModeEnforce, hashB)
-	}
-
-	if _, err := l.LoadRevision(ctx, repo, "no-such-branch"); err == nil {
-		t.Error("LoadRevision(no-such-branch) returned no error")
-	}
-	runGit(t, repo, "rm", "-q", "-r", "cue.mod")
-	runGit(t, repo, "commit", "-q", "-m", "drop module")
-	if _, err := l.LoadRevision(ctx, repo, "HEAD"); !errors.Is(err, ErrNotFleetRepo) {
-		t.Errorf("LoadRevision without cue.mod: error = %v, want ErrNotFleetRepo", err)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/patchline/patchline/reconciler/source"
 	"github.com/patchline/patchline/schema"
 )
 
@@ -60,7 +61,7 @@ not select every endpoint.`,
 func loadFleet(cmd *cobra.Command, dir, rev string, now time.Time) (*schema.Fleet, error) {
 	l := schema.NewLoader(schema.Options{Now: now})
 	if rev != "" {
-		return l.LoadRevision(cmd.Context(), dir, rev)
+		return source.LoadRevision(cmd.Context(), l, dir, rev)
 	}
 	return l.LoadDir(cmd.Context(), dir)
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing/object"
 
+	"github.com/patchline/patchline/reconciler/source"
 	"github.com/patchline/patchline/schema"
 )
 
@@ -155,7 +156,7 @@ func (w *walker) refuse(client, problem string) []ClientChanges {
 // step loads one commit and returns its changes against the state the
 // previous commits left.
 func (w *walker) step(ctx context.Context, hash string) ([]ClientChanges, error) {
-	fleet, err := w.loader.LoadRevision(ctx, w.repoDir, hash)
+	fleet, err := source.LoadRevision(ctx, w.loader, w.repoDir, hash)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("history: %w", ctx.Err())

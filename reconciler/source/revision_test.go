@@ -1,0 +1,182 @@
+package source
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/patchline/patchline/internal/gittest"
+	"github.com/patchline/patchline/schema"
+)
+
+// validFleet is the loader's example of a fleet where every client loads.
+const validFleet = "../../schema/testdata/fleets/valid"
+
+// readTree returns the files under dir, keyed by slash-separated path.
+func readTree(t *testing.T, dir string) map[string][]byte {
+	t.Helper()
+	files := make(map[string][]byte)
+	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, err := filepath.Rel(dir, p)
+		if err != nil {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		files[filepath.ToSlash(rel)] = b
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return files
+}
+
+func writeTree(t *testing.T, dir string, files map[string][]byte) {
+	t.Helper()
+	for name, b := range files {
+		p := filepath.Join(dir, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestLoadRevision(t *testing.T) {
+	gittest.RequireGit(t)
+	ctx := context.Background()
+	env := gitEnv(t)
+	repo := t.TempDir()
+	runGit(t, env, repo, "init", "-q", "-b", "main")
+	writeTree(t, repo, readTree(t, validFleet))
+	runGit(t, env, repo, "add", ".")
+	runGit(t, env, repo, "commit", "-q", "-m", "version A")
+	hashA := runGit(t, env, repo, "rev-parse", "HEAD")
+	runGit(t, env, repo, "tag", "v1")
+
+	// The working tree moves on to version B without a commit.
+	policy := filepath.Join(repo, "clients", "globex", "policy.cue")
+	b, err := os.ReadFile(policy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	versionB := []byte(strings.Replace(string(b), `"report"`, `"enforce"`, 1))
+	writeTree(t, repo, map[string][]byte{"clients/globex/policy.cue": versionB})
+
+	l := schema.NewLoader(schema.Options{Now: time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)})
+	modeAt := func(dir, rev string) (schema.Mode, string) {
+		t.Helper()
+		fleet, err := LoadRevision(ctx, l, dir, rev)
+		if err != nil {
+			t.Fatalf("LoadRevision(%q): %v", rev, err)
+		}
+		g := fleet.Clients["globex"]
+		if g == nil {
+			t.Fatalf("LoadRevision(%q): globex did not load: %v", rev, fleet.Problems)
+		}
+		return g.Mode, fleet.Revision
+	}
+	if mode, rev := modeAt(repo, "HEAD"); mode != schema.ModeReport || rev != hashA {
+		t.Errorf("HEAD with an uncommitted edit: mode %q at %s, want %q at %s", mode, rev, schema.ModeReport, hashA)
+	}
+	dirFleet, err := l.LoadDir(ctx, repo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := dirFleet.Clients["globex"].Mode; got != schema.ModeEnforce {
+		t.Errorf("LoadDir of the working tree: mode %q, want %q", got, schema.ModeEnforce)
+	}
+
+	runGit(t, env, repo, "commit", "-q", "-am", "version B")
+	hashB := runGit(t, env, repo, "rev-parse", "HEAD")
+	tests := []struct {
+		rev      string
+		wantMode schema.Mode
+		wantHash string
+	}{
+		{"HEAD", schema.ModeEnforce, hashB},
+		{"main", schema.ModeEnforce, hashB},
+		{"HEAD~1", schema.ModeReport, hashA},
+		{"v1", schema.ModeReport, hashA},
+		{hashA, schema.ModeReport, hashA},
+		{hashA[:10], schema.ModeReport, hashA},
+	}
+	for _, tt := range tests {
+		if mode, rev := modeAt(repo, tt.rev); mode != tt.wantMode || rev != tt.wantHash {
+			t.Errorf("LoadRevision(%q): mode %q at %s, want %q at %s", tt.rev, mode, rev, tt.wantMode, tt.wantHash)
+		}
+	}
+
+	bare := filepath.Join(t.TempDir(), "fleet.git")
+	runGit(t, env, repo, "clone", "-q", "--bare", repo, bare)
+	if mode, rev := modeAt(bare, "main"); mode != schema.ModeEnforce || rev != hashB {
+		t.Errorf("bare repository: mode %q at %s, want %q at %s", mode, rev, schema.ModeEnforce, hashB)
+	}
+
+	if _, err := LoadRevision(ctx, l, repo, "no-such-branch"); err == nil {
+		t.Error("LoadRevision(no-such-branch) returned no error")
+	}
+	runGit(t, env, repo, "rm", "-q", "-r", "cue.mod")
+	runGit(t, env, repo, "commit", "-q", "-m", "drop module")
+	if _, err := LoadRevision(ctx, l, repo, "HEAD"); !errors.Is(err, schema.ErrNotFleetRepo) {
+		t.Errorf("LoadRevision without cue.mod: error = %v, want ErrNotFleetRepo", err)
+	}
+}
+
+func TestReadRevisionReadsOnlyWantedFiles(t *testing.T) {
+	gittest.RequireGit(t)
+	env := gitEnv(t)
+	repo := t.TempDir()
+	runGit(t, env, repo, "init", "-q", "-b", "main")
+	writeTree(t, repo, map[string][]byte{
+		"fleet.cue":              []byte("package fleet\n"),
+		"clients/acme/a.cue":     []byte("package fleet\n// acme\n"),
+		"README.md":              []byte("not wanted\n"),
+		"clients/acme/notes.txt": []byte("not wanted\n"),
+	})
+	if err := os.Symlink("a.cue", filepath.Join(repo, "clients", "acme", "link.cue")); err != nil {
+		t.Fatal(err)
+	}
+	runGit(t, env, repo, "add", ".")
+	runGit(t, env, repo, "commit", "-q", "-m", "fleet")
+	head := runGit(t, env, repo, "rev-parse", "HEAD")
+	// An uncommitted file is not in the revision.
+	writeTree(t, repo, map[string][]byte{"clients/acme/draft.cue": []byte("package fleet\n")})
+
+	files, hash, err := ReadRevision(context.Background(), repo, "main", func(p string) bool { return strings.HasSuffix(p, ".cue") })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if hash != head {
+		t.Errorf("hash = %s, want %s", hash, head)
+	}
+	var got []string
+	for p := range files {
+		got = append(got, p)
+	}
+	slices.Sort(got)
+	// link.cue is a symlink: its blob is the link target, not CUE.
+	want := []string{"clients/acme/a.cue", "fleet.cue"}
+	if !slices.Equal(got, want) {
+		t.Errorf("files = %v, want %v", got, want)
+	}
+	if s := string(files["clients/acme/a.cue"]); s != "package fleet\n// acme\n" {
+		t.Errorf("clients/acme/a.cue = %q", s)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, _, err := ReadRevision(ctx, repo, "main", func(string) bool { return true }); !errors.Is(err, context.Canceled) {
+		t.Errorf("ReadRevision with a canceled context: error = %v, want context.Canceled", err)
+	}
+}
