@@ -6,7 +6,7 @@
 //
 //   - source (package source) fetches the tracked branch and verifies a new
 //     head (history, signatures);
-//   - policy (package schema) loads and vets the head; a client whose files
+//   - policy (package loader) loads and vets the head; a client whose files
 //     fail keeps its last good revision, a fault in the root files or a
 //     signature problem refuses the whole commit;
 //   - plan (package plan) is the same pure planner `patchctl plan` runs;
@@ -50,6 +50,7 @@ import (
 	"github.com/patchline/patchline/reconciler/store"
 	"github.com/patchline/patchline/reconciler/store/sqlite"
 	"github.com/patchline/patchline/schema"
+	"github.com/patchline/patchline/schema/loader"
 )
 
 // Config is everything patchd is told at start. cmd/patchd builds it from
@@ -99,7 +100,7 @@ type Controller struct {
 	log     *slog.Logger
 	now     func() time.Time
 	store   store.Store
-	loader  *schema.Loader
+	loader  *loader.Loader
 	key     ed25519.PrivateKey
 	reg     *prometheus.Registry
 	metrics *metrics.Metrics
@@ -198,7 +199,7 @@ func New(ctx context.Context, cfg Config) (*Controller, error) {
 		log:       cfg.Logger,
 		now:       cfg.Now,
 		store:     db,
-		loader:    schema.NewLoader(schema.Options{Timeout: cfg.LoadTimeout}),
+		loader:    loader.New(loader.Options{Timeout: cfg.LoadTimeout}),
 		key:       key,
 		reg:       prometheus.NewRegistry(),
 		queue:     newQueue(),

@@ -8,6 +8,7 @@ import (
 
 	"github.com/patchline/patchline/reconciler/source"
 	"github.com/patchline/patchline/schema"
+	"github.com/patchline/patchline/schema/loader"
 )
 
 func newVetCmd() *cobra.Command {
@@ -59,7 +60,7 @@ not select every endpoint.`,
 // loadFleet loads dir's working tree, or revision rev of the repository in
 // dir when rev is set.
 func loadFleet(cmd *cobra.Command, dir, rev string, now time.Time) (*schema.Fleet, error) {
-	l := schema.NewLoader(schema.Options{Now: now})
+	l := loader.New(loader.Options{Now: now})
 	if rev != "" {
 		return source.LoadRevision(cmd.Context(), l, dir, rev)
 	}

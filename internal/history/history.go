@@ -6,7 +6,7 @@
 // rather than a text diff. A commit the controller would refuse for a client
 // shows as such, with the first problem.
 //
-// Each commit is loaded with schema.Loader, whose cache makes consecutive
+// Each commit is loaded with loader.Loader, whose cache makes consecutive
 // commits cheap: only clients whose files changed are evaluated again.
 package history
 
@@ -25,6 +25,7 @@ import (
 
 	"github.com/patchline/patchline/reconciler/source"
 	"github.com/patchline/patchline/schema"
+	"github.com/patchline/patchline/schema/loader"
 )
 
 // Options filter a history. The zero value keeps everything.
@@ -68,12 +69,11 @@ type ClientChanges struct {
 }
 
 // Build walks the first-parent history of HEAD in the Git repository at
-// repoDir (a working tree or a bare repository), loads each commit with
-// loader and returns the commits that change some client's policy,
-// filtered by opts. The root commit's clients show as added. A commit
-// before the repository became a fleet repository (no cue.mod/module.cue)
-// is skipped.
-func Build(ctx context.Context, loader *schema.Loader, repoDir string, opts Options) (*History, error) {
+// repoDir (a working tree or a bare repository), loads each commit with l
+// and returns the commits that change some client's policy, filtered by
+// opts. The root commit's clients show as added. A commit before the
+// repository became a fleet repository (no cue.mod/module.cue) is skipped.
+func Build(ctx context.Context, l *loader.Loader, repoDir string, opts Options) (*History, error) {
 	repo, err := git.PlainOpen(repoDir)
 	if err != nil {
 		return nil, fmt.Errorf("history: open %s: %w", repoDir, err)
@@ -102,7 +102,7 @@ func Build(ctx context.Context, loader *schema.Loader, repoDir string, opts Opti
 		}
 	}
 
-	w := walker{loader: loader, repoDir: repoDir, last: make(map[string]*schema.Client), refusal: make(map[string]string)}
+	w := walker{loader: l, repoDir: repoDir, last: make(map[string]*schema.Client), refusal: make(map[string]string)}
 	h := &History{Commits: []Commit{}}
 	for i := len(chain) - 1; i >= 0; i-- {
 		c := chain[i]
@@ -130,7 +130,7 @@ func Build(ctx context.Context, loader *schema.Loader, repoDir string, opts Opti
 // walker holds the policy as the controller would run it after each
 // commit: every client's last good version.
 type walker struct {
-	loader  *schema.Loader
+	loader  *loader.Loader
 	repoDir string
 	// last is each client's policy after the commits walked so far; a
 	// refused commit leaves it as it was, as the controller does.
@@ -161,7 +161,7 @@ func (w *walker) step(ctx context.Context, hash string) ([]ClientChanges, error)
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("history: %w", ctx.Err())
 		}
-		if errors.Is(err, schema.ErrNotFleetRepo) && !w.fleet {
+		if errors.Is(err, loader.ErrNotFleetRepo) && !w.fleet {
 			return nil, nil
 		}
 		return w.refuse("", err.Error()), nil

@@ -15,8 +15,8 @@
 //     running the last good revision and say why.
 //   - Read: [ReadRevision] reads the files of a revision from its commit's
 //     tree, and [LoadRevision] hands the ones a [Loader] wants to it. The
-//     loader (the schema's) evaluates the CUE; this package knows nothing of
-//     CUE, and the loader nothing of Git.
+//     loader (package schema/loader) evaluates the CUE; this package knows
+//     nothing of CUE, and the loader nothing of Git.
 //   - Webhooks: [VerifyWebhook] checks that a push notification really came
 //     from the forge that holds the shared secret (GitHub, Gitea, GitLab).
 package source

@@ -12,10 +12,11 @@ import (
 
 	"github.com/patchline/patchline/internal/gittest"
 	"github.com/patchline/patchline/schema"
+	"github.com/patchline/patchline/schema/loader"
 )
 
 // validFleet is the loader's example of a fleet where every client loads.
-const validFleet = "../../schema/testdata/fleets/valid"
+const validFleet = "../../schema/loader/testdata/fleets/valid"
 
 // readTree returns the files under dir, keyed by slash-separated path.
 func readTree(t *testing.T, dir string) map[string][]byte {
@@ -73,7 +74,7 @@ func TestLoadRevision(t *testing.T) {
 	versionB := []byte(strings.Replace(string(b), `"report"`, `"enforce"`, 1))
 	writeTree(t, repo, map[string][]byte{"clients/globex/policy.cue": versionB})
 
-	l := schema.NewLoader(schema.Options{Now: time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)})
+	l := loader.New(loader.Options{Now: time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)})
 	modeAt := func(dir, rev string) (schema.Mode, string) {
 		t.Helper()
 		fleet, err := LoadRevision(ctx, l, dir, rev)
@@ -128,7 +129,7 @@ func TestLoadRevision(t *testing.T) {
 	}
 	runGit(t, env, repo, "rm", "-q", "-r", "cue.mod")
 	runGit(t, env, repo, "commit", "-q", "-m", "drop module")
-	if _, err := LoadRevision(ctx, l, repo, "HEAD"); !errors.Is(err, schema.ErrNotFleetRepo) {
+	if _, err := LoadRevision(ctx, l, repo, "HEAD"); !errors.Is(err, loader.ErrNotFleetRepo) {
 		t.Errorf("LoadRevision without cue.mod: error = %v, want ErrNotFleetRepo", err)
 	}
 }

@@ -1,13 +1,13 @@
-package schema
+package loader
 
 import (
 	"cmp"
 	"context"
 	"crypto/sha256"
-	_ "embed"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path"
@@ -17,17 +17,13 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/patchline/patchline/schema"
 )
-
-//go:embed fleet.cue
-var schemaSource []byte
-
-// ModuleFile is the file that marks the root of a fleet repository.
-const ModuleFile = "cue.mod/module.cue"
 
 // ErrNotFleetRepo is returned when a directory or revision has no
 // cue.mod/module.cue.
-var ErrNotFleetRepo = errors.New("not a fleet repository: no " + ModuleFile)
+var ErrNotFleetRepo = errors.New("not a fleet repository: no " + schema.ModuleFile)
 
 // DefaultTimeout is how long one client's evaluation may run when
 // Options.Timeout is zero.
@@ -43,8 +39,8 @@ type Options struct {
 }
 
 // Loader loads fleet repositories. It is safe for concurrent use. It
-// caches each client's evaluation by Client.Digest, so reloading a fleet
-// after editing one client re-evaluates only that client.
+// caches each client's evaluation by schema.Client.Digest, so reloading a
+// fleet after editing one client re-evaluates only that client.
 type Loader struct {
 	opts Options
 
@@ -69,8 +65,8 @@ type cacheEntry struct {
 	lastUsed uint64
 }
 
-// NewLoader returns a Loader with opts.
-func NewLoader(opts Options) *Loader {
+// New returns a Loader with opts.
+func New(opts Options) *Loader {
 	if opts.Timeout <= 0 {
 		opts.Timeout = DefaultTimeout
 	}
@@ -85,8 +81,8 @@ func NewLoader(opts Options) *Loader {
 // LoadDir loads the fleet repository in the working tree dir. Only the
 // files that make up the fleet are read: cue.mod/, root *.cue files and
 // clients/**. The returned error says the repository could not be read at
-// all; policy problems are in Fleet.Problems.
-func (l *Loader) LoadDir(ctx context.Context, dir string) (*Fleet, error) {
+// all; policy problems are in schema.Fleet.Problems.
+func (l *Loader) LoadDir(ctx context.Context, dir string) (*schema.Fleet, error) {
 	files := make(map[string][]byte)
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -143,20 +139,20 @@ func wanted(p string, dir bool) bool {
 
 // LoadFiles loads a fleet repository given as its files, keyed by
 // slash-separated path relative to the repository root. revision is
-// recorded in Fleet.Revision. LoadDir calls it; so does
-// source.LoadRevision with the files of a Git revision.
+// recorded in schema.Fleet.Revision. LoadDir calls it, and so does
+// reconciler/source's LoadRevision with the files of a Git revision.
 //
-// Fleets loaded by one Loader share the *Client of every client whose
-// files did not change, so callers must treat clients as read-only.
-func (l *Loader) LoadFiles(ctx context.Context, files map[string][]byte, revision string) (*Fleet, error) {
-	if _, ok := files[ModuleFile]; !ok {
+// Fleets loaded by one Loader share the *schema.Client of every client
+// whose files did not change, so callers must treat clients as read-only.
+func (l *Loader) LoadFiles(ctx context.Context, files map[string][]byte, revision string) (*schema.Fleet, error) {
+	if _, ok := files[schema.ModuleFile]; !ok {
 		return nil, ErrNotFleetRepo
 	}
 	now := l.opts.Now
 	if now.IsZero() {
 		now = time.Now()
 	}
-	fleet := &Fleet{Revision: revision, Clients: make(map[string]*Client)}
+	fleet := &schema.Fleet{Revision: revision, Clients: make(map[string]*schema.Client)}
 
 	shared, clients, problems := layout(files)
 	fleet.Problems = append(fleet.Problems, problems...)
@@ -210,7 +206,7 @@ type clientFiles struct {
 // layout splits a repository into the files every client shares
 // (cue.mod/ and the .cue files of the root and clients/ directories, which
 // CUE unifies into every client below them) and the client directories.
-func layout(files map[string][]byte) (shared []string, clients []clientFiles, problems []Problem) {
+func layout(files map[string][]byte) (shared []string, clients []clientFiles, problems []schema.Problem) {
 	byDir := make(map[string][]string)
 	dirs := make(map[string]bool)
 	for p := range files {
@@ -232,9 +228,9 @@ func layout(files map[string][]byte) (shared []string, clients []clientFiles, pr
 	for d := range dirs {
 		own := byDir[d]
 		if len(own) == 0 {
-			problems = append(problems, Problem{
-				Pos:     Pos{File: d},
-				Level:   LevelWarning,
+			problems = append(problems, schema.Problem{
+				Pos:     schema.Pos{File: d},
+				Level:   schema.LevelWarning,
 				Message: "directory has no .cue files of its own; it is not loaded as a client",
 				Client:  path.Base(d),
 			})
@@ -252,8 +248,8 @@ func digest(files map[string][]byte, names []string) string {
 	names = slices.Clone(names)
 	slices.Sort(names)
 	h := sha256.New()
-	fmt.Fprintf(h, "schema %d\n", len(schemaSource))
-	h.Write(schemaSource)
+	fmt.Fprintf(h, "schema %d\n", len(schema.CUE))
+	io.WriteString(h, schema.CUE)
 	for _, n := range names {
 		fmt.Fprintf(h, "\nfile %q %d\n", n, len(files[n]))
 		h.Write(files[n])
@@ -299,9 +295,9 @@ func (l *Loader) client(ctx context.Context, files map[string][]byte, shared []s
 func (l *Loader) evaluateWithDeadline(ctx context.Context, files map[string][]byte, names []string, c clientFiles, sum string) (evalResult, bool) {
 	timer := time.NewTimer(l.opts.Timeout)
 	defer timer.Stop()
-	timedOut := evalResult{problems: []Problem{{
-		Pos:     Pos{File: c.own[0], Line: 1, Col: 1},
-		Level:   LevelError,
+	timedOut := evalResult{problems: []schema.Problem{{
+		Pos:     schema.Pos{File: c.own[0], Line: 1, Col: 1},
+		Level:   schema.LevelError,
 		Message: fmt.Sprintf("evaluation exceeded %s; simplify disjunctions/comprehensions", l.opts.Timeout),
 		Client:  c.id,
 	}}}
@@ -328,9 +324,9 @@ func (l *Loader) evaluateWithDeadline(ctx context.Context, files map[string][]by
 		// becomes a problem of this client.
 		defer func() {
 			if r := recover(); r != nil {
-				done <- evalResult{problems: []Problem{{
-					Pos:     Pos{File: c.own[0], Line: 1, Col: 1},
-					Level:   LevelError,
+				done <- evalResult{problems: []schema.Problem{{
+					Pos:     schema.Pos{File: c.own[0], Line: 1, Col: 1},
+					Level:   schema.LevelError,
 					Message: fmt.Sprintf("internal error evaluating the client: %v", r),
 					Client:  c.id,
 				}}}
@@ -340,7 +336,7 @@ func (l *Loader) evaluateWithDeadline(ctx context.Context, files map[string][]by
 		if ec == nil {
 			var err error
 			if ec, err = newEvalContext(); err != nil {
-				done <- evalResult{problems: []Problem{{Pos: timedOut.problems[0].Pos, Level: LevelError, Message: err.Error(), Client: c.id}}}
+				done <- evalResult{problems: []schema.Problem{{Pos: timedOut.problems[0].Pos, Level: schema.LevelError, Message: err.Error(), Client: c.id}}}
 				return
 			}
 		}
@@ -409,8 +405,8 @@ func (l *Loader) evict(gen uint64, n int) {
 
 // sortProblems sorts problems by file, line, column and message and drops
 // duplicates: a problem in the root files is found once per client.
-func sortProblems(ps []Problem) []Problem {
-	slices.SortFunc(ps, func(a, b Problem) int {
+func sortProblems(ps []schema.Problem) []schema.Problem {
+	slices.SortFunc(ps, func(a, b schema.Problem) int {
 		return cmp.Or(
 			cmp.Compare(a.Pos.File, b.Pos.File),
 			cmp.Compare(a.Pos.Line, b.Pos.Line),

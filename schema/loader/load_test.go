@@ -1,4 +1,4 @@
-package schema
+package loader
 
 import (
 	"context"
@@ -11,80 +11,14 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/patchline/patchline/schema"
 )
-
-func TestParseDuration(t *testing.T) {
-	tests := []struct {
-		in      string
-		want    time.Duration
-		wantErr bool
-	}{
-		{in: "4h", want: 4 * time.Hour},
-		{in: "30d", want: 30 * 24 * time.Hour},
-		{in: "90m", want: 90 * time.Minute},
-		{in: "1d12h", want: 36 * time.Hour},
-		{in: "1h30m", want: 90 * time.Minute},
-		{in: "1.5h", want: 90 * time.Minute},
-		{in: "0h", want: 0},
-		{in: "", wantErr: true},
-		{in: "3x", wantErr: true},
-		{in: "7 days", wantErr: true},
-		{in: "24", wantErr: true},
-		{in: "h", wantErr: true},
-		{in: "-1h", wantErr: true},
-		{in: "10s", wantErr: true},
-		{in: "1..5h", wantErr: true},
-		{in: "99999d", wantErr: true},
-	}
-	for _, tt := range tests {
-		t.Run(tt.in, func(t *testing.T) {
-			got, err := ParseDuration(tt.in)
-			if (err != nil) != tt.wantErr {
-				t.Fatalf("ParseDuration(%q) error = %v, want error %v", tt.in, err, tt.wantErr)
-			}
-			if got != tt.want {
-				t.Errorf("ParseDuration(%q) = %v, want %v", tt.in, got, tt.want)
-			}
-		})
-	}
-}
-
-func TestDates(t *testing.T) {
-	chicago, err := time.LoadLocation("America/Chicago")
-	if err != nil {
-		t.Fatal(err)
-	}
-	tests := []struct {
-		name  string
-		in    string
-		bound dateBound
-		want  time.Time
-	}{
-		{"until a date lasts to the end of that day", "2026-12-31", endOfDay, time.Date(2027, 1, 1, 0, 0, 0, 0, chicago)},
-		{"from a date starts at midnight", "2026-12-28", startOfDay, time.Date(2026, 12, 28, 0, 0, 0, 0, chicago)},
-		{"end of day on DST change", "2026-11-01", endOfDay, time.Date(2026, 11, 2, 0, 0, 0, 0, chicago)},
-		{"RFC 3339 is taken as written", "2026-11-20T12:00:00Z", endOfDay, time.Date(2026, 11, 20, 12, 0, 0, 0, time.UTC)},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got, err := parseDate(tt.in, chicago, tt.bound)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !got.Equal(tt.want) {
-				t.Errorf("parseDate(%q) = %v, want %v", tt.in, got, tt.want)
-			}
-		})
-	}
-	if _, err := parseDate("31/12/2026", chicago, endOfDay); err == nil {
-		t.Error("parseDate accepted 31/12/2026")
-	}
-}
 
 // TestPositions checks that decoded rules point at the CUE the user wrote:
 // the client's own file, or the root file for an inherited default.
 func TestPositions(t *testing.T) {
-	fleet, err := NewLoader(Options{Now: testNow}).LoadDir(context.Background(), "testdata/fleets/valid")
+	fleet, err := New(Options{Now: testNow}).LoadDir(context.Background(), "testdata/fleets/valid")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,7 +28,7 @@ func TestPositions(t *testing.T) {
 	}
 	tests := []struct {
 		name string
-		got  Pos
+		got  schema.Pos
 		want string
 	}{
 		{"client's own ring", acme.Rings[1].Pos, "clients/acme/policy.cue:13:2"},
@@ -116,11 +50,11 @@ func TestPositions(t *testing.T) {
 }
 
 func TestNotAFleetRepo(t *testing.T) {
-	_, err := NewLoader(Options{}).LoadDir(context.Background(), t.TempDir())
+	_, err := New(Options{}).LoadDir(context.Background(), t.TempDir())
 	if !errors.Is(err, ErrNotFleetRepo) {
 		t.Errorf("LoadDir(empty dir) error = %v, want ErrNotFleetRepo", err)
 	}
-	_, err = NewLoader(Options{}).LoadDir(context.Background(), filepath.Join(t.TempDir(), "missing"))
+	_, err = New(Options{}).LoadDir(context.Background(), filepath.Join(t.TempDir(), "missing"))
 	if err == nil {
 		t.Error("LoadDir(missing dir) returned no error")
 	}
@@ -147,7 +81,7 @@ func readFleet(t testing.TB, dir string) map[string][]byte {
 
 func TestReloadReusesUnchangedClients(t *testing.T) {
 	ctx := context.Background()
-	l := NewLoader(Options{Now: testNow})
+	l := New(Options{Now: testNow})
 	files := readFleet(t, "testdata/fleets/valid")
 	first, err := l.LoadFiles(ctx, files, "")
 	if err != nil {
@@ -162,7 +96,7 @@ func TestReloadReusesUnchangedClients(t *testing.T) {
 	if first.Clients["acme"] != second.Clients["acme"] {
 		t.Error("unchanged client acme was evaluated again")
 	}
-	if first.Clients["globex"] == second.Clients["globex"] || second.Clients["globex"].Mode != ModeEnforce {
+	if first.Clients["globex"] == second.Clients["globex"] || second.Clients["globex"].Mode != schema.ModeEnforce {
 		t.Error("edited client globex was not evaluated again")
 	}
 	if first.Clients["globex"].Digest == second.Clients["globex"].Digest {
@@ -194,7 +128,7 @@ x: len([for i in list.Range(0, 800, 1) for j in list.Range(0, 800, 1) if i == j+
 func TestEvaluationDeadline(t *testing.T) {
 	files := readFleet(t, "testdata/fleets/valid")
 	files["clients/slow/policy.cue"] = []byte(pathological)
-	l := NewLoader(Options{Now: testNow, Timeout: 200 * time.Millisecond})
+	l := New(Options{Now: testNow, Timeout: 200 * time.Millisecond})
 	for range 2 {
 		// The second load is answered from the cache: it reports the
 		// timeout again without starting another evaluation.
@@ -205,7 +139,7 @@ func TestEvaluationDeadline(t *testing.T) {
 		want := []string{"clients/slow/policy.cue:1:1: evaluation exceeded 200ms; simplify disjunctions/comprehensions"}
 		var got []string
 		for _, p := range fleet.Problems {
-			if p.Level == LevelError {
+			if p.Level == schema.LevelError {
 				got = append(got, p.String())
 			}
 		}
@@ -218,7 +152,7 @@ func TestEvaluationDeadline(t *testing.T) {
 	}
 }
 
-func slicesKeys(m map[string]*Client) []string {
+func slicesKeys(m map[string]*schema.Client) []string {
 	var keys []string
 	for k := range m {
 		keys = append(keys, k)
@@ -229,7 +163,7 @@ func slicesKeys(m map[string]*Client) []string {
 func TestCanceledLoad(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	_, err := NewLoader(Options{}).LoadDir(ctx, "testdata/fleets/valid")
+	_, err := New(Options{}).LoadDir(ctx, "testdata/fleets/valid")
 	if !errors.Is(err, context.Canceled) {
 		t.Errorf("LoadDir with a canceled context: error = %v, want context.Canceled", err)
 	}
@@ -240,7 +174,7 @@ func TestStrayFiles(t *testing.T) {
 	files["clients/retired/archive/policy.cue"] = []byte("package fleet\n")
 	files["clients/acme/notes.txt"] = []byte("not CUE")
 	files["docs/ignored.cue"] = []byte("this is not parsed")
-	fleet, err := NewLoader(Options{Now: testNow}).LoadFiles(context.Background(), files, "")
+	fleet, err := New(Options{Now: testNow}).LoadFiles(context.Background(), files, "")
 	if err != nil {
 		t.Fatal(err)
 	}
