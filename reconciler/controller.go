@@ -36,7 +36,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -449,13 +448,7 @@ func (c *Controller) apply(ctx context.Context, head plumbing.Hash) {
 	}
 	now := c.now()
 	log := c.log.With("revision", head.String())
-	repo, err := git.PlainOpen(c.repoDir)
-	if err != nil {
-		c.setLastErr(err)
-		log.Error("open fleet repo", "err", err)
-		return
-	}
-	if err := source.Verify(repo, base, head, c.cfg.Verify); err != nil {
+	if err := source.VerifyDir(c.repoDir, base, head, c.cfg.Verify); err != nil {
 		var re *source.RefusedError
 		if !errors.As(err, &re) {
 			// Not a verdict on the revision (a missing object, an unreadable

@@ -20,9 +20,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/go-git/go-git/v5"
-	"github.com/go-git/go-git/v5/plumbing/object"
-
 	"github.com/patchline/patchline/reconciler/source"
 	"github.com/patchline/patchline/schema"
 	"github.com/patchline/patchline/schema/loader"
@@ -74,43 +71,19 @@ type ClientChanges struct {
 // opts. The root commit's clients show as added. A commit before the
 // repository became a fleet repository (no cue.mod/module.cue) is skipped.
 func Build(ctx context.Context, l *loader.Loader, repoDir string, opts Options) (*History, error) {
-	repo, err := git.PlainOpen(repoDir)
+	chain, err := source.FirstParents(ctx, repoDir, opts.Since)
 	if err != nil {
-		return nil, fmt.Errorf("history: open %s: %w", repoDir, err)
+		return nil, fmt.Errorf("history: %w", err)
 	}
-	head, err := repo.Head()
-	if err != nil {
-		return nil, fmt.Errorf("history: %s: HEAD: %w", repoDir, err)
-	}
-	c, err := repo.CommitObject(head.Hash())
-	if err != nil {
-		return nil, fmt.Errorf("history: %s: HEAD: %w", repoDir, err)
-	}
-	// Newest first, down to the first commit before Since, which is kept as
-	// the base the oldest shown commit is compared with.
-	var chain []*object.Commit
-	for {
-		chain = append(chain, c)
-		if !opts.Since.IsZero() && c.Committer.When.Before(opts.Since) {
-			break
-		}
-		if len(c.ParentHashes) == 0 {
-			break
-		}
-		if c, err = repo.CommitObject(c.ParentHashes[0]); err != nil {
-			return nil, fmt.Errorf("history: %s: parent of %s: %w", repoDir, chain[len(chain)-1].Hash, err)
-		}
-	}
-
 	w := walker{loader: l, repoDir: repoDir, last: make(map[string]*schema.Client), refusal: make(map[string]string)}
 	h := &History{Commits: []Commit{}}
 	for i := len(chain) - 1; i >= 0; i-- {
 		c := chain[i]
-		changes, err := w.step(ctx, c.Hash.String())
+		changes, err := w.step(ctx, c.Hash)
 		if err != nil {
 			return nil, err
 		}
-		if !opts.Since.IsZero() && c.Committer.When.Before(opts.Since) {
+		if !opts.Since.IsZero() && c.Date.Before(opts.Since) {
 			continue
 		}
 		changes = filter(changes, opts)
@@ -119,8 +92,8 @@ func Build(ctx context.Context, l *loader.Loader, repoDir string, opts Options) 
 		}
 		subject, _, _ := strings.Cut(strings.TrimSpace(c.Message), "\n")
 		h.Commits = append(h.Commits, Commit{
-			Hash: c.Hash.String(), Author: c.Author.Name, Email: c.Author.Email,
-			Date: c.Committer.When, Subject: subject, PR: PullRequest(c.Message), Clients: changes,
+			Hash: c.Hash, Author: c.Author, Email: c.Email,
+			Date: c.Date, Subject: subject, PR: PullRequest(c.Message), Clients: changes,
 		})
 	}
 	slices.Reverse(h.Commits)

@@ -1,4 +1,6 @@
-// Package source is the controller's view of the fleet repository in Git.
+// Package source is the controller's view of the fleet repository in Git,
+// and the one place in the module that reads it: patchctl reads revisions
+// and history through it too.
 //
 // It does four things, all with go-git and none by running the git binary:
 //
@@ -16,7 +18,10 @@
 //   - Read: [ReadRevision] reads the files of a revision from its commit's
 //     tree, and [LoadRevision] hands the ones a [Loader] wants to it. The
 //     loader (package schema/loader) evaluates the CUE; this package knows
-//     nothing of CUE, and the loader nothing of Git.
+//     nothing of CUE, and the loader nothing of Git. [FirstParents] lists
+//     the commits of a branch as they landed, for the policy history, and
+//     [LastChange] finds the commit that last changed a line a decision
+//     cites.
 //   - Webhooks: [VerifyWebhook] checks that a push notification really came
 //     from the forge that holds the shared secret (GitHub, Gitea, GitLab).
 package source

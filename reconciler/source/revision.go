@@ -3,6 +3,7 @@ package source
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
@@ -80,4 +81,55 @@ func LoadRevision(ctx context.Context, l Loader, repoDir, rev string) (*schema.F
 		return nil, err
 	}
 	return l.LoadFiles(ctx, files, hash)
+}
+
+// Commit is one commit of a fleet repository as a reader of its history
+// sees it.
+type Commit struct {
+	Hash string
+	// Author and Email name the commit's author.
+	Author string
+	Email  string
+	// Date is the committer date: when the change landed on the branch.
+	Date    time.Time
+	Message string
+}
+
+// FirstParents returns the first-parent history of HEAD in the Git
+// repository at repoDir (a working tree or a bare repository), newest
+// first, down to the root commit: the commits as they landed on the
+// branch, without those a merge brought in. When since is not zero it
+// stops at the first commit made before since, which it includes so that
+// the oldest commit made after since can be compared with it.
+func FirstParents(ctx context.Context, repoDir string, since time.Time) ([]Commit, error) {
+	repo, err := git.PlainOpen(repoDir)
+	if err != nil {
+		return nil, fmt.Errorf("open git repository %s: %w", repoDir, err)
+	}
+	head, err := repo.Head()
+	if err != nil {
+		return nil, fmt.Errorf("%s: HEAD: %w", repoDir, err)
+	}
+	c, err := repo.CommitObject(head.Hash())
+	if err != nil {
+		return nil, fmt.Errorf("%s: HEAD: %w", repoDir, err)
+	}
+	var chain []Commit
+	for {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		chain = append(chain, Commit{
+			Hash: c.Hash.String(), Author: c.Author.Name, Email: c.Author.Email,
+			Date: c.Committer.When, Message: c.Message,
+		})
+		if !since.IsZero() && c.Committer.When.Before(since) || len(c.ParentHashes) == 0 {
+			return chain, nil
+		}
+		parent, err := repo.CommitObject(c.ParentHashes[0])
+		if err != nil {
+			return nil, fmt.Errorf("%s: parent of %s: %w", repoDir, c.Hash, err)
+		}
+		c = parent
+	}
 }

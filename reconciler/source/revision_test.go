@@ -181,3 +181,60 @@ func TestReadRevisionReadsOnlyWantedFiles(t *testing.T) {
 		t.Errorf("ReadRevision with a canceled context: error = %v, want context.Canceled", err)
 	}
 }
+
+func TestFirstParents(t *testing.T) {
+	gittest.RequireGit(t)
+	env := gitEnv(t)
+	repo := t.TempDir()
+	runGit(t, env, repo, "init", "-q", "-b", "main")
+	commitAt := func(msg, date string) {
+		t.Helper()
+		writeTree(t, repo, map[string][]byte{msg + ".cue": []byte("package fleet\n")})
+		runGit(t, env, repo, "add", ".")
+		runGit(t, append(env, "GIT_COMMITTER_DATE="+date), repo, "commit", "-q", "-m", msg)
+	}
+	commitAt("first", "2026-11-01T10:00:00Z")
+	runGit(t, env, repo, "checkout", "-q", "-b", "side")
+	commitAt("side", "2026-11-02T10:00:00Z")
+	runGit(t, env, repo, "checkout", "-q", "main")
+	commitAt("second", "2026-11-03T10:00:00Z")
+	runGit(t, append(env, "GIT_COMMITTER_DATE=2026-11-04T10:00:00Z"), repo, "merge", "-q", "--no-ff", "-m", "merge side", "side")
+
+	tests := []struct {
+		name  string
+		since time.Time
+		want  []string
+	}{
+		{"whole branch, without what the merge brought in", time.Time{}, []string{"merge side", "second", "first"}},
+		{"since a day keeps the commit before it as the base", time.Date(2026, 11, 3, 12, 0, 0, 0, time.UTC), []string{"merge side", "second"}},
+		{"since before every commit", time.Date(2026, 10, 1, 0, 0, 0, 0, time.UTC), []string{"merge side", "second", "first"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			chain, err := FirstParents(context.Background(), repo, tt.since)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, c := range chain {
+				got = append(got, strings.TrimSpace(c.Message))
+			}
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("FirstParents = %v, want %v", got, tt.want)
+			}
+		})
+	}
+	chain, err := FirstParents(context.Background(), repo, time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if head := runGit(t, env, repo, "rev-parse", "HEAD"); chain[0].Hash != head {
+		t.Errorf("newest commit %s, want HEAD %s", chain[0].Hash, head)
+	}
+	if want := time.Date(2026, 11, 4, 10, 0, 0, 0, time.UTC); !chain[0].Date.Equal(want) || chain[0].Author != "Test Technician" || chain[0].Email != "tech@example.com" {
+		t.Errorf("merge commit: %s <%s> at %v, want Test Technician <tech@example.com> at %v", chain[0].Author, chain[0].Email, chain[0].Date, want)
+	}
+	if _, err := FirstParents(context.Background(), t.TempDir(), time.Time{}); err == nil {
+		t.Error("FirstParents(not a repository) returned no error")
+	}
+}
