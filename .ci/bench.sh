@@ -8,7 +8,7 @@ benchtime=${BENCHTIME:-1s}
 raw=$(mktemp)
 trap 'rm -f "$raw"' EXIT
 go test -run '^$' -bench "$bench" -benchmem -benchtime="$benchtime" -count "$count" -timeout 60m \
-	./schema/ ./reconciler/ ./reconciler/plan/ ./reconciler/api/ ./reconciler/store/sqlite/ \
+	./schema/loader/ ./reconciler/ ./reconciler/plan/ ./reconciler/api/ ./reconciler/store/sqlite/ \
 	./protocol/ ./reconciler/source/ ./cmd/patchctl/ | tee "$raw"
 echo
 echo "Medians of $count runs:"

@@ -24,7 +24,7 @@ import (
 	"github.com/patchline/patchline/reconciler/source"
 	"github.com/patchline/patchline/reconciler/store"
 	"github.com/patchline/patchline/reconciler/store/sqlite"
-	"github.com/patchline/patchline/schema"
+	"github.com/patchline/patchline/schema/loader"
 )
 
 // Controller is a running patchd: it owns the configuration, the data
@@ -139,7 +139,7 @@ func (c *Controller) build(ctx context.Context, secrets *api.Secrets, key ed2551
 	registerStoreMetrics(c.reg, c.store)
 	c.revisions = &revisions{
 		clock: c.clock, log: c.log, store: c.store, metrics: c.metrics, queue: c.queue,
-		loader:  schema.NewLoader(schema.Options{Timeout: c.cfg.LoadTimeout}),
+		loader:  loader.New(loader.Options{Timeout: c.cfg.LoadTimeout}),
 		verify:  c.cfg.Verify,
 		repoDir: repoDir,
 		policy:  make(map[string]appliedClient),

@@ -88,11 +88,7 @@ func (r *revisions) apply(ctx context.Context, head plumbing.Hash) {
 // verifyPhase checks that head descends from the applied revision and,
 // when required, that every commit since it is signed by an allowed key.
 func (r *revisions) verifyPhase(ctx context.Context, c *commit) error {
-	repo, err := r.openRepo()
-	if err != nil {
-		return err
-	}
-	err = source.Verify(repo, c.base, c.head, r.verify)
+	err := source.VerifyDir(r.repoDir, c.base, c.head, r.verify)
 	var re *source.RefusedError
 	if errors.As(err, &re) {
 		return &refusal{reason: "verify", problems: []string{re.Reason}}

@@ -19,7 +19,7 @@ import (
 	"github.com/patchline/patchline/reconciler/metrics"
 	"github.com/patchline/patchline/reconciler/store"
 	"github.com/patchline/patchline/reconciler/store/sqlite"
-	"github.com/patchline/patchline/schema"
+	"github.com/patchline/patchline/schema/loader"
 )
 
 // acmeApprovesCritical makes critical security updates desired for acme.
@@ -68,7 +68,7 @@ func newRevisionsEnv(t *testing.T) (*revisions, *gittest.Upstream, *flakyRevisio
 	q := &recordingQueue{}
 	r := &revisions{
 		clock: clock.NewFake(replanStart), log: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		store: st, loader: schema.NewLoader(schema.Options{}), metrics: metrics.New(prometheus.NewRegistry()),
+		store: st, loader: loader.New(loader.Options{}), metrics: metrics.New(prometheus.NewRegistry()),
 		repoDir: up.Work, queue: q, policy: make(map[string]appliedClient),
 	}
 	return r, up, st, q

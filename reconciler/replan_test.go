@@ -19,7 +19,7 @@ import (
 	"github.com/patchline/patchline/reconciler/metrics"
 	"github.com/patchline/patchline/reconciler/store"
 	"github.com/patchline/patchline/reconciler/store/sqlite"
-	"github.com/patchline/patchline/schema"
+	"github.com/patchline/patchline/schema/loader"
 )
 
 // nightWindow is a policy whose only window opens at 02:00 UTC for two
@@ -82,7 +82,7 @@ func newReplanEnv(t *testing.T, st func(*sqlite.DB) replanStore) *replanEnv {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	fleet, err := schema.NewLoader(schema.Options{}).LoadFiles(ctx, nightWindow, "c0ffee")
+	fleet, err := loader.New(loader.Options{}).LoadFiles(ctx, nightWindow, "c0ffee")
 	if err != nil {
 		t.Fatal(err)
 	}

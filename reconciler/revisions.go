@@ -7,7 +7,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
 
 	"github.com/patchline/patchline/internal/clock"
@@ -16,6 +15,7 @@ import (
 	"github.com/patchline/patchline/reconciler/source"
 	"github.com/patchline/patchline/reconciler/store"
 	"github.com/patchline/patchline/schema"
+	"github.com/patchline/patchline/schema/loader"
 )
 
 // revisionStore is what revisions keeps in the store.
@@ -37,7 +37,7 @@ type revisions struct {
 	clock   clock.Clock
 	log     *slog.Logger
 	store   revisionStore
-	loader  *schema.Loader
+	loader  *loader.Loader
 	metrics *metrics.Metrics
 	verify  source.VerifyPolicy
 	// repoDir is where revisions are read from: the clone or Config.RepoDir.
@@ -109,18 +109,9 @@ func (r *revisions) setLastErr(err error) {
 	}
 }
 
-// openRepo opens the fleet repo revisions are read from.
-func (r *revisions) openRepo() (*git.Repository, error) {
-	repo, err := git.PlainOpen(r.repoDir)
-	if err != nil {
-		return nil, fmt.Errorf("open fleet repo %s: %w", r.repoDir, err)
-	}
-	return repo, nil
-}
-
 // loadFleet loads and vets the fleet repo at rev.
 func (r *revisions) loadFleet(ctx context.Context, rev string) (*schema.Fleet, error) {
-	return r.loader.LoadRevision(ctx, r.repoDir, rev)
+	return source.LoadRevision(ctx, r.loader, r.repoDir, rev)
 }
 
 // restore reloads, after a restart, the revision each client last ran, so

@@ -1,7 +1,10 @@
-// Package schema holds the CUE schema of a Patchline fleet repository
-// (fleet.cue, embedded in the binary), the Go types a client's policy
-// decodes into, and the Loader that turns a repository, read from a
-// working tree or from a Git revision, into a Fleet.
+// Package schema holds the vocabulary of a Patchline fleet repository: the
+// CUE schema (fleet.cue, embedded in the binary as [CUE]), the Go types a
+// client's policy decodes into, the positioned [Problem] every finding is,
+// and the parsers of policy durations, dates and times of day. It does no
+// I/O and evaluates no CUE, so the pure planner can import it: package
+// schema/loader turns a repository's files into a [Fleet], and package
+// reconciler/source reads those files from a Git revision.
 //
 // A fleet repository looks like this:
 //
@@ -9,21 +12,14 @@
 //	fleet.cue            package fleet: defaults shared by every client
 //	clients/acme/*.cue   package fleet: one directory per client
 //
-// Each clients/<id> directory is loaded as one CUE instance together with
-// the root files of the same package, unified with the schema's #Fleet,
-// validated, decoded and vetted. Root files share lists with clients
-// through the defaults field: a client that does not write rings,
-// exclusions, freezes, resume, baseline.approve or baseline.require gets
-// defaults.<field>, a client that writes the field replaces the default,
-// and a client extends it with list.Concat([defaults.exclusions, [...]]).
-// The comment at the top of fleet.cue spells the convention out.
+// Root files share lists with clients through the defaults field: a client
+// that does not write rings, exclusions, freezes, resume, baseline.approve
+// or baseline.require gets defaults.<field>, a client that writes the field
+// replaces the default, and a client extends it with
+// list.Concat([defaults.exclusions, [...]]). The comment at the top of
+// fleet.cue spells the convention out.
 //
-// Every finding is a Problem with a repository-relative path:line:col. A
-// client with an error-level problem is left out of Fleet.Clients; the
-// rest still load. Every decoded rule carries the Pos of the CUE that
-// wrote it, so decisions can cite path:line.
-//
-// The Loader caches each client's outcome by a digest of the files that
-// make it up and of the schema, evaluates clients concurrently, and gives
-// up on a client whose evaluation runs past Options.Timeout.
+// Every finding is a Problem with a repository-relative path:line:col, and
+// every decoded rule carries the Pos of the CUE that wrote it, so decisions
+// can cite path:line.
 package schema

@@ -51,22 +51,22 @@ func ParseDuration(s string) (time.Duration, error) {
 	return time.Duration(total), nil
 }
 
-// dateBound says which instant a calendar date stands for.
-type dateBound int
+// DateBound says which instant a calendar date stands for.
+type DateBound int
 
 const (
-	// startOfDay: "2026-11-11" is midnight at the start of that day.
-	startOfDay dateBound = iota
-	// endOfDay: "2026-12-31" lasts the whole day, so the exclusive bound
+	// StartOfDay: "2026-11-11" is midnight at the start of that day.
+	StartOfDay DateBound = iota
+	// EndOfDay: "2026-12-31" lasts the whole day, so the exclusive bound
 	// is midnight at the start of the next day.
-	endOfDay
+	EndOfDay
 )
 
-// parseDate parses "YYYY-MM-DD" in loc (as the start or the end of that
-// day) or an RFC 3339 timestamp.
-func parseDate(s string, loc *time.Location, bound dateBound) (time.Time, error) {
+// ParseDate parses a policy date: "YYYY-MM-DD" in loc (as the start or the
+// end of that day) or an RFC 3339 timestamp.
+func ParseDate(s string, loc *time.Location, bound DateBound) (time.Time, error) {
 	if d, err := time.ParseInLocation(time.DateOnly, s, loc); err == nil {
-		if bound == endOfDay {
+		if bound == EndOfDay {
 			d = d.AddDate(0, 0, 1)
 		}
 		return d, nil
@@ -78,8 +78,9 @@ func parseDate(s string, loc *time.Location, bound dateBound) (time.Time, error)
 	return t, nil
 }
 
-// parseClock turns "HH:MM" into minutes after midnight.
-func parseClock(s string) (int, error) {
+// ParseClock turns a policy time of day, "HH:MM", into minutes after
+// midnight.
+func ParseClock(s string) (int, error) {
 	t, err := time.Parse("15:04", s)
 	if err != nil {
 		return 0, fmt.Errorf("invalid time of day %q: use HH:MM, e.g. \"22:00\"", s)

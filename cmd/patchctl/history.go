@@ -7,7 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/patchline/patchline/internal/history"
-	"github.com/patchline/patchline/schema"
+	"github.com/patchline/patchline/schema/loader"
 )
 
 func newHistoryCmd() *cobra.Command {
@@ -43,7 +43,7 @@ changes in policy terms, not as a text diff:
 				}
 				opts.Since = t
 			}
-			h, err := history.Build(cmd.Context(), schema.NewLoader(schema.Options{}), repo, opts)
+			h, err := history.Build(cmd.Context(), loader.New(loader.Options{}), repo, opts)
 			if err != nil {
 				return err
 			}

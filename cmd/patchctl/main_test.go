@@ -82,7 +82,7 @@ func TestPlanTwiceIsIdentical(t *testing.T) {
 }
 
 func TestVetReportsEveryProblem(t *testing.T) {
-	code, out, _ := run(t, "vet", "../../schema/testdata/fleets/one-broken-one-good", "--now", now)
+	code, out, _ := run(t, "vet", "../../schema/loader/testdata/fleets/one-broken-one-good", "--now", now)
 	if code != 1 {
 		t.Fatalf("exit %d, want 1", code)
 	}
@@ -99,7 +99,7 @@ func TestBadInput(t *testing.T) {
 		{"unknown format", []string{"plan", "--repo", "../../examples/fleet", "--state", "../../examples/state.json", "--format", "html"}, `unknown format "html"`},
 		{"bad now", []string{"plan", "--repo", "../../examples/fleet", "--state", "../../examples/state.json", "--now", "tomorrow"}, "RFC 3339"},
 		{"unknown endpoint", []string{"why", "--repo", "../../examples/fleet", "--state", "../../examples/state.json", "--endpoint", "nope", "--update", "KB1"}, `endpoint "nope" is not in the state snapshot`},
-		{"plan of a broken fleet", []string{"plan", "--repo", "../../schema/testdata/fleets/one-broken-one-good", "--state", "../../examples/state.json"}, "run patchctl vet"},
+		{"plan of a broken fleet", []string{"plan", "--repo", "../../schema/loader/testdata/fleets/one-broken-one-good", "--state", "../../examples/state.json"}, "run patchctl vet"},
 		{"not a fleet repo", []string{"vet", "testdata"}, "cue.mod"},
 	}
 	for _, tt := range tests {

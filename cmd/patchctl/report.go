@@ -9,7 +9,8 @@ import (
 
 	"github.com/patchline/patchline/internal/compliance"
 	"github.com/patchline/patchline/protocol"
-	"github.com/patchline/patchline/schema"
+	"github.com/patchline/patchline/reconciler/source"
+	"github.com/patchline/patchline/schema/loader"
 )
 
 // auditPageSize is how many audit entries report asks for at a time (the
@@ -67,7 +68,7 @@ Markdown is for mailing to the client, CSV for a spreadsheet.`,
 				return err
 			}
 			at := now.at()
-			fleet, err := schema.NewLoader(schema.Options{Now: at}).LoadRevision(ctx, repo, rev)
+			fleet, err := source.LoadRevision(ctx, loader.New(loader.Options{Now: at}), repo, rev)
 			if err != nil {
 				return fmt.Errorf("load revision %s the controller runs for %q from %s (fetch the fleet repo first): %w", rev, client, repo, err)
 			}

@@ -6,7 +6,9 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/patchline/patchline/reconciler/source"
 	"github.com/patchline/patchline/schema"
+	"github.com/patchline/patchline/schema/loader"
 )
 
 func newVetCmd() *cobra.Command {
@@ -58,9 +60,9 @@ not select every endpoint.`,
 // loadFleet loads dir's working tree, or revision rev of the repository in
 // dir when rev is set.
 func loadFleet(cmd *cobra.Command, dir, rev string, now time.Time) (*schema.Fleet, error) {
-	l := schema.NewLoader(schema.Options{Now: now})
+	l := loader.New(loader.Options{Now: now})
 	if rev != "" {
-		return l.LoadRevision(cmd.Context(), dir, rev)
+		return source.LoadRevision(cmd.Context(), l, dir, rev)
 	}
 	return l.LoadDir(cmd.Context(), dir)
 }

@@ -15,7 +15,7 @@ import (
 	"github.com/patchline/patchline/internal/compliance"
 	"github.com/patchline/patchline/protocol"
 	"github.com/patchline/patchline/reconciler/plan"
-	"github.com/patchline/patchline/schema"
+	"github.com/patchline/patchline/schema/loader"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
@@ -65,7 +65,7 @@ func input(t *testing.T) compliance.Input {
 		t.Fatal(err)
 	}
 	now := time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC)
-	fleet, err := schema.NewLoader(schema.Options{Now: now}).LoadDir(context.Background(), "testdata/fleet")
+	fleet, err := loader.New(loader.Options{Now: now}).LoadDir(context.Background(), "testdata/fleet")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,7 +11,9 @@ import (
 
 	"github.com/patchline/patchline/internal/plangen"
 	"github.com/patchline/patchline/protocol"
+	"github.com/patchline/patchline/reconciler/source"
 	"github.com/patchline/patchline/schema"
+	"github.com/patchline/patchline/schema/loader"
 )
 
 func TestGenerateWritesALoadableFleet(t *testing.T) {
@@ -33,7 +35,7 @@ func TestGenerateWritesALoadableFleet(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			fleet, err := schema.NewLoader(schema.Options{Now: now}).LoadRevision(context.Background(), g.RepoDir, g.Revision)
+			fleet, err := source.LoadRevision(context.Background(), loader.New(loader.Options{Now: now}), g.RepoDir, g.Revision)
 			if err != nil {
 				t.Fatal(err)
 			}

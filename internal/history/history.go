@@ -6,7 +6,7 @@
 // rather than a text diff. A commit the controller would refuse for a client
 // shows as such, with the first problem.
 //
-// Each commit is loaded with schema.Loader, whose cache makes consecutive
+// Each commit is loaded with loader.Loader, whose cache makes consecutive
 // commits cheap: only clients whose files changed are evaluated again.
 package history
 
@@ -20,10 +20,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/go-git/go-git/v5"
-	"github.com/go-git/go-git/v5/plumbing/object"
-
+	"github.com/patchline/patchline/reconciler/source"
 	"github.com/patchline/patchline/schema"
+	"github.com/patchline/patchline/schema/loader"
 )
 
 // Options filter a history. The zero value keeps everything.
@@ -67,49 +66,24 @@ type ClientChanges struct {
 }
 
 // Build walks the first-parent history of HEAD in the Git repository at
-// repoDir (a working tree or a bare repository), loads each commit with
-// loader and returns the commits that change some client's policy,
-// filtered by opts. The root commit's clients show as added. A commit
-// before the repository became a fleet repository (no cue.mod/module.cue)
-// is skipped.
-func Build(ctx context.Context, loader *schema.Loader, repoDir string, opts Options) (*History, error) {
-	repo, err := git.PlainOpen(repoDir)
+// repoDir (a working tree or a bare repository), loads each commit with l
+// and returns the commits that change some client's policy, filtered by
+// opts. The root commit's clients show as added. A commit before the
+// repository became a fleet repository (no cue.mod/module.cue) is skipped.
+func Build(ctx context.Context, l *loader.Loader, repoDir string, opts Options) (*History, error) {
+	chain, err := source.FirstParents(ctx, repoDir, opts.Since)
 	if err != nil {
-		return nil, fmt.Errorf("history: open %s: %w", repoDir, err)
+		return nil, fmt.Errorf("history: %w", err)
 	}
-	head, err := repo.Head()
-	if err != nil {
-		return nil, fmt.Errorf("history: %s: HEAD: %w", repoDir, err)
-	}
-	c, err := repo.CommitObject(head.Hash())
-	if err != nil {
-		return nil, fmt.Errorf("history: %s: HEAD: %w", repoDir, err)
-	}
-	// Newest first, down to the first commit before Since, which is kept as
-	// the base the oldest shown commit is compared with.
-	var chain []*object.Commit
-	for {
-		chain = append(chain, c)
-		if !opts.Since.IsZero() && c.Committer.When.Before(opts.Since) {
-			break
-		}
-		if len(c.ParentHashes) == 0 {
-			break
-		}
-		if c, err = repo.CommitObject(c.ParentHashes[0]); err != nil {
-			return nil, fmt.Errorf("history: %s: parent of %s: %w", repoDir, chain[len(chain)-1].Hash, err)
-		}
-	}
-
-	w := walker{loader: loader, repoDir: repoDir, last: make(map[string]*schema.Client), refusal: make(map[string]string)}
+	w := walker{loader: l, repoDir: repoDir, last: make(map[string]*schema.Client), refusal: make(map[string]string)}
 	h := &History{Commits: []Commit{}}
 	for i := len(chain) - 1; i >= 0; i-- {
 		c := chain[i]
-		changes, err := w.step(ctx, c.Hash.String())
+		changes, err := w.step(ctx, c.Hash)
 		if err != nil {
 			return nil, err
 		}
-		if !opts.Since.IsZero() && c.Committer.When.Before(opts.Since) {
+		if !opts.Since.IsZero() && c.Date.Before(opts.Since) {
 			continue
 		}
 		changes = filter(changes, opts)
@@ -118,8 +92,8 @@ func Build(ctx context.Context, loader *schema.Loader, repoDir string, opts Opti
 		}
 		subject, _, _ := strings.Cut(strings.TrimSpace(c.Message), "\n")
 		h.Commits = append(h.Commits, Commit{
-			Hash: c.Hash.String(), Author: c.Author.Name, Email: c.Author.Email,
-			Date: c.Committer.When, Subject: subject, PR: PullRequest(c.Message), Clients: changes,
+			Hash: c.Hash, Author: c.Author, Email: c.Email,
+			Date: c.Date, Subject: subject, PR: PullRequest(c.Message), Clients: changes,
 		})
 	}
 	slices.Reverse(h.Commits)
@@ -129,7 +103,7 @@ func Build(ctx context.Context, loader *schema.Loader, repoDir string, opts Opti
 // walker holds the policy as the controller would run it after each
 // commit: every client's last good version.
 type walker struct {
-	loader  *schema.Loader
+	loader  *loader.Loader
 	repoDir string
 	// last is each client's policy after the commits walked so far; a
 	// refused commit leaves it as it was, as the controller does.
@@ -155,12 +129,12 @@ func (w *walker) refuse(client, problem string) []ClientChanges {
 // step loads one commit and returns its changes against the state the
 // previous commits left.
 func (w *walker) step(ctx context.Context, hash string) ([]ClientChanges, error) {
-	fleet, err := w.loader.LoadRevision(ctx, w.repoDir, hash)
+	fleet, err := source.LoadRevision(ctx, w.loader, w.repoDir, hash)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("history: %w", ctx.Err())
 		}
-		if errors.Is(err, schema.ErrNotFleetRepo) && !w.fleet {
+		if errors.Is(err, loader.ErrNotFleetRepo) && !w.fleet {
 			return nil, nil
 		}
 		return w.refuse("", err.Error()), nil

@@ -16,6 +16,7 @@ import (
 
 	"github.com/patchline/patchline/internal/history"
 	"github.com/patchline/patchline/schema"
+	"github.com/patchline/patchline/schema/loader"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
@@ -190,10 +191,10 @@ func TestHistory(t *testing.T) {
 		{"since November 7.txt", "text", history.Options{Since: since}},
 		{"an update nothing names.txt", "text", history.Options{Update: "KB0000000"}},
 	}
-	loader := schema.NewLoader(schema.Options{Now: time.Date(2026, 11, 23, 0, 0, 0, 0, time.UTC)})
+	l := loader.New(loader.Options{Now: time.Date(2026, 11, 23, 0, 0, 0, 0, time.UTC)})
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			h, err := history.Build(context.Background(), loader, dir, tt.opts)
+			h, err := history.Build(context.Background(), l, dir, tt.opts)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -210,7 +211,7 @@ func TestHistory(t *testing.T) {
 // the golden files' wording.
 func TestHistoryFacts(t *testing.T) {
 	dir := buildRepo(t)
-	h, err := history.Build(context.Background(), schema.NewLoader(schema.Options{}), dir, history.Options{})
+	h, err := history.Build(context.Background(), loader.New(loader.Options{}), dir, history.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -280,7 +281,7 @@ func TestPullRequest(t *testing.T) {
 }
 
 func TestHistoryNotARepo(t *testing.T) {
-	_, err := history.Build(context.Background(), schema.NewLoader(schema.Options{}), t.TempDir(), history.Options{})
+	_, err := history.Build(context.Background(), loader.New(loader.Options{}), t.TempDir(), history.Options{})
 	if err == nil || !strings.Contains(err.Error(), "history: open") {
 		t.Fatalf("err = %v, want an error saying the repository does not open", err)
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -21,10 +22,20 @@ type pkg struct {
 // packages lists the module's packages with go list.
 func packages(t *testing.T) []pkg {
 	t.Helper()
-	cmd := exec.Command("go", "list", "-json", "github.com/patchline/patchline/...")
+	pkgs := goList(t, "github.com/patchline/patchline/...")
+	if len(pkgs) < 10 {
+		t.Fatalf("go list found only %d packages", len(pkgs))
+	}
+	return pkgs
+}
+
+// goList runs go list -json with args and decodes the packages it lists.
+func goList(t *testing.T, args ...string) []pkg {
+	t.Helper()
+	cmd := exec.Command("go", append([]string{"list", "-json"}, args...)...)
 	out, err := cmd.Output()
 	if err != nil {
-		t.Fatalf("go list: %v", err)
+		t.Fatalf("go list %s: %v", strings.Join(args, " "), err)
 	}
 	var pkgs []pkg
 	dec := json.NewDecoder(strings.NewReader(string(out)))
@@ -36,9 +47,6 @@ func packages(t *testing.T) []pkg {
 			t.Fatal(err)
 		}
 		pkgs = append(pkgs, p)
-	}
-	if len(pkgs) < 10 {
-		t.Fatalf("go list found only %d packages", len(pkgs))
 	}
 	return pkgs
 }
@@ -85,4 +93,67 @@ func TestSchemaAndStateStayLeaves(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestPureDomainLinksNoIO: the schema's types and the planner are pure
+// functions of their inputs, so `patchctl plan` is trustworthy in a PR and
+// whatever imports them stays small. Nothing they link may read Git, serve
+// or call HTTP, open a database or evaluate CUE: that is the job of
+// reconciler/source, reconciler/api, the stores and schema/loader.
+func TestPureDomainLinksNoIO(t *testing.T) {
+	roots := []string{
+		"github.com/patchline/patchline/schema",
+		"github.com/patchline/patchline/reconciler/plan",
+	}
+	for _, root := range roots {
+		imports := make(map[string][]string)
+		for _, p := range goList(t, "-deps", root) {
+			imports[p.ImportPath] = p.Imports
+		}
+		if _, ok := imports[root]; !ok {
+			t.Fatalf("go list -deps %s did not list %s", root, root)
+		}
+		// A breadth-first walk records how each package is first reached,
+		// so a failure shows the shortest import chain that pulls it in.
+		via := map[string]string{root: ""}
+		queue := []string{root}
+		for len(queue) > 0 {
+			p := queue[0]
+			queue = queue[1:]
+			for _, imp := range imports[p] {
+				if _, seen := via[imp]; !seen {
+					via[imp] = p
+					queue = append(queue, imp)
+				}
+			}
+		}
+		var bad []string
+		for p := range via {
+			// Report where the closure enters a forbidden package, not
+			// every package behind it.
+			if doesIO(p) && !doesIO(via[p]) {
+				bad = append(bad, p)
+			}
+		}
+		slices.Sort(bad)
+		for _, p := range bad {
+			chain := []string{p}
+			for q := via[p]; q != ""; q = via[q] {
+				chain = append(chain, q)
+			}
+			slices.Reverse(chain)
+			t.Errorf("%s links %s, which does I/O or evaluates CUE: %s", root, p, strings.Join(chain, " → "))
+		}
+	}
+}
+
+// doesIO says whether a package is one the pure domain must not link: Git,
+// HTTP, SQL or CUE.
+func doesIO(path string) bool {
+	for _, prefix := range []string{"github.com/go-git", "cuelang.org/go", "net/http", "database/sql"} {
+		if path == prefix || strings.HasPrefix(path, prefix+"/") {
+			return true
+		}
+	}
+	return false
 }

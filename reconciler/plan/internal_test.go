@@ -21,8 +21,10 @@ func TestSlotFollowsAllDecisions(t *testing.T) {
 	}
 }
 
-// TestPlanDoesNoIO keeps the planner pure: it may import schema, state,
-// version and standard packages that do no I/O.
+// TestPlanDoesNoIO keeps the planner pure: it may import schema, protocol,
+// version and standard packages that do no I/O. It looks at the planner's
+// own imports; TestPureDomainLinksNoIO in internal/rules checks everything
+// the planner links.
 func TestPlanDoesNoIO(t *testing.T) {
 	pkg, err := build.ImportDir(".", 0)
 	if err != nil {

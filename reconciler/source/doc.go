@@ -1,6 +1,8 @@
-// Package source is the controller's view of the fleet repository in Git.
+// Package source is the controller's view of the fleet repository in Git,
+// and the one place in the module that reads it: patchctl reads revisions
+// and history through it too.
 //
-// It does three things, all with go-git and none by running the git binary:
+// It does four things, all with go-git and none by running the git binary:
 //
 //   - Fetch: a [Source] keeps a bare clone of one branch of a remote fleet
 //     repo under the controller's data directory and fetches only what is
@@ -13,9 +15,13 @@
 //     required, any commit in between that is not signed by a key in the
 //     keyring. A refusal is a [*RefusedError], so the controller can keep
 //     running the last good revision and say why.
+//   - Read: [ReadRevision] reads the files of a revision from its commit's
+//     tree, and [LoadRevision] hands the ones a [Loader] wants to it. The
+//     loader (package schema/loader) evaluates the CUE; this package knows
+//     nothing of CUE, and the loader nothing of Git. [FirstParents] lists
+//     the commits of a branch as they landed, for the policy history, and
+//     [LastChange] finds the commit that last changed a line a decision
+//     cites.
 //   - Webhooks: [VerifyWebhook] checks that a push notification really came
 //     from the forge that holds the shared secret (GitHub, Gitea, GitLab).
-//
-// Loading the policy at a revision is not done here: the controller hands
-// the hash this package yields to the schema loader.
 package source

@@ -219,3 +219,21 @@ func TestSourceVerifyRefusesForcePush(t *testing.T) {
 		t.Errorf("reason = %q", refused.Reason)
 	}
 }
+
+func TestVerifyDir(t *testing.T) {
+	up := newUpstream(t, t.TempDir())
+	second := up.commit("acme.cue", "add acme")
+	for _, dir := range []string{up.bare, up.work} {
+		if err := VerifyDir(dir, up.first, second, VerifyPolicy{}); err != nil {
+			t.Errorf("VerifyDir(%s): fast-forward refused: %v", dir, err)
+		}
+		var refused *RefusedError
+		if err := VerifyDir(dir, second, up.first, VerifyPolicy{}); !errors.As(err, &refused) {
+			t.Errorf("VerifyDir(%s) back to an older commit = %v, want *RefusedError", dir, err)
+		}
+	}
+	var refused *RefusedError
+	if err := VerifyDir(t.TempDir(), plumbing.ZeroHash, second, VerifyPolicy{}); err == nil || errors.As(err, &refused) {
+		t.Errorf("VerifyDir(not a repository) = %v, want an error that is not a refusal", err)
+	}
+}

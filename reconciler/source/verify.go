@@ -150,6 +150,17 @@ func Verify(repo *git.Repository, lastApplied, head plumbing.Hash, policy Verify
 	return nil
 }
 
+// VerifyDir opens the Git repository at repoDir (a working tree or a bare
+// repository) and runs [Verify] on it. Failing to open it is not a
+// [*RefusedError]: it says nothing about the revision.
+func VerifyDir(repoDir string, lastApplied, head plumbing.Hash, policy VerifyPolicy) error {
+	repo, err := git.PlainOpen(repoDir)
+	if err != nil {
+		return fmt.Errorf("open git repository %s: %w", repoDir, err)
+	}
+	return Verify(repo, lastApplied, head, policy)
+}
+
 // ancestors returns from and every commit reachable from it.
 func ancestors(repo *git.Repository, from plumbing.Hash) (map[plumbing.Hash]bool, error) {
 	set := map[plumbing.Hash]bool{from: true}

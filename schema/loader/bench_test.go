@@ -1,4 +1,4 @@
-package schema
+package loader
 
 import (
 	"context"
@@ -62,7 +62,7 @@ func loadOrFail(b *testing.B, l *Loader, files map[string][]byte, want int) {
 func BenchmarkLoadCold1000(b *testing.B) {
 	files := generateFleet(1000)
 	for b.Loop() {
-		loadOrFail(b, NewLoader(Options{Now: testNow}), files, 1000)
+		loadOrFail(b, New(Options{Now: testNow}), files, 1000)
 	}
 }
 
@@ -70,7 +70,7 @@ func BenchmarkLoadCold1000(b *testing.B) {
 // client's policy changed.
 func BenchmarkReloadOneClient1000(b *testing.B) {
 	files := generateFleet(1000)
-	l := NewLoader(Options{Now: testNow})
+	l := New(Options{Now: testNow})
 	loadOrFail(b, l, files, 1000)
 	edit := 0
 	for b.Loop() {

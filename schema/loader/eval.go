@@ -1,4 +1,4 @@
-package schema
+package loader
 
 import (
 	"fmt"
@@ -13,6 +13,8 @@ import (
 	"cuelang.org/go/cue/errors"
 	"cuelang.org/go/cue/load"
 	"cuelang.org/go/cue/token"
+
+	"github.com/patchline/patchline/schema"
 
 	// Time zones must resolve the same on every machine, including
 	// Windows hosts without a zoneinfo database.
@@ -40,7 +42,7 @@ type evalContext struct {
 
 func newEvalContext() (*evalContext, error) {
 	ctx := cuecontext.New()
-	sch := ctx.CompileBytes(schemaSource, cue.Filename(schemaFile))
+	sch := ctx.CompileString(schema.CUE, cue.Filename(schemaFile))
 	fleet := sch.LookupPath(cue.MakePath(cue.Def("#Fleet")))
 	if err := fleet.Err(); err != nil {
 		return nil, fmt.Errorf("compile embedded schema: %w", err)
@@ -55,8 +57,8 @@ const packageName = "fleet"
 // has no error-level problem, and its problems (minus the expiry warnings,
 // which depend on the time of the load).
 type evalResult struct {
-	client   *Client
-	problems []Problem
+	client   *schema.Client
+	problems []schema.Problem
 }
 
 // defaultable are the lists a client takes from defaults.<field> when it
@@ -85,7 +87,7 @@ func evaluate(ec *evalContext, files map[string][]byte, c clientFiles, sum strin
 	}
 	insts := load.Instances([]string{"./" + c.dir}, cfg)
 	if len(insts) != 1 {
-		return ev.fail(ev.errorf(Pos{}, "%s: expected one CUE instance, got %d", c.dir, len(insts)))
+		return ev.fail(ev.errorf(schema.Pos{}, "%s: expected one CUE instance, got %d", c.dir, len(insts)))
 	}
 	if err := insts[0].Err; err != nil {
 		return ev.fail(ev.fromCUE(err)...)
@@ -146,58 +148,58 @@ type evaluation struct {
 	// source maps a top-level field taken from defaults to the path it
 	// came from, so positions point at the root file that wrote it.
 	source   map[string]string
-	problems []Problem
+	problems []schema.Problem
 	failed   bool
 }
 
-func (ev *evaluation) fail(ps ...Problem) evalResult {
+func (ev *evaluation) fail(ps ...schema.Problem) evalResult {
 	ev.problems = append(ev.problems, ps...)
 	return evalResult{problems: ev.problems}
 }
 
 // problem builds a Problem at p, attributed to the client when p is in its
 // directory and to the whole fleet otherwise.
-func (ev *evaluation) problem(level ProblemLevel, p Pos, msg string) Problem {
+func (ev *evaluation) problem(level schema.ProblemLevel, p schema.Pos, msg string) schema.Problem {
 	if p.File == "" {
-		p = Pos{File: ev.c.own[0], Line: 1, Col: 1}
+		p = schema.Pos{File: ev.c.own[0], Line: 1, Col: 1}
 	}
-	pr := Problem{Pos: p, Level: level, Message: msg}
+	pr := schema.Problem{Pos: p, Level: level, Message: msg}
 	if strings.HasPrefix(p.File, ev.c.dir+"/") {
 		pr.Client = ev.c.id
 	}
 	return pr
 }
 
-func (ev *evaluation) errorf(p Pos, format string, args ...any) Problem {
-	return ev.problem(LevelError, p, fmt.Sprintf(format, args...))
+func (ev *evaluation) errorf(p schema.Pos, format string, args ...any) schema.Problem {
+	return ev.problem(schema.LevelError, p, fmt.Sprintf(format, args...))
 }
 
 // addError records an error-level problem; the client will not load.
-func (ev *evaluation) addError(p Pos, format string, args ...any) {
+func (ev *evaluation) addError(p schema.Pos, format string, args ...any) {
 	ev.failed = true
 	ev.problems = append(ev.problems, ev.errorf(p, format, args...))
 }
 
-func (ev *evaluation) addWarning(p Pos, format string, args ...any) {
-	ev.problems = append(ev.problems, ev.problem(LevelWarning, p, fmt.Sprintf(format, args...)))
+func (ev *evaluation) addWarning(p schema.Pos, format string, args ...any) {
+	ev.problems = append(ev.problems, ev.problem(schema.LevelWarning, p, fmt.Sprintf(format, args...)))
 }
 
 // repoPos converts a CUE position to a repository position, or the zero
 // Pos when it is not in one of the client's files.
-func (ev *evaluation) repoPos(tp token.Pos) Pos {
+func (ev *evaluation) repoPos(tp token.Pos) schema.Pos {
 	if !tp.IsValid() {
-		return Pos{}
+		return schema.Pos{}
 	}
 	if _, ok := ev.files[tp.Filename()]; !ok {
-		return Pos{}
+		return schema.Pos{}
 	}
-	return Pos{File: tp.Filename(), Line: tp.Line(), Col: tp.Column()}
+	return schema.Pos{File: tp.Filename(), Line: tp.Line(), Col: tp.Column()}
 }
 
 // pickPos chooses the position to report among candidates: the first in
 // the client's own directory, else the first in a root file.
-func (ev *evaluation) pickPos(cands []token.Pos) Pos {
-	var shared Pos
+func (ev *evaluation) pickPos(cands []token.Pos) schema.Pos {
+	var shared schema.Pos
 	for _, tp := range cands {
 		p := ev.repoPos(tp)
 		if p.File == "" {
@@ -214,9 +216,9 @@ func (ev *evaluation) pickPos(cands []token.Pos) Pos {
 }
 
 // fromCUE turns a CUE error into problems, one per distinct message.
-func (ev *evaluation) fromCUE(err error) []Problem {
+func (ev *evaluation) fromCUE(err error) []schema.Problem {
 	ev.failed = true
-	var out []Problem
+	var out []schema.Problem
 	seen := make(map[string]bool)
 	for _, e := range simplify(errors.Errors(err)) {
 		format, args := e.Msg()
@@ -231,7 +233,7 @@ func (ev *evaluation) fromCUE(err error) []Problem {
 			// positions: point at the value that should hold it.
 			p = ev.pos(cuePath(e.Path()))
 		}
-		pr := ev.problem(LevelError, p, msg)
+		pr := ev.problem(schema.LevelError, p, msg)
 		if key := pr.String(); !seen[key] {
 			seen[key] = true
 			out = append(out, pr)
@@ -271,7 +273,7 @@ func cuePath(segs []string) string {
 
 // packagePos returns the position of the first package clause in files
 // that is in the client's directory.
-func (ev *evaluation) packagePos(files []*ast.File) Pos {
+func (ev *evaluation) packagePos(files []*ast.File) schema.Pos {
 	for _, f := range files {
 		for _, d := range f.Decls {
 			if pkg, ok := d.(*ast.Package); ok {
@@ -281,14 +283,14 @@ func (ev *evaluation) packagePos(files []*ast.File) Pos {
 			}
 		}
 	}
-	return Pos{}
+	return schema.Pos{}
 }
 
 // pos returns the user's position of the value at path (e.g.
 // "rings[1].window"). A field that came from defaults points at the root
 // file that wrote it; a field the user left out points at the nearest
 // enclosing value the user wrote.
-func (ev *evaluation) pos(path string) Pos {
+func (ev *evaluation) pos(path string) schema.Pos {
 	for f, src := range ev.source {
 		if path == f || strings.HasPrefix(path, f+".") || strings.HasPrefix(path, f+"[") {
 			path = src + path[len(f):]
@@ -304,7 +306,7 @@ func (ev *evaluation) pos(path string) Pos {
 		}
 		i := strings.LastIndexAny(path, ".[")
 		if i <= 0 {
-			return Pos{}
+			return schema.Pos{}
 		}
 		path = path[:i]
 	}
@@ -312,7 +314,7 @@ func (ev *evaluation) pos(path string) Pos {
 
 // valuePos finds a user position for v, looking through its operands when
 // v's own position is not in a repository file.
-func (ev *evaluation) valuePos(v cue.Value) Pos {
+func (ev *evaluation) valuePos(v cue.Value) schema.Pos {
 	if p := ev.pickPos([]token.Pos{v.Pos()}); p.File != "" {
 		return p
 	}
@@ -332,7 +334,7 @@ func (ev *evaluation) parseDuration(path, s string) time.Duration {
 	if s == "" {
 		return 0
 	}
-	d, err := ParseDuration(s)
+	d, err := schema.ParseDuration(s)
 	if err != nil {
 		ev.addError(ev.pos(path), "%s: %v", showPath(path), err)
 	}
@@ -340,11 +342,11 @@ func (ev *evaluation) parseDuration(path, s string) time.Duration {
 }
 
 // parseDate parses the date s found at path in the client's zone.
-func (ev *evaluation) parseDate(path, s string, loc *time.Location, b dateBound) time.Time {
+func (ev *evaluation) parseDate(path, s string, loc *time.Location, b schema.DateBound) time.Time {
 	if s == "" {
 		return time.Time{}
 	}
-	t, err := parseDate(s, loc, b)
+	t, err := schema.ParseDate(s, loc, b)
 	if err != nil {
 		ev.addError(ev.pos(path), "%s: %v", showPath(path), err)
 	}

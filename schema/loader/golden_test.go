@@ -1,4 +1,4 @@
-package schema
+package loader
 
 import (
 	"context"
@@ -34,7 +34,7 @@ func TestGolden(t *testing.T) {
 		dir := filepath.Join("testdata/fleets", name)
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			l := NewLoader(Options{Now: testNow})
+			l := New(Options{Now: testNow})
 			fleet, err := l.LoadDir(context.Background(), dir)
 			if err != nil {
 				t.Fatalf("LoadDir: %v", err)

@@ -1,4 +1,4 @@
-package schema
+package loader
 
 import (
 	"fmt"
@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"cuelang.org/go/cue"
+
+	"github.com/patchline/patchline/schema"
 )
 
 // rawFleet is a validated client instance as CUE decodes it, before
@@ -26,37 +28,37 @@ type rawFleet struct {
 	Windows    map[string]rawWindow `json:"windows"`
 	Rings      []rawRing            `json:"rings"`
 	Baseline   struct {
-		Approve []rawApprove  `json:"approve"`
-		Require []Requirement `json:"require"`
+		Approve []rawApprove         `json:"approve"`
+		Require []schema.Requirement `json:"require"`
 	} `json:"baseline"`
 	Exclusions []rawExclusion `json:"exclusions"`
 	Resume     []rawResume    `json:"resume"`
 }
 
 type rawFreeze struct {
-	Select Selector `json:"select"`
-	From   string   `json:"from"`
-	Until  string   `json:"until"`
-	Reason string   `json:"reason"`
+	Select schema.Selector `json:"select"`
+	From   string          `json:"from"`
+	Until  string          `json:"until"`
+	Reason string          `json:"reason"`
 }
 
 type rawWindow struct {
-	Days     []string `json:"days"`
-	Monthly  *Monthly `json:"monthly"`
-	Start    string   `json:"start"`
-	Duration string   `json:"duration"`
+	Days     []string        `json:"days"`
+	Monthly  *schema.Monthly `json:"monthly"`
+	Start    string          `json:"start"`
+	Duration string          `json:"duration"`
 }
 
 type rawRing struct {
-	Name           string   `json:"name"`
-	Select         Selector `json:"select"`
-	Window         string   `json:"window"`
-	Soak           string   `json:"soak"`
-	MinSuccess     float64  `json:"minSuccess"`
-	MaxFailures    float64  `json:"maxFailures"`
-	MaxConcurrent  int      `json:"maxConcurrent"`
-	Reboot         string   `json:"reboot"`
-	RebootDeadline string   `json:"rebootDeadline"`
+	Name           string          `json:"name"`
+	Select         schema.Selector `json:"select"`
+	Window         string          `json:"window"`
+	Soak           string          `json:"soak"`
+	MinSuccess     float64         `json:"minSuccess"`
+	MaxFailures    float64         `json:"maxFailures"`
+	MaxConcurrent  int             `json:"maxConcurrent"`
+	Reboot         string          `json:"reboot"`
+	RebootDeadline string          `json:"rebootDeadline"`
 }
 
 type rawApprove struct {
@@ -72,13 +74,13 @@ type rawApprove struct {
 }
 
 type rawExclusion struct {
-	Update string   `json:"update"`
-	Source string   `json:"source"`
-	Match  string   `json:"match"`
-	Select Selector `json:"select"`
-	Reason string   `json:"reason"`
-	Ticket string   `json:"ticket"`
-	Until  string   `json:"until"`
+	Update string          `json:"update"`
+	Source string          `json:"source"`
+	Match  string          `json:"match"`
+	Select schema.Selector `json:"select"`
+	Reason string          `json:"reason"`
+	Ticket string          `json:"ticket"`
+	Until  string          `json:"until"`
 }
 
 type rawResume struct {
@@ -119,14 +121,14 @@ func showPath(p string) string {
 
 // decode converts raw into a Client, recording a problem for every value
 // that does not parse.
-func (ev *evaluation) decode(raw *rawFleet) *Client {
-	c := &Client{
+func (ev *evaluation) decode(raw *rawFleet) *schema.Client {
+	c := &schema.Client{
 		ID:       raw.Client.ID,
 		Name:     raw.Client.Name,
 		Timezone: raw.Client.Timezone,
 		Dir:      ev.c.dir,
-		Mode:     Mode(raw.Mode),
-		Windows:  make(map[string]Window, len(raw.Windows)),
+		Mode:     schema.Mode(raw.Mode),
+		Windows:  make(map[string]schema.Window, len(raw.Windows)),
 		SLA:      make(map[string]time.Duration, len(raw.SLA)),
 	}
 	loc, err := time.LoadLocation(c.Timezone)
@@ -140,12 +142,12 @@ func (ev *evaluation) decode(raw *rawFleet) *Client {
 		c.SLA[sev] = ev.parseDuration("sla."+sev, d)
 	}
 
-	c.Freezes = make([]Freeze, 0, len(raw.Freezes))
+	c.Freezes = make([]schema.Freeze, 0, len(raw.Freezes))
 	for i, f := range raw.Freezes {
-		c.Freezes = append(c.Freezes, Freeze{
+		c.Freezes = append(c.Freezes, schema.Freeze{
 			Select: f.Select,
-			From:   ev.parseDate(at("freezes", i, "from"), f.From, loc, startOfDay),
-			Until:  ev.parseDate(at("freezes", i, "until"), f.Until, loc, endOfDay),
+			From:   ev.parseDate(at("freezes", i, "from"), f.From, loc, schema.StartOfDay),
+			Until:  ev.parseDate(at("freezes", i, "until"), f.Until, loc, schema.EndOfDay),
 			Reason: f.Reason,
 			Pos:    ev.pos(at("freezes", i)),
 		})
@@ -154,14 +156,14 @@ func (ev *evaluation) decode(raw *rawFleet) *Client {
 	for _, name := range sortedKeys(raw.Windows) {
 		w := raw.Windows[name]
 		p := "windows." + label(name)
-		win := Window{
+		win := schema.Window{
 			Name:     name,
 			Days:     w.Days,
 			Monthly:  w.Monthly,
 			Duration: ev.parseDuration(p+".duration", w.Duration),
 			Pos:      ev.pos(p),
 		}
-		start, err := parseClock(w.Start)
+		start, err := schema.ParseClock(w.Start)
 		if err != nil {
 			ev.addError(ev.pos(p+".start"), "%s.start: %v", showPath(p), err)
 		}
@@ -169,9 +171,9 @@ func (ev *evaluation) decode(raw *rawFleet) *Client {
 		c.Windows[name] = win
 	}
 
-	c.Rings = make([]Ring, 0, len(raw.Rings))
+	c.Rings = make([]schema.Ring, 0, len(raw.Rings))
 	for i, r := range raw.Rings {
-		c.Rings = append(c.Rings, Ring{
+		c.Rings = append(c.Rings, schema.Ring{
 			Name:           r.Name,
 			Select:         r.Select,
 			Window:         r.Window,
@@ -179,15 +181,15 @@ func (ev *evaluation) decode(raw *rawFleet) *Client {
 			MinSuccess:     r.MinSuccess,
 			MaxFailures:    r.MaxFailures,
 			MaxConcurrent:  r.MaxConcurrent,
-			Reboot:         RebootPolicy(r.Reboot),
+			Reboot:         schema.RebootPolicy(r.Reboot),
 			RebootDeadline: ev.parseDuration(at("rings", i, "rebootDeadline"), r.RebootDeadline),
 			Pos:            ev.pos(at("rings", i)),
 		})
 	}
 
-	c.Baseline.Approve = make([]ApproveRule, 0, len(raw.Baseline.Approve))
+	c.Baseline.Approve = make([]schema.ApproveRule, 0, len(raw.Baseline.Approve))
 	for i, a := range raw.Baseline.Approve {
-		c.Baseline.Approve = append(c.Baseline.Approve, ApproveRule{
+		c.Baseline.Approve = append(c.Baseline.Approve, schema.ApproveRule{
 			Name:           a.Name,
 			Source:         stringList(a.Source),
 			Category:       a.Category,
@@ -196,37 +198,37 @@ func (ev *evaluation) decode(raw *rawFleet) *Client {
 			KnownExploited: a.KnownExploited,
 			Match:          a.Match,
 			MinAge:         ev.parseDuration(at("baseline.approve", i, "minAge"), a.MinAge),
-			ReleasedBefore: ev.parseDate(at("baseline.approve", i, "releasedBefore"), a.ReleasedBefore, loc, startOfDay),
+			ReleasedBefore: ev.parseDate(at("baseline.approve", i, "releasedBefore"), a.ReleasedBefore, loc, schema.StartOfDay),
 			Pos:            ev.pos(at("baseline.approve", i)),
 		})
 	}
-	c.Baseline.Require = make([]Requirement, 0, len(raw.Baseline.Require))
+	c.Baseline.Require = make([]schema.Requirement, 0, len(raw.Baseline.Require))
 	for i, r := range raw.Baseline.Require {
 		r.Pos = ev.pos(at("baseline.require", i))
 		c.Baseline.Require = append(c.Baseline.Require, r)
 	}
 
-	c.Exclusions = make([]Exclusion, 0, len(raw.Exclusions))
+	c.Exclusions = make([]schema.Exclusion, 0, len(raw.Exclusions))
 	for i, x := range raw.Exclusions {
-		c.Exclusions = append(c.Exclusions, Exclusion{
+		c.Exclusions = append(c.Exclusions, schema.Exclusion{
 			Update: x.Update,
 			Source: x.Source,
 			Match:  x.Match,
 			Select: x.Select,
 			Reason: x.Reason,
 			Ticket: x.Ticket,
-			Until:  ev.parseDate(at("exclusions", i, "until"), x.Until, loc, endOfDay),
+			Until:  ev.parseDate(at("exclusions", i, "until"), x.Until, loc, schema.EndOfDay),
 			Pos:    ev.pos(at("exclusions", i)),
 		})
 	}
-	c.Resume = make([]Resume, 0, len(raw.Resume))
+	c.Resume = make([]schema.Resume, 0, len(raw.Resume))
 	for i, r := range raw.Resume {
-		c.Resume = append(c.Resume, Resume{
+		c.Resume = append(c.Resume, schema.Resume{
 			Update: r.Update,
 			Source: r.Source,
 			Match:  r.Match,
 			Ring:   r.Ring,
-			After:  ev.parseDate(at("resume", i, "after"), r.After, loc, startOfDay),
+			After:  ev.parseDate(at("resume", i, "after"), r.After, loc, schema.StartOfDay),
 			Pos:    ev.pos(at("resume", i)),
 		})
 	}
@@ -261,7 +263,7 @@ func sortedKeys[V any](m map[string]V) []string {
 }
 
 // vet checks what the schema cannot express.
-func (ev *evaluation) vet(c *Client) {
+func (ev *evaluation) vet(c *schema.Client) {
 	if c.ID != ev.c.id {
 		ev.addError(ev.pos("client.id"), "client.id: %q does not match the directory name %q; they must be equal", c.ID, ev.c.id)
 	}
@@ -285,7 +287,7 @@ func (ev *evaluation) vet(c *Client) {
 		}
 	}
 
-	first := make(map[string]Pos)
+	first := make(map[string]schema.Pos)
 	for i, r := range c.Rings {
 		if p, dup := first[r.Name]; dup {
 			ev.addError(ev.pos(at("rings", i, "name")), "rings.%d.name: duplicate ring name %q (first at %s)", i, r.Name, p)
@@ -295,7 +297,7 @@ func (ev *evaluation) vet(c *Client) {
 		if _, ok := c.Windows[r.Window]; !ok {
 			ev.addError(ev.pos(at("rings", i, "window")), "rings.%d.window: unknown window %q; windows are: %s", i, r.Window, strings.Join(sortedKeys(c.Windows), ", "))
 		}
-		if r.Reboot == RebootForce && r.RebootDeadline == 0 {
+		if r.Reboot == schema.RebootForce && r.RebootDeadline == 0 {
 			ev.addError(ev.pos(at("rings", i, "reboot")), "rings.%d.reboot: \"force\" needs a rebootDeadline, e.g. rebootDeadline: \"24h\"", i)
 		}
 	}
@@ -350,16 +352,16 @@ func (ev *evaluation) checkGlob(p, glob string) {
 }
 
 // selectsAll says whether s matches every endpoint.
-func selectsAll(s Selector) bool {
+func selectsAll(s schema.Selector) bool {
 	return len(s.Labels) == 0 && len(s.Hostnames) == 0 && len(s.Endpoints) == 0 && len(s.OS) == 0
 }
 
 // expiryWarnings warns about exclusions that have expired or expire
 // within 14 days of now. They are computed at each load, outside the
 // cache, because they depend on now.
-func expiryWarnings(c *Client, now time.Time) []Problem {
+func expiryWarnings(c *schema.Client, now time.Time) []schema.Problem {
 	const soon = 14 * 24 * time.Hour
-	var out []Problem
+	var out []schema.Problem
 	for i, x := range c.Exclusions {
 		if x.Until.IsZero() {
 			continue
@@ -375,7 +377,7 @@ func expiryWarnings(c *Client, now time.Time) []Problem {
 		default:
 			continue
 		}
-		p := Problem{Pos: x.Pos, Level: LevelWarning, Message: msg}
+		p := schema.Problem{Pos: x.Pos, Level: schema.LevelWarning, Message: msg}
 		if strings.HasPrefix(x.Pos.File, c.Dir+"/") {
 			p.Client = c.ID
 		}

@@ -1,13 +1,13 @@
-package schema
+package loader
 
 import (
 	"cmp"
 	"context"
 	"crypto/sha256"
-	_ "embed"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path"
@@ -18,21 +18,12 @@ import (
 	"sync"
 	"time"
 
-	"github.com/go-git/go-git/v5"
-	"github.com/go-git/go-git/v5/plumbing"
-	"github.com/go-git/go-git/v5/plumbing/filemode"
-	"github.com/go-git/go-git/v5/plumbing/object"
+	"github.com/patchline/patchline/schema"
 )
-
-//go:embed fleet.cue
-var schemaSource []byte
-
-// ModuleFile is the file that marks the root of a fleet repository.
-const ModuleFile = "cue.mod/module.cue"
 
 // ErrNotFleetRepo is returned when a directory or revision has no
 // cue.mod/module.cue.
-var ErrNotFleetRepo = errors.New("not a fleet repository: no " + ModuleFile)
+var ErrNotFleetRepo = errors.New("not a fleet repository: no " + schema.ModuleFile)
 
 // DefaultTimeout is how long one client's evaluation may run when
 // Options.Timeout is zero.
@@ -48,8 +39,8 @@ type Options struct {
 }
 
 // Loader loads fleet repositories. It is safe for concurrent use. It
-// caches each client's evaluation by Client.Digest, so reloading a fleet
-// after editing one client re-evaluates only that client.
+// caches each client's evaluation by schema.Client.Digest, so reloading a
+// fleet after editing one client re-evaluates only that client.
 type Loader struct {
 	opts Options
 
@@ -74,8 +65,8 @@ type cacheEntry struct {
 	lastUsed uint64
 }
 
-// NewLoader returns a Loader with opts.
-func NewLoader(opts Options) *Loader {
+// New returns a Loader with opts.
+func New(opts Options) *Loader {
 	if opts.Timeout <= 0 {
 		opts.Timeout = DefaultTimeout
 	}
@@ -90,8 +81,8 @@ func NewLoader(opts Options) *Loader {
 // LoadDir loads the fleet repository in the working tree dir. Only the
 // files that make up the fleet are read: cue.mod/, root *.cue files and
 // clients/**. The returned error says the repository could not be read at
-// all; policy problems are in Fleet.Problems.
-func (l *Loader) LoadDir(ctx context.Context, dir string) (*Fleet, error) {
+// all; policy problems are in schema.Fleet.Problems.
+func (l *Loader) LoadDir(ctx context.Context, dir string) (*schema.Fleet, error) {
 	files := make(map[string][]byte)
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -124,47 +115,11 @@ func (l *Loader) LoadDir(ctx context.Context, dir string) (*Fleet, error) {
 	return l.LoadFiles(ctx, files, "")
 }
 
-// LoadRevision loads the fleet repository at revision rev (a branch, tag,
-// commit hash, HEAD or an expression such as HEAD~1) of the Git repository
-// at repoDir, which may be a working tree or a bare repository. Files are
-// read from the commit's tree; the working tree is never looked at.
-// Fleet.Revision is the full commit hash.
-func (l *Loader) LoadRevision(ctx context.Context, repoDir, rev string) (*Fleet, error) {
-	repo, err := git.PlainOpen(repoDir)
-	if err != nil {
-		return nil, fmt.Errorf("open git repository %s: %w", repoDir, err)
-	}
-	hash, err := repo.ResolveRevision(plumbing.Revision(rev))
-	if err != nil {
-		return nil, fmt.Errorf("resolve revision %q in %s: %w", rev, repoDir, err)
-	}
-	commit, err := repo.CommitObject(*hash)
-	if err != nil {
-		return nil, fmt.Errorf("revision %q (%s): %w", rev, hash, err)
-	}
-	tree, err := commit.Tree()
-	if err != nil {
-		return nil, fmt.Errorf("revision %q (%s): read tree: %w", rev, hash, err)
-	}
-	files := make(map[string][]byte)
-	err = tree.Files().ForEach(func(f *object.File) error {
-		// Symlinks are skipped as LoadDir skips them: their blob is the
-		// link target, not CUE.
-		if !f.Mode.IsFile() || f.Mode == filemode.Symlink || !wanted(f.Name, false) {
-			return nil
-		}
-		s, err := f.Contents()
-		if err != nil {
-			return fmt.Errorf("read %s: %w", f.Name, err)
-		}
-		files[f.Name] = []byte(s)
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("revision %q (%s): %w", rev, hash, err)
-	}
-	return l.LoadFiles(ctx, files, hash.String())
-}
+// Wants says whether the file at a slash-separated repository path is
+// one that makes up a fleet: a .cue file under cue.mod/, in the root
+// directory or under clients/. LoadFiles ignores every other file, so a
+// caller that reads a repository itself need read only these.
+func (l *Loader) Wants(path string) bool { return wanted(path, false) }
 
 // wanted says whether a slash-separated repository path (a directory when
 // dir is set) can hold files that make up the fleet.
@@ -184,20 +139,20 @@ func wanted(p string, dir bool) bool {
 
 // LoadFiles loads a fleet repository given as its files, keyed by
 // slash-separated path relative to the repository root. revision is
-// recorded in Fleet.Revision. LoadDir and LoadRevision call it; callers
-// that already hold a repository's files in memory may call it directly.
+// recorded in schema.Fleet.Revision. LoadDir calls it, and so does
+// reconciler/source's LoadRevision with the files of a Git revision.
 //
-// Fleets loaded by one Loader share the *Client of every client whose
-// files did not change, so callers must treat clients as read-only.
-func (l *Loader) LoadFiles(ctx context.Context, files map[string][]byte, revision string) (*Fleet, error) {
-	if _, ok := files[ModuleFile]; !ok {
+// Fleets loaded by one Loader share the *schema.Client of every client
+// whose files did not change, so callers must treat clients as read-only.
+func (l *Loader) LoadFiles(ctx context.Context, files map[string][]byte, revision string) (*schema.Fleet, error) {
+	if _, ok := files[schema.ModuleFile]; !ok {
 		return nil, ErrNotFleetRepo
 	}
 	now := l.opts.Now
 	if now.IsZero() {
 		now = time.Now()
 	}
-	fleet := &Fleet{Revision: revision, Clients: make(map[string]*Client)}
+	fleet := &schema.Fleet{Revision: revision, Clients: make(map[string]*schema.Client)}
 
 	shared, clients, problems := layout(files)
 	fleet.Problems = append(fleet.Problems, problems...)
@@ -251,7 +206,7 @@ type clientFiles struct {
 // layout splits a repository into the files every client shares
 // (cue.mod/ and the .cue files of the root and clients/ directories, which
 // CUE unifies into every client below them) and the client directories.
-func layout(files map[string][]byte) (shared []string, clients []clientFiles, problems []Problem) {
+func layout(files map[string][]byte) (shared []string, clients []clientFiles, problems []schema.Problem) {
 	byDir := make(map[string][]string)
 	dirs := make(map[string]bool)
 	for p := range files {
@@ -273,9 +228,9 @@ func layout(files map[string][]byte) (shared []string, clients []clientFiles, pr
 	for d := range dirs {
 		own := byDir[d]
 		if len(own) == 0 {
-			problems = append(problems, Problem{
-				Pos:     Pos{File: d},
-				Level:   LevelWarning,
+			problems = append(problems, schema.Problem{
+				Pos:     schema.Pos{File: d},
+				Level:   schema.LevelWarning,
 				Message: "directory has no .cue files of its own; it is not loaded as a client",
 				Client:  path.Base(d),
 			})
@@ -293,8 +248,8 @@ func digest(files map[string][]byte, names []string) string {
 	names = slices.Clone(names)
 	slices.Sort(names)
 	h := sha256.New()
-	fmt.Fprintf(h, "schema %d\n", len(schemaSource))
-	h.Write(schemaSource)
+	fmt.Fprintf(h, "schema %d\n", len(schema.CUE))
+	io.WriteString(h, schema.CUE)
 	for _, n := range names {
 		fmt.Fprintf(h, "\nfile %q %d\n", n, len(files[n]))
 		h.Write(files[n])
@@ -340,9 +295,9 @@ func (l *Loader) client(ctx context.Context, files map[string][]byte, shared []s
 func (l *Loader) evaluateWithDeadline(ctx context.Context, files map[string][]byte, names []string, c clientFiles, sum string) (evalResult, bool) {
 	timer := time.NewTimer(l.opts.Timeout)
 	defer timer.Stop()
-	timedOut := evalResult{problems: []Problem{{
-		Pos:     Pos{File: c.own[0], Line: 1, Col: 1},
-		Level:   LevelError,
+	timedOut := evalResult{problems: []schema.Problem{{
+		Pos:     schema.Pos{File: c.own[0], Line: 1, Col: 1},
+		Level:   schema.LevelError,
 		Message: fmt.Sprintf("evaluation exceeded %s; simplify disjunctions/comprehensions", l.opts.Timeout),
 		Client:  c.id,
 	}}}
@@ -369,9 +324,9 @@ func (l *Loader) evaluateWithDeadline(ctx context.Context, files map[string][]by
 		// becomes a problem of this client.
 		defer func() {
 			if r := recover(); r != nil {
-				done <- evalResult{problems: []Problem{{
-					Pos:     Pos{File: c.own[0], Line: 1, Col: 1},
-					Level:   LevelError,
+				done <- evalResult{problems: []schema.Problem{{
+					Pos:     schema.Pos{File: c.own[0], Line: 1, Col: 1},
+					Level:   schema.LevelError,
 					Message: fmt.Sprintf("internal error evaluating the client: %v", r),
 					Client:  c.id,
 				}}}
@@ -381,7 +336,7 @@ func (l *Loader) evaluateWithDeadline(ctx context.Context, files map[string][]by
 		if ec == nil {
 			var err error
 			if ec, err = newEvalContext(); err != nil {
-				done <- evalResult{problems: []Problem{{Pos: timedOut.problems[0].Pos, Level: LevelError, Message: err.Error(), Client: c.id}}}
+				done <- evalResult{problems: []schema.Problem{{Pos: timedOut.problems[0].Pos, Level: schema.LevelError, Message: err.Error(), Client: c.id}}}
 				return
 			}
 		}
@@ -450,8 +405,8 @@ func (l *Loader) evict(gen uint64, n int) {
 
 // sortProblems sorts problems by file, line, column and message and drops
 // duplicates: a problem in the root files is found once per client.
-func sortProblems(ps []Problem) []Problem {
-	slices.SortFunc(ps, func(a, b Problem) int {
+func sortProblems(ps []schema.Problem) []schema.Problem {
+	slices.SortFunc(ps, func(a, b schema.Problem) int {
 		return cmp.Or(
 			cmp.Compare(a.Pos.File, b.Pos.File),
 			cmp.Compare(a.Pos.Line, b.Pos.Line),

@@ -1,4 +1,4 @@
-package schema
+package loader
 
 import (
 	"context"
@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/patchline/patchline/schema"
 )
 
 // FuzzLoad feeds arbitrary bytes as a client's policy.cue: loading must
@@ -24,7 +26,7 @@ func FuzzLoad(f *testing.F) {
 		f.Add(b)
 	}
 	base := readFleet(f, "testdata/fleets/valid")
-	l := NewLoader(Options{Now: testNow, Timeout: 2 * time.Second})
+	l := New(Options{Now: testNow, Timeout: 2 * time.Second})
 	f.Fuzz(func(t *testing.T, policy []byte) {
 		files := maps.Clone(base)
 		files["clients/acme/policy.cue"] = policy
@@ -33,7 +35,7 @@ func FuzzLoad(f *testing.F) {
 			t.Fatalf("LoadFiles: %v", err)
 		}
 		for _, p := range fleet.Problems {
-			if p.Level == LevelError && fleet.Clients[p.Client] != nil {
+			if p.Level == schema.LevelError && fleet.Clients[p.Client] != nil {
 				t.Errorf("client %q loaded despite %s", p.Client, p)
 			}
 		}
