@@ -322,21 +322,3 @@ func (t *wtx) queryRow(query string, args ...any) *sql.Row {
 	}
 	return t.tx.QueryRowContext(t.ctx, query, args...)
 }
-
-// writeQueries are the statements of write transactions, prepared on the
-// write connection when the store opens; readQueries those of the read
-// pool. Preparing on demand is not possible for writes: the write pool's
-// one connection is busy with the transaction that would need it.
-var writeQueries, readQueries []string
-
-// writeQuery registers a statement of write transactions.
-func writeQuery(q string) string {
-	writeQueries = append(writeQueries, q)
-	return q
-}
-
-// readQuery registers a statement of the read pool.
-func readQuery(q string) string {
-	readQueries = append(readQueries, q)
-	return q
-}
