@@ -39,69 +39,118 @@ func (db *DB) RecordResult(ctx context.Context, jobID, endpoint string, results 
 	var rec store.Recorded
 	err := db.update(ctx, func(tx *wtx) error {
 		rec = store.Recorded{}
-		var jobEndpoint, client, ring, revision, st string
-		var updates sql.NullString
-		err := tx.queryRow(resultJobQuery, jobID).Scan(&jobEndpoint, &client, &ring, &revision, &updates, &st)
-		if errors.Is(err, sql.ErrNoRows) || (err == nil && jobEndpoint != endpoint) {
-			return store.ErrNotFound
-		}
+		job, err := readResultJob(tx, jobID, endpoint)
 		if err != nil {
 			return err
 		}
-		rec.Ring = ring
-		if store.JobState(st) == store.JobDone {
+		rec.Ring = job.ring
+		if job.state == store.JobDone {
 			rec.Duplicate = true
 			return nil
 		}
-		jobUpdates, err := jsonList[string](updates)
-		if err != nil {
-			return fmt.Errorf("updates: %w", err)
-		}
-		counts := map[protocol.Result]int{}
-		for _, r := range results {
-			if !slices.Contains(jobUpdates, r.Update) {
-				return fmt.Errorf("result for update %q, which the job does not contain: %w", r.Update, store.ErrInvalid)
-			}
-			switch r.Result {
-			case protocol.ResultSucceeded, protocol.ResultFailed, protocol.ResultRefused:
-			default:
-				return fmt.Errorf("update %q: unknown result %q: %w", r.Update, r.Result, store.ErrInvalid)
-			}
-			counts[r.Result]++
-		}
-
-		if _, err := tx.exec(finishJobQuery, now.UnixNano(), jobID); err != nil {
-			return err
-		}
-		for _, r := range results {
-			at := r.At
-			if at.IsZero() {
-				at = now
-			}
-			if _, err := tx.exec(insertAttemptQuery, endpoint, r.Update, jobID, ring, at.UnixNano(), string(r.Result), r.Error, r.Output); err != nil {
-				return fmt.Errorf("update %q: %w", r.Update, err)
-			}
-			if r.Result == protocol.ResultSucceeded {
-				if _, err := tx.exec(markInstalledQuery, at.UnixNano(), endpoint, r.Update); err != nil {
-					return fmt.Errorf("update %q: %w", r.Update, err)
-				}
-			}
-		}
-		detail, err := json.Marshal(struct {
-			Succeeded int  `json:"succeeded"`
-			Failed    int  `json:"failed"`
-			Refused   int  `json:"refused"`
-			Expired   bool `json:"expired,omitempty"`
-		}{counts[protocol.ResultSucceeded], counts[protocol.ResultFailed], counts[protocol.ResultRefused], store.JobState(st) == store.JobExpired})
+		counts, err := countResults(job.updates, results)
 		if err != nil {
 			return err
 		}
-		return appendAudit(tx, protocol.AuditEntry{
-			At: now, Kind: protocol.AuditJobResult, Client: client, Endpoint: endpoint, Revision: revision, Job: jobID, Detail: detail,
-		})
+		if err := recordAttempts(tx, jobID, endpoint, job.ring, results, now); err != nil {
+			return err
+		}
+		return auditResult(tx, jobID, endpoint, job, counts, now)
 	})
 	if err != nil {
 		return store.Recorded{}, fmt.Errorf("result of job %q from endpoint %q: %w", jobID, endpoint, err)
 	}
 	return rec, nil
+}
+
+// resultJob is what RecordResult reads of the job a result is for.
+type resultJob struct {
+	client, ring, revision string
+	state                  store.JobState
+	// updates is the job's update list as stored; it is decoded only for
+	// a result that is not a duplicate.
+	updates sql.NullString
+}
+
+// readResultJob reads job jobID for a result from endpoint. A job that does
+// not exist, or is another endpoint's, is store.ErrNotFound.
+func readResultJob(tx *wtx, jobID, endpoint string) (resultJob, error) {
+	var j resultJob
+	var jobEndpoint, st string
+	err := tx.queryRow(resultJobQuery, jobID).Scan(&jobEndpoint, &j.client, &j.ring, &j.revision, &j.updates, &st)
+	if errors.Is(err, sql.ErrNoRows) || (err == nil && jobEndpoint != endpoint) {
+		return resultJob{}, store.ErrNotFound
+	}
+	if err != nil {
+		return resultJob{}, err
+	}
+	j.state = store.JobState(st)
+	return j, nil
+}
+
+// countResults checks every result against the job's stored update list
+// (it must name one of the job's updates and have a known outcome) and
+// counts the results by outcome. RecordResult runs it before writing
+// anything, so a result set with one bad entry stores none of them.
+func countResults(updates sql.NullString, results []store.UpdateResult) (map[protocol.Result]int, error) {
+	jobUpdates, err := jsonList[string](updates)
+	if err != nil {
+		return nil, fmt.Errorf("updates: %w", err)
+	}
+	counts := map[protocol.Result]int{}
+	for _, r := range results {
+		if !slices.Contains(jobUpdates, r.Update) {
+			return nil, fmt.Errorf("result for update %q, which the job does not contain: %w", r.Update, store.ErrInvalid)
+		}
+		switch r.Result {
+		case protocol.ResultSucceeded, protocol.ResultFailed, protocol.ResultRefused:
+		default:
+			return nil, fmt.Errorf("update %q: unknown result %q: %w", r.Update, r.Result, store.ErrInvalid)
+		}
+		counts[r.Result]++
+	}
+	return counts, nil
+}
+
+// recordAttempts marks job jobID done and stores each result as an attempt
+// of its update in ring, at the result's time (now when it has none); a
+// succeeded update is marked installed, keeping an install time it already
+// had.
+func recordAttempts(tx *wtx, jobID, endpoint, ring string, results []store.UpdateResult, now time.Time) error {
+	if _, err := tx.exec(finishJobQuery, now.UnixNano(), jobID); err != nil {
+		return err
+	}
+	for _, r := range results {
+		at := r.At
+		if at.IsZero() {
+			at = now
+		}
+		if _, err := tx.exec(insertAttemptQuery, endpoint, r.Update, jobID, ring, at.UnixNano(), string(r.Result), r.Error, r.Output); err != nil {
+			return fmt.Errorf("update %q: %w", r.Update, err)
+		}
+		if r.Result == protocol.ResultSucceeded {
+			if _, err := tx.exec(markInstalledQuery, at.UnixNano(), endpoint, r.Update); err != nil {
+				return fmt.Errorf("update %q: %w", r.Update, err)
+			}
+		}
+	}
+	return nil
+}
+
+// auditResult appends the job-result audit entry of job: how many updates
+// succeeded, failed and were refused, and whether the job had expired
+// before its result came.
+func auditResult(tx *wtx, jobID, endpoint string, job resultJob, counts map[protocol.Result]int, now time.Time) error {
+	detail, err := json.Marshal(struct {
+		Succeeded int  `json:"succeeded"`
+		Failed    int  `json:"failed"`
+		Refused   int  `json:"refused"`
+		Expired   bool `json:"expired,omitempty"`
+	}{counts[protocol.ResultSucceeded], counts[protocol.ResultFailed], counts[protocol.ResultRefused], job.state == store.JobExpired})
+	if err != nil {
+		return err
+	}
+	return appendAudit(tx, protocol.AuditEntry{
+		At: now, Kind: protocol.AuditJobResult, Client: job.client, Endpoint: endpoint, Revision: job.revision, Job: jobID, Detail: detail,
+	})
 }
