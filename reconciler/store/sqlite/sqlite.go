@@ -65,19 +65,8 @@ type DB struct {
 // brings its schema up to date. Migrations that already ran are not run
 // again, so Open on every start is safe.
 func Open(ctx context.Context, path string) (*DB, error) {
-	// The driver reads connection parameters after the first '?'.
-	if path == "" || strings.Contains(path, "?") {
-		return nil, fmt.Errorf("open store %q: path must be a file name without '?': %w", path, store.ErrInvalid)
-	}
-	// The file holds node key hashes and signed jobs: create it readable by
-	// the controller only. SQLite gives the -wal and -shm files the same
-	// permissions.
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("open store: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return nil, fmt.Errorf("open store %q: %w", path, err)
+	if err := createFile(path); err != nil {
+		return nil, err
 	}
 
 	params := url.Values{}
@@ -86,6 +75,54 @@ func Open(ctx context.Context, path string) (*DB, error) {
 	params.Set("_synchronous", "FULL")
 	params.Set("_journal_mode", "WAL")
 
+	write, err := openWrite(path, params)
+	if err != nil {
+		return nil, fmt.Errorf("open store %q: %w", path, err)
+	}
+
+	// Migrate before the read pool opens so readers never see an old schema.
+	if err := migrate(ctx, write, migrations); err != nil {
+		write.Close()
+		return nil, fmt.Errorf("open store %q: %w", path, err)
+	}
+
+	read, err := openRead(ctx, path, params)
+	if err != nil {
+		write.Close()
+		return nil, fmt.Errorf("open store %q: %w", path, err)
+	}
+	db := &DB{path: path, write: write, read: read}
+	if err := errors.Join(db.stmts.prepare(ctx, write, writeQueries), db.stmts.prepare(ctx, read, readQueries)); err != nil {
+		return nil, errors.Join(fmt.Errorf("open store %q: %w", path, err), db.stmts.close(), read.Close(), write.Close())
+	}
+	db.writer = newWriter(write, &db.stmts)
+	return db, nil
+}
+
+// createFile checks that path names a file and creates the file when it is
+// missing, so that it has the permissions the store needs before SQLite
+// opens it. Its errors are Open's.
+func createFile(path string) error {
+	// The driver reads connection parameters after the first '?'.
+	if path == "" || strings.Contains(path, "?") {
+		return fmt.Errorf("open store %q: path must be a file name without '?': %w", path, store.ErrInvalid)
+	}
+	// The file holds node key hashes and signed jobs: create it readable by
+	// the controller only. SQLite gives the -wal and -shm files the same
+	// permissions.
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("open store: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("open store %q: %w", path, err)
+	}
+	return nil
+}
+
+// openWrite opens the write pool on path with params: one connection
+// (see DB.write) whose transactions take the write lock at BEGIN.
+func openWrite(path string, params url.Values) (*sql.DB, error) {
 	wparams := cloneValues(params)
 	wparams.Set("_txlock", "immediate")
 	// The writer copies the log into the database file (a checkpoint)
@@ -96,39 +133,33 @@ func Open(ctx context.Context, path string) (*DB, error) {
 	wparams.Add("_pragma", "wal_autocheckpoint(10000)")
 	write, err := sql.Open("sqlite", path+"?"+wparams.Encode())
 	if err != nil {
-		return nil, fmt.Errorf("open store %q: %w", path, err)
+		return nil, err
 	}
 	write.SetMaxOpenConns(1)
+	return write, nil
+}
 
-	// Migrate before the read pool opens so readers never see an old schema.
-	if err := migrate(ctx, write, migrations); err != nil {
-		write.Close()
-		return nil, fmt.Errorf("open store %q: %w", path, err)
-	}
-
+// openRead opens the read pool on path with params: query-only
+// connections, as many as there are processors and at least two. It pings
+// the pool so a file SQLite cannot read fails here; on error nothing stays
+// open.
+func openRead(ctx context.Context, path string, params url.Values) (*sql.DB, error) {
 	rparams := cloneValues(params)
 	rparams.Set("_query_only", "1")
 	// journal_mode is a property of the file, already set by the writer.
 	rparams.Del("_journal_mode")
 	read, err := sql.Open("sqlite", path+"?"+rparams.Encode())
 	if err != nil {
-		write.Close()
-		return nil, fmt.Errorf("open store %q: %w", path, err)
+		return nil, err
 	}
 	n := max(2, runtime.GOMAXPROCS(0))
 	read.SetMaxOpenConns(n)
 	read.SetMaxIdleConns(n)
 	if err := read.PingContext(ctx); err != nil {
 		read.Close()
-		write.Close()
-		return nil, fmt.Errorf("open store %q: %w", path, err)
+		return nil, err
 	}
-	db := &DB{path: path, write: write, read: read}
-	if err := errors.Join(db.stmts.prepare(ctx, write, writeQueries), db.stmts.prepare(ctx, read, readQueries)); err != nil {
-		return nil, errors.Join(fmt.Errorf("open store %q: %w", path, err), db.stmts.close(), read.Close(), write.Close())
-	}
-	db.writer = newWriter(write, &db.stmts)
-	return db, nil
+	return read, nil
 }
 
 // Close finishes the writes already under way and closes the store.
