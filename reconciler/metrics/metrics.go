@@ -167,31 +167,71 @@ func (m *Metrics) Observe(client string, c *schema.Client, snap *protocol.Snapsh
 	for _, v := range []*prometheus.GaugeVec{m.endpoints, m.missing, m.compliance, m.halted, m.rollouts, m.exclusions, m.expiring, m.slaBreaches, m.decisions} {
 		v.DeletePartialMatch(lbl)
 	}
-	staleAfter := c.EffectiveStaleAfter()
-	type pairKey struct{ endpoint, update string }
-	released := make(map[pairKey]time.Time)
-	stale := make(map[string]bool, len(snap.Endpoints))
+	eps := endpointsOf(client, snap, c.EffectiveStaleAfter(), now)
+
+	for d, n := range res.Summary {
+		m.decisions.With(prometheus.Labels{"client": client, "state": string(d)}).Set(float64(n))
+	}
+	missing, drifting := m.observeDrift(client, c, res.Decisions, eps, now)
+	fig := figures(eps.stale, drifting, missing)
+	m.endpoints.With(prometheus.Labels{"client": client, "state": EndpointCompliant}).Set(float64(fig.Compliant))
+	m.endpoints.With(prometheus.Labels{"client": client, "state": EndpointDrifting}).Set(float64(fig.Drifting))
+	m.endpoints.With(prometheus.Labels{"client": client, "state": EndpointStale}).Set(float64(fig.Stale))
+	m.compliance.With(lbl).Set(fig.Compliance)
+
+	if c != nil {
+		m.zeroRings(client, c.Rings)
+	}
+	m.observeRollouts(client, res.Rollouts)
+	m.observeExclusions(client, c, now)
+	return fig
+}
+
+// pairKey names one (endpoint, update) pair.
+type pairKey struct{ endpoint, update string }
+
+// clientEndpoints is what Observe reads of a client's endpoints in the
+// snapshot.
+type clientEndpoints struct {
+	// stale says, for each of the client's endpoints, whether it is stale.
+	stale map[string]bool
+	// released is the release time of each reported pair.
+	released map[pairKey]time.Time
+}
+
+// endpointsOf reads client's endpoints in snap; one not seen for longer
+// than staleAfter at now is stale.
+func endpointsOf(client string, snap *protocol.Snapshot, staleAfter time.Duration, now time.Time) clientEndpoints {
+	eps := clientEndpoints{
+		stale:    make(map[string]bool, len(snap.Endpoints)),
+		released: make(map[pairKey]time.Time),
+	}
 	for _, ep := range snap.Endpoints {
 		if ep.Client != client {
 			continue
 		}
-		stale[ep.ID] = now.Sub(ep.LastSeen) > staleAfter
+		eps.stale[ep.ID] = now.Sub(ep.LastSeen) > staleAfter
 		for _, u := range ep.Updates {
-			released[pairKey{ep.ID, u.ID}] = u.Released
+			eps.released[pairKey{ep.ID, u.ID}] = u.Released
 		}
 	}
+	return eps
+}
 
+// observeDrift goes through client's decisions that drift: it counts all
+// of them as missing, and those of endpoints that are not stale into the
+// missing-updates series and, once missing for longer after release than
+// the client's sla for their severity, into the SLA breach series. It
+// returns the missing count and the non-stale endpoints that drift.
+func (m *Metrics) observeDrift(client string, c *schema.Client, decisions []plan.PairDecision, eps clientEndpoints, now time.Time) (int, map[string]bool) {
+	missing := 0
 	drifting := make(map[string]bool)
-	var fig Figures
-	for d, n := range res.Summary {
-		m.decisions.With(prometheus.Labels{"client": client, "state": string(d)}).Set(float64(n))
-	}
-	for _, d := range res.Decisions {
+	for _, d := range decisions {
 		if d.Client != client || !drift[d.Decision] {
 			continue
 		}
-		fig.Missing++
-		if stale[d.Endpoint] {
+		missing++
+		if eps.stale[d.Endpoint] {
 			continue
 		}
 		drifting[d.Endpoint] = true
@@ -204,11 +244,19 @@ func (m *Metrics) Observe(client string, c *schema.Client, snap *protocol.Snapsh
 			continue
 		}
 		if limit, ok := c.SLA[d.Severity]; ok {
-			if rel := released[pairKey{d.Endpoint, d.Update}]; !rel.IsZero() && now.Sub(rel) > limit {
+			if rel := eps.released[pairKey{d.Endpoint, d.Update}]; !rel.IsZero() && now.Sub(rel) > limit {
 				m.slaBreaches.With(prometheus.Labels{"client": client, "severity": sev}).Inc()
 			}
 		}
 	}
+	return missing, drifting
+}
+
+// figures counts the client's endpoints by state (stale first, then
+// drifting, compliant otherwise) and the compliant share of those not
+// stale, which is 1 when every endpoint is stale or there are none.
+func figures(stale, drifting map[string]bool, missing int) Figures {
+	fig := Figures{Missing: missing}
 	for id, isStale := range stale {
 		switch {
 		case isStale:
@@ -219,27 +267,32 @@ func (m *Metrics) Observe(client string, c *schema.Client, snap *protocol.Snapsh
 			fig.Compliant++
 		}
 	}
-	m.endpoints.With(prometheus.Labels{"client": client, "state": EndpointCompliant}).Set(float64(fig.Compliant))
-	m.endpoints.With(prometheus.Labels{"client": client, "state": EndpointDrifting}).Set(float64(fig.Drifting))
-	m.endpoints.With(prometheus.Labels{"client": client, "state": EndpointStale}).Set(float64(fig.Stale))
 	fig.Compliance = 1
 	if n := fig.Compliant + fig.Drifting; n > 0 {
 		fig.Compliance = float64(fig.Compliant) / float64(n)
 	}
-	m.compliance.With(lbl).Set(fig.Compliance)
+	return fig
+}
 
-	if c != nil {
-		for _, r := range c.Rings {
-			m.halted.With(prometheus.Labels{"client": client, "ring": r.Name}).Set(0)
-			// The ring's counters exist at zero before its first job, so
-			// that increase() counts the first jobs and results.
-			m.jobsCreated.With(prometheus.Labels{"client": client, "ring": r.Name})
-			for _, result := range []protocol.Result{protocol.ResultSucceeded, protocol.ResultFailed, protocol.ResultRefused} {
-				m.jobResults.With(prometheus.Labels{"client": client, "ring": r.Name, "result": string(result)})
-			}
+// zeroRings makes the series of each of the client's rings exist: no halted
+// updates and job counters at zero. Observe calls it before
+// observeRollouts, which counts halts on top of the zero.
+func (m *Metrics) zeroRings(client string, rings []schema.Ring) {
+	for _, r := range rings {
+		m.halted.With(prometheus.Labels{"client": client, "ring": r.Name}).Set(0)
+		// The ring's counters exist at zero before its first job, so
+		// that increase() counts the first jobs and results.
+		m.jobsCreated.With(prometheus.Labels{"client": client, "ring": r.Name})
+		for _, result := range []protocol.Result{protocol.ResultSucceeded, protocol.ResultFailed, protocol.ResultRefused} {
+			m.jobResults.With(prometheus.Labels{"client": client, "ring": r.Name, "result": string(result)})
 		}
 	}
-	for _, r := range res.Rollouts {
+}
+
+// observeRollouts counts the client's desired updates by ring and rollout
+// state, and its halted rollouts by the ring that halted them.
+func (m *Metrics) observeRollouts(client string, rollouts []plan.Rollout) {
+	for _, r := range rollouts {
 		if r.Client == client {
 			m.rollouts.With(prometheus.Labels{"client": client, "ring": r.Ring, "state": string(r.State)}).Inc()
 		}
@@ -249,6 +302,12 @@ func (m *Metrics) Observe(client string, c *schema.Client, snap *protocol.Snapsh
 			m.halted.With(prometheus.Labels{"client": client, "ring": r.Ring}).Inc()
 		}
 	}
+}
+
+// observeExclusions sets how many of the client's exclusions are active at
+// now and how many of those expire within ExpiringWithin; a client the
+// fleet repo does not have (c nil) has none.
+func (m *Metrics) observeExclusions(client string, c *schema.Client, now time.Time) {
 	var active, expiring int
 	if c != nil {
 		for _, e := range c.Exclusions {
@@ -261,9 +320,9 @@ func (m *Metrics) Observe(client string, c *schema.Client, snap *protocol.Snapsh
 			}
 		}
 	}
+	lbl := prometheus.Labels{"client": client}
 	m.exclusions.With(lbl).Set(float64(active))
 	m.expiring.With(lbl).Set(float64(expiring))
-	return fig
 }
 
 // Forget removes every gauge series of a client (it left the fleet repo and
