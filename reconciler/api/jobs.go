@@ -187,40 +187,13 @@ func (s *Server) result(w http.ResponseWriter, r *http.Request, ep store.Enrollm
 	if err := decodeJSON(w, r, &req); err != nil {
 		return err
 	}
-	if req.Job != "" && req.Job != jobID {
-		return errorf(protocol.CodeInvalid, "job: body names job %q, the path job %q", req.Job, jobID)
-	}
-	if len(req.Updates) > maxResultUpdates {
-		return errorf(protocol.CodeInvalid, "updates: %d results, at most %d are accepted", len(req.Updates), maxResultUpdates)
-	}
-	if err := checkSeq("jobSeq", req.JobSeq); err != nil {
+	results, err := resultsOf(jobID, &req)
+	if err != nil {
 		return err
-	}
-	results := make([]store.UpdateResult, 0, len(req.Updates))
-	seen := make(map[string]bool, len(req.Updates))
-	for i, u := range req.Updates {
-		switch {
-		case u.Update == "":
-			return errorf(protocol.CodeInvalid, "updates[%d].update: missing", i)
-		case seen[u.Update]:
-			return errorf(protocol.CodeInvalid, "updates[%d].update: %q has two results", i, u.Update)
-		case !req.Refused && !slices.Contains(protocol.Results, u.Result):
-			return errorf(protocol.CodeInvalid, "updates[%d].result: unknown result %q (want succeeded, failed or refused)", i, u.Result)
-		}
-		seen[u.Update] = true
-		res := store.UpdateResult{Update: u.Update, Result: u.Result, Error: u.Error, Output: u.Output, At: u.At}
-		if req.Refused {
-			res.Result = protocol.ResultRefused
-			if req.Reason != "" {
-				res.Error = req.Reason
-			}
-		}
-		results = append(results, res)
 	}
 	if req.Refused && len(results) == 0 {
 		// The agent would not trust the job's content, so it named no
 		// updates: every update of the job is refused.
-		var err error
 		if results, err = s.refuseAll(r.Context(), ep.ID, jobID, req.Reason); err != nil {
 			return err
 		}
@@ -244,6 +217,45 @@ func (s *Server) result(w http.ResponseWriter, r *http.Request, ep store.Enrollm
 	}
 	writeJSON(w, http.StatusOK, protocol.ResultResponse{Duplicate: rec.Duplicate})
 	return nil
+}
+
+// resultsOf checks req, the result posted for the job at path jobID, and
+// turns its updates into store results, in order. In a refusal every
+// result is refused, its error the agent's reason when it gives one; a
+// refusal may name no updates at all. Its errors are invalid-input errors
+// for the agent.
+func resultsOf(jobID string, req *protocol.ResultRequest) ([]store.UpdateResult, error) {
+	if req.Job != "" && req.Job != jobID {
+		return nil, errorf(protocol.CodeInvalid, "job: body names job %q, the path job %q", req.Job, jobID)
+	}
+	if len(req.Updates) > maxResultUpdates {
+		return nil, errorf(protocol.CodeInvalid, "updates: %d results, at most %d are accepted", len(req.Updates), maxResultUpdates)
+	}
+	if err := checkSeq("jobSeq", req.JobSeq); err != nil {
+		return nil, err
+	}
+	results := make([]store.UpdateResult, 0, len(req.Updates))
+	seen := make(map[string]bool, len(req.Updates))
+	for i, u := range req.Updates {
+		switch {
+		case u.Update == "":
+			return nil, errorf(protocol.CodeInvalid, "updates[%d].update: missing", i)
+		case seen[u.Update]:
+			return nil, errorf(protocol.CodeInvalid, "updates[%d].update: %q has two results", i, u.Update)
+		case !req.Refused && !slices.Contains(protocol.Results, u.Result):
+			return nil, errorf(protocol.CodeInvalid, "updates[%d].result: unknown result %q (want succeeded, failed or refused)", i, u.Result)
+		}
+		seen[u.Update] = true
+		res := store.UpdateResult{Update: u.Update, Result: u.Result, Error: u.Error, Output: u.Output, At: u.At}
+		if req.Refused {
+			res.Result = protocol.ResultRefused
+			if req.Reason != "" {
+				res.Error = req.Reason
+			}
+		}
+		results = append(results, res)
+	}
+	return results, nil
 }
 
 // refuseAll builds refused results for the updates of an endpoint's open

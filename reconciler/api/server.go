@@ -139,37 +139,10 @@ type Server struct {
 // route is the route's pattern (as "POST /v1/jobs/{id}/result"), never a raw
 // path, so no endpoint or job id becomes a label.
 func New(cfg Config) (*Server, error) {
-	switch {
-	case cfg.Store == nil:
-		return nil, errors.New("api: a store is required")
-	case cfg.Secrets == nil:
-		return nil, errors.New("api: secrets are required")
-	case len(cfg.SigningKey) != ed25519.PublicKeySize:
-		return nil, fmt.Errorf("api: signing key has %d bytes, want an ed25519 public key of %d", len(cfg.SigningKey), ed25519.PublicKeySize)
-	case cfg.Events == nil:
-		return nil, errors.New("api: events are required")
-	case cfg.Status == nil:
-		return nil, errors.New("api: a status function is required")
-	case cfg.Registerer == nil:
-		return nil, errors.New("api: a Prometheus registerer is required")
-	case cfg.MaxWait < 0 || cfg.Lease < 0:
-		return nil, errors.New("api: MaxWait and Lease must not be negative")
+	if err := cfg.check(); err != nil {
+		return nil, err
 	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
-	}
-	if cfg.MaxWait == 0 {
-		cfg.MaxWait = DefaultMaxWait
-	}
-	if cfg.Lease == 0 {
-		cfg.Lease = DefaultLease
-	}
-	if cfg.EnrollRate <= 0 {
-		cfg.EnrollRate = enrollRate
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
-	}
+	cfg.setDefaults()
 	s := &Server{
 		cfg:     cfg,
 		log:     cfg.Logger,
@@ -198,6 +171,48 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.routes()
 	return s, nil
+}
+
+// check returns an error naming the first field of cfg that is required
+// and missing, or out of range.
+func (cfg *Config) check() error {
+	switch {
+	case cfg.Store == nil:
+		return errors.New("api: a store is required")
+	case cfg.Secrets == nil:
+		return errors.New("api: secrets are required")
+	case len(cfg.SigningKey) != ed25519.PublicKeySize:
+		return fmt.Errorf("api: signing key has %d bytes, want an ed25519 public key of %d", len(cfg.SigningKey), ed25519.PublicKeySize)
+	case cfg.Events == nil:
+		return errors.New("api: events are required")
+	case cfg.Status == nil:
+		return errors.New("api: a status function is required")
+	case cfg.Registerer == nil:
+		return errors.New("api: a Prometheus registerer is required")
+	case cfg.MaxWait < 0 || cfg.Lease < 0:
+		return errors.New("api: MaxWait and Lease must not be negative")
+	}
+	return nil
+}
+
+// setDefaults fills in the optional fields of cfg left zero; an
+// EnrollRate below zero gets the default too.
+func (cfg *Config) setDefaults() {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.MaxWait == 0 {
+		cfg.MaxWait = DefaultMaxWait
+	}
+	if cfg.Lease == 0 {
+		cfg.Lease = DefaultLease
+	}
+	if cfg.EnrollRate <= 0 {
+		cfg.EnrollRate = enrollRate
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
 }
 
 func (s *Server) routes() {

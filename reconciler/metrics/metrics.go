@@ -11,8 +11,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/patchline/patchline/protocol"
-	"github.com/patchline/patchline/reconciler/plan"
-	"github.com/patchline/patchline/schema"
 )
 
 // ExpiringWithin is how far ahead an exclusion counts as expiring soon.
@@ -51,85 +49,11 @@ type Metrics struct {
 
 // New creates the collectors and registers them with reg.
 func New(reg prometheus.Registerer) *Metrics {
-	m := &Metrics{
-		endpoints: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "patchline_endpoints",
-			Help: "Endpoints by client and state: compliant (every desired update installed or excluded), drifting (a desired update is missing), stale (not seen within staleAfter).",
-		}, []string{"client", "state"}),
-		missing: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "patchline_missing_updates",
-			Help: "Desired updates not installed on non-stale endpoints (endpoint-update pairs), by client, ring and severity.",
-		}, []string{"client", "ring", "severity"}),
-		compliance: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "patchline_compliance_ratio",
-			Help: "Share of a client's non-stale endpoints that are compliant (1 when it has none).",
-		}, []string{"client"}),
-		halted: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "patchline_halted_rollouts",
-			Help: "Updates halted in a ring because the ring's failure share exceeded maxFailures, by client and ring; a commit with a resume entry lifts a halt.",
-		}, []string{"client", "ring"}),
-		rollouts: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "patchline_rollouts",
-			Help: "Desired updates by client, ring and rollout state in that ring: waiting, in-progress, passed, halted (this ring or an earlier one failed too often).",
-		}, []string{"client", "ring", "state"}),
-		exclusions: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "patchline_exclusions_active",
-			Help: "Exclusions in the client's policy that have not expired.",
-		}, []string{"client"}),
-		expiring: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "patchline_exclusions_expiring",
-			Help: "Active exclusions that expire within 14 days.",
-		}, []string{"client"}),
-		slaBreaches: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "patchline_sla_breaches",
-			Help: "Desired updates still missing longer after release than the client's sla allows for their severity (endpoint-update pairs), by client and severity.",
-		}, []string{"client", "severity"}),
-		decisions: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "patchline_decisions",
-			Help: "Endpoint-update pairs by client and planner decision (state).",
-		}, []string{"client", "state"}),
-		jobsCreated: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "patchline_jobs_created_total",
-			Help: "Jobs the controller created, by client and ring.",
-		}, []string{"client", "ring"}),
-		jobResults: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "patchline_job_results_total",
-			Help: "Update results agents reported, by client, ring and result (succeeded, failed, refused).",
-		}, []string{"client", "ring", "result"}),
-		revisionInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "patchline_policy_revision_info",
-			Help: "The policy revision each client runs (value 1; the revision is a label).",
-		}, []string{"client", "revision"}),
-		lastApplied: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "patchline_policy_last_applied_timestamp_seconds",
-			Help: "When the controller last applied a new policy revision.",
-		}),
-		lastRefused: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "patchline_policy_last_refused_timestamp_seconds",
-			Help: "When the controller last refused a policy revision (0 if never).",
-		}),
-		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "patchline_policy_refused_total",
-			Help: "Policy revisions refused, by reason: invalid (does not load or vet), verify (history rewrite or a missing or wrong signature).",
-		}, []string{"reason"}),
-		clientRefused: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "patchline_policy_client_refused",
-			Help: "1 when the newest revision of the branch is refused for the client, which keeps running its last good revision.",
-		}, []string{"client"}),
-		fleetRefused: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "patchline_policy_fleet_refused",
-			Help: "1 while the newest revision of the branch is refused as a whole (its root files do not load or vet, or it fails verification): every client keeps its last good revision.",
-		}),
-		reconcileTime: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name:    "patchline_reconcile_duration_seconds",
-			Help:    "Time to re-plan one client and queue its jobs.",
-			Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 12),
-		}),
-		reconcileError: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "patchline_reconcile_errors_total",
-			Help: "Re-plans that failed, by reason (store, plan).",
-		}, []string{"reason"}),
-	}
+	m := &Metrics{}
+	m.newPlanGauges()
+	m.newJobCounters()
+	m.newRevisionSeries()
+	m.newReconcileSeries()
 	reg.MustRegister(m.endpoints, m.missing, m.compliance, m.halted, m.rollouts, m.exclusions, m.expiring,
 		m.slaBreaches, m.decisions, m.jobsCreated, m.jobResults, m.revisionInfo, m.lastApplied,
 		m.lastRefused, m.refused, m.clientRefused, m.fleetRefused, m.reconcileTime, m.reconcileError)
@@ -138,125 +62,105 @@ func New(reg prometheus.Registerer) *Metrics {
 	for _, reason := range []string{"invalid", "verify"} {
 		m.refused.WithLabelValues(reason)
 	}
-	for _, reason := range []string{"store", "plan"} {
+	for _, reason := range []string{"store", "plan", "sign"} {
 		m.reconcileError.WithLabelValues(reason)
 	}
 	return m
 }
 
-// Figures sum up one client's plan: endpoints by state, the compliant
-// share of the non-stale ones, and the desired updates not installed.
-type Figures struct {
-	Compliant, Drifting, Stale int
-	Compliance                 float64
-	Missing                    int
+// newPlanGauges creates the gauges Observe sets from one client's plan.
+func (m *Metrics) newPlanGauges() {
+	m.endpoints = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "patchline_endpoints",
+		Help: "Endpoints by client and state: compliant (every desired update installed or excluded), drifting (a desired update is missing), stale (not seen within staleAfter).",
+	}, []string{"client", "state"})
+	m.missing = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "patchline_missing_updates",
+		Help: "Desired updates not installed on non-stale endpoints (endpoint-update pairs), by client, ring and severity.",
+	}, []string{"client", "ring", "severity"})
+	m.compliance = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "patchline_compliance_ratio",
+		Help: "Share of a client's non-stale endpoints that are compliant (1 when it has none).",
+	}, []string{"client"})
+	m.halted = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "patchline_halted_rollouts",
+		Help: "Updates halted in a ring because the ring's failure share exceeded maxFailures, by client and ring; a commit with a resume entry lifts a halt.",
+	}, []string{"client", "ring"})
+	m.rollouts = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "patchline_rollouts",
+		Help: "Desired updates by client, ring and rollout state in that ring: waiting, in-progress, passed, halted (this ring or an earlier one failed too often).",
+	}, []string{"client", "ring", "state"})
+	m.exclusions = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "patchline_exclusions_active",
+		Help: "Exclusions in the client's policy that have not expired.",
+	}, []string{"client"})
+	m.expiring = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "patchline_exclusions_expiring",
+		Help: "Active exclusions that expire within 14 days.",
+	}, []string{"client"})
+	m.slaBreaches = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "patchline_sla_breaches",
+		Help: "Desired updates still missing longer after release than the client's sla allows for their severity (endpoint-update pairs), by client and severity.",
+	}, []string{"client", "severity"})
+	m.decisions = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "patchline_decisions",
+		Help: "Endpoint-update pairs by client and planner decision (state).",
+	}, []string{"client", "state"})
 }
 
-// Observe replaces client's series with what res (planned with
-// Options.Decisions) and snap say at now, and returns the figures it set.
-// c is nil for a client the fleet repo does not have.
-func (m *Metrics) Observe(client string, c *schema.Client, snap *protocol.Snapshot, res *plan.Result, now time.Time) Figures {
-	lbl := prometheus.Labels{"client": client}
-	for _, v := range []*prometheus.GaugeVec{m.endpoints, m.missing, m.compliance, m.halted, m.rollouts, m.exclusions, m.expiring, m.slaBreaches, m.decisions} {
-		v.DeletePartialMatch(lbl)
-	}
-	staleAfter := c.EffectiveStaleAfter()
-	type pairKey struct{ endpoint, update string }
-	released := make(map[pairKey]time.Time)
-	stale := make(map[string]bool, len(snap.Endpoints))
-	for _, ep := range snap.Endpoints {
-		if ep.Client != client {
-			continue
-		}
-		stale[ep.ID] = now.Sub(ep.LastSeen) > staleAfter
-		for _, u := range ep.Updates {
-			released[pairKey{ep.ID, u.ID}] = u.Released
-		}
-	}
+// newJobCounters creates the counters of jobs created and of their results.
+func (m *Metrics) newJobCounters() {
+	m.jobsCreated = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "patchline_jobs_created_total",
+		Help: "Jobs the controller created, by client and ring.",
+	}, []string{"client", "ring"})
+	m.jobResults = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "patchline_job_results_total",
+		Help: "Update results agents reported, by client, ring and result (succeeded, failed, refused).",
+	}, []string{"client", "ring", "result"})
+}
 
-	drifting := make(map[string]bool)
-	var fig Figures
-	for d, n := range res.Summary {
-		m.decisions.With(prometheus.Labels{"client": client, "state": string(d)}).Set(float64(n))
-	}
-	for _, d := range res.Decisions {
-		if d.Client != client || !d.Decision.Drift() {
-			continue
-		}
-		fig.Missing++
-		if stale[d.Endpoint] {
-			continue
-		}
-		drifting[d.Endpoint] = true
-		sev := d.Severity
-		if sev == "" {
-			sev = "none"
-		}
-		m.missing.With(prometheus.Labels{"client": client, "ring": d.Ring, "severity": sev}).Inc()
-		if c == nil {
-			continue
-		}
-		if limit, ok := c.SLA[d.Severity]; ok {
-			if rel := released[pairKey{d.Endpoint, d.Update}]; !rel.IsZero() && now.Sub(rel) > limit {
-				m.slaBreaches.With(prometheus.Labels{"client": client, "severity": sev}).Inc()
-			}
-		}
-	}
-	for id, isStale := range stale {
-		switch {
-		case isStale:
-			fig.Stale++
-		case drifting[id]:
-			fig.Drifting++
-		default:
-			fig.Compliant++
-		}
-	}
-	m.endpoints.With(prometheus.Labels{"client": client, "state": EndpointCompliant}).Set(float64(fig.Compliant))
-	m.endpoints.With(prometheus.Labels{"client": client, "state": EndpointDrifting}).Set(float64(fig.Drifting))
-	m.endpoints.With(prometheus.Labels{"client": client, "state": EndpointStale}).Set(float64(fig.Stale))
-	fig.Compliance = 1
-	if n := fig.Compliant + fig.Drifting; n > 0 {
-		fig.Compliance = float64(fig.Compliant) / float64(n)
-	}
-	m.compliance.With(lbl).Set(fig.Compliance)
+// newRevisionSeries creates the series of the policy revisions applied and
+// refused.
+func (m *Metrics) newRevisionSeries() {
+	m.revisionInfo = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "patchline_policy_revision_info",
+		Help: "The policy revision each client runs (value 1; the revision is a label).",
+	}, []string{"client", "revision"})
+	m.lastApplied = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "patchline_policy_last_applied_timestamp_seconds",
+		Help: "When the controller last applied a new policy revision.",
+	})
+	m.lastRefused = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "patchline_policy_last_refused_timestamp_seconds",
+		Help: "When the controller last refused a policy revision (0 if never).",
+	})
+	m.refused = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "patchline_policy_refused_total",
+		Help: "Policy revisions refused, by reason: invalid (does not load or vet), verify (history rewrite or a missing or wrong signature).",
+	}, []string{"reason"})
+	m.clientRefused = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "patchline_policy_client_refused",
+		Help: "1 when the newest revision of the branch is refused for the client, which keeps running its last good revision.",
+	}, []string{"client"})
+	m.fleetRefused = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "patchline_policy_fleet_refused",
+		Help: "1 while the newest revision of the branch is refused as a whole (its root files do not load or vet, or it fails verification): every client keeps its last good revision.",
+	})
+}
 
-	if c != nil {
-		for _, r := range c.Rings {
-			m.halted.With(prometheus.Labels{"client": client, "ring": r.Name}).Set(0)
-			// The ring's counters exist at zero before its first job, so
-			// that increase() counts the first jobs and results.
-			m.jobsCreated.With(prometheus.Labels{"client": client, "ring": r.Name})
-			for _, result := range []protocol.Result{protocol.ResultSucceeded, protocol.ResultFailed, protocol.ResultRefused} {
-				m.jobResults.With(prometheus.Labels{"client": client, "ring": r.Name, "result": string(result)})
-			}
-		}
-	}
-	for _, r := range res.Rollouts {
-		if r.Client == client {
-			m.rollouts.With(prometheus.Labels{"client": client, "ring": r.Ring, "state": string(r.State)}).Inc()
-		}
-		// A halt counts once, in the ring whose failures caused it; the
-		// later rings it blocks show as halted decisions instead.
-		if r.Client == client && r.State == plan.RolloutHalted && r.Failed > 0 {
-			m.halted.With(prometheus.Labels{"client": client, "ring": r.Ring}).Inc()
-		}
-	}
-	var active, expiring int
-	if c != nil {
-		for _, e := range c.Exclusions {
-			if !now.Before(e.Until) {
-				continue
-			}
-			active++
-			if e.Until.Sub(now) <= ExpiringWithin {
-				expiring++
-			}
-		}
-	}
-	m.exclusions.With(lbl).Set(float64(active))
-	m.expiring.With(lbl).Set(float64(expiring))
-	return fig
+// newReconcileSeries creates the series of re-plans: their duration and
+// failures.
+func (m *Metrics) newReconcileSeries() {
+	m.reconcileTime = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "patchline_reconcile_duration_seconds",
+		Help:    "Time to re-plan one client and queue its jobs.",
+		Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 12),
+	})
+	m.reconcileError = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "patchline_reconcile_errors_total",
+		Help: "Re-plans that failed, by reason (store: reading or writing the store; plan: the planner; sign: signing a job).",
+	}, []string{"reason"})
 }
 
 // Forget removes every gauge series of a client (it left the fleet repo and

@@ -17,16 +17,9 @@ import (
 // whole client with the same code as Plan, since ring progress and
 // maxConcurrent depend on the other endpoints.
 func Explain(fleet *schema.Fleet, snap *protocol.Snapshot, now time.Time, endpointID, updateID string) (*Explanation, error) {
-	if fleet == nil || snap == nil {
-		return nil, fmt.Errorf("explain: fleet and snapshot are required")
-	}
-	i := slices.IndexFunc(snap.Endpoints, func(ep *protocol.Endpoint) bool { return ep != nil && ep.ID == endpointID })
-	if i < 0 {
-		return nil, fmt.Errorf("explain: endpoint %q is not in the state snapshot", endpointID)
-	}
-	ep := snap.Endpoints[i]
-	if !slices.ContainsFunc(ep.Updates, func(u *protocol.Update) bool { return u != nil && u.ID == updateID }) {
-		return nil, fmt.Errorf("explain: endpoint %q does not report update %q", endpointID, updateID)
+	ep, err := explainedEndpoint(fleet, snap, endpointID, updateID)
+	if err != nil {
+		return nil, err
 	}
 	p, err := newPlanner(fleet, snap, now, true, ep.Client)
 	if err != nil {
@@ -59,30 +52,62 @@ func Explain(fleet *schema.Fleet, snap *protocol.Snapshot, now time.Time, endpoi
 	x.Desired = up.desire.desired
 	x.Desire = up.desire.cite
 	if info.ring >= 0 {
-		r := cp.rings[info.ring]
-		x.Ring = &Citation{Kind: "ring", Name: r.ring.Name, Rule: r.ring.Pos.Rule(), Detail: fmt.Sprintf("ring %d of %d, the first whose select matches", info.ring+1, len(cp.rings))}
-		x.Window = &WindowState{Name: r.window.Name, Rule: r.window.Pos.Rule(), Open: r.open}
-		if r.open {
-			x.Window.Closes = timePtr(r.end)
-		}
-		if !r.next.IsZero() {
-			x.Window.NextOpen = timePtr(r.next)
-		}
+		x.Ring, x.Window = cp.ringCitation(info.ring)
 	}
 	if !up.desire.desired {
 		return x, nil
 	}
-	if k := cp.exclusion(up, ep); k >= 0 {
-		e := &cp.c.Exclusions[k]
-		x.Exclusion = &Citation{Kind: "exclusion", Name: cmpOr(e.Update, e.Source+":"+cmpOr(e.Match, "*")), Rule: e.Pos.Rule(), Detail: exclusionReason(e, cp.loc), At: timePtr(e.Until)}
-	}
-	if info.freeze >= 0 {
-		f := &cp.c.Freezes[info.freeze]
-		x.Freeze = &Citation{Kind: "freeze", Rule: f.Pos.Rule(), Detail: f.Reason, At: timePtr(f.Until)}
-	}
+	x.Exclusion, x.Freeze = cp.holdCitations(up, ep, info)
 	x.Rollouts = cp.rollout(up)
 	x.FailedAttempts = cp.failure(up, u, info.ring).count
 	return x, nil
+}
+
+// explainedEndpoint returns the endpoint of snap that Explain is asked about,
+// checking that it reports the update; its errors name what is missing.
+func explainedEndpoint(fleet *schema.Fleet, snap *protocol.Snapshot, endpointID, updateID string) (*protocol.Endpoint, error) {
+	if fleet == nil || snap == nil {
+		return nil, fmt.Errorf("explain: fleet and snapshot are required")
+	}
+	i := slices.IndexFunc(snap.Endpoints, func(ep *protocol.Endpoint) bool { return ep != nil && ep.ID == endpointID })
+	if i < 0 {
+		return nil, fmt.Errorf("explain: endpoint %q is not in the state snapshot", endpointID)
+	}
+	ep := snap.Endpoints[i]
+	if !slices.ContainsFunc(ep.Updates, func(u *protocol.Update) bool { return u != nil && u.ID == updateID }) {
+		return nil, fmt.Errorf("explain: endpoint %q does not report update %q", endpointID, updateID)
+	}
+	return ep, nil
+}
+
+// ringCitation cites ring k, the first of the client's rings whose select
+// matches the endpoint, and gives the state of its window at the planning
+// time.
+func (cp *clientPlan) ringCitation(k int) (*Citation, *WindowState) {
+	r := cp.rings[k]
+	ring := &Citation{Kind: "ring", Name: r.ring.Name, Rule: r.ring.Pos.Rule(), Detail: fmt.Sprintf("ring %d of %d, the first whose select matches", k+1, len(cp.rings))}
+	window := &WindowState{Name: r.window.Name, Rule: r.window.Pos.Rule(), Open: r.open}
+	if r.open {
+		window.Closes = timePtr(r.end)
+	}
+	if !r.next.IsZero() {
+		window.NextOpen = timePtr(r.next)
+	}
+	return ring, window
+}
+
+// holdCitations cites the first unexpired exclusion holding up on ep and
+// the active freeze covering ep; each is nil when there is none.
+func (cp *clientPlan) holdCitations(up *updatePlan, ep *protocol.Endpoint, info *endpointInfo) (exclusion, freeze *Citation) {
+	if k := cp.exclusion(up, ep); k >= 0 {
+		e := &cp.c.Exclusions[k]
+		exclusion = &Citation{Kind: "exclusion", Name: cmpOr(e.Update, e.Source+":"+cmpOr(e.Match, "*")), Rule: e.Pos.Rule(), Detail: exclusionReason(e, cp.loc), At: timePtr(e.Until)}
+	}
+	if info.freeze >= 0 {
+		f := &cp.c.Freezes[info.freeze]
+		freeze = &Citation{Kind: "freeze", Rule: f.Pos.Rule(), Detail: f.Reason, At: timePtr(f.Until)}
+	}
+	return exclusion, freeze
 }
 
 func timePtr(t time.Time) *time.Time { return &t }

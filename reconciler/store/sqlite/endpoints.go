@@ -197,6 +197,29 @@ var (
 // changed: most reports repeat the stored inventory, and reading a row
 // costs SQLite much less than deleting and inserting it again.
 func replaceInventory(tx *wtx, inv inventory) error {
+	if err := updateEndpoint(tx, inv); err != nil {
+		return err
+	}
+	stored, err := storedUpdates(tx, inv.r.Endpoint)
+	if err != nil {
+		return err
+	}
+	if err := writeUpdates(tx, inv, stored); err != nil {
+		return err
+	}
+	// What the report no longer lists is gone from the endpoint.
+	for id := range stored {
+		if _, err := tx.exec(delUpdateQuery, inv.r.Endpoint, id); err != nil {
+			return fmt.Errorf("update %q: %w", id, err)
+		}
+	}
+	return nil
+}
+
+// updateEndpoint refuses a report older than the stored one (by sequence
+// number or by time) and otherwise replaces the endpoint's own columns
+// with the report's. An endpoint not enrolled is store.ErrNotFound.
+func updateEndpoint(tx *wtx, inv inventory) error {
 	r := inv.r
 	var (
 		lastSeen sql.NullInt64
@@ -216,15 +239,17 @@ func replaceInventory(tx *wtx, inv inventory) error {
 		return fmt.Errorf("report of %s is older than the stored one of %s: %w",
 			r.At.UTC().Format(timeLayout), timeOf(lastSeen).Format(timeLayout), store.ErrConflict)
 	}
-	if _, err := tx.exec(updEndpointQuery,
-		r.Hostname, r.OS.Family, r.OS.Version, inv.labels, r.At.UnixNano(), boolArg(r.RebootPending), r.Seq, r.JobSeq, r.Endpoint); err != nil {
-		return err
-	}
+	_, err = tx.exec(updEndpointQuery,
+		r.Hostname, r.OS.Family, r.OS.Version, inv.labels, r.At.UnixNano(), boolArg(r.RebootPending), r.Seq, r.JobSeq, r.Endpoint)
+	return err
+}
 
+// storedUpdates reads the stored rows of endpoint's updates, by update id.
+func storedUpdates(tx *wtx, endpoint string) (map[string]updateRow, error) {
 	stored := map[string]updateRow{}
-	rows, err := tx.query(selUpdatesQuery, r.Endpoint)
+	rows, err := tx.query(selUpdatesQuery, endpoint)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	for rows.Next() {
 		var id string
@@ -233,14 +258,22 @@ func replaceInventory(tx *wtx, inv inventory) error {
 			&row.category, &row.severity, &row.cvss, &row.cves, &row.knownExploited, &row.released,
 			&row.rebootRequired, &row.requires, &row.installed, &row.installedAt); err != nil {
 			rows.Close()
-			return err
+			return nil, err
 		}
 		stored[id] = row
 	}
 	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
-		return err
+		return nil, err
 	}
+	return stored, nil
+}
 
+// writeUpdates inserts each reported update that is not stored and
+// rewrites each whose row changed, leaving equal rows alone. It deletes
+// every reported update from stored, so what stays there is what the
+// report no longer lists.
+func writeUpdates(tx *wtx, inv inventory, stored map[string]updateRow) error {
+	r := inv.r
 	for i, u := range r.Updates {
 		row := inv.rows[i]
 		prev, had := stored[u.ID]
@@ -265,12 +298,6 @@ func replaceInventory(tx *wtx, inv inventory) error {
 			row.severity, row.cvss, row.cves, row.knownExploited, row.released, row.rebootRequired, row.requires,
 			row.installed, row.installedAt, r.Endpoint, u.ID); err != nil {
 			return fmt.Errorf("update %q: %w", u.ID, err)
-		}
-	}
-	// What the report no longer lists is gone from the endpoint.
-	for id := range stored {
-		if _, err := tx.exec(delUpdateQuery, r.Endpoint, id); err != nil {
-			return fmt.Errorf("update %q: %w", id, err)
 		}
 	}
 	return nil

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
@@ -13,9 +12,7 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/patchline/patchline/protocol"
-	"github.com/patchline/patchline/reconciler/plan"
 	"github.com/patchline/patchline/reconciler/store"
-	"github.com/patchline/patchline/schema"
 )
 
 func TestCreateJobs(t *testing.T) {
@@ -281,91 +278,6 @@ func TestLeaseExpiryOffersJobAgain(t *testing.T) {
 	}
 }
 
-func TestRecordResult(t *testing.T) {
-	ok := []store.UpdateResult{{Update: "KB1", Result: protocol.ResultSucceeded, Output: "installed"}}
-	for _, tc := range []struct {
-		name     string
-		endpoint string
-		job      func(store.Job) string
-		results  []store.UpdateResult
-		before   func(*testing.T, *DB, store.Job) // runs before the result
-		wantDup  bool
-		wantErr  error
-		// wantAttempts is the number of attempts recorded for KB1 in the end.
-		wantAttempts int
-	}{
-		{name: "first result is recorded", endpoint: "ep-1", results: ok, wantAttempts: 1},
-		{
-			name: "second copy from the outbox is a duplicate and changes nothing", endpoint: "ep-1", results: ok,
-			before: func(t *testing.T, db *DB, j store.Job) {
-				if rec, err := db.RecordResult(context.Background(), j.ID, "ep-1", ok, t0); rec.Duplicate || err != nil {
-					t.Fatalf("first copy: %+v, error %v", rec, err)
-				}
-			},
-			wantDup: true, wantAttempts: 1,
-		},
-		{name: "result from another endpoint is refused as not found", endpoint: "ep-2", results: ok, wantErr: store.ErrNotFound},
-		{name: "result for an unknown job", endpoint: "ep-1", results: ok, job: func(store.Job) string { return "no-such-job" }, wantErr: store.ErrNotFound},
-		{
-			name: "result for an update the job does not contain", endpoint: "ep-1",
-			results: []store.UpdateResult{{Update: "KB2", Result: protocol.ResultSucceeded}}, wantErr: store.ErrInvalid,
-		},
-		{
-			name: "result with an unknown outcome", endpoint: "ep-1",
-			results: []store.UpdateResult{{Update: "KB1", Result: "maybe"}}, wantErr: store.ErrInvalid,
-		},
-		{
-			name: "late result for an expired job is still recorded", endpoint: "ep-1", results: ok,
-			before: func(t *testing.T, db *DB, j store.Job) {
-				if n, err := db.ExpireJobs(context.Background(), j.NotAfter); n != 1 || err != nil {
-					t.Fatalf("expire: %d, %v", n, err)
-				}
-			},
-			wantAttempts: 1,
-		},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			db, _ := openTest(t)
-			ctx := context.Background()
-			enroll(t, db, "ep-1", "acme")
-			enroll(t, db, "ep-2", "acme")
-			replace(t, db, report("ep-1", t0, kb("KB1", false)))
-			j := createJobs(t, db, "acme", t0, newJob("ep-1", "acme", "k1", "KB1"))[0]
-			if tc.before != nil {
-				tc.before(t, db, j)
-			}
-			id := j.ID
-			if tc.job != nil {
-				id = tc.job(j)
-			}
-			rec, err := db.RecordResult(ctx, id, tc.endpoint, tc.results, t0.Add(time.Minute))
-			if !errors.Is(err, tc.wantErr) || (tc.wantErr == nil && err != nil) {
-				t.Fatalf("RecordResult error = %v, want %v", err, tc.wantErr)
-			}
-			if rec.Duplicate != tc.wantDup {
-				t.Errorf("duplicate = %v, want %v", rec.Duplicate, tc.wantDup)
-			}
-			if err == nil && rec.Ring != j.Ring {
-				t.Errorf("ring = %q, want the job's %q", rec.Ring, j.Ring)
-			}
-			ep, err := db.EndpointSnapshot(ctx, "ep-1", t0.Add(time.Minute))
-			if err != nil {
-				t.Fatal(err)
-			}
-			u := ep.Updates[0]
-			if len(u.Attempts) != tc.wantAttempts {
-				t.Errorf("KB1 has %d attempts, want %d", len(u.Attempts), tc.wantAttempts)
-			}
-			if tc.wantAttempts > 0 && (!u.Installed || u.InstalledAt == nil) {
-				t.Errorf("KB1 after a succeeded result: installed %v at %v, want installed", u.Installed, u.InstalledAt)
-			}
-			if tc.wantErr != nil && u.InFlightJob == nil {
-				t.Errorf("refused result finished the job")
-			}
-		})
-	}
-}
-
 func TestExpireJobs(t *testing.T) {
 	db, _ := openTest(t)
 	ctx := context.Background()
@@ -420,98 +332,6 @@ func TestExpireJobs(t *testing.T) {
 		t.Errorf("job-expired audit entries (-want +got):\n%s", diff)
 	}
 }
-
-// TestConcurrentWriters runs reports, plans, results and snapshots from
-// many goroutines at once, as the API and the controller do: no write may
-// fail for lock reasons and nothing may be lost.
-func TestConcurrentWriters(t *testing.T) {
-	db, _ := openTest(t)
-	ctx := context.Background()
-	const clients, endpoints, rounds = 4, 5, 5
-	for c := range clients {
-		for e := range endpoints {
-			enroll(t, db, fmt.Sprintf("c%d-ep%d", c, e), fmt.Sprintf("c%d", c))
-		}
-	}
-	var wg sync.WaitGroup
-	errs := make(chan error, 1000)
-	for c := range clients {
-		client := fmt.Sprintf("c%d", c)
-		// The agents of the client report and answer their jobs...
-		for e := range endpoints {
-			ep := fmt.Sprintf("%s-ep%d", client, e)
-			wg.Go(func() {
-				for r := range rounds {
-					at := t0.Add(time.Duration(r) * time.Minute)
-					if err := db.ReplaceInventory(ctx, report(ep, at, kb("KB1", false), kb("KB2", false))); err != nil {
-						errs <- err
-						return
-					}
-					due, err := db.DueJobs(ctx, ep, at)
-					if err != nil {
-						errs <- err
-						return
-					}
-					for _, j := range due {
-						if _, err := db.RecordResult(ctx, j.ID, ep, []store.UpdateResult{{Update: j.Updates[0], Result: protocol.ResultFailed}}, at); err != nil {
-							errs <- err
-							return
-						}
-					}
-				}
-			})
-		}
-		// ...while the controller re-plans the client...
-		wg.Go(func() {
-			for r := range rounds {
-				var jobs []store.Job
-				for e := range endpoints {
-					jobs = append(jobs, store.Job{Job: plan.Job{
-						Endpoint: fmt.Sprintf("%s-ep%d", client, e), Ring: "broad", Updates: []string{"KB1"},
-						NotAfter: t0.Add(time.Hour), Reboot: schema.RebootNever, Revision: "r",
-						IdempotencyKey: fmt.Sprintf("%s-ep%d/%d", client, e, r),
-					}})
-				}
-				jobs, err := numberedJobs(db, client, jobs)
-				if err != nil {
-					errs <- err
-					return
-				}
-				if _, err := db.CreateJobs(ctx, client, jobs, t0); err != nil {
-					errs <- err
-					return
-				}
-				if _, err := db.ClientSnapshot(ctx, client, t0); err != nil {
-					errs <- err
-					return
-				}
-			}
-		})
-	}
-	// ...and /v1/state is read.
-	wg.Go(func() {
-		for range rounds {
-			if _, err := db.Snapshot(ctx, t0); err != nil {
-				errs <- err
-				return
-			}
-		}
-	})
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Error(err)
-	}
-
-	var jobs, seqMax int
-	if err := db.read.QueryRow(`SELECT count(*), max(seq) FROM jobs`).Scan(&jobs, &seqMax); err != nil {
-		t.Fatal(err)
-	}
-	if jobs != clients*endpoints*rounds || seqMax != rounds {
-		t.Errorf("%d jobs with highest sequence %d, want %d jobs up to %d", jobs, seqMax, clients*endpoints*rounds, rounds)
-	}
-}
-
 func TestCreateJobsSurvivesReopenOfSameFileByPath(t *testing.T) {
 	// A second store on the same file (a restarted controller overlapping
 	// the old one during a handover) still sees a consistent state.

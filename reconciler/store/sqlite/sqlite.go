@@ -18,20 +18,14 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"embed"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"net/url"
 	"os"
-	"path"
 	"runtime"
-	"sort"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/patchline/patchline/reconciler/store"
@@ -39,9 +33,6 @@ import (
 	// The driver registers itself as "sqlite".
 	_ "modernc.org/sqlite"
 )
-
-//go:embed migrations/*.sql
-var migrations embed.FS
 
 // busyTimeout is how long a connection waits for a lock held by another
 // connection. Inside one process writes never wait on each other (there is
@@ -74,19 +65,8 @@ type DB struct {
 // brings its schema up to date. Migrations that already ran are not run
 // again, so Open on every start is safe.
 func Open(ctx context.Context, path string) (*DB, error) {
-	// The driver reads connection parameters after the first '?'.
-	if path == "" || strings.Contains(path, "?") {
-		return nil, fmt.Errorf("open store %q: path must be a file name without '?': %w", path, store.ErrInvalid)
-	}
-	// The file holds node key hashes and signed jobs: create it readable by
-	// the controller only. SQLite gives the -wal and -shm files the same
-	// permissions.
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("open store: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return nil, fmt.Errorf("open store %q: %w", path, err)
+	if err := createFile(path); err != nil {
+		return nil, err
 	}
 
 	params := url.Values{}
@@ -95,6 +75,54 @@ func Open(ctx context.Context, path string) (*DB, error) {
 	params.Set("_synchronous", "FULL")
 	params.Set("_journal_mode", "WAL")
 
+	write, err := openWrite(path, params)
+	if err != nil {
+		return nil, fmt.Errorf("open store %q: %w", path, err)
+	}
+
+	// Migrate before the read pool opens so readers never see an old schema.
+	if err := migrate(ctx, write, migrations); err != nil {
+		write.Close()
+		return nil, fmt.Errorf("open store %q: %w", path, err)
+	}
+
+	read, err := openRead(ctx, path, params)
+	if err != nil {
+		write.Close()
+		return nil, fmt.Errorf("open store %q: %w", path, err)
+	}
+	db := &DB{path: path, write: write, read: read}
+	if err := errors.Join(db.stmts.prepare(ctx, write, writeQueries), db.stmts.prepare(ctx, read, readQueries)); err != nil {
+		return nil, errors.Join(fmt.Errorf("open store %q: %w", path, err), db.stmts.close(), read.Close(), write.Close())
+	}
+	db.writer = newWriter(write, &db.stmts)
+	return db, nil
+}
+
+// createFile checks that path names a file and creates the file when it is
+// missing, so that it has the permissions the store needs before SQLite
+// opens it. Its errors are Open's.
+func createFile(path string) error {
+	// The driver reads connection parameters after the first '?'.
+	if path == "" || strings.Contains(path, "?") {
+		return fmt.Errorf("open store %q: path must be a file name without '?': %w", path, store.ErrInvalid)
+	}
+	// The file holds node key hashes and signed jobs: create it readable by
+	// the controller only. SQLite gives the -wal and -shm files the same
+	// permissions.
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("open store: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("open store %q: %w", path, err)
+	}
+	return nil
+}
+
+// openWrite opens the write pool on path with params: one connection
+// (see DB.write) whose transactions take the write lock at BEGIN.
+func openWrite(path string, params url.Values) (*sql.DB, error) {
 	wparams := cloneValues(params)
 	wparams.Set("_txlock", "immediate")
 	// The writer copies the log into the database file (a checkpoint)
@@ -105,39 +133,33 @@ func Open(ctx context.Context, path string) (*DB, error) {
 	wparams.Add("_pragma", "wal_autocheckpoint(10000)")
 	write, err := sql.Open("sqlite", path+"?"+wparams.Encode())
 	if err != nil {
-		return nil, fmt.Errorf("open store %q: %w", path, err)
+		return nil, err
 	}
 	write.SetMaxOpenConns(1)
+	return write, nil
+}
 
-	// Migrate before the read pool opens so readers never see an old schema.
-	if err := migrate(ctx, write, migrations); err != nil {
-		write.Close()
-		return nil, fmt.Errorf("open store %q: %w", path, err)
-	}
-
+// openRead opens the read pool on path with params: query-only
+// connections, as many as there are processors and at least two. It pings
+// the pool so a file SQLite cannot read fails here; on error nothing stays
+// open.
+func openRead(ctx context.Context, path string, params url.Values) (*sql.DB, error) {
 	rparams := cloneValues(params)
 	rparams.Set("_query_only", "1")
 	// journal_mode is a property of the file, already set by the writer.
 	rparams.Del("_journal_mode")
 	read, err := sql.Open("sqlite", path+"?"+rparams.Encode())
 	if err != nil {
-		write.Close()
-		return nil, fmt.Errorf("open store %q: %w", path, err)
+		return nil, err
 	}
 	n := max(2, runtime.GOMAXPROCS(0))
 	read.SetMaxOpenConns(n)
 	read.SetMaxIdleConns(n)
 	if err := read.PingContext(ctx); err != nil {
 		read.Close()
-		write.Close()
-		return nil, fmt.Errorf("open store %q: %w", path, err)
+		return nil, err
 	}
-	db := &DB{path: path, write: write, read: read}
-	if err := errors.Join(db.stmts.prepare(ctx, write, writeQueries), db.stmts.prepare(ctx, read, readQueries)); err != nil {
-		return nil, errors.Join(fmt.Errorf("open store %q: %w", path, err), db.stmts.close(), read.Close(), write.Close())
-	}
-	db.writer = newWriter(write, &db.stmts)
-	return db, nil
+	return read, nil
 }
 
 // Close finishes the writes already under way and closes the store.
@@ -170,95 +192,6 @@ func cloneValues(v url.Values) url.Values {
 		c[k] = append([]string(nil), vs...)
 	}
 	return c
-}
-
-// migrate applies, in one transaction, the migrations in fsys
-// (migrations/NNNN_name.sql, in number order) that schema_version does not
-// list yet. A crash or failure leaves the schema as it was.
-func migrate(ctx context.Context, db *sql.DB, fsys fs.FS) error {
-	todo, err := listMigrations(fsys)
-	if err != nil {
-		return fmt.Errorf("migrate: %w", err)
-	}
-	known := 0
-	if len(todo) > 0 {
-		known = todo[len(todo)-1].version
-	}
-
-	return inTx(ctx, db, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_version (
-			version    INTEGER PRIMARY KEY,
-			name       TEXT NOT NULL,
-			applied_at INTEGER NOT NULL
-		)`); err != nil {
-			return fmt.Errorf("migrate: create schema_version: %w", err)
-		}
-		var current int
-		if err := tx.QueryRowContext(ctx, `SELECT coalesce(max(version), 0) FROM schema_version`).Scan(&current); err != nil {
-			return fmt.Errorf("migrate: read schema_version: %w", err)
-		}
-		// An older controller must not write to a schema it does not know.
-		if current > known {
-			return fmt.Errorf("migrate: the store has schema version %d, newer than the %d this controller knows: %w", current, known, store.ErrConflict)
-		}
-		for _, m := range todo {
-			if m.version <= current {
-				continue
-			}
-			body, err := fs.ReadFile(fsys, m.name)
-			if err != nil {
-				return fmt.Errorf("migrate: %w", err)
-			}
-			if _, err := tx.ExecContext(ctx, string(body)); err != nil {
-				return fmt.Errorf("migrate: %s: %w", m.name, err)
-			}
-			if _, err := tx.ExecContext(ctx, `INSERT INTO schema_version (version, name, applied_at) VALUES (?, ?, ?)`,
-				m.version, path.Base(m.name), time.Now().UnixNano()); err != nil {
-				return fmt.Errorf("migrate: %s: %w", m.name, err)
-			}
-		}
-		return nil
-	})
-}
-
-// A migration is one file of migrations/.
-type migration struct {
-	version int
-	name    string
-}
-
-// listMigrations lists the migrations in fsys in version order.
-func listMigrations(fsys fs.FS) ([]migration, error) {
-	names, err := fs.Glob(fsys, "migrations/*.sql")
-	if err != nil {
-		return nil, err
-	}
-	var todo []migration
-	seen := map[int]string{}
-	for _, name := range names {
-		base := path.Base(name)
-		num, _, ok := strings.Cut(base, "_")
-		v, err := strconv.Atoi(num)
-		if !ok || err != nil || v <= 0 {
-			return nil, fmt.Errorf("%s: name must start with a positive number and '_'", name)
-		}
-		if prev, dup := seen[v]; dup {
-			return nil, fmt.Errorf("%s and %s have the same number", prev, name)
-		}
-		seen[v] = name
-		todo = append(todo, migration{v, name})
-	}
-	sort.Slice(todo, func(i, j int) bool { return todo[i].version < todo[j].version })
-	return todo, nil
-}
-
-// knownVersion is the newest schema version of the migrations in fsys.
-func knownVersion(fsys fs.FS) (int, error) {
-	todo, err := listMigrations(fsys)
-	if err != nil || len(todo) == 0 {
-		return 0, err
-	}
-	return todo[len(todo)-1].version, nil
 }
 
 // inTx runs fn in a transaction and commits it when fn returns nil.
@@ -347,61 +280,4 @@ func boolArg(b bool) int {
 		return 1
 	}
 	return 0
-}
-
-// statements holds the prepared statements of both pools, by pool and
-// query, because SQLite parses a statement on every call otherwise: the
-// parse was a fifth of the controller's CPU while a fleet reported at once.
-// database/sql prepares a statement once per connection and reuses it.
-type statements struct {
-	mu    sync.Mutex // guards byKey
-	byKey map[stmtKey]*sql.Stmt
-	// unprepared counts write statements run without a prepared statement
-	// (not registered with writeQuery); tests keep it at zero.
-	unprepared atomic.Int64
-}
-
-type stmtKey struct {
-	pool  *sql.DB
-	query string
-}
-
-// prepare prepares queries on pool, outside any transaction.
-func (s *statements) prepare(ctx context.Context, pool *sql.DB, queries []string) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.byKey == nil {
-		s.byKey = make(map[stmtKey]*sql.Stmt)
-	}
-	for _, q := range queries {
-		k := stmtKey{pool, q}
-		if _, ok := s.byKey[k]; ok {
-			continue
-		}
-		st, err := pool.PrepareContext(ctx, q)
-		if err != nil {
-			return fmt.Errorf("prepare %.60q: %w", q, err)
-		}
-		s.byKey[k] = st
-	}
-	return nil
-}
-
-// lookup returns the statement prepare made for query on pool, or nil.
-func (s *statements) lookup(pool *sql.DB, query string) *sql.Stmt {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.byKey[stmtKey{pool, query}]
-}
-
-// close closes every prepared statement.
-func (s *statements) close() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var errs []error
-	for _, st := range s.byKey {
-		errs = append(errs, st.Close())
-	}
-	s.byKey = nil
-	return errors.Join(errs...)
 }

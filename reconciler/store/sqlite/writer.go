@@ -198,19 +198,11 @@ func (w *writer) commit(ops []*writeOp) []error {
 		lazy = lazy && op.lazy
 	}
 	if lazy {
-		// The level is the connection's and may not change inside a
-		// transaction: relax it around this one. A connection whose level
-		// cannot be restored is discarded rather than reused (a new one
-		// opens with FULL); the writes are already decided by then, so
-		// their outcome stands.
-		if _, err := conn.ExecContext(ctx, "PRAGMA synchronous=NORMAL"); err != nil {
+		restore, err := relaxSync(ctx, conn)
+		if err != nil {
 			return failAll(fmt.Errorf("relax sync: %w", err))
 		}
-		defer func() {
-			if _, err := conn.ExecContext(ctx, "PRAGMA synchronous=FULL"); err != nil {
-				_ = conn.Raw(func(any) error { return driver.ErrBadConn })
-			}
-		}()
+		defer restore()
 	}
 
 	tx, err := conn.BeginTx(ctx, nil)
@@ -224,23 +216,8 @@ func (w *writer) commit(ops []*writeOp) []error {
 			errs[0] = errors.Join(err, rollback(tx))
 			return errs
 		}
-	} else {
-		for i, op := range ops {
-			t.ctx = context.Background()
-			if _, err := t.exec(savepointQuery); err != nil {
-				return failAll(errors.Join(fmt.Errorf("savepoint: %w", err), rollback(tx)))
-			}
-			if err := t.run(op); err != nil {
-				errs[i] = err
-				if _, rerr := t.exec(rollbackToQuery); rerr != nil {
-					// The transaction is gone with the savepoint.
-					return failAll(errors.Join(fmt.Errorf("a write in the same transaction failed and could not be undone alone: %w", rerr), rollback(tx)))
-				}
-			}
-			if _, err := t.exec(releaseQuery); err != nil {
-				return failAll(errors.Join(fmt.Errorf("release savepoint: %w", err), rollback(tx)))
-			}
-		}
+	} else if err := t.runSavepoints(ops, errs); err != nil {
+		return failAll(errors.Join(err, rollback(tx)))
 	}
 	if err := tx.Commit(); err != nil {
 		err = fmt.Errorf("commit: %w", err)
@@ -251,6 +228,50 @@ func (w *writer) commit(ops []*writeOp) []error {
 		}
 	}
 	return errs
+}
+
+// relaxSync sets conn's synchronous level to NORMAL for a batch of lazy
+// writes and returns the function that sets it back to FULL once the
+// batch's transaction has ended.
+func relaxSync(ctx context.Context, conn *sql.Conn) (restore func(), err error) {
+	// The level is the connection's and may not change inside a
+	// transaction: relax it around this one. A connection whose level
+	// cannot be restored is discarded rather than reused (a new one
+	// opens with FULL); the writes are already decided by then, so
+	// their outcome stands.
+	if _, err := conn.ExecContext(ctx, "PRAGMA synchronous=NORMAL"); err != nil {
+		return nil, err
+	}
+	return func() {
+		if _, err := conn.ExecContext(ctx, "PRAGMA synchronous=FULL"); err != nil {
+			_ = conn.Raw(func(any) error { return driver.ErrBadConn })
+		}
+	}, nil
+}
+
+// runSavepoints runs each of ops in t inside its own savepoint, so that a
+// write that fails is undone alone: its error goes into errs at its index
+// and the others stay in the transaction. An error runSavepoints returns
+// is the transaction's (a savepoint could not be set, undone or released)
+// and leaves the caller to roll the whole transaction back.
+func (t *wtx) runSavepoints(ops []*writeOp, errs []error) error {
+	for i, op := range ops {
+		t.ctx = context.Background()
+		if _, err := t.exec(savepointQuery); err != nil {
+			return fmt.Errorf("savepoint: %w", err)
+		}
+		if err := t.run(op); err != nil {
+			errs[i] = err
+			if _, rerr := t.exec(rollbackToQuery); rerr != nil {
+				// The transaction is gone with the savepoint.
+				return fmt.Errorf("a write in the same transaction failed and could not be undone alone: %w", rerr)
+			}
+		}
+		if _, err := t.exec(releaseQuery); err != nil {
+			return fmt.Errorf("release savepoint: %w", err)
+		}
+	}
+	return nil
 }
 
 // The savepoint each write of a batch runs in. RELEASE after ROLLBACK TO
@@ -321,22 +342,4 @@ func (t *wtx) queryRow(query string, args ...any) *sql.Row {
 		return st.QueryRowContext(t.ctx, args...)
 	}
 	return t.tx.QueryRowContext(t.ctx, query, args...)
-}
-
-// writeQueries are the statements of write transactions, prepared on the
-// write connection when the store opens; readQueries those of the read
-// pool. Preparing on demand is not possible for writes: the write pool's
-// one connection is busy with the transaction that would need it.
-var writeQueries, readQueries []string
-
-// writeQuery registers a statement of write transactions.
-func writeQuery(q string) string {
-	writeQueries = append(writeQueries, q)
-	return q
-}
-
-// readQuery registers a statement of the read pool.
-func readQuery(q string) string {
-	readQueries = append(readQueries, q)
-	return q
 }

@@ -1,0 +1,234 @@
+package reconciler_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/patchline/patchline/internal/apitest"
+	"github.com/patchline/patchline/internal/gittest"
+	"github.com/patchline/patchline/protocol"
+	"github.com/patchline/patchline/reconciler"
+)
+
+const (
+	adminToken    = "admin-token-for-tests"
+	webhookSecret = "webhook-secret-for-tests"
+	acmeSecret    = "acme-enrollment-secret"
+	globexSecret  = "globex-enrollment-secret"
+)
+
+// approveCritical is a policy change that makes critical security updates
+// desired at once.
+const approveCritical = `package fleet
+
+client: {id: "acme", name: "Acme Dental", timezone: "America/Chicago"}
+baseline: approve: [{name: "critical", category: ["security"], minSeverity: "critical"}]
+`
+
+// harness is a real patchd on loopback following a real bare repository
+// served by git daemon, with a real SQLite store in a temp dir.
+type harness struct {
+	t       *testing.T
+	up      *gittest.Upstream
+	repoURL string
+	dataDir string
+	secrets string
+	base    string
+	cancel  context.CancelFunc
+	done    chan error
+	cfg     reconciler.Config
+}
+
+func newHarness(t *testing.T, mutate func(*reconciler.Config)) *harness {
+	t.Helper()
+	repos := t.TempDir()
+	up := gittest.NewUpstream(t, repos, "fleet")
+	up.CopyDir("testdata/fleet")
+	up.Commit("Start the fleet")
+	url := gittest.StartDaemon(t, repos) + "fleet.git"
+
+	h := &harness{t: t, up: up, repoURL: url, dataDir: t.TempDir()}
+	h.secrets = filepath.Join(t.TempDir(), "secrets.json")
+	sec := fmt.Sprintf(`{"adminToken": %q, "webhookSecret": %q, "enrollment": {"acme": %q, "globex": %q}}`, adminToken, webhookSecret, acmeSecret, globexSecret)
+	if err := os.WriteFile(h.secrets, []byte(sec), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h.cfg = reconciler.Config{
+		DataDir:     h.dataDir,
+		SecretsFile: h.secrets,
+		Listen:      "127.0.0.1:0",
+		// A long poll interval: in these tests a push reaches the
+		// controller through the webhook, as in production.
+		Poll:        time.Hour,
+		LongPollMax: 20 * time.Second,
+		Logger:      slog.New(slog.NewTextHandler(io.Discard, nil)),
+	}
+	h.cfg.Repo.URL = url
+	if mutate != nil {
+		mutate(&h.cfg)
+	}
+	h.start()
+	return h
+}
+
+// start runs the controller until stop or the end of the test.
+func (h *harness) start() {
+	h.t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	c, err := reconciler.New(ctx, h.cfg)
+	if err != nil {
+		cancel()
+		h.t.Fatalf("start patchd: %v", err)
+	}
+	h.base = "http://" + c.Addr()
+	h.cancel = cancel
+	h.done = make(chan error, 1)
+	go func() { h.done <- c.Run(ctx) }()
+	h.t.Cleanup(h.stop)
+}
+
+// stop drains the controller and waits for Run to return.
+func (h *harness) stop() {
+	if h.cancel == nil {
+		return
+	}
+	h.cancel()
+	h.cancel = nil
+	select {
+	case err := <-h.done:
+		if err != nil {
+			h.t.Errorf("patchd Run: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		h.t.Error("patchd did not stop within 30s of SIGTERM")
+	}
+}
+
+// do sends a JSON request and decodes a JSON answer into out (when not
+// nil); it returns the status code and logs any non-2xx answer.
+func (h *harness) do(method, path string, headers map[string]string, body, out any) int {
+	h.t.Helper()
+	code, data := apitest.Do(h.t, h.base, method, path, headers, body, out)
+	if code >= 300 {
+		h.t.Logf("%s %s: %d %s", method, path, code, data)
+	}
+	return code
+}
+
+func admin() map[string]string { return map[string]string{"Authorization": "Bearer " + adminToken} }
+
+func (h *harness) status() protocol.Status {
+	h.t.Helper()
+	var st protocol.Status
+	if code := h.do("GET", "/v1/status", admin(), nil, &st); code != 200 {
+		h.t.Fatalf("GET /v1/status: %d", code)
+	}
+	return st
+}
+
+// waitFor polls the status until ok holds; a hang, not a timing assertion.
+func (h *harness) waitFor(what string, ok func(protocol.Status) bool) protocol.Status {
+	h.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		st := h.status()
+		if ok(st) {
+			return st
+		}
+		if time.Now().After(deadline) {
+			b, _ := json.MarshalIndent(st, "", "  ")
+			h.t.Fatalf("waiting for %s; status:\n%s", what, b)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// push commits files upstream and sends the signed GitHub webhook.
+func (h *harness) push(files map[string]string, msg string) string {
+	h.t.Helper()
+	h.up.Write(files)
+	rev := h.up.Commit(msg).String()
+	if code := h.hook(webhookSecret); code != http.StatusAccepted {
+		h.t.Fatalf("webhook: %d", code)
+	}
+	return rev
+}
+
+// hook posts a push webhook signed with secret, as GitHub does.
+func (h *harness) hook(secret string) int {
+	body := []byte(`{"ref": "refs/heads/main"}`)
+	mac := hmac.New(sha256.New, []byte(secret))
+	mac.Write(body)
+	req, err := http.NewRequest("POST", h.base+"/v1/hooks/git", bytes.NewReader(body))
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	req.Header.Set("X-GitHub-Event", "push")
+	req.Header.Set("X-Hub-Signature-256", "sha256="+hex.EncodeToString(mac.Sum(nil)))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+func appliedFor(st protocol.Status, client string) string {
+	for _, r := range st.Revisions {
+		if r.Client == client {
+			return r.Applied
+		}
+	}
+	return ""
+}
+
+// agent is an enrolled endpoint speaking the wire protocol by hand.
+type agent struct {
+	id, key string
+	pub     ed25519.PublicKey
+}
+
+func (h *harness) enroll(client, secret, hostname string) (agent, int) {
+	h.t.Helper()
+	key := "node-key-0123456789abcdef0123456789abcdef-" + hostname
+	var resp protocol.EnrollResponse
+	code := h.do("POST", protocol.PathEnroll, nil, protocol.EnrollRequest{
+		Client: client, Secret: secret, InstanceID: "instance-" + hostname, NodeKey: key,
+		Hostname: hostname, OS: protocol.OS{Family: "windows", Version: "10.0.22631"},
+		Labels: map[string]string{"ring": "canary"},
+	}, &resp)
+	return agent{id: resp.Endpoint, key: key, pub: resp.SigningKey}, code
+}
+
+func (a agent) headers() map[string]string {
+	return map[string]string{"Authorization": "Bearer " + a.key, protocol.HeaderEndpoint: a.id}
+}
+
+func critical(installed bool) *protocol.Update {
+	return &protocol.Update{
+		ID: "KB5034441", Source: "windows-update", Name: "KB5034441", Title: "2026-11 Cumulative Update",
+		Category: "security", Severity: "critical", CVSS: 9.8, Released: time.Now().Add(-72 * time.Hour),
+		RebootRequired: true, Installed: installed,
+	}
+}
+
+func (h *harness) report(a agent, installed bool) int {
+	h.t.Helper()
+	return h.do("POST", protocol.PathReport, a.headers(), protocol.Report{
+		Hostname: "ACME-WS-001", OS: protocol.OS{Family: "windows"}, Labels: map[string]string{"ring": "canary"},
+		Updates: []*protocol.Update{critical(installed)},
+	}, nil)
+}

@@ -1,0 +1,258 @@
+package plan
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/patchline/patchline/protocol"
+	"github.com/patchline/patchline/schema"
+)
+
+// clientPlan is what the planner knows about one client.
+type clientPlan struct {
+	id         string
+	c          *schema.Client
+	loc        *time.Location
+	staleAfter time.Duration
+	rings      []ringPlan
+	// exclusions and freezes hold what decisions say about each of the
+	// client's entries, by index, built once rather than per pair.
+	exclusions []note
+	freezes    []note
+	// index maps an update id to its plan in ups.
+	index map[string]int32
+	ups   []updatePlan
+}
+
+// updatePlan is what the planner knows about one update id for one client.
+type updatePlan struct {
+	id     string
+	desire desire
+	// update is the first report of the update, whose metadata (name,
+	// source, requires) the plan uses.
+	update *protocol.Update
+	// exclusions and resumes are the indexes of the client's entries that
+	// name the update (exclusions only while unexpired).
+	exclusions []int
+	resumes    []int
+	rings      []ringProgress
+}
+
+// note is what a decision says: the rule that produced it, why, and when
+// the pair can move on. Notes are built once per policy entry and shared by
+// the pairs they explain, EligibleAt pointers included.
+type note struct {
+	rule   string
+	reason string
+	at     *time.Time
+}
+
+func (p *planner) newClientPlan(id string, c *schema.Client) (*clientPlan, error) {
+	loc := c.Location
+	if loc == nil {
+		if c.Timezone != "" && c.Timezone != "UTC" {
+			return nil, fmt.Errorf("time zone %q is not loaded", c.Timezone)
+		}
+		loc = time.UTC
+	}
+	cp := &clientPlan{id: id, c: c, loc: loc, staleAfter: c.EffectiveStaleAfter(), index: map[string]int32{}}
+	for k := range c.Rings {
+		r := &c.Rings[k]
+		w, ok := c.Windows[r.Window]
+		if !ok {
+			return nil, fmt.Errorf("ring %q: window %q is not defined", r.Name, r.Window)
+		}
+		rp := ringPlan{ring: r, window: w, loc: loc, rule: r.Pos.Rule()}
+		occ, open := current(w, loc, p.now)
+		// Results carry UTC times; reasons speak the client's local time.
+		rp.open, rp.start, rp.end = open, occ.Start.UTC(), occ.End.UTC()
+		rp.next = NextOpen(w, loc, p.now).UTC()
+		rp.closed = note{rule: w.Pos.Rule(), reason: fmt.Sprintf("window %q never opens", w.Name)}
+		if !rp.next.IsZero() {
+			rp.closed = note{rule: w.Pos.Rule(), reason: fmt.Sprintf("window %q opens %s", w.Name, rp.next.In(loc).Format(time.RFC3339)), at: timePtr(rp.next)}
+		}
+		rp.capped = note{rule: rp.rule, reason: fmt.Sprintf("ring %s at maxConcurrent %d", r.Name, r.MaxConcurrent)}
+		cp.rings = append(cp.rings, rp)
+	}
+	for k := range c.Exclusions {
+		x := &c.Exclusions[k]
+		cp.exclusions = append(cp.exclusions, note{rule: x.Pos.Rule(), reason: exclusionReason(x, loc), at: timePtr(x.Until)})
+	}
+	for k := range c.Freezes {
+		f := &c.Freezes[k]
+		cp.freezes = append(cp.freezes, note{rule: f.Pos.Rule(), at: timePtr(f.Until),
+			reason: fmt.Sprintf("change freeze until %s: %s", f.Until.In(loc).Format(time.RFC3339), f.Reason)})
+	}
+	return cp, nil
+}
+
+// survey is pass one for endpoint i: its ring, staleness, freeze and open
+// jobs, and its share in the ring progress of each desired update.
+func (p *planner) survey(cp *clientPlan, i int) error {
+	ep := p.eps[i]
+	info := &p.info[i]
+	info.ring, info.freeze = -1, -1
+	for k := range cp.rings {
+		if selects(&cp.rings[k].ring.Select, ep) {
+			info.ring = k
+			break
+		}
+	}
+	info.stale = ep.LastSeen.Add(cp.staleAfter).Before(p.now)
+	for k := range cp.c.Freezes {
+		f := &cp.c.Freezes[k]
+		if !p.now.Before(f.From) && p.now.Before(f.Until) && selects(&f.Select, ep) {
+			info.freeze = k
+			break
+		}
+	}
+	for j, u := range ep.Updates {
+		// prepare made a plan for every update the client's endpoints report.
+		idx := cp.index[u.ID]
+		p.flat[info.first+j] = idx
+		if u.InFlightJob != nil {
+			info.inFlight = true
+		}
+		up := &cp.ups[idx]
+		if !up.desire.desired || info.ring < 0 || info.stale || cp.exclusion(up, ep) >= 0 {
+			continue
+		}
+		rp := &up.rings[info.ring]
+		rp.counted++
+		switch {
+		case u.Installed:
+			rp.succeeded++
+			var at time.Time
+			if u.InstalledAt != nil {
+				at = *u.InstalledAt
+			}
+			rp.installs = append(rp.installs, at)
+		case cp.failure(up, u, info.ring).latest != nil:
+			rp.failed++
+		}
+	}
+	if info.inFlight && info.ring >= 0 {
+		cp.rings[info.ring].inFlight++
+	}
+	return nil
+}
+
+func (cp *clientPlan) newUpdatePlan(u *protocol.Update, now time.Time) (updatePlan, error) {
+	d, err := desireFor(&cp.c.Baseline, u, now)
+	if err != nil {
+		return updatePlan{}, err
+	}
+	up := updatePlan{id: u.ID, desire: d, update: u}
+	if !d.desired {
+		return up, nil
+	}
+	return up, cp.attach(&up, now)
+}
+
+// attach finds the exclusions and resumes naming a desired update and
+// makes room for its ring progress.
+func (cp *clientPlan) attach(up *updatePlan, now time.Time) error {
+	u := up.update
+	up.rings = make([]ringProgress, len(cp.rings))
+	for k := range cp.c.Exclusions {
+		x := &cp.c.Exclusions[k]
+		if !now.Before(x.Until) {
+			continue
+		}
+		ok, err := names(x.Update, x.Source, x.Match, u)
+		if err != nil {
+			return fmt.Errorf("exclusion at %s: %w", x.Pos, err)
+		}
+		if ok {
+			up.exclusions = append(up.exclusions, k)
+		}
+	}
+	for k := range cp.c.Resume {
+		r := &cp.c.Resume[k]
+		ok, err := names(r.Update, r.Source, r.Match, u)
+		if err != nil {
+			return fmt.Errorf("resume at %s: %w", r.Pos, err)
+		}
+		if ok {
+			up.resumes = append(up.resumes, k)
+		}
+	}
+	return nil
+}
+
+// prepare decides, before any ring progress is counted, which of the
+// client's updates are desired: those a rule asks for, and then every
+// update such an update requires (a servicing stack update under a
+// cumulative update, say), so a job never lacks what its updates need.
+// Requires are read from the first endpoint reporting the update, like
+// the rest of its metadata.
+func (p *planner) prepare(cp *clientPlan, eps []int) error {
+	for _, i := range eps {
+		for _, u := range p.eps[i].Updates {
+			if _, ok := cp.index[u.ID]; ok {
+				continue
+			}
+			up, err := cp.newUpdatePlan(u, p.now)
+			if err != nil {
+				return fmt.Errorf("endpoint %q: update %q: %w", p.eps[i].ID, u.ID, err)
+			}
+			cp.index[u.ID] = int32(len(cp.ups))
+			cp.ups = append(cp.ups, up)
+		}
+	}
+	var work []int32
+	for k := range cp.ups {
+		if cp.ups[k].desire.desired {
+			work = append(work, int32(k))
+		}
+	}
+	for len(work) > 0 {
+		by := &cp.ups[work[len(work)-1]]
+		work = work[:len(work)-1]
+		for _, rid := range by.update.Requires {
+			k, ok := cp.index[rid]
+			if !ok || cp.ups[k].desire.desired {
+				continue
+			}
+			dep := &cp.ups[k]
+			c := &Citation{Kind: "requires", Name: by.id, Rule: by.desire.rule,
+				Detail: fmt.Sprintf("required by %s (%s)", by.id, by.desire.reason)}
+			dep.desire = desire{note: note{rule: c.Rule, reason: c.Detail}, desired: true, since: by.desire.since, cite: c}
+			if err := cp.attach(dep, p.now); err != nil {
+				return fmt.Errorf("update %q: %w", dep.id, err)
+			}
+			work = append(work, k)
+		}
+	}
+	return nil
+}
+
+// exclusion returns the index of the first unexpired exclusion holding up
+// on ep, or -1.
+func (cp *clientPlan) exclusion(up *updatePlan, ep *protocol.Endpoint) int {
+	for _, k := range up.exclusions {
+		if selects(&cp.c.Exclusions[k].Select, ep) {
+			return k
+		}
+	}
+	return -1
+}
+
+func exclusionReason(x *schema.Exclusion, loc *time.Location) string {
+	s := "exclusion: " + x.Reason
+	if x.Ticket != "" {
+		s += " (" + x.Ticket + ")"
+	}
+	return s + " " + untilText(x.Until, loc)
+}
+
+// untilText says when an exclusive end time t comes, in the client's zone,
+// the way the policy wrote it: "through 2026-12-31" for the midnight that
+// ends a date, else "until 2026-12-31 15:00 CST".
+func untilText(t time.Time, loc *time.Location) string {
+	t = t.In(loc)
+	if t.Hour() == 0 && t.Minute() == 0 && t.Second() == 0 {
+		return "through " + t.AddDate(0, 0, -1).Format(time.DateOnly)
+	}
+	return "until " + t.Format("2006-01-02 15:04 MST")
+}

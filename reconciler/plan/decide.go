@@ -1,0 +1,201 @@
+package plan
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/patchline/patchline/protocol"
+	"github.com/patchline/patchline/schema"
+)
+
+// pair is one decided (endpoint, update) pair while its endpoint is being
+// finished.
+type pair struct {
+	u *protocol.Update
+	v verdict
+}
+
+// verdict is a decision and the note that explains it.
+type verdict struct {
+	d Decision
+	note
+}
+
+// decideEndpoint is pass two for endpoint i: it decides each of its updates
+// in id order, applies the ring's maxConcurrent cap and plans its job.
+func (p *planner) decideEndpoint(i int, buf []pair) ([]pair, error) {
+	ep := p.eps[i]
+	info := &p.info[i]
+	cp := p.clients[ep.Client]
+	order := p.updateOrder(ep)
+	missing := 0
+	for _, j := range order {
+		u := ep.Updates[j]
+		var v verdict
+		if cp == nil {
+			v = verdict{d: UnknownClient, note: p.unknownNote(ep.Client)}
+		} else {
+			v = p.decide(cp, ep, info, &cp.ups[p.flat[info.first+j]], u)
+		}
+		if v.d == Missing {
+			missing++
+		}
+		buf = append(buf, pair{u: u, v: v})
+	}
+	missing -= holdForRequires(buf)
+	var ring *ringPlan
+	if cp != nil && info.ring >= 0 {
+		ring = &cp.rings[info.ring]
+	}
+	if missing > 0 && ring != nil && !info.inFlight && ring.ring.MaxConcurrent > 0 {
+		if ring.inFlight+ring.granted >= ring.ring.MaxConcurrent {
+			for k := range buf {
+				if buf[k].v.d == Missing {
+					buf[k].v = verdict{d: WaitingRing, note: ring.capped}
+				}
+			}
+			missing = 0
+		} else {
+			ring.granted++
+		}
+	}
+	for k := range buf {
+		pr := &buf[k]
+		p.counts[slot(pr.v.d)]++
+		if p.watch != nil {
+			p.watch(ep, pr.u, &pr.v)
+		}
+		if p.detail {
+			p.decisions = append(p.decisions, p.pairDecision(ep, cp, info, pr))
+		}
+	}
+	if missing > 0 && cp.c.Mode != schema.ModeReport {
+		job, err := p.job(ep, ring, buf)
+		if err != nil {
+			return buf, err
+		}
+		p.jobs = append(p.jobs, plannedJob{ring: info.ring, job: job})
+	}
+	return buf, nil
+}
+
+// updateOrder returns the indexes of ep's updates, in id order when
+// decisions are kept; counts and jobs do not depend on the order.
+func (p *planner) updateOrder(ep *protocol.Endpoint) []int {
+	if cap(p.order1) < len(ep.Updates) {
+		p.order1 = make([]int, len(ep.Updates))
+	}
+	order := p.order1[:len(ep.Updates)]
+	for j := range order {
+		order[j] = j
+	}
+	if p.detail && !slices.IsSortedFunc(ep.Updates, func(a, b *protocol.Update) int { return strings.Compare(a.ID, b.ID) }) {
+		slices.SortFunc(order, func(a, b int) int { return strings.Compare(ep.Updates[a].ID, ep.Updates[b].ID) })
+	}
+	return order
+}
+
+func (p *planner) pairDecision(ep *protocol.Endpoint, cp *clientPlan, info *endpointInfo, pr *pair) PairDecision {
+	d := PairDecision{
+		Endpoint: ep.ID, Client: ep.Client, Update: pr.u.ID, Source: pr.u.Source, Severity: pr.u.Severity,
+		Decision: pr.v.d, Reason: pr.v.reason,
+	}
+	if cp != nil && info.ring >= 0 {
+		d.Ring = cp.rings[info.ring].ring.Name
+	}
+	d.Rule, d.EligibleAt = pr.v.rule, pr.v.at
+	return d
+}
+
+func (p *planner) unknownNote(client string) note {
+	n, ok := p.unknown[client]
+	if !ok {
+		n = note{reason: fmt.Sprintf("client %q is not in the fleet repository", client)}
+		if p.unknown == nil {
+			p.unknown = map[string]note{}
+		}
+		p.unknown[client] = n
+	}
+	return n
+}
+
+// decide applies the rules of the package comment, in order, to one pair.
+func (p *planner) decide(cp *clientPlan, ep *protocol.Endpoint, info *endpointInfo, up *updatePlan, u *protocol.Update) verdict {
+	ds := &up.desire
+	if u.Installed {
+		if ds.desired {
+			return verdict{Installed, ds.note}
+		}
+		return verdict{NotApproved, ds.note}
+	}
+	if !ds.desired {
+		return verdict{NotApproved, ds.note}
+	}
+	if k := cp.exclusion(up, ep); k >= 0 {
+		return verdict{Excluded, cp.exclusions[k]}
+	}
+	if info.ring < 0 {
+		return verdict{WaitingRing, noRing}
+	}
+	ring := &cp.rings[info.ring]
+	if u.InFlightJob != nil {
+		v := verdict{InProgress, ds.note}
+		if p.detail {
+			v.reason = "in job " + *u.InFlightJob
+		}
+		return v
+	}
+	if f := cp.failure(up, u, info.ring); f.latest != nil {
+		if v, failed := p.failed(ring, f); failed {
+			return v
+		}
+	}
+	rp := &up.rings[info.ring]
+	switch {
+	case rp.haltedBy >= 0:
+		return verdict{Halted, rp.halt}
+	case !rp.started:
+		return verdict{WaitingRing, rp.wait}
+	case info.freeze >= 0:
+		return verdict{WaitingWindow, cp.freezes[info.freeze]}
+	case !ring.open:
+		return verdict{WaitingWindow, ring.closed}
+	}
+	return verdict{Missing, ds.note}
+}
+
+var noRing = note{reason: "no ring selects this endpoint"}
+
+// holdForRequires keeps out of the job every missing update that requires
+// an update the endpoint has not installed and that is not in the job
+// either (its own ring gating, a window or an exclusion holds it): the
+// install would fail. The held update waits for it. It returns how many
+// pairs it held.
+func holdForRequires(buf []pair) int {
+	byID := make(map[string]int, len(buf))
+	for k := range buf {
+		byID[buf[k].u.ID] = k
+	}
+	held := 0
+	for changed := true; changed; {
+		changed = false
+		for k := range buf {
+			if buf[k].v.d != Missing {
+				continue
+			}
+			for _, rid := range buf[k].u.Requires {
+				r, ok := byID[rid]
+				if !ok || buf[r].u.Installed || buf[r].v.d == Missing {
+					continue
+				}
+				buf[k].v = verdict{d: WaitingRing, note: note{rule: buf[r].v.rule, at: buf[r].v.at,
+					reason: fmt.Sprintf("waits for %s, which it requires (%s)", rid, buf[r].v.d)}}
+				held++
+				changed = true
+				break
+			}
+		}
+	}
+	return held
+}

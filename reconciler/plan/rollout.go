@@ -1,0 +1,193 @@
+package plan
+
+import (
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/patchline/patchline/schema"
+)
+
+type ringPlan struct {
+	ring   *schema.Ring
+	window schema.Window
+	loc    *time.Location
+	rule   string
+	// closed is the note of a pair waiting for the window, capped of one
+	// waiting for a slot under maxConcurrent.
+	closed note
+	capped note
+	open   bool
+	// start and end bound the open occurrence; next is the next opening.
+	start, end time.Time
+	next       time.Time
+	// inFlight counts the ring's endpoints holding an open job; granted the
+	// new jobs this run gave out.
+	inFlight int
+	granted  int
+}
+
+// ringProgress is one update's progress through one ring.
+type ringProgress struct {
+	counted, succeeded, failed int
+	installs                   []time.Time
+	state                      RolloutState
+	// known says startAt is set: the ring started then, or will once the
+	// earlier ring's soak ends.
+	known    bool
+	started  bool
+	startAt  time.Time
+	passed   bool
+	passedAt time.Time
+	// haltedBy is the ring whose failures halt this one, or -1.
+	haltedBy int
+	// wait and halt are the notes of pairs waiting for or halted in the
+	// ring.
+	wait note
+	halt note
+}
+
+// gate works out each ring's state for a desired update from the counts of
+// pass one.
+func (cp *clientPlan) gate(up *updatePlan, now time.Time) {
+	if !up.desire.desired {
+		return
+	}
+	start := up.desire.since
+	if start.After(now) {
+		start = now
+	}
+	known, started := true, true
+	halted := -1
+	for k := range up.rings {
+		rp := &up.rings[k]
+		r := cp.rings[k].ring
+		rp.haltedBy = halted
+		if halted >= 0 {
+			rp.state = RolloutHalted
+			continue
+		}
+		rp.known, rp.started, rp.startAt = known, started, start
+		if rp.counted > 0 && float64(rp.failed)/float64(rp.counted) > r.MaxFailures {
+			halted = k
+			rp.haltedBy = k
+			rp.state = RolloutHalted
+			continue
+		}
+		if !started {
+			rp.state = RolloutWaiting
+			known, started = false, false
+			continue
+		}
+		rp.state = RolloutInProgress
+		passedAt, soak, ok := rp.passTime(r, start)
+		if !ok || passedAt.After(now) {
+			known, started = false, false
+			continue
+		}
+		rp.state, rp.passed, rp.passedAt = RolloutPassed, true, passedAt
+		start = passedAt.Add(soak)
+		known, started = true, !start.After(now)
+	}
+	for k := range up.rings {
+		rp := &up.rings[k]
+		switch {
+		case rp.haltedBy >= 0:
+			rp.halt = note{rule: cp.rings[rp.haltedBy].rule, reason: cp.haltReason(up, rp.haltedBy)}
+		case !rp.started:
+			rp.wait = note{rule: cp.rings[k-1].rule, reason: cp.waitReason(up, k)}
+			if rp.known && !rp.startAt.IsZero() {
+				rp.wait.at = timePtr(rp.startAt)
+			}
+		}
+	}
+}
+
+// passTime is when a started ring passed, the soak that follows, and
+// whether it has passed.
+func (rp *ringProgress) passTime(r *schema.Ring, start time.Time) (time.Time, time.Duration, bool) {
+	if rp.counted == 0 {
+		return start, 0, true
+	}
+	// The small epsilon keeps 0.95×20 at 19 despite binary rounding.
+	need := int(math.Ceil(r.MinSuccess*float64(rp.counted) - 1e-9))
+	if need <= 0 {
+		return start, r.Soak, true
+	}
+	if rp.succeeded < need {
+		return time.Time{}, 0, false
+	}
+	slices.SortFunc(rp.installs, func(a, b time.Time) int { return a.Compare(b) })
+	at := rp.installs[need-1]
+	if at.Before(start) {
+		at = start
+	}
+	return at, r.Soak, true
+}
+
+func (cp *clientPlan) haltReason(up *updatePlan, k int) string {
+	rp := &up.rings[k]
+	r := cp.rings[k].ring
+	return fmt.Sprintf("halted in ring %s: %d of %d endpoints failed (%s), above maxFailures %s; a resume entry lifts it",
+		r.Name, rp.failed, rp.counted, percent(float64(rp.failed)/float64(rp.counted)), percent(r.MaxFailures))
+}
+
+func (cp *clientPlan) waitReason(up *updatePlan, k int) string {
+	prev := cp.rings[k-1].ring
+	pp := &up.rings[k-1]
+	if pp.passed {
+		return fmt.Sprintf("ring %s waits for ring %s to soak %s after it passed at %s", cp.rings[k].ring.Name, prev.Name, days(prev.Soak), pp.passedAt.UTC().Format(time.RFC3339))
+	}
+	if !pp.started {
+		return fmt.Sprintf("ring %s waits for ring %s, which has not started", cp.rings[k].ring.Name, prev.Name)
+	}
+	return fmt.Sprintf("ring %s waits for ring %s: %d of %d installed, needs %s", cp.rings[k].ring.Name, prev.Name, pp.succeeded, pp.counted, percent(prev.MinSuccess))
+}
+
+func percent(f float64) string {
+	return fmt.Sprintf("%.4g%%", f*100)
+}
+
+// rollouts appends the ring progress of every desired update of the client.
+func (cp *clientPlan) rollouts(out []Rollout) []Rollout {
+	ids := make([]int, 0, len(cp.ups))
+	for k := range cp.ups {
+		if cp.ups[k].desire.desired {
+			ids = append(ids, k)
+		}
+	}
+	slices.SortFunc(ids, func(a, b int) int { return strings.Compare(cp.ups[a].id, cp.ups[b].id) })
+	for _, k := range ids {
+		out = append(out, cp.rollout(&cp.ups[k])...)
+	}
+	return out
+}
+
+// rollout is the progress of one desired update through each ring.
+func (cp *clientPlan) rollout(up *updatePlan) []Rollout {
+	out := make([]Rollout, len(up.rings))
+	for k := range up.rings {
+		rp := &up.rings[k]
+		r := cp.rings[k].ring
+		ro := Rollout{
+			Client: cp.id, Update: up.id, Ring: r.Name, Counted: rp.counted, Succeeded: rp.succeeded, Failed: rp.failed,
+			State: rp.state, Rule: r.Pos.Rule(),
+		}
+		if rp.counted > 0 {
+			ro.Share = float64(rp.succeeded) / float64(rp.counted)
+			ro.FailureShare = float64(rp.failed) / float64(rp.counted)
+		}
+		if rp.known && rp.haltedBy < 0 && !rp.startAt.IsZero() {
+			ro.EligibleAt = timePtr(rp.startAt)
+		}
+		if rp.passed {
+			t := rp.passedAt
+			ro.PassedAt = &t
+		}
+		ro.Reason = rp.halt.reason + rp.wait.reason
+		out[k] = ro
+	}
+	return out
+}
