@@ -47,7 +47,9 @@ func TestControllerEndToEnd(t *testing.T) {
 		p.at = time.Now()
 		got <- p
 	}()
-	time.Sleep(50 * time.Millisecond) // let the long-poll start waiting; it returns at once if a job were already due
+	// The long-poll must be parked before the push, so the job wakes it
+	// (it would return at once if a job were already due).
+	h.waitLongPolls(1)
 	pushed := time.Now()
 	rev := h.push(map[string]string{"clients/acme/policy.cue": approveCritical}, "Approve critical security updates (#7)")
 	p := <-got

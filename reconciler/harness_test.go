@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -153,6 +154,32 @@ func (h *harness) waitFor(what string, ok func(protocol.Status) bool) protocol.S
 			h.t.Fatalf("waiting for %s; status:\n%s", what, b)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// waitLongPolls waits until n long-polls are parked in the controller
+// (the patchline_longpolls_waiting gauge); a hang, not a timing assertion.
+func (h *harness) waitLongPolls(n int) {
+	h.t.Helper()
+	want := fmt.Sprintf("patchline_longpolls_waiting %d\n", n)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get(h.base + "/metrics")
+		if err != nil {
+			h.t.Fatal(err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			h.t.Fatal(err)
+		}
+		if strings.Contains(string(body), want) {
+			return
+		}
+		if time.Now().After(deadline) {
+			h.t.Fatalf("waiting for %d parked long-polls", n)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
 
