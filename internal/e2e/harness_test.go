@@ -19,7 +19,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -204,42 +203,38 @@ func freeAddr(t *testing.T) string {
 	return l.Addr().String()
 }
 
-// patchdProc is a patchd process that the test kills with SIGKILL and
-// starts again on the same address and data directory.
-type patchdProc struct {
+// proc is a process of one of the test binaries, which the test kills
+// with SIGKILL and may start again with the same arguments. Its output goes
+// to a log file, whose tail a failed test shows.
+type proc struct {
 	t    *testing.T
+	name string
 	bin  string
 	args []string
-	addr string
 	log  string
 	cmd  *exec.Cmd
 	// exited is closed when the current process has been waited for.
 	exited chan struct{}
 }
 
-// startPatchd runs the patchd binary following repo, with its data in
-// dataDir, and waits until it answers.
-func startPatchd(t *testing.T, repo *fleetRepo, dataDir string, extra ...string) *patchdProc {
+// newProc prepares a process of bin named name (for its log). Killing it
+// is registered with the test before it ever starts, so a test that fails
+// while starting it leaves nothing running.
+func newProc(t *testing.T, name, bin string, args ...string) *proc {
 	t.Helper()
-	bin, _ := binaries(t)
-	p := &patchdProc{t: t, bin: bin, addr: freeAddr(t), log: filepath.Join(t.TempDir(), "patchd.log")}
-	p.args = append([]string{"--repo-dir", repo.dir, "--data-dir", dataDir, "--secrets", writeSecrets(t),
-		"--listen", p.addr, "--log-level", "warn"}, extra...)
-	p.start()
+	p := &proc{t: t, name: name, bin: bin, args: args, log: filepath.Join(t.TempDir(), name+".log")}
 	t.Cleanup(func() {
 		p.kill()
 		if t.Failed() {
 			b, _ := os.ReadFile(p.log)
-			t.Logf("patchd log (tail):\n%s", tail(string(b), 4000))
+			t.Logf("%s log (tail):\n%s", name, tail(string(b), 4000))
 		}
 	})
 	return p
 }
 
-func (p *patchdProc) base() string { return "http://" + p.addr }
-
-// start starts the process and waits (bounded) until /v1/status answers.
-func (p *patchdProc) start() {
+// run starts the process; a goroutine waits for it.
+func (p *proc) run() {
 	p.t.Helper()
 	f, err := os.OpenFile(p.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
@@ -249,10 +244,48 @@ func (p *patchdProc) start() {
 	cmd := exec.Command(p.bin, p.args...)
 	cmd.Stdout, cmd.Stderr = f, f
 	if err := cmd.Start(); err != nil {
-		p.t.Fatalf("start patchd: %v", err)
+		p.t.Fatalf("start %s: %v", p.name, err)
 	}
 	p.cmd, p.exited = cmd, make(chan struct{})
 	go func(done chan struct{}) { _ = cmd.Wait(); close(done) }(p.exited)
+}
+
+// kill sends SIGKILL and waits until the process is gone.
+func (p *proc) kill() {
+	if p.cmd == nil {
+		return
+	}
+	_ = p.cmd.Process.Kill()
+	<-p.exited
+	p.cmd = nil
+}
+
+// patchdProc is a patchd process that the test kills with SIGKILL and
+// starts again on the same address and data directory.
+type patchdProc struct {
+	*proc
+	addr string
+}
+
+// startPatchd runs the patchd binary following repo, with its data in
+// dataDir, and waits until it answers.
+func startPatchd(t *testing.T, repo *fleetRepo, dataDir string, extra ...string) *patchdProc {
+	t.Helper()
+	bin, _ := binaries(t)
+	addr := freeAddr(t)
+	args := append([]string{"--repo-dir", repo.dir, "--data-dir", dataDir, "--secrets", writeSecrets(t),
+		"--listen", addr, "--log-level", "warn"}, extra...)
+	p := &patchdProc{proc: newProc(t, "patchd", bin, args...), addr: addr}
+	p.start()
+	return p
+}
+
+func (p *patchdProc) base() string { return "http://" + p.addr }
+
+// start starts the process and waits (bounded) until /v1/status answers.
+func (p *patchdProc) start() {
+	p.t.Helper()
+	p.run()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		select {
@@ -269,16 +302,6 @@ func (p *patchdProc) start() {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-}
-
-// kill sends SIGKILL and waits for the process to be gone.
-func (p *patchdProc) kill() {
-	if p.cmd == nil {
-		return
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGKILL)
-	<-p.exited
-	p.cmd = nil
 }
 
 // inproc is a controller running in the test process.
