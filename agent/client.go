@@ -10,7 +10,6 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -20,6 +19,7 @@ import (
 	"github.com/hashicorp/go-cleanhttp"
 	"github.com/hashicorp/go-retryablehttp"
 
+	"github.com/patchline/patchline/internal/netaddr"
 	"github.com/patchline/patchline/protocol"
 )
 
@@ -94,7 +94,7 @@ func controllerURL(raw string, insecure bool) (*url.URL, error) {
 	switch u.Scheme {
 	case "https":
 	case "http":
-		if !insecure && !isLoopback(u.Hostname()) {
+		if !insecure && !netaddr.IsLoopbackHost(u.Hostname()) {
 			return nil, fmt.Errorf("controller URL %q: plain http is allowed only to a loopback host or with --insecure", raw)
 		}
 	default:
@@ -106,14 +106,6 @@ func controllerURL(raw string, insecure bool) (*url.URL, error) {
 	u.Path = strings.TrimSuffix(u.Path, "/")
 	u.RawPath = ""
 	return u, nil
-}
-
-func isLoopback(host string) bool {
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // checkRetry decides whether an attempt is worth repeating: transport
