@@ -50,7 +50,7 @@ func Main(args []string, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := a.Run(ctx); err != nil {
-		log.Error("agent stopped", "error", err)
+		log.Error("agent stopped", "err", err)
 		return 1
 	}
 	return 0
