@@ -91,7 +91,7 @@ func TestAgentKilledBeforeAck(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			repo := newFleetRepo(t, "7d", approveNothing)
 			c := startController(t, controllerConfig(t, repo))
-			proxy, err := faultproxy.Start(c.base)
+			proxy, err := faultproxy.Start(c.URL)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -106,7 +106,7 @@ func TestAgentKilledBeforeAck(t *testing.T) {
 				return faultproxy.Action{}
 			})
 			a := startAgentProc(t, proxy.URL(), "acme-canary-0000", "canary")
-			waitEnrolled(t, c.base, []*simAgent{a.simAgent}, 30*time.Second)
+			waitEnrolled(t, c.URL, []*simAgent{a.simAgent}, 30*time.Second)
 			rev := repo.approve(approveSecurity)
 			select {
 			case <-posting:
@@ -126,13 +126,13 @@ func TestAgentKilledBeforeAck(t *testing.T) {
 			installed := a.installs(t)
 			proxy.SetRule(nil)
 			a.run()
-			waitConverged(t, c.base, rev, []*simAgent{a.simAgent}, 30*time.Second)
+			waitConverged(t, c.URL, rev, []*simAgent{a.simAgent}, 30*time.Second)
 			a.kill()
 			if got := a.installs(t); len(got) != len(installed) {
 				t.Errorf("installs after restart %v, before %v", got, installed)
 			}
-			checkRollout(t, snapshot(t, c.base), audit(t, c.base), []*simAgent{a.simAgent})
-			for _, ep := range snapshot(t, c.base).Endpoints {
+			checkRollout(t, snapshot(t, c.URL), audit(t, c.URL), []*simAgent{a.simAgent})
+			for _, ep := range snapshot(t, c.URL).Endpoints {
 				for _, u := range ep.Updates {
 					if n := len(u.Attempts); n > 1 || (n == 1 && u.Attempts[0].Result != protocol.ResultSucceeded) {
 						t.Errorf("%s: attempts %+v, want one success", u.ID, u.Attempts)

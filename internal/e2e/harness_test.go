@@ -25,6 +25,7 @@ import (
 	"github.com/patchline/patchline/agent"
 	"github.com/patchline/patchline/agent/backend/sim"
 	"github.com/patchline/patchline/internal/gittest"
+	"github.com/patchline/patchline/internal/patchdtest"
 	"github.com/patchline/patchline/protocol"
 	"github.com/patchline/patchline/reconciler"
 )
@@ -34,12 +35,11 @@ var (
 	seedFlag = flag.Uint64("seed", 0, "seed of the random fault schedule (0 picks one from the clock; every test logs the seed it used)")
 )
 
-// Secrets every test controller uses.
+// The one client of the test fleet and its enrollment secret; the admin
+// token and webhook secret are package patchdtest's.
 const (
-	adminToken    = "e2e-admin-token"
-	webhookSecret = "e2e-webhook-secret"
-	acmeSecret    = "e2e-acme-enrollment"
-	client        = "acme"
+	acmeSecret = "e2e-acme-enrollment"
+	client     = "acme"
 )
 
 // bins are the patchd and patch-agent binaries, built once per test run
@@ -180,17 +180,6 @@ func (r *fleetRepo) commit(msg string) string {
 	return gittest.Run(r.t, r.env, r.dir, "rev-parse", "HEAD")
 }
 
-// writeSecrets writes the controllers' secrets file and returns its path.
-func writeSecrets(t *testing.T) string {
-	t.Helper()
-	p := filepath.Join(t.TempDir(), "secrets.json")
-	sec := fmt.Sprintf(`{"adminToken": %q, "webhookSecret": %q, "enrollment": {"acme": %q}}`, adminToken, webhookSecret, acmeSecret)
-	if err := os.WriteFile(p, []byte(sec), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
 // freeAddr returns a loopback address with a port free right now, for a
 // process that must come back on the same address after a kill.
 func freeAddr(t *testing.T) string {
@@ -273,7 +262,7 @@ func startPatchd(t *testing.T, repo *fleetRepo, dataDir string, extra ...string)
 	t.Helper()
 	bin, _ := binaries(t)
 	addr := freeAddr(t)
-	args := append([]string{"--repo-dir", repo.dir, "--data-dir", dataDir, "--secrets", writeSecrets(t),
+	args := append([]string{"--repo-dir", repo.dir, "--data-dir", dataDir, "--secrets", patchdtest.SecretsFile(t, enrollment),
 		"--listen", addr, "--log-level", "warn"}, extra...)
 	p := &patchdProc{proc: newProc(t, "patchd", bin, args...), addr: addr}
 	p.start()
@@ -294,7 +283,7 @@ func (p *patchdProc) start() {
 			p.t.Fatalf("patchd exited while starting:\n%s", tail(string(b), 4000))
 		default:
 		}
-		if code, _ := get(p.base(), "/v1/status", adminToken, nil); code == http.StatusOK {
+		if code, _ := get(p.base(), "/v1/status", patchdtest.AdminToken, nil); code == http.StatusOK {
 			return
 		}
 		if time.Now().After(deadline) {
@@ -304,55 +293,21 @@ func (p *patchdProc) start() {
 	}
 }
 
-// inproc is a controller running in the test process.
-type inproc struct {
-	base   string
-	cancel context.CancelFunc
-	done   chan error
-}
+// enrollment is the enrollment secrets of every test controller.
+var enrollment = map[string]string{client: acmeSecret}
 
 // controllerConfig is the in-process controller's configuration for repo.
 func controllerConfig(t *testing.T, repo *fleetRepo) reconciler.Config {
-	return reconciler.Config{
-		DataDir:     t.TempDir(),
-		RepoDir:     repo.dir,
-		RepoBranch:  "main",
-		SecretsFile: writeSecrets(t),
-		Listen:      "127.0.0.1:0",
-		Poll:        time.Hour,
-		LongPollMax: 10 * time.Second,
-		Logger:      slog.New(slog.NewTextHandler(io.Discard, nil)),
-	}
+	return patchdtest.Config(t, repo.dir, enrollment)
 }
 
 // startController runs a controller in the test process until the test
-// ends, and waits until it has applied the repo's head.
-func startController(t *testing.T, cfg reconciler.Config) *inproc {
+// ends, and waits until it has applied the repo's head to acme.
+func startController(t *testing.T, cfg reconciler.Config) *patchdtest.Patchd {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	c, err := reconciler.New(ctx, cfg)
-	if err != nil {
-		cancel()
-		t.Fatalf("start patchd: %v", err)
-	}
-	ip := &inproc{base: "http://" + c.Addr(), cancel: cancel, done: make(chan error, 1)}
-	go func() { ip.done <- c.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-ip.done:
-			if err != nil {
-				t.Errorf("patchd Run: %v", err)
-			}
-		case <-time.After(30 * time.Second):
-			t.Error("patchd did not stop within 30s")
-		}
-	})
-	waitFor(t, "the first policy revision", 30*time.Second, func() (bool, string) {
-		st := status(t, ip.base)
-		return applied(st, client) != "", fmt.Sprintf("%+v", st)
-	})
-	return ip
+	c := patchdtest.Start(t, cfg)
+	c.WaitStatus("the first policy revision", func(st protocol.Status) bool { return applied(st, client) != "" })
+	return c
 }
 
 // get sends an admin or anonymous GET and decodes a 200 answer into out.
@@ -385,7 +340,7 @@ func get(base, path, token string, out any) (int, error) {
 func status(t *testing.T, base string) protocol.Status {
 	t.Helper()
 	var st protocol.Status
-	if code, err := get(base, "/v1/status", adminToken, &st); code != http.StatusOK {
+	if code, err := get(base, "/v1/status", patchdtest.AdminToken, &st); code != http.StatusOK {
 		t.Fatalf("GET /v1/status: %d %v", code, err)
 	}
 	return st
@@ -394,7 +349,7 @@ func status(t *testing.T, base string) protocol.Status {
 func snapshot(t *testing.T, base string) *protocol.Snapshot {
 	t.Helper()
 	var snap protocol.Snapshot
-	if code, err := get(base, "/v1/state", adminToken, &snap); code != http.StatusOK {
+	if code, err := get(base, "/v1/state", patchdtest.AdminToken, &snap); code != http.StatusOK {
 		t.Fatalf("GET /v1/state: %d %v", code, err)
 	}
 	return &snap
@@ -420,7 +375,7 @@ func audit(t *testing.T, base string) []auditEntry {
 			Entries []auditEntry `json:"entries"`
 			Next    int64        `json:"next"`
 		}
-		if code, err := get(base, fmt.Sprintf("/v1/audit?after=%d&limit=1000", after), adminToken, &page); code != http.StatusOK {
+		if code, err := get(base, fmt.Sprintf("/v1/audit?after=%d&limit=1000", after), patchdtest.AdminToken, &page); code != http.StatusOK {
 			t.Fatalf("GET /v1/audit: %d %v", code, err)
 		}
 		if len(page.Entries) == 0 {
