@@ -287,12 +287,12 @@ func (a *Agent) Run(ctx context.Context) error {
 // not fix: the log says what the technician does.
 func (a *Agent) logFailure(msg string, err error) {
 	if errorCode(err) == protocol.CodeUnauthorized {
-		a.log.Error(msg+": the controller does not know this endpoint or its node key", "error", err,
+		a.log.Error(msg+": the controller does not know this endpoint or its node key", "err", err,
 			"fix", "if patchd's store was reset or restored from a backup older than this agent's enrollment, stop the agent, delete "+
 				filepath.Join(a.cfg.StateDir, identityFile)+" and start it again to enrol")
 		return
 	}
-	a.log.Warn(msg, "error", err)
+	a.log.Warn(msg, "err", err)
 }
 
 // pause waits a jittered, growing delay after the failures-th failure in a
@@ -319,7 +319,7 @@ func (a *Agent) enrollRetrying(ctx context.Context) error {
 		if ctx.Err() != nil || (code != "" && !code.Retryable()) {
 			return err
 		}
-		a.log.Warn("enrollment failed; retrying", "error", err)
+		a.log.Warn("enrollment failed; retrying", "err", err)
 		if err := a.pause(ctx, failures); err != nil {
 			return err
 		}
@@ -420,7 +420,7 @@ func (a *Agent) send(ctx context.Context, e *entry) error {
 		if code == "" || code.Retryable() || code == protocol.CodeUnauthorized || code == protocol.CodeForbidden {
 			return fmt.Errorf("job %s: deliver result: %w", e.Job, err)
 		}
-		a.log.Error("controller rejected a result; dropping it", "job", e.Job, "error", err)
+		a.log.Error("controller rejected a result; dropping it", "job", e.Job, "err", err)
 	} else {
 		a.log.Info("result delivered", "job", e.Job, "refused", e.Result.Refused, "duplicate", resp.Duplicate)
 	}
@@ -437,7 +437,7 @@ func (a *Agent) report(ctx context.Context) {
 	if err != nil {
 		// Sending an empty inventory would tell the controller nothing is
 		// installed; skip this report instead.
-		a.log.Error("inventory failed; report skipped", "error", err)
+		a.log.Error("inventory failed; report skipped", "err", err)
 		return
 	}
 	if ups == nil {
@@ -445,14 +445,14 @@ func (a *Agent) report(ctx context.Context) {
 	}
 	pending, err := a.cfg.Backend.RebootPending(ctx)
 	if err != nil {
-		a.log.Warn("cannot tell whether a reboot is pending", "error", err)
+		a.log.Warn("cannot tell whether a reboot is pending", "err", err)
 	}
 	// The number is stored before the report leaves, so that no later
 	// report, even after a crash, reuses it: the controller keeps only
 	// reports numbered at least as high as the one it has.
 	seq := a.reportSeq + 1
 	if err := writeJSON(a.cfg.StateDir, reportSeqFile, seqState{Seq: seq}); err != nil {
-		a.log.Error("cannot number the inventory report; report skipped", "error", err)
+		a.log.Error("cannot number the inventory report; report skipped", "err", err)
 		return
 	}
 	a.reportSeq = seq
@@ -518,14 +518,14 @@ func (a *Agent) handle(ctx context.Context, sj protocol.SignedJob) error {
 	results := a.install(ctx, p)
 	pending, err := a.cfg.Backend.RebootPending(ctx)
 	if err != nil {
-		log.Warn("cannot tell whether a reboot is pending", "error", err)
+		log.Warn("cannot tell whether a reboot is pending", "err", err)
 	}
 	r := protocol.ResultRequest{Job: p.ID, IdempotencyKey: p.IdempotencyKey, Updates: results, RebootPending: pending, JobSeq: a.seq}
 	if err := a.journal.finish(e, r, a.clock.Now()); err != nil {
 		return fmt.Errorf("agent: %w", err)
 	}
 	if err := a.send(ctx, e); err != nil {
-		log.Warn("result kept in the outbox", "error", err)
+		log.Warn("result kept in the outbox", "err", err)
 	}
 	a.report(ctx)
 	a.reboot(ctx, p, pending)
@@ -564,7 +564,7 @@ func (a *Agent) refuse(ctx context.Context, p protocol.JobPayload, err error) er
 		return fmt.Errorf("agent: %w", jerr)
 	}
 	if err := a.send(ctx, e); err != nil {
-		a.log.Warn("refusal kept in the outbox", "job", p.ID, "error", err)
+		a.log.Warn("refusal kept in the outbox", "job", p.ID, "err", err)
 	}
 	return nil
 }
@@ -576,14 +576,14 @@ func (a *Agent) resend(ctx context.Context, p protocol.JobPayload, e *entry) err
 	r.Job = p.ID
 	if p.ID == e.Job && !e.Acked {
 		if err := a.send(ctx, e); err != nil {
-			a.log.Warn("result kept in the outbox", "job", p.ID, "error", err)
+			a.log.Warn("result kept in the outbox", "job", p.ID, "err", err)
 		}
 		return nil
 	}
 	// Already acknowledged (or asked for under another job id): nothing to
 	// keep durable, a failed send just makes the controller ask again.
 	if _, err := a.api.result(ctx, r); err != nil {
-		a.log.Warn("re-sending a recorded result failed", "job", p.ID, "error", err)
+		a.log.Warn("re-sending a recorded result failed", "job", p.ID, "err", err)
 	}
 	return nil
 }
@@ -667,7 +667,7 @@ func (a *Agent) rebootNow(ctx context.Context, log *slog.Logger, why string) {
 	}
 	log.Info("rebooting", "why", why, "command", strings.Join(a.cfg.RebootCommand, " "))
 	if err := a.run(ctx, a.cfg.RebootCommand); err != nil {
-		log.Error("reboot command failed", "error", err)
+		log.Error("reboot command failed", "err", err)
 	}
 }
 

@@ -10,9 +10,9 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -20,6 +20,7 @@ import (
 	"github.com/hashicorp/go-cleanhttp"
 	"github.com/hashicorp/go-retryablehttp"
 
+	"github.com/patchline/patchline/internal/netaddr"
 	"github.com/patchline/patchline/protocol"
 )
 
@@ -94,7 +95,7 @@ func controllerURL(raw string, insecure bool) (*url.URL, error) {
 	switch u.Scheme {
 	case "https":
 	case "http":
-		if !insecure && !isLoopback(u.Hostname()) {
+		if !insecure && !netaddr.IsLoopbackHost(u.Hostname()) {
 			return nil, fmt.Errorf("controller URL %q: plain http is allowed only to a loopback host or with --insecure", raw)
 		}
 	default:
@@ -106,14 +107,6 @@ func controllerURL(raw string, insecure bool) (*url.URL, error) {
 	u.Path = strings.TrimSuffix(u.Path, "/")
 	u.RawPath = ""
 	return u, nil
-}
-
-func isLoopback(host string) bool {
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // checkRetry decides whether an attempt is worth repeating: transport
@@ -296,12 +289,33 @@ func (c *client) result(ctx context.Context, r protocol.ResultRequest) (protocol
 }
 
 // slogLeveled adapts retryablehttp's leveled logger to slog, so retries show
-// up in the agent's structured log instead of on stdout.
+// up in the agent's structured log instead of on stdout, with the error
+// under the key "err" like every other Patchline log line (the library says
+// "error").
 type slogLeveled struct{ l *slog.Logger }
 
-func (s slogLeveled) Error(msg string, kv ...any) { s.l.Error(msg, kv...) }
-func (s slogLeveled) Info(msg string, kv ...any)  { s.l.Info(msg, kv...) }
-func (s slogLeveled) Debug(msg string, kv ...any) { s.l.Debug(msg, kv...) }
-func (s slogLeveled) Warn(msg string, kv ...any)  { s.l.Warn(msg, kv...) }
+func (s slogLeveled) Error(msg string, kv ...any) { s.l.Error(msg, errKeys(kv)...) }
+func (s slogLeveled) Info(msg string, kv ...any)  { s.l.Info(msg, errKeys(kv)...) }
+func (s slogLeveled) Debug(msg string, kv ...any) { s.l.Debug(msg, errKeys(kv)...) }
+func (s slogLeveled) Warn(msg string, kv ...any)  { s.l.Warn(msg, errKeys(kv)...) }
+
+// errKeys returns the key-value list kv with every "error" key renamed
+// "err". It copies kv, which is the caller's, only when it has one.
+func errKeys(kv []any) []any {
+	var out []any
+	for i := 0; i < len(kv); i += 2 {
+		if kv[i] != "error" {
+			continue
+		}
+		if out == nil {
+			out = slices.Clone(kv)
+		}
+		out[i] = "err"
+	}
+	if out == nil {
+		return kv
+	}
+	return out
+}
 
 var _ retryablehttp.LeveledLogger = slogLeveled{}

@@ -1,9 +1,12 @@
 package agent
 
 import (
+	"bytes"
 	"crypto/x509"
+	"errors"
 	"io"
 	"log"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -99,6 +102,27 @@ func TestRetriesAreLoggedThroughSlog(t *testing.T) {
 	}
 	if logs := h.logs.String(); !strings.Contains(logs, `msg="retrying request"`) {
 		t.Errorf("retry not in the agent's log:\n%s", logs)
+	}
+}
+
+// TestLibraryLogLinesUseTheErrKey: the retry library's log lines carry
+// their error under "err", as the agent's own lines do, and the library's
+// arguments are left as they were.
+func TestLibraryLogLinesUseTheErrKey(t *testing.T) {
+	var buf bytes.Buffer
+	l := slogLeveled{slog.New(slog.NewTextHandler(&buf, nil))}
+	kv := []any{"error", errors.New("dial tcp 10.0.0.5:8420: connection refused"), "method", "POST"}
+	l.Error("request failed", kv...)
+	l.Warn("no error here", "method", "GET")
+	got := buf.String()
+	if !strings.Contains(got, `err="dial tcp 10.0.0.5:8420: connection refused" method=POST`) || strings.Contains(got, "error=") {
+		t.Errorf("log:\n%s\nwant the error under err", got)
+	}
+	if !strings.Contains(got, `msg="no error here" method=GET`) {
+		t.Errorf("log:\n%s\nwant the line without an error as it was", got)
+	}
+	if kv[0] != "error" {
+		t.Errorf("the caller's list changed: %v", kv)
 	}
 }
 

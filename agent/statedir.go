@@ -8,10 +8,11 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"runtime"
+
+	"github.com/patchline/patchline/internal/atomicfile"
 )
 
-// Files in the state directory. Every file is written with writeFileAtomic
+// Files in the state directory. Every file is written whole, by writeJSON,
 // and is readable only by the agent's user: the identity holds the node key.
 const (
 	identityFile = "identity.json"
@@ -60,77 +61,26 @@ func ensureDir(dir string) error {
 	return nil
 }
 
-// writeFileAtomic replaces dir/name with data so that a crash leaves either
-// the old or the new content, never a mix: write a temp file in the same
-// directory, fsync it, rename it over the target, fsync the directory so the
-// rename itself is durable.
-func writeFileAtomic(dir, name string, data []byte) error {
-	f, err := os.CreateTemp(dir, "."+name+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", name, err)
-	}
-	tmp := f.Name()
-	fail := func(err error) error {
-		_ = f.Close()
-		_ = os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", name, err)
-	}
-	if err := f.Chmod(fileMode); err != nil && runtime.GOOS != "windows" {
-		return fail(err)
-	}
-	if _, err := f.Write(data); err != nil {
-		return fail(err)
-	}
-	if err := f.Sync(); err != nil {
-		return fail(err)
-	}
-	if err := f.Close(); err != nil {
-		_ = os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", name, err)
-	}
-	if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
-		_ = os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", name, err)
-	}
-	return syncDir(dir)
-}
-
 // removeFileDurable deletes dir/name and fsyncs dir so the removal survives
 // a crash. A file already gone is not an error.
 func removeFileDurable(dir, name string) error {
 	if err := os.Remove(filepath.Join(dir, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("remove %s: %w", name, err)
 	}
-	return syncDir(dir)
+	return atomicfile.SyncDir(dir)
 }
 
-// syncDir makes renames and removals in dir durable. Windows cannot fsync a
-// directory handle; NTFS journals the metadata change itself.
-func syncDir(dir string) error {
-	if runtime.GOOS == "windows" {
-		return nil
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("sync dir %s: %w", dir, err)
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("sync dir %s: %w", dir, err)
-	}
-	return nil
-}
-
-// writeJSON stores v as indented JSON in dir/name, atomically.
+// writeJSON stores v as indented JSON in dir/name, atomically: a crash
+// leaves either the old or the new content, never a mix.
 func writeJSON(dir, name string, v any) error {
 	b, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return fmt.Errorf("encode %s: %w", name, err)
 	}
-	return writeFileAtomic(dir, name, append(b, '\n'))
+	if err := atomicfile.WriteFile(filepath.Join(dir, name), append(b, '\n'), fileMode); err != nil {
+		return fmt.Errorf("write %s: %w", name, err)
+	}
+	return nil
 }
 
 // readJSON loads dir/name into v. It reports found=false, and no error, when

@@ -8,7 +8,8 @@
 //   - the agent API (enrollment, reports, signed jobs, results) and its
 //     error envelope, whose codes both sides map to and from HTTP status;
 //   - the admin API's answers (Status, the audit page);
-//   - the secrets file patchd reads.
+//   - the secrets file patchd reads;
+//   - how a revision (a commit hash) is shown: ShortRevision.
 //
 // It imports neither the controller, the store nor net/http, so the agent,
 // `patchctl` and the simulator link it without linking patchd, and the pure

@@ -2,7 +2,6 @@ package protocol
 
 import (
 	"bytes"
-	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -11,9 +10,9 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-)
 
-var update = flag.Bool("update", false, "rewrite golden files")
+	"github.com/patchline/patchline/internal/golden"
+)
 
 func readSnapshot(t *testing.T) *Snapshot {
 	t.Helper()
@@ -69,19 +68,7 @@ func TestEncodeGolden(t *testing.T) {
 	if err := EncodeSnapshot(&buf, s); err != nil {
 		t.Fatal(err)
 	}
-	golden := filepath.Join("testdata", "snapshot.golden.json")
-	if *update {
-		if err := os.WriteFile(golden, buf.Bytes(), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(golden)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if diff := cmp.Diff(string(want), buf.String()); diff != "" {
-		t.Errorf("EncodeSnapshot output differs from %s (-want +got):\n%s", golden, diff)
-	}
+	golden.Check(t, filepath.Join("testdata", "snapshot.golden.json"), buf.Bytes())
 	again, err := DecodeSnapshot(bytes.NewReader(buf.Bytes()))
 	if err != nil {
 		t.Fatalf("DecodeSnapshot(EncodeSnapshot(s)): %v", err)

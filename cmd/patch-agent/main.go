@@ -4,7 +4,6 @@ package main
 
 import (
 	"context"
-	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -20,6 +19,7 @@ import (
 	"github.com/patchline/patchline/agent"
 	"github.com/patchline/patchline/agent/backend"
 	"github.com/patchline/patchline/agent/backend/sim"
+	"github.com/patchline/patchline/internal/tlsconf"
 	"github.com/patchline/patchline/protocol"
 )
 
@@ -50,7 +50,7 @@ func Main(args []string, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := a.Run(ctx); err != nil {
-		log.Error("agent stopped", "error", err)
+		log.Error("agent stopped", "err", err)
 		return 1
 	}
 	return 0
@@ -132,13 +132,9 @@ func parseFlags(args []string, stderr io.Writer) (cfg agent.Config, bs backendSp
 		cfg.EnrollSecret = strings.TrimSpace(string(b))
 	}
 	if *caFile != "" {
-		pem, err := os.ReadFile(*caFile)
+		pool, err := tlsconf.LoadCAFile("--ca-file", *caFile)
 		if err != nil {
-			return agent.Config{}, backendSpec{}, fmt.Errorf("--ca-file: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return agent.Config{}, backendSpec{}, fmt.Errorf("--ca-file %s: no PEM certificate in it", *caFile)
+			return agent.Config{}, backendSpec{}, err
 		}
 		cfg.RootCAs = pool
 	}

@@ -4,11 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 
 	"github.com/spf13/cobra"
 
+	"github.com/patchline/patchline/internal/atomicfile"
 	"github.com/patchline/patchline/reconciler/store/sqlite"
 )
 
@@ -39,19 +38,21 @@ read it.`,
 				return err
 			}
 			defer body.Close()
-			tmp, err := os.CreateTemp(filepath.Dir(out), "."+filepath.Base(out)+".*")
+			// The copy holds node key hashes and signed jobs: only its
+			// owner reads it.
+			f, err := atomicfile.Create(out, 0o600)
 			if err != nil {
 				return fmt.Errorf("--out: %w", err)
 			}
-			defer os.Remove(tmp.Name())
-			n, err := io.Copy(tmp, body)
-			if err := errors.Join(err, tmp.Sync(), tmp.Close()); err != nil {
+			defer f.Discard()
+			n, err := io.Copy(f, body)
+			if err != nil {
 				return fmt.Errorf("download backup: %w", err)
 			}
-			if err := sqlite.Verify(cmd.Context(), tmp.Name()); err != nil {
+			if err := sqlite.Verify(cmd.Context(), f.Name()); err != nil {
 				return fmt.Errorf("the downloaded copy is not usable, %s is unchanged: %w", out, err)
 			}
-			if err := os.Rename(tmp.Name(), out); err != nil {
+			if err := f.Commit(); err != nil {
 				return fmt.Errorf("--out: %w", err)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "backup of %s saved to %s (%d bytes, verified)\n", cf.url, out, n)

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/patchline/patchline/internal/tlsconf"
 	"github.com/patchline/patchline/protocol"
 )
 
@@ -49,13 +49,9 @@ func (f *controllerFlags) get(ctx context.Context, path string) (io.ReadCloser, 
 	}
 	client := &http.Client{Timeout: 5 * time.Minute}
 	if f.caFile != "" {
-		pem, err := os.ReadFile(f.caFile)
+		pool, err := tlsconf.LoadCAFile("--ca-file", f.caFile)
 		if err != nil {
-			return nil, fmt.Errorf("--ca-file: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("--ca-file %s: no PEM certificate in it", f.caFile)
+			return nil, err
 		}
 		client.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}
 	}

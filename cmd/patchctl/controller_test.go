@@ -3,9 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
-	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,8 +12,8 @@ import (
 	"github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
 
+	"github.com/patchline/patchline/internal/patchdtest"
 	"github.com/patchline/patchline/protocol"
-	"github.com/patchline/patchline/reconciler"
 	"github.com/patchline/patchline/reconciler/store/sqlite"
 )
 
@@ -31,45 +28,11 @@ func startController(t *testing.T) (url, tokenFile string) {
 	copyDir(t, "../../examples/demo/fleet", repo)
 	commitAll(t, repo, "Demo fleet", time.Date(2026, 11, 20, 9, 0, 0, 0, time.UTC))
 
-	dir := t.TempDir()
-	secrets := filepath.Join(dir, "secrets.json")
-	if err := os.WriteFile(secrets, []byte(`{"adminToken": "t0ken", "enrollment": {"acme": "s"}}`), 0o600); err != nil {
+	tokenFile = filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(tokenFile, []byte(patchdtest.AdminToken+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	tokenFile = filepath.Join(dir, "token")
-	if err := os.WriteFile(tokenFile, []byte("t0ken\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	c, err := reconciler.New(ctx, reconciler.Config{
-		DataDir: filepath.Join(dir, "data"), RepoDir: repo, RepoBranch: "main", SecretsFile: secrets,
-		Listen: "127.0.0.1:0", Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-	})
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- c.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("patchd: %v", err)
-		}
-	})
-	url = "http://" + c.Addr()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		code, out, _ := run(t, "status", "--controller", url, "--token-file", tokenFile, "--format", "json")
-		var st protocol.Status
-		if code == 0 && json.Unmarshal([]byte(out), &st) == nil && st.Head != "" {
-			return url, tokenFile
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("patchd did not apply the fleet repo: %s", out)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	return patchdtest.Start(t, patchdtest.Config(t, repo, nil)).URL, tokenFile
 }
 
 func TestStatusAndStateExport(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/patchline/patchline/internal/fleetsim"
+	"github.com/patchline/patchline/protocol"
 )
 
 func newFleetCmd() *cobra.Command {
@@ -53,7 +54,7 @@ Windows are always open unless --realistic-windows; every ring soaks for
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "fleet repo  %s (commit %s, %d clients)\nsnapshot    %s (%d endpoints, %d updates each)\nsecrets     %s\n",
-				g.RepoDir, g.Revision[:12], opts.Clients, g.StatePath, opts.Endpoints, opts.Updates, g.SecretsPath)
+				g.RepoDir, protocol.ShortRevision(g.Revision), opts.Clients, g.StatePath, opts.Endpoints, opts.Updates, g.SecretsPath)
 			return nil
 		},
 	}

@@ -9,6 +9,8 @@ import (
 
 	"github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing/object"
+
+	"github.com/patchline/patchline/internal/golden"
 )
 
 // historyRepo builds a small fleet repository with fixed authors and dates:
@@ -94,7 +96,7 @@ func TestHistoryCommand(t *testing.T) {
 			if code != 0 {
 				t.Fatalf("exit %d, stderr:\n%s", code, errOut)
 			}
-			golden(t, tt.golden, out)
+			golden.Check(t, filepath.Join("testdata", tt.golden), []byte(out))
 		})
 	}
 }

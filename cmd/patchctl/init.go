@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	fleettemplate "github.com/patchline/patchline/fleet-repo-template"
+	"github.com/patchline/patchline/protocol"
 	"github.com/patchline/patchline/schema"
 )
 
@@ -85,6 +86,6 @@ func runInit(cmd *cobra.Command, dir, author, from string) error {
 	if err != nil {
 		return fmt.Errorf("commit in %s: %w", dir, err)
 	}
-	fmt.Fprintf(cmd.OutOrStdout(), "Initialised fleet repository %s (commit %s, %d files).\nNext: edit clients/example/, run `patchctl vet %s`, then push it and protect the main branch.\n", dir, hash.String()[:12], len(files), dir)
+	fmt.Fprintf(cmd.OutOrStdout(), "Initialised fleet repository %s (commit %s, %d files).\nNext: edit clients/example/, run `patchctl vet %s`, then push it and protect the main branch.\n", dir, protocol.ShortRevision(hash.String()), len(files), dir)
 	return nil
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"flag"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,10 +10,9 @@ import (
 
 	"github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing/object"
-	"github.com/google/go-cmp/cmp"
-)
 
-var update = flag.Bool("update", false, "rewrite golden files")
+	"github.com/patchline/patchline/internal/golden"
+)
 
 // now is inside acme's weeknights window (22:30 in Chicago).
 const now = "2026-11-24T04:30:00Z"
@@ -25,25 +23,6 @@ func run(t *testing.T, args ...string) (int, string, string) {
 	var out, errOut bytes.Buffer
 	code := Main(args, &out, &errOut)
 	return code, out.String(), errOut.String()
-}
-
-// golden compares got with testdata/name, rewriting it under -update.
-func golden(t *testing.T, name, got string) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if diff := cmp.Diff(string(want), got); diff != "" {
-		t.Errorf("%s mismatch (-want +got):\n%s", name, diff)
-	}
 }
 
 func TestPlanGolden(t *testing.T) {
@@ -67,7 +46,7 @@ func TestPlanGolden(t *testing.T) {
 			if code != 0 {
 				t.Fatalf("exit %d, stderr:\n%s", code, errOut)
 			}
-			golden(t, tt.name, out)
+			golden.Check(t, filepath.Join("testdata", tt.name), []byte(out))
 		})
 	}
 }
@@ -86,7 +65,7 @@ func TestVetReportsEveryProblem(t *testing.T) {
 	if code != 1 {
 		t.Fatalf("exit %d, want 1", code)
 	}
-	golden(t, "vet-broken.txt", out)
+	golden.Check(t, filepath.Join("testdata", "vet-broken.txt"), []byte(out))
 }
 
 func TestBadInput(t *testing.T) {
@@ -195,7 +174,7 @@ func TestPlanBase(t *testing.T) {
 			if code != 0 {
 				t.Fatalf("exit %d: %s", code, errOut)
 			}
-			golden(t, "plan-base."+format, out)
+			golden.Check(t, filepath.Join("testdata", "plan-base."+format), []byte(out))
 		})
 	}
 	t.Run("why blames the line", func(t *testing.T) {
@@ -206,7 +185,7 @@ func TestPlanBase(t *testing.T) {
 		if !strings.Contains(out, `"Resume KB5034441 in pilot; hold Chrome on canary (#42)"`) {
 			t.Errorf("why does not name the commit that added the exclusion:\n%s", out)
 		}
-		golden(t, "why-blame.txt", out)
+		golden.Check(t, filepath.Join("testdata", "why-blame.txt"), []byte(out))
 	})
 }
 

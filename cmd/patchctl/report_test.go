@@ -1,12 +1,10 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
-	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -18,14 +16,11 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/object"
 
 	"github.com/patchline/patchline/internal/compliance"
+	"github.com/patchline/patchline/internal/patchdtest"
 	"github.com/patchline/patchline/protocol"
-	"github.com/patchline/patchline/reconciler"
 )
 
-const (
-	reportAdminToken = "report-admin-token"
-	reportEnrollment = "acme-enrollment-secret"
-)
+const reportEnrollment = "acme-enrollment-secret"
 
 // reportPolicy approves critical security updates at once, holds
 // KB5034441 on the SQL server, and gives critical updates 14 days.
@@ -67,35 +62,6 @@ func commitFiles(t *testing.T, repo *git.Repository, dir string, files map[strin
 	return h.String()
 }
 
-// patchd is a real controller on loopback following a local fleet repo.
-type patchd struct {
-	t    *testing.T
-	base string
-}
-
-func (p patchd) do(method, path string, headers map[string]string, body, out any) int {
-	p.t.Helper()
-	code, _ := apitest.Do(p.t, p.base, method, path, headers, body, out)
-	return code
-}
-
-// waitStatus polls /v1/status until ok holds; a hang, not a timing
-// assertion.
-func (p patchd) waitStatus(what string, ok func(protocol.Status) bool) {
-	p.t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		var st protocol.Status
-		if code := p.do("GET", "/v1/status", map[string]string{"Authorization": "Bearer " + reportAdminToken}, nil, &st); code == 200 && ok(st) {
-			return
-		}
-		if time.Now().After(deadline) {
-			p.t.Fatalf("waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // TestReportAgainstPatchd runs patchctl report against a real patchd on
 // loopback: two endpoints enroll and report a critical update released 20
 // days ago; one installs it through a real job, the other holds it by an
@@ -114,34 +80,17 @@ func TestReportAgainstPatchd(t *testing.T) {
 		"clients/acme/policy.cue": reportPolicy,
 	}, "Onboard Acme Dental (#1)")
 
-	secrets := filepath.Join(t.TempDir(), "secrets.json")
-	if err := os.WriteFile(secrets, []byte(`{"adminToken": "`+reportAdminToken+`", "webhookSecret": "hook-secret", "enrollment": {"acme": "`+reportEnrollment+`"}}`), 0o600); err != nil {
-		t.Fatal(err)
-	}
 	tokenFile := filepath.Join(t.TempDir(), "token")
-	if err := os.WriteFile(tokenFile, []byte(reportAdminToken+"\n"), 0o600); err != nil {
+	if err := os.WriteFile(tokenFile, []byte(patchdtest.AdminToken+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	c, err := reconciler.New(ctx, reconciler.Config{
-		DataDir: t.TempDir(), RepoDir: repoDir, RepoBranch: "main", SecretsFile: secrets,
-		Listen: "127.0.0.1:0", LongPollMax: 5 * time.Second,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-	})
-	if err != nil {
-		cancel()
-		t.Fatal(err)
+	p := patchdtest.Start(t, patchdtest.Config(t, repoDir, map[string]string{"acme": reportEnrollment}))
+	do := func(method, path string, headers map[string]string, body, out any) int {
+		t.Helper()
+		code, _ := apitest.Do(t, p.URL, method, path, headers, body, out)
+		return code
 	}
-	done := make(chan error, 1)
-	go func() { done <- c.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("patchd Run: %v", err)
-		}
-	})
-	p := patchd{t: t, base: "http://" + c.Addr()}
-	p.waitStatus("the first revision", func(st protocol.Status) bool {
+	p.WaitStatus("the first revision", func(st protocol.Status) bool {
 		for _, r := range st.Revisions {
 			if r.Client == "acme" && r.Applied == applied {
 				return true
@@ -160,7 +109,7 @@ func TestReportAgainstPatchd(t *testing.T) {
 	for _, host := range []string{"ACME-WS-001", "ACME-SQL01"} {
 		key := "node-key-0123456789abcdef0123456789abcdef-" + host
 		var resp protocol.EnrollResponse
-		if code := p.do("POST", protocol.PathEnroll, nil, protocol.EnrollRequest{
+		if code := do("POST", protocol.PathEnroll, nil, protocol.EnrollRequest{
 			Client: "acme", Secret: reportEnrollment, InstanceID: "instance-" + host, NodeKey: key,
 			Hostname: host, OS: protocol.OS{Family: "windows"},
 		}, &resp); code != 200 {
@@ -168,7 +117,7 @@ func TestReportAgainstPatchd(t *testing.T) {
 		}
 		ep := endpoint{id: resp.Endpoint, key: key}
 		eps = append(eps, ep)
-		if code := p.do("POST", protocol.PathReport, map[string]string{"Authorization": "Bearer " + key, protocol.HeaderEndpoint: ep.id},
+		if code := do("POST", protocol.PathReport, map[string]string{"Authorization": "Bearer " + key, protocol.HeaderEndpoint: ep.id},
 			protocol.Report{Hostname: host, OS: protocol.OS{Family: "windows"}, Updates: []*protocol.Update{update()}}, nil); code != 200 {
 			t.Fatalf("report %s: %d", host, code)
 		}
@@ -178,7 +127,7 @@ func TestReportAgainstPatchd(t *testing.T) {
 	ws := map[string]string{"Authorization": "Bearer " + eps[0].key, protocol.HeaderEndpoint: eps[0].id}
 	var jobs protocol.JobsResponse
 	for deadline := time.Now().Add(30 * time.Second); len(jobs.Jobs) == 0; {
-		if code := p.do("GET", protocol.PathJobs+"?wait=5s", ws, nil, &jobs); code != 200 {
+		if code := do("GET", protocol.PathJobs+"?wait=5s", ws, nil, &jobs); code != 200 {
 			t.Fatalf("jobs: %d", code)
 		}
 		if time.Now().After(deadline) {
@@ -189,7 +138,7 @@ func TestReportAgainstPatchd(t *testing.T) {
 	if err := json.Unmarshal(jobs.Jobs[0].Payload, &job); err != nil {
 		t.Fatal(err)
 	}
-	if code := p.do("POST", protocol.ResultPath(job.ID), ws, protocol.ResultRequest{
+	if code := do("POST", protocol.ResultPath(job.ID), ws, protocol.ResultRequest{
 		Job: job.ID, IdempotencyKey: job.IdempotencyKey,
 		Updates: []protocol.UpdateResult{{Update: "KB5034441", Result: protocol.ResultSucceeded, At: time.Now()}},
 	}, nil); code != 200 {
@@ -198,7 +147,12 @@ func TestReportAgainstPatchd(t *testing.T) {
 
 	// A broken commit is refused for acme, which keeps running the first.
 	refused := commitFiles(t, repo, repoDir, map[string]string{"clients/acme/policy.cue": reportPolicy + "staleAfter: \"a week\"\n"}, "Relax staleAfter")
-	p.waitStatus("the refusal", func(st protocol.Status) bool { return st.Refused != nil && st.Refused.Revision == refused })
+	p.WaitStatus("the refusal", func(st protocol.Status) bool { return st.Refused != nil && st.Refused.Revision == refused })
+	// The status shows a refusal before its audit entry, which the report
+	// reads, is stored.
+	waitAudit(t, p, "the refusal in the audit log", func(e protocol.AuditEntry) bool {
+		return e.Kind == protocol.AuditRevisionRefused && e.Revision == refused
+	})
 
 	// --now has whole seconds: a moment after everything above.
 	now := time.Now().Add(2 * time.Second)
@@ -207,7 +161,7 @@ func TestReportAgainstPatchd(t *testing.T) {
 		t.Fatal(err)
 	}
 	month := now.In(chicago).Format("2006-01")
-	args := []string{"report", "--controller", p.base, "--token-file", tokenFile, "--client", "acme", "--month", month,
+	args := []string{"report", "--controller", p.URL, "--token-file", tokenFile, "--client", "acme", "--month", month,
 		"--repo", repoDir, "--now", now.UTC().Format(time.RFC3339)}
 
 	code, out, errOut := run(t, append(args, "--format", "json")...)
@@ -285,5 +239,24 @@ func TestReportCommandErrors(t *testing.T) {
 				t.Errorf("exit %d, stderr %q, want it to contain %q", code, errOut, tt.want)
 			}
 		})
+	}
+}
+
+// waitAudit polls the first page of the controller's audit log until an
+// entry satisfies ok; a hang, not a timing assertion.
+func waitAudit(t *testing.T, p *patchdtest.Patchd, what string, ok func(protocol.AuditEntry) bool) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		var page protocol.AuditPage
+		if code, body := apitest.Do(t, p.URL, "GET", "/v1/audit?limit=1000", map[string]string{"Authorization": "Bearer " + patchdtest.AdminToken}, nil, &page); code != 200 {
+			t.Fatalf("GET /v1/audit: %d %s", code, body)
+		}
+		if slices.ContainsFunc(page.Entries, ok) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

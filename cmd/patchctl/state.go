@@ -2,11 +2,10 @@ package main
 
 import (
 	"fmt"
-	"os"
-	"path/filepath"
 
 	"github.com/spf13/cobra"
 
+	"github.com/patchline/patchline/internal/atomicfile"
 	"github.com/patchline/patchline/protocol"
 )
 
@@ -40,19 +39,15 @@ leaves half a snapshot behind.`,
 			if out == "-" {
 				return protocol.EncodeSnapshot(cmd.OutOrStdout(), snap)
 			}
-			tmp, err := os.CreateTemp(filepath.Dir(out), ".state-*.json")
+			f, err := atomicfile.Create(out, 0o600)
 			if err != nil {
 				return fmt.Errorf("--out: %w", err)
 			}
-			defer os.Remove(tmp.Name())
-			if err := protocol.EncodeSnapshot(tmp, snap); err != nil {
-				tmp.Close()
+			defer f.Discard()
+			if err := protocol.EncodeSnapshot(f, snap); err != nil {
 				return fmt.Errorf("write %s: %w", out, err)
 			}
-			if err := tmp.Close(); err != nil {
-				return fmt.Errorf("write %s: %w", out, err)
-			}
-			if err := os.Rename(tmp.Name(), out); err != nil {
+			if err := f.Commit(); err != nil {
 				return fmt.Errorf("write %s: %w", out, err)
 			}
 			fmt.Fprintf(cmd.ErrOrStderr(), "wrote %s: %d endpoints\n", out, len(snap.Endpoints))

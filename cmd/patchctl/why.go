@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/patchline/patchline/internal/render"
+	"github.com/patchline/patchline/protocol"
 	"github.com/patchline/patchline/reconciler/plan"
 	"github.com/patchline/patchline/reconciler/source"
 )
@@ -80,5 +81,5 @@ func blameRule(repo, rev, rule string) string {
 	if err != nil {
 		return ""
 	}
-	return fmt.Sprintf("%s %s %s: %q", lc.Commit[:12], lc.Date.UTC().Format("2006-01-02"), lc.Author, lc.Subject)
+	return fmt.Sprintf("%s %s %s: %q", protocol.ShortRevision(lc.Commit), lc.Date.UTC().Format("2006-01-02"), lc.Author, lc.Subject)
 }

@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"time"
+
+	"github.com/patchline/patchline/internal/netaddr"
 )
 
 // serveDebug serves Go's profiler (/debug/pprof/) on addr until ctx ends,
@@ -17,11 +19,11 @@ import (
 // this way), so it listens on loopback only: a profile shows the
 // controller's internals, and a CPU profile costs CPU while it runs.
 func serveDebug(ctx context.Context, addr string, log *slog.Logger) (net.Addr, error) {
-	host, _, err := net.SplitHostPort(addr)
+	loopback, err := netaddr.IsLoopbackAddr(addr)
 	if err != nil {
 		return nil, fmt.Errorf("--debug-listen %q: %w", addr, err)
 	}
-	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+	if !loopback {
 		return nil, fmt.Errorf("--debug-listen %q: the profiler is served on a loopback address only, such as 127.0.0.1:6060", addr)
 	}
 	ln, err := net.Listen("tcp", addr)

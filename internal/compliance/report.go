@@ -556,11 +556,10 @@ func (r *Report) severities(sla map[string]time.Duration) {
 	})
 }
 
+// shortRev is the revision as the report shows it; a plan of a working
+// tree has none.
 func shortRev(rev string) string {
-	if len(rev) > 12 {
-		return rev[:12]
-	}
-	return cmpOr(rev, "(working tree)")
+	return cmpOr(protocol.ShortRevision(rev), "(working tree)")
 }
 
 func cmpOr(s, def string) string {

@@ -3,41 +3,18 @@ package compliance_test
 import (
 	"bytes"
 	"context"
-	"flag"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/google/go-cmp/cmp"
-
 	"github.com/patchline/patchline/internal/compliance"
+	"github.com/patchline/patchline/internal/golden"
 	"github.com/patchline/patchline/protocol"
 	"github.com/patchline/patchline/reconciler/plan"
 	"github.com/patchline/patchline/schema/loader"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
-
-// golden compares got with testdata/name, rewriting it under -update.
-func golden(t *testing.T, name, got string) {
-	t.Helper()
-	p := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(p, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if diff := cmp.Diff(string(want), got); diff != "" {
-		t.Errorf("%s mismatch (-want +got):\n%s", name, diff)
-	}
-}
 
 // inRevision is the revision the testdata audit log applies to acme on
 // 2026-11-09; testdata/fleet is acme's policy at it.
@@ -84,7 +61,7 @@ func TestReportGolden(t *testing.T) {
 			if err := r.Write(&buf, format); err != nil {
 				t.Fatal(err)
 			}
-			golden(t, "acme-2026-11."+map[string]string{"markdown": "md", "csv": "csv", "json": "json"}[format], buf.String())
+			golden.Check(t, filepath.Join("testdata", "acme-2026-11."+map[string]string{"markdown": "md", "csv": "csv", "json": "json"}[format]), buf.Bytes())
 		})
 	}
 }

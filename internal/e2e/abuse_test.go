@@ -15,6 +15,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/patchline/patchline/internal/patchdtest"
 	"github.com/patchline/patchline/protocol"
 )
 
@@ -49,8 +50,8 @@ func TestFloodAndMalformedRequests(t *testing.T) {
 	}
 	repo := newFleetRepo(t, "7d", approveNothing)
 	c := startController(t, controllerConfig(t, repo))
-	a := startAgent(t, c.base, "acme-canary-0000", "canary", agentOptions{})
-	waitEnrolled(t, c.base, []*simAgent{a}, 30*time.Second)
+	a := startAgent(t, c.URL, "acme-canary-0000", "canary", agentOptions{})
+	waitEnrolled(t, c.URL, []*simAgent{a}, 30*time.Second)
 	a.stop(t)
 	var id struct {
 		Endpoint string `json:"endpoint"`
@@ -61,8 +62,8 @@ func TestFloodAndMalformedRequests(t *testing.T) {
 		t.Fatalf("identity: %v", err)
 	}
 	auth := map[string]string{"Authorization": "Bearer " + id.NodeKey, protocol.HeaderEndpoint: id.Endpoint, "Content-Type": "application/json"}
-	admin := map[string]string{"Authorization": "Bearer " + adminToken}
-	before, beforeAudit := snapshot(t, c.base), len(audit(t, c.base))
+	admin := map[string]string{"Authorization": "Bearer " + patchdtest.AdminToken}
+	before, beforeAudit := snapshot(t, c.URL), len(audit(t, c.URL))
 	before.GeneratedAt = time.Time{}
 
 	hc := &http.Client{Timeout: 10 * time.Second}
@@ -73,7 +74,7 @@ func TestFloodAndMalformedRequests(t *testing.T) {
 	statusDuring := make(chan int, 1)
 	go func() {
 		time.Sleep(floodFor / 2)
-		statusDuring <- send(hc, http.MethodGet, c.base+"/v1/status", admin, nil)
+		statusDuring <- send(hc, http.MethodGet, c.URL+"/v1/status", admin, nil)
 	}()
 	sem := make(chan struct{}, 64)
 	n := 0
@@ -92,7 +93,7 @@ flood:
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			codes.add(fmt.Sprint(send(hc, http.MethodPost, c.base+protocol.PathEnroll, nil, body)))
+			codes.add(fmt.Sprint(send(hc, http.MethodPost, c.URL+protocol.PathEnroll, nil, body)))
 		}()
 	}
 	tick.Stop()
@@ -144,22 +145,22 @@ flood:
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			code := send(hc, tt.method, c.base+tt.path, tt.headers, tt.body)
+			code := send(hc, tt.method, c.URL+tt.path, tt.headers, tt.body)
 			if code < 400 || code > 499 {
 				t.Errorf("%s %s: %d, want a 4xx", tt.method, tt.path, code)
 			}
 		})
 	}
 
-	if code := send(hc, http.MethodGet, c.base+"/v1/status", admin, nil); code != http.StatusOK {
+	if code := send(hc, http.MethodGet, c.URL+"/v1/status", admin, nil); code != http.StatusOK {
 		t.Errorf("GET /v1/status after the abuse: %d", code)
 	}
-	after := snapshot(t, c.base)
+	after := snapshot(t, c.URL)
 	after.GeneratedAt = time.Time{}
 	if d := cmp.Diff(before, after); d != "" {
 		t.Errorf("stored state changed (-before +after):\n%s", d)
 	}
-	if got := audit(t, c.base); len(got) != beforeAudit {
+	if got := audit(t, c.URL); len(got) != beforeAudit {
 		var kinds []string
 		for _, e := range got[beforeAudit:] {
 			kinds = append(kinds, e.Kind)

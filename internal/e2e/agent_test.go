@@ -2,11 +2,9 @@ package e2e
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -17,61 +15,24 @@ import (
 // agentProc is a patch-agent process with the simulated backend.
 type agentProc struct {
 	*simAgent
-	t      *testing.T
-	args   []string
-	log    string
-	cmd    *exec.Cmd
-	exited chan struct{}
+	*proc
 }
 
 // startAgentProc runs the patch-agent binary as host in ring against
 // controller.
 func startAgentProc(t *testing.T, controller, host, ring string) *agentProc {
 	t.Helper()
-	binaries(t)
+	_, bin := binaries(t)
 	dir := t.TempDir()
 	secret := filepath.Join(dir, "secret")
 	if err := os.WriteFile(secret, []byte(acmeSecret), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	p := &agentProc{simAgent: &simAgent{host: host, ring: ring, dir: filepath.Join(dir, "state")}, t: t, log: filepath.Join(dir, "agent.log")}
-	p.args = []string{"--controller", controller, "--client", client, "--enroll-secret-file", secret,
-		"--state-dir", p.dir, "--labels", "ring=" + ring, "--hostname", host, "--backend", "sim", "--sim-os", "linux"}
-	p.start()
-	t.Cleanup(func() {
-		p.kill()
-		if t.Failed() {
-			b, _ := os.ReadFile(p.log)
-			t.Logf("%s log (tail):\n%s", host, tail(string(b), 3000))
-		}
-	})
+	a := &simAgent{host: host, ring: ring, dir: filepath.Join(dir, "state")}
+	p := &agentProc{simAgent: a, proc: newProc(t, host, bin, "--controller", controller, "--client", client, "--enroll-secret-file", secret,
+		"--state-dir", a.dir, "--labels", "ring="+ring, "--hostname", host, "--backend", "sim", "--sim-os", "linux")}
+	p.run()
 	return p
-}
-
-func (p *agentProc) start() {
-	p.t.Helper()
-	f, err := os.OpenFile(p.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	defer f.Close()
-	cmd := exec.Command(bins.agent, p.args...)
-	cmd.Stdout, cmd.Stderr = f, f
-	if err := cmd.Start(); err != nil {
-		p.t.Fatalf("start patch-agent: %v", err)
-	}
-	p.cmd, p.exited = cmd, make(chan struct{})
-	go func(done chan struct{}) { _ = cmd.Wait(); close(done) }(p.exited)
-}
-
-// kill sends SIGKILL and waits until the process is gone.
-func (p *agentProc) kill() {
-	if p.cmd == nil {
-		return
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGKILL)
-	<-p.exited
-	p.cmd = nil
 }
 
 // TestAgentRidesOutControllerOutage: patchd is killed as soon as the
@@ -130,7 +91,7 @@ func TestAgentKilledBeforeAck(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			repo := newFleetRepo(t, "7d", approveNothing)
 			c := startController(t, controllerConfig(t, repo))
-			proxy, err := faultproxy.Start(c.base)
+			proxy, err := faultproxy.Start(c.URL)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -145,7 +106,7 @@ func TestAgentKilledBeforeAck(t *testing.T) {
 				return faultproxy.Action{}
 			})
 			a := startAgentProc(t, proxy.URL(), "acme-canary-0000", "canary")
-			waitEnrolled(t, c.base, []*simAgent{a.simAgent}, 30*time.Second)
+			waitEnrolled(t, c.URL, []*simAgent{a.simAgent}, 30*time.Second)
 			rev := repo.approve(approveSecurity)
 			select {
 			case <-posting:
@@ -164,14 +125,14 @@ func TestAgentKilledBeforeAck(t *testing.T) {
 			}
 			installed := a.installs(t)
 			proxy.SetRule(nil)
-			a.start()
-			waitConverged(t, c.base, rev, []*simAgent{a.simAgent}, 30*time.Second)
+			a.run()
+			waitConverged(t, c.URL, rev, []*simAgent{a.simAgent}, 30*time.Second)
 			a.kill()
 			if got := a.installs(t); len(got) != len(installed) {
 				t.Errorf("installs after restart %v, before %v", got, installed)
 			}
-			checkRollout(t, snapshot(t, c.base), audit(t, c.base), []*simAgent{a.simAgent})
-			for _, ep := range snapshot(t, c.base).Endpoints {
+			checkRollout(t, snapshot(t, c.URL), audit(t, c.URL), []*simAgent{a.simAgent})
+			for _, ep := range snapshot(t, c.URL).Endpoints {
 				for _, u := range ep.Updates {
 					if n := len(u.Attempts); n > 1 || (n == 1 && u.Attempts[0].Result != protocol.ResultSucceeded) {
 						t.Errorf("%s: attempts %+v, want one success", u.ID, u.Attempts)

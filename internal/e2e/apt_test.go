@@ -31,7 +31,7 @@ func TestRealAptThroughPatchd(t *testing.T) {
 	c := startController(t, controllerConfig(t, repo))
 
 	ag, err := agent.New(agent.Config{
-		Controller: c.base, Client: client, EnrollSecret: acmeSecret, StateDir: t.TempDir(),
+		Controller: c.URL, Client: client, EnrollSecret: acmeSecret, StateDir: t.TempDir(),
 		Hostname: "acme-deb-0001", OS: protocol.OS{Family: "linux", Version: "debian 12"}, Labels: map[string]string{"ring": "canary"},
 		Backend:      apt.New(run.Exec{}, apt.Options{Root: root}),
 		RetryWaitMin: 20 * time.Millisecond, RetryWaitMax: 500 * time.Millisecond,
@@ -50,13 +50,13 @@ func TestRealAptThroughPatchd(t *testing.T) {
 		}
 	})
 	waitFor(t, "the endpoint enrolled", 60*time.Second, func() (bool, string) {
-		return clientStatus(status(t, c.base), client).Endpoints == 1, ""
+		return clientStatus(status(t, c.URL), client).Endpoints == 1, ""
 	})
 	rev := repo.approve(approveSecurity)
 	want := aptPkg + "@1.1-1"
 	waitFor(t, want+" installed", 2*time.Minute, func() (bool, string) {
-		cs := clientStatus(status(t, c.base), client)
-		for _, ep := range snapshot(t, c.base).Endpoints {
+		cs := clientStatus(status(t, c.URL), client)
+		for _, ep := range snapshot(t, c.URL).Endpoints {
 			for _, u := range ep.Updates {
 				if u.ID == want && u.Installed && len(u.Attempts) == 1 && u.Attempts[0].Result == protocol.ResultSucceeded {
 					return cs.Revision == rev && cs.Compliant == 1, ""

@@ -94,14 +94,14 @@ func newAttackRig(t *testing.T, lease time.Duration) *attackRig {
 	// replays, come often.
 	cfg.LongPollMax = time.Second
 	c := startController(t, cfg)
-	proxy, err := faultproxy.Start(c.base)
+	proxy, err := faultproxy.Start(c.URL)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { proxy.Close() })
 	tm := &tamper{}
 	proxy.SetRule(tm.rule)
-	return &attackRig{repo: repo, base: c.base, url: proxy.URL(), tm: tm}
+	return &attackRig{repo: repo, base: c.URL, url: proxy.URL(), tm: tm}
 }
 
 // attempts lists the attempts the controller stored for an endpoint.

@@ -88,8 +88,8 @@ func TestGitAttacksUnderRequireSigned(t *testing.T) {
 			cfg := controllerConfig(t, repo)
 			cfg.Verify.RequireSigned, cfg.Verify.Keyring = true, keyring
 			c := startController(t, cfg)
-			repo.base = c.base
-			if got := applied(status(t, c.base), client); got != good {
+			repo.base = c.URL
+			if got := applied(status(t, c.URL), client); got != good {
 				t.Fatalf("applied %s at start, want the signed %s", got, good)
 			}
 			bad := tt.attack(repo, good)
@@ -110,7 +110,7 @@ func TestGitAttacksUnderRequireSigned(t *testing.T) {
 		cfg := controllerConfig(t, repo)
 		cfg.Verify.RequireSigned, cfg.Verify.Keyring = true, keyring
 		c := startController(t, cfg)
-		repo.base = c.base
+		repo.base = c.URL
 		change(repo, 1)
 		unsigned := repo.commit("Unsigned change")
 		waitHead(t, repo, unsigned)

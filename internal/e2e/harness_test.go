@@ -19,7 +19,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -27,6 +26,7 @@ import (
 	"github.com/patchline/patchline/agent/backend/sim"
 	"github.com/patchline/patchline/internal/clock"
 	"github.com/patchline/patchline/internal/gittest"
+	"github.com/patchline/patchline/internal/patchdtest"
 	"github.com/patchline/patchline/protocol"
 	"github.com/patchline/patchline/reconciler"
 )
@@ -36,12 +36,11 @@ var (
 	seedFlag = flag.Uint64("seed", 0, "seed of the random fault schedule (0 picks one from the clock; every test logs the seed it used)")
 )
 
-// Secrets every test controller uses.
+// The one client of the test fleet and its enrollment secret; the admin
+// token and webhook secret are package patchdtest's.
 const (
-	adminToken    = "e2e-admin-token"
-	webhookSecret = "e2e-webhook-secret"
-	acmeSecret    = "e2e-acme-enrollment"
-	client        = "acme"
+	acmeSecret = "e2e-acme-enrollment"
+	client     = "acme"
 )
 
 // bins are the patchd and patch-agent binaries, built once per test run
@@ -182,17 +181,6 @@ func (r *fleetRepo) commit(msg string) string {
 	return gittest.Run(r.t, r.env, r.dir, "rev-parse", "HEAD")
 }
 
-// writeSecrets writes the controllers' secrets file and returns its path.
-func writeSecrets(t *testing.T) string {
-	t.Helper()
-	p := filepath.Join(t.TempDir(), "secrets.json")
-	sec := fmt.Sprintf(`{"adminToken": %q, "webhookSecret": %q, "enrollment": {"acme": %q}}`, adminToken, webhookSecret, acmeSecret)
-	if err := os.WriteFile(p, []byte(sec), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
 // freeAddr returns a loopback address with a port free right now, for a
 // process that must come back on the same address after a kill.
 func freeAddr(t *testing.T) string {
@@ -205,42 +193,38 @@ func freeAddr(t *testing.T) string {
 	return l.Addr().String()
 }
 
-// patchdProc is a patchd process that the test kills with SIGKILL and
-// starts again on the same address and data directory.
-type patchdProc struct {
+// proc is a process of one of the test binaries, which the test kills
+// with SIGKILL and may start again with the same arguments. Its output goes
+// to a log file, whose tail a failed test shows.
+type proc struct {
 	t    *testing.T
+	name string
 	bin  string
 	args []string
-	addr string
 	log  string
 	cmd  *exec.Cmd
 	// exited is closed when the current process has been waited for.
 	exited chan struct{}
 }
 
-// startPatchd runs the patchd binary following repo, with its data in
-// dataDir, and waits until it answers.
-func startPatchd(t *testing.T, repo *fleetRepo, dataDir string, extra ...string) *patchdProc {
+// newProc prepares a process of bin named name (for its log). Killing it
+// is registered with the test before it ever starts, so a test that fails
+// while starting it leaves nothing running.
+func newProc(t *testing.T, name, bin string, args ...string) *proc {
 	t.Helper()
-	bin, _ := binaries(t)
-	p := &patchdProc{t: t, bin: bin, addr: freeAddr(t), log: filepath.Join(t.TempDir(), "patchd.log")}
-	p.args = append([]string{"--repo-dir", repo.dir, "--data-dir", dataDir, "--secrets", writeSecrets(t),
-		"--listen", p.addr, "--log-level", "warn"}, extra...)
-	p.start()
+	p := &proc{t: t, name: name, bin: bin, args: args, log: filepath.Join(t.TempDir(), name+".log")}
 	t.Cleanup(func() {
 		p.kill()
 		if t.Failed() {
 			b, _ := os.ReadFile(p.log)
-			t.Logf("patchd log (tail):\n%s", tail(string(b), 4000))
+			t.Logf("%s log (tail):\n%s", name, tail(string(b), 4000))
 		}
 	})
 	return p
 }
 
-func (p *patchdProc) base() string { return "http://" + p.addr }
-
-// start starts the process and waits (bounded) until /v1/status answers.
-func (p *patchdProc) start() {
+// run starts the process; a goroutine waits for it.
+func (p *proc) run() {
 	p.t.Helper()
 	f, err := os.OpenFile(p.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
@@ -250,10 +234,48 @@ func (p *patchdProc) start() {
 	cmd := exec.Command(p.bin, p.args...)
 	cmd.Stdout, cmd.Stderr = f, f
 	if err := cmd.Start(); err != nil {
-		p.t.Fatalf("start patchd: %v", err)
+		p.t.Fatalf("start %s: %v", p.name, err)
 	}
 	p.cmd, p.exited = cmd, make(chan struct{})
 	go func(done chan struct{}) { _ = cmd.Wait(); close(done) }(p.exited)
+}
+
+// kill sends SIGKILL and waits until the process is gone.
+func (p *proc) kill() {
+	if p.cmd == nil {
+		return
+	}
+	_ = p.cmd.Process.Kill()
+	<-p.exited
+	p.cmd = nil
+}
+
+// patchdProc is a patchd process that the test kills with SIGKILL and
+// starts again on the same address and data directory.
+type patchdProc struct {
+	*proc
+	addr string
+}
+
+// startPatchd runs the patchd binary following repo, with its data in
+// dataDir, and waits until it answers.
+func startPatchd(t *testing.T, repo *fleetRepo, dataDir string, extra ...string) *patchdProc {
+	t.Helper()
+	bin, _ := binaries(t)
+	addr := freeAddr(t)
+	args := append([]string{"--repo-dir", repo.dir, "--data-dir", dataDir, "--secrets", patchdtest.SecretsFile(t, enrollment),
+		"--listen", addr, "--log-level", "warn"}, extra...)
+	p := &patchdProc{proc: newProc(t, "patchd", bin, args...), addr: addr}
+	p.start()
+	return p
+}
+
+func (p *patchdProc) base() string { return "http://" + p.addr }
+
+// start starts the process and waits (bounded) until /v1/status answers.
+func (p *patchdProc) start() {
+	p.t.Helper()
+	p.run()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		select {
@@ -262,7 +284,7 @@ func (p *patchdProc) start() {
 			p.t.Fatalf("patchd exited while starting:\n%s", tail(string(b), 4000))
 		default:
 		}
-		if code, _ := get(p.base(), "/v1/status", adminToken, nil); code == http.StatusOK {
+		if code, _ := get(p.base(), "/v1/status", patchdtest.AdminToken, nil); code == http.StatusOK {
 			return
 		}
 		if time.Now().After(deadline) {
@@ -272,65 +294,21 @@ func (p *patchdProc) start() {
 	}
 }
 
-// kill sends SIGKILL and waits for the process to be gone.
-func (p *patchdProc) kill() {
-	if p.cmd == nil {
-		return
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGKILL)
-	<-p.exited
-	p.cmd = nil
-}
-
-// inproc is a controller running in the test process.
-type inproc struct {
-	base   string
-	cancel context.CancelFunc
-	done   chan error
-}
+// enrollment is the enrollment secrets of every test controller.
+var enrollment = map[string]string{client: acmeSecret}
 
 // controllerConfig is the in-process controller's configuration for repo.
 func controllerConfig(t *testing.T, repo *fleetRepo) reconciler.Config {
-	return reconciler.Config{
-		DataDir:     t.TempDir(),
-		RepoDir:     repo.dir,
-		RepoBranch:  "main",
-		SecretsFile: writeSecrets(t),
-		Listen:      "127.0.0.1:0",
-		Poll:        time.Hour,
-		LongPollMax: 10 * time.Second,
-		Logger:      slog.New(slog.NewTextHandler(io.Discard, nil)),
-	}
+	return patchdtest.Config(t, repo.dir, enrollment)
 }
 
 // startController runs a controller in the test process until the test
-// ends, and waits until it has applied the repo's head.
-func startController(t *testing.T, cfg reconciler.Config) *inproc {
+// ends, and waits until it has applied the repo's head to acme.
+func startController(t *testing.T, cfg reconciler.Config) *patchdtest.Patchd {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	c, err := reconciler.New(ctx, cfg)
-	if err != nil {
-		cancel()
-		t.Fatalf("start patchd: %v", err)
-	}
-	ip := &inproc{base: "http://" + c.Addr(), cancel: cancel, done: make(chan error, 1)}
-	go func() { ip.done <- c.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-ip.done:
-			if err != nil {
-				t.Errorf("patchd Run: %v", err)
-			}
-		case <-time.After(30 * time.Second):
-			t.Error("patchd did not stop within 30s")
-		}
-	})
-	waitFor(t, "the first policy revision", 30*time.Second, func() (bool, string) {
-		st := status(t, ip.base)
-		return applied(st, client) != "", fmt.Sprintf("%+v", st)
-	})
-	return ip
+	c := patchdtest.Start(t, cfg)
+	c.WaitStatus("the first policy revision", func(st protocol.Status) bool { return applied(st, client) != "" })
+	return c
 }
 
 // get sends an admin or anonymous GET and decodes a 200 answer into out.
@@ -363,7 +341,7 @@ func get(base, path, token string, out any) (int, error) {
 func status(t *testing.T, base string) protocol.Status {
 	t.Helper()
 	var st protocol.Status
-	if code, err := get(base, "/v1/status", adminToken, &st); code != http.StatusOK {
+	if code, err := get(base, "/v1/status", patchdtest.AdminToken, &st); code != http.StatusOK {
 		t.Fatalf("GET /v1/status: %d %v", code, err)
 	}
 	return st
@@ -372,7 +350,7 @@ func status(t *testing.T, base string) protocol.Status {
 func snapshot(t *testing.T, base string) *protocol.Snapshot {
 	t.Helper()
 	var snap protocol.Snapshot
-	if code, err := get(base, "/v1/state", adminToken, &snap); code != http.StatusOK {
+	if code, err := get(base, "/v1/state", patchdtest.AdminToken, &snap); code != http.StatusOK {
 		t.Fatalf("GET /v1/state: %d %v", code, err)
 	}
 	return &snap
@@ -398,7 +376,7 @@ func audit(t *testing.T, base string) []auditEntry {
 			Entries []auditEntry `json:"entries"`
 			Next    int64        `json:"next"`
 		}
-		if code, err := get(base, fmt.Sprintf("/v1/audit?after=%d&limit=1000", after), adminToken, &page); code != http.StatusOK {
+		if code, err := get(base, fmt.Sprintf("/v1/audit?after=%d&limit=1000", after), patchdtest.AdminToken, &page); code != http.StatusOK {
 			t.Fatalf("GET /v1/audit: %d %v", code, err)
 		}
 		if len(page.Entries) == 0 {

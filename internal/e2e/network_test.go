@@ -28,7 +28,7 @@ func TestRolloutThroughFaultyNetwork(t *testing.T) {
 	cfg.Lease = 2 * time.Second
 	c := startController(t, cfg)
 
-	proxy, err := faultproxy.Start(c.base)
+	proxy, err := faultproxy.Start(c.URL)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,16 +49,16 @@ func TestRolloutThroughFaultyNetwork(t *testing.T) {
 	// Frequent reports: see TestLateDuplicateReportKeepsInstall for what a
 	// late duplicate of an old report does until the next one.
 	fleet := startSimAgents(t, proxy.URL(), agents, 3, agentOptions{reportEvery: 2 * time.Second})
-	waitEnrolled(t, c.base, fleet, within)
+	waitEnrolled(t, c.URL, fleet, within)
 	rev := repo.approve(approveSecurity)
-	waitConverged(t, c.base, rev, fleet, within)
+	waitConverged(t, c.URL, rev, fleet, within)
 	for _, a := range fleet {
 		a.stop(t)
 	}
 	// Late duplicates still on their way land before the check.
 	proxy.Close()
 	t.Logf("faults by route: %s", seen.String())
-	checkRollout(t, snapshot(t, c.base), audit(t, c.base), fleet)
+	checkRollout(t, snapshot(t, c.URL), audit(t, c.URL), fleet)
 }
 
 // route names a request path by its route, without ids.
@@ -80,7 +80,7 @@ func TestPartitionedRingAgents(t *testing.T) {
 	clock := &movableClock{}
 	cfg.Clock = clock
 	c := startController(t, cfg)
-	proxy, err := faultproxy.Start(c.base)
+	proxy, err := faultproxy.Start(c.URL)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,7 +88,7 @@ func TestPartitionedRingAgents(t *testing.T) {
 
 	// 3 canary and 10 broad agents; 3 of the broad ones are cut off.
 	fleet := startSimAgents(t, proxy.URL(), 13, 3, agentOptions{reportEvery: 300 * time.Millisecond})
-	waitEnrolled(t, c.base, fleet, 30*time.Second)
+	waitEnrolled(t, c.URL, fleet, 30*time.Second)
 	var mu sync.Mutex // guards cut
 	cut := map[string]bool{}
 	for _, a := range fleet[3:6] {
@@ -104,7 +104,7 @@ func TestPartitionedRingAgents(t *testing.T) {
 		}
 		return faultproxy.Action{}
 	})
-	waitRevision(t, c.base, repo.approve(approveSecurity))
+	waitRevision(t, c.URL, repo.approve(approveSecurity))
 
 	reachable := append(append([]*simAgent{}, fleet[:3]...), fleet[6:]...)
 	waitFor(t, "the reachable agents to converge", 60*time.Second, func() (bool, string) {
@@ -113,23 +113,23 @@ func TestPartitionedRingAgents(t *testing.T) {
 				return false, a.host + " not settled"
 			}
 		}
-		cs := clientStatus(status(t, c.base), client)
+		cs := clientStatus(status(t, c.URL), client)
 		return cs.Compliant == len(reachable), fmt.Sprintf("%+v", cs)
 	})
 	// Time passes on the controller; the reachable agents keep reporting.
 	clock.advance(5 * time.Minute)
 	waitFor(t, "the cut-off endpoints to go stale", 30*time.Second, func() (bool, string) {
-		cs := clientStatus(status(t, c.base), client)
+		cs := clientStatus(status(t, c.URL), client)
 		return cs.Stale == 3 && cs.Compliant == len(reachable), fmt.Sprintf("%+v", cs)
 	})
-	cs := clientStatus(status(t, c.base), client)
+	cs := clientStatus(status(t, c.URL), client)
 	if len(cs.Halted) != 0 {
 		t.Errorf("rollout halted by unreachable endpoints: %+v", cs.Halted)
 	}
 	if cs.Compliant+cs.Stale > cs.Endpoints || cs.Compliant != 10 {
 		t.Errorf("status %+v: want the 10 reachable endpoints compliant and the 3 cut off stale, not compliant", cs)
 	}
-	snap := snapshot(t, c.base)
+	snap := snapshot(t, c.URL)
 	for _, ep := range snap.Endpoints {
 		for _, u := range ep.Updates {
 			for _, at := range u.Attempts {

@@ -223,7 +223,7 @@ func (h agentLog) Handle(_ context.Context, r slog.Record) error {
 		// perform) is not a failure.
 		kind := ""
 		r.Attrs(func(a slog.Attr) bool {
-			if a.Key == "error" || a.Key == "err" {
+			if a.Key == "err" {
 				kind = r.Message + ": " + errorClass(a.Value.String())
 				return false
 			}

@@ -3,15 +3,12 @@ package fleetsim
 import (
 	"bytes"
 	"context"
-	"io"
-	"log/slog"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/patchline/patchline/internal/patchdtest"
 	"github.com/patchline/patchline/protocol"
-	"github.com/patchline/patchline/reconciler"
-	"github.com/patchline/patchline/reconciler/source"
 )
 
 // TestSimulatedFleetConverges runs 20 real agents against a real patchd on
@@ -24,31 +21,15 @@ func TestSimulatedFleetConverges(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	c, err := reconciler.New(ctx, reconciler.Config{
-		DataDir: t.TempDir(), SecretsFile: g.SecretsPath, Listen: "127.0.0.1:0",
-		Repo: source.Config{URL: "file://" + g.RepoDir}, Poll: time.Hour,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-	})
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- c.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("patchd: %v", err)
-		}
-	}()
 	sec, err := protocol.ReadSecretsFile(g.SecretsPath)
 	if err != nil {
 		t.Fatal(err)
 	}
+	p := patchdtest.Start(t, patchdtest.Config(t, "file://"+g.RepoDir, sec.Enrollment))
+	sec.AdminToken, sec.WebhookSecret = patchdtest.AdminToken, patchdtest.WebhookSecret
 	var progress bytes.Buffer
 	sum, err := Run(context.Background(), Options{
-		Controller: "http://" + c.Addr(), Secrets: sec, Clients: 2, Endpoints: 20, Updates: 3,
+		Controller: p.URL, Secrets: sec, Clients: 2, Endpoints: 20, Updates: 3,
 		Duration: 2 * time.Minute, StateDir: t.TempDir(), RepoDir: g.RepoDir, Commits: 2, Progress: &progress,
 	})
 	if err != nil {

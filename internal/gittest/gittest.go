@@ -7,7 +7,6 @@ package gittest
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"net"
 	"os"
 	"os/exec"
@@ -138,9 +137,17 @@ func RequireGit(t testing.TB) {
 // StartDaemon serves the repositories under base over git:// on loopback
 // until the test ends and returns the URL prefix, e.g.
 // git://127.0.0.1:4711/.
+//
+// It runs git-daemon itself rather than "git daemon": the git command
+// forks the daemon as a child of its own, and killing it would leave the
+// daemon running. The daemon runs in a process group of its own, with the
+// child it forks for each connection, and the end of the test kills the
+// whole group and waits for the daemon.
 func StartDaemon(t testing.TB, base string) string {
 	t.Helper()
 	RequireGit(t)
+	env := Env(t)
+	daemon := filepath.Join(Run(t, env, base, "--exec-path"), "git-daemon")
 	// Find a free port; git daemon binds it again with --reuseaddr.
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -149,21 +156,23 @@ func StartDaemon(t testing.TB, base string) string {
 	port := l.Addr().(*net.TCPAddr).Port
 	l.Close()
 
-	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, "git", "daemon", "--verbose", "--export-all", "--reuseaddr",
+	cmd := exec.Command(daemon, "--verbose", "--export-all", "--reuseaddr",
 		"--base-path="+base, "--listen=127.0.0.1", "--port="+strconv.Itoa(port), base)
-	cmd.Env = Env(t)
+	cmd.Env = env
+	ownProcessGroup(cmd)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
-		cancel()
 		t.Fatal(err)
 	}
 	if err := cmd.Start(); err != nil {
-		cancel()
 		SkipOrFail(t, "git daemon: %v", err)
 	}
 	t.Cleanup(func() {
-		cancel()
+		if err := killProcessGroup(cmd); err != nil {
+			t.Errorf("stop git daemon: %v", err)
+		}
+		// Wait reaps the daemon and closes the pipe, which ends the
+		// reader below.
 		_ = cmd.Wait()
 	})
 

@@ -3,7 +3,6 @@ package history_test
 import (
 	"bytes"
 	"context"
-	"flag"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,34 +13,11 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/patchline/patchline/internal/golden"
 	"github.com/patchline/patchline/internal/history"
 	"github.com/patchline/patchline/schema"
 	"github.com/patchline/patchline/schema/loader"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
-
-// golden compares got with testdata/name, rewriting it under -update.
-func golden(t *testing.T, name, got string) {
-	t.Helper()
-	p := filepath.Join("testdata", name)
-	if *update {
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if diff := cmp.Diff(string(want), got); diff != "" {
-		t.Errorf("%s mismatch (-want +got):\n%s", name, diff)
-	}
-}
 
 // fleetRepo builds, in dir, the fleet repository of testdata/history: one
 // commit per step, each written over the previous working tree, with fixed
@@ -202,7 +178,7 @@ func TestHistory(t *testing.T) {
 			if err := h.Write(&buf, tt.format); err != nil {
 				t.Fatal(err)
 			}
-			golden(t, "history/"+strings.ReplaceAll(tt.name, " ", "-"), buf.String())
+			golden.Check(t, filepath.Join("testdata", "history/"+strings.ReplaceAll(tt.name, " ", "-")), buf.Bytes())
 		})
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/patchline/patchline/protocol"
 )
 
 // Formats a history renders to.
@@ -40,7 +42,7 @@ func (h *History) WriteText(w io.Writer) error {
 		if i > 0 {
 			fmt.Fprintln(bw)
 		}
-		fmt.Fprintf(bw, "%s  %s  %s <%s>", short(c.Hash), c.Date.UTC().Format("2006-01-02 15:04 UTC"), c.Author, c.Email)
+		fmt.Fprintf(bw, "%s  %s  %s <%s>", protocol.ShortRevision(c.Hash), c.Date.UTC().Format("2006-01-02 15:04 UTC"), c.Author, c.Email)
 		if c.PR != "" {
 			fmt.Fprintf(bw, "  PR %s", c.PR)
 		}
@@ -64,7 +66,7 @@ func (h *History) WriteMarkdown(w io.Writer) error {
 		fmt.Fprint(bw, "No policy changes.\n")
 	}
 	for _, c := range h.Commits {
-		fmt.Fprintf(bw, "## `%s` %s\n\n", short(c.Hash), markdown(c.Subject))
+		fmt.Fprintf(bw, "## `%s` %s\n\n", protocol.ShortRevision(c.Hash), markdown(c.Subject))
 		fmt.Fprintf(bw, "%s, %s", markdown(c.Author), c.Date.UTC().Format("2006-01-02 15:04 UTC"))
 		if c.PR != "" {
 			fmt.Fprintf(bw, ", merge of %s", markdown(c.PR))
@@ -86,13 +88,6 @@ func (h *History) WriteJSON(w io.Writer) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(h)
-}
-
-func short(hash string) string {
-	if len(hash) > 12 {
-		return hash[:12]
-	}
-	return hash
 }
 
 func clientLabel(client string) string {

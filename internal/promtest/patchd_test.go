@@ -2,7 +2,6 @@ package promtest
 
 import (
 	"bufio"
-	"context"
 	"crypto/ed25519"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -10,10 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -21,15 +17,13 @@ import (
 	"github.com/patchline/patchline/internal/apitest"
 
 	"github.com/patchline/patchline/internal/gittest"
+	"github.com/patchline/patchline/internal/patchdtest"
 	"github.com/patchline/patchline/protocol"
-	"github.com/patchline/patchline/reconciler"
 )
 
 const (
-	adminToken    = "admin-token-for-tests"
-	webhookSecret = "webhook-secret-for-tests"
-	acmeSecret    = "acme-enrollment-secret"
-	globexSecret  = "globex-enrollment-secret"
+	acmeSecret   = "acme-enrollment-secret"
+	globexSecret = "globex-enrollment-secret"
 )
 
 // Updates the acme endpoints report: released three days ago, so past the
@@ -54,12 +48,9 @@ exclusions: [{update: %q, select: {}, reason: "breaks the practice-management so
 // patchd is a real controller on loopback following a fleet repo served by
 // git daemon, with a real SQLite store in a temp dir.
 type patchd struct {
-	t      *testing.T
-	up     *gittest.Upstream
-	base   string
-	addr   string
-	cancel context.CancelFunc
-	done   chan error
+	*patchdtest.Patchd
+	t  *testing.T
+	up *gittest.Upstream
 }
 
 // startPatchd starts patchd on the test fleet and waits until it applied
@@ -72,57 +63,17 @@ func startPatchd(t *testing.T) *patchd {
 	up.Write(map[string]string{"clients/acme/policy.cue": acmePolicy(time.Now().Add(10 * 24 * time.Hour))})
 	up.Commit("Start the fleet")
 	url := gittest.StartDaemon(t, repos) + "fleet.git"
-
-	secrets := filepath.Join(t.TempDir(), "secrets.json")
-	sec := fmt.Sprintf(`{"adminToken": %q, "webhookSecret": %q, "enrollment": {"acme": %q, "globex": %q}}`, adminToken, webhookSecret, acmeSecret, globexSecret)
-	if err := os.WriteFile(secrets, []byte(sec), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg := reconciler.Config{
-		DataDir:     t.TempDir(),
-		SecretsFile: secrets,
-		Listen:      "127.0.0.1:0",
-		// Pushes reach the controller through the webhook, as in production.
-		Poll:        time.Hour,
-		LongPollMax: 10 * time.Second,
-		Logger:      slog.New(slog.NewTextHandler(io.Discard, nil)),
-	}
-	cfg.Repo.URL = url
-	ctx, cancel := context.WithCancel(context.Background())
-	c, err := reconciler.New(ctx, cfg)
-	if err != nil {
-		cancel()
-		t.Fatalf("start patchd: %v", err)
-	}
-	p := &patchd{t: t, up: up, addr: c.Addr(), base: "http://" + c.Addr(), cancel: cancel, done: make(chan error, 1)}
-	go func() { p.done <- c.Run(ctx) }()
-	t.Cleanup(p.stop)
+	cfg := patchdtest.Config(t, url, map[string]string{"acme": acmeSecret, "globex": globexSecret})
+	p := &patchd{Patchd: patchdtest.Start(t, cfg), t: t, up: up}
 	p.waitMetric("the first revision applied", `patchline_policy_revision_info{client="acme"`, nil)
 	return p
-}
-
-// stop drains patchd and waits for Run to return.
-func (p *patchd) stop() {
-	if p.cancel == nil {
-		return
-	}
-	p.cancel()
-	p.cancel = nil
-	select {
-	case err := <-p.done:
-		if err != nil {
-			p.t.Errorf("patchd Run: %v", err)
-		}
-	case <-time.After(30 * time.Second):
-		p.t.Error("patchd did not stop within 30s")
-	}
 }
 
 // do sends a JSON request and decodes a JSON answer into out (when not
 // nil); it fails the test unless the answer is a 2xx.
 func (p *patchd) do(method, path string, headers map[string]string, body, out any) {
 	p.t.Helper()
-	if code, data := apitest.Do(p.t, p.base, method, path, headers, body, out); code >= 300 {
+	if code, data := apitest.Do(p.t, p.URL, method, path, headers, body, out); code >= 300 {
 		p.t.Fatalf("%s %s: %d %s", method, path, code, data)
 	}
 }
@@ -133,7 +84,7 @@ func (p *patchd) push(files map[string]string, msg string) {
 	p.up.Write(files)
 	p.up.Commit(msg)
 	body := []byte(`{"ref":"refs/heads/main"}`)
-	mac := hmac.New(sha256.New, []byte(webhookSecret))
+	mac := hmac.New(sha256.New, []byte(patchdtest.WebhookSecret))
 	mac.Write(body)
 	p.do("POST", "/v1/hooks/git", map[string]string{
 		"X-GitHub-Event":      "push",
@@ -144,7 +95,7 @@ func (p *patchd) push(files map[string]string, msg string) {
 // metrics returns patchd's /metrics exposition.
 func (p *patchd) metrics() string {
 	p.t.Helper()
-	resp, err := http.Get(p.base + "/metrics")
+	resp, err := http.Get(p.URL + "/metrics")
 	if err != nil {
 		p.t.Fatalf("GET /metrics: %v", err)
 	}

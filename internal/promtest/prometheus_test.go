@@ -244,7 +244,7 @@ func TestDashboardAndAlertsAgainstPrometheus(t *testing.T) {
 		gittest.SkipOrFail(t, "prometheus not installed (Debian package prometheus): %v", err)
 	}
 	p := startPatchd(t)
-	pr := startPrometheus(t, p.addr)
+	pr := startPrometheus(t, p.Addr)
 	// Each call waits for a scrape newer than the state the scenario
 	// reached, by looking for a sample taken after the call.
 	scraped := func() {
@@ -323,7 +323,7 @@ func TestDashboardAndAlertsAgainstPrometheus(t *testing.T) {
 		}
 	}
 
-	p.stop()
+	p.Stop()
 	pr.waitFor("PatchlineControllerDown pending after patchd stopped", 30*time.Second, func() (bool, string) {
 		pending, err := pr.alerts("pending")
 		if err != nil {

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/patchline/patchline/protocol"
 	"github.com/patchline/patchline/reconciler/plan"
 )
 
@@ -61,15 +62,13 @@ func writeJSON(w io.Writer, v any) error {
 	return enc.Encode(v)
 }
 
-// shortRev abbreviates a commit hash the way Git does.
+// shortRev is the revision a plan shows; a plan of a working tree has
+// none.
 func shortRev(r string) string {
 	if r == "" {
 		return "working tree"
 	}
-	if len(r) > 12 {
-		return r[:12]
-	}
-	return r
+	return protocol.ShortRevision(r)
 }
 
 func stamp(t time.Time) string { return t.UTC().Format("2006-01-02 15:04 MST") }

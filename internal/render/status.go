@@ -13,11 +13,7 @@ import (
 // Status writes the status as the table `patchctl status` prints.
 func Status(w io.Writer, s *protocol.Status) error {
 	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
-	head := s.Head
-	if len(head) > 12 {
-		head = head[:12]
-	}
-	fmt.Fprintf(tw, "Branch head:\t%s\n", orNone(head))
+	fmt.Fprintf(tw, "Branch head:\t%s\n", orNone(protocol.ShortRevision(s.Head)))
 	if s.SourceError != "" {
 		fmt.Fprintf(tw, "Fleet repo error:\t%s\n", s.SourceError)
 	}
@@ -26,7 +22,7 @@ func Status(w io.Writer, s *protocol.Status) error {
 		if r.Client != "" {
 			scope = "client " + r.Client
 		}
-		fmt.Fprintf(tw, "Last refused:\t%s (%s, %s) at %s\n", short(r.Revision), scope, orNone(r.Reason), r.At.UTC().Format(time.RFC3339))
+		fmt.Fprintf(tw, "Last refused:\t%s (%s, %s) at %s\n", orNone(protocol.ShortRevision(r.Revision)), scope, orNone(r.Reason), r.At.UTC().Format(time.RFC3339))
 		for _, p := range r.Problems {
 			fmt.Fprintf(tw, "\t  %s\n", p)
 		}
@@ -37,7 +33,7 @@ func Status(w io.Writer, s *protocol.Status) error {
 		applied[r.Client] = r
 	}
 	for _, c := range s.Clients {
-		rev := short(c.Revision)
+		rev := orNone(protocol.ShortRevision(c.Revision))
 		if !c.Known {
 			rev = "(not in repo)"
 		} else if r := applied[c.Client]; r.Attempted != "" && r.Attempted != r.Applied {
@@ -64,13 +60,6 @@ func Status(w io.Writer, s *protocol.Status) error {
 		fmt.Fprintf(tw, "\nHALTED ROLLOUTS (a commit with a resume entry lifts them)\nCLIENT\tRING\tUPDATE\tWHY\n%s\n", strings.Join(halts, "\n"))
 	}
 	return tw.Flush()
-}
-
-func short(rev string) string {
-	if len(rev) > 12 {
-		return rev[:12]
-	}
-	return orNone(rev)
 }
 
 func orNone(s string) string {

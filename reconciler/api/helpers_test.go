@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/ed25519"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -26,8 +25,6 @@ import (
 	"github.com/patchline/patchline/reconciler/store/sqlite"
 	"github.com/patchline/patchline/schema"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
 
 // Credentials of testdata/secrets.json.
 const (

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -15,6 +14,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/patchline/patchline/internal/golden"
 	"github.com/patchline/patchline/protocol"
 	"github.com/patchline/patchline/reconciler/store"
 )
@@ -103,7 +103,7 @@ func TestReportRefused(t *testing.T) {
 		{"unknown endpoint", good, agent{"acme-ws-999-0000", a.nodeKey}.auth(), 401},
 		{"no credentials", good, nil, 401},
 	}
-	var golden bytes.Buffer
+	var want bytes.Buffer
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			resp := e.post(protocol.PathReport, tt.body, tt.header...)
@@ -114,7 +114,7 @@ func TestReportRefused(t *testing.T) {
 			if eb.Code.Status() != tt.status {
 				t.Errorf("code %q travels as %d, answered %d", eb.Code, eb.Code.Status(), tt.status)
 			}
-			fmt.Fprintf(&golden, "%s\n  %d %s: %s\n", tt.name, resp.status, eb.Code, eb.Message)
+			fmt.Fprintf(&want, "%s\n  %d %s: %s\n", tt.name, resp.status, eb.Code, eb.Message)
 			if got := e.stateJSON(); got != before {
 				t.Errorf("a refused report changed the stored state:\n%s", cmp.Diff(before, got))
 			}
@@ -123,25 +123,7 @@ func TestReportRefused(t *testing.T) {
 			}
 		})
 	}
-	checkGolden(t, "testdata/report-errors.golden", golden.Bytes())
-}
-
-// checkGolden compares got with a golden file, or rewrites it with -update.
-func checkGolden(t *testing.T, path string, got []byte) {
-	t.Helper()
-	if *update {
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if diff := cmp.Diff(string(want), string(got)); diff != "" {
-		t.Errorf("%s differs (-want +got; run go test -update if the change is right):\n%s", path, diff)
-	}
+	golden.Check(t, "testdata/report-errors.golden", want.Bytes())
 }
 
 func TestAgentRoutesNeedTheEndpointsOwnKey(t *testing.T) {

@@ -246,7 +246,7 @@ func (s *Server) handle(pattern string, h handlerFunc) {
 		if err := h(rec, r); err != nil {
 			var ae *apiError
 			if !errors.As(err, &ae) {
-				s.log.ErrorContext(r.Context(), "request failed", "route", pattern, "error", err)
+				s.log.ErrorContext(r.Context(), "request failed", "route", pattern, "err", err)
 				ae = errorf(protocol.CodeInternal, "internal error; see the controller's log")
 			}
 			if ae.retryAfter > 0 {

@@ -3,7 +3,6 @@ package plan_test
 import (
 	"bytes"
 	"encoding/json"
-	"flag"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -11,13 +10,12 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/patchline/patchline/internal/golden"
 	"github.com/patchline/patchline/internal/plangen"
 	"github.com/patchline/patchline/protocol"
 	"github.com/patchline/patchline/reconciler/plan"
 	"github.com/patchline/patchline/schema"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
 
 // goldenNow is 22:00 in New York on a Wednesday: acme's evening window is
 // open, globex's Berlin night window is closed.
@@ -91,28 +89,6 @@ func readSnapshot(t *testing.T) *protocol.Snapshot {
 	return s
 }
 
-func checkGolden(t *testing.T, name string, v any) {
-	t.Helper()
-	got, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		t.Fatal(err)
-	}
-	got = append(got, '\n')
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run with -update to create it)", err)
-	}
-	if diff := cmp.Diff(string(want), string(got)); diff != "" {
-		t.Errorf("%s differs (-want +got):\n%s", path, diff)
-	}
-}
-
 // TestPlanGolden plans the realistic fixture; read testdata/plan.golden.json
 // to see every decision, job and rollout.
 func TestPlanGolden(t *testing.T) {
@@ -120,7 +96,7 @@ func TestPlanGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	checkGolden(t, "plan.golden.json", res)
+	golden.CheckJSON(t, filepath.Join("testdata", "plan.golden.json"), res)
 }
 
 // TestExplainGolden explains the pilot endpoint waiting for the canary.
@@ -130,7 +106,7 @@ func TestExplainGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	checkGolden(t, "explain.golden.json", x)
+	golden.CheckJSON(t, filepath.Join("testdata", "explain.golden.json"), x)
 
 	// Explain and Plan agree on every pair.
 	res, err := plan.Plan(fleet, snap, goldenNow, plan.Options{Decisions: true})

@@ -13,6 +13,8 @@ import (
 	"github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/object"
+
+	"github.com/patchline/patchline/protocol"
 )
 
 // VerifyPolicy says what a new head must satisfy besides descending from
@@ -51,7 +53,7 @@ func (e *RefusedError) Error() string {
 	return fmt.Sprintf("revision %s refused: %s", short(e.Revision), e.Reason)
 }
 
-func short(h plumbing.Hash) string { return h.String()[:12] }
+func short(h plumbing.Hash) string { return protocol.ShortRevision(h.String()) }
 
 // Verify decides whether head may replace lastApplied (ZeroHash on first
 // start). It returns a [*RefusedError] when:

@@ -3,17 +3,14 @@ package loader
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/google/go-cmp/cmp"
+	"github.com/patchline/patchline/internal/golden"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
 
 // testNow is the fixed "now" of every test load.
 var testNow = time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
@@ -43,15 +40,11 @@ func TestGolden(t *testing.T) {
 			for _, p := range fleet.Problems {
 				lines = append(lines, p.String()+"\n")
 			}
-			compareGolden(t, dir+".golden.txt", []byte(strings.Join(lines, "")))
+			golden.Check(t, dir+".golden.txt", []byte(strings.Join(lines, "")))
 
 			jsonFile := dir + ".golden.json"
 			if len(fleet.Clients) == 0 {
-				if *update {
-					compareGolden(t, jsonFile, nil)
-				} else if _, err := os.Stat(jsonFile); err == nil {
-					t.Errorf("%s exists but no client loaded", jsonFile)
-				}
+				golden.Check(t, jsonFile, nil)
 				return
 			}
 			for _, c := range fleet.Clients {
@@ -66,30 +59,7 @@ func TestGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			compareGolden(t, jsonFile, append(b, '\n'))
+			golden.Check(t, jsonFile, append(b, '\n'))
 		})
-	}
-}
-
-func compareGolden(t *testing.T, file string, got []byte) {
-	t.Helper()
-	if *update {
-		if len(got) == 0 {
-			if err := os.Remove(file); err != nil && !os.IsNotExist(err) {
-				t.Fatal(err)
-			}
-			return
-		}
-		if err := os.WriteFile(file, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(file)
-	if err != nil && !os.IsNotExist(err) {
-		t.Fatal(err)
-	}
-	if diff := cmp.Diff(string(want), string(got)); diff != "" {
-		t.Errorf("%s mismatch (-want +got):\n%s\nrerun with -update to accept", file, diff)
 	}
 }

@@ -2,8 +2,6 @@ package apt
 
 import (
 	"context"
-	"encoding/json"
-	"flag"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,10 +10,9 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/patchline/patchline/agent/backend/run"
 	"github.com/patchline/patchline/agent/backend/run/runtest"
+	"github.com/patchline/patchline/internal/golden"
 	"github.com/patchline/patchline/protocol"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
 
 const queryCmd = "dpkg-query -W -f=${Package}\\t${Architecture}\\t${Version}\\t${db:Status-Status}\\n"
 
@@ -40,11 +37,7 @@ func TestInventoryFromRecordedOutputs(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			b, err := json.MarshalIndent(got, "", "  ")
-			if err != nil {
-				t.Fatal(err)
-			}
-			runtest.Golden(t, filepath.Join("testdata", tc.golden), append(b, '\n'), *update)
+			golden.CheckJSON(t, filepath.Join("testdata", tc.golden), got)
 			if env := r.Env(); len(env[0]) != 0 {
 				t.Errorf("host backend set apt environment %q, want none", env[0])
 			}

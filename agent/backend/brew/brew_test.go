@@ -2,18 +2,15 @@ package brew
 
 import (
 	"context"
-	"encoding/json"
-	"flag"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/patchline/patchline/agent/backend/run/runtest"
+	"github.com/patchline/patchline/internal/golden"
 	"github.com/patchline/patchline/protocol"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
 
 func TestInventoryFromRecordedOutputs(t *testing.T) {
 	r := &runtest.Replay{T: t, Calls: []runtest.Call{
@@ -25,11 +22,7 @@ func TestInventoryFromRecordedOutputs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := json.MarshalIndent(got, "", "  ")
-	if err != nil {
-		t.Fatal(err)
-	}
-	runtest.Golden(t, filepath.Join("testdata", "inventory.golden.json"), append(b, '\n'), *update)
+	golden.CheckJSON(t, filepath.Join("testdata", "inventory.golden.json"), got)
 	for _, env := range r.Env()[1:] {
 		if !cmp.Equal(env, []string{"HOMEBREW_NO_AUTO_UPDATE=1"}) {
 			t.Errorf("brew ran with env %q, want auto-update off", env)

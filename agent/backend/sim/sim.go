@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/patchline/patchline/agent/backend/run"
+	"github.com/patchline/patchline/internal/atomicfile"
 	"github.com/patchline/patchline/protocol"
 )
 
@@ -250,23 +251,7 @@ func (b *Backend) save() error {
 	if err := os.MkdirAll(b.opts.StateDir, 0o755); err != nil {
 		return fmt.Errorf("sim: %w", err)
 	}
-	tmp, err := os.CreateTemp(b.opts.StateDir, StateFile+".*")
-	if err != nil {
-		return fmt.Errorf("sim: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return fmt.Errorf("sim: %w", err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("sim: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("sim: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), filepath.Join(b.opts.StateDir, StateFile)); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(b.opts.StateDir, StateFile), data, 0o600); err != nil {
 		return fmt.Errorf("sim: %w", err)
 	}
 	return nil

@@ -2,8 +2,6 @@ package sim
 
 import (
 	"context"
-	"encoding/json"
-	"flag"
 	"fmt"
 	"path/filepath"
 	"sync"
@@ -12,10 +10,9 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/patchline/patchline/agent/backend/run/runtest"
+	"github.com/patchline/patchline/internal/golden"
 	"github.com/patchline/patchline/protocol"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
 
 var clock = func() time.Time { return time.Date(2026, 6, 9, 17, 0, 0, 0, time.UTC) }
 
@@ -65,11 +62,7 @@ func firstAvailable(t *testing.T, us []*protocol.Update) *protocol.Update {
 func TestInventoryGolden(t *testing.T) {
 	for _, family := range []string{"windows", "linux", "macos"} {
 		t.Run(family, func(t *testing.T) {
-			b, err := json.MarshalIndent(inventory(t, newSim(t, Options{Seed: 7, Family: family})), "", "  ")
-			if err != nil {
-				t.Fatal(err)
-			}
-			runtest.Golden(t, filepath.Join("testdata", "inventory-"+family+".golden.json"), append(b, '\n'), *update)
+			golden.CheckJSON(t, filepath.Join("testdata", "inventory-"+family+".golden.json"), inventory(t, newSim(t, Options{Seed: 7, Family: family})))
 		})
 	}
 }

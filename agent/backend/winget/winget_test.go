@@ -2,8 +2,6 @@ package winget
 
 import (
 	"context"
-	"encoding/json"
-	"flag"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -11,10 +9,9 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/patchline/patchline/agent/backend/internal/winos"
 	"github.com/patchline/patchline/agent/backend/run/runtest"
+	"github.com/patchline/patchline/internal/golden"
 	"github.com/patchline/patchline/protocol"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
 
 func cmdline(script string) string {
 	name, args := winos.Command(script)
@@ -27,11 +24,7 @@ func TestInventoryFromRecordedOutput(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := json.MarshalIndent(got, "", "  ")
-	if err != nil {
-		t.Fatal(err)
-	}
-	runtest.Golden(t, filepath.Join("testdata", "inventory.golden.json"), append(b, '\n'), *update)
+	golden.CheckJSON(t, filepath.Join("testdata", "inventory.golden.json"), got)
 }
 
 func TestParseInventoryRejectsBrokenOutput(t *testing.T) {

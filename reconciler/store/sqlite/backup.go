@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/patchline/patchline/internal/atomicfile"
 	"github.com/patchline/patchline/protocol"
 	"github.com/patchline/patchline/reconciler/store"
 )
@@ -138,20 +139,18 @@ func Restore(ctx context.Context, path, from string) (kept string, err error) {
 	if err := Verify(ctx, from); err != nil {
 		return "", err
 	}
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, ".restore-*.db")
+	tmp, err := atomicfile.Create(path, 0o600)
 	if err != nil {
 		return "", fmt.Errorf("restore: %w", err)
 	}
-	defer os.Remove(tmp.Name())
+	defer tmp.Discard()
 	src, err := os.Open(from)
 	if err != nil {
-		tmp.Close()
 		return "", fmt.Errorf("restore: %w", err)
 	}
 	_, err = io.Copy(tmp, src)
 	src.Close()
-	if err := errors.Join(err, tmp.Sync(), tmp.Close()); err != nil {
+	if err != nil {
 		return "", fmt.Errorf("restore: copy %s: %w", from, err)
 	}
 
@@ -176,10 +175,7 @@ func Restore(ctx context.Context, path, from string) (kept string, err error) {
 			}
 		}
 	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return kept, fmt.Errorf("restore: %w", err)
-	}
-	if err := syncDir(dir); err != nil {
+	if err := tmp.Commit(); err != nil {
 		return kept, fmt.Errorf("restore: %w", err)
 	}
 	return kept, nil
@@ -210,16 +206,4 @@ func recordRestore(ctx context.Context, path, from, kept string, at time.Time) e
 	os.Remove(path + "-wal")
 	os.Remove(path + "-shm")
 	return nil
-}
-
-// syncDir makes renames in dir durable.
-func syncDir(dir string) error {
-	if runtime.GOOS == "windows" {
-		return nil // directories cannot be opened for syncing there
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	return errors.Join(d.Sync(), d.Close())
 }

@@ -92,6 +92,20 @@ func TestKillDuringWrites(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	// kill ends the child at once, as a crash would, and reaps it. It runs
+	// when the test ends too, so a test that fails before the kill leaves
+	// no child writing behind it.
+	killed := false
+	kill := func() error {
+		if killed {
+			return nil
+		}
+		killed = true
+		err := cmd.Process.Kill()
+		cmd.Wait() // the exit status is the kill
+		return err
+	}
+	t.Cleanup(func() { _ = kill() })
 	acked := -1
 	sc := bufio.NewScanner(out)
 	for acked < crashRounds && sc.Scan() {
@@ -101,10 +115,9 @@ func TestKillDuringWrites(t *testing.T) {
 			}
 		}
 	}
-	if err := cmd.Process.Kill(); err != nil {
+	if err := kill(); err != nil {
 		t.Fatal(err)
 	}
-	cmd.Wait() // the exit status is the kill
 	if acked < crashRounds {
 		t.Fatalf("child stopped after round %d before being killed", acked)
 	}

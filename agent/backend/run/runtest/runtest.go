@@ -11,8 +11,6 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/google/go-cmp/cmp"
-
 	"github.com/patchline/patchline/agent/backend/run"
 )
 
@@ -93,25 +91,6 @@ func File(t testing.TB, dir, name string) string {
 		t.Fatalf("recorded output: %v", err)
 	}
 	return string(b)
-}
-
-// Golden compares got with the golden file at path, or rewrites the file
-// when update is set (the test's -update flag).
-func Golden(t testing.TB, path string, got []byte, update bool) {
-	t.Helper()
-	if update {
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatalf("rewrite golden file: %v", err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("golden file (run with -update to create it): %v", err)
-	}
-	if string(want) != string(got) {
-		t.Errorf("%s differs (-want +got; run with -update to accept):\n%s", path, cmp.Diff(string(want), string(got)))
-	}
 }
 
 // Outcome is what install tests compare of a run.Result; the tool's output
