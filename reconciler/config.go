@@ -4,10 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"time"
 
 	"github.com/patchline/patchline/internal/clock"
+	"github.com/patchline/patchline/internal/netaddr"
 	"github.com/patchline/patchline/reconciler/source"
 )
 
@@ -70,7 +70,7 @@ func (cfg Config) withDefaults() (Config, error) {
 	if cfg.Listen == "" {
 		cfg.Listen = DefaultListen
 	}
-	if cfg.TLSCert == "" && !cfg.Insecure && !loopback(cfg.Listen) {
+	if onLoopback, _ := netaddr.IsLoopbackAddr(cfg.Listen); cfg.TLSCert == "" && !cfg.Insecure && !onLoopback {
 		return cfg, fmt.Errorf("listen %s: plain HTTP is only served on loopback; give --tls-cert/--tls-key, or --insecure behind a TLS-terminating proxy", cfg.Listen)
 	}
 	if cfg.Clock == nil {
@@ -80,17 +80,4 @@ func (cfg Config) withDefaults() (Config, error) {
 		cfg.Logger = slog.Default()
 	}
 	return cfg, nil
-}
-
-// loopback reports whether addr listens on a loopback address only.
-func loopback(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }

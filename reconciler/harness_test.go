@@ -2,7 +2,6 @@ package reconciler_test
 
 import (
 	"bytes"
-	"context"
 	"crypto/ed25519"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -10,23 +9,21 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/patchline/patchline/internal/apitest"
 	"github.com/patchline/patchline/internal/gittest"
+	"github.com/patchline/patchline/internal/patchdtest"
 	"github.com/patchline/patchline/protocol"
 	"github.com/patchline/patchline/reconciler"
 )
 
 const (
-	adminToken    = "admin-token-for-tests"
-	webhookSecret = "webhook-secret-for-tests"
+	adminToken    = patchdtest.AdminToken
+	webhookSecret = patchdtest.WebhookSecret
 	acmeSecret    = "acme-enrollment-secret"
 	globexSecret  = "globex-enrollment-secret"
 )
@@ -45,12 +42,9 @@ type harness struct {
 	t       *testing.T
 	up      *gittest.Upstream
 	repoURL string
-	dataDir string
-	secrets string
 	base    string
-	cancel  context.CancelFunc
-	done    chan error
 	cfg     reconciler.Config
+	pd      *patchdtest.Patchd
 }
 
 func newHarness(t *testing.T, mutate func(*reconciler.Config)) *harness {
@@ -61,23 +55,11 @@ func newHarness(t *testing.T, mutate func(*reconciler.Config)) *harness {
 	up.Commit("Start the fleet")
 	url := gittest.StartDaemon(t, repos) + "fleet.git"
 
-	h := &harness{t: t, up: up, repoURL: url, dataDir: t.TempDir()}
-	h.secrets = filepath.Join(t.TempDir(), "secrets.json")
-	sec := fmt.Sprintf(`{"adminToken": %q, "webhookSecret": %q, "enrollment": {"acme": %q, "globex": %q}}`, adminToken, webhookSecret, acmeSecret, globexSecret)
-	if err := os.WriteFile(h.secrets, []byte(sec), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	h.cfg = reconciler.Config{
-		DataDir:     h.dataDir,
-		SecretsFile: h.secrets,
-		Listen:      "127.0.0.1:0",
-		// A long poll interval: in these tests a push reaches the
-		// controller through the webhook, as in production.
-		Poll:        time.Hour,
-		LongPollMax: 20 * time.Second,
-		Logger:      slog.New(slog.NewTextHandler(io.Discard, nil)),
-	}
-	h.cfg.Repo.URL = url
+	h := &harness{t: t, up: up, repoURL: url}
+	// patchdtest's configuration polls hourly: in these tests a push
+	// reaches the controller through the webhook, as in production.
+	h.cfg = patchdtest.Config(t, url, map[string]string{"acme": acmeSecret, "globex": globexSecret})
+	h.cfg.LongPollMax = 20 * time.Second
 	if mutate != nil {
 		mutate(&h.cfg)
 	}
@@ -88,35 +70,12 @@ func newHarness(t *testing.T, mutate func(*reconciler.Config)) *harness {
 // start runs the controller until stop or the end of the test.
 func (h *harness) start() {
 	h.t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	c, err := reconciler.New(ctx, h.cfg)
-	if err != nil {
-		cancel()
-		h.t.Fatalf("start patchd: %v", err)
-	}
-	h.base = "http://" + c.Addr()
-	h.cancel = cancel
-	h.done = make(chan error, 1)
-	go func() { h.done <- c.Run(ctx) }()
-	h.t.Cleanup(h.stop)
+	h.pd = patchdtest.Start(h.t, h.cfg)
+	h.base = h.pd.URL
 }
 
-// stop drains the controller and waits for Run to return.
-func (h *harness) stop() {
-	if h.cancel == nil {
-		return
-	}
-	h.cancel()
-	h.cancel = nil
-	select {
-	case err := <-h.done:
-		if err != nil {
-			h.t.Errorf("patchd Run: %v", err)
-		}
-	case <-time.After(30 * time.Second):
-		h.t.Error("patchd did not stop within 30s of SIGTERM")
-	}
-}
+// stop drains the controller and waits for it.
+func (h *harness) stop() { h.pd.Stop() }
 
 // do sends a JSON request and decodes a JSON answer into out (when not
 // nil); it returns the status code and logs any non-2xx answer.

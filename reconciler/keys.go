@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"github.com/patchline/patchline/internal/atomicfile"
 )
 
 // signingKeyFile is the job-signing key's file name in the data directory.
@@ -35,44 +37,8 @@ func loadOrCreateKey(dir string) (ed25519.PrivateKey, error) {
 		return nil, fmt.Errorf("generate job signing key: %w", err)
 	}
 	out := pem.EncodeToMemory(&pem.Block{Type: "PATCHLINE JOB SIGNING KEY", Bytes: priv.Seed()})
-	if err := writeFileAtomic(path, out, 0o600); err != nil {
+	if err := atomicfile.WriteFile(path, out, 0o600); err != nil {
 		return nil, fmt.Errorf("write job signing key: %w", err)
 	}
 	return priv, nil
-}
-
-// writeFileAtomic writes data to path through a synced temporary file and a
-// rename, then syncs the directory so the rename itself is durable.
-func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, ".tmp-"+filepath.Base(path))
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // a no-op after the rename
-	if err := f.Chmod(mode); err != nil {
-		f.Close()
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
