@@ -22,6 +22,10 @@ var Categories = []string{"security", "critical", "bugfix", "feature", "driver"}
 // first; an update may also have no severity.
 var Severities = []string{"low", "moderate", "important", "critical"}
 
+// Urgencies are the Debian upload urgencies an apt update may report,
+// lowest first (Debian Policy, "Urgency" field).
+var Urgencies = []string{"low", "medium", "high", "emergency", "critical"}
+
 // Results are the attempt results an endpoint may report.
 var Results = []Result{ResultSucceeded, ResultFailed, ResultRefused}
 
@@ -210,6 +214,9 @@ func (ep *Endpoint) validateUpdates(p string) error {
 		}
 		if u.Severity != "" && !slices.Contains(Severities, u.Severity) {
 			return fmt.Errorf("%s.severity: unknown severity %q (want %s)", up, u.Severity, oneOf(Severities))
+		}
+		if u.Urgency != "" && !slices.Contains(Urgencies, u.Urgency) {
+			return fmt.Errorf("%s.urgency: unknown urgency %q (want %s)", up, u.Urgency, oneOf(Urgencies))
 		}
 		for k, a := range u.Attempts {
 			if !slices.Contains(Results, a.Result) {

@@ -46,23 +46,29 @@ type Endpoint struct {
 // For package sources ID is "name@version", Name the package or app id and
 // Version the candidate version; InstalledVersion says what is there now.
 type Update struct {
-	ID               string     `json:"id"`
-	Source           string     `json:"source"`
-	Name             string     `json:"name"`
-	Title            string     `json:"title,omitempty"`
-	Version          string     `json:"version"`
-	InstalledVersion string     `json:"installedVersion,omitempty"`
-	Category         string     `json:"category"`
-	Severity         string     `json:"severity,omitempty"`
-	CVSS             float64    `json:"cvss,omitempty"`
-	CVEs             []string   `json:"cves,omitempty"`
-	KnownExploited   bool       `json:"knownExploited"`
-	Released         time.Time  `json:"released"`
-	RebootRequired   bool       `json:"rebootRequired"`
-	Requires         []string   `json:"requires,omitempty"`
-	Installed        bool       `json:"installed"`
-	InstalledAt      *time.Time `json:"installedAt"`
-	Attempts         []Attempt  `json:"attempts,omitempty"`
+	ID               string    `json:"id"`
+	Source           string    `json:"source"`
+	Name             string    `json:"name"`
+	Title            string    `json:"title,omitempty"`
+	Version          string    `json:"version"`
+	InstalledVersion string    `json:"installedVersion,omitempty"`
+	Category         string    `json:"category"`
+	Severity         string    `json:"severity,omitempty"`
+	CVSS             float64   `json:"cvss,omitempty"`
+	CVEs             []string  `json:"cves,omitempty"`
+	KnownExploited   bool      `json:"knownExploited"`
+	Released         time.Time `json:"released"`
+	// SourcePackage is the Debian source package an apt update is built
+	// from: the Debian Security Tracker is keyed by it.
+	SourcePackage string `json:"sourcePackage,omitempty"`
+	// Urgency is the highest Debian upload urgency of the changelog entries
+	// between the installed and the candidate version (one of Urgencies).
+	Urgency        string     `json:"urgency,omitempty"`
+	RebootRequired bool       `json:"rebootRequired"`
+	Requires       []string   `json:"requires,omitempty"`
+	Installed      bool       `json:"installed"`
+	InstalledAt    *time.Time `json:"installedAt"`
+	Attempts       []Attempt  `json:"attempts,omitempty"`
 	// InFlightJob is the id of an open job that includes this update.
 	InFlightJob *string `json:"inFlightJob"`
 }
