@@ -215,6 +215,9 @@ func (ep *Endpoint) validateUpdates(p string) error {
 		if u.Severity != "" && !slices.Contains(Severities, u.Severity) {
 			return fmt.Errorf("%s.severity: unknown severity %q (want %s)", up, u.Severity, oneOf(Severities))
 		}
+		if u.ReleasedFrom != "" && u.ReleasedFrom != ReleasedByVendor && u.ReleasedFrom != ReleasedFirstSeen {
+			return fmt.Errorf("%s.releasedFrom: unknown origin %q (want %s or %s)", up, u.ReleasedFrom, ReleasedByVendor, ReleasedFirstSeen)
+		}
 		if u.Urgency != "" && !slices.Contains(Urgencies, u.Urgency) {
 			return fmt.Errorf("%s.urgency: unknown urgency %q (want %s)", up, u.Urgency, oneOf(Urgencies))
 		}

@@ -58,6 +58,11 @@ type Update struct {
 	CVEs             []string  `json:"cves,omitempty"`
 	KnownExploited   bool      `json:"knownExploited"`
 	Released         time.Time `json:"released"`
+	// ReleasedFrom says where Released came from: ReleasedByVendor (the
+	// endpoint's own tool gave it) or ReleasedFirstSeen (the source gives
+	// none; the controller uses the moment the fleet first saw the
+	// update). An agent leaves it empty; the controller fills it in.
+	ReleasedFrom string `json:"releasedFrom,omitempty"`
 	// SourcePackage is the Debian source package an apt update is built
 	// from: the Debian Security Tracker is keyed by it.
 	SourcePackage string `json:"sourcePackage,omitempty"`
@@ -71,6 +76,22 @@ type Update struct {
 	Attempts       []Attempt  `json:"attempts,omitempty"`
 	// InFlightJob is the id of an open job that includes this update.
 	InFlightJob *string `json:"inFlightJob"`
+}
+
+// Where an update's release time came from (Update.ReleasedFrom).
+const (
+	ReleasedByVendor  = "vendor"
+	ReleasedFirstSeen = "first-seen"
+)
+
+// ReleasedAt is when u counts as released at now: its release time, or now
+// itself when that is not known (an offline snapshot of an update whose
+// source gives no date). An unknown time never counts as long ago.
+func (u *Update) ReleasedAt(now time.Time) time.Time {
+	if u.Released.IsZero() {
+		return now
+	}
+	return u.Released
 }
 
 // Result of one install attempt.

@@ -49,6 +49,9 @@ type ClientStatus struct {
 	Compliance float64 `json:"compliance"`
 	// Missing counts desired updates not yet installed (pairs).
 	Missing int `json:"missing"`
+	// Unavailable counts requirements an endpoint does not meet and no
+	// update it reports can meet (pairs); they are part of Missing.
+	Unavailable int `json:"unavailable"`
 	// Halted lists rollouts stopped by failures.
 	Halted    []Halt    `json:"halted,omitempty"`
 	PlannedAt time.Time `json:"plannedAt"`

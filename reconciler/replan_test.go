@@ -70,11 +70,19 @@ type replanEnv struct {
 	r     *replanner
 	// wakes records the clients the replanner's timers added.
 	wakes *recordingQueue
+	// reg holds the replanner's metrics.
+	reg *prometheus.Registry
 }
 
 var replanStart = time.Date(2026, 11, 30, 22, 0, 0, 0, time.UTC)
 
 func newReplanEnv(t *testing.T, st func(*sqlite.DB) replanStore) *replanEnv {
+	t.Helper()
+	return newReplanEnvWith(t, nightWindow, st)
+}
+
+// newReplanEnvWith is newReplanEnv with acme's policy from files.
+func newReplanEnvWith(t *testing.T, files map[string][]byte, st func(*sqlite.DB) replanStore) *replanEnv {
 	t.Helper()
 	ctx := context.Background()
 	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), storeFile))
@@ -82,7 +90,7 @@ func newReplanEnv(t *testing.T, st func(*sqlite.DB) replanStore) *replanEnv {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	fleet, err := loader.New(loader.Options{}).LoadFiles(ctx, nightWindow, "c0ffee")
+	fleet, err := loader.New(loader.Options{}).LoadFiles(ctx, files, "c0ffee")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,9 +107,10 @@ func newReplanEnv(t *testing.T, st func(*sqlite.DB) replanStore) *replanEnv {
 	if st != nil {
 		s = st(db)
 	}
+	e.reg = prometheus.NewRegistry()
 	e.r = newReplanner(clk, slog.New(slog.NewTextHandler(io.Discard, nil)), s,
 		staticPolicy{"acme": {revision: "c0ffee", client: fleet.Clients["acme"]}},
-		metrics.New(prometheus.NewRegistry()), key, e.wakes)
+		metrics.New(e.reg), key, e.wakes)
 	e.r.notify = func(...string) {}
 	t.Cleanup(e.r.stop)
 	return e

@@ -61,6 +61,7 @@ func (r *replanner) summarise(client, revision string, known bool, endpoints int
 	cs := protocol.ClientStatus{
 		Client: client, Revision: revision, Known: known, PlannedAt: now, Endpoints: endpoints,
 		Compliant: fig.Compliant, Drifting: fig.Drifting, Stale: fig.Stale, Compliance: fig.Compliance, Missing: fig.Missing,
+		Unavailable: res.Summary[plan.Unavailable],
 	}
 	for _, ro := range res.Rollouts {
 		if ro.State == plan.RolloutHalted && ro.Failed > 0 {

@@ -27,7 +27,7 @@ func Status(w io.Writer, s *protocol.Status) error {
 			fmt.Fprintf(tw, "\t  %s\n", p)
 		}
 	}
-	fmt.Fprintf(tw, "\nCLIENT\tREVISION\tENDPOINTS\tCOMPLIANT\tDRIFTING\tSTALE\tCOMPLIANCE\tMISSING\tHALTED\n")
+	fmt.Fprintf(tw, "\nCLIENT\tREVISION\tENDPOINTS\tCOMPLIANT\tDRIFTING\tSTALE\tCOMPLIANCE\tMISSING\tUNAVAILABLE\tHALTED\n")
 	applied := make(map[string]protocol.RevisionStatus)
 	for _, r := range s.Revisions {
 		applied[r.Client] = r
@@ -39,7 +39,7 @@ func Status(w io.Writer, s *protocol.Status) error {
 		} else if r := applied[c.Client]; r.Attempted != "" && r.Attempted != r.Applied {
 			rev += " (newer refused)"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%.1f%%\t%d\t%d\n", c.Client, rev, c.Endpoints, c.Compliant, c.Drifting, c.Stale, c.Compliance*100, c.Missing, len(c.Halted))
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%.1f%%\t%d\t%d\t%d\n", c.Client, rev, c.Endpoints, c.Compliant, c.Drifting, c.Stale, c.Compliance*100, c.Missing, c.Unavailable, len(c.Halted))
 	}
 	var halts []string
 	for _, c := range s.Clients {

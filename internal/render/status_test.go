@@ -20,7 +20,7 @@ func TestStatus(t *testing.T) {
 			{Client: "globex", Applied: "aaaaaaaaaaaaaaaa", Attempted: "fedcba9876543210", AttemptStatus: "refused"},
 		},
 		Clients: []protocol.ClientStatus{
-			{Client: "acme", Revision: "0123456789abcdef0123", Known: true, Endpoints: 4, Compliant: 3, Drifting: 1, Compliance: 0.75, Missing: 2,
+			{Client: "acme", Revision: "0123456789abcdef0123", Known: true, Endpoints: 4, Compliant: 3, Drifting: 1, Compliance: 0.75, Missing: 2, Unavailable: 1,
 				Halted: []protocol.Halt{{Update: "KB5001", Ring: "pilot", Reason: "2 of 4 failed"}}},
 			{Client: "globex", Revision: "aaaaaaaaaaaaaaaa", Known: true, Endpoints: 2, Compliant: 2, Compliance: 1,
 				Error: "store jobs: database or disk is full", ErrorAt: at},
@@ -35,10 +35,10 @@ func TestStatus(t *testing.T) {
 Last refused:  fedcba987654 (client globex, invalid) at 2026-11-30T09:00:00Z
                  clients/globex/policy.cue:3:1: bad
 
-CLIENT  REVISION                      ENDPOINTS  COMPLIANT  DRIFTING  STALE  COMPLIANCE  MISSING  HALTED
-acme    0123456789ab                  4          3          1         0      75.0%       2        1
-globex  aaaaaaaaaaaa (newer refused)  2          2          0         0      100.0%      0        0
-ghost   (not in repo)                 1          0          0         0      0.0%        0        0
+CLIENT  REVISION                      ENDPOINTS  COMPLIANT  DRIFTING  STALE  COMPLIANCE  MISSING  UNAVAILABLE  HALTED
+acme    0123456789ab                  4          3          1         0      75.0%       2        1            1
+globex  aaaaaaaaaaaa (newer refused)  2          2          0         0      100.0%      0        0            0
+ghost   (not in repo)                 1          0          0         0      0.0%        0        0            0
 
 RE-PLAN FAILING (retried with a backoff; figures are from the last good re-plan)
 CLIENT  SINCE                 ERROR

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/patchline/patchline/protocol"
+	"github.com/patchline/patchline/reconciler/version"
 	"github.com/patchline/patchline/schema"
 )
 
@@ -127,6 +128,9 @@ func (p *planner) decide(cp *clientPlan, ep *protocol.Endpoint, info *endpointIn
 		if ds.desired {
 			return verdict{Installed, ds.note}
 		}
+		if n, ok := unavailable(&cp.c.Baseline, ep, u); ok {
+			return verdict{Unavailable, n}
+		}
 		return verdict{NotApproved, ds.note}
 	}
 	if !ds.desired {
@@ -166,6 +170,49 @@ func (p *planner) decide(cp *clientPlan, ep *protocol.Endpoint, info *endpointIn
 }
 
 var noRing = note{reason: "no ring selects this endpoint"}
+
+// unavailable reports whether installed, a package ep has installed, falls
+// short of a requirement of b that names it by source, name and minimum
+// version, while no update ep reports of that package meets it: no job can
+// bring the endpoint into line. The note says what is installed, what is
+// required and what is available.
+func unavailable(b *schema.Baseline, ep *protocol.Endpoint, installed *protocol.Update) (note, bool) {
+	for i := range b.Require {
+		r := &b.Require[i]
+		if r.ID != "" || r.MinVersion == "" || r.Source != installed.Source {
+			continue
+		}
+		if ok, err := glob(r.Match, installed.Name); !ok || err != nil {
+			// A bad glob is reported by desireFor, which runs first.
+			continue
+		}
+		if version.Compare(installed.Source, installed.Version, r.MinVersion) >= 0 {
+			continue
+		}
+		var available []string
+		met := false
+		for _, u := range ep.Updates {
+			if u.Source != installed.Source || u.Name != installed.Name || u.Installed {
+				continue
+			}
+			available = append(available, u.Version)
+			if version.Compare(u.Source, u.Version, r.MinVersion) >= 0 {
+				met = true
+			}
+		}
+		if met {
+			continue
+		}
+		offer := "no newer version is available to the endpoint"
+		if len(available) > 0 {
+			slices.Sort(available)
+			offer = "available: " + strings.Join(available, ", ") + ", below it too"
+		}
+		return note{rule: r.Pos.Rule(), reason: fmt.Sprintf("required %s; installed %s %s; %s",
+			requirementName(r), installed.Name, installed.Version, offer)}, true
+	}
+	return note{}, false
+}
 
 // holdForRequires keeps out of the job every missing update that requires
 // an update the endpoint has not installed and that is not in the job

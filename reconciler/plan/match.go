@@ -73,20 +73,22 @@ func desireFor(b *schema.Baseline, u *protocol.Update, now time.Time) (desire, e
 		}
 		if ok {
 			c := &Citation{Kind: "require", Name: requirementName(r), Rule: r.Pos.Rule(), Detail: "required by the baseline: " + requirementName(r)}
-			return desire{note: note{rule: c.Rule, reason: c.Detail}, desired: true, since: u.Released, cite: c}, nil
+			return desire{note: note{rule: c.Rule, reason: c.Detail}, desired: true, since: u.ReleasedAt(now), cite: c}, nil
 		}
 	}
 	d := desire{note: note{reason: "no approve rule or requirement matches"}}
 	for i := range b.Approve {
 		a := &b.Approve[i]
-		ok, err := approves(a, u)
+		ok, err := approves(a, u, now)
 		if err != nil {
 			return desire{}, fmt.Errorf("approve rule %q at %s: %w", a.Name, a.Pos, err)
 		}
 		if !ok {
 			continue
 		}
-		at := u.Released.Add(a.MinAge)
+		// An update whose release time is not known (an offline snapshot
+		// of a source that gives none) counts as released now.
+		at := u.ReleasedAt(now).Add(a.MinAge)
 		if !at.After(now) {
 			c := &Citation{Kind: "approve", Name: a.Name, Rule: a.Pos.Rule(), Detail: "approved by rule " + quote(a.Name)}
 			return desire{note: note{rule: c.Rule, reason: c.Detail}, desired: true, since: at, cite: c}, nil
@@ -127,16 +129,16 @@ func requirementName(r *schema.Requirement) string {
 	return name
 }
 
-// approves reports whether every set field of a matches u, leaving out
-// MinAge, which the caller weighs.
-func approves(a *schema.ApproveRule, u *protocol.Update) (bool, error) {
+// approves reports whether every set field of a matches u at now, leaving
+// out MinAge, which the caller weighs.
+func approves(a *schema.ApproveRule, u *protocol.Update, now time.Time) (bool, error) {
 	switch {
 	case len(a.Source) > 0 && !slices.Contains(a.Source, u.Source),
 		len(a.Category) > 0 && !slices.Contains(a.Category, u.Category),
 		a.MinSeverity != "" && schema.SeverityRank(u.Severity) < schema.SeverityRank(a.MinSeverity),
 		a.MinCVSS > 0 && u.CVSS < a.MinCVSS,
 		a.KnownExploited != nil && *a.KnownExploited != u.KnownExploited,
-		!a.ReleasedBefore.IsZero() && !u.Released.Before(a.ReleasedBefore):
+		!a.ReleasedBefore.IsZero() && !u.ReleasedAt(now).Before(a.ReleasedBefore):
 		return false, nil
 	}
 	return glob(a.Match, u.Name)

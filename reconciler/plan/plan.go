@@ -220,7 +220,7 @@ func (p *planner) result() *Result {
 }
 
 // numDecisions is len(AllDecisions).
-const numDecisions = 10
+const numDecisions = 11
 
 // slot is the place of d in AllDecisions; a switch is cheaper than a map
 // for the millions of pairs a large fleet has.
@@ -230,20 +230,22 @@ func slot(d Decision) int {
 		return 0
 	case Missing:
 		return 1
-	case InProgress:
+	case Unavailable:
 		return 2
-	case Failed:
+	case InProgress:
 		return 3
-	case Halted:
+	case Failed:
 		return 4
-	case WaitingRing:
+	case Halted:
 		return 5
-	case WaitingWindow:
+	case WaitingRing:
 		return 6
-	case Excluded:
+	case WaitingWindow:
 		return 7
-	case NotApproved:
+	case Excluded:
 		return 8
+	case NotApproved:
+		return 9
 	}
-	return 9
+	return 10
 }

@@ -217,6 +217,45 @@ func TestMembershipAndDesire(t *testing.T) {
 			},
 		},
 		{
+			name: "requirement no available version meets: unavailable on the installed package, with what is installed and available",
+			eps: []*protocol.Endpoint{ep("ws1", "canary",
+				pkg("openssl", "3.0.14-1", installed), pkg("openssl", "3.0.14-2"), pkg("curl", "7.88", installed))},
+			want: []want{
+				{ep: "ws1", update: "openssl@3.0.14-1", d: plan.Unavailable, rule: rule(41),
+					reason: "required apt:openssl >= 3.0.15; installed openssl 3.0.14-1; available: 3.0.14-2, below it too"},
+				{ep: "ws1", update: "openssl@3.0.14-2", d: plan.NotApproved},
+				{ep: "ws1", update: "curl@7.88", d: plan.NotApproved},
+			},
+			jobs: []string{},
+		},
+		{
+			name: "requirement with nothing newer to install at all: unavailable",
+			eps:  []*protocol.Endpoint{ep("ws1", "canary", pkg("openssl", "3.0.11-1", installed))},
+			want: []want{{ep: "ws1", update: "openssl@3.0.11-1", d: plan.Unavailable, reason: "no newer version is available to the endpoint"}},
+		},
+		{
+			name: "requirement an available candidate meets: the installed package is not unavailable",
+			eps:  []*protocol.Endpoint{ep("ws1", "canary", pkg("openssl", "3.0.14-1", installed), pkg("openssl", "3.0.15-1~deb12u1"))},
+			want: []want{
+				{ep: "ws1", update: "openssl@3.0.14-1", d: plan.NotApproved},
+				{ep: "ws1", update: "openssl@3.0.15-1~deb12u1", d: plan.Missing},
+			},
+		},
+		{
+			name: "update with no release time in an offline snapshot counts as released now: minAge runs from now",
+			eps:  []*protocol.Endpoint{ep("ws1", "canary", kb("KB1", "important", released(time.Time{})))},
+			want: []want{{ep: "ws1", update: "KB1", d: plan.NotApproved, rule: rule(31), eligible: now.Add(7 * 24 * time.Hour)}},
+			jobs: []string{},
+		},
+		{
+			name: "update with no release time is not released before any date",
+			fleet: func(f *schema.Fleet) {
+				acme(f).Baseline.Approve = []schema.ApproveRule{{Name: "old-ones", ReleasedBefore: now.Add(-time.Hour), Pos: pos(33)}}
+			},
+			eps:  []*protocol.Endpoint{ep("ws1", "canary", kb("KB1", "low", released(time.Time{})), kb("KB2", "low"))},
+			want: []want{{ep: "ws1", update: "KB1", d: plan.NotApproved}, {ep: "ws1", update: "KB2", d: plan.Missing, rule: rule(33)}},
+		},
+		{
 			name: "approve rule on CVSS, known-exploited, category, name glob and release date",
 			fleet: func(f *schema.Fleet) {
 				acme(f).Baseline.Approve = []schema.ApproveRule{{

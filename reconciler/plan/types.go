@@ -11,8 +11,12 @@ type Decision string
 
 // Decisions, in the order summaries list them.
 const (
-	Installed     Decision = "installed"
-	Missing       Decision = "missing" // drift: desired, eligible, in window; goes into a job
+	Installed Decision = "installed"
+	Missing   Decision = "missing" // drift: desired, eligible, in window; goes into a job
+	// Unavailable: drift that no job can fix: a requirement asks for a
+	// version above what the endpoint has installed and no update the
+	// endpoint reports is recent enough.
+	Unavailable   Decision = "unavailable"
 	InProgress    Decision = "in-progress"
 	Failed        Decision = "failed"
 	Halted        Decision = "halted"
@@ -24,14 +28,14 @@ const (
 )
 
 // AllDecisions lists every decision in summary order.
-var AllDecisions = []Decision{Installed, Missing, InProgress, Failed, Halted, WaitingRing, WaitingWindow, Excluded, NotApproved, UnknownClient}
+var AllDecisions = []Decision{Installed, Missing, Unavailable, InProgress, Failed, Halted, WaitingRing, WaitingWindow, Excluded, NotApproved, UnknownClient}
 
 // Drift reports whether d makes its endpoint drifting: a desired update
 // that is not installed and not excluded, whatever holds it back (a ring,
 // a window, a halt, a failure, a job in flight).
 func (d Decision) Drift() bool {
 	switch d {
-	case Missing, InProgress, Failed, Halted, WaitingRing, WaitingWindow:
+	case Missing, Unavailable, InProgress, Failed, Halted, WaitingRing, WaitingWindow:
 		return true
 	}
 	return false

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/patchline/patchline/protocol"
 	"github.com/patchline/patchline/reconciler/store"
@@ -145,6 +146,7 @@ type updateRow struct {
 	cves, requires                                                     sql.NullString
 	knownExploited, rebootRequired, installed                          int
 	released, installedAt                                              sql.NullInt64
+	releasedFrom, sourcePackage, urgency                               string
 }
 
 // reportedRow is u's row, without installedAt.
@@ -153,9 +155,13 @@ func reportedRow(u *protocol.Update) (updateRow, error) {
 		source: u.Source, name: u.Name, title: u.Title, version: u.Version, installedVersion: u.InstalledVersion,
 		category: u.Category, severity: u.Severity, cvss: u.CVSS,
 		knownExploited: boolArg(u.KnownExploited), rebootRequired: boolArg(u.RebootRequired), installed: boolArg(u.Installed),
+		sourcePackage: u.SourcePackage, urgency: u.Urgency,
 	}
+	// Whatever the agent says of ReleasedFrom is ignored: a date it gives
+	// is the vendor's, and the store supplies the rest (writeUpdates).
 	if !u.Released.IsZero() {
 		row.released = sql.NullInt64{Int64: u.Released.UnixNano(), Valid: true}
+		row.releasedFrom = protocol.ReleasedByVendor
 	}
 	var err error
 	if row.cves, err = jsonText(u.CVEs); err != nil {
@@ -182,15 +188,20 @@ var (
 	updEndpointQuery = writeQuery(`UPDATE endpoints SET hostname = ?, os_family = ?, os_version = ?, labels = ?,
 		last_seen = ?, reboot_pending = ?, report_seq = ?, job_seq = max(job_seq, ?) WHERE id = ?`)
 	selUpdatesQuery = writeQuery(`SELECT id, source, name, title, version, installed_version, category, severity,
-		cvss, cves, known_exploited, released, reboot_required, requires, installed, installed_at
+		cvss, cves, known_exploited, released, reboot_required, requires, installed, installed_at,
+		released_from, source_package, urgency
 		FROM updates WHERE endpoint = ?`)
 	delUpdateQuery = writeQuery(`DELETE FROM updates WHERE endpoint = ? AND id = ?`)
 	insUpdateQuery = writeQuery(`INSERT INTO updates (source, name, title, version, installed_version,
 		category, severity, cvss, cves, known_exploited, released, reboot_required, requires, installed, installed_at,
-		endpoint, id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+		released_from, source_package, urgency, endpoint, id)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
 	setUpdateQuery = writeQuery(`UPDATE updates SET source = ?, name = ?, title = ?, version = ?, installed_version = ?,
 		category = ?, severity = ?, cvss = ?, cves = ?, known_exploited = ?, released = ?, reboot_required = ?,
-		requires = ?, installed = ?, installed_at = ? WHERE endpoint = ? AND id = ?`)
+		requires = ?, installed = ?, installed_at = ?, released_from = ?, source_package = ?, urgency = ?
+		WHERE endpoint = ? AND id = ?`)
+	getFirstSeenQuery = writeQuery(`SELECT at FROM first_seen WHERE source = ? AND id = ?`)
+	insFirstSeenQuery = writeQuery(`INSERT INTO first_seen (source, id, at) VALUES (?, ?, ?)`)
 )
 
 // replaceInventory is ReplaceInventory inside tx. It writes only what
@@ -256,7 +267,8 @@ func storedUpdates(tx *wtx, endpoint string) (map[string]updateRow, error) {
 		var row updateRow
 		if err := rows.Scan(&id, &row.source, &row.name, &row.title, &row.version, &row.installedVersion,
 			&row.category, &row.severity, &row.cvss, &row.cves, &row.knownExploited, &row.released,
-			&row.rebootRequired, &row.requires, &row.installed, &row.installedAt); err != nil {
+			&row.rebootRequired, &row.requires, &row.installed, &row.installedAt,
+			&row.releasedFrom, &row.sourcePackage, &row.urgency); err != nil {
 			rows.Close()
 			return nil, err
 		}
@@ -279,12 +291,22 @@ func writeUpdates(tx *wtx, inv inventory, stored map[string]updateRow) error {
 		prev, had := stored[u.ID]
 		delete(stored, u.ID)
 		// An update reported installed keeps the time it was first seen
-		// installed; one reported not installed has none.
+		// installed, which is known only when the controller saw it
+		// missing before: one installed before the endpoint first reported
+		// it (onboarding) has no install time, so it is neither an install
+		// of that month nor a late one. One reported not installed has none.
 		if row.installed != 0 {
 			row.installedAt = prev.installedAt
-			if !had || !prev.installedAt.Valid {
+			if had && prev.installed == 0 && !prev.installedAt.Valid {
 				row.installedAt = sql.NullInt64{Int64: r.At.UnixNano(), Valid: true}
 			}
+		}
+		if !row.released.Valid {
+			var err error
+			if row.released, err = firstSeen(tx, u, prev, had, r.At); err != nil {
+				return fmt.Errorf("update %q: first seen: %w", u.ID, err)
+			}
+			row.releasedFrom = protocol.ReleasedFirstSeen
 		}
 		q := insUpdateQuery
 		if had {
@@ -296,11 +318,31 @@ func writeUpdates(tx *wtx, inv inventory, stored map[string]updateRow) error {
 		// Both statements take the same arguments in the same order.
 		if _, err := tx.exec(q, row.source, row.name, row.title, row.version, row.installedVersion, row.category,
 			row.severity, row.cvss, row.cves, row.knownExploited, row.released, row.rebootRequired, row.requires,
-			row.installed, row.installedAt, r.Endpoint, u.ID); err != nil {
+			row.installed, row.installedAt, row.releasedFrom, row.sourcePackage, row.urgency, r.Endpoint, u.ID); err != nil {
 			return fmt.Errorf("update %q: %w", u.ID, err)
 		}
 	}
 	return nil
+}
+
+// firstSeen is the release time of an update whose source gives none: when
+// the fleet first saw it (by source and id), recorded at its first report
+// on any endpoint. A stored row already carries it, so a repeated report
+// costs no lookup.
+func firstSeen(tx *wtx, u *protocol.Update, prev updateRow, had bool, at time.Time) (sql.NullInt64, error) {
+	if had && prev.releasedFrom == protocol.ReleasedFirstSeen && prev.source == u.Source && prev.released.Valid {
+		return prev.released, nil
+	}
+	var t int64
+	err := tx.queryRow(getFirstSeenQuery, u.Source, u.ID).Scan(&t)
+	if errors.Is(err, sql.ErrNoRows) {
+		t = at.UnixNano()
+		_, err = tx.exec(insFirstSeenQuery, u.Source, u.ID, t)
+	}
+	if err != nil {
+		return sql.NullInt64{}, err
+	}
+	return sql.NullInt64{Int64: t, Valid: true}, nil
 }
 
 // timeLayout formats times in error messages.
@@ -313,7 +355,8 @@ func scanUpdate(rows *sql.Rows, endpoint *string) (*protocol.Update, error) {
 	var released, installedAt sql.NullInt64
 	var known, reboot, installed int
 	if err := rows.Scan(endpoint, &u.ID, &u.Source, &u.Name, &u.Title, &u.Version, &u.InstalledVersion,
-		&u.Category, &u.Severity, &u.CVSS, &cves, &known, &released, &reboot, &requires, &installed, &installedAt); err != nil {
+		&u.Category, &u.Severity, &u.CVSS, &cves, &known, &released, &reboot, &requires, &installed, &installedAt,
+		&u.ReleasedFrom, &u.SourcePackage, &u.Urgency); err != nil {
 		return nil, err
 	}
 	var err error
@@ -338,4 +381,4 @@ func scanUpdate(rows *sql.Rows, endpoint *string) (*protocol.Update, error) {
 // alias u.
 const updateColumns = `u.endpoint, u.id, u.source, u.name, u.title, u.version, u.installed_version,
 	u.category, u.severity, u.cvss, u.cves, u.known_exploited, u.released, u.reboot_required, u.requires,
-	u.installed, u.installed_at`
+	u.installed, u.installed_at, u.released_from, u.source_package, u.urgency`

@@ -66,32 +66,51 @@ func TestReplaceInventory(t *testing.T) {
 		want []*protocol.Update
 	}{
 		{
-			name:    "update reported installed for the first time gets the report time",
+			name:    "update already installed in the endpoint's first report has no install time (onboarding)",
 			reports: []store.Report{report("ep-1", t1, kb("KB5001", true))},
-			want:    []*protocol.Update{withInstalledAt(kb("KB5001", true), t1)},
+			want:    []*protocol.Update{kb("KB5001", true)},
 		},
 		{
-			name: "installed update keeps its first installed time on later reports",
+			name:    "update installed between two reports gets the time of the report that shows it",
+			reports: []store.Report{report("ep-1", t1, kb("KB5001", false)), report("ep-1", t2, kb("KB5001", true))},
+			want:    []*protocol.Update{withInstalledAt(kb("KB5001", true), t2)},
+		},
+		{
+			name: "installed update keeps its installed time on later reports",
 			reports: []store.Report{
-				report("ep-1", t1, kb("KB5001", true)),
-				report("ep-1", t2, kb("KB5001", true), kb("KB5002", false)),
+				report("ep-1", t1, kb("KB5001", false)),
+				report("ep-1", t2, kb("KB5001", true)),
+				report("ep-1", t3, kb("KB5001", true), kb("KB5002", false)),
 			},
-			want: []*protocol.Update{withInstalledAt(kb("KB5001", true), t1), kb("KB5002", false)},
+			want: []*protocol.Update{withInstalledAt(kb("KB5001", true), t2), kb("KB5002", false)},
 		},
 		{
 			name: "update reported uninstalled loses its installed time",
 			reports: []store.Report{
-				report("ep-1", t1, kb("KB5001", true)),
-				report("ep-1", t2, kb("KB5001", false)),
+				report("ep-1", t1, kb("KB5001", false)),
+				report("ep-1", t2, kb("KB5001", true)),
+				report("ep-1", t3, kb("KB5001", false)),
 			},
 			want: []*protocol.Update{kb("KB5001", false)},
 		},
 		{
 			name: "agent's own installed time and attempts are ignored",
 			reports: []store.Report{
-				report("ep-1", t1, withAttempts(withInstalledAt(kb("KB5001", true), t0.Add(-time.Hour)))),
+				report("ep-1", t1, kb("KB5001", false)),
+				report("ep-1", t2, withAttempts(withInstalledAt(kb("KB5001", true), t0.Add(-time.Hour)))),
 			},
-			want: []*protocol.Update{withInstalledAt(kb("KB5001", true), t1)},
+			want: []*protocol.Update{withInstalledAt(kb("KB5001", true), t2)},
+		},
+		{
+			name: "an update whose source gives no release time is released when the fleet first saw it",
+			reports: []store.Report{
+				report("ep-1", t1, undated(deb("openssl", "3.0.15-1", "3.0.14-1"))),
+				report("ep-1", t2, undated(deb("openssl", "3.0.15-1", "3.0.14-1")), undated(deb("curl", "7.88.1-10+deb12u8", "7.88.1-10+deb12u7"))),
+			},
+			want: []*protocol.Update{
+				firstSeenAt(undated(deb("curl", "7.88.1-10+deb12u8", "7.88.1-10+deb12u7")), t2),
+				firstSeenAt(undated(deb("openssl", "3.0.15-1", "3.0.14-1")), t1),
+			},
 		},
 		{
 			name: "update no longer reported is gone from the snapshot",
@@ -126,7 +145,7 @@ func TestReplaceInventory(t *testing.T) {
 				report("ep-1", t1, kb("KB5001", false)),
 			},
 			wantErr: store.ErrConflict,
-			want:    []*protocol.Update{withInstalledAt(kb("KB5001", true), t2)},
+			want:    []*protocol.Update{kb("KB5001", true)},
 		},
 		{
 			name: "a late copy of an earlier report arrives after a newer one and is refused",
@@ -144,7 +163,7 @@ func TestReplaceInventory(t *testing.T) {
 				report("ep-1", t1, kb("KB5001", true)),
 				report("ep-1", t1, kb("KB5001", true)),
 			},
-			want: []*protocol.Update{withInstalledAt(kb("KB5001", true), t1)},
+			want: []*protocol.Update{kb("KB5001", true)},
 		},
 		{
 			name: "changed details of a stored update replace the old ones",
@@ -152,7 +171,7 @@ func TestReplaceInventory(t *testing.T) {
 				report("ep-1", t1, kb("KB5001", false), deb("openssl", "3.0.15-1", "3.0.14-1", "libssl3@3.0.15-1")),
 				report("ep-1", t2, revised(kb("KB5001", false)), deb("openssl", "3.0.15-1", "3.0.13-1")),
 			},
-			want: []*protocol.Update{revised(kb("KB5001", false)), deb("openssl", "3.0.15-1", "3.0.13-1")},
+			want: []*protocol.Update{firstSeenAt(revised(kb("KB5001", false)), t2), deb("openssl", "3.0.15-1", "3.0.13-1")},
 		},
 		{
 			name: "a new update and a removed one in the same report",
@@ -160,7 +179,7 @@ func TestReplaceInventory(t *testing.T) {
 				report("ep-1", t1, kb("KB5001", true), kb("KB5002", false)),
 				report("ep-1", t2, kb("KB5001", true), kb("KB5003", false)),
 			},
-			want: []*protocol.Update{withInstalledAt(kb("KB5001", true), t1), kb("KB5003", false)},
+			want: []*protocol.Update{kb("KB5001", true), kb("KB5003", false)},
 		},
 		{
 			name:    "same update twice in one report is invalid",
@@ -209,7 +228,7 @@ func TestReplaceInventory(t *testing.T) {
 					u.Attempts[i].Job = ""
 				}
 			}
-			if diff := cmp.Diff(tc.want, got.Updates, equateEmpty); diff != "" {
+			if diff := cmp.Diff(vendorDated(tc.want), got.Updates, equateEmpty); diff != "" {
 				t.Errorf("updates (-want +got):\n%s", diff)
 			}
 		})
@@ -234,6 +253,30 @@ func withAttempt(u *protocol.Update, at time.Time, r protocol.Result, msg string
 
 // revised is u as its vendor re-released it: every detail but the id
 // changed, lists and the release date emptied.
+// undated is u as a source that gives no release time reports it.
+func undated(u *protocol.Update) *protocol.Update {
+	u.Released = time.Time{}
+	return u
+}
+
+// firstSeenAt is u as the store gives it back when the fleet first saw it
+// at t and its source gave no release time.
+func firstSeenAt(u *protocol.Update, t time.Time) *protocol.Update {
+	u.Released, u.ReleasedFrom = t, protocol.ReleasedFirstSeen
+	return u
+}
+
+// vendorDated marks the release time of each of us that has one and no
+// origin as the vendor's, as the store does.
+func vendorDated(us []*protocol.Update) []*protocol.Update {
+	for _, u := range us {
+		if !u.Released.IsZero() && u.ReleasedFrom == "" {
+			u.ReleasedFrom = protocol.ReleasedByVendor
+		}
+	}
+	return us
+}
+
 func revised(u *protocol.Update) *protocol.Update {
 	u.Source, u.Name, u.Title, u.Version, u.InstalledVersion = "winget", u.Name+"-v2", "Revised "+u.Title, "2", "1"
 	u.Category, u.Severity, u.CVSS, u.CVEs, u.KnownExploited = "feature", "low", 3.1, nil, false

@@ -52,6 +52,9 @@ func wantFleet(failed, open store.Job, now time.Time) []*protocol.Endpoint {
 	if now.Before(open.NotAfter) {
 		inFlight = &open.ID
 	}
+	// Every update here has the vendor's release time; KB5001 was
+	// installed before ep-win first reported, so its install time is not
+	// known.
 	openssl := deb("openssl", "3.0.15-1", "3.0.14-1")
 	openssl.InFlightJob = inFlight
 	libssl := deb("libssl3", "3.0.15-1", "3.0.14-1", "openssl@3.0.15-1")
@@ -62,18 +65,18 @@ func wantFleet(failed, open store.Job, now time.Time) []*protocol.Endpoint {
 		{
 			ID: "ep-deb", Client: "acme", Hostname: "ep-deb.local", OS: protocol.OS{Family: "linux", Version: "debian 12"},
 			Labels: map[string]string{"role": "server", "site": "dc1"}, LastSeen: t0.Add(2 * time.Minute), RebootPending: true,
-			Updates: []*protocol.Update{libssl, openssl},
+			Updates: vendorDated([]*protocol.Update{libssl, openssl}),
 		},
 		{
 			ID: "ep-glx", Client: "globex", Hostname: "ep-glx.local", OS: protocol.OS{Family: "windows", Version: "11 24H2"},
 			Labels: map[string]string{"site": "hq"}, LastSeen: t0.Add(3 * time.Minute),
-			Updates: []*protocol.Update{kb("KB5001", false)},
+			Updates: vendorDated([]*protocol.Update{kb("KB5001", false)}),
 		},
 		{ID: "ep-new", Client: "acme", Hostname: "ep-new.local", Updates: []*protocol.Update{}},
 		{
 			ID: "ep-win", Client: "acme", Hostname: "ep-win.local", OS: protocol.OS{Family: "windows", Version: "11 24H2"},
 			Labels: map[string]string{"site": "hq"}, LastSeen: t0.Add(time.Minute),
-			Updates: []*protocol.Update{withInstalledAt(kb("KB5001", true), t0.Add(time.Minute)), kb2},
+			Updates: vendorDated([]*protocol.Update{kb("KB5001", true), kb2}),
 		},
 	}
 }
