@@ -122,7 +122,10 @@ func (p *planner) survey(cp *clientPlan, i int) error {
 		switch {
 		case u.Installed:
 			rp.succeeded++
-			var at time.Time
+			// An update installed before its endpoint first reported has no
+			// known install time; it was installed no earlier than its
+			// release, which stands in for it (never the zero time).
+			at := u.ReleasedAt(p.now)
 			if u.InstalledAt != nil {
 				at = *u.InstalledAt
 			}

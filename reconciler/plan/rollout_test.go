@@ -55,6 +55,14 @@ func TestRings(t *testing.T) {
 			want: []want{{ep: "b1", update: "KB1", d: plan.WaitingRing, rule: rule(15), eligible: t2.Add(hours(24) + time.Minute + hours(48))}},
 		},
 		{
+			name: "canary endpoints that had the update before they first reported pass at its release, not in year 1",
+			eps: []*protocol.Endpoint{
+				ep("c1", "canary", crit(installed, released(now.Add(-hours(2))))), ep("c2", "canary", crit(installed, released(now.Add(-hours(2))))),
+				ep("p1", "pilot", crit(released(now.Add(-hours(2))))),
+			},
+			want: []want{{ep: "p1", update: "KB1", d: plan.WaitingRing, eligible: now.Add(-hours(2)).Add(hours(24)), reason: "to soak 1d"}},
+		},
+		{
 			name: "an empty canary passes at once and adds no soak",
 			eps:  []*protocol.Endpoint{ep("p1", "pilot", crit())},
 			want: []want{{ep: "p1", update: "KB1", d: plan.Missing}},
