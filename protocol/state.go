@@ -76,6 +76,9 @@ type Update struct {
 	Attempts       []Attempt  `json:"attempts,omitempty"`
 	// InFlightJob is the id of an open job that includes this update.
 	InFlightJob *string `json:"inFlightJob"`
+	// Intel is what the controller learned of the update from public
+	// feeds; nil when no feed applies. An agent never sends it.
+	Intel *Intel `json:"intel,omitempty"`
 }
 
 // Where an update's release time came from (Update.ReleasedFrom).

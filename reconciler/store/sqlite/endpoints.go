@@ -157,8 +157,9 @@ func reportedRow(u *protocol.Update) (updateRow, error) {
 		knownExploited: boolArg(u.KnownExploited), rebootRequired: boolArg(u.RebootRequired), installed: boolArg(u.Installed),
 		sourcePackage: u.SourcePackage, urgency: u.Urgency,
 	}
-	// Whatever the agent says of ReleasedFrom is ignored: a date it gives
-	// is the vendor's, and the store supplies the rest (writeUpdates).
+	// Whatever the agent says of ReleasedFrom and Intel is ignored: a date
+	// it gives is the vendor's, the store supplies the rest (writeUpdates),
+	// and Intel is the controller's, from its feeds, never stored.
 	if !u.Released.IsZero() {
 		row.released = sql.NullInt64{Int64: u.Released.UnixNano(), Valid: true}
 		row.releasedFrom = protocol.ReleasedByVendor
