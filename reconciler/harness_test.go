@@ -3,9 +3,6 @@ package reconciler_test
 import (
 	"bytes"
 	"crypto/ed25519"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -19,6 +16,7 @@ import (
 	"github.com/patchline/patchline/internal/patchdtest"
 	"github.com/patchline/patchline/protocol"
 	"github.com/patchline/patchline/reconciler"
+	"github.com/patchline/patchline/reconciler/source"
 )
 
 const (
@@ -156,14 +154,12 @@ func (h *harness) push(files map[string]string, msg string) string {
 // hook posts a push webhook signed with secret, as GitHub does.
 func (h *harness) hook(secret string) int {
 	body := []byte(`{"ref": "refs/heads/main"}`)
-	mac := hmac.New(sha256.New, []byte(secret))
-	mac.Write(body)
 	req, err := http.NewRequest("POST", h.base+"/v1/hooks/git", bytes.NewReader(body))
 	if err != nil {
 		h.t.Fatal(err)
 	}
 	req.Header.Set("X-GitHub-Event", "push")
-	req.Header.Set("X-Hub-Signature-256", "sha256="+hex.EncodeToString(mac.Sum(nil)))
+	req.Header.Set("X-Hub-Signature-256", source.GitHubSignature([]byte(secret), body))
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		h.t.Fatal(err)

@@ -4,9 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -17,6 +14,7 @@ import (
 	"time"
 
 	"github.com/patchline/patchline/protocol"
+	"github.com/patchline/patchline/reconciler/source"
 )
 
 // probe reads the controller's admin status and metrics and sends it
@@ -89,15 +87,13 @@ func (p *probe) rss(ctx context.Context) (int64, error) {
 // sends it.
 func (p *probe) webhook(ctx context.Context) error {
 	body := []byte(`{"ref": "refs/heads/main"}`)
-	mac := hmac.New(sha256.New, []byte(p.secrets.WebhookSecret))
-	mac.Write(body)
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.base+"/v1/hooks/git", bytes.NewReader(body))
 	if err != nil {
 		return fmt.Errorf("webhook: %w", err)
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("X-GitHub-Event", "push")
-	req.Header.Set("X-Hub-Signature-256", "sha256="+hex.EncodeToString(mac.Sum(nil)))
+	req.Header.Set("X-Hub-Signature-256", source.GitHubSignature([]byte(p.secrets.WebhookSecret), body))
 	resp, err := p.http.Do(req)
 	if err != nil {
 		return fmt.Errorf("webhook: %w", err)

@@ -3,9 +3,6 @@ package promtest
 import (
 	"bufio"
 	"crypto/ed25519"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -15,6 +12,7 @@ import (
 	"time"
 
 	"github.com/patchline/patchline/internal/apitest"
+	"github.com/patchline/patchline/reconciler/source"
 
 	"github.com/patchline/patchline/internal/gittest"
 	"github.com/patchline/patchline/internal/patchdtest"
@@ -84,11 +82,9 @@ func (p *patchd) push(files map[string]string, msg string) {
 	p.up.Write(files)
 	p.up.Commit(msg)
 	body := []byte(`{"ref":"refs/heads/main"}`)
-	mac := hmac.New(sha256.New, []byte(patchdtest.WebhookSecret))
-	mac.Write(body)
 	p.do("POST", "/v1/hooks/git", map[string]string{
 		"X-GitHub-Event":      "push",
-		"X-Hub-Signature-256": "sha256=" + hex.EncodeToString(mac.Sum(nil)),
+		"X-Hub-Signature-256": source.GitHubSignature([]byte(patchdtest.WebhookSecret), body),
 	}, json.RawMessage(body), nil)
 }
 

@@ -3,9 +3,6 @@ package api
 import (
 	"bytes"
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -21,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/patchline/patchline/protocol"
+	"github.com/patchline/patchline/reconciler/source"
 	"github.com/patchline/patchline/reconciler/store/sqlite"
 )
 
@@ -142,9 +140,7 @@ func TestAudit(t *testing.T) {
 func TestGitHook(t *testing.T) {
 	e := newEnv(t)
 	body := []byte(`{"ref": "refs/heads/main", "after": "c0ffee"}`)
-	mac := hmac.New(sha256.New, []byte(webhookSecret))
-	mac.Write(body)
-	good := "sha256=" + hex.EncodeToString(mac.Sum(nil))
+	good := source.GitHubSignature([]byte(webhookSecret), body)
 	tests := []struct {
 		name       string
 		header     []string

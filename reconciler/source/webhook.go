@@ -76,6 +76,15 @@ func VerifyWebhook(h http.Header, body []byte, secret []byte) (provider string, 
 	return "", fmt.Errorf("webhook: no signature header (%s, %s or %s)", headerGitHub, headerGitea, headerGitLab)
 }
 
+// GitHubSignature is the X-Hub-Signature-256 header value GitHub sends
+// with body under secret ("sha256=" and the hex HMAC-SHA256): what
+// VerifyWebhook checks, for the simulator and tests that play the forge.
+func GitHubSignature(secret, body []byte) string {
+	mac := hmac.New(sha256.New, secret)
+	mac.Write(body)
+	return "sha256=" + hex.EncodeToString(mac.Sum(nil))
+}
+
 // hmacMatches reports whether hexSig is the HMAC-SHA256 of body under secret.
 func hmacMatches(hexSig string, body, secret []byte) bool {
 	sig, err := hex.DecodeString(strings.TrimSpace(hexSig))
