@@ -27,6 +27,11 @@
 // files are parsed as streams, one record at a time, so memory follows the
 // size of the result, not of the file.
 //
+// [Fetch] downloads the feeds with conditional requests and bounded
+// retries, validates each download with the same parsers, and only then
+// replaces the old file, atomically. Its [Report] gives a per-file outcome
+// the caller can export as metrics; this package registers none.
+//
 // Nothing here decides policy: the package says what each publisher says,
 // with the file and date it came from, and the planner decides what that
 // means for a client's baseline.
