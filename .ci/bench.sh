@@ -9,7 +9,7 @@ raw=$(mktemp)
 trap 'rm -f "$raw"' EXIT
 go test -run '^$' -bench "$bench" -benchmem -benchtime="$benchtime" -count "$count" -timeout 60m \
 	./schema/loader/ ./reconciler/ ./reconciler/plan/ ./reconciler/api/ ./reconciler/store/sqlite/ \
-	./protocol/ ./reconciler/source/ ./cmd/patchctl/ | tee "$raw"
+	./protocol/ ./reconciler/source/ ./reconciler/feeds/ ./cmd/patchctl/ | tee "$raw"
 echo
 echo "Medians of $count runs:"
 awk '
