@@ -45,6 +45,11 @@ type Config struct {
 	// EnrollRate is the enrollments per second accepted after a burst
 	// (default 10): raise it to onboard a large fleet at once.
 	EnrollRate float64
+	// FeedsDir holds the public vulnerability feeds applied to every
+	// reported update (package feeds); none when empty. FeedsSync, when
+	// positive, has the controller fetch them into FeedsDir that often.
+	FeedsDir  string
+	FeedsSync time.Duration
 	// LoadTimeout bounds one client's CUE evaluation.
 	LoadTimeout time.Duration
 	// Clock tells the time and runs the timers (clock.Real when nil).

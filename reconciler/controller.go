@@ -20,6 +20,7 @@ import (
 
 	"github.com/patchline/patchline/internal/clock"
 	"github.com/patchline/patchline/reconciler/api"
+	"github.com/patchline/patchline/reconciler/feeds"
 	"github.com/patchline/patchline/reconciler/metrics"
 	"github.com/patchline/patchline/reconciler/source"
 	"github.com/patchline/patchline/reconciler/store"
@@ -44,6 +45,8 @@ type Controller struct {
 
 	revisions *revisions
 	replanner *replanner
+	// feeds keeps the vulnerability feeds; nil without Config.FeedsDir.
+	feeds *feedKeeper
 	// follow starts following the fleet repo.
 	follow follower
 	// hook carries webhook triggers to the source; buffered by one so a
@@ -145,6 +148,17 @@ func (c *Controller) build(ctx context.Context, secrets *api.Secrets, key ed2551
 		policy:  make(map[string]appliedClient),
 	}
 	c.replanner = newReplanner(c.clock, c.log, c.store, c.revisions, c.metrics, key, c.queue)
+	if c.cfg.FeedsDir != "" {
+		c.feeds = &feedKeeper{
+			dir: c.cfg.FeedsDir, sync: c.cfg.FeedsSync, clock: c.clock, log: c.log, metrics: metrics.NewFeeds(c.reg),
+			fetch: feeds.DefaultFetchConfig(c.clock.Now().Year()), replanAll: c.replanAll,
+		}
+		c.feeds.fetch.Clock = c.clock
+		// Loaded before the first re-plan, so no client is planned
+		// without the feeds and again with them at start.
+		c.feeds.load(ctx)
+		c.replanner.feeds = c.feeds
+	}
 	var err error
 	c.api, err = api.New(api.Config{
 		Store:      c.store,
@@ -205,6 +219,9 @@ func (c *Controller) Run(ctx context.Context) error {
 	// the keyed queue keeps one client's re-plans in sequence.
 	wg.Go(func() { c.queue.Run(workCtx, max(2, runtime.GOMAXPROCS(0)), c.replanner.reconcile) })
 	wg.Go(func() { c.revisions.follow(workCtx, c.follow) })
+	if c.feeds != nil {
+		wg.Go(func() { c.feeds.run(workCtx) })
+	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- c.srv.Serve(c.ln) }()
 	c.log.Info("patchd serving", "addr", c.Addr(), "repo", c.cfg.Repo.URL+c.cfg.RepoDir)
@@ -226,6 +243,17 @@ func (c *Controller) Run(ctx context.Context) error {
 	c.replanner.stop()
 	c.log.Info("patchd stopped")
 	return err
+}
+
+// replanAll queues every client the controller knows: those with a policy
+// and those with endpoints but none.
+func (c *Controller) replanAll() {
+	for _, id := range c.revisions.clients() {
+		c.queue.Add(id)
+	}
+	for _, cs := range c.replanner.statuses() {
+		c.queue.Add(cs.Client)
+	}
 }
 
 // expireInterval is how often jobs whose window closed unstarted are marked

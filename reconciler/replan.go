@@ -11,6 +11,7 @@ import (
 
 	"github.com/patchline/patchline/internal/clock"
 	"github.com/patchline/patchline/protocol"
+	"github.com/patchline/patchline/reconciler/feeds"
 	"github.com/patchline/patchline/reconciler/metrics"
 	"github.com/patchline/patchline/reconciler/plan"
 	"github.com/patchline/patchline/reconciler/store"
@@ -52,6 +53,9 @@ type replanner struct {
 	// notify wakes the long-polls of endpoints that got jobs. It is set
 	// once, before the queue runs.
 	notify func(endpoints ...string)
+	// feeds are the vulnerability feeds applied to each snapshot before
+	// it is planned; set once, before the queue runs; nil for none.
+	feeds interface{ Feeds() *feeds.Set }
 
 	mu sync.Mutex // guards the fields below
 	// summaries are each client's figures from its last re-plan, and the
@@ -142,6 +146,13 @@ func (r *replanner) replan(ctx context.Context, client string, pol appliedClient
 	if err != nil {
 		return nil, nil, &replanError{"store", fmt.Errorf("read client state: %w", err)}
 	}
+	// The same enrichment patchctl plan applies, so a pull request's plan
+	// and the controller's agree.
+	var set *feeds.Set
+	if r.feeds != nil {
+		set = r.feeds.Feeds()
+	}
+	feeds.Enrich(snap, set)
 	fleet := &schema.Fleet{Revision: pol.revision, Clients: map[string]*schema.Client{}}
 	if known {
 		fleet.Clients[client] = pol.client

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"sync"
 	"time"
 
@@ -74,6 +76,13 @@ func (r *revisions) Policy(client string) (appliedClient, bool) {
 	defer r.mu.Unlock()
 	p, ok := r.policy[client]
 	return p, ok
+}
+
+// clients lists the clients that have a policy.
+func (r *revisions) clients() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Collect(maps.Keys(r.policy))
 }
 
 // revisionView is what /v1/status shows of revisions.

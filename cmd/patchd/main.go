@@ -105,6 +105,8 @@ func parseFlags(args []string, stderr io.Writer) (cfg reconciler.Config, opts op
 	fs.DurationVar(&cfg.Poll, "poll", time.Minute, "how often to fetch the fleet repo besides webhooks")
 	fs.DurationVar(&cfg.Lease, "lease", 10*time.Minute, "how long a job handed to an agent waits for its result before it is offered again")
 	fs.Float64Var(&cfg.EnrollRate, "enroll-rate", 10, "enrollments per second accepted after a burst of 50 (raise to onboard a large fleet at once)")
+	fs.StringVar(&cfg.FeedsDir, "feeds-dir", "", "`DIR` of public vulnerability feeds (CISA KEV, FIRST EPSS, NVD, Debian Security Tracker) under their publishers' file names; read again every minute")
+	fs.DurationVar(&cfg.FeedsSync, "feeds-sync", 0, "fetch the feeds into --feeds-dir at this interval, e.g. 6h (default off: an air-gapped controller gets them from 'patchctl feeds fetch')")
 	fs.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&opts.restore, "restore", "", "replace the store in --data-dir with the backup `FILE` (from 'patchctl backup'), keeping the old one, and exit; patchd must be stopped")
@@ -117,6 +119,12 @@ func parseFlags(args []string, stderr io.Writer) (cfg reconciler.Config, opts op
 	}
 	if cfg.Lease <= 0 {
 		return cfg, opts, fmt.Errorf("--lease %v: must be positive", cfg.Lease)
+	}
+	if cfg.FeedsSync < 0 || (cfg.FeedsSync > 0 && cfg.FeedsSync < time.Minute) {
+		return cfg, opts, fmt.Errorf("--feeds-sync %v: give an interval of a minute or more (publishers update daily), or 0 for off", cfg.FeedsSync)
+	}
+	if cfg.FeedsSync > 0 && cfg.FeedsDir == "" {
+		return cfg, opts, errors.New("--feeds-sync needs --feeds-dir DIR to keep the feeds in")
 	}
 	cfg.RepoBranch = cfg.Repo.Branch
 	if cfg.RepoDir != "" && cfg.Repo.URL != "" {

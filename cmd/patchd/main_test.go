@@ -45,6 +45,9 @@ func TestParseFlags(t *testing.T) {
 		{name: "bad log level", args: []string{"--repo", "file:///x", "--log-level", "loud"}, wantErr: "--log-level"},
 		{name: "bad log format", args: []string{"--repo", "file:///x", "--log-format", "xml"}, wantErr: "--log-format"},
 		{name: "a zero lease", args: []string{"--repo", "file:///x", "--lease", "0s"}, wantErr: "--lease"},
+		{name: "feeds fetched every 6 hours", args: []string{"--repo", "file:///x", "--feeds-dir", dir, "--feeds-sync", "6h"}},
+		{name: "feeds synced without a directory", args: []string{"--repo", "file:///x", "--feeds-sync", "6h"}, wantErr: "--feeds-sync needs --feeds-dir"},
+		{name: "feeds synced every second", args: []string{"--repo", "file:///x", "--feeds-dir", dir, "--feeds-sync", "1s"}, wantErr: "a minute or more"},
 		{name: "stray argument", args: []string{"--repo", "file:///x", "now"}, wantErr: "unexpected arguments"},
 	}
 	for _, tt := range tests {

@@ -43,7 +43,7 @@ func (s *Set) Reload(ctx context.Context, dir string) (next *Set, errs []error) 
 	}
 	found := make(map[Feed][]fs.FileInfo)
 	for _, e := range entries {
-		feed, ok := feedOf(e.Name())
+		feed, ok := FeedOf(e.Name())
 		if !ok {
 			continue
 		}
@@ -147,9 +147,9 @@ func unchanged(f *File, info fs.FileInfo) bool {
 	return f.Name == info.Name() && f.Size == info.Size() && f.ModTime.Equal(info.ModTime())
 }
 
-// feedOf says which feed a file name in a feed directory belongs to.
+// FeedOf says which feed a file name in a feed directory belongs to.
 // Temporary files and Fetch's sidecar files belong to none.
-func feedOf(name string) (Feed, bool) {
+func FeedOf(name string) (Feed, bool) {
 	switch {
 	case name == KEVFile:
 		return FeedKEV, true
