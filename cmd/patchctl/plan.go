@@ -18,6 +18,7 @@ func newPlanCmd() *cobra.Command {
 		repo, rev, base, stateFile, format string
 		decisions                          bool
 		now                                nowFlag
+		ff                                 feedsFlag
 	)
 	cmd := &cobra.Command{
 		Use:   "plan --repo DIR --state FILE [--rev REV] [--base REV]",
@@ -42,6 +43,9 @@ pull request (--format markdown).`,
 			if err != nil {
 				return err
 			}
+			if err := ff.enrich(cmd.Context(), snap); err != nil {
+				return err
+			}
 			head, err := planRevision(cmd, repo, rev, snap, at)
 			if err != nil {
 				return err
@@ -63,6 +67,7 @@ pull request (--format markdown).`,
 	cmd.Flags().StringVar(&format, "format", "text", "output format: text, markdown or json")
 	cmd.Flags().BoolVar(&decisions, "decisions", false, "with --format json, include every endpoint-update decision")
 	cmd.Flags().Var(&now, "now", "plan at this RFC 3339 time instead of now")
+	ff.register(cmd)
 	_ = cmd.MarkFlagRequired("state")
 	return cmd
 }

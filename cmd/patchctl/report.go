@@ -22,6 +22,7 @@ func newReportCmd() *cobra.Command {
 		cf                          controllerFlags
 		client, month, repo, format string
 		now                         nowFlag
+		ff                          feedsFlag
 	)
 	cmd := &cobra.Command{
 		Use:   "report --controller URL --client ID --month YYYY-MM [--repo DIR]",
@@ -63,6 +64,9 @@ Markdown is for mailing to the client, CSV for a spreadsheet.`,
 			if err != nil {
 				return fmt.Errorf("decode state: %w", err)
 			}
+			if err := ff.enrich(ctx, snap); err != nil {
+				return err
+			}
 			entries, err := fetchAudit(ctx, &cf)
 			if err != nil {
 				return err
@@ -85,6 +89,7 @@ Markdown is for mailing to the client, CSV for a spreadsheet.`,
 	cmd.Flags().StringVar(&repo, "repo", ".", "fleet repository `DIR` holding the revision the controller runs")
 	cmd.Flags().StringVar(&format, "format", "markdown", "output format: markdown, csv or json")
 	cmd.Flags().Var(&now, "now", "report as of this RFC 3339 time instead of now")
+	ff.register(cmd)
 	for _, f := range []string{"client", "month"} {
 		_ = cmd.MarkFlagRequired(f)
 	}

@@ -49,6 +49,6 @@ client's patch baseline, exclusions, rollout rings and maintenance windows.
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newInitCmd(), newVetCmd(), newPlanCmd(), newWhyCmd(), newStatusCmd(), newStateCmd(), newSimCmd(), newFleetCmd(), newHistoryCmd(), newReportCmd(), newBackupCmd())
+	root.AddCommand(newInitCmd(), newVetCmd(), newPlanCmd(), newWhyCmd(), newStatusCmd(), newStateCmd(), newSimCmd(), newFleetCmd(), newHistoryCmd(), newReportCmd(), newBackupCmd(), newFeedsCmd())
 	return root
 }

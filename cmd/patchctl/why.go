@@ -17,6 +17,7 @@ func newWhyCmd() *cobra.Command {
 	var (
 		repo, rev, stateFile, endpoint, update string
 		now                                    nowFlag
+		ff                                     feedsFlag
 	)
 	cmd := &cobra.Command{
 		Use:   "why --repo DIR --state FILE --endpoint ID --update ID",
@@ -31,6 +32,9 @@ cited as path:line with the commit that last changed that line.`,
 			at := now.at()
 			snap, err := readSnapshot(stateFile)
 			if err != nil {
+				return err
+			}
+			if err := ff.enrich(cmd.Context(), snap); err != nil {
 				return err
 			}
 			fleet, err := loadFleet(cmd, repo, rev, at)
@@ -59,6 +63,7 @@ cited as path:line with the commit that last changed that line.`,
 	cmd.Flags().StringVar(&endpoint, "endpoint", "", "endpoint `ID`")
 	cmd.Flags().StringVar(&update, "update", "", "update `ID` (a KB, or name@version for package sources)")
 	cmd.Flags().Var(&now, "now", "explain at this RFC 3339 time instead of now")
+	ff.register(cmd)
 	for _, f := range []string{"state", "endpoint", "update"} {
 		_ = cmd.MarkFlagRequired(f)
 	}

@@ -92,6 +92,20 @@ func DefaultFetchConfig(year int) FetchConfig {
 	}
 }
 
+// MirrorFetchConfig fetches every feed file from a mirror that serves the
+// publishers' files under their own names at base (an MSP's internal
+// mirror, or a directory served over HTTP): base + "known_exploited_vulnerabilities.json",
+// and so on, NVD's from 2002 to year.
+func MirrorFetchConfig(base string, year int) FetchConfig {
+	base = strings.TrimRight(base, "/") + "/"
+	cfg := DefaultFetchConfig(year)
+	cfg.KEV, cfg.EPSS, cfg.Debian = base+KEVFile, base+EPSSFile, base+DebianFile
+	for i, u := range cfg.NVD {
+		cfg.NVD[i] = base + path.Base(u)
+	}
+	return cfg
+}
+
 // Outcome is what became of one feed file in a Fetch.
 type Outcome string
 
