@@ -62,6 +62,9 @@ func startPatchd(t *testing.T) *patchd {
 	up.Commit("Start the fleet")
 	url := gittest.StartDaemon(t, repos) + "fleet.git"
 	cfg := patchdtest.Config(t, url, map[string]string{"acme": acmeSecret, "globex": globexSecret})
+	// The vulnerability feeds the feeds package tests with, in their
+	// publishers' formats: patchd applies them and exports their metrics.
+	cfg.FeedsDir = "../../reconciler/feeds/testdata/feeds"
 	p := &patchd{Patchd: patchdtest.Start(t, cfg), t: t, up: up}
 	p.waitMetric("the first revision applied", `patchline_policy_revision_info{client="acme"`, nil)
 	return p
