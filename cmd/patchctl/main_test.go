@@ -68,6 +68,22 @@ func TestVetReportsEveryProblem(t *testing.T) {
 	golden.Check(t, filepath.Join("testdata", "vet-broken.txt"), []byte(out))
 }
 
+// TestVetReportsIntelRules: vet runs the loader, so it reports a bad
+// minEPSS, a malformed CVE id and a bad sla.knownExploited exactly as the
+// loader's golden files have them.
+func TestVetReportsIntelRules(t *testing.T) {
+	for _, fleet := range []string{"bad-epss", "bad-cve", "bad-exploited-sla"} {
+		t.Run(fleet, func(t *testing.T) {
+			dir := filepath.Join("../../schema/loader/testdata/fleets", fleet)
+			code, out, _ := run(t, "vet", dir, "--now", now)
+			if code != 1 {
+				t.Fatalf("exit %d, want 1", code)
+			}
+			golden.Check(t, dir+".golden.txt", []byte(out))
+		})
+	}
+}
+
 func TestBadInput(t *testing.T) {
 	tests := []struct {
 		name string
