@@ -130,18 +130,29 @@ func requirementName(r *schema.Requirement) string {
 }
 
 // approves reports whether every set field of a matches u at now, leaving
-// out MinAge, which the caller weighs.
+// out MinAge, which the caller weighs. The data fields weigh the update's
+// effective values, those public feeds give where the controller applied
+// them: severity, CVSS, EPSS, known exploitation and the CVEs it fixes.
 func approves(a *schema.ApproveRule, u *protocol.Update, now time.Time) (bool, error) {
 	switch {
 	case len(a.Source) > 0 && !slices.Contains(a.Source, u.Source),
 		len(a.Category) > 0 && !slices.Contains(a.Category, u.Category),
-		a.MinSeverity != "" && schema.SeverityRank(u.Severity) < schema.SeverityRank(a.MinSeverity),
-		a.MinCVSS > 0 && u.CVSS < a.MinCVSS,
-		a.KnownExploited != nil && *a.KnownExploited != u.KnownExploited,
+		a.MinSeverity != "" && schema.SeverityRank(u.EffectiveSeverity()) < schema.SeverityRank(a.MinSeverity),
+		a.MinCVSS > 0 && u.EffectiveCVSS() < a.MinCVSS,
+		a.MinEPSS > 0 && u.EPSS() < a.MinEPSS,
+		a.KnownExploited != nil && *a.KnownExploited != u.EffectiveKnownExploited(),
+		len(a.CVE) > 0 && !fixesAny(u, a.CVE),
 		!a.ReleasedBefore.IsZero() && !u.ReleasedAt(now).Before(a.ReleasedBefore):
 		return false, nil
 	}
 	return glob(a.Match, u.Name)
+}
+
+// fixesAny reports whether u fixes any of cves.
+func fixesAny(u *protocol.Update, cves []string) bool {
+	return slices.ContainsFunc(u.AllCVEs(), func(c string) bool {
+		return slices.ContainsFunc(cves, func(want string) bool { return strings.EqualFold(c, want) })
+	})
 }
 
 // names reports whether an exclusion or resume entry names u: by Update (an

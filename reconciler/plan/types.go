@@ -44,11 +44,13 @@ func (d Decision) Drift() bool {
 // PairDecision is the decision for one (endpoint, update) pair and what
 // produced it.
 type PairDecision struct {
-	Endpoint string   `json:"endpoint"`
-	Client   string   `json:"client"`
-	Ring     string   `json:"ring,omitempty"`
-	Update   string   `json:"update"`
-	Source   string   `json:"source"`
+	Endpoint string `json:"endpoint"`
+	Client   string `json:"client"`
+	Ring     string `json:"ring,omitempty"`
+	Update   string `json:"update"`
+	Source   string `json:"source"`
+	// Severity is the update's effective severity, the one approve rules
+	// and SLAs weigh (protocol.Update.EffectiveSeverity).
 	Severity string   `json:"severity,omitempty"`
 	Decision Decision `json:"decision"`
 	// Rule is the path:line of the rule that produced the decision (the
