@@ -133,6 +133,11 @@ type Client struct {
 	KnownExploitedSLA *ExploitedSLA `json:"knownExploitedSLA,omitempty"`
 }
 
+// SLAKnownExploited is the key of a policy's sla that holds the SLA of
+// known-exploited updates (Client.KnownExploitedSLA) rather than a
+// severity's.
+const SLAKnownExploited = "knownExploited"
+
 // ExploitedSLA is how long a known-exploited update may stay missing:
 // Within of becoming known exploited (the later of its release and its
 // listing by CISA), or, with CISA set, until the end of CISA's due date.

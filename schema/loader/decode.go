@@ -141,7 +141,7 @@ func (ev *evaluation) decode(raw *rawFleet) *schema.Client {
 	c.Location = loc
 	c.StaleAfter = ev.parseDuration("staleAfter", raw.StaleAfter)
 	for key, d := range raw.SLA {
-		if key == slaKnownExploited {
+		if key == schema.SLAKnownExploited {
 			c.KnownExploitedSLA = ev.parseExploitedSLA(d)
 			continue
 		}
@@ -243,14 +243,10 @@ func (ev *evaluation) decode(raw *rawFleet) *schema.Client {
 	return c
 }
 
-// slaKnownExploited is the key of the sla map that holds the SLA of
-// known-exploited updates rather than a severity's.
-const slaKnownExploited = "knownExploited"
-
 // parseExploitedSLA parses sla.knownExploited: a duration, or "cisa" for
 // CISA's due date.
 func (ev *evaluation) parseExploitedSLA(s string) *schema.ExploitedSLA {
-	p := "sla." + slaKnownExploited
+	p := "sla." + schema.SLAKnownExploited
 	x := &schema.ExploitedSLA{Pos: ev.pos(p)}
 	if s == "cisa" {
 		x.CISA = true
