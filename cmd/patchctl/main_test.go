@@ -39,6 +39,10 @@ func TestPlanGolden(t *testing.T) {
 		{"why-excluded.txt", []string{"why", "--repo", "../../examples/fleet", "--state", "../../examples/state.json", "--now", now, "--endpoint", "acme-sql01", "--update", "KB5034441"}},
 		{"why-unknown-client.txt", []string{"why", "--repo", "../../examples/fleet", "--state", "../../examples/state.json", "--now", now, "--endpoint", "umbrella-ws01", "--update", "KB5034441"}},
 		{"vet-examples.txt", []string{"vet", "../../examples/fleet", "--now", now}},
+		// An update only the feeds make known exploited and critical, and
+		// one they leave unapproved: why shows the evidence it weighed.
+		{"why-intel-kev.txt", []string{"why", "--repo", "../../examples/fleet", "--state", "testdata/state-intel.json", "--now", now, "--endpoint", "acme-ws-001", "--update", "KB5046617"}},
+		{"why-intel-not-approved.txt", []string{"why", "--repo", "../../examples/fleet", "--state", "testdata/state-intel.json", "--now", now, "--endpoint", "globex-web01", "--update", "curl@7.88.1-10+deb12u9"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

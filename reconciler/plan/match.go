@@ -60,6 +60,10 @@ type desire struct {
 	// since is when the update became desired: its release for a
 	// requirement, release+minAge for an approve rule.
 	since time.Time
+	// weighed is how many of the baseline's approve rules, from the
+	// first, were weighed against the update: none when a requirement
+	// names it, up to the one that approves it, else all of them.
+	weighed int
 }
 
 // desireFor decides whether b wants u at now. Requirements are checked
@@ -76,7 +80,7 @@ func desireFor(b *schema.Baseline, u *protocol.Update, now time.Time) (desire, e
 			return desire{note: note{rule: c.Rule, reason: c.Detail}, desired: true, since: u.ReleasedAt(now), cite: c}, nil
 		}
 	}
-	d := desire{note: note{reason: "no approve rule or requirement matches"}}
+	d := desire{note: note{reason: "no approve rule or requirement matches"}, weighed: len(b.Approve)}
 	for i := range b.Approve {
 		a := &b.Approve[i]
 		ok, err := approves(a, u, now)
@@ -91,12 +95,12 @@ func desireFor(b *schema.Baseline, u *protocol.Update, now time.Time) (desire, e
 		at := u.ReleasedAt(now).Add(a.MinAge)
 		if !at.After(now) {
 			c := &Citation{Kind: "approve", Name: a.Name, Rule: a.Pos.Rule(), Detail: "approved by rule " + quote(a.Name)}
-			return desire{note: note{rule: c.Rule, reason: c.Detail}, desired: true, since: at, cite: c}, nil
+			return desire{note: note{rule: c.Rule, reason: c.Detail}, desired: true, since: at, cite: c, weighed: i + 1}, nil
 		}
 		if d.cite == nil || at.Before(*d.cite.At) {
 			c := &Citation{Kind: "approve", Name: a.Name, Rule: a.Pos.Rule(), At: timePtr(at),
 				Detail: fmt.Sprintf("approve rule %q approves it once it is %s old, at %s", a.Name, days(a.MinAge), at.UTC().Format(time.RFC3339))}
-			d = desire{note: note{rule: c.Rule, reason: c.Detail, at: c.At}, cite: c}
+			d = desire{note: note{rule: c.Rule, reason: c.Detail, at: c.At}, cite: c, weighed: len(b.Approve)}
 		}
 	}
 	return d, nil
