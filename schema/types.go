@@ -128,6 +128,25 @@ type Client struct {
 	// stay missing after its release (default critical and important: 30d,
 	// the PCI DSS 6.3.3 rule).
 	SLA map[string]time.Duration `json:"sla"`
+	// KnownExploitedSLA, when set, is the SLA of a desired update that is
+	// known exploited, in place of its severity's (sla.knownExploited).
+	KnownExploitedSLA *ExploitedSLA `json:"knownExploitedSLA,omitempty"`
+}
+
+// SLAKnownExploited is the key of a policy's sla that holds the SLA of
+// known-exploited updates (Client.KnownExploitedSLA) rather than a
+// severity's.
+const SLAKnownExploited = "knownExploited"
+
+// ExploitedSLA is how long a known-exploited update may stay missing:
+// Within of becoming known exploited (the later of its release and its
+// listing by CISA), or, with CISA set, until the end of CISA's due date.
+type ExploitedSLA struct {
+	Within time.Duration `json:"within,omitempty"`
+	// CISA: the update is due by CISA's due date in the Known Exploited
+	// Vulnerabilities catalog.
+	CISA bool `json:"cisa,omitempty"`
+	Pos  Pos  `json:"pos"`
 }
 
 // Selector picks endpoints. Every non-empty field must match; an empty
@@ -213,8 +232,15 @@ type ApproveRule struct {
 	MinSeverity string `json:"minSeverity,omitempty"`
 	// MinCVSS is the lowest CVSS score approved; 0 means any.
 	MinCVSS float64 `json:"minCVSS,omitempty"`
-	// KnownExploited, when set, must equal the update's flag.
+	// MinEPSS is the lowest EPSS probability (0 to 1) approved; 0 means
+	// any.
+	MinEPSS float64 `json:"minEPSS,omitempty"`
+	// KnownExploited, when set, must equal whether the update is known
+	// exploited.
 	KnownExploited *bool `json:"knownExploited,omitempty"`
+	// CVE lists CVE ids; the rule matches an update that fixes any of
+	// them. Empty means any.
+	CVE []string `json:"cve,omitempty"`
 	// Match is a path.Match glob on the update's name; "" means any.
 	Match string `json:"match,omitempty"`
 	// MinAge: the update is approved once released+MinAge <= now.

@@ -39,6 +39,10 @@ func TestPlanGolden(t *testing.T) {
 		{"why-excluded.txt", []string{"why", "--repo", "../../examples/fleet", "--state", "../../examples/state.json", "--now", now, "--endpoint", "acme-sql01", "--update", "KB5034441"}},
 		{"why-unknown-client.txt", []string{"why", "--repo", "../../examples/fleet", "--state", "../../examples/state.json", "--now", now, "--endpoint", "umbrella-ws01", "--update", "KB5034441"}},
 		{"vet-examples.txt", []string{"vet", "../../examples/fleet", "--now", now}},
+		// An update only the feeds make known exploited and critical, and
+		// one they leave unapproved: why shows the evidence it weighed.
+		{"why-intel-kev.txt", []string{"why", "--repo", "../../examples/fleet", "--state", "testdata/state-intel.json", "--now", now, "--endpoint", "acme-ws-001", "--update", "KB5046617"}},
+		{"why-intel-not-approved.txt", []string{"why", "--repo", "../../examples/fleet", "--state", "testdata/state-intel.json", "--now", now, "--endpoint", "globex-web01", "--update", "curl@7.88.1-10+deb12u9"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -66,6 +70,22 @@ func TestVetReportsEveryProblem(t *testing.T) {
 		t.Fatalf("exit %d, want 1", code)
 	}
 	golden.Check(t, filepath.Join("testdata", "vet-broken.txt"), []byte(out))
+}
+
+// TestVetReportsIntelRules: vet runs the loader, so it reports a bad
+// minEPSS, a malformed CVE id and a bad sla.knownExploited exactly as the
+// loader's golden files have them.
+func TestVetReportsIntelRules(t *testing.T) {
+	for _, fleet := range []string{"bad-epss", "bad-cve", "bad-exploited-sla"} {
+		t.Run(fleet, func(t *testing.T) {
+			dir := filepath.Join("../../schema/loader/testdata/fleets", fleet)
+			code, out, _ := run(t, "vet", dir, "--now", now)
+			if code != 1 {
+				t.Fatalf("exit %d, want 1", code)
+			}
+			golden.Check(t, dir+".golden.txt", []byte(out))
+		})
+	}
 }
 
 func TestBadInput(t *testing.T) {

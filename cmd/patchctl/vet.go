@@ -23,8 +23,10 @@ func newVetCmd() *cobra.Command {
 from the working tree or, with --rev, from a Git revision, and prints every
 problem as path:line:col: message. Errors (exit status 1) include schema
 violations, a client id that differs from its directory, duplicate ring
-names, a ring naming a window that does not exist, unknown time zones and
-exclusions without reason or until. Warnings (exit status 0) flag
+names, a ring naming a window that does not exist, unknown time zones,
+exclusions without reason or until, an approve rule's minEPSS outside 0 to
+1 or malformed CVE id, and an sla.knownExploited that is neither a
+duration nor "cisa". Warnings (exit status 0) flag
 exclusions that expired or expire within 14 days, and a last ring that does
 not select every endpoint.`,
 		Args: cobra.MaximumNArgs(1),

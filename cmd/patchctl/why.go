@@ -24,9 +24,13 @@ func newWhyCmd() *cobra.Command {
 		Short: "Explain the decision for one endpoint and update, rule by rule",
 		Long: `why prints the chain behind one decision: the ring that selects the
 endpoint, the approve rule or requirement that makes the update desired,
-any exclusion or freeze, the update's progress through the earlier rings
-with their times, the maintenance window, and the decision. Every rule is
-cited as path:line with the commit that last changed that line.`,
+the evidence of the update's data the approve rules weighed (known
+exploitation, CVEs, CVSS, EPSS, severity, release time) with where each
+value came from (the endpoint, a public feed and when it was fetched, or the
+fleet's first sighting), any exclusion or freeze, the update's progress
+through the earlier rings with their times, the maintenance window, and the
+decision. Every rule is cited as path:line with the commit that last
+changed that line.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			at := now.at()

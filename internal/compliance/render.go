@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/patchline/patchline/schema"
 )
 
 // Formats a report renders to.
@@ -55,8 +57,8 @@ func (r *Report) WriteCSV(w io.Writer) error {
 	}
 	for _, in := range r.Installs {
 		due, sla := "", ""
-		if in.SLA > 0 {
-			due, sla = utc(in.Released.Add(time.Duration(in.SLA))), hours(in.SLA)
+		if !in.Due.IsZero() {
+			due, sla = utc(in.Due), hours(in.SLA)
 		}
 		if err := cw.Write([]string{
 			"install", in.Endpoint, in.Hostname, in.Update, in.Title, in.Source, in.Severity, utc(in.Released), due,
@@ -66,13 +68,21 @@ func (r *Report) WriteCSV(w io.Writer) error {
 		}
 	}
 	for _, b := range r.Breaches {
-		installed, tti := "", ""
+		installed, tti, sla := "", "", ""
 		if b.InstalledAt != nil {
-			installed, tti = utc(*b.InstalledAt), hours(Span(b.InstalledAt.Sub(b.Released)))
+			installed = utc(*b.InstalledAt)
+		}
+		// A breach of an update released at a time nobody knows (due by
+		// CISA's date) has no time to install nor SLA span to show.
+		if !b.Released.IsZero() {
+			sla = hours(Span(b.Due.Sub(b.Released)))
+			if b.InstalledAt != nil {
+				tti = hours(Span(b.InstalledAt.Sub(b.Released)))
+			}
 		}
 		if err := cw.Write([]string{
 			"breach", b.Endpoint, b.Hostname, b.Update, b.Title, "", b.Severity, utc(b.Released), utc(b.Due),
-			installed, tti, hours(Span(b.Due.Sub(b.Released))), string(b.Decision), b.Explanation, b.Rule, "", "",
+			installed, tti, sla, string(b.Decision), b.Explanation, b.Rule, "", "",
 		}); err != nil {
 			return err
 		}
@@ -86,6 +96,12 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 	bw := bufio.NewWriter(w)
 	loc := r.From.Location()
 	local := func(t time.Time) string { return t.In(loc).Format("2006-01-02 15:04 MST") }
+	released := func(t time.Time) string {
+		if t.IsZero() {
+			return "unknown"
+		}
+		return local(t)
+	}
 
 	fmt.Fprintf(bw, "# Patch compliance report: %s (%s), %s\n\n", md(r.ClientName), md(r.Client), r.From.Format("January 2006"))
 	to := local(r.To)
@@ -136,8 +152,12 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 			if b.Rule != "" {
 				why += " (`" + b.Rule + "`)"
 			}
+			due := local(b.Due)
+			if b.SLARule == schema.SLAKnownExploited {
+				due += " (known exploited)"
+			}
 			fmt.Fprintf(bw, "| %s | %s | %s | %s | %s | %s | %s | %s |\n", md(b.Hostname), updateCell(b.Update, b.Title), md(b.Severity),
-				local(b.Released), local(b.Due), installed, b.Overdue, why)
+				released(b.Released), due, installed, b.Overdue, why)
 		}
 		fmt.Fprintln(bw)
 	}
@@ -150,6 +170,9 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 		fmt.Fprint(bw, "|---|---|---|---|---|---|---|---|\n")
 		for _, in := range r.Installs {
 			sla := spanOr(in.SLA, "none")
+			if in.SLARule == schema.SLAKnownExploited {
+				sla = "by " + local(in.Due) + " (known exploited)"
+			}
 			if in.Status == Late {
 				sla += " (late)"
 			}
@@ -158,7 +181,7 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 				rev = "`" + shortRev(in.Revision) + "`"
 			}
 			fmt.Fprintf(bw, "| %s | %s | %s | %s | %s | %s | %s | %s |\n", md(in.Hostname), updateCell(in.Update, in.Title),
-				md(cmpOr(in.Severity, "unrated")), local(in.Released), local(in.InstalledAt), in.TimeToInstall, sla, rev)
+				md(cmpOr(in.Severity, "unrated")), released(in.Released), local(in.InstalledAt), in.TimeToInstall, sla, rev)
 		}
 		fmt.Fprintln(bw)
 	}
@@ -192,13 +215,21 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 	return bw.Flush()
 }
 
-// slaText lists the SLA per severity, highest first.
+// slaText lists the SLA per severity, highest first, then that of
+// known-exploited updates.
 func (r *Report) slaText() string {
 	var parts []string
 	for _, f := range r.Severities {
 		if f.SLA > 0 {
 			parts = append(parts, fmt.Sprintf("%s within %s", f.Severity, f.SLA))
 		}
+	}
+	switch r.KnownExploitedSLA {
+	case "":
+	case "cisa":
+		parts = append(parts, "known exploited by CISA's due date")
+	default:
+		parts = append(parts, fmt.Sprintf("known exploited within %s of release or listing by CISA, whichever is later", r.KnownExploitedSLA))
 	}
 	if len(parts) == 0 {
 		return "none"
@@ -228,7 +259,13 @@ func spanIf(s Span, n int) string {
 	return s.String()
 }
 
-func utc(t time.Time) string { return t.UTC().Format(time.RFC3339) }
+// utc formats t for CSV, "" for a time not known.
+func utc(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339)
+}
 
 func hours(s Span) string { return strconv.FormatFloat(s.Hours(), 'f', 2, 64) }
 

@@ -23,10 +23,6 @@ import (
 	"github.com/patchline/patchline/schema"
 )
 
-// DefaultSLA is the SLA of a client whose policy sets none: critical and
-// important updates within 30 days (PCI DSS 6.3.3).
-var DefaultSLA = map[string]time.Duration{"critical": 30 * 24 * time.Hour, "important": 30 * 24 * time.Hour}
-
 // Input is everything a report is built from.
 type Input struct {
 	// Client is the client's id.
@@ -42,8 +38,8 @@ type Input struct {
 	// Audit is the controller's audit log (GET /v1/audit), in any order.
 	Audit []protocol.AuditEntry
 	// Fleet is the fleet repository at the revision the client runs; it
-	// must hold the client. Its SLA judges installs and its exclusions and
-	// rings explain breaches.
+	// must hold the client. Its sla judges installs (through plan.Due) and
+	// its exclusions and rings explain breaches.
 	Fleet *schema.Fleet
 }
 
@@ -61,6 +57,10 @@ type Report struct {
 	Revision string `json:"revision"`
 	// SLA is the client's SLA per severity.
 	SLA map[string]Span `json:"sla"`
+	// KnownExploitedSLA is the client's sla.knownExploited, the SLA of
+	// known-exploited updates, as the policy writes it ("cisa", "14d"),
+	// or "" when it has none.
+	KnownExploitedSLA string `json:"knownExploitedSla,omitempty"`
 	// Revisions are the policy revisions in force during the period: the
 	// one applied before it began, then every one applied or refused in it.
 	Revisions  []Revision       `json:"revisions"`
@@ -101,17 +101,26 @@ type Endpoint struct {
 
 // Install is one update installed on one endpoint during the period.
 type Install struct {
-	Endpoint    string    `json:"endpoint"`
-	Hostname    string    `json:"hostname"`
-	Update      string    `json:"update"`
-	Title       string    `json:"title,omitempty"`
-	Source      string    `json:"source"`
-	Severity    string    `json:"severity,omitempty"`
+	Endpoint string `json:"endpoint"`
+	Hostname string `json:"hostname"`
+	Update   string `json:"update"`
+	Title    string `json:"title,omitempty"`
+	Source   string `json:"source"`
+	// Severity is the update's effective severity.
+	Severity string `json:"severity,omitempty"`
+	// Released is zero when the release time is not known; the update
+	// then counts as released when it was installed.
 	Released    time.Time `json:"released"`
 	InstalledAt time.Time `json:"installedAt"`
-	// TimeToInstall is InstalledAt minus Released.
+	// TimeToInstall is InstalledAt minus the release.
 	TimeToInstall Span `json:"timeToInstall"`
-	// SLA is the severity's SLA, zero when it has none.
+	// Due is when the client's sla required the install (plan.Due), and
+	// SLARule the sla entry that set it: the severity or knownExploited.
+	// Both are zero when no entry applies.
+	Due     time.Time `json:"due,omitzero"`
+	SLARule string    `json:"slaRule,omitempty"`
+	// SLA is how long after the release the SLA allowed, Due minus the
+	// release; zero when no entry applies.
 	SLA Span `json:"sla,omitempty"`
 	// Status is within-sla, late or no-sla.
 	Status string `json:"status"`
@@ -146,14 +155,17 @@ type SeverityFigure struct {
 // Breach is a desired update that stayed missing on an endpoint past its
 // SLA during the period.
 type Breach struct {
-	Endpoint string    `json:"endpoint"`
-	Hostname string    `json:"hostname"`
-	Update   string    `json:"update"`
-	Title    string    `json:"title,omitempty"`
-	Severity string    `json:"severity"`
+	Endpoint string `json:"endpoint"`
+	Hostname string `json:"hostname"`
+	Update   string `json:"update"`
+	Title    string `json:"title,omitempty"`
+	Severity string `json:"severity"`
+	// Released is zero when the release time is not known.
 	Released time.Time `json:"released"`
-	// Due is Released plus the severity's SLA.
-	Due time.Time `json:"due"`
+	// Due is when the client's sla required the install (plan.Due), and
+	// SLARule the sla entry that set it: the severity or knownExploited.
+	Due     time.Time `json:"due"`
+	SLARule string    `json:"slaRule"`
 	// InstalledAt is when the update was installed, late (possibly after
 	// the period); nil while it is still missing.
 	InstalledAt *time.Time `json:"installedAt"`
@@ -240,18 +252,20 @@ func Build(in Input) (*Report, error) {
 	if in.Now.Before(end) {
 		end = in.Now.In(loc)
 	}
-	sla := client.SLA
-	if len(sla) == 0 {
-		sla = DefaultSLA
-	}
 	r := &Report{
 		Client: client.ID, ClientName: client.Name, Month: in.Month,
 		From: start, To: end, GeneratedAt: in.Now, Revision: in.Fleet.Revision,
-		SLA:       make(map[string]Span, len(sla)),
+		SLA:       make(map[string]Span, len(client.SLA)),
 		Revisions: []Revision{}, Endpoints: []Endpoint{}, Installs: []Install{}, Severities: []SeverityFigure{}, Breaches: []Breach{},
 	}
-	for sev, d := range sla {
+	for sev, d := range client.SLA {
 		r.SLA[sev] = Span(d)
+	}
+	if x := client.KnownExploitedSLA; x != nil {
+		r.KnownExploitedSLA = "cisa"
+		if !x.CISA {
+			r.KnownExploitedSLA = Span(x.Within).String()
+		}
 	}
 
 	// Only the client's endpoints are planned: the others do not change
@@ -288,13 +302,13 @@ func Build(in Input) (*Report, error) {
 			}
 			if u.InstalledAt != nil && !u.InstalledAt.Before(start) && u.InstalledAt.Before(end) {
 				e.Installed++
-				r.Installs = append(r.Installs, install(ep, u, sla, jobRevision))
+				r.Installs = append(r.Installs, install(client, ep, u, jobRevision))
 			}
 			if d := decisions[[2]string{ep.ID, u.ID}].Decision; d == plan.NotApproved || d == plan.UnknownClient {
 				// Nothing asks for the update: its SLA does not apply.
 				continue
 			}
-			b, err := breach(in.Fleet, snap, ep, u, sla, start, end)
+			b, err := breach(in.Fleet, client, snap, ep, u, start, end)
 			if err != nil {
 				return nil, err
 			}
@@ -306,20 +320,22 @@ func Build(in Input) (*Report, error) {
 	}
 	slices.SortStableFunc(r.Installs, func(a, b Install) int { return a.InstalledAt.Compare(b.InstalledAt) })
 	slices.SortStableFunc(r.Breaches, func(a, b Breach) int { return a.Due.Compare(b.Due) })
-	r.severities(sla)
+	r.severities(client.SLA)
 	return r, nil
 }
 
-// install describes one install of the period.
-func install(ep *protocol.Endpoint, u *protocol.Update, sla map[string]time.Duration, jobRevision map[string]string) Install {
+// install describes one install of the period, judged by client's sla.
+func install(client *schema.Client, ep *protocol.Endpoint, u *protocol.Update, jobRevision map[string]string) Install {
+	at := *u.InstalledAt
+	released := u.ReleasedAt(at)
 	in := Install{
-		Endpoint: ep.ID, Hostname: ep.Hostname, Update: u.ID, Title: u.Title, Source: u.Source, Severity: u.Severity,
-		Released: u.Released, InstalledAt: *u.InstalledAt, TimeToInstall: Span(u.InstalledAt.Sub(u.Released)), Status: NoSLA,
+		Endpoint: ep.ID, Hostname: ep.Hostname, Update: u.ID, Title: u.Title, Source: u.Source, Severity: u.EffectiveSeverity(),
+		Released: u.Released, InstalledAt: at, TimeToInstall: Span(at.Sub(released)), Status: NoSLA,
 	}
-	if d, ok := sla[u.Severity]; ok {
-		in.SLA = Span(d)
+	if due, rule, ok := plan.Due(client, u, at); ok {
+		in.Due, in.SLARule, in.SLA = due, rule, Span(due.Sub(released))
 		in.Status = WithinSLA
-		if u.InstalledAt.After(u.Released.Add(d)) {
+		if at.After(due) {
 			in.Status = Late
 		}
 	}
@@ -333,16 +349,12 @@ func install(ep *protocol.Endpoint, u *protocol.Update, sla map[string]time.Dura
 }
 
 // breach returns the breach of update u on endpoint ep during [start, end),
-// or nil: the update's severity has an SLA, its due time falls before end,
-// it was missing at some moment between its due time (or start) and end,
-// and the policy desires it.
-func breach(fleet *schema.Fleet, snap *protocol.Snapshot, ep *protocol.Endpoint, u *protocol.Update, sla map[string]time.Duration, start, end time.Time) (*Breach, error) {
-	d, ok := sla[u.Severity]
-	if !ok || u.Released.IsZero() {
-		return nil, nil
-	}
-	due := u.Released.Add(d)
-	if !due.Before(end) {
+// or nil: client's sla sets a due time for the update (plan.Due) before
+// end, the update was missing at some moment between its due time (or
+// start) and end, and the policy desires it.
+func breach(fleet *schema.Fleet, client *schema.Client, snap *protocol.Snapshot, ep *protocol.Endpoint, u *protocol.Update, start, end time.Time) (*Breach, error) {
+	due, rule, ok := plan.Due(client, u, end)
+	if !ok || !due.Before(end) {
 		return nil, nil
 	}
 	from := due
@@ -365,8 +377,8 @@ func breach(fleet *schema.Fleet, snap *protocol.Snapshot, ep *protocol.Endpoint,
 		return nil, nil
 	}
 	b := &Breach{
-		Endpoint: ep.ID, Hostname: ep.Hostname, Update: u.ID, Title: u.Title, Severity: u.Severity,
-		Released: u.Released, Due: due, Decision: x.Decision.Decision,
+		Endpoint: ep.ID, Hostname: ep.Hostname, Update: u.ID, Title: u.Title, Severity: u.EffectiveSeverity(),
+		Released: u.Released, Due: due, SLARule: rule, Decision: x.Decision.Decision,
 	}
 	b.Overdue = Span(end.Sub(due))
 	if u.InstalledAt != nil {

@@ -104,6 +104,7 @@ func Diff(a, b *schema.Client) []Change {
 		d.add(Changed, "staleAfter", fmt.Sprintf("staleAfter %s → %s", duration(a.StaleAfter), duration(b.StaleAfter)))
 	}
 	d.sla(a.SLA, b.SLA)
+	d.exploitedSLA(a.KnownExploitedSLA, b.KnownExploitedSLA)
 	d.windows(a.Windows, b.Windows)
 	d.rings(a.Rings, b.Rings)
 	loc := b.Location
@@ -262,6 +263,31 @@ func (d *differ) sla(a, b map[string]time.Duration) {
 	}
 }
 
+func (d *differ) exploitedSLA(a, b *schema.ExploitedSLA) {
+	old, nu := exploitedSLA(a), exploitedSLA(b)
+	switch {
+	case old == nu:
+	case old == "":
+		d.add(Added, "sla", "sla knownExploited "+nu)
+	case nu == "":
+		d.add(Removed, "sla", "sla knownExploited "+old)
+	default:
+		d.add(Changed, "sla", fmt.Sprintf("sla knownExploited: %s → %s", old, nu))
+	}
+}
+
+// exploitedSLA formats sla.knownExploited the way the policy wrote it; ""
+// when it is not set.
+func exploitedSLA(x *schema.ExploitedSLA) string {
+	switch {
+	case x == nil:
+		return ""
+	case x.CISA:
+		return "cisa"
+	}
+	return cmpOr(duration(x.Within), "0d")
+}
+
 func (d *differ) windows(a, b map[string]schema.Window) {
 	conv := func(w schema.Window) entry {
 		when := strings.Join(w.Days, ",")
@@ -329,7 +355,9 @@ func approveFields(r schema.ApproveRule, loc *time.Location) []field {
 		{"category", strings.Join(r.Category, ",")},
 		{"minSeverity", r.MinSeverity},
 		{"minCVSS", number(r.MinCVSS)},
+		{"minEPSS", number(r.MinEPSS)},
 		{"knownExploited", exploited},
+		{"cve", strings.Join(r.CVE, ",")},
 		{"match", r.Match},
 		{"minAge", duration(r.MinAge)},
 		{"releasedBefore", released},

@@ -263,6 +263,36 @@ func TestHistoryNotARepo(t *testing.T) {
 	}
 }
 
+func TestDiffKnownExploitedSLA(t *testing.T) {
+	cisa := &schema.ExploitedSLA{CISA: true}
+	days := func(n int) *schema.ExploitedSLA {
+		return &schema.ExploitedSLA{Within: time.Duration(n) * 24 * time.Hour}
+	}
+	tests := []struct {
+		name     string
+		from, to *schema.ExploitedSLA
+		want     []string
+	}{
+		{"set to CISA's due dates", nil, cisa, []string{"+ sla knownExploited cisa"}},
+		{"from CISA's due dates to 14 days", cisa, days(14), []string{"~ sla knownExploited: cisa → 14d"}},
+		{"dropped", days(7), nil, []string{"- sla knownExploited 7d"}},
+		{"unchanged", days(7), days(7), nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a := &schema.Client{ID: "acme", KnownExploitedSLA: tt.from}
+			b := &schema.Client{ID: "acme", KnownExploitedSLA: tt.to}
+			var got []string
+			for _, ch := range history.Diff(a, b) {
+				got = append(got, ch.String())
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("changes (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
 func TestDiff(t *testing.T) {
 	chicago, err := time.LoadLocation("America/Chicago")
 	if err != nil {
@@ -317,6 +347,12 @@ func TestDiff(t *testing.T) {
 			[]string{"~ freeze on every endpoint from 2026-12-28: until 2027-01-04 → 2027-01-02"}},
 		{"exclusion until a time of day", func(c *schema.Client) { c.Exclusions[0].Until = day("2026-12-31").Add(15 * time.Hour) },
 			[]string{"~ exclusion KB5034441 on labels role=sql: until 2026-12-31 → 2026-12-31 15:00 CST"}},
+		{"approve rules by EPSS and by CVE", func(c *schema.Client) {
+			c.Baseline.Approve = []schema.ApproveRule{
+				{Name: "likely-exploited", MinEPSS: 0.5},
+				{Name: "regresshion", CVE: []string{"CVE-2024-6387", "CVE-2024-6409"}},
+			}
+		}, []string{"+ approve rule likely-exploited: minEPSS 0.5", "+ approve rule regresshion: cve CVE-2024-6387,CVE-2024-6409"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -3,8 +3,11 @@ package render
 import (
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
+	"time"
 
+	"github.com/patchline/patchline/protocol"
 	"github.com/patchline/patchline/reconciler/plan"
 )
 
@@ -54,6 +57,13 @@ func Why(w io.Writer, x *plan.Explanation, blame Blame) error {
 		p.f("  desired     not yet: %s %q approves it%s%s\n", x.Desire.Kind, x.Desire.Name, at, cite(x.Desire.Rule))
 	default:
 		p.f("  desired     yes: %s %q%s%s\n", x.Desire.Kind, x.Desire.Name, detail(x.Desire.Detail), cite(x.Desire.Rule))
+	}
+	for i, line := range evidenceLines(x.Evidence) {
+		label := "  evidence    "
+		if i > 0 {
+			label = "              "
+		}
+		p.f("%s%s\n", label, line)
 	}
 	if x.Exclusion != nil {
 		p.f("  exclusion   %s: %s%s\n", x.Exclusion.Name, x.Exclusion.Detail, cite(x.Exclusion.Rule))
@@ -109,6 +119,168 @@ func Why(w io.Writer, x *plan.Explanation, blame Blame) error {
 	}
 	p.f("%s\n", cite(d.Rule))
 	return p.err
+}
+
+// evidenceLines says each fact of e and where it came from, one line
+// each, in a fixed order.
+func evidenceLines(e *plan.Evidence) []string {
+	if e == nil {
+		return nil
+	}
+	var lines []string
+	if e.KnownExploited != nil {
+		lines = append(lines, "knownExploited: "+exploitedText(e.KnownExploited))
+	}
+	if e.CVEs != nil {
+		lines = append(lines, "cve: "+cveText(e.CVEs))
+	}
+	if e.CVSS != nil {
+		lines = append(lines, "cvss: "+cvssText(e.CVSS))
+	}
+	if e.EPSS != nil {
+		lines = append(lines, "epss: "+epssText(e.EPSS))
+	}
+	if e.Severity != nil {
+		lines = append(lines, "severity: "+severityText(e.Severity))
+	}
+	if e.Released != nil {
+		lines = append(lines, "released: "+releasedText(e.Released))
+	}
+	return lines
+}
+
+func cveText(c *plan.CVEEvidence) string {
+	var parts []string
+	if len(c.Reported) > 0 {
+		parts = append(parts, strings.Join(c.Reported, ", ")+" (reported by the endpoint)")
+	}
+	if len(c.Added) > 0 {
+		parts = append(parts, strings.Join(c.Added, ", ")+" ("+feedText(*c.AddedBy)+")")
+	}
+	if len(parts) == 0 {
+		return "none reported or added by a feed"
+	}
+	return strings.Join(parts, "; ")
+}
+
+func cvssText(c *plan.ScoreEvidence) string {
+	switch {
+	case c.Value == 0:
+		return "none (none reported, no NVD score)"
+	case c.Source == plan.SourceEndpoint:
+		return number(c.Value) + " (reported by the endpoint)"
+	}
+	version := ""
+	if c.Version != "" {
+		version = "CVSS " + c.Version
+	}
+	return number(c.Value) + " (" + joinSet(version, c.CVE, feedText(c.Provenance)) + ")"
+}
+
+func epssText(s *plan.ScoreEvidence) string {
+	switch {
+	case s.Value > 0:
+		return number(s.Value) + " (" + joinSet(s.CVE, feedText(s.Provenance)) + ")"
+	case s.Source != "":
+		return "none (" + feedName(s.Source) + " scores none of its CVEs" + fetchedText(s.Provenance) + ")"
+	}
+	return "none (no EPSS feed applied)"
+}
+
+func severityText(s *plan.SeverityEvidence) string {
+	switch s.From {
+	case plan.SeverityFromCVSS:
+		return s.Severity + " (derived from CVSS " + number(s.CVSS) + ")"
+	case plan.SeverityFromVendor:
+		return s.Severity + " (vendor)"
+	}
+	return "none (no vendor rating, no CVSS score)"
+}
+
+func releasedText(r *plan.ReleaseEvidence) string {
+	if r.At == nil {
+		return "unknown, counted as now"
+	}
+	day := r.At.UTC().Format(time.DateOnly)
+	switch r.From {
+	case protocol.ReleasedByVendor:
+		return day + " (vendor)"
+	case protocol.ReleasedFirstSeen:
+		return day + " (first seen by the fleet; the source gives no date)"
+	}
+	return day + " (as reported)"
+}
+
+// exploitedText says whether an update is known exploited and who says
+// so: CISA's catalog, with each listing, or the endpoint.
+func exploitedText(k *plan.ExploitedEvidence) string {
+	if k.Source != protocol.FeedKEV {
+		return yesNo(k.Value) + " (reported by the endpoint)"
+	}
+	fetched := ""
+	if k.FetchedAt != nil {
+		fetched = " (feed fetched " + stamp(*k.FetchedAt) + ")"
+	}
+	if len(k.Listings) == 0 {
+		text := "no: CISA's catalog lists none of its CVEs"
+		if k.Reported {
+			text += ", though the endpoint reported it known exploited"
+		}
+		return text + fetched
+	}
+	var listed []string
+	for _, l := range k.Listings {
+		listed = append(listed, fmt.Sprintf("%s listed by CISA on %s, due %s", l.CVE, l.DateAdded.UTC().Format(time.DateOnly), l.DueDate.UTC().Format(time.DateOnly)))
+	}
+	return strings.Join(listed, "; ") + fetched
+}
+
+// feedNames name the feeds for people.
+var feedNames = map[string]string{
+	protocol.FeedKEV:    "CISA KEV",
+	protocol.FeedNVD:    "NVD",
+	protocol.FeedEPSS:   "FIRST",
+	protocol.FeedDebian: "Debian Security Tracker",
+}
+
+// feedText names the feed a value came from and when it was fetched.
+func feedText(p plan.Provenance) string { return feedName(p.Source) + fetchedText(p) }
+
+func feedName(feed string) string { return cmpOr(feedNames[feed], feed) }
+
+// fetchedText says when a feed was fetched, "" when that is not known.
+func fetchedText(p plan.Provenance) string {
+	if p.FetchedAt == nil {
+		return ""
+	}
+	return ", fetched " + stamp(*p.FetchedAt)
+}
+
+// joinSet joins the parts that are not empty with ", ".
+func joinSet(parts ...string) string {
+	var set []string
+	for _, p := range parts {
+		if p != "" {
+			set = append(set, p)
+		}
+	}
+	return strings.Join(set, ", ")
+}
+
+func number(f float64) string { return strconv.FormatFloat(f, 'f', -1, 64) }
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}
+
+func cmpOr(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
 }
 
 func detail(s string) string {

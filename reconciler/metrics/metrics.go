@@ -100,7 +100,7 @@ func (m *Metrics) newPlanGauges() {
 	}, []string{"client"})
 	m.slaBreaches = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "patchline_sla_breaches",
-		Help: "Desired updates still missing longer after release than the client's sla allows for their severity (endpoint-update pairs), by client and severity.",
+		Help: "Desired updates still missing past the due time the client's sla sets, by their severity or, for known-exploited ones, by sla.knownExploited (endpoint-update pairs), by client and severity.",
 	}, []string{"client", "severity"})
 	m.decisions = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "patchline_decisions",

@@ -28,9 +28,10 @@ func acme() *schema.Client {
 	}
 }
 
+// endpoint is an endpoint of acme reporting KB9, a critical update.
 func endpoint(id string, lastSeen time.Time, released time.Time) *protocol.Endpoint {
 	return &protocol.Endpoint{ID: id, Client: "acme", LastSeen: lastSeen,
-		Updates: []*protocol.Update{{ID: "KB9", Released: released}}}
+		Updates: []*protocol.Update{{ID: "KB9", Severity: "critical", Released: released}}}
 }
 
 // TestObserve reads the gauges one plan of acme produces: ws1 is
@@ -121,5 +122,45 @@ func TestLabelsAreBounded(t *testing.T) {
 	}
 	if got := testutil.ToFloat64(m.jobResults.WithLabelValues("acme", "canary", "failed")); got != 1 {
 		t.Errorf("job results = %v, want 1", got)
+	}
+}
+
+// TestKnownExploitedSLABreach: a critical update whose CVE CISA listed on
+// 2026-11-05, due 2026-11-26, released 2026-11-01 and still missing,
+// breaches by the client's sla.knownExploited before its 30-day critical
+// SLA (2026-12-01) has passed.
+func TestKnownExploitedSLABreach(t *testing.T) {
+	date := func(m time.Month, d, h int) time.Time { return time.Date(2026, m, d, h, 0, 0, 0, time.UTC) }
+	u := &protocol.Update{ID: "KB9", Severity: "critical", Released: date(11, 1, 12), Intel: &protocol.Intel{
+		KEV:   []protocol.KEVListing{{CVE: "CVE-2026-1234", DateAdded: date(11, 5, 0), DueDate: date(11, 26, 0)}},
+		Feeds: []protocol.FeedStamp{{Feed: protocol.FeedKEV, FetchedAt: date(11, 5, 6)}},
+	}}
+	tests := []struct {
+		name      string
+		exploited schema.ExploitedSLA
+		at        time.Time
+		breaches  float64
+	}{
+		{`"cisa", on CISA's due date`, schema.ExploitedSLA{CISA: true}, date(11, 26, 23), 0},
+		{`"cisa", the day after CISA's due date`, schema.ExploitedSLA{CISA: true}, date(11, 27, 1), 1},
+		{`"14d", 14 days after the release but not after the listing`, schema.ExploitedSLA{Within: 14 * 24 * time.Hour}, date(11, 16, 0), 0},
+		{`"14d", just before 14 days after the listing`, schema.ExploitedSLA{Within: 14 * 24 * time.Hour}, date(11, 18, 23), 0},
+		{`"14d", 14 days after the listing`, schema.ExploitedSLA{Within: 14 * 24 * time.Hour}, date(11, 19, 1), 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := New(prometheus.NewRegistry())
+			c := acme()
+			c.KnownExploitedSLA = &tt.exploited
+			snap := &protocol.Snapshot{Endpoints: []*protocol.Endpoint{{ID: "ws2", Client: "acme", LastSeen: tt.at, Updates: []*protocol.Update{u}}}}
+			res := &plan.Result{
+				Summary:   map[plan.Decision]int{plan.Missing: 1},
+				Decisions: []plan.PairDecision{{Endpoint: "ws2", Client: "acme", Ring: "broad", Update: "KB9", Severity: "critical", Decision: plan.Missing}},
+			}
+			m.Observe("acme", c, snap, res, tt.at)
+			if got := testutil.ToFloat64(m.slaBreaches.WithLabelValues("acme", "critical")); got != tt.breaches {
+				t.Errorf("SLA breaches at %s = %v, want %v", tt.at.Format(time.RFC3339), got, tt.breaches)
+			}
+		})
 	}
 }

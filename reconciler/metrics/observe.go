@@ -54,16 +54,16 @@ type pairKey struct{ endpoint, update string }
 type clientEndpoints struct {
 	// stale says, for each of the client's endpoints, whether it is stale.
 	stale map[string]bool
-	// released is the release time of each reported pair.
-	released map[pairKey]time.Time
+	// updates holds the update of each reported pair.
+	updates map[pairKey]*protocol.Update
 }
 
 // endpointsOf reads client's endpoints in snap; one not seen for longer
 // than staleAfter at now is stale.
 func endpointsOf(client string, snap *protocol.Snapshot, staleAfter time.Duration, now time.Time) clientEndpoints {
 	eps := clientEndpoints{
-		stale:    make(map[string]bool, len(snap.Endpoints)),
-		released: make(map[pairKey]time.Time),
+		stale:   make(map[string]bool, len(snap.Endpoints)),
+		updates: make(map[pairKey]*protocol.Update),
 	}
 	for _, ep := range snap.Endpoints {
 		if ep.Client != client {
@@ -71,7 +71,7 @@ func endpointsOf(client string, snap *protocol.Snapshot, staleAfter time.Duratio
 		}
 		eps.stale[ep.ID] = now.Sub(ep.LastSeen) > staleAfter
 		for _, u := range ep.Updates {
-			eps.released[pairKey{ep.ID, u.ID}] = u.Released
+			eps.updates[pairKey{ep.ID, u.ID}] = u
 		}
 	}
 	return eps
@@ -79,9 +79,9 @@ func endpointsOf(client string, snap *protocol.Snapshot, staleAfter time.Duratio
 
 // observeDrift goes through client's decisions that drift: it counts all
 // of them as missing, and those of endpoints that are not stale into the
-// missing-updates series and, once missing for longer after release than
-// the client's sla for their severity, into the SLA breach series. It
-// returns the missing count and the non-stale endpoints that drift.
+// missing-updates series and, once past the due time the client's sla
+// sets (plan.Due), into the SLA breach series. It returns the missing
+// count and the non-stale endpoints that drift.
 func (m *Metrics) observeDrift(client string, c *schema.Client, decisions []plan.PairDecision, eps clientEndpoints, now time.Time) (int, map[string]bool) {
 	missing := 0
 	drifting := make(map[string]bool)
@@ -102,8 +102,8 @@ func (m *Metrics) observeDrift(client string, c *schema.Client, decisions []plan
 		if c == nil {
 			continue
 		}
-		if limit, ok := c.SLA[d.Severity]; ok {
-			if rel := eps.released[pairKey{d.Endpoint, d.Update}]; !rel.IsZero() && now.Sub(rel) > limit {
+		if u := eps.updates[pairKey{d.Endpoint, d.Update}]; u != nil {
+			if due, _, ok := plan.Due(c, u, now); ok && now.After(due) {
 				m.slaBreaches.With(prometheus.Labels{"client": client, "severity": sev}).Inc()
 			}
 		}

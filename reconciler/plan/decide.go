@@ -99,7 +99,7 @@ func (p *planner) updateOrder(ep *protocol.Endpoint) []int {
 
 func (p *planner) pairDecision(ep *protocol.Endpoint, cp *clientPlan, info *endpointInfo, pr *pair) PairDecision {
 	d := PairDecision{
-		Endpoint: ep.ID, Client: ep.Client, Update: pr.u.ID, Source: pr.u.Source, Severity: pr.u.Severity,
+		Endpoint: ep.ID, Client: ep.Client, Update: pr.u.ID, Source: pr.u.Source, Severity: pr.u.EffectiveSeverity(),
 		Decision: pr.v.d, Reason: pr.v.reason,
 	}
 	if cp != nil && info.ring >= 0 {

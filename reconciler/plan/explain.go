@@ -12,8 +12,9 @@ import (
 
 // Explain says why Plan decides what it does for one (endpoint, update)
 // pair: the ring that selects the endpoint, the rule that makes the update
-// desired, any exclusion or freeze, the update's progress through the
-// client's rings, the window, and the decision. It plans the endpoint's
+// desired and the evidence of the update's data the approve rules weighed,
+// any exclusion or freeze, the update's progress through the client's
+// rings, the window, and the decision. It plans the endpoint's
 // whole client with the same code as Plan, since ring progress and
 // maxConcurrent depend on the other endpoints.
 func Explain(fleet *schema.Fleet, snap *protocol.Snapshot, now time.Time, endpointID, updateID string) (*Explanation, error) {
@@ -51,6 +52,7 @@ func Explain(fleet *schema.Fleet, snap *protocol.Snapshot, now time.Time, endpoi
 	x.Stale = info.stale
 	x.Desired = up.desire.desired
 	x.Desire = up.desire.cite
+	x.Evidence = evidence(cp.c.Baseline.Approve[:up.desire.weighed], up.update)
 	if info.ring >= 0 {
 		x.Ring, x.Window = cp.ringCitation(info.ring)
 	}

@@ -60,6 +60,10 @@ type desire struct {
 	// since is when the update became desired: its release for a
 	// requirement, release+minAge for an approve rule.
 	since time.Time
+	// weighed is how many of the baseline's approve rules, from the
+	// first, were weighed against the update: none when a requirement
+	// names it, up to the one that approves it, else all of them.
+	weighed int
 }
 
 // desireFor decides whether b wants u at now. Requirements are checked
@@ -76,7 +80,7 @@ func desireFor(b *schema.Baseline, u *protocol.Update, now time.Time) (desire, e
 			return desire{note: note{rule: c.Rule, reason: c.Detail}, desired: true, since: u.ReleasedAt(now), cite: c}, nil
 		}
 	}
-	d := desire{note: note{reason: "no approve rule or requirement matches"}}
+	d := desire{note: note{reason: "no approve rule or requirement matches"}, weighed: len(b.Approve)}
 	for i := range b.Approve {
 		a := &b.Approve[i]
 		ok, err := approves(a, u, now)
@@ -91,12 +95,12 @@ func desireFor(b *schema.Baseline, u *protocol.Update, now time.Time) (desire, e
 		at := u.ReleasedAt(now).Add(a.MinAge)
 		if !at.After(now) {
 			c := &Citation{Kind: "approve", Name: a.Name, Rule: a.Pos.Rule(), Detail: "approved by rule " + quote(a.Name)}
-			return desire{note: note{rule: c.Rule, reason: c.Detail}, desired: true, since: at, cite: c}, nil
+			return desire{note: note{rule: c.Rule, reason: c.Detail}, desired: true, since: at, cite: c, weighed: i + 1}, nil
 		}
 		if d.cite == nil || at.Before(*d.cite.At) {
 			c := &Citation{Kind: "approve", Name: a.Name, Rule: a.Pos.Rule(), At: timePtr(at),
 				Detail: fmt.Sprintf("approve rule %q approves it once it is %s old, at %s", a.Name, days(a.MinAge), at.UTC().Format(time.RFC3339))}
-			d = desire{note: note{rule: c.Rule, reason: c.Detail, at: c.At}, cite: c}
+			d = desire{note: note{rule: c.Rule, reason: c.Detail, at: c.At}, cite: c, weighed: len(b.Approve)}
 		}
 	}
 	return d, nil
@@ -130,18 +134,29 @@ func requirementName(r *schema.Requirement) string {
 }
 
 // approves reports whether every set field of a matches u at now, leaving
-// out MinAge, which the caller weighs.
+// out MinAge, which the caller weighs. The data fields weigh the update's
+// effective values, those public feeds give where the controller applied
+// them: severity, CVSS, EPSS, known exploitation and the CVEs it fixes.
 func approves(a *schema.ApproveRule, u *protocol.Update, now time.Time) (bool, error) {
 	switch {
 	case len(a.Source) > 0 && !slices.Contains(a.Source, u.Source),
 		len(a.Category) > 0 && !slices.Contains(a.Category, u.Category),
-		a.MinSeverity != "" && schema.SeverityRank(u.Severity) < schema.SeverityRank(a.MinSeverity),
-		a.MinCVSS > 0 && u.CVSS < a.MinCVSS,
-		a.KnownExploited != nil && *a.KnownExploited != u.KnownExploited,
+		a.MinSeverity != "" && schema.SeverityRank(u.EffectiveSeverity()) < schema.SeverityRank(a.MinSeverity),
+		a.MinCVSS > 0 && u.EffectiveCVSS() < a.MinCVSS,
+		a.MinEPSS > 0 && u.EPSS() < a.MinEPSS,
+		a.KnownExploited != nil && *a.KnownExploited != u.EffectiveKnownExploited(),
+		len(a.CVE) > 0 && !fixesAny(u, a.CVE),
 		!a.ReleasedBefore.IsZero() && !u.ReleasedAt(now).Before(a.ReleasedBefore):
 		return false, nil
 	}
 	return glob(a.Match, u.Name)
+}
+
+// fixesAny reports whether u fixes any of cves.
+func fixesAny(u *protocol.Update, cves []string) bool {
+	return slices.ContainsFunc(u.AllCVEs(), func(c string) bool {
+		return slices.ContainsFunc(cves, func(want string) bool { return strings.EqualFold(c, want) })
+	})
 }
 
 // names reports whether an exclusion or resume entry names u: by Update (an

@@ -15,7 +15,10 @@
 //  3. An update is desired when a requirement names it or an approve rule
 //     matches it and its minAge has passed; the first such entry is cited.
 //     Not desired is not-approved (with EligibleAt when only minAge holds
-//     it back).
+//     it back). Approve rules weigh the update's effective values
+//     (protocol.Update's Effective methods, EPSS and AllCVEs): what public
+//     feeds say where the controller applied them, else what the endpoint
+//     reported.
 //  4. An unexpired exclusion naming the update and selecting the endpoint
 //     makes it excluded.
 //  5. The endpoint's ring is the first ring whose select matches; none is

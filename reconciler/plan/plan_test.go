@@ -22,6 +22,8 @@ type want struct {
 	ring       string
 	eligible   time.Time
 	noEligible bool
+	// severity, when set, is the decision's severity.
+	severity string
 }
 
 type planCase struct {
@@ -82,6 +84,9 @@ func runPlanCases(t *testing.T, cases []planCase) {
 				}
 				if !w.eligible.IsZero() && (d.EligibleAt == nil || !d.EligibleAt.Equal(w.eligible)) {
 					t.Errorf("%s/%s: eligibleAt %v, want %v", w.ep, w.update, d.EligibleAt, w.eligible)
+				}
+				if w.severity != "" && d.Severity != w.severity {
+					t.Errorf("%s/%s: severity %q, want %q", w.ep, w.update, d.Severity, w.severity)
 				}
 				if w.noEligible && d.EligibleAt != nil {
 					t.Errorf("%s/%s: eligibleAt %v, want none", w.ep, w.update, d.EligibleAt)

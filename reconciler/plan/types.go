@@ -3,6 +3,7 @@ package plan
 import (
 	"time"
 
+	"github.com/patchline/patchline/protocol"
 	"github.com/patchline/patchline/schema"
 )
 
@@ -44,11 +45,13 @@ func (d Decision) Drift() bool {
 // PairDecision is the decision for one (endpoint, update) pair and what
 // produced it.
 type PairDecision struct {
-	Endpoint string   `json:"endpoint"`
-	Client   string   `json:"client"`
-	Ring     string   `json:"ring,omitempty"`
-	Update   string   `json:"update"`
-	Source   string   `json:"source"`
+	Endpoint string `json:"endpoint"`
+	Client   string `json:"client"`
+	Ring     string `json:"ring,omitempty"`
+	Update   string `json:"update"`
+	Source   string `json:"source"`
+	// Severity is the update's effective severity, the one approve rules
+	// and SLAs weigh (protocol.Update.EffectiveSeverity).
 	Severity string   `json:"severity,omitempty"`
 	Decision Decision `json:"decision"`
 	// Rule is the path:line of the rule that produced the decision (the
@@ -170,6 +173,11 @@ type Explanation struct {
 	// (then At is that time); nil when nothing asks for the update.
 	Desire  *Citation `json:"desire,omitempty"`
 	Desired bool      `json:"desired"`
+	// Evidence is what the update's data were when approve rules weighed
+	// them, each with where it came from; nil when no rule weighed any (a
+	// requirement names the update, or the rules weighed match by source,
+	// category and name alone).
+	Evidence *Evidence `json:"evidence,omitempty"`
 	// Exclusion is the exclusion holding the update on this endpoint.
 	Exclusion *Citation `json:"exclusion,omitempty"`
 	// Rollouts is the update's progress through every ring of the client.
@@ -183,6 +191,89 @@ type Explanation struct {
 	FailedAttempts int `json:"failedAttempts"`
 	// Decision is the final decision, as Plan makes it.
 	Decision PairDecision `json:"decision"`
+}
+
+// Evidence holds the facts about an update that the approve rules Explain
+// weighed: one for each kind of data field they set (knownExploited, cve,
+// minCVSS, minEPSS, minSeverity, and minAge or releasedBefore for the
+// release), nil for the others. Each says where its value came from, as
+// DESIGN.md's provenance principle asks: the endpoint's own report, a
+// public feed with its fetch time, or the fleet's first sighting.
+type Evidence struct {
+	KnownExploited *ExploitedEvidence `json:"knownExploited,omitempty"`
+	CVEs           *CVEEvidence       `json:"cves,omitempty"`
+	CVSS           *ScoreEvidence     `json:"cvss,omitempty"`
+	EPSS           *ScoreEvidence     `json:"epss,omitempty"`
+	Severity       *SeverityEvidence  `json:"severity,omitempty"`
+	Released       *ReleaseEvidence   `json:"released,omitempty"`
+}
+
+// SourceEndpoint is Provenance.Source for a value the endpoint's own tool
+// reported.
+const SourceEndpoint = "endpoint"
+
+// Provenance says where a value came from: Source is SourceEndpoint or
+// the feed that gave it (protocol.FeedKEV, FeedNVD, FeedEPSS,
+// FeedDebian), with FetchedAt, when the controller fetched that feed, if
+// it says. An empty Source means nothing gave the value.
+type Provenance struct {
+	Source    string     `json:"source,omitempty"`
+	FetchedAt *time.Time `json:"fetchedAt,omitempty"`
+}
+
+// ExploitedEvidence is whether the update is known exploited. With Source
+// protocol.FeedKEV, CISA's catalog decided: Listings are the update's CVEs
+// it lists (none: not known exploited); Reported is what the endpoint
+// said, which the catalog overrules.
+type ExploitedEvidence struct {
+	Value    bool                  `json:"value"`
+	Listings []protocol.KEVListing `json:"listings,omitempty"`
+	Reported bool                  `json:"reported"`
+	Provenance
+}
+
+// CVEEvidence is the CVEs the update fixes: those its endpoint reported,
+// and those a feed added (Added, with AddedBy).
+type CVEEvidence struct {
+	Reported []string    `json:"reported,omitempty"`
+	Added    []string    `json:"added,omitempty"`
+	AddedBy  *Provenance `json:"addedBy,omitempty"`
+}
+
+// ScoreEvidence is a CVSS score or an EPSS probability, 0 when nothing
+// gave one, with the CVE it belongs to and, for CVSS, its version, when a
+// feed gave it.
+type ScoreEvidence struct {
+	Value   float64 `json:"value"`
+	CVE     string  `json:"cve,omitempty"`
+	Version string  `json:"version,omitempty"`
+	Provenance
+}
+
+// SeverityEvidence is the update's effective severity and where it came
+// from: From is SeverityFromVendor (the vendor's rating, as the endpoint
+// reported it) or SeverityFromCVSS (derived from CVSS, the score in
+// CVSS); "" when the update has no severity.
+type SeverityEvidence struct {
+	Severity string  `json:"severity,omitempty"`
+	From     string  `json:"from,omitempty"`
+	CVSS     float64 `json:"cvss,omitempty"`
+}
+
+// Where an effective severity came from (SeverityEvidence.From, and
+// protocol.Intel.SeverityFrom).
+const (
+	SeverityFromVendor = "vendor"
+	SeverityFromCVSS   = "cvss"
+)
+
+// ReleaseEvidence is when the update was released and who says so: From
+// is protocol.ReleasedByVendor, protocol.ReleasedFirstSeen, or "" when
+// the snapshot does not say. At is nil when the time is not known; the
+// planner then counts the update as released at the planning time.
+type ReleaseEvidence struct {
+	At   *time.Time `json:"at,omitempty"`
+	From string     `json:"from,omitempty"`
 }
 
 // Citation names a policy entry that took part in a decision.

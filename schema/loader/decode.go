@@ -67,7 +67,9 @@ type rawApprove struct {
 	Category       []string `json:"category"`
 	MinSeverity    string   `json:"minSeverity"`
 	MinCVSS        float64  `json:"minCVSS"`
+	MinEPSS        float64  `json:"minEPSS"`
 	KnownExploited *bool    `json:"knownExploited"`
+	CVE            []string `json:"cve"`
 	Match          string   `json:"match"`
 	MinAge         string   `json:"minAge"`
 	ReleasedBefore string   `json:"releasedBefore"`
@@ -138,8 +140,12 @@ func (ev *evaluation) decode(raw *rawFleet) *schema.Client {
 	}
 	c.Location = loc
 	c.StaleAfter = ev.parseDuration("staleAfter", raw.StaleAfter)
-	for sev, d := range raw.SLA {
-		c.SLA[sev] = ev.parseDuration("sla."+sev, d)
+	for key, d := range raw.SLA {
+		if key == schema.SLAKnownExploited {
+			c.KnownExploitedSLA = ev.parseExploitedSLA(d)
+			continue
+		}
+		c.SLA[key] = ev.parseDuration("sla."+key, d)
 	}
 
 	c.Freezes = make([]schema.Freeze, 0, len(raw.Freezes))
@@ -195,7 +201,9 @@ func (ev *evaluation) decode(raw *rawFleet) *schema.Client {
 			Category:       a.Category,
 			MinSeverity:    a.MinSeverity,
 			MinCVSS:        a.MinCVSS,
+			MinEPSS:        a.MinEPSS,
 			KnownExploited: a.KnownExploited,
+			CVE:            a.CVE,
 			Match:          a.Match,
 			MinAge:         ev.parseDuration(at("baseline.approve", i, "minAge"), a.MinAge),
 			ReleasedBefore: ev.parseDate(at("baseline.approve", i, "releasedBefore"), a.ReleasedBefore, loc, schema.StartOfDay),
@@ -233,6 +241,23 @@ func (ev *evaluation) decode(raw *rawFleet) *schema.Client {
 		})
 	}
 	return c
+}
+
+// parseExploitedSLA parses sla.knownExploited: a duration, or "cisa" for
+// CISA's due date.
+func (ev *evaluation) parseExploitedSLA(s string) *schema.ExploitedSLA {
+	p := "sla." + schema.SLAKnownExploited
+	x := &schema.ExploitedSLA{Pos: ev.pos(p)}
+	if s == "cisa" {
+		x.CISA = true
+		return x
+	}
+	d, err := schema.ParseDuration(s)
+	if err != nil {
+		ev.addError(x.Pos, "%s: invalid value %q: use a duration such as \"14d\", or \"cisa\" for CISA's due date", p, s)
+	}
+	x.Within = d
+	return x
 }
 
 // stringList normalises a value that CUE allows to be a string or a list

@@ -2,6 +2,7 @@ package loader
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"testing/fstest"
@@ -286,6 +287,11 @@ func (ev *evaluation) packagePos(files []*ast.File) schema.Pos {
 	return schema.Pos{}
 }
 
+// defaultedScalars are the fields the schema itself takes from
+// defaults.<field> when no file writes them (the `*defaults.x | ...` marks
+// in fleet.cue).
+var defaultedScalars = []string{"mode", "staleAfter", "sla"}
+
 // pos returns the user's position of the value at path (e.g.
 // "rings[1].window"). A field that came from defaults points at the root
 // file that wrote it; a field the user left out points at the nearest
@@ -296,6 +302,10 @@ func (ev *evaluation) pos(path string) schema.Pos {
 			path = src + path[len(f):]
 			break
 		}
+	}
+	top, _, _ := strings.Cut(path, ".")
+	if slices.Contains(defaultedScalars, top) && !ev.inst.LookupPath(cue.ParsePath(top)).Exists() {
+		path = "defaults." + path
 	}
 	for {
 		v := ev.inst.LookupPath(cue.ParsePath(path))

@@ -15,7 +15,10 @@ import (
 // default, the list branch of "a string or a list"). For each such group
 // it keeps the errors that say why the value is invalid ("out of bound",
 // "field not allowed") and, when every branch only reports a conflict,
-// the last one, which compares the value with the type it should have.
+// the last conflict, which compares the value with the type it should
+// have. A "field not allowed" where another branch allows the field but
+// not its value (sla.knownExploited: 14 against the default sla and #SLA)
+// counts as a conflict.
 func simplify(errs []errors.Error) []errors.Error {
 	out := make([]errors.Error, 0, len(errs))
 	for i := 0; i < len(errs); i++ {
@@ -31,12 +34,18 @@ func simplify(errs []errors.Error) []errors.Error {
 		group := errs[i+1 : j]
 		var keep []errors.Error
 		for _, e := range group {
-			if !isConflict(e) {
+			if !isConflict(e) && !(isNotAllowed(e) && conflictAt(group, e.Path())) {
 				keep = append(keep, e)
 			}
 		}
 		if len(keep) == 0 && len(group) > 0 {
-			keep = group[len(group)-1:]
+			last := group[len(group)-1]
+			for _, e := range group {
+				if isConflict(e) {
+					last = e
+				}
+			}
+			keep = []errors.Error{last}
 		}
 		out = append(out, keep...)
 		i = j - 1
@@ -52,6 +61,16 @@ func isDisjunctionHeader(e errors.Error) bool {
 func isConflict(e errors.Error) bool {
 	format, _ := e.Msg()
 	return strings.HasPrefix(format, "conflicting values")
+}
+
+func isNotAllowed(e errors.Error) bool {
+	format, _ := e.Msg()
+	return format == "field not allowed"
+}
+
+// conflictAt reports whether errs hold a conflict at path.
+func conflictAt(errs []errors.Error, path []string) bool {
+	return slices.ContainsFunc(errs, func(e errors.Error) bool { return isConflict(e) && slices.Equal(e.Path(), path) })
 }
 
 func hasPrefix(p, prefix []string) bool {
@@ -84,6 +103,7 @@ var patternHints = map[string]string{
 	`^([01][0-9]|2[0-3]):[0-5][0-9]$`: `use a time of day as HH:MM, e.g. "22:00"`,
 	`^[a-z0-9][a-z0-9._-]*$`:          "use lower-case letters, digits, '.', '_' and '-'",
 	`^[A-Za-z0-9][A-Za-z0-9._-]*$`:    "use letters, digits, '.', '_' and '-'",
+	`^CVE-[0-9]{4}-[0-9]{4,}$`:        `use a CVE id such as "CVE-2024-6387"`,
 }
 
 // explain rewrites a pattern failure as what the user should write
@@ -97,6 +117,9 @@ func explain(msg string) string {
 		}
 		if isKind(want) && !isKind(value) {
 			return fmt.Sprintf("invalid value %s: want %s", value, kindWords[want])
+		}
+		if strings.HasPrefix(want, "[") && !strings.HasPrefix(value, "[") {
+			return fmt.Sprintf("invalid value %s: want a list, e.g. [%s]", value, value)
 		}
 	}
 	m := outOfBound.FindStringSubmatch(msg)
