@@ -37,16 +37,19 @@ func trackerRelease(os protocol.OS) string {
 // policy uses (the vendor's when reported, else derived from CVSS). Each
 // feed s holds is stamped on every update, with its fetch time, so a feed
 // that says nothing (a CVE absent from the KEV catalog) decides too. With
-// no feed and no severity to derive, Intel stays nil. Enrich is
-// deterministic: the same snapshot and feeds give the same result.
+// no feed and no severity to derive, Intel stays nil; with no feeds at all
+// (s nil or empty), an update whose snapshot already carries Intel keeps
+// it. Enrich is deterministic: the same snapshot and feeds give the same
+// result.
 func Enrich(snap *protocol.Snapshot, s *Set) {
 	stamps := s.stamps()
 	for _, ep := range snap.Endpoints {
 		release := trackerRelease(ep.OS)
 		for _, u := range ep.Updates {
-			if u != nil {
-				u.Intel = s.intel(u, release, stamps)
+			if u == nil || (len(stamps) == 0 && u.Intel != nil) {
+				continue
 			}
+			u.Intel = s.intel(u, release, stamps)
 		}
 	}
 }

@@ -72,6 +72,12 @@ func TestEnrichWithoutFeeds(t *testing.T) {
 	if v.Intel != nil {
 		t.Errorf("no feeds and a vendor severity: intel %+v, want none", v.Intel)
 	}
+	kept := &protocol.Intel{EPSS: 0.9, Feeds: []protocol.FeedStamp{{Feed: "epss"}}}
+	w := &protocol.Update{ID: "KB3", Source: "windows-update", Intel: kept}
+	Enrich(&protocol.Snapshot{Endpoints: []*protocol.Endpoint{{Updates: []*protocol.Update{w}}}}, nil)
+	if w.Intel != kept {
+		t.Errorf("no feeds: a snapshot's own intel became %+v, want it kept", w.Intel)
+	}
 }
 
 func TestTrackerRelease(t *testing.T) {
