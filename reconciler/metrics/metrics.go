@@ -34,6 +34,9 @@ type Metrics struct {
 	exclusions     *prometheus.GaugeVec
 	expiring       *prometheus.GaugeVec
 	slaBreaches    *prometheus.GaugeVec
+	exploited      *prometheus.GaugeVec
+	exploitedLate  *prometheus.GaugeVec
+	likely         *prometheus.GaugeVec
 	decisions      *prometheus.GaugeVec
 	jobsCreated    *prometheus.CounterVec
 	jobResults     *prometheus.CounterVec
@@ -55,7 +58,7 @@ func New(reg prometheus.Registerer) *Metrics {
 	m.newRevisionSeries()
 	m.newReconcileSeries()
 	reg.MustRegister(m.endpoints, m.missing, m.compliance, m.halted, m.rollouts, m.exclusions, m.expiring,
-		m.slaBreaches, m.decisions, m.jobsCreated, m.jobResults, m.revisionInfo, m.lastApplied,
+		m.slaBreaches, m.exploited, m.exploitedLate, m.likely, m.decisions, m.jobsCreated, m.jobResults, m.revisionInfo, m.lastApplied,
 		m.lastRefused, m.refused, m.clientRefused, m.fleetRefused, m.reconcileTime, m.reconcileError)
 	// Counters exist at zero from the start, so that increase() and rate()
 	// see the first refusal or error instead of starting from it.
@@ -102,6 +105,18 @@ func (m *Metrics) newPlanGauges() {
 		Name: "patchline_sla_breaches",
 		Help: "Desired updates still missing past the due time the client's sla sets, by their severity or, for known-exploited ones, by sla.knownExploited (endpoint-update pairs), by client and severity.",
 	}, []string{"client", "severity"})
+	m.exploited = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "patchline_missing_known_exploited_updates",
+		Help: "Desired updates missing on non-stale endpoints that fix a CVE known to be exploited (CISA KEV, or the endpoint's own flag without the feed), by client (endpoint-update pairs).",
+	}, []string{"client"})
+	m.exploitedLate = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "patchline_known_exploited_sla_breaches",
+		Help: "Known-exploited desired updates missing past the due time of the client's sla.knownExploited, by client (endpoint-update pairs).",
+	}, []string{"client"})
+	m.likely = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "patchline_missing_high_epss_updates",
+		Help: "Desired updates missing on non-stale endpoints whose EPSS (FIRST's probability of exploitation within 30 days) is at least 0.1, by client (endpoint-update pairs).",
+	}, []string{"client"})
 	m.decisions = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "patchline_decisions",
 		Help: "Endpoint-update pairs by client and planner decision (state).",
@@ -167,7 +182,7 @@ func (m *Metrics) newReconcileSeries() {
 // has no endpoints left).
 func (m *Metrics) Forget(client string) {
 	lbl := prometheus.Labels{"client": client}
-	for _, v := range []*prometheus.GaugeVec{m.endpoints, m.missing, m.compliance, m.halted, m.rollouts, m.exclusions, m.expiring, m.slaBreaches, m.decisions, m.revisionInfo, m.clientRefused} {
+	for _, v := range []*prometheus.GaugeVec{m.endpoints, m.missing, m.compliance, m.halted, m.rollouts, m.exclusions, m.expiring, m.slaBreaches, m.exploited, m.exploitedLate, m.likely, m.decisions, m.revisionInfo, m.clientRefused} {
 		v.DeletePartialMatch(lbl)
 	}
 }

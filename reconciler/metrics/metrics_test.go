@@ -161,6 +161,41 @@ func TestKnownExploitedSLABreach(t *testing.T) {
 			if got := testutil.ToFloat64(m.slaBreaches.WithLabelValues("acme", "critical")); got != tt.breaches {
 				t.Errorf("SLA breaches at %s = %v, want %v", tt.at.Format(time.RFC3339), got, tt.breaches)
 			}
+			if got := testutil.ToFloat64(m.exploitedLate.WithLabelValues("acme")); got != tt.breaches {
+				t.Errorf("known-exploited SLA breaches at %s = %v, want %v", tt.at.Format(time.RFC3339), got, tt.breaches)
+			}
+			if got := testutil.ToFloat64(m.exploited.WithLabelValues("acme")); got != 1 {
+				t.Errorf("missing known-exploited updates = %v, want 1", got)
+			}
 		})
+	}
+}
+
+// TestRiskyDriftByClient: the known-exploited and high-EPSS series count
+// the missing updates of non-stale endpoints by what the feeds say.
+func TestRiskyDriftByClient(t *testing.T) {
+	m := New(prometheus.NewRegistry())
+	kev := []protocol.FeedStamp{{Feed: protocol.FeedKEV}, {Feed: protocol.FeedEPSS}}
+	ups := []*protocol.Update{
+		{ID: "KB1", Severity: "critical", Released: now, Intel: &protocol.Intel{KEV: []protocol.KEVListing{{CVE: "CVE-2026-1"}}, EPSS: 0.92, Feeds: kev}},
+		{ID: "KB2", Severity: "critical", Released: now, Intel: &protocol.Intel{EPSS: 0.0999, Feeds: kev}},
+		{ID: "KB3", Severity: "critical", Released: now, KnownExploited: true, Intel: &protocol.Intel{EPSS: 0.1, Feeds: kev}},
+	}
+	snap := &protocol.Snapshot{Endpoints: []*protocol.Endpoint{
+		{ID: "ws1", Client: "acme", LastSeen: now, Updates: ups},
+		{ID: "ws9", Client: "acme", LastSeen: now.Add(-30 * 24 * time.Hour), Updates: ups},
+	}}
+	res := &plan.Result{Summary: map[plan.Decision]int{plan.Missing: 6}}
+	for _, ep := range []string{"ws1", "ws9"} {
+		for _, u := range ups {
+			res.Decisions = append(res.Decisions, plan.PairDecision{Endpoint: ep, Client: "acme", Ring: "broad", Update: u.ID, Severity: "critical", Decision: plan.Missing})
+		}
+	}
+	m.Observe("acme", acme(), snap, res, now)
+	if got := testutil.ToFloat64(m.exploited.WithLabelValues("acme")); got != 1 {
+		t.Errorf("known-exploited missing = %v, want 1 (KB1 on ws1: KB3's own flag does not count against the KEV feed, ws9 is stale)", got)
+	}
+	if got := testutil.ToFloat64(m.likely.WithLabelValues("acme")); got != 2 {
+		t.Errorf("high-EPSS missing = %v, want 2 (KB1 and KB3, at or above %v)", got, HighEPSS)
 	}
 }

@@ -23,8 +23,11 @@ type Figures struct {
 // c is nil for a client the fleet repo does not have.
 func (m *Metrics) Observe(client string, c *schema.Client, snap *protocol.Snapshot, res *plan.Result, now time.Time) Figures {
 	lbl := prometheus.Labels{"client": client}
-	for _, v := range []*prometheus.GaugeVec{m.endpoints, m.missing, m.compliance, m.halted, m.rollouts, m.exclusions, m.expiring, m.slaBreaches, m.decisions} {
+	for _, v := range []*prometheus.GaugeVec{m.endpoints, m.missing, m.compliance, m.halted, m.rollouts, m.exclusions, m.expiring, m.slaBreaches, m.exploited, m.exploitedLate, m.likely, m.decisions} {
 		v.DeletePartialMatch(lbl)
+	}
+	for _, v := range []*prometheus.GaugeVec{m.exploited, m.exploitedLate, m.likely} {
+		v.With(lbl).Set(0)
 	}
 	eps := endpointsOf(client, snap, c.EffectiveStaleAfter(), now)
 
@@ -77,6 +80,10 @@ func endpointsOf(client string, snap *protocol.Snapshot, staleAfter time.Duratio
 	return eps
 }
 
+// HighEPSS is the EPSS probability from which patchline_missing_high_epss_updates
+// counts an update: one in ten that exploitation is seen within 30 days.
+const HighEPSS = 0.1
+
 // observeDrift goes through client's decisions that drift: it counts all
 // of them as missing, and those of endpoints that are not stale into the
 // missing-updates series and, once past the due time the client's sla
@@ -102,9 +109,20 @@ func (m *Metrics) observeDrift(client string, c *schema.Client, decisions []plan
 		if c == nil {
 			continue
 		}
-		if u := eps.updates[pairKey{d.Endpoint, d.Update}]; u != nil {
-			if due, _, ok := plan.Due(c, u, now); ok && now.After(due) {
-				m.slaBreaches.With(prometheus.Labels{"client": client, "severity": sev}).Inc()
+		u := eps.updates[pairKey{d.Endpoint, d.Update}]
+		if u == nil {
+			continue
+		}
+		if u.EffectiveKnownExploited() {
+			m.exploited.With(prometheus.Labels{"client": client}).Inc()
+		}
+		if u.EPSS() >= HighEPSS {
+			m.likely.With(prometheus.Labels{"client": client}).Inc()
+		}
+		if due, rule, ok := plan.Due(c, u, now); ok && now.After(due) {
+			m.slaBreaches.With(prometheus.Labels{"client": client, "severity": sev}).Inc()
+			if rule == schema.SLAKnownExploited {
+				m.exploitedLate.With(prometheus.Labels{"client": client}).Inc()
 			}
 		}
 	}
