@@ -11,10 +11,10 @@
 // apt knows no severities, CVEs or release times. An update whose
 // candidate comes from a security suite (a release string such as
 // "Debian-Security:12/stable-security" or "Ubuntu:24.04/noble-security") has
-// category "security" and, as a conservative default so that severity-based
-// baselines pick it up, severity "important"; every other upgrade is
-// "bugfix" with no severity. Kernel images (linux-image-*) are reported as
-// needing a reboot.
+// category "security"; every other upgrade is "bugfix". No update has a
+// severity: the controller derives it from public feeds rather than from a
+// guess here. Kernel images (linux-image-*) are reported as needing a
+// reboot.
 //
 // With Options.Root set, the backend works on an isolated tree instead of
 // the host: dpkg's database and files, apt's sources, lists, caches, logs
@@ -164,7 +164,6 @@ func (b *Backend) Inventory(ctx context.Context) ([]*protocol.Update, error) {
 		}
 		if u.security() {
 			up.Category = "security"
-			up.Severity = "important"
 		}
 		updates = append(updates, up)
 	}
