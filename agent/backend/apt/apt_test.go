@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
 	"github.com/patchline/patchline/agent/backend/apt/apttest"
 	"github.com/patchline/patchline/agent/backend/run"
 	"github.com/patchline/patchline/agent/backend/run/runtest"
@@ -16,24 +17,22 @@ import (
 	"github.com/patchline/patchline/protocol"
 )
 
-const queryCmd = "dpkg-query -W -f=${Package}\\t${Architecture}\\t${Version}\\t${db:Status-Status}\\n"
-
 func TestInventoryFromRecordedOutputs(t *testing.T) {
 	tests := []struct {
 		name     string
 		simulate string
 		// changelogs are the calls that learn from the candidates'
 		// changelogs, given the cache directory.
-		changelogs func(t *testing.T, cacheDir string) []runtest.Call
+		changelogs func(t testing.TB, cacheDir string) []runtest.Call
 		golden     string
 	}{
-		{"Debian 12 with security, stable-updates, kernel and foreign-arch upgrades", "simulate-bookworm.txt", bookworm, "inventory-bookworm.golden.json"},
+		{"Debian 12 with security, stable-updates, kernel and foreign-arch upgrades", "simulate-bookworm.txt", apttest.BookwormChangelogs, "inventory-bookworm.golden.json"},
 		{"Debian 12 fully patched", "simulate-uptodate.txt", nil, "inventory-uptodate.golden.json"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			cache := t.TempDir()
-			calls := listCalls(t, tc.simulate)
+			calls := apttest.ListCalls(t, tc.simulate)
 			if tc.changelogs != nil {
 				apttest.RequireDpkgDeb(t)
 				calls = append(calls, tc.changelogs(t, cache)...)

@@ -2,11 +2,9 @@ package apt
 
 import (
 	"bytes"
-	"compress/gzip"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -16,49 +14,16 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
 	"github.com/patchline/patchline/agent/backend/apt/apttest"
 	"github.com/patchline/patchline/agent/backend/apt/internal/changelog"
 	"github.com/patchline/patchline/agent/backend/run/runtest"
 	"github.com/patchline/patchline/protocol"
 )
 
-// realChangelog returns a changelog of a real package, kept in the
-// changelog parser's testdata (see its README.md), decompressed.
-func realChangelog(t testing.TB, name string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join("internal", "changelog", "testdata", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !strings.HasSuffix(name, ".gz") {
-		return b
-	}
-	zr, err := gzip.NewReader(bytes.NewReader(b))
-	if err != nil {
-		t.Fatal(err)
-	}
-	text, err := io.ReadAll(zr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return text
-}
-
-// changelogAsOf cuts a real changelog to begin at version's entry: the
-// changelog as the package at that version shipped it.
-func changelogAsOf(t testing.TB, name, version string) []byte {
-	t.Helper()
-	text := realChangelog(t, name)
-	i := bytes.Index(text, []byte(" ("+version+") "))
-	if i < 0 {
-		t.Fatalf("%s has no entry for %s", name, version)
-	}
-	return text[bytes.LastIndexByte(text[:i], '\n')+1:]
-}
-
 func realEntries(t testing.TB, name string) []*changelog.Entry {
 	t.Helper()
-	entries, err := changelog.Parse(bytes.NewReader(realChangelog(t, name)))
+	entries, err := changelog.Parse(bytes.NewReader(apttest.RealChangelog(t, name)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,7 +34,7 @@ func TestFactsFromEntries(t *testing.T) {
 	openssl := realEntries(t, "openssl_3.0.22-1~deb12u2.changelog.Debian.gz")
 	openssh := realEntries(t, "openssh_epoch1-9.2p1-2+deb12u10.head.txt")
 	bash := append(realEntries(t, "bash_5.2.15-2+b13.changelog.Debian.amd64.gz"), realEntries(t, "bash_5.2.15-2+b13.changelog.Debian.gz")...)
-	tzdataBad, tzdataErr := changelog.Parse(bytes.NewReader(realChangelog(t, "tzdata_2026f-0+deb12u1.bad-trailer.txt")))
+	tzdataBad, tzdataErr := changelog.Parse(bytes.NewReader(apttest.RealChangelog(t, "tzdata_2026f-0+deb12u1.bad-trailer.txt")))
 	if tzdataErr == nil {
 		t.Fatal("the malformed changelog parsed without an error")
 	}
@@ -236,8 +201,8 @@ func TestParseShow(t *testing.T) {
 func TestReadDocs(t *testing.T) {
 	apttest.RequireDpkgDeb(t)
 	dir := t.TempDir()
-	binNMU := apttest.Gzip(t, realChangelog(t, "bash_5.2.15-2+b13.changelog.Debian.amd64.gz"))
-	source := apttest.Gzip(t, realChangelog(t, "bash_5.2.15-2+b13.changelog.Debian.gz"))
+	binNMU := apttest.Gzip(t, apttest.RealChangelog(t, "bash_5.2.15-2+b13.changelog.Debian.amd64.gz"))
+	source := apttest.Gzip(t, apttest.RealChangelog(t, "bash_5.2.15-2+b13.changelog.Debian.gz"))
 	tests := []struct {
 		name        string
 		deb         apttest.Deb
@@ -273,7 +238,7 @@ func TestReadDocs(t *testing.T) {
 		{
 			name: "changelog is not gzipped",
 			deb: apttest.Deb{Package: "broken", Version: "1", Files: map[string][]byte{
-				"usr/share/doc/broken/changelog.Debian.gz": realChangelog(t, "bash_5.2.15-2+b13.changelog.Debian.gz"),
+				"usr/share/doc/broken/changelog.Debian.gz": apttest.RealChangelog(t, "bash_5.2.15-2+b13.changelog.Debian.gz"),
 			}},
 			wantErr: "changelog.Debian.gz: gzip: invalid header",
 		},
@@ -320,61 +285,13 @@ func TestReadDocs(t *testing.T) {
 	})
 }
 
-// bookworm is the recorded inventory of a Debian 12 endpoint
-// (simulate-bookworm.txt), with apt-cache's description of its candidates
-// (show-bookworm.txt: Debian 12's records of these packages, with the
-// versions set to the recorded candidates') and the downloads of their
-// packages, built by the test with the changelogs the real packages
-// shipped. openssl and libssl3 share a source, so only openssl, the
-// smaller, is downloaded; openssh-server's doc directory is a link to
-// openssh-client's, which is downloaded next; tzdata's download fails;
-// linux-image-amd64 and libgcc-s1 ship no changelog of their own.
-func bookworm(t *testing.T, cacheDir string) []runtest.Call {
-	dl := filepath.Join(cacheDir, "download")
-	download := func(id, name, version string, deb apttest.Deb) runtest.Call {
-		dir := filepath.Join(dl, id)
-		return runtest.Call{
-			Cmd:    "env --chdir=" + dir + " apt-get download -q " + name + "=" + version,
-			Stdout: "Get:1 http://deb.example/debian bookworm/main " + deb.Package + " " + version + "\n",
-			Effect: func() error { apttest.BuildDeb(t, dir, deb); return nil },
-		}
-	}
-	return []runtest.Call{
-		{Cmd: "apt-cache show libssl3=3.0.16-1~deb12u1 openssl=3.0.16-1~deb12u1 openssh-server=1:9.2p1-2+deb12u5 openssh-client=1:9.2p1-2+deb12u5 " +
-			"tzdata=2025a-0+deb12u1 linux-image-amd64=6.1.128-1 libgcc-s1:i386=12.2.0-14+deb12u1",
-			Stdout: runtest.File(t, "testdata", "show-bookworm.txt")},
-		download("openssl@3.0.16-1~deb12u1", "openssl", "3.0.16-1~deb12u1", apttest.Deb{Package: "openssl", Version: "3.0.16-1~deb12u1", Arch: "amd64",
-			Files: map[string][]byte{"usr/share/doc/openssl/changelog.Debian.gz": apttest.Gzip(t, changelogAsOf(t, "openssl_3.0.22-1~deb12u2.changelog.Debian.gz", "3.0.16-1~deb12u1"))}}),
-		download("openssh-server@1:9.2p1-2+deb12u5", "openssh-server", "1:9.2p1-2+deb12u5", apttest.Deb{Package: "openssh-server", Version: "1:9.2p1-2+deb12u5", Arch: "amd64",
-			Symlinks: map[string]string{"usr/share/doc/openssh-server": "openssh-client"}}),
-		download("openssh-client@1:9.2p1-2+deb12u5", "openssh-client", "1:9.2p1-2+deb12u5", apttest.Deb{Package: "openssh-client", Version: "1:9.2p1-2+deb12u5", Arch: "amd64",
-			Files: map[string][]byte{"usr/share/doc/openssh-client/changelog.Debian.gz": apttest.Gzip(t, changelogAsOf(t, "openssh_epoch1-9.2p1-2+deb12u10.head.txt", "1:9.2p1-2+deb12u5"))}}),
-		{Cmd: "env --chdir=" + filepath.Join(dl, "tzdata@2025a-0+deb12u1") + " apt-get download -q tzdata=2025a-0+deb12u1", Exit: 100,
-			Stderr: "E: Failed to fetch http://deb.example/debian/pool/main/t/tzdata/tzdata_2025a-0%2bdeb12u1_all.deb  404  Not Found [IP: 192.0.2.7 80]\n"},
-		download("linux-image-amd64@6.1.128-1", "linux-image-amd64", "6.1.128-1", apttest.Deb{Package: "linux-image-amd64", Version: "6.1.128-1", Arch: "amd64",
-			Symlinks: map[string]string{"usr/share/doc/linux-image-amd64": "linux-image-6.1.0-31-amd64"}}),
-		download("libgcc-s1:i386@12.2.0-14+deb12u1", "libgcc-s1:i386", "12.2.0-14+deb12u1", apttest.Deb{Package: "libgcc-s1", Version: "12.2.0-14+deb12u1", Arch: "i386",
-			Symlinks: map[string]string{"usr/share/doc/libgcc-s1": "gcc-12-base"}}),
-	}
-}
-
-// listCalls are the commands of every inventory before the changelogs.
-func listCalls(t *testing.T, simulate string) []runtest.Call {
-	return []runtest.Call{
-		{Cmd: "apt-get update -q", Stdout: "Hit:1 http://deb.example/debian bookworm InRelease\nReading package lists...\n"},
-		{Cmd: "dpkg --print-architecture", Stdout: "amd64\n"},
-		{Cmd: queryCmd, Stdout: runtest.File(t, "testdata", "dpkg-query-bookworm.txt")},
-		{Cmd: "apt-get -s -q dist-upgrade", Stdout: runtest.File(t, "testdata", simulate)},
-	}
-}
-
 // TestInventoryKeepsChangelogFacts: a second inventory downloads nothing
 // it learned from; a failed download is tried again; the cache keeps the
 // current upgrades only.
 func TestInventoryKeepsChangelogFacts(t *testing.T) {
 	apttest.RequireDpkgDeb(t)
 	cache := t.TempDir()
-	r := &runtest.Replay{T: t, Calls: append(listCalls(t, "simulate-bookworm.txt"), bookworm(t, cache)...)}
+	r := &runtest.Replay{T: t, Calls: append(apttest.ListCalls(t, "simulate-bookworm.txt"), apttest.BookwormChangelogs(t, cache)...)}
 	var logs bytes.Buffer
 	b := New(r, Options{CacheDir: cache, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	first, err := b.Inventory(context.Background())
@@ -394,7 +311,7 @@ func TestInventoryKeepsChangelogFacts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"apt-get update -q", "dpkg --print-architecture", queryCmd, "apt-get -s -q dist-upgrade",
+	want := []string{"apt-get update -q", "dpkg --print-architecture", apttest.QueryCmd, "apt-get -s -q dist-upgrade",
 		"apt-cache show tzdata=2025a-0+deb12u1",
 		"env --chdir=" + filepath.Join(cache, "download", "tzdata@2025a-0+deb12u1") + " apt-get download -q tzdata=2025a-0+deb12u1"}
 	if d := cmp.Diff(want, r.Ran()[ran:]); d != "" {
@@ -408,7 +325,7 @@ func TestInventoryKeepsChangelogFacts(t *testing.T) {
 		"openssh-client@1:9.2p1-2+deb12u5", "openssh-server@1:9.2p1-2+deb12u5", "openssl@3.0.16-1~deb12u1"}) {
 		t.Errorf("cache holds %q", got)
 	}
-	r.Calls = listCalls(t, "simulate-uptodate.txt")
+	r.Calls = apttest.ListCalls(t, "simulate-uptodate.txt")
 	if _, err := b.Inventory(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -445,7 +362,7 @@ func TestFactsFromAptArchiveCache(t *testing.T) {
 		t.Fatal(err)
 	}
 	apttest.BuildDeb(t, archives, apttest.Deb{Package: "openssh-client", Version: "1:9.2p1-2+deb12u5", Arch: "amd64",
-		Files: map[string][]byte{"usr/share/doc/openssh-client/changelog.Debian.gz": apttest.Gzip(t, changelogAsOf(t, "openssh_epoch1-9.2p1-2+deb12u10.head.txt", "1:9.2p1-2+deb12u5"))}})
+		Files: map[string][]byte{"usr/share/doc/openssh-client/changelog.Debian.gz": apttest.Gzip(t, apttest.ChangelogAsOf(t, "openssh_epoch1-9.2p1-2+deb12u10.head.txt", "1:9.2p1-2+deb12u5"))}})
 	r := &runtest.Replay{T: t, Calls: []runtest.Call{{Cmd: "apt-cache show openssh-client=1:9.2p1-2+deb12u5", Stdout: runtest.File(t, "testdata", "show-bookworm.txt")}}}
 	u := &protocol.Update{ID: "openssh-client@1:9.2p1-2+deb12u5", Source: Source, Name: "openssh-client", Version: "1:9.2p1-2+deb12u5", InstalledVersion: "1:9.2p1-2+deb12u3", Category: "security"}
 	b := New(r, Options{Root: root, Logger: slog.New(slog.DiscardHandler)})

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
 	"github.com/patchline/patchline/agent/backend/apt/apttest"
 	"github.com/patchline/patchline/agent/backend/run"
 	"github.com/patchline/patchline/protocol"
