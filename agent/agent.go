@@ -433,15 +433,12 @@ func (a *Agent) send(ctx context.Context, e *entry) error {
 // report sends the inventory. Failures are logged: the next report replaces
 // this one anyway.
 func (a *Agent) report(ctx context.Context) {
-	ups, err := a.cfg.Backend.Inventory(ctx)
+	ups, err := Inventory(ctx, a.cfg.Backend)
 	if err != nil {
 		// Sending an empty inventory would tell the controller nothing is
 		// installed; skip this report instead.
 		a.log.Error("inventory failed; report skipped", "err", err)
 		return
-	}
-	if ups == nil {
-		ups = []*protocol.Update{}
 	}
 	pending, err := a.cfg.Backend.RebootPending(ctx)
 	if err != nil {
