@@ -22,6 +22,9 @@
 // could repeat a half-done change, and the controller will plan a new job
 // for whatever is still missing.
 //
+// Inventory and WriteInventory show what the endpoint would report
+// without any controller (`patch-agent inventory`).
+//
 // The agent shares only package protocol with the controller: the wire
 // types and the state vocabulary.
 package agent
