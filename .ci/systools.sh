@@ -11,6 +11,9 @@ have ssh-keygen || need+=(openssh-client)
 # systemd-analyze checks the unit files of examples/systemd.
 have systemd-analyze || need+=(systemd)
 have apt-ftparchive || need+=(apt-utils)
+# dpkg-parsechangelog is the reference the apt backend's changelog test
+# compares with.
+have dpkg-parsechangelog || need+=(dpkg-dev)
 # Debian's prometheus package ships both prometheus and promtool.
 have prometheus && have promtool || need+=(prometheus)
 [ ${#need[@]} -eq 0 ] && exit 0

@@ -22,6 +22,9 @@
 // could repeat a half-done change, and the controller will plan a new job
 // for whatever is still missing.
 //
+// Inventory and WriteInventory show what the endpoint would report
+// without any controller (`patch-agent inventory`).
+//
 // The agent shares only package protocol with the controller: the wire
 // types and the state vocabulary.
 package agent
@@ -433,15 +436,12 @@ func (a *Agent) send(ctx context.Context, e *entry) error {
 // report sends the inventory. Failures are logged: the next report replaces
 // this one anyway.
 func (a *Agent) report(ctx context.Context) {
-	ups, err := a.cfg.Backend.Inventory(ctx)
+	ups, err := Inventory(ctx, a.cfg.Backend)
 	if err != nil {
 		// Sending an empty inventory would tell the controller nothing is
 		// installed; skip this report instead.
 		a.log.Error("inventory failed; report skipped", "err", err)
 		return
-	}
-	if ups == nil {
-		ups = []*protocol.Update{}
 	}
 	pending, err := a.cfg.Backend.RebootPending(ctx)
 	if err != nil {

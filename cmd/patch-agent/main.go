@@ -1,5 +1,8 @@
 // Command patch-agent is the Patchline endpoint agent. It turns its flags
 // into an agent.Config and runs the agent until SIGINT or SIGTERM.
+//
+// `patch-agent inventory` prints what the endpoint would report about its
+// updates, without enrolling or contacting a controller.
 package main
 
 import (
@@ -12,22 +15,27 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"syscall"
 
 	"github.com/patchline/patchline/agent"
 	"github.com/patchline/patchline/agent/backend"
+	"github.com/patchline/patchline/agent/backend/apt"
 	"github.com/patchline/patchline/agent/backend/sim"
 	"github.com/patchline/patchline/internal/tlsconf"
 	"github.com/patchline/patchline/protocol"
 )
 
-func main() { os.Exit(Main(os.Args[1:], os.Stderr)) }
+func main() { os.Exit(Main(os.Args[1:], os.Stdout, os.Stderr)) }
 
 // Main runs patch-agent with args and returns the process exit status.
-func Main(args []string, stderr io.Writer) int {
+func Main(args []string, stdout, stderr io.Writer) int {
 	log := slog.New(slog.NewTextHandler(stderr, nil))
+	if len(args) > 0 && args[0] == "inventory" {
+		return inventory(args[1:], stdout, stderr, log)
+	}
 	cfg, bs, err := parseFlags(args, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
@@ -36,12 +44,12 @@ func Main(args []string, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "patch-agent:", err)
 		return 2
 	}
+	cfg.Logger = log
 	cfg.Backend, err = newBackend(bs, cfg)
 	if err != nil {
 		fmt.Fprintf(stderr, "patch-agent: --backend %s: %v\n", bs.name, err)
 		return 2
 	}
-	cfg.Logger = log
 	a, err := agent.New(cfg)
 	if err != nil {
 		fmt.Fprintln(stderr, "patch-agent:", err)
@@ -62,6 +70,11 @@ func Main(args []string, stderr io.Writer) int {
 func parseFlags(args []string, stderr io.Writer) (cfg agent.Config, bs backendSpec, err error) {
 	fs := flag.NewFlagSet("patch-agent", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, "usage: patch-agent --controller URL --state-dir DIR [flags]\n"+
+			"       patch-agent inventory [--backend B] [--format text|json] [--state-dir DIR]\n\nflags:\n")
+		fs.PrintDefaults()
+	}
 	var (
 		controller  = fs.String("controller", "", "controller base URL, https://… (http only to a loopback host or with --insecure)")
 		secretFile  = fs.String("enroll-secret-file", "", "file holding the client's enrollment secret (needed for the first start only)")
@@ -179,13 +192,69 @@ type backendSpec struct {
 // takes this host's OS family, a seed from the hostname (so simulated
 // endpoints differ from each other) and keeps the simulated machine's state
 // in the agent's state directory, so it survives a restart as a real
-// machine's would.
+// machine's would. The apt backend keeps what it learned from changelogs
+// under the state directory (in a temporary one when there is none, for
+// `patch-agent inventory`).
 func newBackend(bs backendSpec, cfg agent.Config) (backend.Backend, error) {
 	seed := fnv.New64a()
 	seed.Write([]byte(cfg.Hostname))
-	return backend.New(bs.name, backend.Options{
+	opts := backend.Options{
+		Apt: apt.Options{Logger: cfg.Logger},
 		Sim: sim.Options{Seed: seed.Sum64(), Family: cfg.OS.Family, StateDir: cfg.StateDir, FailureRate: bs.simFailureRate},
-	})
+	}
+	if cfg.StateDir != "" {
+		opts.Apt.CacheDir = filepath.Join(cfg.StateDir, "apt")
+	}
+	return backend.New(bs.name, opts)
+}
+
+// inventory is `patch-agent inventory`: it prints what this endpoint
+// would report, as a table or as the report's JSON.
+func inventory(args []string, stdout, stderr io.Writer, log *slog.Logger) int {
+	fs := flag.NewFlagSet("patch-agent inventory", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var (
+		backendFlag = fs.String("backend", backend.Auto, "package backend: auto (this machine's package managers), apt, winget, windows-update, choco, brew or sim")
+		format      = fs.String("format", agent.FormatText, "output: text (a table) or json (the updates as a report carries them)")
+		stateDir    = fs.String("state-dir", "", "the agent's state directory, to reuse what its backends keep there (apt's changelog facts, the simulated machine); default: none")
+	)
+	if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
+		return 0
+	} else if err != nil {
+		return 2
+	}
+	switch {
+	case fs.NArg() > 0:
+		fmt.Fprintln(stderr, "patch-agent inventory: unexpected arguments:", strings.Join(fs.Args(), " "))
+		return 2
+	case *format != agent.FormatText && *format != agent.FormatJSON:
+		fmt.Fprintf(stderr, "patch-agent inventory: --format %q: want text or json\n", *format)
+		return 2
+	}
+	cfg := agent.Config{StateDir: *stateDir, OS: hostOS(), Logger: log}
+	h, err := os.Hostname()
+	if err != nil {
+		fmt.Fprintln(stderr, "patch-agent inventory: hostname:", err)
+		return 1
+	}
+	cfg.Hostname = h
+	b, err := newBackend(backendSpec{name: *backendFlag}, cfg)
+	if err != nil {
+		fmt.Fprintf(stderr, "patch-agent inventory: --backend %s: %v\n", *backendFlag, err)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ups, err := agent.Inventory(ctx, b)
+	if err != nil {
+		fmt.Fprintln(stderr, "patch-agent inventory:", err)
+		return 1
+	}
+	if err := agent.WriteInventory(stdout, ups, *format); err != nil {
+		fmt.Fprintln(stderr, "patch-agent inventory:", err)
+		return 1
+	}
+	return 0
 }
 
 func defaultRebootCommand() string {

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"encoding/pem"
 	"io"
 	"math/big"
@@ -19,6 +20,8 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/patchline/patchline/agent"
+	"github.com/patchline/patchline/agent/backend/sim"
+	"github.com/patchline/patchline/protocol"
 )
 
 func TestParseFlags(t *testing.T) {
@@ -111,7 +114,7 @@ func TestParseFlags(t *testing.T) {
 
 func TestMainRefusesPlainHTTPToARemoteController(t *testing.T) {
 	var stderr strings.Builder
-	code := Main([]string{"--controller", "http://patchd.msp.example", "--state-dir", t.TempDir(), "--backend", "apt"}, &stderr)
+	code := Main([]string{"--controller", "http://patchd.msp.example", "--state-dir", t.TempDir(), "--backend", "apt"}, io.Discard, &stderr)
 	if code == 0 || !strings.Contains(stderr.String(), "plain http is allowed only") {
 		t.Errorf("Main = %d, stderr %q; want a refusal of plain http", code, stderr.String())
 	}
@@ -135,5 +138,67 @@ func writeCA(t *testing.T, path string) {
 	}
 	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestInventoryCommand runs `patch-agent inventory` on a simulated
+// endpoint: it prints what the agent would report, without a controller.
+func TestInventoryCommand(t *testing.T) {
+	var stdout, stderr strings.Builder
+	if code := Main([]string{"inventory", "--backend", "sim", "--format", "json"}, &stdout, &stderr); code != 0 {
+		t.Fatalf("inventory --format json = %d, stderr %q", code, stderr.String())
+	}
+	var ups []*protocol.Update
+	if err := json.Unmarshal([]byte(stdout.String()), &ups); err != nil || len(ups) == 0 {
+		t.Fatalf("inventory JSON = %v, %d updates; want the simulated endpoint's updates\n%s", err, len(ups), stdout.String())
+	}
+	snap := protocol.Snapshot{APIVersion: protocol.SnapshotAPIVersion, Endpoints: []*protocol.Endpoint{{ID: "e", Client: "c", Updates: ups}}}
+	if err := snap.Validate(); err != nil {
+		t.Errorf("the controller would refuse this inventory: %v", err)
+	}
+
+	stdout.Reset()
+	if code := Main([]string{"inventory", "--backend", "sim"}, &stdout, &stderr); code != 0 {
+		t.Fatalf("inventory = %d, stderr %q", code, stderr.String())
+	}
+	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
+	if !strings.HasPrefix(lines[0], "UPDATE ") || len(lines) != len(ups)+1 {
+		t.Errorf("inventory table has %d lines (want a header and %d rows):\n%s", len(lines), len(ups), stdout.String())
+	}
+
+	// With the agent's state directory, the simulated machine is the one
+	// the agent left there.
+	var avail *protocol.Update
+	for _, u := range ups {
+		if !u.Installed && len(u.Requires) == 0 {
+			avail = u
+			break
+		}
+	}
+	dir := t.TempDir()
+	state := `{"installed": {"` + avail.ID + `": "2026-06-09T17:00:00Z"}, "installs": {}, "rebootPending": false}`
+	if err := os.WriteFile(filepath.Join(dir, sim.StateFile), []byte(state), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	stdout.Reset()
+	if code := Main([]string{"inventory", "--backend", "sim", "--format", "json", "--state-dir", dir}, &stdout, &stderr); code != 0 {
+		t.Fatalf("inventory --state-dir = %d, stderr %q", code, stderr.String())
+	}
+	if !strings.Contains(stdout.String(), `"id": "`+avail.ID+`",`) || !strings.Contains(stdout.String(), `"installedAt": "2026-06-09T17:00:00Z"`) {
+		t.Errorf("inventory --state-dir does not show %s installed by the agent:\n%s", avail.ID, stdout.String())
+	}
+
+	for _, tc := range []struct {
+		args    []string
+		wantErr string
+	}{
+		{[]string{"inventory", "--format", "yaml"}, `--format "yaml": want text or json`},
+		{[]string{"inventory", "--backend", "pkgsrc"}, `--backend pkgsrc: backend "pkgsrc": unknown`},
+		{[]string{"inventory", "now"}, "unexpected arguments: now"},
+	} {
+		stderr.Reset()
+		if code := Main(tc.args, io.Discard, &stderr); code != 2 || !strings.Contains(stderr.String(), tc.wantErr) {
+			t.Errorf("%q = %d, stderr %q; want 2 and %q", tc.args, code, stderr.String(), tc.wantErr)
+		}
 	}
 }

@@ -1,20 +1,35 @@
 // Package apt is the backend for Debian and Ubuntu endpoints: it reads the
 // dpkg database for what is installed, asks apt-get for the candidate
-// versions it would upgrade to, and installs exact package versions with
-// apt-get.
+// versions it would upgrade to, reads what the candidates' changelogs say
+// about them, and installs exact package versions with apt-get.
 //
 // Candidates come from a simulated upgrade (`apt-get -s dist-upgrade`),
 // whose "Inst name [current] (candidate releases [arch])" lines are apt-get's
 // stable, locale-independent report; the `apt` command's own output is
-// documented as unstable for scripts and is not used.
-//
-// apt knows no severities, CVEs or release times. An update whose
+// documented as unstable for scripts and is not used. An update whose
 // candidate comes from a security suite (a release string such as
 // "Debian-Security:12/stable-security" or "Ubuntu:24.04/noble-security") has
-// category "security" and, as a conservative default so that severity-based
-// baselines pick it up, severity "important"; every other upgrade is
-// "bugfix" with no severity. Kernel images (linux-image-*) are reported as
-// needing a reboot.
+// category "security"; every other upgrade is "bugfix". Kernel images
+// (linux-image-*) are reported as needing a reboot.
+//
+// apt knows no severities: the backend reports none (the controller
+// derives them from public feeds), and does not turn an upload urgency
+// into one. What an upgrade fixes comes from the Debian changelog its
+// candidate package ships (/usr/share/doc/<package>/changelog.Debian.gz,
+// with a binNMU's own changelog.Debian.<arch>.gz, or changelog.gz for a
+// native package): the CVE ids and the highest upload urgency of the
+// entries from the candidate's down to, not including, the installed
+// version's, and the candidate entry's date as the release time. The
+// source package is apt's (`apt-cache show`). Upgrades built from one
+// source at one version share a changelog, read from the smallest of
+// their packages: apt's archive cache holds it when apt already fetched
+// it, or `apt-get download` fetches it from the endpoint's own sources,
+// through coreutils' `env --chdir` (apt-get downloads to its working
+// directory), and `dpkg-deb --fsys-tarfile` yields just the changelog. With
+// Options.CacheDir set, what was learned is kept per upgrade, so each
+// candidate is downloaded once. A package that ships no changelog, or one
+// that cannot be fetched, is reported without those facts, never failing
+// the inventory.
 //
 // With Options.Root set, the backend works on an isolated tree instead of
 // the host: dpkg's database and files, apt's sources, lists, caches, logs
@@ -29,6 +44,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -50,12 +66,23 @@ type Options struct {
 	// var/cache/apt/archives/partial, var/log/apt). The backend writes its
 	// apt configuration to etc/apt/patchline-root.conf under it.
 	Root string
+	// CacheDir keeps what the candidates' changelogs said
+	// (changelog-facts.json) and receives the packages downloaded to read
+	// them; the agent gives a directory in its state directory. Empty:
+	// packages are downloaded to a temporary directory and nothing is
+	// kept.
+	CacheDir string
+	// Logger says which updates lack changelog facts, and why; nil means
+	// slog.Default().
+	Logger *slog.Logger
 }
 
 // Backend manages packages with dpkg and apt-get.
 type Backend struct {
-	run  run.Runner
-	root string // "" for the host
+	run      run.Runner
+	root     string // "" for the host
+	cacheDir string
+	log      *slog.Logger
 }
 
 // New returns an apt backend that runs its commands through r.
@@ -64,7 +91,11 @@ func New(r run.Runner, opts Options) *Backend {
 	if root == "/" {
 		root = ""
 	}
-	return &Backend{run: r, root: root}
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Backend{run: r, root: root, cacheDir: opts.CacheDir, log: log.With("backend", Source)}
 }
 
 // aptEnv returns the environment that points apt at the isolated root, and
@@ -99,6 +130,14 @@ DPkg::Options { "--root=%[1]s"; };
 	return []string{"APT_CONFIG=" + path}, nil
 }
 
+// rootDir is the root apt works on.
+func (b *Backend) rootDir() string {
+	if b.root == "" {
+		return "/"
+	}
+	return b.root
+}
+
 func (b *Backend) dpkgQueryArgs(args ...string) []string {
 	if b.root == "" {
 		return args
@@ -110,7 +149,8 @@ func (b *Backend) dpkgQueryArgs(args ...string) []string {
 const installedFormat = `${Package}\t${Architecture}\t${Version}\t${db:Status-Status}\n`
 
 // Inventory refreshes apt's package lists, then reports every installed
-// package (Installed set) and every upgrade apt would make to one.
+// package (Installed set) and every upgrade apt would make to one, with
+// what its candidate's changelog says.
 func (b *Backend) Inventory(ctx context.Context) ([]*protocol.Update, error) {
 	env, err := b.aptEnv()
 	if err != nil {
@@ -141,6 +181,7 @@ func (b *Backend) Inventory(ctx context.Context) ([]*protocol.Update, error) {
 		return nil, err
 	}
 	updates := make([]*protocol.Update, 0, len(installed)+len(upgrades))
+	available := make([]*protocol.Update, 0, len(upgrades))
 	for _, p := range installed {
 		updates = append(updates, &protocol.Update{
 			ID:               p.name + "@" + p.version,
@@ -164,9 +205,12 @@ func (b *Backend) Inventory(ctx context.Context) ([]*protocol.Update, error) {
 		}
 		if u.security() {
 			up.Category = "security"
-			up.Severity = "important"
 		}
 		updates = append(updates, up)
+		available = append(available, up)
+	}
+	if err := b.addFacts(ctx, env, native, available); err != nil {
+		return nil, err
 	}
 	sort.SliceStable(updates, func(i, j int) bool {
 		if updates[i].Name != updates[j].Name {
@@ -249,12 +293,8 @@ func (b *Backend) install(ctx context.Context, u *protocol.Update, env []string)
 // its older spelling under /var/run), which Debian and Ubuntu packages
 // create when an upgrade needs a reboot.
 func (b *Backend) RebootPending(ctx context.Context) (bool, error) {
-	root := b.root
-	if root == "" {
-		root = "/"
-	}
 	for _, p := range []string{"run/reboot-required", "var/run/reboot-required"} {
-		_, err := os.Stat(filepath.Join(root, p))
+		_, err := os.Stat(filepath.Join(b.rootDir(), p))
 		if err == nil {
 			return true, nil
 		}

@@ -2,44 +2,51 @@ package apt
 
 import (
 	"context"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/patchline/patchline/agent/backend/apt/apttest"
 	"github.com/patchline/patchline/agent/backend/run"
 	"github.com/patchline/patchline/agent/backend/run/runtest"
 	"github.com/patchline/patchline/internal/golden"
 	"github.com/patchline/patchline/protocol"
 )
 
-const queryCmd = "dpkg-query -W -f=${Package}\\t${Architecture}\\t${Version}\\t${db:Status-Status}\\n"
-
 func TestInventoryFromRecordedOutputs(t *testing.T) {
 	tests := []struct {
 		name     string
 		simulate string
-		golden   string
+		// changelogs are the calls that learn from the candidates'
+		// changelogs, given the cache directory.
+		changelogs func(t testing.TB, cacheDir string) []runtest.Call
+		golden     string
 	}{
-		{"Debian 12 with security, stable-updates, kernel and foreign-arch upgrades", "simulate-bookworm.txt", "inventory-bookworm.golden.json"},
-		{"Debian 12 fully patched", "simulate-uptodate.txt", "inventory-uptodate.golden.json"},
+		{"Debian 12 with security, stable-updates, kernel and foreign-arch upgrades", "simulate-bookworm.txt", apttest.BookwormChangelogs, "inventory-bookworm.golden.json"},
+		{"Debian 12 fully patched", "simulate-uptodate.txt", nil, "inventory-uptodate.golden.json"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			r := &runtest.Replay{T: t, Calls: []runtest.Call{
-				{Cmd: "apt-get update -q", Stdout: "Hit:1 http://deb.example/debian bookworm InRelease\nReading package lists...\n"},
-				{Cmd: "dpkg --print-architecture", Stdout: "amd64\n"},
-				{Cmd: queryCmd, Stdout: runtest.File(t, "testdata", "dpkg-query-bookworm.txt")},
-				{Cmd: "apt-get -s -q dist-upgrade", Stdout: runtest.File(t, "testdata", tc.simulate)},
-			}}
-			got, err := New(r, Options{}).Inventory(context.Background())
+			cache := t.TempDir()
+			calls := apttest.ListCalls(t, tc.simulate)
+			if tc.changelogs != nil {
+				apttest.RequireDpkgDeb(t)
+				calls = append(calls, tc.changelogs(t, cache)...)
+			}
+			r := &runtest.Replay{T: t, Calls: calls}
+			got, err := New(r, Options{CacheDir: cache, Logger: slog.New(slog.DiscardHandler)}).Inventory(context.Background())
 			if err != nil {
 				t.Fatal(err)
 			}
 			golden.CheckJSON(t, filepath.Join("testdata", tc.golden), got)
-			if env := r.Env(); len(env[0]) != 0 {
-				t.Errorf("host backend set apt environment %q, want none", env[0])
+			for i, env := range r.Env() {
+				if len(env) != 0 {
+					t.Errorf("host backend ran %s with apt environment %q, want none", r.Ran()[i], env)
+				}
 			}
 		})
 	}

@@ -1,13 +1,24 @@
 package apt
 
 import (
+	"bytes"
+	"compress/gzip"
 	"context"
+	"encoding/json"
+	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
+
 	"github.com/patchline/patchline/agent/backend/apt/apttest"
 	"github.com/patchline/patchline/agent/backend/run"
 	"github.com/patchline/patchline/protocol"
@@ -18,7 +29,8 @@ const demoPkg = "patchline-demo-hello"
 // TestRealAptUpgradesInIsolatedRoot builds two versions of a throwaway
 // package, serves the newer one from a local file repository, installs the
 // older one into an isolated dpkg root, and drives the real apt backend
-// against that root: it must see the upgrade, install it, and then report
+// against that root: it must see the upgrade and what its changelog says
+// (downloading it from the root's repository), install it, and then report
 // it installed, without touching the host's packages.
 func TestRealAptUpgradesInIsolatedRoot(t *testing.T) {
 	apttest.Require(t)
@@ -28,7 +40,7 @@ func TestRealAptUpgradesInIsolatedRoot(t *testing.T) {
 	root := apttest.Root(t, demoPkg)
 
 	ctx := context.Background()
-	b := New(run.Exec{}, Options{Root: root})
+	b := New(run.Exec{}, Options{Root: root, CacheDir: t.TempDir(), Logger: testLogger(t)})
 
 	before, err := b.Inventory(ctx)
 	if err != nil {
@@ -36,7 +48,8 @@ func TestRealAptUpgradesInIsolatedRoot(t *testing.T) {
 	}
 	want := []*protocol.Update{
 		{ID: demoPkg + "@1.0-1", Source: "apt", Name: demoPkg, Version: "1.0-1", InstalledVersion: "1.0-1", Installed: true},
-		{ID: demoPkg + "@1.1-1", Source: "apt", Name: demoPkg, Version: "1.1-1", InstalledVersion: "1.0-1", Category: "security", Severity: "important"},
+		{ID: demoPkg + "@1.1-1", Source: "apt", Name: demoPkg, Version: "1.1-1", InstalledVersion: "1.0-1", Category: "security",
+			SourcePackage: demoPkg, CVEs: []string{"CVE-2024-0727"}, Urgency: "high", Released: time.Date(2024, 1, 30, 20, 53, 17, 0, time.UTC)},
 	}
 	if d := cmp.Diff(want, before); d != "" {
 		t.Fatalf("inventory before install (-want +got):\n%s", d)
@@ -76,4 +89,176 @@ func TestRealAptUpgradesInIsolatedRoot(t *testing.T) {
 	if _, err := os.Stat(filepath.Join("/opt", demoPkg)); err == nil {
 		t.Errorf("/opt/%s exists on the host: the backend escaped its root", demoPkg)
 	}
+}
+
+// TestRealOpenSSLChangelog fetches the openssl package this machine's own
+// apt sources offer (bookworm-security's, on Debian 12) through the
+// backend, as an inventory would for an endpoint five uploads behind, and
+// checks what it learns against Debian's own changelog parser,
+// dpkg-parsechangelog, run on a copy fetched and unpacked by apt-get and
+// dpkg-deb. It names no openssl version: it asserts what holds of any.
+func TestRealOpenSSLChangelog(t *testing.T) {
+	apttest.Require(t, "dpkg-parsechangelog")
+	ctx := context.Background()
+	cand := aptCandidate(t, "openssl")
+
+	// The reference: apt-get download and dpkg-deb -x, then
+	// dpkg-parsechangelog over the entries since the sixth newest.
+	ref := t.TempDir()
+	shell(t, ref, "apt-get", "download", "-q", "openssl="+cand)
+	debs, _ := filepath.Glob(filepath.Join(ref, "openssl_*.deb"))
+	if len(debs) != 1 {
+		t.Fatalf("apt-get download left %q", debs)
+	}
+	shell(t, ref, "dpkg-deb", "-x", debs[0], filepath.Join(ref, "x"))
+	logFile := filepath.Join(ref, "changelog")
+	gunzipFile(t, filepath.Join(ref, "x", "usr", "share", "doc", "openssl", "changelog.Debian.gz"), logFile)
+	installed := strings.TrimSpace(shell(t, "", "dpkg-parsechangelog", "-l", logFile, "--offset", "5", "--count", "1", "-S", "Version"))
+	if top := strings.TrimSpace(shell(t, "", "dpkg-parsechangelog", "-l", logFile, "-S", "Version")); top != cand {
+		t.Fatalf("the changelog of openssl %s starts at %s", cand, top)
+	}
+	field := func(name string) string {
+		return strings.TrimSpace(shell(t, "", "dpkg-parsechangelog", "-l", logFile, "--since", installed, "-S", name))
+	}
+	wantUrgency := strings.ToLower(strings.Fields(field("Urgency"))[0])
+	wantCVEs := regexp.MustCompile(`\bCVE-[0-9]{4}-[0-9]{4,}\b`).FindAllString(field("Changes"), -1)
+	slices.Sort(wantCVEs)
+	wantCVEs = slices.Compact(wantCVEs)
+	ts, err := strconv.ParseInt(strings.TrimSpace(shell(t, "", "dpkg-parsechangelog", "-l", logFile, "-S", "Timestamp")), 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	r := &countingRunner{}
+	b := New(r, Options{CacheDir: t.TempDir(), Logger: testLogger(t)})
+	u := &protocol.Update{ID: "openssl@" + cand, Source: Source, Name: "openssl", Version: cand, InstalledVersion: installed, Category: "security"}
+	native := strings.TrimSpace(shell(t, "", "dpkg", "--print-architecture"))
+	if err := b.addFacts(ctx, nil, native, []*protocol.Update{u}); err != nil {
+		t.Fatal(err)
+	}
+	js, _ := json.MarshalIndent(u, "", "  ")
+	t.Logf("openssl %s for an endpoint at %s:\n%s", cand, installed, js)
+
+	if u.SourcePackage != "openssl" || u.SourcePackage != field("Source") {
+		t.Errorf("source package %q, want openssl (dpkg-parsechangelog: %q)", u.SourcePackage, field("Source"))
+	}
+	if !u.Released.Equal(time.Unix(ts, 0)) || !u.Released.After(time.Date(2023, 6, 1, 0, 0, 0, 0, time.UTC)) || u.Released.Location() != time.UTC {
+		t.Errorf("released %v, want the candidate entry's trailer date %v (UTC), after 2023-06-01", u.Released, time.Unix(ts, 0).UTC())
+	}
+	if !slices.Contains(protocol.Urgencies, u.Urgency) || u.Urgency != wantUrgency {
+		t.Errorf("urgency %q, want %q (the highest of the entries since %s)", u.Urgency, wantUrgency, installed)
+	}
+	if len(u.CVEs) == 0 {
+		t.Errorf("no CVE ids in five uploads of openssl")
+	}
+	for _, id := range u.CVEs {
+		if !strings.HasPrefix(id, "CVE-20") {
+			t.Errorf("CVE id %q", id)
+		}
+	}
+	got := slices.Clone(u.CVEs)
+	slices.Sort(got)
+	if !slices.Equal(got, wantCVEs) {
+		t.Errorf("CVE ids %q, want those dpkg-parsechangelog shows: %q", u.CVEs, wantCVEs)
+	}
+
+	ran := r.ran()
+	again := &protocol.Update{ID: u.ID, Source: Source, Name: "openssl", Version: cand, InstalledVersion: installed, Category: "security"}
+	if err := b.addFacts(ctx, nil, native, []*protocol.Update{again}); err != nil {
+		t.Fatal(err)
+	}
+	if len(r.ran()) != len(ran) {
+		t.Errorf("the second inventory ran %q; want nothing, the facts are kept", r.ran()[len(ran):])
+	}
+	if !cmp.Equal(u, again) {
+		t.Errorf("kept facts differ:\n%s", cmp.Diff(u, again))
+	}
+}
+
+// aptCandidate returns the version apt would install of pkg, refreshing
+// apt's lists first if it knows none.
+func aptCandidate(t *testing.T, pkg string) string {
+	t.Helper()
+	for try := 0; try < 2; try++ {
+		out := shell(t, "", "apt-cache", "policy", pkg)
+		for _, line := range strings.Split(out, "\n") {
+			if v, ok := strings.CutPrefix(strings.TrimSpace(line), "Candidate: "); ok && v != "(none)" {
+				return v
+			}
+		}
+		if try == 0 {
+			// Missing lists: a sources.list entry that cannot be reached
+			// makes apt-get update fail without harming the others.
+			out, err := exec.Command("apt-get", "update", "-q").CombinedOutput()
+			t.Logf("apt-get update: %v\n%s", err, out)
+		}
+	}
+	t.Fatalf("apt knows no candidate of %s, even after apt-get update", pkg)
+	return ""
+}
+
+// shell runs a command for the test's reference and fails the test on
+// error.
+func shell(t *testing.T, dir, name string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(name, args...)
+	cmd.Dir = dir
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, stderr.Bytes())
+	}
+	return string(out)
+}
+
+func gunzipFile(t *testing.T, from, to string) {
+	t.Helper()
+	f, err := os.Open(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var text bytes.Buffer
+	if _, err := text.ReadFrom(zr); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(to, text.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// countingRunner is run.Exec that remembers the commands it ran.
+type countingRunner struct {
+	mu       sync.Mutex // guards commands
+	commands []string
+}
+
+func (c *countingRunner) Run(ctx context.Context, name string, args []string, env []string) ([]byte, []byte, error) {
+	c.mu.Lock()
+	c.commands = append(c.commands, strings.Join(append([]string{name}, args...), " "))
+	c.mu.Unlock()
+	return run.Exec{}.Run(ctx, name, args, env)
+}
+
+func (c *countingRunner) ran() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.commands)
+}
+
+// testLogger logs to the test's output.
+func testLogger(t *testing.T) *slog.Logger {
+	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+type tWriter struct{ t *testing.T }
+
+func (w tWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
 }

@@ -4,7 +4,10 @@
 // It reads Homebrew's JSON: `brew info --json=v2 --installed` for what is
 // installed and `brew outdated --json=v2` for the versions Homebrew would
 // upgrade to. Homebrew reports no categories, severities or CVEs: every
-// update is a "bugfix" with no severity, and none needs a reboot. Pinned
+// update is a "bugfix" with no severity, and none needs a reboot. Neither
+// gives a release date (the times `brew info` gives are install times,
+// reported as InstalledAt), so Released stays zero and the controller
+// counts an update's age from when its fleet first saw it. Pinned
 // formulae are not reported as upgradable, since `brew upgrade` leaves them
 // alone.
 //

@@ -4,8 +4,10 @@
 // pipe-separated record a line: `choco list -r` gives "name|version" for
 // installed packages and `choco outdated -r` gives
 // "name|current|available|pinned". Chocolatey reports no categories,
-// severities or CVEs: every update is a "bugfix" with no severity. Packages
-// pinned in Chocolatey are not reported as upgradable, since
+// severities or CVEs: every update is a "bugfix" with no severity. These
+// records carry no publish date either, so Released stays zero and the
+// controller counts an update's age from when its fleet first saw it.
+// Packages pinned in Chocolatey are not reported as upgradable, since
 // `choco upgrade` leaves them alone.
 //
 // The backend only builds command lines, so it compiles everywhere. It is

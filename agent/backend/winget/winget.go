@@ -7,7 +7,10 @@
 // projected to JSON; installs use the winget CLI with an exact id and
 // version, silently, accepting agreements, and its documented exit codes.
 // winget reports no categories, severities or CVEs: every update is a
-// "bugfix" with no severity.
+// "bugfix" with no severity. Nor does the inventory carry a release date (a
+// manifest's optional ReleaseDate is not among the fields InventoryScript
+// reads), so Released stays zero and the controller counts an update's age
+// from when its fleet first saw it.
 //
 // The backend only builds command lines, so it compiles everywhere. It is
 // tested against recorded outputs and has not yet been exercised on a real

@@ -1,11 +1,14 @@
-// Package apttest builds what the real apt tests need: throwaway Debian
-// packages at two versions, a local file repository offering the newer one
-// from a security suite, and an isolated dpkg root with the older one
-// installed. Nothing here touches the host's packages. It is for tests
-// only.
+// Package apttest builds what the real apt tests need: Debian packages
+// (BuildDeb), throwaway ones at two versions with changelogs, a local file
+// repository offering the newer one from a security suite, and an isolated
+// dpkg root with the older one installed. Nothing here touches the host's
+// packages. It is for tests only.
 package apttest
 
 import (
+	"bytes"
+	"compress/gzip"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,11 +19,24 @@ import (
 )
 
 // Require fails the test under CI=true, and skips it loudly elsewhere, when
-// the real apt path cannot run here (tools missing, or not root).
-func Require(t testing.TB) {
+// the real apt path cannot run here (apt's and dpkg's tools or the further
+// tools named missing, or not root).
+func Require(t testing.TB, tools ...string) {
+	t.Helper()
+	require(t, true, append([]string{"dpkg", "dpkg-deb", "dpkg-query", "apt-get", "apt-cache", "apt-ftparchive"}, tools...)...)
+}
+
+// RequireDpkgDeb is Require for tests that only build and read packages
+// (BuildDeb), which needs dpkg-deb but not root.
+func RequireDpkgDeb(t testing.TB) {
+	t.Helper()
+	require(t, false, "dpkg-deb")
+}
+
+func require(t testing.TB, root bool, tools ...string) {
 	t.Helper()
 	var missing []string
-	for _, tool := range []string{"dpkg", "dpkg-deb", "dpkg-query", "apt-get", "apt-ftparchive"} {
+	for _, tool := range tools {
 		if _, err := exec.LookPath(tool); err != nil {
 			missing = append(missing, tool)
 		}
@@ -28,8 +44,8 @@ func Require(t testing.TB) {
 	why := ""
 	switch {
 	case len(missing) > 0:
-		why = "missing " + strings.Join(missing, ", ") + " (run .ci/systools.sh: Debian packages dpkg, apt-utils)"
-	case os.Geteuid() != 0:
+		why = "missing " + strings.Join(missing, ", ") + " (run .ci/systools.sh: Debian packages dpkg, apt-utils, dpkg-dev)"
+	case root && os.Geteuid() != 0:
 		why = "not root: apt-get and dpkg need root even for an isolated root"
 	}
 	if why == "" {
@@ -44,7 +60,8 @@ func Require(t testing.TB) {
 // Root makes an isolated dpkg root with package pkg 1.0-1 installed, whose
 // only apt source is a local repository (suite "<pkg>-security") offering
 // 1.1-1. The package installs /opt/<pkg>/hello.txt saying "hello from
-// <version>".
+// <version>", and its changelog: 1.1-1, urgency high, fixes CVE-2024-0727
+// and was released on 2024-01-30 at 20:53:17 UTC; 1.0-1 has urgency low.
 func Root(t testing.TB, pkg string) string {
 	t.Helper()
 	work := t.TempDir()
@@ -87,16 +104,86 @@ func HostHas(t testing.TB, pkg string) bool {
 	return true
 }
 
-// buildDeb builds pkg at version into dir and returns its path.
+// demoChangelog is the changelog of the throwaway package's 1.1-1; 1.0-1
+// has its last entry only.
+const demoChangelog = `%[1]s (1.1-1) %[1]s-security; urgency=high
+
+  * Fix CVE-2024-0727 (a throwaway package of Patchline's tests).
+
+ -- Patchline tests <tests@patchline.invalid>  Tue, 30 Jan 2024 20:53:17 +0000
+
+%[1]s (1.0-1) unstable; urgency=low
+
+  * Initial release.
+
+ -- Patchline tests <tests@patchline.invalid>  Mon, 01 Jan 2024 12:00:00 +0000
+`
+
+// buildDeb builds the throwaway package pkg at version into dir and
+// returns its path.
 func buildDeb(t testing.TB, dir, pkg, version string) string {
 	t.Helper()
+	log := fmt.Sprintf(demoChangelog, pkg)
+	if version == "1.0-1" {
+		log = log[strings.Index(log, pkg+" (1.0-1)"):]
+	}
+	return BuildDeb(t, dir, Deb{Package: pkg, Version: version, Files: map[string][]byte{
+		"opt/" + pkg + "/hello.txt":                     []byte("hello from " + version + "\n"),
+		"usr/share/doc/" + pkg + "/changelog.Debian.gz": Gzip(t, []byte(log)),
+	}})
+}
+
+// Deb describes a package for BuildDeb.
+type Deb struct {
+	Package, Version string
+	// Arch is the architecture; "" means all.
+	Arch string
+	// Files maps paths in the package ("usr/share/doc/p/changelog.gz")
+	// to their contents.
+	Files map[string][]byte
+	// Symlinks maps paths in the package to their targets.
+	Symlinks map[string]string
+}
+
+// BuildDeb builds d with dpkg-deb into dir and returns its path. The file
+// is named as apt names the packages it fetches: "name_version_arch.deb",
+// an epoch's colon written %3a.
+func BuildDeb(t testing.TB, dir string, d Deb) string {
+	t.Helper()
+	if d.Arch == "" {
+		d.Arch = "all"
+	}
 	tree := filepath.Join(t.TempDir(), "pkg")
-	writeFile(t, filepath.Join(tree, "DEBIAN", "control"), "Package: "+pkg+"\nVersion: "+version+
-		"\nArchitecture: all\nMaintainer: Patchline tests <tests@patchline.invalid>\nDescription: throwaway package for the apt tests\n")
-	writeFile(t, filepath.Join(tree, "opt", pkg, "hello.txt"), "hello from "+version+"\n")
-	deb := filepath.Join(dir, pkg+"_"+version+"_all.deb")
+	writeFile(t, filepath.Join(tree, "DEBIAN", "control"), "Package: "+d.Package+"\nVersion: "+d.Version+
+		"\nArchitecture: "+d.Arch+"\nMaintainer: Patchline tests <tests@patchline.invalid>\nDescription: package built by Patchline's tests\n")
+	for p, content := range d.Files {
+		writeFile(t, filepath.Join(tree, p), string(content))
+	}
+	for p, target := range d.Symlinks {
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(tree, p)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(target, filepath.Join(tree, p)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deb := filepath.Join(dir, d.Package+"_"+strings.ReplaceAll(d.Version, ":", "%3a")+"_"+d.Arch+".deb")
 	sh(t, "", "dpkg-deb", "--root-owner-group", "--build", tree, deb)
 	return deb
+}
+
+// Gzip compresses b, as packages ship their changelogs.
+func Gzip(t testing.TB, b []byte) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	if _, err := zw.Write(b); err != nil {
+		t.Fatal(err)
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
 }
 
 // sh runs a fixture-building command and fails the test on error.

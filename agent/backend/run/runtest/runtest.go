@@ -22,6 +22,10 @@ type Call struct {
 	Stderr string
 	// Exit is the exit status; non-zero makes Run return an ExitError.
 	Exit int
+	// Effect, when set, runs when the call is replayed, before its output
+	// is returned: it does what the command would do to the disk (a
+	// download writes a file). An error from it fails the test.
+	Effect func() error
 }
 
 // ExitError is the error Replay returns for a non-zero exit status.
@@ -57,6 +61,12 @@ func (r *Replay) Run(ctx context.Context, name string, args []string, env []stri
 	for _, c := range r.Calls {
 		if c.Cmd != cmd {
 			continue
+		}
+		if c.Effect != nil {
+			if err := c.Effect(); err != nil {
+				r.T.Errorf("replaying %s: %v", cmd, err)
+				return nil, nil, err
+			}
 		}
 		var err error
 		if c.Exit != 0 {
