@@ -1,9 +1,11 @@
 package compliance_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -75,5 +77,62 @@ func TestOnboardingMonthHasNoInstallsNorLateOnes(t *testing.T) {
 	if len(r.Endpoints) != 2 || len(r.Installs) != 0 || late != 0 || len(r.Breaches) != 0 {
 		t.Errorf("onboarding month: %d endpoints, %d installs (%d late), %d breaches; want 2 endpoints and nothing else",
 			len(r.Endpoints), len(r.Installs), late, len(r.Breaches))
+	}
+}
+
+// TestUndatedUpdateIsLateFromFirstSeen: an apt update whose source gives
+// no release date, first seen on November 2 and still missing on the 30th,
+// breaches acme's 14-day critical SLA counted from that first sighting, and
+// the report says the date is the fleet's own.
+func TestUndatedUpdateIsLateFromFirstSeen(t *testing.T) {
+	ctx := context.Background()
+	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "patchline.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	seen := time.Date(2026, 11, 2, 9, 0, 0, 0, time.UTC)
+	if err := db.RecordRevisions(ctx, []store.Revision{{Hash: inRevision, Status: store.RevisionApplied, At: seen.Add(-time.Hour), Client: "acme"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Enroll(ctx, store.Enrollment{ID: "acme-srv-9", Client: "acme", Hostname: "srv9", NodeKeyHash: []byte("h"), EnrolledAt: seen}); err != nil {
+		t.Fatal(err)
+	}
+	for i, at := range []time.Time{seen, time.Date(2026, 11, 30, 9, 0, 0, 0, time.UTC)} {
+		err := db.ReplaceInventory(ctx, store.Report{Endpoint: "acme-srv-9", Hostname: "srv9", OS: protocol.OS{Family: "linux", Version: "debian 12"},
+			At: at, Seq: int64(i + 1), Updates: []*protocol.Update{{ID: "openssl@3.0.15-1~deb12u1", Source: "apt", Name: "openssl",
+				Version: "3.0.15-1~deb12u1", InstalledVersion: "3.0.14-1~deb12u2", Category: "security", Severity: "critical"}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	now := time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC)
+	snap, err := db.Snapshot(ctx, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	audit, err := db.Audit(ctx, 0, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fleet, err := loader.New(loader.Options{Now: now}).LoadDir(ctx, "testdata/fleet")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fleet.Revision = inRevision
+	r, err := compliance.Build(compliance.Input{Client: "acme", Month: "2026-11", Now: now, Snapshot: snap, Audit: audit, Fleet: fleet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Breaches) != 1 || !r.Breaches[0].Released.Equal(seen) || r.Breaches[0].ReleasedFrom != protocol.ReleasedFirstSeen ||
+		!r.Breaches[0].Due.Equal(seen.Add(14*24*time.Hour)) {
+		t.Fatalf("breaches %+v; want openssl, released when first seen on %v, due 14 days later", r.Breaches, seen)
+	}
+	var md bytes.Buffer
+	if err := r.Write(&md, "markdown"); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(md.String(), "(first seen)") {
+		t.Errorf("the markdown report does not say the release date is the first sighting:\n%s", md.String())
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/patchline/patchline/protocol"
 	"github.com/patchline/patchline/schema"
 )
 
@@ -96,9 +97,13 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 	bw := bufio.NewWriter(w)
 	loc := r.From.Location()
 	local := func(t time.Time) string { return t.In(loc).Format("2006-01-02 15:04 MST") }
-	released := func(t time.Time) string {
-		if t.IsZero() {
+	released := func(t time.Time, from string) string {
+		switch {
+		case t.IsZero():
 			return "unknown"
+		case from == protocol.ReleasedFirstSeen:
+			// The source gives no date: say the time is the fleet's own.
+			return local(t) + " (first seen)"
 		}
 		return local(t)
 	}
@@ -157,7 +162,7 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 				due += " (known exploited)"
 			}
 			fmt.Fprintf(bw, "| %s | %s | %s | %s | %s | %s | %s | %s |\n", md(b.Hostname), updateCell(b.Update, b.Title), md(b.Severity),
-				released(b.Released), due, installed, b.Overdue, why)
+				released(b.Released, b.ReleasedFrom), due, installed, b.Overdue, why)
 		}
 		fmt.Fprintln(bw)
 	}
@@ -181,7 +186,7 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 				rev = "`" + shortRev(in.Revision) + "`"
 			}
 			fmt.Fprintf(bw, "| %s | %s | %s | %s | %s | %s | %s | %s |\n", md(in.Hostname), updateCell(in.Update, in.Title),
-				md(cmpOr(in.Severity, "unrated")), released(in.Released), local(in.InstalledAt), in.TimeToInstall, sla, rev)
+				md(cmpOr(in.Severity, "unrated")), released(in.Released, in.ReleasedFrom), local(in.InstalledAt), in.TimeToInstall, sla, rev)
 		}
 		fmt.Fprintln(bw)
 	}

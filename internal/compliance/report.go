@@ -109,9 +109,12 @@ type Install struct {
 	// Severity is the update's effective severity.
 	Severity string `json:"severity,omitempty"`
 	// Released is zero when the release time is not known; the update
-	// then counts as released when it was installed.
-	Released    time.Time `json:"released"`
-	InstalledAt time.Time `json:"installedAt"`
+	// then counts as released when it was installed. ReleasedFrom says
+	// where it came from: "vendor", or "first-seen" when the source gives
+	// no date and the fleet's first sighting stands in.
+	Released     time.Time `json:"released"`
+	ReleasedFrom string    `json:"releasedFrom,omitempty"`
+	InstalledAt  time.Time `json:"installedAt"`
 	// TimeToInstall is InstalledAt minus the release.
 	TimeToInstall Span `json:"timeToInstall"`
 	// Due is when the client's sla required the install (plan.Due), and
@@ -160,8 +163,10 @@ type Breach struct {
 	Update   string `json:"update"`
 	Title    string `json:"title,omitempty"`
 	Severity string `json:"severity"`
-	// Released is zero when the release time is not known.
-	Released time.Time `json:"released"`
+	// Released is zero when the release time is not known; ReleasedFrom
+	// is as for Install.
+	Released     time.Time `json:"released"`
+	ReleasedFrom string    `json:"releasedFrom,omitempty"`
 	// Due is when the client's sla required the install (plan.Due), and
 	// SLARule the sla entry that set it: the severity or knownExploited.
 	Due     time.Time `json:"due"`
@@ -330,7 +335,7 @@ func install(client *schema.Client, ep *protocol.Endpoint, u *protocol.Update, j
 	released := u.ReleasedAt(at)
 	in := Install{
 		Endpoint: ep.ID, Hostname: ep.Hostname, Update: u.ID, Title: u.Title, Source: u.Source, Severity: u.EffectiveSeverity(),
-		Released: u.Released, InstalledAt: at, TimeToInstall: Span(at.Sub(released)), Status: NoSLA,
+		Released: u.Released, ReleasedFrom: u.ReleasedFrom, InstalledAt: at, TimeToInstall: Span(at.Sub(released)), Status: NoSLA,
 	}
 	if due, rule, ok := plan.Due(client, u, at); ok {
 		in.Due, in.SLARule, in.SLA = due, rule, Span(due.Sub(released))
@@ -378,7 +383,7 @@ func breach(fleet *schema.Fleet, client *schema.Client, snap *protocol.Snapshot,
 	}
 	b := &Breach{
 		Endpoint: ep.ID, Hostname: ep.Hostname, Update: u.ID, Title: u.Title, Severity: u.EffectiveSeverity(),
-		Released: u.Released, Due: due, SLARule: rule, Decision: x.Decision.Decision,
+		Released: u.Released, ReleasedFrom: u.ReleasedFrom, Due: due, SLARule: rule, Decision: x.Decision.Decision,
 	}
 	b.Overdue = Span(end.Sub(due))
 	if u.InstalledAt != nil {
