@@ -33,7 +33,11 @@ read it.`,
 			if out == "" {
 				return errors.New("--out FILE is required")
 			}
-			body, err := cf.get(cmd.Context(), "/v1/backup")
+			c, err := cf.client()
+			if err != nil {
+				return err
+			}
+			body, err := c.Backup(cmd.Context())
 			if err != nil {
 				return err
 			}

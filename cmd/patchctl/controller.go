@@ -1,11 +1,8 @@
 package main
 
 import (
-	"context"
 	"crypto/tls"
-	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"strings"
@@ -13,8 +10,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/patchline/patchline/internal/adminclient"
 	"github.com/patchline/patchline/internal/tlsconf"
-	"github.com/patchline/patchline/protocol"
 )
 
 // controllerFlags are the flags of every command that talks to patchd's
@@ -31,8 +28,9 @@ func (f *controllerFlags) register(cmd *cobra.Command) {
 	_ = cmd.MarkFlagRequired("controller")
 }
 
-// get fetches path from the controller's admin API and returns the body.
-func (f *controllerFlags) get(ctx context.Context, path string) (io.ReadCloser, error) {
+// client builds the admin API client of the flags: the token from
+// --token, --token-file or PATCHLINE_ADMIN_TOKEN, the CA from --ca-file.
+func (f *controllerFlags) client() (*adminclient.Client, error) {
 	token := f.token
 	if f.tokenFile != "" {
 		b, err := os.ReadFile(f.tokenFile)
@@ -47,30 +45,13 @@ func (f *controllerFlags) get(ctx context.Context, path string) (io.ReadCloser, 
 	if token == "" {
 		return nil, fmt.Errorf("no admin token: pass --token-file FILE or set PATCHLINE_ADMIN_TOKEN")
 	}
-	client := &http.Client{Timeout: 5 * time.Minute}
+	hc := &http.Client{Timeout: 5 * time.Minute}
 	if f.caFile != "" {
 		pool, err := tlsconf.LoadCAFile("--ca-file", f.caFile)
 		if err != nil {
 			return nil, err
 		}
-		client.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}
+		hc.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(f.url, "/")+path, nil)
-	if err != nil {
-		return nil, fmt.Errorf("--controller %q: %w", f.url, err)
-	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := client.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("reach controller: %w", err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		defer resp.Body.Close()
-		var body protocol.ErrorBody
-		if json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&body) == nil && body.Error != nil {
-			return nil, fmt.Errorf("controller answered %s: %s", resp.Status, body.Error.Message)
-		}
-		return nil, fmt.Errorf("controller answered %s", resp.Status)
-	}
-	return resp.Body, nil
+	return &adminclient.Client{Base: f.url, Token: token, HTTP: hc}, nil
 }

@@ -1,21 +1,14 @@
 package main
 
 import (
-	"context"
-	"encoding/json"
 	"fmt"
 
 	"github.com/spf13/cobra"
 
 	"github.com/patchline/patchline/internal/compliance"
-	"github.com/patchline/patchline/protocol"
 	"github.com/patchline/patchline/reconciler/source"
 	"github.com/patchline/patchline/schema/loader"
 )
-
-// auditPageSize is how many audit entries report asks for at a time (the
-// API's maximum).
-const auditPageSize = 1000
 
 func newReportCmd() *cobra.Command {
 	var (
@@ -42,8 +35,12 @@ Markdown is for mailing to the client, CSV for a spreadsheet.`,
 				return fmt.Errorf("unknown format %q: want markdown, csv or json", format)
 			}
 			ctx := cmd.Context()
-			var st protocol.Status
-			if err := fetchJSON(ctx, &cf, "/v1/status", &st); err != nil {
+			c, err := cf.client()
+			if err != nil {
+				return err
+			}
+			st, err := c.Status(ctx)
+			if err != nil {
 				return err
 			}
 			rev := ""
@@ -55,19 +52,14 @@ Markdown is for mailing to the client, CSV for a spreadsheet.`,
 			if rev == "" {
 				return fmt.Errorf("the controller runs no revision for client %q", client)
 			}
-			body, err := cf.get(ctx, "/v1/state")
+			snap, err := c.State(ctx)
 			if err != nil {
 				return err
-			}
-			snap, err := protocol.DecodeSnapshot(body)
-			body.Close()
-			if err != nil {
-				return fmt.Errorf("decode state: %w", err)
 			}
 			if err := ff.enrich(ctx, snap); err != nil {
 				return err
 			}
-			entries, err := fetchAudit(ctx, &cf)
+			entries, err := c.AuditAll(ctx)
 			if err != nil {
 				return err
 			}
@@ -94,39 +86,4 @@ Markdown is for mailing to the client, CSV for a spreadsheet.`,
 		_ = cmd.MarkFlagRequired(f)
 	}
 	return cmd
-}
-
-// fetchJSON fetches path from the controller and decodes it into v.
-func fetchJSON(ctx context.Context, cf *controllerFlags, path string, v any) error {
-	body, err := cf.get(ctx, path)
-	if err != nil {
-		return err
-	}
-	defer body.Close()
-	if err := json.NewDecoder(body).Decode(v); err != nil {
-		return fmt.Errorf("decode %s: %w", path, err)
-	}
-	return nil
-}
-
-// fetchAudit reads the controller's whole audit log, a page at a time.
-func fetchAudit(ctx context.Context, cf *controllerFlags) ([]protocol.AuditEntry, error) {
-	var all []protocol.AuditEntry
-	after := int64(0)
-	for {
-		body, err := cf.get(ctx, fmt.Sprintf("/v1/audit?after=%d&limit=%d", after, auditPageSize))
-		if err != nil {
-			return nil, err
-		}
-		page, err := protocol.DecodeAuditPage(body)
-		body.Close()
-		if err != nil {
-			return nil, err
-		}
-		all = append(all, page.Entries...)
-		if len(page.Entries) < auditPageSize || page.Next <= after {
-			return all, nil
-		}
-		after = page.Next
-	}
 }

@@ -27,14 +27,13 @@ written, and written through a temporary file so a failed export never
 leaves half a snapshot behind.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			body, err := cf.get(cmd.Context(), "/v1/state")
+			c, err := cf.client()
 			if err != nil {
 				return err
 			}
-			defer body.Close()
-			snap, err := protocol.DecodeSnapshot(body)
+			snap, err := c.State(cmd.Context())
 			if err != nil {
-				return fmt.Errorf("controller sent an invalid snapshot: %w", err)
+				return err
 			}
 			if out == "-" {
 				return protocol.EncodeSnapshot(cmd.OutOrStdout(), snap)

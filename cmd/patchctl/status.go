@@ -7,7 +7,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/patchline/patchline/internal/render"
-	"github.com/patchline/patchline/protocol"
 )
 
 func newStatusCmd() *cobra.Command {
@@ -23,21 +22,20 @@ func newStatusCmd() *cobra.Command {
 			if format != "text" && format != "json" {
 				return fmt.Errorf("unknown format %q: want text or json", format)
 			}
-			body, err := cf.get(cmd.Context(), "/v1/status")
+			c, err := cf.client()
 			if err != nil {
 				return err
 			}
-			defer body.Close()
-			var st protocol.Status
-			if err := json.NewDecoder(body).Decode(&st); err != nil {
-				return fmt.Errorf("decode status: %w", err)
+			st, err := c.Status(cmd.Context())
+			if err != nil {
+				return err
 			}
 			if format == "json" {
 				enc := json.NewEncoder(cmd.OutOrStdout())
 				enc.SetIndent("", "  ")
-				return enc.Encode(&st)
+				return enc.Encode(st)
 			}
-			return render.Status(cmd.OutOrStdout(), &st)
+			return render.Status(cmd.OutOrStdout(), st)
 		},
 	}
 	cf.register(cmd)

@@ -4,15 +4,14 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/patchline/patchline/internal/adminclient"
 	"github.com/patchline/patchline/protocol"
 	"github.com/patchline/patchline/reconciler/source"
 )
@@ -24,33 +23,22 @@ type probe struct {
 	base    string
 	secrets *protocol.SecretsFile
 	http    *http.Client
+	admin   *adminclient.Client
 }
 
 func newProbe(base string, s *protocol.SecretsFile) *probe {
-	return &probe{base: strings.TrimSuffix(base, "/"), secrets: s, http: &http.Client{Timeout: 30 * time.Second}}
+	p := &probe{base: strings.TrimSuffix(base, "/"), secrets: s, http: &http.Client{Timeout: 30 * time.Second}}
+	p.admin = &adminclient.Client{Base: p.base, Token: s.AdminToken, HTTP: p.http}
+	return p
 }
 
 // status reads GET /v1/status with the admin token.
 func (p *probe) status(ctx context.Context) (*protocol.Status, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.base+"/v1/status", nil)
+	st, err := p.admin.Status(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("status: %w", err)
 	}
-	req.Header.Set("Authorization", "Bearer "+p.secrets.AdminToken)
-	resp, err := p.http.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("status: %w", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<10))
-		return nil, fmt.Errorf("status: %s: %s", resp.Status, bytes.TrimSpace(body))
-	}
-	var st protocol.Status
-	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
-		return nil, fmt.Errorf("status: %w", err)
-	}
-	return &st, nil
+	return st, nil
 }
 
 // rss reads the controller's resident memory from its /metrics (the

@@ -1,0 +1,126 @@
+// Package adminclient talks to patchd's admin API (GET /v1/status,
+// /v1/state, /v1/audit, /v1/backup) with the admin token and decodes its
+// answers into package protocol's shapes. patchctl and the simulator use
+// it, so neither links the controller to read what the controller says.
+package adminclient
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/patchline/patchline/protocol"
+)
+
+// Client is an admin API client of one controller.
+type Client struct {
+	// Base is the controller's URL, e.g. https://patchd.msp.example:8420.
+	Base string
+	// Token is the admin token.
+	Token string
+	// HTTP sends the requests (http.DefaultClient when nil).
+	HTTP *http.Client
+}
+
+// Get fetches path (with its query) and returns the body of a 200 answer;
+// any other answer is an error carrying the controller's message.
+func (c *Client) Get(ctx context.Context, path string) (io.ReadCloser, error) {
+	u, err := url.Parse(strings.TrimRight(c.Base, "/") + path)
+	if err != nil || u.Host == "" {
+		return nil, fmt.Errorf("controller URL %q: want something like https://patchd.msp.example:8420", c.Base)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return nil, fmt.Errorf("controller URL %q: %w", c.Base, err)
+	}
+	req.Header.Set("Authorization", "Bearer "+c.Token)
+	hc := c.HTTP
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("reach controller: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		defer resp.Body.Close()
+		var body protocol.ErrorBody
+		if json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&body) == nil && body.Error != nil {
+			return nil, fmt.Errorf("controller answered %s: %s", resp.Status, body.Error.Message)
+		}
+		return nil, fmt.Errorf("controller answered %s", resp.Status)
+	}
+	return resp.Body, nil
+}
+
+// Status reads GET /v1/status.
+func (c *Client) Status(ctx context.Context) (*protocol.Status, error) {
+	var st protocol.Status
+	if err := c.getJSON(ctx, "/v1/status", &st); err != nil {
+		return nil, err
+	}
+	return &st, nil
+}
+
+// State reads GET /v1/state, the live fleet's state snapshot, validated.
+func (c *Client) State(ctx context.Context) (*protocol.Snapshot, error) {
+	body, err := c.Get(ctx, "/v1/state")
+	if err != nil {
+		return nil, err
+	}
+	defer body.Close()
+	snap, err := protocol.DecodeSnapshot(body)
+	if err != nil {
+		return nil, fmt.Errorf("controller sent an invalid snapshot: %w", err)
+	}
+	return snap, nil
+}
+
+// AuditPageSize is how many audit entries AuditAll asks for at a time
+// (the API's maximum).
+const AuditPageSize = 1000
+
+// AuditAll reads the controller's whole audit log, a page at a time.
+func (c *Client) AuditAll(ctx context.Context) ([]protocol.AuditEntry, error) {
+	var all []protocol.AuditEntry
+	after := int64(0)
+	for {
+		body, err := c.Get(ctx, fmt.Sprintf("/v1/audit?after=%d&limit=%d", after, AuditPageSize))
+		if err != nil {
+			return nil, err
+		}
+		page, err := protocol.DecodeAuditPage(body)
+		body.Close()
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, page.Entries...)
+		if len(page.Entries) < AuditPageSize || page.Next <= after {
+			return all, nil
+		}
+		after = page.Next
+	}
+}
+
+// Backup starts GET /v1/backup: a copy of the controller's store, to be
+// read to the end.
+func (c *Client) Backup(ctx context.Context) (io.ReadCloser, error) {
+	return c.Get(ctx, "/v1/backup")
+}
+
+// getJSON fetches path and decodes its JSON answer into v.
+func (c *Client) getJSON(ctx context.Context, path string, v any) error {
+	body, err := c.Get(ctx, path)
+	if err != nil {
+		return err
+	}
+	defer body.Close()
+	if err := json.NewDecoder(body).Decode(v); err != nil {
+		return fmt.Errorf("decode %s: %w", path, err)
+	}
+	return nil
+}
