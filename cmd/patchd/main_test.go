@@ -85,7 +85,7 @@ func TestParseFlags(t *testing.T) {
 func TestRunRefusesBadSetups(t *testing.T) {
 	dir := t.TempDir()
 	secrets := filepath.Join(dir, "secrets.json")
-	if err := os.WriteFile(secrets, []byte(`{"adminToken": "t"}`), 0o644); err != nil {
+	if err := os.WriteFile(secrets, []byte(`{"adminToken": "patchd-test-admin-token"}`), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	tests := []struct {
