@@ -4,15 +4,18 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/patchline/patchline/internal/netaddr"
 	"github.com/patchline/patchline/internal/tlsconf"
 	"github.com/patchline/patchline/protocol"
 )
@@ -33,6 +36,9 @@ func (f *controllerFlags) register(cmd *cobra.Command) {
 
 // get fetches path from the controller's admin API and returns the body.
 func (f *controllerFlags) get(ctx context.Context, path string) (io.ReadCloser, error) {
+	if err := checkAdminURL(f.url); err != nil {
+		return nil, err
+	}
 	token := f.token
 	if f.tokenFile != "" {
 		b, err := os.ReadFile(f.tokenFile)
@@ -47,7 +53,20 @@ func (f *controllerFlags) get(ctx context.Context, path string) (io.ReadCloser, 
 	if token == "" {
 		return nil, fmt.Errorf("no admin token: pass --token-file FILE or set PATCHLINE_ADMIN_TOKEN")
 	}
-	client := &http.Client{Timeout: 5 * time.Minute}
+	client := &http.Client{
+		Timeout: 5 * time.Minute,
+		// A redirect to the same host carries the token along, even from
+		// https to http.
+		CheckRedirect: func(req *http.Request, via []*http.Request) error {
+			if len(via) >= 10 {
+				return errors.New("stopped after 10 redirects")
+			}
+			if netaddr.InClear(req.URL) {
+				return fmt.Errorf("redirected to %s: plain http would send the admin token in clear; give --controller an https:// URL that is not redirected", req.URL.Redacted())
+			}
+			return nil
+		},
+	}
 	if f.caFile != "" {
 		pool, err := tlsconf.LoadCAFile("--ca-file", f.caFile)
 		if err != nil {
@@ -73,4 +92,18 @@ func (f *controllerFlags) get(ctx context.Context, path string) (io.ReadCloser, 
 		return nil, fmt.Errorf("controller answered %s", resp.Status)
 	}
 	return resp.Body, nil
+}
+
+// checkAdminURL checks --controller before the admin token is sent to
+// it: plain http is refused unless the host is loopback.
+func checkAdminURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return fmt.Errorf("--controller %q: %w", raw, err)
+	}
+	if netaddr.InClear(u) {
+		return fmt.Errorf("--controller %q: plain http would send the admin token in clear; use https://, "+
+			"or an SSH tunnel to the controller (ssh -L 8420:127.0.0.1:8420 HOST, then --controller http://127.0.0.1:8420)", raw)
+	}
+	return nil
 }
