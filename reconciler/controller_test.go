@@ -196,7 +196,7 @@ func commitSigned(t *testing.T, up *gittest.Upstream, key *openpgp.Entity, msg s
 // an unsigned commit on top of it is refused while the signed revision
 // keeps running.
 func TestRequireSigned(t *testing.T) {
-	key, armored := gittest.SigningKey(t, "Fleet Lead")
+	key, armored := gittest.SigningKey(t, "Fleet Lead", "lead@msp.example")
 	var up *gittest.Upstream
 	h := newHarness(t, func(cfg *reconciler.Config) {
 		cfg.Verify.RequireSigned = true

@@ -12,8 +12,9 @@ import (
 	"github.com/patchline/patchline/internal/gittest"
 )
 
-// commitSigned commits the repo's changes signed with key (go-git signs)
-// and returns the commit.
+// commitSigned commits the repo's changes as the fleet lead
+// (lead@msp.example), signed with key (go-git signs), and returns the
+// commit.
 func (r *fleetRepo) commitSigned(key *openpgp.Entity, msg string) string {
 	r.t.Helper()
 	repo, err := git.PlainOpen(r.dir)
@@ -45,8 +46,10 @@ func (r *fleetRepo) resetTo(rev string) {
 // attack on the fleet repo is refused and the last good revision keeps
 // running.
 func TestGitAttacksUnderRequireSigned(t *testing.T) {
-	lead, keyring := gittest.SigningKey(t, "Fleet Lead")
-	intruder, _ := gittest.SigningKey(t, "Intruder")
+	lead, leadKey := gittest.SigningKey(t, "Fleet Lead", "lead@msp.example")
+	tech, techKey := gittest.SigningKey(t, "Tech", "tech@msp.example")
+	keyring := leadKey + techKey
+	intruder, _ := gittest.SigningKey(t, "Intruder", "intruder@example.com")
 	change := func(r *fleetRepo, n int) {
 		r.write(map[string]string{"clients/acme/policy.cue": acmeCUE + fmt.Sprintf("// change %d\n", n)})
 	}
@@ -66,6 +69,10 @@ func TestGitAttacksUnderRequireSigned(t *testing.T) {
 		{"a commit signed by a key outside the keyring", func(r *fleetRepo, good string) string {
 			change(r, 1)
 			return r.commitSigned(intruder, "Change signed by someone else")
+		}},
+		{"a commit signed by a keyring key whose owner is not the committer", func(r *fleetRepo, good string) string {
+			change(r, 1)
+			return r.commitSigned(tech, "Change committed as the lead, signed by a technician")
 		}},
 		{"a force-push to an older commit", func(r *fleetRepo, good string) string {
 			parent := gittest.Run(t, r.env, r.dir, "rev-parse", good+"^")

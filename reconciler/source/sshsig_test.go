@@ -82,8 +82,8 @@ func TestVerifySSHSigned(t *testing.T) {
 	ec := h.commit("signed with ecdsa", nil, keygenSigner{t, ecKey, "git"}, base)
 	file := h.commit("signed for files, not git", nil, keygenSigner{t, edKey, "file"}, base)
 	tampered := h.tamper(ed, "signed with ed25519, then edited", base)
-	alice, pgpKey := newKey(t, "Alice")
-	pgp := h.commit("signed with OpenPGP", alice, nil, base)
+	tech, pgpKey := newKey(t, "Tech", "tech@example.com")
+	pgp := h.commit("signed with OpenPGP", tech, nil, base)
 
 	allowed := func(lines ...string) VerifyPolicy {
 		return VerifyPolicy{RequireSigned: true, AllowedSigners: strings.Join(lines, "\n") + "\n"}

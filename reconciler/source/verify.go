@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strings"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
@@ -62,9 +64,11 @@ func short(h plumbing.Hash) string { return protocol.ShortRevision(h.String()) }
 //     force-pushed to an older commit or to unrelated history);
 //   - policy.RequireSigned is set and a commit that lastApplied does not
 //     already contain is unsigned, badly signed, signed by a key outside
-//     the keyring or the allowed signers, or signed in a format that cannot
-//     be checked (X.509). Commits brought in by a merge count too, not just
-//     the first-parent chain.
+//     the keyring or the allowed signers, signed by a key that is not the
+//     committer's (an OpenPGP key without the committer's email among its
+//     identities, an SSH key the allowed signers do not list for it), or
+//     signed in a format that cannot be checked (X.509). Commits brought
+//     in by a merge count too, not just the first-parent chain.
 //
 // The walk reads the whole history behind lastApplied once when signing is
 // required; fleet repos are small enough for that to be cheap (about 20 ms
@@ -257,8 +261,9 @@ func mergeKeyring(armored string) (string, error) {
 }
 
 // checkSigned refuses revision unless c carries a valid OpenPGP signature
-// by a key in the keyring, or a valid SSH signature by a key the allowed
-// signers list for its committer.
+// by a key in the keyring that has the committer's email among its
+// identities, or a valid SSH signature by a key the allowed signers list
+// for its committer.
 func checkSigned(c *object.Commit, revision plumbing.Hash, keys signingKeys) error {
 	refuse := func(format string, args ...any) error {
 		what := fmt.Sprintf("commit %s (%q by %s)", short(c.Hash), subject(c.Message), c.Author.Email)
@@ -275,9 +280,15 @@ func checkSigned(c *object.Commit, revision plumbing.Hash, keys signingKeys) err
 	case keys.keyring == "":
 		return refuse("is OpenPGP-signed, but no OpenPGP keyring is configured (--keyring)")
 	}
-	_, err := c.Verify(keys.keyring)
+	signer, err := c.Verify(keys.keyring)
 	switch {
 	case err == nil:
+		// A key vouches for its own identities only: a technician's key
+		// must not pass off a commit as someone else's.
+		if !signsAs(signer, c.Committer.Email) {
+			return refuse("is signed by OpenPGP key %X (%s), whose identities do not include the committer's email %s",
+				signer.PrimaryKey.Fingerprint, identityNames(signer), c.Committer.Email)
+		}
 		return nil
 	case errors.Is(err, pgperrors.ErrUnknownIssuer):
 		return refuse("is signed by a key that is not in the keyring")
@@ -288,6 +299,29 @@ func checkSigned(c *object.Commit, revision plumbing.Hash, keys signingKeys) err
 	default:
 		return refuse("has a bad signature: %v", err)
 	}
+}
+
+// signsAs reports whether one of key's identities has email (in any case,
+// as git compares emails). An identity the key has revoked does not count.
+func signsAs(key *openpgp.Entity, email string) bool {
+	for _, id := range key.Identities {
+		if len(id.Revocations) == 0 && strings.EqualFold(id.UserId.Email, email) {
+			return true
+		}
+	}
+	return false
+}
+
+// identityNames lists key's identities ("Name <email>"), sorted, the
+// revoked ones marked, to name the key in a refusal.
+func identityNames(key *openpgp.Entity) string {
+	names := slices.Sorted(maps.Keys(key.Identities))
+	for i, name := range names {
+		if len(key.Identities[name].Revocations) > 0 {
+			names[i] += " (revoked)"
+		}
+	}
+	return strings.Join(names, ", ")
 }
 
 // checkSSHSigned checks c's SSH signature against the allowed signers.
