@@ -205,6 +205,8 @@ func TestVerifyCommitsSignedByGit(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "fleet.cue"), []byte("package fleet\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	git("commit", "-q", "--allow-empty", "-m", "initial import, before signing")
+	anchor := git("rev-parse", "HEAD")
 	git("add", "fleet.cue")
 	git("commit", "-q", "-S", "-m", "add the fleet")
 	first := git("rev-parse", "HEAD")
@@ -215,7 +217,7 @@ func TestVerifyCommitsSignedByGit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	policy := VerifyPolicy{RequireSigned: true, AllowedSigners: "tech@example.com " + pub + "\n"}
+	policy := VerifyPolicy{RequireSigned: true, AllowedSigners: "tech@example.com " + pub + "\n", TrustFrom: plumbing.NewHash(anchor)}
 	if err := Verify(repo, plumbing.ZeroHash, plumbing.NewHash(first), policy); err != nil {
 		t.Fatalf("commit signed by git: %v", err)
 	}

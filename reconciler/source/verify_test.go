@@ -134,6 +134,12 @@ func TestVerify(t *testing.T) {
 	o1 := h.commit("unrelated history", tech, nil)
 
 	signed := VerifyPolicy{RequireSigned: true, Keyring: techKey}
+	// trusting is signed with a trust anchor, for a first head.
+	trusting := func(anchor plumbing.Hash) VerifyPolicy {
+		p := signed
+		p.TrustFrom = anchor
+		return p
+	}
 	tests := []struct {
 		name        string
 		last, head  plumbing.Hash
@@ -142,9 +148,18 @@ func TestVerify(t *testing.T) {
 		wantReason  string
 		wantAnyFail string // a non-refusal error containing this
 	}{
-		{name: "first start with a signed head", head: c3, policy: signed},
-		{name: "first start with an unsigned head", head: n1, policy: signed, wantCommit: n1, wantReason: "is not signed"},
+		{name: "first start, signed commits after the trust anchor", head: c3, policy: trusting(u0)},
+		{name: "first start at the trust anchor itself, unsigned", head: u0, policy: trusting(u0)},
+		{name: "first start with an unsigned head", head: n1, policy: trusting(c3), wantCommit: n1, wantReason: "is not signed"},
+		{name: "first start, unsigned commit between the trust anchor and a signed head", head: n2, policy: trusting(c1), wantCommit: n1, wantReason: "is not signed"},
+		{name: "first start, merged side branch with an unsigned commit", head: m2, policy: trusting(c3), wantCommit: f2, wantReason: "is not signed"},
+		{name: "first start, head older than the trust anchor", head: c1, policy: trusting(c3), wantCommit: c1,
+			wantReason: "does not descend from the trust anchor (--trust-from) " + short(c3)},
+		{name: "first start, head unrelated to the trust anchor", head: o1, policy: trusting(c3), wantCommit: o1, wantReason: "does not descend from the trust anchor"},
+		{name: "first start, signing required without a trust anchor", head: c3, policy: signed, wantAnyFail: "no revision is applied yet, so nothing vouches for the head's history: give a trust anchor (--trust-from COMMIT)"},
+		{name: "trust anchor missing from the clone", head: c3, policy: trusting(plumbing.NewHash("0123456789abcdef0123456789abcdef01234567")), wantAnyFail: "the trust anchor (--trust-from) 0123456"},
 		{name: "first start without signing required", head: n1},
+		{name: "trust anchor not used once a revision is applied", last: c3, head: n2, policy: trusting(n1), wantCommit: n1, wantReason: "is not signed"},
 		{name: "head unchanged", last: c3, head: c3, policy: signed},
 		{name: "fast-forward of signed commits", last: c1, head: c3, policy: signed},
 		{name: "old unsigned history is not rechecked", last: c1, head: c3, policy: signed},
