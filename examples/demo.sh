@@ -35,13 +35,18 @@ step "4. patchctl why: the chain of rules behind one decision"
 "$bin/patchctl" why --repo examples/fleet --state examples/state.json --now 2026-11-24T04:30:00Z --endpoint acme-ws-002 --update KB5034441
 
 step "5. Start patchd on $url, following $demo/fleet, SQLite in $demo/data"
-admin=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
-cat >"$demo/secrets.json" <<JSON
-{"adminToken": "$admin", "webhookSecret": "demo-webhook-secret",
- "enrollment": {"acme": "acme-demo-enrollment", "globex": "globex-demo-enrollment"}}
+# 32 random bytes, in hex, per secret (patchd wants at least 16 characters).
+secret() { head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n'; }
+(
+	umask 077
+	secret >"$demo/admin-token"
+	secret >"$demo/acme.secret"
+	secret >"$demo/globex.secret"
+	cat >"$demo/secrets.json" <<JSON
+{"adminToken": "$(cat "$demo/admin-token")", "webhookSecret": "$(secret)",
+ "enrollment": {"acme": "$(cat "$demo/acme.secret")", "globex": "$(cat "$demo/globex.secret")"}}
 JSON
-chmod 600 "$demo/secrets.json"
-printf '%s' "$admin" >"$demo/admin-token"
+)
 "$bin/patchd" --repo-dir "$demo/fleet" --data-dir "$demo/data" --secrets "$demo/secrets.json" \
 	--listen "127.0.0.1:$port" >"$demo/patchd.log" 2>&1 &
 pids+=($!)
@@ -55,7 +60,6 @@ n=0
 for client in acme globex; do
 	os=windows
 	[ "$client" = globex ] && os=linux
-	printf '%s' "$client-demo-enrollment" >"$demo/$client.secret"
 	for ring in canary pilot broad broad; do
 		n=$((n + 1))
 		host=$(printf '%s-%s-%02d' "$client" "$ring" "$n")

@@ -168,8 +168,10 @@ type ResultRequest struct {
 	// RebootPending is the endpoint's reboot state after the job.
 	RebootPending bool `json:"rebootPending"`
 	// JobSeq is the highest job sequence number the agent has seen, as in
-	// Report: the controller numbers the endpoint's next job above it, so
-	// a job refused for its number can be planned again at once.
+	// Report. In the refusal of an open job the controller gave this
+	// endpoint, the controller numbers the endpoint's next job above it,
+	// so a job refused for its number can be planned again at once; any
+	// other result's JobSeq is ignored.
 	JobSeq int64 `json:"jobSeq,omitempty"`
 }
 

@@ -26,7 +26,9 @@ type Config struct {
 	RepoBranch string
 	// Poll is how often the repo is fetched besides webhooks (default 1m).
 	Poll time.Duration
-	// Verify says whether commits must be signed, and by which keys.
+	// Verify says whether commits must be signed, by which keys, and from
+	// which commit on before any revision is applied (its trust anchor;
+	// New refuses to start without one while nothing is applied).
 	Verify source.VerifyPolicy
 	// SecretsFile holds enrollment secrets, the admin token and the
 	// webhook secret.

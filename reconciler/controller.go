@@ -109,16 +109,26 @@ func (c *Controller) newFollower() (repoDir string, err error) {
 	return rc.Dir, nil
 }
 
-// openDataDir creates and locks the data directory and opens the signing
-// key and the store in it.
+// openDataDir creates and locks the data directory, makes it and the
+// files that hold secrets in it private to patchd (keepPrivate), and opens
+// the signing key and the store in it.
 func (c *Controller) openDataDir(ctx context.Context) (ed25519.PrivateKey, error) {
 	dir := c.cfg.DataDir
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data directory: %w", err)
 	}
+	if err := keepPrivate(c.log, dir, 0o700); err != nil {
+		return nil, err
+	}
 	unlock, err := lockDataDir(dir)
 	if err != nil {
 		return nil, err
+	}
+	for _, f := range append([]string{filepath.Join(dir, signingKeyFile)}, sqlite.Files(filepath.Join(dir, storeFile))...) {
+		if err := keepPrivate(c.log, f, 0o600); err != nil {
+			unlock()
+			return nil, err
+		}
 	}
 	key, err := loadOrCreateKey(dir)
 	if err != nil {

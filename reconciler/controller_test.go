@@ -1,6 +1,7 @@
 package reconciler_test
 
 import (
+	"context"
 	"crypto/ed25519"
 	"net/http"
 	"os"
@@ -10,11 +11,14 @@ import (
 
 	"github.com/ProtonMail/go-crypto/openpgp"
 	"github.com/go-git/go-git/v5"
+	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/object"
 
 	"github.com/patchline/patchline/internal/gittest"
+	"github.com/patchline/patchline/internal/patchdtest"
 	"github.com/patchline/patchline/protocol"
 	"github.com/patchline/patchline/reconciler"
+	"github.com/patchline/patchline/reconciler/source"
 )
 
 // TestControllerEndToEnd follows one policy change from a push to an
@@ -192,21 +196,18 @@ func commitSigned(t *testing.T, up *gittest.Upstream, key *openpgp.Entity, msg s
 	return h.String()
 }
 
-// TestRequireSigned: under --require-signed, a signed head is applied and
-// an unsigned commit on top of it is refused while the signed revision
-// keeps running.
+// TestRequireSigned: under --require-signed, the fleet repo's first
+// commit, given as the trust anchor, is applied as it is; a signed head on
+// top of it is applied, and an unsigned commit on top of that is refused
+// while the signed revision keeps running.
 func TestRequireSigned(t *testing.T) {
-	key, armored := gittest.SigningKey(t, "Fleet Lead")
-	var up *gittest.Upstream
-	h := newHarness(t, func(cfg *reconciler.Config) {
-		cfg.Verify.RequireSigned = true
-		cfg.Verify.Keyring = armored
+	key, armored := gittest.SigningKey(t, "Fleet Lead", "lead@msp.example")
+	h := newHarness(t, func(h *harness) {
+		h.cfg.Verify = source.VerifyPolicy{RequireSigned: true, Keyring: armored, TrustFrom: plumbing.NewHash(h.first)}
 	})
-	up = h.up
-	// The harness's first commit is unsigned, so it was refused.
-	h.waitFor("the unsigned first commit refused", func(st protocol.Status) bool { return st.Refused != nil })
+	h.waitFor("the trust anchor applied", func(st protocol.Status) bool { return appliedFor(st, "acme") == h.first })
 
-	signed := commitSigned(t, up, key, "Signed policy")
+	signed := commitSigned(t, h.up, key, "Signed policy")
 	h.hook(webhookSecret)
 	h.waitFor("the signed commit applied", func(st protocol.Status) bool { return appliedFor(st, "acme") == signed })
 
@@ -220,6 +221,88 @@ func TestRequireSigned(t *testing.T) {
 	if !strings.Contains(strings.Join(st.Refused.Problems, " "), "sign") {
 		t.Errorf("refusal does not say it is about signing: %+v", st.Refused)
 	}
+}
+
+// TestRequireSignedFirstHead: before any revision is applied, every commit
+// between the trust anchor (--trust-from) and the head must be signed, as
+// every commit after the applied revision must be later on.
+func TestRequireSignedFirstHead(t *testing.T) {
+	key, armored := gittest.SigningKey(t, "Fleet Lead", "lead@msp.example")
+	tests := []struct {
+		name string
+		// push commits on top of the trust anchor, the repo's first
+		// commit, before patchd starts, and returns the head.
+		push func(h *harness) string
+		// wantProblem is in the head's refusal; "" when it is applied.
+		wantProblem string
+	}{
+		{"a signed head right after the trust anchor", func(h *harness) string {
+			h.up.Write(map[string]string{"clients/acme/policy.cue": approveCritical})
+			return commitSigned(t, h.up, key, "Signed policy")
+		}, ""},
+		{"an unsigned commit under a signed head", func(h *harness) string {
+			h.up.Write(map[string]string{"clients/acme/policy.cue": approveCritical})
+			h.up.Commit("Unsigned change")
+			return commitSigned(t, h.up, key, "Signed change on top")
+		}, "(\"Unsigned change\" by "},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var head string
+			h := newHarness(t, func(h *harness) {
+				h.cfg.Verify = source.VerifyPolicy{RequireSigned: true, Keyring: armored, TrustFrom: plumbing.NewHash(h.first)}
+				head = tt.push(h)
+			})
+			st := h.status()
+			if st.Head != head {
+				t.Fatalf("head %s, want %s", st.Head, head)
+			}
+			if tt.wantProblem == "" {
+				if got := appliedFor(st, "acme"); got != head {
+					t.Errorf("acme runs %q, want the head %s; refused: %+v", got, head, st.Refused)
+				}
+				return
+			}
+			if got := appliedFor(st, "acme"); got != "" {
+				t.Errorf("acme runs %s, want nothing applied", got)
+			}
+			if st.Refused == nil || st.Refused.Revision != head || !strings.Contains(strings.Join(st.Refused.Problems, " "), tt.wantProblem) {
+				t.Errorf("refused %+v, want the head refused with %q", st.Refused, tt.wantProblem)
+			}
+		})
+	}
+
+	t.Run("no trust anchor before any revision is applied", func(t *testing.T) {
+		up := gittest.NewUpstream(t, t.TempDir(), "fleet")
+		up.CopyDir("testdata/fleet")
+		up.Commit("Start the fleet")
+		cfg := patchdtest.Config(t, up.Work, nil)
+		cfg.Verify = source.VerifyPolicy{RequireSigned: true, Keyring: armored}
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		c, err := reconciler.New(ctx, cfg)
+		if err == nil {
+			cancel()
+			_ = c.Run(ctx)
+			t.Fatal("patchd started without a trust anchor and with nothing applied")
+		}
+		if !strings.Contains(err.Error(), "--require-signed: no fleet revision has been applied yet") || !strings.Contains(err.Error(), "give --trust-from COMMIT") {
+			t.Errorf("error %q does not say to give --trust-from", err)
+		}
+	})
+
+	t.Run("a restart after a revision was applied needs no trust anchor", func(t *testing.T) {
+		h := newHarness(t, func(h *harness) {
+			h.cfg.Verify = source.VerifyPolicy{RequireSigned: true, Keyring: armored, TrustFrom: plumbing.NewHash(h.first)}
+		})
+		h.waitFor("the trust anchor applied", func(st protocol.Status) bool { return appliedFor(st, "acme") == h.first })
+		h.stop()
+		h.cfg.Verify.TrustFrom = plumbing.ZeroHash
+		h.start()
+		if got := appliedFor(h.status(), "acme"); got != h.first {
+			t.Errorf("after the restart acme runs %q, want %s", got, h.first)
+		}
+	})
 }
 
 // TestHaltAndResume: a failed canary install halts the update, the audit

@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 
 	"github.com/patchline/patchline/reconciler/store/sqlite"
 )
@@ -40,6 +43,36 @@ func Restore(ctx context.Context, dataDir, from string) (kept string, err error)
 	}
 	defer unlock()
 	return sqlite.Restore(ctx, filepath.Join(dataDir, storeFile), from)
+}
+
+// keepPrivate gives path the given mode when group or others have any
+// permission on it, and logs a warning naming the path and the mode it
+// had: anyone who can read the data directory, the job-signing key or the
+// store can sign jobs or read node key hashes. An operator who restored
+// the files under a loose umask gets them fixed rather than refused. A
+// missing path is left alone. Windows reports made-up permission bits, so
+// there the files' ACLs are the operator's business, as for the secrets
+// file.
+func keepPrivate(log *slog.Logger, path string, mode fs.FileMode) error {
+	if runtime.GOOS == "windows" {
+		return nil
+	}
+	fi, err := os.Stat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("data directory: %w", err)
+	}
+	old := fi.Mode().Perm()
+	if old&0o077 == 0 {
+		return nil
+	}
+	if err := os.Chmod(path, mode); err != nil {
+		return fmt.Errorf("data directory: %s has mode %04o, open to group or others, and cannot be made %04o: %w; run chmod %o %s as its owner", path, old, mode, err, mode, path)
+	}
+	log.Warn("data directory: open to group or others; mode fixed", "path", path, "mode", fmt.Sprintf("%04o", old), "fixedMode", fmt.Sprintf("%04o", mode))
+	return nil
 }
 
 // lockedStore is the controller's store, with the data directory's lock

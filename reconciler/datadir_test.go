@@ -1,11 +1,16 @@
 package reconciler
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -113,4 +118,79 @@ func saveBackup(t *testing.T, db *sqlite.DB) string {
 		t.Fatal(err)
 	}
 	return path
+}
+
+// TestDataDirModesFixed: a data directory, job-signing key or store that
+// group or others can read (restored under a loose umask) is made private
+// to patchd at start, with a warning naming the path and the mode it had;
+// private ones are left alone, without a warning.
+func TestDataDirModesFixed(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("Windows reports made-up permission bits")
+	}
+	tests := []struct {
+		name string
+		// loosen gives files of the data directory (by name, "" for the
+		// directory itself) a mode.
+		loosen map[string]os.FileMode
+	}{
+		{name: "everything private already"},
+		{name: "data directory readable by everyone", loosen: map[string]os.FileMode{"": 0o755}},
+		{name: "data directory open to its group", loosen: map[string]os.FileMode{"": 0o770}},
+		{name: "job-signing key readable by everyone", loosen: map[string]os.FileMode{signingKeyFile: 0o644}},
+		{name: "store and its log readable by the group", loosen: map[string]os.FileMode{storeFile: 0o640, storeFile + "-wal": 0o640}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			open := func(log *slog.Logger) (close func() error) {
+				t.Helper()
+				c := &Controller{cfg: Config{DataDir: dir}, log: log}
+				if _, err := c.openDataDir(context.Background()); err != nil {
+					t.Fatal(err)
+				}
+				return c.store.Close
+			}
+			// A first start lays the files down; the store's log is gone
+			// once it closes, as after a clean stop.
+			if err := open(slog.New(slog.DiscardHandler))(); err != nil {
+				t.Fatal(err)
+			}
+			for name, mode := range tt.loosen {
+				p := filepath.Join(dir, name)
+				if _, err := os.Stat(p); errors.Is(err, os.ErrNotExist) {
+					if err := os.WriteFile(p, nil, mode); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if err := os.Chmod(p, mode); err != nil {
+					t.Fatal(err)
+				}
+			}
+
+			var logs bytes.Buffer
+			defer open(slog.New(slog.NewTextHandler(&logs, nil)))()
+			for _, name := range []string{"", signingKeyFile, storeFile, storeFile + "-wal"} {
+				p, want := filepath.Join(dir, name), os.FileMode(0o600)
+				if name == "" {
+					want = 0o700
+				}
+				fi, err := os.Stat(p)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got := fi.Mode().Perm(); got != want {
+					t.Errorf("%s: mode %04o, want %04o", p, got, want)
+				}
+				mode, loosened := tt.loosen[name]
+				warned := strings.Contains(logs.String(), fmt.Sprintf("path=%s mode=%04o", p, mode))
+				if warned != loosened {
+					t.Errorf("%s: warned %v, want %v; log:\n%s", p, warned, loosened, logs.String())
+				}
+			}
+			if len(tt.loosen) == 0 && logs.Len() != 0 {
+				t.Errorf("warnings for a private data directory:\n%s", logs.String())
+			}
+		})
+	}
 }

@@ -40,26 +40,30 @@ type harness struct {
 	t       *testing.T
 	up      *gittest.Upstream
 	repoURL string
-	base    string
-	cfg     reconciler.Config
-	pd      *patchdtest.Patchd
+	// first is the fleet repo's first commit.
+	first string
+	base  string
+	cfg   reconciler.Config
+	pd    *patchdtest.Patchd
 }
 
-func newHarness(t *testing.T, mutate func(*reconciler.Config)) *harness {
+// newHarness starts a controller on a new fleet repo of one commit; mutate,
+// when not nil, may change h.cfg and the repo before it starts.
+func newHarness(t *testing.T, mutate func(h *harness)) *harness {
 	t.Helper()
 	repos := t.TempDir()
 	up := gittest.NewUpstream(t, repos, "fleet")
 	up.CopyDir("testdata/fleet")
-	up.Commit("Start the fleet")
+	first := up.Commit("Start the fleet")
 	url := gittest.StartDaemon(t, repos) + "fleet.git"
 
-	h := &harness{t: t, up: up, repoURL: url}
+	h := &harness{t: t, up: up, repoURL: url, first: first.String()}
 	// patchdtest's configuration polls hourly: in these tests a push
 	// reaches the controller through the webhook, as in production.
 	h.cfg = patchdtest.Config(t, url, map[string]string{"acme": acmeSecret, "globex": globexSecret})
 	h.cfg.LongPollMax = 20 * time.Second
 	if mutate != nil {
-		mutate(&h.cfg)
+		mutate(h)
 	}
 	h.start()
 	return h

@@ -2,6 +2,7 @@ package reconciler
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -125,7 +126,10 @@ func (r *revisions) loadFleet(ctx context.Context, rev string) (*schema.Fleet, e
 
 // restore reloads, after a restart, the revision each client last ran, so
 // a restart neither loses a client's policy nor jumps it to a head that was
-// refused. Every client it restores is queued for a re-plan.
+// refused. Every client it restores is queued for a re-plan. When signed
+// commits are required and no revision was ever applied, it refuses to go
+// on without a trust anchor: nothing would vouch for the first head's
+// history.
 func (r *revisions) restore(ctx context.Context) error {
 	revs, err := r.store.Revisions(ctx, 1)
 	if err != nil {
@@ -167,6 +171,11 @@ func (r *revisions) restore(ctx context.Context) error {
 	if len(revs.Refused) > 0 {
 		x := revs.Refused[0]
 		r.refused = &protocol.Refusal{Revision: x.Hash, Client: x.Client, Problems: x.Problems, At: x.At}
+	}
+	if r.verify.RequireSigned && r.applied.IsZero() && r.verify.TrustFrom.IsZero() {
+		return errors.New("--require-signed: no fleet revision has been applied yet, so nothing vouches for the history " +
+			"of the first head; give --trust-from COMMIT, the last commit you trust as it is (check it by hand, e.g. " +
+			"with git log --show-signature): every commit after it must be signed")
 	}
 	return nil
 }

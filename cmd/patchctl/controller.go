@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/patchline/patchline/internal/adminclient"
+	"github.com/patchline/patchline/internal/netaddr"
 	"github.com/patchline/patchline/internal/tlsconf"
 )
 
@@ -31,6 +33,9 @@ func (f *controllerFlags) register(cmd *cobra.Command) {
 // client builds the admin API client of the flags: the token from
 // --token, --token-file or PATCHLINE_ADMIN_TOKEN, the CA from --ca-file.
 func (f *controllerFlags) client() (*adminclient.Client, error) {
+	if err := checkAdminURL(f.url); err != nil {
+		return nil, err
+	}
 	token := f.token
 	if f.tokenFile != "" {
 		b, err := os.ReadFile(f.tokenFile)
@@ -54,4 +59,18 @@ func (f *controllerFlags) client() (*adminclient.Client, error) {
 		hc.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}
 	}
 	return &adminclient.Client{Base: f.url, Token: token, HTTP: hc}, nil
+}
+
+// checkAdminURL checks --controller before the admin token is sent to
+// it: plain http is refused unless the host is loopback.
+func checkAdminURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return fmt.Errorf("--controller %q: %w", raw, err)
+	}
+	if netaddr.InClear(u) {
+		return fmt.Errorf("--controller %q: plain http would send the admin token in clear; use https://, "+
+			"or an SSH tunnel to the controller (ssh -L 8420:127.0.0.1:8420 HOST, then --controller http://127.0.0.1:8420)", raw)
+	}
+	return nil
 }

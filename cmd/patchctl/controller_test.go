@@ -3,9 +3,13 @@ package main
 import (
 	"bytes"
 	"context"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -114,5 +118,63 @@ func TestBackupCommand(t *testing.T) {
 	}
 	if len(entries) != 1 {
 		t.Errorf("%d files next to the backup, want only it", len(entries))
+	}
+}
+
+// TestAdminTokenNeverInClear: the commands that send the admin token
+// refuse plain http to a host that is not loopback, before sending
+// anything, and say what to use instead; loopback stays allowed (an SSH
+// tunnel, or patchctl on the controller's host).
+func TestAdminTokenNeverInClear(t *testing.T) {
+	var mu sync.Mutex
+	var tokens []string
+	loopback := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		tokens = append(tokens, r.Header.Get("Authorization"))
+		mu.Unlock()
+		if r.URL.Query().Has("redirect") {
+			http.Redirect(w, r, "http://patchd.msp.example:8420/v1/status", http.StatusFound)
+			return
+		}
+		http.Error(w, "no", http.StatusUnauthorized)
+	}))
+	defer loopback.Close()
+	_, port, err := net.SplitHostPort(loopback.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATCHLINE_ADMIN_TOKEN", "admin-token-for-tests-only")
+	tests := []struct {
+		name       string
+		args       []string
+		want       string // in stderr
+		wantServed int    // requests the loopback server answered
+	}{
+		{"status over http to a host name", []string{"status", "--controller", "http://patchd.msp.example:8420"},
+			"plain http would send the admin token in clear; use https://, or an SSH tunnel", 0},
+		{"backup over http to a LAN address", []string{"backup", "--controller", "http://10.20.0.5:8420", "--out", filepath.Join(t.TempDir(), "b.db")},
+			"plain http would send the admin token in clear", 0},
+		{"state export over http to a host name", []string{"state", "export", "--controller", "HTTP://patchd.msp.example"},
+			"plain http would send the admin token in clear", 0},
+		{"status over http to 127.0.0.1", []string{"status", "--controller", loopback.URL}, "401", 1},
+		{"status over http to localhost", []string{"status", "--controller", "http://localhost:" + port}, "401", 1},
+		{"a redirect to plain http elsewhere", []string{"status", "--controller", loopback.URL + "/?redirect=1"},
+			"redirected to http://patchd.msp.example:8420/v1/status: plain http would send the admin token in clear", 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			mu.Lock()
+			tokens = nil
+			mu.Unlock()
+			code, _, errOut := run(t, tt.args...)
+			if code == 0 || !strings.Contains(errOut, tt.want) {
+				t.Errorf("exit %d, stderr %q; want a failure saying %q", code, errOut, tt.want)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if len(tokens) != tt.wantServed {
+				t.Errorf("the loopback controller got %d requests, want %d", len(tokens), tt.wantServed)
+			}
+		})
 	}
 }

@@ -29,6 +29,8 @@ func TestFleetGenerateAndSimFlags(t *testing.T) {
 		{"no output directory", []string{"fleet", "generate"}, "--out is required"},
 		{"sim without secrets", []string{"sim", "--endpoints", "2"}, "--secrets is required"},
 		{"sim with more clients than the secrets name", []string{"sim", "--secrets", secrets, "--clients", "3"}, `no enrollment secret for client "client-002"`},
+		{"sim over plain http to another host", []string{"sim", "--secrets", secrets, "--clients", "2", "--controller", "http://patchd.msp.example:8420"},
+			"plain http would send the admin token and enrollment secrets in clear"},
 		{"sim measuring commits without the repo", []string{"sim", "--secrets", secrets, "--clients", "2", "--commits", "1"}, "needs the fleet repo"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/go-git/go-git/v5/plumbing"
+
 	"github.com/patchline/patchline/reconciler"
 	"github.com/patchline/patchline/reconciler/source"
 )
@@ -83,6 +85,7 @@ func parseFlags(args []string, stderr io.Writer) (cfg reconciler.Config, opts op
 	var (
 		keyring, tokenFile  string
 		allowedSigners      string
+		trustFrom           string
 		logLevel, logFormat string
 	)
 	fs := flag.NewFlagSet("patchd", flag.ContinueOnError)
@@ -102,6 +105,7 @@ func parseFlags(args []string, stderr io.Writer) (cfg reconciler.Config, opts op
 	fs.BoolVar(&cfg.Verify.RequireSigned, "require-signed", false, "refuse commits not signed by a key in --keyring or --allowed-signers")
 	fs.StringVar(&keyring, "keyring", "", "`file` of armored OpenPGP public keys allowed to sign fleet commits")
 	fs.StringVar(&allowedSigners, "allowed-signers", "", "`file` of SSH keys allowed to sign fleet commits, in git's allowed-signers format")
+	fs.StringVar(&trustFrom, "trust-from", "", "with --require-signed, the `COMMIT` (full hash) trusted as it is until a revision is applied: every commit after it must be signed (needed on the first start)")
 	fs.DurationVar(&cfg.Poll, "poll", time.Minute, "how often to fetch the fleet repo besides webhooks")
 	fs.DurationVar(&cfg.Lease, "lease", 10*time.Minute, "how long a job handed to an agent waits for its result before it is offered again")
 	fs.Float64Var(&cfg.EnrollRate, "enroll-rate", 10, "enrollments per second accepted after a burst of 50 (raise to onboard a large fleet at once)")
@@ -148,8 +152,14 @@ func parseFlags(args []string, stderr io.Writer) (cfg reconciler.Config, opts op
 			}
 			cfg.Verify.AllowedSigners = string(b)
 		}
-	} else if keyring != "" || allowedSigners != "" {
-		return cfg, opts, errors.New("--keyring and --allowed-signers are used only with --require-signed; add it")
+		if trustFrom != "" {
+			if !plumbing.IsHash(trustFrom) {
+				return cfg, opts, fmt.Errorf("--trust-from %q: give the commit's full 40-hex-digit hash (git rev-parse COMMIT)", trustFrom)
+			}
+			cfg.Verify.TrustFrom = plumbing.NewHash(trustFrom)
+		}
+	} else if keyring != "" || allowedSigners != "" || trustFrom != "" {
+		return cfg, opts, errors.New("--keyring, --allowed-signers and --trust-from are used only with --require-signed; add it")
 	}
 	if tokenFile != "" {
 		b, err := os.ReadFile(tokenFile)

@@ -33,7 +33,8 @@ func TestParseFlags(t *testing.T) {
 		{name: "a remote repo with every option", args: []string{
 			"--repo", "https://git.example/msp/fleet.git", "--branch", "prod", "--git-token-file", token,
 			"--data-dir", dir, "--secrets", "s.json", "--listen", "0.0.0.0:8420", "--tls-cert", "c", "--tls-key", "k",
-			"--require-signed", "--keyring", keyring, "--poll", "30s", "--lease", "2m", "--log-format", "json",
+			"--require-signed", "--keyring", keyring, "--trust-from", "4A3F9C0D1E2B5A6978C8D7E6F5A4B3C2D1E0F9A8",
+			"--poll", "30s", "--lease", "2m", "--log-format", "json",
 		}},
 		{name: "a local repo", args: []string{"--repo-dir", dir, "--data-dir", dir, "--secrets", "s.json"}},
 		{name: "both repo kinds", args: []string{"--repo", "file:///x", "--repo-dir", dir}, wantErr: "not both"},
@@ -41,6 +42,10 @@ func TestParseFlags(t *testing.T) {
 		{name: "SSH signing", args: []string{"--repo", "file:///x", "--require-signed", "--allowed-signers", keyring}},
 		{name: "unreadable allowed signers", args: []string{"--repo", "file:///x", "--require-signed", "--allowed-signers", filepath.Join(dir, "nope")}, wantErr: "--allowed-signers"},
 		{name: "keys without signing required", args: []string{"--repo", "file:///x", "--keyring", keyring}, wantErr: "only with --require-signed"},
+		{name: "trust anchor given as a short hash", args: []string{"--repo", "file:///x", "--require-signed", "--keyring", keyring, "--trust-from", "4a3f9c0"},
+			wantErr: `--trust-from "4a3f9c0": give the commit's full 40-hex-digit hash (git rev-parse COMMIT)`},
+		{name: "trust anchor given as a branch", args: []string{"--repo", "file:///x", "--require-signed", "--keyring", keyring, "--trust-from", "main"}, wantErr: "--trust-from"},
+		{name: "trust anchor without signing required", args: []string{"--repo", "file:///x", "--trust-from", "4a3f9c0d1e2b5a6978c8d7e6f5a4b3c2d1e0f9a8"}, wantErr: "only with --require-signed"},
 		{name: "unreadable keyring", args: []string{"--repo", "file:///x", "--require-signed", "--keyring", filepath.Join(dir, "nope")}, wantErr: "--keyring"},
 		{name: "bad log level", args: []string{"--repo", "file:///x", "--log-level", "loud"}, wantErr: "--log-level"},
 		{name: "bad log format", args: []string{"--repo", "file:///x", "--log-format", "xml"}, wantErr: "--log-format"},
@@ -75,7 +80,8 @@ func TestParseFlags(t *testing.T) {
 		t.Errorf("profiler address %q, want 127.0.0.1:6060", opts.debugAddr)
 	}
 	if cfg.Repo.Token != "ghp_abc" || cfg.Repo.Branch != "prod" || cfg.RepoBranch != "prod" || cfg.Poll != 30*time.Second ||
-		!cfg.Verify.RequireSigned || !strings.HasPrefix(cfg.Verify.Keyring, "-----BEGIN PGP") {
+		!cfg.Verify.RequireSigned || !strings.HasPrefix(cfg.Verify.Keyring, "-----BEGIN PGP") ||
+		cfg.Verify.TrustFrom.String() != "4a3f9c0d1e2b5a6978c8d7e6f5a4b3c2d1e0f9a8" {
 		t.Errorf("config from flags: %+v", cfg)
 	}
 }
@@ -85,7 +91,7 @@ func TestParseFlags(t *testing.T) {
 func TestRunRefusesBadSetups(t *testing.T) {
 	dir := t.TempDir()
 	secrets := filepath.Join(dir, "secrets.json")
-	if err := os.WriteFile(secrets, []byte(`{"adminToken": "t"}`), 0o644); err != nil {
+	if err := os.WriteFile(secrets, []byte(`{"adminToken": "patchd-test-admin-token"}`), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	tests := []struct {

@@ -7,12 +7,14 @@ package adminclient
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
 	"strings"
 
+	"github.com/patchline/patchline/internal/netaddr"
 	"github.com/patchline/patchline/protocol"
 )
 
@@ -33,15 +35,22 @@ func (c *Client) Get(ctx context.Context, path string) (io.ReadCloser, error) {
 	if err != nil || u.Host == "" {
 		return nil, fmt.Errorf("controller URL %q: want something like https://patchd.msp.example:8420", c.Base)
 	}
+	if netaddr.InClear(u) {
+		return nil, fmt.Errorf("controller URL %q: plain http would send the admin token in clear; use https://, "+
+			"or an SSH tunnel to the controller (ssh -L 8420:127.0.0.1:8420 HOST, then http://127.0.0.1:8420)", c.Base)
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
 		return nil, fmt.Errorf("controller URL %q: %w", c.Base, err)
 	}
 	req.Header.Set("Authorization", "Bearer "+c.Token)
-	hc := c.HTTP
-	if hc == nil {
-		hc = http.DefaultClient
+	var hc http.Client
+	if c.HTTP != nil {
+		hc = *c.HTTP
 	}
+	// A redirect to the same host carries the token along, even from https
+	// to http: refuse any that would send it in clear.
+	hc.CheckRedirect = refuseClear
 	resp, err := hc.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("reach controller: %w", err)
@@ -55,6 +64,18 @@ func (c *Client) Get(ctx context.Context, path string) (io.ReadCloser, error) {
 		return nil, fmt.Errorf("controller answered %s", resp.Status)
 	}
 	return resp.Body, nil
+}
+
+// refuseClear is the redirect policy of admin requests: at most 10, none to
+// plain http off loopback.
+func refuseClear(req *http.Request, via []*http.Request) error {
+	if len(via) >= 10 {
+		return errors.New("stopped after 10 redirects")
+	}
+	if netaddr.InClear(req.URL) {
+		return fmt.Errorf("redirected to %s: plain http would send the admin token in clear; give the controller's https:// URL that is not redirected", req.URL.Redacted())
+	}
+	return nil
 }
 
 // Status reads GET /v1/status.

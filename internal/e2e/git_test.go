@@ -2,18 +2,23 @@ package e2e
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
 	"github.com/go-git/go-git/v5"
+	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/object"
 
 	"github.com/patchline/patchline/internal/gittest"
+	"github.com/patchline/patchline/internal/patchdtest"
+	"github.com/patchline/patchline/reconciler/source"
 )
 
-// commitSigned commits the repo's changes signed with key (go-git signs)
-// and returns the commit.
+// commitSigned commits the repo's changes as the fleet lead
+// (lead@msp.example), signed with key (go-git signs), and returns the
+// commit.
 func (r *fleetRepo) commitSigned(key *openpgp.Entity, msg string) string {
 	r.t.Helper()
 	repo, err := git.PlainOpen(r.dir)
@@ -45,8 +50,10 @@ func (r *fleetRepo) resetTo(rev string) {
 // attack on the fleet repo is refused and the last good revision keeps
 // running.
 func TestGitAttacksUnderRequireSigned(t *testing.T) {
-	lead, keyring := gittest.SigningKey(t, "Fleet Lead")
-	intruder, _ := gittest.SigningKey(t, "Intruder")
+	lead, leadKey := gittest.SigningKey(t, "Fleet Lead", "lead@msp.example")
+	tech, techKey := gittest.SigningKey(t, "Tech", "tech@msp.example")
+	keyring := leadKey + techKey
+	intruder, _ := gittest.SigningKey(t, "Intruder", "intruder@example.com")
 	change := func(r *fleetRepo, n int) {
 		r.write(map[string]string{"clients/acme/policy.cue": acmeCUE + fmt.Sprintf("// change %d\n", n)})
 	}
@@ -67,6 +74,10 @@ func TestGitAttacksUnderRequireSigned(t *testing.T) {
 			change(r, 1)
 			return r.commitSigned(intruder, "Change signed by someone else")
 		}},
+		{"a commit signed by a keyring key whose owner is not the committer", func(r *fleetRepo, good string) string {
+			change(r, 1)
+			return r.commitSigned(tech, "Change committed as the lead, signed by a technician")
+		}},
 		{"a force-push to an older commit", func(r *fleetRepo, good string) string {
 			parent := gittest.Run(t, r.env, r.dir, "rev-parse", good+"^")
 			r.resetTo(parent)
@@ -86,7 +97,7 @@ func TestGitAttacksUnderRequireSigned(t *testing.T) {
 			change(repo, 0)
 			good := repo.commitSigned(lead, "Signed policy")
 			cfg := controllerConfig(t, repo)
-			cfg.Verify.RequireSigned, cfg.Verify.Keyring = true, keyring
+			cfg.Verify = requireSigned(t, repo, keyring, good)
 			c := startController(t, cfg)
 			repo.base = c.URL
 			if got := applied(status(t, c.URL), client); got != good {
@@ -103,12 +114,30 @@ func TestGitAttacksUnderRequireSigned(t *testing.T) {
 		})
 	}
 
+	t.Run("an unsigned commit under the first head", func(t *testing.T) {
+		repo := newFleetRepo(t, "7d", approveNothing)
+		start := gittest.Run(t, repo.env, repo.dir, "rev-parse", "HEAD")
+		change(repo, 1)
+		unsigned := repo.commit("Unsigned change")
+		change(repo, 2)
+		head := repo.commitSigned(lead, "Signed change on top")
+		cfg := controllerConfig(t, repo)
+		cfg.Verify = source.VerifyPolicy{RequireSigned: true, Keyring: keyring, TrustFrom: plumbing.NewHash(start)}
+		st := patchdtest.Start(t, cfg).Status() // once the head is applied or refused
+		if st.Refused == nil || st.Refused.Revision != head || !strings.Contains(strings.Join(st.Refused.Problems, " "), unsigned[:12]) {
+			t.Errorf("refused %+v, want the head %s refused for the unsigned %s", st.Refused, head, unsigned)
+		}
+		if got := applied(st, client); got != "" {
+			t.Errorf("acme runs %s, want nothing applied", got)
+		}
+	})
+
 	t.Run("going back to the last good revision after a refusal", func(t *testing.T) {
 		repo := newFleetRepo(t, "7d", approveNothing)
 		change(repo, 0)
 		good := repo.commitSigned(lead, "Signed policy")
 		cfg := controllerConfig(t, repo)
-		cfg.Verify.RequireSigned, cfg.Verify.Keyring = true, keyring
+		cfg.Verify = requireSigned(t, repo, keyring, good)
 		c := startController(t, cfg)
 		repo.base = c.URL
 		change(repo, 1)
@@ -124,6 +153,15 @@ func TestGitAttacksUnderRequireSigned(t *testing.T) {
 			t.Errorf("acme runs %s, want %s", got, good)
 		}
 	})
+}
+
+// requireSigned requires commits signed by a key in keyring, trusting the
+// repo as it was before the signed commit good: good is checked, like
+// every commit after it.
+func requireSigned(t *testing.T, r *fleetRepo, keyring, good string) source.VerifyPolicy {
+	t.Helper()
+	anchor := gittest.Run(t, r.env, r.dir, "rev-parse", good+"^")
+	return source.VerifyPolicy{RequireSigned: true, Keyring: keyring, TrustFrom: plumbing.NewHash(anchor)}
 }
 
 // waitHead waits until the controller has looked at head (applied or

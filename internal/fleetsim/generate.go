@@ -117,8 +117,9 @@ func Generate(ctx context.Context, out string, opts GenerateOptions) (*Generated
 	return g, nil
 }
 
+// randomSecret is a new secret of 32 random bytes, in hex.
 func randomSecret() string {
-	b := make([]byte, 24)
+	b := make([]byte, 32)
 	// crypto/rand.Read never fails on the platforms Go supports.
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)

@@ -2,6 +2,7 @@ package fleetsim
 
 import (
 	"context"
+	"encoding/hex"
 	"os"
 	"path/filepath"
 	"testing"
@@ -98,6 +99,22 @@ func TestGenerateWritesALoadableFleet(t *testing.T) {
 			}
 			if len(sec.Enrollment) != tc.opts.Clients || sec.WebhookSecret == "" {
 				t.Errorf("secrets: %d enrollment secrets, webhook secret %q", len(sec.Enrollment), sec.WebhookSecret)
+			}
+			// Each secret is 32 random bytes (64 hex digits), and none repeats.
+			seen := map[string]string{}
+			check := func(name, v string) {
+				if b, err := hex.DecodeString(v); err != nil || len(b) != 32 {
+					t.Errorf("%s %q: want 32 random bytes in hex", name, v)
+				}
+				if other, ok := seen[v]; ok {
+					t.Errorf("%s is the same as %s", name, other)
+				}
+				seen[v] = name
+			}
+			check("adminToken", sec.AdminToken)
+			check("webhookSecret", sec.WebhookSecret)
+			for c, v := range sec.Enrollment {
+				check("enrollment."+c, v)
 			}
 		})
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"os"
 	"path/filepath"
 	"sync"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/patchline/patchline/agent"
 	"github.com/patchline/patchline/agent/backend/sim"
+	"github.com/patchline/patchline/internal/netaddr"
 	"github.com/patchline/patchline/internal/plangen"
 	"github.com/patchline/patchline/protocol"
 )
@@ -171,6 +173,13 @@ func (o *Options) check() error {
 		return fmt.Errorf("sim: %d commits need as many clients; there are %d", o.Commits, o.Clients)
 	case o.Commits > 0 && o.RepoDir == "":
 		return errors.New("sim: measuring commit-to-job latency needs the fleet repo directory")
+	}
+	u, err := url.Parse(o.Controller)
+	if err != nil {
+		return fmt.Errorf("sim: controller URL %q: %w", o.Controller, err)
+	}
+	if netaddr.InClear(u) {
+		return fmt.Errorf("sim: controller URL %q: plain http would send the admin token and enrollment secrets in clear; use https://, or an SSH tunnel to the controller", o.Controller)
 	}
 	for i := range o.Clients {
 		if o.Secrets.Enrollment[plangen.ClientID(i)] == "" {

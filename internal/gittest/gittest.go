@@ -216,11 +216,13 @@ func SkipOrFail(t testing.TB, format string, args ...any) {
 	t.Skipf("SKIPPED, tool missing (this fails under CI=true): "+format, args...)
 }
 
-// SigningKey makes an Ed25519 OpenPGP key (fast to generate) and its
-// armored public key, for commits go-git signs with CommitOptions.SignKey.
-func SigningKey(t testing.TB, name string) (*openpgp.Entity, string) {
+// SigningKey makes an Ed25519 OpenPGP key (fast to generate) for the
+// identity "name <email>", and its armored public key, for commits go-git
+// signs with CommitOptions.SignKey. A signed commit counts only when its
+// committer's email is the key's.
+func SigningKey(t testing.TB, name, email string) (*openpgp.Entity, string) {
 	t.Helper()
-	e, err := openpgp.NewEntity(name, "", strings.ToLower(name)+"@example.com", &packet.Config{Algorithm: packet.PubKeyAlgoEdDSA})
+	e, err := openpgp.NewEntity(name, "", email, &packet.Config{Algorithm: packet.PubKeyAlgoEdDSA})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,10 +1,12 @@
 // Package netaddr tells whether a network address stays on this machine.
 // Patchline allows some things only there: plain HTTP between the agent
-// and the controller, the controller's API without TLS, and the profiler.
+// and the controller, the controller's API without TLS, the admin token
+// over plain HTTP, and the profiler.
 package netaddr
 
 import (
 	"net"
+	"net/url"
 	"strings"
 )
 
@@ -29,4 +31,10 @@ func IsLoopbackAddr(addr string) (bool, error) {
 		return false, err
 	}
 	return IsLoopbackHost(host), nil
+}
+
+// InClear reports whether a request to u would cross the network
+// unencrypted: plain http to a host that is not loopback.
+func InClear(u *url.URL) bool {
+	return u.Scheme == "http" && !IsLoopbackHost(u.Hostname())
 }

@@ -1,6 +1,9 @@
 package netaddr
 
-import "testing"
+import (
+	"net/url"
+	"testing"
+)
 
 func TestIsLoopbackHost(t *testing.T) {
 	tests := []struct {
@@ -51,5 +54,32 @@ func TestIsLoopbackAddr(t *testing.T) {
 				t.Errorf("IsLoopbackAddr(%q) = %v, %v; want %v, error %v", tt.addr, got, err, tt.want, tt.wantErr)
 			}
 		})
+	}
+}
+
+func TestInClear(t *testing.T) {
+	tests := []struct {
+		url  string
+		want bool
+	}{
+		{"https://patchd.msp.example:8420", false},
+		{"https://10.20.0.5:8420", false},
+		{"http://127.0.0.1:8420", false},
+		{"http://localhost:8420", false},
+		{"http://[::1]:8420", false},
+		{"HTTP://patchd.msp.example", true},
+		{"http://patchd.msp.example:8420", true},
+		{"http://10.20.0.5:8420", true},
+		{"http://[2001:db8::1]:8420", true},
+		{"http://localhost.msp.example:8420", true},
+	}
+	for _, tt := range tests {
+		u, err := url.Parse(tt.url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := InClear(u); got != tt.want {
+			t.Errorf("InClear(%s) = %v, want %v", tt.url, got, tt.want)
+		}
 	}
 }

@@ -31,7 +31,7 @@ func TestStartServesTheFleetRepo(t *testing.T) {
 	dir, head := fleetRepo(t)
 	for name, repo := range map[string]string{"a local repository": dir, "a repository URL": "file://" + dir} {
 		t.Run(name, func(t *testing.T) {
-			p := Start(t, Config(t, repo, map[string]string{"acme": "acme-enrollment"}))
+			p := Start(t, Config(t, repo, map[string]string{"acme": "acme-enrollment-secret"}))
 			if host, _, err := net.SplitHostPort(p.Addr); err != nil || host != "127.0.0.1" || p.URL != "http://"+p.Addr {
 				t.Errorf("listens on %s (URL %s), want 127.0.0.1", p.Addr, p.URL)
 			}
@@ -40,7 +40,7 @@ func TestStartServesTheFleetRepo(t *testing.T) {
 			}
 			var resp protocol.EnrollResponse
 			code, body := apitest.Do(t, p.URL, "POST", protocol.PathEnroll, nil, protocol.EnrollRequest{
-				Client: "acme", Secret: "acme-enrollment", InstanceID: "instance-ws-01",
+				Client: "acme", Secret: "acme-enrollment-secret", InstanceID: "instance-ws-01",
 				NodeKey: "node-key-0123456789abcdef0123456789abcdef-ws-01", Hostname: "ACME-WS-01", OS: protocol.OS{Family: "windows"},
 			}, &resp)
 			if code != 200 || !strings.HasPrefix(resp.Endpoint, "acme-") {

@@ -191,21 +191,29 @@ func (s *Server) result(w http.ResponseWriter, r *http.Request, ep store.Enrollm
 	if err != nil {
 		return err
 	}
-	if req.Refused && len(results) == 0 {
-		// The agent would not trust the job's content, so it named no
-		// updates: every update of the job is refused.
-		if results, err = s.refuseAll(r.Context(), ep.ID, jobID, req.Reason); err != nil {
+	if req.Refused {
+		open, err := s.openJobUpdates(r.Context(), ep.ID, jobID)
+		if err != nil {
 			return err
 		}
-	}
-
-	if req.Refused && req.JobSeq > 0 {
-		// A refusal may be for a number below what the agent has seen
-		// (any other result is for a number the controller gave out):
-		// raise it before the result, whose re-plan may plan the job
-		// again.
-		if err := s.cfg.Store.RaiseJobSeq(r.Context(), ep.ID, req.JobSeq); err != nil {
-			return storeError(err, "endpoint not found")
+		if len(results) == 0 {
+			// The agent would not trust the job's content, so it named
+			// no updates: every update of the job is refused.
+			for _, u := range open {
+				results = append(results, store.UpdateResult{Update: u, Result: protocol.ResultRefused, Error: req.Reason})
+			}
+		}
+		if len(open) > 0 && req.JobSeq > 0 {
+			// A refusal may be for a number below what the agent has
+			// seen (the store was restored from an older backup): raise
+			// it before the result, whose re-plan may plan the job
+			// again. Only a job the controller gave this endpoint, and
+			// not yet answered, speaks for its numbers: a refusal of a
+			// job that does not exist, is another endpoint's or was
+			// answered already raises nothing.
+			if err := s.cfg.Store.RaiseJobSeq(r.Context(), ep.ID, req.JobSeq); err != nil {
+				return storeError(err, "endpoint not found")
+			}
 		}
 	}
 	rec, err := s.cfg.Store.RecordResult(r.Context(), jobID, ep.ID, results, s.cfg.Now())
@@ -258,20 +266,21 @@ func resultsOf(jobID string, req *protocol.ResultRequest) ([]store.UpdateResult,
 	return results, nil
 }
 
-// refuseAll builds refused results for the updates of an endpoint's open
-// job, found through the in-flight job of each update the endpoint reports.
-// A finished or unknown job has none; RecordResult then tells a duplicate
-// from a job that is not the endpoint's.
-func (s *Server) refuseAll(ctx context.Context, endpoint, jobID, reason string) ([]store.UpdateResult, error) {
+// openJobUpdates returns the updates of jobID while it is an open job of
+// endpoint (handed out or not, its window not yet over), found through the
+// in-flight job of each update the endpoint reports. A job that is
+// finished, expired, unknown or another endpoint's has none; RecordResult
+// then tells a duplicate from a job that is not the endpoint's.
+func (s *Server) openJobUpdates(ctx context.Context, endpoint, jobID string) ([]string, error) {
 	e, err := s.cfg.Store.EndpointSnapshot(ctx, endpoint, s.cfg.Now())
 	if err != nil {
 		return nil, storeError(err, "endpoint not found")
 	}
-	var results []store.UpdateResult
+	var updates []string
 	for _, u := range e.Updates {
 		if u.InFlightJob != nil && *u.InFlightJob == jobID {
-			results = append(results, store.UpdateResult{Update: u.ID, Result: protocol.ResultRefused, Error: reason})
+			updates = append(updates, u.ID)
 		}
 	}
-	return results, nil
+	return updates, nil
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/patchline/patchline/protocol"
+	"github.com/patchline/patchline/reconciler/store"
 )
 
 // jobIDs lists the ids of jobs.
@@ -273,4 +274,62 @@ func TestResult(t *testing.T) {
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("recorded attempts (-want +got):\n%s", diff)
 	}
+}
+
+// TestRefusalRaisesJobNumbersOnlyForARealJob: a refusal says how far the
+// agent's job numbers are, and the endpoint's next job is numbered above
+// them, only when it refuses a job the controller gave that endpoint and
+// it has not answered yet.
+func TestRefusalRaisesJobNumbersOnlyForARealJob(t *testing.T) {
+	const farAhead = 1 << 53
+	tests := []struct {
+		name string
+		// refuse posts the refusals of the case and returns the status
+		// of the last one; mine is a job of a, theirs one of another
+		// endpoint.
+		refuse     func(t *testing.T, e *env, a agent, mine, theirs store.Job) int
+		wantStatus int
+		wantNext   int64
+	}{
+		{name: "refusal of the endpoint's own open job", refuse: func(t *testing.T, e *env, a agent, mine, _ store.Job) int {
+			return e.post(protocol.ResultPath(mine.ID), refusalAt(mine.ID, 40), a.auth()...).status
+		}, wantStatus: 200, wantNext: 41},
+		{name: "refusal of a job that does not exist", refuse: func(t *testing.T, e *env, a agent, _, _ store.Job) int {
+			return e.post(protocol.ResultPath("no-such-job"), refusalAt("no-such-job", farAhead), a.auth()...).status
+		}, wantStatus: 404, wantNext: 2},
+		{name: "refusal of another endpoint's job", refuse: func(t *testing.T, e *env, a agent, _, theirs store.Job) int {
+			return e.post(protocol.ResultPath(theirs.ID), refusalAt(theirs.ID, farAhead), a.auth()...).status
+		}, wantStatus: 404, wantNext: 2},
+		{name: "second refusal of a job already answered", refuse: func(t *testing.T, e *env, a agent, mine, _ store.Job) int {
+			if resp := e.post(protocol.ResultPath(mine.ID), refusalAt(mine.ID, 40), a.auth()...); resp.status != 200 {
+				t.Fatalf("first refusal: %d %s", resp.status, resp.body)
+			}
+			return e.post(protocol.ResultPath(mine.ID), refusalAt(mine.ID, farAhead), a.auth()...).status
+		}, wantStatus: 200, wantNext: 41},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t)
+			a, b := e.enroll("WS-001"), e.enroll("WS-002")
+			for _, ag := range []agent{a, b} {
+				if resp := e.post(protocol.PathReport, reportFixture(t), ag.auth()...); resp.status != 200 {
+					t.Fatalf("report: %d %s", resp.status, resp.body)
+				}
+			}
+			mine := e.createJob(a, "k-mine", "KB5044284")
+			theirs := e.createJob(b, "k-theirs", "KB5044284")
+			if got := tt.refuse(t, e, a, mine, theirs); got != tt.wantStatus {
+				t.Fatalf("refusal answered %d, want %d", got, tt.wantStatus)
+			}
+			if next := e.createJob(a, "k-next", "Mozilla.Firefox@132.0.1"); next.Seq != tt.wantNext {
+				t.Errorf("next job of the endpoint numbered %d, want %d", next.Seq, tt.wantNext)
+			}
+		})
+	}
+}
+
+// refusalAt is a refusal of job that names no updates, from an agent that
+// has seen job numbers up to seq.
+func refusalAt(job string, seq int64) protocol.ResultRequest {
+	return protocol.ResultRequest{Job: job, Refused: true, Reason: "sequence 1 is not above 40", Updates: []protocol.UpdateResult{}, JobSeq: seq}
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/patchline/patchline/protocol"
 )
@@ -14,6 +15,11 @@ import (
 // hashPrefix marks a secret given pre-hashed in the secrets file:
 // "sha256:" and 64 hex digits of the SHA-256 of the secret.
 const hashPrefix = "sha256:"
+
+// minSecretLen is the fewest characters an admin token or enrollment
+// secret given in the clear may have: a shorter one can be guessed. A
+// pre-hashed one is exempt, since its length says nothing of the secret's.
+const minSecretLen = 16
 
 // Secrets are the credentials the API checks: the admin token, the
 // per-client enrollment secrets and the webhook secret. Tokens and
@@ -77,12 +83,16 @@ func parseSecrets(sf *protocol.SecretsFile) (*Secrets, error) {
 	return s, nil
 }
 
-// secretHash returns the SHA-256 of a secret, or decodes it when the value
+// secretHash returns the SHA-256 of a secret given in the clear, which
+// must have at least minSecretLen characters, or decodes it when the value
 // is already "sha256:<hex>".
 func secretHash(v string) ([sha256.Size]byte, error) {
 	var h [sha256.Size]byte
 	hexHash, ok := strings.CutPrefix(v, hashPrefix)
 	if !ok {
+		if n := utf8.RuneCountInString(v); n < minSecretLen {
+			return h, fmt.Errorf("too short to be secret (%d characters, at least %d are needed): generate one with `openssl rand -hex 32`, or give its hash as %s<64 hex digits>", n, minSecretLen, hashPrefix)
+		}
 		return sha256.Sum256([]byte(v)), nil
 	}
 	b, err := hex.DecodeString(hexHash)

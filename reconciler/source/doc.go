@@ -12,8 +12,8 @@
 //     repository on disk with fsnotify and reports when a commit lands.
 //   - Verify: [Verify] decides whether a candidate head may replace the last
 //     applied revision. It refuses history rewrites and, when signing is
-//     required, any commit in between that is not signed by a key in the
-//     keyring. A refusal is a [*RefusedError], so the controller can keep
+//     required, any commit in between that is not signed by an allowed
+//     key of its committer. A refusal is a [*RefusedError], so the controller can keep
 //     running the last good revision and say why.
 //   - Read: [ReadRevision] reads the files of a revision from its commit's
 //     tree, and [LoadRevision] hands the ones a [Loader] wants to it. The

@@ -82,8 +82,8 @@ func TestVerifySSHSigned(t *testing.T) {
 	ec := h.commit("signed with ecdsa", nil, keygenSigner{t, ecKey, "git"}, base)
 	file := h.commit("signed for files, not git", nil, keygenSigner{t, edKey, "file"}, base)
 	tampered := h.tamper(ed, "signed with ed25519, then edited", base)
-	alice, pgpKey := newKey(t, "Alice")
-	pgp := h.commit("signed with OpenPGP", alice, nil, base)
+	tech, pgpKey := newKey(t, "Tech", "tech@example.com")
+	pgp := h.commit("signed with OpenPGP", tech, nil, base)
 
 	allowed := func(lines ...string) VerifyPolicy {
 		return VerifyPolicy{RequireSigned: true, AllowedSigners: strings.Join(lines, "\n") + "\n"}
@@ -205,6 +205,8 @@ func TestVerifyCommitsSignedByGit(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "fleet.cue"), []byte("package fleet\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	git("commit", "-q", "--allow-empty", "-m", "initial import, before signing")
+	anchor := git("rev-parse", "HEAD")
 	git("add", "fleet.cue")
 	git("commit", "-q", "-S", "-m", "add the fleet")
 	first := git("rev-parse", "HEAD")
@@ -215,7 +217,7 @@ func TestVerifyCommitsSignedByGit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	policy := VerifyPolicy{RequireSigned: true, AllowedSigners: "tech@example.com " + pub + "\n"}
+	policy := VerifyPolicy{RequireSigned: true, AllowedSigners: "tech@example.com " + pub + "\n", TrustFrom: plumbing.NewHash(anchor)}
 	if err := Verify(repo, plumbing.ZeroHash, plumbing.NewHash(first), policy); err != nil {
 		t.Fatalf("commit signed by git: %v", err)
 	}

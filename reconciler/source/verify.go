@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strings"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
@@ -22,9 +24,15 @@ import (
 type VerifyPolicy struct {
 	// RequireSigned demands a valid signature, OpenPGP by a key in Keyring
 	// or SSH by a key in AllowedSigners, on every commit between the last
-	// applied revision (exclusive) and the head (inclusive); on first
-	// start, on the head itself.
+	// applied revision (exclusive) and the head (inclusive); before any
+	// revision is applied, between TrustFrom (exclusive) and the head.
 	RequireSigned bool
+	// TrustFrom is the trust anchor of RequireSigned: the commit accepted
+	// as it is, without checking it or its ancestors, while no revision
+	// has been applied. The first head must be it or descend from it.
+	// Once a revision is applied, that revision is the base of every check
+	// and TrustFrom is not used.
+	TrustFrom plumbing.Hash
 	// Keyring is one or more armored OpenPGP public key blocks (the output
 	// of `gpg --armor --export`; several exports may be concatenated).
 	Keyring string
@@ -55,18 +63,25 @@ func (e *RefusedError) Error() string {
 
 func short(h plumbing.Hash) string { return protocol.ShortRevision(h.String()) }
 
-// Verify decides whether head may replace lastApplied (ZeroHash on first
-// start). It returns a [*RefusedError] when:
+// Verify decides whether head may replace lastApplied (ZeroHash before
+// any revision is applied). Head is checked against a base: lastApplied
+// or, before any revision is applied and with policy.RequireSigned,
+// policy.TrustFrom (having neither is an error, not a refusal). Without
+// policy.RequireSigned, a first head is accepted as it is. Verify returns
+// a [*RefusedError] when:
 //
-//   - lastApplied is set and head does not descend from it (the branch was
-//     force-pushed to an older commit or to unrelated history);
-//   - policy.RequireSigned is set and a commit that lastApplied does not
+//   - head does not descend from its base (the branch was force-pushed to
+//     an older commit or to unrelated history, or the trust anchor is not
+//     in the head's history);
+//   - policy.RequireSigned is set and a commit that the base does not
 //     already contain is unsigned, badly signed, signed by a key outside
-//     the keyring or the allowed signers, or signed in a format that cannot
-//     be checked (X.509). Commits brought in by a merge count too, not just
-//     the first-parent chain.
+//     the keyring or the allowed signers, signed by a key that is not the
+//     committer's (an OpenPGP key without the committer's email among its
+//     identities, an SSH key the allowed signers do not list for it), or
+//     signed in a format that cannot be checked (X.509). Commits brought
+//     in by a merge count too, not just the first-parent chain.
 //
-// The walk reads the whole history behind lastApplied once when signing is
+// The walk reads the whole history behind the base once when signing is
 // required; fleet repos are small enough for that to be cheap (about 20 ms
 // for 2,000 applied commits and 100 new signed ones, see BenchmarkVerify).
 func Verify(repo *git.Repository, lastApplied, head plumbing.Hash, policy VerifyPolicy) error {
@@ -84,37 +99,42 @@ func Verify(repo *git.Repository, lastApplied, head plumbing.Hash, policy Verify
 	if err != nil {
 		return fmt.Errorf("verify head %s: %w", short(head), err)
 	}
-	if lastApplied.IsZero() {
-		if policy.RequireSigned {
-			return checkSigned(headCommit, head, keys)
+	base, baseName := lastApplied, "the last applied revision"
+	if base.IsZero() {
+		if !policy.RequireSigned {
+			return nil
 		}
-		return nil
+		if policy.TrustFrom.IsZero() {
+			return errors.New("verify: signed commits are required and no revision is applied yet, " +
+				"so nothing vouches for the head's history: give a trust anchor (--trust-from COMMIT)")
+		}
+		base, baseName = policy.TrustFrom, "the trust anchor (--trust-from)"
 	}
-	if lastApplied == head {
+	if base == head {
 		return nil
 	}
 
-	// Commits already applied need no second look; when signing is
+	// Commits the base contains need no (second) look; when signing is
 	// required we collect all of them so that a merged side branch is
-	// checked only down to where it joins applied history.
-	applied := map[plumbing.Hash]bool{lastApplied: true}
+	// checked only down to where it joins them.
+	applied := map[plumbing.Hash]bool{base: true}
 	if policy.RequireSigned {
-		if applied, err = ancestors(repo, lastApplied); err != nil {
-			return fmt.Errorf("verify: last applied revision %s: %w", short(lastApplied), err)
+		if applied, err = ancestors(repo, base); err != nil {
+			return fmt.Errorf("verify: %s %s: %w", baseName, short(base), err)
 		}
 	}
 
-	// Walk back from head, stopping at applied commits. Every commit
-	// visited is new; reaching lastApplied itself proves descent.
+	// Walk back from head, stopping at commits the base contains. Every
+	// commit visited is new; reaching the base itself proves descent.
 	var fresh []*object.Commit
 	seen := map[plumbing.Hash]bool{head: true}
 	queue := []*object.Commit{headCommit}
-	foundLast := false
+	foundBase := false
 	for len(queue) > 0 {
 		c := queue[0]
 		queue = queue[1:]
-		if c.Hash == lastApplied {
-			foundLast = true
+		if c.Hash == base {
+			foundBase = true
 			continue
 		}
 		if applied[c.Hash] {
@@ -133,12 +153,12 @@ func Verify(repo *git.Repository, lastApplied, head plumbing.Hash, policy Verify
 			queue = append(queue, pc)
 		}
 	}
-	if !foundLast {
+	if !foundBase {
 		return &RefusedError{
 			Revision: head,
 			Commit:   head,
-			Reason: fmt.Sprintf("head %s does not descend from the last applied revision %s: history rewrite refused",
-				short(head), short(lastApplied)),
+			Reason: fmt.Sprintf("head %s does not descend from %s %s: history rewrite refused",
+				short(head), baseName, short(base)),
 		}
 	}
 	if !policy.RequireSigned {
@@ -257,8 +277,9 @@ func mergeKeyring(armored string) (string, error) {
 }
 
 // checkSigned refuses revision unless c carries a valid OpenPGP signature
-// by a key in the keyring, or a valid SSH signature by a key the allowed
-// signers list for its committer.
+// by a key in the keyring that has the committer's email among its
+// identities, or a valid SSH signature by a key the allowed signers list
+// for its committer.
 func checkSigned(c *object.Commit, revision plumbing.Hash, keys signingKeys) error {
 	refuse := func(format string, args ...any) error {
 		what := fmt.Sprintf("commit %s (%q by %s)", short(c.Hash), subject(c.Message), c.Author.Email)
@@ -275,9 +296,15 @@ func checkSigned(c *object.Commit, revision plumbing.Hash, keys signingKeys) err
 	case keys.keyring == "":
 		return refuse("is OpenPGP-signed, but no OpenPGP keyring is configured (--keyring)")
 	}
-	_, err := c.Verify(keys.keyring)
+	signer, err := c.Verify(keys.keyring)
 	switch {
 	case err == nil:
+		// A key vouches for its own identities only: a technician's key
+		// must not pass off a commit as someone else's.
+		if !signsAs(signer, c.Committer.Email) {
+			return refuse("is signed by OpenPGP key %X (%s), whose identities do not include the committer's email %s",
+				signer.PrimaryKey.Fingerprint, identityNames(signer), c.Committer.Email)
+		}
 		return nil
 	case errors.Is(err, pgperrors.ErrUnknownIssuer):
 		return refuse("is signed by a key that is not in the keyring")
@@ -288,6 +315,29 @@ func checkSigned(c *object.Commit, revision plumbing.Hash, keys signingKeys) err
 	default:
 		return refuse("has a bad signature: %v", err)
 	}
+}
+
+// signsAs reports whether one of key's identities has email (in any case,
+// as git compares emails). An identity the key has revoked does not count.
+func signsAs(key *openpgp.Entity, email string) bool {
+	for _, id := range key.Identities {
+		if len(id.Revocations) == 0 && strings.EqualFold(id.UserId.Email, email) {
+			return true
+		}
+	}
+	return false
+}
+
+// identityNames lists key's identities ("Name <email>"), sorted, the
+// revoked ones marked, to name the key in a refusal.
+func identityNames(key *openpgp.Entity) string {
+	names := slices.Sorted(maps.Keys(key.Identities))
+	for i, name := range names {
+		if len(key.Identities[name].Revocations) > 0 {
+			names[i] += " (revoked)"
+		}
+	}
+	return strings.Join(names, ", ")
 }
 
 // checkSSHSigned checks c's SSH signature against the allowed signers.

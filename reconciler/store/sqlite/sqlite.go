@@ -99,6 +99,14 @@ func Open(ctx context.Context, path string) (*DB, error) {
 	return db, nil
 }
 
+// Files returns the files the store at path lives in: the database and,
+// while it is open or after a crash, its write-ahead log and its
+// shared-memory index. SQLite creates the last two with the database's
+// permissions, which createFile makes the owner's only.
+func Files(path string) []string {
+	return []string{path, path + "-wal", path + "-shm"}
+}
+
 // createFile checks that path names a file and creates the file when it is
 // missing, so that it has the permissions the store needs before SQLite
 // opens it. Its errors are Open's.
