@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/patchline/patchline/agent/backend/internal/argcheck"
 	"github.com/patchline/patchline/protocol"
 )
 
@@ -38,6 +39,15 @@ func Check(u *protocol.Update) error {
 	return nil
 }
 
+// The characters of each part of a name and a version.
+var (
+	nameChars     = argcheck.Set{Letters: argcheck.LowerCase, Punct: "+-."}
+	archChars     = argcheck.Set{Letters: argcheck.LowerCase}
+	digits        = argcheck.Set{Letters: argcheck.NoLetters}
+	upstreamChars = argcheck.Set{Letters: argcheck.AnyCase, Punct: ".+~-:"}
+	revisionChars = argcheck.Set{Letters: argcheck.AnyCase, Punct: "+.~"}
+)
+
 // checkPackage checks a package name and version as Check does; the
 // inventory uses it to leave out what a job could not ask for.
 func checkPackage(name, version string) error {
@@ -59,11 +69,11 @@ func checkName(s string) error {
 	switch {
 	case name == "":
 		return errors.New("it is empty")
-	case !isLowerOrDigit(name[0]):
+	case !nameChars.Alnum(name[0]):
 		return errors.New("it must start with a lowercase letter or digit (Debian policy 5.6.1)")
 	}
-	if r, bad := outside(name, isLowerOrDigit, "+-."); bad {
-		return fmt.Errorf("it contains %q; a package name has only lowercase letters, digits and + - . (Debian policy 5.6.1)", r)
+	if r, bad := nameChars.Outside(name); bad {
+		return fmt.Errorf("it contains %q; a package name has only %s (Debian policy 5.6.1)", r, nameChars)
 	}
 	switch {
 	case len(name) < 2:
@@ -81,7 +91,7 @@ func checkName(s string) error {
 // joined by "-", not a wildcard such as any or linux-any.
 func checkArch(arch string) error {
 	for _, part := range strings.Split(arch, "-") {
-		if _, bad := outside(part, isLowerOrDigit, ""); part == "" || bad {
+		if _, bad := archChars.Outside(part); part == "" || bad {
 			return fmt.Errorf("its architecture %q is not a dpkg architecture name (lowercase letters and digits, joined by -)", arch)
 		}
 		if part == "any" {
@@ -103,7 +113,7 @@ func checkVersion(v string) error {
 	epoch, rest, hasEpoch := strings.Cut(v, ":")
 	if !hasEpoch {
 		rest = v
-	} else if _, bad := outside(epoch, isDigit, ""); epoch == "" || bad {
+	} else if _, bad := digits.Outside(epoch); epoch == "" || bad {
 		return fmt.Errorf("its epoch %q (before the first \":\") is not a number (Debian policy 5.6.12)", epoch)
 	}
 	upstream := rest
@@ -113,19 +123,19 @@ func checkVersion(v string) error {
 		if revision == "" {
 			return errors.New(`it ends in "-": its Debian revision, after the last "-", is empty (Debian policy 5.6.12), and apt-get reads a trailing "-" as "remove"`)
 		}
-		if r, bad := outside(revision, isAlnum, "+.~"); bad {
-			return fmt.Errorf("its Debian revision %q contains %q; a revision has only letters, digits and + . ~ (Debian policy 5.6.12)", revision, r)
+		if r, bad := revisionChars.Outside(revision); bad {
+			return fmt.Errorf("its Debian revision %q contains %q; a revision has only %s (Debian policy 5.6.12)", revision, r, revisionChars)
 		}
 	}
 	switch {
 	case upstream == "":
 		return errors.New("its upstream version is empty (Debian policy 5.6.12)")
-	case !isDigit(upstream[0]):
+	case upstream[0] < '0' || upstream[0] > '9':
 		return fmt.Errorf("its upstream version %q must start with a digit (Debian policy 5.6.12)", upstream)
 	}
 	// A "-" left in upstream comes before the revision's, and a ":" after
 	// the epoch's: both are allowed there.
-	if r, bad := outside(upstream, isAlnum, ".+~-:"); bad {
+	if r, bad := upstreamChars.Outside(upstream); bad {
 		return fmt.Errorf("its upstream version %q contains %q; an upstream version has only letters, digits and . + ~ (- only before a Debian revision, : only after an epoch) (Debian policy 5.6.12)", upstream, r)
 	}
 	return nil
@@ -140,18 +150,3 @@ func installArgs(name, version string) []string {
 	return []string{"install", "-y", "-q", "--only-upgrade", "-o", "Dpkg::Options::=--force-confold",
 		"-o", "APT::Cmd::Pattern-Only=true", "--", name + "=" + version}
 }
-
-// outside returns the first rune of s that is neither an ASCII character
-// ok accepts nor one of extra.
-func outside(s string, ok func(byte) bool, extra string) (rune, bool) {
-	for _, r := range s {
-		if r > 0x7f || !ok(byte(r)) && !strings.ContainsRune(extra, r) {
-			return r, true
-		}
-	}
-	return 0, false
-}
-
-func isDigit(c byte) bool        { return '0' <= c && c <= '9' }
-func isLowerOrDigit(c byte) bool { return 'a' <= c && c <= 'z' || isDigit(c) }
-func isAlnum(c byte) bool        { return isLowerOrDigit(c) || 'A' <= c && c <= 'Z' }
