@@ -96,12 +96,13 @@ func parseInventory(out []byte) ([]*protocol.Update, error) {
 		})
 		// AvailableVersions is newest first; only a package that came
 		// from a source can be upgraded by winget, and the Store source
-		// names no version ("Unknown") that an exact install could ask for.
+		// names no version ("Unknown", or none) that an exact install
+		// could ask for.
 		if !p.IsUpdateAvailable || p.Source == "" || len(p.AvailableVersions) == 0 {
 			continue
 		}
 		v := p.AvailableVersions[0]
-		if v == "Unknown" {
+		if v == "" || v == "Unknown" {
 			continue
 		}
 		updates = append(updates, &protocol.Update{

@@ -2,11 +2,13 @@ package winget
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
 	"github.com/patchline/patchline/agent/backend/internal/winos"
 	"github.com/patchline/patchline/agent/backend/run/runtest"
 	"github.com/patchline/patchline/internal/golden"
@@ -36,6 +38,19 @@ func TestParseInventoryRejectsBrokenOutput(t *testing.T) {
 	} {
 		if _, err := parseInventory([]byte(in)); err == nil {
 			t.Errorf("%s: parseInventory succeeded, want an error", name)
+		}
+	}
+}
+
+func TestParseInventorySkipsUpgradesWithoutAVersion(t *testing.T) {
+	for _, v := range []string{"Unknown", ""} {
+		got, err := parseInventory([]byte(`[{"id":"A.B","installedVersion":"1.0","source":"msstore","isUpdateAvailable":true,"availableVersions":["` + v + `"]}]`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := []*protocol.Update{{ID: "A.B@1.0", Source: Source, Name: "A.B", Version: "1.0", InstalledVersion: "1.0", Installed: true}}
+		if d := cmp.Diff(want, got); d != "" {
+			t.Errorf("available version %q: updates (-want +got):\n%s", v, d)
 		}
 	}
 }
@@ -77,4 +92,29 @@ func TestInstallFromRecordedExitCodes(t *testing.T) {
 	if !strings.Contains(got[2].Output, "Application is currently running") {
 		t.Errorf("7zip output lost winget's message: %q", got[2].Output)
 	}
+}
+
+func FuzzParseWingetInventory(f *testing.F) {
+	b, err := os.ReadFile(filepath.Join("testdata", "inventory.json"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(b)
+	f.Add([]byte(`[{"id":"A.B","installedVersion":"1","isUpdateAvailable":true,"source":"winget","availableVersions":["Unknown"]}]`))
+	f.Add([]byte(`[{},null,{"id":"x"}]`))
+	f.Add([]byte(`[{"id":"0","installedVersion":"0","source":"0","isUpdateAvailable":true,"availableVersions":[""]}]`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		ups, err := parseInventory(b)
+		if err != nil {
+			return
+		}
+		for _, u := range ups {
+			if u.Name == "" || u.Version == "" || u.InstalledVersion == "" || u.ID != u.Name+"@"+u.Version || u.Source != Source {
+				t.Errorf("parsed an update without its id, name or versions: %+v", u)
+			}
+			if !u.Installed && (u.Category != "bugfix" || u.Version == "Unknown") {
+				t.Errorf("parsed an upgrade winget cannot install exactly: %+v", u)
+			}
+		}
+	})
 }
