@@ -88,16 +88,36 @@ func (b *Backend) Inventory(ctx context.Context) ([]*protocol.Update, error) {
 	if err != nil {
 		return nil, fmt.Errorf("brew info: %w: %s", err, bytes.TrimSpace(stderr))
 	}
-	var inst info
-	if err := json.Unmarshal(out, &inst); err != nil {
-		return nil, fmt.Errorf("brew info output: %w", err)
+	inst, err := parseInfo(out)
+	if err != nil {
+		return nil, err
 	}
 	od, err := b.outdated(ctx)
 	if err != nil {
 		return nil, err
 	}
+	return inventory(inst, od), nil
+}
+
+// parseInfo reads `brew info --json=v2`.
+func parseInfo(out []byte) (info, error) {
+	var inst info
+	if err := json.Unmarshal(out, &inst); err != nil {
+		return inst, fmt.Errorf("brew info output: %w", err)
+	}
+	return inst, nil
+}
+
+// inventory turns what `brew info --json=v2 --installed` and `brew
+// outdated --json=v2` say into updates: one per installed formula (its
+// newest installed version, the one linked) and cask, and one per upgrade
+// that is not pinned.
+func inventory(inst info, od outdated) []*protocol.Update {
 	var updates []*protocol.Update
 	installed := func(name, title, version string, unix int64) {
+		if name == "" || version == "" {
+			return
+		}
 		u := &protocol.Update{ID: name + "@" + version, Source: Source, Name: name, Title: title,
 			Version: version, InstalledVersion: version, Installed: true}
 		if unix > 0 {
@@ -107,19 +127,16 @@ func (b *Backend) Inventory(ctx context.Context) ([]*protocol.Update, error) {
 		updates = append(updates, u)
 	}
 	for _, f := range inst.Formulae {
-		// The last installed version is the newest, the one linked.
-		if n := len(f.Installed); n > 0 && f.Name != "" {
+		if n := len(f.Installed); n > 0 {
 			installed(f.Name, f.Desc, f.Installed[n-1].Version, f.Installed[n-1].Time)
 		}
 	}
 	for _, c := range inst.Casks {
-		if c.Token != "" && c.Installed != "" {
-			title := ""
-			if len(c.Name) > 0 {
-				title = c.Name[0]
-			}
-			installed(c.Token, title, c.Installed, c.InstalledTime)
+		title := ""
+		if len(c.Name) > 0 {
+			title = c.Name[0]
 		}
+		installed(c.Token, title, c.Installed, c.InstalledTime)
 	}
 	for _, e := range append(od.Formulae, od.Casks...) {
 		if e.Pinned || e.Name == "" || e.CurrentVersion == "" {
@@ -138,15 +155,20 @@ func (b *Backend) Inventory(ctx context.Context) ([]*protocol.Update, error) {
 		}
 		return updates[i].Installed && !updates[j].Installed
 	})
-	return updates, nil
+	return updates
 }
 
 func (b *Backend) outdated(ctx context.Context) (outdated, error) {
-	var od outdated
 	out, stderr, err := b.run.Run(ctx, "brew", []string{"outdated", "--json=v2"}, env)
 	if err != nil {
-		return od, fmt.Errorf("brew outdated: %w: %s", err, bytes.TrimSpace(stderr))
+		return outdated{}, fmt.Errorf("brew outdated: %w: %s", err, bytes.TrimSpace(stderr))
 	}
+	return parseOutdated(out)
+}
+
+// parseOutdated reads `brew outdated --json=v2`.
+func parseOutdated(out []byte) (outdated, error) {
+	var od outdated
 	if err := json.Unmarshal(out, &od); err != nil {
 		return od, fmt.Errorf("brew outdated output: %w", err)
 	}

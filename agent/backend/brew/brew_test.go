@@ -2,11 +2,13 @@ package brew
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
 	"github.com/patchline/patchline/agent/backend/run/runtest"
 	"github.com/patchline/patchline/internal/golden"
 	"github.com/patchline/patchline/protocol"
@@ -75,4 +77,36 @@ func TestInstallFromRecordedOutputs(t *testing.T) {
 	if !strings.Contains(got[1].Output, "already an App") {
 		t.Errorf("firefox output lost brew's error: %q", got[1].Output)
 	}
+}
+
+func FuzzParseBrewInventory(f *testing.F) {
+	info, err := os.ReadFile(filepath.Join("testdata", "info-installed.json"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	outdated, err := os.ReadFile(filepath.Join("testdata", "outdated.json"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(info, outdated)
+	f.Add([]byte(`{"formulae":[{"name":"a","installed":[]}],"casks":[{"token":"b"}]}`), []byte(`{"formulae":[{"name":"a","pinned":true}],"casks":null}`))
+	f.Add([]byte(`{"formulae":[{"name":"a","installed":[{"version":""}]}]}`), []byte(`{}`))
+	f.Fuzz(func(t *testing.T, infoOut, outdatedOut []byte) {
+		inst, err := parseInfo(infoOut)
+		if err != nil {
+			return
+		}
+		od, err := parseOutdated(outdatedOut)
+		if err != nil {
+			return
+		}
+		for _, u := range inventory(inst, od) {
+			if u.Name == "" || u.Version == "" || u.ID != u.Name+"@"+u.Version || u.Source != Source {
+				t.Errorf("an update without its id, name or version: %+v", u)
+			}
+			if u.Installed && u.InstalledVersion != u.Version || !u.Installed && u.Category != "bugfix" {
+				t.Errorf("an update with mixed-up versions or category: %+v", u)
+			}
+		}
+	})
 }
