@@ -7,7 +7,11 @@
 // one by name, and "auto" combines every manager found on this machine.
 //
 // Backends run their tools through a Runner, so tests replay recorded
-// outputs (see run/runtest) instead of touching the machine.
+// outputs (see run/runtest) instead of touching the machine. Each backend
+// package has a Check saying which names and versions its tool could read
+// as more than one exact package version; a job holding one runs nothing
+// (run.RefuseJob), and Multi asks every backend's Check (registered in
+// checks) before any of them runs.
 package backend
 
 import (
