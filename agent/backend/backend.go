@@ -7,7 +7,11 @@
 // one by name, and "auto" combines every manager found on this machine.
 //
 // Backends run their tools through a Runner, so tests replay recorded
-// outputs (see run/runtest) instead of touching the machine.
+// outputs (see run/runtest) instead of touching the machine. Each backend
+// package has a Check saying which names and versions its tool could read
+// as more than one exact package version; a job holding one runs nothing
+// (run.RefuseJob), and Multi asks every backend's Check (registered in
+// checks) before any of them runs.
 package backend
 
 import (
@@ -181,9 +185,29 @@ func (m *Multi) Inventory(ctx context.Context) ([]*protocol.Update, error) {
 	return all, nil
 }
 
+// checks are the backends' own checks of a job's updates, by the Source
+// of the updates each backend installs.
+var checks = map[string]func(*protocol.Update) error{
+	apt.Source:    apt.Check,
+	winget.Source: winget.Check,
+	wua.Source:    wua.Check,
+	choco.Source:  choco.Check,
+	brew.Source:   brew.Check,
+}
+
 // Install hands each run of consecutive updates with the same Source to
-// that backend, keeping the job's order across backends.
+// that backend, keeping the job's order across backends. A job holding an
+// update its backend's check refuses runs nothing, in any backend, as when
+// one backend has the whole job.
 func (m *Multi) Install(ctx context.Context, updates []*protocol.Update) ([]Result, error) {
+	if refused := run.RefuseJob(updates, func(u *protocol.Update) error {
+		if check := checks[u.Source]; check != nil && m.bySource[u.Source] != nil {
+			return check(u)
+		}
+		return nil
+	}); refused != nil {
+		return refused, nil
+	}
 	results := make([]Result, 0, len(updates))
 	for i := 0; i < len(updates); {
 		j := i + 1

@@ -3,10 +3,12 @@ package backend
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
 	"github.com/patchline/patchline/agent/backend/sim"
 	"github.com/patchline/patchline/protocol"
 )
@@ -109,5 +111,54 @@ func TestMultiRoutesBySourceInJobOrder(t *testing.T) {
 	}
 	if win.Installs(kb.ID) != 1 || deb.Installs(pkg.ID) != 1 || win.Installs(pkg.ID) != 0 {
 		t.Error("an update reached the wrong backend")
+	}
+}
+
+func TestMultiRefusesTheWholeJob(t *testing.T) {
+	win, deb := newSim(t, "windows"), newSim(t, "linux")
+	m := &Multi{order: []string{WindowsUpdate, Apt}, bySource: map[string]Backend{WindowsUpdate: win, Apt: deb}}
+	ctx := context.Background()
+	all, err := m.Inventory(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pkg, kb *protocol.Update
+	for _, u := range all {
+		if !u.Installed && u.Source == "apt" && pkg == nil {
+			pkg = u
+		}
+		if !u.Installed && u.Source == "windows-update" && kb == nil {
+			kb = u
+		}
+	}
+	if pkg == nil || kb == nil {
+		t.Fatalf("combined inventory lacks a Windows or apt update: %d updates", len(all))
+	}
+	tests := []struct {
+		name    string
+		refused *protocol.Update
+	}{
+		{"a Debian version apt-get reads as a removal", &protocol.Update{ID: "hello@1.0-1-", Source: "apt", Name: "hello", Version: "1.0-1-"}},
+		{"PowerShell in a KB number", &protocol.Update{ID: "KB1'; x", Source: "windows-update", Name: "KB1'; x"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			res, err := m.Install(ctx, []*protocol.Update{pkg, kb, tc.refused})
+			if err != nil {
+				t.Fatal(err)
+			}
+			notRun := fmt.Sprintf("not run: update %q of this job was refused", tc.refused.ID)
+			want := []Result{
+				{Update: pkg.ID, Error: notRun},
+				{Update: kb.ID, Error: notRun},
+				{Update: tc.refused.ID, Error: checks[tc.refused.Source](tc.refused).Error()},
+			}
+			if d := cmp.Diff(want, res); d != "" {
+				t.Errorf("results (-want +got):\n%s", d)
+			}
+			if win.Installs(kb.ID) != 0 || deb.Installs(pkg.ID) != 0 {
+				t.Error("an update of a refused job was installed")
+			}
+		})
 	}
 }

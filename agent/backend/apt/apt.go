@@ -31,6 +31,11 @@
 // that cannot be fetched, is reported without those facts, never failing
 // the inventory.
 //
+// A job asks for exact package names and versions in Debian policy's
+// syntax, passed so that apt-get never reads an option, a pattern or a
+// removal into them (see Check); the inventory leaves out what a job could
+// not ask for.
+//
 // With Options.Root set, the backend works on an isolated tree instead of
 // the host: dpkg's database and files, apt's sources, lists, caches, logs
 // and configuration all live under the root, and the host's apt
@@ -47,7 +52,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strings"
 
@@ -150,7 +154,8 @@ const installedFormat = `${Package}\t${Architecture}\t${Version}\t${db:Status-St
 
 // Inventory refreshes apt's package lists, then reports every installed
 // package (Installed set) and every upgrade apt would make to one, with
-// what its candidate's changelog says.
+// what its candidate's changelog says. A package whose name or version
+// Check would refuse in a job is left out, with a warning in the log.
 func (b *Backend) Inventory(ctx context.Context) ([]*protocol.Update, error) {
 	env, err := b.aptEnv()
 	if err != nil {
@@ -183,6 +188,10 @@ func (b *Backend) Inventory(ctx context.Context) ([]*protocol.Update, error) {
 	updates := make([]*protocol.Update, 0, len(installed)+len(upgrades))
 	available := make([]*protocol.Update, 0, len(upgrades))
 	for _, p := range installed {
+		if err := checkPackage(p.name, p.version); err != nil {
+			b.log.Warn("installed package left out of the inventory: no job could name it to apt-get", "err", err)
+			continue
+		}
 		updates = append(updates, &protocol.Update{
 			ID:               p.name + "@" + p.version,
 			Source:           Source,
@@ -194,6 +203,14 @@ func (b *Backend) Inventory(ctx context.Context) ([]*protocol.Update, error) {
 		})
 	}
 	for _, u := range upgrades {
+		err := checkPackage(u.name, u.candidate)
+		if err == nil {
+			err = checkPackage(u.name, u.current)
+		}
+		if err != nil {
+			b.log.Warn("upgrade left out of the inventory: no job could name it to apt-get", "err", err)
+			continue
+		}
 		up := &protocol.Update{
 			ID:               u.name + "@" + u.candidate,
 			Source:           Source,
@@ -225,21 +242,23 @@ func (b *Backend) Inventory(ctx context.Context) ([]*protocol.Update, error) {
 // after a reboot.
 func needsReboot(name string) bool { return strings.HasPrefix(name, "linux-image-") }
 
-// Package names and versions as Debian policy allows them (with an optional
-// ":arch" qualifier); anything else in a job is refused before it reaches
-// apt-get's command line.
-var (
-	validName    = regexp.MustCompile(`^[a-z0-9][a-z0-9+.-]+(:[a-z0-9-]+)?$`)
-	validVersion = regexp.MustCompile(`^[0-9][A-Za-z0-9.+~:-]*$`)
-)
-
 // Install installs each update's exact version with apt-get, one update at
-// a time and in order, and confirms it with dpkg-query: apt-get exits 0 when
+// a time and in order. dpkg-query first confirms that dpkg knows the exact
+// name, and afterwards that the version is installed: apt-get exits 0 when
 // --only-upgrade skips a package that is not installed, so its exit status
-// alone does not prove the install. A failed update does not stop the
-// following ones. The returned error is set only when ctx ends; the results
-// then cover the updates tried so far.
+// alone does not prove the install. A job holding an update Check refuses
+// runs nothing; otherwise a failed update does not stop the following
+// ones. The returned error is set only when ctx ends; the results then
+// cover the updates tried so far.
 func (b *Backend) Install(ctx context.Context, updates []*protocol.Update) ([]run.Result, error) {
+	if refused := run.RefuseJob(updates, func(u *protocol.Update) error {
+		if u.Source != Source {
+			return nil // answered on its own by install
+		}
+		return Check(u)
+	}); refused != nil {
+		return refused, nil
+	}
 	env, err := b.aptEnv()
 	if err != nil {
 		return nil, err
@@ -257,25 +276,29 @@ func (b *Backend) Install(ctx context.Context, updates []*protocol.Update) ([]ru
 
 func (b *Backend) install(ctx context.Context, u *protocol.Update, env []string) run.Result {
 	res := run.Result{Update: u.ID}
-	switch {
-	case u.Source != Source:
+	if u.Source != Source {
 		res.Error = fmt.Sprintf("update %q is from %q, not %s", u.ID, u.Source, Source)
 		return res
-	case !validName.MatchString(u.Name):
-		res.Error = fmt.Sprintf("update %q: %q is not a Debian package name", u.ID, u.Name)
-		return res
-	case !validVersion.MatchString(u.Version):
-		res.Error = fmt.Sprintf("update %q: %q is not a Debian version", u.ID, u.Version)
+	}
+	// apt-get reads a name no package has as a pattern over every name
+	// (see args.go). dpkg-query reads "." and "+" literally, so a name it
+	// knows is one apt-get finds exactly, whatever apt's version.
+	_, stderr, err := b.run.Run(ctx, "dpkg-query", b.dpkgQueryArgs("-W", "--", u.Name), nil)
+	if code, ok := run.ExitCode(err); ok && code == 1 {
+		res.Error = fmt.Sprintf("update %q: dpkg knows no package named exactly %q; not passed to apt-get, which would read it as a pattern", u.ID, u.Name)
 		return res
 	}
-	args := []string{"install", "-y", "-q", "--only-upgrade", "-o", "Dpkg::Options::=--force-confold", u.Name + "=" + u.Version}
-	stdout, stderr, err := b.run.Run(ctx, "apt-get", args, env)
+	if err != nil {
+		res.Error = fmt.Sprintf("before apt-get install: dpkg-query %s: %v: %s", u.Name, err, bytes.TrimSpace(stderr))
+		return res
+	}
+	stdout, stderr, err := b.run.Run(ctx, "apt-get", installArgs(u.Name, u.Version), env)
 	res.Output = run.Trim(stdout, stderr)
 	if err != nil {
 		res.Error = fmt.Sprintf("apt-get install %s=%s: %v", u.Name, u.Version, err)
 		return res
 	}
-	out, stderr, err := b.run.Run(ctx, "dpkg-query", b.dpkgQueryArgs("-W", "-f=${Version}\t${db:Status-Status}", u.Name), nil)
+	out, stderr, err := b.run.Run(ctx, "dpkg-query", b.dpkgQueryArgs("-W", "-f=${Version}\t${db:Status-Status}", "--", u.Name), nil)
 	if err != nil {
 		res.Error = fmt.Sprintf("after apt-get install: dpkg-query %s: %v: %s", u.Name, err, bytes.TrimSpace(stderr))
 		return res

@@ -1,7 +1,9 @@
 package apt
 
 import (
+	"bytes"
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -49,6 +51,34 @@ func TestInventoryFromRecordedOutputs(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestInventoryLeavesOutWhatAJobCouldNotName(t *testing.T) {
+	r := &runtest.Replay{T: t, Calls: []runtest.Call{
+		{Cmd: "apt-get update -q"},
+		{Cmd: "dpkg --print-architecture", Stdout: "amd64\n"},
+		{Cmd: apttest.QueryCmd, Stdout: "bash\tamd64\t5.2.15-2+b7\tinstalled\nHello\tamd64\t1.0-1\tinstalled\nhello\tamd64\t1.0-1-\tinstalled\n"},
+		{Cmd: "apt-get -s -q dist-upgrade", Stdout: "Inst h+llo* [1.0-1] (1.0-2 Debian:12/stable [amd64])\nInst bash [5.2.15-2+b7] (5.2.15-2+b8- Debian:12/stable [amd64])\n"},
+	}}
+	var logs bytes.Buffer
+	got, err := New(r, Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))}).Inventory(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []*protocol.Update{{ID: "bash@5.2.15-2+b7", Source: Source, Name: "bash", Version: "5.2.15-2+b7", InstalledVersion: "5.2.15-2+b7", Installed: true}}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("inventory (-want +got):\n%s", d)
+	}
+	for _, line := range []string{
+		`level=WARN msg="installed package left out of the inventory: no job could name it to apt-get" backend=apt err="name \"Hello\" is not a Debian package name`,
+		`level=WARN msg="installed package left out of the inventory: no job could name it to apt-get" backend=apt err="version \"1.0-1-\" is not a Debian version`,
+		`level=WARN msg="upgrade left out of the inventory: no job could name it to apt-get" backend=apt err="name \"h+llo*\" is not a Debian package name`,
+		`level=WARN msg="upgrade left out of the inventory: no job could name it to apt-get" backend=apt err="version \"5.2.15-2+b8-\" is not a Debian version`,
+	} {
+		if !strings.Contains(logs.String(), line) {
+			t.Errorf("log lacks %s\n%s", line, logs.String())
+		}
 	}
 }
 
@@ -136,14 +166,18 @@ func TestParseInstalled(t *testing.T) {
 }
 
 func TestInstallFromRecordedOutputs(t *testing.T) {
-	aptInstall := "apt-get install -y -q --only-upgrade -o Dpkg::Options::=--force-confold "
-	verify := "dpkg-query -W -f=${Version}\t${db:Status-Status} "
+	known := "dpkg-query -W -- "
+	aptInstall := "apt-get install -y -q --only-upgrade -o Dpkg::Options::=--force-confold -o APT::Cmd::Pattern-Only=true -- "
+	verify := "dpkg-query -W -f=${Version}\t${db:Status-Status} -- "
 	r := &runtest.Replay{T: t, Calls: []runtest.Call{
+		{Cmd: known + "openssl", Stdout: "openssl\t3.0.15-1~deb12u1\n"},
 		{Cmd: aptInstall + "openssl=3.0.16-1~deb12u1", Stdout: runtest.File(t, "testdata", "install-openssl.txt")},
 		{Cmd: verify + "openssl", Stdout: "3.0.16-1~deb12u1\tinstalled"},
+		{Cmd: known + "tzdata", Stdout: "tzdata\t2025a-0+deb12u1\n"},
 		{Cmd: aptInstall + "tzdata=2099a-0", Exit: 100, Stdout: "Reading package lists...\n", Stderr: "E: Version '2099a-0' for 'tzdata' was not found\n"},
-		{Cmd: aptInstall + "nginx=1.22.1-9", Stdout: "Skipping nginx, it is not installed and only upgrades are requested.\n"},
-		{Cmd: verify + "nginx", Exit: 1, Stderr: "dpkg-query: no packages found matching nginx\n"},
+		{Cmd: known + "nginx", Exit: 1, Stderr: "dpkg-query: no packages found matching nginx\n"},
+		{Cmd: known + "hell.", Exit: 1, Stderr: "dpkg-query: no packages found matching hell.\n"},
+		{Cmd: known + "curl", Stdout: "curl\t7.88.1-10+deb12u8\n"},
 		{Cmd: aptInstall + "curl=7.88.1-10+deb12u12", Stdout: "Skipping curl, it is not installed and only upgrades are requested.\n"},
 		{Cmd: verify + "curl", Stdout: "7.88.1-10+deb12u8\tinstalled"},
 	}}
@@ -151,10 +185,9 @@ func TestInstallFromRecordedOutputs(t *testing.T) {
 		{ID: "openssl@3.0.16-1~deb12u1", Source: "apt", Name: "openssl", Version: "3.0.16-1~deb12u1"},
 		{ID: "tzdata@2099a-0", Source: "apt", Name: "tzdata", Version: "2099a-0"},
 		{ID: "nginx@1.22.1-9", Source: "apt", Name: "nginx", Version: "1.22.1-9"},
+		{ID: "hell.@1.0-2", Source: "apt", Name: "hell.", Version: "1.0-2"},
 		{ID: "curl@7.88.1-10+deb12u12", Source: "apt", Name: "curl", Version: "7.88.1-10+deb12u12"},
 		{ID: "KB5034441", Source: "windows-update", Name: "KB5034441", Version: "1"},
-		{ID: "evil", Source: "apt", Name: "-oAPT::Update::Pre-Invoke::=touch /pwned", Version: "1"},
-		{ID: "evil2", Source: "apt", Name: "bash", Version: "1 -o"},
 	}
 	got, err := New(r, Options{}).Install(context.Background(), updates)
 	if err != nil {
@@ -164,11 +197,10 @@ func TestInstallFromRecordedOutputs(t *testing.T) {
 	want := []runtest.Outcome{
 		{"openssl@3.0.16-1~deb12u1", true, ""},
 		{"tzdata@2099a-0", false, "apt-get install tzdata=2099a-0: exit status 100"},
-		{"nginx@1.22.1-9", false, "after apt-get install: dpkg-query nginx: exit status 1: dpkg-query: no packages found matching nginx"},
+		{"nginx@1.22.1-9", false, `update "nginx@1.22.1-9": dpkg knows no package named exactly "nginx"; not passed to apt-get, which would read it as a pattern`},
+		{"hell.@1.0-2", false, `update "hell.@1.0-2": dpkg knows no package named exactly "hell."; not passed to apt-get, which would read it as a pattern`},
 		{"curl@7.88.1-10+deb12u12", false, `apt-get install curl=7.88.1-10+deb12u12 left version "7.88.1-10+deb12u8" (installed)`},
 		{"KB5034441", false, `update "KB5034441" is from "windows-update", not apt`},
-		{"evil", false, `update "evil": "-oAPT::Update::Pre-Invoke::=touch /pwned" is not a Debian package name`},
-		{"evil2", false, `update "evil2": "1 -o" is not a Debian version`},
 	}
 	if d := cmp.Diff(want, gotShort); d != "" {
 		t.Errorf("results (-want +got):\n%s", d)
@@ -183,6 +215,50 @@ func TestInstallFromRecordedOutputs(t *testing.T) {
 		if strings.HasPrefix(r.Ran()[i], "apt-get install") && !cmp.Equal(env, []string{"DEBIAN_FRONTEND=noninteractive"}) {
 			t.Errorf("%s ran with env %q, want DEBIAN_FRONTEND=noninteractive", r.Ran()[i], env)
 		}
+	}
+}
+
+func TestInstallRefusesJobBeforeAnyCommand(t *testing.T) {
+	openssl := &protocol.Update{ID: "openssl@3.0.16-1~deb12u1", Source: "apt", Name: "openssl", Version: "3.0.16-1~deb12u1"}
+	tests := []struct {
+		name    string
+		refused *protocol.Update
+		want    string
+	}{
+		{"a version ending in - (apt-get would remove the package)",
+			&protocol.Update{ID: "hello@1.0-1-", Source: "apt", Name: "hello", Version: "1.0-1-"},
+			`update "hello@1.0-1-": version "1.0-1-" is not a Debian version: it ends in "-": its Debian revision, after the last "-", is empty (Debian policy 5.6.12), and apt-get reads a trailing "-" as "remove"`},
+		{"a regular expression and a glob in the name",
+			&protocol.Update{ID: "h+llo*@1.0-2", Source: "apt", Name: "h+llo*", Version: "1.0-2"},
+			`update "h+llo*@1.0-2": name "h+llo*" is not a Debian package name: it contains '*'; a package name has only lowercase letters, digits and + - . (Debian policy 5.6.1)`},
+		{"an option for a name",
+			&protocol.Update{ID: "evil", Source: "apt", Name: "-oAPT::Update::Pre-Invoke::=touch /pwned", Version: "1"},
+			`update "evil": name "-oAPT::Update::Pre-Invoke::=touch /pwned" is not a Debian package name: it must start with a lowercase letter or digit (Debian policy 5.6.1)`},
+		{"an option after a space in the version",
+			&protocol.Update{ID: "evil2", Source: "apt", Name: "bash", Version: "1 -o"},
+			`update "evil2": version "1 -o" is not a Debian version: its upstream version "1 " contains ' '; an upstream version has only letters, digits and . + ~ (- only before a Debian revision, : only after an epoch) (Debian policy 5.6.12)`},
+		{"a release instead of a version",
+			&protocol.Update{ID: "openssl/bookworm", Source: "apt", Name: "openssl/bookworm-security", Version: "3.0.16-1~deb12u1"},
+			`update "openssl/bookworm": name "openssl/bookworm-security" is not a Debian package name: it contains '/'; a package name has only lowercase letters, digits and + - . (Debian policy 5.6.1)`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := &runtest.Replay{T: t}
+			got, err := New(r, Options{}).Install(context.Background(), []*protocol.Update{openssl, tc.refused})
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := []runtest.Outcome{
+				{openssl.ID, false, fmt.Sprintf("not run: update %q of this job was refused", tc.refused.ID)},
+				{tc.refused.ID, false, tc.want},
+			}
+			if d := cmp.Diff(want, runtest.Outcomes(got)); d != "" {
+				t.Errorf("results (-want +got):\n%s", d)
+			}
+			if ran := r.Ran(); len(ran) != 0 {
+				t.Errorf("ran %q for a refused job, want nothing", ran)
+			}
+		})
 	}
 }
 

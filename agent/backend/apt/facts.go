@@ -368,7 +368,7 @@ func (b *Backend) downloadDir() (string, func(), error) {
 func (b *Backend) showCandidates(ctx context.Context, env []string, native string, todo []*protocol.Update) (map[string]*candidate, error) {
 	args := []string{"show"}
 	for _, u := range todo {
-		if validName.MatchString(u.Name) && validVersion.MatchString(u.Version) {
+		if checkPackage(u.Name, u.Version) == nil {
 			args = append(args, u.Name+"="+u.Version)
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"compress/gzip"
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -89,6 +90,104 @@ func TestRealAptUpgradesInIsolatedRoot(t *testing.T) {
 	if _, err := os.Stat(filepath.Join("/opt", demoPkg)); err == nil {
 		t.Errorf("/opt/%s exists on the host: the backend escaped its root", demoPkg)
 	}
+}
+
+// TestRealAptReadsNoPatternAndNoRemoval drives the real apt-get on an
+// isolated root with the throwaway package 1.0-1 installed and 1.1-1
+// offered. apt-get itself reads "patchline-demo-hell." (a name no package
+// has) as a regular expression that matches the package, and a version
+// ending in "-" as its removal; the backend must neither upgrade nor
+// remove it for such a job.
+func TestRealAptReadsNoPatternAndNoRemoval(t *testing.T) {
+	apttest.Require(t)
+	if apttest.HostHas(t, demoPkg) {
+		t.Fatalf("host already has %s installed; remove it first", demoPkg)
+	}
+	root := apttest.Root(t, demoPkg)
+	ctx := context.Background()
+	b := New(run.Exec{}, Options{Root: root, Logger: testLogger(t)})
+	env, err := b.aptEnv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	apt := func(args ...string) string {
+		cmd := exec.Command("apt-get", args...)
+		cmd.Env = append(os.Environ(), env...)
+		out, _ := cmd.CombinedOutput()
+		return string(out)
+	}
+	if out := apt("update", "-q"); !strings.Contains(out, "Reading package lists") {
+		t.Fatalf("apt-get update in the root:\n%s", out)
+	}
+	pattern := strings.TrimSuffix(demoPkg, "o") + "."
+
+	// What apt-get does with these arguments when nothing guards it.
+	for _, arg := range []struct{ arg, want string }{
+		{pattern + "=1.1-1", "Inst " + demoPkg + " [1.0-1] (1.1-1"},
+		{demoPkg + "=1.1-1-", "Remv " + demoPkg + " [1.0-1]"},
+	} {
+		if out := apt("-s", "-q", "install", "--only-upgrade", arg.arg); !strings.Contains(out, arg.want) {
+			t.Fatalf("apt-get -s install %s no longer says %q, so this test shows nothing:\n%s", arg.arg, arg.want, out)
+		}
+	}
+	// The backend's own command line: apt-get finds no package by the
+	// pattern even before dpkg-query is asked.
+	if out := apt(append([]string{"-s"}, installArgs(pattern, "1.1-1")...)...); strings.Contains(out, "Inst ") || !strings.Contains(out, "Unable to locate package "+pattern) {
+		t.Errorf("apt-get -s %s:\n%s\nwant the package not found", strings.Join(installArgs(pattern, "1.1-1"), " "), out)
+	}
+
+	tests := []struct {
+		name   string
+		update *protocol.Update
+		want   string
+	}{
+		{"a regular expression matching the package", &protocol.Update{ID: "pattern", Source: Source, Name: pattern, Version: "1.1-1"},
+			fmt.Sprintf(`update "pattern": dpkg knows no package named exactly %q; not passed to apt-get, which would read it as a pattern`, pattern)},
+		{"a version ending in -", &protocol.Update{ID: "removal", Source: Source, Name: demoPkg, Version: "1.1-1-"},
+			`update "removal": version "1.1-1-" is not a Debian version: it ends in "-": its Debian revision, after the last "-", is empty (Debian policy 5.6.12), and apt-get reads a trailing "-" as "remove"`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			res, err := b.Install(ctx, []*protocol.Update{tc.update})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(res) != 1 || res[0].Succeeded || res[0].Error != tc.want {
+				t.Errorf("results = %+v, want one failure: %s", res, tc.want)
+			}
+			out := shell(t, "", "dpkg-query", "--admindir="+filepath.Join(root, "var", "lib", "dpkg"), "-W", "-f=${Version} ${db:Status-Status}", demoPkg)
+			if out != "1.0-1 installed" {
+				t.Errorf("%s in the root after the job: %q, want 1.0-1 installed", demoPkg, out)
+			}
+		})
+	}
+}
+
+// TestRealArchivePassesTheChecks runs the name and version checks over
+// every package this machine's apt sources offer (all of Debian 12 here):
+// a check that refused one would keep a real upgrade from ever being
+// installed.
+func TestRealArchivePassesTheChecks(t *testing.T) {
+	apttest.Require(t)
+	aptCandidate(t, "openssl") // refreshes apt's lists if they are missing
+	out := shell(t, "", "apt-cache", "dumpavail")
+	var name string
+	n := 0
+	for _, line := range strings.Split(out, "\n") {
+		if v, ok := strings.CutPrefix(line, "Package: "); ok {
+			name = v
+		}
+		if v, ok := strings.CutPrefix(line, "Version: "); ok {
+			n++
+			if err := checkPackage(name, v); err != nil {
+				t.Errorf("%s %s: %v", name, v, err)
+			}
+		}
+	}
+	if n < 1000 {
+		t.Fatalf("apt-cache dumpavail described %d packages; want this machine's archive", n)
+	}
+	t.Logf("%d packages and versions pass", n)
 }
 
 // TestRealOpenSSLChangelog fetches the openssl package this machine's own

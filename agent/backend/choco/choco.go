@@ -8,7 +8,9 @@
 // records carry no publish date either, so Released stays zero and the
 // controller counts an update's age from when its fleet first saw it.
 // Packages pinned in Chocolatey are not reported as upgradable, since
-// `choco upgrade` leaves them alone.
+// `choco upgrade` leaves them alone. A job whose id or version Chocolatey
+// could read as an option, another package or a file is refused before
+// anything runs (see Check).
 //
 // The backend only builds command lines, so it compiles everywhere. It is
 // tested against recorded outputs and has not yet been exercised on a real
@@ -19,11 +21,12 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
-	"regexp"
 	"sort"
 	"strings"
 
+	"github.com/patchline/patchline/agent/backend/internal/argcheck"
 	"github.com/patchline/patchline/agent/backend/internal/winos"
 	"github.com/patchline/patchline/agent/backend/run"
 	"github.com/patchline/patchline/protocol"
@@ -126,31 +129,77 @@ func parseRecords(out []byte, n int) ([][]string, error) {
 	return recs, nil
 }
 
-// Package ids and versions Chocolatey uses; anything else in a job never
-// reaches the command line.
+// The characters of package ids (NuGet's) and versions a job may hold, and
+// their lengths: NuGet ids have at most 100 characters.
 var (
-	validName    = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
-	validVersion = regexp.MustCompile(`^[0-9][A-Za-z0-9.+-]*$`)
+	idChars      = argcheck.Set{Letters: argcheck.AnyCase, Punct: "._-"}
+	versionChars = argcheck.Set{Letters: argcheck.AnyCase, Punct: ".+-"}
 )
 
+const (
+	maxIDLength      = 100
+	maxVersionLength = 128
+)
+
+// Check reports why Chocolatey could read update u's package id (its Name)
+// or version as anything but one exact package version (an option, a
+// second package, every package, a packages.config file), or nil; the
+// error names the field and the rule it breaks. An id is letters, digits
+// and . _ -, starting with a letter or digit, at most 100 characters, and
+// neither "all" nor a name ending in ".config"; a version starts with a
+// digit and has letters, digits and . + -. Install refuses a job holding
+// such an update before running anything.
+func Check(u *protocol.Update) error {
+	err := argcheck.Word(u.Name, maxIDLength, idChars)
+	switch {
+	case err != nil:
+	case strings.EqualFold(u.Name, "all"):
+		err = errors.New(`"choco upgrade all" upgrades every package`)
+	case strings.HasSuffix(strings.ToLower(u.Name), ".config"):
+		err = errors.New(`a name ending in ".config" is a packages.config file to Chocolatey`)
+	}
+	if err != nil {
+		return fmt.Errorf("update %q: name %q is not a Chocolatey package id: %w", u.ID, u.Name, err)
+	}
+	err = argcheck.Word(u.Version, maxVersionLength, versionChars)
+	if err == nil && (u.Version[0] < '0' || u.Version[0] > '9') {
+		err = errors.New("it must start with a digit")
+	}
+	if err != nil {
+		return fmt.Errorf("update %q: version %q is not a Chocolatey version: %w", u.ID, u.Version, err)
+	}
+	return nil
+}
+
+// upgradeArgs is the choco command line that upgrades package id to
+// version: the options first, then "--", after which Chocolatey reads no
+// option.
+func upgradeArgs(id, version string) []string {
+	return []string{"upgrade", "--version=" + version, "-y", "-r", "--no-progress", "--", id}
+}
+
 // Install upgrades each package to the update's version, one at a time
-// and in order. The returned error is set only when ctx ends.
+// and in order. A job holding an update Check refuses runs nothing. The
+// returned error is set only when ctx ends.
 func (b *Backend) Install(ctx context.Context, updates []*protocol.Update) ([]run.Result, error) {
+	if refused := run.RefuseJob(updates, func(u *protocol.Update) error {
+		if u.Source != Source {
+			return nil // answered on its own below
+		}
+		return Check(u)
+	}); refused != nil {
+		return refused, nil
+	}
 	results := make([]run.Result, 0, len(updates))
 	for _, u := range updates {
 		if err := ctx.Err(); err != nil {
 			return results, err
 		}
 		res := run.Result{Update: u.ID}
-		switch {
-		case u.Source != Source:
+		if u.Source != Source {
 			res.Error = fmt.Sprintf("update %q is from %q, not %s", u.ID, u.Source, Source)
-		case !validName.MatchString(u.Name):
-			res.Error = fmt.Sprintf("update %q: %q is not a Chocolatey package id", u.ID, u.Name)
-		case !validVersion.MatchString(u.Version):
-			res.Error = fmt.Sprintf("update %q: %q is not a Chocolatey version", u.ID, u.Version)
-		default:
-			stdout, stderr, err := b.run.Run(ctx, "choco", []string{"upgrade", u.Name, "--version=" + u.Version, "-y", "-r", "--no-progress"}, nil)
+		} else {
+			stdout, stderr, err := b.run.Run(ctx, "choco", upgradeArgs(u.Name, u.Version), nil)
 			res.Output = run.Trim(stdout, stderr)
 			if ok(err, 1641, 3010) {
 				res.Succeeded = true

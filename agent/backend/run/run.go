@@ -2,7 +2,9 @@
 //
 // It holds the Runner seam (the real one is os/exec; tests replay recorded
 // outputs through runtest.Replay), the per-update install Result every
-// backend reports, and the trimming that keeps a tool's output bounded.
+// backend reports, the refusal of a job whose updates a backend would not
+// hand to its tool (RefuseJob), and the trimming that keeps a tool's output
+// bounded.
 package run
 
 import (

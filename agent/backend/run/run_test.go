@@ -2,8 +2,13 @@ package run
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/patchline/patchline/protocol"
 )
 
 func TestTrim(t *testing.T) {
@@ -47,5 +52,35 @@ func TestExecReportsExitCode(t *testing.T) {
 	_, _, err = Exec{}.Run(ctx, "/nonexistent/tool", nil, nil)
 	if _, ok := ExitCode(err); ok || err == nil {
 		t.Errorf("missing tool: err = %v; want an error without exit code", err)
+	}
+}
+
+func TestRefuseJob(t *testing.T) {
+	good := &protocol.Update{ID: "openssl@3.0.16-1", Name: "openssl"}
+	bad := &protocol.Update{ID: "evil", Name: "-o"}
+	check := func(u *protocol.Update) error {
+		if strings.HasPrefix(u.Name, "-") {
+			return fmt.Errorf("update %q: name %q starts with -", u.ID, u.Name)
+		}
+		return nil
+	}
+	tests := []struct {
+		name    string
+		updates []*protocol.Update
+		want    []Result
+	}{
+		{"nothing refused: the backend runs the job", []*protocol.Update{good, good}, nil},
+		{"empty job", nil, nil},
+		{"one refused update stops the whole job", []*protocol.Update{good, bad}, []Result{
+			{Update: good.ID, Error: `not run: update "evil" of this job was refused`},
+			{Update: bad.ID, Error: `update "evil": name "-o" starts with -`},
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if d := cmp.Diff(tc.want, RefuseJob(tc.updates, check)); d != "" {
+				t.Errorf("RefuseJob (-want +got):\n%s", d)
+			}
+		})
 	}
 }

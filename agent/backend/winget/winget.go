@@ -6,6 +6,8 @@
 // the Microsoft.WinGet.Client PowerShell module (Get-WinGetPackage),
 // projected to JSON; installs use the winget CLI with an exact id and
 // version, silently, accepting agreements, and its documented exit codes.
+// A job whose id or version winget could read as an option or a second
+// argument is refused before anything runs (see Check).
 // winget reports no categories, severities or CVEs: every update is a
 // "bugfix" with no severity. Nor does the inventory carry a release date (a
 // manifest's optional ReleaseDate is not among the fields InventoryScript
@@ -20,10 +22,13 @@ package winget
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"regexp"
+	"slices"
 	"sort"
+	"strings"
 
+	"github.com/patchline/patchline/agent/backend/internal/argcheck"
 	"github.com/patchline/patchline/agent/backend/internal/winos"
 	"github.com/patchline/patchline/agent/backend/run"
 	"github.com/patchline/patchline/protocol"
@@ -96,12 +101,13 @@ func parseInventory(out []byte) ([]*protocol.Update, error) {
 		})
 		// AvailableVersions is newest first; only a package that came
 		// from a source can be upgraded by winget, and the Store source
-		// names no version ("Unknown") that an exact install could ask for.
+		// names no version ("Unknown", or none) that an exact install
+		// could ask for.
 		if !p.IsUpdateAvailable || p.Source == "" || len(p.AvailableVersions) == 0 {
 			continue
 		}
 		v := p.AvailableVersions[0]
-		if v == "Unknown" {
+		if v == "" || v == "Unknown" {
 			continue
 		}
 		updates = append(updates, &protocol.Update{
@@ -118,13 +124,35 @@ func parseInventory(out []byte) ([]*protocol.Update, error) {
 	return updates, nil
 }
 
-// validID and validVersion admit winget package identifiers
-// (Publisher.Package, or Store product ids) and versions; anything else in
-// a job never reaches the command line.
-var (
-	validID      = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._+-]*$`)
-	validVersion = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._+-]*$`)
-)
+// maxLength bounds package identifiers and versions as winget's manifest
+// schema does (PackageIdentifier and PackageVersion: 128 characters).
+const maxLength = 128
+
+// chars are the characters of identifiers and versions a job may hold.
+var chars = argcheck.Set{Letters: argcheck.AnyCase, Punct: "._+-"}
+
+// Check reports why winget could read update u's package identifier (its
+// Name) or version as anything but one exact package version (an option,
+// a second argument, a search), or nil; the error names the field and the
+// rule it breaks. An identifier is Publisher.Package (dot-separated
+// segments, Microsoft.VisualStudioCode, Notepad++.Notepad++) or a Store
+// product id (9NBLGGH4NNS1): letters, digits and . _ + -, starting with a
+// letter or digit, at most 128 characters, no empty segment. A version is
+// made of the same characters. Install refuses a job holding such an
+// update before running anything.
+func Check(u *protocol.Update) error {
+	err := argcheck.Word(u.Name, maxLength, chars)
+	if err == nil && slices.Contains(strings.Split(u.Name, "."), "") {
+		err = errors.New("it has an empty segment; an identifier is Publisher.Package, segments joined by single dots")
+	}
+	if err != nil {
+		return fmt.Errorf("update %q: name %q is not a winget package identifier: %w", u.ID, u.Name, err)
+	}
+	if err := argcheck.Word(u.Version, maxLength, chars); err != nil {
+		return fmt.Errorf("update %q: version %q is not a winget version: %w", u.ID, u.Version, err)
+	}
+	return nil
+}
 
 // winget exit codes (HRESULTs) that Install reads.
 const (
@@ -136,9 +164,18 @@ const (
 
 // Install upgrades each package to the update's version with the winget
 // CLI, one at a time and in order. Exit codes saying the package is already
-// there or needs only a reboot to finish count as success. The returned
-// error is set only when ctx ends.
+// there or needs only a reboot to finish count as success. A job holding an
+// update Check refuses runs nothing. The returned error is set only when
+// ctx ends.
 func (b *Backend) Install(ctx context.Context, updates []*protocol.Update) ([]run.Result, error) {
+	if refused := run.RefuseJob(updates, func(u *protocol.Update) error {
+		if u.Source != Source {
+			return nil // answered on its own by install
+		}
+		return Check(u)
+	}); refused != nil {
+		return refused, nil
+	}
 	results := make([]run.Result, 0, len(updates))
 	for _, u := range updates {
 		if err := ctx.Err(); err != nil {
@@ -151,17 +188,12 @@ func (b *Backend) Install(ctx context.Context, updates []*protocol.Update) ([]ru
 
 func (b *Backend) install(ctx context.Context, u *protocol.Update) run.Result {
 	res := run.Result{Update: u.ID}
-	switch {
-	case u.Source != Source:
+	if u.Source != Source {
 		res.Error = fmt.Sprintf("update %q is from %q, not %s", u.ID, u.Source, Source)
 		return res
-	case !validID.MatchString(u.Name):
-		res.Error = fmt.Sprintf("update %q: %q is not a winget package id", u.ID, u.Name)
-		return res
-	case !validVersion.MatchString(u.Version):
-		res.Error = fmt.Sprintf("update %q: %q is not a winget version", u.ID, u.Version)
-		return res
 	}
+	// --id and --version name what each value is, and --exact matches the
+	// identifier exactly, case included, instead of searching for it.
 	args := []string{"upgrade", "--id", u.Name, "--version", u.Version, "--exact", "--silent",
 		"--accept-package-agreements", "--accept-source-agreements", "--disable-interactivity"}
 	stdout, stderr, err := b.run.Run(ctx, "winget", args, nil)

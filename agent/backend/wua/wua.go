@@ -8,6 +8,9 @@
 // → bugfix); severities from the MSRC severity rating; CVEs, release time
 // (LastDeploymentChangeTime) and reboot behaviour as Windows reports them.
 //
+// Only KB numbers and update ids reach the install script: a job holding
+// anything else is refused before anything runs (see Check).
+//
 // The backend only builds command lines, so it compiles everywhere. It is
 // tested against recorded outputs and has not yet been exercised on a real
 // Windows machine.
@@ -153,6 +156,18 @@ func severity(msrc string) string {
 // to the script.
 var validID = regexp.MustCompile(`^(KB[0-9]{4,10}|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$`)
 
+// Check reports why update u's name is not one the install script may be
+// given, or nil: a KB number (KB and 4 to 10 digits) or an update id (a
+// GUID), nothing PowerShell or the list in $env:PATCHLINE_UPDATES could
+// read more into. Install refuses a job holding such an update before
+// running anything.
+func Check(u *protocol.Update) error {
+	if !validID.MatchString(u.Name) {
+		return fmt.Errorf("update %q: name %q is neither a KB number (KB and 4 to 10 digits) nor an update id (a GUID)", u.ID, u.Name)
+	}
+	return nil
+}
+
 // wuResult is one result as install.ps1 prints it.
 type wuResult struct {
 	ID             string `json:"id"`
@@ -168,24 +183,29 @@ var resultCodes = map[int]string{0: "not started", 1: "in progress", 2: "succeed
 
 // Install downloads and installs each update, one at a time and in order,
 // in one PowerShell run. An update Windows no longer offers because it is
-// already installed counts as succeeded. The returned error is set only when
-// ctx ends.
+// already installed counts as succeeded. A job holding an update Check
+// refuses runs nothing. The returned error is set only when ctx ends.
 func (b *Backend) Install(ctx context.Context, updates []*protocol.Update) ([]run.Result, error) {
+	if refused := run.RefuseJob(updates, func(u *protocol.Update) error {
+		if u.Source != Source {
+			return nil // answered on its own below
+		}
+		return Check(u)
+	}); refused != nil {
+		return refused, nil
+	}
 	results := make([]run.Result, len(updates))
 	var ids []string
 	index := map[string]int{} // id → position in updates, for those sent to the script
 	for i, u := range updates {
 		results[i].Update = u.ID
+		_, dup := index[u.Name]
 		switch {
 		case u.Source != Source:
 			results[i].Error = fmt.Sprintf("update %q is from %q, not %s", u.ID, u.Source, Source)
-		case !validID.MatchString(u.Name):
-			results[i].Error = fmt.Sprintf("update %q: %q is neither a KB number nor an update id", u.ID, u.Name)
+		case dup:
+			results[i].Error = fmt.Sprintf("update %q: listed twice in one job", u.ID)
 		default:
-			if _, dup := index[u.Name]; dup {
-				results[i].Error = fmt.Sprintf("update %q: listed twice in one job", u.ID)
-				continue
-			}
 			index[u.Name] = i
 			ids = append(ids, u.Name)
 		}
