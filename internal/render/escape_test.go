@@ -4,9 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
+	"github.com/patchline/patchline/internal/textsafe/textsafetest"
 	"github.com/patchline/patchline/protocol"
 	"github.com/patchline/patchline/reconciler/plan"
 )
@@ -108,64 +107,6 @@ func renderMarkdown(t *testing.T, x texts) map[string]string {
 	return map[string]string{"plan": planMD.String(), "change": changeMD.String()}
 }
 
-// rawControl returns the first character of s that a terminal or a
-// Markdown reader must not be handed raw (a byte that is not UTF-8 is
-// returned as utf8.RuneError), and its offset, or -1.
-func rawControl(s string) (rune, int) {
-	for i := 0; i < len(s); {
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if (r == utf8.RuneError && size == 1) || (r < 0x20 && r != '\n') || (r >= 0x7f && r <= 0x9f) || unicode.In(r, unicode.Cf, unicode.Zl, unicode.Zp) {
-			return r, i
-		}
-		i += size
-	}
-	return 0, -1
-}
-
-// cells splits a Markdown table row into its cells as GitHub does: at
-// every pipe that no backslash escapes, code spans included.
-func cells(row string) []string {
-	row = strings.TrimPrefix(strings.TrimSuffix(row, "|"), "|")
-	var out []string
-	start := 0
-	for i := 0; i < len(row); i++ {
-		switch row[i] {
-		case '\\':
-			i++
-		case '|':
-			out = append(out, row[start:i])
-			start = i + 1
-		}
-	}
-	return append(out, row[start:])
-}
-
-// tableRows checks that every row of every table in md has as many cells
-// as its header, and returns the rows (header and delimiter lines left
-// out).
-func tableRows(t *testing.T, md string) []string {
-	t.Helper()
-	var rows []string
-	header := -1
-	for _, line := range strings.Split(md, "\n") {
-		if !strings.HasPrefix(line, "|") {
-			header = -1
-			continue
-		}
-		n := len(cells(line))
-		switch {
-		case header < 0:
-			header = n
-		case strings.HasPrefix(line, "|---"):
-		case n != header:
-			t.Errorf("table row has %d cells, its header %d: %q", n, header, line)
-		default:
-			rows = append(rows, line)
-		}
-	}
-	return rows
-}
-
 // TestMarkdownKeepsHostileTextInItsCell: an update id holding a newline,
 // a cell separator, emphasis and an HTML comment opener stays inside its
 // cell of the pull-request comment, and the rows after it stay visible.
@@ -175,7 +116,7 @@ func TestMarkdownKeepsHostileTextInItsCell(t *testing.T) {
 	hostile.reason = "see <!-- | `x` [link](http://evil.example)"
 	for name, md := range renderMarkdown(t, hostile) {
 		t.Run(name, func(t *testing.T) {
-			rows := tableRows(t, md)
+			rows := textsafetest.TableRows(t, md)
 			var after bool
 			for _, row := range rows {
 				if strings.Contains(row, "acme-ws-002") {
@@ -190,7 +131,7 @@ func TestMarkdownKeepsHostileTextInItsCell(t *testing.T) {
 					t.Errorf("output holds %q unescaped:\n%s", bad, md)
 				}
 			}
-			if r, i := rawControl(md); i >= 0 {
+			if r, i := textsafetest.RawControl(md); i >= 0 {
 				t.Errorf("output holds %U at byte %d", r, i)
 			}
 			if !strings.Contains(md, `KB1 \|\\x0a\| \*\*pwned\*\* \| &lt;!--`) {
@@ -210,7 +151,7 @@ func TestTextOutputShowsTerminalEscapesAsText(t *testing.T) {
 	}
 	for name, out := range renderText(t, hostile) {
 		t.Run(name, func(t *testing.T) {
-			if r, i := rawControl(out); i >= 0 {
+			if r, i := textsafetest.RawControl(out); i >= 0 {
 				t.Errorf("output holds %U at byte %d:\n%s", r, i, out)
 			}
 			if !strings.Contains(out, `\x1b`) {
@@ -237,7 +178,7 @@ func FuzzRenderText(f *testing.F) {
 	f.Fuzz(func(t *testing.T, endpoint, update, reason string) {
 		want := renderText(t, plain)
 		for name, out := range renderText(t, fuzzTexts(endpoint, update, reason)) {
-			if r, i := rawControl(out); i >= 0 {
+			if r, i := textsafetest.RawControl(out); i >= 0 {
 				t.Fatalf("%s: output holds %U at byte %d:\n%s", name, r, i, out)
 			}
 			if got, want := strings.Count(out, "\n"), strings.Count(want[name], "\n"); got != want {
@@ -258,13 +199,13 @@ func FuzzRenderMarkdown(f *testing.F) {
 	f.Fuzz(func(t *testing.T, endpoint, update, reason string) {
 		want := renderMarkdown(t, plain)
 		for name, md := range renderMarkdown(t, fuzzTexts(endpoint, update, reason)) {
-			if r, i := rawControl(md); i >= 0 {
+			if r, i := textsafetest.RawControl(md); i >= 0 {
 				t.Fatalf("%s: output holds %U at byte %d:\n%s", name, r, i, md)
 			}
 			if got, want := strings.Count(md, "\n"), strings.Count(want[name], "\n"); got != want {
 				t.Fatalf("%s: %d lines, %d with plain text:\n%s", name, got, want, md)
 			}
-			tableRows(t, md)
+			textsafetest.TableRows(t, md)
 		}
 	})
 }

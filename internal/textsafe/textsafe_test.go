@@ -5,7 +5,8 @@ import (
 	"encoding/csv"
 	"strings"
 	"testing"
-	"unicode/utf8"
+
+	"github.com/patchline/patchline/internal/textsafe/textsafetest"
 )
 
 // hostile is text an endpoint, a policy or a commit could hold, for the
@@ -123,38 +124,6 @@ func TestCSV(t *testing.T) {
 	}
 }
 
-// rawControl returns the first character of s no reader may be handed
-// raw, and its offset, or -1.
-func rawControl(s string) (rune, int) {
-	for i, r := range s {
-		if r == utf8.RuneError || (r < 0x20 && r != '\n') || (r >= 0x7f && r <= 0x9f) || hidden(r) {
-			if r == utf8.RuneError && strings.HasPrefix(s[i:], "\uFFFD") {
-				continue // a real replacement character
-			}
-			return r, i
-		}
-	}
-	return 0, -1
-}
-
-// cells splits a Markdown table row into its cells as GitHub does: at
-// every pipe that no backslash escapes, code spans included.
-func cells(row string) []string {
-	row = strings.TrimPrefix(strings.TrimSuffix(row, "|"), "|")
-	var out []string
-	start := 0
-	for i := 0; i < len(row); i++ {
-		switch row[i] {
-		case '\\':
-			i++
-		case '|':
-			out = append(out, row[start:i])
-			start = i + 1
-		}
-	}
-	return append(out, row[start:])
-}
-
 // unescapedMarkup returns the offset of the first character of md that
 // Markdown could read as markup, or -1.
 func unescapedMarkup(md string) int {
@@ -177,7 +146,7 @@ func FuzzTerminal(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, s string) {
 		out := Terminal(s)
-		if r, i := rawControl(out); i >= 0 || strings.Contains(out, "\n") {
+		if r, i := textsafetest.RawControl(out); i >= 0 || strings.Contains(out, "\n") {
 			t.Fatalf("Terminal(%q) = %q holds %U at byte %d", s, out, r, i)
 		}
 		if clean(s, true) && out != s {
@@ -196,10 +165,10 @@ func FuzzMarkdown(f *testing.F) {
 	f.Fuzz(func(t *testing.T, s string) {
 		text, code := Markdown(s), MarkdownCode(s)
 		row := "| " + text + " | " + code + " |"
-		if r, i := rawControl(row); i >= 0 || strings.Contains(row, "\n") {
+		if r, i := textsafetest.RawControl(row); i >= 0 || strings.Contains(row, "\n") {
 			t.Fatalf("row of %q holds %U at byte %d: %q", s, r, i, row)
 		}
-		if n := len(cells(row)); n != 2 {
+		if n := len(textsafetest.Cells(row)); n != 2 {
 			t.Fatalf("row of %q has %d cells, want 2: %q", s, n, row)
 		}
 		if i := unescapedMarkup(text); i >= 0 {
@@ -235,7 +204,7 @@ func FuzzCSV(f *testing.F) {
 			if cell != "" && strings.IndexByte("=+-@\t\r", cell[0]) >= 0 {
 				t.Fatalf("cell %q starts a formula", cell)
 			}
-			if r, i := rawControl(cell); i >= 0 || strings.Contains(cell, "\n") {
+			if r, i := textsafetest.RawControl(cell); i >= 0 || strings.Contains(cell, "\n") {
 				t.Fatalf("cell %q holds %U at byte %d", cell, r, i)
 			}
 		}
