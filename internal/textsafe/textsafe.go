@@ -27,17 +27,26 @@ import (
 func Terminal(s string) string { return escape(s, true) }
 
 // markdownEscaper escapes what Markdown (CommonMark with GitHub's
-// extensions: tables, strikethrough, math) reads as markup in running
-// text or in a table cell.
+// extensions: tables, strikethrough, math) reads as markup anywhere in a
+// line of text or in a table cell.
 var markdownEscaper = strings.NewReplacer(
-	`\`, `\\`, "`", "\\`", "*", `\*`, "_", `\_`, "[", `\[`, "]", `\]`, "#", `\#`, "|", `\|`, "~", `\~`, "$", `\$`,
+	`\`, `\\`, "`", "\\`", "*", `\*`, "_", `\_`, "[", `\[`, "]", `\]`, "|", `\|`, "~", `\~`, "$", `\$`,
 	"<", "&lt;", ">", "&gt;", "&", "&amp;",
 )
 
 // Markdown makes s safe as running Markdown text or as a table cell: it
 // reads as s itself, on one line, and no character of it is markup (no
-// emphasis, link, image, HTML or comment, no cell separator).
-func Markdown(s string) string { return markdownEscaper.Replace(escape(s, false)) }
+// emphasis, strikethrough, link, image, HTML or comment, no cell
+// separator, no heading where it starts a line). A "#" inside the text,
+// as in "(#44)", is left as it is: only at the start of a line is it
+// markup.
+func Markdown(s string) string {
+	md := markdownEscaper.Replace(escape(s, false))
+	if strings.HasPrefix(md, "#") {
+		return `\` + md
+	}
+	return md
+}
 
 // MarkdownCode returns a Markdown code span, safe in a table cell, that
 // shows s: the fence is longer than any run of backticks in s, and a pipe

@@ -67,6 +67,7 @@ func TestMarkdown(t *testing.T) {
 		{"links and images", "![i](x) [l](y)", `!\[i\](x) \[l\](y)`},
 		{"code", "`x`", "\\`x\\`"},
 		{"a heading mark, strikethrough and math", "# ~~s~~ $x$", `\# \~\~s\~\~ \$x\$`},
+		{"a pull request's number is left as it is", "Enforce Acme (#43)", "Enforce Acme (#43)"},
 		{"a backslash shows as one", `C:\Temp`, `C:\\Temp`},
 		{"a terminal escape is shown", "a\x1b[2Jb", `a\\x1b\[2Jb`},
 		{"a right-to-left override is shown", "a\u202eb", `a\\u202eb`},
@@ -127,11 +128,14 @@ func TestCSV(t *testing.T) {
 // unescapedMarkup returns the offset of the first character of md that
 // Markdown could read as markup, or -1.
 func unescapedMarkup(md string) int {
+	if strings.HasPrefix(md, "#") {
+		return 0
+	}
 	for i := 0; i < len(md); i++ {
 		switch c := md[i]; {
 		case c == '\\':
 			i++
-		case strings.IndexByte("`*_[]#|~$<>", c) >= 0:
+		case strings.IndexByte("`*_[]|~$<>", c) >= 0:
 			return i
 		case c == '&' && !strings.HasPrefix(md[i:], "&lt;") && !strings.HasPrefix(md[i:], "&gt;") && !strings.HasPrefix(md[i:], "&amp;"):
 			return i
