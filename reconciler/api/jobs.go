@@ -278,7 +278,10 @@ func checkResultText(i int, u protocol.UpdateResult, now time.Time) error {
 	if err := checkText(p+"output", protocol.TextLines, protocol.MaxOutputBytes, u.Output); err != nil {
 		return err
 	}
-	return checkTime(p+"at", u.At, now)
+	if err := checkTime(u.At, now); err != nil {
+		return errorf(protocol.CodeInvalid, "%sat: %v", p, err)
+	}
+	return nil
 }
 
 // refuseAll builds refused results for the updates of an endpoint's open

@@ -1,9 +1,9 @@
 package api
 
 import (
+	"fmt"
 	"net/http"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -31,15 +31,15 @@ var earliestTime = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
 
 const maxAhead = 24 * time.Hour
 
-// checkTime checks a time an agent sent in field; the zero time means it
-// sent none.
-func checkTime(field string, t, now time.Time) error {
+// checkTime checks a time an agent sent; the zero time means it sent
+// none. The caller names the field.
+func checkTime(t, now time.Time) error {
 	if t.IsZero() {
 		return nil
 	}
 	if latest := now.Add(maxAhead); t.Before(earliestTime) || t.After(latest) {
-		return errorf(protocol.CodeInvalid, "%s: %s is outside %s to %s (a day after the controller's clock)",
-			field, t.UTC().Format(time.RFC3339), earliestTime.Format(time.DateOnly), latest.UTC().Format(time.RFC3339))
+		return fmt.Errorf("%s is outside %s to %s (a day after the controller's clock)",
+			t.UTC().Format(time.RFC3339), earliestTime.Format(time.DateOnly), latest.UTC().Format(time.RFC3339))
 	}
 	return nil
 }
@@ -125,8 +125,8 @@ func validateReport(ep store.Enrollment, rep *protocol.Report, now time.Time) er
 		case len(u.Requires) > maxListItems:
 			return errorf(protocol.CodeInvalid, "updates[%d].requires: more than %d", i, maxListItems)
 		}
-		if err := checkTime("updates["+strconv.Itoa(i)+"].released", u.Released, now); err != nil {
-			return err
+		if err := checkTime(u.Released, now); err != nil {
+			return errorf(protocol.CodeInvalid, "updates[%d].released: %v", i, err)
 		}
 	}
 	snap := protocol.Snapshot{
