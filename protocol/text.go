@@ -94,8 +94,10 @@ func refused(kind TextKind, r rune, size int) string {
 		return ""
 	case unicode.IsControl(r):
 		return "control character"
-	case unicode.In(r, unicode.Zl, unicode.Zp):
+	case r == '\u2028':
 		return "line separator"
+	case r == '\u2029':
+		return "paragraph separator"
 	case kind != TextName:
 		return ""
 	case unicode.Is(unicode.Cf, r):
@@ -108,7 +110,8 @@ func refused(kind TextKind, r rune, size int) string {
 
 // FitText returns s with every character CheckText(kind) refuses written
 // as a visible escape: \xNN for a control character (C0, DEL, C1) and for
-// a byte that is not UTF-8, \uNNNN for any other. For TextLines, a
+// a byte that is not UTF-8, \uNNNN (\UNNNNNNNN beyond the Basic
+// Multilingual Plane) for any other. For TextLines, a
 // carriage return (alone, as a progress bar prints it, or before a
 // newline, as Windows tools end lines) becomes a newline. The agent fits
 // what its tools printed before sending it, so a result is never refused
@@ -132,6 +135,8 @@ func FitText(kind TextKind, s string) string {
 			fmt.Fprintf(&b, `\x%02x`, s[i])
 		case unicode.IsControl(r):
 			fmt.Fprintf(&b, `\x%02x`, r)
+		case r > 0xffff:
+			fmt.Fprintf(&b, `\U%08x`, r)
 		default:
 			fmt.Fprintf(&b, `\u%04x`, r)
 		}

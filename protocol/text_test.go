@@ -31,7 +31,7 @@ func TestCheckText(t *testing.T) {
 		{"a line separator in a name", TextName, "a\u2028b", "line separator U+2028 at byte 1"},
 		{"a title with marks for right-to-left text", TextLine, "\u200fעדכון אבטחה\u200f (KB5044284)", ""},
 		{"a title with a newline", TextLine, "Update\n<!-- hidden -->", "control character U+000A at byte 6"},
-		{"a title with a paragraph separator", TextLine, "Update\u2029", "line separator U+2029 at byte 6"},
+		{"a title with a paragraph separator", TextLine, "Update\u2029", "paragraph separator U+2029 at byte 6"},
 		{"tool output over lines, with tabs", TextLines, "Reading package lists...\n\tDone", ""},
 		{"tool output with a colour escape", TextLines, "ok\n\x1b[31mfailed", "control character U+001B at byte 3"},
 		{"tool output with Windows line ends", TextLines, "line\r\n", "control character U+000D at byte 4"},
@@ -67,6 +67,7 @@ func TestFitText(t *testing.T) {
 		{"a newline in a title", TextLine, "a\nb", `a\x0ab`},
 		{"a zero-width space in a name", TextName, "KB\u200b1", `KB\u200b1`},
 		{"a no-break space in a name", TextName, "a\u00a0b", `a\u00a0b`},
+		{"a tag character in a name", TextName, "a\U000e0041b", `a\U000e0041b`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
