@@ -551,12 +551,14 @@ func (a *Agent) refuse(ctx context.Context, p protocol.JobPayload, err error) er
 		return nil
 	}
 	a.log.Warn("job refused", "job", p.ID, "reason", rf.reason)
-	r := protocol.ResultRequest{Job: p.ID, Refused: true, Reason: rf.reason, Updates: []protocol.UpdateResult{}, JobSeq: a.seq}
+	// A reason may quote what the job held.
+	reason := fitText(protocol.TextLines, rf.reason, protocol.MaxErrorBytes)
+	r := protocol.ResultRequest{Job: p.ID, Refused: true, Reason: reason, Updates: []protocol.UpdateResult{}, JobSeq: a.seq}
 	if rf.trusted {
 		now := a.clock.Now()
 		r.IdempotencyKey = p.IdempotencyKey
 		for _, u := range p.Updates {
-			r.Updates = append(r.Updates, protocol.UpdateResult{Update: u.ID, Result: protocol.ResultRefused, Error: rf.reason, At: now})
+			r.Updates = append(r.Updates, protocol.UpdateResult{Update: u.ID, Result: protocol.ResultRefused, Error: reason, At: now})
 		}
 	}
 	e, jerr := a.journal.refuse(r, a.clock.Now())
@@ -609,12 +611,12 @@ func (a *Agent) install(ctx context.Context, p protocol.JobPayload) []protocol.U
 		case ok && r.Succeeded:
 			ur.Result, ur.Output = protocol.ResultSucceeded, tail(r.Output)
 		case ok:
-			ur.Result, ur.Error, ur.Output = protocol.ResultFailed, r.Error, tail(r.Output)
+			ur.Result, ur.Error, ur.Output = protocol.ResultFailed, fitText(protocol.TextLines, r.Error, protocol.MaxErrorBytes), tail(r.Output)
 			if ur.Error == "" {
 				ur.Error = "install failed"
 			}
 		case err != nil:
-			ur.Result, ur.Error = protocol.ResultFailed, err.Error()
+			ur.Result, ur.Error = protocol.ResultFailed, fitText(protocol.TextLines, err.Error(), protocol.MaxErrorBytes)
 		default:
 			ur.Result, ur.Error = protocol.ResultFailed, "the backend returned no result for this update"
 		}
@@ -623,8 +625,11 @@ func (a *Agent) install(ctx context.Context, p protocol.JobPayload) []protocol.U
 	return out
 }
 
-// tail keeps the last maxOutput bytes of s, on a UTF-8 boundary.
+// tail keeps the last maxOutput bytes of a tool's output, on a UTF-8
+// boundary, with every character the controller refuses in text escaped
+// (protocol.FitText).
 func tail(s string) string {
+	s = protocol.FitText(protocol.TextLines, s)
 	if len(s) <= maxOutput {
 		return s
 	}
@@ -633,6 +638,27 @@ func tail(s string) string {
 		s = s[1:]
 	}
 	return "…" + s
+}
+
+// fitText makes s, text of kind the agent sends, acceptable to the
+// controller whatever a tool printed: every character the controller
+// refuses escaped (protocol.FitText), and at most max bytes, cut on a
+// UTF-8 boundary.
+func fitText(kind protocol.TextKind, s string, max int) string {
+	s = protocol.FitText(kind, s)
+	if len(s) <= max {
+		return s
+	}
+	const more = "…"
+	s = s[:max-len(more)]
+	// Fitted text is valid UTF-8 but where the cut split a character.
+	for len(s) > 0 {
+		if r, size := utf8.DecodeLastRuneInString(s); r != utf8.RuneError || size != 1 {
+			break
+		}
+		s = s[:len(s)-1]
+	}
+	return s + more
 }
 
 // reboot applies the job's reboot policy after its result is out.

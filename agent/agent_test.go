@@ -506,6 +506,32 @@ func TestOutputIsBoundedKeepingTheEnd(t *testing.T) {
 	}
 }
 
+// TestResultTextFitsTheControllersRules: whatever a package tool printed
+// (colours, Windows line ends, progress bars, NUL), the result the agent
+// sends is one the controller accepts, so it is never dropped as refused.
+func TestResultTextFitsTheControllersRules(t *testing.T) {
+	h := newHarness(t)
+	h.be.failing["openssl@3.0.15-1"] = "dpkg: \x1b[31merror\x1b[0m processing openssl\r\n\x00"
+	a := h.agent(t)
+	got := a.install(t.Context(), job("ep-1", "job-1", 1, "openssl@3.0.15-1"))
+	if len(got) != 1 {
+		t.Fatalf("results %+v, want one", got)
+	}
+	want := `dpkg: \x1b[31merror\x1b[0m processing openssl` + "\n" + `\x00`
+	if got[0].Error != want || got[0].Output != "E: "+want {
+		t.Errorf("error %q, output %q; want %q and %q", got[0].Error, got[0].Output, want, "E: "+want)
+	}
+	for field, text := range map[string]string{"error": got[0].Error, "output": got[0].Output} {
+		if err := protocol.CheckText(protocol.TextLines, text); err != nil {
+			t.Errorf("%s %q: the controller refuses it: %v", field, text, err)
+		}
+	}
+	long := fitText(protocol.TextLines, strings.Repeat("é", protocol.MaxErrorBytes), protocol.MaxErrorBytes)
+	if len(long) > protocol.MaxErrorBytes || !strings.HasSuffix(long, "…") || !utf8.ValidString(long) {
+		t.Errorf("a long error is cut to %d bytes ending %q; want at most %d, valid UTF-8, marked", len(long), long[len(long)-4:], protocol.MaxErrorBytes)
+	}
+}
+
 // assertPrivate checks that everything in the state dir is the agent's
 // alone: directories 0700, files 0600.
 func assertPrivate(t *testing.T, dir string) {

@@ -8,14 +8,16 @@ import (
 	"strconv"
 	"strings"
 	"text/tabwriter"
-	"unicode/utf8"
 
 	"github.com/patchline/patchline/agent/backend"
+	"github.com/patchline/patchline/internal/textsafe"
 	"github.com/patchline/patchline/protocol"
 )
 
 // Inventory returns what the endpoint reports about its updates: b's
-// inventory as a report carries it (an empty list, never none). It
+// inventory as a report carries it (an empty list, never none), each
+// title fitted to the controller's rules for text, so that one vendor's
+// stray control character cannot get the whole report refused. It
 // contacts no controller; `patch-agent inventory` prints it.
 func Inventory(ctx context.Context, b backend.Backend) ([]*protocol.Update, error) {
 	ups, err := b.Inventory(ctx)
@@ -24,6 +26,9 @@ func Inventory(ctx context.Context, b backend.Backend) ([]*protocol.Update, erro
 	}
 	if ups == nil {
 		ups = []*protocol.Update{}
+	}
+	for _, u := range ups {
+		u.Title = fitText(protocol.TextLine, u.Title, protocol.MaxTitleBytes)
 	}
 	return ups, nil
 }
@@ -39,8 +44,8 @@ const cvesShown = 2
 
 // WriteInventory writes updates to w: as a table for a terminal
 // (FormatText), in which every text the endpoint's tools supplied is
-// escaped so that no control character reaches the terminal, or as the
-// JSON list a report carries (FormatJSON).
+// escaped (textsafe.Terminal) so that no control character reaches the
+// terminal, or as the JSON list a report carries (FormatJSON).
 func WriteInventory(w io.Writer, updates []*protocol.Update, format string) error {
 	switch format {
 	case FormatJSON:
@@ -78,7 +83,7 @@ func cveCell(ids []string) string {
 	}
 	parts := make([]string, 0, cvesShown+1)
 	for _, id := range ids[:min(len(ids), cvesShown)] {
-		parts = append(parts, escape(id))
+		parts = append(parts, textsafe.Terminal(id))
 	}
 	if more := len(ids) - cvesShown; more > 0 {
 		parts = append(parts, "+"+strconv.Itoa(more))
@@ -91,45 +96,5 @@ func cell(s string) string {
 	if s == "" {
 		return "-"
 	}
-	return escape(s)
-}
-
-// escape makes endpoint text safe to print on a terminal: control
-// characters (C0, DEL, C1; tab and newline included, which would break
-// the table) and bytes that are not UTF-8 become \xNN, the Unicode
-// controls that reorder or hide text (bidirectional overrides, zero-width
-// marks) become \uNNNN, and a backslash is doubled, so an escape in the
-// output always stands for one.
-func escape(s string) string {
-	var b strings.Builder
-	for i := 0; i < len(s); {
-		r, size := utf8.DecodeRuneInString(s[i:])
-		switch {
-		case r == utf8.RuneError && size <= 1:
-			fmt.Fprintf(&b, `\x%02x`, s[i])
-		case r == '\\':
-			b.WriteString(`\\`)
-		case r < 0x20 || r >= 0x7f && r <= 0x9f:
-			fmt.Fprintf(&b, `\x%02x`, r)
-		case hidesText(r):
-			fmt.Fprintf(&b, `\u%04x`, r)
-		default:
-			b.WriteString(s[i : i+size])
-		}
-		i += size
-	}
-	return b.String()
-}
-
-// hidesText reports the format characters a terminal uses to reorder or
-// hide text: bidirectional marks, embeddings, overrides and isolates,
-// zero-width characters and the byte-order mark.
-func hidesText(r rune) bool {
-	switch {
-	case r == 0x061c, r == 0x200b, r == 0x200c, r == 0x200d, r == 0x200e, r == 0x200f, r == 0x2060, r == 0xfeff:
-		return true
-	case r >= 0x202a && r <= 0x202e, r >= 0x2066 && r <= 0x2069:
-		return true
-	}
-	return false
+	return textsafe.Terminal(s)
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -101,37 +102,38 @@ func TestInventoryTextEscapesEndpointText(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i, c := range out.String() {
-		if (c < 0x20 && c != '\n') || (c >= 0x7f && c <= 0x9f) || hidesText(c) {
+		if (c < 0x20 && c != '\n') || (c >= 0x7f && c <= 0x9f) || unicode.Is(unicode.Cf, c) {
 			t.Errorf("output holds control character %U at byte %d", c, i)
 		}
 	}
 	golden.Check(t, filepath.Join("testdata", "inventory-hostile.txt"), out.Bytes())
 }
 
-func TestEscape(t *testing.T) {
-	tests := []struct{ in, want string }{
-		{"openssl@3.0.16-1~deb12u1", "openssl@3.0.16-1~deb12u1"},
-		{"Mozilla Firefox (x64 en-US) ü 火狐", "Mozilla Firefox (x64 en-US) ü 火狐"},
-		{"\x1b[31mred\x1b[0m", `\x1b[31mred\x1b[0m`},
-		{"a\tb\nc\rd\x00e\x7f", `a\x09b\x0ac\x0dd\x00e\x7f`},
-		{"C1 \u0085 \u009b", `C1 \x85 \x9b`},
-		{"\xff\xfe not UTF-8", `\xff\xfe not UTF-8`},
-		{"abc\u202eexe.txt", `abc\u202eexe.txt`},
-		{"zero\u200bwidth\ufeff", `zero\u200bwidth\ufeff`},
-		{`C:\x1b`, `C:\\x1b`},
-		{"\uFFFD is a real replacement character", "\uFFFD is a real replacement character"},
-	}
-	for _, tc := range tests {
-		if got := escape(tc.in); got != tc.want {
-			t.Errorf("escape(%q) = %q, want %q", tc.in, got, tc.want)
-		}
-	}
-}
-
 func TestWriteInventoryRefusesUnknownFormat(t *testing.T) {
 	err := WriteInventory(&bytes.Buffer{}, nil, "yaml")
 	if err == nil || !strings.Contains(err.Error(), `inventory format "yaml": want text or json`) {
 		t.Errorf("WriteInventory(yaml) = %v", err)
+	}
+}
+
+// TestInventoryFitsTitles: a title with what the controller refuses in
+// text is sent escaped and bounded, so the report is not refused for it.
+func TestInventoryFitsTitles(t *testing.T) {
+	b := &fakeBackend{inventory: []*protocol.Update{
+		{ID: "KB1", Source: "windows-update", Name: "KB1", Title: "Update\r\nfor \x1b[1mWindows\x1b[0m", Category: "security"},
+		{ID: "KB2", Source: "windows-update", Name: "KB2", Title: strings.Repeat("long ", protocol.MaxTitleBytes), Category: "security"},
+	}}
+	ups, err := Inventory(t.Context(), b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := `Update\x0d\x0afor \x1b[1mWindows\x1b[0m`; ups[0].Title != want {
+		t.Errorf("title = %q, want %q", ups[0].Title, want)
+	}
+	for _, u := range ups {
+		if len(u.Title) > protocol.MaxTitleBytes || protocol.CheckText(protocol.TextLine, u.Title) != nil {
+			t.Errorf("title of %s (%d bytes) is one the controller refuses", u.ID, len(u.Title))
+		}
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -161,8 +162,10 @@ func EncodeSnapshot(w io.Writer, s *Snapshot) error {
 
 // Validate checks what DecodeSnapshot checks beyond JSON syntax: the API version,
 // that every endpoint has an id and a client, that endpoint ids are unique,
-// that update ids are present and unique per endpoint, and that sources,
-// categories, severities and attempt results are known values.
+// that update ids are present and unique per endpoint, that sources,
+// categories, severities and attempt results are known values, and that
+// every text an endpoint supplied follows its rule (CheckText) and bound, so
+// a snapshot holds no text the agent API would refuse.
 func (s *Snapshot) Validate() error {
 	if s.APIVersion != SnapshotAPIVersion {
 		return fmt.Errorf("apiVersion: got %q, want %q", s.APIVersion, SnapshotAPIVersion)
@@ -179,10 +182,19 @@ func (s *Snapshot) Validate() error {
 		if ep.Client == "" {
 			return fmt.Errorf("%s.client: missing", p)
 		}
+		if err := checkField(p, "id", TextName, MaxIDBytes, ep.ID); err != nil {
+			return err
+		}
+		if err := checkField(p, "client", TextName, MaxIDBytes, ep.Client); err != nil {
+			return err
+		}
 		if j, dup := seen[ep.ID]; dup {
 			return fmt.Errorf("%s.id: duplicate endpoint id %q (also endpoints[%d])", p, ep.ID, j)
 		}
 		seen[ep.ID] = i
+		if err := ep.ValidateHost(); err != nil {
+			return fmt.Errorf("%s.%w", p, err)
+		}
 		if err := ep.validateUpdates(p); err != nil {
 			return err
 		}
@@ -199,6 +211,9 @@ func (ep *Endpoint) validateUpdates(p string) error {
 		}
 		if u.ID == "" {
 			return fmt.Errorf("%s.id: missing", up)
+		}
+		if err := u.checkText(up); err != nil {
+			return err
 		}
 		if k, dup := ids[u.ID]; dup {
 			return fmt.Errorf("%s.id: duplicate update id %q (also updates[%d])", up, u.ID, k)
@@ -225,6 +240,84 @@ func (ep *Endpoint) validateUpdates(p string) error {
 			if !slices.Contains(Results, a.Result) {
 				return fmt.Errorf("%s.attempts[%d].result: unknown result %q (want succeeded, failed or refused)", up, k, a.Result)
 			}
+			if err := firstError(
+				checkField("", "error", TextLines, MaxErrorBytes, a.Error),
+				checkField("", "job", TextName, MaxIDBytes, a.Job),
+				checkField("", "ring", TextName, MaxIDBytes, a.Ring),
+			); err != nil {
+				return fmt.Errorf("%s.attempts[%d].%w", up, k, err)
+			}
+		}
+	}
+	return nil
+}
+
+// ValidateHost checks what an endpoint says of itself, its hostname, OS
+// and labels, by the rules of endpoint text: a TextName each, within
+// bounds. Errors name the field: "hostname: ...", `labels["ring"]: ...`.
+// It does not require a hostname or an OS family; the agent API does.
+func (ep *Endpoint) ValidateHost() error {
+	if err := firstError(
+		checkField("", "hostname", TextName, MaxHostnameBytes, ep.Hostname),
+		checkField("", "os.family", TextName, MaxOSBytes, ep.OS.Family),
+		checkField("", "os.version", TextName, MaxOSBytes, ep.OS.Version),
+	); err != nil {
+		return err
+	}
+	if len(ep.Labels) > MaxLabels {
+		return fmt.Errorf("labels: %d labels, at most %d are accepted", len(ep.Labels), MaxLabels)
+	}
+	// In key order, so that the same labels always give the same error.
+	for _, k := range slices.Sorted(maps.Keys(ep.Labels)) {
+		if k == "" || len(k) > MaxLabelKeyBytes {
+			return fmt.Errorf("labels: key %.*q must have 1 to %d bytes", MaxLabelKeyBytes, k, MaxLabelKeyBytes)
+		}
+		if err := CheckText(TextName, k); err != nil {
+			return fmt.Errorf("labels: key %q: %w", k, err)
+		}
+		if err := checkValue(TextName, MaxLabelValueBytes, ep.Labels[k]); err != nil {
+			return fmt.Errorf("labels[%q]: %w", k, err)
+		}
+	}
+	return nil
+}
+
+// firstError returns the first error of errs that is not nil.
+func firstError(errs ...error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkText checks the text fields of u, the update at path p.
+func (u *Update) checkText(p string) error {
+	err := firstError(
+		checkField(p, "id", TextName, MaxIDBytes, u.ID),
+		checkField(p, "name", TextName, MaxIDBytes, u.Name),
+		checkField(p, "title", TextLine, MaxTitleBytes, u.Title),
+		checkField(p, "version", TextName, MaxIDBytes, u.Version),
+		checkField(p, "installedVersion", TextName, MaxIDBytes, u.InstalledVersion),
+		checkField(p, "sourcePackage", TextName, MaxIDBytes, u.SourcePackage),
+	)
+	if err != nil {
+		return err
+	}
+	if u.InFlightJob != nil {
+		if err := checkField(p, "inFlightJob", TextName, MaxIDBytes, *u.InFlightJob); err != nil {
+			return err
+		}
+	}
+	for k, id := range u.CVEs {
+		if !ValidCVE(id) {
+			return fmt.Errorf("%s.cves[%d]: %.40q is not a CVE id (want CVE-YYYY-NNNN)", p, k, id)
+		}
+	}
+	for k, id := range u.Requires {
+		if err := checkValue(TextName, MaxIDBytes, id); err != nil {
+			return fmt.Errorf("%s.requires[%d]: %w", p, k, err)
 		}
 	}
 	return nil

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/patchline/patchline/internal/textsafe"
 	"github.com/patchline/patchline/protocol"
 	"github.com/patchline/patchline/schema"
 )
@@ -50,7 +51,8 @@ var csvHeader = []string{
 // WriteCSV renders r as one CSV table for a spreadsheet: a row per install
 // (record "install", status within-sla, late or no-sla) and a row per
 // breach (record "breach", status the decision at the end of the period).
-// Times are RFC 3339 in UTC; spans are hours.
+// Times are RFC 3339 in UTC; spans are hours. Every text from endpoints or
+// the policy is a cell no spreadsheet takes for a formula (textsafe.CSV).
 func (r *Report) WriteCSV(w io.Writer) error {
 	cw := csv.NewWriter(w)
 	if err := cw.Write(csvHeader); err != nil {
@@ -62,8 +64,8 @@ func (r *Report) WriteCSV(w io.Writer) error {
 			due, sla = utc(in.Due), hours(in.SLA)
 		}
 		if err := cw.Write([]string{
-			"install", in.Endpoint, in.Hostname, in.Update, in.Title, in.Source, in.Severity, utc(in.Released), due,
-			utc(in.InstalledAt), hours(in.TimeToInstall), sla, in.Status, "", "", in.Job, in.Revision,
+			"install", cell(in.Endpoint), cell(in.Hostname), cell(in.Update), cell(in.Title), cell(in.Source), cell(in.Severity), utc(in.Released), due,
+			utc(in.InstalledAt), hours(in.TimeToInstall), sla, in.Status, "", "", cell(in.Job), cell(in.Revision),
 		}); err != nil {
 			return err
 		}
@@ -82,8 +84,8 @@ func (r *Report) WriteCSV(w io.Writer) error {
 			}
 		}
 		if err := cw.Write([]string{
-			"breach", b.Endpoint, b.Hostname, b.Update, b.Title, "", b.Severity, utc(b.Released), utc(b.Due),
-			installed, tti, sla, string(b.Decision), b.Explanation, b.Rule, "", "",
+			"breach", cell(b.Endpoint), cell(b.Hostname), cell(b.Update), cell(b.Title), "", cell(b.Severity), utc(b.Released), utc(b.Due),
+			installed, tti, sla, string(b.Decision), cell(b.Explanation), cell(b.Rule), "", "",
 		}); err != nil {
 			return err
 		}
@@ -155,7 +157,7 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 			}
 			why := md(b.Explanation)
 			if b.Rule != "" {
-				why += " (`" + b.Rule + "`)"
+				why += " (" + textsafe.MarkdownCode(b.Rule) + ")"
 			}
 			due := local(b.Due)
 			if b.SLARule == schema.SLAKnownExploited {
@@ -274,8 +276,10 @@ func utc(t time.Time) string {
 
 func hours(s Span) string { return strconv.FormatFloat(s.Hours(), 'f', 2, 64) }
 
-// mdEscaper keeps text from the policy and from agents (reasons, titles,
-// host names) from turning into markup or breaking a table.
-var mdEscaper = strings.NewReplacer(`\`, `\\`, "*", `\*`, "_", `\_`, "`", "\\`", "[", `\[`, "]", `\]`, "<", "&lt;", ">", "&gt;", "|", `\|`, "\n", " ")
-
-func md(s string) string { return mdEscaper.Replace(s) }
+// md and cell keep text from the policy and from agents (reasons, titles,
+// host names) from turning into markup or breaking a table, and from
+// turning into a formula in a spreadsheet.
+var (
+	md   = textsafe.Markdown
+	cell = textsafe.CSV
+)

@@ -21,7 +21,7 @@ import (
 const inRevision = "cccccccccccccccccccccccccccccccccccccccc"
 
 // input is acme's November 2026, reported on 2026-12-02.
-func input(t *testing.T) compliance.Input {
+func input(t testing.TB) compliance.Input {
 	t.Helper()
 	f, err := os.Open("testdata/state.json")
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/patchline/patchline/internal/golden"
 	"github.com/patchline/patchline/internal/history"
+	"github.com/patchline/patchline/internal/textsafe/textsafetest"
 	"github.com/patchline/patchline/schema"
 	"github.com/patchline/patchline/schema/loader"
 )
@@ -369,5 +370,38 @@ func TestDiff(t *testing.T) {
 	}
 	if got := history.Diff(base(), nil); len(got) != 1 || got[0].String() != `- client acme "Acme Dental"` {
 		t.Errorf("removed client: %v", got)
+	}
+}
+
+// TestHistoryShowsCommitTextAsText: anyone who can push writes commit
+// subjects and author names; a terminal escape or Markdown in them is
+// shown as text, never obeyed.
+func TestHistoryShowsCommitTextAsText(t *testing.T) {
+	h := &history.History{Commits: []history.Commit{{
+		Hash: "699202864ef5699202864ef5", Author: "Mallory\x1b]0;pwned\x07", Email: "m@example.com",
+		Date: time.Date(2026, 11, 9, 3, 0, 0, 0, time.UTC), Subject: "Fix\x1b[2J **now** <!-- hide", PR: "#44",
+		Clients: []history.ClientChanges{{Client: "acme\u202e", Changes: []history.Change{{Op: "+", Text: "exclusion x\r\n[y](http://evil.example)"}}}},
+	}}}
+	for _, format := range []string{history.FormatText, history.FormatMarkdown} {
+		t.Run(format, func(t *testing.T) {
+			var buf bytes.Buffer
+			if err := h.Write(&buf, format); err != nil {
+				t.Fatal(err)
+			}
+			out := buf.String()
+			if r, i := textsafetest.RawControl(out); i >= 0 {
+				t.Errorf("output holds %U at byte %d:\n%s", r, i, out)
+			}
+			if !strings.Contains(out, `x1b[2J`) && !strings.Contains(out, `x1b\[2J`) {
+				t.Errorf("output does not show the escape as text:\n%s", out)
+			}
+			if format == history.FormatMarkdown {
+				for _, bad := range []string{"<!--", "**now**", " [y]"} {
+					if strings.Contains(out, bad) {
+						t.Errorf("output holds %q unescaped:\n%s", bad, out)
+					}
+				}
+			}
+		})
 	}
 }

@@ -5,8 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"strings"
 
+	"github.com/patchline/patchline/internal/textsafe"
 	"github.com/patchline/patchline/protocol"
 )
 
@@ -42,15 +42,15 @@ func (h *History) WriteText(w io.Writer) error {
 		if i > 0 {
 			fmt.Fprintln(bw)
 		}
-		fmt.Fprintf(bw, "%s  %s  %s <%s>", protocol.ShortRevision(c.Hash), c.Date.UTC().Format("2006-01-02 15:04 UTC"), c.Author, c.Email)
+		fmt.Fprintf(bw, "%s  %s  %s <%s>", protocol.ShortRevision(c.Hash), c.Date.UTC().Format("2006-01-02 15:04 UTC"), terminal(c.Author), terminal(c.Email))
 		if c.PR != "" {
-			fmt.Fprintf(bw, "  PR %s", c.PR)
+			fmt.Fprintf(bw, "  PR %s", terminal(c.PR))
 		}
-		fmt.Fprintf(bw, "\n    %s\n", c.Subject)
+		fmt.Fprintf(bw, "\n    %s\n", terminal(c.Subject))
 		for _, cc := range c.Clients {
-			fmt.Fprintf(bw, "  %s\n", clientLabel(cc.Client))
+			fmt.Fprintf(bw, "  %s\n", terminal(clientLabel(cc.Client)))
 			for _, ch := range cc.Changes {
-				fmt.Fprintf(bw, "    %s\n", ch)
+				fmt.Fprintf(bw, "    %s\n", terminal(ch.String()))
 			}
 		}
 	}
@@ -97,8 +97,9 @@ func clientLabel(client string) string {
 	return client
 }
 
-// markdownEscaper keeps policy text (reasons, names) from turning into
-// markup.
-var markdownEscaper = strings.NewReplacer(`\`, `\\`, "*", `\*`, "_", `\_`, "`", "\\`", "[", `\[`, "]", `\]`, "<", "&lt;", ">", "&gt;", "|", `\|`)
-
-func markdown(s string) string { return markdownEscaper.Replace(s) }
+// terminal and markdown keep what commits and policies say (subjects,
+// authors, reasons, names) from driving a terminal or turning into markup.
+var (
+	terminal = textsafe.Terminal
+	markdown = textsafe.Markdown
+)

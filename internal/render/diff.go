@@ -160,19 +160,19 @@ func changeText(w io.Writer, c *Change) error {
 	if len(c.Groups) > 0 {
 		p.f("\nPer client and ring:\n  %-12s %-10s %6s %8s %9s\n", "client", "ring", "+jobs", "-jobs", "changed")
 		for _, g := range c.Groups {
-			p.f("  %-12s %-10s %6d %8d %9d\n", g.Client, orDash(g.Ring), g.JobsAdded, g.JobsRemoved, g.DecisionsChanged)
+			p.f("  %-12s %-10s %6d %8d %9d\n", txt(g.Client), txt(orDash(g.Ring)), g.JobsAdded, g.JobsRemoved, g.DecisionsChanged)
 		}
 	}
 	for _, j := range c.JobsAdded {
-		p.f("+ job %-24s %-8s until %s: %s\n", j.Endpoint, j.Ring, stamp(j.NotAfter), strings.Join(j.Updates, ", "))
+		p.f("+ job %-24s %-8s until %s: %s\n", txt(j.Endpoint), txt(j.Ring), stamp(j.NotAfter), list(txt, j.Updates))
 	}
 	for _, j := range c.JobsRemoved {
-		p.f("- job %-24s %-8s until %s: %s\n", j.Endpoint, j.Ring, stamp(j.NotAfter), strings.Join(j.Updates, ", "))
+		p.f("- job %-24s %-8s until %s: %s\n", txt(j.Endpoint), txt(j.Ring), stamp(j.NotAfter), list(txt, j.Updates))
 	}
 	if len(c.Decisions) > 0 {
 		p.f("\nDecisions that change:\n")
 		for _, d := range c.Decisions {
-			p.f("  %-24s %-28s %s → %s  %s\n", d.Endpoint, d.Update, d.From, d.To, ruleAndReason(d))
+			p.f("  %-24s %-28s %s → %s  %s\n", txt(d.Endpoint), txt(d.Update), d.From, d.To, txt(ruleAndReason(d)))
 		}
 	}
 	return p.err
@@ -202,12 +202,12 @@ func changeMarkdown(w io.Writer, c *Change) error {
 	}
 	p.f("| client | ring | jobs added | jobs removed | decisions changed |\n|---|---|---:|---:|---:|\n")
 	for _, g := range c.Groups {
-		p.f("| %s | %s | %d | %d | %d |\n", g.Client, orDash(g.Ring), g.JobsAdded, g.JobsRemoved, g.DecisionsChanged)
+		p.f("| %s | %s | %d | %d | %d |\n", md(g.Client), md(orDash(g.Ring)), g.JobsAdded, g.JobsRemoved, g.DecisionsChanged)
 	}
 	jobRows := func(jobs []plan.Job) []string {
 		rows := make([]string, len(jobs))
 		for i, j := range jobs {
-			rows[i] = fmt.Sprintf("| %s | %s | %s | %s | %s |", j.Endpoint, j.Client, j.Ring, strings.Join(j.Updates, ", "), stamp(j.NotAfter))
+			rows[i] = fmt.Sprintf("| %s | %s | %s | %s | %s |", md(j.Endpoint), md(j.Client), md(j.Ring), list(md, j.Updates), stamp(j.NotAfter))
 		}
 		return rows
 	}
@@ -224,7 +224,7 @@ func changeMarkdown(w io.Writer, c *Change) error {
 		p.f("\n#### Decisions that change\n\n")
 		rows := make([]string, len(c.Decisions))
 		for i, d := range c.Decisions {
-			rows[i] = fmt.Sprintf("| %s | %s | %s | %s → %s | %s |", d.Endpoint, orDash(d.Ring), d.Update, d.From, d.To, strings.ReplaceAll(ruleAndReason(d), "|", "\\|"))
+			rows[i] = fmt.Sprintf("| %s | %s | %s | %s → %s | %s |", md(d.Endpoint), md(orDash(d.Ring)), md(d.Update), d.From, d.To, md(ruleAndReason(d)))
 		}
 		p.table("| endpoint | ring | update | decision | rule |\n|---|---|---|---|---|", rows, "decision changes")
 	}

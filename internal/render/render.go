@@ -2,6 +2,10 @@
 // terminal, Markdown for a pull-request comment, JSON for tools; and the
 // difference between the plans of two revisions, which is what a pull
 // request changes. It only formats: every fact comes from package plan.
+//
+// Every text that comes from outside (ids and reasons from endpoints,
+// names and rules from the fleet repo, errors) is escaped for its format
+// where it is printed, with package textsafe.
 package render
 
 import (
@@ -12,9 +16,25 @@ import (
 	"strings"
 	"time"
 
+	"github.com/patchline/patchline/internal/textsafe"
 	"github.com/patchline/patchline/protocol"
 	"github.com/patchline/patchline/reconciler/plan"
 )
+
+// txt and md escape outside text for a terminal and for Markdown.
+var (
+	txt = textsafe.Terminal
+	md  = textsafe.Markdown
+)
+
+// list joins ids, each escaped with esc, with ", ".
+func list(esc func(string) string, ids []string) string {
+	out := make([]string, len(ids))
+	for i, id := range ids {
+		out[i] = esc(id)
+	}
+	return strings.Join(out, ", ")
+}
 
 // Format is an output format of `patchctl plan`.
 type Format string
@@ -138,7 +158,7 @@ func planText(w io.Writer, res *plan.Result) error {
 	}
 	p.f("\nJobs: %d\n", len(res.Jobs))
 	for _, j := range res.Jobs {
-		p.f("  %-24s %-10s %-8s until %s  reboot %-11s %s\n", j.Endpoint, j.Client, j.Ring, stamp(j.NotAfter), j.Reboot, strings.Join(j.Updates, ", "))
+		p.f("  %-24s %-10s %-8s until %s  reboot %-11s %s\n", txt(j.Endpoint), txt(j.Client), txt(j.Ring), stamp(j.NotAfter), j.Reboot, list(txt, j.Updates))
 	}
 	gs := groups(res)
 	if len(gs) > 0 {
@@ -150,7 +170,7 @@ func planText(w io.Writer, res *plan.Result) error {
 		}
 		p.f("\n")
 		for _, g := range gs {
-			p.f("  %-12s %-10s %5d", g.client, orDash(g.ring), g.jobs)
+			p.f("  %-12s %-10s %5d", txt(g.client), txt(orDash(g.ring)), g.jobs)
 			for _, d := range used {
 				p.f(" %*d", len(d)+1, g.counts[d])
 			}
@@ -177,7 +197,7 @@ func planMarkdown(w io.Writer, res *plan.Result) error {
 		}
 		p.f("\n|---|---|---:|%s\n", strings.Repeat("---:|", len(used)))
 		for _, g := range gs {
-			p.f("| %s | %s | %d |", g.client, orDash(g.ring), g.jobs)
+			p.f("| %s | %s | %d |", md(g.client), md(orDash(g.ring)), g.jobs)
 			for _, d := range used {
 				p.f(" %d |", g.counts[d])
 			}
@@ -188,7 +208,7 @@ func planMarkdown(w io.Writer, res *plan.Result) error {
 		p.f("\n#### Jobs\n\n")
 		rows := make([]string, len(res.Jobs))
 		for i, j := range res.Jobs {
-			rows[i] = fmt.Sprintf("| %s | %s | %s | %s | %s | %s |", j.Endpoint, j.Client, j.Ring, strings.Join(j.Updates, ", "), stamp(j.NotAfter), j.Reboot)
+			rows[i] = fmt.Sprintf("| %s | %s | %s | %s | %s | %s |", md(j.Endpoint), md(j.Client), md(j.Ring), list(md, j.Updates), stamp(j.NotAfter), j.Reboot)
 		}
 		p.table("| endpoint | client | ring | updates | not after | reboot |\n|---|---|---|---|---|---|", rows, "jobs")
 	}

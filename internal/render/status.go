@@ -15,16 +15,16 @@ func Status(w io.Writer, s *protocol.Status) error {
 	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
 	fmt.Fprintf(tw, "Branch head:\t%s\n", orNone(protocol.ShortRevision(s.Head)))
 	if s.SourceError != "" {
-		fmt.Fprintf(tw, "Fleet repo error:\t%s\n", s.SourceError)
+		fmt.Fprintf(tw, "Fleet repo error:\t%s\n", txt(s.SourceError))
 	}
 	if r := s.Refused; r != nil {
 		scope := "whole commit"
 		if r.Client != "" {
-			scope = "client " + r.Client
+			scope = "client " + txt(r.Client)
 		}
-		fmt.Fprintf(tw, "Last refused:\t%s (%s, %s) at %s\n", orNone(protocol.ShortRevision(r.Revision)), scope, orNone(r.Reason), r.At.UTC().Format(time.RFC3339))
+		fmt.Fprintf(tw, "Last refused:\t%s (%s, %s) at %s\n", orNone(protocol.ShortRevision(r.Revision)), scope, orNone(txt(r.Reason)), r.At.UTC().Format(time.RFC3339))
 		for _, p := range r.Problems {
-			fmt.Fprintf(tw, "\t  %s\n", p)
+			fmt.Fprintf(tw, "\t  %s\n", txt(p))
 		}
 	}
 	fmt.Fprintf(tw, "\nCLIENT\tREVISION\tENDPOINTS\tCOMPLIANT\tDRIFTING\tSTALE\tCOMPLIANCE\tMISSING\tUNAVAILABLE\tHALTED\n")
@@ -39,18 +39,18 @@ func Status(w io.Writer, s *protocol.Status) error {
 		} else if r := applied[c.Client]; r.Attempted != "" && r.Attempted != r.Applied {
 			rev += " (newer refused)"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%.1f%%\t%d\t%d\t%d\n", c.Client, rev, c.Endpoints, c.Compliant, c.Drifting, c.Stale, c.Compliance*100, c.Missing, c.Unavailable, len(c.Halted))
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%.1f%%\t%d\t%d\t%d\n", txt(c.Client), rev, c.Endpoints, c.Compliant, c.Drifting, c.Stale, c.Compliance*100, c.Missing, c.Unavailable, len(c.Halted))
 	}
 	var halts []string
 	for _, c := range s.Clients {
 		for _, h := range c.Halted {
-			halts = append(halts, fmt.Sprintf("%s\t%s\t%s\t%s", c.Client, h.Ring, h.Update, h.Reason))
+			halts = append(halts, fmt.Sprintf("%s\t%s\t%s\t%s", txt(c.Client), txt(h.Ring), txt(h.Update), txt(h.Reason)))
 		}
 	}
 	var failed []string
 	for _, c := range s.Clients {
 		if c.Error != "" {
-			failed = append(failed, fmt.Sprintf("%s\t%s\t%s", c.Client, c.ErrorAt.UTC().Format(time.RFC3339), c.Error))
+			failed = append(failed, fmt.Sprintf("%s\t%s\t%s", txt(c.Client), c.ErrorAt.UTC().Format(time.RFC3339), txt(c.Error)))
 		}
 	}
 	if len(failed) > 0 {

@@ -23,26 +23,26 @@ func Why(w io.Writer, x *plan.Explanation, blame Blame) error {
 		if rule == "" {
 			return ""
 		}
-		s := " at " + rule
+		s := " at " + txt(rule)
 		if blame != nil {
 			if b := blame(rule); b != "" {
-				s += "\n              last changed by " + b
+				s += "\n              last changed by " + txt(b)
 			}
 		}
 		return s
 	}
-	p.f("%s / %s: %s\n", x.Endpoint, x.Update, x.Decision.Decision)
+	p.f("%s / %s: %s\n", txt(x.Endpoint), txt(x.Update), x.Decision.Decision)
 	p.f("  revision    %s, planned at %s\n", shortRev(x.Revision), stamp(x.Now))
 	if !x.KnownClient {
-		p.f("  client      %s is not in the fleet repo: no policy applies, no job is sent\n", x.Client)
+		p.f("  client      %s is not in the fleet repo: no policy applies, no job is sent\n", txt(x.Client))
 		return p.err
 	}
-	p.f("  client      %s\n", x.Client)
+	p.f("  client      %s\n", txt(x.Client))
 	if x.Stale {
 		p.f("  stale       the endpoint has not reported within staleAfter; it does not count towards ring progress\n")
 	}
 	if x.Ring != nil {
-		p.f("  ring        %s (%s)%s\n", x.Ring.Name, x.Ring.Detail, cite(x.Ring.Rule))
+		p.f("  ring        %s (%s)%s\n", txt(x.Ring.Name), txt(x.Ring.Detail), cite(x.Ring.Rule))
 	} else {
 		p.f("  ring        none: no ring selects this endpoint\n")
 	}
@@ -63,17 +63,17 @@ func Why(w io.Writer, x *plan.Explanation, blame Blame) error {
 		if i > 0 {
 			label = "              "
 		}
-		p.f("%s%s\n", label, line)
+		p.f("%s%s\n", label, txt(line))
 	}
 	if x.Exclusion != nil {
-		p.f("  exclusion   %s: %s%s\n", x.Exclusion.Name, x.Exclusion.Detail, cite(x.Exclusion.Rule))
+		p.f("  exclusion   %s: %s%s\n", txt(x.Exclusion.Name), txt(x.Exclusion.Detail), cite(x.Exclusion.Rule))
 	}
 	if x.Freeze != nil {
 		until := ""
 		if x.Freeze.At != nil {
 			until = " until " + stamp(*x.Freeze.At)
 		}
-		p.f("  freeze      %s%s%s\n", x.Freeze.Detail, until, cite(x.Freeze.Rule))
+		p.f("  freeze      %s%s%s\n", txt(x.Freeze.Detail), until, cite(x.Freeze.Rule))
 	}
 	for i, r := range x.Rollouts {
 		label := "  rollout    "
@@ -94,7 +94,7 @@ func Why(w io.Writer, x *plan.Explanation, blame Blame) error {
 		if r.Reason != "" {
 			facts = append(facts, r.Reason)
 		}
-		p.f("%s %-8s %-11s %s\n", label, r.Ring, r.State, strings.Join(facts, "; "))
+		p.f("%s %-8s %-11s %s\n", label, txt(r.Ring), r.State, txt(strings.Join(facts, "; ")))
 	}
 	if x.FailedAttempts > 0 {
 		p.f("  attempts    %d failed attempt(s) not forgiven by a resume entry\n", x.FailedAttempts)
@@ -107,12 +107,12 @@ func Why(w io.Writer, x *plan.Explanation, blame Blame) error {
 		if x.Window.NextOpen != nil {
 			state += ", next opens " + stamp(*x.Window.NextOpen)
 		}
-		p.f("  window      %s: %s%s\n", x.Window.Name, state, cite(x.Window.Rule))
+		p.f("  window      %s: %s%s\n", txt(x.Window.Name), state, cite(x.Window.Rule))
 	}
 	d := x.Decision
 	p.f("  decision    %s", d.Decision)
 	if d.Reason != "" {
-		p.f(": %s", d.Reason)
+		p.f(": %s", txt(d.Reason))
 	}
 	if d.EligibleAt != nil {
 		p.f(" (eligible %s)", stamp(*d.EligibleAt))
@@ -287,5 +287,5 @@ func detail(s string) string {
 	if s == "" {
 		return ""
 	}
-	return " (" + s + ")"
+	return " (" + txt(s) + ")"
 }

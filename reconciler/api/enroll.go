@@ -21,7 +21,6 @@ const (
 	// random bytes, 43 characters in base64.
 	minNodeKey    = 32
 	maxCredential = 512 // node key and instance id
-	maxHostname   = 253
 	// maxHostPart is how much of the sanitised hostname goes into an
 	// endpoint id.
 	maxHostPart = 40
@@ -46,8 +45,14 @@ func (s *Server) enroll(w http.ResponseWriter, r *http.Request) error {
 		return errorf(protocol.CodeInvalid, "instanceId: must have 1 to %d characters", maxCredential)
 	case len(req.NodeKey) < minNodeKey || len(req.NodeKey) > maxCredential:
 		return errorf(protocol.CodeInvalid, "nodeKey: must have %d to %d characters", minNodeKey, maxCredential)
-	case req.Hostname == "" || len(req.Hostname) > maxHostname:
-		return errorf(protocol.CodeInvalid, "hostname: must have 1 to %d characters", maxHostname)
+	case req.Hostname == "" || len(req.Hostname) > protocol.MaxHostnameBytes:
+		return errorf(protocol.CodeInvalid, "hostname: must have 1 to %d characters", protocol.MaxHostnameBytes)
+	}
+	// The endpoint's own facts follow the rules of the reports it will
+	// send, so its hostname is never text a renderer must not show.
+	host := protocol.Endpoint{Hostname: req.Hostname, OS: req.OS, Labels: req.Labels}
+	if err := host.ValidateHost(); err != nil {
+		return errorf(protocol.CodeInvalid, "%v", err)
 	}
 	if !s.cfg.Secrets.enrollOK(req.Client, req.Secret) {
 		return errorf(protocol.CodeUnauthorized, "unknown client or wrong enrollment secret")

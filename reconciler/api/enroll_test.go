@@ -164,3 +164,44 @@ func TestEnrollRateLimit(t *testing.T) {
 		t.Fatalf("enrollment after the bucket refilled: %d %s", resp.status, resp.body)
 	}
 }
+
+// TestEnrollRefusesHostileHostFacts: an endpoint enrolls with the hostname
+// and labels its reports will carry, by the same rules of endpoint text.
+func TestEnrollRefusesHostileHostFacts(t *testing.T) {
+	e := newEnv(t)
+	withLabels := func(labels map[string]string) protocol.EnrollRequest {
+		req := enrollRequest("acme", acmeSecret, "WS-010")
+		req.Labels = labels
+		return req
+	}
+	tests := []struct {
+		name string
+		req  protocol.EnrollRequest
+		want string
+	}{
+		{"terminal escape in the hostname", enrollRequest("acme", acmeSecret, "WS-001\x1b]0;pwned\x07"),
+			"hostname: control character U+001B at byte 6"},
+		{"NUL in the hostname", enrollRequest("acme", acmeSecret, "WS\x00-001"),
+			"hostname: control character U+0000 at byte 2"},
+		{"right-to-left override in the hostname", enrollRequest("acme", acmeSecret, "WS-\u202e100"),
+			"hostname: invisible format character U+202E at byte 3"},
+		{"newline in a label value", withLabels(map[string]string{"ring": "canary\n| x |"}),
+			`labels["ring"]: control character U+000A at byte 6`},
+		{"zero-width space in a label key", withLabels(map[string]string{"ri\u200bng": "canary"}),
+			`labels: key "ri\u200bng": invisible format character U+200B at byte 2`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp := e.post(protocol.PathEnroll, tt.req)
+			if resp.status != 400 {
+				t.Fatalf("status %d, want 400: %s", resp.status, resp.body)
+			}
+			if msg := resp.errorBody(t).Message; msg != tt.want {
+				t.Errorf("message %q, want %q", msg, tt.want)
+			}
+			if ev := e.events.take(); len(ev) != 0 {
+				t.Errorf("a refused enrollment raised events %v", ev)
+			}
+		})
+	}
+}

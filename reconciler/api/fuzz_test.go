@@ -12,12 +12,10 @@ import (
 	"github.com/patchline/patchline/reconciler/store"
 )
 
-// stored is everything an agent request can change: the reported state and
-// the audit log.
-func stored(t *testing.T, e *env) string {
+// storedState is the reported state, as the controller exports it.
+func storedState(t *testing.T, e *env) []byte {
 	t.Helper()
-	ctx := context.Background()
-	snap, err := e.db.Snapshot(ctx, e.clock.Now())
+	snap, err := e.db.Snapshot(context.Background(), e.clock.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -25,11 +23,19 @@ func stored(t *testing.T, e *env) string {
 	if err := protocol.EncodeSnapshot(&b, snap); err != nil {
 		t.Fatal(err)
 	}
-	audit, err := e.db.Audit(ctx, 0, 1_000_000)
+	return b.Bytes()
+}
+
+// stored is everything an agent request can change: the reported state and
+// the audit log.
+func stored(t *testing.T, e *env) string {
+	t.Helper()
+	b := bytes.NewBuffer(storedState(t, e))
+	audit, err := e.db.Audit(context.Background(), 0, 1_000_000)
 	if err != nil {
 		t.Fatal(err)
 	}
-	fmt.Fprintf(&b, "audit entries: %d\n", len(audit))
+	fmt.Fprintf(b, "audit entries: %d\n", len(audit))
 	return b.String()
 }
 
@@ -44,8 +50,9 @@ func serve(e *env, method, path string, body []byte, header []string) *httptest.
 	return rec
 }
 
-// checkAnswer fails on a server error, and on a refusal that changed what
-// is stored.
+// checkAnswer fails on a server error, on a refusal that changed what is
+// stored, and on an accepted body that stored what the state snapshot
+// codec refuses (text an offline snapshot could not carry).
 func checkAnswer(t *testing.T, e *env, rec *httptest.ResponseRecorder, before string, body []byte) {
 	t.Helper()
 	if rec.Code >= 500 {
@@ -55,6 +62,10 @@ func checkAnswer(t *testing.T, e *env, rec *httptest.ResponseRecorder, before st
 		if after := stored(t, e); after != before {
 			t.Fatalf("a refused body (%d %s) changed what is stored", rec.Code, rec.Body)
 		}
+		return
+	}
+	if _, err := protocol.DecodeSnapshot(bytes.NewReader(storedState(t, e))); err != nil {
+		t.Fatalf("accepted %q, and the stored state no longer decodes: %v", body, err)
 	}
 }
 
@@ -69,6 +80,16 @@ func FuzzReportHandler(f *testing.F) {
 	f.Add([]byte(`{"hostname": "WS-001", "os": {"family": "linux"}, "updates": [{"id": "x", "source": "apt", "category": "bugfix", "released": "0000-01-01T00:00:00Z", "attempts": [{"result": "nope"}]}]}`))
 	f.Add([]byte(`{"hostname": "WS-001", "os": {"family": "linux"}, "labels": {"": "x"}}`))
 	f.Add([]byte(`{"hostname": 1e400}`))
+	// Hostile endpoint text: terminal escapes, NUL, bidirectional
+	// overrides, zero-width characters, Markdown that would break a table,
+	// and times that overflow the store.
+	f.Add(bytes.Replace(good, []byte(`"KB5044284"`), []byte(`"KB5044284\u001b]0;pwned\u0007"`), 1))
+	f.Add(bytes.Replace(good, []byte(`"KB5044284"`), []byte(`"KB50\u000044284"`), 1))
+	f.Add(bytes.Replace(good, []byte(`"KB5044284"`), []byte(`"KB5044284 |\n| **ok** <!--"`), 1))
+	f.Add(bytes.Replace(good, []byte(`"WS-001"`), []byte(`"WS-\u202e100"`), 1))
+	f.Add(bytes.Replace(good, []byte(`"hq"`), []byte(`"h\u200bq"`), 1))
+	f.Add(bytes.Replace(good, []byte(`"2026-11-05T00:00:00Z"`), []byte(`"9999-12-31T00:00:00Z"`), 1))
+	f.Add(bytes.Replace(good, []byte(`"CVE-2026-38063"`), []byte(`"=HYPERLINK(\"http://evil.example\")"`), 1))
 	f.Add([]byte(`null`))
 	f.Add([]byte(`[]`))
 	f.Add([]byte(``))
@@ -95,6 +116,11 @@ func FuzzResultHandler(f *testing.F) {
 	f.Add([]byte(`{"updates": [{"update": ""}]}`))
 	f.Add([]byte(`{"updates": null}`))
 	f.Add([]byte(`{"updates": [{"update": "KB5044284", "result": "succeeded"}, {"update": "KB5044284", "result": "failed"}]}`))
+	f.Add([]byte(`{"updates": [{"update": "KB5044284", "result": "failed", "error": "exit 1\u001b]0;pwned\u0007", "output": "a\r\nb\u0000"}]}`))
+	f.Add([]byte(`{"updates": [{"update": "KB5044284", "result": "failed", "error": "exit 100", "output": "E: 404\n\thttp://deb.debian.org/"}]}`))
+	f.Add([]byte(`{"updates": [{"update": "KB\u202e4824405", "result": "succeeded"}]}`))
+	f.Add([]byte(`{"updates": [{"update": "KB5044284", "result": "succeeded", "at": "9999-12-31T00:00:00Z"}]}`))
+	f.Add([]byte(`{"refused": true, "reason": "expired\u001b[2J", "updates": []}`))
 	f.Add([]byte(`{`))
 
 	e := newEnv(f)

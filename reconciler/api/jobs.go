@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -187,7 +188,7 @@ func (s *Server) result(w http.ResponseWriter, r *http.Request, ep store.Enrollm
 	if err := decodeJSON(w, r, &req); err != nil {
 		return err
 	}
-	results, err := resultsOf(jobID, &req)
+	results, err := resultsOf(jobID, &req, s.cfg.Now())
 	if err != nil {
 		return err
 	}
@@ -227,12 +228,12 @@ func (s *Server) result(w http.ResponseWriter, r *http.Request, ep store.Enrollm
 	return nil
 }
 
-// resultsOf checks req, the result posted for the job at path jobID, and
-// turns its updates into store results, in order. In a refusal every
-// result is refused, its error the agent's reason when it gives one; a
-// refusal may name no updates at all. Its errors are invalid-input errors
-// for the agent.
-func resultsOf(jobID string, req *protocol.ResultRequest) ([]store.UpdateResult, error) {
+// resultsOf checks req, the result posted at now for the job at path
+// jobID, and turns its updates into store results, in order. In a refusal
+// every result is refused, its error the agent's reason when it gives one;
+// a refusal may name no updates at all. Its errors are invalid-input
+// errors for the agent.
+func resultsOf(jobID string, req *protocol.ResultRequest, now time.Time) ([]store.UpdateResult, error) {
 	if req.Job != "" && req.Job != jobID {
 		return nil, errorf(protocol.CodeInvalid, "job: body names job %q, the path job %q", req.Job, jobID)
 	}
@@ -242,6 +243,9 @@ func resultsOf(jobID string, req *protocol.ResultRequest) ([]store.UpdateResult,
 	if err := checkSeq("jobSeq", req.JobSeq); err != nil {
 		return nil, err
 	}
+	if err := checkText("reason", protocol.TextLines, protocol.MaxErrorBytes, req.Reason); err != nil {
+		return nil, err
+	}
 	results := make([]store.UpdateResult, 0, len(req.Updates))
 	seen := make(map[string]bool, len(req.Updates))
 	for i, u := range req.Updates {
@@ -249,12 +253,21 @@ func resultsOf(jobID string, req *protocol.ResultRequest) ([]store.UpdateResult,
 		case u.Update == "":
 			return nil, errorf(protocol.CodeInvalid, "updates[%d].update: missing", i)
 		case seen[u.Update]:
-			return nil, errorf(protocol.CodeInvalid, "updates[%d].update: %q has two results", i, u.Update)
+			return nil, errorf(protocol.CodeInvalid, "updates[%d].update: %.40q has two results", i, u.Update)
 		case !req.Refused && !slices.Contains(protocol.Results, u.Result):
-			return nil, errorf(protocol.CodeInvalid, "updates[%d].result: unknown result %q (want succeeded, failed or refused)", i, u.Result)
+			return nil, errorf(protocol.CodeInvalid, "updates[%d].result: unknown result %.40q (want succeeded, failed or refused)", i, u.Result)
+		}
+		if err := checkResultText(i, u); err != nil {
+			return nil, err
 		}
 		seen[u.Update] = true
 		res := store.UpdateResult{Update: u.Update, Result: u.Result, Error: u.Error, Output: u.Output, At: u.At}
+		if checkTime(u.At, now) != nil {
+			// An agent whose clock is far off (a refusal of an expired job
+			// often comes from one) still has its result recorded: at the
+			// time the controller received it, not at an impossible one.
+			res.At = time.Time{}
+		}
 		if req.Refused {
 			res.Result = protocol.ResultRefused
 			if req.Reason != "" {
@@ -264,6 +277,21 @@ func resultsOf(jobID string, req *protocol.ResultRequest) ([]store.UpdateResult,
 		results = append(results, res)
 	}
 	return results, nil
+}
+
+// checkResultText checks the text of u, the i-th update of a result.
+func checkResultText(i int, u protocol.UpdateResult) error {
+	p := "updates[" + strconv.Itoa(i) + "]."
+	if err := checkText(p+"update", protocol.TextName, protocol.MaxIDBytes, u.Update); err != nil {
+		return err
+	}
+	if err := checkText(p+"error", protocol.TextLines, protocol.MaxErrorBytes, u.Error); err != nil {
+		return err
+	}
+	if err := checkText(p+"output", protocol.TextLines, protocol.MaxOutputBytes, u.Output); err != nil {
+		return err
+	}
+	return nil
 }
 
 // openJobUpdates returns the updates of jobID while it is an open job of

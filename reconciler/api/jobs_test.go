@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -332,4 +333,69 @@ func TestRefusalRaisesJobNumbersOnlyForARealJob(t *testing.T) {
 // has seen job numbers up to seq.
 func refusalAt(job string, seq int64) protocol.ResultRequest {
 	return protocol.ResultRequest{Job: job, Refused: true, Reason: "sequence 1 is not above 40", Updates: []protocol.UpdateResult{}, JobSeq: seq}
+}
+
+// TestResultTextAndTimes: a result's texts follow the rules of endpoint
+// text (an error or tool output may span lines; nothing may drive a
+// terminal) and its times must be plausible. A refused result records
+// nothing.
+func TestResultTextAndTimes(t *testing.T) {
+	e := newEnv(t)
+	a := e.enroll("WS-001")
+	if resp := e.post(protocol.PathReport, reportFixture(t), a.auth()...); resp.status != 200 {
+		t.Fatalf("report: %d %s", resp.status, resp.body)
+	}
+	job := e.createJob(a, "k-text", "KB5044284")
+	e.events.take()
+	before := e.stateJSON()
+
+	failed := func(u protocol.UpdateResult) protocol.ResultRequest {
+		if u.Update == "" {
+			u.Update = "KB5044284"
+		}
+		u.Result = protocol.ResultFailed
+		return protocol.ResultRequest{Job: job.ID, Updates: []protocol.UpdateResult{u}}
+	}
+	tests := []struct {
+		name string
+		body protocol.ResultRequest
+		want string
+	}{
+		{"terminal escape in the error", failed(protocol.UpdateResult{Error: "exit 1\x1b]0;pwned\x07"}),
+			"updates[0].error: control character U+001B at byte 6"},
+		{"NUL in the output", failed(protocol.UpdateResult{Output: "Reading package lists...\x00"}),
+			"updates[0].output: control character U+0000 at byte 24"},
+		{"right-to-left override in the update id", failed(protocol.UpdateResult{Update: "KB\u202e4824405"}),
+			"updates[0].update: invisible format character U+202E at byte 2"},
+		{"output over the bound", failed(protocol.UpdateResult{Output: strings.Repeat("x", protocol.MaxOutputBytes+1)}),
+			"updates[0].output: 65537 bytes, at most 65536 are accepted"},
+		{"terminal escape in a refusal's reason", protocol.ResultRequest{Job: job.ID, Refused: true, Reason: "expired\x1b[2J"},
+			"reason: control character U+001B at byte 7"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp := e.post(protocol.ResultPath(job.ID), tt.body, a.auth()...)
+			if resp.status != 400 {
+				t.Fatalf("status %d, want 400: %s", resp.status, resp.body)
+			}
+			if msg := resp.errorBody(t).Message; !strings.Contains(msg, tt.want) {
+				t.Errorf("message %q, want it to contain %q", msg, tt.want)
+			}
+			if got := e.stateJSON(); got != before {
+				t.Errorf("a refused result changed the stored state:\n%s", cmp.Diff(before, got))
+			}
+		})
+	}
+
+	// Output over several lines, with tabs, as a package tool prints it,
+	// from an agent whose clock says 9999: recorded, at the controller's
+	// time of receipt.
+	ok := failed(protocol.UpdateResult{Error: "exit code 100", Output: "E: Unable to fetch\n\thttp://deb.debian.org/ 404",
+		At: time.Date(9999, 12, 31, 0, 0, 0, 0, time.UTC)})
+	if resp := e.post(protocol.ResultPath(job.ID), ok, a.auth()...); resp.status != 200 {
+		t.Fatalf("a result whose output spans lines: %d %s, want 200", resp.status, resp.body)
+	}
+	if got := e.stateJSON(); strings.Contains(got, "9999") || strings.Contains(got, "1816") {
+		t.Errorf("an impossible result time reached the store:\n%s", got)
+	}
 }

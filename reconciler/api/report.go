@@ -5,24 +5,56 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/patchline/patchline/protocol"
 	"github.com/patchline/patchline/reconciler/store"
 )
 
-// Bounds of an inventory report, beyond the body size. They keep one
-// endpoint from filling the store or the planner with junk.
+// Bounds of an inventory report, beyond the body size and the bounds of
+// each text (protocol.MaxIDBytes and others). They keep one endpoint from
+// filling the store or the planner with junk.
 const (
-	maxUpdates    = 50_000
-	maxLabels     = 64
-	maxLabelKey   = 63
-	maxLabelValue = 256
-	maxUpdateID   = 512
-	maxListItems  = 1_000 // CVEs and requires of one update
+	maxUpdates   = 50_000
+	maxListItems = 1_000 // CVEs and requires of one update
 	// maxSeq bounds the sequence numbers an agent sends, far above any
 	// agent's lifetime, so that numbering a job after one cannot overflow.
 	maxSeq = 1 << 53
 )
+
+// The times an agent sends (an update's release, a result's) must fall
+// between earliestTime and maxAhead after the controller's clock: an
+// endpoint's clock may be somewhat off, but no update was released before
+// 2000 nor will be tomorrow, and a time far out (9999-12-31) would
+// overflow where the store counts nanoseconds.
+var earliestTime = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
+
+const maxAhead = 24 * time.Hour
+
+// checkTime checks a time an agent sent; the zero time means it sent
+// none. The caller names the field.
+func checkTime(t, now time.Time) error {
+	if t.IsZero() {
+		return nil
+	}
+	if latest := now.Add(maxAhead); t.Before(earliestTime) || t.After(latest) {
+		return fmt.Errorf("%s is outside %s to %s (a day after the controller's clock)",
+			t.UTC().Format(time.RFC3339), earliestTime.Format(time.DateOnly), latest.UTC().Format(time.RFC3339))
+	}
+	return nil
+}
+
+// checkText checks v, the text an agent sent in field, by the protocol's
+// rule for kind and bounds its length.
+func checkText(field string, kind protocol.TextKind, max int, v string) error {
+	if len(v) > max {
+		return errorf(protocol.CodeInvalid, "%s: %d bytes, at most %d are accepted", field, len(v), max)
+	}
+	if err := protocol.CheckText(kind, v); err != nil {
+		return errorf(protocol.CodeInvalid, "%s: %v", field, err)
+	}
+	return nil
+}
 
 // checkSeq checks a sequence number an agent sent in field.
 func checkSeq(field string, v int64) error {
@@ -42,7 +74,7 @@ func (s *Server) report(w http.ResponseWriter, r *http.Request, ep store.Enrollm
 	if err := decodeJSON(w, r, &rep); err != nil {
 		return err
 	}
-	if err := validateReport(ep, &rep); err != nil {
+	if err := validateReport(ep, &rep, s.cfg.Now()); err != nil {
 		return err
 	}
 	err := s.cfg.Store.ReplaceInventory(r.Context(), store.Report{
@@ -64,16 +96,16 @@ func (s *Server) report(w http.ResponseWriter, r *http.Request, ep store.Enrollm
 	return nil
 }
 
-// validateReport checks a report before anything is stored. Update ids,
-// sources, categories, severities and attempt results are checked by the
-// state package's own validation, so a report the API accepts is one the
-// state snapshot codec accepts too.
-func validateReport(ep store.Enrollment, rep *protocol.Report) error {
+// validateReport checks a report before anything is stored; now is the
+// controller's time. The update fields, and the text of the hostname, OS
+// and labels, are checked by the snapshot's own validation, so a report
+// the API accepts is one the state snapshot codec accepts too.
+func validateReport(ep store.Enrollment, rep *protocol.Report, now time.Time) error {
 	switch {
-	case rep.Hostname == "" || len(rep.Hostname) > maxHostname:
-		return errorf(protocol.CodeInvalid, "hostname: must have 1 to %d characters", maxHostname)
+	case rep.Hostname == "" || len(rep.Hostname) > protocol.MaxHostnameBytes:
+		return errorf(protocol.CodeInvalid, "hostname: must have 1 to %d characters", protocol.MaxHostnameBytes)
 	case !slices.Contains(osFamilies, rep.OS.Family):
-		return errorf(protocol.CodeInvalid, "os.family: unknown OS family %q (want windows, linux or macos)", rep.OS.Family)
+		return errorf(protocol.CodeInvalid, "os.family: unknown OS family %.40q (want windows, linux or macos)", rep.OS.Family)
 	case len(rep.Updates) > maxUpdates:
 		return errorf(protocol.CodeInvalid, "updates: %d updates, at most %d are accepted", len(rep.Updates), maxUpdates)
 	}
@@ -83,52 +115,27 @@ func validateReport(ep store.Enrollment, rep *protocol.Report) error {
 	if err := checkSeq("jobSeq", rep.JobSeq); err != nil {
 		return err
 	}
-	if err := validateLabels(rep.Labels); err != nil {
-		return err
-	}
 	for i, u := range rep.Updates {
 		if u == nil {
 			continue // state validation names it
 		}
 		switch {
-		case len(u.ID) > maxUpdateID:
-			return errorf(protocol.CodeInvalid, "updates[%d].id: longer than %d characters", i, maxUpdateID)
 		case len(u.CVEs) > maxListItems:
 			return errorf(protocol.CodeInvalid, "updates[%d].cves: more than %d", i, maxListItems)
 		case len(u.Requires) > maxListItems:
 			return errorf(protocol.CodeInvalid, "updates[%d].requires: more than %d", i, maxListItems)
 		}
+		if err := checkTime(u.Released, now); err != nil {
+			return errorf(protocol.CodeInvalid, "updates[%d].released: %v", i, err)
+		}
 	}
 	snap := protocol.Snapshot{
 		APIVersion: protocol.SnapshotAPIVersion,
-		Endpoints:  []*protocol.Endpoint{{ID: ep.ID, Client: ep.Client, Updates: rep.Updates}},
+		Endpoints: []*protocol.Endpoint{{ID: ep.ID, Client: ep.Client, Hostname: rep.Hostname, OS: rep.OS, Labels: rep.Labels,
+			Updates: rep.Updates}},
 	}
 	if err := snap.Validate(); err != nil {
 		return errorf(protocol.CodeInvalid, "%s", strings.TrimPrefix(err.Error(), "endpoints[0]."))
 	}
 	return nil
-}
-
-// validateLabels bounds an endpoint's labels.
-func validateLabels(labels map[string]string) error {
-	if len(labels) > maxLabels {
-		return errorf(protocol.CodeInvalid, "labels: %d labels, at most %d are accepted", len(labels), maxLabels)
-	}
-	for k, v := range labels {
-		if k == "" || len(k) > maxLabelKey {
-			return errorf(protocol.CodeInvalid, "labels: key %q must have 1 to %d characters", truncate(k, maxLabelKey), maxLabelKey)
-		}
-		if len(v) > maxLabelValue {
-			return errorf(protocol.CodeInvalid, "labels.%s: value longer than %d characters", k, maxLabelValue)
-		}
-	}
-	return nil
-}
-
-// truncate shortens s for an error message.
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return fmt.Sprintf("%s...", s[:n])
 }

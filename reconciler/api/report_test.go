@@ -72,7 +72,7 @@ func TestReportRefused(t *testing.T) {
 	}
 	tooLarge := fmt.Appendf(nil, `{"hostname": "%s"}`, strings.Repeat("x", protocol.MaxBodyBytes))
 	manyLabels := map[string]string{}
-	for i := range maxLabels + 1 {
+	for i := range protocol.MaxLabels + 1 {
 		manyLabels[fmt.Sprint("l", i)] = "v"
 	}
 	tests := []struct {
@@ -99,6 +99,19 @@ func TestReportRefused(t *testing.T) {
 		{"negative job sequence", edit(`"rebootPending": false,`, `"rebootPending": false, "jobSeq": -1,`), a.auth(), 400},
 		{"job sequence that would overflow", edit(`"rebootPending": false,`, `"rebootPending": false, "jobSeq": 9223372036854775807,`), a.auth(), 400},
 		{"too many labels", jsonBytes(t, protocol.Report{Hostname: "WS-001", OS: protocol.OS{Family: "windows"}, Labels: manyLabels}), a.auth(), 400},
+		{"terminal escape in an update id", edit(`"id": "KB5044284"`, `"id": "KB5044284\u001b]0;pwned\u0007"`), a.auth(), 400},
+		{"NUL in an update id", edit(`"id": "KB5044284"`, `"id": "KB50\u000044284"`), a.auth(), 400},
+		{"right-to-left override in an update id", edit(`"id": "KB5044284"`, `"id": "KB\u202e4824405"`), a.auth(), 400},
+		{"markup hidden in an update id", edit(`"id": "KB5044284"`, `"id": "KB5044284 |\n| **ok** <!--"`), a.auth(), 400},
+		{"terminal escape in the hostname", edit(`"hostname": "WS-001"`, `"hostname": "WS-001\u001b[2J"`), a.auth(), 400},
+		{"right-to-left override in the hostname", edit(`"hostname": "WS-001"`, `"hostname": "WS-\u202e100"`), a.auth(), 400},
+		{"zero-width space in a label", edit(`"site": "hq"`, `"site": "h\u200bq"`), a.auth(), 400},
+		{"newline in a title", edit(`"title": "2026-11 Cumulative`, `"title": "2026-11\nCumulative`), a.auth(), 400},
+		{"terminal escape in a version", edit(`"version": "132.0.1"`, `"version": "132.0.1\u001b[8m"`), a.auth(), 400},
+		{"something that is not a CVE id", edit(`"CVE-2026-38063"`, `"CVE-2026-38063 (see evil.example)"`), a.auth(), 400},
+		{"release time in the year 9999", edit(`"2026-11-05T00:00:00Z"`, `"9999-12-31T00:00:00Z"`), a.auth(), 400},
+		{"release time before 2000", edit(`"2026-11-05T00:00:00Z"`, `"1970-01-01T00:00:00Z"`), a.auth(), 400},
+		{"release time two days ahead of the controller", edit(`"2026-11-05T00:00:00Z"`, `"2026-11-14T09:00:00Z"`), a.auth(), 400},
 		{"wrong node key", good, agent{a.endpoint, "not-the-node-key"}.auth(), 401},
 		{"unknown endpoint", good, agent{"acme-ws-999-0000", a.nodeKey}.auth(), 401},
 		{"no credentials", good, nil, 401},
