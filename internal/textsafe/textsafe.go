@@ -50,8 +50,15 @@ func Markdown(s string) string {
 
 // MarkdownCode returns a Markdown code span, safe in a table cell, that
 // shows s: the fence is longer than any run of backticks in s, and a pipe
-// is escaped as GitHub's tables need even inside code.
+// is escaped as GitHub's tables need even inside code. A table takes a
+// backslash as escaping the next character even inside code, and a code
+// span cannot escape it back: text where a pipe follows an odd run of
+// backslashes (the pipe's own escape would be eaten) is shown as escaped
+// plain text (Markdown) instead.
 func MarkdownCode(s string) string {
+	if oddBackslashesBeforePipe(s) {
+		return Markdown(s)
+	}
 	code := strings.ReplaceAll(escape(s, false), "|", `\|`)
 	longest, run := 0, 0
 	for i := 0; i < len(code); i++ {
@@ -70,6 +77,26 @@ func MarkdownCode(s string) string {
 		code = " " + code + " "
 	}
 	return fence + code + fence
+}
+
+// oddBackslashesBeforePipe reports whether a pipe in s follows an odd run
+// of backslashes.
+func oddBackslashesBeforePipe(s string) bool {
+	run := 0
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
+		case '\\':
+			run++
+		case '|':
+			if run%2 == 1 {
+				return true
+			}
+			run = 0
+		default:
+			run = 0
+		}
+	}
+	return false
 }
 
 // CSV makes s safe as a cell of a CSV file a spreadsheet opens: a cell
