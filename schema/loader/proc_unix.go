@@ -1,0 +1,17 @@
+//go:build unix
+
+package loader
+
+import (
+	"os/exec"
+
+	"golang.org/x/sys/unix"
+)
+
+// isolate starts the child in a process group of its own and, when its
+// context ends, kills the whole group: nothing the child started outlives
+// it.
+func isolate(cmd *exec.Cmd) {
+	cmd.SysProcAttr = procAttr()
+	cmd.Cancel = func() error { return unix.Kill(-cmd.Process.Pid, unix.SIGKILL) }
+}
