@@ -3,6 +3,8 @@
 package loader
 
 import (
+	"errors"
+	"os"
 	"os/exec"
 
 	"golang.org/x/sys/unix"
@@ -13,5 +15,12 @@ import (
 // it.
 func isolate(cmd *exec.Cmd) {
 	cmd.SysProcAttr = procAttr()
-	cmd.Cancel = func() error { return unix.Kill(-cmd.Process.Pid, unix.SIGKILL) }
+	cmd.Cancel = func() error {
+		err := unix.Kill(-cmd.Process.Pid, unix.SIGKILL)
+		if errors.Is(err, unix.ESRCH) {
+			// The child ended by itself just before.
+			return os.ErrProcessDone
+		}
+		return err
+	}
 }
