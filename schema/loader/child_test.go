@@ -18,6 +18,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 
+	"github.com/patchline/patchline/internal/proctest"
 	"github.com/patchline/patchline/schema"
 )
 
@@ -64,28 +65,6 @@ func errorsOf(fleet *schema.Fleet) []string {
 		}
 	}
 	return out
-}
-
-// noChildLeft fails the test if this process has a child process, live
-// or not yet reaped (Linux, where /proc lists them).
-func noChildLeft(t *testing.T) {
-	t.Helper()
-	if runtime.GOOS != "linux" {
-		return
-	}
-	tasks, err := filepath.Glob("/proc/self/task/*/children")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range tasks {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			continue // the thread has exited
-		}
-		if s := strings.TrimSpace(string(b)); s != "" {
-			t.Errorf("child processes left behind: %s", s)
-		}
-	}
 }
 
 // clientCmp compares clients the way they are used: times by instant,
@@ -174,7 +153,7 @@ func TestChildEvaluatesLikeTheLoader(t *testing.T) {
 			}
 		})
 	}
-	noChildLeft(t)
+	proctest.NoChildLeft(t)
 }
 
 // TestChildLimits: a client past a limit is killed and refused at its
@@ -226,7 +205,7 @@ func TestChildLimits(t *testing.T) {
 			if n := len(l.slots); n != 0 {
 				t.Errorf("%d evaluation slots still held after the load", n)
 			}
-			noChildLeft(t)
+			proctest.NoChildLeft(t)
 
 			// The outcome is cached: the same files are refused again at
 			// once, and a changed client in the same fleet loads.
@@ -289,7 +268,7 @@ func TestRunawaysDoNotBlockAHealthyClient(t *testing.T) {
 		t.Errorf("the healthy clients took %v to load, want at most the runaways' deadline (%v) and a little", took, timeout)
 	}
 	wg.Wait()
-	noChildLeft(t)
+	proctest.NoChildLeft(t)
 }
 
 // TestCanceledLoadKillsTheChild: a load whose context ends stops its
@@ -311,7 +290,7 @@ func TestCanceledLoadKillsTheChild(t *testing.T) {
 			t.Errorf("a canceled load cached an outcome without a client: %v", e.res.problems)
 		}
 	}
-	noChildLeft(t)
+	proctest.NoChildLeft(t)
 }
 
 // TestEvaluatorFaults: what a child that misbehaves by itself, or cannot
@@ -360,7 +339,7 @@ func TestEvaluatorFaults(t *testing.T) {
 			}
 		})
 	}
-	noChildLeft(t)
+	proctest.NoChildLeft(t)
 }
 
 // TestEvaluatorRefusesABadRequest: a child given something other than a
@@ -448,5 +427,5 @@ func TestLoadClients(t *testing.T) {
 			}
 		})
 	}
-	noChildLeft(t)
+	proctest.NoChildLeft(t)
 }
