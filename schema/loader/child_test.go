@@ -199,7 +199,7 @@ func TestChildLimits(t *testing.T) {
 				t.Errorf("clients %v, want acme and globex only", slicesKeys(fleet.Clients))
 			}
 			t.Logf("the runaway was refused %v after the load began", took)
-			if took > tt.limit+2*time.Second {
+			if took > tt.limit+5*time.Second {
 				t.Errorf("the load took %v, want the runaway killed at its limit", took)
 			}
 			if n := len(l.slots); n != 0 {
@@ -264,7 +264,7 @@ func TestRunawaysDoNotBlockAHealthyClient(t *testing.T) {
 		t.Errorf("healthy fleet: clients %v, problems %v", slicesKeys(fleet.Clients), errorsOf(fleet))
 	}
 	t.Logf("the healthy clients loaded %v after %d runaways took every slot", took, n)
-	if took > timeout+2*time.Second {
+	if took > timeout+5*time.Second {
 		t.Errorf("the healthy clients took %v to load, want at most the runaways' deadline (%v) and a little", took, timeout)
 	}
 	wg.Wait()
