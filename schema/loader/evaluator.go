@@ -52,8 +52,9 @@ type answer struct {
 const heapShare = 0.9
 
 // ServeEvaluator is a policy evaluator's whole life: it reads one request
-// from stdin, sets the limits it asks for on its own process, evaluates
-// the client and writes the answer to stdout. It returns the exit code:
+// from stdin, sets the limits it asks for on its own process (a CPU-time
+// limit it cannot set is only warned about on stderr), evaluates the
+// client and writes the answer to stdout. It returns the exit code:
 // 0 with an answer (whether or not the client loads), 2 when the request
 // cannot be read or the answer written, which stderr explains.
 func ServeEvaluator(stdin io.Reader, stdout, stderr io.Writer) int {
@@ -64,8 +65,9 @@ func ServeEvaluator(stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	debug.SetMemoryLimit(int64(float64(req.MemoryLimit) * heapShare))
 	if err := limitCPU(req.CPULimit); err != nil {
-		fmt.Fprintln(stderr, "policy evaluator: limit CPU time:", err)
-		return 2
+		// A backstop only: the parent's deadline still holds, so a
+		// sandbox that forbids setrlimit must not refuse every client.
+		fmt.Fprintln(stderr, "policy evaluator: warning: cannot limit CPU time:", err)
 	}
 	c := clientFiles{id: req.Client, dir: req.Dir, own: req.Own}
 	var res evalResult
