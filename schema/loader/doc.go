@@ -30,8 +30,8 @@
 // The child is killed, with its process group, past Options.Timeout
 // (default 10 s) or above Options.MemoryLimit of resident memory (default
 // 512 MiB; read from /proc every 50 ms on Linux, and the child keeps its
-// Go heap under it with debug.SetMemoryLimit), and RLIMIT_CPU bounds its
-// CPU time should the parent fail to. The client is then refused with
+// Go heap under it with debug.SetMemoryLimit), and on Linux RLIMIT_CPU
+// bounds its CPU time should the parent fail to. The client is refused with
 // "evaluation exceeded 10s" (or "512 MiB") at its first file, and the
 // child's slot is free as soon as it has been reaped. Tests and
 // benchmarks of trusted files may evaluate in process, without limits.
