@@ -61,6 +61,12 @@ type ClientStatus struct {
 	// that succeeded. Empty when the last re-plan succeeded.
 	Error   string    `json:"error,omitempty"`
 	ErrorAt time.Time `json:"errorAt,omitzero"`
+	// Refused, when set, are the problems that stopped the controller
+	// from evaluating again, when it started, the revision the client last
+	// applied (a time or memory limit exceeded, an error). The client is
+	// planned no more, and gets no new job, until a commit loads it; the
+	// figures above are zero.
+	Refused []string `json:"refused,omitempty"`
 }
 
 // Halt is one halted rollout.

@@ -9,6 +9,7 @@ import (
 	"github.com/patchline/patchline/internal/clock"
 	"github.com/patchline/patchline/internal/netaddr"
 	"github.com/patchline/patchline/reconciler/source"
+	"github.com/patchline/patchline/schema/loader"
 )
 
 // Config is everything patchd is told at start. cmd/patchd builds it from
@@ -52,8 +53,16 @@ type Config struct {
 	// positive, has the controller fetch them into FeedsDir that often.
 	FeedsDir  string
 	FeedsSync time.Duration
-	// LoadTimeout bounds one client's CUE evaluation.
-	LoadTimeout time.Duration
+	// Evaluator evaluates each client's policy in a child process under
+	// EvalTimeout and EvalMemory (cmd/patchd passes its own binary,
+	// loader.SelfEvaluator). When nil, policy is evaluated in the
+	// controller's own process without limits: for tests only.
+	Evaluator *loader.Command
+	// EvalTimeout and EvalMemory bound one client's evaluation (default
+	// loader.DefaultTimeout and loader.DefaultMemoryLimit): past them the
+	// child is killed and the client refused.
+	EvalTimeout time.Duration
+	EvalMemory  loader.Bytes
 	// Clock tells the time and runs the timers (clock.Real when nil).
 	Clock  clock.Clock
 	Logger *slog.Logger

@@ -152,7 +152,7 @@ func (c *Controller) build(ctx context.Context, secrets *api.Secrets, key ed2551
 	registerStoreMetrics(c.reg, c.store)
 	c.revisions = &revisions{
 		clock: c.clock, log: c.log, store: c.store, metrics: c.metrics, queue: c.queue,
-		loader:  loader.New(loader.Options{Timeout: c.cfg.LoadTimeout}),
+		loader:  loader.New(loader.Options{Evaluator: c.cfg.Evaluator, Timeout: c.cfg.EvalTimeout, MemoryLimit: c.cfg.EvalMemory}),
 		verify:  c.cfg.Verify,
 		repoDir: repoDir,
 		policy:  make(map[string]appliedClient),

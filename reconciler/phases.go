@@ -13,6 +13,7 @@ import (
 	"github.com/patchline/patchline/reconciler/source"
 	"github.com/patchline/patchline/reconciler/store"
 	"github.com/patchline/patchline/schema"
+	"github.com/patchline/patchline/schema/loader"
 )
 
 // commit is one fleet commit on its way through the phases of apply.
@@ -98,11 +99,13 @@ func (r *revisions) verifyPhase(ctx context.Context, c *commit) error {
 	return err
 }
 
-// loadPhase evaluates the policy at head.
+// loadPhase evaluates the policy at head. A client past the evaluation
+// limits is one of the commit's problems; an evaluator that cannot run is
+// not a verdict on the commit, which is tried again.
 func (r *revisions) loadPhase(ctx context.Context, c *commit) error {
 	fleet, err := r.loadFleet(ctx, c.head.String())
 	if err != nil {
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || errors.Is(err, loader.ErrEvaluator) {
 			return err
 		}
 		return &refusal{reason: "invalid", problems: []string{err.Error()}}
@@ -158,7 +161,7 @@ func (r *revisions) recordPhase(ctx context.Context, c *commit) error {
 	c.touched = make(map[string]bool)
 	r.mu.Lock()
 	for id, cl := range c.fleet.Clients {
-		if old, ok := r.policy[id]; !ok || old.client.Digest != cl.Digest {
+		if old, ok := r.policy[id]; !ok || old.client == nil || old.client.Digest != cl.Digest {
 			c.touched[id] = true
 		}
 		r.policy[id] = appliedClient{revision: c.fleet.Revision, client: cl}
@@ -182,6 +185,11 @@ func (r *revisions) recordPhase(ctx context.Context, c *commit) error {
 	for id, problems := range c.clientProblems {
 		r.mu.Lock()
 		r.refused = &protocol.Refusal{Revision: hash, Client: id, Reason: "invalid", Problems: problems, At: c.now}
+		if p, ok := r.policy[id]; ok && p.client == nil {
+			// Refused at start and still: the newest reason shows.
+			p.refused = problems
+			r.policy[id] = p
+		}
 		r.mu.Unlock()
 		r.metrics.Refused(id, "invalid", c.now)
 		r.log.Error("policy revision refused for one client; it keeps its last good revision", "revision", hash, "client", id, "problems", problems)

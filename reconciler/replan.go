@@ -110,6 +110,10 @@ func (r *replanner) reconcile(ctx context.Context, client string) error {
 	start := time.Now()
 	now := r.clock.Now()
 	pol, known := r.policy.Policy(client)
+	if known && pol.client == nil {
+		r.refusedAtStart(client, pol, now)
+		return nil
+	}
 	snap, res, err := r.replan(ctx, client, pol, known, now)
 	if err != nil {
 		r.failed(client, known, err, now)
@@ -128,6 +132,17 @@ func (r *replanner) reconcile(ctx context.Context, client string) error {
 	r.wakeAt(client, wake)
 	r.metrics.ReconcileDone(time.Since(start))
 	return nil
+}
+
+// refusedAtStart shows a client whose last applied revision could not be
+// evaluated again after a restart as refused, with why, instead of
+// planning it as an unknown client: no plan is made, so no job is sent or
+// withdrawn, and no timer is armed, until a commit loads the client.
+func (r *replanner) refusedAtStart(client string, pol appliedClient, now time.Time) {
+	r.wakeAt(client, time.Time{})
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.summaries[client] = protocol.ClientStatus{Client: client, Revision: pol.revision, Known: true, PlannedAt: now, Refused: pol.refused}
 }
 
 // replanError is a failed re-plan, with the stage that failed (a metric

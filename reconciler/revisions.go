@@ -67,11 +67,16 @@ type revisions struct {
 // appliedClient is one client's policy at the revision it runs.
 type appliedClient struct {
 	revision string
-	client   *schema.Client
+	// client is nil when the revision the client last applied could not
+	// be evaluated again after a restart; refused says why. Such a client
+	// is refused, not unknown: it gets no plan, so no job is sent or
+	// withdrawn, until a commit loads it.
+	client  *schema.Client
+	refused []string
 }
 
 // Policy returns the policy client runs, and false when the fleet repo has
-// no such client.
+// no such client. The policy of a client refused at start has no client.
 func (r *revisions) Policy(client string) (appliedClient, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -126,10 +131,13 @@ func (r *revisions) loadFleet(ctx context.Context, rev string) (*schema.Fleet, e
 
 // restore reloads, after a restart, the revision each client last ran, so
 // a restart neither loses a client's policy nor jumps it to a head that was
-// refused. Every client it restores is queued for a re-plan. When signed
-// commits are required and no revision was ever applied, it refuses to go
-// on without a trust anchor: nothing would vouch for the first head's
-// history.
+// refused. Every client it restores is queued for a re-plan. A client
+// whose revision cannot be evaluated again (a limit, an error) is refused
+// on its own, with its stored record left as it is; it holds no other
+// client back. Only a store that cannot be read, or ctx's end, fails the
+// restore, and, when signed commits are required and no revision was
+// ever applied, a missing trust anchor: nothing would vouch for the first
+// head's history.
 func (r *revisions) restore(ctx context.Context) error {
 	revs, err := r.store.Revisions(ctx, 1)
 	if err != nil {
@@ -137,7 +145,6 @@ func (r *revisions) restore(ctx context.Context) error {
 	}
 	byRev := make(map[string][]string)
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	for _, cr := range revs.Clients {
 		if cr.LastApplied != nil {
 			r.metrics.Applied(cr.Client, cr.LastApplied.Hash, cr.LastApplied.At)
@@ -156,28 +163,96 @@ func (r *revisions) restore(ctx context.Context) error {
 			byRev[cr.LastApplied.Hash] = append(byRev[cr.LastApplied.Hash], cr.Client)
 		}
 	}
-	for rev, clients := range byRev {
-		fleet, err := r.loadFleet(ctx, rev)
-		if err != nil {
-			return fmt.Errorf("reload applied revision %s: %w", rev, err)
-		}
-		for _, id := range clients {
-			if cl, ok := fleet.Clients[id]; ok {
-				r.policy[id] = appliedClient{revision: rev, client: cl}
-				r.queue.Add(id)
-			}
-		}
-	}
 	if len(revs.Refused) > 0 {
 		x := revs.Refused[0]
 		r.refused = &protocol.Refusal{Revision: x.Hash, Client: x.Client, Problems: x.Problems, At: x.At}
 	}
 	if r.verify.RequireSigned && r.applied.IsZero() && r.verify.TrustFrom.IsZero() {
+		r.mu.Unlock()
 		return errors.New("--require-signed: no fleet revision has been applied yet, so nothing vouches for the history " +
 			"of the first head; give --trust-from COMMIT, the last commit you trust as it is (check it by hand, e.g. " +
 			"with git log --show-signature): every commit after it must be signed")
 	}
+	r.mu.Unlock()
+
+	policy, err := r.reload(ctx, byRev)
+	if err != nil {
+		return err
+	}
+	now := r.clock.Now()
+	r.mu.Lock()
+	maps.Copy(r.policy, policy)
+	r.mu.Unlock()
+	for _, id := range slices.Sorted(maps.Keys(policy)) {
+		if p := policy[id]; p.client == nil {
+			r.metrics.Refused(id, "invalid", now)
+			r.log.Error("the revision this client last applied cannot be evaluated; it gets no new job until a commit loads", "client", id, "revision", p.revision, "problems", p.refused)
+		}
+		r.queue.Add(id)
+	}
 	return nil
+}
+
+// reload evaluates each client at the revision it last applied (byRev:
+// revision → clients), every revision at once: the loader bounds how
+// many evaluations run together, and its limits how long each may take.
+func (r *revisions) reload(ctx context.Context, byRev map[string][]string) (map[string]appliedClient, error) {
+	var (
+		wg     sync.WaitGroup
+		mu     sync.Mutex // guards policy
+		policy = make(map[string]appliedClient)
+	)
+	for rev, ids := range byRev {
+		wg.Go(func() {
+			got := r.reloadRevision(ctx, rev, ids)
+			mu.Lock()
+			maps.Copy(policy, got)
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("reload applied revisions: %w", err)
+	}
+	return policy, nil
+}
+
+// reloadRevision evaluates clients ids at revision rev. Each that does not
+// load is refused with the problems that stop it.
+func (r *revisions) reloadRevision(ctx context.Context, rev string, ids []string) map[string]appliedClient {
+	policy := make(map[string]appliedClient, len(ids))
+	refuse := func(problems []string) map[string]appliedClient {
+		for _, id := range ids {
+			policy[id] = appliedClient{revision: rev, refused: problems}
+		}
+		return policy
+	}
+	files, hash, err := source.ReadRevision(ctx, r.repoDir, rev, r.loader.Wants)
+	if err != nil {
+		return refuse([]string{err.Error()})
+	}
+	fleet, err := r.loader.LoadClients(ctx, files, hash, ids)
+	if err != nil {
+		return refuse([]string{err.Error()})
+	}
+	problems := make(map[string][]string)
+	for _, p := range fleet.Problems {
+		if p.Level == schema.LevelError {
+			problems[p.Client] = append(problems[p.Client], p.String())
+		}
+	}
+	for _, id := range ids {
+		if cl, ok := fleet.Clients[id]; ok {
+			policy[id] = appliedClient{revision: rev, client: cl}
+			continue
+		}
+		refused := slices.Concat(problems[""], problems[id])
+		if len(refused) == 0 {
+			refused = []string{fmt.Sprintf("revision %s has no clients/%s directory", protocol.ShortRevision(rev), id)}
+		}
+		policy[id] = appliedClient{revision: rev, refused: refused}
+	}
+	return policy
 }
 
 // refuse records a refused revision, for the whole fleet (client "") or one

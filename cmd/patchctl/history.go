@@ -7,13 +7,13 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/patchline/patchline/internal/history"
-	"github.com/patchline/patchline/schema/loader"
 )
 
 func newHistoryCmd() *cobra.Command {
 	var (
 		repo, format, since string
 		opts                history.Options
+		ef                  evalFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "history [--repo DIR] [--client ID] [--update ID] [--since DATE]",
@@ -43,7 +43,11 @@ changes in policy terms, not as a text diff:
 				}
 				opts.Since = t
 			}
-			h, err := history.Build(cmd.Context(), loader.New(loader.Options{}), repo, opts)
+			l, err := ef.loader(time.Time{})
+			if err != nil {
+				return err
+			}
+			h, err := history.Build(cmd.Context(), l, repo, opts)
 			if err != nil {
 				return err
 			}
@@ -55,6 +59,7 @@ changes in policy terms, not as a text diff:
 	cmd.Flags().StringVar(&opts.Update, "update", "", "show only changes that name this update `ID`")
 	cmd.Flags().StringVar(&since, "since", "", "show only commits from this `DATE` on (YYYY-MM-DD, UTC, or RFC 3339)")
 	cmd.Flags().StringVar(&format, "format", "text", "output format: text, markdown or json")
+	ef.register(cmd)
 	return cmd
 }
 

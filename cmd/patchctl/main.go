@@ -3,6 +3,17 @@
 // talk to a running controller.
 package main
 
-import "os"
+import (
+	"os"
 
-func main() { os.Exit(Main(os.Args[1:], os.Stdout, os.Stderr)) }
+	"github.com/patchline/patchline/schema/loader"
+)
+
+func main() {
+	// patchctl runs itself to evaluate each client's policy in a child
+	// process it can kill (schema/loader): such a child does only that.
+	if loader.IsEvaluator(os.Args[1:]) {
+		os.Exit(loader.ServeEvaluator(os.Stdin, os.Stdout, os.Stderr))
+	}
+	os.Exit(Main(os.Args[1:], os.Stdout, os.Stderr))
+}

@@ -12,7 +12,18 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/object"
 
 	"github.com/patchline/patchline/internal/golden"
+	"github.com/patchline/patchline/schema/loader"
 )
+
+// TestMain makes the test binary a policy evaluator when it is started as
+// one: the commands that load a fleet run the running binary, this one in
+// tests, as their evaluator.
+func TestMain(m *testing.M) {
+	if loader.IsEvaluator(os.Args[1:]) {
+		os.Exit(loader.ServeEvaluator(os.Stdin, os.Stdout, os.Stderr))
+	}
+	os.Exit(m.Run())
+}
 
 // now is inside acme's weeknights window (22:30 in Chicago).
 const now = "2026-11-24T04:30:00Z"

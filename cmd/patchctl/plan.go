@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/patchline/patchline/protocol"
 	"github.com/patchline/patchline/reconciler/plan"
 	"github.com/patchline/patchline/schema"
+	"github.com/patchline/patchline/schema/loader"
 )
 
 func newPlanCmd() *cobra.Command {
@@ -19,6 +21,7 @@ func newPlanCmd() *cobra.Command {
 		decisions                          bool
 		now                                nowFlag
 		ff                                 feedsFlag
+		ef                                 evalFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "plan --repo DIR --state FILE [--rev REV] [--base REV]",
@@ -39,21 +42,41 @@ pull request (--format markdown).`,
 				return err
 			}
 			at := now.at()
-			snap, err := readSnapshot(stateFile)
+			l, err := ef.loader(at)
 			if err != nil {
 				return err
 			}
-			if err := ff.enrich(cmd.Context(), snap); err != nil {
+			revs := []string{rev}
+			if base != "" {
+				revs = append(revs, base)
+			}
+			ctx, cancel := context.WithCancel(cmd.Context())
+			defer cancel()
+			load := startLoad(ctx, l, repo, revs)
+			snap, err := readSnapshot(stateFile)
+			if err == nil {
+				err = ff.enrich(ctx, snap)
+			}
+			if err != nil {
+				cancel()
+				load.wait()
 				return err
 			}
-			head, err := planRevision(cmd, repo, rev, snap, at)
+			fleets, errs := load.wait()
+			if errs[0] != nil {
+				return errs[0]
+			}
+			head, err := planFleet(fleets[0], describe(repo, rev), snap, at)
 			if err != nil {
 				return err
 			}
 			if base == "" {
 				return render.Plan(cmd.OutOrStdout(), f, head, decisions)
 			}
-			baseRes, err := planRevision(cmd, repo, base, snap, at)
+			if errs[1] != nil {
+				return fmt.Errorf("base %s: %w", base, errs[1])
+			}
+			baseRes, err := planFleet(fleets[1], describe(repo, base), snap, at)
 			if err != nil {
 				return fmt.Errorf("base %s: %w", base, err)
 			}
@@ -68,6 +91,7 @@ pull request (--format markdown).`,
 	cmd.Flags().BoolVar(&decisions, "decisions", false, "with --format json, include every endpoint-update decision")
 	cmd.Flags().Var(&now, "now", "plan at this RFC 3339 time instead of now")
 	ff.register(cmd)
+	ef.register(cmd)
 	_ = cmd.MarkFlagRequired("state")
 	return cmd
 }
@@ -86,15 +110,43 @@ func readSnapshot(path string) (*protocol.Snapshot, error) {
 	return snap, nil
 }
 
-// planRevision loads the fleet at rev (the working tree when empty) and
-// plans it. A client with errors cannot be planned: plan refuses, like the
-// controller, and prints the problems so the author can fix them.
-func planRevision(cmd *cobra.Command, repo, rev string, snap *protocol.Snapshot, at time.Time) (*plan.Result, error) {
-	fleet, err := loadFleet(cmd, repo, rev, at)
-	if err != nil {
-		return nil, err
-	}
-	if err := fleetErrors(fleet, describe(repo, rev)); err != nil {
+// fleetLoad is the loading of the fleet at some revisions, under way
+// while plan decodes the snapshot: the clients are evaluated in child
+// processes, which use the cores the decoding leaves.
+type fleetLoad struct {
+	done   chan struct{}
+	fleets []*schema.Fleet
+	errs   []error
+}
+
+// startLoad loads the fleet at each of revs (the working tree for "") of
+// repo with l, one after the other so that a client the revisions share
+// is evaluated once, and stops at the first that fails.
+func startLoad(ctx context.Context, l *loader.Loader, repo string, revs []string) *fleetLoad {
+	fl := &fleetLoad{done: make(chan struct{}), fleets: make([]*schema.Fleet, len(revs)), errs: make([]error, len(revs))}
+	go func() {
+		defer close(fl.done)
+		for i, rev := range revs {
+			if fl.fleets[i], fl.errs[i] = loadFleet(ctx, l, repo, rev); fl.errs[i] != nil {
+				return
+			}
+		}
+	}()
+	return fl
+}
+
+// wait returns the fleets and the error of each revision, once the load
+// has ended.
+func (fl *fleetLoad) wait() ([]*schema.Fleet, []error) {
+	<-fl.done
+	return fl.fleets, fl.errs
+}
+
+// planFleet plans fleet, loaded from where. A client with errors cannot be
+// planned: plan refuses, like the controller, and prints the problems so
+// the author can fix them.
+func planFleet(fleet *schema.Fleet, where string, snap *protocol.Snapshot, at time.Time) (*plan.Result, error) {
+	if err := fleetErrors(fleet, where); err != nil {
 		return nil, err
 	}
 	return plan.Plan(fleet, snap, at, plan.Options{Decisions: true})

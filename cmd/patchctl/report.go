@@ -7,7 +7,6 @@ import (
 
 	"github.com/patchline/patchline/internal/compliance"
 	"github.com/patchline/patchline/reconciler/source"
-	"github.com/patchline/patchline/schema/loader"
 )
 
 func newReportCmd() *cobra.Command {
@@ -16,6 +15,7 @@ func newReportCmd() *cobra.Command {
 		client, month, repo, format string
 		now                         nowFlag
 		ff                          feedsFlag
+		ef                          evalFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "report --controller URL --client ID --month YYYY-MM [--repo DIR]",
@@ -64,7 +64,11 @@ Markdown is for mailing to the client, CSV for a spreadsheet.`,
 				return err
 			}
 			at := now.at()
-			fleet, err := source.LoadRevision(ctx, loader.New(loader.Options{Now: at}), repo, rev)
+			l, err := ef.loader(at)
+			if err != nil {
+				return err
+			}
+			fleet, err := source.LoadRevision(ctx, l, repo, rev)
 			if err != nil {
 				return fmt.Errorf("load revision %s the controller runs for %q from %s (fetch the fleet repo first): %w", rev, client, repo, err)
 			}
@@ -82,6 +86,7 @@ Markdown is for mailing to the client, CSV for a spreadsheet.`,
 	cmd.Flags().StringVar(&format, "format", "markdown", "output format: markdown, csv or json")
 	cmd.Flags().Var(&now, "now", "report as of this RFC 3339 time instead of now")
 	ff.register(cmd)
+	ef.register(cmd)
 	for _, f := range []string{"client", "month"} {
 		_ = cmd.MarkFlagRequired(f)
 	}

@@ -6,15 +6,14 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/patchline/patchline/reconciler/source"
 	"github.com/patchline/patchline/schema"
-	"github.com/patchline/patchline/schema/loader"
 )
 
 func newVetCmd() *cobra.Command {
 	var (
 		rev string
 		now nowFlag
+		ef  evalFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "vet [DIR]",
@@ -26,7 +25,8 @@ violations, a client id that differs from its directory, duplicate ring
 names, a ring naming a window that does not exist, unknown time zones,
 exclusions without reason or until, an approve rule's minEPSS outside 0 to
 1 or malformed CVE id, and an sla.knownExploited that is neither a
-duration nor "cisa". Warnings (exit status 0) flag
+duration nor "cisa", and a client whose evaluation exceeds --eval-timeout
+or --eval-memory. Warnings (exit status 0) flag
 exclusions that expired or expire within 14 days, and a last ring that does
 not select every endpoint.`,
 		Args: cobra.MaximumNArgs(1),
@@ -35,7 +35,11 @@ not select every endpoint.`,
 			if len(args) == 1 {
 				dir = args[0]
 			}
-			fleet, err := loadFleet(cmd, dir, rev, now.at())
+			l, err := ef.loader(now.at())
+			if err != nil {
+				return err
+			}
+			fleet, err := loadFleet(cmd.Context(), l, dir, rev)
 			if err != nil {
 				return err
 			}
@@ -56,17 +60,8 @@ not select every endpoint.`,
 	}
 	cmd.Flags().StringVar(&rev, "rev", "", "load this Git revision (branch, tag, commit, HEAD~1) instead of the working tree")
 	cmd.Flags().Var(&now, "now", "evaluate expiry warnings at this RFC 3339 time instead of now")
+	ef.register(cmd)
 	return cmd
-}
-
-// loadFleet loads dir's working tree, or revision rev of the repository in
-// dir when rev is set.
-func loadFleet(cmd *cobra.Command, dir, rev string, now time.Time) (*schema.Fleet, error) {
-	l := loader.New(loader.Options{Now: now})
-	if rev != "" {
-		return source.LoadRevision(cmd.Context(), l, dir, rev)
-	}
-	return l.LoadDir(cmd.Context(), dir)
 }
 
 func describe(dir, rev string) string {

@@ -18,6 +18,7 @@ func newWhyCmd() *cobra.Command {
 		repo, rev, stateFile, endpoint, update string
 		now                                    nowFlag
 		ff                                     feedsFlag
+		ef                                     evalFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "why --repo DIR --state FILE --endpoint ID --update ID",
@@ -41,7 +42,11 @@ changed that line.`,
 			if err := ff.enrich(cmd.Context(), snap); err != nil {
 				return err
 			}
-			fleet, err := loadFleet(cmd, repo, rev, at)
+			l, err := ef.loader(at)
+			if err != nil {
+				return err
+			}
+			fleet, err := loadFleet(cmd.Context(), l, repo, rev)
 			if err != nil {
 				return err
 			}
@@ -68,6 +73,7 @@ changed that line.`,
 	cmd.Flags().StringVar(&update, "update", "", "update `ID` (a KB, or name@version for package sources)")
 	cmd.Flags().Var(&now, "now", "explain at this RFC 3339 time instead of now")
 	ff.register(cmd)
+	ef.register(cmd)
 	for _, f := range []string{"state", "endpoint", "update"} {
 		_ = cmd.MarkFlagRequired(f)
 	}

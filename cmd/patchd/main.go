@@ -21,9 +21,17 @@ import (
 
 	"github.com/patchline/patchline/reconciler"
 	"github.com/patchline/patchline/reconciler/source"
+	"github.com/patchline/patchline/schema/loader"
 )
 
-func main() { os.Exit(run(os.Args[1:], os.Stderr)) }
+func main() {
+	// patchd runs itself to evaluate each client's policy in a child
+	// process it can kill (schema/loader): such a child does only that.
+	if loader.IsEvaluator(os.Args[1:]) {
+		os.Exit(loader.ServeEvaluator(os.Stdin, os.Stdout, os.Stderr))
+	}
+	os.Exit(run(os.Args[1:], os.Stderr))
+}
 
 // run parses flags, runs the controller until SIGINT or SIGTERM and
 // returns the exit code.
@@ -35,6 +43,10 @@ func run(args []string, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintln(stderr, "patchd:", err)
 		return 2
+	}
+	if cfg.Evaluator, err = loader.SelfEvaluator(); err != nil {
+		fmt.Fprintln(stderr, "patchd:", err)
+		return 1
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -115,8 +127,17 @@ func parseFlags(args []string, stderr io.Writer) (cfg reconciler.Config, opts op
 	fs.StringVar(&logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&opts.restore, "restore", "", "replace the store in --data-dir with the backup `FILE` (from 'patchctl backup'), keeping the old one, and exit; patchd must be stopped")
 	fs.StringVar(&opts.debugAddr, "debug-listen", "", "loopback `address` serving Go's profiler at /debug/pprof/ (for measuring; off by default)")
+
+	// Limits of one client's policy evaluation, in a child process.
+	cfg.EvalMemory = loader.DefaultMemoryLimit
+	fs.DurationVar(&cfg.EvalTimeout, "eval-timeout", loader.DefaultTimeout, "wall-clock `time` one client's policy evaluation may take; past it the evaluation is killed and the client refused")
+	fs.Var(&cfg.EvalMemory, "eval-memory", "`amount` of resident memory one client's policy evaluation may use, e.g. 512MiB; above it the evaluation is killed and the client refused")
+
 	if err := fs.Parse(args); err != nil {
 		return cfg, opts, err
+	}
+	if cfg.EvalTimeout <= 0 {
+		return cfg, opts, fmt.Errorf("--eval-timeout %v: must be positive", cfg.EvalTimeout)
 	}
 	if fs.NArg() > 0 {
 		return cfg, opts, fmt.Errorf("unexpected arguments %q", fs.Args())

@@ -11,8 +11,19 @@ import (
 	"testing"
 	"time"
 
+	"github.com/patchline/patchline/reconciler"
 	"github.com/patchline/patchline/reconciler/store/sqlite"
+	"github.com/patchline/patchline/schema/loader"
 )
+
+// TestMain makes the test binary a policy evaluator when it is started as
+// one: run passes the running binary, this one in tests, as the evaluator.
+func TestMain(m *testing.M) {
+	if loader.IsEvaluator(os.Args[1:]) {
+		os.Exit(loader.ServeEvaluator(os.Stdin, os.Stdout, os.Stderr))
+	}
+	os.Exit(m.Run())
+}
 
 func TestParseFlags(t *testing.T) {
 	dir := t.TempDir()
@@ -28,7 +39,7 @@ func TestParseFlags(t *testing.T) {
 		name    string
 		args    []string
 		wantErr string
-		check   func(t *testing.T, args []string)
+		check   func(t *testing.T, cfg reconciler.Config)
 	}{
 		{name: "a remote repo with every option", args: []string{
 			"--repo", "https://git.example/msp/fleet.git", "--branch", "prod", "--git-token-file", token,
@@ -54,6 +65,18 @@ func TestParseFlags(t *testing.T) {
 		{name: "feeds synced without a directory", args: []string{"--repo", "file:///x", "--feeds-sync", "6h"}, wantErr: "--feeds-sync needs --feeds-dir"},
 		{name: "feeds synced every second", args: []string{"--repo", "file:///x", "--feeds-dir", dir, "--feeds-sync", "1s"}, wantErr: "a minute or more"},
 		{name: "stray argument", args: []string{"--repo", "file:///x", "now"}, wantErr: "unexpected arguments"},
+		{name: "default evaluation limits", args: []string{"--repo", "file:///x"}, check: func(t *testing.T, cfg reconciler.Config) {
+			if cfg.EvalTimeout != 10*time.Second || cfg.EvalMemory != 512*loader.MiB {
+				t.Errorf("limits %v and %v, want 10s and 512 MiB", cfg.EvalTimeout, cfg.EvalMemory)
+			}
+		}},
+		{name: "evaluation limits", args: []string{"--repo", "file:///x", "--eval-timeout", "30s", "--eval-memory", "1GiB"}, check: func(t *testing.T, cfg reconciler.Config) {
+			if cfg.EvalTimeout != 30*time.Second || cfg.EvalMemory != loader.GiB {
+				t.Errorf("limits %v and %v, want 30s and 1 GiB", cfg.EvalTimeout, cfg.EvalMemory)
+			}
+		}},
+		{name: "no evaluation time", args: []string{"--repo", "file:///x", "--eval-timeout", "0s"}, wantErr: "--eval-timeout"},
+		{name: "evaluation memory without a unit we know", args: []string{"--repo", "file:///x", "--eval-memory", "1GB"}, wantErr: "invalid amount of memory"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -69,6 +92,9 @@ func TestParseFlags(t *testing.T) {
 			}
 			if cfg.Logger == nil {
 				t.Error("no logger")
+			}
+			if tt.check != nil {
+				tt.check(t, cfg)
 			}
 		})
 	}

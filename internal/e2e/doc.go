@@ -21,7 +21,11 @@
 //   - robustness: an enrollment flood and malformed or oversized bodies
 //     get 4xx answers (429 under the flood), status keeps answering and
 //     stored state does not change; a partitioned part of a ring goes
-//     stale instead of halting the rollout.
+//     stale instead of halting the rollout;
+//   - hostile policy: a client whose CUE would evaluate for minutes is
+//     refused at the evaluation deadline while commits to the other
+//     clients keep applying, patchd's memory stays small, and a restart
+//     with it in the history starts in seconds.
 //
 // The default run is short. The long variants (500 agents and 20 kills,
 // a 30 s controller outage, a bigger chaos run, a longer flood) run with

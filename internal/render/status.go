@@ -36,6 +36,8 @@ func Status(w io.Writer, s *protocol.Status) error {
 		rev := orNone(protocol.ShortRevision(c.Revision))
 		if !c.Known {
 			rev = "(not in repo)"
+		} else if len(c.Refused) > 0 {
+			rev += " (refused at start)"
 		} else if r := applied[c.Client]; r.Attempted != "" && r.Attempted != r.Applied {
 			rev += " (newer refused)"
 		}
@@ -52,6 +54,15 @@ func Status(w io.Writer, s *protocol.Status) error {
 		if c.Error != "" {
 			failed = append(failed, fmt.Sprintf("%s\t%s\t%s", txt(c.Client), c.ErrorAt.UTC().Format(time.RFC3339), txt(c.Error)))
 		}
+	}
+	var refused []string
+	for _, c := range s.Clients {
+		for _, p := range c.Refused {
+			refused = append(refused, fmt.Sprintf("%s\t%s\t%s", c.Client, orNone(protocol.ShortRevision(c.Revision)), p))
+		}
+	}
+	if len(refused) > 0 {
+		fmt.Fprintf(tw, "\nREFUSED AT START (the revision last applied could not be evaluated again; no new jobs until a commit loads)\nCLIENT\tREVISION\tPROBLEM\n%s\n", strings.Join(refused, "\n"))
 	}
 	if len(failed) > 0 {
 		fmt.Fprintf(tw, "\nRE-PLAN FAILING (retried with a backoff; figures are from the last good re-plan)\nCLIENT\tSINCE\tERROR\n%s\n", strings.Join(failed, "\n"))

@@ -25,6 +25,8 @@ func TestStatus(t *testing.T) {
 			{Client: "globex", Revision: "aaaaaaaaaaaaaaaa", Known: true, Endpoints: 2, Compliant: 2, Compliance: 1,
 				Error: "store jobs: database or disk is full", ErrorAt: at},
 			{Client: "ghost", Endpoints: 1},
+			{Client: "initech", Revision: "bbbbbbbbbbbbbbbb", Known: true, Endpoints: 3,
+				Refused: []string{"clients/initech/policy.cue:1:1: evaluation exceeded 10s; simplify comprehensions and disjunctions"}},
 		},
 	}
 	var b strings.Builder
@@ -35,10 +37,15 @@ func TestStatus(t *testing.T) {
 Last refused:  fedcba987654 (client globex, invalid) at 2026-11-30T09:00:00Z
                  clients/globex/policy.cue:3:1: bad
 
-CLIENT  REVISION                      ENDPOINTS  COMPLIANT  DRIFTING  STALE  COMPLIANCE  MISSING  UNAVAILABLE  HALTED
-acme    0123456789ab                  4          3          1         0      75.0%       2        1            1
-globex  aaaaaaaaaaaa (newer refused)  2          2          0         0      100.0%      0        0            0
-ghost   (not in repo)                 1          0          0         0      0.0%        0        0            0
+CLIENT   REVISION                         ENDPOINTS  COMPLIANT  DRIFTING  STALE  COMPLIANCE  MISSING  UNAVAILABLE  HALTED
+acme     0123456789ab                     4          3          1         0      75.0%       2        1            1
+globex   aaaaaaaaaaaa (newer refused)     2          2          0         0      100.0%      0        0            0
+ghost    (not in repo)                    1          0          0         0      0.0%        0        0            0
+initech  bbbbbbbbbbbb (refused at start)  3          0          0         0      0.0%        0        0            0
+
+REFUSED AT START (the revision last applied could not be evaluated again; no new jobs until a commit loads)
+CLIENT   REVISION      PROBLEM
+initech  bbbbbbbbbbbb  clients/initech/policy.cue:1:1: evaluation exceeded 10s; simplify comprehensions and disjunctions
 
 RE-PLAN FAILING (retried with a backoff; figures are from the last good re-plan)
 CLIENT  SINCE                 ERROR

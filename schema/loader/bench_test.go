@@ -83,3 +83,18 @@ func BenchmarkReloadOneClient1000(b *testing.B) {
 		loadOrFail(b, l, edited, 1000)
 	}
 }
+
+// BenchmarkLoadColdInChildren100 loads a 100-client fleet with an empty
+// cache, each client in a child evaluator (this test binary, as patchd
+// and patchctl run themselves): the cost of a controller's start or of a
+// CI vet, against BenchmarkLoadCold1000's in-process evaluation.
+func BenchmarkLoadColdInChildren100(b *testing.B) {
+	files := generateFleet(100)
+	ev, err := SelfEvaluator()
+	if err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		loadOrFail(b, New(Options{Now: testNow, Evaluator: ev}), files, 100)
+	}
+}

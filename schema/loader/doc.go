@@ -17,8 +17,22 @@
 // given (LoadFiles); reading a Git revision is package reconciler/source's
 // job, which hands the files the Loader wants to LoadFiles. The Loader
 // caches each client's outcome by a digest of the files that make it up
-// and of the schema, evaluates clients concurrently, and gives up on a
-// client whose evaluation runs past Options.Timeout; at most GOMAXPROCS
-// evaluations run at once, abandoned ones included, which bounds the CPU
-// and memory a pathological repository can take.
+// and of the schema, and evaluates clients concurrently, at most
+// GOMAXPROCS at once.
+//
+// A fleet repository is input the controller must survive: a CUE
+// comprehension can run for minutes and fill memory, and CUE evaluation
+// cannot be interrupted. So patchd and patchctl evaluate each client in a
+// child process of their own binary (Options.Evaluator, SelfEvaluator;
+// the binary's main serves EvaluatorArg with ServeEvaluator): the request
+// (the client's files) goes to the child's stdin as JSON and the answer
+// (the decoded schema.Client, or its problems) comes back on its stdout.
+// The child is killed, with its process group, past Options.Timeout
+// (default 10 s) or above Options.MemoryLimit of resident memory (default
+// 512 MiB; read from /proc every 50 ms on Linux, and the child keeps its
+// Go heap under it with debug.SetMemoryLimit), and on Linux RLIMIT_CPU
+// bounds its CPU time should the parent fail to. The client is refused with
+// "evaluation exceeded 10s" (or "512 MiB") at its first file, and the
+// child's slot is free as soon as it has been reaped. Tests and
+// benchmarks of trusted files may evaluate in process, without limits.
 package loader

@@ -68,10 +68,20 @@ var defaultable = []string{
 	"freezes", "rings", "exclusions", "resume", "baseline.approve", "baseline.require",
 }
 
+// evaluateSafely is evaluate with a panic inside CUE turned into a problem
+// of the client, so that it takes down neither the controller nor a child
+// evaluator's answer. ok is false after a panic: ec must not be reused.
+func evaluateSafely(ec *evalContext, files map[string][]byte, c clientFiles, sum string) (res evalResult, ok bool) {
+	defer func() {
+		if r := recover(); r != nil {
+			res, ok = c.fail(fmt.Sprintf("internal error evaluating the client: %v", r)), false
+		}
+	}()
+	return evaluate(ec, files, c, sum), true
+}
+
 // evaluate loads, validates and decodes one client from files, which hold
-// only the files that make it up, in ec, which it uses alone. It touches
-// no other shared mutable state, so an abandoned evaluation cannot disturb
-// later ones.
+// only the files that make it up, in ec, which it uses alone.
 func evaluate(ec *evalContext, files map[string][]byte, c clientFiles, sum string) evalResult {
 	ev := &evaluation{files: files, c: c}
 	fsys := make(fstest.MapFS, len(files))

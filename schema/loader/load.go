@@ -25,17 +25,30 @@ import (
 // cue.mod/module.cue.
 var ErrNotFleetRepo = errors.New("not a fleet repository: no " + schema.ModuleFile)
 
-// DefaultTimeout is how long one client's evaluation may run when
-// Options.Timeout is zero.
-const DefaultTimeout = 10 * time.Second
+// Default limits of one client's evaluation in a child evaluator.
+const (
+	DefaultTimeout     = 10 * time.Second
+	DefaultMemoryLimit = 512 * MiB
+)
 
 // Options configure a Loader.
 type Options struct {
 	// Now is the time exclusion expiry warnings are computed against;
 	// zero means time.Now() at each load.
 	Now time.Time
-	// Timeout bounds one client's evaluation; zero means DefaultTimeout.
+	// Evaluator, when set, evaluates each client in a child process of
+	// its own, run from it, under Timeout and MemoryLimit: what patchd and
+	// patchctl do (SelfEvaluator). When nil, clients are evaluated in the
+	// calling process with no limit at all, which only tests and
+	// benchmarks of trusted files may do: CUE evaluation cannot be
+	// interrupted, so a runaway comprehension would run on in the caller.
+	Evaluator *Command
+	// Timeout is how long a child evaluator may run before it is killed
+	// and its client refused; zero means DefaultTimeout.
 	Timeout time.Duration
+	// MemoryLimit is the resident memory a child evaluator may use before
+	// it is killed and its client refused; zero means DefaultMemoryLimit.
+	MemoryLimit Bytes
 }
 
 // Loader loads fleet repositories. It is safe for concurrent use. It
@@ -44,11 +57,13 @@ type Options struct {
 type Loader struct {
 	opts Options
 
-	// slots holds one token per evaluation goroutine that is still running,
-	// including those abandoned after their deadline. Its capacity bounds
-	// the CPU and memory a pathological repository can tie up.
+	// slots holds one token per evaluation under way, across every load
+	// of this Loader: at most GOMAXPROCS run at once. A child's token is
+	// given back once the child has been reaped, which its limits bound,
+	// so a runaway never keeps its slot past its deadline.
 	slots chan struct{}
-	// contexts holds idle evaluation contexts for reuse.
+	// contexts holds idle evaluation contexts for reuse by in-process
+	// evaluations.
 	contexts chan *evalContext
 
 	// mu guards cache and loads.
@@ -69,6 +84,9 @@ type cacheEntry struct {
 func New(opts Options) *Loader {
 	if opts.Timeout <= 0 {
 		opts.Timeout = DefaultTimeout
+	}
+	if opts.MemoryLimit <= 0 {
+		opts.MemoryLimit = DefaultMemoryLimit
 	}
 	return &Loader{
 		opts:     opts,
@@ -142,9 +160,30 @@ func wanted(p string, dir bool) bool {
 // recorded in schema.Fleet.Revision. LoadDir calls it, and so does
 // reconciler/source's LoadRevision with the files of a Git revision.
 //
+// A client that exceeds a child evaluator's limits is refused with a
+// problem at its first file. The error says the fleet could not be loaded
+// at all: ctx ended, the files are not a fleet repository (ErrNotFleetRepo)
+// or the child evaluator could not run (ErrEvaluator).
+//
 // Fleets loaded by one Loader share the *schema.Client of every client
 // whose files did not change, so callers must treat clients as read-only.
 func (l *Loader) LoadFiles(ctx context.Context, files map[string][]byte, revision string) (*schema.Fleet, error) {
+	return l.load(ctx, files, revision, nil)
+}
+
+// LoadClients is LoadFiles for the clients named in ids alone: the
+// others are not evaluated, and the fleet holds only the named clients
+// and their problems. patchd uses it after a restart to evaluate each
+// client at the revision it last applied.
+func (l *Loader) LoadClients(ctx context.Context, files map[string][]byte, revision string, ids []string) (*schema.Fleet, error) {
+	if ids == nil {
+		ids = []string{}
+	}
+	return l.load(ctx, files, revision, ids)
+}
+
+// load loads the clients named in only, or every client when only is nil.
+func (l *Loader) load(ctx context.Context, files map[string][]byte, revision string, only []string) (*schema.Fleet, error) {
 	if _, ok := files[schema.ModuleFile]; !ok {
 		return nil, ErrNotFleetRepo
 	}
@@ -155,6 +194,10 @@ func (l *Loader) LoadFiles(ctx context.Context, files map[string][]byte, revisio
 	fleet := &schema.Fleet{Revision: revision, Clients: make(map[string]*schema.Client)}
 
 	shared, clients, problems := layout(files)
+	if only != nil {
+		clients = slices.DeleteFunc(clients, func(c clientFiles) bool { return !slices.Contains(only, c.id) })
+		problems = slices.DeleteFunc(problems, func(p schema.Problem) bool { return !slices.Contains(only, p.Client) })
+	}
 	fleet.Problems = append(fleet.Problems, problems...)
 
 	l.mu.Lock()
@@ -163,12 +206,13 @@ func (l *Loader) LoadFiles(ctx context.Context, files map[string][]byte, revisio
 	l.mu.Unlock()
 
 	results := make([]evalResult, len(clients))
+	errs := make([]error, len(clients))
 	jobs := make(chan int)
 	var wg sync.WaitGroup
 	for range min(runtime.GOMAXPROCS(0), len(clients)) {
 		wg.Go(func() {
 			for i := range jobs {
-				results[i] = l.client(ctx, files, shared, clients[i], gen)
+				results[i], errs[i] = l.client(ctx, files, shared, clients[i], gen)
 			}
 		})
 	}
@@ -179,6 +223,13 @@ func (l *Loader) LoadFiles(ctx context.Context, files map[string][]byte, revisio
 	wg.Wait()
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("load fleet: %w", err)
+	}
+	for _, err := range errs {
+		if err != nil {
+			// One is enough: an evaluator that cannot run fails every
+			// client the same way.
+			return nil, fmt.Errorf("load fleet: %w", err)
+		}
 	}
 	l.evict(gen, len(clients))
 
@@ -259,7 +310,7 @@ func digest(files map[string][]byte, names []string) string {
 
 // client returns the evaluation of one client, from the cache when its
 // files are unchanged.
-func (l *Loader) client(ctx context.Context, files map[string][]byte, shared []string, c clientFiles, gen uint64) evalResult {
+func (l *Loader) client(ctx context.Context, files map[string][]byte, shared []string, c clientFiles, gen uint64) (evalResult, error) {
 	names := append(slices.Clone(shared), c.own...)
 	sum := digest(files, names)
 
@@ -267,91 +318,51 @@ func (l *Loader) client(ctx context.Context, files map[string][]byte, shared []s
 	if e, ok := l.cache[sum]; ok {
 		e.lastUsed = gen
 		l.mu.Unlock()
-		return e.res
+		return e.res, nil
 	}
 	l.mu.Unlock()
-
-	res, ok := l.evaluateWithDeadline(ctx, files, names, c, sum)
-	if !ok {
-		return res
-	}
-	l.mu.Lock()
-	l.cache[sum] = &cacheEntry{res: res, lastUsed: gen}
-	l.mu.Unlock()
-	return res
-}
-
-// evaluateWithDeadline evaluates one client in its own goroutine and gives
-// up waiting after Options.Timeout. ok is false when the outcome must not
-// be cached because ctx ended first.
-//
-// CUE evaluation cannot be interrupted, so a client past its deadline is
-// abandoned: its goroutine runs on with its own cue.Context, touching no
-// shared state, and its result is dropped. That is acceptable because the
-// goroutine holds one of the Loader's slots until it ends, so at most
-// GOMAXPROCS evaluations run at any time, abandoned or not, and because the
-// timeout outcome is cached by digest: reloading the same files reports the
-// timeout again without starting another evaluation.
-func (l *Loader) evaluateWithDeadline(ctx context.Context, files map[string][]byte, names []string, c clientFiles, sum string) (evalResult, bool) {
-	timer := time.NewTimer(l.opts.Timeout)
-	defer timer.Stop()
-	timedOut := evalResult{problems: []schema.Problem{{
-		Pos:     schema.Pos{File: c.own[0], Line: 1, Col: 1},
-		Level:   schema.LevelError,
-		Message: fmt.Sprintf("evaluation exceeded %s; simplify disjunctions/comprehensions", l.opts.Timeout),
-		Client:  c.id,
-	}}}
-
-	select {
-	case l.slots <- struct{}{}:
-	case <-ctx.Done():
-		return evalResult{}, false
-	case <-timer.C:
-		// Every slot is held by an evaluation still running past its
-		// own deadline.
-		timedOut.problems[0].Message = fmt.Sprintf("evaluation could not start within %s: earlier evaluations are still running past their deadline", l.opts.Timeout)
-		return timedOut, false
-	}
 
 	sub := make(map[string][]byte, len(names))
 	for _, n := range names {
 		sub[n] = files[n]
 	}
-	done := make(chan evalResult, 1)
-	go func() {
-		defer func() { <-l.slots }()
-		// A panic inside CUE must not take the controller down: it
-		// becomes a problem of this client.
-		defer func() {
-			if r := recover(); r != nil {
-				done <- evalResult{problems: []schema.Problem{{
-					Pos:     schema.Pos{File: c.own[0], Line: 1, Col: 1},
-					Level:   schema.LevelError,
-					Message: fmt.Sprintf("internal error evaluating the client: %v", r),
-					Client:  c.id,
-				}}}
-			}
-		}()
-		ec := l.context()
-		if ec == nil {
-			var err error
-			if ec, err = newEvalContext(); err != nil {
-				done <- evalResult{problems: []schema.Problem{{Pos: timedOut.problems[0].Pos, Level: schema.LevelError, Message: err.Error(), Client: c.id}}}
-				return
-			}
-		}
-		res := evaluate(ec, sub, c, sum)
-		l.release(ec)
-		done <- res
-	}()
-	select {
-	case res := <-done:
-		return res, true
-	case <-ctx.Done():
-		return evalResult{}, false
-	case <-timer.C:
-		return timedOut, true
+	res, cache, err := l.evaluateInSlot(ctx, sub, c, sum)
+	if err != nil || !cache {
+		return res, err
 	}
+	// An outcome at a limit is cached too: reloading the same files
+	// refuses the client again without running it again.
+	l.mu.Lock()
+	l.cache[sum] = &cacheEntry{res: res, lastUsed: gen}
+	l.mu.Unlock()
+	return res, nil
+}
+
+// evaluateInSlot evaluates one client from files, which hold only the
+// files that make it up, in a slot: in a child evaluator when the Loader has
+// one, else in this process. cache is false when the outcome must not be
+// cached (see evaluateInChild).
+func (l *Loader) evaluateInSlot(ctx context.Context, files map[string][]byte, c clientFiles, sum string) (res evalResult, cache bool, err error) {
+	select {
+	case l.slots <- struct{}{}:
+	case <-ctx.Done():
+		return evalResult{}, false, ctx.Err()
+	}
+	defer func() { <-l.slots }()
+	if l.opts.Evaluator != nil {
+		return l.evaluateInChild(ctx, files, c, sum)
+	}
+	ec := l.context()
+	if ec == nil {
+		if ec, err = newEvalContext(); err != nil {
+			return c.fail(err.Error()), true, nil
+		}
+	}
+	res, ok := evaluateSafely(ec, files, c, sum)
+	if ok {
+		l.release(ec)
+	}
+	return res, true, nil
 }
 
 // context returns an idle evaluation context, or nil when there is none.

@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -111,44 +110,6 @@ func TestReloadReusesUnchangedClients(t *testing.T) {
 	}
 	if third.Clients["acme"] == second.Clients["acme"] {
 		t.Error("editing a root file did not re-evaluate acme")
-	}
-}
-
-// pathological is a client whose evaluation takes seconds: a comprehension
-// over 640,000 pairs that keeps little in memory.
-const pathological = `package fleet
-
-import "list"
-
-client: {id: "slow", name: "Slow", timezone: "UTC"}
-rings: [{name: "all", select: {}, window: "weekend"}]
-x: len([for i in list.Range(0, 800, 1) for j in list.Range(0, 800, 1) if i == j+100000 {i}])
-`
-
-func TestEvaluationDeadline(t *testing.T) {
-	files := readFleet(t, "testdata/fleets/valid")
-	files["clients/slow/policy.cue"] = []byte(pathological)
-	l := New(Options{Now: testNow, Timeout: 200 * time.Millisecond})
-	for range 2 {
-		// The second load is answered from the cache: it reports the
-		// timeout again without starting another evaluation.
-		fleet, err := l.LoadFiles(context.Background(), files, "")
-		if err != nil {
-			t.Fatal(err)
-		}
-		want := []string{"clients/slow/policy.cue:1:1: evaluation exceeded 200ms; simplify disjunctions/comprehensions"}
-		var got []string
-		for _, p := range fleet.Problems {
-			if p.Level == schema.LevelError {
-				got = append(got, p.String())
-			}
-		}
-		if diff := cmp.Diff(want, got); diff != "" {
-			t.Errorf("problems (-want +got):\n%s", diff)
-		}
-		if fleet.Clients["slow"] != nil || fleet.Clients["acme"] == nil {
-			t.Errorf("clients = %v, want acme and globex only", slicesKeys(fleet.Clients))
-		}
 	}
 }
 
