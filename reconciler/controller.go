@@ -198,7 +198,8 @@ func (c *Controller) listen() error {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(c.reg, promhttp.HandlerOpts{Registry: c.reg}))
 	mux.Handle("/", c.api.Handler())
-	c.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	c.srv = c.api.HTTPServer()
+	c.srv.Handler = mux
 	return nil
 }
 

@@ -30,13 +30,20 @@ const (
 	maxSuffix = 100
 )
 
-// enroll handles POST /v1/enroll.
+// enroll handles POST /v1/enroll. Its body is read under the limits of a
+// caller without credentials (see admit).
 func (s *Server) enroll(w http.ResponseWriter, r *http.Request) error {
 	if ok, wait := s.enrolls.take(); !ok {
 		return &apiError{code: protocol.CodeRateLimited, msg: "too many enrollments; retry later", retryAfter: wait}
 	}
 	var req protocol.EnrollRequest
-	if err := decodeJSON(w, r, &req); err != nil {
+	done, err := s.admit(w, r, sourceAddr(r), maxEnrollBody)
+	if err != nil {
+		return err
+	}
+	err = decodeJSON(w, r, &req)
+	done(err == nil)
+	if err != nil {
 		return err
 	}
 	switch {

@@ -118,6 +118,9 @@ type Server struct {
 	mux     *http.ServeMux
 	waiters *waiters
 	enrolls *tokenBucket
+	limits  limits
+	// admission caps the requests without credentials reading a body.
+	admission *admission
 	// enrolled caches, by endpoint id, the enrollments agent requests
 	// were authenticated against (store.Enrollment values). Every agent
 	// request is authenticated, and an enrollment never changes once
@@ -144,10 +147,12 @@ func New(cfg Config) (*Server, error) {
 	}
 	cfg.setDefaults()
 	s := &Server{
-		cfg:     cfg,
-		log:     cfg.Logger,
-		mux:     http.NewServeMux(),
-		enrolls: newTokenBucket(max(enrollBurst, cfg.EnrollRate), cfg.EnrollRate, cfg.Now),
+		cfg:       cfg,
+		log:       cfg.Logger,
+		mux:       http.NewServeMux(),
+		enrolls:   newTokenBucket(max(enrollBurst, cfg.EnrollRate), cfg.EnrollRate, cfg.Now),
+		limits:    defaultLimits,
+		admission: newAdmission(maxUnauthenticated, maxUnauthenticatedPerAddr),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "patchline_agent_requests_total",
 			Help: "API requests answered, by route pattern and HTTP status code.",
@@ -231,7 +236,8 @@ func (s *Server) routes() {
 	})
 }
 
-// Handler returns the API's handler.
+// Handler returns the API's handler. Serve it with HTTPServer, which
+// adds the connection limits the routes rely on.
 func (s *Server) Handler() http.Handler { return s.mux }
 
 // handlerFunc is a route's handler: it writes the answer itself on success
@@ -278,6 +284,10 @@ func (r *statusRecorder) Write(b []byte) (int, error) {
 	}
 	return r.ResponseWriter.Write(b)
 }
+
+// Unwrap gives http.ResponseController the connection's writer, whose
+// deadlines routes move.
+func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 
 func (r *statusRecorder) code() int {
 	if r.status == 0 {
