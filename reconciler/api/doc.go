@@ -25,5 +25,8 @@
 // its body is read unless it carries a signature header, and its body (at
 // most 1 MiB) is read through the HMAC without being kept; an enrollment's
 // body is at most 64 KiB; both must arrive within 10 s, and only a few
-// such requests read at once, fewer still from one address.
+// such requests read at once, fewer still from one address. Enrollments
+// are limited per source address, per client and in all, in that order,
+// after the body and secret are checked. Refused enrollments and admin
+// tokens are logged (rationed) and counted.
 package api
