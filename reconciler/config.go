@@ -49,7 +49,8 @@ type Config struct {
 	LongPollMax time.Duration
 	Lease       time.Duration
 	// EnrollRate is the enrollments per second accepted after a burst
-	// (default 10): raise it to onboard a large fleet at once.
+	// (default 10): raise it to onboard a large fleet at once. One source
+	// address, or one client, gets half of it.
 	EnrollRate float64
 	// FeedsDir holds the public vulnerability feeds applied to every
 	// reported update (package feeds); none when empty. FeedsSync, when

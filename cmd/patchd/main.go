@@ -105,7 +105,7 @@ func parseFlags(args []string, stderr io.Writer) (cfg reconciler.Config, opts op
 	fs.StringVar(&allowedSigners, "allowed-signers", "", "`file` of SSH keys allowed to sign fleet commits, in git's allowed-signers format")
 	fs.DurationVar(&cfg.Poll, "poll", time.Minute, "how often to fetch the fleet repo besides webhooks")
 	fs.DurationVar(&cfg.Lease, "lease", 10*time.Minute, "how long a job handed to an agent waits for its result before it is offered again")
-	fs.Float64Var(&cfg.EnrollRate, "enroll-rate", 10, "enrollments per second accepted after a burst of 50 (raise to onboard a large fleet at once)")
+	fs.Float64Var(&cfg.EnrollRate, "enroll-rate", 10, "enrollments per second accepted after a burst of 50 (raise to onboard a large fleet at once); one source address or one client gets half")
 	fs.StringVar(&cfg.FeedsDir, "feeds-dir", "", "`DIR` of public vulnerability feeds (CISA KEV, FIRST EPSS, NVD, Debian Security Tracker) under their publishers' file names; read again every minute")
 	fs.DurationVar(&cfg.FeedsSync, "feeds-sync", 0, "fetch the feeds into --feeds-dir at this interval, e.g. 6h (default off: an air-gapped controller gets them from 'patchctl feeds fetch')")
 	fs.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")

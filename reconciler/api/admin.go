@@ -125,6 +125,7 @@ func (s *Server) audit(w http.ResponseWriter, r *http.Request) error {
 func (s *Server) gitHook(w http.ResponseWriter, r *http.Request) error {
 	sig, err := source.ParseWebhookSignature(r.Header)
 	if err != nil {
+		refuseUnread(w)
 		return errorf(protocol.CodeUnauthorized, "%v", err)
 	}
 	done, err := s.admit(w, r, sourceAddr(r), maxWebhookBody)

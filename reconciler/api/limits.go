@@ -115,12 +115,15 @@ func sizeAllowance(size int64) time.Duration {
 // it refused, and closes the connection after the answer.
 func (s *Server) admit(w http.ResponseWriter, r *http.Request, addr netip.Addr, maxBody int64) (done func(ok bool), err error) {
 	if r.ContentLength > maxBody {
+		refuseUnread(w)
 		return nil, errorf(protocol.CodeTooLarge, "request body is over %d bytes", maxBody)
 	}
 	switch s.admission.enter(addr) {
 	case addrFull:
+		refuseUnread(w)
 		return nil, &apiError{code: protocol.CodeRateLimited, msg: "too many requests from your address at once; retry later", retryAfter: time.Second}
 	case allFull:
+		refuseUnread(w)
 		return nil, &apiError{code: protocol.CodeUnavailable, msg: "too many requests without credentials at once; retry later", retryAfter: time.Second}
 	}
 	rc := http.NewResponseController(w)
@@ -133,6 +136,15 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request, addr netip.Addr, 
 			_ = rc.SetReadDeadline(time.Now().Add(s.limits.request))
 		}
 	}, nil
+}
+
+// refuseUnread is for a request refused without its body being read: the
+// server then neither waits for the body (it would read up to 256 KiB of
+// it, for as long as the request's deadline allows, to keep the
+// connection) nor keeps the connection; it answers and closes. Errors are
+// ignored as in extendDeadlines.
+func refuseUnread(w http.ResponseWriter) {
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now())
 }
 
 // admission counts the requests reading a body before they proved who

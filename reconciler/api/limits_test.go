@@ -28,6 +28,9 @@ const (
 	bulkThenStall
 	// trickle sends signed headers and its body a byte at a time.
 	trickle
+	// unsignedTrickle sends headers without a signature and its body a
+	// byte at a time.
+	unsignedTrickle
 )
 
 // bulkBytes is how much of its body a bulkThenStall connection sends: just
@@ -40,13 +43,14 @@ const bulkBytes = protocol.MaxBodyBytes - 512<<10
 // the server cuts every one of them off.
 func TestSlowWebhooksHoldLittleMemory(t *testing.T) {
 	e := newEnv(t)
+	// Changed before any request: the server's goroutines read it.
 	e.api.limits.readHeader = time.Second
 	e.api.limits.unauthenticatedBody = time.Second
 	srv := e.serve()
 
 	kinds := make([]slowConn, 40)
 	for i := range kinds {
-		kinds[i] = []slowConn{headersOnly, bulkThenStall, bulkThenStall, trickle}[i%4]
+		kinds[i] = []slowConn{headersOnly, bulkThenStall, bulkThenStall, trickle, unsignedTrickle}[i%5]
 	}
 	before := liveHeap()
 	var sent, closed sync.WaitGroup
@@ -117,8 +121,12 @@ func sendSlowly(conn net.Conn, kind slowConn) {
 				return // cut off
 			}
 		}
-	case trickle:
-		if _, err := io.WriteString(conn, "POST /v1/hooks/git HTTP/1.1\r\nHost: patchd\r\nContent-Length: 1000\r\n"+sig+"\r\n"); err != nil {
+	case trickle, unsignedTrickle:
+		head := "POST /v1/hooks/git HTTP/1.1\r\nHost: patchd\r\nContent-Length: 1000\r\n"
+		if kind == trickle {
+			head += sig
+		}
+		if _, err := io.WriteString(conn, head+"\r\n"); err != nil {
 			return
 		}
 		// Long enough for a server to have read every bulk body.
@@ -209,9 +217,10 @@ func TestUnauthenticatedRequestsAreCapped(t *testing.T) {
 // while a report trickled past the deadline is cut off.
 func TestDeadlines(t *testing.T) {
 	e := newEnv(t)
-	a := e.enroll("WS-001")
+	// Changed before any request: the server's goroutines read it.
 	e.api.limits.request = 500 * time.Millisecond
 	e.srv = e.serve()
+	a := e.enroll("WS-001")
 
 	// A long-poll answers after its wait.
 	start := time.Now()
