@@ -26,10 +26,13 @@ const (
 	maxWebhookBody = 1 << 20
 	// maxUnauthenticated is how many requests may read their bodies at
 	// once before proving who sent them; maxUnauthenticatedPerAddr how
-	// many of those may come from one source address, so one address
-	// cannot take the places every other caller needs.
+	// many of those may come from one source address: a quarter, so one
+	// address cannot take the places every other caller needs, while a
+	// site behind one NAT address whose machines enroll together (or the
+	// simulator's agents) rarely meets it, since a place is held only
+	// while a body arrives.
 	maxUnauthenticated        = 256
-	maxUnauthenticatedPerAddr = 8
+	maxUnauthenticatedPerAddr = 64
 	// minAnswerRate is the slowest transfer a large answer (a backup, a
 	// state export) is given time for: its write deadline is the usual
 	// one plus its size at this rate.
