@@ -16,6 +16,7 @@ commits=${COMMITS:-50}
 port=${PORT:-18420}
 profile=${PROFILE:-}
 debug_port=$((port + 1))
+metrics_port=$((port + 2))
 bin=$(pwd)/bin
 work=$(mktemp -d /tmp/patchline-macro-XXXXXX)
 # Every agent holds a connection: both processes need file descriptors.
@@ -32,10 +33,10 @@ for run in $(seq 1 "$runs"); do
 	debug=()
 	[ -n "$profile" ] && debug=(--debug-listen "127.0.0.1:$debug_port")
 	"$bin/patchd" --repo "file://$dir/fleet" --poll 1h --secrets "$dir/secrets.json" \
-		--data-dir "$dir/patchd" --listen "127.0.0.1:$port" --log-level warn \
+		--data-dir "$dir/patchd" --listen "127.0.0.1:$port" --metrics-listen "127.0.0.1:$metrics_port" --log-level warn \
 		--enroll-rate 100000 "${debug[@]}" 2>"$dir/patchd.log" &
 	pid=$!
-	for _ in $(seq 50); do curl -fs "http://127.0.0.1:$port/metrics" >/dev/null 2>&1 && break; sleep 0.2; done
+	for _ in $(seq 50); do curl -fs "http://127.0.0.1:$metrics_port/metrics" >/dev/null 2>&1 && break; sleep 0.2; done
 	echo "== run $run: $endpoints agents, $clients clients, $updates updates each"
 	simprof=()
 	if [ -n "$profile" ]; then
@@ -44,7 +45,8 @@ for run in $(seq 1 "$runs"); do
 		curl -fs -o "$profile/cpu-run$run.pprof" \
 			"http://127.0.0.1:$debug_port/debug/pprof/profile?seconds=${PROFILE_SECONDS:-10}" &
 	fi
-	"$bin/patchctl" sim --controller "http://127.0.0.1:$port" --secrets "$dir/secrets.json" \
+	"$bin/patchctl" sim --controller "http://127.0.0.1:$port" --metrics "http://127.0.0.1:$metrics_port/metrics" \
+		--secrets "$dir/secrets.json" \
 		--clients "$clients" --endpoints "$endpoints" --updates "$updates" \
 		--repo-dir "$dir/fleet" --commits "$commits" --duration 5m --state-dir "$state_dir" "${simprof[@]}" || true
 	kill "$pid"; wait "$pid" || true; pid=

@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 demo=${1:-.demo}
 bin=$PWD/bin
 port=${DEMO_PORT:-8420}
+metrics_port=${DEMO_METRICS_PORT:-9420}
 url=http://127.0.0.1:$port
 author="Demo Technician <demo@msp.example>"
 
@@ -48,7 +49,7 @@ secret() { head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n'; }
 JSON
 )
 "$bin/patchd" --repo-dir "$demo/fleet" --data-dir "$demo/data" --secrets "$demo/secrets.json" \
-	--listen "127.0.0.1:$port" >"$demo/patchd.log" 2>&1 &
+	--listen "127.0.0.1:$port" --metrics-listen "127.0.0.1:$metrics_port" >"$demo/patchd.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 50); do
 	"$bin/patchctl" status --controller "$url" --token-file "$demo/admin-token" >/dev/null 2>&1 && break
@@ -107,4 +108,4 @@ else
 	echo "(git is not installed: skipping the commit)"
 fi
 
-step "Done. Metrics: curl $url/metrics | grep ^patchline_   (stopping everything now)"
+step "Done. Metrics: curl http://127.0.0.1:$metrics_port/metrics | grep ^patchline_   (stopping everything now)"

@@ -34,11 +34,17 @@ type Config struct {
 	// SecretsFile holds enrollment secrets, the admin token and the
 	// webhook secret.
 	SecretsFile string
-	// Listen is the address of the API and /metrics (default
+	// Listen is the address of the agent and admin API (default
 	// 127.0.0.1:8420; port 0 picks a free one).
 	Listen string
-	// TLSCert and TLSKey serve the API over TLS. Without them, plain HTTP is
-	// refused unless Listen is a loopback address or Insecure is set.
+	// MetricsListen is the address that serves /metrics, and nothing
+	// else, to Prometheus (default 127.0.0.1:9420; port 0 picks a free
+	// one). The metrics name every client and its compliance, so they are
+	// not served where agents connect.
+	MetricsListen string
+	// TLSCert and TLSKey serve the API and the metrics over TLS. Without
+	// them, plain HTTP is refused on an address that is not loopback
+	// unless Insecure is set.
 	TLSCert, TLSKey string
 	Insecure        bool
 	// LongPollMax bounds one long-poll; Lease is how long a delivered job
@@ -46,7 +52,8 @@ type Config struct {
 	LongPollMax time.Duration
 	Lease       time.Duration
 	// EnrollRate is the enrollments per second accepted after a burst
-	// (default 10): raise it to onboard a large fleet at once.
+	// (default 10): raise it to onboard a large fleet at once. One source
+	// address, or one client, gets half of it.
 	EnrollRate float64
 	// FeedsDir holds the public vulnerability feeds applied to every
 	// reported update (package feeds); none when empty. FeedsSync, when
@@ -68,8 +75,12 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// DefaultListen is where patchd listens when Config.Listen is empty.
-const DefaultListen = "127.0.0.1:8420"
+// Where patchd listens when Config.Listen or Config.MetricsListen is
+// empty.
+const (
+	DefaultListen        = "127.0.0.1:8420"
+	DefaultMetricsListen = "127.0.0.1:9420"
+)
 
 // withDefaults checks cfg and fills in its defaults.
 func (cfg Config) withDefaults() (Config, error) {
@@ -86,8 +97,15 @@ func (cfg Config) withDefaults() (Config, error) {
 	if cfg.Listen == "" {
 		cfg.Listen = DefaultListen
 	}
-	if onLoopback, _ := netaddr.IsLoopbackAddr(cfg.Listen); cfg.TLSCert == "" && !cfg.Insecure && !onLoopback {
-		return cfg, fmt.Errorf("listen %s: plain HTTP is only served on loopback; give --tls-cert/--tls-key, or --insecure behind a TLS-terminating proxy", cfg.Listen)
+	if cfg.MetricsListen == "" {
+		cfg.MetricsListen = DefaultMetricsListen
+	}
+	if cfg.TLSCert == "" && !cfg.Insecure {
+		for _, addr := range []string{cfg.Listen, cfg.MetricsListen} {
+			if onLoopback, _ := netaddr.IsLoopbackAddr(addr); !onLoopback {
+				return cfg, fmt.Errorf("listen %s: plain HTTP is only served on loopback; give --tls-cert/--tls-key, or --insecure behind a TLS-terminating proxy", addr)
+			}
+		}
 	}
 	if cfg.Clock == nil {
 		cfg.Clock = clock.Real{}

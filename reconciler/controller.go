@@ -29,8 +29,9 @@ import (
 )
 
 // Controller is a running patchd: it owns the configuration, the data
-// directory, the store, the listener and the lifecycle of the parts that
-// do the work (revisions, replanner, the API).
+// directory, the store, the listeners (the API's and the metrics') and
+// the lifecycle of the parts that do the work (revisions, replanner, the
+// API).
 type Controller struct {
 	cfg     Config
 	log     *slog.Logger
@@ -42,6 +43,9 @@ type Controller struct {
 	queue   *queue
 	ln      net.Listener
 	srv     *http.Server
+	// metricsLn and metricsSrv serve /metrics, apart from the API.
+	metricsLn  net.Listener
+	metricsSrv *http.Server
 
 	revisions *revisions
 	replanner *replanner
@@ -190,30 +194,66 @@ func (c *Controller) build(ctx context.Context, secrets *api.Secrets, key ed2551
 	return c.revisions.restore(ctx)
 }
 
-// listen opens the API's listener, with TLS when configured.
+// The metrics server's limits: a scrape sends no body and reads a page of
+// text.
+const (
+	metricsReadTimeout  = 10 * time.Second
+	metricsWriteTimeout = 30 * time.Second
+	metricsIdleTimeout  = 2 * time.Minute
+)
+
+// listen opens the API's listener and the metrics', with TLS when
+// configured: both follow the same rule (see Config.TLSCert).
 func (c *Controller) listen() error {
-	ln, err := net.Listen("tcp", c.cfg.Listen)
-	if err != nil {
-		return fmt.Errorf("listen %s: %w", c.cfg.Listen, err)
-	}
+	var tlsConfig *tls.Config
 	if c.cfg.TLSCert != "" {
 		cert, err := tls.LoadX509KeyPair(c.cfg.TLSCert, c.cfg.TLSKey)
 		if err != nil {
-			ln.Close()
 			return fmt.Errorf("load TLS certificate: %w", err)
 		}
-		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
-	c.ln = ln
+	ln, err := listenOn(c.cfg.Listen, tlsConfig)
+	if err != nil {
+		return err
+	}
+	metricsLn, err := listenOn(c.cfg.MetricsListen, tlsConfig)
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("metrics: %w", err)
+	}
+	c.ln, c.metricsLn = ln, metricsLn
+	c.srv = c.api.HTTPServer()
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(c.reg, promhttp.HandlerOpts{Registry: c.reg}))
-	mux.Handle("/", c.api.Handler())
-	c.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	mux.Handle("GET /metrics", promhttp.HandlerFor(c.reg, promhttp.HandlerOpts{Registry: c.reg}))
+	c.metricsSrv = &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: metricsReadTimeout,
+		ReadTimeout:       metricsReadTimeout,
+		WriteTimeout:      metricsWriteTimeout,
+		IdleTimeout:       metricsIdleTimeout,
+		MaxHeaderBytes:    64 << 10,
+	}
 	return nil
+}
+
+// listenOn listens on addr, with TLS when tlsConfig is not nil.
+func listenOn(addr string, tlsConfig *tls.Config) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen %s: %w", addr, err)
+	}
+	if tlsConfig != nil {
+		ln = tls.NewListener(ln, tlsConfig)
+	}
+	return ln, nil
 }
 
 // Addr is the address the API listens on.
 func (c *Controller) Addr() string { return c.ln.Addr().String() }
+
+// MetricsAddr is the address /metrics is served on.
+func (c *Controller) MetricsAddr() string { return c.metricsLn.Addr().String() }
 
 // Run serves until ctx ends, then drains: it stops accepting, answers
 // waiting long-polls, lets re-plans finish, stops the timers and closes the
@@ -232,9 +272,12 @@ func (c *Controller) Run(ctx context.Context) error {
 	if c.feeds != nil {
 		wg.Go(func() { c.feeds.run(workCtx) })
 	}
-	serveErr := make(chan error, 1)
+	// Each server's Serve returns when Shutdown below closes it, so
+	// these goroutines end with Run; the channel has room for both.
+	serveErr := make(chan error, 2)
 	go func() { serveErr <- c.srv.Serve(c.ln) }()
-	c.log.Info("patchd serving", "addr", c.Addr(), "repo", c.cfg.Repo.URL+c.cfg.RepoDir)
+	go func() { serveErr <- fmt.Errorf("metrics: %w", c.metricsSrv.Serve(c.metricsLn)) }()
+	c.log.Info("patchd serving", "addr", c.Addr(), "metrics", c.MetricsAddr(), "repo", c.cfg.Repo.URL+c.cfg.RepoDir)
 
 	var err error
 	select {
@@ -247,6 +290,9 @@ func (c *Controller) Run(ctx context.Context) error {
 	defer cancel()
 	if serr := c.srv.Shutdown(shutCtx); serr != nil && err == nil {
 		err = fmt.Errorf("shut down HTTP: %w", serr)
+	}
+	if serr := c.metricsSrv.Shutdown(shutCtx); serr != nil && err == nil {
+		err = fmt.Errorf("shut down metrics HTTP: %w", serr)
 	}
 	stopWork()
 	wg.Wait()

@@ -7,7 +7,8 @@
 //
 //   - Controller (controller.go) serves: it checks the configuration, locks
 //     the data directory, opens the store and the signing key, and runs the
-//     API, /metrics and the two parts below until its context ends.
+//     API, /metrics (on a listener of its own) and the two parts below
+//     until its context ends.
 //   - revisions (revisions.go, phases.go, follow.go) owns the policy: the
 //     branch head, the revision each client runs, the last refusal. It
 //     applies a fleet commit as ordered phases (verify → load → split

@@ -119,13 +119,14 @@ func (h *harness) waitFor(what string, ok func(protocol.Status) bool) protocol.S
 }
 
 // waitLongPolls waits until n long-polls are parked in the controller
-// (the patchline_longpolls_waiting gauge); a hang, not a timing assertion.
+// (the patchline_longpolls_waiting gauge on its metrics listener); a hang,
+// not a timing assertion.
 func (h *harness) waitLongPolls(n int) {
 	h.t.Helper()
 	want := fmt.Sprintf("patchline_longpolls_waiting %d\n", n)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		resp, err := http.Get(h.base + "/metrics")
+		resp, err := http.Get(h.pd.MetricsURL)
 		if err != nil {
 			h.t.Fatal(err)
 		}

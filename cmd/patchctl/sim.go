@@ -31,7 +31,8 @@ and waits until the controller's /v1/status reports every client compliant
 --commits, releases a held update in that many clients, one commit and one
 webhook each, and times each push to its first job. It ends with a summary:
 time to converge, report rate, check-in and job latency percentiles, errors
-by kind, and the controller's memory from its /metrics.
+by kind, and the controller's memory from its metrics (--metrics, the
+address patchd's --metrics-listen gives).
 
 Every agent holds a connection: sim raises its own open-file limit, and the
 controller needs 'ulimit -n' above --endpoints too.`,
@@ -83,6 +84,7 @@ controller needs 'ulimit -n' above --endpoints too.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&opts.Controller, "controller", "http://127.0.0.1:8420", "controller base `URL`")
+	f.StringVar(&opts.Metrics, "metrics", "http://127.0.0.1:9420/metrics", "`URL` of the controller's metrics, read for its memory (empty: not measured)")
 	f.StringVar(&secretsFile, "secrets", "", "secrets `FILE` (as patchd reads it)")
 	f.IntVar(&opts.Clients, "clients", 10, "clients to spread the endpoints over")
 	f.IntVar(&opts.Endpoints, "endpoints", 100, "simulated endpoints (agents)")

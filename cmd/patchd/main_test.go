@@ -43,7 +43,7 @@ func TestParseFlags(t *testing.T) {
 	}{
 		{name: "a remote repo with every option", args: []string{
 			"--repo", "https://git.example/msp/fleet.git", "--branch", "prod", "--git-token-file", token,
-			"--data-dir", dir, "--secrets", "s.json", "--listen", "0.0.0.0:8420", "--tls-cert", "c", "--tls-key", "k",
+			"--data-dir", dir, "--secrets", "s.json", "--listen", "0.0.0.0:8420", "--metrics-listen", "10.0.0.5:9420", "--tls-cert", "c", "--tls-key", "k",
 			"--require-signed", "--keyring", keyring, "--trust-from", "4A3F9C0D1E2B5A6978C8D7E6F5A4B3C2D1E0F9A8",
 			"--poll", "30s", "--lease", "2m", "--log-format", "json",
 		}},
@@ -107,8 +107,16 @@ func TestParseFlags(t *testing.T) {
 	}
 	if cfg.Repo.Token != "ghp_abc" || cfg.Repo.Branch != "prod" || cfg.RepoBranch != "prod" || cfg.Poll != 30*time.Second ||
 		!cfg.Verify.RequireSigned || !strings.HasPrefix(cfg.Verify.Keyring, "-----BEGIN PGP") ||
-		cfg.Verify.TrustFrom.String() != "4a3f9c0d1e2b5a6978c8d7e6f5a4b3c2d1e0f9a8" {
+		cfg.Verify.TrustFrom.String() != "4a3f9c0d1e2b5a6978c8d7e6f5a4b3c2d1e0f9a8" ||
+		cfg.Listen != "0.0.0.0:8420" || cfg.MetricsListen != "10.0.0.5:9420" {
 		t.Errorf("config from flags: %+v", cfg)
+	}
+	cfg, _, err = parseFlags(tests[1].args, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Listen != "127.0.0.1:8420" || cfg.MetricsListen != "127.0.0.1:9420" {
+		t.Errorf("default addresses: API %s, metrics %s; want 127.0.0.1:8420 and 127.0.0.1:9420", cfg.Listen, cfg.MetricsListen)
 	}
 }
 
@@ -130,6 +138,7 @@ func TestRunRefusesBadSetups(t *testing.T) {
 		{"no secrets", []string{"--repo-dir", dir, "--data-dir", dir}, 1, "--secrets"},
 		{"secrets readable by others", []string{"--repo-dir", dir, "--data-dir", dir, "--secrets", secrets}, 1, "chmod 600"},
 		{"plain HTTP on a public address", []string{"--repo-dir", dir, "--data-dir", dir, "--secrets", secrets, "--listen", "0.0.0.0:0"}, 1, "plain HTTP"},
+		{"plain HTTP metrics on a public address", []string{"--repo-dir", dir, "--data-dir", dir, "--secrets", secrets, "--metrics-listen", "0.0.0.0:0"}, 1, "listen 0.0.0.0:0: plain HTTP"},
 		{"unknown flag", []string{"--colour"}, 2, "flag provided but not defined"},
 		{"profiler on a public address", []string{"--repo-dir", dir, "--data-dir", dir, "--secrets", secrets, "--debug-listen", "0.0.0.0:0"}, 2, "loopback address only"},
 	}

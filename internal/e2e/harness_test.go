@@ -264,7 +264,7 @@ func startPatchd(t *testing.T, repo *fleetRepo, dataDir string, extra ...string)
 	bin, _ := binaries(t)
 	addr := freeAddr(t)
 	args := append([]string{"--repo-dir", repo.dir, "--data-dir", dataDir, "--secrets", patchdtest.SecretsFile(t, enrollment),
-		"--listen", addr, "--log-level", "warn"}, extra...)
+		"--listen", addr, "--metrics-listen", "127.0.0.1:0", "--log-level", "warn"}, extra...)
 	p := &patchdProc{proc: newProc(t, "patchd", bin, args...), addr: addr}
 	p.start()
 	return p

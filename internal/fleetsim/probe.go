@@ -20,14 +20,16 @@ import (
 // webhooks. It uses its own HTTP client: the agents' clients belong to the
 // agents.
 type probe struct {
-	base    string
+	base string
+	// metrics is the URL of the controller's metrics.
+	metrics string
 	secrets *protocol.SecretsFile
 	http    *http.Client
 	admin   *adminclient.Client
 }
 
-func newProbe(base string, s *protocol.SecretsFile) *probe {
-	p := &probe{base: strings.TrimSuffix(base, "/"), secrets: s, http: &http.Client{Timeout: 30 * time.Second}}
+func newProbe(base, metrics string, s *protocol.SecretsFile) *probe {
+	p := &probe{base: strings.TrimSuffix(base, "/"), metrics: metrics, secrets: s, http: &http.Client{Timeout: 30 * time.Second}}
 	p.admin = &adminclient.Client{Base: p.base, Token: s.AdminToken, HTTP: p.http}
 	return p
 }
@@ -41,11 +43,11 @@ func (p *probe) status(ctx context.Context) (*protocol.Status, error) {
 	return st, nil
 }
 
-// rss reads the controller's resident memory from its /metrics (the
+// rss reads the controller's resident memory from its metrics (the
 // process collector's process_resident_memory_bytes); 0 when the
 // controller does not export it (not on Linux).
 func (p *probe) rss(ctx context.Context) (int64, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.base+"/metrics", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.metrics, nil)
 	if err != nil {
 		return 0, fmt.Errorf("metrics: %w", err)
 	}

@@ -41,6 +41,10 @@ const commitTimeout = 30 * time.Second
 type Options struct {
 	// Controller is the controller's base URL.
 	Controller string
+	// Metrics is the URL of the controller's metrics (its
+	// --metrics-listen address and /metrics), read for its memory; empty
+	// means the controller's memory is not measured.
+	Metrics string
 	// Secrets are the enrollment secrets, the admin token (for
 	// /v1/status) and the webhook secret.
 	Secrets *protocol.SecretsFile
@@ -102,7 +106,8 @@ type Summary struct {
 	CommitToJob Percentiles
 	Errors      map[string]int
 	// ControllerRSS is the controller's peak resident memory seen on its
-	// /metrics; SimulatorRSS this process's peak.
+	// metrics (0 without Options.Metrics); SimulatorRSS this process's
+	// peak.
 	ControllerRSS int64
 	SimulatorRSS  int64
 	// Halted lists rollouts the controller halted, as client/update/ring.
@@ -130,7 +135,7 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 
 	start := time.Now()
 	col := newCollector(opts.Endpoints, start)
-	p := newProbe(opts.Controller, opts.Secrets)
+	p := newProbe(opts.Controller, opts.Metrics, opts.Secrets)
 	var wg sync.WaitGroup
 	launchErr := make(chan error, 1)
 	wg.Add(1)
@@ -308,8 +313,10 @@ func newWatch(opts Options, col *collector, p *probe, sum *Summary) *watch {
 	for i := range opts.Clients {
 		w.clients = append(w.clients, plangen.ClientID(i))
 	}
-	w.rssWait.Add(1)
-	go w.sampleRSS()
+	if opts.Metrics != "" {
+		w.rssWait.Add(1)
+		go w.sampleRSS()
+	}
 	return w
 }
 

@@ -3,6 +3,7 @@ package fleetsim
 import (
 	"bytes"
 	"context"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -29,7 +30,7 @@ func TestSimulatedFleetConverges(t *testing.T) {
 	sec.AdminToken, sec.WebhookSecret = patchdtest.AdminToken, patchdtest.WebhookSecret
 	var progress bytes.Buffer
 	sum, err := Run(context.Background(), Options{
-		Controller: p.URL, Secrets: sec, Clients: 2, Endpoints: 20, Updates: 3,
+		Controller: p.URL, Metrics: p.MetricsURL, Secrets: sec, Clients: 2, Endpoints: 20, Updates: 3,
 		Duration: 2 * time.Minute, StateDir: t.TempDir(), RepoDir: g.RepoDir, Commits: 2, Progress: &progress,
 	})
 	if err != nil {
@@ -51,6 +52,8 @@ func TestSimulatedFleetConverges(t *testing.T) {
 		t.Errorf("%d commit-to-job samples, want 2", sum.CommitToJob.N)
 	case len(sum.Errors) != 0:
 		t.Errorf("errors: %v", sum.Errors)
+	case runtime.GOOS == "linux" && sum.ControllerRSS == 0:
+		t.Errorf("the controller's memory was not read from %s", p.MetricsURL)
 	}
 	if !strings.Contains(progress.String(), "converged") {
 		t.Errorf("progress never said converged:\n%s", progress.String())

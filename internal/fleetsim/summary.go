@@ -78,7 +78,7 @@ func (s *Summary) WriteText(w io.Writer) error {
 	if s.CommitToJob.N > 0 {
 		row("commit-to-job", "%s", s.CommitToJob)
 	}
-	row("controller RSS", "%s peak (from its /metrics)", mib(s.ControllerRSS))
+	row("controller RSS", "%s peak (from its metrics)", mib(s.ControllerRSS))
 	row("simulator RSS", "%s peak", mib(s.SimulatorRSS))
 	if len(s.Halted) > 0 {
 		row("halted rollouts", "%s", strings.Join(s.Halted, ", "))

@@ -1,5 +1,6 @@
 // Package patchdtest runs a real controller, what patchd runs, inside a
-// test: reconciler.Controller on 127.0.0.1 with a free port, a fresh data
+// test: reconciler.Controller on 127.0.0.1 with free ports (one for the
+// API, one for /metrics), a fresh data
 // directory (so a real SQLite store), a secrets file it writes, and the
 // fleet repository the test gives. The controller stops, and is waited
 // for, when the test ends.
@@ -53,20 +54,21 @@ func SecretsFile(t testing.TB, enrollment map[string]string) string {
 // Config is a test controller's configuration. It follows repo, a fleet
 // repository given by URL (git://, file://, https://) or as the directory
 // of a local repository, whose branch main it follows. Its data directory
-// is new; it listens on 127.0.0.1 with a free port; its secrets file is
-// SecretsFile(t, enrollment); it fetches a repository by URL once an hour
-// only, so a test that pushes sends the webhook, as GitHub would; a
-// long-poll lasts at most 10 s; it logs nothing. A test changes what it
-// needs before Start.
+// is new; it listens on 127.0.0.1 with a free port, and serves /metrics on
+// another; its secrets file is SecretsFile(t, enrollment); it fetches a
+// repository by URL once an hour only, so a test that pushes sends the
+// webhook, as GitHub would; a long-poll lasts at most 10 s; it logs
+// nothing. A test changes what it needs before Start.
 func Config(t testing.TB, repo string, enrollment map[string]string) reconciler.Config {
 	t.Helper()
 	cfg := reconciler.Config{
-		DataDir:     t.TempDir(),
-		SecretsFile: SecretsFile(t, enrollment),
-		Listen:      "127.0.0.1:0",
-		Poll:        time.Hour,
-		LongPollMax: 10 * time.Second,
-		Logger:      slog.New(slog.DiscardHandler),
+		DataDir:       t.TempDir(),
+		SecretsFile:   SecretsFile(t, enrollment),
+		Listen:        "127.0.0.1:0",
+		MetricsListen: "127.0.0.1:0",
+		Poll:          time.Hour,
+		LongPollMax:   10 * time.Second,
+		Logger:        slog.New(slog.DiscardHandler),
 	}
 	if strings.Contains(repo, "://") {
 		cfg.Repo.URL = repo
@@ -82,6 +84,10 @@ type Patchd struct {
 	URL string
 	// Addr is the address it listens on, 127.0.0.1:<port>.
 	Addr string
+	// MetricsAddr is the address of its metrics listener,
+	// 127.0.0.1:<another port>, and MetricsURL the URL of its metrics,
+	// http://<MetricsAddr>/metrics.
+	MetricsAddr, MetricsURL string
 
 	t      testing.TB
 	cancel context.CancelFunc // nil once stopped
@@ -100,7 +106,11 @@ func Start(t testing.TB, cfg reconciler.Config) *Patchd {
 		cancel()
 		t.Fatalf("start patchd: %v", err)
 	}
-	p := &Patchd{URL: "http://" + c.Addr(), Addr: c.Addr(), t: t, cancel: cancel, done: make(chan error, 1)}
+	p := &Patchd{
+		URL: "http://" + c.Addr(), Addr: c.Addr(),
+		MetricsAddr: c.MetricsAddr(), MetricsURL: "http://" + c.MetricsAddr() + "/metrics",
+		t: t, cancel: cancel, done: make(chan error, 1),
+	}
 	go func() { p.done <- c.Run(ctx) }()
 	t.Cleanup(p.Stop)
 	p.WaitStatus("the fleet repo's head applied or refused", func(st protocol.Status) bool { return st.Head != "" })

@@ -1,7 +1,9 @@
 package patchdtest
 
 import (
+	"io"
 	"net"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -49,6 +51,19 @@ func TestStartServesTheFleetRepo(t *testing.T) {
 			if code, _ := apitest.Do(t, p.URL, "GET", "/v1/status", map[string]string{"Authorization": "Bearer not-" + AdminToken}, nil, nil); code != 401 {
 				t.Errorf("status with a wrong admin token: %d, want 401", code)
 			}
+			if host, _, err := net.SplitHostPort(p.MetricsAddr); err != nil || host != "127.0.0.1" || p.MetricsAddr == p.Addr ||
+				p.MetricsURL != "http://"+p.MetricsAddr+"/metrics" {
+				t.Errorf("metrics on %s (URL %s), want another port of 127.0.0.1 than the API's %s", p.MetricsAddr, p.MetricsURL, p.Addr)
+			}
+			mresp, err := http.Get(p.MetricsURL)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := io.ReadAll(mresp.Body)
+			mresp.Body.Close()
+			if err != nil || mresp.StatusCode != 200 || !strings.Contains(string(b), "patchline_longpolls_waiting") {
+				t.Errorf("GET %s: %d, %v, %.200s", p.MetricsURL, mresp.StatusCode, err, b)
+			}
 		})
 	}
 }
@@ -57,9 +72,10 @@ func TestStartServesTheFleetRepo(t *testing.T) {
 // ends, or it is stopped before, nothing listens on its address any more.
 func TestControllerStopsWithTheTest(t *testing.T) {
 	dir, _ := fleetRepo(t)
-	var addr string
+	var addr, metricsAddr string
 	t.Run("run", func(t *testing.T) {
-		addr = Start(t, Config(t, dir, nil)).Addr
+		p := Start(t, Config(t, dir, nil))
+		addr, metricsAddr = p.Addr, p.MetricsAddr
 	})
 	refused := func(addr string) bool {
 		conn, err := net.DialTimeout("tcp", addr, time.Second)
@@ -68,8 +84,10 @@ func TestControllerStopsWithTheTest(t *testing.T) {
 		}
 		return err != nil
 	}
-	if !refused(addr) {
-		t.Errorf("%s still accepts connections after the test ended", addr)
+	for _, a := range []string{addr, metricsAddr} {
+		if !refused(a) {
+			t.Errorf("%s still accepts connections after the test ended", a)
+		}
 	}
 	p := Start(t, Config(t, dir, nil))
 	p.Stop()

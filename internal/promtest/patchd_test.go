@@ -91,10 +91,10 @@ func (p *patchd) push(files map[string]string, msg string) {
 	}, json.RawMessage(body), nil)
 }
 
-// metrics returns patchd's /metrics exposition.
+// metrics returns patchd's /metrics exposition, from its metrics listener.
 func (p *patchd) metrics() string {
 	p.t.Helper()
-	resp, err := http.Get(p.URL + "/metrics")
+	resp, err := http.Get(p.MetricsURL)
 	if err != nil {
 		p.t.Fatalf("GET /metrics: %v", err)
 	}

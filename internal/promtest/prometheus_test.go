@@ -32,8 +32,8 @@ type prometheus struct {
 
 // startPrometheus runs Prometheus with the shipped prometheus.yml and
 // rules.yml, its intervals shortened to one second and its target set to
-// patchdAddr. It is killed when the test ends.
-func startPrometheus(t *testing.T, patchdAddr string) *prometheus {
+// metricsAddr, patchd's metrics listener. It is killed when the test ends.
+func startPrometheus(t *testing.T, metricsAddr string) *prometheus {
 	t.Helper()
 	bin, err := exec.LookPath("prometheus")
 	if err != nil {
@@ -48,7 +48,7 @@ func startPrometheus(t *testing.T, patchdAddr string) *prometheus {
 	for _, r := range [][2]string{
 		{"scrape_interval: 15s", "scrape_interval: 1s"},
 		{"evaluation_interval: 15s", "evaluation_interval: 1s"},
-		{`"127.0.0.1:8420"`, strconv.Quote(patchdAddr)},
+		{`"127.0.0.1:9420"`, strconv.Quote(metricsAddr)},
 	} {
 		if !strings.Contains(cfg, r[0]) {
 			t.Fatalf("%s no longer contains %s: update this test", scrapeFile, r[0])
@@ -244,7 +244,7 @@ func TestDashboardAndAlertsAgainstPrometheus(t *testing.T) {
 		gittest.SkipOrFail(t, "prometheus not installed (Debian package prometheus): %v", err)
 	}
 	p := startPatchd(t)
-	pr := startPrometheus(t, p.Addr)
+	pr := startPrometheus(t, p.MetricsAddr)
 	// Each call waits for a scrape newer than the state the scenario
 	// reached, by looking for a sample taken after the call.
 	scraped := func() {

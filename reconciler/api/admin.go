@@ -46,6 +46,9 @@ func (s *Server) state(w http.ResponseWriter, r *http.Request) error {
 	if err := protocol.EncodeSnapshot(&buf, snap); err != nil {
 		return err
 	}
+	// A large fleet's state is a large answer: it gets as long as its
+	// size takes at minAnswerRate.
+	s.extendDeadlines(w, sizeAllowance(int64(buf.Len())))
 	w.Header().Set("Content-Type", "application/json")
 	_, _ = buf.WriteTo(w)
 	return nil
@@ -56,11 +59,16 @@ func (s *Server) state(w http.ResponseWriter, r *http.Request) error {
 // takes. The copy is complete before the answer starts, so a failure is
 // a clean error rather than a truncated file.
 func (s *Server) backup(w http.ResponseWriter, r *http.Request) error {
+	// The backup is sent after the copy is made, a long answer by
+	// design: the copy gets backupPrepare, and the sending as long as its
+	// size takes at minAnswerRate.
+	s.extendDeadlines(w, backupPrepare)
 	rc, size, err := s.cfg.Store.Backup(r.Context())
 	if err != nil {
 		return fmt.Errorf("backup: %w", err)
 	}
 	defer rc.Close()
+	s.extendDeadlines(w, sizeAllowance(size))
 	w.Header().Set("Content-Type", "application/vnd.sqlite3")
 	w.Header().Set("Content-Length", strconv.FormatInt(size, 10))
 	w.Header().Set("Content-Disposition", `attachment; filename="patchline-`+s.cfg.Now().UTC().Format("20060102T150405Z")+`.db"`)
@@ -109,17 +117,27 @@ func (s *Server) audit(w http.ResponseWriter, r *http.Request) error {
 
 // gitHook handles POST /v1/hooks/git: a push webhook from the fleet repo's
 // forge. A verified webhook makes the controller fetch now instead of at
-// its next poll; what it fetches comes from Git, never from the body.
+// its next poll; what it fetches comes from Git, never from the body. A
+// request without a signature header is refused before its body is read;
+// one with a signature is admitted as a caller without credentials (see
+// admit), and its body, at most maxWebhookBody, is read through the HMAC
+// and kept nowhere.
 func (s *Server) gitHook(w http.ResponseWriter, r *http.Request) error {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, protocol.MaxBodyBytes))
+	sig, err := source.ParseWebhookSignature(r.Header)
+	if err != nil {
+		refuseUnread(w)
+		return errorf(protocol.CodeUnauthorized, "%v", err)
+	}
+	done, err := s.admit(w, r, sourceAddr(r), maxWebhookBody)
+	if err != nil {
+		return err
+	}
+	provider, err := sig.Verify(r.Body, s.cfg.Secrets.webhook)
+	done(err == nil)
 	var tooLarge *http.MaxBytesError
 	if errors.As(err, &tooLarge) {
 		return errorf(protocol.CodeTooLarge, "request body is over %d bytes", tooLarge.Limit)
 	}
-	if err != nil {
-		return errorf(protocol.CodeInvalid, "read body: %v", err)
-	}
-	provider, err := source.VerifyWebhook(r.Header, body, s.cfg.Secrets.webhook)
 	if err != nil {
 		return errorf(protocol.CodeUnauthorized, "%v", err)
 	}

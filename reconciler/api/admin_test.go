@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -141,34 +142,53 @@ func TestGitHook(t *testing.T) {
 	e := newEnv(t)
 	body := []byte(`{"ref": "refs/heads/main", "after": "c0ffee"}`)
 	good := source.GitHubSignature([]byte(webhookSecret), body)
+	large := bytes.Repeat([]byte("x"), maxWebhookBody+1)
 	tests := []struct {
 		name       string
 		header     []string
+		body       []byte // the push event when nil
 		wantStatus int
 	}{
-		{"GitHub signature", []string{"X-Hub-Signature-256", good}, 202},
-		{"signature with another secret", []string{"X-Hub-Signature-256", "sha256=" + strings.Repeat("00", 32)}, 401},
-		{"GitLab token", []string{"X-Gitlab-Token", webhookSecret}, 202},
-		{"wrong GitLab token", []string{"X-Gitlab-Token", "guess"}, 401},
-		{"no signature", nil, 401},
+		{"GitHub signature", []string{"X-Hub-Signature-256", good}, nil, 202},
+		{"signature with another secret", []string{"X-Hub-Signature-256", "sha256=" + strings.Repeat("00", 32)}, nil, 401},
+		{"GitLab token", []string{"X-Gitlab-Token", webhookSecret}, nil, 202},
+		{"wrong GitLab token", []string{"X-Gitlab-Token", "guess"}, nil, 401},
+		{"no signature", nil, nil, 401},
+		{"no signature and a large body, refused unread", nil, bytes.Repeat([]byte("x"), protocol.MaxBodyBytes), 401},
+		{"signed body over 1 MiB", []string{"X-Hub-Signature-256", source.GitHubSignature([]byte(webhookSecret), large)}, large, 413},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			resp := e.post("/v1/hooks/git", body, tt.header...)
+			b := body
+			if tt.body != nil {
+				b = tt.body
+			}
+			resp := e.post("/v1/hooks/git", b, tt.header...)
 			if resp.status != tt.wantStatus {
 				t.Fatalf("status %d, want %d: %s", resp.status, tt.wantStatus, resp.body)
 			}
 			var want []string
-			if tt.wantStatus == 202 {
+			switch {
+			case tt.wantStatus == 202:
 				want = []string{"git hook"}
-			} else if msg := resp.errorBody(t).Message; !strings.Contains(msg, "webhook") {
-				t.Errorf("refusal %q does not say why", msg)
+			case tt.wantStatus == 401:
+				if msg := resp.errorBody(t).Message; !strings.Contains(msg, "webhook") {
+					t.Errorf("refusal %q does not say why", msg)
+				}
 			}
 			if diff := cmp.Diff(want, e.events.take()); diff != "" {
 				t.Errorf("events (-want +got):\n%s", diff)
 			}
 		})
 	}
+	t.Run("signed body sent chunked, over 1 MiB", func(t *testing.T) {
+		// No Content-Length: the limit is found while reading.
+		resp := e.request(context.Background(), http.MethodPost, "/v1/hooks/git", io.MultiReader(bytes.NewReader(large)),
+			"X-Hub-Signature-256", source.GitHubSignature([]byte(webhookSecret), large))
+		if resp.status != http.StatusRequestEntityTooLarge {
+			t.Fatalf("status %d, want 413: %s", resp.status, resp.body)
+		}
+	})
 }
 
 func TestUnknownRouteAnswersWithTheEnvelope(t *testing.T) {

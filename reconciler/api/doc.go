@@ -3,8 +3,9 @@
 // state export, audit log) and the Git webhook that makes the controller
 // fetch at once.
 //
-// The controller builds a [Server] from a [Config] and mounts
-// [Server.Handler]. The seam between them is small:
+// The controller builds a [Server] from a [Config] and serves
+// [Server.HTTPServer], which carries the connection limits (deadlines,
+// header size) the routes rely on. The seam between them is small:
 //
 //   - the API writes to the store and then calls [Events] so the controller
 //     can re-plan what the write touched;
@@ -19,4 +20,13 @@
 // secrets file (see [LoadSecrets]). Every error answer is a protocol.ErrorBody
 // whose code maps to the HTTP status, so the agent can tell a final 4xx from
 // a retryable 5xx.
+//
+// A caller without credentials costs little: the webhook is refused before
+// its body is read unless it carries a signature header, and its body (at
+// most 1 MiB) is read through the HMAC without being kept; an enrollment's
+// body is at most 64 KiB; both must arrive within 10 s, and only a few
+// such requests read at once, fewer still from one address. Enrollments
+// are limited per source address, per client and in all, in that order,
+// after the body and secret are checked. Refused enrollments and admin
+// tokens are logged (rationed) and counted.
 package api

@@ -6,9 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/patchline/patchline/protocol"
@@ -29,33 +29,77 @@ const (
 	maxSuffix = 100
 )
 
-// enroll handles POST /v1/enroll.
-func (s *Server) enroll(w http.ResponseWriter, r *http.Request) error {
-	if ok, wait := s.enrolls.take(); !ok {
-		return &apiError{code: protocol.CodeRateLimited, msg: "too many enrollments; retry later", retryAfter: wait}
+// Enrollment budgets: a burst for a batch of machines imaged together,
+// then a steady rate that makes guessing enrollment secrets hopeless. One
+// source address, or one client, gets half of the controller's budget, so
+// it cannot spend all of it.
+const (
+	enrollBurst = 50
+	enrollRate  = 10 // per second
+	// maxLimitedKeys bounds the addresses (and clients) with a bucket of
+	// their own; see keyedBuckets.
+	maxLimitedKeys = 10_000
+)
+
+// enrollLimits are the enrollment budgets an enrollment takes from (see
+// enroll).
+type enrollLimits struct {
+	byAddr   *keyedBuckets[netip.Addr]
+	byClient *keyedBuckets[string]
+	global   *tokenBucket
+}
+
+// newEnrollLimits makes the budgets for rate enrollments a second.
+func newEnrollLimits(rate float64, now func() time.Time) enrollLimits {
+	burst := max(enrollBurst, rate)
+	return enrollLimits{
+		byAddr:   newKeyedBuckets[netip.Addr](burst/2, rate/2, maxLimitedKeys, now),
+		byClient: newKeyedBuckets[string](burst/2, rate/2, maxLimitedKeys, now),
+		global:   newTokenBucket(burst, rate, now),
 	}
-	var req protocol.EnrollRequest
-	if err := decodeJSON(w, r, &req); err != nil {
+}
+
+// enroll handles POST /v1/enroll. The cheap checks come first: the body
+// is read (under the limits of a caller without credentials, see admit)
+// and its fields and secret checked. Then the enrollment takes a token
+// from its source address's bucket, its client's and the controller's, in
+// that order, so a flood from one address, or with one client's secret,
+// spends its own budget before anyone else's. A wrong secret costs its
+// address too: guessing goes no faster than one address's budget, and
+// once that is spent a right guess and a wrong one are both answered 429.
+// Every refusal is logged and counted (refusals).
+func (s *Server) enroll(w http.ResponseWriter, r *http.Request) error {
+	addr := sourceAddr(r)
+	req, reason, err := s.readEnrollment(w, r, addr)
+	if err != nil {
+		s.refusals.enrollment(r, reason, "")
 		return err
 	}
-	switch {
-	case req.Client == "":
-		return errorf(protocol.CodeInvalid, "client: missing")
-	case req.InstanceID == "" || len(req.InstanceID) > maxCredential:
-		return errorf(protocol.CodeInvalid, "instanceId: must have 1 to %d characters", maxCredential)
-	case len(req.NodeKey) < minNodeKey || len(req.NodeKey) > maxCredential:
-		return errorf(protocol.CodeInvalid, "nodeKey: must have %d to %d characters", minNodeKey, maxCredential)
-	case req.Hostname == "" || len(req.Hostname) > protocol.MaxHostnameBytes:
-		return errorf(protocol.CodeInvalid, "hostname: must have 1 to %d characters", protocol.MaxHostnameBytes)
+	known := s.cfg.Secrets.knows(req.Client)
+	secretOK := s.cfg.Secrets.enrollOK(req.Client, req.Secret)
+	var client string // named in the log only when it is one of ours
+	if known {
+		client = req.Client
 	}
-	// The endpoint's own facts follow the rules of the reports it will
-	// send, so its hostname is never text a renderer must not show.
-	host := protocol.Endpoint{Hostname: req.Hostname, OS: req.OS, Labels: req.Labels}
-	if err := host.ValidateHost(); err != nil {
-		return errorf(protocol.CodeInvalid, "%v", err)
+	if ok, wait := s.enrolls.byAddr.take(addr); !ok {
+		s.refusals.enrollment(r, reasonAddressLimit, client)
+		return &apiError{code: protocol.CodeRateLimited, msg: "too many enrollments from your address; retry later", retryAfter: wait}
 	}
-	if !s.cfg.Secrets.enrollOK(req.Client, req.Secret) {
+	if !secretOK {
+		reason := reasonBadSecret
+		if !known {
+			reason = reasonUnknownClient
+		}
+		s.refusals.enrollment(r, reason, client)
 		return errorf(protocol.CodeUnauthorized, "unknown client or wrong enrollment secret")
+	}
+	if ok, wait := s.enrolls.byClient.take(req.Client); !ok {
+		s.refusals.enrollment(r, reasonClientLimit, client)
+		return &apiError{code: protocol.CodeRateLimited, msg: "too many enrollments for this client; retry later", retryAfter: wait}
+	}
+	if ok, wait := s.enrolls.global.take(); !ok {
+		s.refusals.enrollment(r, reasonGlobalLimit, client)
+		return &apiError{code: protocol.CodeRateLimited, msg: "too many enrollments; retry later", retryAfter: wait}
 	}
 
 	id, created, err := s.enrollEndpoint(r, req)
@@ -68,6 +112,41 @@ func (s *Server) enroll(w http.ResponseWriter, r *http.Request) error {
 	}
 	writeJSON(w, http.StatusOK, protocol.EnrollResponse{Endpoint: id, SigningKey: s.cfg.SigningKey})
 	return nil
+}
+
+// readEnrollment reads and checks an enrollment's body; on error it says
+// why, as a reason of refusals.
+func (s *Server) readEnrollment(w http.ResponseWriter, r *http.Request, addr netip.Addr) (req protocol.EnrollRequest, reason string, err error) {
+	done, err := s.admit(w, r, addr, maxEnrollBody)
+	if err != nil {
+		var ae *apiError
+		if errors.As(err, &ae) && ae.code == protocol.CodeTooLarge {
+			return req, reasonMalformed, err
+		}
+		return req, reasonBusy, err
+	}
+	err = decodeJSON(w, r, &req)
+	done(err == nil)
+	if err != nil {
+		return req, reasonMalformed, err
+	}
+	switch {
+	case req.Client == "":
+		return req, reasonMalformed, errorf(protocol.CodeInvalid, "client: missing")
+	case req.InstanceID == "" || len(req.InstanceID) > maxCredential:
+		return req, reasonMalformed, errorf(protocol.CodeInvalid, "instanceId: must have 1 to %d characters", maxCredential)
+	case len(req.NodeKey) < minNodeKey || len(req.NodeKey) > maxCredential:
+		return req, reasonMalformed, errorf(protocol.CodeInvalid, "nodeKey: must have %d to %d characters", minNodeKey, maxCredential)
+	case req.Hostname == "" || len(req.Hostname) > protocol.MaxHostnameBytes:
+		return req, reasonMalformed, errorf(protocol.CodeInvalid, "hostname: must have 1 to %d characters", protocol.MaxHostnameBytes)
+	}
+	// The endpoint's own facts follow the rules of the reports it will
+	// send, so its hostname is never text a renderer must not show.
+	host := protocol.Endpoint{Hostname: req.Hostname, OS: req.OS, Labels: req.Labels}
+	if err := host.ValidateHost(); err != nil {
+		return req, reasonMalformed, errorf(protocol.CodeInvalid, "%v", err)
+	}
+	return req, "", nil
 }
 
 // enrollEndpoint finds the endpoint id of an enrollment and stores it when
@@ -146,36 +225,4 @@ func endpointID(client, hostname, instanceID string) string {
 	}
 	h := sha256.Sum256([]byte(instanceID))
 	return client + "-" + host + "-" + hex.EncodeToString(h[:2])
-}
-
-// tokenBucket is a rate limiter: it holds up to burst tokens, refilled at
-// rate per second, and every allowed request takes one.
-type tokenBucket struct {
-	burst, rate float64
-	now         func() time.Time
-
-	mu     sync.Mutex // guards tokens and last
-	tokens float64
-	last   time.Time
-}
-
-func newTokenBucket(burst, rate float64, now func() time.Time) *tokenBucket {
-	return &tokenBucket{burst: burst, rate: rate, now: now, tokens: burst, last: now()}
-}
-
-// take takes a token if there is one; otherwise it says how long until
-// there is.
-func (b *tokenBucket) take() (ok bool, wait time.Duration) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	now := b.now()
-	if elapsed := now.Sub(b.last).Seconds(); elapsed > 0 {
-		b.tokens = min(b.burst, b.tokens+elapsed*b.rate)
-	}
-	b.last = now
-	if b.tokens >= 1 {
-		b.tokens--
-		return true, 0
-	}
-	return false, time.Duration((1 - b.tokens) / b.rate * float64(time.Second))
 }

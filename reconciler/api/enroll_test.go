@@ -7,12 +7,16 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
+	"net/netip"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/patchline/patchline/protocol"
 )
@@ -144,9 +148,92 @@ func TestEndpointID(t *testing.T) {
 	}
 }
 
-func TestEnrollRateLimit(t *testing.T) {
+// enrollStep is one enrollment of a limits test: from a loopback address,
+// into a client with a secret, and the status it must get.
+type enrollStep struct {
+	from, client, secret string
+	wantStatus           int
+}
+
+// TestEnrollLimits: an enrollment takes from its address's budget (a
+// wrong secret too), then its client's, then the controller's; each
+// refusal is counted by reason.
+func TestEnrollLimits(t *testing.T) {
+	const (
+		a, b, c, d = "127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"
+	)
+	tests := []struct {
+		name string
+		// budget sets the bucket under test to two enrollments, no refill.
+		budget func(e *env)
+		steps  []enrollStep
+		want   map[string]float64 // failures by reason
+	}{
+		{
+			name:   "wrong secrets spend their address's budget only",
+			budget: func(e *env) { e.api.enrolls.byAddr = newKeyedBuckets[netip.Addr](2, 0.001, 10, e.clock.Now) },
+			steps: []enrollStep{
+				{a, "acme", "guess-1", 401},
+				{a, "initech", "guess-2", 401},
+				{a, "acme", "guess-3", 429},
+				{a, "acme", acmeSecret, 429}, // a right guess looks the same once the budget is spent
+				{b, "acme", acmeSecret, 200},
+			},
+			want: map[string]float64{reasonBadSecret: 1, reasonUnknownClient: 1, reasonAddressLimit: 2},
+		},
+		{
+			name:   "one client's enrollments spend its budget only",
+			budget: func(e *env) { e.api.enrolls.byClient = newKeyedBuckets[string](2, 0.001, 10, e.clock.Now) },
+			steps: []enrollStep{
+				{a, "acme", acmeSecret, 200},
+				{b, "acme", acmeSecret, 200},
+				{c, "acme", acmeSecret, 429},
+				{c, "globex", globexSecret, 200},
+			},
+			want: map[string]float64{reasonClientLimit: 1},
+		},
+		{
+			name:   "the controller's budget comes last, and a wrong secret never reaches it",
+			budget: func(e *env) { e.api.enrolls.global = newTokenBucket(2, 0.001, e.clock.Now) },
+			steps: []enrollStep{
+				{a, "acme", "guess", 401},
+				{a, "acme", acmeSecret, 200},
+				{b, "globex", globexSecret, 200},
+				{c, "acme", acmeSecret, 429},
+				{d, "globex", "guess", 401},
+			},
+			want: map[string]float64{reasonBadSecret: 2, reasonGlobalLimit: 1},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t)
+			tt.budget(e)
+			clients := map[string]*http.Client{}
+			for i, st := range tt.steps {
+				if clients[st.from] == nil {
+					clients[st.from] = e.clientFrom(st.from)
+				}
+				resp := e.postFrom(clients[st.from], e.srv, protocol.PathEnroll, enrollRequest(st.client, st.secret, fmt.Sprint("ws-", i)))
+				if resp.status != st.wantStatus {
+					t.Fatalf("step %d (%s %s from %s): %d %s, want %d", i, st.client, st.secret, st.from, resp.status, resp.body, st.wantStatus)
+				}
+				if resp.status == http.StatusTooManyRequests && resp.header.Get("Retry-After") == "" {
+					t.Errorf("step %d: 429 without Retry-After", i)
+				}
+			}
+			if diff := cmp.Diff(tt.want, e.enrollFailures()); diff != "" {
+				t.Errorf("enrollment failures (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestEnrollBudgetRefills: a spent budget refills with time, and the
+// answer says when.
+func TestEnrollBudgetRefills(t *testing.T) {
 	e := newEnv(t)
-	e.api.enrolls = newTokenBucket(2, 1, e.clock.Now)
+	e.api.enrolls.global = newTokenBucket(2, 1, e.clock.Now)
 	for i := range 2 {
 		if resp := e.post(protocol.PathEnroll, enrollRequest("acme", acmeSecret, fmt.Sprint("ws-", i))); resp.status != 200 {
 			t.Fatalf("enrollment %d: %d %s", i, resp.status, resp.body)
@@ -204,4 +291,76 @@ func TestEnrollRefusesHostileHostFacts(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestEnrollFloodFromOneAddress: many goroutines send garbage enrollments
+// (wrong secrets, malformed bodies) from one address for two seconds;
+// enrollments from other addresses keep succeeding meanwhile, and the
+// garbage is counted.
+func TestEnrollFloodFromOneAddress(t *testing.T) {
+	e := newEnv(t)
+	flooder := e.clientFrom("127.0.0.2")
+	ctx, stop := context.WithTimeout(context.Background(), 2*time.Second)
+	defer stop()
+	var wg sync.WaitGroup
+	var mu sync.Mutex // guards codes
+	codes := map[int]int{}
+	for g := range 32 {
+		wg.Go(func() {
+			for n := 0; ctx.Err() == nil; n++ {
+				body := jsonBytes(t, enrollRequest("acme", fmt.Sprintf("guess-%d-%d", g, n), fmt.Sprintf("flood-%d-%d", g, n)))
+				if n%4 == 3 {
+					body = []byte(`{"client": "acme", "secret": `)
+				}
+				req, err := http.NewRequestWithContext(ctx, http.MethodPost, e.srv.URL+protocol.PathEnroll, bytes.NewReader(body))
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				resp, err := flooder.Do(req)
+				if err != nil {
+					continue // the flood's end cancelled it
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				mu.Lock()
+				codes[resp.StatusCode]++
+				mu.Unlock()
+			}
+		})
+	}
+	legit := e.clientFrom("127.0.0.3")
+	for i := 0; ctx.Err() == nil; i++ {
+		resp := e.postFrom(legit, e.srv, protocol.PathEnroll, enrollRequest("acme", acmeSecret, fmt.Sprint("ws-", i)))
+		if resp.status != http.StatusOK {
+			t.Errorf("enrollment %d from another address during the flood: %d %s", i, resp.status, resp.body)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	wg.Wait()
+	t.Logf("flood answers: %v", codes)
+	for code := range codes {
+		if code != 400 && code != 401 && code != 429 {
+			t.Errorf("the flood got %d %d times; want only 400, 401 and 429", code, codes[code])
+		}
+	}
+	got := e.enrollFailures()
+	for _, reason := range []string{reasonBadSecret, reasonMalformed, reasonAddressLimit} {
+		if got[reason] == 0 {
+			t.Errorf("no enrollment failure counted as %s: %v", reason, got)
+		}
+	}
+}
+
+// enrollFailures reads patchline_enroll_failures_total by reason, leaving
+// out the reasons at zero.
+func (e *env) enrollFailures() map[string]float64 {
+	e.t.Helper()
+	got := map[string]float64{}
+	for _, reason := range enrollFailureReasons {
+		if v := testutil.ToFloat64(e.api.refusals.enroll.WithLabelValues(reason)); v > 0 {
+			got[reason] = v
+		}
+	}
+	return got
 }

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
+	"time"
 
 	"github.com/patchline/patchline/protocol"
 	"github.com/patchline/patchline/reconciler/store"
@@ -142,6 +143,32 @@ func FuzzResultHandler(f *testing.F) {
 		checkAnswer(t, e, rec, before, body)
 		if rec.Code == http.StatusOK {
 			job = newJob(t)
+		}
+		e.events.take()
+	})
+}
+
+func FuzzEnrollHandler(f *testing.F) {
+	f.Add(jsonBytes(f, enrollRequest("acme", acmeSecret, "WS-001")))
+	f.Add(jsonBytes(f, enrollRequest("acme", "guess", "WS-002")))
+	f.Add(jsonBytes(f, enrollRequest("initech", acmeSecret, "WS-003")))
+	f.Add(jsonBytes(f, enrollRequest("globex", globexSecret, "\x1b[31mWS|004\n")))
+	f.Add([]byte(`{"client": "acme", "secret": "acme-enrollment-secret", "instanceId": "i", "nodeKey": "k", "hostname": "h"}`))
+	f.Add([]byte(`{"client": "acme", "labels": {"": ""}}`))
+	f.Add([]byte(`{"client": `))
+	f.Add([]byte(`null`))
+	f.Add([]byte(``))
+
+	e := newEnv(f)
+	f.Fuzz(func(t *testing.T, body []byte) {
+		// Every input gets fresh budgets: the fuzzer exercises the
+		// checks, not the rate limits.
+		e.clock.Advance(time.Hour)
+		before := stored(t, e)
+		rec := serve(e, http.MethodPost, protocol.PathEnroll, body, nil)
+		checkAnswer(t, e, rec, before, body)
+		if rec.Code == http.StatusTooManyRequests {
+			t.Fatalf("rate-limited with fresh budgets: %s", rec.Body)
 		}
 		e.events.take()
 	})

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -139,9 +140,52 @@ func newEnv(t testing.TB, configure ...func(*Config)) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.srv = httptest.NewServer(e.api.Handler())
-	t.Cleanup(e.srv.Close)
+	e.srv = e.serve()
 	return e
+}
+
+// serve starts a server of the API with its limits, which the test may
+// have changed before; it stops when the test ends.
+func (e *env) serve() *httptest.Server {
+	e.t.Helper()
+	srv := httptest.NewUnstartedServer(nil)
+	srv.Config = e.api.HTTPServer()
+	srv.Start()
+	e.t.Cleanup(srv.Close)
+	return srv
+}
+
+// clientFrom is an HTTP client whose connections come from the loopback
+// address ip (Linux routes all of 127.0.0.0/8 to loopback), so the
+// server sees a distinct source address; it is closed when the test ends.
+func (e *env) clientFrom(ip string) *http.Client {
+	e.t.Helper()
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
+	tr := &http.Transport{DialContext: d.DialContext}
+	e.t.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Transport: tr, Timeout: time.Minute}
+}
+
+// postFrom sends v as post does, with hc, to srv.
+func (e *env) postFrom(hc *http.Client, srv *httptest.Server, path string, v any, header ...string) response {
+	e.t.Helper()
+	req, err := http.NewRequest(http.MethodPost, srv.URL+path, bytes.NewReader(jsonBytes(e.t, v)))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return response{status: resp.StatusCode, header: resp.Header, body: b}
 }
 
 // loadTestSecrets loads testdata/secrets.json from a private copy (a

@@ -119,6 +119,15 @@ func (s *Server) jobs(w http.ResponseWriter, r *http.Request, ep store.Enrollmen
 		}
 		wait = min(d, s.cfg.MaxWait)
 	}
+	if wait > 0 {
+		// The long-poll is exempt from the server's request timeout by
+		// design: it may answer only after the wait it was granted, so
+		// both its deadlines move by that wait. Left alone, the write
+		// deadline would fail the answer, and the read deadline would
+		// cancel the poll's context (the server reads the idle
+		// connection in the background) once MaxWait nears a minute.
+		s.extendDeadlines(w, wait)
+	}
 	ctx := r.Context()
 
 	// Register before the first read of the store: a Notify for a job

@@ -119,3 +119,9 @@ func (s *Secrets) enrollOK(client, secret string) bool {
 	match := subtle.ConstantTimeCompare(h[:], want[:]) == 1
 	return known && match
 }
+
+// knows reports whether client has an enrollment secret.
+func (s *Secrets) knows(client string) bool {
+	_, ok := s.enrollment[client]
+	return ok
+}

@@ -77,9 +77,11 @@ type Config struct {
 	Lease time.Duration
 	// EnrollRate is how many enrollments per second the controller
 	// accepts once the burst is spent (default 10); the burst is 50 or
-	// EnrollRate, whichever is larger.
+	// EnrollRate, whichever is larger. One source address, or one client,
+	// gets half of both.
 	EnrollRate float64
-	// Logger logs internal errors (default slog.Default()).
+	// Logger logs internal errors, enrollments, and refused enrollments
+	// and admin tokens (default slog.Default()).
 	Logger *slog.Logger
 }
 
@@ -104,20 +106,17 @@ const (
 	DefaultLease   = 10 * time.Minute
 )
 
-// Enrollment rate limit: a burst for a batch of machines imaged together,
-// then a steady rate that makes guessing enrollment secrets hopeless.
-const (
-	enrollBurst = 50
-	enrollRate  = 10 // per second
-)
-
 // Server serves the API. Build it with New.
 type Server struct {
 	cfg     Config
 	log     *slog.Logger
 	mux     *http.ServeMux
 	waiters *waiters
-	enrolls *tokenBucket
+	limits  limits
+	// admission caps the requests without credentials reading a body.
+	admission *admission
+	enrolls   enrollLimits
+	refusals  *refusals
 	// enrolled caches, by endpoint id, the enrollments agent requests
 	// were authenticated against (store.Enrollment values). Every agent
 	// request is authenticated, and an enrollment never changes once
@@ -135,6 +134,8 @@ type Server struct {
 //   - patchline_agent_requests_total{route, code}
 //   - patchline_agent_request_duration_seconds{route}
 //   - patchline_longpolls_waiting
+//   - patchline_enroll_failures_total{reason}
+//   - patchline_admin_auth_failures_total
 //
 // route is the route's pattern (as "POST /v1/jobs/{id}/result"), never a raw
 // path, so no endpoint or job id becomes a label.
@@ -144,10 +145,13 @@ func New(cfg Config) (*Server, error) {
 	}
 	cfg.setDefaults()
 	s := &Server{
-		cfg:     cfg,
-		log:     cfg.Logger,
-		mux:     http.NewServeMux(),
-		enrolls: newTokenBucket(max(enrollBurst, cfg.EnrollRate), cfg.EnrollRate, cfg.Now),
+		cfg:       cfg,
+		log:       cfg.Logger,
+		mux:       http.NewServeMux(),
+		limits:    defaultLimits,
+		admission: newAdmission(maxUnauthenticated, maxUnauthenticatedPerAddr),
+		enrolls:   newEnrollLimits(cfg.EnrollRate, cfg.Now),
+		refusals:  newRefusals(cfg.Logger, cfg.Now),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "patchline_agent_requests_total",
 			Help: "API requests answered, by route pattern and HTTP status code.",
@@ -164,7 +168,7 @@ func New(cfg Config) (*Server, error) {
 		Help: "Agent long-polls waiting for a job.",
 	})
 	s.waiters = newWaiters(waiting)
-	for _, c := range []prometheus.Collector{s.requests, s.duration, waiting} {
+	for _, c := range append([]prometheus.Collector{s.requests, s.duration, waiting}, s.refusals.collectors()...) {
 		if err := cfg.Registerer.Register(c); err != nil {
 			return nil, fmt.Errorf("api: register metrics: %w", err)
 		}
@@ -231,7 +235,8 @@ func (s *Server) routes() {
 	})
 }
 
-// Handler returns the API's handler.
+// Handler returns the API's handler. Serve it with HTTPServer, which
+// adds the connection limits the routes rely on.
 func (s *Server) Handler() http.Handler { return s.mux }
 
 // handlerFunc is a route's handler: it writes the answer itself on success
@@ -278,6 +283,10 @@ func (r *statusRecorder) Write(b []byte) (int, error) {
 	}
 	return r.ResponseWriter.Write(b)
 }
+
+// Unwrap gives http.ResponseController the connection's writer, whose
+// deadlines routes move.
+func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 
 func (r *statusRecorder) code() int {
 	if r.status == 0 {
@@ -327,14 +336,19 @@ func (s *Server) enrollment(ctx context.Context, id string) (store.Enrollment, e
 	return ep, nil
 }
 
-// admin checks the admin token.
+// admin checks the admin token; a refusal is logged and counted.
 func (s *Server) admin(h handlerFunc) handlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) error {
 		token, ok := bearer(r)
-		if !ok || !s.cfg.Secrets.adminOK(token) {
-			return errorf(protocol.CodeUnauthorized, "missing or wrong admin token")
+		switch {
+		case !ok:
+			s.refusals.adminToken(r, "missing")
+		case !s.cfg.Secrets.adminOK(token):
+			s.refusals.adminToken(r, "wrong")
+		default:
+			return h(w, r)
 		}
-		return h(w, r)
+		return errorf(protocol.CodeUnauthorized, "missing or wrong admin token")
 	}
 }
 

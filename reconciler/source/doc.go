@@ -22,6 +22,9 @@
 //     the commits of a branch as they landed, for the policy history, and
 //     [LastChange] finds the commit that last changed a line a decision
 //     cites.
-//   - Webhooks: [VerifyWebhook] checks that a push notification really came
-//     from the forge that holds the shared secret (GitHub, Gitea, GitLab).
+//   - Webhooks: [ParseWebhookSignature] finds a push notification's
+//     signature in its headers, before its body is read, and
+//     [WebhookSignature.Verify] checks, while reading the body, that it
+//     really came from the forge that holds the shared secret (GitHub,
+//     Gitea, GitLab).
 package source

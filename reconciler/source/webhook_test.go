@@ -1,9 +1,11 @@
 package source
 
 import (
+	"bytes"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"net/http"
 	"strings"
 	"testing"
@@ -13,6 +15,16 @@ func sign(secret, body string) string {
 	mac := hmac.New(sha256.New, []byte(secret))
 	mac.Write([]byte(body))
 	return hex.EncodeToString(mac.Sum(nil))
+}
+
+// verify checks a webhook as the API does: the signature from the headers,
+// then the body.
+func verify(h http.Header, body, secret []byte) (string, error) {
+	sig, err := ParseWebhookSignature(h)
+	if err != nil {
+		return "", err
+	}
+	return sig.Verify(bytes.NewReader(body), secret)
 }
 
 func TestVerifyWebhook(t *testing.T) {
@@ -60,10 +72,10 @@ func TestVerifyWebhook(t *testing.T) {
 			if tt.secret == "-" {
 				s = ""
 			}
-			provider, err := VerifyWebhook(h, []byte(b), []byte(s))
+			provider, err := verify(h, []byte(b), []byte(s))
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("VerifyWebhook = %q, %v; want error containing %q", provider, err, tt.wantErr)
+					t.Fatalf("verify = %q, %v; want error containing %q", provider, err, tt.wantErr)
 				}
 				if provider != "" {
 					t.Errorf("provider = %q on error, want empty", provider)
@@ -71,7 +83,7 @@ func TestVerifyWebhook(t *testing.T) {
 				return
 			}
 			if err != nil || provider != tt.wantProvider {
-				t.Fatalf("VerifyWebhook = %q, %v; want %q", provider, err, tt.wantProvider)
+				t.Fatalf("verify = %q, %v; want %q", provider, err, tt.wantProvider)
 			}
 		})
 	}
@@ -87,12 +99,60 @@ func FuzzVerifyWebhook(f *testing.F) {
 	f.Fuzz(func(t *testing.T, name, value string, body, secret []byte) {
 		h := http.Header{}
 		h.Set(name, value)
-		provider, err := VerifyWebhook(h, body, secret)
+		provider, err := verify(h, body, secret)
 		if (err == nil) == (provider == "") {
-			t.Fatalf("VerifyWebhook = %q, %v: want a provider exactly when there is no error", provider, err)
+			t.Fatalf("verify = %q, %v: want a provider exactly when there is no error", provider, err)
 		}
 		if err == nil && len(secret) == 0 {
 			t.Fatal("accepted a webhook with an empty secret")
 		}
 	})
+}
+
+// failingReader fails every read with err.
+type failingReader struct{ err error }
+
+func (r failingReader) Read([]byte) (int, error) { return 0, r.err }
+
+// TestWebhookBodyIsReadOnlyForAnHMAC: a GitLab token is checked without
+// reading the body, a missing secret refuses before reading it, and an
+// error reading it is returned for the caller to answer.
+func TestWebhookBodyIsReadOnlyForAnHMAC(t *testing.T) {
+	const secret = "s3cret-shared-with-the-forge"
+	errRead := errors.New("connection reset")
+	tests := []struct {
+		name    string
+		header  map[string]string
+		secret  string
+		wantErr error
+		want    string
+	}{
+		{name: "GitLab token", header: map[string]string{"X-Gitlab-Token": secret}, secret: secret, want: ProviderGitLab},
+		{name: "no secret configured", header: map[string]string{"X-Hub-Signature-256": "sha256=" + sign("", "")}},
+		{name: "GitHub body cut short", header: map[string]string{"X-Hub-Signature-256": "sha256=" + sign(secret, "")}, secret: secret, wantErr: errRead},
+		{name: "Gitea body cut short", header: map[string]string{"X-Gitea-Signature": sign(secret, "")}, secret: secret, wantErr: errRead},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := http.Header{}
+			for k, v := range tt.header {
+				h.Set(k, v)
+			}
+			sig, err := ParseWebhookSignature(h)
+			if err != nil {
+				t.Fatal(err)
+			}
+			provider, err := sig.Verify(failingReader{errRead}, []byte(tt.secret))
+			switch {
+			case tt.want != "" && (err != nil || provider != tt.want):
+				t.Errorf("Verify = %q, %v; want %q without reading the body", provider, err, tt.want)
+			case tt.want == "" && (err == nil || provider != ""):
+				t.Errorf("Verify = %q, %v; want an error", provider, err)
+			case tt.wantErr != nil && !errors.Is(err, tt.wantErr):
+				t.Errorf("Verify error %v does not wrap the read error", err)
+			case tt.want == "" && tt.wantErr == nil && errors.Is(err, errRead):
+				t.Errorf("Verify read the body: %v", err)
+			}
+		})
+	}
 }
