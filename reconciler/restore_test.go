@@ -15,16 +15,6 @@ import (
 	"github.com/patchline/patchline/schema/loader"
 )
 
-// runawayPolicy is a client whose evaluation runs for minutes: the
-// comprehension of the red-team finding (issue 14).
-const runawayPolicy = `package fleet
-
-import "list"
-
-client: {id: "%s", name: "Runaway", timezone: "UTC"}
-x: [for i in list.Range(0, 2000, 1) for j in list.Range(0, 2000, 1) {i*j}]
-`
-
 // childLoader evaluates in child processes of this test binary (TestMain
 // serves them) with timeout.
 func childLoader(t *testing.T, timeout time.Duration) *loader.Loader {
@@ -50,8 +40,8 @@ func TestRestoreRefusesEachClientThatCannotBeEvaluated(t *testing.T) {
 	r.loader = childLoader(t, timeout)
 
 	up.Write(map[string]string{
-		"clients/evil/policy.cue":  strings.ReplaceAll(runawayPolicy, "%s", "evil"),
-		"clients/evil2/policy.cue": strings.ReplaceAll(runawayPolicy, "%s", "evil2"),
+		"clients/evil/policy.cue":  proctest.RunawayPolicy("evil"),
+		"clients/evil2/policy.cue": proctest.RunawayPolicy("evil2"),
 	})
 	head := up.Commit("Two runaway clients").String()
 	r.apply(ctx, plumbing.NewHash(head))

@@ -14,17 +14,7 @@ import (
 	"github.com/patchline/patchline/internal/proctest"
 )
 
-// runawayPolicy is a client whose evaluation runs for minutes and grows to
-// gigabytes: the comprehension of the red-team finding (issue 14).
-const runawayPolicy = `package fleet
-
-import "list"
-
-client: {id: "evil", name: "Evil", timezone: "UTC"}
-x: [for i in list.Range(0, 2000, 1) for j in list.Range(0, 2000, 1) {i*j}]
-`
-
-// addRunaway writes client evil with runawayPolicy into the fleet in dir
+// addRunaway writes client evil with proctest.RunawayPolicy into the fleet in dir
 // and, when dir is a Git repository, commits it.
 func addRunaway(t *testing.T, dir string) {
 	t.Helper()
@@ -32,7 +22,7 @@ func addRunaway(t *testing.T, dir string) {
 	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(p, []byte(runawayPolicy), 0o644); err != nil {
+	if err := os.WriteFile(p, []byte(proctest.RunawayPolicy("evil")), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	repo, err := git.PlainOpen(dir)

@@ -12,18 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/patchline/patchline/internal/proctest"
 	"github.com/patchline/patchline/protocol"
 )
-
-// runawayCUE is a client whose evaluation runs for minutes and grows to
-// gigabytes: the comprehension of the red-team finding (issue 14).
-const runawayCUE = `package fleet
-
-import "list"
-
-client: {id: "%s", name: "Runaway", timezone: "UTC"}
-x: [for i in list.Range(0, 2000, 1) for j in list.Range(0, 2000, 1) {i*j}]
-`
 
 // healthyCUE is a plain client; its name changes with every commit to it.
 const healthyCUE = `package fleet
@@ -53,8 +44,8 @@ func TestRunawayPolicyCannotHoldPatchdHostage(t *testing.T) {
 	peaks := []*memoryPeak{watchMemory(t, p)}
 
 	repo.write(map[string]string{
-		"clients/evil/policy.cue":  fmt.Sprintf(runawayCUE, "evil"),
-		"clients/evil2/policy.cue": fmt.Sprintf(runawayCUE, "evil2"),
+		"clients/evil/policy.cue":  proctest.RunawayPolicy("evil"),
+		"clients/evil2/policy.cue": proctest.RunawayPolicy("evil2"),
 	})
 	repo.commit("Two runaway clients")
 	for i := range 4 {

@@ -33,3 +33,16 @@ func NoChildLeft(t testing.TB) {
 		}
 	}
 }
+
+// RunawayPolicy is the policy of client id whose evaluation runs for
+// minutes and grows to gigabytes: the comprehension of the red-team
+// finding (issue 14) that evaluation limits must stop.
+func RunawayPolicy(id string) string {
+	return `package fleet
+
+import "list"
+
+client: {id: "` + id + `", name: "Runaway", timezone: "UTC"}
+x: [for i in list.Range(0, 2000, 1) for j in list.Range(0, 2000, 1) {i*j}]
+`
+}

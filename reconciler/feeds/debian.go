@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/patchline/patchline/protocol"
 )
 
 // DebianFile is the name the Debian Security Tracker's JSON has in a feed
@@ -96,7 +98,7 @@ func parseDebian(ctx context.Context, name string, r io.Reader) (*debianFeed, er
 				}
 				continue
 			}
-			if !validCVE(id) {
+			if !protocol.ValidCVE(id) {
 				return nil, s.fail(ipath, fmt.Errorf("%q is neither a CVE id nor a TEMP- id", id))
 			}
 			if ids[id] {

@@ -8,6 +8,8 @@ import (
 	"io"
 	"strconv"
 	"strings"
+
+	"github.com/patchline/patchline/protocol"
 )
 
 // EPSSFile is the name FIRST publishes the current scores under, and the
@@ -144,7 +146,7 @@ func parseEPSSRow(text string) (string, EPSS, error) {
 		return "", EPSS{}, fmt.Errorf("%d fields, expected 3 (%s)", len(fields), epssHeader)
 	}
 	cve := fields[0]
-	if !validCVE(cve) {
+	if !protocol.ValidCVE(cve) {
 		return "", EPSS{}, fmt.Errorf("%q is not a CVE id", cve)
 	}
 	var e EPSS

@@ -47,14 +47,6 @@ func (e *ParseError) Error() string {
 
 func (e *ParseError) Unwrap() error { return e.Err }
 
-// validCVE reports whether id is a CVE id as CVE records spell it: "CVE-",
-// a four-digit year, "-", and 4 to 19 digits (the bound KEV's schema sets;
-// NVD's sets none, and no CVE number comes near it).
-func validCVE(id string) bool {
-	year, num, ok := splitCVE(id)
-	return ok && len(year) == 4 && len(num) >= 4 && len(num) <= 19
-}
-
 // splitCVE splits "CVE-YYYY-NNNN" into its digit runs.
 func splitCVE(id string) (year, num string, ok bool) {
 	rest, ok := strings.CutPrefix(id, "CVE-")

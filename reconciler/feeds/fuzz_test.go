@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/patchline/patchline/protocol"
 )
 
 // The fuzz targets feed arbitrary bytes to each parser, seeded with the
@@ -26,7 +28,7 @@ func FuzzKEV(f *testing.F) {
 			t.Errorf("Entries %d, %d entries", kev.file.Entries, len(kev.entries))
 		}
 		for id, e := range kev.entries {
-			if id != e.CVE || !validCVE(id) || e.DateAdded.IsZero() || e.DueDate.IsZero() {
+			if id != e.CVE || !protocol.ValidCVE(id) || e.DateAdded.IsZero() || e.DueDate.IsZero() {
 				t.Errorf("invalid entry %q: %+v", id, e)
 			}
 		}
@@ -48,7 +50,7 @@ func FuzzEPSS(f *testing.F) {
 			t.Errorf("accepted without a score date or scores: %+v", epss.file)
 		}
 		for id, e := range epss.scores {
-			if !validCVE(id) || !(e.Score >= 0 && e.Score <= 1) || !(e.Percentile >= 0 && e.Percentile <= 1) {
+			if !protocol.ValidCVE(id) || !(e.Score >= 0 && e.Score <= 1) || !(e.Percentile >= 0 && e.Percentile <= 1) {
 				t.Errorf("invalid score %q: %+v", id, e)
 			}
 		}
@@ -72,7 +74,7 @@ func FuzzNVD(f *testing.F) {
 			t.Errorf("accepted with version %q, timestamp %v", nvd.file.Version, nvd.file.Published)
 		}
 		for id, r := range nvd.records {
-			if !validCVE(id) || r.modified.IsZero() {
+			if !protocol.ValidCVE(id) || r.modified.IsZero() {
 				t.Errorf("invalid record %q: %+v", id, r)
 			}
 			if r.version != "" && (!slices.Contains(versions, r.version) || !(r.score >= 0 && r.score <= 10) || r.vector == "") {
@@ -100,7 +102,7 @@ func FuzzDebian(f *testing.F) {
 					t.Errorf("empty release %q or package %q", release, pkg)
 				}
 				for i, r := range recs {
-					if !validCVE(r.cve) || (r.status != "resolved" && r.status != "open" && r.status != "undetermined") {
+					if !protocol.ValidCVE(r.cve) || (r.status != "resolved" && r.status != "open" && r.status != "undetermined") {
 						t.Errorf("invalid record %s/%s: %+v", release, pkg, r)
 					}
 					if i > 0 && compareCVE(recs[i-1].cve, r.cve) >= 0 {

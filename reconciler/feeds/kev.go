@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+
+	"github.com/patchline/patchline/protocol"
 )
 
 // KEVFile is the name CISA publishes the catalog under, and the name it
@@ -131,7 +133,7 @@ func (v *kevVulnerability) entry() (KEVEntry, string, error) {
 			return KEVEntry{}, r.name, errors.New("missing")
 		}
 	}
-	if !validCVE(*v.CVEID) {
+	if !protocol.ValidCVE(*v.CVEID) {
 		return KEVEntry{}, "cveID", fmt.Errorf("%q is not a CVE id", *v.CVEID)
 	}
 	e := KEVEntry{

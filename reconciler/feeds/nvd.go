@@ -7,6 +7,8 @@ import (
 	"io"
 	"regexp"
 	"time"
+
+	"github.com/patchline/patchline/protocol"
 )
 
 // nvdName matches the names of NVD's CVE JSON 2.0 feed files:
@@ -148,7 +150,7 @@ func (f *nvdFile) parseVulnerabilities(ctx context.Context, s *jsonStream) error
 // the field at fault on error.
 func (v *nvdVulnerability) record() (string, nvdRecord, string, error) {
 	c := &v.CVE
-	if !validCVE(c.ID) {
+	if !protocol.ValidCVE(c.ID) {
 		return "", nvdRecord{}, "cve.id", fmt.Errorf("%q is not a CVE id", c.ID)
 	}
 	if c.LastModified == "" {

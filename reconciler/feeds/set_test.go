@@ -9,6 +9,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+
+	"github.com/patchline/patchline/protocol"
 )
 
 // TestLookupsOnNoFeedsFindNothing: a controller that has not fetched yet,
@@ -153,8 +155,8 @@ func TestValidCVE(t *testing.T) {
 		"TEMP-0000000-9D8E7F":           false,
 		"":                              false,
 	} {
-		if got := validCVE(id); got != want {
-			t.Errorf("validCVE(%q) = %v, want %v", id, got, want)
+		if got := protocol.ValidCVE(id); got != want {
+			t.Errorf("protocol.ValidCVE(%q) = %v, want %v", id, got, want)
 		}
 	}
 }

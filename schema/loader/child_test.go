@@ -22,16 +22,6 @@ import (
 	"github.com/patchline/patchline/schema"
 )
 
-// runaway is a client whose evaluation runs for minutes and grows to
-// gigabytes: the comprehension of the red-team finding (issue 14).
-const runaway = `package fleet
-
-import "list"
-
-client: {id: "%s", name: "Runaway", timezone: "UTC"}
-x: [for i in list.Range(0, 2000, 1) for j in list.Range(0, 2000, 1) {i*j}]
-`
-
 // withClient returns the valid test fleet plus client id with the CUE
 // text policy (a %s in it stands for the id).
 func withClient(t *testing.T, id, policy string) map[string][]byte {
@@ -190,7 +180,7 @@ func TestChildLimits(t *testing.T) {
 			}
 			l := childLoader(t, tt.opts)
 			files := readFleet(t, "testdata/fleets/no-clients")
-			files["clients/slow/policy.cue"] = []byte(strings.ReplaceAll(runaway, "%s", "slow"))
+			files["clients/slow/policy.cue"] = []byte(proctest.RunawayPolicy("slow"))
 			start := time.Now()
 			fleet, err := l.LoadFiles(context.Background(), files, "")
 			took := time.Since(start)
@@ -240,7 +230,7 @@ func TestRunawaysDoNotBlockAHealthyClient(t *testing.T) {
 		wg.Go(func() {
 			id := "runaway" + string(rune('a'+i))
 			files := readFleet(t, "testdata/fleets/no-clients")
-			files["clients/"+id+"/policy.cue"] = []byte(strings.ReplaceAll(runaway, "%s", id))
+			files["clients/"+id+"/policy.cue"] = []byte(proctest.RunawayPolicy(id))
 			fleet, err := l.LoadFiles(ctx, files, "")
 			if err != nil {
 				t.Error(err)
@@ -279,7 +269,7 @@ func TestCanceledLoadKillsTheChild(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer cancel()
 	start := time.Now()
-	_, err := l.LoadFiles(ctx, withClient(t, "slow", runaway), "")
+	_, err := l.LoadFiles(ctx, withClient(t, "slow", proctest.RunawayPolicy("slow")), "")
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("error %v, want the context's", err)
 	}
@@ -397,7 +387,7 @@ func TestBytes(t *testing.T) {
 // runaway elsewhere in the revision costs nothing.
 func TestLoadClients(t *testing.T) {
 	l := childLoader(t, Options{Timeout: time.Minute})
-	files := withClient(t, "slow", runaway)
+	files := withClient(t, "slow", proctest.RunawayPolicy("slow"))
 	files["clients/retired/notes/policy.cue"] = []byte("package fleet\n")
 	tests := []struct {
 		name        string
