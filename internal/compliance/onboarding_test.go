@@ -50,24 +50,7 @@ func TestOnboardingMonthHasNoInstallsNorLateOnes(t *testing.T) {
 			}
 		}
 	}
-	now := time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC)
-	snap, err := db.Snapshot(ctx, now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	audit, err := db.Audit(ctx, 0, 1000)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fleet, err := loader.New(loader.Options{Now: now}).LoadDir(ctx, "testdata/fleet")
-	if err != nil {
-		t.Fatal(err)
-	}
-	fleet.Revision = inRevision
-	r, err := compliance.Build(compliance.Input{Client: "acme", Month: "2026-11", Now: now, Snapshot: snap, Audit: audit, Fleet: fleet})
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := novemberFromStore(t, db)
 	late := 0
 	for _, in := range r.Installs {
 		if in.Status == compliance.Late {
@@ -106,6 +89,25 @@ func TestUndatedUpdateIsLateFromFirstSeen(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	r := novemberFromStore(t, db)
+	if len(r.Breaches) != 1 || !r.Breaches[0].Released.Equal(seen) || r.Breaches[0].ReleasedFrom != protocol.ReleasedFirstSeen ||
+		!r.Breaches[0].Due.Equal(seen.Add(14*24*time.Hour)) {
+		t.Fatalf("breaches %+v; want openssl, released when first seen on %v, due 14 days later", r.Breaches, seen)
+	}
+	var md bytes.Buffer
+	if err := r.Write(&md, "markdown"); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(md.String(), "(first seen)") {
+		t.Errorf("the markdown report does not say the release date is the first sighting:\n%s", md.String())
+	}
+}
+
+// novemberFromStore builds acme's November 2026 report, as of December 2,
+// from what db holds, judged by testdata/fleet at inRevision.
+func novemberFromStore(t *testing.T, db *sqlite.DB) *compliance.Report {
+	t.Helper()
+	ctx := context.Background()
 	now := time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC)
 	snap, err := db.Snapshot(ctx, now)
 	if err != nil {
@@ -124,15 +126,5 @@ func TestUndatedUpdateIsLateFromFirstSeen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(r.Breaches) != 1 || !r.Breaches[0].Released.Equal(seen) || r.Breaches[0].ReleasedFrom != protocol.ReleasedFirstSeen ||
-		!r.Breaches[0].Due.Equal(seen.Add(14*24*time.Hour)) {
-		t.Fatalf("breaches %+v; want openssl, released when first seen on %v, due 14 days later", r.Breaches, seen)
-	}
-	var md bytes.Buffer
-	if err := r.Write(&md, "markdown"); err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(md.String(), "(first seen)") {
-		t.Errorf("the markdown report does not say the release date is the first sighting:\n%s", md.String())
-	}
+	return r
 }
