@@ -3,6 +3,10 @@ GO          ?= go
 GOBIN       := $(shell $(GO) env GOPATH)/bin
 STATICCHECK := $(GOBIN)/staticcheck
 STATICCHECK_VERSION := v0.8.2
+# actionlint checks the GitHub workflows of fleet-repo-template; its Go
+# test runs it (and fails without it under CI=true).
+ACTIONLINT  := $(GOBIN)/actionlint
+ACTIONLINT_VERSION := v1.7.12
 FUZZTIME    ?= 5s
 DEMO_DIR    ?= $(CURDIR)/.demo
 
@@ -21,6 +25,9 @@ cross:
 $(STATICCHECK):
 	$(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 
+$(ACTIONLINT):
+	$(GO) install github.com/rhysd/actionlint/cmd/actionlint@$(ACTIONLINT_VERSION)
+
 lint: $(STATICCHECK)
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
@@ -33,7 +40,7 @@ systools:
 # Every test, with the race detector, then each fuzz target briefly.
 test: lint cross systools fuzz test-go
 
-test-go:
+test-go: $(ACTIONLINT)
 	$(GO) test -race -count=1 ./...
 
 fuzz:

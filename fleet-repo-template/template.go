@@ -1,6 +1,13 @@
 // Package fleettemplate holds the fleet repository that `patchctl init`
 // lays down: the layout, an example client, CODEOWNERS, and the CI files
 // that run `patchctl vet` and `patchctl plan` on every pull request.
+//
+// The CI files keep the Patchline token away from pull requests: only a
+// job on the default branch holds a read token (limited to the
+// repository's clients) and exports the fleet state; pull requests plan
+// against that export with no Patchline secret. This package's tests hold
+// the CI files to that, lint the GitHub workflows with actionlint, and run
+// their scripts against a fake gh.
 package fleettemplate
 
 import (
