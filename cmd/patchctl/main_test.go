@@ -229,7 +229,7 @@ func TestInitMakesAVettedRepo(t *testing.T) {
 	if !strings.Contains(out, "Initialised fleet repository") {
 		t.Errorf("init output: %q", out)
 	}
-	for _, f := range []string{"fleet.cue", "clients/example/policy.cue", "CODEOWNERS", ".github/workflows/patchline.yml", ".gitlab-ci.yml", "cue.mod/module.cue", "state.json"} {
+	for _, f := range []string{"fleet.cue", "clients/example/policy.cue", "CODEOWNERS", ".github/workflows/patchline-state.yml", ".github/workflows/patchline-plan.yml", ".github/workflows/patchline-comment.yml", ".gitlab-ci.yml", "cue.mod/module.cue", "state.json"} {
 		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
 			t.Errorf("init did not write %s: %v", f, err)
 		}
