@@ -149,7 +149,7 @@ func TestDeleteEndpoint(t *testing.T) {
 	}
 	for _, table := range []string{"updates", "jobs", "attempts"} {
 		var n int
-		if err := db.read.QueryRow(`SELECT count(*) FROM `+table+` WHERE endpoint = 'ep-1'`).Scan(&n); err != nil {
+		if err := db.read.QueryRow(`SELECT count(*) FROM ` + table + ` WHERE endpoint = 'ep-1'`).Scan(&n); err != nil {
 			t.Fatal(err)
 		}
 		if n != 0 {
