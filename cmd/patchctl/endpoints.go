@@ -24,12 +24,12 @@ func newEndpointsCmd() *cobra.Command {
            and compliance figures, but stays listed, revoked, with its
            history (an admin token)
   delete   the endpoint, its inventory, jobs and results are deleted (the
-           audit log keeps their entries); it may enroll again (an admin
-           token)
+           audit log keeps their entries); its id is free (an admin token)
 
-A revoked endpoint's machine can come back only by enrolling again with
-its client's enrollment secret (delete identity.json in the agent's state
-directory), as a new endpoint; to keep it out, rotate that secret too.`,
+The machine of a revoked or deleted endpoint comes back only by enrolling
+again with its client's enrollment secret (stop the agent, delete
+identity.json in its state directory, start it), as a new endpoint; to keep
+it out, rotate that secret too.`,
 	}
 	cmd.AddCommand(newEndpointsListCmd(), newEndpointsRevokeCmd(), newEndpointsDeleteCmd())
 	return cmd
