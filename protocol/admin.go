@@ -104,13 +104,12 @@ func CheckClientID(id string) error {
 
 // checkID checks the characters of a lowercase id.
 func checkID(s string) error {
-	for i := 0; i < len(s); i++ {
-		c := s[i]
+	for i, c := range s {
 		switch {
 		case 'a' <= c && c <= 'z', '0' <= c && c <= '9':
 		case (c == '.' || c == '_' || c == '-') && i > 0:
 		default:
-			return fmt.Errorf("character %q at byte %d: use lowercase letters, digits, '.', '_' and '-', starting with a letter or a digit", rune(c), i)
+			return fmt.Errorf("character %+q at byte %d: use lowercase letters, digits, '.', '_' and '-', starting with a letter or a digit", c, i)
 		}
 	}
 	return nil
