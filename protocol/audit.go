@@ -23,6 +23,17 @@ const (
 	// AuditRestore: the store was replaced by a backup (patchd --restore);
 	// entries between the backup and the restore are not in it.
 	AuditRestore AuditKind = "store-restored"
+	// AuditTokenCreated and AuditTokenRevoked: an admin API token was
+	// created or revoked; the detail names the token, its scopes and
+	// clients, and "by", the token that did it.
+	AuditTokenCreated AuditKind = "token-created"
+	AuditTokenRevoked AuditKind = "token-revoked"
+	// AuditEndpointRevoked: an endpoint's node key was revoked; its
+	// history stays. AuditEndpointDeleted: an endpoint, its inventory and
+	// its jobs were deleted; its audit entries stay. The detail says "by",
+	// the token that did it.
+	AuditEndpointRevoked AuditKind = "endpoint-revoked"
+	AuditEndpointDeleted AuditKind = "endpoint-deleted"
 )
 
 // AuditEntry is one line of the controller's append-only audit log (the

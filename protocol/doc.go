@@ -7,7 +7,8 @@
 //     and `patchctl plan --state` share;
 //   - the agent API (enrollment, reports, signed jobs, results) and its
 //     error envelope, whose codes both sides map to and from HTTP status;
-//   - the admin API's answers (Status, the audit page);
+//   - the admin API's answers (Status, the audit page) and its tokens and
+//     endpoint management (TokenRequest, Token, EndpointInfo);
 //   - the secrets file patchd reads;
 //   - how a revision (a commit hash) is shown: ShortRevision.
 //

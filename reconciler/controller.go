@@ -179,7 +179,7 @@ func (c *Controller) build(ctx context.Context, secrets *api.Secrets, key ed2551
 		Secrets:    secrets,
 		SigningKey: key.Public().(ed25519.PublicKey),
 		Events:     events{c},
-		Status:     func(ctx context.Context) (any, error) { return c.Status(ctx) },
+		Status:     c.Status,
 		Registerer: c.reg,
 		Now:        c.clock.Now,
 		MaxWait:    c.cfg.LongPollMax,
@@ -350,6 +350,12 @@ func (e events) ResultRecorded(ctx context.Context, client, endpoint, job, ring 
 	for _, r := range results {
 		e.c.metrics.JobResult(client, ring, r.Result)
 	}
+	e.c.queue.Add(client)
+}
+
+// Removed: a revoked or deleted endpoint leaves its client's plan and
+// figures.
+func (e events) Removed(ctx context.Context, client, endpoint string) {
 	e.c.queue.Add(client)
 }
 

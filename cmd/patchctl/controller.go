@@ -17,38 +17,50 @@ import (
 )
 
 // controllerFlags are the flags of every command that talks to patchd's
-// admin API.
+// admin API. The token is never a flag: a command line is seen by every
+// user of the machine (ps) and kept in shell histories and CI logs.
 type controllerFlags struct {
-	url, token, tokenFile, caFile string
+	url, tokenFile, caFile string
 }
+
+// Environment variables that hold the token when --token-file is not
+// given. PATCHLINE_ADMIN_TOKEN is the older name, still read.
+const (
+	tokenEnv    = "PATCHLINE_TOKEN"
+	oldTokenEnv = "PATCHLINE_ADMIN_TOKEN"
+)
 
 func (f *controllerFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.url, "controller", "", "patchd `URL`, e.g. https://patchd.msp.example:8420")
-	cmd.Flags().StringVar(&f.token, "token", "", "admin token (prefer --token-file or PATCHLINE_ADMIN_TOKEN)")
-	cmd.Flags().StringVar(&f.tokenFile, "token-file", "", "`file` holding the admin token")
+	cmd.Flags().StringVar(&f.tokenFile, "token-file", "", "`file` holding the token (else $"+tokenEnv+")")
 	cmd.Flags().StringVar(&f.caFile, "ca-file", "", "CA certificate `file` that signed patchd's TLS certificate")
 	_ = cmd.MarkFlagRequired("controller")
 }
 
 // client builds the admin API client of the flags: the token from
-// --token, --token-file or PATCHLINE_ADMIN_TOKEN, the CA from --ca-file.
+// --token-file, PATCHLINE_TOKEN or PATCHLINE_ADMIN_TOKEN, the CA from
+// --ca-file.
 func (f *controllerFlags) client() (*adminclient.Client, error) {
 	if err := checkAdminURL(f.url); err != nil {
 		return nil, err
 	}
-	token := f.token
+	var token string
 	if f.tokenFile != "" {
 		b, err := os.ReadFile(f.tokenFile)
 		if err != nil {
 			return nil, fmt.Errorf("--token-file: %w", err)
 		}
-		token = strings.TrimSpace(string(b))
+		if token = strings.TrimSpace(string(b)); token == "" {
+			return nil, fmt.Errorf("--token-file %s is empty", f.tokenFile)
+		}
+	}
+	for _, env := range []string{tokenEnv, oldTokenEnv} {
+		if token == "" {
+			token = strings.TrimSpace(os.Getenv(env))
+		}
 	}
 	if token == "" {
-		token = os.Getenv("PATCHLINE_ADMIN_TOKEN")
-	}
-	if token == "" {
-		return nil, fmt.Errorf("no admin token: pass --token-file FILE or set PATCHLINE_ADMIN_TOKEN")
+		return nil, fmt.Errorf("no token: pass --token-file FILE or set %s", tokenEnv)
 	}
 	hc := &http.Client{Timeout: 5 * time.Minute}
 	if f.caFile != "" {

@@ -22,8 +22,16 @@ import (
 )
 
 // startController runs a real patchd on loopback following a local fleet
-// repo made from examples/demo/fleet, and returns its URL and a token file.
+// repo made from examples/demo/fleet, and returns its URL and a file
+// holding its admin token.
 func startController(t *testing.T) (url, tokenFile string) {
+	t.Helper()
+	return startControllerWith(t, nil)
+}
+
+// startControllerWith is startController with enrollment secrets (client
+// id → secret).
+func startControllerWith(t *testing.T, enrollment map[string]string) (url, tokenFile string) {
 	t.Helper()
 	repo := t.TempDir()
 	if _, err := git.PlainInitWithOptions(repo, &git.PlainInitOptions{InitOptions: git.InitOptions{DefaultBranch: plumbing.NewBranchReferenceName("main")}}); err != nil {
@@ -36,7 +44,7 @@ func startController(t *testing.T) (url, tokenFile string) {
 	if err := os.WriteFile(tokenFile, []byte(patchdtest.AdminToken+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return patchdtest.Start(t, patchdtest.Config(t, repo, nil)).URL, tokenFile
+	return patchdtest.Start(t, patchdtest.Config(t, repo, enrollment)).URL, tokenFile
 }
 
 func TestStatusAndStateExport(t *testing.T) {
@@ -63,18 +71,23 @@ func TestStatusAndStateExport(t *testing.T) {
 		t.Errorf("exported state does not decode: %v", err)
 	}
 
+	wrong := writeToken(t, "nope")
 	tests := []struct {
 		name string
+		env  string // PATCHLINE_TOKEN
 		args []string
 		want string
 	}{
-		{"no token", []string{"status", "--controller", url}, "no admin token"},
-		{"wrong token", []string{"status", "--controller", url, "--token", "nope"}, "401"},
-		{"controller down", []string{"status", "--controller", "http://127.0.0.1:1", "--token", "x"}, "reach controller"},
+		{"no token", "", []string{"status", "--controller", url}, "no token: pass --token-file FILE or set PATCHLINE_TOKEN"},
+		{"wrong token", "", []string{"status", "--controller", url, "--token-file", wrong}, "401"},
+		{"wrong token in the environment", "nope", []string{"status", "--controller", url}, "401"},
+		{"controller down", "x", []string{"status", "--controller", "http://127.0.0.1:1"}, "reach controller"},
+		{"a token on the command line", "", []string{"status", "--controller", url, "--token", patchdtest.AdminToken}, "unknown flag: --token"},
 	}
 	t.Setenv("PATCHLINE_ADMIN_TOKEN", "")
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Setenv("PATCHLINE_TOKEN", tt.env)
 			code, _, errOut := run(t, tt.args...)
 			if code == 0 || !strings.Contains(errOut, tt.want) {
 				t.Errorf("exit %d, stderr %q; want an error mentioning %q", code, errOut, tt.want)
@@ -103,7 +116,8 @@ func TestBackupCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Setenv("PATCHLINE_ADMIN_TOKEN", "")
-	if code, _, errOut := run(t, "backup", "--controller", url, "--token", "wrong", "--out", out); code == 0 || !strings.Contains(errOut, "401") {
+	t.Setenv("PATCHLINE_TOKEN", "")
+	if code, _, errOut := run(t, "backup", "--controller", url, "--token-file", writeToken(t, "wrong"), "--out", out); code == 0 || !strings.Contains(errOut, "401") {
 		t.Errorf("backup with a wrong token: exit %d, %q", code, errOut)
 	}
 	if after, err := os.ReadFile(out); err != nil || !bytes.Equal(before, after) {
@@ -143,7 +157,7 @@ func TestAdminTokenNeverInClear(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Setenv("PATCHLINE_ADMIN_TOKEN", "admin-token-for-tests-only")
+	t.Setenv("PATCHLINE_TOKEN", "admin-token-for-tests-only")
 	tests := []struct {
 		name       string
 		args       []string
@@ -174,6 +188,51 @@ func TestAdminTokenNeverInClear(t *testing.T) {
 			defer mu.Unlock()
 			if len(tokens) != tt.wantServed {
 				t.Errorf("the loopback controller got %d requests, want %d", len(tokens), tt.wantServed)
+			}
+		})
+	}
+}
+
+// writeToken writes token to a file of its own and returns its path.
+func writeToken(t *testing.T, token string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(p, []byte(token+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestWhereTheTokenComesFrom: --token-file first, then PATCHLINE_TOKEN,
+// then the older PATCHLINE_ADMIN_TOKEN; never the command line.
+func TestWhereTheTokenComesFrom(t *testing.T) {
+	url, admin := startController(t)
+	wrong := writeToken(t, "not-the-token")
+	tests := []struct {
+		name          string
+		file          string
+		env, oldEnv   string
+		wantOK        bool
+		wantInMessage string
+	}{
+		{"the file", admin, "wrong", "wrong", true, ""},
+		{"the file before the environment", wrong, patchdtest.AdminToken, patchdtest.AdminToken, false, "401"},
+		{"PATCHLINE_TOKEN", "", patchdtest.AdminToken, "wrong", true, ""},
+		{"PATCHLINE_TOKEN before PATCHLINE_ADMIN_TOKEN", "", "wrong", patchdtest.AdminToken, false, "401"},
+		{"PATCHLINE_ADMIN_TOKEN, the older name", "", "", patchdtest.AdminToken, true, ""},
+		{"an empty file", writeToken(t, ""), patchdtest.AdminToken, "", false, "is empty"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Setenv("PATCHLINE_TOKEN", tt.env)
+			t.Setenv("PATCHLINE_ADMIN_TOKEN", tt.oldEnv)
+			args := []string{"status", "--controller", url}
+			if tt.file != "" {
+				args = append(args, "--token-file", tt.file)
+			}
+			code, _, errOut := run(t, args...)
+			if (code == 0) != tt.wantOK || !strings.Contains(errOut, tt.wantInMessage) {
+				t.Errorf("exit %d, stderr %q; want success %v, a message with %q", code, errOut, tt.wantOK, tt.wantInMessage)
 			}
 		})
 	}

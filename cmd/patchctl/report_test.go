@@ -208,6 +208,19 @@ func TestReportAgainstPatchd(t *testing.T) {
 		}
 	}
 
+	// A read token limited to acme, as a client's own reporting job would
+	// hold, makes the same report.
+	acmeToken := filepath.Join(t.TempDir(), "acme-token")
+	if code, _, errOut := run(t, "tokens", "create", "acme-report", "--scope", "read", "--client", "acme",
+		"--controller", p.URL, "--token-file", tokenFile, "--out", acmeToken); code != 0 {
+		t.Fatalf("tokens create: exit %d: %s", code, errOut)
+	}
+	limited := slices.Clone(args)
+	limited[slices.Index(limited, tokenFile)] = acmeToken
+	if code, got, errOut := run(t, append(limited, "--format", "json")...); code != 0 || got != out {
+		t.Errorf("report with a read token limited to acme: exit %d: %s\n%s\nwant the admin token's:\n%s", code, errOut, got, out)
+	}
+
 	code, out, errOut = run(t, args...)
 	if code != 0 {
 		t.Fatalf("report: exit %d: %s", code, errOut)

@@ -45,10 +45,12 @@ client's patch baseline, exclusions, rollout rings and maintenance windows.
   patchctl why             the chain of rules behind one decision
   patchctl history         policy changes commit by commit, as semantic diffs
   patchctl status          what a running controller applies, refuses and sees
-  patchctl report          a client's monthly compliance report`,
+  patchctl report          a client's monthly compliance report
+  patchctl tokens          create, list and revoke the controller's API tokens
+  patchctl endpoints       list, revoke and delete enrolled endpoints`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newInitCmd(), newVetCmd(), newPlanCmd(), newWhyCmd(), newStatusCmd(), newStateCmd(), newSimCmd(), newFleetCmd(), newHistoryCmd(), newReportCmd(), newBackupCmd(), newFeedsCmd())
+	root.AddCommand(newInitCmd(), newVetCmd(), newPlanCmd(), newWhyCmd(), newStatusCmd(), newStateCmd(), newSimCmd(), newFleetCmd(), newHistoryCmd(), newReportCmd(), newBackupCmd(), newFeedsCmd(), newTokensCmd(), newEndpointsCmd())
 	return root
 }

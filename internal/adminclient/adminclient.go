@@ -1,10 +1,12 @@
 // Package adminclient talks to patchd's admin API (GET /v1/status,
-// /v1/state, /v1/audit, /v1/backup) with the admin token and decodes its
-// answers into package protocol's shapes. patchctl and the simulator use
-// it, so neither links the controller to read what the controller says.
+// /v1/state, /v1/audit, /v1/backup, the endpoints and the tokens) with a
+// token of that API and decodes its answers into package protocol's
+// shapes. patchctl and the simulator use it, so neither links the
+// controller to read what the controller says.
 package adminclient
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -22,7 +24,8 @@ import (
 type Client struct {
 	// Base is the controller's URL, e.g. https://patchd.msp.example:8420.
 	Base string
-	// Token is the admin token.
+	// Token is the bearer token: the secrets file's admin token or one
+	// made with CreateToken.
 	Token string
 	// HTTP sends the requests (http.DefaultClient when nil).
 	HTTP *http.Client
@@ -31,6 +34,13 @@ type Client struct {
 // Get fetches path (with its query) and returns the body of a 200 answer;
 // any other answer is an error carrying the controller's message.
 func (c *Client) Get(ctx context.Context, path string) (io.ReadCloser, error) {
+	return c.do(ctx, http.MethodGet, path, nil)
+}
+
+// do sends method to path with body as JSON (none when nil) and returns
+// the body of a 2xx answer; any other answer is an error carrying the
+// controller's message.
+func (c *Client) do(ctx context.Context, method, path string, body any) (io.ReadCloser, error) {
 	u, err := url.Parse(strings.TrimRight(c.Base, "/") + path)
 	if err != nil || u.Host == "" {
 		return nil, fmt.Errorf("controller URL %q: want something like https://patchd.msp.example:8420", c.Base)
@@ -39,11 +49,22 @@ func (c *Client) Get(ctx context.Context, path string) (io.ReadCloser, error) {
 		return nil, fmt.Errorf("controller URL %q: plain http would send the admin token in clear; use https://, "+
 			"or an SSH tunnel to the controller (ssh -L 8420:127.0.0.1:8420 HOST, then http://127.0.0.1:8420)", c.Base)
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	var reqBody io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return nil, fmt.Errorf("encode request: %w", err)
+		}
+		reqBody = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u.String(), reqBody)
 	if err != nil {
 		return nil, fmt.Errorf("controller URL %q: %w", c.Base, err)
 	}
 	req.Header.Set("Authorization", "Bearer "+c.Token)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	var hc http.Client
 	if c.HTTP != nil {
 		hc = *c.HTTP
@@ -55,7 +76,7 @@ func (c *Client) Get(ctx context.Context, path string) (io.ReadCloser, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reach controller: %w", err)
 	}
-	if resp.StatusCode != http.StatusOK {
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		defer resp.Body.Close()
 		var body protocol.ErrorBody
 		if json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&body) == nil && body.Error != nil {
@@ -135,13 +156,81 @@ func (c *Client) Backup(ctx context.Context) (io.ReadCloser, error) {
 
 // getJSON fetches path and decodes its JSON answer into v.
 func (c *Client) getJSON(ctx context.Context, path string, v any) error {
-	body, err := c.Get(ctx, path)
+	return c.doJSON(ctx, http.MethodGet, path, nil, v)
+}
+
+// doJSON sends method to path with body and decodes the JSON answer into
+// v.
+func (c *Client) doJSON(ctx context.Context, method, path string, body, v any) error {
+	rc, err := c.do(ctx, method, path, body)
 	if err != nil {
 		return err
 	}
-	defer body.Close()
-	if err := json.NewDecoder(body).Decode(v); err != nil {
-		return fmt.Errorf("decode %s: %w", path, err)
+	defer rc.Close()
+	if err := json.NewDecoder(rc).Decode(v); err != nil {
+		return fmt.Errorf("decode %s %s: %w", method, path, err)
 	}
 	return nil
+}
+
+// CreateToken creates a token (POST /v1/tokens); the answer holds its
+// secret, which the controller never shows again.
+func (c *Client) CreateToken(ctx context.Context, req protocol.TokenRequest) (*protocol.TokenCreated, error) {
+	var tc protocol.TokenCreated
+	if err := c.doJSON(ctx, http.MethodPost, protocol.PathTokens, req, &tc); err != nil {
+		return nil, err
+	}
+	return &tc, nil
+}
+
+// Tokens lists every token, revoked ones too (GET /v1/tokens).
+func (c *Client) Tokens(ctx context.Context) ([]protocol.Token, error) {
+	var tl protocol.TokenList
+	if err := c.getJSON(ctx, protocol.PathTokens, &tl); err != nil {
+		return nil, err
+	}
+	return tl.Tokens, nil
+}
+
+// RevokeToken revokes the token named name (DELETE /v1/tokens/NAME).
+func (c *Client) RevokeToken(ctx context.Context, name string) (*protocol.Token, error) {
+	var t protocol.Token
+	if err := c.doJSON(ctx, http.MethodDelete, protocol.TokenPath(url.PathEscape(name)), nil, &t); err != nil {
+		return nil, err
+	}
+	return &t, nil
+}
+
+// Endpoints lists the enrolled endpoints, revoked ones too, of client, or
+// of every client the token sees when client is empty (GET /v1/endpoints).
+func (c *Client) Endpoints(ctx context.Context, client string) ([]protocol.EndpointInfo, error) {
+	path := protocol.PathEndpoints
+	if client != "" {
+		path += "?client=" + url.QueryEscape(client)
+	}
+	var el protocol.EndpointList
+	if err := c.getJSON(ctx, path, &el); err != nil {
+		return nil, err
+	}
+	return el.Endpoints, nil
+}
+
+// RevokeEndpoint revokes endpoint id: its node key is refused from then on
+// (POST /v1/endpoints/ID/revoke).
+func (c *Client) RevokeEndpoint(ctx context.Context, id string) (*protocol.EndpointInfo, error) {
+	var info protocol.EndpointInfo
+	if err := c.doJSON(ctx, http.MethodPost, protocol.EndpointRevokePath(url.PathEscape(id)), nil, &info); err != nil {
+		return nil, err
+	}
+	return &info, nil
+}
+
+// DeleteEndpoint deletes endpoint id with its inventory, jobs and results
+// (DELETE /v1/endpoints/ID).
+func (c *Client) DeleteEndpoint(ctx context.Context, id string) (*protocol.EndpointInfo, error) {
+	var info protocol.EndpointInfo
+	if err := c.doJSON(ctx, http.MethodDelete, protocol.EndpointPath(url.PathEscape(id)), nil, &info); err != nil {
+		return nil, err
+	}
+	return &info, nil
 }

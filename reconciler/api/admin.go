@@ -2,12 +2,15 @@ package api
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/patchline/patchline/protocol"
 	"github.com/patchline/patchline/reconciler/source"
@@ -19,14 +22,15 @@ const (
 	maxAuditLimit     = 1000
 )
 
-// status handles GET /v1/status with the controller's status document.
-func (s *Server) status(w http.ResponseWriter, r *http.Request) error {
+// status handles GET /v1/status with the controller's status document;
+// a caller limited to some clients gets those clients' part (statusFor).
+func (s *Server) status(w http.ResponseWriter, r *http.Request, c caller) error {
 	doc, err := s.cfg.Status(r.Context())
 	if err != nil {
 		return fmt.Errorf("status: %w", err)
 	}
 	// Encode before answering so an unencodable document is a clean 500.
-	b, err := json.Marshal(doc)
+	b, err := json.Marshal(statusFor(doc, c))
 	if err != nil {
 		return fmt.Errorf("status: encode: %w", err)
 	}
@@ -35,10 +39,37 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// state handles GET /v1/state: the reported state of every endpoint as a
-// state snapshot, which `patchctl plan --state` reads.
-func (s *Server) state(w http.ResponseWriter, r *http.Request) error {
-	snap, err := s.cfg.Store.Snapshot(r.Context(), s.cfg.Now())
+// statusFor is the part of st a caller may see. A caller limited to some
+// clients sees the branch head, the whole fleet's revision and refusal
+// (the shared files govern its clients too), and its clients' revisions,
+// refusals and figures; not other clients, nor the source's error, which
+// is about the controller's own access to the fleet repo.
+func statusFor(st *protocol.Status, c caller) *protocol.Status {
+	if st == nil || !c.limited() {
+		return st
+	}
+	out := &protocol.Status{Head: st.Head, Revisions: []protocol.RevisionStatus{}, Clients: []protocol.ClientStatus{}}
+	if st.Refused != nil && (st.Refused.Client == "" || c.sees(st.Refused.Client)) {
+		out.Refused = st.Refused
+	}
+	for _, rs := range st.Revisions {
+		if rs.Client == "" || c.sees(rs.Client) {
+			out.Revisions = append(out.Revisions, rs)
+		}
+	}
+	for _, cs := range st.Clients {
+		if c.sees(cs.Client) {
+			out.Clients = append(out.Clients, cs)
+		}
+	}
+	return out
+}
+
+// state handles GET /v1/state: the reported state of every endpoint (of
+// the caller's clients, when it is limited to some) as a state snapshot,
+// which `patchctl plan --state` reads.
+func (s *Server) state(w http.ResponseWriter, r *http.Request, c caller) error {
+	snap, err := s.snapshotFor(r.Context(), c)
 	if err != nil {
 		return fmt.Errorf("state snapshot: %w", err)
 	}
@@ -54,11 +85,31 @@ func (s *Server) state(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// snapshotFor is the state snapshot of the endpoints c may see.
+func (s *Server) snapshotFor(ctx context.Context, c caller) (*protocol.Snapshot, error) {
+	now := s.cfg.Now()
+	if !c.limited() {
+		return s.cfg.Store.Snapshot(ctx, now)
+	}
+	snap := &protocol.Snapshot{APIVersion: protocol.SnapshotAPIVersion, GeneratedAt: now, Endpoints: []*protocol.Endpoint{}}
+	for _, client := range c.clients {
+		cs, err := s.cfg.Store.ClientSnapshot(ctx, client, now)
+		if err != nil {
+			return nil, err
+		}
+		snap.Endpoints = append(snap.Endpoints, cs.Endpoints...)
+	}
+	// Sorted by id, as the whole fleet's snapshot is.
+	slices.SortFunc(snap.Endpoints, func(a, b *protocol.Endpoint) int { return strings.Compare(a.ID, b.ID) })
+	return snap, nil
+}
+
 // backup handles GET /v1/backup: a consistent copy of the store, made
 // while the controller runs, as an SQLite file that `patchd --restore`
 // takes. The copy is complete before the answer starts, so a failure is
-// a clean error rather than a truncated file.
-func (s *Server) backup(w http.ResponseWriter, r *http.Request) error {
+// a clean error rather than a truncated file. The backup scope cannot be
+// limited to clients: a backup is every client's.
+func (s *Server) backup(w http.ResponseWriter, r *http.Request, _ caller) error {
 	// The backup is sent after the copy is made, a long answer by
 	// design: the copy gets backupPrepare, and the sending as long as its
 	// size takes at minAnswerRate.
@@ -81,8 +132,10 @@ func (s *Server) backup(w http.ResponseWriter, r *http.Request) error {
 }
 
 // audit handles GET /v1/audit?after=ID&limit=N: audit entries after ID,
-// oldest first.
-func (s *Server) audit(w http.ResponseWriter, r *http.Request) error {
+// oldest first. A caller limited to some clients gets their entries and
+// the entries of the whole fleet's revisions and of restores (see
+// Store.AuditFor), not the entries of token management.
+func (s *Server) audit(w http.ResponseWriter, r *http.Request, c caller) error {
 	q := r.URL.Query()
 	after, limit := int64(0), defaultAuditLimit
 	if v := q.Get("after"); v != "" {
@@ -99,7 +152,7 @@ func (s *Server) audit(w http.ResponseWriter, r *http.Request) error {
 		}
 		limit = n
 	}
-	entries, err := s.cfg.Store.Audit(r.Context(), after, limit)
+	entries, err := s.cfg.Store.AuditFor(r.Context(), after, limit, c.clients)
 	if err != nil {
 		return storeError(err, "audit log not found")
 	}

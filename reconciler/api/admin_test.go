@@ -56,18 +56,20 @@ func TestStatus(t *testing.T) {
 	if resp.status != 200 {
 		t.Fatalf("status: %d %s", resp.status, resp.body)
 	}
-	var got map[string]any
+	var got protocol.Status
 	if err := json.Unmarshal(resp.body, &got); err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff(map[string]any{"revision": "c0ffee", "healthy": true}, got); diff != "" {
+	if diff := cmp.Diff(testStatus(), &got); diff != "" {
 		t.Errorf("status document (-want +got):\n%s", diff)
 	}
 }
 
 func TestStatusErrorIsNotLeaked(t *testing.T) {
 	e := newEnv(t, func(c *Config) {
-		c.Status = func(context.Context) (any, error) { return nil, errors.New("open /var/lib/patchd/secret-path: denied") }
+		c.Status = func(context.Context) (*protocol.Status, error) {
+			return nil, errors.New("open /var/lib/patchd/secret-path: denied")
+		}
 	})
 	resp := e.admin("/v1/status")
 	if resp.status != 500 || resp.errorBody(t).Code != protocol.CodeInternal {

@@ -3,6 +3,7 @@ package api
 import (
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"runtime"
 	"sync"
 	"testing"
@@ -69,5 +70,24 @@ func BenchmarkPark10kLongPolls(b *testing.B) {
 
 		e2.api.Drain()
 		wg.Wait()
+	}
+}
+
+// BenchmarkAdminTokenCheck is the cost of checking a stored token (its
+// hash, a lookup among 100 tokens, the scope) on each admin request; the
+// store is read once, when the first token is checked.
+func BenchmarkAdminTokenCheck(b *testing.B) {
+	e := newEnv(b)
+	var secret string
+	for i := range 100 {
+		secret = e.newToken(fmt.Sprint("token-", i), nil, protocol.ScopeRead)
+	}
+	req := httptest.NewRequest(http.MethodGet, "/v1/status", nil)
+	req.Header.Set("Authorization", "Bearer "+secret)
+	for b.Loop() {
+		c, err := e.api.authenticate(req)
+		if err != nil || !c.may(protocol.ScopeRead) {
+			b.Fatalf("token refused: %v", err)
+		}
 	}
 }

@@ -1,7 +1,8 @@
 // Package api is the controller's HTTP API: the agent routes (enroll,
 // inventory report, job long-poll, job result), the admin routes (status,
-// state export, audit log) and the Git webhook that makes the controller
-// fetch at once.
+// state export, audit log, backup, endpoint list, revoke and delete,
+// token management) and the Git webhook that makes the controller fetch
+// at once.
 //
 // The controller builds a [Server] from a [Config] and serves
 // [Server.HTTPServer], which carries the connection limits (deadlines,
@@ -16,8 +17,12 @@
 //
 // Agents authenticate with the node key they generated at enrollment
 // ("Authorization: Bearer <node key>" plus the X-Patchline-Endpoint header);
-// the store keeps only its hash. Admin routes take the admin token from the
-// secrets file (see [LoadSecrets]). Every error answer is a protocol.ErrorBody
+// the store keeps only its hash; a revoked endpoint's key is refused. Admin
+// routes take a bearer token: the secrets file's admin token (see
+// [LoadSecrets]), which holds every right, or a token made through the API
+// and kept in the store as the hash of its secret, with its scopes (read,
+// backup, admin; each route names the one it needs) and, for a read token,
+// the clients it is limited to. Every error answer is a protocol.ErrorBody
 // whose code maps to the HTTP status, so the agent can tell a final 4xx from
 // a retryable 5xx.
 //

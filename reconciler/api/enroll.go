@@ -153,7 +153,9 @@ func (s *Server) readEnrollment(w http.ResponseWriter, r *http.Request, addr net
 // it is new. The id is the client, the sanitised hostname and a short hash
 // of the instance id, so a retry maps to the same id without a lookup table.
 // When another instance holds that id (two machines of one client with the
-// same hostname whose hashes collide), "-2", "-3"... are tried in turn.
+// same hostname whose hashes collide), or a revoked endpoint does (the
+// same machine enrolling again after its endpoint was revoked), "-2",
+// "-3"... are tried in turn.
 func (s *Server) enrollEndpoint(r *http.Request, req protocol.EnrollRequest) (id string, created bool, err error) {
 	ctx := r.Context()
 	base := endpointID(req.Client, req.Hostname, req.InstanceID)
@@ -180,15 +182,19 @@ func (s *Server) enrollEndpoint(r *http.Request, req protocol.EnrollRequest) (id
 					return "", false, fmt.Errorf("enroll endpoint %q: %w", id, err)
 				}
 				// The agent's next request, its first report, is
-				// authenticated against the enrollment just stored.
-				s.enrolled.Store(id, ep)
+				// authenticated against the enrollment just stored (in
+				// place of the tombstone of an endpoint deleted before).
+				s.enrolled.Store(id, cachedEnrollment{ep: ep})
 				return id, true, nil
 			}
 			if err != nil {
 				return "", false, fmt.Errorf("enroll endpoint %q: %w", id, err)
 			}
-			if ep.Client != req.Client || !sameInstance(ep.NodeKeyHash, req.InstanceID) {
-				break // another instance's id: try the next suffix
+			if ep.Client != req.Client || !sameInstance(ep.NodeKeyHash, req.InstanceID) || !ep.RevokedAt.IsZero() {
+				// Another instance's id, or a revoked endpoint's (whose
+				// instance enrolls again only as a new endpoint): try the
+				// next suffix.
+				break
 			}
 			if !keyMatches(ep.NodeKeyHash, req.NodeKey) {
 				return "", false, errorf(protocol.CodeConflict, "instance %q is already enrolled with another node key", req.InstanceID)

@@ -3,9 +3,12 @@ package api
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"testing"
 	"time"
 
@@ -171,5 +174,77 @@ func FuzzEnrollHandler(f *testing.F) {
 			t.Fatalf("rate-limited with fresh budgets: %s", rec.Body)
 		}
 		e.events.take()
+	})
+}
+
+// FuzzTokenCreateHandler: whatever the body of a token request, the
+// answer is never a server error; a token is stored only when the answer
+// is 201, and then with a valid name, known scopes, valid clients, never
+// a client-limited backup or admin token, and only the hash of the secret
+// it answered with.
+func FuzzTokenCreateHandler(f *testing.F) {
+	f.Add([]byte(`{"name": "ci-acme", "scopes": ["read"], "clients": ["acme", "globex"]}`))
+	f.Add([]byte(`{"name": "ops", "scopes": ["admin"]}`))
+	f.Add([]byte(`{"name": "nightly.backup_1", "scopes": ["backup", "read"]}`))
+	f.Add([]byte(`{"name": "x", "scopes": ["backup"], "clients": ["acme"]}`))
+	f.Add([]byte(`{"name": "CI", "scopes": ["read"]}`))
+	f.Add([]byte(`{"name": "ci\u001b[2J", "scopes": ["read"]}`))
+	f.Add([]byte(`{"name": "ci", "scopes": ["read", "read"]}`))
+	f.Add([]byte(`{"name": "ci", "scopes": ["write"]}`))
+	f.Add([]byte(`{"name": "ci", "scopes": ["read"], "clients": ["acme\u202e"]}`))
+	f.Add([]byte(`{"name": "ci", "scopes": ["read"], "clients": [""]}`))
+	f.Add([]byte(`{"name": "ci", "scopes": null}`))
+	f.Add([]byte(`{"name": "ci", "scopes": ["read"], "secret": "mine"}`))
+	f.Add([]byte(`{"name": 1e400}`))
+	f.Add([]byte(`null`))
+	f.Add([]byte(``))
+
+	e := newEnv(f)
+	count := func(t *testing.T) int {
+		tokens, err := e.db.Tokens(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(tokens)
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		before := count(t)
+		rec := serve(e, http.MethodPost, protocol.PathTokens, body, []string{"Authorization", "Bearer " + adminToken})
+		if rec.Code >= 500 {
+			t.Fatalf("answer %d to %q: %s", rec.Code, body, rec.Body)
+		}
+		if rec.Code != http.StatusCreated {
+			if after := count(t); after != before {
+				t.Fatalf("a refused request (%d %s) stored a token", rec.Code, rec.Body)
+			}
+			return
+		}
+		var tc protocol.TokenCreated
+		if err := json.Unmarshal(rec.Body.Bytes(), &tc); err != nil {
+			t.Fatal(err)
+		}
+		tok := tc.Token
+		if err := protocol.CheckTokenName(tok.Name); err != nil {
+			t.Fatalf("accepted the name %q: %v", tok.Name, err)
+		}
+		for _, sc := range tok.Scopes {
+			if !slices.Contains(protocol.Scopes, sc) || (len(tok.Clients) > 0 && sc != protocol.ScopeRead) {
+				t.Fatalf("accepted scopes %q for clients %q", tok.Scopes, tok.Clients)
+			}
+		}
+		for _, c := range tok.Clients {
+			if err := protocol.CheckClientID(c); err != nil {
+				t.Fatalf("accepted the client %q: %v", c, err)
+			}
+		}
+		stored, err := e.db.Tokens(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := sha256.Sum256([]byte(tc.Secret))
+		i := slices.IndexFunc(stored, func(s store.Token) bool { return s.Name == tok.Name })
+		if i < 0 || !bytes.Equal(stored[i].Hash, want[:]) {
+			t.Fatalf("token %q not stored with the hash of its secret", tok.Name)
+		}
 	})
 }

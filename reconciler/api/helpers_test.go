@@ -86,6 +86,30 @@ func (r *recorder) ResultRecorded(_ context.Context, client, endpoint, job, ring
 
 func (r *recorder) GitHook(context.Context) { r.add("git hook") }
 
+func (r *recorder) Removed(_ context.Context, client, endpoint string) {
+	r.add("removed %s %s", client, endpoint)
+}
+
+// testStatus is the status document of test servers: the whole fleet and
+// two clients, each with a revision and figures, and a refusal for
+// globex.
+func testStatus() *protocol.Status {
+	return &protocol.Status{
+		Head:        "c0ffee",
+		SourceError: "fetch https://git.example/msp/fleet.git: connection refused",
+		Refused:     &protocol.Refusal{Revision: "bad", Client: "globex", Problems: []string{"clients/globex/policy.cue:1:1: oops"}, At: t0},
+		Revisions: []protocol.RevisionStatus{
+			{Client: "", Applied: "c0ffee", Attempted: "c0ffee", AttemptStatus: "applied"},
+			{Client: "acme", Applied: "c0ffee", Attempted: "c0ffee", AttemptStatus: "applied"},
+			{Client: "globex", Applied: "c0ffee", Attempted: "bad", AttemptStatus: "refused"},
+		},
+		Clients: []protocol.ClientStatus{
+			{Client: "acme", Revision: "c0ffee", Known: true, Endpoints: 2, Compliant: 1, Drifting: 1, PlannedAt: t0},
+			{Client: "globex", Revision: "c0ffee", Known: true, Endpoints: 1, Compliant: 1, PlannedAt: t0},
+		},
+	}
+}
+
 // take returns the calls so far and forgets them.
 func (r *recorder) take() []string {
 	r.mu.Lock()
@@ -99,6 +123,7 @@ func (r *recorder) take() []string {
 type env struct {
 	t      testing.TB
 	db     *sqlite.DB
+	dbPath string
 	api    *Server
 	srv    *httptest.Server
 	events *recorder
@@ -111,7 +136,8 @@ type env struct {
 func newEnv(t testing.TB, configure ...func(*Config)) *env {
 	t.Helper()
 	ctx := context.Background()
-	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "patchd.db"))
+	dbPath := filepath.Join(t.TempDir(), "patchd.db")
+	db, err := sqlite.Open(ctx, dbPath)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,14 +146,14 @@ func newEnv(t testing.TB, configure ...func(*Config)) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, db: db, events: &recorder{}, reg: prometheus.NewRegistry(), clock: &clock{now: t0}, key: priv}
+	e := &env{t: t, db: db, dbPath: dbPath, events: &recorder{}, reg: prometheus.NewRegistry(), clock: &clock{now: t0}, key: priv}
 	cfg := Config{
 		Store:      db,
 		Secrets:    loadTestSecrets(t),
 		SigningKey: pub,
 		Events:     e.events,
-		Status: func(context.Context) (any, error) {
-			return map[string]any{"revision": "c0ffee", "healthy": true}, nil
+		Status: func(context.Context) (*protocol.Status, error) {
+			return testStatus(), nil
 		},
 		Registerer: e.reg,
 		Now:        e.clock.Now,

@@ -150,6 +150,11 @@ func (s *Server) jobs(w http.ResponseWriter, r *http.Request, ep store.Enrollmen
 		for len(jobs) == 0 {
 			select {
 			case <-wake:
+				// A revocation or deletion wakes the poll too: it ends
+				// with the refusal the agent's next request would get.
+				if err := s.stillEnrolled(ctx, ep); err != nil {
+					return err
+				}
 				if jobs, err = s.dueJobs(ctx, ep.ID); err != nil {
 					return err
 				}

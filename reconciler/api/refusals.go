@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/patchline/patchline/protocol"
 )
 
 // Why an enrollment was refused: the values of the reason label of
@@ -48,7 +50,8 @@ const (
 
 // refusals logs and counts failed enrollments and failed admin token
 // checks. A log line names the source address, and the client when the
-// client is one the controller knows, never a secret or token.
+// client is one the controller knows, or a token's name, never a secret
+// or token.
 type refusals struct {
 	log    *slog.Logger
 	enroll *prometheus.CounterVec
@@ -68,7 +71,7 @@ func newRefusals(log *slog.Logger, now func() time.Time) *refusals {
 		}, []string{"reason"}),
 		admin: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "patchline_admin_auth_failures_total",
-			Help: "Admin API requests refused for a missing or wrong admin token.",
+			Help: "Admin API requests refused for a missing, unknown or revoked token.",
 		}),
 		lines: newTokenBucket(refusalLogBurst, refusalLogRate, now),
 	}
@@ -96,10 +99,21 @@ func (rf *refusals) enrollment(r *http.Request, reason, client string) {
 }
 
 // adminToken records an admin request refused because its token was
-// missing or wrong (reason).
-func (rf *refusals) adminToken(r *http.Request, reason string) {
+// missing, wrong (unknown) or revoked (reason); name is a revoked token's
+// name (never its secret), empty otherwise.
+func (rf *refusals) adminToken(r *http.Request, reason, name string) {
 	rf.admin.Inc()
-	rf.logLine(r.Context(), "admin token refused", "reason", reason, "route", r.Pattern, "addr", remoteIP(r))
+	attrs := []any{"reason", reason, "route", r.Pattern, "addr", remoteIP(r)}
+	if name != "" {
+		attrs = append(attrs, "token", name)
+	}
+	rf.logLine(r.Context(), "admin token refused", attrs...)
+}
+
+// scope records an admin request refused because the token named name
+// does not hold scope. It is logged, not counted: the token is genuine.
+func (rf *refusals) scope(r *http.Request, name string, scope protocol.Scope) {
+	rf.logLine(r.Context(), "admin token lacks scope", "token", name, "scope", string(scope), "route", r.Pattern, "addr", remoteIP(r))
 }
 
 // logLine logs a refusal at warning level, when the ration allows.

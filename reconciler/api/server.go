@@ -3,15 +3,12 @@ package api
 import (
 	"context"
 	"crypto/ed25519"
-	"crypto/sha256"
-	"crypto/subtle"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -46,12 +43,35 @@ type Store interface {
 	RecordResult(ctx context.Context, jobID, endpoint string, results []store.UpdateResult, now time.Time) (store.Recorded, error)
 	// RaiseJobSeq makes the endpoint's next job numbered above seq.
 	RaiseJobSeq(ctx context.Context, endpoint string, seq int64) error
-	// Audit returns up to limit audit entries with id greater than
-	// afterID, oldest first.
-	Audit(ctx context.Context, afterID int64, limit int) ([]protocol.AuditEntry, error)
+
+	// ClientSnapshot is Snapshot for one client's endpoints.
+	ClientSnapshot(ctx context.Context, client string, now time.Time) (*protocol.Snapshot, error)
+	// AuditFor returns up to limit audit entries with id greater than
+	// afterID, oldest first, for a reader limited to clients (every client
+	// when empty): their entries, and the entries without a client that
+	// concern every client (the whole fleet's revisions, restores).
+	AuditFor(ctx context.Context, afterID int64, limit int, clients []string) ([]protocol.AuditEntry, error)
 	// Backup returns a consistent copy of the store, of one moment, for
 	// reading, with its size in bytes.
 	Backup(ctx context.Context) (io.ReadCloser, int64, error)
+
+	// Endpoints lists the enrolled endpoints, revoked ones too, of clients
+	// (every client when empty).
+	Endpoints(ctx context.Context, clients []string) ([]store.EndpointRecord, error)
+	// RevokeEndpoint revokes an endpoint; DeleteEndpoint deletes it. Both
+	// return its enrollment and record who did it (a token's name).
+	RevokeEndpoint(ctx context.Context, id, by string, at time.Time) (store.Enrollment, error)
+	DeleteEndpoint(ctx context.Context, id, by string, at time.Time) (store.Enrollment, error)
+
+	// CreateToken stores a new admin API token; a name taken is
+	// store.ErrConflict.
+	CreateToken(ctx context.Context, t store.Token) error
+	// Tokens returns every token, revoked ones too.
+	Tokens(ctx context.Context) ([]store.Token, error)
+	// RevokeToken revokes a token and returns it.
+	RevokeToken(ctx context.Context, name, by string, at time.Time) (store.Token, error)
+	// TokenUsed records when a token was last accepted.
+	TokenUsed(ctx context.Context, name string, at time.Time) error
 }
 
 // Config is what a Server needs. Store, Secrets, SigningKey, Events, Status
@@ -65,7 +85,7 @@ type Config struct {
 	// Events are called after a successful write.
 	Events Events
 	// Status builds the admin status document served at /v1/status.
-	Status func(ctx context.Context) (any, error)
+	Status func(ctx context.Context) (*protocol.Status, error)
 	// Registerer takes this package's collectors.
 	Registerer prometheus.Registerer
 	// Now is the clock (default time.Now).
@@ -80,8 +100,9 @@ type Config struct {
 	// EnrollRate, whichever is larger. One source address, or one client,
 	// gets half of both.
 	EnrollRate float64
-	// Logger logs internal errors, enrollments, and refused enrollments
-	// and admin tokens (default slog.Default()).
+	// Logger logs internal errors, enrollments, token and endpoint
+	// management, and refused enrollments and admin tokens (default
+	// slog.Default()).
 	Logger *slog.Logger
 }
 
@@ -98,6 +119,9 @@ type Events interface {
 	ResultRecorded(ctx context.Context, client, endpoint, job, ring string, results []store.UpdateResult)
 	// GitHook: a webhook from the fleet repo's forge verified; fetch now.
 	GitHook(ctx context.Context)
+	// Removed: an endpoint was revoked or deleted; its client's figures
+	// change.
+	Removed(ctx context.Context, client, endpoint string)
 }
 
 // Defaults of Config.
@@ -118,12 +142,16 @@ type Server struct {
 	enrolls   enrollLimits
 	refusals  *refusals
 	// enrolled caches, by endpoint id, the enrollments agent requests
-	// were authenticated against (store.Enrollment values). Every agent
-	// request is authenticated, and an enrollment never changes once
-	// stored (nothing re-keys, moves or removes an endpoint), so the store
-	// is asked once per endpoint. Unknown ids are not cached. A feature
-	// that revokes endpoints must delete them here too.
+	// were authenticated against (cachedEnrollment values), so the store
+	// is asked once per endpoint. Unknown ids are not cached. An
+	// enrollment changes only through this server: enrolling stores it
+	// here, revoking stores it revoked, deleting stores a tombstone. Those
+	// writes use Store after the store committed, and the read path only
+	// LoadOrStore, so an enrollment read from the store before a
+	// revocation can never replace the revoked one (see enrollment).
 	enrolled sync.Map
+	// tokens are the admin API's stored tokens.
+	tokens tokenSet
 
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
@@ -152,6 +180,7 @@ func New(cfg Config) (*Server, error) {
 		admission: newAdmission(maxUnauthenticated, maxUnauthenticatedPerAddr),
 		enrolls:   newEnrollLimits(cfg.EnrollRate, cfg.Now),
 		refusals:  newRefusals(cfg.Logger, cfg.Now),
+		tokens:    tokenSet{store: cfg.Store},
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "patchline_agent_requests_total",
 			Help: "API requests answered, by route pattern and HTTP status code.",
@@ -224,10 +253,17 @@ func (s *Server) routes() {
 	s.handle("POST "+protocol.PathReport, s.agent(s.report))
 	s.handle("GET "+protocol.PathJobs, s.agent(s.jobs))
 	s.handle("POST "+protocol.PathResult, s.agent(s.result))
-	s.handle("GET /v1/status", s.admin(s.status))
-	s.handle("GET /v1/state", s.admin(s.state))
-	s.handle("GET /v1/audit", s.admin(s.audit))
-	s.handle("GET /v1/backup", s.admin(s.backup))
+	// The admin routes, each with the token scope it needs.
+	s.handle("GET /v1/status", s.admin(protocol.ScopeRead, s.status))
+	s.handle("GET /v1/state", s.admin(protocol.ScopeRead, s.state))
+	s.handle("GET /v1/audit", s.admin(protocol.ScopeRead, s.audit))
+	s.handle("GET "+protocol.PathEndpoints, s.admin(protocol.ScopeRead, s.listEndpoints))
+	s.handle("GET /v1/backup", s.admin(protocol.ScopeBackup, s.backup))
+	s.handle("POST "+protocol.PathEndpointRevoke, s.admin(protocol.ScopeAdmin, s.revokeEndpoint))
+	s.handle("DELETE "+protocol.PathEndpoint, s.admin(protocol.ScopeAdmin, s.deleteEndpoint))
+	s.handle("GET "+protocol.PathTokens, s.admin(protocol.ScopeAdmin, s.listTokens))
+	s.handle("POST "+protocol.PathTokens, s.admin(protocol.ScopeAdmin, s.createToken))
+	s.handle("DELETE "+protocol.PathToken, s.admin(protocol.ScopeAdmin, s.revokeToken))
 	s.handle("POST /v1/hooks/git", s.gitHook)
 	// Everything else gets the error envelope too, not the mux's plain text.
 	s.handle("/", func(w http.ResponseWriter, r *http.Request) error {
@@ -293,102 +329,4 @@ func (r *statusRecorder) code() int {
 		return http.StatusOK
 	}
 	return r.status
-}
-
-// agentHandler is an agent route's handler, called once the node key is
-// checked.
-type agentHandler func(w http.ResponseWriter, r *http.Request, ep store.Enrollment) error
-
-// agent authenticates the endpoint a request is made for: the
-// X-Patchline-Endpoint header names it and the bearer token is its node key.
-func (s *Server) agent(h agentHandler) handlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) error {
-		id := r.Header.Get(protocol.HeaderEndpoint)
-		key, ok := bearer(r)
-		if id == "" || !ok {
-			return errorf(protocol.CodeUnauthorized, "missing %s header or bearer node key", protocol.HeaderEndpoint)
-		}
-		ep, err := s.enrollment(r.Context(), id)
-		if errors.Is(err, store.ErrNotFound) {
-			return errUnauthorized
-		}
-		if err != nil {
-			return fmt.Errorf("authenticate endpoint %q: %w", id, err)
-		}
-		if !keyMatches(ep.NodeKeyHash, key) {
-			return errUnauthorized
-		}
-		return h(w, r, ep)
-	}
-}
-
-// enrollment returns the enrollment of endpoint id, from the cache when it
-// is there.
-func (s *Server) enrollment(ctx context.Context, id string) (store.Enrollment, error) {
-	if ep, ok := s.enrolled.Load(id); ok {
-		return ep.(store.Enrollment), nil
-	}
-	ep, err := s.cfg.Store.EndpointByID(ctx, id)
-	if err != nil {
-		return store.Enrollment{}, err
-	}
-	s.enrolled.Store(id, ep)
-	return ep, nil
-}
-
-// admin checks the admin token; a refusal is logged and counted.
-func (s *Server) admin(h handlerFunc) handlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) error {
-		token, ok := bearer(r)
-		switch {
-		case !ok:
-			s.refusals.adminToken(r, "missing")
-		case !s.cfg.Secrets.adminOK(token):
-			s.refusals.adminToken(r, "wrong")
-		default:
-			return h(w, r)
-		}
-		return errorf(protocol.CodeUnauthorized, "missing or wrong admin token")
-	}
-}
-
-// bearer returns the token of an "Authorization: Bearer <token>" header.
-func bearer(r *http.Request) (string, bool) {
-	scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" {
-		return "", false
-	}
-	return token, true
-}
-
-// The stored NodeKeyHash of an endpoint is its credential record:
-// SHA-256(instance id) followed by SHA-256(node key). The first half lets a
-// retried enrollment recognise its own endpoint without the store keeping
-// instance ids; only the second half authenticates.
-const credentialSize = 2 * sha256.Size
-
-// credential builds the stored credential record of an enrollment.
-func credential(instanceID, nodeKey string) []byte {
-	inst := sha256.Sum256([]byte(instanceID))
-	key := sha256.Sum256([]byte(nodeKey))
-	return append(inst[:], key[:]...)
-}
-
-// sameInstance reports whether a credential record belongs to instanceID.
-func sameInstance(cred []byte, instanceID string) bool {
-	if len(cred) != credentialSize {
-		return false
-	}
-	inst := sha256.Sum256([]byte(instanceID))
-	return subtle.ConstantTimeCompare(cred[:sha256.Size], inst[:]) == 1
-}
-
-// keyMatches reports, in constant time, whether nodeKey is the key of a
-// credential record.
-func keyMatches(cred []byte, nodeKey string) bool {
-	if len(cred) != credentialSize {
-		return false
-	}
-	key := sha256.Sum256([]byte(nodeKey))
-	return subtle.ConstantTimeCompare(cred[sha256.Size:], key[:]) == 1
 }

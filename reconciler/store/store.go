@@ -21,6 +21,17 @@
 //   - A job result is recorded once; a repeated copy (the agent's outbox
 //     retrying) is accepted and ignored.
 //   - The audit log is append-only; entry ids only grow.
+//   - An endpoint's job sequence moves only with jobs: those the
+//     controller creates, and the refusal of an open job it gave the
+//     endpoint. The first report after the endpoint enrolled, or after the
+//     store was restored from a backup (the jobs created since the backup
+//     are unknown), may raise it too; any other report's word on it is
+//     ignored.
+//   - A revoked endpoint gets no new job, and its open jobs expire when it
+//     is revoked; deleting an endpoint removes its inventory, jobs and
+//     results but never its audit entries.
+//   - A token's secret is never stored, only its SHA-256; a token name is
+//     never reused, and a revoked token stays revoked.
 //
 // Errors wrap ErrNotFound, ErrConflict or ErrInvalid where a caller branches
 // on the kind (the API maps them to 404, 409 and 400).
@@ -58,6 +69,40 @@ type Enrollment struct {
 	// never stored.
 	NodeKeyHash []byte
 	EnrolledAt  time.Time
+	// RevokedAt is when the endpoint was revoked (zero while it is not),
+	// by RevokedBy (a token's name). A revoked endpoint's node key is
+	// refused, it gets no job, and it is in no snapshot; its records stay
+	// until it is deleted.
+	RevokedAt time.Time
+	RevokedBy string
+}
+
+// EndpointRecord is an enrolled endpoint as the endpoint list shows it.
+type EndpointRecord struct {
+	Enrollment
+	// LastSeen is when its last report arrived (zero when none did).
+	LastSeen time.Time
+}
+
+// Token is an admin API token as stored: its secret is never stored, only
+// the secret's SHA-256.
+type Token struct {
+	// Name is the token's unique name (protocol.CheckTokenName).
+	Name string
+	// Hash is the SHA-256 of the token's secret.
+	Hash []byte
+	// Scopes are the token's rights (protocol.Scopes).
+	Scopes []protocol.Scope
+	// Clients limits the token to these clients; empty means every
+	// client.
+	Clients   []string
+	CreatedAt time.Time
+	CreatedBy string
+	// LastUsed is when the token was last accepted, to the minute.
+	LastUsed time.Time
+	// RevokedAt is zero while the token works.
+	RevokedAt time.Time
+	RevokedBy string
 }
 
 // Report is one endpoint's full inventory report. It replaces the previous
@@ -78,9 +123,11 @@ type Report struct {
 	// Seq is the agent's number for the report; it grows with every report
 	// of the endpoint. A report below the stored one's is refused.
 	Seq int64
-	// JobSeq is the highest job sequence number the agent has seen: the
-	// endpoint's next job is numbered above it (it matters after the store
-	// was restored from a backup older than the agent's last job).
+	// JobSeq is the highest job sequence number the agent has seen. The
+	// first report after the endpoint enrolled, or after the store was
+	// restored from a backup (which may be older than the agent's last
+	// job), numbers the endpoint's next job above it; any other report's
+	// JobSeq is ignored, so an endpoint cannot move its own numbers.
 	JobSeq int64
 }
 

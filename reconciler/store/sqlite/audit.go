@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"strings"
 
 	"github.com/patchline/patchline/protocol"
 	"github.com/patchline/patchline/reconciler/store"
@@ -46,11 +47,36 @@ func appendAudit(tx *wtx, e protocol.AuditEntry) error {
 // Audit returns up to limit audit entries with an id greater than afterID,
 // oldest first. Page through the log by passing the last id seen.
 func (db *DB) Audit(ctx context.Context, afterID int64, limit int) ([]protocol.AuditEntry, error) {
+	return db.AuditFor(ctx, afterID, limit, nil)
+}
+
+// fleetAuditKinds are the entries without a client that a reader limited
+// to some clients sees: the revisions of the whole fleet (its shared files
+// govern every client, and the fleet repo shows them to every reader) and
+// restores (they explain a gap in every client's history). Other entries
+// without a client (token management) are not theirs.
+var fleetAuditKinds = []protocol.AuditKind{protocol.AuditRevisionApplied, protocol.AuditRevisionRefused, protocol.AuditRestore}
+
+// AuditFor is Audit for a reader limited to clients (every client when
+// clients is empty): the entries of those clients, and the entries of the
+// whole fleet's revisions and of restores, which concern every client.
+func (db *DB) AuditFor(ctx context.Context, afterID int64, limit int, clients []string) ([]protocol.AuditEntry, error) {
 	if limit <= 0 {
 		return nil, fmt.Errorf("audit: limit must be positive: %w", store.ErrInvalid)
 	}
-	rows, err := db.read.QueryContext(ctx, `SELECT id, at, kind, client, endpoint, revision, job, detail FROM audit
-		WHERE id > ? ORDER BY id LIMIT ?`, afterID, limit)
+	q := `SELECT id, at, kind, client, endpoint, revision, job, detail FROM audit WHERE id > ?`
+	args := []any{afterID}
+	if len(clients) > 0 {
+		q += ` AND (client IN (?` + strings.Repeat(`, ?`, len(clients)-1) + `) OR (client = '' AND kind IN (?` +
+			strings.Repeat(`, ?`, len(fleetAuditKinds)-1) + `)))`
+		for _, c := range clients {
+			args = append(args, c)
+		}
+		for _, k := range fleetAuditKinds {
+			args = append(args, string(k))
+		}
+	}
+	rows, err := db.read.QueryContext(ctx, q+` ORDER BY id LIMIT ?`, append(args, limit)...)
 	if err != nil {
 		return nil, fmt.Errorf("audit: %w", err)
 	}

@@ -181,8 +181,15 @@ func Restore(ctx context.Context, path, from string) (kept string, err error) {
 	return kept, nil
 }
 
+// restoredQuery marks every endpoint's job numbers as unknown (see
+// job_seq_unknown in migrations/0004): the backup may be older than the
+// last jobs the agents saw.
+var restoredQuery = writeQuery(`UPDATE endpoints SET job_seq_unknown = 1`)
+
 // recordRestore opens the copy at path as a store (migrating it to this
-// controller's schema) and appends the store-restored audit entry. Closing
+// controller's schema), marks its endpoints' job numbers as unknown until
+// each one's next report, and appends the store-restored audit entry,
+// in one transaction. Closing
 // checkpoints everything into the file; a log left beside it would not
 // follow the file when it is renamed, so that is an error.
 func recordRestore(ctx context.Context, path, from, kept string, at time.Time) error {
@@ -195,7 +202,12 @@ func recordRestore(ctx context.Context, path, from, kept string, at time.Time) e
 		Kept   string `json:"kept,omitempty"`
 	}{from, kept})
 	if err == nil {
-		err = db.AppendAudit(ctx, protocol.AuditEntry{At: at, Kind: protocol.AuditRestore, Detail: detail})
+		err = db.update(ctx, func(tx *wtx) error {
+			if _, err := tx.exec(restoredQuery); err != nil {
+				return err
+			}
+			return appendAudit(tx, protocol.AuditEntry{At: at, Kind: protocol.AuditRestore, Detail: detail})
+		})
 	}
 	if err := errors.Join(err, db.Close()); err != nil {
 		return err

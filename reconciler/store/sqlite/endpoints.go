@@ -48,18 +48,21 @@ func (db *DB) Enroll(ctx context.Context, e store.Enrollment) error {
 }
 
 var (
-	enrollQuery = writeQuery(`INSERT INTO endpoints (id, client, hostname, node_key_hash, enrolled_at)
-		VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`)
+	// A new endpoint's job numbers are unknown until its first report:
+	// its agent may have seen some under an earlier enrollment.
+	enrollQuery = writeQuery(`INSERT INTO endpoints (id, client, hostname, node_key_hash, enrolled_at, job_seq_unknown)
+		VALUES (?, ?, ?, ?, ?, 1) ON CONFLICT (id) DO NOTHING`)
 	// endpointQuery runs on every agent request, to check its node key.
-	endpointQuery = readQuery(`SELECT client, hostname, node_key_hash, enrolled_at FROM endpoints WHERE id = ?`)
+	endpointQuery = readQuery(`SELECT client, hostname, node_key_hash, enrolled_at, revoked_at, revoked_by FROM endpoints WHERE id = ?`)
 )
 
-// EndpointByID returns an endpoint's enrollment, or store.ErrNotFound.
+// EndpointByID returns an endpoint's enrollment, revoked or not, or
+// store.ErrNotFound.
 func (db *DB) EndpointByID(ctx context.Context, id string) (store.Enrollment, error) {
 	e := store.Enrollment{ID: id}
-	var enrolled sql.NullInt64
+	var enrolled, revoked sql.NullInt64
 	err := db.stmts.lookup(db.read, endpointQuery).QueryRowContext(ctx, id).
-		Scan(&e.Client, &e.Hostname, &e.NodeKeyHash, &enrolled)
+		Scan(&e.Client, &e.Hostname, &e.NodeKeyHash, &enrolled, &revoked, &e.RevokedBy)
 	if errors.Is(err, sql.ErrNoRows) {
 		return store.Enrollment{}, fmt.Errorf("endpoint %q: %w", id, store.ErrNotFound)
 	}
@@ -67,6 +70,7 @@ func (db *DB) EndpointByID(ctx context.Context, id string) (store.Enrollment, er
 		return store.Enrollment{}, fmt.Errorf("endpoint %q: %w", id, err)
 	}
 	e.EnrolledAt = timeOf(enrolled)
+	e.RevokedAt = timeOf(revoked)
 	return e, nil
 }
 
@@ -81,7 +85,13 @@ func (db *DB) EndpointByID(ctx context.Context, id string) (store.Enrollment, er
 // A report older than the stored one, by its agent's sequence number or by
 // its time, is store.ErrConflict (a late copy of an old report must not undo
 // a newer one); a report with the same number and time is stored again, so
-// a retried report is harmless.
+// a retried report is harmless. A revoked endpoint's report is
+// store.ErrConflict.
+//
+// The report's JobSeq raises the endpoint's job numbers only when it is
+// the first report since the endpoint enrolled or the store was restored
+// from a backup (Restore); otherwise it is ignored, so an endpoint cannot
+// move its own numbers.
 func (db *DB) ReplaceInventory(ctx context.Context, r store.Report) error {
 	inv, err := newInventory(r)
 	if err != nil {
@@ -185,9 +195,13 @@ func jsonText[T any](v []T) (sql.NullString, error) {
 
 // The statements of an inventory report.
 var (
-	getSeenQuery     = writeQuery(`SELECT last_seen, report_seq FROM endpoints WHERE id = ?`)
+	getSeenQuery = writeQuery(`SELECT last_seen, report_seq, revoked_at IS NOT NULL FROM endpoints WHERE id = ?`)
+	// The report's job number counts only while the store cannot know
+	// it (job_seq_unknown, see migrations/0004).
 	updEndpointQuery = writeQuery(`UPDATE endpoints SET hostname = ?, os_family = ?, os_version = ?, labels = ?,
-		last_seen = ?, reboot_pending = ?, report_seq = ?, job_seq = max(job_seq, ?) WHERE id = ?`)
+		last_seen = ?, reboot_pending = ?, report_seq = ?,
+		job_seq = CASE WHEN job_seq_unknown = 1 THEN max(job_seq, ?) ELSE job_seq END, job_seq_unknown = 0
+		WHERE id = ?`)
 	selUpdatesQuery = writeQuery(`SELECT id, source, name, title, version, installed_version, category, severity,
 		cvss, cves, known_exploited, released, reboot_required, requires, installed, installed_at,
 		released_from, source_package, urgency
@@ -230,19 +244,24 @@ func replaceInventory(tx *wtx, inv inventory) error {
 
 // updateEndpoint refuses a report older than the stored one (by sequence
 // number or by time) and otherwise replaces the endpoint's own columns
-// with the report's. An endpoint not enrolled is store.ErrNotFound.
+// with the report's. An endpoint not enrolled is store.ErrNotFound, a
+// revoked one store.ErrConflict.
 func updateEndpoint(tx *wtx, inv inventory) error {
 	r := inv.r
 	var (
 		lastSeen sql.NullInt64
 		seq      int64
+		revoked  bool
 	)
-	err := tx.queryRow(getSeenQuery, r.Endpoint).Scan(&lastSeen, &seq)
+	err := tx.queryRow(getSeenQuery, r.Endpoint).Scan(&lastSeen, &seq, &revoked)
 	if errors.Is(err, sql.ErrNoRows) {
 		return store.ErrNotFound
 	}
 	if err != nil {
 		return err
+	}
+	if revoked {
+		return fmt.Errorf("endpoint is revoked: %w", store.ErrConflict)
 	}
 	if r.Seq < seq {
 		return fmt.Errorf("report %d is older than the stored report %d: %w", r.Seq, seq, store.ErrConflict)

@@ -290,31 +290,76 @@ func numbered(r store.Report, seq int64) store.Report {
 	return r
 }
 
-// TestReportMovesJobNumbersPastTheAgents: the endpoint's next job is
-// numbered above the highest job sequence its agent reports having seen
-// (after a restore from an older backup), and a lower one changes nothing.
-func TestReportMovesJobNumbersPastTheAgents(t *testing.T) {
-	db, _ := openTest(t)
+// TestReportMovesJobNumbersOnlyWhenUnknown: a report's job number moves
+// the endpoint's numbers only while the store cannot know them: the first
+// report after the endpoint enrolled (its agent may have seen numbers
+// under an earlier enrollment) and the first after a restore from a
+// backup (the jobs created since are not in the store). Any other report
+// moves nothing, however high its number: an endpoint cannot push its own
+// numbers around.
+func TestReportMovesJobNumbersOnlyWhenUnknown(t *testing.T) {
+	ctx := context.Background()
+	db, path := openTest(t)
 	enroll(t, db, "ep-1", "acme")
-	first := createJobs(t, db, "acme", t0, newJob("ep-1", "acme", "k1", "KB1"))
-	if first[0].Seq != 1 {
-		t.Fatalf("first job has sequence %d, want 1", first[0].Seq)
-	}
-	for i, tc := range []struct {
-		jobSeq, want int64
-	}{
-		{41, 42}, // the agent has seen 41: continue above it
-		{7, 43},  // an agent behind the store moves nothing back
-		{0, 44},  // an agent that does not say
-	} {
-		r := report("ep-1", t0.Add(time.Duration(i+1)*time.Minute), kb("KB1", false))
-		r.JobSeq = tc.jobSeq
+	at := t0
+	reportSeen := func(db *DB, jobSeq int64) {
+		t.Helper()
+		at = at.Add(time.Minute)
+		r := report("ep-1", at, kb("KB1", false))
+		r.JobSeq = jobSeq
 		replace(t, db, r)
-		j := createJobs(t, db, "acme", t0, newJob("ep-1", "acme", fmt.Sprintf("k-%d", i), "KB1"))
-		if j[0].Seq != tc.want {
-			t.Errorf("after a report with job sequence %d: next job numbered %d, want %d", tc.jobSeq, j[0].Seq, tc.want)
+	}
+	nextJob := func(db *DB, key string) int64 {
+		t.Helper()
+		return createJobs(t, db, "acme", t0, newJob("ep-1", "acme", key, "KB1"))[0].Seq
+	}
+	reportSeen(db, 41) // the first report after enrolling: its agent had seen 41
+	for i, tc := range []struct {
+		name   string
+		jobSeq int64
+		want   int64
+	}{
+		{"after the enrolling report", 41, 42},
+		{"a report far above the store", 1 << 40, 43},
+		{"an agent behind the store", 7, 44},
+		{"an agent that does not say", 0, 45},
+	} {
+		if i > 0 {
+			reportSeen(db, tc.jobSeq)
+		}
+		if got := nextJob(db, fmt.Sprint("k-", i)); got != tc.want {
+			t.Errorf("%s: next job numbered %d, want %d", tc.name, got, tc.want)
 		}
 	}
+
+	// Restored from a backup taken now, the agent having seen 60 since:
+	// its first report moves the numbers past 60, the next ones do not.
+	backup := saveBackup(t, db)
+	db.Close()
+	if _, err := Restore(ctx, path, backup); err != nil {
+		t.Fatal(err)
+	}
+	restored, err := Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer restored.Close()
+	reportSeen(restored, 60)
+	if got := nextJob(restored, "k-restored"); got != 61 {
+		t.Errorf("after a restore and a report of 60: next job numbered %d, want 61", got)
+	}
+	reportSeen(restored, 1<<40)
+	if got := nextJob(restored, "k-restored-2"); got != 62 {
+		t.Errorf("a second report after the restore moved the numbers: next job %d, want 62", got)
+	}
+}
+
+// TestRefusalMovesJobNumbers: RaiseJobSeq (the refusal of an open job)
+// numbers the endpoint's next job above what its agent saw.
+func TestRefusalMovesJobNumbers(t *testing.T) {
+	db, _ := openTest(t)
+	enroll(t, db, "ep-1", "acme")
+	createJobs(t, db, "acme", t0, newJob("ep-1", "acme", "k-first", "KB1"))
 	// A result says the same.
 	if err := db.RaiseJobSeq(context.Background(), "ep-1", 99); err != nil {
 		t.Fatal(err)

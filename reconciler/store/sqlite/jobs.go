@@ -17,7 +17,7 @@ import (
 // The statements of job writes.
 var (
 	jobKeyQuery    = writeQuery(`SELECT 1 FROM jobs WHERE idempotency_key = ?`)
-	jobSeqQuery    = writeQuery(`SELECT client, job_seq FROM endpoints WHERE id = ?`)
+	jobSeqQuery    = writeQuery(`SELECT client, job_seq, revoked_at IS NOT NULL FROM endpoints WHERE id = ?`)
 	setJobSeqQuery = writeQuery(`UPDATE endpoints SET job_seq = ? WHERE id = ?`)
 	insertJobQuery = writeQuery(`INSERT INTO jobs (id, seq, endpoint, client, ring, updates, not_after, reboot,
 		reboot_deadline, revision, idempotency_key, payload, signature, state, created_at)
@@ -44,7 +44,8 @@ var (
 //
 // Every job must be for an enrolled endpoint of client (store.ErrNotFound
 // for an unknown endpoint, store.ErrConflict for another client's); a job
-// with an empty Client gets client. A job numbered at or below a number
+// with an empty Client gets client. A job for a revoked endpoint (planned
+// before it was revoked) is skipped. A job numbered at or below a number
 // its endpoint has already seen (another writer numbered a job, or an
 // agent reported a higher number, since the controller read LastJobSeqs)
 // is store.ErrConflict: the controller plans again.
@@ -99,7 +100,8 @@ func createJob(tx *wtx, client string, j store.Job, now time.Time) (store.Job, b
 
 	var epClient string
 	var seq int64
-	err = tx.queryRow(jobSeqQuery, j.Endpoint).Scan(&epClient, &seq)
+	var revoked bool
+	err = tx.queryRow(jobSeqQuery, j.Endpoint).Scan(&epClient, &seq, &revoked)
 	if errors.Is(err, sql.ErrNoRows) {
 		return store.Job{}, false, fmt.Errorf("endpoint not enrolled: %w", store.ErrNotFound)
 	}
@@ -108,6 +110,11 @@ func createJob(tx *wtx, client string, j store.Job, now time.Time) (store.Job, b
 	}
 	if epClient != client {
 		return store.Job{}, false, fmt.Errorf("endpoint belongs to client %q: %w", epClient, store.ErrConflict)
+	}
+	if revoked {
+		// Planned from a snapshot read before the endpoint was revoked;
+		// the next plan leaves it out.
+		return store.Job{}, false, nil
 	}
 	if j.Seq <= seq {
 		return store.Job{}, false, fmt.Errorf("job number %d is not above %d, the endpoint's highest: %w", j.Seq, seq, store.ErrConflict)

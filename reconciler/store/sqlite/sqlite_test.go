@@ -253,7 +253,7 @@ func TestOpenTwiceKeepsOneSchemaVersion(t *testing.T) {
 		if err := db.Close(); err != nil {
 			t.Fatal(err)
 		}
-		if diff := cmp.Diff([]string{"0001_init.sql", "0002_report_seq.sql", "0003_release_provenance.sql"}, got); diff != "" {
+		if diff := cmp.Diff([]string{"0001_init.sql", "0002_report_seq.sql", "0003_release_provenance.sql", "0004_tokens_endpoints.sql"}, got); diff != "" {
 			t.Fatalf("schema_version (-want +got):\n%s", diff)
 		}
 	}
