@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
 	"github.com/patchline/patchline/agent/backend/run/runtest"
 	"github.com/patchline/patchline/internal/golden"
 	"github.com/patchline/patchline/protocol"
