@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"slices"
 	"time"
+	"unicode/utf8"
 
 	"github.com/patchline/patchline/protocol"
 	"github.com/patchline/patchline/reconciler/store"
@@ -200,7 +201,7 @@ type verified struct {
 func interrupted(tx *wtx, endpoint string, r store.UpdateResult, inv storedReport, now time.Time, v *verified) (time.Time, string, error) {
 	msg := cmp.Or(r.Error, "the agent stopped while installing")
 	if !inv.ok || r.InventorySeq <= 0 || inv.seq < r.InventorySeq {
-		return now, msg + "; the endpoint's next inventory report shows whether it was installed", nil
+		return now, withNote(msg, "; the endpoint's next inventory report shows whether it was installed"), nil
 	}
 	var installed int64
 	err := tx.queryRow(reportedInstalledQuery, endpoint, r.Update).Scan(&installed)
@@ -212,13 +213,28 @@ func interrupted(tx *wtx, endpoint string, r store.UpdateResult, inv storedRepor
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		v.missing++
-		return inv.at, msg + "; the inventory of " + stamp + " no longer lists it", nil
+		return inv.at, withNote(msg, "; the inventory of "+stamp+" no longer lists it"), nil
 	case installed != 0:
 		v.installed++
-		return inv.at, msg + "; verified installed by the inventory of " + stamp, nil
+		return inv.at, withNote(msg, "; verified installed by the inventory of "+stamp), nil
 	}
 	v.missing++
-	return inv.at, msg + "; still missing by the inventory of " + stamp, nil
+	return inv.at, withNote(msg, "; still missing by the inventory of "+stamp), nil
+}
+
+// withNote appends the controller's note to an agent's error, shortening
+// the error (on a UTF-8 boundary) so that the whole stays within the
+// bound every reader of the state holds attempt errors to.
+func withNote(msg, note string) string {
+	if room := protocol.MaxErrorBytes - len(note); len(msg) > room {
+		const more = "…"
+		msg = msg[:max(room-len(more), 0)]
+		for len(msg) > 0 && !utf8.ValidString(msg) {
+			msg = msg[:len(msg)-1]
+		}
+		msg += more
+	}
+	return msg + note
 }
 
 // interruptedDetail is the part of a job-result audit entry about the
