@@ -16,11 +16,12 @@
 // A crash between 3 and 4 leaves the result in the outbox; the next start
 // sends it before polling again, and a re-delivered job is answered from the
 // journal, never installed twice. A crash during 2–3 (the backend was
-// installing) is reported after restart as a failed attempt whose outcome
-// is unknown, and the agent reports its inventory right away so the
-// controller sees what actually got installed: re-running an install blindly
-// could repeat a half-done change, and the controller will plan a new job
-// for whatever is still missing.
+// installing) is not run again: re-running an install blindly could
+// repeat a half-done change. After the restart the agent first reports its
+// inventory, then sends the job's result with every update's outcome
+// unknown (protocol.ResultUnknown) and the number of that report. The
+// controller learns from the inventory what the interrupted job did
+// install, and plans a new job for what is still missing.
 //
 // Inventory and WriteInventory show what the endpoint would report
 // without any controller (`patch-agent inventory`).
@@ -42,6 +43,7 @@ import (
 	mrand "math/rand/v2"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -227,10 +229,21 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 	a.log = a.log.With("endpoint", a.id.Endpoint, "client", a.id.Client)
-	if err := a.recoverInterrupted(); err != nil {
-		return err
+	// After a stop in the middle of an install, the inventory goes out
+	// before anything else: it is what tells the controller what the
+	// interrupted job left installed, and the job's result names it.
+	reported := false
+	if len(a.journal.interrupted()) > 0 {
+		reported = a.report(ctx)
+		var inventorySeq int64
+		if reported {
+			inventorySeq = a.reportSeq
+		}
+		if err := a.recoverInterrupted(inventorySeq); err != nil {
+			return err
+		}
 	}
-	// Results from before a restart go out before anything else, so the
+	// Results from before a restart go out next, before any poll, so the
 	// controller never plans against a job it thinks is still running.
 	for failures := 1; ; failures++ {
 		err := a.flush(ctx)
@@ -245,7 +258,9 @@ func (a *Agent) Run(ctx context.Context) error {
 			return nil
 		}
 	}
-	a.report(ctx)
+	if !reported {
+		a.report(ctx)
+	}
 	nextReport := a.clock.Now().Add(a.reportEvery())
 	failures := 0
 	for ctx.Err() == nil {
@@ -382,24 +397,56 @@ func (a *Agent) enroll(ctx context.Context) error {
 	return nil
 }
 
+// interruptedError is the error of every update of a job the agent was
+// running when it stopped.
+const interruptedError = "interrupted: the agent stopped while installing"
+
 // recoverInterrupted turns jobs that were installing when the agent stopped
-// into failed results in the outbox. See the package comment for why they
-// are not run again.
-func (a *Agent) recoverInterrupted() error {
+// into results in the outbox, every update's outcome unknown. inventorySeq
+// is the number of the inventory report sent since the restart, or 0 when
+// none went through. See the package comment for why the jobs are not run
+// again.
+func (a *Agent) recoverInterrupted(inventorySeq int64) error {
 	for _, e := range a.journal.interrupted() {
 		now := a.clock.Now()
-		msg := "the agent stopped while installing; the outcome is unknown until the next inventory report"
-		r := protocol.ResultRequest{Job: e.Job, IdempotencyKey: e.Key, Updates: make([]protocol.UpdateResult, 0, len(e.Updates))}
+		r := protocol.ResultRequest{Job: e.Job, IdempotencyKey: e.Key, Updates: make([]protocol.UpdateResult, 0, len(e.Updates)),
+			InventorySeq: inventorySeq, JobSeq: a.seq}
 		for _, u := range e.Updates {
-			r.Updates = append(r.Updates, protocol.UpdateResult{Update: u.ID, Result: protocol.ResultFailed, Error: msg, At: now})
+			r.Updates = append(r.Updates, protocol.UpdateResult{Update: u.ID, Result: protocol.ResultUnknown, Error: interruptedError, At: now})
 		}
 		if err := a.journal.finish(e, r, now); err != nil {
 			return fmt.Errorf("agent: %w", err)
 		}
-		a.log.Warn("job was interrupted by a stop; reporting it as failed", "job", e.Job)
+		a.log.Warn("job was interrupted by a stop; reporting its outcome as unknown, for the controller to judge by the inventory",
+			"job", e.Job, "inventorySeq", inventorySeq)
 	}
 	return nil
 }
+
+// deliver posts result r. A controller older than the unknown outcome
+// refuses it as invalid; the result then goes again the way older agents
+// sent it, every unknown outcome as failed, so that it is recorded rather
+// than dropped (the update then waits for the ring's next window, as it
+// did before).
+func (a *Agent) deliver(ctx context.Context, r protocol.ResultRequest) (protocol.ResultResponse, error) {
+	resp, err := a.api.result(ctx, r)
+	if err == nil || errorCode(err) != protocol.CodeInvalid || !slices.ContainsFunc(r.Updates, isUnknown) {
+		return resp, err
+	}
+	a.log.Warn("the controller refused an unknown outcome (it is older than this agent); sending the interrupted job's result as failed", "job", r.Job, "err", err)
+	old := r
+	old.InventorySeq = 0
+	old.Updates = slices.Clone(r.Updates)
+	for i := range old.Updates {
+		if isUnknown(old.Updates[i]) {
+			old.Updates[i].Result = protocol.ResultFailed
+			old.Updates[i].Error = "the agent stopped while installing; the outcome is unknown until the next inventory report"
+		}
+	}
+	return a.api.result(ctx, old)
+}
+
+func isUnknown(u protocol.UpdateResult) bool { return u.Result == protocol.ResultUnknown }
 
 // flush sends every result in the outbox, oldest first, and stops at the
 // first that cannot be delivered.
@@ -417,7 +464,7 @@ func (a *Agent) flush(ctx context.Context) error {
 // other than an authentication problem) is dropped with an error in the
 // log: keeping it would block every later result.
 func (a *Agent) send(ctx context.Context, e *entry) error {
-	resp, err := a.api.result(ctx, *e.Result)
+	resp, err := a.deliver(ctx, *e.Result)
 	if err != nil {
 		code := errorCode(err)
 		if code == "" || code.Retryable() || code == protocol.CodeUnauthorized || code == protocol.CodeForbidden {
@@ -433,15 +480,15 @@ func (a *Agent) send(ctx context.Context, e *entry) error {
 	return nil
 }
 
-// report sends the inventory. Failures are logged: the next report replaces
-// this one anyway.
-func (a *Agent) report(ctx context.Context) {
+// report sends the inventory and reports whether the controller took it.
+// Failures are logged: the next report replaces this one anyway.
+func (a *Agent) report(ctx context.Context) bool {
 	ups, err := Inventory(ctx, a.cfg.Backend)
 	if err != nil {
 		// Sending an empty inventory would tell the controller nothing is
 		// installed; skip this report instead.
 		a.log.Error("inventory failed; report skipped", "err", err)
-		return
+		return false
 	}
 	pending, err := a.cfg.Backend.RebootPending(ctx)
 	if err != nil {
@@ -453,7 +500,7 @@ func (a *Agent) report(ctx context.Context) {
 	seq := a.reportSeq + 1
 	if err := writeJSON(a.cfg.StateDir, reportSeqFile, seqState{Seq: seq}); err != nil {
 		a.log.Error("cannot number the inventory report; report skipped", "err", err)
-		return
+		return false
 	}
 	a.reportSeq = seq
 	resp, err := a.api.report(ctx, protocol.Report{
@@ -469,9 +516,10 @@ func (a *Agent) report(ctx context.Context) {
 		if ctx.Err() == nil {
 			a.logFailure("inventory report failed", err)
 		}
-		return
+		return false
 	}
 	a.log.Info("inventory reported", "updates", resp.Updates, "rebootPending", pending)
+	return true
 }
 
 // handle verifies and runs one delivered job. It returns an error only when
@@ -584,7 +632,7 @@ func (a *Agent) resend(ctx context.Context, p protocol.JobPayload, e *entry) err
 	}
 	// Already acknowledged (or asked for under another job id): nothing to
 	// keep durable, a failed send just makes the controller ask again.
-	if _, err := a.api.result(ctx, r); err != nil {
+	if _, err := a.deliver(ctx, r); err != nil {
 		a.log.Warn("re-sending a recorded result failed", "job", p.ID, "err", err)
 	}
 	return nil

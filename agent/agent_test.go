@@ -347,46 +347,112 @@ func TestOutboxDeliversExactlyOnceAcrossRestart(t *testing.T) {
 	}
 }
 
+// TestStopDuringInstallIsReportedNotRerun is the sequence after the agent
+// stopped in the middle of an install: on restart it reports its inventory
+// before anything else, then sends the interrupted job's result with
+// every outcome unknown and the number of that report, and installs
+// nothing again, not even when the controller re-delivers the job.
 func TestStopDuringInstallIsReportedNotRerun(t *testing.T) {
-	h := newHarness(t)
-	a := h.enrolled(t)
-	p := job(a.id.Endpoint, "job-1", 1, "openssl@3.0.15-1", "libssl3@3.0.15-1")
-	// What handle leaves on disk when the process dies inside Install.
-	if err := a.storeSeq(p.Seq); err != nil {
-		t.Fatal(err)
+	report, result, poll := "POST "+protocol.PathReport, "POST "+protocol.ResultPath("job-1"), "GET "+protocol.PathJobs
+	tests := []struct {
+		name  string
+		setup func(fc *fakeController)
+		// requests is the order of the first requests after the restart.
+		requests []string
+		// want is the result of each update the controller records;
+		// wantError part of its error; inventorySeq is true when the
+		// result names the report sent after the restart.
+		want         protocol.Result
+		wantError    string
+		inventorySeq bool
+		posts        int
+	}{
+		{
+			name:     "the inventory first, then the unknown outcome naming it",
+			requests: []string{report, result, poll},
+			want:     protocol.ResultUnknown, wantError: "interrupted: the agent stopped while installing", inventorySeq: true, posts: 1,
+		},
+		{
+			name:     "the inventory does not get through: the outcome goes without it, and the inventory again after",
+			setup:    func(fc *fakeController) { fc.failNext(report, 400) },
+			requests: []string{report, result, report, poll},
+			want:     protocol.ResultUnknown, wantError: "interrupted: the agent stopped while installing", inventorySeq: false, posts: 1,
+		},
+		{
+			name:     "a controller older than the unknown outcome gets it as failed",
+			setup:    func(fc *fakeController) { fc.before = true },
+			requests: []string{report, result, result, poll},
+			want:     protocol.ResultFailed, wantError: "outcome is unknown", inventorySeq: false, posts: 2,
+		},
 	}
-	if err := a.journal.start(&entry{Job: p.ID, Key: p.IdempotencyKey, Seq: p.Seq, Updates: p.Updates, StartedAt: t0}); err != nil {
-		t.Fatal(err)
-	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t)
+			a := h.enrolled(t)
+			p := job(a.id.Endpoint, "job-1", 1, "openssl@3.0.15-1", "libssl3@3.0.15-1")
+			// What handle leaves on disk when the process dies inside Install.
+			if err := a.storeSeq(p.Seq); err != nil {
+				t.Fatal(err)
+			}
+			if err := a.journal.start(&entry{Job: p.ID, Key: p.IdempotencyKey, Seq: p.Seq, Updates: p.Updates, StartedAt: t0}); err != nil {
+				t.Fatal(err)
+			}
+			if tt.setup != nil {
+				tt.setup(h.fc)
+			}
+			h.fc.mu.Lock()
+			before := len(h.fc.requests)
+			h.fc.mu.Unlock()
 
-	restarted := h.agent(t)
-	runAgent(t, restarted, h.fc, func() bool {
-		_, reports, _, _ := h.fc.snapshot()
-		return len(reports) > 0
-	})
-	// The controller re-delivers the job it never got a result for.
-	if err := restarted.handle(t.Context(), h.fc.sign(p)); err != nil {
-		t.Fatal(err)
-	}
+			restarted := h.agent(t)
+			runAgent(t, restarted, h.fc, func() bool {
+				requests, _, _, _ := h.fc.snapshot()
+				return slices.Contains(requests[before:], poll)
+			})
+			requests, reports, posts, results := h.fc.snapshot()
+			if diff := cmp.Diff(tt.requests, requests[before:before+len(tt.requests)]); diff != "" {
+				t.Errorf("requests after the restart (-want +got):\n%s", diff)
+			}
+			got := results["job-1"]
+			if len(got.Updates) != 2 {
+				t.Fatalf("result = %+v, want both updates", got)
+			}
+			for _, u := range got.Updates {
+				if u.Result != tt.want || !strings.Contains(u.Error, tt.wantError) {
+					t.Errorf("update %s = %s %q, want %s with an error containing %q", u.Update, u.Result, u.Error, tt.want, tt.wantError)
+				}
+			}
+			var first int64
+			if len(reports) > 0 {
+				first = reports[0].Seq
+			}
+			if tt.inventorySeq && (got.InventorySeq == 0 || got.InventorySeq != first) {
+				t.Errorf("result names inventory report %d, want %d, the report sent after the restart", got.InventorySeq, first)
+			}
+			if !tt.inventorySeq && got.InventorySeq != 0 {
+				t.Errorf("result names inventory report %d, want none", got.InventorySeq)
+			}
+			if len(posts) != tt.posts {
+				t.Errorf("result posted %d times, want %d", len(posts), tt.posts)
+			}
 
-	_, reports, posts, results := h.fc.snapshot()
-	got := results["job-1"]
-	if len(got.Updates) != 2 {
-		t.Fatalf("result = %+v, want both updates", got)
-	}
-	for _, u := range got.Updates {
-		if u.Result != protocol.ResultFailed || !strings.Contains(u.Error, "outcome is unknown") {
-			t.Errorf("update %s = %s %q, want failed with an unknown outcome", u.Update, u.Result, u.Error)
-		}
-	}
-	if len(posts) != 2 {
-		t.Errorf("result posted %d times, want 2 (recovery and the re-delivery's answer)", len(posts))
-	}
-	if n := h.be.installCount("openssl@3.0.15-1"); n != 0 {
-		t.Errorf("installed %d times after restart, want 0: an interrupted install is not re-run blindly", n)
-	}
-	if len(reports) == 0 {
-		t.Error("no inventory report after restart; the controller needs it to see what got installed")
+			// The controller re-delivers the job it never got a result for:
+			// answered from the record.
+			if err := restarted.handle(t.Context(), h.fc.sign(p)); err != nil {
+				t.Fatal(err)
+			}
+			if _, _, after, _ := h.fc.snapshot(); len(after) == len(posts) {
+				t.Error("the re-delivered job was not answered")
+			}
+			for _, u := range []string{"openssl@3.0.15-1", "libssl3@3.0.15-1"} {
+				if n := h.be.installCount(u); n != 0 {
+					t.Errorf("%s installed %d times after restart, want 0: an interrupted install is not re-run blindly", u, n)
+				}
+			}
+			if n := len(restarted.journal.pending()); n != 0 {
+				t.Errorf("outbox holds %d results, want 0", n)
+			}
+		})
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -63,6 +64,10 @@ type fakeController struct {
 	// emptyPolls answers job polls at once with no jobs, like a proxy that
 	// cuts long-polls short.
 	emptyPolls bool
+	// before answers results the way a controller older than the unknown
+	// outcome does: 400 for a result it does not know, or a field it does
+	// not know.
+	before bool
 }
 
 func newFakeController(t *testing.T) *fakeController {
@@ -224,6 +229,10 @@ func (fc *fakeController) result(w http.ResponseWriter, r *http.Request) {
 	fc.mu.Lock()
 	defer fc.mu.Unlock()
 	fc.resultPost = append(fc.resultPost, res)
+	if fc.before && (res.InventorySeq != 0 || slices.ContainsFunc(res.Updates, func(u protocol.UpdateResult) bool { return u.Result == protocol.ResultUnknown })) {
+		writeErr(w, protocol.CodeInvalid, "updates[0].result: unknown result \"unknown\" (want succeeded, failed or refused)")
+		return
+	}
 	_, dup := fc.results[res.Job]
 	if !dup {
 		fc.results[res.Job] = res

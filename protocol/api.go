@@ -167,6 +167,13 @@ type ResultRequest struct {
 	Updates []UpdateResult `json:"updates"`
 	// RebootPending is the endpoint's reboot state after the job.
 	RebootPending bool `json:"rebootPending"`
+	// InventorySeq is set in the result of a job the agent was running
+	// when it stopped (its updates' results are ResultUnknown): the Seq of
+	// the inventory report the agent sent after the restart, before this
+	// result. A controller that holds that report (or a later one) knows
+	// what the interrupted job left installed; without it (0, or a report
+	// that did not arrive) it waits for the endpoint's next report.
+	InventorySeq int64 `json:"inventorySeq,omitempty"`
 	// JobSeq is the highest job sequence number the agent has seen, as in
 	// Report. In the refusal of an open job the controller gave this
 	// endpoint, the controller numbers the endpoint's next job above it,

@@ -28,7 +28,16 @@ var Severities = []string{"low", "moderate", "important", "critical"}
 var Urgencies = []string{"low", "medium", "high", "emergency", "critical"}
 
 // Results are the attempt results an endpoint may report.
-var Results = []Result{ResultSucceeded, ResultFailed, ResultRefused}
+var Results = []Result{ResultSucceeded, ResultFailed, ResultRefused, ResultUnknown}
+
+// ResultNames are Results as strings, for messages.
+func ResultNames() []string {
+	out := make([]string, len(Results))
+	for i, r := range Results {
+		out[i] = string(r)
+	}
+	return out
+}
 
 // DecodeSnapshot reads a JSON state snapshot and validates it (see Validate). Times
 // are RFC 3339; a missing or empty time is the zero time. Unknown fields are
@@ -238,7 +247,7 @@ func (ep *Endpoint) validateUpdates(p string) error {
 		}
 		for k, a := range u.Attempts {
 			if !slices.Contains(Results, a.Result) {
-				return fmt.Errorf("%s.attempts[%d].result: unknown result %q (want succeeded, failed or refused)", up, k, a.Result)
+				return fmt.Errorf("%s.attempts[%d].result: unknown result %q (want %s)", up, k, a.Result, oneOf(ResultNames()))
 			}
 			if err := firstError(
 				checkField("", "error", TextLines, MaxErrorBytes, a.Error),

@@ -126,7 +126,7 @@ func TestDecodeErrors(t *testing.T) {
 		{"unknown category", edit(`"category": "critical"`, `"category": "optional"`),
 			`endpoints[0].updates[1].category: unknown category "optional" (want security, critical, bugfix, feature or driver; only an installed package may leave it empty)`},
 		{"unknown attempt result", edit(`"result": "failed"`, `"result": "oops"`),
-			`endpoints[0].updates[0].attempts[0].result: unknown result "oops"`},
+			`endpoints[0].updates[0].attempts[0].result: unknown result "oops" (want succeeded, failed, refused or unknown)`},
 		{"bad lastSeen time", edit(`"lastSeen": "2026-11-12T08:58:40Z"`, `"lastSeen": "yesterday"`),
 			`endpoints[2].lastSeen: bad time "yesterday"`},
 		{"bad installedAt time", edit(`"installedAt": "2026-10-15T02:20:41Z"`, `"installedAt": "2026-10-15"`),
@@ -245,5 +245,49 @@ func TestCategoryMayBeEmptyOnlyWhenInstalled(t *testing.T) {
 	err := snap(false).Validate()
 	if err == nil || !strings.Contains(err.Error(), `endpoints[0].updates[0].category: unknown category ""`) {
 		t.Errorf("update to install without a category: %v, want a category error", err)
+	}
+}
+
+func TestAttemptResults(t *testing.T) {
+	tests := []struct {
+		result Result
+		want   string // "" when valid
+	}{
+		{ResultSucceeded, ""},
+		{ResultFailed, ""},
+		{ResultRefused, ""},
+		{ResultUnknown, ""},
+		{"", `endpoints[0].updates[0].attempts[0].result: unknown result ""`},
+		{"interrupted", `endpoints[0].updates[0].attempts[0].result: unknown result "interrupted" (want succeeded, failed, refused or unknown)`},
+		{"Unknown", `unknown result "Unknown"`},
+	}
+	for _, tt := range tests {
+		t.Run(string(tt.result), func(t *testing.T) {
+			snap := &Snapshot{APIVersion: SnapshotAPIVersion, Endpoints: []*Endpoint{{ID: "acme-ws-001", Client: "acme",
+				Updates: []*Update{{ID: "KB5044284", Source: "windows-update", Name: "KB5044284", Category: "security",
+					Attempts: []Attempt{{At: time.Date(2026, 11, 24, 3, 10, 0, 0, time.UTC), Result: tt.result, Job: "job-1"}}}}}}}
+			err := snap.Validate()
+			switch {
+			case tt.want == "" && err != nil:
+				t.Errorf("Validate: %v, want a valid snapshot", err)
+			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+				t.Errorf("Validate: %v, want an error containing %q", err, tt.want)
+			}
+			if tt.want != "" {
+				return
+			}
+			// The value survives the codec both ways.
+			var buf bytes.Buffer
+			if err := EncodeSnapshot(&buf, snap); err != nil {
+				t.Fatal(err)
+			}
+			back, err := DecodeSnapshot(&buf)
+			if err != nil {
+				t.Fatalf("DecodeSnapshot of an encoded snapshot: %v", err)
+			}
+			if got := back.Endpoints[0].Updates[0].Attempts[0].Result; got != tt.result {
+				t.Errorf("result after the codec = %q, want %q", got, tt.result)
+			}
+		})
 	}
 }

@@ -107,6 +107,14 @@ const (
 	// ResultRefused: the agent refused the job (bad signature, expired,
 	// foreign); it counts as neither success nor failure of the update.
 	ResultRefused Result = "refused"
+	// ResultUnknown: the agent stopped while the job was installing (a
+	// kill, a crash, a power cut), so it cannot tell what happened to the
+	// update. The inventory the agent reports after the restart tells:
+	// installed is installed; still missing is retried in the same window
+	// without counting as a failure, unless the update was interrupted
+	// before, when this one counts as a failure. Controllers older than
+	// this value refuse it; the agent then sends "failed" instead.
+	ResultUnknown Result = "unknown"
 )
 
 // Attempt is one try to install an update on an endpoint.

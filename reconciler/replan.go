@@ -61,6 +61,9 @@ type replanner struct {
 	// summaries are each client's figures from its last re-plan, and the
 	// error of its last re-plan when that failed.
 	summaries map[string]protocol.ClientStatus
+	// planned is the digest of the policy each client's summary was
+	// planned with ("" for none).
+	planned map[string]string
 	// timers wake a client's re-plan when a window opens, a soak ends or an
 	// endpoint turns stale.
 	timers map[string]clock.Timer
@@ -75,6 +78,7 @@ func newReplanner(clk clock.Clock, log *slog.Logger, st replanStore, pol policyS
 	return &replanner{
 		clock: clk, log: log, store: st, policy: pol, metrics: m, key: key, queue: q,
 		summaries: make(map[string]protocol.ClientStatus),
+		planned:   make(map[string]string),
 		timers:    make(map[string]clock.Timer),
 		settling:  make(map[string]clock.Timer),
 	}
@@ -124,7 +128,7 @@ func (r *replanner) reconcile(ctx context.Context, client string) error {
 		cl = pol.client
 	}
 	fig := r.metrics.Observe(client, cl, snap, res, now)
-	r.summarise(client, pol.revision, known, len(snap.Endpoints), fig, res, now)
+	r.summarise(client, pol, known, len(snap.Endpoints), fig, res, now)
 	wake := nextWake(res, now)
 	if known {
 		wake = earliest(wake, nextStale(snap, pol.client.EffectiveStaleAfter(), now), now)
@@ -143,6 +147,7 @@ func (r *replanner) refusedAtStart(client string, pol appliedClient, now time.Ti
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.summaries[client] = protocol.ClientStatus{Client: client, Revision: pol.revision, Known: true, PlannedAt: now, Refused: pol.refused}
+	r.planned[client] = pol.digest()
 }
 
 // replanError is a failed re-plan, with the stage that failed (a metric

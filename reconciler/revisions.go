@@ -75,6 +75,14 @@ type appliedClient struct {
 	refused []string
 }
 
+// digest is the digest of the client's policy, "" when it has none.
+func (p appliedClient) digest() string {
+	if p.client == nil {
+		return ""
+	}
+	return p.client.Digest
+}
+
 // Policy returns the policy client runs, and false when the fleet repo has
 // no such client. The policy of a client refused at start has no client.
 func (r *revisions) Policy(client string) (appliedClient, bool) {
@@ -96,20 +104,26 @@ type revisionView struct {
 	head    plumbing.Hash
 	lastErr string
 	refused *protocol.Refusal
-	// running maps each client to the revision it runs.
-	running map[string]string
+	// running maps each client to the revision it runs and its policy.
+	running map[string]runningPolicy
+}
+
+// runningPolicy is the revision a client runs and the digest of its
+// policy there ("" for a client refused at start).
+type runningPolicy struct {
+	revision, digest string
 }
 
 func (r *revisions) view() revisionView {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	v := revisionView{head: r.head, lastErr: r.lastErr, running: make(map[string]string, len(r.policy))}
+	v := revisionView{head: r.head, lastErr: r.lastErr, running: make(map[string]runningPolicy, len(r.policy))}
 	if r.refused != nil {
 		ref := *r.refused
 		v.refused = &ref
 	}
 	for id, p := range r.policy {
-		v.running[id] = p.revision
+		v.running[id] = runningPolicy{revision: p.revision, digest: p.digest()}
 	}
 	return v
 }

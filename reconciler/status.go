@@ -33,15 +33,28 @@ func (c *Controller) Status(ctx context.Context) (*protocol.Status, error) {
 		}
 		st.Revisions = append(st.Revisions, rs)
 	}
-	for _, cs := range c.replanner.statuses() {
-		// A client whose files did not change in a commit keeps its
-		// decisions but runs the new revision.
-		if rev, ok := v.running[cs.Client]; ok {
-			cs.Revision = rev
-		}
-		st.Clients = append(st.Clients, cs)
-	}
+	st.Clients = c.replanner.statusesAt(v.running)
 	return st, nil
+}
+
+// statusesAt are the clients' summaries, sorted by client, each showing
+// the revision its figures hold for. A client whose policy a commit did
+// not change keeps its decisions and is not re-planned, but runs the new
+// revision: it shows that one. A client whose policy changed shows the
+// revision it was last planned at until its re-plan at the new one is
+// done, so that no one takes the old figures for the new policy's.
+func (r *replanner) statusesAt(running map[string]runningPolicy) []protocol.ClientStatus {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]protocol.ClientStatus, 0, len(r.summaries))
+	for _, id := range slices.Sorted(maps.Keys(r.summaries)) {
+		cs := r.summaries[id]
+		if p, ok := running[id]; ok && p.digest == r.planned[id] {
+			cs.Revision = p.revision
+		}
+		out = append(out, cs)
+	}
+	return out
 }
 
 // statuses are the clients' summaries, sorted by client.
@@ -55,9 +68,10 @@ func (r *replanner) statuses() []protocol.ClientStatus {
 	return out
 }
 
-// summarise keeps a client's figures for Status, clearing the error of an
-// earlier failed re-plan.
-func (r *replanner) summarise(client, revision string, known bool, endpoints int, fig metrics.Figures, res *plan.Result, now time.Time) {
+// summarise keeps a client's figures for Status, and the policy they were
+// planned with, clearing the error of an earlier failed re-plan.
+func (r *replanner) summarise(client string, pol appliedClient, known bool, endpoints int, fig metrics.Figures, res *plan.Result, now time.Time) {
+	revision := pol.revision
 	cs := protocol.ClientStatus{
 		Client: client, Revision: revision, Known: known, PlannedAt: now, Endpoints: endpoints,
 		Compliant: fig.Compliant, Drifting: fig.Drifting, Stale: fig.Stale, Compliance: fig.Compliance, Missing: fig.Missing,
@@ -71,6 +85,7 @@ func (r *replanner) summarise(client, revision string, known bool, endpoints int
 	r.mu.Lock()
 	before := r.summaries[client].Halted
 	r.summaries[client] = cs
+	r.planned[client] = pol.digest()
 	r.mu.Unlock()
 	r.auditHalts(client, revision, before, cs.Halted, now)
 }

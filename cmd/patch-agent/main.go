@@ -19,6 +19,7 @@ import (
 	"runtime"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/patchline/patchline/agent"
 	"github.com/patchline/patchline/agent/backend"
@@ -89,6 +90,7 @@ func parseFlags(args []string, stderr io.Writer) (cfg agent.Config, bs backendSp
 		hostname    = fs.String("hostname", "", "hostname to report (default: this machine's)")
 		simOS       = fs.String("sim-os", "", "with --backend sim: the OS family the simulated endpoint reports (windows, linux, macos; default: this machine's)")
 		simFailures = fs.Float64("sim-failure-rate", 0, "with --backend sim: share of simulated installs that fail (0 to 1)")
+		simInstall  = fs.Duration("sim-install-time", 0, "with --backend sim: how long each simulated install takes (default: at once)")
 	)
 	if err := fs.Parse(args); err != nil {
 		return agent.Config{}, backendSpec{}, err
@@ -127,6 +129,9 @@ func parseFlags(args []string, stderr io.Writer) (cfg agent.Config, bs backendSp
 		if *simFailures < 0 || *simFailures > 1 {
 			return agent.Config{}, backendSpec{}, fmt.Errorf("--sim-failure-rate %v: want a share between 0 and 1", *simFailures)
 		}
+		if *simInstall < 0 {
+			return agent.Config{}, backendSpec{}, fmt.Errorf("--sim-install-time %v: must not be negative", *simInstall)
+		}
 		// A simulated endpoint must never reboot the machine it runs on:
 		// without an explicit --reboot-command it only logs the reboot.
 		explicit := false
@@ -134,8 +139,8 @@ func parseFlags(args []string, stderr io.Writer) (cfg agent.Config, bs backendSp
 		if !explicit {
 			cfg.RebootCommand = nil
 		}
-	} else if *simOS != "" || *simFailures != 0 {
-		return agent.Config{}, backendSpec{}, errors.New("--sim-os and --sim-failure-rate only go with --backend sim")
+	} else if *simOS != "" || *simFailures != 0 || *simInstall != 0 {
+		return agent.Config{}, backendSpec{}, errors.New("--sim-os, --sim-failure-rate and --sim-install-time only go with --backend sim")
 	}
 	if *secretFile != "" {
 		b, err := os.ReadFile(*secretFile)
@@ -159,7 +164,7 @@ func parseFlags(args []string, stderr io.Writer) (cfg agent.Config, bs backendSp
 	if *interval <= 0 {
 		return agent.Config{}, backendSpec{}, fmt.Errorf("--report-interval %v: must be positive", *interval)
 	}
-	return cfg, backendSpec{name: *backendFlag, simFailureRate: *simFailures}, nil
+	return cfg, backendSpec{name: *backendFlag, simFailureRate: *simFailures, simInstallTime: *simInstall}, nil
 }
 
 // parseLabels reads "k=v,k=v".
@@ -184,8 +189,10 @@ func parseLabels(s string) (map[string]string, error) {
 // backendSpec says which package backend to build.
 type backendSpec struct {
 	name string
-	// simFailureRate is --sim-failure-rate, for the simulated backend.
+	// simFailureRate and simInstallTime are --sim-failure-rate and
+	// --sim-install-time, for the simulated backend.
 	simFailureRate float64
+	simInstallTime time.Duration
 }
 
 // newBackend builds the package backend bs names. The simulated one
@@ -200,7 +207,8 @@ func newBackend(bs backendSpec, cfg agent.Config) (backend.Backend, error) {
 	seed.Write([]byte(cfg.Hostname))
 	opts := backend.Options{
 		Apt: apt.Options{Logger: cfg.Logger},
-		Sim: sim.Options{Seed: seed.Sum64(), Family: cfg.OS.Family, StateDir: cfg.StateDir, FailureRate: bs.simFailureRate},
+		Sim: sim.Options{Seed: seed.Sum64(), Family: cfg.OS.Family, StateDir: cfg.StateDir, FailureRate: bs.simFailureRate,
+			InstallTime: bs.simInstallTime},
 	}
 	if cfg.StateDir != "" {
 		opts.Apt.CacheDir = filepath.Join(cfg.StateDir, "apt")

@@ -73,6 +73,8 @@ func TestParseFlags(t *testing.T) {
 		{name: "simulated OS unknown", args: []string{"--controller", "https://c", "--state-dir", dir, "--backend", "sim", "--sim-os", "beos"}, wantErr: `--sim-os "beos"`},
 		{name: "simulated failure rate above 1", args: []string{"--controller", "https://c", "--state-dir", dir, "--backend", "sim", "--sim-failure-rate", "2"}, wantErr: "between 0 and 1"},
 		{name: "simulation flags on a real backend", args: []string{"--controller", "https://c", "--state-dir", dir, "--backend", "apt", "--sim-os", "linux"}, wantErr: "only go with --backend sim"},
+		{name: "simulated install time on a real backend", args: []string{"--controller", "https://c", "--state-dir", dir, "--backend", "apt", "--sim-install-time", "2s"}, wantErr: "only go with --backend sim"},
+		{name: "negative simulated install time", args: []string{"--controller", "https://c", "--state-dir", dir, "--backend", "sim", "--sim-install-time", "-1s"}, wantErr: "--sim-install-time -1s: must not be negative"},
 		{name: "no controller", args: []string{"--state-dir", dir}, wantErr: "--controller and --state-dir are required"},
 		{name: "label without a value", args: []string{"--controller", "https://c", "--state-dir", dir, "--labels", "ring"}, wantErr: `"ring" is not key=value`},
 		{name: "label given twice", args: []string{"--controller", "https://c", "--state-dir", dir, "--labels", "a=1,a=2"}, wantErr: `label "a" given twice`},

@@ -15,6 +15,10 @@
 //     once, and every acknowledged result survives a kill of patchd;
 //   - ring order: no broad-ring job is created before the canary ring
 //     passed for the update;
+//   - interrupted installs: agents killed (SIGKILL) in the middle of an
+//     install during a three-ring rollout in a daily window finish it in
+//     the same window, halt no ring (not even a one-endpoint ring that
+//     allows no failure) and install nothing twice;
 //   - refusals: forged, expired, foreign, replayed and out-of-order signed
 //     jobs install nothing and are reported; unsigned, wrongly signed and
 //     rewound fleet commits are refused while the last good revision runs;

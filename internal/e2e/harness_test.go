@@ -610,13 +610,17 @@ func (a *simAgent) settled(t *testing.T) bool {
 	return true
 }
 
-// waitEnrolled waits until the controller knows all agents' endpoints
-// and has planned with them.
+// waitEnrolled waits until the controller knows all agents' endpoints,
+// holds an inventory report of each (none is stale: an endpoint enrolled
+// but not reported yet has no report time) and has planned with them.
+// Enrolled alone is not enough: a backup taken between an agent's
+// enrollment and its first report holds the endpoint without inventory,
+// and the agent reports again only an hour later.
 func waitEnrolled(t *testing.T, base string, agents []*simAgent, within time.Duration) {
 	t.Helper()
 	waitFor(t, "every agent enrolled and reported", within, func() (bool, string) {
 		cs := clientStatus(status(t, base), client)
-		return cs.Endpoints == len(agents), fmt.Sprintf("%+v", cs)
+		return cs.Endpoints == len(agents) && cs.Stale == 0, fmt.Sprintf("%+v", cs)
 	})
 }
 

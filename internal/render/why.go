@@ -99,6 +99,13 @@ func Why(w io.Writer, x *plan.Explanation, blame Blame) error {
 	if x.FailedAttempts > 0 {
 		p.f("  attempts    %d failed attempt(s) not forgiven by a resume entry\n", x.FailedAttempts)
 	}
+	if x.Interruptions > 0 {
+		label := "  attempts    "
+		if x.FailedAttempts > 0 {
+			label = "              "
+		}
+		p.f("%s%d interrupted (the agent stopped while installing): the inventory after it decides; the first is no failure, each later one is\n", label, x.Interruptions)
+	}
 	if x.Window != nil {
 		state := "closed"
 		if x.Window.Open && x.Window.Closes != nil {

@@ -98,3 +98,31 @@ func TestWhyWithEvidence(t *testing.T) {
 	}
 	golden.Check(t, filepath.Join("testdata", "why-evidence.txt"), []byte(b.String()))
 }
+
+// TestWhyAfterAnInterruption renders the explanation of an update whose
+// job was interrupted (the agent stopped while installing) and that the
+// inventory after the restart shows still missing: retried in the same
+// window; read testdata/why-interrupted.txt.
+func TestWhyAfterAnInterruption(t *testing.T) {
+	now := time.Date(2026, 11, 24, 4, 30, 0, 0, time.UTC)
+	released := time.Date(2026, 11, 10, 18, 0, 0, 0, time.UTC)
+	closes := time.Date(2026, 11, 24, 8, 0, 0, 0, time.UTC)
+	x := &plan.Explanation{
+		Endpoint: "acme-ws-001", Client: "acme", Update: "KB5046617", Revision: "4f2a9c1e0b7d3a5f8e6c2b1a0d9f8e7c6b5a4d3e", Now: now, KnownClient: true,
+		Ring:     &plan.Citation{Kind: "ring", Name: "canary", Rule: "clients/acme/policy.cue:8", Detail: "ring 1 of 3, the first whose select matches"},
+		Desire:   &plan.Citation{Kind: "approve", Name: "security", Rule: "fleet.cue:17", Detail: `approved by rule "security"`},
+		Desired:  true,
+		Rollouts: []plan.Rollout{{Client: "acme", Update: "KB5046617", Ring: "canary", Counted: 1, State: plan.RolloutInProgress, EligibleAt: &released, Rule: "clients/acme/policy.cue:8"}},
+		Window:   &plan.WindowState{Name: "weeknights", Rule: "fleet.cue:23", Open: true, Closes: &closes},
+		// What plan.Explain gives for it.
+		Interruptions: 1,
+		Decision: plan.PairDecision{Endpoint: "acme-ws-001", Client: "acme", Ring: "canary", Update: "KB5046617", Source: "windows-update",
+			Severity: "critical", Decision: plan.Missing, Rule: "fleet.cue:17",
+			Reason: "interrupted at 2026-11-23 22:12 CST (job 8c1f0e2a); still missing by the inventory of 2026-11-23 22:14 CST, retried"},
+	}
+	var b strings.Builder
+	if err := Why(&b, x, nil); err != nil {
+		t.Fatal(err)
+	}
+	golden.Check(t, filepath.Join("testdata", "why-interrupted.txt"), []byte(b.String()))
+}

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -257,6 +258,9 @@ func resultsOf(jobID string, req *protocol.ResultRequest, now time.Time) ([]stor
 	if err := checkSeq("jobSeq", req.JobSeq); err != nil {
 		return nil, err
 	}
+	if err := checkSeq("inventorySeq", req.InventorySeq); err != nil {
+		return nil, err
+	}
 	if err := checkText("reason", protocol.TextLines, protocol.MaxErrorBytes, req.Reason); err != nil {
 		return nil, err
 	}
@@ -269,7 +273,7 @@ func resultsOf(jobID string, req *protocol.ResultRequest, now time.Time) ([]stor
 		case seen[u.Update]:
 			return nil, errorf(protocol.CodeInvalid, "updates[%d].update: %.40q has two results", i, u.Update)
 		case !req.Refused && !slices.Contains(protocol.Results, u.Result):
-			return nil, errorf(protocol.CodeInvalid, "updates[%d].result: unknown result %.40q (want succeeded, failed or refused)", i, u.Result)
+			return nil, errorf(protocol.CodeInvalid, "updates[%d].result: unknown result %.40q (want %s)", i, u.Result, strings.Join(protocol.ResultNames(), ", "))
 		}
 		if err := checkResultText(i, u); err != nil {
 			return nil, err
@@ -287,6 +291,9 @@ func resultsOf(jobID string, req *protocol.ResultRequest, now time.Time) ([]stor
 			if req.Reason != "" {
 				res.Error = req.Reason
 			}
+		}
+		if res.Result == protocol.ResultUnknown {
+			res.InventorySeq = req.InventorySeq
 		}
 		results = append(results, res)
 	}

@@ -222,6 +222,7 @@ func TestResult(t *testing.T) {
 		{name: "two results for one update", who: b, job: refused.ID, body: protocol.ResultRequest{Updates: []protocol.UpdateResult{
 			{Update: "KB5044284", Result: protocol.ResultSucceeded}, {Update: "KB5044284", Result: protocol.ResultFailed}}}, wantStatus: 400},
 		{name: "negative job sequence", who: b, job: refused.ID, body: protocol.ResultRequest{JobSeq: -3}, wantStatus: 400},
+		{name: "negative inventory sequence", who: b, job: refused.ID, body: protocol.ResultRequest{InventorySeq: -1}, wantStatus: 400},
 		{name: "refusal naming no updates refuses the whole job", who: b, job: refused.ID, body: refusal, wantStatus: 200,
 			wantEvents: []string{"result acme " + b.endpoint + " " + refused.ID + " canary KB5044284=refused,Mozilla.Firefox@132.0.1=refused"}},
 	}

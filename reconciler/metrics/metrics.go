@@ -131,7 +131,7 @@ func (m *Metrics) newJobCounters() {
 	}, []string{"client", "ring"})
 	m.jobResults = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "patchline_job_results_total",
-		Help: "Update results agents reported, by client, ring and result (succeeded, failed, refused).",
+		Help: "Update results agents reported, by client, ring and result (succeeded, failed, refused, unknown: the agent stopped while installing).",
 	}, []string{"client", "ring", "result"})
 }
 

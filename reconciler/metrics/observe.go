@@ -160,7 +160,7 @@ func (m *Metrics) zeroRings(client string, rings []schema.Ring) {
 		// The ring's counters exist at zero before its first job, so
 		// that increase() counts the first jobs and results.
 		m.jobsCreated.With(prometheus.Labels{"client": client, "ring": r.Name})
-		for _, result := range []protocol.Result{protocol.ResultSucceeded, protocol.ResultFailed, protocol.ResultRefused} {
+		for _, result := range protocol.Results {
 			m.jobResults.With(prometheus.Labels{"client": client, "ring": r.Name, "result": string(result)})
 		}
 	}

@@ -130,7 +130,7 @@ func (p *planner) survey(cp *clientPlan, i int) error {
 				at = *u.InstalledAt
 			}
 			rp.installs = append(rp.installs, at)
-		case cp.failure(up, u, info.ring).latest != nil:
+		case cp.failure(up, u, info.ring, ep.LastSeen).latest != nil:
 			rp.failed++
 		}
 	}

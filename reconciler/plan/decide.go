@@ -126,6 +126,9 @@ func (p *planner) decide(cp *clientPlan, ep *protocol.Endpoint, info *endpointIn
 	ds := &up.desire
 	if u.Installed {
 		if ds.desired {
+			if a := lastAttempt(u); p.detail && a != nil && a.Result == protocol.ResultUnknown {
+				return verdict{Installed, cp.interruptedNote(ds.note, a, Installed, ep.LastSeen)}
+			}
 			return verdict{Installed, ds.note}
 		}
 		if n, ok := unavailable(&cp.c.Baseline, ep, u); ok {
@@ -150,7 +153,15 @@ func (p *planner) decide(cp *clientPlan, ep *protocol.Endpoint, info *endpointIn
 		}
 		return v
 	}
-	if f := cp.failure(up, u, info.ring); f.latest != nil {
+	f := cp.failure(up, u, info.ring, ep.LastSeen)
+	switch {
+	case f.pending != nil:
+		v := verdict{InProgress, ds.note}
+		if p.detail {
+			v.note = cp.interruptedNote(ds.note, f.pending, InProgress, ep.LastSeen)
+		}
+		return v
+	case f.latest != nil:
 		if v, failed := p.failed(ring, f); failed {
 			return v
 		}
@@ -165,6 +176,9 @@ func (p *planner) decide(cp *clientPlan, ep *protocol.Endpoint, info *endpointIn
 		return verdict{WaitingWindow, cp.freezes[info.freeze]}
 	case !ring.open:
 		return verdict{WaitingWindow, ring.closed}
+	}
+	if f.interrupted != nil && p.detail {
+		return verdict{Missing, cp.interruptedNote(ds.note, f.interrupted, Missing, ep.LastSeen)}
 	}
 	return verdict{Missing, ds.note}
 }

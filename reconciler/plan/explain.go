@@ -61,7 +61,11 @@ func Explain(fleet *schema.Fleet, snap *protocol.Snapshot, now time.Time, endpoi
 	}
 	x.Exclusion, x.Freeze = cp.holdCitations(up, ep, info)
 	x.Rollouts = cp.rollout(up)
-	x.FailedAttempts = cp.failure(up, u, info.ring).count
+	f := cp.failure(up, u, info.ring, ep.LastSeen)
+	x.FailedAttempts, x.Interruptions = f.count, f.interruptions
+	if f.pending != nil {
+		x.Interruptions++
+	}
 	return x, nil
 }
 

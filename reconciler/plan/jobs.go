@@ -31,8 +31,26 @@ func (p *planner) job(ep *protocol.Endpoint, ring *ringPlan, pairs []pair) (Job,
 	if ring.ring.RebootDeadline > 0 {
 		j.RebootDeadline = ring.ring.RebootDeadline.String()
 	}
-	j.IdempotencyKey = idempotencyKey(ep.ID, ids, p.fleet.Revision, ring.end, refusedIn(ups, ring.start, ring.end))
+	j.IdempotencyKey = idempotencyKey(ep.ID, ids, p.fleet.Revision, ring.end, refusedIn(ups, ring.start, ring.end), interruptedJobs(ups))
 	return j, nil
+}
+
+// interruptedJobs counts the jobs that ended with an unknown outcome (the
+// agent stopped while installing) for any of ups. An update still missing
+// after an interruption is retried in the same window; the count makes
+// the retry a new job, which neither the store nor the agent's record of
+// the interrupted one answers. It only grows, so re-planning the retry
+// gives the same key.
+func interruptedJobs(ups []*protocol.Update) int {
+	var jobs []string
+	for _, u := range ups {
+		for _, a := range u.Attempts {
+			if a.Result == protocol.ResultUnknown && !slices.Contains(jobs, a.Job) {
+				jobs = append(jobs, a.Job)
+			}
+		}
+	}
+	return len(jobs)
 }
 
 // maxRefusedRetries is how many times in one window occurrence an update
@@ -61,12 +79,13 @@ func refusedIn(ups []*protocol.Update, start, end time.Time) int {
 // idempotencyKey is the hex SHA-256 of the endpoint id, the update ids in
 // order, the revision and the end of the window occurrence, each ended by a
 // NUL byte so that no two lists hash alike, and of the number of refused
-// jobs (see refusedIn) when there are any. Re-planning the same work in the
+// jobs (see refusedIn) and of interrupted jobs (see interruptedJobs) when
+// there are any. Re-planning the same work in the
 // same window gives the same key, so neither the store nor the agent runs
 // it twice; a retry in a later window (after a failure, or a job that
 // expired unrun), or after a refusal, is a new job with a new key, which
 // the agent must not answer from its record of the first one.
-func idempotencyKey(endpoint string, updates []string, revision string, windowEnd time.Time, refused int) string {
+func idempotencyKey(endpoint string, updates []string, revision string, windowEnd time.Time, refused, interrupted int) string {
 	h := sha256.New()
 	h.Write([]byte(endpoint))
 	h.Write([]byte{0})
@@ -81,6 +100,10 @@ func idempotencyKey(endpoint string, updates []string, revision string, windowEn
 	if refused > 0 {
 		h.Write([]byte{0})
 		h.Write([]byte("refused " + strconv.Itoa(refused)))
+	}
+	if interrupted > 0 {
+		h.Write([]byte{0})
+		h.Write([]byte("interrupted " + strconv.Itoa(interrupted)))
 	}
 	return hex.EncodeToString(h.Sum(nil))
 }

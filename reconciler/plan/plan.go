@@ -27,7 +27,12 @@
 //  7. An update whose latest attempt failed (and is not forgiven by a resume
 //     entry newer than the attempt) is failed: for good after three
 //     unforgiven failures, otherwise until its ring's window next opens
-//     after the attempt, when it is retried.
+//     after the attempt, when it is retried. An attempt whose outcome is
+//     unknown (the agent stopped while installing) is in-progress until
+//     the endpoint reports its inventory after it; still missing then, it
+//     is retried at once and is no failure, neither of the pair nor of
+//     the ring, unless the update was interrupted before: every unknown
+//     outcome after the first counts as a failed attempt.
 //  8. A ring whose failure share exceeds maxFailures halts the update in it
 //     and every later ring.
 //  9. Ring k starts once ring k-1 has passed (its success share reached

@@ -189,6 +189,10 @@ type Explanation struct {
 	// FailedAttempts counts failed install attempts not forgiven by a
 	// resume entry.
 	FailedAttempts int `json:"failedAttempts"`
+	// Interruptions counts install attempts whose outcome is unknown (the
+	// agent stopped while installing) not forgiven by a resume entry; the
+	// first is not a failure, each later one is one of FailedAttempts.
+	Interruptions int `json:"interruptions,omitempty"`
 	// Decision is the final decision, as Plan makes it.
 	Decision PairDecision `json:"decision"`
 }

@@ -180,8 +180,17 @@ type UpdateResult struct {
 	// Output is the backend's output, kept for troubleshooting.
 	Output string
 	// At is when the agent finished the update; zero means when the result
-	// was recorded.
+	// was recorded. An unknown result is dated by the controller instead
+	// (see InventorySeq).
 	At time.Time
+	// InventorySeq, for a protocol.ResultUnknown result, is the agent's
+	// number of the inventory report it sent after the interruption
+	// (protocol.ResultRequest.InventorySeq). When the endpoint's stored
+	// report is that one or a later one, the attempt is dated at that
+	// report's time, which the planner reads as "the inventory has
+	// verified it"; otherwise at the time the result is recorded, to be
+	// verified by the next report.
+	InventorySeq int64
 }
 
 // Revision statuses.

@@ -9,7 +9,11 @@
 // The same seed, family and clock give the same inventory and the same
 // install outcomes. With Options.StateDir set, the installed set, the
 // install counts and the reboot flag survive a restart of the agent, as
-// they would on a real machine.
+// they would on a real machine. With Options.InstallTime set, each install
+// takes that long, and an agent killed meanwhile leaves the attempt
+// counted but the update not installed; an install asked for an update
+// the machine already has is counted apart (Reinstalls), so a test can
+// tell a retry of an interrupted install from an update installed twice.
 package sim
 
 import (
@@ -46,6 +50,10 @@ type Options struct {
 	// StateDir, when set, is where the simulated machine keeps its state
 	// (sim-state.json) across restarts.
 	StateDir string
+	// InstallTime is how long installing one update takes (real time,
+	// whatever Now says); zero is at once. The attempt is written to the
+	// state file before the wait and the update marked installed after it.
+	InstallTime time.Duration
 }
 
 // StateFile is the file under Options.StateDir that holds the simulated
@@ -67,7 +75,11 @@ type persisted struct {
 	// Installed maps update ids installed by the simulation to when.
 	Installed map[string]time.Time `json:"installed"`
 	// Installs counts install attempts per update id.
-	Installs      map[string]int `json:"installs"`
+	Installs map[string]int `json:"installs"`
+	// Reinstalls counts install attempts of an update that was already
+	// installed (by the simulation or from the start): an update installed
+	// twice. An exactly-once rollout leaves it empty.
+	Reinstalls    map[string]int `json:"reinstalls,omitempty"`
 	RebootPending bool           `json:"rebootPending"`
 }
 
@@ -80,7 +92,10 @@ func New(opts Options) (*Backend, error) {
 	if opts.FailureRate < 0 || opts.FailureRate > 1 {
 		return nil, fmt.Errorf("sim: failure rate %v is not between 0 and 1", opts.FailureRate)
 	}
-	b := &Backend{opts: opts, st: persisted{Installed: map[string]time.Time{}, Installs: map[string]int{}}}
+	if opts.InstallTime < 0 {
+		return nil, fmt.Errorf("sim: install time %v is negative", opts.InstallTime)
+	}
+	b := &Backend{opts: opts, st: persisted{Installed: map[string]time.Time{}, Installs: map[string]int{}, Reinstalls: map[string]int{}}}
 	rng := rand.New(rand.NewPCG(opts.Seed, 0x9a7c41e))
 	now := opts.Now().UTC()
 	switch opts.Family {
@@ -108,6 +123,9 @@ func New(opts Options) (*Backend, error) {
 			}
 			if b.st.Installs == nil {
 				b.st.Installs = map[string]int{}
+			}
+			if b.st.Reinstalls == nil {
+				b.st.Reinstalls = map[string]int{}
 			}
 		}
 	}
@@ -149,7 +167,8 @@ func (b *Backend) Inventory(ctx context.Context) ([]*protocol.Update, error) {
 // Install "installs" each update in order. An attempt fails when the
 // update is unknown, when an update it requires is not installed, or by
 // chance at the configured failure rate; every attempt is counted, even one
-// for an update already installed.
+// for an update already installed (that one in Reinstalls too). The
+// context ending stops it between updates or during an install's wait.
 func (b *Backend) Install(ctx context.Context, updates []*protocol.Update) ([]run.Result, error) {
 	byID := map[string]*protocol.Update{}
 	for _, c := range b.catalogue {
@@ -160,7 +179,7 @@ func (b *Backend) Install(ctx context.Context, updates []*protocol.Update) ([]ru
 		if err := ctx.Err(); err != nil {
 			return results, err
 		}
-		res, err := b.install(byID, u.ID)
+		res, err := b.install(ctx, byID, u.ID)
 		if err != nil {
 			return results, err
 		}
@@ -169,11 +188,24 @@ func (b *Backend) Install(ctx context.Context, updates []*protocol.Update) ([]ru
 	return results, nil
 }
 
-func (b *Backend) install(byID map[string]*protocol.Update, id string) (run.Result, error) {
+func (b *Backend) install(ctx context.Context, byID map[string]*protocol.Update, id string) (run.Result, error) {
+	attempt, err := b.begin(id)
+	if err != nil {
+		return run.Result{}, err
+	}
+	if b.opts.InstallTime > 0 {
+		// The wait holds no lock: Inventory and RebootPending answer
+		// meanwhile, as a real machine's would during an install.
+		t := time.NewTimer(b.opts.InstallTime)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return run.Result{}, ctx.Err()
+		case <-t.C:
+		}
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.st.Installs[id]++
-	attempt := b.st.Installs[id]
 	res := run.Result{Update: id}
 	c, known := byID[id]
 	_, done := b.st.Installed[id]
@@ -181,6 +213,7 @@ func (b *Backend) install(byID map[string]*protocol.Update, id string) (run.Resu
 	case !known:
 		res.Error = fmt.Sprintf("simulated endpoint has no update %q", id)
 	case c.Installed || done:
+		b.st.Reinstalls[id]++
 		res.Succeeded, res.Output = true, "simulated: already installed"
 	case b.missing(c) != "":
 		res.Error = fmt.Sprintf("simulated: %s requires %s, which is not installed", id, b.missing(c))
@@ -197,6 +230,21 @@ func (b *Backend) install(byID map[string]*protocol.Update, id string) (run.Resu
 		return res, err
 	}
 	return res, nil
+}
+
+// begin counts an install attempt of id and, when installs take time,
+// writes it to the state file before the install "runs", so an agent
+// killed during the install leaves it counted but not installed.
+func (b *Backend) begin(id string) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.st.Installs[id]++
+	if b.opts.InstallTime > 0 {
+		if err := b.save(); err != nil {
+			return 0, err
+		}
+	}
+	return b.st.Installs[id], nil
 }
 
 // missing returns the first update c requires that is not installed.
@@ -273,6 +321,14 @@ func (b *Backend) Installs(id string) int {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.st.Installs[id]
+}
+
+// Reinstalls returns how many times Install was asked to install the
+// update with this id while it was installed already.
+func (b *Backend) Reinstalls(id string) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.st.Reinstalls[id]
 }
 
 // sortByName orders a catalogue by name, installed versions first.

@@ -2,6 +2,7 @@ package sim
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"sync"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
 	"github.com/patchline/patchline/agent/backend/run/runtest"
 	"github.com/patchline/patchline/internal/golden"
 	"github.com/patchline/patchline/protocol"
@@ -83,8 +85,9 @@ func TestSameSeedSameEndpoint(t *testing.T) {
 
 func TestNewRejectsBadOptions(t *testing.T) {
 	for name, opts := range map[string]Options{
-		"unknown family":      {Family: "beos"},
-		"failure rate over 1": {Family: "linux", FailureRate: 1.5},
+		"unknown family":        {Family: "beos"},
+		"failure rate over 1":   {Family: "linux", FailureRate: 1.5},
+		"negative install time": {Family: "linux", InstallTime: -time.Second},
 	} {
 		if _, err := New(opts); err == nil {
 			t.Errorf("%s: New succeeded, want an error", name)
@@ -248,5 +251,49 @@ func TestConcurrentInstallsAndInventories(t *testing.T) {
 	}
 	if total != 8 {
 		t.Errorf("counted %d installs, want 8", total)
+	}
+}
+
+// TestSlowInstallInterrupted: with InstallTime, an install stopped during
+// its wait (the agent killed) leaves the attempt counted and the update
+// not installed, across a restart; the retry installs it; asking again
+// for an installed update counts as a reinstall.
+func TestSlowInstallInterrupted(t *testing.T) {
+	dir := t.TempDir()
+	opts := Options{Seed: 7, Family: "linux", StateDir: dir, InstallTime: time.Hour}
+	first := newSim(t, opts)
+	u := firstAvailable(t, inventory(t, first))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		_, err := first.Install(ctx, []*protocol.Update{u})
+		done <- err
+	}()
+	// The attempt is on disk once the install "runs".
+	for newSim(t, opts).Installs(u.ID) == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Install after the stop: %v, want context.Canceled", err)
+	}
+	restarted := newSim(t, Options{Seed: 7, Family: "linux", StateDir: dir})
+	if got := find(inventory(t, restarted), u.ID); got == nil || got.Installed {
+		t.Errorf("after an interrupted install, %s = %+v; want not installed", u.ID, got)
+	}
+	if n := restarted.Installs(u.ID); n != 1 {
+		t.Errorf("Installs(%s) = %d, want the 1 interrupted attempt", u.ID, n)
+	}
+	for _, want := range []struct{ installs, reinstalls int }{{2, 0}, {3, 1}} {
+		res, err := restarted.Install(context.Background(), []*protocol.Update{u})
+		if err != nil || len(res) != 1 || !res[0].Succeeded {
+			t.Fatalf("Install: %+v, %v", res, err)
+		}
+		if restarted.Installs(u.ID) != want.installs || restarted.Reinstalls(u.ID) != want.reinstalls {
+			t.Errorf("installs %d, reinstalls %d; want %d, %d", restarted.Installs(u.ID), restarted.Reinstalls(u.ID), want.installs, want.reinstalls)
+		}
+	}
+	if got := find(inventory(t, newSim(t, Options{Seed: 7, Family: "linux", StateDir: dir})), u.ID); got == nil || !got.Installed {
+		t.Errorf("after the retry, %s = %+v; want installed", u.ID, got)
 	}
 }

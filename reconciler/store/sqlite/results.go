@@ -1,6 +1,7 @@
 package sqlite
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -8,6 +9,7 @@ import (
 	"fmt"
 	"slices"
 	"time"
+	"unicode/utf8"
 
 	"github.com/patchline/patchline/protocol"
 	"github.com/patchline/patchline/reconciler/store"
@@ -21,6 +23,7 @@ var (
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`)
 	markInstalledQuery = writeQuery(`UPDATE updates SET installed = 1, installed_at = coalesce(installed_at, ?)
 		WHERE endpoint = ? AND id = ?`)
+	reportedInstalledQuery = writeQuery(`SELECT installed FROM updates WHERE endpoint = ? AND id = ?`)
 )
 
 // RecordResult records the outcome of a job that endpoint ran, in one
@@ -28,6 +31,15 @@ var (
 // update (with the job's ring), a succeeded update is marked installed (its
 // InstalledAt is the result's time unless it already had one), and a
 // job-result audit entry is appended.
+//
+// An unknown result (the agent stopped while the job was installing) is
+// dated by the controller, not by the agent: at the time of the stored
+// inventory report when that report is the one the agent sent after the
+// interruption, or a later one (UpdateResult.InventorySeq), and at now
+// otherwise. The planner reads an inventory at or after that date as the
+// one that shows what the interrupted job left installed. The attempt's
+// error says what that inventory showed: the update installed, or still
+// missing.
 //
 // Recording is idempotent by job id: a second copy of a result (the agent's
 // outbox retrying after a lost answer) changes nothing and is answered as a
@@ -52,10 +64,11 @@ func (db *DB) RecordResult(ctx context.Context, jobID, endpoint string, results 
 		if err != nil {
 			return err
 		}
-		if err := recordAttempts(tx, jobID, endpoint, job.ring, results, now); err != nil {
+		v, err := recordAttempts(tx, jobID, endpoint, job.ring, results, now)
+		if err != nil {
 			return err
 		}
-		return auditResult(tx, jobID, endpoint, job, counts, now)
+		return auditResult(tx, jobID, endpoint, job, counts, v, now)
 	})
 	if err != nil {
 		return store.Recorded{}, fmt.Errorf("result of job %q from endpoint %q: %w", jobID, endpoint, err)
@@ -103,7 +116,7 @@ func countResults(updates sql.NullString, results []store.UpdateResult) (map[pro
 			return nil, fmt.Errorf("result for update %q, which the job does not contain: %w", r.Update, store.ErrInvalid)
 		}
 		switch r.Result {
-		case protocol.ResultSucceeded, protocol.ResultFailed, protocol.ResultRefused:
+		case protocol.ResultSucceeded, protocol.ResultFailed, protocol.ResultRefused, protocol.ResultUnknown:
 		default:
 			return nil, fmt.Errorf("update %q: unknown result %q: %w", r.Update, r.Result, store.ErrInvalid)
 		}
@@ -115,38 +128,145 @@ func countResults(updates sql.NullString, results []store.UpdateResult) (map[pro
 // recordAttempts marks job jobID done and stores each result as an attempt
 // of its update in ring, at the result's time (now when it has none); a
 // succeeded update is marked installed, keeping an install time it already
-// had.
-func recordAttempts(tx *wtx, jobID, endpoint, ring string, results []store.UpdateResult, now time.Time) error {
+// had. Unknown results are dated and described by interrupted. It returns
+// what the stored inventory said of the unknown results.
+func recordAttempts(tx *wtx, jobID, endpoint, ring string, results []store.UpdateResult, now time.Time) (verified, error) {
+	var v verified
 	if _, err := tx.exec(finishJobQuery, now.UnixNano(), jobID); err != nil {
-		return err
+		return v, err
+	}
+	inv, err := inventoryOf(tx, endpoint, results)
+	if err != nil {
+		return v, err
 	}
 	for _, r := range results {
-		at := r.At
+		at, msg := r.At, r.Error
 		if at.IsZero() {
 			at = now
 		}
-		if _, err := tx.exec(insertAttemptQuery, endpoint, r.Update, jobID, ring, at.UnixNano(), string(r.Result), r.Error, r.Output); err != nil {
-			return fmt.Errorf("update %q: %w", r.Update, err)
+		if r.Result == protocol.ResultUnknown {
+			if at, msg, err = interrupted(tx, endpoint, r, inv, now, &v); err != nil {
+				return v, fmt.Errorf("update %q: %w", r.Update, err)
+			}
+		}
+		if _, err := tx.exec(insertAttemptQuery, endpoint, r.Update, jobID, ring, at.UnixNano(), string(r.Result), msg, r.Output); err != nil {
+			return v, fmt.Errorf("update %q: %w", r.Update, err)
 		}
 		if r.Result == protocol.ResultSucceeded {
 			if _, err := tx.exec(markInstalledQuery, at.UnixNano(), endpoint, r.Update); err != nil {
-				return fmt.Errorf("update %q: %w", r.Update, err)
+				return v, fmt.Errorf("update %q: %w", r.Update, err)
 			}
 		}
 	}
-	return nil
+	return v, nil
+}
+
+// storedReport is the endpoint's stored inventory report: its time and the
+// agent's number for it; ok is false when it has none.
+type storedReport struct {
+	at  time.Time
+	seq int64
+	ok  bool
+}
+
+// inventoryOf reads the endpoint's stored report, when results hold an
+// unknown one (the only results that need it).
+func inventoryOf(tx *wtx, endpoint string, results []store.UpdateResult) (storedReport, error) {
+	if !slices.ContainsFunc(results, func(r store.UpdateResult) bool { return r.Result == protocol.ResultUnknown }) {
+		return storedReport{}, nil
+	}
+	var (
+		lastSeen sql.NullInt64
+		rep      storedReport
+	)
+	if err := tx.queryRow(getSeenQuery, endpoint).Scan(&lastSeen, &rep.seq); err != nil {
+		return storedReport{}, fmt.Errorf("endpoint %q: %w", endpoint, err)
+	}
+	rep.at, rep.ok = timeOf(lastSeen), lastSeen.Valid
+	return rep, nil
+}
+
+// verified counts the unknown results of one job by what the inventory
+// the agent sent after the interruption showed, when the store holds it.
+type verified struct {
+	installed, missing int
+	inventory          time.Time
+}
+
+// interrupted dates unknown result r and says in its error what the
+// stored inventory shows of it, counting it in v. The inventory verifies
+// the result when it is the report the agent sent after the interruption
+// or a later one; the attempt is then dated at the report's time, else at
+// now, for the endpoint's next report to verify.
+func interrupted(tx *wtx, endpoint string, r store.UpdateResult, inv storedReport, now time.Time, v *verified) (time.Time, string, error) {
+	msg := cmp.Or(r.Error, "the agent stopped while installing")
+	if !inv.ok || r.InventorySeq <= 0 || inv.seq < r.InventorySeq {
+		return now, withNote(msg, "; the endpoint's next inventory report shows whether it was installed"), nil
+	}
+	var installed int64
+	err := tx.queryRow(reportedInstalledQuery, endpoint, r.Update).Scan(&installed)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return time.Time{}, "", err
+	}
+	v.inventory = inv.at
+	stamp := inv.at.UTC().Format("2006-01-02 15:04 UTC")
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		v.missing++
+		return inv.at, withNote(msg, "; the inventory of "+stamp+" no longer lists it"), nil
+	case installed != 0:
+		v.installed++
+		return inv.at, withNote(msg, "; verified installed by the inventory of "+stamp), nil
+	}
+	v.missing++
+	return inv.at, withNote(msg, "; still missing by the inventory of "+stamp), nil
+}
+
+// withNote appends the controller's note to an agent's error, shortening
+// the error (on a UTF-8 boundary) so that the whole stays within the
+// bound every reader of the state holds attempt errors to.
+func withNote(msg, note string) string {
+	if room := protocol.MaxErrorBytes - len(note); len(msg) > room {
+		const more = "…"
+		msg = msg[:max(room-len(more), 0)]
+		for len(msg) > 0 && !utf8.ValidString(msg) {
+			msg = msg[:len(msg)-1]
+		}
+		msg += more
+	}
+	return msg + note
+}
+
+// interruptedDetail is the part of a job-result audit entry about the
+// job's unknown results: the time of the inventory that shows what the
+// interrupted job left, and how many of them it shows installed and still
+// missing.
+type interruptedDetail struct {
+	Inventory time.Time `json:"inventory"`
+	Installed int       `json:"installed"`
+	Missing   int       `json:"missing"`
 }
 
 // auditResult appends the job-result audit entry of job: how many updates
-// succeeded, failed and were refused, and whether the job had expired
-// before its result came.
-func auditResult(tx *wtx, jobID, endpoint string, job resultJob, counts map[protocol.Result]int, now time.Time) error {
-	detail, err := json.Marshal(struct {
+// succeeded, failed, were refused and have an unknown outcome (with what
+// the inventory showed of them), and whether the job had expired before
+// its result came.
+func auditResult(tx *wtx, jobID, endpoint string, job resultJob, counts map[protocol.Result]int, v verified, now time.Time) error {
+	d := struct {
 		Succeeded int  `json:"succeeded"`
 		Failed    int  `json:"failed"`
 		Refused   int  `json:"refused"`
+		Unknown   int  `json:"unknown,omitempty"`
 		Expired   bool `json:"expired,omitempty"`
-	}{counts[protocol.ResultSucceeded], counts[protocol.ResultFailed], counts[protocol.ResultRefused], job.state == store.JobExpired})
+		// Interrupted splits the unknown results by the inventory the
+		// agent sent after the interruption, when the store holds it.
+		Interrupted *interruptedDetail `json:"interrupted,omitempty"`
+	}{Succeeded: counts[protocol.ResultSucceeded], Failed: counts[protocol.ResultFailed], Refused: counts[protocol.ResultRefused],
+		Unknown: counts[protocol.ResultUnknown], Expired: job.state == store.JobExpired}
+	if !v.inventory.IsZero() {
+		d.Interrupted = &interruptedDetail{Inventory: v.inventory.UTC(), Installed: v.installed, Missing: v.missing}
+	}
+	detail, err := json.Marshal(d)
 	if err != nil {
 		return err
 	}
