@@ -178,8 +178,11 @@ func inventoryOf(tx *wtx, endpoint string, results []store.UpdateResult) (stored
 	var (
 		lastSeen sql.NullInt64
 		rep      storedReport
+		// A revoked endpoint's agent cannot send a result: the API
+		// refuses its node key before this.
+		revoked bool
 	)
-	if err := tx.queryRow(getSeenQuery, endpoint).Scan(&lastSeen, &rep.seq); err != nil {
+	if err := tx.queryRow(getSeenQuery, endpoint).Scan(&lastSeen, &rep.seq, &revoked); err != nil {
 		return storedReport{}, fmt.Errorf("endpoint %q: %w", endpoint, err)
 	}
 	rep.at, rep.ok = timeOf(lastSeen), lastSeen.Valid
