@@ -127,10 +127,10 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 		}
 	}
 	fmt.Fprint(bw, "## Summary\n\n")
-	fmt.Fprint(bw, "| Endpoints | Updates installed | Installed late | SLA breaches | Jobs sent | Update results (ok / failed / refused) | Jobs expired |\n")
+	fmt.Fprint(bw, "| Endpoints | Updates installed | Installed late | SLA breaches | Jobs sent | Update results (ok / failed / refused / interrupted) | Jobs expired |\n")
 	fmt.Fprint(bw, "|---:|---:|---:|---:|---:|---|---:|\n")
-	fmt.Fprintf(bw, "| %d | %d | %d | %d | %d | %d / %d / %d | %d |\n\n", len(r.Endpoints), len(r.Installs), late, len(r.Breaches),
-		r.Jobs.Created, r.Jobs.Succeeded, r.Jobs.Failed, r.Jobs.Refused, r.Jobs.Expired)
+	fmt.Fprintf(bw, "| %d | %d | %d | %d | %d | %d / %d / %d / %d | %d |\n\n", len(r.Endpoints), len(r.Installs), late, len(r.Breaches),
+		r.Jobs.Created, r.Jobs.Succeeded, r.Jobs.Failed, r.Jobs.Refused, r.Jobs.Interrupted, r.Jobs.Expired)
 
 	fmt.Fprint(bw, "## Time from release to install, by severity\n\n")
 	fmt.Fprint(bw, "| Severity | SLA | Installed | Within SLA | Late | Median | Longest | Breaches |\n")

@@ -193,7 +193,11 @@ type JobFigures struct {
 	Succeeded int `json:"succeeded"`
 	Failed    int `json:"failed"`
 	Refused   int `json:"refused"`
-	Expired   int `json:"expired"`
+	// Interrupted counts results whose outcome was unknown (the agent
+	// stopped while installing); the next inventory says what happened,
+	// and the update shows as installed or missing accordingly.
+	Interrupted int `json:"interrupted"`
+	Expired     int `json:"expired"`
 }
 
 // Span is a duration that reads as days and hours ("3d 4h") and encodes in
@@ -487,11 +491,12 @@ func (r *Report) audit(entries []protocol.AuditEntry, client string) map[string]
 			}
 		case protocol.AuditJobResult:
 			if inPeriod && e.Client == client {
-				var counts struct{ Succeeded, Failed, Refused int }
+				var counts struct{ Succeeded, Failed, Refused, Unknown int }
 				if json.Unmarshal(e.Detail, &counts) == nil {
 					r.Jobs.Succeeded += counts.Succeeded
 					r.Jobs.Failed += counts.Failed
 					r.Jobs.Refused += counts.Refused
+					r.Jobs.Interrupted += counts.Unknown
 				}
 			}
 		case protocol.AuditJobExpired:

@@ -104,8 +104,8 @@ func TestReportFacts(t *testing.T) {
 		{"an update not yet due is no breach", breaches["acme-ws-003 KB5039000"].Update == ""},
 		{"another client's endpoints are not in the report", len(r.Endpoints) == 4},
 		{"an endpoint unseen for 11 days is stale", r.Endpoints[3].ID == "acme-ws-003" && r.Endpoints[3].Stale},
-		{"jobs of the month are counted, not October's nor globex's",
-			r.Jobs == compliance.JobFigures{Created: 5, Succeeded: 3, Failed: 1, Expired: 1}},
+		{"jobs of the month are counted (an interrupted install too), not October's nor globex's",
+			r.Jobs == compliance.JobFigures{Created: 5, Succeeded: 3, Failed: 1, Interrupted: 1, Expired: 1}},
 		{"revisions: the one in force on the 1st, the refused one with its problem, the applied fix",
 			len(r.Revisions) == 3 && r.Revisions[0].Revision[0] == 'a' && r.Revisions[1].Status == "refused" &&
 				len(r.Revisions[1].Problems) == 1 && strings.Contains(r.Revisions[1].Problems[0], "48 hours") && r.Revisions[2].Revision == inRevision},
