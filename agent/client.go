@@ -81,7 +81,44 @@ func newClient(controller string, insecure bool, roots *x509.CertPool, rp retryP
 		// can be decoded into a protocol.Error.
 		ErrorHandler: retryablehttp.PassthroughErrorHandler,
 	}
+	rc.RequestLogHook, rc.ResponseLogHook = logRefusedWrites(log, rp.max)
 	return &client{base: base.String(), http: rc}, nil
+}
+
+// attemptKey holds, in the context of a request do sends, an *int: the
+// number of its attempt under way (0 for the first), which retryablehttp
+// gives only to the request hook.
+type attemptKey struct{}
+
+// logRefusedWrites returns the hooks that log at WARN each write (a POST:
+// enrollment, report, result) the controller answers with a 5xx, with
+// how many retries it had and has left: a controller whose store fails
+// (a full disk) shows in the agent's log while the agent keeps retrying,
+// rather than only once the retries run out. The hooks run on the
+// goroutine of the request's Do, one attempt after the other.
+func logRefusedWrites(log *slog.Logger, maxRetries int) (retryablehttp.RequestLogHook, retryablehttp.ResponseLogHook) {
+	onRequest := func(_ retryablehttp.Logger, req *http.Request, attempt int) {
+		if n, ok := req.Context().Value(attemptKey{}).(*int); ok {
+			*n = attempt
+		}
+	}
+	onResponse := func(_ retryablehttp.Logger, resp *http.Response) {
+		req := resp.Request
+		if resp.StatusCode < 500 || req == nil || req.Method != http.MethodPost {
+			return
+		}
+		retry := 0
+		if n, ok := req.Context().Value(attemptKey{}).(*int); ok {
+			retry = *n
+		}
+		left := max(maxRetries-retry, 0)
+		msg := "controller refused a write; retrying"
+		if left == 0 {
+			msg = "controller refused a write; no retries left"
+		}
+		log.Warn(msg, "method", req.Method, "path", req.URL.Path, "status", resp.StatusCode, "retry", retry, "retries_left", left)
+	}
+	return onRequest, onResponse
 }
 
 // controllerURL parses the controller's base URL and refuses plain HTTP
@@ -208,6 +245,7 @@ func (c *client) do(ctx context.Context, method, path string, query url.Values, 
 	if body != nil {
 		reqBody = body
 	}
+	ctx = context.WithValue(ctx, attemptKey{}, new(int))
 	req, err := retryablehttp.NewRequestWithContext(ctx, method, target, reqBody)
 	if err != nil {
 		return fmt.Errorf("%s %s: %w", method, path, err)

@@ -250,3 +250,66 @@ func TestTLSWithPinnedCA(t *testing.T) {
 		t.Errorf("requests (-want +got):\n%s", diff)
 	}
 }
+
+// TestRefusedWritesAreLoggedAtWarn: a write the controller answers with a
+// 5xx (its store failing, say) is logged at WARN on every answer, with the
+// retries it had and has left; a refused read or a 4xx is not.
+func TestRefusedWritesAreLoggedAtWarn(t *testing.T) {
+	tests := []struct {
+		name     string
+		route    string
+		statuses []int
+		call     func(t *testing.T, c *client) error
+		want     []string
+	}{
+		{
+			name: "a report refused twice, then taken", route: "POST " + protocol.PathReport, statuses: []int{500, 503},
+			call: func(t *testing.T, c *client) error { _, err := c.report(t.Context(), protocol.Report{}); return err },
+			want: []string{
+				`level=WARN msg="controller refused a write; retrying" method=POST path=/v1/report status=500 retry=0 retries_left=2`,
+				`level=WARN msg="controller refused a write; retrying" method=POST path=/v1/report status=503 retry=1 retries_left=1`,
+			},
+		},
+		{
+			name: "a report refused until the retries run out", route: "POST " + protocol.PathReport, statuses: []int{503, 503, 503},
+			call: func(t *testing.T, c *client) error { _, _ = c.report(t.Context(), protocol.Report{}); return nil },
+			want: []string{
+				`retry=0 retries_left=2`,
+				`retry=1 retries_left=1`,
+				`level=WARN msg="controller refused a write; no retries left" method=POST path=/v1/report status=503 retry=2 retries_left=0`,
+			},
+		},
+		{
+			name: "a poll refused is a read", route: "GET " + protocol.PathJobs, statuses: []int{503, 503, 503},
+			call: func(t *testing.T, c *client) error { _, _ = c.poll(t.Context(), 0); return nil },
+		},
+		{
+			name: "a report the controller calls invalid is final, not a refusal", route: "POST " + protocol.PathReport, statuses: []int{400},
+			call: func(t *testing.T, c *client) error { _, _ = c.report(t.Context(), protocol.Report{}); return nil },
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t)
+			c, _ := enrolledClient(t, h)
+			h.fc.failNext(tt.route, tt.statuses...)
+			if err := tt.call(t, c); err != nil {
+				t.Fatal(err)
+			}
+			var warns []string
+			for _, line := range strings.Split(h.logs.String(), "\n") {
+				if strings.Contains(line, "level=WARN") {
+					warns = append(warns, line)
+				}
+			}
+			if len(warns) != len(tt.want) {
+				t.Fatalf("%d WARN lines, want %d:\n%s", len(warns), len(tt.want), strings.Join(warns, "\n"))
+			}
+			for i, w := range tt.want {
+				if !strings.Contains(warns[i], w) {
+					t.Errorf("WARN line %d:\n%s\nwant it to hold %s", i, warns[i], w)
+				}
+			}
+		})
+	}
+}

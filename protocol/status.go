@@ -10,10 +10,46 @@ type Status struct {
 	SourceError string `json:"sourceError,omitempty"`
 	// Refused is the most recent refused revision.
 	Refused *Refusal `json:"refused,omitempty"`
+	// Pending is the branch head the controller could not apply yet for
+	// a reason that is not a verdict on it (the store could not record
+	// it, the repository could not be read): it keeps running the last
+	// applied revision and tries the head again with a backoff.
+	Pending *PendingRevision `json:"pending,omitempty"`
+	// Store is the health of the controller's store.
+	Store StoreHealth `json:"store"`
 	// Revisions are the last applied and attempted revision per client.
 	Revisions []RevisionStatus `json:"revisions"`
 	// Clients are each client's figures from its last re-plan.
 	Clients []ClientStatus `json:"clients"`
+}
+
+// PendingRevision is a head waiting to be applied.
+type PendingRevision struct {
+	Revision string `json:"revision"`
+	// Error says why the last attempt failed ("could not record: ...").
+	Error string    `json:"error"`
+	Since time.Time `json:"since"`
+	// Attempts counts the attempts so far; NextAttempt is when the next
+	// one starts, unless a new head comes first.
+	Attempts    int       `json:"attempts"`
+	NextAttempt time.Time `json:"nextAttempt"`
+}
+
+// StoreHealth says whether the controller's store takes writes.
+type StoreHealth struct {
+	// Failing is true while the last write to the store failed and none
+	// has succeeded since (GET /readyz answers 503 meanwhile).
+	Failing bool `json:"failing"`
+	// FailingSince is the first failure of the current run of failures.
+	FailingSince time.Time `json:"failingSince,omitzero"`
+	// LastError is the most recent failed write, kept after the store
+	// recovers; LastErrorOp names what the write was (enroll, report,
+	// result, jobs, lease, revision, audit).
+	LastError   string    `json:"lastError,omitempty"`
+	LastErrorOp string    `json:"lastErrorOp,omitempty"`
+	LastErrorAt time.Time `json:"lastErrorAt,omitzero"`
+	// RecoveredAt is when a write first succeeded after the last failure.
+	RecoveredAt time.Time `json:"recoveredAt,omitzero"`
 }
 
 // Refusal is a revision the controller would not apply.

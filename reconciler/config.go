@@ -18,6 +18,11 @@ type Config struct {
 	// DataDir holds the SQLite store, the job-signing key and the clone of
 	// the fleet repo.
 	DataDir string
+	// InitStore lets patchd start with a new, empty store in a data
+	// directory that holds a job-signing key but no store (lost, or
+	// removed on purpose); without it patchd refuses, so a store that
+	// went missing is restored rather than silently replaced.
+	InitStore bool
 	// Repo is the fleet repo to follow by URL. Repo.Dir is set by the
 	// controller (a clone under DataDir).
 	Repo source.Config

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -134,17 +135,31 @@ func (c *Controller) openDataDir(ctx context.Context) (ed25519.PrivateKey, error
 			return nil, err
 		}
 	}
+	if err := checkStoreKept(dir, c.cfg.InitStore); err != nil {
+		unlock()
+		return nil, err
+	}
+	// The store before the key: a first start that fails to create the
+	// store (a full disk) must not leave a key that says a store was
+	// there.
+	start := time.Now()
+	db, err := sqlite.Open(ctx, filepath.Join(dir, storeFile))
+	if errors.Is(err, sqlite.ErrDamaged) {
+		err = damagedStoreError(dir, err)
+	}
+	if err != nil {
+		unlock()
+		return nil, err
+	}
+	c.log.Debug("store checked and opened", "path", filepath.Join(dir, storeFile), "took", time.Since(start))
 	key, err := loadOrCreateKey(dir)
 	if err != nil {
+		db.Close()
 		unlock()
 		return nil, err
 	}
-	db, err := sqlite.Open(ctx, filepath.Join(dir, storeFile))
-	if err != nil {
-		unlock()
-		return nil, err
-	}
-	c.store = &lockedStore{DB: db, unlock: unlock}
+	health := newStoreHealth(c.log, c.clock.Now, metrics.NewStore(c.reg, storeOps))
+	c.store = &lockedStore{controllerStore: db, health: health, unlock: unlock}
 	return key, nil
 }
 
@@ -156,12 +171,16 @@ func (c *Controller) build(ctx context.Context, secrets *api.Secrets, key ed2551
 	registerStoreMetrics(c.reg, c.store)
 	c.revisions = &revisions{
 		clock: c.clock, log: c.log, store: c.store, metrics: c.metrics, queue: c.queue,
-		loader:  loader.New(loader.Options{Evaluator: c.cfg.Evaluator, Timeout: c.cfg.EvalTimeout, MemoryLimit: c.cfg.EvalMemory}),
-		verify:  c.cfg.Verify,
-		repoDir: repoDir,
-		policy:  make(map[string]appliedClient),
+		loader:      loader.New(loader.Options{Evaluator: c.cfg.Evaluator, Timeout: c.cfg.EvalTimeout, MemoryLimit: c.cfg.EvalMemory}),
+		verify:      c.cfg.Verify,
+		repoDir:     repoDir,
+		policy:      make(map[string]appliedClient),
+		lastRefusal: make(map[string]store.Revision),
 	}
 	c.replanner = newReplanner(c.clock, c.log, c.store, c.revisions, c.metrics, key, c.queue)
+	if err := c.replanner.loadHalts(ctx); err != nil {
+		return err
+	}
 	if c.cfg.FeedsDir != "" {
 		c.feeds = &feedKeeper{
 			dir: c.cfg.FeedsDir, sync: c.cfg.FeedsSync, clock: c.clock, log: c.log, metrics: metrics.NewFeeds(c.reg),
@@ -180,6 +199,7 @@ func (c *Controller) build(ctx context.Context, secrets *api.Secrets, key ed2551
 		SigningKey: key.Public().(ed25519.PublicKey),
 		Events:     events{c},
 		Status:     c.Status,
+		Ready:      c.store.health.ready,
 		Registerer: c.reg,
 		Now:        c.clock.Now,
 		MaxWait:    c.cfg.LongPollMax,
@@ -226,6 +246,10 @@ func (c *Controller) listen() error {
 	c.srv = c.api.HTTPServer()
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(c.reg, promhttp.HandlerOpts{Registry: c.reg}))
+	// The probes answer here too, for a supervisor that reaches only the
+	// metrics address.
+	mux.HandleFunc("GET "+api.PathHealthz, api.Healthz)
+	mux.Handle("GET "+api.PathReadyz, api.Readyz(c.store.health.ready))
 	c.metricsSrv = &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: metricsReadTimeout,

@@ -75,14 +75,47 @@ func keepPrivate(log *slog.Logger, path string, mode fs.FileMode) error {
 	return nil
 }
 
-// lockedStore is the controller's store, with the data directory's lock
-// released when it closes.
-type lockedStore struct {
-	*sqlite.DB
-	unlock func()
+// checkStoreKept refuses a data directory that holds a job-signing key
+// but no store, or an empty one: it had a store (the key is written after
+// the store, on the first start), which was lost or removed, and starting
+// with an empty one would forget every enrolled endpoint and every job
+// number agents have seen. initStore (--init-store) starts empty anyway.
+func checkStoreKept(dir string, initStore bool) error {
+	if initStore {
+		return nil
+	}
+	key := filepath.Join(dir, signingKeyFile)
+	if _, err := os.Stat(key); errors.Is(err, fs.ErrNotExist) {
+		return nil // a new data directory
+	} else if err != nil {
+		return fmt.Errorf("data directory: %w", err)
+	}
+	path := filepath.Join(dir, storeFile)
+	state := "missing"
+	for i, f := range sqlite.Files(path)[:2] {
+		fi, err := os.Stat(f)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			continue
+		case err != nil:
+			return fmt.Errorf("data directory: %w", err)
+		case fi.Size() > 0:
+			// A store file, or a log that holds one's commits.
+			return nil
+		case i == 0:
+			state = "empty"
+		}
+	}
+	return fmt.Errorf("data directory %s holds the job-signing key %s but the store %s is %s: this data directory had a store; "+
+		"restore it or pass --init-store to start empty. To restore, run patchd --data-dir %s --restore FILE with a copy made by "+
+		"patchctl backup (see README, \"Backups and restore\"); --init-store starts with no endpoints, jobs or history, and every agent "+
+		"must enrol again", dir, key, path, state, dir)
 }
 
-func (s *lockedStore) Close() error {
-	defer s.unlock()
-	return s.DB.Close()
+// damagedStoreError is patchd's answer to a store that fails its check
+// at start (sqlite.ErrDamaged): it does not serve from it, and says how
+// to restore a backup.
+func damagedStoreError(dir string, err error) error {
+	return fmt.Errorf("%w. patchd does not serve from a damaged store. Restore the last backup: run patchd --data-dir %s --restore FILE "+
+		"with a copy made by patchctl backup (the damaged store is kept beside it), then start patchd again; see README, \"Backups and restore\"", err, dir)
 }

@@ -14,6 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/patchline/patchline/internal/clock"
 	"github.com/patchline/patchline/reconciler/store"
 	"github.com/patchline/patchline/reconciler/store/sqlite"
 )
@@ -145,7 +148,7 @@ func TestDataDirModesFixed(t *testing.T) {
 			dir := t.TempDir()
 			open := func(log *slog.Logger) (close func() error) {
 				t.Helper()
-				c := &Controller{cfg: Config{DataDir: dir}, log: log}
+				c := &Controller{cfg: Config{DataDir: dir}, log: log, clock: clock.Real{}, reg: prometheus.NewRegistry()}
 				if _, err := c.openDataDir(context.Background()); err != nil {
 					t.Fatal(err)
 				}
@@ -190,6 +193,53 @@ func TestDataDirModesFixed(t *testing.T) {
 			}
 			if len(tt.loosen) == 0 && logs.Len() != 0 {
 				t.Errorf("warnings for a private data directory:\n%s", logs.String())
+			}
+		})
+	}
+}
+
+// TestCheckStoreKept: a data directory with a job-signing key had a
+// store; patchd refuses to start without it (or with an empty file in its
+// place) unless told to start empty. A new data directory starts.
+func TestCheckStoreKept(t *testing.T) {
+	tests := []struct {
+		name      string
+		files     map[string]string // name in the data dir → content
+		initStore bool
+		wantErr   string
+	}{
+		{name: "a new data directory"},
+		{name: "a store without a key", files: map[string]string{storeFile: "SQLite format 3"}},
+		{name: "a key and a store", files: map[string]string{signingKeyFile: "key", storeFile: "SQLite format 3"}},
+		{name: "a key and a store's log only", files: map[string]string{signingKeyFile: "key", storeFile: "", storeFile + "-wal": "frames"}},
+		{name: "a key and no store", files: map[string]string{signingKeyFile: "key"},
+			wantErr: "is missing: this data directory had a store; restore it or pass --init-store to start empty"},
+		{name: "a key and an empty store", files: map[string]string{signingKeyFile: "key", storeFile: ""},
+			wantErr: "is empty: this data directory had a store; restore it or pass --init-store to start empty"},
+		{name: "a key and no store, with --init-store", files: map[string]string{signingKeyFile: "key"}, initStore: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			for name, content := range tt.files {
+				if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			err := checkStoreKept(dir, tt.initStore)
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatalf("refused: %v", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("error %v, want one saying %q", err, tt.wantErr)
+			}
+			for _, cmd := range []string{"patchd --data-dir " + dir + " --restore FILE", "patchctl backup"} {
+				if !strings.Contains(err.Error(), cmd) {
+					t.Errorf("error %q does not name %q", err, cmd)
+				}
 			}
 		})
 	}

@@ -3,6 +3,7 @@ package reconciler
 import (
 	"context"
 	"errors"
+	"fmt"
 	"maps"
 	"slices"
 	"time"
@@ -56,8 +57,11 @@ func (r *revisions) phases() []phase {
 }
 
 // apply verifies, loads and vets a new head and moves every client it can
-// forward.
-func (r *revisions) apply(ctx context.Context, head plumbing.Hash) {
+// forward. It returns an error when the head could not be judged (the
+// repo or the store was not reachable, a policy evaluator could not
+// start): nothing changed, and the caller tries the head again (follow).
+// A verdict, applied or refused, is nil.
+func (r *revisions) apply(ctx context.Context, head plumbing.Hash) error {
 	r.mu.Lock()
 	last, base := r.head, r.applied
 	if head == base {
@@ -67,7 +71,8 @@ func (r *revisions) apply(ctx context.Context, head plumbing.Hash) {
 	}
 	r.mu.Unlock()
 	if head == last || head == base {
-		return
+		r.clearPending()
+		return nil
 	}
 	c := &commit{head: head, base: base, now: r.clock.Now()}
 	for _, p := range r.phases() {
@@ -77,13 +82,15 @@ func (r *revisions) apply(ctx context.Context, head plumbing.Hash) {
 		}
 		var ref *refusal
 		if errors.As(err, &ref) {
-			r.refuse(ctx, head, ref, c.now)
-			return
+			err = r.refuse(ctx, head, ref, c.now)
 		}
-		r.setLastErr(err)
-		r.log.Error("cannot apply fleet revision; keeping the applied policy and trying again on the next fetch", "revision", head.String(), "err", err)
-		return
+		if err == nil {
+			r.clearPending()
+		}
+		return err
 	}
+	r.clearPending()
+	return nil
 }
 
 // verifyPhase checks that head descends from the applied revision and,
@@ -96,7 +103,10 @@ func (r *revisions) verifyPhase(ctx context.Context, c *commit) error {
 	}
 	// Any other error is not a verdict on the revision (a missing object,
 	// an unreadable keyring): it is tried again.
-	return err
+	if err != nil {
+		return fmt.Errorf("could not verify: %w", err)
+	}
+	return nil
 }
 
 // loadPhase evaluates the policy at head. A client past the evaluation
@@ -106,7 +116,7 @@ func (r *revisions) loadPhase(ctx context.Context, c *commit) error {
 	fleet, err := r.loadFleet(ctx, c.head.String())
 	if err != nil {
 		if ctx.Err() != nil || errors.Is(err, loader.ErrEvaluator) {
-			return err
+			return fmt.Errorf("could not load: %w", err)
 		}
 		return &refusal{reason: "invalid", problems: []string{err.Error()}}
 	}
@@ -147,10 +157,10 @@ func (r *revisions) recordPhase(ctx context.Context, c *commit) error {
 	}
 	revs = append(revs, store.Revision{Hash: hash, Status: store.RevisionApplied, At: c.now})
 	for _, id := range slices.Sorted(maps.Keys(c.clientProblems)) {
-		revs = append(revs, store.Revision{Hash: hash, Status: store.RevisionRefused, At: c.now, Client: id, Problems: c.clientProblems[id]})
+		revs = append(revs, store.Revision{Hash: hash, Status: store.RevisionRefused, At: c.now, Client: id, Problems: c.clientProblems[id], Reason: "invalid"})
 	}
 	if err := r.store.RecordRevisions(ctx, revs); err != nil {
-		return err
+		return fmt.Errorf("could not record: %w", err)
 	}
 
 	// Only clients whose policy changed are re-planned: a commit to one
@@ -175,7 +185,13 @@ func (r *revisions) recordPhase(ctx context.Context, c *commit) error {
 		}
 	}
 	r.head, r.applied = c.head, c.head
-	r.lastErr = ""
+	for _, rev := range revs {
+		if rev.Status == store.RevisionRefused {
+			r.lastRefusal[rev.Client] = rev
+		} else {
+			delete(r.lastRefusal, rev.Client)
+		}
+	}
 	r.mu.Unlock()
 
 	for id := range c.fleet.Clients {

@@ -12,10 +12,12 @@ import (
 	"testing"
 
 	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/patchline/patchline/internal/clock"
 	"github.com/patchline/patchline/internal/gittest"
+	"github.com/patchline/patchline/protocol"
 	"github.com/patchline/patchline/reconciler/metrics"
 	"github.com/patchline/patchline/reconciler/store"
 	"github.com/patchline/patchline/reconciler/store/sqlite"
@@ -69,7 +71,7 @@ func newRevisionsEnv(t *testing.T) (*revisions, *gittest.Upstream, *flakyRevisio
 	r := &revisions{
 		clock: clock.NewFake(replanStart), log: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		store: st, loader: loader.New(loader.Options{}), metrics: metrics.New(prometheus.NewRegistry()),
-		repoDir: up.Work, queue: q, policy: make(map[string]appliedClient),
+		repoDir: up.Work, queue: q, policy: make(map[string]appliedClient), lastRefusal: make(map[string]store.Revision),
 	}
 	return r, up, st, q
 }
@@ -102,20 +104,25 @@ func TestApplyPhases(t *testing.T) {
 	up.Write(map[string]string{"clients/acme/policy.cue": acmeApprovesCritical})
 	second := up.Commit("Approve critical updates for acme").String()
 	st.setFail(true)
-	r.apply(ctx, plumbing.NewHash(second))
+	err := r.apply(ctx, plumbing.NewHash(second))
+	if err == nil || !strings.Contains(err.Error(), "could not record: database or disk is full") {
+		t.Errorf("apply of a commit the store could not record = %v, want could not record: the store's error", err)
+	}
 	if running(r, "acme") != first {
 		t.Errorf("acme runs %s after a commit the store could not record, want %s", running(r, "acme"), first)
 	}
-	if v := r.view(); !strings.Contains(v.lastErr, "disk is full") || v.refused != nil {
-		t.Errorf("status after the failed record: error %q, refused %+v; want the store's error, no refusal", v.lastErr, v.refused)
+	if v := r.view(); v.refused != nil || v.lastErr != "" {
+		t.Errorf("status after the failed record: fetch error %q, refused %+v; want neither", v.lastErr, v.refused)
 	}
 	if got := q.take(); len(got) != 0 {
 		t.Errorf("a commit that was not recorded queued %v", got)
 	}
 	st.setFail(false)
-	r.apply(ctx, plumbing.NewHash(second))
+	if err := r.apply(ctx, plumbing.NewHash(second)); err != nil {
+		t.Fatal(err)
+	}
 	if running(r, "acme") != second || running(r, "globex") != second {
-		t.Fatalf("on the next fetch acme runs %s, globex %s; want %s", running(r, "acme"), running(r, "globex"), second)
+		t.Fatalf("when tried again acme runs %s, globex %s; want %s", running(r, "acme"), running(r, "globex"), second)
 	}
 	if got := q.take(); !slices.Equal(got, []string{"acme"}) {
 		t.Errorf("a commit to acme's files queued %v, want only acme", got)
@@ -149,6 +156,93 @@ func TestApplyPhases(t *testing.T) {
 		t.Fatal(err)
 	}
 	if len(revs.Refused) != 2 || revs.Refused[0].Hash != fourth || revs.Refused[1].Client != "acme" {
+		t.Errorf("refusals recorded: %+v", revs.Refused)
+	}
+}
+
+// TestRefusalSurvivesRestart: after a restart the last refusal still says
+// why (its reason), and the refused head, judged again, is not recorded
+// or audited again: the same verdict is one audit entry, however often
+// patchd restarts.
+func TestRefusalSurvivesRestart(t *testing.T) {
+	ctx := context.Background()
+	r, up, st, _ := newRevisionsEnv(t)
+	first := up.Commit("Start the fleet")
+	if err := r.apply(ctx, first); err != nil {
+		t.Fatal(err)
+	}
+	up.Write(map[string]string{"fleet.cue": "package fleet\n\nwindows: {\n"})
+	broken := up.Commit("Break the shared file")
+	if err := r.apply(ctx, broken); err != nil {
+		t.Fatal(err)
+	}
+	want := r.view().refused
+	if want == nil || want.Reason != "invalid" {
+		t.Fatalf("refusal before the restart: %+v, want reason invalid", want)
+	}
+	audited := func() int {
+		t.Helper()
+		entries, err := st.Audit(ctx, 0, 1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, e := range entries {
+			if e.Kind == protocol.AuditRevisionRefused {
+				n++
+			}
+		}
+		return n
+	}
+	for restart := range 3 {
+		restarted, _, _, _ := newRevisionsEnv(t)
+		restarted.store, restarted.repoDir = st, r.repoDir
+		if err := restarted.restore(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(want, restarted.view().refused); diff != "" {
+			t.Errorf("restart %d: refusal (-before +after):\n%s", restart, diff)
+		}
+		// The watch reports the branch head again after every start.
+		if err := restarted.apply(ctx, broken); err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(want, restarted.view().refused); diff != "" {
+			t.Errorf("restart %d: refusal once judged again (-before +after):\n%s", restart, diff)
+		}
+		if n := audited(); n != 1 {
+			t.Errorf("restart %d: %d revision-refused audit entries, want 1", restart, n)
+		}
+	}
+}
+
+// TestRefusalTheStoreCannotRecordIsRetried: a verdict is never lost to a
+// failing store: the refusal is returned as an error (follow tries the
+// head again) and recorded once the store takes it.
+func TestRefusalTheStoreCannotRecordIsRetried(t *testing.T) {
+	ctx := context.Background()
+	r, up, st, _ := newRevisionsEnv(t)
+	if err := r.apply(ctx, up.Commit("Start the fleet")); err != nil {
+		t.Fatal(err)
+	}
+	up.Write(map[string]string{"fleet.cue": "package fleet\n\nwindows: {\n"})
+	broken := up.Commit("Break the shared file")
+	st.setFail(true)
+	if err := r.apply(ctx, broken); err == nil || !strings.Contains(err.Error(), "could not record the refusal") {
+		t.Errorf("apply while the store fails = %v, want could not record the refusal", err)
+	}
+	if v := r.view(); v.refused != nil || v.head == broken {
+		t.Errorf("a refusal not recorded shows: refused %+v, head %s", v.refused, v.head)
+	}
+	st.setFail(false)
+	if err := r.apply(ctx, broken); err != nil {
+		t.Fatal(err)
+	}
+	revs, err := st.Revisions(ctx, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(revs.Refused) != 1 || revs.Refused[0].Hash != broken.String() || revs.Refused[0].Reason != "invalid" {
 		t.Errorf("refusals recorded: %+v", revs.Refused)
 	}
 }

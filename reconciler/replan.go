@@ -28,8 +28,12 @@ type replanStore interface {
 	// CreateJobs stores one client's numbered, signed jobs in one
 	// transaction and returns those it created.
 	CreateJobs(ctx context.Context, client string, jobs []store.Job, now time.Time) ([]store.Job, error)
-	// AppendAudit appends an entry to the audit log.
-	AppendAudit(ctx context.Context, e protocol.AuditEntry) error
+	// Halts returns the halted rollouts RecordHalts stored, by client.
+	Halts(ctx context.Context) (map[string][]protocol.Halt, error)
+	// RecordHalts stores the client's halted rollouts, auditing each
+	// halt that appeared and each that went (a resume), and returns how
+	// many audit entries that made.
+	RecordHalts(ctx context.Context, client, revision string, halted []protocol.Halt, at time.Time) (int, error)
 }
 
 // policySource tells the replanner which policy a client runs.
@@ -70,6 +74,9 @@ type replanner struct {
 	// settling holds the clients whose report-triggered re-plan is waiting
 	// out reportSettle, with its timer.
 	settling map[string]clock.Timer
+	// halts are each client's halted rollouts as the store holds them
+	// (recordHalts).
+	halts map[string][]protocol.Halt
 	// stopped is set by stop: no timer is armed after it.
 	stopped bool
 }
@@ -81,6 +88,7 @@ func newReplanner(clk clock.Clock, log *slog.Logger, st replanStore, pol policyS
 		planned:   make(map[string]string),
 		timers:    make(map[string]clock.Timer),
 		settling:  make(map[string]clock.Timer),
+		halts:     make(map[string][]protocol.Halt),
 	}
 }
 
@@ -128,7 +136,10 @@ func (r *replanner) reconcile(ctx context.Context, client string) error {
 		cl = pol.client
 	}
 	fig := r.metrics.Observe(client, cl, snap, res, now)
-	r.summarise(client, pol, known, len(snap.Endpoints), fig, res, now)
+	if err := r.summarise(client, pol, known, len(snap.Endpoints), fig, res, now); err != nil {
+		r.failed(client, known, err, now)
+		return err
+	}
 	wake := nextWake(res, now)
 	if known {
 		wake = earliest(wake, nextStale(snap, pol.client.EffectiveStaleAfter(), now), now)

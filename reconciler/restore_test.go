@@ -155,19 +155,21 @@ func TestClientRefusedAtStartIsShownNotPlanned(t *testing.T) {
 
 // TestEvaluatorThatCannotRunIsRetried: when the policy evaluator cannot
 // start, the commit is not refused (that is no verdict on it): the error
-// shows and the same head is tried again on the next fetch.
+// is returned (follow shows the head as pending) and the same head is
+// tried again.
 func TestEvaluatorThatCannotRunIsRetried(t *testing.T) {
 	ctx := context.Background()
 	r, up, _, _ := newRevisionsEnv(t)
 	r.loader = loader.New(loader.Options{Evaluator: &loader.Command{Path: filepath.Join(t.TempDir(), "missing")}})
 	head := up.Commit("Start the fleet")
-	r.apply(ctx, head)
-	v := r.view()
-	if v.refused != nil || !strings.Contains(v.lastErr, loader.ErrEvaluator.Error()) || running(r, "acme") != "" {
-		t.Fatalf("with no evaluator: refused %+v, error %q, acme runs %q; want the error and nothing refused", v.refused, v.lastErr, running(r, "acme"))
+	err := r.apply(ctx, head)
+	if v := r.view(); v.refused != nil || err == nil || !strings.Contains(err.Error(), loader.ErrEvaluator.Error()) || running(r, "acme") != "" {
+		t.Fatalf("with no evaluator: refused %+v, error %v, acme runs %q; want the error and nothing refused", v.refused, err, running(r, "acme"))
 	}
 	r.loader = childLoader(t, loader.DefaultTimeout)
-	r.apply(ctx, head)
+	if err := r.apply(ctx, head); err != nil {
+		t.Fatal(err)
+	}
 	if running(r, "acme") != head.String() {
 		t.Errorf("once the evaluator runs, acme runs %q, want %s", running(r, "acme"), head)
 	}

@@ -58,10 +58,18 @@ type revisions struct {
 	// signed. A refused head never becomes the base of that check, or a
 	// signed commit on top of a refused one would carry it in.
 	applied plumbing.Hash
-	// lastErr is the last failure to fetch, read or record the branch.
+	// lastErr is the last failure to fetch or read the branch.
 	lastErr string
 	// refused is the most recent refused head and why.
 	refused *protocol.Refusal
+	// lastRefusal is, per client ("" for the whole fleet), the refusal
+	// the store holds as its last attempted revision, if it is one: the
+	// same verdict on the same head (after a restart) is not recorded
+	// and audited again.
+	lastRefusal map[string]store.Revision
+	// pending is the head that could not be applied yet and is tried
+	// again (follow); nil when none.
+	pending *protocol.PendingRevision
 }
 
 // appliedClient is one client's policy at the revision it runs.
@@ -104,6 +112,7 @@ type revisionView struct {
 	head    plumbing.Hash
 	lastErr string
 	refused *protocol.Refusal
+	pending *protocol.PendingRevision
 	// running maps each client to the revision it runs and its policy.
 	running map[string]runningPolicy
 }
@@ -122,6 +131,10 @@ func (r *revisions) view() revisionView {
 		ref := *r.refused
 		v.refused = &ref
 	}
+	if r.pending != nil {
+		p := *r.pending
+		v.pending = &p
+	}
 	for id, p := range r.policy {
 		v.running[id] = runningPolicy{revision: p.revision, digest: p.digest()}
 	}
@@ -136,6 +149,26 @@ func (r *revisions) setLastErr(err error) {
 	if err != nil {
 		r.lastErr = err.Error()
 	}
+}
+
+// setPending shows head as waiting to be applied after attempts failed
+// attempts, the last with err, and the next due at next.
+func (r *revisions) setPending(head plumbing.Hash, err error, attempts int, next time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	since := r.clock.Now()
+	if r.pending != nil && r.pending.Revision == head.String() {
+		since = r.pending.Since
+	}
+	r.pending = &protocol.PendingRevision{Revision: head.String(), Error: err.Error(), Since: since, Attempts: attempts, NextAttempt: next}
+}
+
+// clearPending forgets the pending head: it was applied or refused, or
+// the branch moved back to the revision that runs.
+func (r *revisions) clearPending() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.pending = nil
 }
 
 // loadFleet loads and vets the fleet repo at rev.
@@ -167,6 +200,7 @@ func (r *revisions) restore(ctx context.Context) error {
 			// After Applied, which clears the refused gauge: the newer
 			// refusal stands.
 			r.metrics.StillRefused(cr.Client, cr.LastAttempted.At)
+			r.lastRefusal[cr.Client] = cr.LastAttempted
 		}
 		switch {
 		case cr.LastApplied == nil:
@@ -179,7 +213,7 @@ func (r *revisions) restore(ctx context.Context) error {
 	}
 	if len(revs.Refused) > 0 {
 		x := revs.Refused[0]
-		r.refused = &protocol.Refusal{Revision: x.Hash, Client: x.Client, Problems: x.Problems, At: x.At}
+		r.refused = &protocol.Refusal{Revision: x.Hash, Client: x.Client, Reason: x.Reason, Problems: x.Problems, At: x.At}
 	}
 	if r.verify.RequireSigned && r.applied.IsZero() && r.verify.TrustFrom.IsZero() {
 		r.mu.Unlock()
@@ -270,20 +304,45 @@ func (r *revisions) reloadRevision(ctx context.Context, rev string, ids []string
 }
 
 // refuse records a refused revision, for the whole fleet (client "") or one
-// client, which keeps running its last good revision.
-func (r *revisions) refuse(ctx context.Context, head plumbing.Hash, ref *refusal, now time.Time) {
+// client, which keeps running its last good revision. The same verdict on
+// the same head as the one the store holds last for that client (the
+// head judged again after a restart) is shown but not recorded, audited
+// or counted again. A refusal the store cannot record is returned, for
+// the head to be judged again later: a verdict is never lost.
+func (r *revisions) refuse(ctx context.Context, head plumbing.Hash, ref *refusal, now time.Time) error {
+	rev := store.Revision{Hash: head.String(), Status: store.RevisionRefused, At: now, Problems: ref.problems, Client: ref.client, Reason: ref.reason}
 	r.mu.Lock()
-	r.refused = &protocol.Refusal{Revision: head.String(), Client: ref.client, Reason: ref.reason, Problems: ref.problems, At: now}
+	last, seen := r.lastRefusal[ref.client]
+	r.mu.Unlock()
+	again := seen && sameRefusal(last, rev)
+	if again {
+		rev.At = last.At
+	} else if err := r.store.RecordRevisions(ctx, []store.Revision{rev}); err != nil {
+		return fmt.Errorf("could not record the refusal (%s): %w", ref.reason, err)
+	}
+	r.mu.Lock()
+	r.refused = &protocol.Refusal{Revision: rev.Hash, Client: rev.Client, Reason: rev.Reason, Problems: rev.Problems, At: rev.At}
+	r.lastRefusal[ref.client] = rev
 	if ref.client == "" {
 		// The branch head is refused: remember it so the same head is not
 		// tried again on every poll, while the policy stays as it was.
 		r.head = head
 	}
 	r.mu.Unlock()
-	rev := store.Revision{Hash: head.String(), Status: store.RevisionRefused, At: now, Problems: ref.problems, Client: ref.client}
-	if err := r.store.RecordRevisions(ctx, []store.Revision{rev}); err != nil {
-		r.log.Error("record refused revision", "revision", rev.Hash, "client", rev.Client, "err", err)
+	if again {
+		r.metrics.StillRefused(ref.client, rev.At)
+		r.log.Warn("policy revision refused again, as recorded before; keeping the last good revision", "revision", rev.Hash, "client", ref.client, "reason", ref.reason, "refused_at", rev.At)
+		return nil
 	}
 	r.metrics.Refused(ref.client, ref.reason, now)
-	r.log.Error("policy revision refused; keeping the last good revision", "revision", head.String(), "client", ref.client, "reason", ref.reason, "problems", ref.problems)
+	r.log.Error("policy revision refused; keeping the last good revision", "revision", rev.Hash, "client", ref.client, "reason", ref.reason, "problems", ref.problems)
+	return nil
+}
+
+// sameRefusal reports whether b is the verdict a already recorded: the
+// same head, client, reason and problems. A refusal stored before its
+// reason was kept matches on the rest.
+func sameRefusal(a, b store.Revision) bool {
+	return a.Status == store.RevisionRefused && a.Hash == b.Hash && a.Client == b.Client &&
+		(a.Reason == "" || a.Reason == b.Reason) && slices.Equal(a.Problems, b.Problems)
 }

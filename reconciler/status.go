@@ -2,7 +2,6 @@ package reconciler
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"maps"
 	"slices"
@@ -22,7 +21,7 @@ func (c *Controller) Status(ctx context.Context) (*protocol.Status, error) {
 		return nil, fmt.Errorf("read revisions: %w", err)
 	}
 	v := c.revisions.view()
-	st := &protocol.Status{SourceError: v.lastErr, Refused: v.refused}
+	st := &protocol.Status{SourceError: v.lastErr, Refused: v.refused, Pending: v.pending, Store: c.store.health.status()}
 	if !v.head.IsZero() {
 		st.Head = v.head.String()
 	}
@@ -68,9 +67,10 @@ func (r *replanner) statuses() []protocol.ClientStatus {
 	return out
 }
 
-// summarise keeps a client's figures for Status, and the policy they were
-// planned with, clearing the error of an earlier failed re-plan.
-func (r *replanner) summarise(client string, pol appliedClient, known bool, endpoints int, fig metrics.Figures, res *plan.Result, now time.Time) {
+// summarise records a client's halted rollouts (recordHalts), then keeps
+// its figures for Status, and the policy they were planned with, clearing
+// the error of an earlier failed re-plan.
+func (r *replanner) summarise(client string, pol appliedClient, known bool, endpoints int, fig metrics.Figures, res *plan.Result, now time.Time) error {
 	revision := pol.revision
 	cs := protocol.ClientStatus{
 		Client: client, Revision: revision, Known: known, PlannedAt: now, Endpoints: endpoints,
@@ -82,47 +82,74 @@ func (r *replanner) summarise(client string, pol appliedClient, known bool, endp
 			cs.Halted = append(cs.Halted, protocol.Halt{Update: ro.Update, Ring: ro.Ring, Reason: ro.Reason})
 		}
 	}
+	// The audit log first: what the status shows is in it.
+	if err := r.recordHalts(client, revision, cs.Halted, now); err != nil {
+		return err
+	}
 	r.mu.Lock()
-	before := r.summaries[client].Halted
 	r.summaries[client] = cs
 	r.planned[client] = pol.digest()
 	r.mu.Unlock()
-	r.auditHalts(client, revision, before, cs.Halted, now)
+	return nil
 }
 
-// auditHalts appends to the audit log the halts that appeared since the
-// client's previous plan, and a resume for each that went away (a commit
-// with a resume entry, or a revision that no longer asks for the update).
-// After a restart the first plan finds every current halt new, so a halt
-// may be logged twice, never missed.
-func (r *replanner) auditHalts(client, revision string, before, after []protocol.Halt, now time.Time) {
+// recordHalts stores the client's halted rollouts when they differ from
+// those stored: the store audits each halt that appeared and a resume for
+// each that went (a commit with a resume entry, or a revision that no
+// longer asks for the update), once per change. The halts stored are
+// read at start (loadHalts), so a restart audits nothing again. A failure
+// fails the re-plan, which the queue tries again: a halt is never missed.
+func (r *replanner) recordHalts(client, revision string, halted []protocol.Halt, now time.Time) error {
+	r.mu.Lock()
+	same := sameHalts(r.halts[client], halted)
+	r.mu.Unlock()
+	if same {
+		return nil
+	}
+	// The re-plan's context may be gone; the audit line must not be.
+	n, err := r.store.RecordHalts(context.Background(), client, revision, halted, now)
+	if err != nil {
+		return &replanError{"store", fmt.Errorf("record halted rollouts: %w", err)}
+	}
+	r.mu.Lock()
+	if len(halted) == 0 {
+		delete(r.halts, client)
+	} else {
+		r.halts[client] = slices.Clone(halted)
+	}
+	r.mu.Unlock()
+	if n > 0 {
+		r.log.Info("halted rollouts changed", "client", client, "revision", revision, "halted", len(halted), "audit_entries", n)
+	}
+	return nil
+}
+
+// loadHalts reads the halted rollouts stored before the start.
+func (r *replanner) loadHalts(ctx context.Context) error {
+	halts, err := r.store.Halts(ctx)
+	if err != nil {
+		return fmt.Errorf("read halted rollouts: %w", err)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.halts = halts
+	return nil
+}
+
+// sameHalts reports whether a and b halt the same rollouts (ring and
+// update; the reason may have changed).
+func sameHalts(a, b []protocol.Halt) bool {
 	key := func(h protocol.Halt) string { return h.Ring + "\x00" + h.Update }
-	was := make(map[string]bool, len(before))
-	for _, h := range before {
-		was[key(h)] = true
+	set := make(map[string]bool, len(a))
+	for _, h := range a {
+		set[key(h)] = true
 	}
-	is := make(map[string]bool, len(after))
-	var entries []protocol.AuditEntry
-	for _, h := range after {
-		is[key(h)] = true
-		if !was[key(h)] {
-			entries = append(entries, haltEntry(protocol.AuditHalt, client, revision, h, now))
+	seen := make(map[string]bool, len(b))
+	for _, h := range b {
+		if !set[key(h)] {
+			return false
 		}
+		seen[key(h)] = true
 	}
-	for _, h := range before {
-		if !is[key(h)] {
-			entries = append(entries, haltEntry(protocol.AuditResume, client, revision, h, now))
-		}
-	}
-	for _, e := range entries {
-		// The re-plan's context may be gone; the audit line must not be.
-		if err := r.store.AppendAudit(context.Background(), e); err != nil {
-			r.log.Error("append audit", "kind", e.Kind, "client", client, "err", err)
-		}
-	}
-}
-
-func haltEntry(kind protocol.AuditKind, client, revision string, h protocol.Halt, now time.Time) protocol.AuditEntry {
-	detail, _ := json.Marshal(h)
-	return protocol.AuditEntry{At: now, Kind: kind, Client: client, Revision: revision, Detail: detail}
+	return len(seen) == len(set)
 }

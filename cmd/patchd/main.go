@@ -109,6 +109,7 @@ func parseFlags(args []string, stderr io.Writer) (cfg reconciler.Config, opts op
 	fs.StringVar(&tokenFile, "git-token-file", "", "`file` holding an access token for https:// repos")
 	fs.StringVar(&cfg.RepoDir, "repo-dir", "", "follow a local fleet repository `DIR` instead of --repo (reloads when a commit lands)")
 	fs.StringVar(&cfg.DataDir, "data-dir", "", "`DIR` for the SQLite store, the job-signing key and the repo clone")
+	fs.BoolVar(&cfg.InitStore, "init-store", false, "start with a new, empty store in a --data-dir that holds a job-signing key but no store (patchd refuses otherwise: restore the store with --restore instead); every agent must enrol again")
 	fs.StringVar(&cfg.Listen, "listen", reconciler.DefaultListen, "`address` of the agent API and the admin API")
 	fs.StringVar(&cfg.MetricsListen, "metrics-listen", reconciler.DefaultMetricsListen, "`address` serving /metrics, and nothing else, to Prometheus (TLS and plain HTTP as for --listen)")
 	fs.StringVar(&cfg.SecretsFile, "secrets", "", "JSON `file` with enrollment secrets per client, the admin token and the webhook secret (mode 0600)")

@@ -75,6 +75,11 @@ func TestParseFlags(t *testing.T) {
 				t.Errorf("limits %v and %v, want 30s and 1 GiB", cfg.EvalTimeout, cfg.EvalMemory)
 			}
 		}},
+		{name: "a new store beside a signing key", args: []string{"--repo", "file:///x", "--init-store"}, check: func(t *testing.T, cfg reconciler.Config) {
+			if !cfg.InitStore {
+				t.Error("--init-store did not set InitStore")
+			}
+		}},
 		{name: "no evaluation time", args: []string{"--repo", "file:///x", "--eval-timeout", "0s"}, wantErr: "--eval-timeout"},
 		{name: "evaluation memory without a unit we know", args: []string{"--repo", "file:///x", "--eval-memory", "1GB"}, wantErr: "invalid amount of memory"},
 	}

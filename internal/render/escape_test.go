@@ -65,9 +65,13 @@ func fixtureStatus(x texts) *protocol.Status {
 		Head:        "0123456789abcdef0123",
 		SourceError: x.reason,
 		Refused:     &protocol.Refusal{Revision: "fedcba9876543210", Client: x.client, Reason: x.reason, Problems: []string{x.rule + ": " + x.reason}, At: planned},
+		Pending:     &protocol.PendingRevision{Revision: "0123456789abcdef0123", Error: "could not record: " + x.reason, Since: planned, Attempts: 2, NextAttempt: planned},
+		// A store error may quote an endpoint id.
+		Store: protocol.StoreHealth{Failing: true, FailingSince: planned, LastError: "report of endpoint " + x.endpoint + ": database or disk is full", LastErrorOp: "report", LastErrorAt: planned},
 		Clients: []protocol.ClientStatus{
 			{Client: x.client, Known: true, Endpoints: 1, Halted: []protocol.Halt{{Update: x.update, Ring: x.ring, Reason: x.reason}}, Error: x.reason, ErrorAt: planned},
 			{Client: "globex", Known: true, Endpoints: 2},
+			{Client: x.client + "-2", Revision: "bbbbbbbbbbbbbbbb", Known: true, Refused: []string{x.rule + ": " + x.reason}},
 		},
 	}
 }

@@ -27,6 +27,16 @@ func Status(w io.Writer, s *protocol.Status) error {
 			fmt.Fprintf(tw, "\t  %s\n", txt(p))
 		}
 	}
+	if p := s.Pending; p != nil {
+		fmt.Fprintf(tw, "Pending revision:\t%s: %s (since %s, %d attempts; retrying at %s)\n", orNone(protocol.ShortRevision(p.Revision)), txt(p.Error),
+			rfc3339(p.Since), p.Attempts, rfc3339(p.NextAttempt))
+	}
+	switch st := s.Store; {
+	case st.Failing:
+		fmt.Fprintf(tw, "Store:\tWRITES FAILING since %s (/readyz answers 503); last failed write: %s at %s: %s\n", rfc3339(st.FailingSince), txt(st.LastErrorOp), rfc3339(st.LastErrorAt), txt(st.LastError))
+	case st.LastError != "":
+		fmt.Fprintf(tw, "Store:\tok since %s; last failed write: %s at %s: %s\n", rfc3339(st.RecoveredAt), txt(st.LastErrorOp), rfc3339(st.LastErrorAt), txt(st.LastError))
+	}
 	fmt.Fprintf(tw, "\nCLIENT\tREVISION\tENDPOINTS\tCOMPLIANT\tDRIFTING\tSTALE\tCOMPLIANCE\tMISSING\tUNAVAILABLE\tHALTED\n")
 	applied := make(map[string]protocol.RevisionStatus)
 	for _, r := range s.Revisions {
@@ -58,7 +68,7 @@ func Status(w io.Writer, s *protocol.Status) error {
 	var refused []string
 	for _, c := range s.Clients {
 		for _, p := range c.Refused {
-			refused = append(refused, fmt.Sprintf("%s\t%s\t%s", c.Client, orNone(protocol.ShortRevision(c.Revision)), p))
+			refused = append(refused, fmt.Sprintf("%s\t%s\t%s", txt(c.Client), orNone(protocol.ShortRevision(c.Revision)), txt(p)))
 		}
 	}
 	if len(refused) > 0 {
@@ -72,6 +82,9 @@ func Status(w io.Writer, s *protocol.Status) error {
 	}
 	return tw.Flush()
 }
+
+// rfc3339 is a time in status, as the other times of status show.
+func rfc3339(t time.Time) string { return t.UTC().Format(time.RFC3339) }
 
 func orNone(s string) string {
 	if s == "" {

@@ -59,3 +59,45 @@ acme    pilot  KB5001  2 of 4 failed
 		t.Errorf("status text (-want +got):\n%s", diff)
 	}
 }
+
+// TestStatusStoreAndPending: a store that fails its writes, one that
+// recovered, and a head the controller could not record yet.
+func TestStatusStoreAndPending(t *testing.T) {
+	at := time.Date(2026, 11, 30, 9, 0, 0, 0, time.UTC)
+	pending := &protocol.PendingRevision{Revision: "fedcba9876543210", Error: "could not record: database or disk is full (13)", Since: at, Attempts: 3, NextAttempt: at.Add(800 * time.Millisecond)}
+	tests := []struct {
+		name    string
+		pending *protocol.PendingRevision
+		store   protocol.StoreHealth
+		want    string
+	}{
+		{name: "a healthy store says nothing", want: "Branch head:  0123456789ab\n"},
+		{
+			name: "writes failing, a head pending", pending: pending,
+			store: protocol.StoreHealth{Failing: true, FailingSince: at, LastError: "store jobs: database or disk is full (13)", LastErrorOp: "jobs", LastErrorAt: at.Add(time.Minute)},
+			want: `Branch head:       0123456789ab
+Pending revision:  fedcba987654: could not record: database or disk is full (13) (since 2026-11-30T09:00:00Z, 3 attempts; retrying at 2026-11-30T09:00:00Z)
+Store:             WRITES FAILING since 2026-11-30T09:00:00Z (/readyz answers 503); last failed write: jobs at 2026-11-30T09:01:00Z: store jobs: database or disk is full (13)
+`,
+		},
+		{
+			name:  "the store recovered",
+			store: protocol.StoreHealth{LastError: "database or disk is full (13)", LastErrorOp: "report", LastErrorAt: at, RecoveredAt: at.Add(time.Hour)},
+			want: `Branch head:  0123456789ab
+Store:        ok since 2026-11-30T10:00:00Z; last failed write: report at 2026-11-30T09:00:00Z: database or disk is full (13)
+`,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var b strings.Builder
+			if err := Status(&b, &protocol.Status{Head: "0123456789abcdef0123", Pending: tt.pending, Store: tt.store}); err != nil {
+				t.Fatal(err)
+			}
+			head, _, _ := strings.Cut(b.String(), "\n\nCLIENT")
+			if diff := cmp.Diff(tt.want, head+"\n"); diff != "" {
+				t.Errorf("status text (-want +got):\n%s", diff)
+			}
+		})
+	}
+}

@@ -86,6 +86,9 @@ type Config struct {
 	Events Events
 	// Status builds the admin status document served at /v1/status.
 	Status func(ctx context.Context) (*protocol.Status, error)
+	// Ready says why the controller cannot take traffic now (GET
+	// /readyz answers 503 with it), or nil; nil Ready is always ready.
+	Ready func() error
 	// Registerer takes this package's collectors.
 	Registerer prometheus.Registerer
 	// Now is the clock (default time.Now).
@@ -246,6 +249,9 @@ func (cfg *Config) setDefaults() {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.Ready == nil {
+		cfg.Ready = func() error { return nil }
+	}
 }
 
 func (s *Server) routes() {
@@ -265,6 +271,9 @@ func (s *Server) routes() {
 	s.handle("POST "+protocol.PathTokens, s.admin(protocol.ScopeAdmin, s.createToken))
 	s.handle("DELETE "+protocol.PathToken, s.admin(protocol.ScopeAdmin, s.revokeToken))
 	s.handle("POST /v1/hooks/git", s.gitHook)
+	// The probes skip the error envelope and the request metrics.
+	s.mux.HandleFunc("GET "+PathHealthz, Healthz)
+	s.mux.Handle("GET "+PathReadyz, Readyz(s.cfg.Ready))
 	// Everything else gets the error envelope too, not the mux's plain text.
 	s.handle("/", func(w http.ResponseWriter, r *http.Request) error {
 		return errorf(protocol.CodeNotFound, "no route %s %s", r.Method, r.URL.Path)

@@ -208,6 +208,9 @@ type Revision struct {
 	At     time.Time
 	// Problems say why a revision was refused.
 	Problems []string
+	// Reason is the kind of a refusal ("invalid", "verify"); empty for
+	// an applied revision.
+	Reason string
 	// Client is the client the revision was applied to or refused for; ""
 	// means the whole fleet.
 	Client string

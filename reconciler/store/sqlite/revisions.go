@@ -16,7 +16,7 @@ func (db *DB) RecordRevision(ctx context.Context, r store.Revision) error {
 	return db.RecordRevisions(ctx, []store.Revision{r})
 }
 
-var recordRevisionQuery = writeQuery(`INSERT INTO revisions (hash, status, at, client, problems) VALUES (?, ?, ?, ?, ?)`)
+var recordRevisionQuery = writeQuery(`INSERT INTO revisions (hash, status, at, client, problems, reason) VALUES (?, ?, ?, ?, ?, ?)`)
 
 // RecordRevisions records revisions and their audit entries in one
 // transaction: a commit applied to a hundred clients costs one sync, not a
@@ -50,15 +50,16 @@ func (db *DB) RecordRevisions(ctx context.Context, rs []store.Revision) error {
 	err := db.update(ctx, func(tx *wtx) error {
 		for _, w := range rows {
 			r := w.r
-			if _, err := tx.exec(recordRevisionQuery, r.Hash, r.Status, r.At.UnixNano(), r.Client, w.problems); err != nil {
+			if _, err := tx.exec(recordRevisionQuery, r.Hash, r.Status, r.At.UnixNano(), r.Client, w.problems, r.Reason); err != nil {
 				return fmt.Errorf("revision %q: %w", r.Hash, err)
 			}
 			var detail json.RawMessage
-			if len(r.Problems) > 0 {
+			if len(r.Problems) > 0 || r.Reason != "" {
 				var err error
 				if detail, err = json.Marshal(struct {
-					Problems []string `json:"problems"`
-				}{r.Problems}); err != nil {
+					Reason   string   `json:"reason,omitempty"`
+					Problems []string `json:"problems,omitempty"`
+				}{r.Reason, r.Problems}); err != nil {
 					return err
 				}
 			}
@@ -83,7 +84,7 @@ func (db *DB) Revisions(ctx context.Context, refusedLimit int) (store.RevisionSt
 	err := db.readTx(ctx, func(tx *sql.Tx) error {
 		// For each client: the newest row, and the newest applied row.
 		rows, err := tx.QueryContext(ctx, `
-			SELECT r.hash, r.status, r.at, r.client, r.problems FROM revisions r
+			SELECT r.hash, r.status, r.at, r.client, r.problems, r.reason FROM revisions r
 			JOIN (SELECT client, max(id) AS id FROM revisions GROUP BY client
 			      UNION SELECT client, max(id) FROM revisions WHERE status = 'applied' GROUP BY client) last
 			  ON r.id = last.id
@@ -117,7 +118,7 @@ func (db *DB) Revisions(ctx context.Context, refusedLimit int) (store.RevisionSt
 		if refusedLimit <= 0 {
 			return nil
 		}
-		refused, err := tx.QueryContext(ctx, `SELECT hash, status, at, client, problems FROM revisions
+		refused, err := tx.QueryContext(ctx, `SELECT hash, status, at, client, problems, reason FROM revisions
 			WHERE status = 'refused' ORDER BY id DESC LIMIT ?`, refusedLimit)
 		if err != nil {
 			return err
@@ -142,7 +143,7 @@ func scanRevision(rows *sql.Rows) (store.Revision, error) {
 	var r store.Revision
 	var at sql.NullInt64
 	var problems sql.NullString
-	if err := rows.Scan(&r.Hash, &r.Status, &at, &r.Client, &problems); err != nil {
+	if err := rows.Scan(&r.Hash, &r.Status, &at, &r.Client, &problems, &r.Reason); err != nil {
 		return store.Revision{}, err
 	}
 	r.At = timeOf(at)

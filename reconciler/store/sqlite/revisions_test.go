@@ -18,10 +18,10 @@ func TestRevisions(t *testing.T) {
 	ctx := context.Background()
 	at := func(m int) time.Time { return t0.Add(time.Duration(m) * time.Minute) }
 	fleetA := store.Revision{Hash: "aaaa", Status: store.RevisionApplied, At: at(1)}
-	fleetB := store.Revision{Hash: "bbbb", Status: store.RevisionRefused, At: at(2), Problems: []string{"clients/acme/ring.cue:12:3: ring pilot: unknown window nights"}}
+	fleetB := store.Revision{Hash: "bbbb", Status: store.RevisionRefused, At: at(2), Reason: "invalid", Problems: []string{"clients/acme/ring.cue:12:3: ring pilot: unknown window nights"}}
 	acmeA := store.Revision{Hash: "aaaa", Status: store.RevisionApplied, At: at(1), Client: "acme"}
 	acmeC := store.Revision{Hash: "cccc", Status: store.RevisionApplied, At: at(3), Client: "acme"}
-	globexB := store.Revision{Hash: "bbbb", Status: store.RevisionRefused, At: at(2), Client: "globex", Problems: []string{"exclusion KB1: expiry missing"}}
+	globexB := store.Revision{Hash: "bbbb", Status: store.RevisionRefused, At: at(2), Client: "globex", Reason: "verify", Problems: []string{"exclusion KB1: expiry missing"}}
 	for _, r := range []store.Revision{fleetA, acmeA, fleetB, globexB, acmeC} {
 		if err := db.RecordRevision(ctx, r); err != nil {
 			t.Fatal(err)

@@ -31,7 +31,8 @@ import (
 	"github.com/patchline/patchline/reconciler/store"
 
 	// The driver registers itself as "sqlite".
-	_ "modernc.org/sqlite"
+	sqlitedriver "modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
 )
 
 // busyTimeout is how long a connection waits for a lock held by another
@@ -80,16 +81,21 @@ func Open(ctx context.Context, path string) (*DB, error) {
 		return nil, fmt.Errorf("open store %q: %w", path, err)
 	}
 
+	// Nothing is written to a damaged store, not even a migration.
+	if err := quickCheck(ctx, write); err != nil {
+		write.Close()
+		return nil, fmt.Errorf("open store %q: %w", path, damaged(err))
+	}
 	// Migrate before the read pool opens so readers never see an old schema.
 	if err := migrate(ctx, write, migrations); err != nil {
 		write.Close()
-		return nil, fmt.Errorf("open store %q: %w", path, err)
+		return nil, fmt.Errorf("open store %q: %w", path, damaged(err))
 	}
 
 	read, err := openRead(ctx, path, params)
 	if err != nil {
 		write.Close()
-		return nil, fmt.Errorf("open store %q: %w", path, err)
+		return nil, fmt.Errorf("open store %q: %w", path, damaged(err))
 	}
 	db := &DB{path: path, write: write, read: read}
 	if err := errors.Join(db.stmts.prepare(ctx, write, writeQueries), db.stmts.prepare(ctx, read, readQueries)); err != nil {
@@ -97,6 +103,55 @@ func Open(ctx context.Context, path string) (*DB, error) {
 	}
 	db.writer = newWriter(write, &db.stmts)
 	return db, nil
+}
+
+// ErrDamaged is what Open's error wraps when the store file is damaged:
+// SQLite's quick check finds a fault in it, or SQLite calls it corrupt or
+// not a database. Nothing in it can be trusted; restore a backup.
+var ErrDamaged = errors.New("the store is damaged")
+
+// quickCheck runs SQLite's quick check (every page and index entry is
+// well formed, without checking that indexes match their tables, which
+// takes much longer) over the whole file, its write-ahead log included.
+func quickCheck(ctx context.Context, db *sql.DB) error {
+	// At most a few problems: the first ones say enough.
+	rows, err := db.QueryContext(ctx, "PRAGMA quick_check(3)")
+	if err != nil {
+		return fmt.Errorf("quick check: %w", err)
+	}
+	defer rows.Close()
+	var problems []string
+	for rows.Next() {
+		var line string
+		if err := rows.Scan(&line); err != nil {
+			return fmt.Errorf("quick check: %w", err)
+		}
+		if line != "ok" {
+			problems = append(problems, line)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("quick check: %w", err)
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("%w: SQLite's quick check found: %s", ErrDamaged, strings.Join(problems, "; "))
+	}
+	return nil
+}
+
+// damaged marks err with ErrDamaged when SQLite said the file is corrupt
+// or not a database.
+func damaged(err error) error {
+	var se *sqlitedriver.Error
+	if errors.Is(err, ErrDamaged) || !errors.As(err, &se) {
+		return err
+	}
+	// The primary result code is the low byte of an extended one.
+	switch se.Code() & 0xff {
+	case sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB:
+		return fmt.Errorf("%w: %w", ErrDamaged, err)
+	}
+	return err
 }
 
 // Files returns the files the store at path lives in: the database and,

@@ -244,6 +244,14 @@ func TestMigrate(t *testing.T) {
 
 func TestOpenTwiceKeepsOneSchemaVersion(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "patchd.db")
+	all, err := listMigrations(migrations)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	for _, m := range all {
+		want = append(want, filepath.Base(m.name))
+	}
 	for range 3 {
 		db, err := Open(context.Background(), path)
 		if err != nil {
@@ -253,7 +261,7 @@ func TestOpenTwiceKeepsOneSchemaVersion(t *testing.T) {
 		if err := db.Close(); err != nil {
 			t.Fatal(err)
 		}
-		if diff := cmp.Diff([]string{"0001_init.sql", "0002_report_seq.sql", "0003_release_provenance.sql", "0004_tokens_endpoints.sql"}, got); diff != "" {
+		if diff := cmp.Diff(want, got); diff != "" {
 			t.Fatalf("schema_version (-want +got):\n%s", diff)
 		}
 	}
