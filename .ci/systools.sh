@@ -16,6 +16,8 @@ have apt-ftparchive || need+=(apt-utils)
 have dpkg-parsechangelog || need+=(dpkg-dev)
 # Debian's prometheus package ships both prometheus and promtool.
 have prometheus && have promtool || need+=(prometheus)
+# The PostgreSQL store's tests start throwaway clusters (initdb, postgres).
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || have initdb || need+=(postgresql)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" = 0 ] && [ -f /etc/debian_version ]; then
 	echo "installing system tools for tests: ${need[*]}"
