@@ -95,7 +95,7 @@ func (db *DB) Audit(ctx context.Context, afterID int64, limit int) ([]protocol.A
 	rows, err := db.pool.Query(ctx, `SELECT id, at, kind, client, endpoint, revision, job, detail FROM audit
 		WHERE id > $1 ORDER BY id LIMIT $2`, afterID, limit)
 	if err != nil {
-		return nil, fmt.Errorf("audit: %w", err)
+		return nil, fmt.Errorf("audit: %w", classify(err))
 	}
 	defer rows.Close()
 	var entries []protocol.AuditEntry
@@ -105,7 +105,7 @@ func (db *DB) Audit(ctx context.Context, afterID int64, limit int) ([]protocol.A
 		var kind string
 		var detail []byte
 		if err := rows.Scan(&e.ID, &at, &kind, &e.Client, &e.Endpoint, &e.Revision, &e.Job, &detail); err != nil {
-			return nil, fmt.Errorf("audit: %w", err)
+			return nil, fmt.Errorf("audit: %w", classify(err))
 		}
 		e.At = time.Unix(0, at).UTC()
 		e.Kind = protocol.AuditKind(kind)

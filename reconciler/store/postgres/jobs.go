@@ -203,7 +203,7 @@ func createJobs(t *wtx, client string, jobs []store.Job, now time.Time) ([]store
 func (db *DB) LastJobSeqs(ctx context.Context, client string) (map[string]int64, error) {
 	rows, err := db.pool.Query(ctx, `SELECT id, job_seq FROM endpoints WHERE client = $1`, client)
 	if err != nil {
-		return nil, fmt.Errorf("job numbers of client %q: %w", client, err)
+		return nil, fmt.Errorf("job numbers of client %q: %w", client, classify(err))
 	}
 	defer rows.Close()
 	seqs := make(map[string]int64)
@@ -211,7 +211,7 @@ func (db *DB) LastJobSeqs(ctx context.Context, client string) (map[string]int64,
 		var id string
 		var seq int64
 		if err := rows.Scan(&id, &seq); err != nil {
-			return nil, fmt.Errorf("job numbers of client %q: %w", client, err)
+			return nil, fmt.Errorf("job numbers of client %q: %w", client, classify(err))
 		}
 		seqs[id] = seq
 	}
@@ -258,14 +258,14 @@ const dueJobsQuery = `SELECT ` + jobColumns + ` FROM jobs
 func (db *DB) DueJobs(ctx context.Context, endpoint string, now time.Time) ([]store.Job, error) {
 	rows, err := db.pool.Query(ctx, dueJobsQuery, endpoint, now.UnixNano())
 	if err != nil {
-		return nil, fmt.Errorf("due jobs of endpoint %q: %w", endpoint, err)
+		return nil, fmt.Errorf("due jobs of endpoint %q: %w", endpoint, classify(err))
 	}
 	defer rows.Close()
 	var jobs []store.Job
 	for rows.Next() {
 		j, err := scanJob(rows)
 		if err != nil {
-			return nil, fmt.Errorf("due jobs of endpoint %q: %w", endpoint, err)
+			return nil, fmt.Errorf("due jobs of endpoint %q: %w", endpoint, classify(err))
 		}
 		jobs = append(jobs, j)
 	}

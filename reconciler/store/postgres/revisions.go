@@ -134,7 +134,7 @@ func (db *DB) Revisions(ctx context.Context, refusedLimit int) (store.RevisionSt
 		return refused.Err()
 	})
 	if err != nil {
-		return store.RevisionStatus{}, fmt.Errorf("revisions: %w", err)
+		return store.RevisionStatus{}, fmt.Errorf("revisions: %w", classify(err))
 	}
 	return st, nil
 }

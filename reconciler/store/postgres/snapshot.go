@@ -24,7 +24,7 @@ import (
 func (db *DB) Snapshot(ctx context.Context, now time.Time) (*protocol.Snapshot, error) {
 	eps, err := db.loadEndpoints(ctx, scope{}, now)
 	if err != nil {
-		return nil, fmt.Errorf("snapshot: %w", err)
+		return nil, fmt.Errorf("snapshot: %w", classify(err))
 	}
 	return &protocol.Snapshot{APIVersion: protocol.SnapshotAPIVersion, GeneratedAt: now, Endpoints: eps}, nil
 }
@@ -34,7 +34,7 @@ func (db *DB) Snapshot(ctx context.Context, now time.Time) (*protocol.Snapshot, 
 func (db *DB) ClientSnapshot(ctx context.Context, client string, now time.Time) (*protocol.Snapshot, error) {
 	eps, err := db.loadEndpoints(ctx, scope{client: client}, now)
 	if err != nil {
-		return nil, fmt.Errorf("snapshot of client %q: %w", client, err)
+		return nil, fmt.Errorf("snapshot of client %q: %w", client, classify(err))
 	}
 	return &protocol.Snapshot{APIVersion: protocol.SnapshotAPIVersion, GeneratedAt: now, Endpoints: eps}, nil
 }
@@ -44,7 +44,7 @@ func (db *DB) ClientSnapshot(ctx context.Context, client string, now time.Time) 
 func (db *DB) EndpointSnapshot(ctx context.Context, id string, now time.Time) (*protocol.Endpoint, error) {
 	eps, err := db.loadEndpoints(ctx, scope{endpoint: id}, now)
 	if err != nil {
-		return nil, fmt.Errorf("snapshot of endpoint %q: %w", id, err)
+		return nil, fmt.Errorf("snapshot of endpoint %q: %w", id, classify(err))
 	}
 	if len(eps) == 0 {
 		return nil, fmt.Errorf("snapshot of endpoint %q: %w", id, store.ErrNotFound)
