@@ -19,7 +19,8 @@
 //     recorded, so a result is recorded once. The fleet-wide first_seen
 //     rows are inserted in key order, so two reports never deadlock on
 //     them. A deadlock or serialization failure that happens all the same
-//     (40P01, 40001) is retried a few times, from the start.
+//     (40P01, 40001), or a connection lost before the commit, is retried a
+//     few times, from the start.
 //   - Audit entries get their ids under a transaction-scoped advisory lock
 //     held until commit, so ids become visible in the order they were
 //     given and Audit(afterID) paging never skips an entry (audit.go).
@@ -180,6 +181,14 @@ const (
 // true of a moment (another writer's row appeared between two statements).
 var errRetry = errors.New("a concurrent write changed what this one read; try again")
 
+// errNotCommitted marks a transaction whose connection failed before its
+// commit was sent: the server rolled it back, so running it again on
+// another connection is safe. It is how a write survives a connection
+// that died while idle in the pool (the server restarted, or a failover
+// moved the primary). A commit whose answer is lost is not retried: it
+// may have committed.
+var errNotCommitted = errors.New("the connection failed before the transaction committed")
+
 // wtx is a write transaction as a write function sees it: queries run
 // under the write's context, and audit entries wait in audit for the end
 // of the transaction (see flushAudit).
@@ -220,7 +229,8 @@ func (db *DB) updateLazy(ctx context.Context, fn func(*wtx) error) error {
 }
 
 // write runs fn in a transaction and commits it, running it again after a
-// deadlock or a serialization failure (at most maxAttempts times in all).
+// deadlock, a serialization failure or a connection lost before the
+// commit (at most maxAttempts times in all).
 // fn must be safe to run again: it starts from its inputs each time.
 func (db *DB) write(ctx context.Context, lazy bool, fn func(*wtx) error) error {
 	start := time.Now()
@@ -232,7 +242,7 @@ func (db *DB) write(ctx context.Context, lazy bool, fn func(*wtx) error) error {
 		if err == nil {
 			return nil
 		}
-		if !retryable(err) {
+		if !retryable(err) || ctx.Err() != nil {
 			return classify(err)
 		}
 		if attempt == maxAttempts {
@@ -265,6 +275,9 @@ func (db *DB) try(ctx context.Context, lazy bool, fn func(*wtx) error) error {
 	}
 	tx, err := db.pool.BeginTx(ctx, opts)
 	if err != nil {
+		if ctx.Err() == nil {
+			err = fmt.Errorf("%w: %w", err, errNotCommitted)
+		}
 		return fmt.Errorf("begin: %w", err)
 	}
 	// After a commit, Rollback does nothing. After an error it ends the
@@ -272,10 +285,14 @@ func (db *DB) try(ctx context.Context, lazy bool, fn func(*wtx) error) error {
 	// which ends it as well.
 	defer tx.Rollback(ctx)
 	t := &wtx{ctx: ctx, tx: tx}
-	if err := fn(t); err != nil {
-		return err
+	err = fn(t)
+	if err == nil {
+		err = t.flushAudit()
 	}
-	if err := t.flushAudit(); err != nil {
+	if err != nil {
+		if tx.Conn().IsClosed() && ctx.Err() == nil {
+			err = fmt.Errorf("%w: %w", err, errNotCommitted)
+		}
 		return err
 	}
 	if err := tx.Commit(ctx); err != nil {
@@ -285,9 +302,9 @@ func (db *DB) try(ctx context.Context, lazy bool, fn func(*wtx) error) error {
 }
 
 // retryable says whether err is worth running the transaction again for:
-// a deadlock, a serialization failure, or errRetry.
+// a deadlock, a serialization failure, errRetry or errNotCommitted.
 func retryable(err error) bool {
-	if errors.Is(err, errRetry) {
+	if errors.Is(err, errRetry) || errors.Is(err, errNotCommitted) {
 		return true
 	}
 	var pgErr *pgconn.PgError

@@ -120,6 +120,8 @@ func TestRetryable(t *testing.T) {
 		{"deadlock", &pgconn.PgError{Code: "40P01"}, true, false},
 		{"wrapped deadlock", errors.Join(errors.New("job"), &pgconn.PgError{Code: "40P01"}), true, false},
 		{"key taken meanwhile", errRetry, true, false},
+		{"connection lost before the commit", fmt.Errorf("begin: %w: %w", errors.New("EOF"), errNotCommitted), true, false},
+		{"connection lost", errors.New("unexpected EOF"), false, false},
 		{"unique violation", &pgconn.PgError{Code: "23505"}, false, false},
 		{"NUL byte in text", &pgconn.PgError{Code: "22021"}, false, true},
 		{"number out of range", &pgconn.PgError{Code: "22003"}, false, true},
@@ -191,5 +193,43 @@ func TestSnapshotInByteOrderWhateverTheCollation(t *testing.T) {
 		if got[i] != want[i] {
 			t.Fatalf("snapshot order %q, want %q", got, want)
 		}
+	}
+}
+
+// TestWriteSurvivesALostConnection: the server ends the store's idle
+// connections (a restart, a failover): the next write runs again on a new
+// connection instead of failing.
+func TestWriteSurvivesALostConnection(t *testing.T) {
+	db, dsn := openTest(t)
+	ctx := context.Background()
+	// Fill the pool with idle connections.
+	var wg sync.WaitGroup
+	for i := range 4 {
+		wg.Go(func() {
+			if err := db.AppendAudit(ctx, protocol.AuditEntry{At: t0, Kind: protocol.AuditHalt, Job: fmt.Sprint(i)}); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	admin, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(ctx)
+	var ended int
+	if err := admin.QueryRow(ctx, `SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+		WHERE datname = current_database() AND pid <> pg_backend_pid()) AS t`).Scan(&ended); err != nil || ended == 0 {
+		t.Fatalf("ending the store's connections: %d ended, %v", ended, err)
+	}
+	retries := db.WriteStats().Retries
+	if err := db.Enroll(ctx, store.Enrollment{ID: "ep-1", Client: "acme", NodeKeyHash: []byte{1}, EnrolledAt: t0}); err != nil {
+		t.Fatalf("write after the connections were ended: %v", err)
+	}
+	if db.WriteStats().Retries == retries {
+		t.Errorf("the write did not meet an ended connection (%d retries): the test proves nothing", db.WriteStats().Retries)
+	}
+	if _, err := db.EndpointByID(ctx, "ep-1"); err != nil {
+		t.Error(err)
 	}
 }
