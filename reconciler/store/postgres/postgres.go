@@ -10,9 +10,11 @@
 //     other, and would abort concurrent reports of different endpoints),
 //     each write locks what it depends on, always in the same order, so
 //     writes that touch the same things run one after the other and the
-//     others never wait: first the row of every endpoint whose records it
-//     changes (SELECT ... FOR NO KEY UPDATE, several in id order), then
-//     the rows it changes, and last the audit lock (audit.go). Under the
+//     others do not wait for each other: first the row of every endpoint
+//     whose inventory, attempts or job numbers it changes (SELECT ... FOR
+//     NO KEY UPDATE, several in id order), then the job rows it changes
+//     (to lease, finish or expire them), and last the audit lock
+//     (audit.go). Under the
 //     endpoint lock a job's sequence number is checked against the
 //     endpoint's job_seq and raised in the same transaction, so a number
 //     is never given twice; a job's row is locked before its result is
