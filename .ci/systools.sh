@@ -18,6 +18,8 @@ have dpkg-parsechangelog || need+=(dpkg-dev)
 have prometheus && have promtool || need+=(prometheus)
 # actionlint checks the fleet template's workflow scripts with shellcheck.
 have shellcheck || need+=(shellcheck)
+# The PostgreSQL store's tests start throwaway clusters (initdb, postgres).
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || have initdb || need+=(postgresql)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" = 0 ] && [ -f /etc/debian_version ]; then
 	echo "installing system tools for tests: ${need[*]}"
