@@ -10,7 +10,7 @@ ACTIONLINT_VERSION := v1.7.12
 FUZZTIME    ?= 5s
 DEMO_DIR    ?= $(CURDIR)/.demo
 
-.PHONY: all build cross lint test test-go fuzz systools bench demo clean
+.PHONY: all build cross lint test test-go test-long fuzz systools bench demo clean
 
 all: build
 
@@ -45,6 +45,14 @@ test-go: $(ACTIONLINT)
 
 fuzz:
 	@bash .ci/fuzz.sh $(FUZZTIME)
+
+# The end-to-end suite's long mode (tens of minutes, not part of make
+# test): 500 agents through 20 kills of patchd, agents killed inside
+# installs, a faulty network, a 30 s controller outage, a full disk on a
+# small tmpfs (as root). The log goes to test-long.log; the last figures
+# are in BENCHMARKS.md.
+test-long: systools
+	@bash .ci/test-long.sh test-long.log
 
 # Go benchmarks (load, plan, store, API, reconcile, the plan command),
 # BENCH_COUNT runs each with a table of medians, then the macro benchmark.
