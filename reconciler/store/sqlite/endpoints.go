@@ -100,6 +100,9 @@ func (db *DB) ReplaceInventory(ctx context.Context, r store.Report) error {
 	// A report is level-based: the agent sends the whole inventory again,
 	// so it may skip waiting for the disk (see updateLazy).
 	err = db.updateLazy(ctx, func(tx *wtx) error { return replaceInventory(tx, inv) })
+	if errors.Is(err, errDuplicateReport) {
+		return nil
+	}
 	if err != nil {
 		return fmt.Errorf("inventory of endpoint %q: %w", r.Endpoint, err)
 	}
@@ -242,6 +245,13 @@ func replaceInventory(tx *wtx, inv inventory) error {
 	return nil
 }
 
+// errDuplicateReport is a report numbered as the stored one: a copy of it
+// (the agent's retry of a report whose answer was lost, or the network
+// delivering it twice), which changes nothing. Applying it again could
+// undo what a job recorded since (an update installed would read as
+// missing until the next report).
+var errDuplicateReport = errors.New("duplicate report")
+
 // updateEndpoint refuses a report older than the stored one (by sequence
 // number or by time) and otherwise replaces the endpoint's own columns
 // with the report's. An endpoint not enrolled is store.ErrNotFound, a
@@ -265,6 +275,9 @@ func updateEndpoint(tx *wtx, inv inventory) error {
 	}
 	if r.Seq < seq {
 		return fmt.Errorf("report %d is older than the stored report %d: %w", r.Seq, seq, store.ErrConflict)
+	}
+	if r.Seq > 0 && r.Seq == seq {
+		return errDuplicateReport
 	}
 	if lastSeen.Valid && r.At.UnixNano() < lastSeen.Int64 {
 		return fmt.Errorf("report of %s is older than the stored one of %s: %w",
