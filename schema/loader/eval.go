@@ -13,7 +13,6 @@ import (
 	"cuelang.org/go/cue/ast"
 	"cuelang.org/go/cue/cuecontext"
 	"cuelang.org/go/cue/errors"
-	"cuelang.org/go/cue/format"
 	"cuelang.org/go/cue/load"
 	"cuelang.org/go/cue/token"
 
@@ -94,7 +93,7 @@ func evaluateSafely(ec *evalContext, files map[string][]byte, c clientFiles, sum
 // where a value it needs has an error already, so that no problem is a
 // consequence of another.
 func evaluate(ec *evalContext, files map[string][]byte, c clientFiles, sum string) evalResult {
-	ev := &evaluation{files: files, c: c, bad: make(map[string]bool)}
+	ev := &evaluation{files: files, c: c, fleet: ec.fleet, bad: make(map[string]bool)}
 	insts := load.Instances([]string{"./" + c.dir}, ev.loadConfig())
 	if len(insts) != 1 {
 		return ev.fail(ev.errorf(schema.Pos{}, "%s: expected one CUE instance, got %d", c.dir, len(insts)))
@@ -222,6 +221,8 @@ type evaluation struct {
 	// bad holds the dotted paths (rings.1.soak) of values with an error:
 	// the checks that need them are left out.
 	bad map[string]bool
+	// fleet is the schema's #Fleet.
+	fleet cue.Value
 	// ctx is the evaluation's CUE context, and top CUE's top value, _,
 	// compiled in it when first needed.
 	ctx *cue.Context
@@ -375,8 +376,13 @@ func (ev *evaluation) conjuncts(path string) []conjunct {
 		}
 		c := conjunct{pos: p}
 		if f, ok := a.Source().(*ast.Field); ok {
-			if b, err := format.Node(f.Value); err == nil && len(b) <= 60 && !strings.Contains(string(b), "\n") {
-				c.text = string(b)
+			// The text as written, when short.
+			from, to := f.Value.Pos(), f.Value.End()
+			b := ev.files[from.Filename()]
+			if from.Filename() == to.Filename() && 0 <= from.Offset() && from.Offset() < to.Offset() && to.Offset() <= len(b) && to.Offset()-from.Offset() <= 60 {
+				if t := string(b[from.Offset():to.Offset()]); !strings.Contains(t, "\n") {
+					c.text = t
+				}
 			}
 		}
 		out = append(out, c)

@@ -106,6 +106,8 @@ var (
 	mismatch = regexp.MustCompile(`^conflicting values (.*) and (.*) \(mismatched types (\w+) and (\w+)\)$`)
 	// conflicting matches CUE's message for two different values.
 	conflicting = regexp.MustCompile(`^conflicting values (.*) and (.*)$`)
+	// reference matches CUE's message for a name that nothing declares.
+	reference = regexp.MustCompile(`^reference "([^"]+)" not found$`)
 	// undefined matches the cause CUE gives for a reference to a field
 	// that no file sets, such as defaults.exclusions.
 	undefined = regexp.MustCompile(`(?:undefined field|cannot reference optional field): (\S+)`)
@@ -274,6 +276,12 @@ func (ev *evaluation) describe(path string, e errors.Error, at schema.Pos) strin
 		return ev.callError(path, msg, e)
 	case isConflict(e) && !mismatch.MatchString(msg):
 		return ev.conflict(path, msg, e, at)
+	case reference.MatchString(msg):
+		name := reference.FindStringSubmatch(msg)[1]
+		if near := nearest(name, ev.topFields()); near != "" {
+			return fmt.Sprintf("%s: did you mean %s?", msg, near)
+		}
+		return fmt.Sprintf("%s: a word that is a value is quoted, as in %q", msg, name)
 	case undefined.MatchString(msg):
 		name := undefined.FindStringSubmatch(msg)[1]
 		if name == lastField(path) {
@@ -297,6 +305,15 @@ func (ev *evaluation) describe(path string, e errors.Error, at schema.Pos) strin
 			return fmt.Sprintf("invalid value %s: want a list, e.g. [%s]", value, value)
 		}
 		if words, ok := kindWords[wantKind]; ok && isLiteral(value) {
+			if wantKind == "string" {
+				// A date or a word written without quotes is arithmetic
+				// or a reference to CUE: show what was written.
+				for _, c := range ev.conjuncts(path) {
+					if c.text != "" && c.text != value && !strings.HasPrefix(c.text, `"`) {
+						return fmt.Sprintf("invalid value %s: want a quoted string, e.g. %s: %q (without quotes, CUE computes %s = %s)", c.text, lastField(path), c.text, c.text, value)
+					}
+				}
+			}
 			s := fmt.Sprintf("invalid value %s: want %s", value, words)
 			if unq, err := strconv.Unquote(value); err == nil && wantKind != "string" && unquotedFits(unq, wantKind) {
 				return s + fmt.Sprintf(": write it without quotes, %s: %s", lastField(path), unq)
@@ -335,6 +352,14 @@ func (ev *evaluation) describe(path string, e errors.Error, at schema.Pos) strin
 		return s
 	}
 	return msg
+}
+
+// topFields lists the top-level fields of the schema's #Fleet.
+func (ev *evaluation) topFields() []string {
+	if !ev.fleet.Exists() {
+		return nil
+	}
+	return fieldNames(ev.fleet)
 }
 
 // missing says that the required field at path is missing, with an
