@@ -273,13 +273,17 @@ type clientFiles struct {
 }
 
 // layout splits a repository into the files every client shares
-// (cue.mod/ and the .cue files of the root and clients/ directories, which
-// CUE unifies into every client below them) and the client directories.
+// (cue.mod/, but for the schema's copy, and the .cue files of the root and
+// clients/ directories, which CUE unifies into every client below them)
+// and the client directories.
 func layout(files map[string][]byte) (shared []string, clients []clientFiles, problems []schema.Problem) {
 	byDir := make(map[string][]string)
 	dirs := make(map[string]bool)
 	for p := range files {
-		if !wanted(p, false) {
+		// The schema's copy is never evaluated (see repo.go): leaving it
+		// out of every client's files keeps it out of their digests and
+		// of the requests to child evaluators.
+		if !wanted(p, false) || inSchemaPackage(p) {
 			continue
 		}
 		switch d := path.Dir(p); {
