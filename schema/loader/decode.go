@@ -386,6 +386,9 @@ func (ev *evaluation) vet(c *schema.Client) {
 // isBad says whether the value at the CUE path p (rings[1].soak), one
 // that holds it (rings[1], rings) or one inside it has an error.
 func (ev *evaluation) isBad(p string) bool {
+	if len(ev.bad) == 0 {
+		return false
+	}
 	d := showPath(p)
 	for k := range ev.bad {
 		if k == d || strings.HasPrefix(k, d+".") || strings.HasPrefix(d, k+".") {
