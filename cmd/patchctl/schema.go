@@ -58,7 +58,7 @@ Run it after upgrading Patchline, then commit the change.`,
 				fmt.Fprintf(out, "raised the language version in %s from %s to %s\n", schema.ModuleFile, up.LanguageVersion, schema.MinLanguageVersion)
 			}
 			if !up.Imported {
-				fmt.Fprintf(out, "No file of %s imports the schema yet: for cue vet and editors to check every client with it, add to fleet.cue, after its package clause:\n\n\timport %q\n\n\tschema.#Fleet\n", dir, schema.PackagePath)
+				fmt.Fprintf(out, "No fleet file imports the schema yet: for cue vet and editors to check every client with it, add to fleet.cue, after its package clause:\n\n\timport %q\n\n\tschema.#Fleet\n", schema.PackagePath)
 			}
 			if len(up.Written)+len(up.Removed) > 0 {
 				fmt.Fprintln(out, "Commit the change.")
