@@ -249,6 +249,12 @@ func lastField(path string) string {
 // example returns `field: "value"` to show for the field at path, or "".
 func (ev *evaluation) example(path string) string {
 	g := genericPath(path)
+	// A default looks like the client's field it stands for.
+	if rest, ok := strings.CutPrefix(g, "defaults.ring."); ok {
+		g = "rings[]." + rest
+	} else {
+		g = strings.TrimPrefix(g, "defaults.")
+	}
 	v, ok := examples[g]
 	switch {
 	case g == "client.id":
