@@ -35,7 +35,7 @@ lint: $(STATICCHECK)
 	$(STATICCHECK) ./...
 
 systools:
-	@bash .ci/systools.sh
+	@GO=$(GO) bash .ci/systools.sh
 
 # Every test, with the race detector, then each fuzz target briefly.
 test: lint cross systools fuzz test-go

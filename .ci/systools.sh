@@ -20,6 +20,18 @@ have prometheus && have promtool || need+=(prometheus)
 have shellcheck || need+=(shellcheck)
 # The PostgreSQL store's tests start throwaway clusters (initdb, postgres).
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || have initdb || need+=(postgresql)
+# The upstream cue command, at the version of cuelang.org/go in go.mod: a
+# test checks that a fleet repo made by patchctl init works with cue vet,
+# cue eval and cue fmt. go install puts it in GOBIN (or GOPATH/bin).
+go=${GO:-go}
+cue_version=$("$go" list -m -f '{{.Version}}' cuelang.org/go)
+gobin=$("$go" env GOBIN)
+[ -n "$gobin" ] || gobin="$("$go" env GOPATH)/bin"
+if [ "$("$gobin/cue" version 2>/dev/null | head -n 1)" != "cue version $cue_version" ]; then
+	echo "installing cue $cue_version for tests"
+	"$go" install "cuelang.org/go/cmd/cue@$cue_version" ||
+		echo "WARNING: could not install cue $cue_version (tests needing it fail under CI=true)" >&2
+fi
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" = 0 ] && [ -f /etc/debian_version ]; then
 	echo "installing system tools for tests: ${need[*]}"

@@ -1,5 +1,6 @@
 // Package schema holds the vocabulary of a Patchline fleet repository: the
-// CUE schema (fleet.cue, embedded in the binary as [CUE]), the Go types a
+// CUE schema (fleet.cue, embedded in the binary as [CUE], and the copy a
+// repository keeps for the cue command, [Package]), the Go types a
 // client's policy decodes into, the positioned [Problem] every finding is,
 // and the parsers of policy durations, dates and times of day. It does no
 // I/O and evaluates no CUE, so the pure planner can import it: package
@@ -9,6 +10,8 @@
 // A fleet repository looks like this:
 //
 //	cue.mod/module.cue   the CUE module; its presence marks a fleet repository
+//	cue.mod/pkg/patchline.dev/schema/schema.cue
+//	                     the schema's copy (PackageFile), for cue vet and editors
 //	fleet.cue            package fleet: defaults shared by every client
 //	clients/acme/*.cue   package fleet: one directory per client
 //

@@ -6,6 +6,7 @@ import (
 	"net/mail"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/go-git/go-git/v5"
@@ -16,6 +17,7 @@ import (
 	fleettemplate "github.com/patchline/patchline/fleet-repo-template"
 	"github.com/patchline/patchline/protocol"
 	"github.com/patchline/patchline/schema"
+	"github.com/patchline/patchline/schema/loader"
 )
 
 func newInitCmd() *cobra.Command {
@@ -24,9 +26,11 @@ func newInitCmd() *cobra.Command {
 		Use:   "init DIR",
 		Short: "Create a new fleet repository from the template, with a first commit",
 		Long: `init lays down a fleet repository in DIR (which must be empty or absent):
-cue.mod/, fleet.cue with the shared defaults, clients/example/, CODEOWNERS,
-and CI files for GitHub Actions and GitLab CI that vet every change and post
-its plan on the pull request. It makes DIR a Git repository with one commit,
+cue.mod/ with a copy of the Patchline schema (so that cue vet, cue eval and
+editors check what patchctl vet checks; see patchctl schema update),
+fleet.cue with the shared defaults, clients/example/, CODEOWNERS, and CI
+files for GitHub Actions and GitLab CI that vet every change and post its
+plan on the pull request. It makes DIR a Git repository with one commit,
 ready to push.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -57,6 +61,16 @@ func runInit(cmd *cobra.Command, dir, author, from string) error {
 	files, err := fleettemplate.Copy(dir, src)
 	if err != nil {
 		return err
+	}
+	// The schema as a CUE package, for cue vet, cue eval and editors.
+	up, err := loader.WriteSchema(dir)
+	if err != nil {
+		return fmt.Errorf("lay the schema into %s: %w", dir, err)
+	}
+	for _, f := range up.Written {
+		if !slices.Contains(files, f) {
+			files = append(files, f)
+		}
 	}
 	// The branch is main: what patchd follows by default and what the CI
 	// files compare pull requests against.

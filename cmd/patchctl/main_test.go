@@ -83,11 +83,12 @@ func TestVetReportsEveryProblem(t *testing.T) {
 	golden.Check(t, filepath.Join("testdata", "vet-broken.txt"), []byte(out))
 }
 
-// TestVetReportsIntelRules: vet runs the loader, so it reports a bad
-// minEPSS, a malformed CVE id and a bad sla.knownExploited exactly as the
-// loader's golden files have them.
-func TestVetReportsIntelRules(t *testing.T) {
-	for _, fleet := range []string{"bad-epss", "bad-cve", "bad-exploited-sla"} {
+// TestVetReportsLikeTheLoader: vet runs the loader, so it reports the
+// mistakes of the loader's corpus (a bad minEPSS, a malformed CVE id, a
+// bad sla.knownExploited, six mistakes in one file, a client contradicting
+// a root window, ...) exactly as the loader's golden files have them.
+func TestVetReportsLikeTheLoader(t *testing.T) {
+	for _, fleet := range []string{"bad-epss", "bad-cve", "bad-exploited-sla", "six-errors", "root-window-conflict", "misspelt-field", "bad-until", "bad-duration", "bad-enum", "concat-undefined-default"} {
 		t.Run(fleet, func(t *testing.T) {
 			dir := filepath.Join("../../schema/loader/testdata/fleets", fleet)
 			code, out, _ := run(t, "vet", dir, "--now", now)

@@ -41,6 +41,7 @@ client's patch baseline, exclusions, rollout rings and maintenance windows.
 
   patchctl init DIR        lay down a new fleet repo, ready to push
   patchctl vet [DIR]       check every client's policy, print every problem
+  patchctl schema update   refresh the repo's copy of the schema (cue vet, editors)
   patchctl plan            what a change does: jobs, rings, windows (for PRs)
   patchctl why             the chain of rules behind one decision
   patchctl history         policy changes commit by commit, as semantic diffs
@@ -51,6 +52,6 @@ client's patch baseline, exclusions, rollout rings and maintenance windows.
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newInitCmd(), newVetCmd(), newPlanCmd(), newWhyCmd(), newStatusCmd(), newStateCmd(), newSimCmd(), newFleetCmd(), newHistoryCmd(), newReportCmd(), newBackupCmd(), newFeedsCmd(), newTokensCmd(), newEndpointsCmd())
+	root.AddCommand(newInitCmd(), newVetCmd(), newSchemaCmd(), newPlanCmd(), newWhyCmd(), newStatusCmd(), newStateCmd(), newSimCmd(), newFleetCmd(), newHistoryCmd(), newReportCmd(), newBackupCmd(), newFeedsCmd(), newTokensCmd(), newEndpointsCmd())
 	return root
 }

@@ -20,15 +20,21 @@ func newVetCmd() *cobra.Command {
 		Short: "Check every client's policy and print every problem at once",
 		Long: `vet loads the fleet repository in DIR (default: the current directory),
 from the working tree or, with --rev, from a Git revision, and prints every
-problem as path:line:col: message. Errors (exit status 1) include schema
-violations, a client id that differs from its directory, duplicate ring
-names, a ring naming a window that does not exist, unknown time zones,
-exclusions without reason or until, an approve rule's minEPSS outside 0 to
-1 or malformed CVE id, and an sla.knownExploited that is neither a
-duration nor "cisa", and a client whose evaluation exceeds --eval-timeout
-or --eval-memory. Warnings (exit status 0) flag
-exclusions that expired or expire within 14 days, and a last ring that does
-not select every endpoint.`,
+problem of every client in one run, as path:line:col: message, each at the
+place to change and saying what to write instead. Errors (exit status 1)
+include schema violations (a field the schema does not know, with the
+field probably meant; a bad duration or date; a value outside its range
+or its allowed words), a client value that contradicts the root files
+(naming both places), a client id that differs from its directory,
+duplicate ring names, a ring naming a window that does not exist, unknown
+time zones, exclusions without reason or until, an approve rule's minEPSS
+outside 0 to 1 or malformed CVE id, an sla.knownExploited that is neither
+a duration nor "cisa", and a client whose evaluation exceeds
+--eval-timeout or --eval-memory. The checks beyond the schema run even
+where the schema finds errors, on the rest of the policy. Warnings (exit
+status 0) flag exclusions that expired or expire within 14 days, a last
+ring that does not select every endpoint, and a copy of the schema in
+cue.mod/pkg that differs from this patchctl's (run patchctl schema update).`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			dir := "."

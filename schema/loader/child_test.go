@@ -86,8 +86,12 @@ func TestAnswerRoundTrip(t *testing.T) {
 				clients = append(clients, c)
 			}
 			clients = append(clients, nil) // a client that does not load
-			for _, c := range clients {
+			for i, c := range clients {
 				in := answer{Client: c, Problems: fleet.Problems}
+				if i%2 == 1 {
+					// What decoded of a client with errors travels the same way.
+					in = answer{Problems: fleet.Problems, Partial: c}
+				}
 				b, err := json.Marshal(in)
 				if err != nil {
 					t.Fatal(err)
@@ -99,17 +103,20 @@ func TestAnswerRoundTrip(t *testing.T) {
 				if diff := cmp.Diff(in.Client, got.client, clientCmp); diff != "" {
 					t.Errorf("client after the round trip (-sent +received):\n%s", diff)
 				}
+				if diff := cmp.Diff(in.Partial, got.partial, clientCmp); diff != "" {
+					t.Errorf("partial client after the round trip (-sent +received):\n%s", diff)
+				}
 				if diff := cmp.Diff(in.Problems, got.problems, cmpopts.EquateEmpty()); diff != "" {
 					t.Errorf("problems after the round trip (-sent +received):\n%s", diff)
 				}
-				again, err := json.Marshal(answer{Client: got.client, Problems: got.problems})
+				again, err := json.Marshal(answer{Client: got.client, Problems: got.problems, Partial: got.partial})
 				if err != nil {
 					t.Fatal(err)
 				}
 				if !bytes.Equal(b, again) {
 					t.Errorf("JSON after the round trip differs:\nsent     %s\nreceived %s", b, again)
 				}
-				if c != nil && got.client.Location.String() != c.Timezone {
+				if c != nil && in.Client != nil && got.client.Location.String() != c.Timezone {
 					t.Errorf("client %s: location %s, want %s", c.ID, got.client.Location, c.Timezone)
 				}
 			}

@@ -1,6 +1,7 @@
 package loader
 
 import (
+	"encoding/json"
 	"fmt"
 	"path"
 	"slices"
@@ -134,8 +135,12 @@ func (ev *evaluation) decode(raw *rawFleet) *schema.Client {
 		SLA:      make(map[string]time.Duration, len(raw.SLA)),
 	}
 	loc, err := time.LoadLocation(c.Timezone)
-	if err != nil || c.Timezone == "Local" {
+	switch {
+	case c.Timezone == "" || ev.isBad("client.timezone"):
+		loc = time.UTC
+	case err != nil || c.Timezone == "Local":
 		ev.addError(ev.pos("client.timezone"), "client.timezone: unknown time zone %q: use an IANA name such as \"America/Chicago\"", c.Timezone)
+		ev.bad["client.timezone"] = true
 		loc = time.UTC
 	}
 	c.Location = loc
@@ -170,7 +175,7 @@ func (ev *evaluation) decode(raw *rawFleet) *schema.Client {
 			Pos:      ev.pos(p),
 		}
 		start, err := schema.ParseClock(w.Start)
-		if err != nil {
+		if err != nil && !ev.isBad(p+".start") {
 			ev.addError(ev.pos(p+".start"), "%s.start: %v", showPath(p), err)
 		}
 		win.Start = start
@@ -255,6 +260,7 @@ func (ev *evaluation) parseExploitedSLA(s string) *schema.ExploitedSLA {
 	d, err := schema.ParseDuration(s)
 	if err != nil {
 		ev.addError(x.Pos, "%s: invalid value %q: use a duration such as \"14d\", or \"cisa\" for CISA's due date", p, s)
+		ev.bad[p] = true
 	}
 	x.Within = d
 	return x
@@ -287,9 +293,10 @@ func sortedKeys[V any](m map[string]V) []string {
 	return keys
 }
 
-// vet checks what the schema cannot express.
+// vet checks what the schema cannot express, leaving out each check for
+// which a value it needs has an error of its own (see isBad).
 func (ev *evaluation) vet(c *schema.Client) {
-	if c.ID != ev.c.id {
+	if c.ID != ev.c.id && c.ID != "" && !ev.isBad("client.id") {
 		ev.addError(ev.pos("client.id"), "client.id: %q does not match the directory name %q; they must be equal", c.ID, ev.c.id)
 	}
 
@@ -301,35 +308,43 @@ func (ev *evaluation) vet(c *schema.Client) {
 
 	for _, name := range sortedKeys(c.Windows) {
 		w := c.Windows[name]
+		p := "windows." + label(name)
 		switch {
+		case ev.isBad(p+".days") || ev.isBad(p+".monthly"):
 		case len(w.Days) == 0 && w.Monthly == nil:
 			ev.addError(w.Pos, "windows.%s: give either days or monthly", name)
 		case len(w.Days) > 0 && w.Monthly != nil:
 			ev.addError(w.Pos, "windows.%s: give days or monthly, not both", name)
 		}
-		if w.Duration <= 0 || w.Duration > 7*24*time.Hour {
-			ev.addError(ev.pos("windows."+label(name)+".duration"), "windows.%s.duration: must be more than 0 and at most 7d", name)
+		if (w.Duration <= 0 || w.Duration > 7*24*time.Hour) && !ev.isBad(p+".duration") {
+			ev.addError(ev.pos(p+".duration"), "windows.%s.duration: must be more than 0 and at most 7d", name)
 		}
 	}
 
 	first := make(map[string]schema.Pos)
+	// names says whether every ring's name is known, so that a name
+	// missing from first is really no ring's.
+	names := !ev.bad["rings"]
 	for i, r := range c.Rings {
-		if p, dup := first[r.Name]; dup {
+		if ev.isBad(at("rings", i, "name")) || r.Name == "" {
+			names = false
+		} else if p, dup := first[r.Name]; dup {
 			ev.addError(ev.pos(at("rings", i, "name")), "rings.%d.name: duplicate ring name %q (first at %s)", i, r.Name, p)
 		} else {
 			first[r.Name] = r.Pos
 		}
-		if _, ok := c.Windows[r.Window]; !ok {
+		if _, ok := c.Windows[r.Window]; !ok && r.Window != "" && !ev.isBad(at("rings", i, "window")) && !ev.isBad("windows."+label(r.Window)) {
 			ev.addError(ev.pos(at("rings", i, "window")), "rings.%d.window: unknown window %q; windows are: %s", i, r.Window, strings.Join(sortedKeys(c.Windows), ", "))
 		}
-		if r.Reboot == schema.RebootForce && r.RebootDeadline == 0 {
+		if r.Reboot == schema.RebootForce && r.RebootDeadline == 0 && !ev.isBad(at("rings", i, "rebootDeadline")) {
 			ev.addError(ev.pos(at("rings", i, "reboot")), "rings.%d.reboot: \"force\" needs a rebootDeadline, e.g. rebootDeadline: \"24h\"", i)
 		}
 	}
 	switch n := len(c.Rings); {
+	case ev.isBad("rings"):
 	case n == 0:
 		ev.addWarning(ev.pos("client"), "rings: the client has no ring, so no endpoint receives updates")
-	case !selectsAll(c.Rings[n-1].Select):
+	case !selectsAll(c.Rings[n-1].Select) && !ev.isBad(at("rings", n-1, "select")):
 		ev.addWarning(ev.pos(at("rings", n-1, "select")), "rings.%d.select: the last ring does not select every endpoint; endpoints it misses get no updates (use select: {})", n-1)
 	}
 
@@ -337,32 +352,128 @@ func (ev *evaluation) vet(c *schema.Client) {
 		ev.checkGlob(at("baseline.approve", i, "match"), a.Match)
 	}
 	for i, r := range c.Baseline.Require {
-		if r.ID == "" && (r.Source == "" || r.Match == "") {
+		p := at("baseline.require", i)
+		if r.ID == "" && (r.Source == "" || r.Match == "") && !ev.anyBad(p, "id", "source", "match") {
 			ev.addError(r.Pos, "baseline.require.%d: name the update with id, or with source and match", i)
 		}
 		ev.checkGlob(at("baseline.require", i, "match"), r.Match)
 	}
 	for i, x := range c.Exclusions {
-		if x.Update == "" && (x.Source == "" || x.Match == "") {
+		p := at("exclusions", i)
+		if x.Update == "" && (x.Source == "" || x.Match == "") && !ev.anyBad(p, "update", "source", "match") {
 			ev.addError(x.Pos, "exclusions.%d: name the update with update, or with source and match", i)
 		}
-		if strings.TrimSpace(x.Reason) == "" {
+		if strings.TrimSpace(x.Reason) == "" && !ev.anyBad(p, "reason") {
 			ev.addError(x.Pos, "exclusions.%d: missing reason: say why the update is held", i)
 		}
-		if x.Until.IsZero() {
-			ev.addError(x.Pos, "exclusions.%d: missing until: every exclusion needs an expiry date", i)
+		if x.Until.IsZero() && !ev.anyBad(p, "until") {
+			ev.addError(x.Pos, "exclusions.%d: missing until: every exclusion needs an expiry date, e.g. until: %q", i, examples["exclusions[].until"])
 		}
 		ev.checkGlob(at("exclusions", i, "match"), x.Match)
 	}
 	for i, r := range c.Resume {
-		if r.Update == "" && (r.Source == "" || r.Match == "") {
+		p := at("resume", i)
+		if r.Update == "" && (r.Source == "" || r.Match == "") && !ev.anyBad(p, "update", "source", "match") {
 			ev.addError(r.Pos, "resume.%d: name the update with update, or with source and match", i)
 		}
-		if _, ok := first[r.Ring]; r.Ring != "" && !ok {
+		if _, ok := first[r.Ring]; r.Ring != "" && !ok && names && !ev.isBad(at("resume", i, "ring")) {
 			ev.addError(ev.pos(at("resume", i, "ring")), "resume.%d.ring: unknown ring %q", i, r.Ring)
 		}
 		ev.checkGlob(at("resume", i, "match"), r.Match)
 	}
+}
+
+// isBad says whether the value at the CUE path p (rings[1].soak), one
+// that holds it (rings[1], rings) or one inside it has an error.
+func (ev *evaluation) isBad(p string) bool {
+	if len(ev.bad) == 0 {
+		return false
+	}
+	d := showPath(p)
+	for k := range ev.bad {
+		if k == d || strings.HasPrefix(k, d+".") || strings.HasPrefix(d, k+".") {
+			return true
+		}
+	}
+	return false
+}
+
+// anyBad says whether any of the fields of the value at p is bad.
+func (ev *evaluation) anyBad(p string, fields ...string) bool {
+	for _, f := range fields {
+		if ev.isBad(p + "." + f) {
+			return true
+		}
+	}
+	return false
+}
+
+// decodeLeniently decodes into raw what of u has no error, marking each
+// value it leaves out as bad, so that the checks of vet run on the rest.
+func (ev *evaluation) decodeLeniently(u cue.Value, raw *rawFleet) {
+	b, err := json.Marshal(ev.plain(u, ""))
+	if err != nil {
+		return
+	}
+	// A value of another type than raw's field stays zero; Unmarshal
+	// fills the rest.
+	_ = json.Unmarshal(b, raw)
+}
+
+// plain is v as JSON-encodable values, without the values that have an
+// error or are not concrete (nil for those). A list keeps a nil element
+// in place, so that indexes still match the files.
+func (ev *evaluation) plain(v cue.Value, path string) any {
+	if d, ok := v.Default(); ok {
+		v = d
+	}
+	if it, err := v.List(); err == nil {
+		l := []any{}
+		for i := 0; it.Next(); i++ {
+			l = append(l, ev.plain(it.Value(), join(path, strconv.Itoa(i))))
+		}
+		return l
+	}
+	// A list or struct with an error inside is bottom, and List fails on
+	// it; Fields still iterates it, with index selectors for a list.
+	if it, err := v.Fields(); err == nil {
+		m := make(map[string]any)
+		var l []any
+		isList := v.IncompleteKind() == cue.ListKind
+		for it.Next() {
+			sel := it.Selector()
+			switch {
+			case sel.Type() == cue.IndexLabel:
+				isList = true
+				l = append(l, ev.plain(it.Value(), join(path, strconv.Itoa(sel.Index()))))
+			case sel.IsString():
+				if x := ev.plain(it.Value(), join(path, sel.Unquoted())); x != nil {
+					m[sel.Unquoted()] = x
+				}
+			}
+		}
+		if isList {
+			if l == nil {
+				l = []any{}
+			}
+			return l
+		}
+		return m
+	}
+	if v.Err() == nil && v.IsConcrete() {
+		if b, err := v.MarshalJSON(); err == nil {
+			return json.RawMessage(b)
+		}
+	}
+	ev.bad[path] = true
+	return nil
+}
+
+func join(path, name string) string {
+	if path == "" {
+		return name
+	}
+	return path + "." + name
 }
 
 // checkGlob records an error when the glob at p is not a valid path.Match

@@ -11,7 +11,18 @@
 // the root files' defaults, as fleet.cue describes. A client with an
 // error-level problem is left out of Fleet.Clients; the rest still load.
 // Problems carry the repository-relative path:line:col of the CUE at
-// fault, and error messages say what to write instead.
+// fault, and error messages say what to write instead (the field
+// probably meant, the allowed values, an example), never CUE's bare
+// text. Every problem of a client shows at once: the checks beyond the
+// schema and the expiry warnings run on whatever part of a client with
+// schema errors decodes, leaving out each check whose values have an
+// error already (problems.go, fields.go).
+//
+// A fleet repository may keep a copy of the schema as the CUE package
+// patchline.dev/schema, for the cue command and editors, its root files
+// embedding #Fleet (WriteSchema lays it down). The loader never evaluates
+// that copy: it binds the import to its own definitions and warns when
+// the copy differs from the binary's (repo.go).
 //
 // The Loader reads a working tree itself (LoadDir) or takes the files as
 // given (LoadFiles); reading a Git revision is package reconciler/source's

@@ -2,6 +2,7 @@ package loader
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -60,6 +61,9 @@ const packageName = "fleet"
 type evalResult struct {
 	client   *schema.Client
 	problems []schema.Problem
+	// partial is what decoded of a client with errors: enough for the
+	// expiry warnings, never planned.
+	partial *schema.Client
 }
 
 // defaultable are the lists a client takes from defaults.<field> when it
@@ -82,21 +86,15 @@ func evaluateSafely(ec *evalContext, files map[string][]byte, c clientFiles, sum
 
 // evaluate loads, validates and decodes one client from files, which hold
 // only the files that make it up, in ec, which it uses alone.
+//
+// It finds every problem of the client at once: the schema's errors, the
+// fields the schema does not know, then, on whatever part of the policy
+// decodes, the checks the schema cannot express. A check is left out
+// where a value it needs has an error already, so that no problem is a
+// consequence of another.
 func evaluate(ec *evalContext, files map[string][]byte, c clientFiles, sum string) evalResult {
-	ev := &evaluation{files: files, c: c}
-	fsys := make(fstest.MapFS, len(files))
-	for n, b := range files {
-		fsys[n] = &fstest.MapFile{Data: b}
-	}
-	// FS keeps the loader off the host filesystem: a revision load reads
-	// the commit's files and nothing else.
-	cfg := &load.Config{
-		FS:         fsys,
-		Dir:        "/",
-		ModuleRoot: "/",
-		FromFSPath: func(p string) string { return strings.TrimPrefix(p, "/") },
-	}
-	insts := load.Instances([]string{"./" + c.dir}, cfg)
+	ev := &evaluation{files: files, c: c, fleet: ec.fleet, bad: make(map[string]bool)}
+	insts := load.Instances([]string{"./" + c.dir}, ev.loadConfig())
 	if len(insts) != 1 {
 		return ev.fail(ev.errorf(schema.Pos{}, "%s: expected one CUE instance, got %d", c.dir, len(insts)))
 	}
@@ -108,8 +106,11 @@ func evaluate(ec *evalContext, files map[string][]byte, c clientFiles, sum strin
 		return ev.fail(ev.errorf(ev.packagePos(insts[0].Files), "package %s: client files must be in package %s, like the root files", name, packageName))
 	}
 	ctx := ec.ctx
+	ev.ctx = ctx
 	ev.inst = ctx.BuildInstance(insts[0])
-	if err := ev.inst.Err(); err != nil {
+	if _, err := ev.inst.Fields(); err != nil {
+		// Nothing evaluates (a reference to nothing, say): there is no
+		// value to check further.
 		return ev.fail(ev.fromCUE(err)...)
 	}
 	// Lists the client leaves out come from defaults.<field>. They are
@@ -132,21 +133,77 @@ func evaluate(ec *evalContext, files map[string][]byte, c clientFiles, sum strin
 		u = u.Unify(fill)
 	}
 	u = u.Unify(ev.inst)
-	if err := u.Validate(cue.Concrete(true)); err != nil {
+
+	verr := u.Validate(cue.Concrete(true))
+	if verr == nil {
+		verr = ev.inst.Err()
+	}
+	if verr != nil {
+		// Fields the schema does not know first: they explain some of
+		// the schema's errors (a required field written under another
+		// name). CUE reports such a field by itself, so a client without
+		// errors has none.
+		ev.checkFields(ec.fleet, ev.inst, nil)
+		// CUE leaves out what is missing (a default no file sets; a
+		// required field, which checkFields finds too) when there are
+		// other errors: each top-level field is validated again on its
+		// own, for those. Its other incomplete values follow from the
+		// errors already found.
+		errs := errors.Errors(verr)
+		if it, err := u.Fields(); err == nil {
+			for it.Next() {
+				for _, e := range errors.Errors(it.Value().Validate(cue.Concrete(true))) {
+					if isRequired(e) || undefined.MatchString(e.Error()) {
+						errs = append(errs, e)
+					}
+				}
+			}
+		}
+		ev.problems = append(ev.problems, ev.fromCUEErrors(errs)...)
+	}
+
+	var raw rawFleet
+	if ev.failed {
+		ev.decodeLeniently(u, &raw)
+	} else if err := u.Decode(&raw); err != nil {
 		return ev.fail(ev.fromCUE(err)...)
 	}
-	var raw rawFleet
-	if err := u.Decode(&raw); err != nil {
-		return ev.fail(ev.fromCUE(err)...)
+	if !ev.bad["client"] && !u.LookupPath(cue.ParsePath("client")).Exists() {
+		ev.addError(schema.Pos{}, "client: missing: say which client this directory holds, e.g. client: {id: %q, name: %q, timezone: %q}", c.id, examples["client.name"], examples["client.timezone"])
+		ev.bad["client"] = true
 	}
 	client := ev.decode(&raw)
 	client.Digest = sum
 	ev.vet(client)
-	res := evalResult{problems: ev.problems}
-	if !ev.failed {
-		res.client = client
+	if ev.failed {
+		return evalResult{problems: ev.problems, partial: client}
 	}
-	return res
+	return evalResult{problems: ev.problems, client: client}
+}
+
+// loadConfig is the CUE loader's configuration for the client's files:
+// an in-memory file system holding them alone, so that a revision load
+// reads the commit's files and nothing of the host. The package
+// patchline.dev/schema is the loader's own (see withSchema), whatever
+// copy of it the repository has.
+func (ev *evaluation) loadConfig() *load.Config {
+	fsys := make(fstest.MapFS, len(ev.files))
+	for _, n := range slices.Sorted(maps.Keys(ev.files)) {
+		if inSchemaPackage(n) {
+			continue
+		}
+		b, unused := withSchema(n, ev.files[n])
+		if unused != nil {
+			ev.addError(ev.repoPos(*unused), "imported and not used: %q: remove the import, or embed schema.#Fleet", schema.PackagePath)
+		}
+		fsys[n] = &fstest.MapFile{Data: b}
+	}
+	return &load.Config{
+		FS:         fsys,
+		Dir:        "/",
+		ModuleRoot: "/",
+		FromFSPath: func(p string) string { return strings.TrimPrefix(p, "/") },
+	}
 }
 
 // evaluation is the state of evaluating one client.
@@ -161,6 +218,19 @@ type evaluation struct {
 	source   map[string]string
 	problems []schema.Problem
 	failed   bool
+	// bad holds the dotted paths (rings.1.soak) of values with an error:
+	// the checks that need them are left out.
+	bad map[string]bool
+	// fleet is the schema's #Fleet.
+	fleet cue.Value
+	// ctx is the evaluation's CUE context, and top CUE's top value, _,
+	// compiled in it when first needed.
+	ctx *cue.Context
+	top cue.Value
+	// suggested holds the dotted paths of the fields a field the schema
+	// does not know was probably meant to be (reason for reasn): CUE's
+	// "required" for them says the same again.
+	suggested map[string]bool
 }
 
 func (ev *evaluation) fail(ps ...schema.Problem) evalResult {
@@ -196,12 +266,15 @@ func (ev *evaluation) addWarning(p schema.Pos, format string, args ...any) {
 }
 
 // repoPos converts a CUE position to a repository position, or the zero
-// Pos when it is not in one of the client's files.
+// Pos when it is not in one of the client's files (or in the schema,
+// which is the loader's own).
 func (ev *evaluation) repoPos(tp token.Pos) schema.Pos {
 	if !tp.IsValid() {
 		return schema.Pos{}
 	}
-	if _, ok := ev.files[tp.Filename()]; !ok {
+	b, ok := ev.files[tp.Filename()]
+	if !ok || tp.Offset() > len(b) {
+		// Past the file's end is the schema withSchema appends.
 		return schema.Pos{}
 	}
 	return schema.Pos{File: tp.Filename(), Line: tp.Line(), Col: tp.Column()}
@@ -226,29 +299,93 @@ func (ev *evaluation) pickPos(cands []token.Pos) schema.Pos {
 	return shared
 }
 
-// fromCUE turns a CUE error into problems, one per distinct message.
+// fromCUE turns a CUE error into problems, one per distinct message, and
+// marks the values they are about as bad.
 func (ev *evaluation) fromCUE(err error) []schema.Problem {
+	return ev.fromCUEErrors(errors.Errors(err))
+}
+
+// fromCUEErrors is fromCUE of a list of CUE's errors.
+func (ev *evaluation) fromCUEErrors(errs []errors.Error) []schema.Problem {
+	if len(errs) == 0 {
+		return nil
+	}
 	ev.failed = true
 	var out []schema.Problem
 	seen := make(map[string]bool)
-	for _, e := range simplify(errors.Errors(err)) {
-		format, args := e.Msg()
-		msg := explain(fmt.Sprintf(format, args...))
-		if p := userPath(e.Path()); p != "" {
-			msg = p + ": " + msg
+	for _, e := range simplify(errs) {
+		path := userPath(e.Path())
+		switch {
+		case isNotAllowed(e) && ev.bad[path]:
+			// checkFields reported it, with a suggestion.
+			continue
+		case isRequired(e) && (ev.suggested[path] || ev.bad[path]):
+			// checkFields reported it, or a field the schema does not
+			// know was probably meant for this one: that problem says
+			// what to do.
+			continue
 		}
 		cands := append([]token.Pos{e.Position()}, e.InputPositions()...)
 		p := ev.pickPos(cands)
-		if p.File == "" && ev.inst.Exists() {
+		if p.File == "" && ev.inst.Exists() || isShapeError(e) {
 			// A required field the user left out has only schema
-			// positions: point at the value that should hold it.
-			p = ev.pos(cuePath(e.Path()))
+			// positions: point at the value that should hold it. A
+			// duration or date of the wrong shape points at its field,
+			// like one whose value does not parse.
+			if q := ev.pos(cuePath(e.Path())); q.File != "" || p.File == "" {
+				p = q
+			}
+		}
+		msg := ev.describe(path, e, p)
+		if path != "" {
+			msg = path + ": " + msg
+			ev.bad[path] = true
 		}
 		pr := ev.problem(schema.LevelError, p, msg)
 		if key := pr.String(); !seen[key] {
 			seen[key] = true
 			out = append(out, pr)
 		}
+	}
+	return out
+}
+
+// conjunct is one of the values the files give a field, where it is
+// written and, when short, its text.
+type conjunct struct {
+	pos  schema.Pos
+	text string
+}
+
+// conjuncts returns the values the files give the field at the dotted
+// path, in the user's files.
+func (ev *evaluation) conjuncts(path string) []conjunct {
+	if !ev.inst.Exists() || path == "" {
+		return nil
+	}
+	v := ev.inst.LookupPath(cue.ParsePath(cuePath(strings.Split(path, "."))))
+	op, args := v.Expr()
+	if op != cue.AndOp {
+		args = []cue.Value{v}
+	}
+	var out []conjunct
+	for _, a := range args {
+		p := ev.pickPos([]token.Pos{a.Pos()})
+		if p.File == "" {
+			continue
+		}
+		c := conjunct{pos: p}
+		if f, ok := a.Source().(*ast.Field); ok {
+			// The text as written, when short.
+			from, to := f.Value.Pos(), f.Value.End()
+			b := ev.files[from.Filename()]
+			if from.Filename() == to.Filename() && 0 <= from.Offset() && from.Offset() < to.Offset() && to.Offset() <= len(b) && to.Offset()-from.Offset() <= 60 {
+				if t := string(b[from.Offset():to.Offset()]); !strings.Contains(t, "\n") {
+					c.text = t
+				}
+			}
+		}
+		out = append(out, c)
 	}
 	return out
 }
@@ -355,8 +492,9 @@ func (ev *evaluation) parseDuration(path, s string) time.Duration {
 		return 0
 	}
 	d, err := schema.ParseDuration(s)
-	if err != nil {
+	if err != nil && !ev.isBad(path) {
 		ev.addError(ev.pos(path), "%s: %v", showPath(path), err)
+		ev.bad[showPath(path)] = true
 	}
 	return d
 }
@@ -367,8 +505,9 @@ func (ev *evaluation) parseDate(path, s string, loc *time.Location, b schema.Dat
 		return time.Time{}
 	}
 	t, err := schema.ParseDate(s, loc, b)
-	if err != nil {
+	if err != nil && !ev.isBad(path) {
 		ev.addError(ev.pos(path), "%s: %v", showPath(path), err)
+		ev.bad[showPath(path)] = true
 	}
 	return t
 }

@@ -43,6 +43,8 @@ type request struct {
 type answer struct {
 	Client   *schema.Client   `json:"client,omitempty"`
 	Problems []schema.Problem `json:"problems,omitempty"`
+	// Partial is what decoded of a client with errors (evalResult).
+	Partial *schema.Client `json:"partial,omitempty"`
 }
 
 // heapShare is the part of the memory limit a child keeps its Go heap
@@ -76,7 +78,7 @@ func ServeEvaluator(stdin io.Reader, stdout, stderr io.Writer) int {
 	} else {
 		res, _ = evaluateSafely(ec, req.Files, c, req.Digest)
 	}
-	if err := json.NewEncoder(stdout).Encode(answer{Client: res.client, Problems: res.problems}); err != nil {
+	if err := json.NewEncoder(stdout).Encode(answer{Client: res.client, Problems: res.problems, Partial: res.partial}); err != nil {
 		fmt.Fprintln(stderr, "policy evaluator: write answer:", err)
 		return 2
 	}
@@ -84,7 +86,9 @@ func ServeEvaluator(stdin io.Reader, stdout, stderr io.Writer) int {
 }
 
 // decodeAnswer reads a child's answer. A Client's Location is not part of
-// the JSON: it is loaded again from Timezone, which the child checked.
+// the JSON: it is loaded again from Timezone, which the child checked (a
+// partial client's may be missing or wrong: it is UTC then, as in the
+// child).
 func decodeAnswer(b []byte) (evalResult, error) {
 	var a answer
 	if err := json.Unmarshal(b, &a); err != nil {
@@ -97,5 +101,11 @@ func decodeAnswer(b []byte) (evalResult, error) {
 		}
 		a.Client.Location = loc
 	}
-	return evalResult{client: a.Client, problems: a.Problems}, nil
+	if a.Partial != nil {
+		a.Partial.Location = time.UTC
+		if loc, err := time.LoadLocation(a.Partial.Timezone); err == nil && a.Partial.Timezone != "Local" {
+			a.Partial.Location = loc
+		}
+	}
+	return evalResult{client: a.Client, problems: a.Problems, partial: a.Partial}, nil
 }

@@ -101,6 +101,16 @@ func New(opts Options) *Loader {
 // clients/**. The returned error says the repository could not be read at
 // all; policy problems are in schema.Fleet.Problems.
 func (l *Loader) LoadDir(ctx context.Context, dir string) (*schema.Fleet, error) {
+	files, err := readFleetFiles(dir)
+	if err != nil {
+		return nil, err
+	}
+	return l.LoadFiles(ctx, files, "")
+}
+
+// readFleetFiles reads the files of the fleet repository in dir that make
+// up the fleet, keyed by slash-separated path.
+func readFleetFiles(dir string) (map[string][]byte, error) {
 	files := make(map[string][]byte)
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -130,7 +140,7 @@ func (l *Loader) LoadDir(ctx context.Context, dir string) (*schema.Fleet, error)
 	if err != nil {
 		return nil, fmt.Errorf("read fleet repository %s: %w", dir, err)
 	}
-	return l.LoadFiles(ctx, files, "")
+	return files, nil
 }
 
 // Wants says whether the file at a slash-separated repository path is
@@ -237,10 +247,18 @@ func (l *Loader) load(ctx context.Context, files map[string][]byte, revision str
 		r := results[i]
 		fleet.Problems = append(fleet.Problems, r.problems...)
 		if r.client == nil {
+			// The warnings of a client with errors still show, so that
+			// fixing the errors brings no surprise.
+			if r.partial != nil {
+				fleet.Problems = append(fleet.Problems, expiryWarnings(r.partial, now)...)
+			}
 			continue
 		}
 		fleet.Clients[c.id] = r.client
 		fleet.Problems = append(fleet.Problems, expiryWarnings(r.client, now)...)
+	}
+	if only == nil {
+		fleet.Problems = append(fleet.Problems, copyWarnings(files)...)
 	}
 	fleet.Problems = sortProblems(fleet.Problems)
 	return fleet, nil
@@ -255,13 +273,17 @@ type clientFiles struct {
 }
 
 // layout splits a repository into the files every client shares
-// (cue.mod/ and the .cue files of the root and clients/ directories, which
-// CUE unifies into every client below them) and the client directories.
+// (cue.mod/, but for the schema's copy, and the .cue files of the root and
+// clients/ directories, which CUE unifies into every client below them)
+// and the client directories.
 func layout(files map[string][]byte) (shared []string, clients []clientFiles, problems []schema.Problem) {
 	byDir := make(map[string][]string)
 	dirs := make(map[string]bool)
 	for p := range files {
-		if !wanted(p, false) {
+		// The schema's copy is never evaluated (see repo.go): leaving it
+		// out of every client's files keeps it out of their digests and
+		// of the requests to child evaluators.
+		if !wanted(p, false) || inSchemaPackage(p) {
 			continue
 		}
 		switch d := path.Dir(p); {

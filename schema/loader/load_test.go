@@ -151,3 +151,61 @@ func TestStrayFiles(t *testing.T) {
 		t.Errorf("loaded %d clients, want acme and globex", len(fleet.Clients))
 	}
 }
+
+// TestEveryProblemAtOnce: the mistakes of the golden corpus are each
+// reported once, where the technician acts, with no problem that follows
+// from another; the golden files hold the exact texts.
+func TestEveryProblemAtOnce(t *testing.T) {
+	tests := []struct {
+		fleet            string
+		errors, warnings int
+		// has are texts some problem holds; hasNot are texts none holds.
+		has, hasNot []string
+	}{
+		{fleet: "six-errors", errors: 6, warnings: 1,
+			has:    []string{`mdoe: field not allowed: did you mean "mode"?`, `"7 days"`, `rings.1.minSuccess: 1.5 is above 1: use a fraction from 0 to 1`, `unknown window "weekends"`, `did you mean "reason"?`, `exclusions.1.until: invalid date "2026-13-45"`, "warning: exclusions.2: expired"},
+			hasNot: []string{"missing reason", "missing until", "out of bound"}},
+		{fleet: "root-window-conflict", errors: 1,
+			has: []string{"clients/acme/policy.cue:7:28: windows.weeknights.days: ", "(conflicts with fleet.cue:4:15)"}},
+		{fleet: "contradicts-root", errors: 1,
+			has: []string{"clients/acme/policy.cue:5:26: windows.weekend.start: ", "(conflicts with fleet.cue:3:35)"}},
+		{fleet: "misspelt-field", errors: 1, has: []string{`minSeverty: field not allowed: did you mean "minSeverity"?`}},
+		{fleet: "bad-until", errors: 3, has: []string{`exclusions.0.until: invalid date "2026-31-12"`, `exclusions.1.until: invalid date "end of the year"`}, hasNot: []string{"missing until", "until must be after from"}},
+		{fleet: "bad-duration", errors: 2, has: []string{`staleAfter: invalid duration "7 days"`, `rings.0.soak: invalid duration "3x"`}},
+		{fleet: "bad-enum", errors: 6, has: []string{`mode: invalid value "enforcing": use one of enforce, report`, `did you mean "tue"?`}, hasNot: []string{"give either days or monthly", "no ring"}},
+		{fleet: "concat-undefined-default", errors: 1, has: []string{"list.Concat cannot extend defaults.exclusions", "exclusions: [...] without list.Concat"}},
+		{fleet: "client-missing", errors: 1, has: []string{`client: missing: say which client this directory holds, e.g. client: {id: "acme"`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.fleet, func(t *testing.T) {
+			fleet, err := New(Options{Now: testNow}).LoadDir(context.Background(), filepath.Join("testdata/fleets", tt.fleet))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var errs, warns int
+			var all []string
+			for _, p := range fleet.Problems {
+				all = append(all, p.String())
+				if p.Level == schema.LevelError {
+					errs++
+				} else {
+					warns++
+				}
+			}
+			text := strings.Join(all, "\n")
+			if errs != tt.errors || warns != tt.warnings {
+				t.Errorf("%d errors and %d warnings, want %d and %d:\n%s", errs, warns, tt.errors, tt.warnings, text)
+			}
+			for _, s := range tt.has {
+				if !strings.Contains(text, s) {
+					t.Errorf("no problem says %q:\n%s", s, text)
+				}
+			}
+			for _, s := range tt.hasNot {
+				if strings.Contains(text, s) {
+					t.Errorf("a problem says %q:\n%s", s, text)
+				}
+			}
+		})
+	}
+}

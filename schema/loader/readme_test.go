@@ -2,8 +2,10 @@ package loader
 
 import (
 	"context"
+	"maps"
 	"os"
 	"regexp"
+	"strings"
 	"testing"
 
 	"github.com/patchline/patchline/schema"
@@ -14,9 +16,10 @@ var cueBlock = regexp.MustCompile("(?s)```cue\n(.*?)```")
 
 // TestREADMEExamples loads every CUE example of the README as client acme
 // of the valid test fleet, whose root files give the defaults the
-// examples extend: each must load without a problem. The policy
-// reference shows each approve field and sla entry at least once, so the
-// fields it documents are checked here too.
+// examples extend, and of a repository made by patchctl init (its
+// template's root files and the schema's copy): each must load without a
+// problem in both. The policy reference shows each approve field and sla
+// entry at least once, so the fields it documents are checked here too.
 func TestREADMEExamples(t *testing.T) {
 	readme, err := os.ReadFile("../../README.md")
 	if err != nil {
@@ -26,28 +29,41 @@ func TestREADMEExamples(t *testing.T) {
 	if len(blocks) == 0 {
 		t.Fatal("README.md has no cue block")
 	}
-	files := readFleet(t, "testdata/fleets/valid")
-	delete(files, "clients/acme/client.cue")
-	delete(files, "clients/globex/policy.cue")
+	valid := readFleet(t, "testdata/fleets/valid")
+	delete(valid, "clients/acme/client.cue")
+	delete(valid, "clients/globex/policy.cue")
+	template := readFleet(t, "../../fleet-repo-template/files")
+	for n := range template {
+		if strings.HasPrefix(n, "clients/") {
+			delete(template, n)
+		}
+	}
+	template[schema.PackageFile] = schema.Package()
 	var minEPSS, cve, exploitedSLA bool
 	for i, b := range blocks {
-		files["clients/acme/policy.cue"] = b[1]
-		fleet, err := New(Options{Now: testNow}).LoadFiles(context.Background(), files, "")
-		if err != nil {
-			t.Fatal(err)
+		for _, repo := range []struct {
+			name  string
+			files map[string][]byte
+		}{{"the valid test fleet", valid}, {"a repository from patchctl init", template}} {
+			files := maps.Clone(repo.files)
+			files["clients/acme/policy.cue"] = b[1]
+			fleet, err := New(Options{Now: testNow}).LoadFiles(context.Background(), files, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, p := range fleet.Problems {
+				t.Errorf("README cue block %d in %s: %s", i+1, repo.name, p)
+			}
+			c := fleet.Clients["acme"]
+			if c == nil {
+				continue
+			}
+			for _, a := range c.Baseline.Approve {
+				minEPSS = minEPSS || a.MinEPSS > 0
+				cve = cve || len(a.CVE) > 0
+			}
+			exploitedSLA = exploitedSLA || c.KnownExploitedSLA != nil
 		}
-		for _, p := range fleet.Problems {
-			t.Errorf("README cue block %d: %s", i+1, p)
-		}
-		c := fleet.Clients["acme"]
-		if c == nil {
-			continue
-		}
-		for _, a := range c.Baseline.Approve {
-			minEPSS = minEPSS || a.MinEPSS > 0
-			cve = cve || len(a.CVE) > 0
-		}
-		exploitedSLA = exploitedSLA || c.KnownExploitedSLA != nil
 	}
 	for _, f := range []struct {
 		field string
