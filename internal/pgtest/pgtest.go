@@ -131,7 +131,9 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 		"-k", dir, "-h", listen, "-p", strconv.Itoa(c.Port),
 		"-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
 		"-c", "max_connections=200", "-c", "shared_buffers=64MB")
-	c.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Setpgid: true}
+	// Pdeathsig: a test binary that is killed (a timeout, ^C) takes
+	// its server along instead of leaving it running.
+	c.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	c.cmd.Stdout, c.cmd.Stderr = c.log, c.log
 	if err := c.cmd.Start(); err != nil {
 		c.log.Close()
