@@ -8,6 +8,7 @@ import (
 
 	"github.com/patchline/patchline/internal/clock"
 	"github.com/patchline/patchline/internal/netaddr"
+	"github.com/patchline/patchline/reconciler/commitstatus"
 	"github.com/patchline/patchline/reconciler/source"
 	"github.com/patchline/patchline/schema/loader"
 )
@@ -75,6 +76,10 @@ type Config struct {
 	// child is killed and the client refused.
 	EvalTimeout time.Duration
 	EvalMemory  loader.Bytes
+	// Status, when enabled, posts a commit status to the fleet repo's
+	// forge for each revision applied or refused and each change of a
+	// client's halted rollouts (package commitstatus).
+	Status commitstatus.Config
 	// Clock tells the time and runs the timers (clock.Real when nil).
 	Clock  clock.Clock
 	Logger *slog.Logger

@@ -21,6 +21,7 @@ import (
 
 	"github.com/patchline/patchline/internal/clock"
 	"github.com/patchline/patchline/reconciler/api"
+	"github.com/patchline/patchline/reconciler/commitstatus"
 	"github.com/patchline/patchline/reconciler/feeds"
 	"github.com/patchline/patchline/reconciler/metrics"
 	"github.com/patchline/patchline/reconciler/source"
@@ -52,6 +53,8 @@ type Controller struct {
 	replanner *replanner
 	// feeds keeps the vulnerability feeds; nil without Config.FeedsDir.
 	feeds *feedKeeper
+	// commitStatus posts commit statuses; nil without Config.Status.
+	commitStatus *commitstatus.Notifier
 	// follow starts following the fleet repo.
 	follow follower
 	// hook carries webhook triggers to the source; buffered by one so a
@@ -169,8 +172,12 @@ func (c *Controller) build(ctx context.Context, secrets *api.Secrets, key ed2551
 	c.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	c.metrics = metrics.New(c.reg)
 	registerStoreMetrics(c.reg, c.store)
+	var err error
+	if c.commitStatus, err = commitstatus.New(c.cfg.Status, commitstatus.Options{Clock: c.clock, Logger: c.log, Registerer: c.reg}); err != nil {
+		return err
+	}
 	c.revisions = &revisions{
-		clock: c.clock, log: c.log, store: c.store, metrics: c.metrics, queue: c.queue,
+		clock: c.clock, log: c.log, store: c.store, metrics: c.metrics, queue: c.queue, commitStatus: c.commitStatus,
 		loader:      loader.New(loader.Options{Evaluator: c.cfg.Evaluator, Timeout: c.cfg.EvalTimeout, MemoryLimit: c.cfg.EvalMemory}),
 		verify:      c.cfg.Verify,
 		repoDir:     repoDir,
@@ -178,6 +185,7 @@ func (c *Controller) build(ctx context.Context, secrets *api.Secrets, key ed2551
 		lastRefusal: make(map[string]store.Revision),
 	}
 	c.replanner = newReplanner(c.clock, c.log, c.store, c.revisions, c.metrics, key, c.queue)
+	c.replanner.commitStatus = c.commitStatus
 	if err := c.replanner.loadHalts(ctx); err != nil {
 		return err
 	}
@@ -192,7 +200,6 @@ func (c *Controller) build(ctx context.Context, secrets *api.Secrets, key ed2551
 		c.feeds.load(ctx)
 		c.replanner.feeds = c.feeds
 	}
-	var err error
 	c.api, err = api.New(api.Config{
 		Store:      c.store,
 		Secrets:    secrets,
@@ -293,6 +300,7 @@ func (c *Controller) Run(ctx context.Context) error {
 	// the keyed queue keeps one client's re-plans in sequence.
 	wg.Go(func() { c.queue.Run(workCtx, max(2, runtime.GOMAXPROCS(0)), c.replanner.reconcile) })
 	wg.Go(func() { c.revisions.follow(workCtx, c.follow) })
+	wg.Go(func() { c.commitStatus.Run(workCtx) })
 	if c.feeds != nil {
 		wg.Go(func() { c.feeds.run(workCtx) })
 	}

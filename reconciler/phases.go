@@ -212,6 +212,7 @@ func (r *revisions) recordPhase(ctx context.Context, c *commit) error {
 		c.touched[id] = true
 	}
 	r.log.Info("policy revision applied", "revision", hash, "clients", len(c.fleet.Clients), "clients_replanned", len(c.touched), "clients_refused", len(c.clientProblems))
+	r.commitStatus.Applied(hash, slices.Collect(maps.Keys(c.fleet.Clients)), c.clientProblems)
 	return nil
 }
 

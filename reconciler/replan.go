@@ -11,6 +11,7 @@ import (
 
 	"github.com/patchline/patchline/internal/clock"
 	"github.com/patchline/patchline/protocol"
+	"github.com/patchline/patchline/reconciler/commitstatus"
 	"github.com/patchline/patchline/reconciler/feeds"
 	"github.com/patchline/patchline/reconciler/metrics"
 	"github.com/patchline/patchline/reconciler/plan"
@@ -60,6 +61,9 @@ type replanner struct {
 	// feeds are the vulnerability feeds applied to each snapshot before
 	// it is planned; set once, before the queue runs; nil for none.
 	feeds interface{ Feeds() *feeds.Set }
+	// commitStatus posts each change of a client's halts to the forge;
+	// set once, before the queue runs; nil for none.
+	commitStatus *commitstatus.Notifier
 
 	mu sync.Mutex // guards the fields below
 	// summaries are each client's figures from its last re-plan, and the

@@ -14,6 +14,7 @@ import (
 
 	"github.com/patchline/patchline/internal/clock"
 	"github.com/patchline/patchline/protocol"
+	"github.com/patchline/patchline/reconciler/commitstatus"
 	"github.com/patchline/patchline/reconciler/metrics"
 	"github.com/patchline/patchline/reconciler/source"
 	"github.com/patchline/patchline/reconciler/store"
@@ -46,6 +47,8 @@ type revisions struct {
 	// repoDir is where revisions are read from: the clone or Config.RepoDir.
 	repoDir string
 	queue   enqueuer
+	// commitStatus posts each verdict on a commit to the forge; nil for none.
+	commitStatus *commitstatus.Notifier
 
 	mu sync.Mutex // guards the fields below
 	// policy is the revision each client runs.
@@ -329,6 +332,8 @@ func (r *revisions) refuse(ctx context.Context, head plumbing.Hash, ref *refusal
 		r.head = head
 	}
 	r.mu.Unlock()
+	// Again too: the status posted before a restart may have been lost.
+	r.commitStatus.Refused(rev.Hash, ref.client, ref.reason, ref.problems)
 	if again {
 		r.metrics.StillRefused(ref.client, rev.At)
 		r.log.Warn("policy revision refused again, as recorded before; keeping the last good revision", "revision", rev.Hash, "client", ref.client, "reason", ref.reason, "refused_at", rev.At)

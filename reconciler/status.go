@@ -118,6 +118,7 @@ func (r *replanner) recordHalts(client, revision string, halted []protocol.Halt,
 		r.halts[client] = slices.Clone(halted)
 	}
 	r.mu.Unlock()
+	r.commitStatus.Halts(revision, client, halted)
 	if n > 0 {
 		r.log.Info("halted rollouts changed", "client", client, "revision", revision, "halted", len(halted), "audit_entries", n)
 	}

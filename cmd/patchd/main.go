@@ -134,6 +134,7 @@ func parseFlags(args []string, stderr io.Writer) (cfg reconciler.Config, opts op
 	cfg.EvalMemory = loader.DefaultMemoryLimit
 	fs.DurationVar(&cfg.EvalTimeout, "eval-timeout", loader.DefaultTimeout, "wall-clock `time` one client's policy evaluation may take; past it the evaluation is killed and the client refused")
 	fs.Var(&cfg.EvalMemory, "eval-memory", "`amount` of resident memory one client's policy evaluation may use, e.g. 512MiB; above it the evaluation is killed and the client refused")
+	checkStatus := statusFlags(fs, &cfg.Status)
 
 	if err := fs.Parse(args); err != nil {
 		return cfg, opts, err
@@ -143,6 +144,9 @@ func parseFlags(args []string, stderr io.Writer) (cfg reconciler.Config, opts op
 	}
 	if fs.NArg() > 0 {
 		return cfg, opts, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if err := checkStatus(); err != nil {
+		return cfg, opts, err
 	}
 	if cfg.Lease <= 0 {
 		return cfg, opts, fmt.Errorf("--lease %v: must be positive", cfg.Lease)
