@@ -4,12 +4,10 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"runtime"
 	"sync"
@@ -25,7 +23,6 @@ import (
 	"github.com/patchline/patchline/reconciler/metrics"
 	"github.com/patchline/patchline/reconciler/source"
 	"github.com/patchline/patchline/reconciler/store"
-	"github.com/patchline/patchline/reconciler/store/sqlite"
 	"github.com/patchline/patchline/schema/loader"
 )
 
@@ -114,61 +111,12 @@ func (c *Controller) newFollower() (repoDir string, err error) {
 	return rc.Dir, nil
 }
 
-// openDataDir creates and locks the data directory, makes it and the
-// files that hold secrets in it private to patchd (keepPrivate), and opens
-// the signing key and the store in it.
-func (c *Controller) openDataDir(ctx context.Context) (ed25519.PrivateKey, error) {
-	dir := c.cfg.DataDir
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("create data directory: %w", err)
-	}
-	if err := keepPrivate(c.log, dir, 0o700); err != nil {
-		return nil, err
-	}
-	unlock, err := lockDataDir(dir)
-	if err != nil {
-		return nil, err
-	}
-	for _, f := range append([]string{filepath.Join(dir, signingKeyFile)}, sqlite.Files(filepath.Join(dir, storeFile))...) {
-		if err := keepPrivate(c.log, f, 0o600); err != nil {
-			unlock()
-			return nil, err
-		}
-	}
-	if err := checkStoreKept(dir, c.cfg.InitStore); err != nil {
-		unlock()
-		return nil, err
-	}
-	// The store before the key: a first start that fails to create the
-	// store (a full disk) must not leave a key that says a store was
-	// there.
-	start := time.Now()
-	db, err := sqlite.Open(ctx, filepath.Join(dir, storeFile))
-	if errors.Is(err, sqlite.ErrDamaged) {
-		err = damagedStoreError(dir, err)
-	}
-	if err != nil {
-		unlock()
-		return nil, err
-	}
-	c.log.Debug("store checked and opened", "path", filepath.Join(dir, storeFile), "took", time.Since(start))
-	key, err := loadOrCreateKey(dir)
-	if err != nil {
-		db.Close()
-		unlock()
-		return nil, err
-	}
-	health := newStoreHealth(c.log, c.clock.Now, metrics.NewStore(c.reg, storeOps))
-	c.store = &lockedStore{controllerStore: db, health: health, unlock: unlock}
-	return key, nil
-}
-
 // build wires the parts together and restores the revisions the clients
 // ran before a restart.
 func (c *Controller) build(ctx context.Context, secrets *api.Secrets, key ed25519.PrivateKey, repoDir string) error {
 	c.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	c.metrics = metrics.New(c.reg)
-	registerStoreMetrics(c.reg, c.store)
+	registerStoreMetrics(c.reg, c.store.stats)
 	c.revisions = &revisions{
 		clock: c.clock, log: c.log, store: c.store, metrics: c.metrics, queue: c.queue,
 		loader:      loader.New(loader.Options{Evaluator: c.cfg.Evaluator, Timeout: c.cfg.EvalTimeout, MemoryLimit: c.cfg.EvalMemory}),
