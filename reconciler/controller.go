@@ -4,10 +4,13 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/tls"
+	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"runtime"
 	"sync"
@@ -51,6 +54,9 @@ type Controller struct {
 	feeds *feedKeeper
 	// follow starts following the fleet repo.
 	follow follower
+	// fetchOnce fetches the fleet repo by URL into its clone once; nil
+	// for a local repo (Config.RepoDir).
+	fetchOnce func(ctx context.Context) error
 	// hook carries webhook triggers to the source; buffered by one so a
 	// burst of pushes becomes one pending fetch.
 	hook chan struct{}
@@ -108,7 +114,41 @@ func (c *Controller) newFollower() (repoDir string, err error) {
 		return "", err
 	}
 	c.follow = func(ctx context.Context) (<-chan source.Event, error) { return src.Watch(ctx, c.cfg.Poll, c.hook), nil }
+	c.fetchOnce = func(ctx context.Context) error { _, _, err := src.Fetch(ctx); return err }
 	return rc.Dir, nil
+}
+
+// cloneTimeout bounds the fetch cloneForRestore waits for at start.
+const cloneTimeout = 2 * time.Minute
+
+// cloneForRestore fetches the fleet repo once, before the revisions the
+// clients ran are restored from it, when the data directory has no clone
+// yet but the store has applied revisions: a patchd on a new data
+// directory beside a PostgreSQL store (another replica, a new machine),
+// or a backup restored onto a new machine. Without the clone every client
+// would be refused at start, and stay so until the next commit. A fetch
+// that fails is logged, and restore then refuses the clients it cannot
+// read, as for any revision it cannot evaluate.
+func (c *Controller) cloneForRestore(ctx context.Context, repoDir string) {
+	if c.fetchOnce == nil {
+		return
+	}
+	if _, err := os.Stat(repoDir); !errors.Is(err, fs.ErrNotExist) {
+		return
+	}
+	// An error here is restore's to report.
+	if revs, err := c.store.Revisions(ctx, 0); err != nil || len(revs.Clients) == 0 {
+		return
+	}
+	start := time.Now()
+	fctx, cancel := context.WithTimeout(ctx, cloneTimeout)
+	defer cancel()
+	if err := c.fetchOnce(fctx); err != nil {
+		c.log.Warn("the store holds applied revisions but the data directory has no clone of the fleet repo, and fetching it failed; "+
+			"clients whose revision cannot be read are refused until a commit loads them", "err", err)
+		return
+	}
+	c.log.Info("cloned the fleet repo to restore the revisions the store holds", "dir", repoDir, "took", time.Since(start))
 }
 
 // build wires the parts together and restores the revisions the clients
@@ -159,6 +199,7 @@ func (c *Controller) build(ctx context.Context, secrets *api.Secrets, key ed2551
 		return err
 	}
 	c.replanner.notify = c.api.Notify
+	c.cloneForRestore(ctx, repoDir)
 	return c.revisions.restore(ctx)
 }
 
