@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/patchline/patchline/internal/clock"
+	"github.com/patchline/patchline/internal/signingkey"
 	"github.com/patchline/patchline/reconciler/store"
 	"github.com/patchline/patchline/reconciler/store/sqlite"
 )
@@ -242,5 +243,23 @@ func TestCheckStoreKept(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestDataDirKeyServesAsSigningKey: the key patchd makes in a data
+// directory is a --signing-key file, so an install that moves to
+// PostgreSQL keeps the key its agents pinned.
+func TestDataDirKeyServesAsSigningKey(t *testing.T) {
+	dir := t.TempDir()
+	key, err := loadOrCreateKey(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	loaded, err := signingkey.Load(filepath.Join(dir, signingKeyFile))
+	if err != nil {
+		t.Fatalf("the data directory's key does not load as --signing-key: %v", err)
+	}
+	if !key.Equal(loaded) {
+		t.Error("the data directory's key loads as another key")
 	}
 }

@@ -49,6 +49,43 @@ func TestKeysGenerate(t *testing.T) {
 	}
 }
 
+// TestREADMEKeysGenerate runs the patchctl command of the README's
+// "Running on PostgreSQL" section as written, but for the directory: the
+// key it makes is one patchd loads.
+func TestREADMEKeysGenerate(t *testing.T) {
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme := string(b)
+	start := strings.Index(readme, "\n### Running on PostgreSQL\n")
+	if start < 0 {
+		t.Fatal(`README.md has no "### Running on PostgreSQL" section`)
+	}
+	section := readme[start+1:]
+	section = section[:strings.Index(section[1:], "\n#")+1]
+	var cmds [][]string
+	for _, line := range strings.Split(section, "\n") {
+		if strings.HasPrefix(line, "patchctl ") {
+			cmds = append(cmds, strings.Fields(line)[1:])
+		}
+	}
+	if len(cmds) != 1 || strings.Join(cmds[0][:2], " ") != "keys generate" {
+		t.Fatalf("README's patchctl commands: %q, want keys generate alone", cmds)
+	}
+	dir := t.TempDir()
+	args := make([]string, len(cmds[0]))
+	for i, a := range cmds[0] {
+		args[i] = strings.ReplaceAll(a, "/etc/patchline/", dir+"/")
+	}
+	if code, _, errOut := run(t, args...); code != 0 {
+		t.Fatalf("patchctl %s: exit %d: %s", strings.Join(args, " "), code, errOut)
+	}
+	if _, err := signingkey.Load(filepath.Join(dir, "job-signing-key.pem")); err != nil {
+		t.Errorf("the README's key does not load: %v", err)
+	}
+}
+
 // TestBackupOnPostgreSQL: patchctl backup against a patchd that keeps its
 // store in PostgreSQL saves nothing and says what to back up instead.
 func TestBackupOnPostgreSQL(t *testing.T) {
