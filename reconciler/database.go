@@ -3,7 +3,11 @@ package reconciler
 import (
 	"context"
 	"crypto/ed25519"
+	"errors"
 	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/patchline/patchline/internal/signingkey"
@@ -16,6 +20,9 @@ import (
 // the database records (checkSigningKey). The data directory's key and
 // SQLite files play no part.
 func (c *Controller) openPostgres(ctx context.Context) (controllerStore, func() writeStats, ed25519.PrivateKey, error) {
+	if err := checkDataDirKey(c.cfg.DataDir, c.cfg.SigningKey); err != nil {
+		return nil, nil, nil, err
+	}
 	var opts []postgres.Option
 	if c.cfg.DatabasePassword != "" {
 		opts = append(opts, postgres.WithPassword(c.cfg.DatabasePassword))
@@ -58,6 +65,29 @@ func checkSigningKey(ctx context.Context, db keyRecorder, key ed25519.PrivateKey
 			"(public key %s, recorded %s): agents pin that key and would refuse every job signed with another. "+
 			"Give this patchd the key file every other patchd on the database uses",
 			signingkey.Fingerprint(pub), signingkey.Fingerprint(recorded), since.UTC().Format(time.RFC3339))
+	}
+	return nil
+}
+
+// checkDataDirKey refuses a data directory that holds a job-signing key
+// other than key: the agents that enrolled with the embedded store in it
+// pinned that key, and a database whose patchd signs with another one
+// (say, a key made anew when the store moved to PostgreSQL) would have
+// every job they get refused.
+func checkDataDirKey(dir string, key ed25519.PrivateKey) error {
+	path := filepath.Join(dir, signingKeyFile)
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("data directory: %w", err)
+	}
+	old, err := signingkey.Parse(data)
+	if err != nil || !old.Equal(key) {
+		return fmt.Errorf("the data directory holds the job-signing key %s of an embedded store, and it is not the key given with --signing-key: "+
+			"the agents that enrolled with it pinned it and would refuse every job signed with another. "+
+			"Give --signing-key %s, or start with a data directory of its own", path, path)
 	}
 	return nil
 }

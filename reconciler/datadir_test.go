@@ -263,3 +263,40 @@ func TestDataDirKeyServesAsSigningKey(t *testing.T) {
 		t.Error("the data directory's key loads as another key")
 	}
 }
+
+// TestCheckDataDirKey: with PostgreSQL, a data directory that holds the
+// embedded store's key is accepted only with that same key.
+func TestCheckDataDirKey(t *testing.T) {
+	dirWith := func(data []byte) string {
+		dir := t.TempDir()
+		if data != nil {
+			if err := os.WriteFile(filepath.Join(dir, signingKeyFile), data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return dir
+	}
+	key, _ := signingkey.Generate()
+	other, _ := signingkey.Generate()
+	tests := []struct {
+		name string
+		dir  string
+		ok   bool
+	}{
+		{"a data directory without a key", dirWith(nil), true},
+		{"the same key", dirWith(signingkey.Encode(key)), true},
+		{"another key", dirWith(signingkey.Encode(other)), false},
+		{"a file that is no key", dirWith([]byte("junk")), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := checkDataDirKey(tt.dir, key)
+			if (err == nil) != tt.ok {
+				t.Fatalf("checkDataDirKey: %v, want ok %v", err, tt.ok)
+			}
+			if err != nil && !strings.Contains(err.Error(), "Give --signing-key "+filepath.Join(tt.dir, signingKeyFile)) {
+				t.Errorf("refusal %q does not say which key to give", err)
+			}
+		})
+	}
+}
