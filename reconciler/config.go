@@ -1,6 +1,7 @@
 package reconciler
 
 import (
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -17,13 +18,26 @@ import (
 // flags; tests build it directly.
 type Config struct {
 	// DataDir holds the SQLite store, the job-signing key and the clone of
-	// the fleet repo.
+	// the fleet repo. With Database it holds the clone only: each patchd
+	// on a database has a data directory of its own.
 	DataDir string
 	// InitStore lets patchd start with a new, empty store in a data
 	// directory that holds a job-signing key but no store (lost, or
 	// removed on purpose); without it patchd refuses, so a store that
 	// went missing is restored rather than silently replaced.
 	InitStore bool
+	// Database, when set, keeps the store in PostgreSQL instead of SQLite
+	// in DataDir: a postgres:// URL or a key/value connection string, as
+	// libpq takes them. DatabasePassword, when set, is the password to
+	// connect with, in place of one the string gives.
+	Database         string
+	DatabasePassword string
+	// SigningKey is the job-signing key, required with Database (every
+	// patchd on a database signs with the same key, which agents pin; the
+	// database records its public half on the first start and refuses
+	// another). Without Database it must be nil: the key lives in
+	// DataDir.
+	SigningKey ed25519.PrivateKey
 	// Repo is the fleet repo to follow by URL. Repo.Dir is set by the
 	// controller (a clone under DataDir).
 	Repo source.Config
@@ -103,6 +117,15 @@ func (cfg Config) withDefaults() (Config, error) {
 		return cfg, errors.New("no secrets file: pass --secrets FILE (enrollment secrets, admin token, webhook secret)")
 	case (cfg.TLSCert == "") != (cfg.TLSKey == ""):
 		return cfg, errors.New("--tls-cert and --tls-key go together")
+	case cfg.Database != "" && len(cfg.SigningKey) != ed25519.PrivateKeySize:
+		return cfg, errors.New("--database needs --signing-key FILE: every patchd on a database signs jobs with the same key, which agents pin. " +
+			"Make one with patchctl keys generate --out FILE, or, moving from the embedded store, give the data directory's job-signing-key.pem")
+	case cfg.Database == "" && cfg.SigningKey != nil:
+		return cfg, errors.New("--signing-key goes with --database; the embedded store keeps its key in --data-dir (job-signing-key.pem)")
+	case cfg.Database == "" && cfg.DatabasePassword != "":
+		return cfg, errors.New("--database-password-file goes with --database")
+	case cfg.Database != "" && cfg.InitStore:
+		return cfg, errors.New("--init-store is for the embedded store in --data-dir; a PostgreSQL database that is new starts empty by itself")
 	}
 	if cfg.Listen == "" {
 		cfg.Listen = DefaultListen

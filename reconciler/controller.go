@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -26,7 +27,6 @@ import (
 	"github.com/patchline/patchline/reconciler/metrics"
 	"github.com/patchline/patchline/reconciler/source"
 	"github.com/patchline/patchline/reconciler/store"
-	"github.com/patchline/patchline/reconciler/store/sqlite"
 	"github.com/patchline/patchline/schema/loader"
 )
 
@@ -57,6 +57,9 @@ type Controller struct {
 	commitStatus *commitstatus.Notifier
 	// follow starts following the fleet repo.
 	follow follower
+	// fetchOnce fetches the fleet repo by URL into its clone once; nil
+	// for a local repo (Config.RepoDir).
+	fetchOnce func(ctx context.Context) error
 	// hook carries webhook triggers to the source; buffered by one so a
 	// burst of pushes becomes one pending fetch.
 	hook chan struct{}
@@ -114,56 +117,41 @@ func (c *Controller) newFollower() (repoDir string, err error) {
 		return "", err
 	}
 	c.follow = func(ctx context.Context) (<-chan source.Event, error) { return src.Watch(ctx, c.cfg.Poll, c.hook), nil }
+	c.fetchOnce = func(ctx context.Context) error { _, _, err := src.Fetch(ctx); return err }
 	return rc.Dir, nil
 }
 
-// openDataDir creates and locks the data directory, makes it and the
-// files that hold secrets in it private to patchd (keepPrivate), and opens
-// the signing key and the store in it.
-func (c *Controller) openDataDir(ctx context.Context) (ed25519.PrivateKey, error) {
-	dir := c.cfg.DataDir
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("create data directory: %w", err)
+// cloneTimeout bounds the fetch cloneForRestore waits for at start.
+const cloneTimeout = 2 * time.Minute
+
+// cloneForRestore fetches the fleet repo once, before the revisions the
+// clients ran are restored from it, when the data directory has no clone
+// yet but the store has applied revisions: a patchd on a new data
+// directory beside a PostgreSQL store (another replica, a new machine),
+// or a backup restored onto a new machine. Without the clone every client
+// would be refused at start, and stay so until the next commit. A fetch
+// that fails is logged, and restore then refuses the clients it cannot
+// read, as for any revision it cannot evaluate.
+func (c *Controller) cloneForRestore(ctx context.Context, repoDir string) {
+	if c.fetchOnce == nil {
+		return
 	}
-	if err := keepPrivate(c.log, dir, 0o700); err != nil {
-		return nil, err
+	if _, err := os.Stat(repoDir); !errors.Is(err, fs.ErrNotExist) {
+		return
 	}
-	unlock, err := lockDataDir(dir)
-	if err != nil {
-		return nil, err
+	// An error here is restore's to report.
+	if revs, err := c.store.Revisions(ctx, 0); err != nil || len(revs.Clients) == 0 {
+		return
 	}
-	for _, f := range append([]string{filepath.Join(dir, signingKeyFile)}, sqlite.Files(filepath.Join(dir, storeFile))...) {
-		if err := keepPrivate(c.log, f, 0o600); err != nil {
-			unlock()
-			return nil, err
-		}
-	}
-	if err := checkStoreKept(dir, c.cfg.InitStore); err != nil {
-		unlock()
-		return nil, err
-	}
-	// The store before the key: a first start that fails to create the
-	// store (a full disk) must not leave a key that says a store was
-	// there.
 	start := time.Now()
-	db, err := sqlite.Open(ctx, filepath.Join(dir, storeFile))
-	if errors.Is(err, sqlite.ErrDamaged) {
-		err = damagedStoreError(dir, err)
+	fctx, cancel := context.WithTimeout(ctx, cloneTimeout)
+	defer cancel()
+	if err := c.fetchOnce(fctx); err != nil {
+		c.log.Warn("the store holds applied revisions but the data directory has no clone of the fleet repo, and fetching it failed; "+
+			"clients whose revision cannot be read are refused until a commit loads them", "err", err)
+		return
 	}
-	if err != nil {
-		unlock()
-		return nil, err
-	}
-	c.log.Debug("store checked and opened", "path", filepath.Join(dir, storeFile), "took", time.Since(start))
-	key, err := loadOrCreateKey(dir)
-	if err != nil {
-		db.Close()
-		unlock()
-		return nil, err
-	}
-	health := newStoreHealth(c.log, c.clock.Now, metrics.NewStore(c.reg, storeOps))
-	c.store = &lockedStore{controllerStore: db, health: health, unlock: unlock}
-	return key, nil
+	c.log.Info("cloned the fleet repo to restore the revisions the store holds", "dir", repoDir, "took", time.Since(start))
 }
 
 // build wires the parts together and restores the revisions the clients
@@ -171,7 +159,7 @@ func (c *Controller) openDataDir(ctx context.Context) (ed25519.PrivateKey, error
 func (c *Controller) build(ctx context.Context, secrets *api.Secrets, key ed25519.PrivateKey, repoDir string) error {
 	c.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	c.metrics = metrics.New(c.reg)
-	registerStoreMetrics(c.reg, c.store)
+	registerStoreMetrics(c.reg, c.store.stats)
 	var err error
 	if c.commitStatus, err = commitstatus.New(c.cfg.Status, commitstatus.Options{Clock: c.clock, Logger: c.log, Registerer: c.reg}); err != nil {
 		return err
@@ -218,6 +206,7 @@ func (c *Controller) build(ctx context.Context, secrets *api.Secrets, key ed2551
 		return err
 	}
 	c.replanner.notify = c.api.Notify
+	c.cloneForRestore(ctx, repoDir)
 	return c.revisions.restore(ctx)
 }
 

@@ -2,6 +2,7 @@ package reconciler
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -9,7 +10,9 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"time"
 
+	"github.com/patchline/patchline/reconciler/metrics"
 	"github.com/patchline/patchline/reconciler/store/sqlite"
 )
 
@@ -24,6 +27,74 @@ const lockFile = "patchd.lock"
 // errDataDirInUse is the answer of lockDataDir when another process holds
 // the lock.
 var errDataDirInUse = errors.New("another patchd is using this data directory; stop it first")
+
+// openDataDir creates and locks the data directory and makes it private
+// to patchd (keepPrivate), then opens the store and the job-signing key:
+// both in the data directory (openSQLite), or the store in PostgreSQL and
+// the key given (openPostgres). The lock keeps a second patchd out of the
+// directory (its repo clone), whichever the store.
+func (c *Controller) openDataDir(ctx context.Context) (ed25519.PrivateKey, error) {
+	dir := c.cfg.DataDir
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("create data directory: %w", err)
+	}
+	if err := keepPrivate(c.log, dir, 0o700); err != nil {
+		return nil, err
+	}
+	unlock, err := lockDataDir(dir)
+	if err != nil {
+		if c.cfg.Database != "" && errors.Is(err, errDataDirInUse) {
+			err = fmt.Errorf("%w (each patchd on a database needs a --data-dir of its own)", err)
+		}
+		return nil, err
+	}
+	open := c.openSQLite
+	if c.cfg.Database != "" {
+		open = c.openPostgres
+	}
+	db, stats, key, err := open(ctx)
+	if err != nil {
+		unlock()
+		return nil, err
+	}
+	health := newStoreHealth(c.log, c.clock.Now, metrics.NewStore(c.reg, storeOps))
+	c.store = &lockedStore{controllerStore: db, health: health, stats: stats, unlock: unlock}
+	return key, nil
+}
+
+// openSQLite opens the embedded store and the job-signing key in the
+// data directory, after the checks only they need: their files private
+// to patchd, and a store that the key says was there (checkStoreKept).
+// SQLite checks the store itself as it opens (sqlite.ErrDamaged).
+func (c *Controller) openSQLite(ctx context.Context) (controllerStore, func() writeStats, ed25519.PrivateKey, error) {
+	dir := c.cfg.DataDir
+	for _, f := range append([]string{filepath.Join(dir, signingKeyFile)}, sqlite.Files(filepath.Join(dir, storeFile))...) {
+		if err := keepPrivate(c.log, f, 0o600); err != nil {
+			return nil, nil, nil, err
+		}
+	}
+	if err := checkStoreKept(dir, c.cfg.InitStore); err != nil {
+		return nil, nil, nil, err
+	}
+	// The store before the key: a first start that fails to create the
+	// store (a full disk) must not leave a key that says a store was
+	// there.
+	start := time.Now()
+	db, err := sqlite.Open(ctx, filepath.Join(dir, storeFile))
+	if errors.Is(err, sqlite.ErrDamaged) {
+		err = damagedStoreError(dir, err)
+	}
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	c.log.Debug("store checked and opened", "path", filepath.Join(dir, storeFile), "took", time.Since(start))
+	key, err := loadOrCreateKey(dir)
+	if err != nil {
+		db.Close()
+		return nil, nil, nil, err
+	}
+	return db, sqliteStats(db), key, nil
+}
 
 // Restore replaces the store in dataDir with the backup at from (made by
 // GET /v1/backup, `patchctl backup`), after checking it, creating dataDir

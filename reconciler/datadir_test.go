@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/patchline/patchline/internal/clock"
+	"github.com/patchline/patchline/internal/signingkey"
 	"github.com/patchline/patchline/reconciler/store"
 	"github.com/patchline/patchline/reconciler/store/sqlite"
 )
@@ -240,6 +241,61 @@ func TestCheckStoreKept(t *testing.T) {
 				if !strings.Contains(err.Error(), cmd) {
 					t.Errorf("error %q does not name %q", err, cmd)
 				}
+			}
+		})
+	}
+}
+
+// TestDataDirKeyServesAsSigningKey: the key patchd makes in a data
+// directory is a --signing-key file, so an install that moves to
+// PostgreSQL keeps the key its agents pinned.
+func TestDataDirKeyServesAsSigningKey(t *testing.T) {
+	dir := t.TempDir()
+	key, err := loadOrCreateKey(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	loaded, err := signingkey.Load(filepath.Join(dir, signingKeyFile))
+	if err != nil {
+		t.Fatalf("the data directory's key does not load as --signing-key: %v", err)
+	}
+	if !key.Equal(loaded) {
+		t.Error("the data directory's key loads as another key")
+	}
+}
+
+// TestCheckDataDirKey: with PostgreSQL, a data directory that holds the
+// embedded store's key is accepted only with that same key.
+func TestCheckDataDirKey(t *testing.T) {
+	dirWith := func(data []byte) string {
+		dir := t.TempDir()
+		if data != nil {
+			if err := os.WriteFile(filepath.Join(dir, signingKeyFile), data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return dir
+	}
+	key, _ := signingkey.Generate()
+	other, _ := signingkey.Generate()
+	tests := []struct {
+		name string
+		dir  string
+		ok   bool
+	}{
+		{"a data directory without a key", dirWith(nil), true},
+		{"the same key", dirWith(signingkey.Encode(key)), true},
+		{"another key", dirWith(signingkey.Encode(other)), false},
+		{"a file that is no key", dirWith([]byte("junk")), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := checkDataDirKey(tt.dir, key)
+			if (err == nil) != tt.ok {
+				t.Fatalf("checkDataDirKey: %v, want ok %v", err, tt.ok)
+			}
+			if err != nil && !strings.Contains(err.Error(), "Give --signing-key "+filepath.Join(tt.dir, signingKeyFile)) {
+				t.Errorf("refusal %q does not say which key to give", err)
 			}
 		})
 	}

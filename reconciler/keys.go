@@ -2,14 +2,13 @@ package reconciler
 
 import (
 	"crypto/ed25519"
-	"crypto/rand"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 
 	"github.com/patchline/patchline/internal/atomicfile"
+	"github.com/patchline/patchline/internal/signingkey"
 )
 
 // signingKeyFile is the job-signing key's file name in the data directory.
@@ -23,21 +22,20 @@ func loadOrCreateKey(dir string) (ed25519.PrivateKey, error) {
 	path := filepath.Join(dir, signingKeyFile)
 	data, err := os.ReadFile(path)
 	if err == nil {
-		block, _ := pem.Decode(data)
-		if block == nil || block.Type != "PATCHLINE JOB SIGNING KEY" || len(block.Bytes) != ed25519.SeedSize {
+		key, err := signingkey.Parse(data)
+		if err != nil {
 			return nil, fmt.Errorf("job signing key %s is not a Patchline key: restore it from backup (agents pin it), or remove it and re-enroll every agent", path)
 		}
-		return ed25519.NewKeyFromSeed(block.Bytes), nil
+		return key, nil
 	}
 	if !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("read job signing key: %w", err)
 	}
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	priv, err := signingkey.Generate()
 	if err != nil {
-		return nil, fmt.Errorf("generate job signing key: %w", err)
+		return nil, err
 	}
-	out := pem.EncodeToMemory(&pem.Block{Type: "PATCHLINE JOB SIGNING KEY", Bytes: priv.Seed()})
-	if err := atomicfile.WriteFile(path, out, 0o600); err != nil {
+	if err := atomicfile.WriteFile(path, signingkey.Encode(priv), 0o600); err != nil {
 		return nil, fmt.Errorf("write job signing key: %w", err)
 	}
 	return priv, nil

@@ -12,6 +12,7 @@ import (
 	"github.com/patchline/patchline/reconciler/api"
 	"github.com/patchline/patchline/reconciler/metrics"
 	"github.com/patchline/patchline/reconciler/store"
+	"github.com/patchline/patchline/reconciler/store/postgres"
 	"github.com/patchline/patchline/reconciler/store/sqlite"
 )
 
@@ -30,7 +31,8 @@ const (
 var storeOps = []string{opEnroll, opReport, opResult, opJobs, opLease, opRevision, opAudit}
 
 // controllerStore is every method patchd calls on its store: the API's,
-// the revisions', the replanner's and the controller's own.
+// the revisions', the replanner's and the controller's own. The SQLite
+// store (sqlite.DB) and the PostgreSQL one (postgres.DB) both have them.
 type controllerStore interface {
 	api.Store
 	revisionStore
@@ -38,10 +40,14 @@ type controllerStore interface {
 	// ExpireJobs marks jobs whose window closed unstarted as expired and
 	// returns how many.
 	ExpireJobs(ctx context.Context, now time.Time) (int, error)
-	// WriteStats feeds the store's write metrics.
-	WriteStats() sqlite.WriteStats
 	Close() error
 }
+
+// Both stores are controller stores.
+var (
+	_ controllerStore = (*sqlite.DB)(nil)
+	_ controllerStore = (*postgres.DB)(nil)
+)
 
 // lockedStore is the controller's store as every part of patchd uses it:
 // each write's outcome goes to health, and closing it releases the data
@@ -49,6 +55,8 @@ type controllerStore interface {
 type lockedStore struct {
 	controllerStore
 	health *storeHealth
+	// stats reads the store's write counters for its metrics.
+	stats  func() writeStats
 	unlock func()
 }
 

@@ -27,7 +27,11 @@ FILE' while patchd is stopped.
 The copy does not hold the job-signing key (job-signing-key.pem in patchd's
 data directory); back that file up once, it never changes. The copy holds node
 key hashes and signed jobs: keep it where only the MSP's administrators can
-read it.`,
+read it.
+
+A patchd that keeps its store in PostgreSQL (--database) makes no copy: back
+the database up with PostgreSQL's own tools (pg_dump, or base backups with WAL
+archiving). This command then says so, naming the tables, and saves nothing.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if out == "" {
@@ -39,7 +43,9 @@ read it.`,
 			}
 			body, err := c.Backup(cmd.Context())
 			if err != nil {
-				return err
+				// The controller's answer says why; with PostgreSQL, what
+				// to back up instead.
+				return fmt.Errorf("no backup made, %s is unchanged: %w", out, err)
 			}
 			defer body.Close()
 			// The copy holds node key hashes and signed jobs: only its

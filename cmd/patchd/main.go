@@ -14,11 +14,14 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/go-git/go-git/v5/plumbing"
 
+	"github.com/patchline/patchline/internal/signingkey"
 	"github.com/patchline/patchline/reconciler"
 	"github.com/patchline/patchline/reconciler/source"
 	"github.com/patchline/patchline/schema/loader"
@@ -99,6 +102,8 @@ func parseFlags(args []string, stderr io.Writer) (cfg reconciler.Config, opts op
 		allowedSigners      string
 		trustFrom           string
 		logLevel, logFormat string
+		passwordFile        string
+		signingKey          string
 	)
 	fs := flag.NewFlagSet("patchd", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -108,7 +113,10 @@ func parseFlags(args []string, stderr io.Writer) (cfg reconciler.Config, opts op
 	fs.StringVar(&cfg.Repo.KnownHostsFile, "known-hosts", "", "known_hosts `file` for ssh:// repos")
 	fs.StringVar(&tokenFile, "git-token-file", "", "`file` holding an access token for https:// repos")
 	fs.StringVar(&cfg.RepoDir, "repo-dir", "", "follow a local fleet repository `DIR` instead of --repo (reloads when a commit lands)")
-	fs.StringVar(&cfg.DataDir, "data-dir", "", "`DIR` for the SQLite store, the job-signing key and the repo clone")
+	fs.StringVar(&cfg.DataDir, "data-dir", "", "`DIR` for the SQLite store, the job-signing key and the repo clone (with --database, the clone only; one per patchd)")
+	fs.StringVar(&cfg.Database, "database", "", "keep the store in PostgreSQL: a postgres:// `URL` or a key/value connection string, as libpq takes them (default: SQLite in --data-dir)")
+	fs.StringVar(&passwordFile, "database-password-file", "", "`file` holding the password to connect to --database with (mode 0600)")
+	fs.StringVar(&signingKey, "signing-key", "", "job-signing key `file` (from 'patchctl keys generate'), required with --database: every patchd on a database signs with it")
 	fs.BoolVar(&cfg.InitStore, "init-store", false, "start with a new, empty store in a --data-dir that holds a job-signing key but no store (patchd refuses otherwise: restore the store with --restore instead); every agent must enrol again")
 	fs.StringVar(&cfg.Listen, "listen", reconciler.DefaultListen, "`address` of the agent API and the admin API")
 	fs.StringVar(&cfg.MetricsListen, "metrics-listen", reconciler.DefaultMetricsListen, "`address` serving /metrics, and nothing else, to Prometheus (TLS and plain HTTP as for --listen)")
@@ -188,6 +196,9 @@ func parseFlags(args []string, stderr io.Writer) (cfg reconciler.Config, opts op
 	} else if keyring != "" || allowedSigners != "" || trustFrom != "" {
 		return cfg, opts, errors.New("--keyring, --allowed-signers and --trust-from are used only with --require-signed; add it")
 	}
+	if err := databaseFlags(&cfg, opts, passwordFile, signingKey); err != nil {
+		return cfg, opts, err
+	}
 	if tokenFile != "" {
 		b, err := os.ReadFile(tokenFile)
 		if err != nil {
@@ -209,4 +220,55 @@ func parseFlags(args []string, stderr io.Writer) (cfg reconciler.Config, opts op
 		return cfg, opts, fmt.Errorf("--log-format %q: want text or json", logFormat)
 	}
 	return cfg, opts, nil
+}
+
+// databaseFlags reads the files of --database-password-file and
+// --signing-key into cfg, and refuses the flags that do not go with
+// --database (which Config checks for the rest).
+func databaseFlags(cfg *reconciler.Config, opts options, passwordFile, signingKey string) error {
+	switch {
+	case cfg.Database == "" && passwordFile != "":
+		return errors.New("--database-password-file goes with --database")
+	case cfg.Database == "" && signingKey != "":
+		return errors.New("--signing-key goes with --database; the embedded store keeps its key in --data-dir (job-signing-key.pem)")
+	case cfg.Database == "":
+		return nil
+	}
+	if opts.restore != "" {
+		return errors.New("--restore is for the embedded store in --data-dir; restore a PostgreSQL database with pg_restore (see README, \"Running on PostgreSQL\")")
+	}
+	if passwordFile != "" {
+		b, err := readSecret(passwordFile)
+		if err != nil {
+			return fmt.Errorf("--database-password-file: %w", err)
+		}
+		// One line; its line break is not part of the password.
+		cfg.DatabasePassword = strings.TrimRight(string(b), "\r\n")
+		if cfg.DatabasePassword == "" {
+			return fmt.Errorf("--database-password-file: %s is empty", passwordFile)
+		}
+	}
+	if signingKey != "" {
+		key, err := signingkey.Load(signingKey)
+		if err != nil {
+			return fmt.Errorf("--signing-key: %w", err)
+		}
+		cfg.SigningKey = key
+	}
+	return nil
+}
+
+// readSecret reads a file that holds a secret, refusing one that group or
+// others may read.
+func readSecret(path string) ([]byte, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	// Windows reports made-up permission bits; there the file's ACL is the
+	// operator's business.
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 && runtime.GOOS != "windows" {
+		return nil, fmt.Errorf("%s: mode %04o lets group or others read it; run chmod 600 %s", path, perm, path)
+	}
+	return os.ReadFile(path)
 }

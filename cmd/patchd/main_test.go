@@ -2,27 +2,36 @@ package main
 
 import (
 	"context"
+	"crypto/ed25519"
 	"io"
 	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
+	"github.com/patchline/patchline/internal/pgtest"
+	"github.com/patchline/patchline/internal/signingkey"
 	"github.com/patchline/patchline/reconciler"
+	"github.com/patchline/patchline/reconciler/store/postgres"
 	"github.com/patchline/patchline/reconciler/store/sqlite"
 	"github.com/patchline/patchline/schema/loader"
 )
 
 // TestMain makes the test binary a policy evaluator when it is started as
 // one: run passes the running binary, this one in tests, as the evaluator.
+// Otherwise it runs the tests and stops the PostgreSQL cluster they
+// started, if any.
 func TestMain(m *testing.M) {
 	if loader.IsEvaluator(os.Args[1:]) {
 		os.Exit(loader.ServeEvaluator(os.Stdin, os.Stdout, os.Stderr))
 	}
-	os.Exit(m.Run())
+	os.Exit(pgtest.Main(m))
 }
 
 func TestParseFlags(t *testing.T) {
@@ -35,6 +44,12 @@ func TestParseFlags(t *testing.T) {
 	if err := os.WriteFile(token, []byte("ghp_abc\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	key, keyFile := newKeyFile(t)
+	password := writeFile(t, "pg-password", "s3cret pass\n", 0o600)
+	openPassword := writeFile(t, "open-password", "s3cret\n", 0o644)
+	emptyPassword := writeFile(t, "empty-password", "\n", 0o600)
+	notAKey := writeFile(t, "not-a-key.pem", "hello\n", 0o600)
+	const database = "postgres://patchd@db.msp.example/patchline"
 	tests := []struct {
 		name    string
 		args    []string
@@ -80,6 +95,27 @@ func TestParseFlags(t *testing.T) {
 				t.Error("--init-store did not set InitStore")
 			}
 		}},
+		{name: "PostgreSQL with a password file and a signing key", args: []string{"--repo", "file:///x", "--data-dir", dir,
+			"--database", database, "--database-password-file", password, "--signing-key", keyFile}, check: func(t *testing.T, cfg reconciler.Config) {
+			if cfg.Database != database || cfg.DatabasePassword != "s3cret pass" || !key.Equal(cfg.SigningKey) {
+				t.Errorf("database %q, password %q, key read %v; want %q, the file's line, the key", cfg.Database, cfg.DatabasePassword, key.Equal(cfg.SigningKey), database)
+			}
+		}},
+		{name: "PostgreSQL as a key/value string", args: []string{"--repo", "file:///x", "--database", "host=/run/postgresql dbname=patchline", "--signing-key", keyFile},
+			check: func(t *testing.T, cfg reconciler.Config) {
+				if cfg.Database != "host=/run/postgresql dbname=patchline" || cfg.DatabasePassword != "" {
+					t.Errorf("database %q, password %q", cfg.Database, cfg.DatabasePassword)
+				}
+			}},
+		{name: "a password file others can read", args: []string{"--repo", "file:///x", "--database", database, "--database-password-file", openPassword},
+			wantErr: "--database-password-file: " + openPassword + ": mode 0644 lets group or others read it; run chmod 600"},
+		{name: "an empty password file", args: []string{"--repo", "file:///x", "--database", database, "--database-password-file", emptyPassword}, wantErr: "is empty"},
+		{name: "a missing password file", args: []string{"--repo", "file:///x", "--database", database, "--database-password-file", filepath.Join(dir, "nope")}, wantErr: "--database-password-file"},
+		{name: "a password file without a database", args: []string{"--repo", "file:///x", "--database-password-file", password}, wantErr: "--database-password-file goes with --database"},
+		{name: "a signing key that is not one", args: []string{"--repo", "file:///x", "--database", database, "--signing-key", notAKey},
+			wantErr: "--signing-key: job-signing key " + notAKey + ": not a Patchline job-signing key (make one with patchctl keys generate"},
+		{name: "a signing key without a database", args: []string{"--repo", "file:///x", "--signing-key", keyFile}, wantErr: "--signing-key goes with --database"},
+		{name: "a restore into a database", args: []string{"--data-dir", dir, "--database", database, "--restore", "backup.db"}, wantErr: "pg_restore"},
 		{name: "no evaluation time", args: []string{"--repo", "file:///x", "--eval-timeout", "0s"}, wantErr: "--eval-timeout"},
 		{name: "evaluation memory without a unit we know", args: []string{"--repo", "file:///x", "--eval-memory", "1GB"}, wantErr: "invalid amount of memory"},
 	}
@@ -228,6 +264,111 @@ func TestRunRestore(t *testing.T) {
 			var out strings.Builder
 			if code := run(tt.args, &out); code != tt.code || !strings.Contains(out.String(), tt.want) {
 				t.Errorf("exit %d, output %q; want exit %d mentioning %q", code, out.String(), tt.code, tt.want)
+			}
+		})
+	}
+}
+
+// writeFile writes content to a new file name in a temporary directory,
+// with mode, and returns its path.
+func writeFile(t *testing.T, name, content string, mode os.FileMode) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, []byte(content), mode); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(p, mode); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// newKeyFile writes a new job-signing key file and returns the key and
+// the file.
+func newKeyFile(t *testing.T) (ed25519.PrivateKey, string) {
+	t.Helper()
+	key, err := signingkey.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(t.TempDir(), "job-signing-key.pem")
+	if err := signingkey.WriteNew(p, key); err != nil {
+		t.Fatal(err)
+	}
+	return key, p
+}
+
+// TestRunRefusesBadDatabaseSetups: patchd on PostgreSQL exits with a
+// message that says what to do when its database or key will not do: no
+// key, a key other than the one the database records or the one the data
+// directory's agents pinned, a schema newer than it knows, a server that
+// does not answer.
+func TestRunRefusesBadDatabaseSetups(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	secrets := writeFile(t, "secrets.json", `{"adminToken": "patchd-test-admin-token"}`, 0o600)
+	key, keyFile := newKeyFile(t)
+	other, _ := newKeyFile(t)
+
+	// A database whose controller signs with another key.
+	otherKeyDB := pgtest.DB(t)
+	db, err := postgres.Open(ctx, otherKeyDB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := db.RecordSigningKey(ctx, other.Public().(ed25519.PublicKey), time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	// A database a newer patchd has used.
+	newerDB := pgtest.DB(t)
+	conn, err := pgx.Connect(ctx, newerDB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = conn.Exec(ctx, `CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now());
+		INSERT INTO schema_migrations (version, name) VALUES (1, '0001_init.sql'), (999, '0999_future.sql')`)
+	conn.Close(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A data directory of the embedded store, whose agents pinned its key.
+	sqliteDir := t.TempDir()
+	if err := signingkey.WriteNew(filepath.Join(sqliteDir, "job-signing-key.pem"), other); err != nil {
+		t.Fatal(err)
+	}
+
+	base := []string{"--repo-dir", dir, "--data-dir", t.TempDir(), "--secrets", secrets}
+	tests := []struct {
+		name string
+		args []string
+		want []string
+	}{
+		{"a database without a signing key", []string{"--database", pgtest.DB(t)},
+			[]string{"--database needs --signing-key FILE", "patchctl keys generate --out FILE", "job-signing-key.pem"}},
+		{"a new store asked of a database", []string{"--database", pgtest.DB(t), "--signing-key", keyFile, "--init-store"},
+			[]string{"--init-store is for the embedded store"}},
+		{"another key than the database's", []string{"--database", otherKeyDB, "--signing-key", keyFile},
+			[]string{"is not the key this database's controller signs with", signingkey.Fingerprint(key.Public().(ed25519.PublicKey)),
+				signingkey.Fingerprint(other.Public().(ed25519.PublicKey)), "Give this patchd the key file every other patchd on the database uses"}},
+		{"a data directory whose store's agents pinned another key", []string{"--database", pgtest.DB(t), "--signing-key", keyFile, "--data-dir", sqliteDir},
+			[]string{"the data directory holds the job-signing key " + filepath.Join(sqliteDir, "job-signing-key.pem"), "Give --signing-key " + filepath.Join(sqliteDir, "job-signing-key.pem")}},
+		{"a schema newer than this patchd", []string{"--database", newerDB, "--signing-key", keyFile},
+			[]string{"the database's schema is version 999, newer than this patchd knows", "run the newer patchd"}},
+		{"a server that does not answer", []string{"--database", "host=127.0.0.1 port=1 dbname=patchline connect_timeout=5 sslmode=disable", "--signing-key", keyFile},
+			[]string{"connect to PostgreSQL at 127.0.0.1:1"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out strings.Builder
+			code := run(append(slices.Clone(base), tt.args...), &out)
+			if code != 1 {
+				t.Errorf("exit %d, want 1; output %q", code, out.String())
+			}
+			for _, want := range tt.want {
+				if !strings.Contains(out.String(), want) {
+					t.Errorf("output %q does not say %q", out.String(), want)
+				}
 			}
 		})
 	}

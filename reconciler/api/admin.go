@@ -107,8 +107,10 @@ func (s *Server) snapshotFor(ctx context.Context, c caller) (*protocol.Snapshot,
 // backup handles GET /v1/backup: a consistent copy of the store, made
 // while the controller runs, as an SQLite file that `patchd --restore`
 // takes. The copy is complete before the answer starts, so a failure is
-// a clean error rather than a truncated file. The backup scope cannot be
-// limited to clients: a backup is every client's.
+// a clean error rather than a truncated file. A store that makes no copy
+// (PostgreSQL's, backed up with the database's own tools) refuses as
+// invalid, and its message, which says what to do, is the answer. The
+// backup scope cannot be limited to clients: a backup is every client's.
 func (s *Server) backup(w http.ResponseWriter, r *http.Request, _ caller) error {
 	// The backup is sent after the copy is made, a long answer by
 	// design: the copy gets backupPrepare, and the sending as long as its
@@ -116,7 +118,7 @@ func (s *Server) backup(w http.ResponseWriter, r *http.Request, _ caller) error 
 	s.extendDeadlines(w, backupPrepare)
 	rc, size, err := s.cfg.Store.Backup(r.Context())
 	if err != nil {
-		return fmt.Errorf("backup: %w", err)
+		return storeError(fmt.Errorf("backup: %w", err), "")
 	}
 	defer rc.Close()
 	s.extendDeadlines(w, sizeAllowance(size))

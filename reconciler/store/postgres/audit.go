@@ -89,11 +89,30 @@ func (t *wtx) flushAudit() error {
 // Audit returns up to limit audit entries with an id greater than afterID,
 // oldest first. Page through the log by passing the last id seen.
 func (db *DB) Audit(ctx context.Context, afterID int64, limit int) ([]protocol.AuditEntry, error) {
+	return db.AuditFor(ctx, afterID, limit, nil)
+}
+
+// fleetAuditKinds are the entries without a client that a reader limited
+// to some clients sees: the revisions of the whole fleet (its shared files
+// govern every client, and the fleet repo shows them to every reader) and
+// restores (they explain a gap in every client's history). Other entries
+// without a client (token management) are not theirs.
+var fleetAuditKinds = []string{string(protocol.AuditRevisionApplied), string(protocol.AuditRevisionRefused), string(protocol.AuditRestore)}
+
+// AuditFor is Audit for a reader limited to clients (every client when
+// clients is empty): the entries of those clients, and the entries of the
+// whole fleet's revisions and of restores, which concern every client.
+func (db *DB) AuditFor(ctx context.Context, afterID int64, limit int, clients []string) ([]protocol.AuditEntry, error) {
 	if limit <= 0 {
 		return nil, fmt.Errorf("audit: limit must be positive: %w", store.ErrInvalid)
 	}
-	rows, err := db.pool.Query(ctx, `SELECT id, at, kind, client, endpoint, revision, job, detail FROM audit
-		WHERE id > $1 ORDER BY id LIMIT $2`, afterID, limit)
+	q := `SELECT id, at, kind, client, endpoint, revision, job, detail FROM audit WHERE id > $1`
+	args := []any{afterID, limit}
+	if len(clients) > 0 {
+		q += ` AND (client = ANY($3) OR (client = '' AND kind = ANY($4)))`
+		args = append(args, clients, fleetAuditKinds)
+	}
+	rows, err := db.pool.Query(ctx, q+` ORDER BY id LIMIT $2`, args...)
 	if err != nil {
 		return nil, fmt.Errorf("audit: %w", classify(err))
 	}

@@ -30,8 +30,10 @@ func (db *DB) Enroll(ctx context.Context, e store.Enrollment) error {
 		return fmt.Errorf("enroll endpoint %q: %w", e.ID, err)
 	}
 	err = db.update(ctx, func(t *wtx) error {
-		tag, err := t.exec(`INSERT INTO endpoints (id, client, hostname, node_key_hash, enrolled_at)
-			VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING`,
+		// A new endpoint's job numbers are unknown until its first report:
+		// its agent may have seen some under an earlier enrollment.
+		tag, err := t.exec(`INSERT INTO endpoints (id, client, hostname, node_key_hash, enrolled_at, job_seq_unknown)
+			VALUES ($1, $2, $3, $4, $5, true) ON CONFLICT (id) DO NOTHING`,
 			e.ID, e.Client, e.Hostname, e.NodeKeyHash, e.EnrolledAt.UnixNano())
 		if err != nil {
 			return err
@@ -50,19 +52,20 @@ func (db *DB) Enroll(ctx context.Context, e store.Enrollment) error {
 	return nil
 }
 
-// EndpointByID returns an endpoint's enrollment, or store.ErrNotFound.
+// EndpointByID returns an endpoint's enrollment, revoked or not, or
+// store.ErrNotFound.
 func (db *DB) EndpointByID(ctx context.Context, id string) (store.Enrollment, error) {
 	e := store.Enrollment{ID: id}
-	var enrolled pgtype.Int8
-	err := db.pool.QueryRow(ctx, `SELECT client, hostname, node_key_hash, enrolled_at FROM endpoints WHERE id = $1`, id).
-		Scan(&e.Client, &e.Hostname, &e.NodeKeyHash, &enrolled)
+	var enrolled, revoked pgtype.Int8
+	err := db.pool.QueryRow(ctx, `SELECT client, hostname, node_key_hash, enrolled_at, revoked_at, revoked_by FROM endpoints WHERE id = $1`, id).
+		Scan(&e.Client, &e.Hostname, &e.NodeKeyHash, &enrolled, &revoked, &e.RevokedBy)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return store.Enrollment{}, fmt.Errorf("endpoint %q: %w", id, store.ErrNotFound)
 	}
 	if err != nil {
 		return store.Enrollment{}, fmt.Errorf("endpoint %q: %w", id, classify(err))
 	}
-	e.EnrolledAt = timeOf(enrolled)
+	e.EnrolledAt, e.RevokedAt = timeOf(enrolled), timeOf(revoked)
 	return e, nil
 }
 
@@ -78,7 +81,11 @@ func (db *DB) EndpointByID(ctx context.Context, id string) (store.Enrollment, er
 // its time, is store.ErrConflict (a late copy of an old report must not undo
 // a newer one); a report with the same number and time is stored again, so
 // a retried report is harmless. An endpoint never enrolled is
-// store.ErrNotFound.
+// store.ErrNotFound, a revoked one store.ErrConflict.
+//
+// The report's JobSeq raises the endpoint's job numbers only when it is
+// the first report since the endpoint enrolled; otherwise it is ignored,
+// so an endpoint cannot move its own numbers.
 func (db *DB) ReplaceInventory(ctx context.Context, r store.Report) error {
 	inv, err := newInventory(r)
 	if err != nil {
@@ -174,9 +181,13 @@ const (
 	// lockSeenQuery takes the endpoint lock (see the package
 	// documentation): FOR NO KEY UPDATE, which rows referencing the
 	// endpoint (a new job, an attempt) do not wait for.
-	lockSeenQuery    = `SELECT last_seen, report_seq FROM endpoints WHERE id = $1 FOR NO KEY UPDATE`
+	lockSeenQuery = `SELECT last_seen, report_seq, revoked_at IS NOT NULL FROM endpoints WHERE id = $1 FOR NO KEY UPDATE`
+	// The report's job number counts only while the store cannot know
+	// it (job_seq_unknown, see migrations/0002).
 	updEndpointQuery = `UPDATE endpoints SET hostname = $1, os_family = $2, os_version = $3, labels = $4,
-		last_seen = $5, reboot_pending = $6, report_seq = $7, job_seq = greatest(job_seq, $8) WHERE id = $9`
+		last_seen = $5, reboot_pending = $6, report_seq = $7,
+		job_seq = CASE WHEN job_seq_unknown THEN greatest(job_seq, $8) ELSE job_seq END, job_seq_unknown = false
+		WHERE id = $9`
 	selUpdatesQuery = `SELECT id, source, name, title, version, installed_version, category, severity,
 		cvss, cves, known_exploited, released, reboot_required, requires, installed, installed_at,
 		released_from, source_package, urgency
@@ -210,11 +221,12 @@ func replaceInventory(t *wtx, inv inventory) error {
 		found    bool
 		lastSeen pgtype.Int8
 		seq      int64
+		revoked  bool
 		stored   = map[string]updateRow{}
 	)
 	b := &pgx.Batch{}
 	b.Queue(lockSeenQuery, r.Endpoint).QueryRow(func(row pgx.Row) error {
-		err := row.Scan(&lastSeen, &seq)
+		err := row.Scan(&lastSeen, &seq, &revoked)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return nil
 		}
@@ -240,6 +252,9 @@ func replaceInventory(t *wtx, inv inventory) error {
 	}
 	if !found {
 		return store.ErrNotFound
+	}
+	if revoked {
+		return fmt.Errorf("endpoint is revoked: %w", store.ErrConflict)
 	}
 	if r.Seq < seq {
 		return fmt.Errorf("report %d is older than the stored report %d: %w", r.Seq, seq, store.ErrConflict)

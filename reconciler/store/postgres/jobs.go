@@ -23,7 +23,7 @@ const (
 	// lockEndpointsQuery takes the endpoint lock of every endpoint of a
 	// plan, in id order, so two writers locking overlapping sets never
 	// wait for each other in a cycle.
-	lockEndpointsQuery = `SELECT id, client, job_seq FROM endpoints WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE`
+	lockEndpointsQuery = `SELECT id, client, job_seq, revoked_at IS NOT NULL FROM endpoints WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE`
 	jobKeysQuery       = `SELECT idempotency_key FROM jobs WHERE idempotency_key = ANY($1)`
 	setJobSeqQuery     = `UPDATE endpoints SET job_seq = $1 WHERE id = $2`
 	// insertJobQuery skips a job whose key another writer stored after
@@ -49,7 +49,8 @@ const (
 //
 // Every job must be for an enrolled endpoint of client (store.ErrNotFound
 // for an unknown endpoint, store.ErrConflict for another client's); a job
-// with an empty Client gets client. A job numbered at or below a number
+// with an empty Client gets client. A job for a revoked endpoint (planned
+// before it was revoked) is skipped. A job numbered at or below a number
 // its endpoint has already seen (another writer, perhaps another replica,
 // numbered a job, or an agent reported a higher number, since the
 // controller read LastJobSeqs) is store.ErrConflict: the controller plans
@@ -89,8 +90,9 @@ func (db *DB) CreateJobs(ctx context.Context, client string, jobs []store.Job, n
 
 // jobEndpoint is what CreateJobs reads of a job's endpoint.
 type jobEndpoint struct {
-	client string
-	seq    int64
+	client  string
+	seq     int64
+	revoked bool
 	// raised is set once a job of this transaction numbered it.
 	raised bool
 }
@@ -114,7 +116,7 @@ func createJobs(t *wtx, client string, jobs []store.Job, now time.Time) ([]store
 		for rows.Next() {
 			var id string
 			e := &jobEndpoint{}
-			if err := rows.Scan(&id, &e.client, &e.seq); err != nil {
+			if err := rows.Scan(&id, &e.client, &e.seq, &e.revoked); err != nil {
 				return err
 			}
 			eps[id] = e
@@ -152,6 +154,10 @@ func createJobs(t *wtx, client string, jobs []store.Job, now time.Time) ([]store
 			return fail(fmt.Errorf("endpoint not enrolled: %w", store.ErrNotFound))
 		case e.client != client:
 			return fail(fmt.Errorf("endpoint belongs to client %q: %w", e.client, store.ErrConflict))
+		case e.revoked:
+			// Planned from a snapshot read before the endpoint was
+			// revoked; the next plan leaves it out.
+			continue
 		case j.Seq <= e.seq:
 			return fail(fmt.Errorf("job number %d is not above %d, the endpoint's highest: %w", j.Seq, e.seq, store.ErrConflict))
 		}

@@ -55,7 +55,8 @@ func migrate(ctx context.Context, pool *pgxpool.Pool, fsys fs.FS) error {
 			return fmt.Errorf("migrate: read schema_migrations: %w", err)
 		}
 		if current > known {
-			return fmt.Errorf("database schema is version %d, this patchd knows up to %d: upgrade patchd: %w", current, known, store.ErrConflict)
+			return fmt.Errorf("the database's schema is version %d, newer than this patchd knows (up to %d): a newer patchd has used it, "+
+				"and this one must not write to it; run the newer patchd (upgrade every patchd on this database together): %w", current, known, store.ErrConflict)
 		}
 		for _, m := range todo {
 			if m.version <= current {

@@ -4,18 +4,22 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"testing/fstest"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/patchline/patchline/internal/pgtest"
+	"github.com/patchline/patchline/protocol"
 	"github.com/patchline/patchline/reconciler/store"
 )
 
@@ -104,7 +108,7 @@ func TestMigrate(t *testing.T) {
 			name: "older patchd refuses a newer schema",
 			steps: []step{
 				{files: fstest.MapFS{"migrations/0001_a.sql": v1, "migrations/0002_b.sql": v2}, want: []string{"0001_a.sql", "0002_b.sql"}},
-				{files: fstest.MapFS{"migrations/0001_a.sql": v1}, wantErr: "database schema is version 2, this patchd knows up to 1: upgrade patchd", want: []string{"0001_a.sql", "0002_b.sql"}},
+				{files: fstest.MapFS{"migrations/0001_a.sql": v1}, wantErr: "the database's schema is version 2, newer than this patchd knows (up to 1): a newer patchd has used it", want: []string{"0001_a.sql", "0002_b.sql"}},
 			},
 			present: []string{"a", "b"},
 		},
@@ -184,7 +188,15 @@ func TestReplicasStartTogether(t *testing.T) {
 		dbs[i].Close()
 	}
 	db := openDSN(t, dsn)
-	if diff := cmp.Diff([]string{"0001_init.sql"}, versions(t, db.pool)); diff != "" {
+	all, err := listMigrations(migrations)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	for _, m := range all {
+		want = append(want, path.Base(m.name))
+	}
+	if diff := cmp.Diff(want, versions(t, db.pool)); diff != "" {
 		t.Errorf("schema_migrations (-want +got):\n%s", diff)
 	}
 }
@@ -198,7 +210,7 @@ func TestOpenRefusesNewerSchema(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err := Open(ctx, dsn)
-	if err == nil || !errors.Is(err, store.ErrConflict) || !strings.Contains(err.Error(), "database schema is version 999, this patchd knows up to 1: upgrade patchd") {
+	if err == nil || !errors.Is(err, store.ErrConflict) || !strings.Contains(err.Error(), "the database's schema is version 999, newer than this patchd knows (up to 3)") {
 		t.Fatalf("Open of a newer schema: %v", err)
 	}
 }
@@ -287,5 +299,61 @@ func TestPassword(t *testing.T) {
 				t.Errorf("the error repeats the password: %v", err)
 			}
 		})
+	}
+}
+
+// TestHaltsMigrationKeepsAuditedHalts: a database written before the
+// halts table knows, after the upgrade, the halts its audit log left
+// standing, so the first re-plan after the upgrade audits none of them
+// again.
+func TestHaltsMigrationKeepsAuditedHalts(t *testing.T) {
+	ctx := context.Background()
+	dsn := pgtest.DB(t)
+	old, err := pgxpool.New(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer old.Close()
+	first, err := fs.ReadFile(migrations, "migrations/0001_init.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := migrate(ctx, old, fstest.MapFS{"migrations/0001_init.sql": {Data: first}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range []struct{ kind, client, detail string }{
+		{"halt", "acme", `{"update":"KB1","ring":"canary","reason":"1 of 2 failed"}`},
+		{"halt", "acme", `{"update":"KB2","ring":"canary","reason":"2 of 2 failed"}`},
+		{"halt", "acme", `{"update":"KB1","ring":"canary","reason":"1 of 2 failed"}`}, // audited again by a restart
+		{"resume", "acme", `{"update":"KB2","ring":"canary","reason":"2 of 2 failed"}`},
+		{"halt", "globex", `{"update":"KB1","ring":"broad","reason":"5 of 9 failed"}`},
+		{"resume", "globex", ``},
+		{"halt", "initech", `["not", "an", "object"]`},
+		{"job-created", "acme", `{"update":"KB3","ring":"canary"}`},
+	} {
+		var detail any
+		if e.detail != "" {
+			detail = e.detail
+		}
+		if _, err := old.Exec(ctx, `INSERT INTO audit (at, kind, client, endpoint, revision, job, detail) VALUES ($1, $2, $3, '', 'r1', '', $4)`,
+			t0.UnixNano(), e.kind, e.client, detail); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db := openDSN(t, dsn)
+	got, err := db.Halts(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string][]protocol.Halt{
+		"acme":   {{Update: "KB1", Ring: "canary", Reason: "1 of 2 failed"}},
+		"globex": {{Update: "KB1", Ring: "broad", Reason: "5 of 9 failed"}},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("halts after the upgrade (-want +got):\n%s", diff)
+	}
+	n, err := db.RecordHalts(ctx, "acme", "r2", want["acme"], t0.Add(time.Hour))
+	if err != nil || n != 0 {
+		t.Errorf("the first re-plan after the upgrade audited %d entries (%v), want none", n, err)
 	}
 }

@@ -13,8 +13,9 @@
 //     others do not wait for each other: first the row of every endpoint
 //     whose inventory, attempts or job numbers it changes (SELECT ... FOR
 //     NO KEY UPDATE, several in id order), then the job rows it changes
-//     (to lease, finish or expire them), and last the audit lock
-//     (audit.go). Under the
+//     (to lease, finish or expire them; revoking an endpoint expires its
+//     open jobs), and last the audit lock (audit.go). RecordHalts takes
+//     a lock of its own per client first (halts.go). Under the
 //     endpoint lock a job's sequence number is checked against the
 //     endpoint's job_seq and raised in the same transaction, so a number
 //     is never given twice; a job's row is locked before its result is
@@ -31,7 +32,7 @@
 //     microseconds. Signed payloads and signatures are bytea, returned
 //     byte for byte. Identifiers use the "C" collation, so snapshots are
 //     sorted as Go sorts strings whatever the database's locale.
-//   - An inventory report commits with synchronous_commit off (the server
+//   - An inventory report (and a token's last use) commits with synchronous_commit off (the server
 //     answers before its log is on disk; a crash of the database server
 //     may lose the last reports, never part of one): reports are
 //     level-based and every agent sends its whole inventory again at least
@@ -41,6 +42,10 @@
 // Open brings the schema up to date (migrations/*.sql, one transaction,
 // under an advisory lock, so replicas starting together migrate once) and
 // refuses a database whose schema is newer than this patchd knows.
+//
+// The controller table records the public half of the job-signing key
+// the first patchd on the database signed with (RecordSigningKey), so a
+// patchd with another key can refuse to start.
 //
 // Backups are PostgreSQL's own (pg_dump, or base backups with WAL
 // archiving for point-in-time recovery): Backup returns
@@ -138,14 +143,31 @@ func (db *DB) Close() error {
 	return nil
 }
 
+// Tables are the tables of the store, every one of which a backup must
+// hold: the database is the store, and its own tools copy it.
+var Tables = []string{
+	"endpoints", "updates", "first_seen", "jobs", "attempts", "revisions", "halts", "audit", "tokens", "controller", "schema_migrations",
+}
+
 // ErrBackupUnsupported is Backup's error: patchd does not copy a
-// PostgreSQL store. It wraps store.ErrInvalid (the request is one this
-// store never answers).
-var ErrBackupUnsupported = fmt.Errorf("a PostgreSQL store is backed up with PostgreSQL's own tools (pg_dump, or base backups with WAL archiving for point-in-time recovery), not through patchd: %w", store.ErrInvalid)
+// PostgreSQL store. Its message says what to do instead; it is
+// store.ErrInvalid (the request is one this store never answers).
+var ErrBackupUnsupported error = backupUnsupported{}
+
+type backupUnsupported struct{}
+
+func (backupUnsupported) Error() string {
+	return "this patchd keeps its store in PostgreSQL, which patchd does not copy: back the database up with PostgreSQL's own tools, " +
+		"pg_dump (for example pg_dump --format=custom --file=patchline.dump DBNAME) or base backups with WAL archiving for point-in-time recovery. " +
+		"Back up the whole database: its tables " + strings.Join(Tables, ", ") + " are all the store. " +
+		"The job-signing key file (--signing-key) is not in the database: keep a copy of it too"
+}
+
+func (backupUnsupported) Is(target error) bool { return target == store.ErrInvalid }
 
 // Backup returns ErrBackupUnsupported: see the package documentation.
 func (db *DB) Backup(context.Context) (io.ReadCloser, int64, error) {
-	return nil, 0, fmt.Errorf("backup: %w", ErrBackupUnsupported)
+	return nil, 0, ErrBackupUnsupported
 }
 
 // WriteStats counts the store's writes since it opened.

@@ -2,13 +2,17 @@ package postgres
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"os"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
@@ -66,11 +70,58 @@ func TestContract(t *testing.T) {
 	}))
 }
 
+// TestBackupSaysWhatToUse: Backup refuses, as invalid input, with what to
+// use instead, naming every table the database holds.
 func TestBackupSaysWhatToUse(t *testing.T) {
 	db, _ := openTest(t)
-	rc, _, err := db.Backup(context.Background())
+	ctx := context.Background()
+	rc, _, err := db.Backup(ctx)
 	if rc != nil || !errors.Is(err, ErrBackupUnsupported) || !errors.Is(err, store.ErrInvalid) {
 		t.Fatalf("Backup = %v, %v; want ErrBackupUnsupported, an ErrInvalid", rc, err)
+	}
+	for _, want := range []string{"pg_dump", "point-in-time recovery", "--signing-key"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("Backup's error %q does not mention %s", err, want)
+		}
+	}
+	rows, err := db.pool.Query(ctx, `SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema() ORDER BY table_name`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tables, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(tables, slices.Sorted(slices.Values(Tables))); diff != "" {
+		t.Errorf("Tables against the database's tables (-database +Tables):\n%s", diff)
+	}
+	for _, table := range tables {
+		if !strings.Contains(ErrBackupUnsupported.Error(), " "+table) {
+			t.Errorf("the backup message does not name table %s", table)
+		}
+	}
+}
+
+// TestRecordSigningKey: the first key recorded stays; another one is
+// answered with the first, and so is a second handle (a replica).
+func TestRecordSigningKey(t *testing.T) {
+	db, dsn := openTest(t)
+	ctx := context.Background()
+	first, _, _ := ed25519.GenerateKey(nil)
+	other, _, _ := ed25519.GenerateKey(nil)
+	got, at, err := db.RecordSigningKey(ctx, first, t0)
+	if err != nil || !first.Equal(got) || !at.Equal(t0) {
+		t.Fatalf("first record: %x at %s, %v; want %x at %s", got, at, err, first, t0)
+	}
+	replica := openDSN(t, dsn)
+	for name, s := range map[string]*DB{"same handle": db, "another handle": replica} {
+		got, at, err := s.RecordSigningKey(ctx, other, t0.Add(time.Hour))
+		if err != nil || !first.Equal(got) || !at.Equal(t0) {
+			t.Errorf("%s, another key: %x at %s, %v; want the first, %x at %s", name, got, at, err, first, t0)
+		}
+	}
+	if _, _, err := db.RecordSigningKey(ctx, first[:5], t0); !errors.Is(err, store.ErrInvalid) {
+		t.Errorf("a key that is no ed25519 public key: %v, want ErrInvalid", err)
 	}
 }
 

@@ -1,14 +1,17 @@
 package postgres
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/patchline/patchline/protocol"
 	"github.com/patchline/patchline/reconciler/store"
@@ -19,14 +22,17 @@ const (
 	// A result takes the endpoint lock of the endpoint that sends it
 	// (the job's, or the result is refused), then locks the job's row: a
 	// second copy of the result, recorded at the same time by another
-	// replica, waits there and then finds the job done.
-	lockResultEndpointQuery = `SELECT 1 FROM endpoints WHERE id = $1 FOR NO KEY UPDATE`
+	// replica, waits there and then finds the job done. The endpoint's
+	// row gives the stored inventory report an unknown result is
+	// verified by.
+	lockResultEndpointQuery = `SELECT last_seen, report_seq FROM endpoints WHERE id = $1 FOR NO KEY UPDATE`
 	lockResultJobQuery      = `SELECT endpoint, client, ring, revision, updates, state FROM jobs WHERE id = $1 FOR NO KEY UPDATE`
 	finishJobQuery          = `UPDATE jobs SET state = 'done', finished_at = $1, lease_until = NULL WHERE id = $2`
 	insertAttemptQuery      = `INSERT INTO attempts (endpoint, update_id, job, ring, at, result, error, output)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`
 	markInstalledQuery = `UPDATE updates SET installed = true, installed_at = coalesce(installed_at, $1)
 		WHERE endpoint = $2 AND id = $3`
+	reportedInstalledQuery = `SELECT id, installed FROM updates WHERE endpoint = $1 AND id = ANY($2)`
 )
 
 // RecordResult records the outcome of a job that endpoint ran, in one
@@ -34,6 +40,15 @@ const (
 // update (with the job's ring), a succeeded update is marked installed (its
 // InstalledAt is the result's time unless it already had one), and a
 // job-result audit entry is appended.
+//
+// An unknown result (the agent stopped while the job was installing) is
+// dated by the controller, not by the agent: at the time of the stored
+// inventory report when that report is the one the agent sent after the
+// interruption, or a later one (UpdateResult.InventorySeq), and at now
+// otherwise. The planner reads an inventory at or after that date as the
+// one that shows what the interrupted job left installed. The attempt's
+// error says what that inventory showed: the update installed, or still
+// missing.
 //
 // Recording is idempotent by job id: a second copy of a result (the agent's
 // outbox retrying after a lost answer, perhaps to another replica) changes
@@ -46,7 +61,7 @@ func (db *DB) RecordResult(ctx context.Context, jobID, endpoint string, results 
 	var rec store.Recorded
 	err := db.update(ctx, func(t *wtx) error {
 		rec = store.Recorded{}
-		job, err := readResultJob(t, jobID, endpoint)
+		job, inv, err := readResultJob(t, jobID, endpoint)
 		if err != nil {
 			return err
 		}
@@ -59,10 +74,11 @@ func (db *DB) RecordResult(ctx context.Context, jobID, endpoint string, results 
 		if err != nil {
 			return err
 		}
-		if err := recordAttempts(t, jobID, endpoint, job.ring, results, now); err != nil {
+		v, err := recordAttempts(t, jobID, endpoint, job.ring, results, inv, now)
+		if err != nil {
 			return err
 		}
-		return auditResult(t, jobID, endpoint, job, counts, now)
+		return auditResult(t, jobID, endpoint, job, counts, v, now)
 	})
 	if err != nil {
 		return store.Recorded{}, fmt.Errorf("result of job %q from endpoint %q: %w", jobID, endpoint, err)
@@ -77,14 +93,34 @@ type resultJob struct {
 	updates                []string
 }
 
-// readResultJob locks endpoint and job jobID and reads the job. A job that
-// does not exist, or is another endpoint's, is store.ErrNotFound.
-func readResultJob(t *wtx, jobID, endpoint string) (resultJob, error) {
-	var j resultJob
-	var jobEndpoint, st string
-	found := false
+// storedReport is the endpoint's stored inventory report: its time and the
+// agent's number for it; ok is false when it has none.
+type storedReport struct {
+	at  time.Time
+	seq int64
+	ok  bool
+}
+
+// readResultJob locks endpoint and job jobID and reads the job and the
+// endpoint's stored report. A job that does not exist, or is another
+// endpoint's, is store.ErrNotFound.
+func readResultJob(t *wtx, jobID, endpoint string) (resultJob, storedReport, error) {
+	var (
+		j           resultJob
+		inv         storedReport
+		lastSeen    pgtype.Int8
+		jobEndpoint string
+		st          string
+		found       bool
+	)
 	b := &pgx.Batch{}
-	b.Queue(lockResultEndpointQuery, endpoint)
+	b.Queue(lockResultEndpointQuery, endpoint).QueryRow(func(row pgx.Row) error {
+		err := row.Scan(&lastSeen, &inv.seq)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil
+		}
+		return err
+	})
 	b.Queue(lockResultJobQuery, jobID).QueryRow(func(row pgx.Row) error {
 		err := row.Scan(&jobEndpoint, &j.client, &j.ring, &j.revision, &j.updates, &st)
 		if errors.Is(err, pgx.ErrNoRows) {
@@ -94,13 +130,14 @@ func readResultJob(t *wtx, jobID, endpoint string) (resultJob, error) {
 		return err
 	})
 	if err := t.send(b); err != nil {
-		return resultJob{}, err
+		return resultJob{}, storedReport{}, err
 	}
 	if !found || jobEndpoint != endpoint {
-		return resultJob{}, store.ErrNotFound
+		return resultJob{}, storedReport{}, store.ErrNotFound
 	}
 	j.state = store.JobState(st)
-	return j, nil
+	inv.at, inv.ok = timeOf(lastSeen), lastSeen.Valid
+	return j, inv, nil
 }
 
 // countResults checks every result against the job's update list (it
@@ -114,7 +151,7 @@ func countResults(jobUpdates []string, results []store.UpdateResult) (map[protoc
 			return nil, fmt.Errorf("result for update %q, which the job does not contain: %w", r.Update, store.ErrInvalid)
 		}
 		switch r.Result {
-		case protocol.ResultSucceeded, protocol.ResultFailed, protocol.ResultRefused:
+		case protocol.ResultSucceeded, protocol.ResultFailed, protocol.ResultRefused, protocol.ResultUnknown:
 		default:
 			return nil, fmt.Errorf("update %q: unknown result %q: %w", r.Update, r.Result, store.ErrInvalid)
 		}
@@ -126,33 +163,149 @@ func countResults(jobUpdates []string, results []store.UpdateResult) (map[protoc
 // recordAttempts marks job jobID done and stores each result as an attempt
 // of its update in ring, at the result's time (now when it has none); a
 // succeeded update is marked installed, keeping an install time it already
-// had. All in one round trip.
-func recordAttempts(t *wtx, jobID, endpoint, ring string, results []store.UpdateResult, now time.Time) error {
+// had. Unknown results are dated and described by interrupted. It returns
+// what the stored inventory inv said of the unknown results. The writes go
+// in one round trip, after one more for the inventory when unknown results
+// need it.
+func recordAttempts(t *wtx, jobID, endpoint, ring string, results []store.UpdateResult, inv storedReport, now time.Time) (verified, error) {
+	var v verified
+	installed, err := reportedInstalled(t, endpoint, results, inv)
+	if err != nil {
+		return v, err
+	}
 	b := &pgx.Batch{}
 	b.Queue(finishJobQuery, now.UnixNano(), jobID)
 	for _, r := range results {
-		at := r.At
+		at, msg := r.At, r.Error
 		if at.IsZero() {
 			at = now
 		}
-		b.Queue(insertAttemptQuery, endpoint, r.Update, jobID, ring, at.UnixNano(), string(r.Result), r.Error, r.Output)
+		if r.Result == protocol.ResultUnknown {
+			at, msg = interrupted(r, inv, installed, now, &v)
+		}
+		b.Queue(insertAttemptQuery, endpoint, r.Update, jobID, ring, at.UnixNano(), string(r.Result), msg, r.Output)
 		if r.Result == protocol.ResultSucceeded {
 			b.Queue(markInstalledQuery, at.UnixNano(), endpoint, r.Update)
 		}
 	}
-	return t.send(b)
+	return v, t.send(b)
+}
+
+// reportedInstalled reads, for the unknown results the stored inventory
+// verifies (see interrupted), whether that inventory lists each update
+// installed; an update it no longer lists is absent from the map.
+func reportedInstalled(t *wtx, endpoint string, results []store.UpdateResult, inv storedReport) (map[string]bool, error) {
+	var ids []string
+	for _, r := range results {
+		if r.Result == protocol.ResultUnknown && verifies(inv, r) {
+			ids = append(ids, r.Update)
+		}
+	}
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	rows, err := t.query(reportedInstalledQuery, endpoint, ids)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	installed := map[string]bool{}
+	for rows.Next() {
+		var id string
+		var ok bool
+		if err := rows.Scan(&id, &ok); err != nil {
+			return nil, err
+		}
+		installed[id] = ok
+	}
+	return installed, rows.Err()
+}
+
+// verifies says whether the stored inventory inv shows what the
+// interruption that r reports left: it is the report the agent sent after
+// the interruption, or a later one.
+func verifies(inv storedReport, r store.UpdateResult) bool {
+	return inv.ok && r.InventorySeq > 0 && inv.seq >= r.InventorySeq
+}
+
+// verified counts the unknown results of one job by what the inventory
+// the agent sent after the interruption showed, when the store holds it.
+type verified struct {
+	installed, missing int
+	inventory          time.Time
+}
+
+// interrupted dates unknown result r and says in its error what the
+// stored inventory shows of it (installed: the inventory's word on each
+// update it lists), counting it in v. The inventory verifies the result
+// when it is the report the agent sent after the interruption or a later
+// one; the attempt is then dated at the report's time, else at now, for
+// the endpoint's next report to verify.
+func interrupted(r store.UpdateResult, inv storedReport, installed map[string]bool, now time.Time, v *verified) (time.Time, string) {
+	msg := cmp.Or(r.Error, "the agent stopped while installing")
+	if !verifies(inv, r) {
+		return now, withNote(msg, "; the endpoint's next inventory report shows whether it was installed")
+	}
+	v.inventory = inv.at
+	stamp := inv.at.UTC().Format("2006-01-02 15:04 UTC")
+	is, listed := installed[r.Update]
+	switch {
+	case !listed:
+		v.missing++
+		return inv.at, withNote(msg, "; the inventory of "+stamp+" no longer lists it")
+	case is:
+		v.installed++
+		return inv.at, withNote(msg, "; verified installed by the inventory of "+stamp)
+	}
+	v.missing++
+	return inv.at, withNote(msg, "; still missing by the inventory of "+stamp)
+}
+
+// withNote appends the controller's note to an agent's error, shortening
+// the error (on a UTF-8 boundary) so that the whole stays within the
+// bound every reader of the state holds attempt errors to.
+func withNote(msg, note string) string {
+	if room := protocol.MaxErrorBytes - len(note); len(msg) > room {
+		const more = "…"
+		msg = msg[:max(room-len(more), 0)]
+		for len(msg) > 0 && !utf8.ValidString(msg) {
+			msg = msg[:len(msg)-1]
+		}
+		msg += more
+	}
+	return msg + note
+}
+
+// interruptedDetail is the part of a job-result audit entry about the
+// job's unknown results: the time of the inventory that shows what the
+// interrupted job left, and how many of them it shows installed and still
+// missing.
+type interruptedDetail struct {
+	Inventory time.Time `json:"inventory"`
+	Installed int       `json:"installed"`
+	Missing   int       `json:"missing"`
 }
 
 // auditResult appends the job-result audit entry of job: how many updates
-// succeeded, failed and were refused, and whether the job had expired
-// before its result came.
-func auditResult(t *wtx, jobID, endpoint string, job resultJob, counts map[protocol.Result]int, now time.Time) error {
-	detail, err := json.Marshal(struct {
+// succeeded, failed, were refused and have an unknown outcome (with what
+// the inventory showed of them), and whether the job had expired before
+// its result came.
+func auditResult(t *wtx, jobID, endpoint string, job resultJob, counts map[protocol.Result]int, v verified, now time.Time) error {
+	d := struct {
 		Succeeded int  `json:"succeeded"`
 		Failed    int  `json:"failed"`
 		Refused   int  `json:"refused"`
+		Unknown   int  `json:"unknown,omitempty"`
 		Expired   bool `json:"expired,omitempty"`
-	}{counts[protocol.ResultSucceeded], counts[protocol.ResultFailed], counts[protocol.ResultRefused], job.state == store.JobExpired})
+		// Interrupted splits the unknown results by the inventory the
+		// agent sent after the interruption, when the store holds it.
+		Interrupted *interruptedDetail `json:"interrupted,omitempty"`
+	}{Succeeded: counts[protocol.ResultSucceeded], Failed: counts[protocol.ResultFailed], Refused: counts[protocol.ResultRefused],
+		Unknown: counts[protocol.ResultUnknown], Expired: job.state == store.JobExpired}
+	if !v.inventory.IsZero() {
+		d.Interrupted = &interruptedDetail{Inventory: v.inventory.UTC(), Installed: v.installed, Missing: v.missing}
+	}
+	detail, err := json.Marshal(d)
 	if err != nil {
 		return err
 	}

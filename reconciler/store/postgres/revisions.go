@@ -18,7 +18,7 @@ func (db *DB) RecordRevision(ctx context.Context, r store.Revision) error {
 	return db.RecordRevisions(ctx, []store.Revision{r})
 }
 
-const recordRevisionQuery = `INSERT INTO revisions (hash, status, at, client, problems) VALUES ($1, $2, $3, $4, $5)`
+const recordRevisionQuery = `INSERT INTO revisions (hash, status, at, client, problems, reason) VALUES ($1, $2, $3, $4, $5, $6)`
 
 // RecordRevisions records revisions and their audit entries in one
 // transaction: a commit applied to a hundred clients costs one commit, not
@@ -46,11 +46,12 @@ func (db *DB) RecordRevisions(ctx context.Context, rs []store.Revision) error {
 				r.Hash, r.Status, store.RevisionApplied, store.RevisionRefused, store.ErrInvalid)
 		}
 		var detail json.RawMessage
-		if len(r.Problems) > 0 {
+		if len(r.Problems) > 0 || r.Reason != "" {
 			var err error
 			if detail, err = json.Marshal(struct {
-				Problems []string `json:"problems"`
-			}{r.Problems}); err != nil {
+				Reason   string   `json:"reason,omitempty"`
+				Problems []string `json:"problems,omitempty"`
+			}{r.Reason, r.Problems}); err != nil {
 				return fmt.Errorf("record revision %q: problems: %w", r.Hash, err)
 			}
 		}
@@ -64,7 +65,7 @@ func (db *DB) RecordRevisions(ctx context.Context, rs []store.Revision) error {
 		b.Queue(auditLockQuery, auditLockKey)
 		for _, w := range rows {
 			r := w.r
-			b.Queue(recordRevisionQuery, r.Hash, r.Status, r.At.UnixNano(), r.Client, listArg(r.Problems))
+			b.Queue(recordRevisionQuery, r.Hash, r.Status, r.At.UnixNano(), r.Client, listArg(r.Problems), r.Reason)
 			t.appendAudit(protocol.AuditEntry{At: r.At, Kind: w.kind, Client: r.Client, Revision: r.Hash, Detail: w.detail})
 		}
 		return t.send(b)
@@ -84,7 +85,7 @@ func (db *DB) Revisions(ctx context.Context, refusedLimit int) (store.RevisionSt
 	err := db.readTx(ctx, func(tx pgx.Tx) error {
 		// For each client: the newest row, and the newest applied row.
 		rows, err := tx.Query(ctx, `
-			SELECT r.hash, r.status, r.at, r.client, r.problems FROM revisions r
+			SELECT r.hash, r.status, r.at, r.client, r.problems, r.reason FROM revisions r
 			JOIN (SELECT client, max(id) AS id FROM revisions GROUP BY client
 			      UNION SELECT client, max(id) FROM revisions WHERE status = 'applied' GROUP BY client) last
 			  ON r.id = last.id
@@ -118,7 +119,7 @@ func (db *DB) Revisions(ctx context.Context, refusedLimit int) (store.RevisionSt
 		if refusedLimit <= 0 {
 			return nil
 		}
-		refused, err := tx.Query(ctx, `SELECT hash, status, at, client, problems FROM revisions
+		refused, err := tx.Query(ctx, `SELECT hash, status, at, client, problems, reason FROM revisions
 			WHERE status = 'refused' ORDER BY id DESC LIMIT $1`, refusedLimit)
 		if err != nil {
 			return err
@@ -142,7 +143,7 @@ func (db *DB) Revisions(ctx context.Context, refusedLimit int) (store.RevisionSt
 func scanRevision(rows pgx.Rows) (store.Revision, error) {
 	var r store.Revision
 	var at pgtype.Int8
-	if err := rows.Scan(&r.Hash, &r.Status, &at, &r.Client, &r.Problems); err != nil {
+	if err := rows.Scan(&r.Hash, &r.Status, &at, &r.Client, &r.Problems, &r.Reason); err != nil {
 		return store.Revision{}, err
 	}
 	r.At = timeOf(at)

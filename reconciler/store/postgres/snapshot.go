@@ -15,7 +15,7 @@ import (
 )
 
 // Snapshot returns the reported state of every enrolled endpoint, as the
-// planner and GET /v1/state see it. Endpoints are sorted by id and each
+// planner and GET /v1/state see it; revoked endpoints are left out. Endpoints are sorted by id and each
 // endpoint's updates by update id (byte order). An update's attempts are
 // the recorded results for it, oldest first; its InFlightJob is the
 // earliest open or leased job that includes it and whose not-after time
@@ -80,8 +80,11 @@ func (s scope) endpointsQuery() (string, []any) {
 	if s.client != "" {
 		cond, args = "client = $1", []any{s.client}
 	}
+	// A revoked endpoint is in no snapshot: it is planned nothing and
+	// counts in no figure (its updates, attempts and jobs, read by the
+	// other queries, find no endpoint and are left out).
 	return `SELECT id, client, hostname, os_family, os_version, labels, last_seen, reboot_pending
-		FROM endpoints WHERE ` + cond + ` ORDER BY id`, args
+		FROM endpoints WHERE ` + cond + ` AND revoked_at IS NULL ORDER BY id`, args
 }
 
 // updatesQuery orders by the primary key, so each endpoint's updates come

@@ -3,7 +3,6 @@ package storetest
 import (
 	"context"
 	"errors"
-	"fmt"
 	"testing"
 	"time"
 
@@ -271,33 +270,53 @@ func testReplaceInventory(t *testing.T, s *suite) {
 	}
 }
 
-// testReportMovesJobNumbers: the endpoint's next job is numbered above
-// the highest job sequence its agent reports having seen (after a restore
-// from an older backup), and a lower one changes nothing; RaiseJobSeq
-// does the same.
-func testReportMovesJobNumbers(t *testing.T, s *suite) {
+// testJobSeqFromFirstReport: the job number a report carries (the
+// highest its agent has seen) counts on the endpoint's first report after
+// it enrolled, which numbers its next job above it; any later report's
+// number is ignored, so an endpoint cannot move its own numbers. An
+// endpoint deleted and enrolled again starts over: its agent kept the
+// numbers it saw, and its first report says so.
+func testJobSeqFromFirstReport(t *testing.T, s *suite) {
 	db := s.open(t)
+	ctx := context.Background()
 	enroll(t, db, "ep-1", "acme")
-	first := createJobs(t, db, "acme", t0, newJob("ep-1", "acme", "k1", "KB1"))
+	first := createJobs(t, db, "acme", t0, newJob("ep-1", "acme", "k0", "KB1"))
 	if first[0].Seq != 1 {
 		t.Fatalf("first job has sequence %d, want 1", first[0].Seq)
 	}
-	for i, tc := range []struct {
-		jobSeq, want int64
-	}{
-		{41, 42}, // the agent has seen 41: continue above it
-		{7, 43},  // an agent behind the store moves nothing back
-		{0, 44},  // an agent that does not say
-	} {
-		r := report("ep-1", t0.Add(time.Duration(i+1)*time.Minute), kb("KB1", false))
-		r.JobSeq = tc.jobSeq
+	at := t0
+	step := func(name string, jobSeq, want int64) {
+		t.Helper()
+		at = at.Add(time.Minute)
+		r := report("ep-1", at, kb("KB1", false))
+		r.JobSeq = jobSeq
 		replace(t, db, r)
-		j := createJobs(t, db, "acme", t0, newJob("ep-1", "acme", fmt.Sprintf("k-%d", i), "KB1"))
-		if j[0].Seq != tc.want {
-			t.Errorf("after a report with job sequence %d: next job numbered %d, want %d", tc.jobSeq, j[0].Seq, tc.want)
+		if j := createJobs(t, db, "acme", t0, newJob("ep-1", "acme", "k-"+name, "KB1")); j[0].Seq != want {
+			t.Errorf("%s (job sequence %d): next job numbered %d, want %d", name, jobSeq, j[0].Seq, want)
 		}
 	}
+	step("the first report after enrolling", 41, 42)
+	step("a later report far above the store", 1<<40, 43)
+	step("a later report behind the store", 7, 44)
+	step("a later report that does not say", 0, 45)
+
+	if _, err := db.DeleteEndpoint(ctx, "ep-1", "ops", at); err != nil {
+		t.Fatal(err)
+	}
+	enroll(t, db, "ep-1", "acme")
+	step("the first report after enrolling again", 2, 3)
+	step("the report after that", 50, 4)
+}
+
+// testRaiseJobSeq: RaiseJobSeq (the refusal of an open job) numbers the
+// endpoint's next job above what its agent saw, whatever its reports
+// said; a lower number changes nothing.
+func testRaiseJobSeq(t *testing.T, s *suite) {
+	db := s.open(t)
 	ctx := context.Background()
+	enroll(t, db, "ep-1", "acme")
+	replace(t, db, report("ep-1", t0, kb("KB1", false)))
+	createJobs(t, db, "acme", t0, newJob("ep-1", "acme", "k-first", "KB1"))
 	if err := db.RaiseJobSeq(ctx, "ep-1", 99); err != nil {
 		t.Fatal(err)
 	}

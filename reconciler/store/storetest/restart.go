@@ -21,7 +21,10 @@ func testRestart(t *testing.T, s *suite) {
 	db := s.open(t)
 	failed, open := fleet(t, db)
 	ctx := context.Background()
-	if err := db.RecordRevisions(ctx, []store.Revision{{Hash: "c0ffee", Status: store.RevisionApplied, At: t0}}); err != nil {
+	if err := db.RecordRevisions(ctx, []store.Revision{
+		{Hash: "c0ffee", Status: store.RevisionApplied, At: t0},
+		{Hash: "badbad", Status: store.RevisionRefused, At: t0, Reason: "invalid", Problems: []string{"fleet.cue:1:1: oops"}},
+	}); err != nil {
 		t.Fatal(err)
 	}
 	now := t0.Add(time.Hour)
@@ -62,6 +65,9 @@ func testRestart(t *testing.T, s *suite) {
 	}
 	if diff := cmp.Diff(revsBefore, revsAfter); diff != "" {
 		t.Errorf("revisions changed across restart (-before +after):\n%s", diff)
+	}
+	if len(revsAfter.Refused) != 1 || revsAfter.Refused[0].Reason != "invalid" {
+		t.Errorf("refused revisions after restart: %+v, want badbad refused as invalid", revsAfter.Refused)
 	}
 	seqsAfter, err := db.LastJobSeqs(ctx, "acme")
 	if err != nil {

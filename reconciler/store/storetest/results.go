@@ -119,10 +119,11 @@ func testRevisions(t *testing.T, s *suite) {
 	ctx := context.Background()
 	at := func(m int) time.Time { return t0.Add(time.Duration(m) * time.Minute) }
 	fleetA := store.Revision{Hash: "aaaa", Status: store.RevisionApplied, At: at(1)}
-	fleetB := store.Revision{Hash: "bbbb", Status: store.RevisionRefused, At: at(2), Problems: []string{"clients/acme/ring.cue:12:3: ring pilot: unknown window nights"}}
+	fleetB := store.Revision{Hash: "bbbb", Status: store.RevisionRefused, At: at(2), Reason: "verify"}
 	acmeA := store.Revision{Hash: "aaaa", Status: store.RevisionApplied, At: at(1), Client: "acme"}
 	acmeC := store.Revision{Hash: "cccc", Status: store.RevisionApplied, At: at(3), Client: "acme"}
-	globexB := store.Revision{Hash: "bbbb", Status: store.RevisionRefused, At: at(2), Client: "globex", Problems: []string{"exclusion KB1: expiry missing", "ring broad: soak 'x' is not a duration"}}
+	globexB := store.Revision{Hash: "bbbb", Status: store.RevisionRefused, At: at(2), Client: "globex", Reason: "invalid",
+		Problems: []string{"exclusion KB1: expiry missing", "ring broad: soak 'x' is not a duration"}}
 	for _, r := range []store.Revision{fleetA, acmeA, fleetB, globexB, acmeC} {
 		if err := db.RecordRevisions(ctx, []store.Revision{r}); err != nil {
 			t.Fatal(err)
@@ -158,15 +159,22 @@ func testRevisions(t *testing.T, s *suite) {
 		t.Errorf("revisions without refused ones: %+v", none)
 	}
 
+	// A refusal's reason is kept with it, and its audit entry says it
+	// with the problems.
 	var kinds []protocol.AuditKind
+	details := map[string]string{}
 	for _, e := range auditOf(t, db) {
 		kinds = append(kinds, e.Kind)
-		if e.Kind == protocol.AuditRevisionRefused && e.Client == "globex" {
-			var d struct{ Problems []string }
-			if err := json.Unmarshal(e.Detail, &d); err != nil || !cmp.Equal(d.Problems, globexB.Problems) {
-				t.Errorf("refusal audit detail %s: want the problems %q", e.Detail, globexB.Problems)
-			}
+		if e.Kind == protocol.AuditRevisionRefused {
+			details[e.Client] = string(e.Detail)
 		}
+	}
+	wantDetails := map[string]string{
+		"":       `{"reason":"verify"}`,
+		"globex": `{"reason":"invalid","problems":["exclusion KB1: expiry missing","ring broad: soak 'x' is not a duration"]}`,
+	}
+	if diff := cmp.Diff(wantDetails, details); diff != "" {
+		t.Errorf("refusal audit details by client (-want +got):\n%s", diff)
 	}
 	wantKinds := []protocol.AuditKind{protocol.AuditRevisionApplied, protocol.AuditRevisionApplied, protocol.AuditRevisionRefused, protocol.AuditRevisionRefused, protocol.AuditRevisionApplied}
 	if diff := cmp.Diff(wantKinds, kinds); diff != "" {

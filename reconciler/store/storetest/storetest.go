@@ -24,6 +24,8 @@ import (
 // store that passes is known to have it; what it returns is the store's
 // own business and is not tested.
 type Store interface {
+	endpointStore
+	tokenStore
 	Enroll(ctx context.Context, e store.Enrollment) error
 	EndpointByID(ctx context.Context, id string) (store.Enrollment, error)
 	ReplaceInventory(ctx context.Context, r store.Report) error
@@ -41,8 +43,26 @@ type Store interface {
 	Revisions(ctx context.Context, refusedLimit int) (store.RevisionStatus, error)
 	AppendAudit(ctx context.Context, e protocol.AuditEntry) error
 	Audit(ctx context.Context, afterID int64, limit int) ([]protocol.AuditEntry, error)
+	AuditFor(ctx context.Context, afterID int64, limit int, clients []string) ([]protocol.AuditEntry, error)
+	Halts(ctx context.Context) (map[string][]protocol.Halt, error)
+	RecordHalts(ctx context.Context, client, revision string, halted []protocol.Halt, at time.Time) (int, error)
 	Backup(ctx context.Context) (io.ReadCloser, int64, error)
 	Close() error
+}
+
+// endpointStore is how the admin API manages endpoints.
+type endpointStore interface {
+	Endpoints(ctx context.Context, clients []string) ([]store.EndpointRecord, error)
+	RevokeEndpoint(ctx context.Context, id, by string, at time.Time) (store.Enrollment, error)
+	DeleteEndpoint(ctx context.Context, id, by string, at time.Time) (store.Enrollment, error)
+}
+
+// tokenStore is how the admin API keeps its tokens.
+type tokenStore interface {
+	CreateToken(ctx context.Context, t store.Token) error
+	Tokens(ctx context.Context) ([]store.Token, error)
+	RevokeToken(ctx context.Context, name, by string, at time.Time) (store.Token, error)
+	TokenUsed(ctx context.Context, name string, at time.Time) error
 }
 
 // An Option adds what a store can do beyond opening a new one.
@@ -78,7 +98,8 @@ func Run(t *testing.T, open func(t *testing.T) Store, opts ...Option) {
 	}{
 		{"Enroll", testEnroll},
 		{"ReplaceInventory", testReplaceInventory},
-		{"ReportMovesJobNumbersPastTheAgents", testReportMovesJobNumbers},
+		{"JobNumbersFromTheFirstReportOnly", testJobSeqFromFirstReport},
+		{"RefusalMovesJobNumbers", testRaiseJobSeq},
 		{"Snapshot", testSnapshot},
 		{"SnapshotSortsByBytes", testSnapshotSortsByBytes},
 		{"RoundTrip", testRoundTrip},
@@ -88,10 +109,17 @@ func Run(t *testing.T, open func(t *testing.T) Store, opts ...Option) {
 		{"LeaseExpiryOffersJobAgain", testLeaseExpiry},
 		{"ExpireJobs", testExpireJobs},
 		{"RecordResult", testRecordResult},
+		{"RecordUnknownResult", testRecordUnknownResult},
 		{"Revisions", testRevisions},
 		{"RevisionsEmpty", testRevisionsEmpty},
 		{"RecordRevisionsAllOrNothing", testRecordRevisionsAllOrNothing},
 		{"Audit", testAudit},
+		{"AuditForClients", testAuditForClients},
+		{"Tokens", testTokens},
+		{"RevokeEndpoint", testRevokeEndpoint},
+		{"DeleteEndpoint", testDeleteEndpoint},
+		{"EndpointsOfClients", testEndpointsOfClients},
+		{"RecordHalts", testRecordHalts},
 		{"JobLife", testJobLife},
 		{"Restart", testRestart},
 		{"SecondHandleSeesAndRespectsTheFirst", testSecondHandle},
@@ -100,6 +128,7 @@ func Run(t *testing.T, open func(t *testing.T) Store, opts ...Option) {
 		{"ConcurrentResults", testConcurrentResults},
 		{"ConcurrentExpiry", testConcurrentExpiry},
 		{"AuditPagingWhileAppending", testAuditPaging},
+		{"ConcurrentHalts", testConcurrentHalts},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.run(t, s) })
 	}
