@@ -34,6 +34,10 @@ decision. Every rule is cited as path:line with the commit that last
 changed that line.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			repo, err := repoDir(repo, rev != "")
+			if err != nil {
+				return err
+			}
 			at := now.at()
 			snap, err := readSnapshot(stateFile)
 			if err != nil {
@@ -66,7 +70,7 @@ changed that line.`,
 			})
 		},
 	}
-	cmd.Flags().StringVar(&repo, "repo", ".", "fleet repository `DIR`")
+	cmd.Flags().StringVar(&repo, "repo", ".", "fleet repository `DIR` (or any directory inside it)")
 	cmd.Flags().StringVar(&rev, "rev", "", "explain this Git revision instead of the working tree")
 	cmd.Flags().StringVar(&stateFile, "state", "", "fleet state snapshot `FILE` (JSON)")
 	cmd.Flags().StringVar(&endpoint, "endpoint", "", "endpoint `ID`")
