@@ -11,6 +11,8 @@ have ssh-keygen || need+=(openssh-client)
 # systemd-analyze checks the unit files of examples/systemd.
 have systemd-analyze || need+=(systemd)
 have apt-ftparchive || need+=(apt-utils)
+# ss names the program holding a port in make demo's refusal (its test).
+have ss || need+=(iproute2)
 # dpkg-parsechangelog is the reference the apt backend's changelog test
 # compares with.
 have dpkg-parsechangelog || need+=(dpkg-dev)

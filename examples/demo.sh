@@ -11,6 +11,33 @@ metrics_port=${DEMO_METRICS_PORT:-9420}
 url=http://127.0.0.1:$port
 author="Demo Technician <demo@msp.example>"
 
+# port_owner PORT describes the program listening on 127.0.0.1:PORT, as
+# ss shows it to this user.
+port_owner() {
+	if ! command -v ss >/dev/null; then
+		echo "ss, of iproute2, is not installed to tell which"
+		return
+	fi
+	local users
+	users=$(ss -Hltnp "sport = :$1" 2>/dev/null | grep -o 'users:(("[^"]*",pid=[0-9]*' | head -n 1)
+	if [ -z "$users" ]; then
+		echo "one this user cannot see"
+		return
+	fi
+	# users:(("name",pid=1234 -> pid 1234, name
+	echo "$users" | sed -E 's/users:\(\("([^"]*)",pid=([0-9]+)/pid \2, \1/'
+}
+# check_port VAR PORT WHAT stops the demo when PORT is taken: patchd could
+# not listen there, and patchctl would talk to whatever does.
+check_port() {
+	if timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$2" 2>/dev/null; then
+		echo "make demo: port $2 ($3) is in use by another program ($(port_owner "$2")): set $1 to a free port, e.g. $1=$(($2 + 10)) make demo" >&2
+		exit 1
+	fi
+}
+check_port DEMO_PORT "$port" "patchd's API"
+check_port DEMO_METRICS_PORT "$metrics_port" "patchd's metrics"
+
 rm -rf "$demo"
 mkdir -p "$demo"
 demo=$(cd "$demo" && pwd)
@@ -50,11 +77,24 @@ JSON
 )
 "$bin/patchd" --repo-dir "$demo/fleet" --data-dir "$demo/data" --secrets "$demo/secrets.json" \
 	--listen "127.0.0.1:$port" --metrics-listen "127.0.0.1:$metrics_port" >"$demo/patchd.log" 2>&1 &
-pids+=($!)
+patchd=$!
+pids+=("$patchd")
+up=
 for _ in $(seq 50); do
-	"$bin/patchctl" status --controller "$url" --token-file "$demo/admin-token" >/dev/null 2>&1 && break
+	if ! kill -0 "$patchd" 2>/dev/null; then
+		break
+	fi
+	if "$bin/patchctl" status --controller "$url" --token-file "$demo/admin-token" >/dev/null 2>&1; then
+		up=1
+		break
+	fi
 	sleep 0.2
 done
+if [ -z "$up" ]; then
+	echo "make demo: patchd is not answering on $url; the end of $demo/patchd.log:" >&2
+	tail -n 20 "$demo/patchd.log" >&2
+	exit 1
+fi
 
 step "6. Eight simulated endpoints (the sim backend: a simulation, not real patches) enrol across rings"
 n=0

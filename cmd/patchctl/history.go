@@ -43,6 +43,10 @@ changes in policy terms, not as a text diff:
 				}
 				opts.Since = t
 			}
+			repo, err := repoDir(repo, true)
+			if err != nil {
+				return err
+			}
 			l, err := ef.loader(time.Time{})
 			if err != nil {
 				return err
@@ -54,7 +58,7 @@ changes in policy terms, not as a text diff:
 			return h.Write(cmd.OutOrStdout(), format)
 		},
 	}
-	cmd.Flags().StringVar(&repo, "repo", ".", "fleet repository `DIR` (a Git working tree or bare repository)")
+	cmd.Flags().StringVar(&repo, "repo", ".", "fleet repository `DIR` (a Git working tree, any directory inside it, or a bare repository)")
 	cmd.Flags().StringVar(&opts.Client, "client", "", "show only this client's changes")
 	cmd.Flags().StringVar(&opts.Update, "update", "", "show only changes that name this update `ID`")
 	cmd.Flags().StringVar(&since, "since", "", "show only commits from this `DATE` on (YYYY-MM-DD, UTC, or RFC 3339)")

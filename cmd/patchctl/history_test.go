@@ -110,7 +110,7 @@ func TestHistoryCommandErrors(t *testing.T) {
 	}{
 		{"unknown format", []string{"--format", "html"}, `unknown format "html"`},
 		{"since not a date", []string{"--since", "last week"}, `--since: "last week": want a date`},
-		{"not a git repository", []string{"--repo", t.TempDir()}, "history: open"},
+		{"not a git repository", []string{"--repo", t.TempDir()}, "is not inside a Git repository"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

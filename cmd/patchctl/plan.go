@@ -41,6 +41,10 @@ pull request (--format markdown).`,
 			if err != nil {
 				return err
 			}
+			repo, err := repoDir(repo, rev != "" || base != "")
+			if err != nil {
+				return err
+			}
 			at := now.at()
 			l, err := ef.loader(at)
 			if err != nil {
@@ -83,7 +87,7 @@ pull request (--format markdown).`,
 			return render.WriteChange(cmd.OutOrStdout(), f, render.Diff(baseRes, head))
 		},
 	}
-	cmd.Flags().StringVar(&repo, "repo", ".", "fleet repository `DIR`")
+	cmd.Flags().StringVar(&repo, "repo", ".", "fleet repository `DIR` (or any directory inside it)")
 	cmd.Flags().StringVar(&rev, "rev", "", "plan this Git revision instead of the working tree")
 	cmd.Flags().StringVar(&base, "base", "", "compare with this Git revision (the pull request's target branch)")
 	cmd.Flags().StringVar(&stateFile, "state", "", "fleet state snapshot `FILE` (JSON)")

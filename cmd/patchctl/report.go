@@ -35,6 +35,10 @@ Markdown is for mailing to the client, CSV for a spreadsheet.`,
 				return fmt.Errorf("unknown format %q: want markdown, csv or json", format)
 			}
 			ctx := cmd.Context()
+			repo, err := repoDir(repo, true)
+			if err != nil {
+				return err
+			}
 			c, err := cf.client()
 			if err != nil {
 				return err

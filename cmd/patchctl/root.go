@@ -48,7 +48,7 @@ client's patch baseline, exclusions, rollout rings and maintenance windows.
   patchctl status          what a running controller applies, refuses and sees
   patchctl report          a client's monthly compliance report
   patchctl tokens          create, list and revoke the controller's API tokens
-  patchctl endpoints       list, revoke and delete enrolled endpoints
+  patchctl endpoints       endpoints with their ring and drift; list, revoke, delete
   patchctl keys generate   make a job-signing key for patchd --signing-key`,
 		SilenceUsage:  true,
 		SilenceErrors: true,

@@ -31,7 +31,8 @@ func newSchemaUpdateCmd() *cobra.Command {
 		Use:   "update [DIR]",
 		Short: "Write this patchctl's schema into the fleet repository in DIR",
 		Long: `update writes this patchctl's schema into the fleet repository in DIR
-(default: the current directory) as ` + schema.PackageFile + `, removes any
+(default: the current directory; any directory inside the repository will
+do) as ` + schema.PackageFile + `, removes any
 other file of that package, and raises the CUE language version in
 cue.mod/module.cue to ` + schema.MinLanguageVersion + ` when it is older (the schema needs it).
 Run it after upgrading Patchline, then commit the change.`,
@@ -41,6 +42,7 @@ Run it after upgrading Patchline, then commit the change.`,
 			if len(args) == 1 {
 				dir = args[0]
 			}
+			dir = fleetTop(dir)
 			up, err := loader.WriteSchema(dir)
 			if err != nil {
 				return err

@@ -18,7 +18,8 @@ func newVetCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "vet [DIR]",
 		Short: "Check every client's policy and print every problem at once",
-		Long: `vet loads the fleet repository in DIR (default: the current directory),
+		Long: `vet loads the fleet repository in DIR (default: the current directory;
+any directory inside the repository will do),
 from the working tree or, with --rev, from a Git revision, and prints every
 problem of every client in one run, as path:line:col: message, each at the
 place to change and saying what to write instead. Errors (exit status 1)
@@ -40,6 +41,10 @@ cue.mod/pkg that differs from this patchctl's (run patchctl schema update).`,
 			dir := "."
 			if len(args) == 1 {
 				dir = args[0]
+			}
+			dir, err := repoDir(dir, rev != "")
+			if err != nil {
+				return err
 			}
 			l, err := ef.loader(now.at())
 			if err != nil {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/patchline/patchline/internal/lookup"
 	"github.com/patchline/patchline/internal/render"
 	"github.com/patchline/patchline/protocol"
 	"github.com/patchline/patchline/reconciler/plan"
@@ -21,7 +22,7 @@ func newWhyCmd() *cobra.Command {
 		ef                                     evalFlags
 	)
 	cmd := &cobra.Command{
-		Use:   "why --repo DIR --state FILE --endpoint ID --update ID",
+		Use:   "why --repo DIR --state FILE --endpoint ID|HOSTNAME --update ID|NAME",
 		Short: "Explain the decision for one endpoint and update, rule by rule",
 		Long: `why prints the chain behind one decision: the ring that selects the
 endpoint, the approve rule or requirement that makes the update desired,
@@ -31,15 +32,32 @@ value came from (the endpoint, a public feed and when it was fetched, or the
 fleet's first sighting), any exclusion or freeze, the update's progress
 through the earlier rings with their times, the maintenance window, and the
 decision. Every rule is cited as path:line with the commit that last
-changed that line.`,
+changed that line.
+
+--endpoint takes the endpoint's id or its hostname (in any case; when
+several endpoints share it, why lists their ids). --update takes the
+update's id, or its package name when the endpoint reports one version
+of it (several are listed with their ids).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			repo, err := repoDir(repo, rev != "")
+			if err != nil {
+				return err
+			}
 			at := now.at()
 			snap, err := readSnapshot(stateFile)
 			if err != nil {
 				return err
 			}
 			if err := ff.enrich(cmd.Context(), snap); err != nil {
+				return err
+			}
+			ep, err := lookup.Endpoint(snap, endpoint)
+			if err != nil {
+				return err
+			}
+			u, err := lookup.Update(ep, update)
+			if err != nil {
 				return err
 			}
 			l, err := ef.loader(at)
@@ -53,7 +71,7 @@ changed that line.`,
 			if err := fleetErrors(fleet, describe(repo, rev)); err != nil {
 				return err
 			}
-			x, err := plan.Explain(fleet, snap, at, endpoint, update)
+			x, err := plan.Explain(fleet, snap, at, ep.ID, u.ID)
 			if err != nil {
 				return err
 			}
@@ -66,11 +84,11 @@ changed that line.`,
 			})
 		},
 	}
-	cmd.Flags().StringVar(&repo, "repo", ".", "fleet repository `DIR`")
+	cmd.Flags().StringVar(&repo, "repo", ".", "fleet repository `DIR` (or any directory inside it)")
 	cmd.Flags().StringVar(&rev, "rev", "", "explain this Git revision instead of the working tree")
 	cmd.Flags().StringVar(&stateFile, "state", "", "fleet state snapshot `FILE` (JSON)")
-	cmd.Flags().StringVar(&endpoint, "endpoint", "", "endpoint `ID`")
-	cmd.Flags().StringVar(&update, "update", "", "update `ID` (a KB, or name@version for package sources)")
+	cmd.Flags().StringVar(&endpoint, "endpoint", "", "endpoint `ID` or hostname")
+	cmd.Flags().StringVar(&update, "update", "", "update `ID` (a KB, or name@version for package sources) or package name")
 	cmd.Flags().Var(&now, "now", "explain at this RFC 3339 time instead of now")
 	ff.register(cmd)
 	ef.register(cmd)

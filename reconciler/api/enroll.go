@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -25,7 +26,7 @@ const (
 	// endpoint id.
 	maxHostPart = 40
 	// maxSuffix bounds the "-2", "-3"... suffixes tried when an endpoint id
-	// is taken by another instance.
+	// and its hashed form are both taken by other endpoints.
 	maxSuffix = 100
 )
 
@@ -150,27 +151,28 @@ func (s *Server) readEnrollment(w http.ResponseWriter, r *http.Request, addr net
 }
 
 // enrollEndpoint finds the endpoint id of an enrollment and stores it when
-// it is new. The id is the client, the sanitised hostname and a short hash
-// of the instance id, so a retry maps to the same id without a lookup table.
-// When another instance holds that id (two machines of one client with the
-// same hostname whose hashes collide), or a revoked endpoint does (the
-// same machine enrolling again after its endpoint was revoked), "-2",
-// "-3"... are tried in turn.
+// it is new. The id is readable: the client and the hostname
+// (endpointID). When another endpoint holds it (another machine of the
+// client with that hostname, a re-imaged one, a revoked endpoint, or
+// another client's whose id happens to read the same), the next candidate
+// is tried: the id with 4 hex digits of the instance id's hash, then that
+// with "-2", "-3"... (candidates). The hashed suffix keeps the candidates
+// of one instance its own, so a retried enrollment finds its endpoint
+// after a lookup or two, however many machines share a hostname.
 func (s *Server) enrollEndpoint(r *http.Request, req protocol.EnrollRequest) (id string, created bool, err error) {
 	ctx := r.Context()
-	base := endpointID(req.Client, req.Hostname, req.InstanceID)
 	cred := credential(req.InstanceID, req.NodeKey)
-	for n := 1; n <= maxSuffix; n++ {
-		id = base
-		if n > 1 {
-			id = base + "-" + strconv.Itoa(n)
-		}
+	ids := candidates(req.Client, req.Hostname, req.InstanceID)
+	for _, id := range ids {
 		// Two tries: a concurrent retry of the same enrollment may store
 		// the id between the lookup and the insert; the second lookup then
 		// finds it.
 		for range 2 {
 			ep, err := s.cfg.Store.EndpointByID(ctx, id)
 			if errors.Is(err, store.ErrNotFound) {
+				if old, ok, err := s.enrolledBefore(ctx, req, id); ok || err != nil {
+					return old, false, err
+				}
 				ep := store.Enrollment{
 					ID: id, Client: req.Client, Hostname: req.Hostname, NodeKeyHash: cred, EnrolledAt: s.cfg.Now(),
 				}
@@ -190,10 +192,10 @@ func (s *Server) enrollEndpoint(r *http.Request, req protocol.EnrollRequest) (id
 			if err != nil {
 				return "", false, fmt.Errorf("enroll endpoint %q: %w", id, err)
 			}
-			if ep.Client != req.Client || !sameInstance(ep.NodeKeyHash, req.InstanceID) || !ep.RevokedAt.IsZero() {
+			if !ownEndpoint(ep, req) {
 				// Another instance's id, or a revoked endpoint's (whose
 				// instance enrolls again only as a new endpoint): try the
-				// next suffix.
+				// next candidate.
 				break
 			}
 			if !keyMatches(ep.NodeKeyHash, req.NodeKey) {
@@ -202,21 +204,88 @@ func (s *Server) enrollEndpoint(r *http.Request, req protocol.EnrollRequest) (id
 			return id, false, nil
 		}
 	}
-	return "", false, errorf(protocol.CodeConflict, "no free endpoint id for host %q: %s to %s-%d are taken", req.Hostname, base, base, maxSuffix)
+	return "", false, errorf(protocol.CodeConflict, "no free endpoint id for host %q: %s to %s are taken", req.Hostname, ids[0], ids[len(ids)-1])
 }
 
-// endpointID is "<client>-<hostname>-<4 hex digits of the instance id's
-// hash>", the hostname lowercased with every run of characters other than
-// a-z and 0-9 turned into one "-".
-func endpointID(client, hostname, instanceID string) string {
+// ownEndpoint reports whether ep is the live endpoint of the instance
+// that enrolls with req.
+func ownEndpoint(ep store.Enrollment, req protocol.EnrollRequest) bool {
+	return ep.Client == req.Client && sameInstance(ep.NodeKeyHash, req.InstanceID) && ep.RevokedAt.IsZero()
+}
+
+// enrolledBefore finds the endpoint an instance got from a controller
+// older than the readable ids, whose agent retries its enrollment (its
+// answer was lost) after the upgrade: the id it has is the one to give
+// back. free is the candidate the enrollment would take otherwise.
+func (s *Server) enrolledBefore(ctx context.Context, req protocol.EnrollRequest, free string) (string, bool, error) {
+	id := legacyEndpointID(req.Client, req.Hostname, req.InstanceID)
+	if id == free {
+		return "", false, nil
+	}
+	ep, err := s.cfg.Store.EndpointByID(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, fmt.Errorf("enroll endpoint %q: %w", id, err)
+	}
+	if !ownEndpoint(ep, req) {
+		return "", false, nil
+	}
+	if !keyMatches(ep.NodeKeyHash, req.NodeKey) {
+		return "", false, errorf(protocol.CodeConflict, "instance %q is already enrolled with another node key", req.InstanceID)
+	}
+	return id, true, nil
+}
+
+// candidates are the endpoint ids an enrollment may take, in the order it
+// tries them: "<client>-<host>" (endpointID), then that with 4 hex digits
+// of the instance id's SHA-256, then that with "-2", "-3"... up to
+// maxSuffix.
+func candidates(client, hostname, instanceID string) []string {
+	base := endpointID(client, hostname)
+	hashed := base + "-" + instanceHash(instanceID)
+	ids := []string{base, hashed}
+	for n := 2; n <= maxSuffix; n++ {
+		ids = append(ids, hashed+"-"+strconv.Itoa(n))
+	}
+	return ids
+}
+
+// endpointID is the readable id of an endpoint: "<client>-<host>", host
+// being the hostname lowercased with every run of characters other than
+// a-z and 0-9 turned into one "-" (none at either end), at most
+// maxHostPart bytes of it, "host" when nothing is left. A host that
+// already starts with "<client>-" loses that prefix: ACME-WS-04 of client
+// acme is acme-ws-04, not acme-acme-ws-04. The hostname is endpoint text
+// (any script, any symbol): the id has only a-z, 0-9 and "-" beside the
+// client id, so it meets protocol.CheckClientID's rule for ids.
+func endpointID(client, hostname string) string {
+	host := hostPart(hostname)
+	if rest, ok := strings.CutPrefix(host, client+"-"); ok {
+		host = rest
+	}
+	return client + "-" + host
+}
+
+// legacyEndpointID is the id older controllers gave an instance:
+// "<client>-<host>-<4 hex digits of the instance id's hash>", the host
+// part kept whole.
+func legacyEndpointID(client, hostname, instanceID string) string {
+	return client + "-" + hostPart(hostname) + "-" + instanceHash(instanceID)
+}
+
+// hostPart is the hostname as endpoint ids hold it (see endpointID).
+func hostPart(hostname string) string {
 	var b strings.Builder
 	dash := false
 	for _, c := range strings.ToLower(hostname) {
-		if b.Len() >= maxHostPart {
-			break
-		}
 		if ('a' <= c && c <= 'z') || ('0' <= c && c <= '9') {
-			if dash && b.Len() > 0 {
+			sep := dash && b.Len() > 0
+			if sep && b.Len()+2 > maxHostPart || b.Len()+1 > maxHostPart {
+				break
+			}
+			if sep {
 				b.WriteByte('-')
 			}
 			dash = false
@@ -225,10 +294,15 @@ func endpointID(client, hostname, instanceID string) string {
 		}
 		dash = true
 	}
-	host := b.String()
-	if host == "" {
-		host = "host"
+	if b.Len() == 0 {
+		return "host"
 	}
+	return b.String()
+}
+
+// instanceHash is the short hash of an instance id that endpoint ids
+// carry when they must be told apart.
+func instanceHash(instanceID string) string {
 	h := sha256.Sum256([]byte(instanceID))
-	return client + "-" + host + "-" + hex.EncodeToString(h[:2])
+	return hex.EncodeToString(h[:2])
 }

@@ -19,12 +19,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/patchline/patchline/protocol"
+	"github.com/patchline/patchline/reconciler/store"
 )
 
 func TestEnroll(t *testing.T) {
 	e := newEnv(t)
 	first := enrollRequest("acme", acmeSecret, "WS-001.corp.example")
-	wantID := endpointID("acme", first.Hostname, first.InstanceID)
+	wantID := "acme-ws-001-corp-example"
 
 	otherKey := first
 	otherKey.NodeKey = "a-different-node-key-0123456789abcdefgh"
@@ -52,8 +53,8 @@ func TestEnroll(t *testing.T) {
 		{name: "client without an enrollment secret", req: unknownClient, wantStatus: 401, wantCode: protocol.CodeUnauthorized},
 		{name: "wrong secret", req: wrongSecret, wantStatus: 401, wantCode: protocol.CodeUnauthorized},
 		{name: "client whose secret is given pre-hashed", req: globex, wantStatus: 200,
-			wantID:     endpointID("globex", globex.Hostname, globex.InstanceID),
-			wantEvents: []string{"enrolled globex " + endpointID("globex", globex.Hostname, globex.InstanceID)}},
+			wantID:     "globex-gx-laptop-7",
+			wantEvents: []string{"enrolled globex globex-gx-laptop-7"}},
 		{name: "node key too short to be secret", req: shortKey, wantStatus: 400, wantCode: protocol.CodeInvalid},
 		{name: "no hostname", req: noHost, wantStatus: 400, wantCode: protocol.CodeInvalid},
 		{name: "unknown field", req: `{"client": "acme", "secrt": "x"}`, wantStatus: 400, wantCode: protocol.CodeInvalid},
@@ -101,51 +102,133 @@ func TestEnroll(t *testing.T) {
 	})
 }
 
-func TestEnrollSameHostnameOtherInstance(t *testing.T) {
+// TestEnrollIDCollisions: an endpoint id is "<client>-<host>" until
+// another endpoint holds it; then the instance's hashed suffix, then that
+// with -2. Every retry of an enrollment gets its endpoint back.
+func TestEnrollIDCollisions(t *testing.T) {
 	e := newEnv(t)
-	a := enrollRequest("acme", acmeSecret, "ws-001")
-	// Find a second instance id whose hash starts like the first's, as a
-	// re-imaged machine with the same name would by bad luck.
-	b := a
-	b.NodeKey = "node-key-of-the-reimaged-machine-0123456789"
-	base := endpointID("acme", a.Hostname, a.InstanceID)
+	ctx := context.Background()
+	enroll := func(host, instance string) protocol.EnrollRequest {
+		req := enrollRequest("acme", acmeSecret, host)
+		req.InstanceID, req.NodeKey = instance, "node-key-of-"+instance+"-0123456789abcdefghijklmnop"
+		return req
+	}
+	first := enroll("WS-04", "instance-first")
+	reimaged := enroll("ws-04", "instance-reimaged")
+	// An instance whose hash starts like the re-imaged one's, as a third
+	// machine named ws-04 would by bad luck.
+	unlucky := enroll("ws-04", "")
 	for i := 0; ; i++ {
-		b.InstanceID = fmt.Sprintf("instance-%d", i)
-		if endpointID("acme", b.Hostname, b.InstanceID) == base {
+		unlucky.InstanceID = fmt.Sprintf("instance-%d", i)
+		if instanceHash(unlucky.InstanceID) == instanceHash(reimaged.InstanceID) {
 			break
 		}
 	}
-	for _, tc := range []struct {
-		req  protocol.EnrollRequest
-		want string
-	}{{a, base}, {b, base + "-2"}, {b, base + "-2"}, {a, base}} {
-		resp := e.post(protocol.PathEnroll, tc.req)
-		var er protocol.EnrollResponse
-		if err := json.Unmarshal(resp.body, &er); err != nil || resp.status != 200 {
-			t.Fatalf("enroll %s: %d %s", tc.req.InstanceID, resp.status, resp.body)
+	unlucky.NodeKey = "node-key-of-the-unlucky-one-0123456789abcdef"
+	hashed := "acme-ws-04-" + instanceHash(reimaged.InstanceID)
+	doubled := enroll("ACME-SQL01.corp.example", "instance-sql")
+	legacy := enroll("ACME-SQL02", "instance-before-the-upgrade")
+	otherClients := enroll("ws-09", "instance-ws-09")
+
+	// Endpoints as earlier controllers or other clients left them.
+	for _, ep := range []store.Enrollment{
+		{ID: legacyEndpointID("acme", legacy.Hostname, legacy.InstanceID), Client: "acme", Hostname: legacy.Hostname,
+			NodeKeyHash: credential(legacy.InstanceID, legacy.NodeKey), EnrolledAt: t0},
+		{ID: "acme-ws-09", Client: "acme-eu", Hostname: "ws-09", NodeKeyHash: credential("instance-ws-09", "k"), EnrolledAt: t0},
+	} {
+		if err := e.db.Enroll(ctx, ep); err != nil {
+			t.Fatal(err)
 		}
-		if er.Endpoint != tc.want {
-			t.Errorf("instance %s enrolled as %q, want %q", tc.req.InstanceID, er.Endpoint, tc.want)
-		}
+	}
+
+	tests := []struct {
+		name   string
+		before func(t *testing.T)
+		req    protocol.EnrollRequest
+		want   string
+	}{
+		{name: "the first machine named WS-04", req: first, want: "acme-ws-04"},
+		{name: "its retry", req: first, want: "acme-ws-04"},
+		{name: "a re-imaged machine with the same name", req: reimaged, want: hashed},
+		{name: "the re-imaged machine's retry", req: reimaged, want: hashed},
+		{name: "a third ws-04 whose hash collides", req: unlucky, want: hashed + "-2"},
+		{name: "the third one's retry", req: unlucky, want: hashed + "-2"},
+		{name: "the first one's retry, still", req: first, want: "acme-ws-04"},
+		{name: "a hostname that starts with the client id", req: doubled, want: "acme-sql01-corp-example"},
+		{name: "an agent enrolled by an older controller retries", req: legacy,
+			want: legacyEndpointID("acme", legacy.Hostname, legacy.InstanceID)},
+		{name: "another client's endpoint holds the id", req: otherClients, want: "acme-ws-09-" + instanceHash(otherClients.InstanceID)},
+		{name: "the first machine enrolls again once revoked", req: first, want: "acme-ws-04-" + instanceHash(first.InstanceID),
+			before: func(t *testing.T) {
+				if _, err := e.db.RevokeEndpoint(ctx, "acme-ws-04", "admin", t0); err != nil {
+					t.Fatal(err)
+				}
+			}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.before != nil {
+				tt.before(t)
+			}
+			e.clock.Advance(time.Hour) // fresh enrollment budgets
+			resp := e.post(protocol.PathEnroll, tt.req)
+			var er protocol.EnrollResponse
+			if err := json.Unmarshal(resp.body, &er); err != nil || resp.status != 200 {
+				t.Fatalf("enroll %s: %d %s", tt.req.InstanceID, resp.status, resp.body)
+			}
+			if er.Endpoint != tt.want {
+				t.Errorf("instance %s enrolled as %q, want %q", tt.req.InstanceID, er.Endpoint, tt.want)
+			}
+			e.events.take()
+		})
 	}
 }
 
 func TestEndpointID(t *testing.T) {
-	suffix := endpointID("acme", "x", "instance-1")[len("acme-x-"):]
 	tests := []struct {
-		name, hostname, want string
+		name, client, hostname, want string
 	}{
-		{"upper case NetBIOS name", "WS-001", "acme-ws-001-"},
-		{"fully qualified name", "ws-001.corp.example.com", "acme-ws-001-corp-example-com-"},
-		{"spaces and symbols", "  Reception PC (front desk) ", "acme-reception-pc-front-desk-"},
-		{"nothing usable", "___", "acme-host-"},
-		{"very long name", strings.Repeat("a", 100), "acme-" + strings.Repeat("a", maxHostPart) + "-"},
+		{"upper case NetBIOS name", "acme", "WS-001", "acme-ws-001"},
+		{"fully qualified name", "acme", "ws-001.corp.example.com", "acme-ws-001-corp-example-com"},
+		{"hostname that starts with the client id", "acme", "ACME-WS-04", "acme-ws-04"},
+		{"client id then a dot", "acme", "acme.ws04", "acme-ws04"},
+		{"hostname that is the client id", "acme", "ACME", "acme-acme"},
+		{"client id inside the name, not in front", "acme", "ws-acme-1", "acme-ws-acme-1"},
+		{"client id with a longer word in front", "acme", "acmecorp-ws1", "acme-acmecorp-ws1"},
+		{"client id with a dot", "acme.eu", "acme.eu-ws1", "acme.eu-acme-eu-ws1"},
+		{"spaces and symbols", "acme", "  Reception PC (front desk) ", "acme-reception-pc-front-desk"},
+		{"letters outside a-z", "acme", "Büro-PC", "acme-b-ro-pc"},
+		{"control and bidi characters", "acme", "ws\x1b[31m-01\u202e", "acme-ws-31m-01"},
+		{"nothing usable", "acme", "___", "acme-host"},
+		{"very long name", "acme", strings.Repeat("a", 100), "acme-" + strings.Repeat("a", maxHostPart)},
+		{"long name cut before a dash", "acme", strings.Repeat("a", maxHostPart-1) + "-bc", "acme-" + strings.Repeat("a", maxHostPart-1)},
 	}
 	for _, tt := range tests {
-		if got := endpointID("acme", tt.hostname, "instance-1"); got != tt.want+suffix {
-			t.Errorf("%s: endpointID(%q) = %q, want %q", tt.name, tt.hostname, got, tt.want+suffix)
+		if got := endpointID(tt.client, tt.hostname); got != tt.want {
+			t.Errorf("%s: endpointID(%q, %q) = %q, want %q", tt.name, tt.client, tt.hostname, got, tt.want)
 		}
 	}
+}
+
+// FuzzEndpointID: whatever an endpoint calls itself, its ids are ids by
+// the API's rule, start with its client's id and a dash, and are short.
+func FuzzEndpointID(f *testing.F) {
+	for _, h := range []string{"WS-001", "acme-ws-04", "\x1b]0;x\x07", "Büro", "", "-", "acme", "acme-"} {
+		f.Add(h, "instance-1")
+	}
+	f.Fuzz(func(t *testing.T, hostname, instance string) {
+		for _, id := range append(candidates("acme", hostname, instance)[:3], legacyEndpointID("acme", hostname, instance)) {
+			if err := protocol.CheckClientID(id); err != nil {
+				t.Fatalf("hostname %q gives id %q: %v", hostname, id, err)
+			}
+			if !strings.HasPrefix(id, "acme-") || strings.Contains(id, "--") || strings.HasSuffix(id, "-") {
+				t.Errorf("hostname %q gives id %q", hostname, id)
+			}
+			if len(id) > len("acme-")+maxHostPart+len("-xxxx-100") {
+				t.Errorf("hostname %q gives an id of %d bytes", hostname, len(id))
+			}
+		}
+	})
 }
 
 // enrollStep is one enrollment of a limits test: from a loopback address,
