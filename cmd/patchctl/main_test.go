@@ -12,17 +12,19 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/object"
 
 	"github.com/patchline/patchline/internal/golden"
+	"github.com/patchline/patchline/internal/pgtest"
 	"github.com/patchline/patchline/schema/loader"
 )
 
 // TestMain makes the test binary a policy evaluator when it is started as
 // one: the commands that load a fleet run the running binary, this one in
-// tests, as their evaluator.
+// tests, as their evaluator. It stops the PostgreSQL cluster the tests of
+// store migrate start.
 func TestMain(m *testing.M) {
 	if loader.IsEvaluator(os.Args[1:]) {
 		os.Exit(loader.ServeEvaluator(os.Stdin, os.Stdout, os.Stderr))
 	}
-	os.Exit(m.Run())
+	os.Exit(pgtest.Main(m))
 }
 
 // now is inside acme's weeknights window (22:30 in Chicago).

@@ -47,10 +47,11 @@ client's patch baseline, exclusions, rollout rings and maintenance windows.
   patchctl status          what a running controller applies, refuses and sees
   patchctl report          a client's monthly compliance report
   patchctl tokens          create, list and revoke the controller's API tokens
-  patchctl endpoints       list, revoke and delete enrolled endpoints`,
+  patchctl endpoints       list, revoke and delete enrolled endpoints
+  patchctl store migrate   copy a single-box store into PostgreSQL`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newInitCmd(), newVetCmd(), newPlanCmd(), newWhyCmd(), newStatusCmd(), newStateCmd(), newSimCmd(), newFleetCmd(), newHistoryCmd(), newReportCmd(), newBackupCmd(), newFeedsCmd(), newTokensCmd(), newEndpointsCmd())
+	root.AddCommand(newInitCmd(), newVetCmd(), newPlanCmd(), newWhyCmd(), newStatusCmd(), newStateCmd(), newSimCmd(), newFleetCmd(), newHistoryCmd(), newReportCmd(), newBackupCmd(), newFeedsCmd(), newTokensCmd(), newEndpointsCmd(), newStoreCmd())
 	return root
 }
