@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net/url"
@@ -132,12 +131,12 @@ func migrateStore(ctx context.Context, out io.Writer, from, to, passwordFile str
 // nextSteps says how to start patchd on the database: with the data
 // directory's job-signing key, which agents pinned.
 func nextSteps(path, to, passwordFile string) string {
-	dir := filepath.Dir(path)
-	key := filepath.Join(dir, signingKeyFile)
+	key := filepath.Join(filepath.Dir(path), signingKeyFile)
 	where := "the data directory the store came from"
 	if _, err := os.Stat(key); err == nil {
-		where = "the store's data directory"
+		where, key = "the store's data directory", shellQuote(key)
 	} else {
+		// A placeholder, for the operator to fill: not quoted.
 		key = filepath.Join("<data-dir>", signingKeyFile)
 	}
 	var b strings.Builder
@@ -147,7 +146,7 @@ func nextSteps(path, to, passwordFile string) string {
 	if passwordFile != "" {
 		fmt.Fprintf(&b, " --database-password-file %s", shellQuote(passwordFile))
 	}
-	fmt.Fprintf(&b, " --signing-key %s --data-dir DIR [the other flags as before]\n\n", shellQuote(key))
+	fmt.Fprintf(&b, " --signing-key %s --data-dir DIR [the other flags as before]\n\n", key)
 	fmt.Fprintf(&b, "Agents keep their identity: give them the replicas' URLs (--controller https://a,https://b).\n")
 	return b.String()
 }
@@ -167,7 +166,7 @@ func sqlitePath(from string) (string, error) {
 		p = u.Opaque
 	}
 	if p == "" {
-		return "", errors.New("--from: no path after sqlite:")
+		return "", fmt.Errorf("--from %q: no path; want sqlite:///var/lib/patchd/patchline.db", from)
 	}
 	return p, nil
 }

@@ -344,6 +344,7 @@ func TestStoreMigrateRefuses(t *testing.T) {
 			want: "want the store as sqlite:///var/lib/patchd/patchline.db", fresh: empty},
 		{name: "an empty password file", args: []string{"--from", "sqlite://" + src, "--to", empty, "--to-password-file", emptyPassword},
 			want: "is empty", fresh: empty},
+		{name: "a source URL without a path", args: []string{"--from", "sqlite:", "--to", empty}, want: "no path", fresh: empty},
 		{name: "no target", args: []string{"--from", "sqlite://" + src}, want: `required flag(s) "to" not set`},
 	}
 	for _, tt := range tests {
@@ -382,5 +383,25 @@ func assertEmpty(t *testing.T, dsn string) {
 	}
 	if err := conn.QueryRow(ctx, `SELECT count(*) FROM endpoints`).Scan(&n); err != nil || n != 0 {
 		t.Errorf("the target holds %d endpoints (%v), want none", n, err)
+	}
+}
+
+// TestNextStepsHideThePassword: the patchd command migrate prints shows
+// the connection string without its password.
+func TestNextStepsHideThePassword(t *testing.T) {
+	tests := []struct{ dsn, want string }{
+		{"postgres://patchd:s3cret@db.msp.example:5432/patchline", "postgres://patchd:xxxxx@db.msp.example:5432/patchline"},
+		{"postgres://patchd@db.msp.example/patchline?password=s3cret&sslmode=verify-full", "'postgres://patchd@db.msp.example/patchline?password=xxxxx&sslmode=verify-full'"},
+		{"host=db.msp.example user=patchd password=s3cret dbname=patchline", "'host=db.msp.example user=patchd password=xxxxx dbname=patchline'"},
+		{"host=db.msp.example password='s3 cret' dbname=patchline", "'host=db.msp.example password=xxxxx dbname=patchline'"},
+		{"postgres://db.msp.example/patchline", "postgres://db.msp.example/patchline"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.dsn, func(t *testing.T) {
+			got := nextSteps("/var/lib/patchd/patchline.db", tt.dsn, "")
+			if !strings.Contains(got, "patchd --database "+tt.want+" --signing-key <data-dir>/job-signing-key.pem") || strings.Contains(got, "s3") {
+				t.Errorf("next steps:\n%s\nwant the database as %s", got, tt.want)
+			}
+		})
 	}
 }
