@@ -92,8 +92,11 @@ type Runner func(ctx context.Context, argv []string) error
 
 // Config is everything the agent needs; cmd/patch-agent fills it from flags.
 type Config struct {
-	// Controller is the controller's base URL. Plain http is refused unless
-	// the host is loopback or Insecure is set.
+	// Controller is the controller's base URL, or the URLs of its
+	// replicas separated by commas ("https://a:8420,https://b:8420"):
+	// calls go to one until it is unreachable, then move to the next (see
+	// client). Plain http is refused unless the host is loopback or
+	// Insecure is set.
 	Controller string
 	Insecure   bool
 	// RootCAs verifies the controller's certificate; nil means the system

@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-cleanhttp"
@@ -39,10 +40,24 @@ const maxErrorBody = 64 << 10
 // retrying HTTP client; because that client re-sends POSTs, every write the
 // agent makes is idempotent on the controller side (enroll by instance id
 // and node key, result by job id, report is a replace).
+//
+// The controller may be several replicas on one store, each with a URL of
+// its own. Calls go to one of them, the current one, until an attempt
+// finds it unreachable (see unreachable); the retry loop then moves the
+// client to the next URL, in the order given, wrapping around, and the
+// next attempt and every later call go there. Any replica can serve any
+// call: they share the store, so the node key is known to all of them,
+// and they sign jobs with one key, the one the agent pinned.
 type client struct {
-	// base is the controller URL without a trailing slash.
-	base string
-	http *retryablehttp.Client
+	// controllers are the controller's URLs, without a trailing slash.
+	controllers []string
+	// current is the index in controllers of the URL calls go to. It
+	// moves only forward (modulo len(controllers)), by compare-and-swap
+	// from the index a failed attempt used, so attempts of concurrent
+	// calls that fail on the same replica move the client once.
+	current atomic.Int64
+	http    *retryablehttp.Client
+	log     *slog.Logger
 
 	// endpoint and nodeKey authenticate calls after enrollment; they are
 	// set once by the agent before any authenticated call and not changed.
@@ -57,8 +72,10 @@ type retryPolicy struct {
 	waitMax time.Duration
 }
 
-func newClient(controller string, insecure bool, roots *x509.CertPool, rp retryPolicy, log *slog.Logger) (*client, error) {
-	base, err := controllerURL(controller, insecure)
+// newClient returns the client of the controller at controllers: one URL,
+// or several separated by commas (see controllerURLs).
+func newClient(controllers string, insecure bool, roots *x509.CertPool, rp retryPolicy, log *slog.Logger) (*client, error) {
+	bases, err := controllerURLs(controllers, insecure)
 	if err != nil {
 		return nil, err
 	}
@@ -66,29 +83,151 @@ func newClient(controller string, insecure bool, roots *x509.CertPool, rp retryP
 	hc.Timeout = attemptTimeout
 	tr, ok := hc.Transport.(*http.Transport)
 	if !ok {
-		return nil, fmt.Errorf("controller %s: unexpected HTTP transport %T", controller, hc.Transport)
+		return nil, fmt.Errorf("controller %s: unexpected HTTP transport %T", controllers, hc.Transport)
 	}
 	tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: roots}
+	c := &client{controllers: bases, log: log}
 	rc := &retryablehttp.Client{
 		HTTPClient:   hc,
 		Logger:       slogLeveled{log},
 		RetryWaitMin: rp.waitMin,
 		RetryWaitMax: rp.waitMax,
 		RetryMax:     rp.max,
-		CheckRetry:   checkRetry,
-		Backoff:      jitterBackoff,
+		CheckRetry:   c.checkRetry,
+		Backoff:      c.backoff,
+		PrepareRetry: c.prepareRetry,
 		// Keep the last answer when retries run out so its error envelope
 		// can be decoded into a protocol.Error.
 		ErrorHandler: retryablehttp.PassthroughErrorHandler,
 	}
 	rc.RequestLogHook, rc.ResponseLogHook = logRefusedWrites(log, rp.max)
-	return &client{base: base.String(), http: rc}, nil
+	c.http = rc
+	return c, nil
 }
 
-// attemptKey holds, in the context of a request do sends, an *int: the
-// number of its attempt under way (0 for the first), which retryablehttp
-// gives only to the request hook.
+// attemptKey holds, in the context of a request do sends, its
+// *attemptState. retryablehttp runs the hooks, CheckRetry, Backoff and
+// PrepareRetry of one request on the goroutine of its Do, one after the
+// other, so the state needs no lock.
 type attemptKey struct{}
+
+// attemptState is what the retry loop of one request knows besides the
+// request itself.
+type attemptState struct {
+	// attempt is the number of the attempt under way (0 for the first),
+	// which retryablehttp gives only to the request hook.
+	attempt int
+	// replica is the index of the controller URL the attempt under way
+	// was sent to.
+	replica int
+	// target is the request's path and query, to put after whichever
+	// controller URL an attempt goes to.
+	target string
+}
+
+// stateOf returns the attempt state in ctx, nil when there is none.
+func stateOf(ctx context.Context) *attemptState {
+	st, _ := ctx.Value(attemptKey{}).(*attemptState)
+	return st
+}
+
+// pick returns the index and URL of the controller calls go to now.
+func (c *client) pick() (int, string) {
+	i := int(c.current.Load())
+	return i, c.controllers[i]
+}
+
+// checkRetry is the package's checkRetry, plus the move to the next
+// controller URL when the attempt found its replica unreachable.
+func (c *client) checkRetry(ctx context.Context, resp *http.Response, err error) (bool, error) {
+	retry, rerr := checkRetry(ctx, resp, err)
+	if st := stateOf(ctx); st != nil && unreachable(ctx, resp, err, retry) {
+		c.moveOn(st.replica, resp, err)
+	}
+	return retry, rerr
+}
+
+// unreachable says whether an attempt's outcome shows that the replica it
+// went to cannot answer: a transport failure worth retrying (the
+// connection refused or reset, the replica gone in the middle of a
+// long-poll, a TLS handshake that timed out, no answer within the
+// attempt's time), or 502, 503 or 504, what a load balancer or proxy in
+// front of a dead replica answers. Any other answer, a 4xx above all (a
+// node key the controller does not know, a request it calls invalid),
+// comes from a working controller and is its word: asking another
+// replica would get the same one. A transport failure that retrying
+// does not fix (a certificate the agent does not trust) is not a reason
+// to move either: the operator must fix it.
+func unreachable(ctx context.Context, resp *http.Response, err error, retry bool) bool {
+	if ctx.Err() != nil {
+		return false
+	}
+	if err != nil {
+		return retry
+	}
+	switch resp.StatusCode {
+	case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+		return true
+	}
+	return false
+}
+
+// moveOn makes the URL after failed the current one, unless another
+// attempt already moved the client on from failed.
+func (c *client) moveOn(failed int, resp *http.Response, err error) {
+	n := len(c.controllers)
+	if n == 1 {
+		return
+	}
+	next := (failed + 1) % n
+	if !c.current.CompareAndSwap(int64(failed), int64(next)) {
+		return
+	}
+	why := []any{"from", c.controllers[failed], "to", c.controllers[next]}
+	if err != nil {
+		why = append(why, "err", err)
+	} else {
+		why = append(why, "status", resp.StatusCode)
+	}
+	c.log.Warn("controller unreachable; moving to the next controller URL", why...)
+}
+
+// prepareRetry points the next attempt of a request at the current
+// controller URL when an attempt moved the client on since the request's
+// last attempt.
+func (c *client) prepareRetry(req *http.Request) error {
+	st := stateOf(req.Context())
+	if st == nil {
+		return nil
+	}
+	i, base := c.pick()
+	if i == st.replica {
+		return nil
+	}
+	u, err := url.Parse(base + st.target)
+	if err != nil {
+		return fmt.Errorf("controller URL %s: %w", base, err)
+	}
+	// req is retryablehttp's copy for this attempt: its URL is replaced,
+	// not changed, since the earlier attempt's request shares it.
+	req.URL, req.Host = u, u.Host
+	st.replica = i
+	return nil
+}
+
+// backoff is jitterBackoff, except that a Retry-After is not honoured
+// when the next attempt goes to another controller URL: it was the
+// word of the replica (or the proxy in front of it) left behind.
+func (c *client) backoff(lo, hi time.Duration, attempt int, resp *http.Response) time.Duration {
+	if resp != nil && resp.Request != nil {
+		if st := stateOf(resp.Request.Context()); st != nil {
+			if i, _ := c.pick(); i != st.replica {
+				return fullJitter(lo, hi, attempt)
+			}
+		}
+	}
+	return jitterBackoff(lo, hi, attempt, resp)
+}
 
 // logRefusedWrites returns the hooks that log at WARN each write (a POST:
 // enrollment, report, result) the controller answers with a 5xx, with
@@ -98,8 +237,8 @@ type attemptKey struct{}
 // goroutine of the request's Do, one attempt after the other.
 func logRefusedWrites(log *slog.Logger, maxRetries int) (retryablehttp.RequestLogHook, retryablehttp.ResponseLogHook) {
 	onRequest := func(_ retryablehttp.Logger, req *http.Request, attempt int) {
-		if n, ok := req.Context().Value(attemptKey{}).(*int); ok {
-			*n = attempt
+		if st := stateOf(req.Context()); st != nil {
+			st.attempt = attempt
 		}
 	}
 	onResponse := func(_ retryablehttp.Logger, resp *http.Response) {
@@ -108,17 +247,44 @@ func logRefusedWrites(log *slog.Logger, maxRetries int) (retryablehttp.RequestLo
 			return
 		}
 		retry := 0
-		if n, ok := req.Context().Value(attemptKey{}).(*int); ok {
-			retry = *n
+		if st := stateOf(req.Context()); st != nil {
+			retry = st.attempt
 		}
 		left := max(maxRetries-retry, 0)
 		msg := "controller refused a write; retrying"
 		if left == 0 {
 			msg = "controller refused a write; no retries left"
 		}
-		log.Warn(msg, "method", req.Method, "path", req.URL.Path, "status", resp.StatusCode, "retry", retry, "retries_left", left)
+		log.Warn(msg, "method", req.Method, "path", req.URL.Path, "status", resp.StatusCode, "retry", retry, "retries_left", left,
+			"controller", req.URL.Scheme+"://"+req.URL.Host)
 	}
 	return onRequest, onResponse
+}
+
+// controllerURLs parses the controller's URLs: one, or several (one per
+// replica) separated by commas, each checked by controllerURL. They are
+// returned without a trailing slash, in the order given, which is the
+// order calls try them in.
+func controllerURLs(raw string, insecure bool) ([]string, error) {
+	var bases []string
+	seen := map[string]bool{}
+	for _, one := range strings.Split(raw, ",") {
+		one = strings.TrimSpace(one)
+		if one == "" {
+			return nil, fmt.Errorf("controller URLs %q: an empty URL; separate URLs with single commas", raw)
+		}
+		u, err := controllerURL(one, insecure)
+		if err != nil {
+			return nil, err
+		}
+		base := u.String()
+		if seen[base] {
+			return nil, fmt.Errorf("controller URLs %q: %s is given twice", raw, base)
+		}
+		seen[base] = true
+		bases = append(bases, base)
+	}
+	return bases, nil
 }
 
 // controllerURL parses the controller's base URL and refuses plain HTTP
@@ -229,10 +395,12 @@ func retryAfter(v string, now time.Time) (time.Duration, bool) {
 // from the envelope when the body has one and from the status otherwise.
 func (c *client) do(ctx context.Context, method, path string, query url.Values, in, out any) error {
 	// path is already escaped (ResultPath of an escaped job id).
-	target := c.base + path
+	st := &attemptState{target: path}
 	if len(query) > 0 {
-		target += "?" + query.Encode()
+		st.target += "?" + query.Encode()
 	}
+	var base string
+	st.replica, base = c.pick()
 	var body []byte
 	if in != nil {
 		b, err := json.Marshal(in)
@@ -245,8 +413,8 @@ func (c *client) do(ctx context.Context, method, path string, query url.Values, 
 	if body != nil {
 		reqBody = body
 	}
-	ctx = context.WithValue(ctx, attemptKey{}, new(int))
-	req, err := retryablehttp.NewRequestWithContext(ctx, method, target, reqBody)
+	ctx = context.WithValue(ctx, attemptKey{}, st)
+	req, err := retryablehttp.NewRequestWithContext(ctx, method, base+st.target, reqBody)
 	if err != nil {
 		return fmt.Errorf("%s %s: %w", method, path, err)
 	}

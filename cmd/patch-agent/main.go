@@ -72,12 +72,12 @@ func parseFlags(args []string, stderr io.Writer) (cfg agent.Config, bs backendSp
 	fs := flag.NewFlagSet("patch-agent", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprint(stderr, "usage: patch-agent --controller URL --state-dir DIR [flags]\n"+
+		fmt.Fprint(stderr, "usage: patch-agent --controller URL[,URL...] --state-dir DIR [flags]\n"+
 			"       patch-agent inventory [--backend B] [--format text|json] [--state-dir DIR]\n\nflags:\n")
 		fs.PrintDefaults()
 	}
 	var (
-		controller  = fs.String("controller", "", "controller base URL, https://… (http only to a loopback host or with --insecure)")
+		controller  = fs.String("controller", "", "controller base URL, https://… (http only to a loopback host or with --insecure); for several replicas, their URLs separated by commas, tried in turn when one is unreachable")
 		secretFile  = fs.String("enroll-secret-file", "", "file holding the client's enrollment secret (needed for the first start only)")
 		client      = fs.String("client", "", "client id this endpoint belongs to (needed for the first start only)")
 		stateDir    = fs.String("state-dir", "", "directory for the agent's identity, pinned controller key and outbox")

@@ -70,6 +70,12 @@ func TestParseFlags(t *testing.T) {
 			want:        agent.Config{Controller: "http://127.0.0.1:8420", StateDir: dir, ReportInterval: time.Hour},
 			wantBackend: "sim",
 		},
+		{
+			name:        "the controller's replicas, each by its URL",
+			args:        []string{"--controller", "https://patchd-a.msp.example:8420,https://patchd-b.msp.example:8420", "--state-dir", dir},
+			want:        agent.Config{Controller: "https://patchd-a.msp.example:8420,https://patchd-b.msp.example:8420", StateDir: dir, ReportInterval: time.Hour, RebootCommand: strings.Fields(defaultRebootCommand())},
+			wantBackend: "auto",
+		},
 		{name: "simulated OS unknown", args: []string{"--controller", "https://c", "--state-dir", dir, "--backend", "sim", "--sim-os", "beos"}, wantErr: `--sim-os "beos"`},
 		{name: "simulated failure rate above 1", args: []string{"--controller", "https://c", "--state-dir", dir, "--backend", "sim", "--sim-failure-rate", "2"}, wantErr: "between 0 and 1"},
 		{name: "simulation flags on a real backend", args: []string{"--controller", "https://c", "--state-dir", dir, "--backend", "apt", "--sim-os", "linux"}, wantErr: "only go with --backend sim"},
@@ -119,6 +125,19 @@ func TestMainRefusesPlainHTTPToARemoteController(t *testing.T) {
 	code := Main([]string{"--controller", "http://patchd.msp.example", "--state-dir", t.TempDir(), "--backend", "apt"}, io.Discard, &stderr)
 	if code == 0 || !strings.Contains(stderr.String(), "plain http is allowed only") {
 		t.Errorf("Main = %d, stderr %q; want a refusal of plain http", code, stderr.String())
+	}
+}
+
+func TestMainRefusesABadListOfControllers(t *testing.T) {
+	for _, tc := range []struct{ controller, want string }{
+		{"https://patchd-a.msp.example,http://patchd-b.msp.example", "plain http is allowed only"},
+		{"https://patchd-a.msp.example,,https://patchd-b.msp.example", "an empty URL"},
+	} {
+		var stderr strings.Builder
+		code := Main([]string{"--controller", tc.controller, "--state-dir", t.TempDir(), "--backend", "apt"}, io.Discard, &stderr)
+		if code == 0 || !strings.Contains(stderr.String(), tc.want) {
+			t.Errorf("--controller %s: Main = %d, stderr %q; want a refusal saying %q", tc.controller, code, stderr.String(), tc.want)
+		}
 	}
 }
 

@@ -31,7 +31,7 @@ const (
 )
 
 func (f *controllerFlags) register(cmd *cobra.Command) {
-	cmd.Flags().StringVar(&f.url, "controller", "", "patchd `URL`, e.g. https://patchd.msp.example:8420")
+	cmd.Flags().StringVar(&f.url, "controller", "", "patchd `URL`, e.g. https://patchd.msp.example:8420; for several replicas, their URLs separated by commas")
 	cmd.Flags().StringVar(&f.tokenFile, "token-file", "", "`file` holding the token (else $"+tokenEnv+")")
 	cmd.Flags().StringVar(&f.caFile, "ca-file", "", "CA certificate `file` that signed patchd's TLS certificate")
 	_ = cmd.MarkFlagRequired("controller")
@@ -73,16 +73,22 @@ func (f *controllerFlags) client() (*adminclient.Client, error) {
 	return &adminclient.Client{Base: f.url, Token: token, HTTP: hc}, nil
 }
 
-// checkAdminURL checks --controller before the admin token is sent to
-// it: plain http is refused unless the host is loopback.
+// checkAdminURL checks --controller, one URL or several separated by
+// commas, before the admin token is sent to any: plain http is refused
+// unless the host is loopback.
 func checkAdminURL(raw string) error {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return fmt.Errorf("--controller %q: %w", raw, err)
-	}
-	if netaddr.InClear(u) {
-		return fmt.Errorf("--controller %q: plain http would send the admin token in clear; use https://, "+
-			"or an SSH tunnel to the controller (ssh -L 8420:127.0.0.1:8420 HOST, then --controller http://127.0.0.1:8420)", raw)
+	for _, one := range adminclient.SplitURLs(raw) {
+		if one == "" {
+			return fmt.Errorf("--controller %q: an empty URL; separate the replicas' URLs with single commas", raw)
+		}
+		u, err := url.Parse(one)
+		if err != nil {
+			return fmt.Errorf("--controller %q: %w", one, err)
+		}
+		if netaddr.InClear(u) {
+			return fmt.Errorf("--controller %q: plain http would send the admin token in clear; use https://, "+
+				"or an SSH tunnel to the controller (ssh -L 8420:127.0.0.1:8420 HOST, then --controller http://127.0.0.1:8420)", one)
+		}
 	}
 	return nil
 }

@@ -71,6 +71,12 @@ func TestStatusAndStateExport(t *testing.T) {
 		t.Errorf("exported state does not decode: %v", err)
 	}
 
+	// With the controller's replicas: the first one down, the call goes
+	// to the next.
+	if code, out, errOut := run(t, "status", "--controller", "http://127.0.0.1:1,"+url, "--token-file", token); code != 0 || !strings.Contains(out, "Branch head:") {
+		t.Errorf("status with the first replica down: exit %d, %s%s", code, out, errOut)
+	}
+
 	wrong := writeToken(t, "nope")
 	tests := []struct {
 		name string
@@ -174,6 +180,10 @@ func TestAdminTokenNeverInClear(t *testing.T) {
 		{"status over http to localhost", []string{"status", "--controller", "http://localhost:" + port}, "401", 1},
 		{"a redirect to plain http elsewhere", []string{"status", "--controller", loopback.URL + "/?redirect=1"},
 			"redirected to http://patchd.msp.example:8420/v1/status: plain http would send the admin token in clear", 1},
+		{"replicas, one over http to a host name", []string{"status", "--controller", loopback.URL + ",http://patchd-b.msp.example:8420"},
+			`--controller "http://patchd-b.msp.example:8420": plain http would send the admin token in clear`, 0},
+		{"replicas with an empty URL between", []string{"status", "--controller", loopback.URL + ",,https://patchd-b.msp.example"},
+			"an empty URL; separate the replicas' URLs with single commas", 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

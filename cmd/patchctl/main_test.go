@@ -19,7 +19,8 @@ import (
 // TestMain makes the test binary a policy evaluator when it is started as
 // one: the commands that load a fleet run the running binary, this one in
 // tests, as their evaluator. Otherwise it runs the tests and stops the
-// PostgreSQL cluster the tests of patchd on PostgreSQL started, if any.
+// PostgreSQL cluster the tests (patchd on PostgreSQL, store migrate)
+// started, if any.
 func TestMain(m *testing.M) {
 	if loader.IsEvaluator(os.Args[1:]) {
 		os.Exit(loader.ServeEvaluator(os.Stdin, os.Stdout, os.Stderr))

@@ -49,10 +49,11 @@ client's patch baseline, exclusions, rollout rings and maintenance windows.
   patchctl report          a client's monthly compliance report
   patchctl tokens          create, list and revoke the controller's API tokens
   patchctl endpoints       endpoints with their ring and drift; list, revoke, delete
-  patchctl keys generate   make a job-signing key for patchd --signing-key`,
+  patchctl keys generate   make a job-signing key for patchd --signing-key
+  patchctl store migrate   copy a single-box store into PostgreSQL`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newInitCmd(), newVetCmd(), newSchemaCmd(), newPlanCmd(), newWhyCmd(), newStatusCmd(), newStateCmd(), newSimCmd(), newFleetCmd(), newHistoryCmd(), newReportCmd(), newBackupCmd(), newFeedsCmd(), newTokensCmd(), newEndpointsCmd(), newKeysCmd())
+	root.AddCommand(newInitCmd(), newVetCmd(), newSchemaCmd(), newPlanCmd(), newWhyCmd(), newStatusCmd(), newStateCmd(), newSimCmd(), newFleetCmd(), newHistoryCmd(), newReportCmd(), newBackupCmd(), newFeedsCmd(), newTokensCmd(), newEndpointsCmd(), newKeysCmd(), newStoreCmd())
 	return root
 }
