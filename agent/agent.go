@@ -41,6 +41,7 @@ import (
 	"fmt"
 	"log/slog"
 	mrand "math/rand/v2"
+	"net/netip"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -102,6 +103,12 @@ type Config struct {
 	// RootCAs verifies the controller's certificate; nil means the system
 	// pool.
 	RootCAs *x509.CertPool
+	// SourceAddr, when valid, is the local address connections to the
+	// controller leave from: a host with several addresses that must use
+	// one, or the fleet simulator spreading its agents over loopback
+	// addresses (one address has about 28,000 ephemeral ports towards one
+	// controller address and port).
+	SourceAddr netip.Addr
 
 	// Client and EnrollSecret are needed only for the first enrollment.
 	Client       string
@@ -184,7 +191,7 @@ func New(cfg Config) (*Agent, error) {
 	if a.run == nil {
 		a.run = execRunner
 	}
-	api, err := newClient(cfg.Controller, cfg.Insecure, cfg.RootCAs,
+	api, err := newClient(cfg.Controller, cfg.Insecure, cfg.RootCAs, cfg.SourceAddr,
 		retryPolicy{max: cfg.RetryMax, waitMin: cfg.RetryWaitMin, waitMax: cfg.RetryWaitMax}, a.log)
 	if err != nil {
 		return nil, fmt.Errorf("agent: %w", err)

@@ -10,7 +10,9 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"slices"
 	"strconv"
@@ -74,7 +76,7 @@ type retryPolicy struct {
 
 // newClient returns the client of the controller at controllers: one URL,
 // or several separated by commas (see controllerURLs).
-func newClient(controllers string, insecure bool, roots *x509.CertPool, rp retryPolicy, log *slog.Logger) (*client, error) {
+func newClient(controllers string, insecure bool, roots *x509.CertPool, source netip.Addr, rp retryPolicy, log *slog.Logger) (*client, error) {
 	bases, err := controllerURLs(controllers, insecure)
 	if err != nil {
 		return nil, err
@@ -86,6 +88,10 @@ func newClient(controllers string, insecure bool, roots *x509.CertPool, rp retry
 		return nil, fmt.Errorf("controller %s: unexpected HTTP transport %T", controllers, hc.Transport)
 	}
 	tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: roots}
+	if source.IsValid() {
+		d := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second, LocalAddr: &net.TCPAddr{IP: source.AsSlice()}}
+		tr.DialContext = d.DialContext
+	}
 	c := &client{controllers: bases, log: log}
 	rc := &retryablehttp.Client{
 		HTTPClient:   hc,

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"sync"
 	"testing"
@@ -118,7 +119,7 @@ func replicaClient(t *testing.T, h *harness, urls ...string) (*client, func() in
 	t.Helper()
 	enrolled := h.enrolled(t).api
 	cfg := h.config()
-	c, err := newClient(strings.Join(urls, ","), false, nil,
+	c, err := newClient(strings.Join(urls, ","), false, nil, netip.Addr{},
 		retryPolicy{max: cfg.RetryMax, waitMin: cfg.RetryWaitMin, waitMax: cfg.RetryWaitMax}, cfg.Logger)
 	if err != nil {
 		t.Fatal(err)
@@ -347,7 +348,7 @@ func TestRetryAfterIsTheWordOfTheReplicaLeftBehind(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c, err := newClient(tt.urls, false, nil, retryPolicy{max: 2, waitMin: lo, waitMax: hi}, newHarness(t).config().Logger)
+			c, err := newClient(tt.urls, false, nil, netip.Addr{}, retryPolicy{max: 2, waitMin: lo, waitMax: hi}, newHarness(t).config().Logger)
 			if err != nil {
 				t.Fatal(err)
 			}

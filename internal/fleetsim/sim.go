@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -226,6 +227,31 @@ func launch(ctx context.Context, wg *sync.WaitGroup, opts Options, base string, 
 	return nil
 }
 
+// agentsPerSourceAddr is how many simulated agents share one loopback
+// source address: one address has about 28,000 ephemeral ports towards
+// the controller's address and port, and every agent holds a long-poll
+// connection and opens others.
+const agentsPerSourceAddr = 20000
+
+// sourceAddr is the loopback address agent i connects from when the fleet
+// is larger than one address carries and the controller is on loopback:
+// 127.0.0.1, 127.0.0.2, ... in turn. It is the zero Addr (the system's
+// choice) otherwise.
+func sourceAddr(opts Options, i int) netip.Addr {
+	n := (opts.Endpoints + agentsPerSourceAddr - 1) / agentsPerSourceAddr
+	if n <= 1 {
+		return netip.Addr{}
+	}
+	u, err := url.Parse(opts.Controller)
+	if err != nil {
+		return netip.Addr{}
+	}
+	if ip, err := netip.ParseAddr(u.Hostname()); err != nil || !ip.Is4() || !ip.IsLoopback() {
+		return netip.Addr{}
+	}
+	return netip.AddrFrom4([4]byte{127, 0, 0, byte(1 + i%n)})
+}
+
 // newAgent builds the i-th simulated endpoint: its client and ring, an OS
 // family (seven in ten Windows, the rest Debian or macOS; canaries are
 // always Windows), a simulated backend seeded by i, and a real agent.
@@ -274,6 +300,7 @@ func newAgent(ctx context.Context, opts Options, base string, i int, col *collec
 		OS:           protocol.OS{Family: family, Version: version},
 		Labels:       labels,
 		Backend:      &observedBackend{Backend: sb, c: col, a: sa, visible: chooseVisible(ups, opts.Updates)},
+		SourceAddr:   sourceAddr(opts, i),
 		// Agents on a LAN next to their controller: retry sooner than
 		// the defaults meant for endpoints across the internet.
 		RetryWaitMin: 250 * time.Millisecond,

@@ -59,3 +59,23 @@ func TestSimulatedFleetConverges(t *testing.T) {
 		t.Errorf("progress never said converged:\n%s", progress.String())
 	}
 }
+
+func TestSourceAddr(t *testing.T) {
+	for _, tt := range []struct {
+		controller string
+		endpoints  int
+		i          int
+		want       string
+	}{
+		{"http://127.0.0.1:8420", 10000, 7, "invalid IP"},
+		{"http://127.0.0.1:8420", 50000, 0, "127.0.0.1"},
+		{"http://127.0.0.1:8420", 50000, 1, "127.0.0.2"},
+		{"http://127.0.0.1:8420", 50000, 5, "127.0.0.3"},
+		{"https://patchd.msp.example:8420", 50000, 1, "invalid IP"},
+		{"http://[::1]:8420", 50000, 1, "invalid IP"},
+	} {
+		if got := sourceAddr(Options{Controller: tt.controller, Endpoints: tt.endpoints}, tt.i).String(); got != tt.want {
+			t.Errorf("sourceAddr(%s, %d endpoints, agent %d) = %s, want %s", tt.controller, tt.endpoints, tt.i, got, tt.want)
+		}
+	}
+}
