@@ -13,6 +13,8 @@ import (
 // store counts its own way (sqlite.WriteStats, postgres.WriteStats), and
 // these are what both count.
 type writeStats struct {
+	// Engine is "sqlite" or "postgres", the metrics' engine label.
+	Engine string
 	// Transactions is how many write transactions ran, Writes how many
 	// writes they carried (SQLite groups writes; PostgreSQL runs a write
 	// again after a deadlock, in a transaction of its own).
@@ -25,7 +27,7 @@ type writeStats struct {
 func sqliteStats(db *sqlite.DB) func() writeStats {
 	return func() writeStats {
 		s := db.WriteStats()
-		return writeStats{Transactions: s.Transactions, Writes: s.Writes, Busy: s.Busy}
+		return writeStats{Engine: "sqlite", Transactions: s.Transactions, Writes: s.Writes, Busy: s.Busy}
 	}
 }
 
@@ -33,7 +35,7 @@ func sqliteStats(db *sqlite.DB) func() writeStats {
 func postgresStats(db *postgres.DB) func() writeStats {
 	return func() writeStats {
 		s := db.WriteStats()
-		return writeStats{Transactions: s.Transactions, Writes: s.Writes, Busy: s.Busy}
+		return writeStats{Engine: "postgres", Transactions: s.Transactions, Writes: s.Writes, Busy: s.Busy}
 	}
 }
 
@@ -47,20 +49,26 @@ func postgresStats(db *postgres.DB) func() writeStats {
 // With SQLite the rate of the last is the share of time the store's
 // single writer is busy: near 1, writes queue and every report, result
 // and job waits. PostgreSQL runs writes side by side, so there it may
-// pass 1; its rate over the writes' rate is a write's mean time.
+// pass 1; its rate over the writes' rate is a write's mean time. Each
+// carries the label engine (sqlite or postgres), so an alert on the
+// single writer's utilisation can leave PostgreSQL out.
 func registerStoreMetrics(reg prometheus.Registerer, stats func() writeStats) {
+	engine := prometheus.Labels{"engine": stats().Engine}
 	reg.MustRegister(
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Name: "patchline_store_write_transactions_total",
-			Help: "Write transactions the store committed or rolled back; with SQLite the writes that queue while one commits share the next, with PostgreSQL a write met by a deadlock runs again in another.",
+			Name:        "patchline_store_write_transactions_total",
+			ConstLabels: engine,
+			Help:        "Write transactions the store committed or rolled back; with SQLite the writes that queue while one commits share the next, with PostgreSQL a write met by a deadlock runs again in another.",
 		}, func() float64 { return float64(stats().Transactions) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Name: "patchline_store_writes_total",
-			Help: "Writes (an enrollment, a report, a result, a plan's jobs...) the store's write transactions carried.",
+			Name:        "patchline_store_writes_total",
+			ConstLabels: engine,
+			Help:        "Writes (an enrollment, a report, a result, a plan's jobs...) the store's write transactions carried.",
 		}, func() float64 { return float64(stats().Writes) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Name: "patchline_store_writer_busy_seconds_total",
-			Help: "Time the store's writes took, summed; with SQLite (one writer) its rate is the writer's utilisation.",
+			Name:        "patchline_store_writer_busy_seconds_total",
+			ConstLabels: engine,
+			Help:        "Time the store's writes took, summed; with SQLite (one writer) its rate is the writer's utilisation.",
 		}, func() float64 { return stats().Busy.Seconds() }),
 	)
 }
