@@ -131,6 +131,7 @@ func (ev *evaluation) decode(raw *rawFleet) *schema.Client {
 		Timezone: raw.Client.Timezone,
 		Dir:      ev.c.dir,
 		Mode:     schema.Mode(raw.Mode),
+		ModePos:  ev.writtenPos("mode"),
 		Windows:  make(map[string]schema.Window, len(raw.Windows)),
 		SLA:      make(map[string]time.Duration, len(raw.SLA)),
 	}
