@@ -125,7 +125,7 @@ func TestWhyResumedInReportMode(t *testing.T) {
 		Desire:  &plan.Citation{Kind: "require", Name: "KB5034441", Rule: "clients/acme/policy.cue:20", Detail: "required by the baseline: KB5034441"},
 		Desired: true,
 		Resume: &plan.Citation{Kind: "resume", Name: "KB5034441", Rule: "clients/acme/policy.cue:31", At: &after,
-			Detail: "failures before 2026-11-23 06:00 CST are forgiven; lifts the halt the failures would put this ring under"},
+			Detail: "failures before 2026-11-23 06:00 CST are forgiven; without it, failures would halt the rollout in this ring"},
 		Mode:   &plan.Citation{Kind: "mode", Name: "report", Rule: "clients/acme/policy.cue:4", Detail: "every decision is made, no job is sent"},
 		Window: &plan.WindowState{Name: "weeknights", Rule: "fleet.cue:23", Open: true, Closes: &closes},
 		Decision: plan.PairDecision{Endpoint: "acme-ws-002", Client: "acme", Ring: "pilot", Update: "KB5034441", Source: "windows-update",

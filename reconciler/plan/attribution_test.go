@@ -177,7 +177,7 @@ func TestExplainCitesResumeAndMode(t *testing.T) {
 			resume:   schema.Resume{Update: "KB1", After: now.Add(-hours(2))},
 			endpoint: "c5",
 			want: &plan.Citation{Kind: "resume", Name: "KB1", Rule: rule(70),
-				Detail: "failures before 2026-11-12 10:00 UTC are forgiven; lifts the halt the failures would put this ring under"},
+				Detail: "failures before 2026-11-12 10:00 UTC are forgiven; without it, failures would halt the rollout in this ring"},
 		},
 		{
 			name:     "an entry too old to forgive the failures",
@@ -192,7 +192,7 @@ func TestExplainCitesResumeAndMode(t *testing.T) {
 			report:   true,
 			endpoint: "c3",
 			want: &plan.Citation{Kind: "resume", Name: "KB1", Rule: rule(70),
-				Detail: "failures before 2026-11-12 10:00 UTC are forgiven; lifts the halt the failures would put this ring under"},
+				Detail: "failures before 2026-11-12 10:00 UTC are forgiven; without it, failures would halt the rollout in this ring"},
 			mode: true,
 		},
 	}

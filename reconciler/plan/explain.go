@@ -134,9 +134,9 @@ func (p *planner) resumeCitation(cp *clientPlan, up *updatePlan, u *protocol.Upd
 		rp := &up.rings[info.ring]
 		switch r := p.resumedBy(cp, up, rp, ring, u, info.ring, lastSeen, f); {
 		case r >= 0 && rp.resumed == r:
-			k, detail = r, "lifts the halt the failures would put this ring under"
+			k, detail = r, "without it, failures would halt the rollout in this ring"
 		case r >= 0:
-			k, detail = r, "forgives this endpoint's failed attempts, which would hold it back"
+			k, detail = r, "without it, this endpoint's failed attempts would hold the update back"
 		}
 	}
 	r := &cp.c.Resume[k]
