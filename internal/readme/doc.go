@@ -7,8 +7,10 @@
 //     (examples/fleet): it must load without an error or a warning.
 //   - sh, bash: commands. Every patchctl, patchd and patch-agent command
 //     in them must name a real command with real flags, each flag that
-//     takes a value given one (checked against each tool's own help). A
-//     line of "..." stands for flags left out. Commands that need nothing
+//     takes a value given one (checked against each tool's own help),
+//     and patchd's --data-dir and patch-agent's --state-dir the ones the
+//     systemd units in examples/systemd use. A word "..." stands for
+//     flags left out. Commands that need nothing
 //     outside the test (patch-agent inventory --backend sim) run for
 //     real.
 //   - console: commands after "$ ", each followed by what it prints.

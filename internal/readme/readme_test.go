@@ -83,6 +83,9 @@ type checker struct {
 	help map[string]helpResult
 }
 
+// dirFlags are the flags naming the directory a tool keeps its state in.
+var dirFlags = map[string]string{"patchd": "--data-dir", "patch-agent": "--state-dir"}
+
 type helpResult struct {
 	u   *usage
 	err error
@@ -253,6 +256,14 @@ func (c *checker) checkCommand(b block, cmd command) []string {
 	}
 	if problems := checkFlags(tool, u, rest); len(problems) > 0 {
 		return problems
+	}
+	// One directory everywhere: the one the systemd unit uses.
+	for i, w := range rest {
+		if f := dirFlags[tool]; f != "" && w == f && i+1 < len(rest) {
+			if want := unitDir(c.t, tool, f); rest[i+1] != want {
+				return []string{fmt.Sprintf("%s %s, but examples/systemd/%s.service has %s: use one directory everywhere", f, rest[i+1], tool, want)}
+			}
+		}
 	}
 	switch {
 	case b.lang == "console":
@@ -459,6 +470,7 @@ func TestCheckCatchesBrokenExamples(t *testing.T) {
 		{"a long flag with one dash", block("sh", "patchctl plan -repo ."), "a long flag takes two dashes"},
 		{"an unknown patchd flag", block("sh", "patchd --repo-url https://git.example/fleet.git"), "unknown flag --repo-url for patchd"},
 		{"a patchd flag without its value", block("sh", "patchd --repo https://git.example/fleet.git --data-dir"), "flag --data-dir needs a value"},
+		{"another data directory than the systemd unit's", block("sh", "patchd --data-dir /var/lib/patchline --restore backup.db"), "but examples/systemd/patchd.service has /var/lib/patchd"},
 		{"an argument after patchd's flags", block("sh", "patchd --data-dir /var/lib/patchd restore"), `"restore": patchd takes no argument`},
 		{"an unknown patch-agent subcommand", block("sh", "patch-agent inventroy --backend sim"), "patch-agent inventroy is not a command"},
 		{"a command that runs and fails", block("sh", "patch-agent inventory --backend sim --format yaml"), "exit status"},
@@ -492,4 +504,35 @@ func TestCheckCatchesBrokenExamples(t *testing.T) {
 			}
 		})
 	}
+}
+
+// unitDir is the value of flag on the command line of tool's systemd
+// unit in examples/systemd.
+func unitDir(t testing.TB, tool, flag string) string {
+	t.Helper()
+	b, err := os.ReadFile("../../examples/systemd/" + tool + ".service")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var line string
+	for _, l := range strings.Split(string(b), "\n") {
+		switch {
+		case strings.HasPrefix(l, "ExecStart="):
+			line = strings.TrimPrefix(l, "ExecStart=")
+		case line != "" && strings.HasSuffix(line, `\`):
+			line = strings.TrimSuffix(line, `\`) + " " + l
+		}
+	}
+	cmds, err := splitShell(line)
+	if err != nil || len(cmds) != 1 {
+		t.Fatalf("examples/systemd/%s.service: ExecStart %q: %v", tool, line, err)
+	}
+	words := cmds[0]
+	for i, w := range words {
+		if w == flag && i+1 < len(words) {
+			return words[i+1]
+		}
+	}
+	t.Fatalf("examples/systemd/%s.service gives no %s", tool, flag)
+	return ""
 }
