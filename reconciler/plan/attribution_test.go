@@ -164,14 +164,29 @@ func TestExplainCitesResumeAndMode(t *testing.T) {
 		ep("c3", "canary", crit(failedAt(now.Add(-hours(40))))), ep("c4", "canary", crit(failedAt(now.Add(-hours(30))))),
 		ep("c5", "canary", crit()),
 	)
+	// One canary of ten failed three times: failed for good, halting
+	// nothing.
+	alone := []*protocol.Endpoint{ep("c0", "canary", crit(failedAt(now.Add(-hours(50)), now.Add(-hours(40)), now.Add(-hours(30)))))}
+	for _, id := range []string{"c1", "c2", "c3", "c4", "c5", "c6", "c7", "c8", "c9"} {
+		alone = append(alone, ep(id, "canary", crit()))
+	}
 	tests := []struct {
 		name     string
 		resume   schema.Resume
 		report   bool
+		eps      []*protocol.Endpoint
 		endpoint string
 		want     *plan.Citation
 		mode     bool
 	}{
+		{
+			name:     "the entry that forgives the endpoint's own failures",
+			resume:   schema.Resume{Update: "KB1", After: now.Add(-hours(2))},
+			eps:      alone,
+			endpoint: "c0",
+			want: &plan.Citation{Kind: "resume", Name: "KB1", Rule: rule(70),
+				Detail: "failures before 2026-11-12 10:00 UTC are forgiven; without it, this endpoint's failed attempts would hold the update back"},
+		},
 		{
 			name:     "the entry that lifts the ring's halt",
 			resume:   schema.Resume{Update: "KB1", After: now.Add(-hours(2))},
@@ -204,7 +219,11 @@ func TestExplainCitesResumeAndMode(t *testing.T) {
 			if tt.report {
 				acme(f).Mode, acme(f).ModePos = schema.ModeReport, pos(3)
 			}
-			x, err := plan.Explain(f, snap, now, tt.endpoint, "KB1")
+			s := snap
+			if tt.eps != nil {
+				s = snapshot(tt.eps...)
+			}
+			x, err := plan.Explain(f, s, now, tt.endpoint, "KB1")
 			if err != nil {
 				t.Fatal(err)
 			}
