@@ -7,6 +7,8 @@ STATICCHECK_VERSION := v0.8.2
 # test runs it (and fails without it under CI=true).
 ACTIONLINT  := $(GOBIN)/actionlint
 ACTIONLINT_VERSION := v1.7.12
+# yamllint (the Debian package, installed by .ci/systools.sh) checks all of
+# the template's CI files with its default configuration.
 FUZZTIME    ?= 5s
 DEMO_DIR    ?= $(CURDIR)/.demo
 

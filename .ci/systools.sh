@@ -20,6 +20,8 @@ have dpkg-parsechangelog || need+=(dpkg-dev)
 have prometheus && have promtool || need+=(prometheus)
 # actionlint checks the fleet template's workflow scripts with shellcheck.
 have shellcheck || need+=(shellcheck)
+# yamllint checks the fleet template's workflow and GitLab CI files.
+have yamllint || need+=(yamllint)
 # The PostgreSQL store's tests start throwaway clusters (initdb, postgres).
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || have initdb || need+=(postgresql)
 # The upstream cue command, at the version of cuelang.org/go in go.mod: a

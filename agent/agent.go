@@ -192,7 +192,7 @@ func New(cfg Config) (*Agent, error) {
 		a.run = execRunner
 	}
 	api, err := newClient(cfg.Controller, cfg.Insecure, cfg.RootCAs, cfg.SourceAddr,
-		retryPolicy{max: cfg.RetryMax, waitMin: cfg.RetryWaitMin, waitMax: cfg.RetryWaitMax}, a.log)
+		retryPolicy{max: cfg.RetryMax, waitMin: cfg.RetryWaitMin, waitMax: cfg.RetryWaitMax}, slog.New(transportLog{a.log.Handler()}))
 	if err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
 	}
@@ -232,6 +232,13 @@ func New(cfg Config) (*Agent, error) {
 // cancellation and an error only for what retrying cannot fix (a refused
 // enrollment, a state directory it cannot write).
 func (a *Agent) Run(ctx context.Context) error {
+	defer func() {
+		if ctx.Err() != nil {
+			// SIGTERM, or the service manager stopping the agent: the
+			// expected end of a run, not a failure.
+			a.log.Info("agent stopped: shutdown requested")
+		}
+	}()
 	if err := a.enrollRetrying(ctx); err != nil {
 		if ctx.Err() != nil {
 			return nil
@@ -496,8 +503,11 @@ func (a *Agent) report(ctx context.Context) bool {
 	ups, err := Inventory(ctx, a.cfg.Backend)
 	if err != nil {
 		// Sending an empty inventory would tell the controller nothing is
-		// installed; skip this report instead.
-		a.log.Error("inventory failed; report skipped", "err", err)
+		// installed; skip this report instead. A stop cuts the package
+		// manager short: that is no failure of the endpoint.
+		if ctx.Err() == nil {
+			a.log.Error("inventory failed; report skipped", "err", err)
+		}
 		return false
 	}
 	pending, err := a.cfg.Backend.RebootPending(ctx)
@@ -780,3 +790,45 @@ func execRunner(ctx context.Context, argv []string) error {
 	}
 	return nil
 }
+
+// transportLog is the handler of the HTTP client's log. The retrying
+// library logs every failed attempt at ERROR, but an attempt refused
+// while the controller restarts is expected and retried (the agent logs a
+// call that runs out of retries at WARN), and one cut short by the
+// agent's own stop is no failure at all. So a failed attempt is INFO, and
+// one ended by the cancelled context DEBUG.
+type transportLog struct{ h slog.Handler }
+
+func (t transportLog) Enabled(ctx context.Context, l slog.Level) bool {
+	if l >= slog.LevelError {
+		return t.h.Enabled(ctx, slog.LevelDebug) || t.h.Enabled(ctx, slog.LevelInfo)
+	}
+	return t.h.Enabled(ctx, l)
+}
+
+func (t transportLog) Handle(ctx context.Context, r slog.Record) error {
+	if r.Level < slog.LevelError {
+		return t.h.Handle(ctx, r)
+	}
+	r.Level = slog.LevelInfo
+	r.Attrs(func(a slog.Attr) bool {
+		err, ok := a.Value.Any().(error)
+		// Only a cancelled context: an attempt that timed out (a
+		// controller that hangs) stays INFO.
+		if ok && errors.Is(err, context.Canceled) {
+			r.Level = slog.LevelDebug
+			return false
+		}
+		return true
+	})
+	if !t.h.Enabled(ctx, r.Level) {
+		return nil
+	}
+	return t.h.Handle(ctx, r)
+}
+
+func (t transportLog) WithAttrs(as []slog.Attr) slog.Handler {
+	return transportLog{t.h.WithAttrs(as)}
+}
+
+func (t transportLog) WithGroup(name string) slog.Handler { return transportLog{t.h.WithGroup(name)} }

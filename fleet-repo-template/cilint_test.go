@@ -306,8 +306,8 @@ func checkWorkflow(file string, src []byte) []string {
 			case !ok:
 				p.add(uses, "%s: %s names no version", stepWhere, uses.Value)
 			case shaRef.MatchString(ref):
-				if c := strings.TrimSpace(strings.TrimPrefix(uses.LineComment, "#")); !versionRef.MatchString(c) {
-					p.add(uses, "%s: %s is pinned to a commit without a version comment (# vX.Y.Z)", stepWhere, action)
+				if !hasVersionComment(step, uses, action) {
+					p.add(uses, "%s: %s is pinned to a commit without a version comment (# vX.Y.Z after it, or # %s vX.Y.Z on the line before)", stepWhere, action, action)
 				}
 			case !versionRef.MatchString(ref):
 				p.add(uses, "%s: %s@%s follows a branch; pin a commit (with a # vX.Y.Z comment) or at least a major version", stepWhere, action, ref)
@@ -318,6 +318,32 @@ func checkWorkflow(file string, src []byte) []string {
 		}
 	}
 	return p.list
+}
+
+// hasVersionComment reports whether the step that uses action pinned to
+// a commit says which version that commit is: "# vX.Y.Z" after the
+// reference, or, where that line would pass yamllint's 80 columns,
+// "# ACTION vX.Y.Z" on the line before the uses: key (or before the step
+// it starts).
+func hasVersionComment(step, uses *yaml.Node, action string) bool {
+	if versionRef.MatchString(strings.TrimSpace(strings.TrimPrefix(uses.LineComment, "#"))) {
+		return true
+	}
+	keys, _ := pairs(step)
+	heads := []string{step.HeadComment}
+	for _, k := range keys {
+		if k.Value == "uses" {
+			heads = append(heads, k.HeadComment)
+		}
+	}
+	for _, h := range heads {
+		lines := strings.Split(strings.TrimSpace(h), "\n")
+		f := strings.Fields(strings.TrimPrefix(lines[len(lines)-1], "#"))
+		if len(f) == 2 && f[0] == action && versionRef.MatchString(f[1]) {
+			return true
+		}
+	}
+	return false
 }
 
 // GitLab's top-level keys that are not jobs.

@@ -6,8 +6,8 @@
 // job on the default branch holds a read token (limited to the
 // repository's clients) and exports the fleet state; pull requests plan
 // against that export with no Patchline secret. This package's tests hold
-// the CI files to that, lint the GitHub workflows with actionlint, and run
-// their scripts against a fake gh.
+// the CI files to that, lint the GitHub workflows with actionlint and
+// every CI file with yamllint, and run their scripts against a fake gh.
 package fleettemplate
 
 import (

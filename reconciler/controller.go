@@ -371,6 +371,7 @@ func (e events) ResultRecorded(ctx context.Context, client, endpoint, job, ring 
 	for _, r := range results {
 		e.c.metrics.JobResult(client, ring, r.Result)
 	}
+	logJobResults(ctx, e.c.log, client, endpoint, job, ring, results)
 	e.c.queue.Add(client)
 }
 

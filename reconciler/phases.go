@@ -208,7 +208,7 @@ func (r *revisions) recordPhase(ctx context.Context, c *commit) error {
 		}
 		r.mu.Unlock()
 		r.metrics.Refused(id, "invalid", c.now)
-		r.log.Error("policy revision refused for one client; it keeps its last good revision", "revision", hash, "client", id, "problems", problems)
+		logRefused(r.log, "policy revision refused for one client; it keeps its last good revision", hash, id, "invalid", problems)
 		c.touched[id] = true
 	}
 	r.log.Info("policy revision applied", "revision", hash, "clients", len(c.fleet.Clients), "clients_replanned", len(c.touched), "clients_refused", len(c.clientProblems))

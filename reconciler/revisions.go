@@ -340,7 +340,7 @@ func (r *revisions) refuse(ctx context.Context, head plumbing.Hash, ref *refusal
 		return nil
 	}
 	r.metrics.Refused(ref.client, ref.reason, now)
-	r.log.Error("policy revision refused; keeping the last good revision", "revision", rev.Hash, "client", ref.client, "reason", ref.reason, "problems", ref.problems)
+	logRefused(r.log, "policy revision refused; keeping the last good revision", rev.Hash, ref.client, ref.reason, ref.problems)
 	return nil
 }
 

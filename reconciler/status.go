@@ -101,7 +101,8 @@ func (r *replanner) summarise(client string, pol appliedClient, known bool, endp
 // fails the re-plan, which the queue tries again: a halt is never missed.
 func (r *replanner) recordHalts(client, revision string, halted []protocol.Halt, now time.Time) error {
 	r.mu.Lock()
-	same := sameHalts(r.halts[client], halted)
+	before := r.halts[client]
+	same := sameHalts(before, halted)
 	r.mu.Unlock()
 	if same {
 		return nil
@@ -120,7 +121,8 @@ func (r *replanner) recordHalts(client, revision string, halted []protocol.Halt,
 	r.mu.Unlock()
 	r.commitStatus.Halts(revision, client, halted)
 	if n > 0 {
-		r.log.Info("halted rollouts changed", "client", client, "revision", revision, "halted", len(halted), "audit_entries", n)
+		// Only the replica whose write audited the change logs it.
+		logHaltChanges(r.log, client, revision, before, halted)
 	}
 	return nil
 }

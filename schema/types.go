@@ -114,7 +114,11 @@ type Client struct {
 	// the root files); equal digests mean equal policy.
 	Digest string `json:"digest"`
 
-	Mode       Mode              `json:"mode"`
+	Mode Mode `json:"mode"`
+	// ModePos is where the mode is set (the client's mode, or
+	// defaults.mode in the root files); the zero Pos when no file sets it
+	// and the default applies.
+	ModePos    Pos               `json:"modePos,omitzero"`
 	Freezes    []Freeze          `json:"freezes"`
 	Windows    map[string]Window `json:"windows"`
 	Rings      []Ring            `json:"rings"`

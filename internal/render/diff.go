@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/patchline/patchline/reconciler/plan"
+	"github.com/patchline/patchline/schema"
 )
 
 // Change is what a revision does compared with a base revision, both
@@ -28,6 +29,22 @@ type Change struct {
 	Decisions []DecisionChange `json:"decisions"`
 	// Groups count the changes per client and ring.
 	Groups []GroupChange `json:"groups"`
+	// ModeChanges are the clients whose mode the change switches, by
+	// client.
+	ModeChanges []ModeChange `json:"modeChanges"`
+}
+
+// ModeChange is a client switched between enforce and report: the same
+// decisions, but jobs sent or not.
+type ModeChange struct {
+	Client string      `json:"client"`
+	From   schema.Mode `json:"from"`
+	To     schema.Mode `json:"to"`
+	// Rule is the head's path:line that sets the mode, when a file does.
+	Rule string `json:"rule,omitempty"`
+	// Jobs counts the client's jobs the switch starts sending (the head's,
+	// to enforce) or stops sending (the base's, to report).
+	Jobs int `json:"jobs"`
 }
 
 // DecisionChange is one pair whose decision the change moves.
@@ -55,7 +72,8 @@ type GroupChange struct {
 // Diff compares two plans made with Options.Decisions.
 func Diff(base, head *plan.Result) *Change {
 	c := &Change{Base: base.Revision, Head: head.Revision, Now: head.Now, BaseSummary: base.Summary, HeadSummary: head.Summary,
-		JobsAdded: []plan.Job{}, JobsRemoved: []plan.Job{}, Decisions: []DecisionChange{}, Groups: []GroupChange{}}
+		JobsAdded: []plan.Job{}, JobsRemoved: []plan.Job{}, Decisions: []DecisionChange{}, Groups: []GroupChange{},
+		ModeChanges: modeChanges(base, head)}
 	baseJobs := make(map[string]plan.Job, len(base.Jobs))
 	for _, j := range base.Jobs {
 		baseJobs[j.Endpoint] = j
@@ -120,6 +138,62 @@ func Diff(base, head *plan.Result) *Change {
 	return c
 }
 
+// modeChanges lists the clients planned in both revisions whose mode
+// differs, with the jobs that start or stop going out.
+func modeChanges(base, head *plan.Result) []ModeChange {
+	out := []ModeChange{}
+	was := make(map[string]schema.Mode, len(base.Modes))
+	for _, m := range base.Modes {
+		was[m.Client] = m.Mode
+	}
+	for _, m := range head.Modes {
+		from, ok := was[m.Client]
+		if !ok || from == m.Mode {
+			continue
+		}
+		jobs := head.Jobs
+		if m.Mode == schema.ModeReport {
+			jobs = base.Jobs
+		}
+		n := 0
+		for _, j := range jobs {
+			if j.Client == m.Client {
+				n++
+			}
+		}
+		out = append(out, ModeChange{Client: m.Client, From: from, To: m.Mode, Rule: m.Rule, Jobs: n})
+	}
+	return out
+}
+
+// modeText says what a mode change does, for people.
+func modeText(esc func(string) string, m ModeChange) string {
+	var effect string
+	switch {
+	case m.To == schema.ModeReport && m.Jobs == 0:
+		effect = "no job was due"
+	case m.To == schema.ModeReport:
+		effect = fmt.Sprintf("%s would no longer be sent", plural(m.Jobs, "job"))
+	case m.Jobs == 0:
+		effect = "no job is due now"
+	default:
+		effect = fmt.Sprintf("%s would now be sent", plural(m.Jobs, "job"))
+	}
+	s := fmt.Sprintf("%s: mode %s → %s: %s", esc(m.Client), esc(string(m.From)), esc(string(m.To)), effect)
+	if m.Rule != "" {
+		s += " (" + esc(m.Rule) + ")"
+	}
+	return s
+}
+
+// plural is "1 job", "3 jobs".
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
+}
+
 // sameJob reports whether two plans send the endpoint the same work; the
 // revision and idempotency key differ between revisions by design.
 func sameJob(a, b plan.Job) bool {
@@ -157,6 +231,9 @@ func changeText(w io.Writer, c *Change) error {
 	if delta := summaryDelta(c); len(delta) > 0 {
 		p.f("  %s\n", strings.Join(delta, ", "))
 	}
+	for _, m := range c.ModeChanges {
+		p.f("  %s\n", modeText(txt, m))
+	}
 	if len(c.Groups) > 0 {
 		p.f("\nPer client and ring:\n  %-12s %-10s %6s %8s %9s\n", "client", "ring", "+jobs", "-jobs", "changed")
 		for _, g := range c.Groups {
@@ -191,7 +268,7 @@ func ruleAndReason(d DecisionChange) string {
 func changeMarkdown(w io.Writer, c *Change) error {
 	p := &printer{w: w}
 	p.f("### Patchline plan: `%s` → `%s`\n\n", shortRev(c.Base), shortRev(c.Head))
-	if len(c.JobsAdded)+len(c.JobsRemoved)+len(c.Decisions) == 0 {
+	if len(c.JobsAdded)+len(c.JobsRemoved)+len(c.Decisions)+len(c.ModeChanges) == 0 {
 		p.f("Planned at %s against the same fleet state: **this change does not change any decision or job.**\n", stamp(c.Now))
 		return p.err
 	}
@@ -199,6 +276,9 @@ func changeMarkdown(w io.Writer, c *Change) error {
 		stamp(c.Now), len(c.JobsAdded), len(c.JobsRemoved), len(c.Decisions))
 	if delta := summaryDelta(c); len(delta) > 0 {
 		p.f("Decision totals: %s.\n\n", strings.Join(delta, ", "))
+	}
+	for _, m := range c.ModeChanges {
+		p.f("Mode change: %s.\n\n", modeText(md, m))
 	}
 	p.f("| client | ring | jobs added | jobs removed | decisions changed |\n|---|---|---:|---:|---:|\n")
 	for _, g := range c.Groups {

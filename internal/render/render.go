@@ -19,6 +19,7 @@ import (
 	"github.com/patchline/patchline/internal/textsafe"
 	"github.com/patchline/patchline/protocol"
 	"github.com/patchline/patchline/reconciler/plan"
+	"github.com/patchline/patchline/schema"
 )
 
 // txt and md escape outside text for a terminal and for Markdown.
@@ -156,6 +157,9 @@ func planText(w io.Writer, res *plan.Result) error {
 	for _, d := range plan.AllDecisions {
 		p.f("  %-15s %6d\n", d, res.Summary[d])
 	}
+	if rm := reportModes(txt, res); rm != "" {
+		p.f("\nIn report mode (decided, but no job is sent): %s\n", rm)
+	}
 	p.f("\nJobs: %d\n", len(res.Jobs))
 	for _, j := range res.Jobs {
 		p.f("  %-24s %-10s %-8s until %s  reboot %-11s %s\n", txt(j.Endpoint), txt(j.Client), txt(j.Ring), stamp(j.NotAfter), j.Reboot, list(txt, j.Updates))
@@ -184,6 +188,9 @@ func planMarkdown(w io.Writer, res *plan.Result) error {
 	p := &printer{w: w}
 	p.f("### Patchline plan for `%s`\n\n", shortRev(res.Revision))
 	p.f("Planned at %s. **%d job(s)** would be sent now.\n\n", stamp(res.Now), len(res.Jobs))
+	if rm := reportModes(md, res); rm != "" {
+		p.f("In report mode (decided, but no job is sent): %s.\n\n", rm)
+	}
 	p.f("| decision | pairs |\n|---|---:|\n")
 	for _, d := range usedDecisions(res.Summary) {
 		p.f("| %s | %d |\n", d, res.Summary[d])
@@ -213,6 +220,23 @@ func planMarkdown(w io.Writer, res *plan.Result) error {
 		p.table("| endpoint | client | ring | updates | not after | reboot |\n|---|---|---|---|---|---|", rows, "jobs")
 	}
 	return p.err
+}
+
+// reportModes lists the planned clients in report mode, each with the
+// rule that sets it, escaped with esc; "" when there are none.
+func reportModes(esc func(string) string, res *plan.Result) string {
+	var out []string
+	for _, m := range res.Modes {
+		if m.Mode != schema.ModeReport {
+			continue
+		}
+		s := esc(m.Client)
+		if m.Rule != "" {
+			s += " (" + esc(m.Rule) + ")"
+		}
+		out = append(out, s)
+	}
+	return strings.Join(out, ", ")
 }
 
 // printer writes formatted text and keeps the first error.

@@ -75,6 +75,12 @@ func Why(w io.Writer, x *plan.Explanation, blame Blame) error {
 		}
 		p.f("  freeze      %s%s%s\n", txt(x.Freeze.Detail), until, cite(x.Freeze.Rule))
 	}
+	if x.Resume != nil {
+		p.f("  resume      %s: %s%s\n", txt(x.Resume.Name), txt(x.Resume.Detail), cite(x.Resume.Rule))
+	}
+	if x.Mode != nil {
+		p.f("  mode        %s: %s%s\n", txt(x.Mode.Name), txt(x.Mode.Detail), cite(x.Mode.Rule))
+	}
 	for i, r := range x.Rollouts {
 		label := "  rollout    "
 		if i > 0 {

@@ -19,6 +19,9 @@ type clientPlan struct {
 	// client's entries, by index, built once rather than per pair.
 	exclusions []note
 	freezes    []note
+	// report, for a client in report mode, is what its decisions that
+	// would go into a job say: no job is sent, by the mode's rule.
+	report *note
 	// index maps an update id to its plan in ups.
 	index map[string]int32
 	ups   []updatePlan
@@ -73,6 +76,12 @@ func (p *planner) newClientPlan(id string, c *schema.Client) (*clientPlan, error
 		}
 		rp.capped = note{rule: rp.rule, reason: fmt.Sprintf("ring %s at maxConcurrent %d", r.Name, r.MaxConcurrent)}
 		cp.rings = append(cp.rings, rp)
+	}
+	if c.Mode == schema.ModeReport {
+		cp.report = &note{reason: `mode "report": decided, but no job is sent`}
+		if c.ModePos.File != "" {
+			cp.report.rule = c.ModePos.Rule()
+		}
 	}
 	for k := range c.Exclusions {
 		x := &c.Exclusions[k]
@@ -130,8 +139,13 @@ func (p *planner) survey(cp *clientPlan, i int) error {
 				at = *u.InstalledAt
 			}
 			rp.installs = append(rp.installs, at)
-		case cp.failure(up, u, info.ring, ep.LastSeen).latest != nil:
-			rp.failed++
+		case len(u.Attempts) > 0:
+			if cp.failure(up, u, info.ring, ep.LastSeen).latest != nil {
+				rp.failed++
+				rp.unforgiven++
+			} else if len(up.resumes) > 0 && cp.failureUnder(nil, u, info.ring, ep.LastSeen).latest != nil {
+				rp.unforgiven++
+			}
 		}
 	}
 	if info.inFlight && info.ring >= 0 {

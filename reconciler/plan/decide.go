@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/patchline/patchline/protocol"
 	"github.com/patchline/patchline/reconciler/version"
@@ -61,8 +62,13 @@ func (p *planner) decideEndpoint(i int, buf []pair) ([]pair, error) {
 			ring.granted++
 		}
 	}
+	report := cp != nil && cp.report != nil && p.detail
 	for k := range buf {
 		pr := &buf[k]
+		if report && pr.v.d == Missing {
+			// The mode is what decides that nothing is sent.
+			pr.v.note = note{rule: cmpOr(cp.report.rule, pr.v.rule), at: pr.v.at, reason: cp.report.reason + "; " + pr.v.reason}
+		}
 		p.counts[slot(pr.v.d)]++
 		if p.watch != nil {
 			p.watch(ep, pr.u, &pr.v)
@@ -180,7 +186,46 @@ func (p *planner) decide(cp *clientPlan, ep *protocol.Endpoint, info *endpointIn
 	if f.interrupted != nil && p.detail {
 		return verdict{Missing, cp.interruptedNote(ds.note, f.interrupted, Missing, ep.LastSeen)}
 	}
+	if p.detail && len(up.resumes) > 0 {
+		if k := p.resumedBy(cp, up, rp, ring, u, info.ring, ep.LastSeen, f); k >= 0 {
+			return verdict{Missing, cp.resumeNote(k, ds.note)}
+		}
+	}
 	return verdict{Missing, ds.note}
+}
+
+// resumedBy returns the resume entry without which a pair decided missing
+// would be halted or failed, or -1: the entry that lifts the halt of its
+// ring (rp), else the one that forgives its own latest failure when,
+// unforgiven, that failure would still hold the pair back. f is the
+// pair's failure under the resume entries.
+func (p *planner) resumedBy(cp *clientPlan, up *updatePlan, rp *ringProgress, ring *ringPlan, u *protocol.Update, k int, lastSeen time.Time, f failure) int {
+	if rp.resumed >= 0 {
+		return rp.resumed
+	}
+	if f.latest != nil || len(u.Attempts) == 0 {
+		return -1
+	}
+	raw := cp.failureUnder(nil, u, k, lastSeen)
+	if raw.latest == nil {
+		return -1
+	}
+	if _, held := p.failed(ring, raw); !held {
+		return -1
+	}
+	return cp.forgiving(up.resumes, raw.latest, k)
+}
+
+// resumeNote is the note of a pair that runs because resume entry k
+// forgave failures: the entry's rule, and why the pair was desired.
+func (cp *clientPlan) resumeNote(k int, desire note) note {
+	r := &cp.c.Resume[k]
+	where := ""
+	if r.Ring != "" {
+		where = " in ring " + r.Ring
+	}
+	return note{rule: r.Pos.Rule(), at: desire.at,
+		reason: fmt.Sprintf("resumed%s: failures before %s are forgiven; %s", where, localStamp(r.After, cp.loc), desire.reason)}
 }
 
 var noRing = note{reason: "no ring selects this endpoint"}

@@ -62,6 +62,10 @@ func Explain(fleet *schema.Fleet, snap *protocol.Snapshot, now time.Time, endpoi
 	x.Exclusion, x.Freeze = cp.holdCitations(up, ep, info)
 	x.Rollouts = cp.rollout(up)
 	f := cp.failure(up, u, info.ring, ep.LastSeen)
+	x.Resume = p.resumeCitation(cp, up, u, info, ep.LastSeen, f)
+	if cp.report != nil {
+		x.Mode = &Citation{Kind: "mode", Name: string(schema.ModeReport), Rule: cp.report.rule, Detail: "every decision is made, no job is sent"}
+	}
 	x.FailedAttempts, x.Interruptions = f.count, f.interruptions
 	if f.pending != nil {
 		x.Interruptions++
@@ -114,6 +118,37 @@ func (cp *clientPlan) holdCitations(up *updatePlan, ep *protocol.Endpoint, info 
 		freeze = &Citation{Kind: "freeze", Rule: f.Pos.Rule(), Detail: f.Reason, At: timePtr(f.Until)}
 	}
 	return exclusion, freeze
+}
+
+// resumeCitation cites the resume entry that keeps the pair of up on
+// the endpoint (info, last seen at lastSeen, with failure f) from being
+// halted or failed; or, when none does, the first entry naming the
+// update, saying it changes nothing here; nil when no entry names it.
+func (p *planner) resumeCitation(cp *clientPlan, up *updatePlan, u *protocol.Update, info *endpointInfo, lastSeen time.Time, f failure) *Citation {
+	if len(up.resumes) == 0 {
+		return nil
+	}
+	k, detail := up.resumes[0], ""
+	if info.ring >= 0 {
+		ring := &cp.rings[info.ring]
+		rp := &up.rings[info.ring]
+		switch r := p.resumedBy(cp, up, rp, ring, u, info.ring, lastSeen, f); {
+		case r >= 0 && rp.resumed == r:
+			k, detail = r, "without it, failures would halt the rollout in this ring"
+		case r >= 0:
+			k, detail = r, "without it, this endpoint's failed attempts would hold the update back"
+		}
+	}
+	r := &cp.c.Resume[k]
+	what := "failures before " + localStamp(r.After, cp.loc) + " are forgiven"
+	if r.Ring != "" {
+		what += " in ring " + r.Ring
+	}
+	if detail == "" {
+		detail = "it changes nothing here"
+	}
+	return &Citation{Kind: "resume", Name: cmpOr(r.Update, r.Source+":"+cmpOr(r.Match, "*")), Rule: r.Pos.Rule(),
+		Detail: what + "; " + detail, At: timePtr(r.After)}
 }
 
 func timePtr(t time.Time) *time.Time { return &t }

@@ -44,6 +44,14 @@ type failure struct {
 // A failure is forgiven by a resume entry naming the update, for every
 // ring or this one, whose After is later than the attempt.
 func (cp *clientPlan) failure(up *updatePlan, u *protocol.Update, ring int, lastSeen time.Time) failure {
+	return cp.failureUnder(up.resumes, u, ring, lastSeen)
+}
+
+// failureUnder is failure with the resume entries resumes (indexes into
+// the client's); with none, it says what the attempts would mean had no
+// resume entry been written, which is how a decision finds the entry that
+// changed it.
+func (cp *clientPlan) failureUnder(resumes []int, u *protocol.Update, ring int, lastSeen time.Time) failure {
 	if u.Installed || len(u.Attempts) == 0 {
 		return failure{}
 	}
@@ -58,7 +66,7 @@ func (cp *clientPlan) failure(up *updatePlan, u *protocol.Update, ring int, last
 			latest = a
 		}
 		switch {
-		case cp.forgiven(up, a, ring):
+		case cp.forgiving(resumes, a, ring) >= 0:
 		case a.Result == protocol.ResultFailed:
 			f.count++
 		case a.Result == protocol.ResultUnknown:
@@ -68,7 +76,7 @@ func (cp *clientPlan) failure(up *updatePlan, u *protocol.Update, ring int, last
 	if latest == nil {
 		return f
 	}
-	forgiven := cp.forgiven(up, latest, ring)
+	forgiven := cp.forgiving(resumes, latest, ring) >= 0
 	if latest.Result == protocol.ResultUnknown && lastSeen.Before(latest.At) {
 		// Not even a resume entry makes an unverified install safe to
 		// repeat; and until the inventory speaks, it is no failure.
@@ -92,14 +100,22 @@ func (cp *clientPlan) failure(up *updatePlan, u *protocol.Update, ring int, last
 	return f
 }
 
-func (cp *clientPlan) forgiven(up *updatePlan, a *protocol.Attempt, ring int) bool {
-	for _, k := range up.resumes {
-		r := &cp.c.Resume[k]
-		if (r.Ring == "" || (ring >= 0 && r.Ring == cp.rings[ring].ring.Name)) && r.After.After(a.At) {
-			return true
+// forgiving returns the first of the resume entries resumes that forgives
+// attempt a on an endpoint of ring, or -1.
+func (cp *clientPlan) forgiving(resumes []int, a *protocol.Attempt, ring int) int {
+	for _, k := range resumes {
+		if cp.resumeCovers(k, ring) && cp.c.Resume[k].After.After(a.At) {
+			return k
 		}
 	}
-	return false
+	return -1
+}
+
+// resumeCovers reports whether resume entry k applies in ring: it names
+// no ring, or that one.
+func (cp *clientPlan) resumeCovers(k, ring int) bool {
+	r := &cp.c.Resume[k]
+	return r.Ring == "" || (ring >= 0 && r.Ring == cp.rings[ring].ring.Name)
 }
 
 // failed decides a pair whose latest attempt counts as a failure: failed

@@ -210,7 +210,8 @@ func (p *planner) run() error {
 
 // result assembles the sorted Result.
 func (p *planner) result() *Result {
-	res := &Result{Revision: p.fleet.Revision, Now: p.now, Summary: make(map[Decision]int, len(AllDecisions)), Jobs: []Job{}, Rollouts: []Rollout{}}
+	res := &Result{Revision: p.fleet.Revision, Now: p.now, Summary: make(map[Decision]int, len(AllDecisions)), Jobs: []Job{}, Rollouts: []Rollout{},
+		Modes: make([]ClientMode, 0, len(p.order))}
 	for _, d := range AllDecisions {
 		res.Summary[d] = p.counts[slot(d)]
 	}
@@ -221,7 +222,13 @@ func (p *planner) result() *Result {
 		res.Jobs = append(res.Jobs, j.job)
 	}
 	for _, id := range p.order {
-		res.Rollouts = p.clients[id].rollouts(res.Rollouts)
+		cp := p.clients[id]
+		res.Rollouts = cp.rollouts(res.Rollouts)
+		m := ClientMode{Client: id, Mode: cp.c.Mode}
+		if cp.c.ModePos.File != "" {
+			m.Rule = cp.c.ModePos.Rule()
+		}
+		res.Modes = append(res.Modes, m)
 	}
 	res.Decisions = p.decisions
 	return res

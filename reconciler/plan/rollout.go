@@ -32,8 +32,15 @@ type ringPlan struct {
 // ringProgress is one update's progress through one ring.
 type ringProgress struct {
 	counted, succeeded, failed int
-	installs                   []time.Time
-	state                      RolloutState
+	// unforgiven counts the endpoints that would count as failed had no
+	// resume entry forgiven their failures.
+	unforgiven int
+	// resumed is the index of the client's resume entry that lifts a halt
+	// the ring would be under without it (in it or an earlier ring), or
+	// -1.
+	resumed  int
+	installs []time.Time
+	state    RolloutState
 	// known says startAt is set: the ring started then, or will once the
 	// earlier ring's soak ends.
 	known    bool
@@ -91,6 +98,7 @@ func (cp *clientPlan) gate(up *updatePlan, now time.Time) {
 		start = passedAt.Add(soak)
 		known, started = true, !start.After(now)
 	}
+	cp.resumedRings(up, halted)
 	for k := range up.rings {
 		rp := &up.rings[k]
 		switch {
@@ -102,6 +110,41 @@ func (cp *clientPlan) gate(up *updatePlan, now time.Time) {
 				rp.wait.at = timePtr(rp.startAt)
 			}
 		}
+	}
+}
+
+// resumedRings marks the rings of up that a resume entry keeps running:
+// without the entries, failures would halt the update from some ring on,
+// and with them it is halted later (halted) or not at all (-1). Each such
+// ring names the first entry naming the update that covers the ring where
+// the halt would begin.
+func (cp *clientPlan) resumedRings(up *updatePlan, halted int) {
+	for k := range up.rings {
+		up.rings[k].resumed = -1
+	}
+	if len(up.resumes) == 0 {
+		return
+	}
+	from := -1
+	for k := range up.rings {
+		rp := &up.rings[k]
+		if rp.counted > 0 && float64(rp.unforgiven)/float64(rp.counted) > cp.rings[k].ring.MaxFailures {
+			from = k
+			break
+		}
+	}
+	if from < 0 || (halted >= 0 && halted <= from) {
+		return
+	}
+	entry := -1
+	for _, r := range up.resumes {
+		if cp.resumeCovers(r, from) {
+			entry = r
+			break
+		}
+	}
+	for k := from; k < len(up.rings) && (halted < 0 || k < halted); k++ {
+		up.rings[k].resumed = entry
 	}
 }
 

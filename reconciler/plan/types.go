@@ -100,6 +100,19 @@ type Result struct {
 	// Decisions, sorted by endpoint id then update id, are only filled when
 	// Options.Decisions is set.
 	Decisions []PairDecision `json:"decisions,omitempty"`
+	// Modes are the modes of the planned clients (those with endpoints in
+	// the snapshot), sorted by client: a client in report mode gets
+	// decisions but no job.
+	Modes []ClientMode `json:"modes"`
+}
+
+// ClientMode is the mode a planned client is in.
+type ClientMode struct {
+	Client string      `json:"client"`
+	Mode   schema.Mode `json:"mode"`
+	// Rule is the path:line that sets the mode, "" when no file does
+	// (the default, enforce).
+	Rule string `json:"rule,omitempty"`
 }
 
 // Options tune what Plan returns.
@@ -184,6 +197,14 @@ type Explanation struct {
 	Rollouts []Rollout `json:"rollouts,omitempty"`
 	// Freeze is the change freeze covering the endpoint now.
 	Freeze *Citation `json:"freeze,omitempty"`
+	// Resume is the resume entry that forgives failures this decision
+	// would otherwise be held back by (a halt of the endpoint's ring or an
+	// earlier one, or the endpoint's own failed attempts); when none does,
+	// the first entry naming the update, which then changes nothing here.
+	Resume *Citation `json:"resume,omitempty"`
+	// Mode cites the client's mode when it is report: decisions are made,
+	// no job is sent.
+	Mode *Citation `json:"mode,omitempty"`
 	// Window is the maintenance window of the endpoint's ring.
 	Window *WindowState `json:"window,omitempty"`
 	// FailedAttempts counts failed install attempts not forgiven by a
@@ -282,7 +303,8 @@ type ReleaseEvidence struct {
 
 // Citation names a policy entry that took part in a decision.
 type Citation struct {
-	// Kind is ring, require, approve, exclusion or freeze.
+	// Kind is ring, require, requires, approve, exclusion, freeze, resume
+	// or mode.
 	Kind string `json:"kind"`
 	// Name is the entry's name or, for entries without one, what it names.
 	Name string `json:"name,omitempty"`

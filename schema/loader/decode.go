@@ -131,6 +131,7 @@ func (ev *evaluation) decode(raw *rawFleet) *schema.Client {
 		Timezone: raw.Client.Timezone,
 		Dir:      ev.c.dir,
 		Mode:     schema.Mode(raw.Mode),
+		ModePos:  ev.writtenPos("mode"),
 		Windows:  make(map[string]schema.Window, len(raw.Windows)),
 		SLA:      make(map[string]time.Duration, len(raw.SLA)),
 	}
@@ -492,9 +493,43 @@ func selectsAll(s schema.Selector) bool {
 	return len(s.Labels) == 0 && len(s.Hostnames) == 0 && len(s.Endpoints) == 0 && len(s.OS) == 0
 }
 
+// timeWarnings are the warnings about c that depend on now: exclusions
+// that expired or expire soon, and resume entries dated in the future.
+// They are computed at each load, outside the cache.
+func timeWarnings(c *schema.Client, now time.Time) []schema.Problem {
+	return append(expiryWarnings(c, now), futureResumeWarnings(c, now)...)
+}
+
+// futureResumeWarnings warns about resume entries whose after is later
+// than now: such an entry forgives failures that have not happened yet,
+// so until then no failure of the update can halt its rollout.
+func futureResumeWarnings(c *schema.Client, now time.Time) []schema.Problem {
+	var out []schema.Problem
+	for i, r := range c.Resume {
+		if !r.After.After(now) {
+			continue
+		}
+		where := ""
+		if r.Ring != "" {
+			where = " in ring " + r.Ring
+		}
+		loc := c.Location
+		if loc == nil {
+			loc = time.UTC
+		}
+		p := schema.Problem{Pos: r.Pos, Level: schema.LevelWarning, Message: fmt.Sprintf(
+			"resume.%d: after %s is in the future: until then it forgives every failure of the update%s, so its rollout cannot halt however often it fails; set after to when the cause was fixed (no later than now)",
+			i, r.After.In(loc).Format("2006-01-02 15:04 MST"), where)}
+		if strings.HasPrefix(r.Pos.File, c.Dir+"/") {
+			p.Client = c.ID
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
 // expiryWarnings warns about exclusions that have expired or expire
-// within 14 days of now. They are computed at each load, outside the
-// cache, because they depend on now.
+// within 14 days of now.
 func expiryWarnings(c *schema.Client, now time.Time) []schema.Problem {
 	const soon = 14 * 24 * time.Hour
 	var out []schema.Problem

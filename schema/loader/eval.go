@@ -444,16 +444,7 @@ var defaultedScalars = []string{"mode", "staleAfter", "sla"}
 // file that wrote it; a field the user left out points at the nearest
 // enclosing value the user wrote.
 func (ev *evaluation) pos(path string) schema.Pos {
-	for f, src := range ev.source {
-		if path == f || strings.HasPrefix(path, f+".") || strings.HasPrefix(path, f+"[") {
-			path = src + path[len(f):]
-			break
-		}
-	}
-	top, _, _ := strings.Cut(path, ".")
-	if slices.Contains(defaultedScalars, top) && !ev.inst.LookupPath(cue.ParsePath(top)).Exists() {
-		path = "defaults." + path
-	}
+	path = ev.sourcePath(path)
 	for {
 		v := ev.inst.LookupPath(cue.ParsePath(path))
 		if v.Exists() {
@@ -467,6 +458,34 @@ func (ev *evaluation) pos(path string) schema.Pos {
 		}
 		path = path[:i]
 	}
+}
+
+// sourcePath is the path of the value the client's field at path comes
+// from: the defaults.<field> it took, when it wrote none itself.
+func (ev *evaluation) sourcePath(path string) string {
+	for f, src := range ev.source {
+		if path == f || strings.HasPrefix(path, f+".") || strings.HasPrefix(path, f+"[") {
+			path = src + path[len(f):]
+			break
+		}
+	}
+	top, _, _ := strings.Cut(path, ".")
+	if slices.Contains(defaultedScalars, top) && !ev.inst.LookupPath(cue.ParsePath(top)).Exists() {
+		path = "defaults." + path
+	}
+	return path
+}
+
+// writtenPos is where a repository file writes the value at path (the
+// client's own or the default it took), or the zero Pos when no file
+// does and the schema's default applies. Unlike pos, it never points at
+// an enclosing value.
+func (ev *evaluation) writtenPos(path string) schema.Pos {
+	v := ev.inst.LookupPath(cue.ParsePath(ev.sourcePath(path)))
+	if !v.Exists() {
+		return schema.Pos{}
+	}
+	return ev.valuePos(v)
 }
 
 // valuePos finds a user position for v, looking through its operands when

@@ -33,7 +33,8 @@ const (
 
 // Options configure a Loader.
 type Options struct {
-	// Now is the time exclusion expiry warnings are computed against;
+	// Now is the time the warnings that depend on it (exclusions that
+	// expire, resume entries dated later) are computed against;
 	// zero means time.Now() at each load.
 	Now time.Time
 	// Evaluator, when set, evaluates each client in a child process of
@@ -250,12 +251,12 @@ func (l *Loader) load(ctx context.Context, files map[string][]byte, revision str
 			// The warnings of a client with errors still show, so that
 			// fixing the errors brings no surprise.
 			if r.partial != nil {
-				fleet.Problems = append(fleet.Problems, expiryWarnings(r.partial, now)...)
+				fleet.Problems = append(fleet.Problems, timeWarnings(r.partial, now)...)
 			}
 			continue
 		}
 		fleet.Clients[c.id] = r.client
-		fleet.Problems = append(fleet.Problems, expiryWarnings(r.client, now)...)
+		fleet.Problems = append(fleet.Problems, timeWarnings(r.client, now)...)
 	}
 	if only == nil {
 		fleet.Problems = append(fleet.Problems, copyWarnings(files)...)
