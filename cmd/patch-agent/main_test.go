@@ -10,6 +10,7 @@ import (
 	"encoding/pem"
 	"io"
 	"math/big"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -108,7 +109,7 @@ func TestParseFlags(t *testing.T) {
 				t.Errorf("hostname %q, os %+v: want both filled from the system", got.Hostname, got.OS)
 			}
 			opts := cmpopts.IgnoreFields(agent.Config{}, "Hostname", "OS")
-			if diff := cmp.Diff(tt.want, got, opts); diff != "" {
+			if diff := cmp.Diff(tt.want, got, opts, cmpopts.EquateComparable(netip.Addr{})); diff != "" {
 				t.Errorf("config (-want +got):\n%s", diff)
 			}
 		})
