@@ -95,7 +95,7 @@ func New(ctx context.Context, cfg Config) (*Controller, error) {
 	}
 	c := &Controller{
 		cfg: cfg, log: cfg.Logger, clock: cfg.Clock,
-		reg:   prometheus.NewRegistry(),
+		reg:      prometheus.NewRegistry(),
 		queue:    newQueue(cfg.Clock),
 		hook:     make(chan struct{}, 1),
 		fencedCh: make(chan struct{}, 1),
