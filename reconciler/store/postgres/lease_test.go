@@ -31,13 +31,12 @@ func TestLeaseChangesHandsOnlyWhenExpired(t *testing.T) {
 	const ttl = time.Minute
 
 	type step struct {
-		name     string
-		db       *DB
-		replica  string
-		expire   bool
-		want     int64
-		leader   string
-		leaderOf *DB
+		name    string
+		db      *DB
+		replica string
+		expire  bool
+		want    int64
+		leader  string
 	}
 	steps := []step{
 		{name: "the first replica to ask takes the lease, token 1", db: a, replica: "a", want: 1, leader: "a"},
