@@ -4,6 +4,14 @@ import "time"
 
 // Status is what GET /v1/status answers and `patchctl status` shows.
 type Status struct {
+	// Replica is the name of the patchd that answered (--replica-name).
+	Replica string `json:"replica,omitempty"`
+	// Leader is the name of the replica that leads: follows the fleet
+	// repo and plans every client. Every other replica on the database
+	// serves the APIs only. It is "" while no replica holds the lease (the
+	// last leader stopped, another is taking over). With the embedded
+	// store it is Replica.
+	Leader string `json:"leader,omitempty"`
 	// Head is the last branch head the controller applied or refused.
 	Head string `json:"head"`
 	// SourceError is the last failure to fetch or read the fleet repo.

@@ -32,6 +32,11 @@ type Config struct {
 	// connect with, in place of one the string gives.
 	Database         string
 	DatabasePassword string
+	// ReplicaName names this patchd among the replicas on one database,
+	// in /v1/status and the patchline_leader metric's replica label
+	// (default: the host name). It is letters, digits, '.', '_' and '-',
+	// at most 63 of them.
+	ReplicaName string
 	// SigningKey is the job-signing key, required with Database (every
 	// patchd on a database signs with the same key, which agents pin; the
 	// database records its public half on the first start and refuses
@@ -126,6 +131,12 @@ func (cfg Config) withDefaults() (Config, error) {
 		return cfg, errors.New("--database-password-file goes with --database")
 	case cfg.Database != "" && cfg.InitStore:
 		return cfg, errors.New("--init-store is for the embedded store in --data-dir; a PostgreSQL database that is new starts empty by itself")
+	}
+	if cfg.ReplicaName == "" {
+		cfg.ReplicaName = defaultReplicaName()
+	}
+	if !validReplicaName(cfg.ReplicaName) {
+		return cfg, fmt.Errorf("--replica-name %q: use letters, digits, '.', '_' and '-', at most 63 of them", cfg.ReplicaName)
 	}
 	if cfg.Listen == "" {
 		cfg.Listen = DefaultListen

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -63,6 +64,21 @@ type Controller struct {
 	// hook carries webhook triggers to the source; buffered by one so a
 	// burst of pushes becomes one pending fetch.
 	hook chan struct{}
+
+	// lease is the store's leader lease; nil with SQLite, where this
+	// patchd always leads (leader.go).
+	lease leaseStore
+	// instance names this run of the replica in the lease.
+	instance string
+	// leading is true while this replica leads.
+	leading      atomic.Bool
+	leaderMetric *metrics.Leader
+	// fencedCh takes the store's refusals of leader-only writes (fenced);
+	// buffered by one.
+	fencedCh chan struct{}
+	// replicas carries notifications between the replicas on a
+	// PostgreSQL store (notify.go); nil with SQLite.
+	replicas *replicaBus
 }
 
 // New checks cfg, locks the data directory, opens the store and the
@@ -79,9 +95,11 @@ func New(ctx context.Context, cfg Config) (*Controller, error) {
 	}
 	c := &Controller{
 		cfg: cfg, log: cfg.Logger, clock: cfg.Clock,
-		reg:   prometheus.NewRegistry(),
-		queue: newQueue(cfg.Clock),
-		hook:  make(chan struct{}, 1),
+		reg:      prometheus.NewRegistry(),
+		queue:    newQueue(cfg.Clock),
+		hook:     make(chan struct{}, 1),
+		fencedCh: make(chan struct{}, 1),
+		instance: newInstance(cfg.ReplicaName),
 	}
 	repoDir, err := c.newFollower()
 	if err != nil {
@@ -160,6 +178,15 @@ func (c *Controller) build(ctx context.Context, secrets *api.Secrets, key ed2551
 	c.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	c.metrics = metrics.New(c.reg)
 	registerStoreMetrics(c.reg, c.store.stats)
+	var fencedWrites func() int64
+	if c.lease != nil {
+		fencedWrites = c.lease.FencedWrites
+	}
+	c.leaderMetric = metrics.NewLeader(c.reg, c.cfg.ReplicaName, fencedWrites)
+	if c.lease == nil {
+		// The embedded store has one patchd, which leads from the start.
+		c.setLeading(true)
+	}
 	var err error
 	if c.commitStatus, err = commitstatus.New(c.cfg.Status, commitstatus.Options{Clock: c.clock, Logger: c.log, Registerer: c.reg}); err != nil {
 		return err
@@ -206,6 +233,9 @@ func (c *Controller) build(ctx context.Context, secrets *api.Secrets, key ed2551
 		return err
 	}
 	c.replanner.notify = c.api.Notify
+	if n, ok := c.store.controllerStore.(notifier); ok {
+		c.replicas = newReplicaBus(c, n)
+	}
 	c.cloneForRestore(ctx, repoDir)
 	return c.revisions.restore(ctx)
 }
@@ -284,11 +314,10 @@ func (c *Controller) Run(ctx context.Context) error {
 	// server no longer takes requests that would queue more of it.
 	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
-	wg.Go(func() { c.expireLoop(workCtx) })
-	// Two workers at least: re-plans of different clients overlap, while
-	// the keyed queue keeps one client's re-plans in sequence.
-	wg.Go(func() { c.queue.Run(workCtx, max(2, runtime.GOMAXPROCS(0)), c.replanner.reconcile) })
-	wg.Go(func() { c.revisions.follow(workCtx, c.follow) })
+	wg.Go(func() { c.lead(workCtx) })
+	if c.replicas != nil {
+		wg.Go(func() { c.replicas.run(workCtx) })
+	}
 	wg.Go(func() { c.commitStatus.Run(workCtx) })
 	if c.feeds != nil {
 		wg.Go(func() { c.feeds.run(workCtx) })
@@ -322,9 +351,18 @@ func (c *Controller) Run(ctx context.Context) error {
 	return err
 }
 
+// workers is how many re-plans run at once: two at least, so re-plans of
+// different clients overlap, while the keyed queue keeps one client's
+// re-plans in sequence.
+func (c *Controller) workers() int { return max(2, runtime.GOMAXPROCS(0)) }
+
 // replanAll queues every client the controller knows: those with a policy
-// and those with endpoints but none.
+// and those with endpoints but none. Only the leader plans; a replica
+// that takes the lead later re-plans every client then.
 func (c *Controller) replanAll() {
+	if !c.leads() {
+		return
+	}
 	for _, id := range c.revisions.clients() {
 		c.queue.Add(id)
 	}
@@ -364,6 +402,10 @@ type events struct{ c *Controller }
 func (e events) Enrolled(ctx context.Context, client, endpoint string) {}
 
 func (e events) Reported(ctx context.Context, client, endpoint string) {
+	if !e.c.leads() {
+		e.c.replicas.toLeader(kindReported, client)
+		return
+	}
 	e.c.replanner.replanSoon(client)
 }
 
@@ -372,18 +414,39 @@ func (e events) ResultRecorded(ctx context.Context, client, endpoint, job, ring 
 		e.c.metrics.JobResult(client, ring, r.Result)
 	}
 	logJobResults(ctx, e.c.log, client, endpoint, job, ring, results)
-	e.c.queue.Add(client)
+	e.c.replan(client)
+}
+
+// replan queues client's re-plan on the leader: here, or through the
+// database on whichever replica leads.
+func (c *Controller) replan(client string) {
+	if !c.leads() {
+		c.replicas.toLeader(kindReplan, client)
+		return
+	}
+	c.queue.Add(client)
 }
 
 // Removed: a revoked or deleted endpoint leaves its client's plan and
 // figures.
 func (e events) Removed(ctx context.Context, client, endpoint string) {
-	e.c.queue.Add(client)
+	e.c.replan(client)
 }
 
+// GitHook: only the leader follows the fleet repo; a follower passes the
+// trigger on.
 func (e events) GitHook(ctx context.Context) {
+	if !e.c.leads() {
+		e.c.replicas.toLeader(kindHook, "")
+		return
+	}
+	e.c.gitHook()
+}
+
+// gitHook makes the source fetch now.
+func (c *Controller) gitHook() {
 	select {
-	case e.c.hook <- struct{}{}:
+	case c.hook <- struct{}{}:
 	default:
 	}
 }

@@ -37,6 +37,10 @@ func (c *Controller) openPostgres(ctx context.Context) (controllerStore, func() 
 		db.Close()
 		return nil, nil, nil, err
 	}
+	// Replicas share the database: only the holder of the leader lease
+	// makes the leader's writes (leader.go).
+	db.EnableFencing()
+	c.lease = db
 	// The connection string is not logged: it may hold a password.
 	c.log.Debug("store opened in PostgreSQL", "took", time.Since(start), "signing_key", signingkey.Fingerprint(key.Public().(ed25519.PublicKey)))
 	return db, postgresStats(db), key, nil

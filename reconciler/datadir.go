@@ -58,7 +58,7 @@ func (c *Controller) openDataDir(ctx context.Context) (ed25519.PrivateKey, error
 		return nil, err
 	}
 	health := newStoreHealth(c.log, c.clock.Now, metrics.NewStore(c.reg, storeOps))
-	c.store = &lockedStore{controllerStore: db, health: health, stats: stats, unlock: unlock}
+	c.store = &lockedStore{controllerStore: db, health: health, stats: stats, unlock: unlock, fenced: c.fenced}
 	return key, nil
 }
 

@@ -152,7 +152,12 @@ func backoff(n int) time.Duration {
 
 // Run processes keys with n workers until ctx ends, and returns once every
 // worker has finished its current key and no retry is pending.
+// It may run again after it returned (a replica's next term as leader),
+// and then takes up the keys still waiting.
 func (q *queue) Run(ctx context.Context, n int, process func(ctx context.Context, key string) error) {
+	q.mu.Lock()
+	q.stopped = false
+	q.mu.Unlock()
 	var wg sync.WaitGroup
 	for range n {
 		wg.Go(func() {

@@ -309,8 +309,15 @@ func (r *replanner) wakeAt(client string, t time.Time) {
 // stop stops every timer; none is armed after it.
 func (r *replanner) stop() {
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	r.stopped = true
+	r.mu.Unlock()
+	r.stopTimers()
+}
+
+// stopTimers stops every timer armed so far (a leader's term ended).
+func (r *replanner) stopTimers() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	for id, t := range r.timers {
 		t.Stop()
 		delete(r.timers, id)

@@ -25,6 +25,17 @@ func (c *Controller) Status(ctx context.Context) (*protocol.Status, error) {
 	if !v.head.IsZero() {
 		st.Head = v.head.String()
 	}
+	st.Replica, st.Leader = c.cfg.ReplicaName, c.cfg.ReplicaName
+	if c.lease != nil {
+		l, err := c.lease.Leader(ctx)
+		if err != nil {
+			return nil, err
+		}
+		st.Leader = ""
+		if l.Live {
+			st.Leader = l.Holder
+		}
+	}
 	for _, cr := range revs.Clients {
 		rs := protocol.RevisionStatus{Client: cr.Client, Attempted: cr.LastAttempted.Hash, AttemptStatus: cr.LastAttempted.Status}
 		if cr.LastApplied != nil {

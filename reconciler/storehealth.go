@@ -58,6 +58,16 @@ type lockedStore struct {
 	// stats reads the store's write counters for its metrics.
 	stats  func() writeStats
 	unlock func()
+	// fenced is told of each leader-only write the store refused because
+	// another replica holds the leader lease (postgres.ErrFenced).
+	fenced func()
+}
+
+// checkFenced tells fenced when err is a refused leader-only write.
+func (s *lockedStore) checkFenced(err error) {
+	if err != nil && s.fenced != nil && errors.Is(err, postgres.ErrFenced) {
+		s.fenced()
+	}
 }
 
 func (s *lockedStore) Close() error {
@@ -102,24 +112,28 @@ func (s *lockedStore) RaiseJobSeq(ctx context.Context, endpoint string, seq int6
 func (s *lockedStore) CreateJobs(ctx context.Context, client string, jobs []store.Job, now time.Time) ([]store.Job, error) {
 	created, err := s.controllerStore.CreateJobs(ctx, client, jobs, now)
 	s.health.observe(opJobs, err, len(created) > 0)
+	s.checkFenced(err)
 	return created, err
 }
 
 func (s *lockedStore) ExpireJobs(ctx context.Context, now time.Time) (int, error) {
 	n, err := s.controllerStore.ExpireJobs(ctx, now)
 	s.health.observe(opJobs, err, n > 0)
+	s.checkFenced(err)
 	return n, err
 }
 
 func (s *lockedStore) RecordRevisions(ctx context.Context, rs []store.Revision) error {
 	err := s.controllerStore.RecordRevisions(ctx, rs)
 	s.health.observe(opRevision, err, true)
+	s.checkFenced(err)
 	return err
 }
 
 func (s *lockedStore) RecordHalts(ctx context.Context, client, revision string, halted []protocol.Halt, at time.Time) (int, error) {
 	n, err := s.controllerStore.RecordHalts(ctx, client, revision, halted, at)
 	s.health.observe(opAudit, err, n > 0)
+	s.checkFenced(err)
 	return n, err
 }
 

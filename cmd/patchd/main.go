@@ -117,6 +117,7 @@ func parseFlags(args []string, stderr io.Writer) (cfg reconciler.Config, opts op
 	fs.StringVar(&cfg.Database, "database", "", "keep the store in PostgreSQL: a postgres:// `URL` or a key/value connection string, as libpq takes them (default: SQLite in --data-dir)")
 	fs.StringVar(&passwordFile, "database-password-file", "", "`file` holding the password to connect to --database with (mode 0600)")
 	fs.StringVar(&signingKey, "signing-key", "", "job-signing key `file` (from 'patchctl keys generate'), required with --database: every patchd on a database signs with it")
+	fs.StringVar(&cfg.ReplicaName, "replica-name", "", "`name` of this patchd among the replicas on one --database, shown in /v1/status and the patchline_leader metric (default: the host name)")
 	fs.BoolVar(&cfg.InitStore, "init-store", false, "start with a new, empty store in a --data-dir that holds a job-signing key but no store (patchd refuses otherwise: restore the store with --restore instead); every agent must enrol again")
 	fs.StringVar(&cfg.Listen, "listen", reconciler.DefaultListen, "`address` of the agent API and the admin API")
 	fs.StringVar(&cfg.MetricsListen, "metrics-listen", reconciler.DefaultMetricsListen, "`address` serving /metrics, and nothing else, to Prometheus (TLS and plain HTTP as for --listen)")

@@ -27,6 +27,7 @@ import (
 	"github.com/patchline/patchline/internal/clock"
 	"github.com/patchline/patchline/internal/gittest"
 	"github.com/patchline/patchline/internal/patchdtest"
+	"github.com/patchline/patchline/internal/pgtest"
 	"github.com/patchline/patchline/protocol"
 	"github.com/patchline/patchline/reconciler"
 )
@@ -54,7 +55,9 @@ var bins struct {
 
 func TestMain(m *testing.M) {
 	flag.Parse()
-	code := m.Run()
+	// pgtest.Main runs the tests and stops the PostgreSQL cluster the
+	// replica tests started.
+	code := pgtest.Main(m)
 	if bins.dir != "" {
 		os.RemoveAll(bins.dir)
 	}

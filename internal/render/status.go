@@ -13,6 +13,15 @@ import (
 // Status writes the status as the table `patchctl status` prints.
 func Status(w io.Writer, s *protocol.Status) error {
 	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+	switch {
+	case s.Replica == "":
+	case s.Replica == s.Leader:
+		fmt.Fprintf(tw, "Replica:\t%s (leads: follows the fleet repo and plans)\n", txt(s.Replica))
+	case s.Leader == "":
+		fmt.Fprintf(tw, "Replica:\t%s (follows; no replica leads now, one takes over within seconds)\n", txt(s.Replica))
+	default:
+		fmt.Fprintf(tw, "Replica:\t%s (follows %s: ask %s for the current head and client figures)\n", txt(s.Replica), txt(s.Leader), txt(s.Leader))
+	}
 	fmt.Fprintf(tw, "Branch head:\t%s\n", orNone(protocol.ShortRevision(s.Head)))
 	if s.SourceError != "" {
 		fmt.Fprintf(tw, "Fleet repo error:\t%s\n", txt(s.SourceError))

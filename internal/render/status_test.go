@@ -101,3 +101,29 @@ Store:        ok since 2026-11-30T10:00:00Z; last failed write: report at 2026-1
 		})
 	}
 }
+
+// TestStatusReplicas: which replica answered, and which leads.
+func TestStatusReplicas(t *testing.T) {
+	tests := []struct {
+		name, replica, leader, want string
+	}{
+		{name: "a single patchd says nothing", want: "Branch head:  0123456789ab\n"},
+		{name: "the leader", replica: "pd-a", leader: "pd-a", want: "Replica:      pd-a (leads: follows the fleet repo and plans)\nBranch head:  0123456789ab\n"},
+		{name: "a follower names the leader", replica: "pd-b", leader: "pd-a",
+			want: "Replica:      pd-b (follows pd-a: ask pd-a for the current head and client figures)\nBranch head:  0123456789ab\n"},
+		{name: "between leaders", replica: "pd-b",
+			want: "Replica:      pd-b (follows; no replica leads now, one takes over within seconds)\nBranch head:  0123456789ab\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var b strings.Builder
+			if err := Status(&b, &protocol.Status{Head: "0123456789abcdef0123", Replica: tt.replica, Leader: tt.leader}); err != nil {
+				t.Fatal(err)
+			}
+			head, _, _ := strings.Cut(b.String(), "\n\nCLIENT")
+			if diff := cmp.Diff(tt.want, head+"\n"); diff != "" {
+				t.Errorf("status text (-want +got):\n%s", diff)
+			}
+		})
+	}
+}

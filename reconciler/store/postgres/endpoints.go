@@ -44,7 +44,7 @@ func (db *DB) Enroll(ctx context.Context, e store.Enrollment) error {
 		t.appendAudit(protocol.AuditEntry{
 			At: e.EnrolledAt, Kind: protocol.AuditEnroll, Client: e.Client, Endpoint: e.ID, Detail: detail,
 		})
-		return nil
+		return t.notify(NotifyEndpoint, e.ID)
 	})
 	if err != nil {
 		return fmt.Errorf("enroll endpoint %q: %w", e.ID, err)

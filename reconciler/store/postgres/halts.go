@@ -71,6 +71,9 @@ func (db *DB) RecordHalts(ctx context.Context, client, revision string, halted [
 	changed := 0
 	err := db.update(ctx, func(t *wtx) error {
 		changed = 0
+		if _, err := db.checkFence(t); err != nil {
+			return err
+		}
 		stored := make(map[key]protocol.Halt)
 		b := &pgx.Batch{}
 		b.Queue(lockHaltsQuery, haltsLockClass, client)

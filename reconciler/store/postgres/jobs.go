@@ -30,8 +30,8 @@ const (
 	// this one looked (for another endpoint, so under another lock): the
 	// caller then runs the transaction again and finds it.
 	insertJobQuery = `INSERT INTO jobs (id, seq, endpoint, client, ring, updates, not_after, reboot,
-		reboot_deadline, revision, idempotency_key, payload, signature, state, created_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+		reboot_deadline, revision, idempotency_key, payload, signature, state, created_at, fence)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
 		ON CONFLICT (idempotency_key) DO NOTHING`
 )
 
@@ -79,8 +79,19 @@ func (db *DB) CreateJobs(ctx context.Context, client string, jobs []store.Job, n
 	var created []store.Job
 	err := db.update(ctx, func(t *wtx) error {
 		var err error
-		created, err = createJobs(t, client, jobs, now)
-		return err
+		fence, err := db.checkFence(t)
+		if err != nil {
+			return err
+		}
+		created, err = createJobs(t, client, jobs, now, fence)
+		if err != nil || len(created) == 0 {
+			return err
+		}
+		eps := make([]string, len(created))
+		for i, j := range created {
+			eps[i] = j.Endpoint
+		}
+		return t.notify(NotifyJobs, eps...)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("create jobs of client %q: %w", client, err)
@@ -100,7 +111,8 @@ type jobEndpoint struct {
 // createJobs is CreateJobs inside t, in three round trips: lock the
 // endpoints and read the keys already stored, check each job in memory in
 // plan order, write the jobs and the new job numbers.
-func createJobs(t *wtx, client string, jobs []store.Job, now time.Time) ([]store.Job, error) {
+func createJobs(t *wtx, client string, jobs []store.Job, now time.Time, fence int64) ([]store.Job, error) {
+	fenceArg := pgtype.Int8{Int64: fence, Valid: fence != 0}
 	var ids, keys []string
 	for _, j := range jobs {
 		ids = append(ids, j.Endpoint)
@@ -170,7 +182,7 @@ func createJobs(t *wtx, client string, jobs []store.Job, now time.Time) ([]store
 		j.LeaseUntil = time.Time{}
 		j.CreatedAt = now
 		b.Queue(insertJobQuery, j.ID, j.Seq, j.Endpoint, j.Client, j.Ring, j.Updates, j.NotAfter.UnixNano(), string(j.Reboot),
-			j.RebootDeadline, j.Revision, j.IdempotencyKey, j.Payload, j.Signature, string(j.State), now.UnixNano(),
+			j.RebootDeadline, j.Revision, j.IdempotencyKey, j.Payload, j.Signature, string(j.State), now.UnixNano(), fenceArg,
 		).Exec(func(tag pgconn.CommandTag) error {
 			if tag.RowsAffected() == 0 {
 				return errRetry
@@ -343,6 +355,9 @@ const expireJobsQuery = `WITH due AS (
 func (db *DB) ExpireJobs(ctx context.Context, now time.Time) (int, error) {
 	n := 0
 	err := db.update(ctx, func(t *wtx) error {
+		if _, err := db.checkFence(t); err != nil {
+			return err
+		}
 		rows, err := t.query(expireJobsQuery, now.UnixNano())
 		if err != nil {
 			return err

@@ -87,6 +87,9 @@ func (db *DB) RevokeEndpoint(ctx context.Context, id, by string, at time.Time) (
 		if err := expireJobsOf(t, e, at); err != nil {
 			return err
 		}
+		if err := t.notify(NotifyEndpoint, id); err != nil {
+			return err
+		}
 		return appendEndpointAudit(t, protocol.AuditEndpointRevoked, e, by, at)
 	})
 	if err != nil {
@@ -109,6 +112,9 @@ func (db *DB) DeleteEndpoint(ctx context.Context, id, by string, at time.Time) (
 		}
 		// The updates, jobs and attempts go with it (ON DELETE CASCADE).
 		if _, err := t.exec(deleteEndpointQuery, id); err != nil {
+			return err
+		}
+		if err := t.notify(NotifyEndpoint, id); err != nil {
 			return err
 		}
 		return appendEndpointAudit(t, protocol.AuditEndpointDeleted, e, by, at)

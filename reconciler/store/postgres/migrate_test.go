@@ -210,7 +210,7 @@ func TestOpenRefusesNewerSchema(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err := Open(ctx, dsn)
-	if err == nil || !errors.Is(err, store.ErrConflict) || !strings.Contains(err.Error(), "the database's schema is version 999, newer than this patchd knows (up to 3)") {
+	if err == nil || !errors.Is(err, store.ErrConflict) || !strings.Contains(err.Error(), "the database's schema is version 999, newer than this patchd knows (up to 4)") {
 		t.Fatalf("Open of a newer schema: %v", err)
 	}
 }

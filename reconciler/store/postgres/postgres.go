@@ -77,6 +77,12 @@ type DB struct {
 	pool *pgxpool.Pool
 	// Counters for WriteStats.
 	writes, transactions, retries, busyNanos atomic.Int64
+	// fencing, fence and fencedWrites are the leader lease's fencing
+	// (lease.go): whether leader-only writes check the token, the token
+	// they check against (0: none), and how many were refused.
+	fencing      atomic.Bool
+	fence        atomic.Int64
+	fencedWrites atomic.Int64
 }
 
 // An Option changes how Open connects.
@@ -116,6 +122,9 @@ func Open(ctx context.Context, dsn string, opts ...Option) (*DB, error) {
 	if o.hasPassword {
 		cfg.ConnConfig.Password = o.password
 	}
+	if _, ok := cfg.ConnConfig.RuntimeParams[idleInTxParam]; !ok {
+		cfg.ConnConfig.RuntimeParams[idleInTxParam] = idleInTxTimeout
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
@@ -130,6 +139,17 @@ func Open(ctx context.Context, dsn string, opts ...Option) (*DB, error) {
 	}
 	return &DB{pool: pool}, nil
 }
+
+// idleInTxTimeout ends the session of a transaction left open by its
+// client for longer (unless the connection string sets the parameter):
+// every write here sends its statements back to back, so only a patchd
+// whose process is paused (SIGSTOP, a frozen VM) idles in one, and the
+// row locks it holds, the leader lease's among them, must not keep the
+// other replicas waiting for longer than a lease lasts.
+const (
+	idleInTxParam   = "idle_in_transaction_session_timeout"
+	idleInTxTimeout = "5s"
+)
 
 // where names the server of c for error messages.
 func where(c *pgx.ConnConfig) string {
@@ -146,7 +166,7 @@ func (db *DB) Close() error {
 // Tables are the tables of the store, every one of which a backup must
 // hold: the database is the store, and its own tools copy it.
 var Tables = []string{
-	"endpoints", "updates", "first_seen", "jobs", "attempts", "revisions", "halts", "audit", "tokens", "controller", "schema_migrations",
+	"endpoints", "updates", "first_seen", "jobs", "attempts", "revisions", "halts", "audit", "tokens", "controller", "leader", "schema_migrations",
 }
 
 // ErrBackupUnsupported is Backup's error: patchd does not copy a

@@ -61,6 +61,9 @@ func (db *DB) RecordRevisions(ctx context.Context, rs []store.Revision) error {
 		return nil
 	}
 	err := db.update(ctx, func(t *wtx) error {
+		if _, err := db.checkFence(t); err != nil {
+			return err
+		}
 		b := &pgx.Batch{}
 		b.Queue(auditLockQuery, auditLockKey)
 		for _, w := range rows {

@@ -48,6 +48,9 @@ func (db *DB) CreateToken(ctx context.Context, t store.Token) error {
 		if tag.RowsAffected() == 0 {
 			return fmt.Errorf("a token with this name exists (revoked tokens keep their names); choose another name: %w", store.ErrConflict)
 		}
+		if err := w.notify(NotifyTokens); err != nil {
+			return err
+		}
 		return appendTokenAudit(w, protocol.AuditTokenCreated, t, t.CreatedBy, t.CreatedAt)
 	})
 	if err != nil {
@@ -106,6 +109,9 @@ func (db *DB) RevokeToken(ctx context.Context, name, by string, at time.Time) (s
 			return err
 		}
 		t.RevokedAt, t.RevokedBy = time.Unix(0, at.UnixNano()).UTC(), by
+		if err := w.notify(NotifyTokens); err != nil {
+			return err
+		}
 		return appendTokenAudit(w, protocol.AuditTokenRevoked, t, by, at)
 	})
 	if err != nil {
