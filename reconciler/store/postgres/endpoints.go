@@ -92,11 +92,20 @@ func (db *DB) ReplaceInventory(ctx context.Context, r store.Report) error {
 		return fmt.Errorf("inventory of endpoint %q: %w", r.Endpoint, err)
 	}
 	err = db.updateLazy(ctx, func(t *wtx) error { return replaceInventory(t, inv) })
+	if errors.Is(err, errDuplicateReport) {
+		return nil
+	}
 	if err != nil {
 		return fmt.Errorf("inventory of endpoint %q: %w", r.Endpoint, err)
 	}
 	return nil
 }
+
+// errDuplicateReport is a report numbered as the stored one: a copy of it
+// (the agent's retry of a report whose answer was lost, or the network
+// delivering it twice), which changes nothing. Applying it again could
+// undo what a job recorded since.
+var errDuplicateReport = errors.New("duplicate report")
 
 // inventory is a report checked and encoded for the store, ready for
 // replaceInventory.
@@ -258,6 +267,9 @@ func replaceInventory(t *wtx, inv inventory) error {
 	}
 	if r.Seq < seq {
 		return fmt.Errorf("report %d is older than the stored report %d: %w", r.Seq, seq, store.ErrConflict)
+	}
+	if r.Seq > 0 && r.Seq == seq {
+		return errDuplicateReport
 	}
 	if lastSeen.Valid && r.At.UnixNano() < lastSeen.Int64 {
 		return fmt.Errorf("report of %s is older than the stored one of %s: %w",

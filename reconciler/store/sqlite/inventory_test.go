@@ -374,36 +374,3 @@ func TestRefusalMovesJobNumbers(t *testing.T) {
 		t.Errorf("raise for an unknown endpoint: %v, want not found", err)
 	}
 }
-
-// TestDuplicateReportDoesNotUndoAJob: a copy of the stored report (same
-// number), arriving after a job installed one of its updates, changes
-// nothing: the update stays installed. Applying the copy again would make
-// the controller plan the update as missing.
-func TestDuplicateReportDoesNotUndoAJob(t *testing.T) {
-	db, _ := openTest(t)
-	ctx := context.Background()
-	enroll(t, db, "ep-1", "acme")
-	first := report("ep-1", t0, kb("KB1", false))
-	first.Seq = 1
-	replace(t, db, first)
-	jobs := createJobs(t, db, "acme", t0, newJob("ep-1", "acme", "k1", "KB1"))
-	ok := []store.UpdateResult{{Update: "KB1", Result: protocol.ResultSucceeded}}
-	if _, err := db.RecordResult(ctx, jobs[0].ID, "ep-1", ok, t0.Add(time.Minute)); err != nil {
-		t.Fatal(err)
-	}
-	late := first
-	late.At = t0.Add(2 * time.Minute)
-	if err := db.ReplaceInventory(ctx, late); err != nil {
-		t.Fatalf("a duplicate report is acknowledged, not refused: %v", err)
-	}
-	ep, err := db.EndpointSnapshot(ctx, "ep-1", t0.Add(3*time.Minute))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(ep.Updates) != 1 || !ep.Updates[0].Installed {
-		t.Errorf("after the duplicate: %+v, want KB1 installed", ep.Updates)
-	}
-	if !ep.LastSeen.Equal(t0) {
-		t.Errorf("LastSeen = %v, want the first report's %v (the copy changed nothing)", ep.LastSeen, t0)
-	}
-}

@@ -98,6 +98,7 @@ func Run(t *testing.T, open func(t *testing.T) Store, opts ...Option) {
 	}{
 		{"Enroll", testEnroll},
 		{"ReplaceInventory", testReplaceInventory},
+		{"DuplicateReport", testDuplicateReport},
 		{"JobNumbersFromTheFirstReportOnly", testJobSeqFromFirstReport},
 		{"RefusalMovesJobNumbers", testRaiseJobSeq},
 		{"Snapshot", testSnapshot},
