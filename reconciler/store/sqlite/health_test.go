@@ -106,64 +106,6 @@ func TestOpenAcceptsAnUndamagedStore(t *testing.T) {
 	}
 }
 
-func TestRecordHalts(t *testing.T) {
-	db, _ := openTest(t)
-	ctx := context.Background()
-	kb1 := protocol.Halt{Update: "KB1", Ring: "canary", Reason: "1 of 2 failed"}
-	kb2 := protocol.Halt{Update: "KB2", Ring: "pilot", Reason: "3 of 10 failed"}
-	steps := []struct {
-		name    string
-		client  string
-		halted  []protocol.Halt
-		changed int
-		want    map[string][]protocol.Halt
-	}{
-		{"two halts appear", "acme", []protocol.Halt{kb2, kb1}, 2, map[string][]protocol.Halt{"acme": {kb1, kb2}}},
-		{"the same halts again (a restart) change nothing", "acme", []protocol.Halt{kb1, kb2}, 0, map[string][]protocol.Halt{"acme": {kb1, kb2}}},
-		{"a new reason is no new halt", "acme", []protocol.Halt{{Update: "KB1", Ring: "canary", Reason: "2 of 2 failed"}, kb2}, 0, map[string][]protocol.Halt{"acme": {kb1, kb2}}},
-		{"another client's halt", "globex", []protocol.Halt{kb1}, 1, map[string][]protocol.Halt{"acme": {kb1, kb2}, "globex": {kb1}}},
-		{"one resumed", "acme", []protocol.Halt{kb2}, 1, map[string][]protocol.Halt{"acme": {kb2}, "globex": {kb1}}},
-		{"all resumed", "acme", nil, 1, map[string][]protocol.Halt{"globex": {kb1}}},
-	}
-	for i, s := range steps {
-		n, err := db.RecordHalts(ctx, s.client, "rev", s.halted, t0.Add(time.Duration(i)*time.Minute))
-		if err != nil {
-			t.Fatalf("%s: %v", s.name, err)
-		}
-		if n != s.changed {
-			t.Errorf("%s: %d audit entries, want %d", s.name, n, s.changed)
-		}
-		got, err := db.Halts(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if diff := cmp.Diff(s.want, got, equateEmpty); diff != "" {
-			t.Errorf("%s: halts (-want +got):\n%s", s.name, diff)
-		}
-	}
-	entries, err := db.Audit(ctx, 0, 100)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got []string
-	for _, e := range entries {
-		got = append(got, fmt.Sprintf("%s %s %s", e.Kind, e.Client, e.Detail))
-	}
-	want := []string{
-		`halt acme {"update":"KB2","ring":"pilot","reason":"3 of 10 failed"}`,
-		`halt acme {"update":"KB1","ring":"canary","reason":"1 of 2 failed"}`,
-		`halt globex {"update":"KB1","ring":"canary","reason":"1 of 2 failed"}`,
-		`resume acme {"update":"KB1","ring":"canary","reason":"1 of 2 failed"}`,
-		`resume acme {"update":"KB2","ring":"pilot","reason":"3 of 10 failed"}`,
-	}
-	if diff := cmp.Diff(want, got); diff != "" {
-		t.Errorf("audit log (-want +got):\n%s", diff)
-	}
-	if _, err := db.RecordHalts(ctx, "acme", "rev", nil, time.Time{}); !errors.Is(err, store.ErrInvalid) {
-		t.Errorf("RecordHalts without a time = %v, want ErrInvalid", err)
-	}
-}
-
 // TestHaltsMigrationKeepsAuditedHalts: a store written before the halts
 // table knows, after the upgrade, the halts its audit log left standing,
 // so the first re-plan after the upgrade audits none of them again.

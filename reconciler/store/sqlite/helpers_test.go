@@ -8,8 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-cmp/cmp/cmpopts"
-
 	"github.com/patchline/patchline/protocol"
 	"github.com/patchline/patchline/reconciler/plan"
 	"github.com/patchline/patchline/reconciler/store"
@@ -18,9 +16,6 @@ import (
 
 // t0 is the test clock's start: a Tuesday morning.
 var t0 = time.Date(2026, 3, 10, 9, 0, 0, 0, time.UTC)
-
-// equateEmpty makes nil and empty lists and maps equal in comparisons.
-var equateEmpty = cmpopts.EquateEmpty()
 
 // openTest opens a fresh store in a temporary directory and returns it with
 // its file path; the store is closed when the test ends.
@@ -123,5 +118,3 @@ func replace(t testing.TB, db *DB, r store.Report) {
 		t.Fatal(err)
 	}
 }
-
-func ptr[T any](v T) *T { return &v }
