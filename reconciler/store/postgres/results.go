@@ -1,14 +1,11 @@
 package postgres
 
 import (
-	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
 	"time"
-	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
@@ -167,8 +164,8 @@ func countResults(jobUpdates []string, results []store.UpdateResult) (map[protoc
 // what the stored inventory inv said of the unknown results. The writes go
 // in one round trip, after one more for the inventory when unknown results
 // need it.
-func recordAttempts(t *wtx, jobID, endpoint, ring string, results []store.UpdateResult, inv storedReport, now time.Time) (verified, error) {
-	var v verified
+func recordAttempts(t *wtx, jobID, endpoint, ring string, results []store.UpdateResult, inv storedReport, now time.Time) (store.Verified, error) {
+	var v store.Verified
 	installed, err := reportedInstalled(t, endpoint, results, inv)
 	if err != nil {
 		return v, err
@@ -228,84 +225,18 @@ func verifies(inv storedReport, r store.UpdateResult) bool {
 	return inv.ok && r.InventorySeq > 0 && inv.seq >= r.InventorySeq
 }
 
-// verified counts the unknown results of one job by what the inventory
-// the agent sent after the interruption showed, when the store holds it.
-type verified struct {
-	installed, missing int
-	inventory          time.Time
-}
-
 // interrupted dates unknown result r and says in its error what the
 // stored inventory shows of it (installed: the inventory's word on each
-// update it lists), counting it in v. The inventory verifies the result
-// when it is the report the agent sent after the interruption or a later
-// one; the attempt is then dated at the report's time, else at now, for
-// the endpoint's next report to verify.
-func interrupted(r store.UpdateResult, inv storedReport, installed map[string]bool, now time.Time, v *verified) (time.Time, string) {
-	msg := cmp.Or(r.Error, "the agent stopped while installing")
-	if !verifies(inv, r) {
-		return now, withNote(msg, "; the endpoint's next inventory report shows whether it was installed")
-	}
-	v.inventory = inv.at
-	stamp := inv.at.UTC().Format("2006-01-02 15:04 UTC")
+// update it lists), counting it in v (see store.Verified).
+func interrupted(r store.UpdateResult, inv storedReport, installed map[string]bool, now time.Time, v *store.Verified) (time.Time, string) {
 	is, listed := installed[r.Update]
-	switch {
-	case !listed:
-		v.missing++
-		return inv.at, withNote(msg, "; the inventory of "+stamp+" no longer lists it")
-	case is:
-		v.installed++
-		return inv.at, withNote(msg, "; verified installed by the inventory of "+stamp)
-	}
-	v.missing++
-	return inv.at, withNote(msg, "; still missing by the inventory of "+stamp)
+	return v.Interrupted(r, verifies(inv, r), inv.at, listed, is, now)
 }
 
-// withNote appends the controller's note to an agent's error, shortening
-// the error (on a UTF-8 boundary) so that the whole stays within the
-// bound every reader of the state holds attempt errors to.
-func withNote(msg, note string) string {
-	if room := protocol.MaxErrorBytes - len(note); len(msg) > room {
-		const more = "…"
-		msg = msg[:max(room-len(more), 0)]
-		for len(msg) > 0 && !utf8.ValidString(msg) {
-			msg = msg[:len(msg)-1]
-		}
-		msg += more
-	}
-	return msg + note
-}
-
-// interruptedDetail is the part of a job-result audit entry about the
-// job's unknown results: the time of the inventory that shows what the
-// interrupted job left, and how many of them it shows installed and still
-// missing.
-type interruptedDetail struct {
-	Inventory time.Time `json:"inventory"`
-	Installed int       `json:"installed"`
-	Missing   int       `json:"missing"`
-}
-
-// auditResult appends the job-result audit entry of job: how many updates
-// succeeded, failed, were refused and have an unknown outcome (with what
-// the inventory showed of them), and whether the job had expired before
-// its result came.
-func auditResult(t *wtx, jobID, endpoint string, job resultJob, counts map[protocol.Result]int, v verified, now time.Time) error {
-	d := struct {
-		Succeeded int  `json:"succeeded"`
-		Failed    int  `json:"failed"`
-		Refused   int  `json:"refused"`
-		Unknown   int  `json:"unknown,omitempty"`
-		Expired   bool `json:"expired,omitempty"`
-		// Interrupted splits the unknown results by the inventory the
-		// agent sent after the interruption, when the store holds it.
-		Interrupted *interruptedDetail `json:"interrupted,omitempty"`
-	}{Succeeded: counts[protocol.ResultSucceeded], Failed: counts[protocol.ResultFailed], Refused: counts[protocol.ResultRefused],
-		Unknown: counts[protocol.ResultUnknown], Expired: job.state == store.JobExpired}
-	if !v.inventory.IsZero() {
-		d.Interrupted = &interruptedDetail{Inventory: v.inventory.UTC(), Installed: v.installed, Missing: v.missing}
-	}
-	detail, err := json.Marshal(d)
+// auditResult appends the job-result audit entry of job (see
+// store.JobResultDetail).
+func auditResult(t *wtx, jobID, endpoint string, job resultJob, counts map[protocol.Result]int, v store.Verified, now time.Time) error {
+	detail, err := store.JobResultDetail(counts, job.state == store.JobExpired, v)
 	if err != nil {
 		return err
 	}

@@ -1,15 +1,12 @@
 package sqlite
 
 import (
-	"cmp"
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
 	"time"
-	"unicode/utf8"
 
 	"github.com/patchline/patchline/protocol"
 	"github.com/patchline/patchline/reconciler/store"
@@ -130,8 +127,8 @@ func countResults(updates sql.NullString, results []store.UpdateResult) (map[pro
 // succeeded update is marked installed, keeping an install time it already
 // had. Unknown results are dated and described by interrupted. It returns
 // what the stored inventory said of the unknown results.
-func recordAttempts(tx *wtx, jobID, endpoint, ring string, results []store.UpdateResult, now time.Time) (verified, error) {
-	var v verified
+func recordAttempts(tx *wtx, jobID, endpoint, ring string, results []store.UpdateResult, now time.Time) (store.Verified, error) {
+	var v store.Verified
 	if _, err := tx.exec(finishJobQuery, now.UnixNano(), jobID); err != nil {
 		return v, err
 	}
@@ -189,87 +186,26 @@ func inventoryOf(tx *wtx, endpoint string, results []store.UpdateResult) (stored
 	return rep, nil
 }
 
-// verified counts the unknown results of one job by what the inventory
-// the agent sent after the interruption showed, when the store holds it.
-type verified struct {
-	installed, missing int
-	inventory          time.Time
-}
-
 // interrupted dates unknown result r and says in its error what the
-// stored inventory shows of it, counting it in v. The inventory verifies
-// the result when it is the report the agent sent after the interruption
-// or a later one; the attempt is then dated at the report's time, else at
-// now, for the endpoint's next report to verify.
-func interrupted(tx *wtx, endpoint string, r store.UpdateResult, inv storedReport, now time.Time, v *verified) (time.Time, string, error) {
-	msg := cmp.Or(r.Error, "the agent stopped while installing")
+// stored inventory shows of it, counting it in v (see store.Verified).
+func interrupted(tx *wtx, endpoint string, r store.UpdateResult, inv storedReport, now time.Time, v *store.Verified) (time.Time, string, error) {
 	if !inv.ok || r.InventorySeq <= 0 || inv.seq < r.InventorySeq {
-		return now, withNote(msg, "; the endpoint's next inventory report shows whether it was installed"), nil
+		at, msg := v.Interrupted(r, false, time.Time{}, false, false, now)
+		return at, msg, nil
 	}
 	var installed int64
 	err := tx.queryRow(reportedInstalledQuery, endpoint, r.Update).Scan(&installed)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return time.Time{}, "", err
 	}
-	v.inventory = inv.at
-	stamp := inv.at.UTC().Format("2006-01-02 15:04 UTC")
-	switch {
-	case errors.Is(err, sql.ErrNoRows):
-		v.missing++
-		return inv.at, withNote(msg, "; the inventory of "+stamp+" no longer lists it"), nil
-	case installed != 0:
-		v.installed++
-		return inv.at, withNote(msg, "; verified installed by the inventory of "+stamp), nil
-	}
-	v.missing++
-	return inv.at, withNote(msg, "; still missing by the inventory of "+stamp), nil
+	at, msg := v.Interrupted(r, true, inv.at, err == nil, installed != 0, now)
+	return at, msg, nil
 }
 
-// withNote appends the controller's note to an agent's error, shortening
-// the error (on a UTF-8 boundary) so that the whole stays within the
-// bound every reader of the state holds attempt errors to.
-func withNote(msg, note string) string {
-	if room := protocol.MaxErrorBytes - len(note); len(msg) > room {
-		const more = "…"
-		msg = msg[:max(room-len(more), 0)]
-		for len(msg) > 0 && !utf8.ValidString(msg) {
-			msg = msg[:len(msg)-1]
-		}
-		msg += more
-	}
-	return msg + note
-}
-
-// interruptedDetail is the part of a job-result audit entry about the
-// job's unknown results: the time of the inventory that shows what the
-// interrupted job left, and how many of them it shows installed and still
-// missing.
-type interruptedDetail struct {
-	Inventory time.Time `json:"inventory"`
-	Installed int       `json:"installed"`
-	Missing   int       `json:"missing"`
-}
-
-// auditResult appends the job-result audit entry of job: how many updates
-// succeeded, failed, were refused and have an unknown outcome (with what
-// the inventory showed of them), and whether the job had expired before
-// its result came.
-func auditResult(tx *wtx, jobID, endpoint string, job resultJob, counts map[protocol.Result]int, v verified, now time.Time) error {
-	d := struct {
-		Succeeded int  `json:"succeeded"`
-		Failed    int  `json:"failed"`
-		Refused   int  `json:"refused"`
-		Unknown   int  `json:"unknown,omitempty"`
-		Expired   bool `json:"expired,omitempty"`
-		// Interrupted splits the unknown results by the inventory the
-		// agent sent after the interruption, when the store holds it.
-		Interrupted *interruptedDetail `json:"interrupted,omitempty"`
-	}{Succeeded: counts[protocol.ResultSucceeded], Failed: counts[protocol.ResultFailed], Refused: counts[protocol.ResultRefused],
-		Unknown: counts[protocol.ResultUnknown], Expired: job.state == store.JobExpired}
-	if !v.inventory.IsZero() {
-		d.Interrupted = &interruptedDetail{Inventory: v.inventory.UTC(), Installed: v.installed, Missing: v.missing}
-	}
-	detail, err := json.Marshal(d)
+// auditResult appends the job-result audit entry of job (see
+// store.JobResultDetail).
+func auditResult(tx *wtx, jobID, endpoint string, job resultJob, counts map[protocol.Result]int, v store.Verified, now time.Time) error {
+	detail, err := store.JobResultDetail(counts, job.state == store.JobExpired, v)
 	if err != nil {
 		return err
 	}

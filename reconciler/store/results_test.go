@@ -1,4 +1,4 @@
-package sqlite
+package store
 
 import (
 	"strings"
@@ -22,13 +22,13 @@ func TestWithNoteStaysWithinTheErrorBound(t *testing.T) {
 		{"multi-byte characters cut at the bound", strings.Repeat("é", protocol.MaxErrorBytes/2), ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got := withNote(tc.msg, note)
+			got := WithNote(tc.msg, note)
 			if len(got) > protocol.MaxErrorBytes || !utf8.ValidString(got) || !strings.HasSuffix(got, note) {
-				t.Errorf("withNote: %d bytes, valid UTF-8 %v, ends with the note %v; want at most %d, valid, with the note",
+				t.Errorf("WithNote: %d bytes, valid UTF-8 %v, ends with the note %v; want at most %d, valid, with the note",
 					len(got), utf8.ValidString(got), strings.HasSuffix(got, note), protocol.MaxErrorBytes)
 			}
 			if tc.want != "" && got != tc.want {
-				t.Errorf("withNote = %q, want %q", got, tc.want)
+				t.Errorf("WithNote = %q, want %q", got, tc.want)
 			}
 		})
 	}
