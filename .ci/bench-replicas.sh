@@ -21,6 +21,10 @@
 #        PG_FSYNC (on: PostgreSQL syncs its WAL as in production; off as
 #        the tests run it), PORT (18520, the first of 12 ports used),
 #        ONLY (postgres or sqlite: run one setup),
+#        PG_POOL=N: each replica's connections to PostgreSQL (pgx's
+#        pool_max_conns; its default is the larger of 4 and the CPUs),
+#        PG_STATEMENTS=1: load pg_stat_statements and print the statements
+#        that took the database's time,
 #        PROFILE=DIR: CPU profiles of every patchd over the first
 #        PROFILE_SECONDS (10) as DIR/<setup>-runN-<replica>.pprof.
 set -euo pipefail
@@ -32,6 +36,8 @@ commits=${COMMITS:-30}
 pg_fsync=${PG_FSYNC:-on}
 port=${PORT:-18520}
 only=${ONLY:-}
+pg_pool=${PG_POOL:-}
+pg_statements=${PG_STATEMENTS:-}
 profile=${PROFILE:-}
 bin=$(pwd)/bin
 work=$(mktemp -d /tmp/patchline-replicas-XXXXXX)
@@ -100,13 +106,29 @@ start_postgres() {
 	pg_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 	# Production-like durability by default (PG_FSYNC=on); shared
 	# buffers sized for a small dedicated database.
+	local extra=()
+	[ -n "$pg_statements" ] && extra=(-c shared_preload_libraries=pg_stat_statements)
 	"${as_pg[@]}" "$pg_bin/postgres" -D "$dir/data" -k "$dir" -h '' -p "$pg_port" \
-		-c fsync="$pg_fsync" -c max_connections=300 -c shared_buffers=256MB \
+		-c fsync="$pg_fsync" -c max_connections=300 -c shared_buffers=256MB "${extra[@]}" \
 		>"$dir/postgres.log" 2>&1 &
 	pg_pid=$!
 	for _ in $(seq 100); do pg_isready -q -h "$dir" -p "$pg_port" && break; sleep 0.1; done
 	createdb -h "$dir" -p "$pg_port" -U patchline patchline
 	database="host=$dir port=$pg_port user=patchline dbname=patchline sslmode=disable"
+	[ -n "$pg_pool" ] && database+=" pool_max_conns=$pg_pool"
+	if [ -n "$pg_statements" ]; then
+		psql -q -h "$dir" -p "$pg_port" -U patchline -d patchline -c 'CREATE EXTENSION pg_stat_statements'
+	fi
+	return 0
+}
+
+# report_statements: the statements that took PostgreSQL's time.
+report_statements() {
+	[ -n "$pg_statements" ] || return 0
+	psql -h "$1" -p "$pg_port" -U patchline -d patchline -P pager=off -c \
+		"SELECT calls, round(total_exec_time) AS total_ms, round(mean_exec_time::numeric, 3) AS mean_ms,
+		        left(regexp_replace(query, '\s+', ' ', 'g'), 90) AS query
+		   FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 12"
 }
 
 stop_postgres() {
@@ -135,7 +157,7 @@ run_postgres() {
 		# r1 starts first and takes the lease.
 		wait_metrics "http://127.0.0.1:$((p + 1))/metrics"
 	done
-	echo "== run $run, postgres: three replicas, $endpoints agents, $clients clients, $updates updates each (fsync=$pg_fsync)"
+	echo "== run $run, postgres: three replicas, $endpoints agents, $clients clients, $updates updates each (fsync=$pg_fsync${pg_pool:+, pool $pg_pool})"
 	if [ -n "$profile" ]; then
 		mkdir -p "$profile"
 		for k in 0 1 2; do
@@ -149,6 +171,7 @@ run_postgres() {
 	curl -fs "${metrics[0]}" | grep '^patchline_leader' || true
 	for k in 0 1 2; do report_process "patchd ${names[$k]}" "${pids[$k]}"; done
 	report_postgres
+	report_statements "$dir/pg"
 	for p in "${pids[@]}"; do kill "$p"; wait "$p" || true; done
 	pids=()
 	stop_postgres
