@@ -34,6 +34,12 @@ time to converge, report rate, check-in and job latency percentiles, errors
 by kind, and the controller's memory from its metrics (--metrics, the
 address patchd's --metrics-listen gives).
 
+With several replicas, give --controller all their URLs separated by
+commas: agent i starts at replica i mod n (and knows the others, moving on
+when one is unreachable), the status is read from the first that answers
+and webhooks go to the first; --metrics may list each replica's metrics
+URL, and the summary gives each one's memory.
+
 Every agent holds a connection: sim raises its own open-file limit, and the
 controller needs 'ulimit -n' above --endpoints too.`,
 		Args: cobra.NoArgs,
@@ -83,8 +89,8 @@ controller needs 'ulimit -n' above --endpoints too.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&opts.Controller, "controller", "http://127.0.0.1:8420", "controller base `URL`")
-	f.StringVar(&opts.Metrics, "metrics", "http://127.0.0.1:9420/metrics", "`URL` of the controller's metrics, read for its memory (empty: not measured)")
+	f.StringVar(&opts.Controller, "controller", "http://127.0.0.1:8420", "controller base `URL`, or its replicas' URLs separated by commas (agents spread over them)")
+	f.StringVar(&opts.Metrics, "metrics", "http://127.0.0.1:9420/metrics", "`URL` of the controller's metrics, or its replicas' separated by commas, read for their memory (empty: not measured)")
 	f.StringVar(&secretsFile, "secrets", "", "secrets `FILE` (as patchd reads it)")
 	f.IntVar(&opts.Clients, "clients", 10, "clients to spread the endpoints over")
 	f.IntVar(&opts.Endpoints, "endpoints", 100, "simulated endpoints (agents)")

@@ -6,14 +6,16 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 )
 
 // TestSystemdUnits checks the unit files of examples/systemd: systemd
 // itself finds nothing to complain about (systemd-analyze verify, with the
-// binaries built here in place of /usr/local/bin), and every flag their
-// ExecStart passes is one the binary has.
+// binaries built here in place of /usr/local/bin), every flag their
+// ExecStart passes is one the binary has, and the replica's unit is
+// hardened as patchd's.
 func TestSystemdUnits(t *testing.T) {
 	analyze, err := exec.LookPath("systemd-analyze")
 	if err != nil {
@@ -23,15 +25,19 @@ func TestSystemdUnits(t *testing.T) {
 		t.Skip("SKIPPING: systemd-analyze is missing (Debian: systemd); the unit files are not checked")
 	}
 	patchd, agent := binaries(t)
-	bins := map[string]string{"patchd": patchd, "patch-agent": agent}
 	dir := t.TempDir()
-	for name, bin := range bins {
+	for _, u := range []struct{ name, binName, bin string }{
+		{"patchd", "patchd", patchd},
+		{"patchd-replica", "patchd", patchd},
+		{"patch-agent", "patch-agent", agent},
+	} {
+		name, bin := u.name, u.bin
 		t.Run(name, func(t *testing.T) {
 			unit, err := os.ReadFile(filepath.Join("..", "..", "examples", "systemd", name+".service"))
 			if err != nil {
 				t.Fatal(err)
 			}
-			text := strings.ReplaceAll(string(unit), "/usr/local/bin/"+name, bin)
+			text := strings.ReplaceAll(string(unit), "/usr/local/bin/"+u.binName, bin)
 			path := filepath.Join(dir, name+".service")
 			if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
 				t.Fatal(err)
@@ -51,10 +57,49 @@ func TestSystemdUnits(t *testing.T) {
 			help, _ := execOutput(bin, "-h")
 			for _, f := range regexp.MustCompile(`\s--([a-z-]+)`).FindAllStringSubmatch(start[1], -1) {
 				if !strings.Contains(help, "  -"+f[1]+" ") && !strings.Contains(help, "  -"+f[1]+"\n") {
-					t.Errorf("ExecStart passes --%s, which %s does not have", f[1], name)
+					t.Errorf("ExecStart passes --%s, which %s does not have", f[1], u.binName)
 				}
 			}
 		})
+	}
+}
+
+// TestReplicaUnitHardenedAsPatchd checks that the unit of a patchd replica
+// keeps every sandboxing setting of patchd.service, and that both raise
+// the open-file limit.
+func TestReplicaUnitHardenedAsPatchd(t *testing.T) {
+	settings := func(name string) map[string]string {
+		data, err := os.ReadFile(filepath.Join("..", "..", "examples", "systemd", name+".service"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]string{}
+		for _, line := range strings.Split(string(data), "\n") {
+			if k, v, ok := strings.Cut(line, "="); ok && !strings.HasPrefix(line, "#") {
+				out[k] = v
+			}
+		}
+		return out
+	}
+	single, replica := settings("patchd"), settings("patchd-replica")
+	hardening := regexp.MustCompile(`^(NoNewPrivileges|Protect.*|Private.*|Restrict.*|LockPersonality|MemoryDenyWriteExecute|SystemCallArchitectures|User|Group)$`)
+	n := 0
+	for k, v := range single {
+		if !hardening.MatchString(k) {
+			continue
+		}
+		n++
+		if replica[k] != v {
+			t.Errorf("patchd-replica.service: %s=%q, patchd.service has %q", k, replica[k], v)
+		}
+	}
+	if n < 10 {
+		t.Errorf("found only %d hardening settings in patchd.service: the test no longer reads it", n)
+	}
+	for name, unit := range map[string]map[string]string{"patchd": single, "patchd-replica": replica} {
+		if limit, err := strconv.Atoi(unit["LimitNOFILE"]); err != nil || limit < 65536 {
+			t.Errorf("%s.service: LimitNOFILE=%q, want at least 65536 (every agent holds a connection)", name, unit["LimitNOFILE"])
+		}
 	}
 }
 

@@ -18,19 +18,29 @@ import (
 
 // probe reads the controller's admin status and metrics and sends it
 // webhooks. It uses its own HTTP client: the agents' clients belong to the
-// agents.
+// agents. With several replicas, the status is read from the first that
+// answers and webhooks go to the first (a replica that does not lead
+// passes a webhook to the leader through the database).
 type probe struct {
+	// base is the first controller URL, where webhooks go.
 	base string
-	// metrics is the URL of the controller's metrics.
-	metrics string
+	// metrics are the URLs of the controller's metrics, one a replica.
+	metrics []string
 	secrets *protocol.SecretsFile
 	http    *http.Client
 	admin   *adminclient.Client
 }
 
-func newProbe(base, metrics string, s *protocol.SecretsFile) *probe {
-	p := &probe{base: strings.TrimSuffix(base, "/"), metrics: metrics, secrets: s, http: &http.Client{Timeout: 30 * time.Second}}
-	p.admin = &adminclient.Client{Base: p.base, Token: s.AdminToken, HTTP: p.http}
+func newProbe(controller, metrics string, s *protocol.SecretsFile) *probe {
+	p := &probe{
+		base:    strings.TrimSuffix(adminclient.SplitURLs(controller)[0], "/"),
+		secrets: s,
+		http:    &http.Client{Timeout: 30 * time.Second},
+	}
+	if metrics != "" {
+		p.metrics = adminclient.SplitURLs(metrics)
+	}
+	p.admin = &adminclient.Client{Base: controller, Token: s.AdminToken, HTTP: p.http}
 	return p
 }
 
@@ -43,11 +53,11 @@ func (p *probe) status(ctx context.Context) (*protocol.Status, error) {
 	return st, nil
 }
 
-// rss reads the controller's resident memory from its metrics (the
+// rss reads a controller's resident memory from its metrics at url (the
 // process collector's process_resident_memory_bytes); 0 when the
 // controller does not export it (not on Linux).
-func (p *probe) rss(ctx context.Context) (int64, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.metrics, nil)
+func (p *probe) rss(ctx context.Context, url string) (int64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return 0, fmt.Errorf("metrics: %w", err)
 	}

@@ -10,11 +10,14 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/patchline/patchline/agent"
 	"github.com/patchline/patchline/agent/backend/sim"
+	"github.com/patchline/patchline/internal/adminclient"
 	"github.com/patchline/patchline/internal/netaddr"
 	"github.com/patchline/patchline/internal/plangen"
 	"github.com/patchline/patchline/protocol"
@@ -40,11 +43,16 @@ const commitTimeout = 30 * time.Second
 
 // Options configure a simulation.
 type Options struct {
-	// Controller is the controller's base URL.
+	// Controller is the controller's base URL, or the URLs of its
+	// replicas separated by commas. Every agent gets the whole list, each
+	// starting at another replica (agent i at replica i mod n), so the
+	// fleet spreads over the replicas; the status is read from, and the
+	// webhooks are sent to, the first.
 	Controller string
 	// Metrics is the URL of the controller's metrics (its
-	// --metrics-listen address and /metrics), read for its memory; empty
-	// means the controller's memory is not measured.
+	// --metrics-listen address and /metrics), or those of its replicas
+	// separated by commas, read for their memory; empty means the
+	// controller's memory is not measured.
 	Metrics string
 	// Secrets are the enrollment secrets, the admin token (for
 	// /v1/status) and the webhook secret.
@@ -107,9 +115,11 @@ type Summary struct {
 	CommitToJob Percentiles
 	Errors      map[string]int
 	// ControllerRSS is the controller's peak resident memory seen on its
-	// metrics (0 without Options.Metrics); SimulatorRSS this process's
-	// peak.
+	// metrics (0 without Options.Metrics), the largest replica's with
+	// several; ReplicaRSS is each one's, in the order of Options.Metrics;
+	// SimulatorRSS this process's peak.
 	ControllerRSS int64
+	ReplicaRSS    []int64
 	SimulatorRSS  int64
 	// Halted lists rollouts the controller halted, as client/update/ring.
 	Halted []string
@@ -180,12 +190,21 @@ func (o *Options) check() error {
 	case o.Commits > 0 && o.RepoDir == "":
 		return errors.New("sim: measuring commit-to-job latency needs the fleet repo directory")
 	}
-	u, err := url.Parse(o.Controller)
-	if err != nil {
-		return fmt.Errorf("sim: controller URL %q: %w", o.Controller, err)
+	for _, c := range adminclient.SplitURLs(o.Controller) {
+		u, err := url.Parse(c)
+		if err != nil || u.Host == "" {
+			return fmt.Errorf("sim: controller URL %q: want something like https://patchd.msp.example:8420", c)
+		}
+		if netaddr.InClear(u) {
+			return fmt.Errorf("sim: controller URL %q: plain http would send the admin token and enrollment secrets in clear; use https://, or an SSH tunnel to the controller", c)
+		}
 	}
-	if netaddr.InClear(u) {
-		return fmt.Errorf("sim: controller URL %q: plain http would send the admin token and enrollment secrets in clear; use https://, or an SSH tunnel to the controller", o.Controller)
+	if o.Metrics != "" {
+		for _, m := range adminclient.SplitURLs(o.Metrics) {
+			if u, err := url.Parse(m); err != nil || u.Host == "" {
+				return fmt.Errorf("sim: metrics URL %q: want something like http://127.0.0.1:9420/metrics", m)
+			}
+		}
 	}
 	for i := range o.Clients {
 		if o.Secrets.Enrollment[plangen.ClientID(i)] == "" {
@@ -242,7 +261,7 @@ func sourceAddr(opts Options, i int) netip.Addr {
 	if n <= 1 {
 		return netip.Addr{}
 	}
-	u, err := url.Parse(opts.Controller)
+	u, err := url.Parse(adminclient.SplitURLs(opts.Controller)[0])
 	if err != nil {
 		return netip.Addr{}
 	}
@@ -250,6 +269,17 @@ func sourceAddr(opts Options, i int) netip.Addr {
 		return netip.Addr{}
 	}
 	return netip.AddrFrom4([4]byte{127, 0, 0, byte(1 + i%n)})
+}
+
+// controllerFor is the controller URL list agent i is given: the
+// replicas of opts.Controller starting at replica i mod n and wrapping
+// around, so that n replicas each hold a share of the fleet and an agent
+// still knows them all.
+func controllerFor(opts Options, i int) string {
+	urls := adminclient.SplitURLs(opts.Controller)
+	k := i % len(urls)
+	rotated := append(slices.Clone(urls[k:]), urls[:k]...)
+	return strings.Join(rotated, ",")
 }
 
 // newAgent builds the i-th simulated endpoint: its client and ring, an OS
@@ -292,7 +322,7 @@ func newAgent(ctx context.Context, opts Options, base string, i int, col *collec
 	}
 	sa := simAgent{i: i, client: client, ring: ring}
 	a, err := agent.New(agent.Config{
-		Controller:   opts.Controller,
+		Controller:   controllerFor(opts, i),
 		Client:       client,
 		EnrollSecret: opts.Secrets.Enrollment[client],
 		StateDir:     dir,
@@ -325,7 +355,7 @@ type watch struct {
 	// after it stopped.
 	rssDone chan struct{}
 	rssWait sync.WaitGroup
-	rssPeak int64
+	rssPeak []int64
 	status  statusView
 }
 
@@ -351,10 +381,13 @@ func (w *watch) sampleRSS() {
 	defer w.rssWait.Done()
 	t := time.NewTicker(rssEvery)
 	defer t.Stop()
+	w.rssPeak = make([]int64, len(w.probe.metrics))
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), rssEvery)
-		if rss, err := w.probe.rss(ctx); err == nil {
-			w.rssPeak = max(w.rssPeak, rss)
+		for k, m := range w.probe.metrics {
+			if rss, err := w.probe.rss(ctx, m); err == nil {
+				w.rssPeak[k] = max(w.rssPeak[k], rss)
+			}
 		}
 		cancel()
 		select {
@@ -482,7 +515,12 @@ func (w *watch) commitLatency(ctx context.Context) error {
 func (w *watch) finish() {
 	close(w.rssDone)
 	w.rssWait.Wait()
-	w.sum.ControllerRSS = w.rssPeak
+	for _, rss := range w.rssPeak {
+		w.sum.ControllerRSS = max(w.sum.ControllerRSS, rss)
+	}
+	if len(w.rssPeak) > 1 {
+		w.sum.ReplicaRSS = w.rssPeak
+	}
 	st, err := w.probe.status(context.Background())
 	if err == nil {
 		for _, cs := range st.Clients {

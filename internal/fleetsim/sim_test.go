@@ -79,3 +79,53 @@ func TestSourceAddr(t *testing.T) {
 		}
 	}
 }
+
+// TestControllerForSpreadsAgents checks that agents given several replicas
+// start at each in turn and still know them all.
+func TestControllerForSpreadsAgents(t *testing.T) {
+	for _, tt := range []struct {
+		controller string
+		i          int
+		want       string
+	}{
+		{"http://127.0.0.1:8420", 0, "http://127.0.0.1:8420"},
+		{"http://127.0.0.1:8420", 5, "http://127.0.0.1:8420"},
+		{"http://a:1,http://b:2,http://c:3", 0, "http://a:1,http://b:2,http://c:3"},
+		{"http://a:1,http://b:2,http://c:3", 1, "http://b:2,http://c:3,http://a:1"},
+		{"http://a:1,http://b:2,http://c:3", 2, "http://c:3,http://a:1,http://b:2"},
+		{"http://a:1,http://b:2,http://c:3", 3, "http://a:1,http://b:2,http://c:3"},
+		{"http://a:1, http://b:2", 1, "http://b:2,http://a:1"},
+	} {
+		if got := controllerFor(Options{Controller: tt.controller}, tt.i); got != tt.want {
+			t.Errorf("controllerFor(%q, agent %d) = %q, want %q", tt.controller, tt.i, got, tt.want)
+		}
+	}
+	// The original list is not changed by a rotation.
+	opts := Options{Controller: "http://a:1,http://b:2"}
+	_ = controllerFor(opts, 1)
+	if got := controllerFor(opts, 0); got != "http://a:1,http://b:2" {
+		t.Errorf("after a rotation, agent 0 got %q", got)
+	}
+}
+
+func TestCheckControllerList(t *testing.T) {
+	sec := &protocol.SecretsFile{Enrollment: map[string]string{"client-000": "s"}}
+	for _, tt := range []struct {
+		controller, metrics string
+		wantErr             string
+	}{
+		{"http://127.0.0.1:1,http://127.0.0.1:2", "http://127.0.0.1:3/metrics,http://127.0.0.1:4/metrics", ""},
+		{"http://127.0.0.1:1,", "", `controller URL ""`},
+		{"http://127.0.0.1:1,http://pd-b.msp.example:8420", "", "plain http"},
+		{"http://127.0.0.1:1", "http://127.0.0.1:3/metrics,:bad", `metrics URL ":bad"`},
+	} {
+		opts := Options{Controller: tt.controller, Metrics: tt.metrics, Secrets: sec, Clients: 1, Endpoints: 1, Duration: time.Second}
+		err := opts.check()
+		switch {
+		case tt.wantErr == "" && err != nil:
+			t.Errorf("check(%q, %q): %v", tt.controller, tt.metrics, err)
+		case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+			t.Errorf("check(%q, %q) = %v, want an error with %q", tt.controller, tt.metrics, err, tt.wantErr)
+		}
+	}
+}

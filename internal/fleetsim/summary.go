@@ -78,7 +78,15 @@ func (s *Summary) WriteText(w io.Writer) error {
 	if s.CommitToJob.N > 0 {
 		row("commit-to-job", "%s", s.CommitToJob)
 	}
-	row("controller RSS", "%s peak (from its metrics)", mib(s.ControllerRSS))
+	if len(s.ReplicaRSS) > 1 {
+		each := make([]string, len(s.ReplicaRSS))
+		for i, rss := range s.ReplicaRSS {
+			each[i] = mib(rss)
+		}
+		row("controller RSS", "%s peak per replica (from their metrics)", strings.Join(each, ", "))
+	} else {
+		row("controller RSS", "%s peak (from its metrics)", mib(s.ControllerRSS))
+	}
 	row("simulator RSS", "%s peak", mib(s.SimulatorRSS))
 	if len(s.Halted) > 0 {
 		row("halted rollouts", "%s", strings.Join(s.Halted, ", "))
