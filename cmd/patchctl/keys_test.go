@@ -110,7 +110,7 @@ func TestBackupOnPostgreSQL(t *testing.T) {
 		t.Fatalf("backup of a PostgreSQL store: exit 0, %q", stdout)
 	}
 	for _, want := range []string{"no backup made, " + out + " is unchanged", "400", "pg_dump", "point-in-time recovery",
-		"endpoints, updates, first_seen, jobs, attempts, revisions, halts, audit, tokens, controller, schema_migrations", "--signing-key"} {
+		"endpoints, updates, first_seen, jobs, attempts, revisions, halts, audit, tokens, controller, leader, schema_migrations", "--signing-key"} {
 		if !strings.Contains(errOut, want) {
 			t.Errorf("backup's message %q does not say %q", errOut, want)
 		}
