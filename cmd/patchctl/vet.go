@@ -70,7 +70,7 @@ cue.mod/pkg that differs from this patchctl's (run patchctl schema update).`,
 		},
 	}
 	cmd.Flags().StringVar(&rev, "rev", "", "load this Git revision (branch, tag, commit, HEAD~1) instead of the working tree")
-	cmd.Flags().Var(&now, "now", "evaluate expiry warnings at this RFC 3339 time instead of now")
+	cmd.Flags().Var(&now, "now", "judge expiry warnings and resume entries dated in the future at this RFC 3339 time instead of now")
 	ef.register(cmd)
 	return cmd
 }
