@@ -109,7 +109,12 @@ func TestStatusesReachEachForge(t *testing.T) {
 			f := newForge(t, p, clk)
 			n, reg := startNotifier(t, f.config(), clk)
 			lifeOfAFleet(n)
-			drive(t, clk, "every status", func() bool { return len(f.accepted()) >= len(wantLife) })
+			// The forge accepts a status before the worker reads the
+			// answer and counts it: wait for both.
+			drive(t, clk, "every status", func() bool {
+				return len(f.accepted()) >= len(wantLife) &&
+					counter(t, reg, "patchline_commit_status_sent_total", map[string]string{"provider": string(p)}) >= float64(len(wantLife))
+			})
 			check(t, f, wantLife)
 			var text strings.Builder
 			got := f.accepted()
@@ -175,13 +180,17 @@ func TestOutageNeitherBlocksNorLosesAStatus(t *testing.T) {
 			drive(t, clk, "retries while the forge is down", func() bool { return f.requestCount() >= 6 })
 			returns(t, "Refused", func() { n.Refused(revC, "", "invalid", []string{rootProblem}) })
 			down.Store(false)
-			drive(t, clk, "every status after the outage", func() bool { return len(f.accepted()) >= 3 })
+			labels := map[string]string{"provider": string(p)}
+			// The forge accepts a status before the worker reads the
+			// answer and counts it: wait for both.
+			drive(t, clk, "every status after the outage", func() bool {
+				return len(f.accepted()) >= 3 && counter(t, reg, "patchline_commit_status_sent_total", labels) >= 3
+			})
 			checkAnyOrder(t, f, []want{
 				{revB, "patchline/apply", true, "applied to 2 clients"},
 				{revA, "patchline/rollout/acme", true, "no rollout halted"},
 				{revC, "patchline/apply", false, "refused: " + rootProblem},
 			})
-			labels := map[string]string{"provider": string(p)}
 			if v := counter(t, reg, "patchline_commit_status_failures_total", labels); v < 5 {
 				t.Errorf("failures counter %v, want the failed requests (5 or more) counted", v)
 			}
