@@ -69,7 +69,11 @@ type Report struct {
 	OS            OS                `json:"os"`
 	Labels        map[string]string `json:"labels,omitempty"`
 	RebootPending bool              `json:"rebootPending"`
-	Updates       []*Update         `json:"updates"`
+	// Reboot is the agent's reboot state; nil from agents that predate it.
+	Reboot  *RebootState `json:"reboot,omitempty"`
+	Updates []*Update    `json:"updates"`
+	// AgentVersion is the agent's build version (internal/buildinfo).
+	AgentVersion string `json:"agentVersion,omitempty"`
 }
 
 // ReportResponse acknowledges a report.
@@ -98,6 +102,18 @@ type JobPayload struct {
 	RebootDeadline string      `json:"rebootDeadline,omitempty"`
 	Revision       string      `json:"revision"`
 	IdempotencyKey string      `json:"idempotencyKey"`
+	// The fields below are omitted when empty, so that a job without them
+	// is signed over the same bytes as before they existed.
+
+	// Action is ActionInstall ("") or ActionRollback.
+	Action string `json:"action,omitempty"`
+	// RebootPolicy supersedes Reboot and RebootDeadline when set.
+	RebootPolicy *RebootPolicy `json:"rebootPolicy,omitempty"`
+	Hooks        *JobHooks     `json:"hooks,omitempty"`
+	Guards       *JobGuards    `json:"guards,omitempty"`
+	// Emergency names the emergency entry that let the job through a
+	// window or soak, for the agent's log and the result.
+	Emergency string `json:"emergency,omitempty"`
 }
 
 // Canonical is the byte encoding a job is signed over: JSON of the fixed
@@ -180,6 +196,10 @@ type ResultRequest struct {
 	// so a job refused for its number can be planned again at once; any
 	// other result's JobSeq is ignored.
 	JobSeq int64 `json:"jobSeq,omitempty"`
+	// Hooks are the results of the job's pre and post scripts.
+	Hooks []HookResult `json:"hooks,omitempty"`
+	// Reboot is the endpoint's reboot state after the job.
+	Reboot *RebootState `json:"reboot,omitempty"`
 }
 
 // ResultResponse acknowledges a result; Duplicate is set when the

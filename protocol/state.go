@@ -37,7 +37,12 @@ type Endpoint struct {
 	Labels        map[string]string `json:"labels,omitempty"`
 	LastSeen      time.Time         `json:"lastSeen"`
 	RebootPending bool              `json:"rebootPending"`
-	Updates       []*Update         `json:"updates"`
+	// Reboot is the reboot state the agent last reported, nil if none.
+	Reboot  *RebootState `json:"reboot,omitempty"`
+	Updates []*Update    `json:"updates"`
+	// AgentVersion is the version of the endpoint's agent, empty when the
+	// agent did not say.
+	AgentVersion string `json:"agentVersion,omitempty"`
 }
 
 // Update is one installable thing an endpoint reports: a Windows KB, a
@@ -115,6 +120,13 @@ const (
 	// before, when this one counts as a failure. Controllers older than
 	// this value refuse it; the agent then sends "failed" instead.
 	ResultUnknown Result = "unknown"
+	// ResultDeferredByGuard: a guarded process kept running through the
+	// guard's wait, so the agent did not start the job; not a failure,
+	// retried in the next window.
+	ResultDeferredByGuard Result = "deferred-by-guard"
+	// ResultHookFailed: the job's pre script failed, so the update was not
+	// installed; a failure of its own kind.
+	ResultHookFailed Result = "hook-failed"
 )
 
 // Attempt is one try to install an update on an endpoint.
