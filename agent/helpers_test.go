@@ -463,7 +463,7 @@ func job(ep, id string, seq int64, updates ...string) protocol.JobPayload {
 	p := protocol.JobPayload{
 		ID: id, Endpoint: ep, Seq: seq,
 		NotAfter:       t0.Add(2 * time.Hour),
-		Reboot:         rebootNever,
+		Reboot:         protocol.RebootNever,
 		Revision:       "4f1c2e9",
 		IdempotencyKey: "key-" + id,
 	}
