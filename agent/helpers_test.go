@@ -336,6 +336,8 @@ func (b *fakeBackend) installCount(id string) int {
 type fakeClock struct {
 	mu  sync.Mutex
 	now time.Time
+	// onSleep, when set, runs at each Sleep before time moves.
+	onSleep func()
 }
 
 func (c *fakeClock) Now() time.Time {
@@ -347,6 +349,12 @@ func (c *fakeClock) Now() time.Time {
 func (c *fakeClock) Sleep(ctx context.Context, d time.Duration) error {
 	if err := ctx.Err(); err != nil {
 		return err
+	}
+	c.mu.Lock()
+	hook := c.onSleep
+	c.mu.Unlock()
+	if hook != nil {
+		hook()
 	}
 	c.advance(d)
 	return nil
@@ -401,16 +409,21 @@ type harness struct {
 	be     *fakeBackend
 	clock  *fakeClock
 	reboot *recorder
+	// people records the notices and prompts shown to the endpoint's
+	// users and answers the prompts.
+	people *people
 	logs   *syncBuffer
 	dir    string
 }
 
 func newHarness(t *testing.T) *harness {
 	t.Helper()
+	clock := &fakeClock{now: t0}
 	return &harness{
+		people: &people{clock: clock},
 		fc:     newFakeController(t),
 		be:     newFakeBackend(),
-		clock:  &fakeClock{now: t0},
+		clock:  clock,
 		reboot: &recorder{},
 		logs:   &syncBuffer{},
 		dir:    t.TempDir(),
@@ -434,6 +447,7 @@ func (h *harness) config() Config {
 		Logger:        slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Clock:         h.clock,
 		Runner:        h.reboot.run,
+		Notifier:      h.people,
 	}
 }
 
