@@ -217,16 +217,24 @@ func TestHooks(t *testing.T) {
 		wantRefusal string
 	}{
 		{
-			name:        "a pre script that succeeds runs before the install, the post script after",
-			pre:         func(dir string) *protocol.Script { return signed("scripts/stop-ehr.sh", "echo stopped; touch "+marker(dir, "pre")+"\n") },
-			post:        func(dir string) *protocol.Script { return signed("scripts/start-ehr.sh", "echo started $PATCHLINE_JOB\n") },
+			name: "a pre script that succeeds runs before the install, the post script after",
+			pre: func(dir string) *protocol.Script {
+				return signed("scripts/stop-ehr.sh", "echo stopped; touch "+marker(dir, "pre")+"\n")
+			},
+			post: func(dir string) *protocol.Script {
+				return signed("scripts/start-ehr.sh", "echo started $PATCHLINE_JOB\n")
+			},
 			wantInstall: 1, wantResult: protocol.ResultSucceeded,
 			wantHooks: []protocol.HookResult{{Hook: "pre", Path: "scripts/stop-ehr.sh", Output: "stopped\n"}, {Hook: "post", Path: "scripts/start-ehr.sh", Output: "started job-1\n"}},
 		},
 		{
-			name:        "a pre script failing skips the install",
-			pre:         func(dir string) *protocol.Script { return signed("scripts/stop-ehr.sh", "echo EHR will not stop >&2; exit 3\n") },
-			post:        func(dir string) *protocol.Script { return signed("scripts/start-ehr.sh", "touch "+marker(dir, "post")+"\n") },
+			name: "a pre script failing skips the install",
+			pre: func(dir string) *protocol.Script {
+				return signed("scripts/stop-ehr.sh", "echo EHR will not stop >&2; exit 3\n")
+			},
+			post: func(dir string) *protocol.Script {
+				return signed("scripts/start-ehr.sh", "touch "+marker(dir, "post")+"\n")
+			},
 			wantInstall: 0, wantResult: protocol.ResultHookFailed, wantError: "pre script scripts/stop-ehr.sh: exit status 3",
 			wantHooks: []protocol.HookResult{{Hook: "pre", Path: "scripts/stop-ehr.sh", ExitCode: 3, Error: "script scripts/stop-ehr.sh: exit status 3", Output: "EHR will not stop\n"}},
 		},
@@ -408,7 +416,9 @@ func TestJobPolicyRefusals(t *testing.T) {
 			s.Shell = protocol.ShellPowerShell
 			p.Hooks = &protocol.JobHooks{Post: s}
 		}, "post script scripts/stop.ps1: a powershell script does not run on linux"},
-		{"a bad guard wait", func(p *protocol.JobPayload) { p.Guards = &protocol.JobGuards{Processes: []string{"x"}, Wait: "a while"} }, `guards wait "a while"`},
+		{"a bad guard wait", func(p *protocol.JobPayload) {
+			p.Guards = &protocol.JobGuards{Processes: []string{"x"}, Wait: "a while"}
+		}, `guards wait "a while"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
