@@ -433,7 +433,7 @@ func (a *Agent) recoverInterrupted(inventorySeq int64) error {
 	for _, e := range a.journal.interrupted() {
 		now := a.clock.Now()
 		r := protocol.ResultRequest{Job: e.Job, IdempotencyKey: e.Key, Updates: make([]protocol.UpdateResult, 0, len(e.Updates)),
-			InventorySeq: inventorySeq, JobSeq: a.seq}
+			InventorySeq: inventorySeq, JobSeq: a.seq, Reboot: a.rebootState()}
 		for _, u := range e.Updates {
 			r.Updates = append(r.Updates, protocol.UpdateResult{Update: u.ID, Result: protocol.ResultUnknown, Error: interruptedError, At: now})
 		}
@@ -640,7 +640,7 @@ func (a *Agent) refuse(ctx context.Context, p protocol.JobPayload, err error) er
 	a.log.Warn("job refused", "job", p.ID, "reason", rf.reason)
 	// A reason may quote what the job held.
 	reason := fitText(protocol.TextLines, rf.reason, protocol.MaxErrorBytes)
-	r := protocol.ResultRequest{Job: p.ID, Refused: true, Reason: reason, Updates: []protocol.UpdateResult{}, JobSeq: a.seq}
+	r := protocol.ResultRequest{Job: p.ID, Refused: true, Reason: reason, Updates: []protocol.UpdateResult{}, JobSeq: a.seq, Reboot: a.rebootState()}
 	if rf.trusted {
 		now := a.clock.Now()
 		r.IdempotencyKey = p.IdempotencyKey

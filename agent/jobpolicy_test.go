@@ -439,3 +439,23 @@ func TestJobPolicyRefusals(t *testing.T) {
 		})
 	}
 }
+
+// TestRunCarriesOutAPlanFromBeforeARestart: a reboot planned by an
+// earlier run whose deadline passed while the agent was stopped happens
+// in the run loop, once.
+func TestRunCarriesOutAPlanFromBeforeARestart(t *testing.T) {
+	h := newHarness(t)
+	before := h.agent(t)
+	if err := before.reboots.Schedule("job-0", protocol.RebootPolicy{Mode: protocol.RebootAlways, Deadline: "1m"}, false); err != nil {
+		t.Fatal(err)
+	}
+	h.clock.advance(2 * time.Minute)
+	a := h.agent(t)
+	runAgent(t, a, h.fc, func() bool { return len(h.reboot.commands()) > 0 })
+	if d := cmp.Diff([][]string{{"shutdown", "-r", "+1"}}, h.reboot.commands()); d != "" {
+		t.Errorf("reboot commands (-want +got):\n%s", d)
+	}
+	if again := h.agent(t); !again.reboots.Next().IsZero() {
+		t.Error("the plan is still there after the reboot")
+	}
+}
