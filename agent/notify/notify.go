@@ -9,9 +9,11 @@
 //     without a session bus (SSH, consoles) get the text through wall.
 //   - macOS: an osascript dialog run as the console user (launchctl asuser
 //     <uid> sudo -u <user>), whose "button returned:" line is the answer.
-//   - Windows: msg * /TIME:n, which shows the text in every session.
-//     It cannot return an answer: on Windows a prompt is a notice, which
-//     counts as unanswered (see Answer).
+//   - Windows: a Yes/No dialog (PowerShell, WScript.Shell's Popup) started
+//     in the console user's session as that user (WTSQueryUserToken,
+//     CreateProcessAsUser), whose exit status is the answer; notices go
+//     to every session with msg * /TIME:n, and so does a prompt when
+//     nobody is at the console (a notice counts as unanswered).
 //
 // Every implementation builds command lines and runs them through a
 // run.Runner, so tests record and replay them on any OS. The text shown is
@@ -67,7 +69,7 @@ type Notifier interface {
 func ForOS(goos string, r run.Runner) Notifier {
 	switch goos {
 	case "windows":
-		return &Windows{Run: r}
+		return &Windows{Run: r, InSession: consoleSession}
 	case "darwin":
 		return &MacOS{Run: r}
 	default:

@@ -2,12 +2,17 @@ package notify
 
 import (
 	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf16"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -193,9 +198,80 @@ func TestWindowsPromptIsANotice(t *testing.T) {
 }
 
 func TestForOS(t *testing.T) {
-	for goos, want := range map[string]Notifier{"windows": &Windows{}, "darwin": &MacOS{}, "linux": &Linux{}, "freebsd": &Linux{}} {
-		if got := ForOS(goos, nil); cmp.Diff(want, got) != "" {
-			t.Errorf("ForOS(%s) = %T, want %T", goos, got, want)
+	for goos, want := range map[string]string{"windows": "*notify.Windows", "darwin": "*notify.MacOS", "linux": "*notify.Linux", "freebsd": "*notify.Linux"} {
+		if got := fmt.Sprintf("%T", ForOS(goos, nil)); got != want {
+			t.Errorf("ForOS(%s) = %s, want %s", goos, got, want)
 		}
+	}
+}
+
+// decodeScript reads the script out of a powershell.exe -EncodedCommand
+// command line.
+func decodeScript(t *testing.T, args []string) string {
+	t.Helper()
+	if len(args) < 2 || args[len(args)-2] != "-EncodedCommand" {
+		t.Fatalf("not an encoded command: %q", args)
+	}
+	b, err := base64.StdEncoding.DecodeString(args[len(args)-1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := make([]uint16, len(b)/2)
+	for i := range u {
+		u[i] = uint16(b[2*i]) | uint16(b[2*i+1])<<8
+	}
+	return string(utf16.Decode(u))
+}
+
+func TestWindowsDialog(t *testing.T) {
+	wantScript := "$shell = New-Object -ComObject WScript.Shell\n" +
+		"$answer = $shell.Popup(('Updates need a restart. This computer restarts at 02:00 at the latest.' + \"`n\" + '' + \"`n\" + 'Yes: Restart now. No: Postpone 4h.'), 300, ('Restart needed'), 4 + 48 + 4096)\n" +
+		"exit $answer\n"
+	msg := "msg * /TIME:300 " + prompt.Title + ": " + prompt.Message
+	tests := []struct {
+		name    string
+		code    uint32
+		err     error
+		want    Answer
+		wantMsg bool
+		wantErr string
+	}{
+		{name: "Yes restarts now", code: 6, want: RestartNow},
+		{name: "No postpones", code: 7, want: Postpone},
+		{name: "the dialog gave up", code: 0xFFFFFFFF, want: NoAnswer},
+		{name: "nobody at the console: a notice to every session", err: ErrNoUser, want: NoAnswer, wantMsg: true},
+		{name: "the dialog cannot start: a notice, and the error", err: errors.New("access denied"), want: NoAnswer, wantMsg: true,
+			wantErr: "dialog in the console session: access denied"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := &runtest.Replay{T: t, Calls: []runtest.Call{{Cmd: msg}}}
+			var ran []string
+			w := &Windows{Run: r, InSession: func(_ context.Context, name string, args []string) (uint32, error) {
+				ran = append([]string{name}, args...)
+				if got := decodeScript(t, args); got != wantScript {
+					t.Errorf("script:\n%s\nwant:\n%s", got, wantScript)
+				}
+				return tt.code, tt.err
+			}}
+			got, err := w.Ask(t.Context(), prompt)
+			if got != tt.want || (err == nil) != (tt.wantErr == "") || (err != nil && !strings.Contains(err.Error(), tt.wantErr)) {
+				t.Errorf("Ask = %q, %v; want %q, %q", got, err, tt.want, tt.wantErr)
+			}
+			if ran[0] != "powershell.exe" || !slices.Contains(ran, "Hidden") {
+				t.Errorf("dialog command %q", ran[:len(ran)-1])
+			}
+			if sent := len(r.Ran()) > 0; sent != tt.wantMsg {
+				t.Errorf("msg sent: %v, want %v", sent, tt.wantMsg)
+			}
+		})
+	}
+}
+
+func TestPowerShellQuoting(t *testing.T) {
+	got := psString("it's $env:X `n \u2019q\u2019\nline 2")
+	want := "('it''s $env:X `n \u2019\u2019q\u2019\u2019' + \"`n\" + 'line 2')"
+	if got != want {
+		t.Errorf("psString = %s, want %s", got, want)
 	}
 }
