@@ -453,6 +453,13 @@ func (a *Agent) recoverInterrupted(inventorySeq int64) error {
 // did before).
 func (a *Agent) deliver(ctx context.Context, r protocol.ResultRequest) (protocol.ResultResponse, error) {
 	resp, err := a.api.result(ctx, r)
+	if (r.Reboot != nil || r.Hooks != nil) && refusedField(err, "reboot", "hooks") {
+		// A controller older than reboot plans and scripts refuses the
+		// fields it does not know; the outcomes still count.
+		a.log.Warn("the controller refused the result's reboot state or script results (it is older than this agent); sending the result without them", "job", r.Job, "err", err)
+		r.Reboot, r.Hooks = nil, nil
+		resp, err = a.api.result(ctx, r)
+	}
 	if err == nil || errorCode(err) != protocol.CodeInvalid || !slices.ContainsFunc(r.Updates, isUnknown) {
 		return resp, err
 	}
@@ -531,7 +538,7 @@ func (a *Agent) report(ctx context.Context) bool {
 		return false
 	}
 	a.reportSeq = seq
-	resp, err := a.api.report(ctx, protocol.Report{
+	rep := protocol.Report{
 		Seq:           seq,
 		JobSeq:        a.seq,
 		Hostname:      a.cfg.Hostname,
@@ -540,7 +547,13 @@ func (a *Agent) report(ctx context.Context) bool {
 		RebootPending: pending,
 		Reboot:        a.rebootState(),
 		Updates:       ups,
-	})
+	}
+	resp, err := a.api.report(ctx, rep)
+	if rep.Reboot != nil && refusedField(err, "reboot", "agentVersion") {
+		a.log.Warn("the controller refused the report's reboot state (it is older than this agent); reporting without it", "err", err)
+		rep.Reboot, rep.AgentVersion = nil, ""
+		resp, err = a.api.report(ctx, rep)
+	}
 	if err != nil {
 		if ctx.Err() == nil {
 			a.logFailure("inventory report failed", err)

@@ -64,6 +64,10 @@ type fakeController struct {
 	// emptyPolls answers job polls at once with no jobs, like a proxy that
 	// cuts long-polls short.
 	emptyPolls bool
+	// predatesReboot answers reports and results that carry reboot state
+	// or script results the way a controller older than them does: 400
+	// for a field it does not know.
+	predatesReboot bool
 	// before answers results the way a controller older than the unknown
 	// outcome does: 400 for a result it does not know, or a field it does
 	// not know.
@@ -199,6 +203,11 @@ func (fc *fakeController) report(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	fc.mu.Lock()
+	if fc.predatesReboot && rep.Reboot != nil {
+		fc.mu.Unlock()
+		writeErr(w, protocol.CodeInvalid, `malformed JSON: json: unknown field "reboot"`)
+		return
+	}
 	fc.reports = append(fc.reports, rep)
 	fc.mu.Unlock()
 	writeJSONResp(w, protocol.ReportResponse{Updates: len(rep.Updates)})
@@ -228,6 +237,10 @@ func (fc *fakeController) result(w http.ResponseWriter, r *http.Request) {
 	}
 	fc.mu.Lock()
 	defer fc.mu.Unlock()
+	if fc.predatesReboot && (res.Reboot != nil || res.Hooks != nil) {
+		writeErr(w, protocol.CodeInvalid, `malformed JSON: json: unknown field "reboot"`)
+		return
+	}
 	fc.resultPost = append(fc.resultPost, res)
 	if fc.before && (res.InventorySeq != 0 || slices.ContainsFunc(res.Updates, func(u protocol.UpdateResult) bool { return u.Result == protocol.ResultUnknown })) {
 		writeErr(w, protocol.CodeInvalid, "updates[0].result: unknown result \"unknown\" (want succeeded, failed or refused)")

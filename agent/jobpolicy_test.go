@@ -459,3 +459,28 @@ func TestRunCarriesOutAPlanFromBeforeARestart(t *testing.T) {
 		t.Error("the plan is still there after the reboot")
 	}
 }
+
+// TestAnOlderControllerStillGetsReportsAndResults: a controller that
+// predates reboot state refuses the unknown field; the agent sends the
+// report and the result again without it instead of dropping them.
+func TestAnOlderControllerStillGetsReportsAndResults(t *testing.T) {
+	h := newHarness(t)
+	h.fc.predatesReboot = true
+	a := h.enrolled(t)
+	p := job(a.id.Endpoint, "job-1", 1, "openssl@3.0.15-1")
+	p.Hooks = &protocol.JobHooks{Post: signed("scripts/start.sh", "true\n")}
+	if err := a.handle(t.Context(), h.fc.sign(p)); err != nil {
+		t.Fatal(err)
+	}
+	_, reports, _, results := h.fc.snapshot()
+	r, ok := results["job-1"]
+	if !ok || len(r.Updates) != 1 || r.Updates[0].Result != protocol.ResultSucceeded || r.Reboot != nil || r.Hooks != nil {
+		t.Errorf("result = %+v, %v; want the outcomes without reboot state or script results", r, ok)
+	}
+	if len(reports) != 1 || reports[0].Reboot != nil {
+		t.Errorf("reports = %+v; want one, without reboot state", reports)
+	}
+	if n := len(a.journal.pending()); n != 0 {
+		t.Errorf("%d results left in the outbox", n)
+	}
+}

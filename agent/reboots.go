@@ -95,3 +95,18 @@ func (a *Agent) rebootNow(ctx context.Context, why string) error {
 	}
 	return nil
 }
+
+// refusedField reports whether err is the controller refusing a request
+// for one of these JSON fields, which a controller older than them does
+// not know (its strict decoder says `unknown field "reboot"`).
+func refusedField(err error, fields ...string) bool {
+	if err == nil || errorCode(err) != protocol.CodeInvalid {
+		return false
+	}
+	for _, f := range fields {
+		if strings.Contains(err.Error(), `unknown field "`+f+`"`) {
+			return true
+		}
+	}
+	return false
+}
