@@ -13,6 +13,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/patchline/patchline/agent/backend/sim"
 	"github.com/patchline/patchline/agent/notify"
 	"github.com/patchline/patchline/protocol"
 )
@@ -482,5 +483,71 @@ func TestAnOlderControllerStillGetsReportsAndResults(t *testing.T) {
 	}
 	if n := len(a.journal.pending()); n != 0 {
 		t.Errorf("%d results left in the outbox", n)
+	}
+}
+
+// TestSimulatedEndpointRecordsPromptsAndRollsBack runs the agent over the
+// sim backend with no notifier configured: the backend records the
+// prompts and answers them, reboots its simulated machine, and rolls an
+// update back.
+func TestSimulatedEndpointRecordsPromptsAndRollsBack(t *testing.T) {
+	h := newHarness(t)
+	simb, err := sim.New(sim.Options{Seed: 3, Family: "windows", StateDir: h.dir, Now: h.clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := h.config()
+	cfg.Backend, cfg.Notifier, cfg.RebootCommand = simb, nil, nil
+	a, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.enrollRetrying(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	inv, err := simb.Inventory(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kb *protocol.Update
+	for _, u := range inv {
+		if !u.Installed && u.RebootRequired && len(u.Requires) == 0 {
+			kb = u
+			break
+		}
+	}
+	if kb == nil {
+		t.Fatal("the simulated endpoint offers no update that needs a reboot")
+	}
+	p := protocol.JobPayload{ID: "job-1", Endpoint: a.id.Endpoint, Seq: 1, NotAfter: t0.Add(2 * time.Hour), Revision: "4f1c2e9", IdempotencyKey: "key-1",
+		Updates:      []protocol.JobUpdate{{ID: kb.ID, Source: kb.Source, Name: kb.Name, Version: kb.Version}},
+		RebootPolicy: &protocol.RebootPolicy{Mode: protocol.RebootPrompt, Deferrals: 2, DeferFor: "1h", Deadline: "4h"}}
+	if err := a.handle(t.Context(), h.fc.sign(p)); err != nil {
+		t.Fatal(err)
+	}
+	advanceTo(t, h, a, t0.Add(5*time.Hour))
+	prompts := simb.Prompts()
+	if len(prompts) == 0 || prompts[0].Title != "Restart needed" || prompts[0].Answer == "" {
+		t.Errorf("recorded prompts = %+v", prompts)
+	}
+	if simb.Reboots() != 1 {
+		t.Errorf("simulated reboots = %d, want 1", simb.Reboots())
+	}
+
+	rb := p
+	rb.ID, rb.Seq, rb.IdempotencyKey, rb.Action, rb.RebootPolicy = "job-2", 2, "key-2", protocol.ActionRollback, nil
+	rb.NotAfter = h.clock.Now().Add(time.Hour)
+	if err := a.handle(t.Context(), h.fc.sign(rb)); err != nil {
+		t.Fatal(err)
+	}
+	_, _, _, results := h.fc.snapshot()
+	if r := results["job-2"].Updates; len(r) != 1 || r[0].Result != protocol.ResultSucceeded {
+		t.Errorf("rollback results = %+v", r)
+	}
+	inv, _ = simb.Inventory(t.Context())
+	for _, u := range inv {
+		if u.ID == kb.ID && u.Installed {
+			t.Errorf("%s still installed after the rollback", kb.ID)
+		}
 	}
 }
