@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -21,6 +22,9 @@ type Linux struct {
 	// RuntimeDir is where the users' runtime directories are; "" means
 	// /run/user.
 	RuntimeDir string
+	// LookupUser names the user with a uid, for the users found in
+	// RuntimeDir when loginctl cannot list them; nil means os/user.
+	LookupUser func(uid string) (name string, err error)
 }
 
 // linuxUser is one user logged in.
@@ -32,24 +36,56 @@ type linuxUser struct {
 // bus is the user's session bus socket, or "" when there is none (no
 // desktop session).
 func (l *Linux) bus(u linuxUser) string {
-	dir := l.RuntimeDir
-	if dir == "" {
-		dir = "/run/user"
-	}
-	p := filepath.Join(dir, strconv.Itoa(u.uid), "bus")
+	p := filepath.Join(l.runtimeDir(), strconv.Itoa(u.uid), "bus")
 	if fi, err := os.Stat(p); err != nil || fi.Mode()&os.ModeSocket == 0 {
 		return ""
 	}
 	return p
 }
 
-// users lists the users logged in, from loginctl.
+func (l *Linux) runtimeDir() string {
+	if l.RuntimeDir == "" {
+		return "/run/user"
+	}
+	return l.RuntimeDir
+}
+
+// users lists the users logged in, from loginctl, or where systemd's
+// loginctl cannot answer (no systemd), from the runtime directories
+// under RuntimeDir that logind or pam_systemd made for them.
 func (l *Linux) users(ctx context.Context) ([]linuxUser, error) {
 	out, stderr, err := l.Run.Run(ctx, "loginctl", []string{"list-users", "--no-legend", "--no-pager"}, nil)
-	if err != nil {
-		return nil, fmt.Errorf("loginctl list-users: %w: %s", err, bytes.TrimSpace(stderr))
+	if err == nil {
+		return parseLoginctlUsers(out)
 	}
-	return parseLoginctlUsers(out)
+	loginctlErr := fmt.Errorf("loginctl list-users: %w: %s", err, bytes.TrimSpace(stderr))
+	entries, derr := os.ReadDir(l.runtimeDir())
+	if derr != nil {
+		return nil, errors.Join(loginctlErr, derr)
+	}
+	lookup := l.LookupUser
+	if lookup == nil {
+		lookup = func(uid string) (string, error) {
+			u, err := user.LookupId(uid)
+			if err != nil {
+				return "", err
+			}
+			return u.Username, nil
+		}
+	}
+	var us []linuxUser
+	for _, e := range entries {
+		uid, err := strconv.Atoi(e.Name())
+		if err != nil || uid <= 0 || !e.IsDir() {
+			continue
+		}
+		name, err := lookup(e.Name())
+		if err != nil {
+			continue // a directory left by a user since removed
+		}
+		us = append(us, linuxUser{uid: uid, name: name})
+	}
+	return us, nil
 }
 
 // parseLoginctlUsers reads "UID USER [LINGER STATE]" lines.

@@ -121,6 +121,31 @@ func TestLinuxAsk(t *testing.T) {
 	}
 }
 
+// TestLinuxWithoutLoginctl finds the users by their runtime directories
+// when loginctl cannot answer (no systemd).
+func TestLinuxWithoutLoginctl(t *testing.T) {
+	dir := busDir(t, "1000")
+	r := &runtest.Replay{T: t, Calls: []runtest.Call{
+		{Cmd: "loginctl " + loginctlUsers, Exit: 1, Stderr: "System has not been booted with systemd as init system (PID 1). Can't operate.\n"},
+		{Cmd: notifySendCmd(dir, "1000", "alice"), Stdout: "now\n"},
+		{Cmd: "wall " + prompt.Title + ": " + prompt.Message},
+	}}
+	names := map[string]string{"1000": "alice", "1003": "dave"}
+	l := &Linux{Run: r, RuntimeDir: dir, LookupUser: func(uid string) (string, error) {
+		if n, ok := names[uid]; ok {
+			return n, nil
+		}
+		return "", errors.New("unknown uid")
+	}}
+	got, err := l.Ask(t.Context(), prompt)
+	if err != nil || got != RestartNow {
+		t.Errorf("Ask = %q, %v; want restart-now", got, err)
+	}
+	if n := len(r.Ran()); n != 3 {
+		t.Errorf("ran %q; want loginctl, wall for dave and notify-send for alice", r.Ran())
+	}
+}
+
 func TestLinuxNotify(t *testing.T) {
 	dir := busDir(t, "1000")
 	r := &runtest.Replay{T: t, Calls: []runtest.Call{
