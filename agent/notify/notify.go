@@ -5,8 +5,10 @@
 //   - Linux desktops: notify-send in each logged-in user's session (run as
 //     that user through runuser, on the session bus at
 //     /run/user/<uid>/bus), with "Postpone" and "Restart now" actions and
-//     --wait, which prints the chosen action. Users found by loginctl
-//     without a session bus (SSH, consoles) get the text through wall.
+//     --wait, which prints the chosen action. Users come from loginctl
+//     (or, without systemd, the runtime directories under /run/user);
+//     those without a session bus (SSH, consoles) get the text through
+//     wall.
 //   - macOS: an osascript dialog run as the console user (launchctl asuser
 //     <uid> sudo -u <user>), whose "button returned:" line is the answer.
 //   - Windows: a Yes/No dialog (PowerShell, WScript.Shell's Popup) started
