@@ -50,6 +50,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/patchline/patchline/agent/backend"
+	"github.com/patchline/patchline/agent/notify"
+	"github.com/patchline/patchline/agent/reboot"
 	"github.com/patchline/patchline/protocol"
 )
 
@@ -64,13 +66,6 @@ const minPollGap = time.Second
 // maxOutput bounds the package tool output kept per update; the end of the
 // output, where tools print their errors, is kept.
 const maxOutput = 4 << 10
-
-// Reboot policies a job can carry.
-const (
-	rebootNever      = "never"
-	rebootIfRequired = "if-required"
-	rebootForce      = "force"
-)
 
 // Defaults for the zero values of Config.
 const (
@@ -128,8 +123,13 @@ type Config struct {
 	// start and after each job; ±10% jitter is added. Default 1h.
 	ReportInterval time.Duration
 	// RebootCommand is run when a job's reboot policy calls for a reboot.
-	// Empty means the agent only logs that a reboot is needed.
+	// Empty means the agent only logs that a reboot is needed (or, on a
+	// simulated endpoint, simulates it).
 	RebootCommand []string
+	// Notifier warns and asks the people at the endpoint about reboots
+	// (see agent/reboot); nil means the backend when it records prompts
+	// itself (sim), else the OS's own (notify.ForOS).
+	Notifier notify.Notifier
 
 	// RetryMax, RetryWaitMin and RetryWaitMax bound the retries of each
 	// HTTP call; zero values take the defaults above.
@@ -153,6 +153,8 @@ type Agent struct {
 	run     Runner
 	api     *client
 	journal *journal
+	// reboots plans and carries out the reboots jobs ask for.
+	reboots *reboot.Scheduler
 
 	id  identity
 	seq int64
@@ -198,6 +200,9 @@ func New(cfg Config) (*Agent, error) {
 	}
 	a.api = api
 	if err := ensureDir(cfg.StateDir); err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+	if err := a.openReboots(); err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
 	}
 	if _, err := readJSON(cfg.StateDir, identityFile, &a.id); err != nil {
@@ -291,8 +296,9 @@ func (a *Agent) Run(ctx context.Context) error {
 			_ = a.pause(ctx, failures)
 			continue
 		}
+		a.tickReboots(ctx)
 		started := a.clock.Now()
-		jobs, err := a.api.poll(ctx, pollWait)
+		jobs, err := a.api.poll(ctx, a.pollFor())
 		if err != nil {
 			if ctx.Err() != nil {
 				break
@@ -427,7 +433,7 @@ func (a *Agent) recoverInterrupted(inventorySeq int64) error {
 	for _, e := range a.journal.interrupted() {
 		now := a.clock.Now()
 		r := protocol.ResultRequest{Job: e.Job, IdempotencyKey: e.Key, Updates: make([]protocol.UpdateResult, 0, len(e.Updates)),
-			InventorySeq: inventorySeq, JobSeq: a.seq}
+			InventorySeq: inventorySeq, JobSeq: a.seq, Reboot: a.rebootState()}
 		for _, u := range e.Updates {
 			r.Updates = append(r.Updates, protocol.UpdateResult{Update: u.ID, Result: protocol.ResultUnknown, Error: interruptedError, At: now})
 		}
@@ -447,6 +453,13 @@ func (a *Agent) recoverInterrupted(inventorySeq int64) error {
 // did before).
 func (a *Agent) deliver(ctx context.Context, r protocol.ResultRequest) (protocol.ResultResponse, error) {
 	resp, err := a.api.result(ctx, r)
+	if (r.Reboot != nil || r.Hooks != nil) && refusedField(err, "reboot", "hooks") {
+		// A controller older than reboot plans and scripts refuses the
+		// fields it does not know; the outcomes still count.
+		a.log.Warn("the controller refused the result's reboot state or script results (it is older than this agent); sending the result without them", "job", r.Job, "err", err)
+		r.Reboot, r.Hooks = nil, nil
+		resp, err = a.api.result(ctx, r)
+	}
 	if err == nil || errorCode(err) != protocol.CodeInvalid || !slices.ContainsFunc(r.Updates, isUnknown) {
 		return resp, err
 	}
@@ -513,6 +526,8 @@ func (a *Agent) report(ctx context.Context) bool {
 	pending, err := a.cfg.Backend.RebootPending(ctx)
 	if err != nil {
 		a.log.Warn("cannot tell whether a reboot is pending", "err", err)
+	} else {
+		a.observeReboot(pending)
 	}
 	// The number is stored before the report leaves, so that no later
 	// report, even after a crash, reuses it: the controller keeps only
@@ -523,15 +538,22 @@ func (a *Agent) report(ctx context.Context) bool {
 		return false
 	}
 	a.reportSeq = seq
-	resp, err := a.api.report(ctx, protocol.Report{
+	rep := protocol.Report{
 		Seq:           seq,
 		JobSeq:        a.seq,
 		Hostname:      a.cfg.Hostname,
 		OS:            a.cfg.OS,
 		Labels:        a.cfg.Labels,
 		RebootPending: pending,
+		Reboot:        a.rebootState(),
 		Updates:       ups,
-	})
+	}
+	resp, err := a.api.report(ctx, rep)
+	if rep.Reboot != nil && refusedField(err, "reboot", "agentVersion") {
+		a.log.Warn("the controller refused the report's reboot state (it is older than this agent); reporting without it", "err", err)
+		rep.Reboot, rep.AgentVersion = nil, ""
+		resp, err = a.api.report(ctx, rep)
+	}
 	if err != nil {
 		if ctx.Err() == nil {
 			a.logFailure("inventory report failed", err)
@@ -578,17 +600,27 @@ func (a *Agent) handle(ctx context.Context, sj protocol.SignedJob) error {
 	if err := a.storeSeq(p.Seq); err != nil {
 		return err
 	}
+	pol, err := readJobPolicy(p)
+	if err != nil {
+		return a.refuse(ctx, p, err)
+	}
 	e := &entry{Job: p.ID, Key: p.IdempotencyKey, Seq: p.Seq, Updates: p.Updates, StartedAt: a.clock.Now()}
 	if err := a.journal.start(e); err != nil {
 		return fmt.Errorf("agent: %w", err)
 	}
-	log.Info("running job", "updates", len(p.Updates), "reboot", p.Reboot)
-	results := a.install(ctx, p)
+	log.Info("running job", "updates", len(p.Updates), "action", actionName(p.Action), "reboot", pol.reboot.Mode, "emergency", p.Emergency)
+	results, hookResults := a.runJob(ctx, log, p, pol)
 	pending, err := a.cfg.Backend.RebootPending(ctx)
 	if err != nil {
 		log.Warn("cannot tell whether a reboot is pending", "err", err)
+	} else {
+		a.observeReboot(pending)
 	}
-	r := protocol.ResultRequest{Job: p.ID, IdempotencyKey: p.IdempotencyKey, Updates: results, RebootPending: pending, JobSeq: a.seq}
+	if err := a.reboots.Schedule(p.ID, pol.reboot, pending); err != nil {
+		log.Error("cannot plan the job's reboot", "err", err)
+	}
+	r := protocol.ResultRequest{Job: p.ID, IdempotencyKey: p.IdempotencyKey, Updates: results, RebootPending: pending, JobSeq: a.seq,
+		Hooks: hookResults, Reboot: a.rebootState()}
 	if err := a.journal.finish(e, r, a.clock.Now()); err != nil {
 		return fmt.Errorf("agent: %w", err)
 	}
@@ -596,7 +628,7 @@ func (a *Agent) handle(ctx context.Context, sj protocol.SignedJob) error {
 		log.Warn("result kept in the outbox", "err", err)
 	}
 	a.report(ctx)
-	a.reboot(ctx, p, pending)
+	a.reboot(ctx, p, pol.reboot.Mode, pending)
 	return nil
 }
 
@@ -621,7 +653,7 @@ func (a *Agent) refuse(ctx context.Context, p protocol.JobPayload, err error) er
 	a.log.Warn("job refused", "job", p.ID, "reason", rf.reason)
 	// A reason may quote what the job held.
 	reason := fitText(protocol.TextLines, rf.reason, protocol.MaxErrorBytes)
-	r := protocol.ResultRequest{Job: p.ID, Refused: true, Reason: reason, Updates: []protocol.UpdateResult{}, JobSeq: a.seq}
+	r := protocol.ResultRequest{Job: p.ID, Refused: true, Reason: reason, Updates: []protocol.UpdateResult{}, JobSeq: a.seq, Reboot: a.rebootState()}
 	if rf.trusted {
 		now := a.clock.Now()
 		r.IdempotencyKey = p.IdempotencyKey
@@ -665,7 +697,7 @@ func (a *Agent) install(ctx context.Context, p protocol.JobPayload) []protocol.U
 	for i, u := range p.Updates {
 		ups[i] = &protocol.Update{ID: u.ID, Source: u.Source, Name: u.Name, Version: u.Version}
 	}
-	res, err := a.cfg.Backend.Install(ctx, ups)
+	res, err := a.apply(ctx, p.Action, ups)
 	byID := make(map[string]backend.Result, len(res))
 	for _, r := range res {
 		byID[r.Update] = r
@@ -729,15 +761,18 @@ func fitText(kind protocol.TextKind, s string, max int) string {
 	return s + more
 }
 
-// reboot applies the job's reboot policy after its result is out.
-func (a *Agent) reboot(ctx context.Context, p protocol.JobPayload, pending bool) {
+// reboot applies the job's reboot policy after its result is out:
+// if-required reboots now when a reboot is pending and the window is
+// still open; force, always and prompt were planned before the result
+// (agent/reboot), and their first steps may be due now.
+func (a *Agent) reboot(ctx context.Context, p protocol.JobPayload, mode string, pending bool) {
 	log := a.log.With("job", p.ID)
-	switch p.Reboot {
-	case "", rebootNever:
+	switch mode {
+	case protocol.RebootNever:
 		if pending {
 			log.Info("a reboot is pending; the job's policy is never to reboot")
 		}
-	case rebootIfRequired:
+	case protocol.RebootIfRequired:
 		if !pending {
 			return
 		}
@@ -745,23 +780,11 @@ func (a *Agent) reboot(ctx context.Context, p protocol.JobPayload, pending bool)
 			log.Warn("a reboot is pending but the maintenance window has closed; not rebooting", "notAfter", p.NotAfter)
 			return
 		}
-		a.rebootNow(ctx, log, "updates need a reboot")
-	case rebootForce:
-		log.Warn("this computer will restart to finish installing updates; save your work", "deadline", p.RebootDeadline)
-		a.rebootNow(ctx, log, "the job forces a reboot")
+		if err := a.rebootNow(ctx, "updates need a reboot"); err != nil {
+			log.Error("reboot failed", "err", err)
+		}
 	default:
-		log.Warn("unknown reboot policy; not rebooting", "reboot", p.Reboot)
-	}
-}
-
-func (a *Agent) rebootNow(ctx context.Context, log *slog.Logger, why string) {
-	if len(a.cfg.RebootCommand) == 0 {
-		log.Warn("reboot needed but no reboot command is configured", "why", why)
-		return
-	}
-	log.Info("rebooting", "why", why, "command", strings.Join(a.cfg.RebootCommand, " "))
-	if err := a.run(ctx, a.cfg.RebootCommand); err != nil {
-		log.Error("reboot command failed", "err", err)
+		a.tickReboots(ctx)
 	}
 }
 

@@ -197,7 +197,7 @@ func TestJobSafety(t *testing.T) {
 			if tt.wantRun {
 				want := protocol.ResultRequest{Job: "job-1", IdempotencyKey: "key-job-1", Updates: []protocol.UpdateResult{{
 					Update: "openssl@3.0.15-1", Result: protocol.ResultSucceeded, Output: "Setting up openssl", At: t0,
-				}}, JobSeq: 5}
+				}}, JobSeq: 5, Reboot: &protocol.RebootState{}}
 				if diff := cmp.Diff(want, got); diff != "" {
 					t.Errorf("result (-want +got):\n%s", diff)
 				}
@@ -467,16 +467,12 @@ func TestRebootPolicies(t *testing.T) {
 		want       [][]string
 		wantLog    string
 	}{
-		{name: "never reboots even when one is pending", policy: rebootNever, pending: true},
-		{name: "if required and one is pending reboots", policy: rebootIfRequired, pending: true, want: [][]string{shutdown}},
-		{name: "if required and none is pending does nothing", policy: rebootIfRequired},
+		{name: "never reboots even when one is pending", policy: protocol.RebootNever, pending: true},
+		{name: "if required and one is pending reboots", policy: protocol.RebootIfRequired, pending: true, want: [][]string{shutdown}},
+		{name: "if required and none is pending does nothing", policy: protocol.RebootIfRequired},
 		{
-			name: "if required but the window closed during the install does not reboot", policy: rebootIfRequired,
+			name: "if required but the window closed during the install does not reboot", policy: protocol.RebootIfRequired,
 			pending: true, installFor: 3 * time.Hour, wantLog: "maintenance window has closed",
-		},
-		{
-			name: "forced reboot warns the user with the deadline and reboots", policy: rebootForce, deadline: "4h",
-			want: [][]string{shutdown}, wantLog: "this computer will restart",
 		},
 	}
 	for _, tt := range tests {
@@ -498,9 +494,6 @@ func TestRebootPolicies(t *testing.T) {
 			logs := h.logs.String()
 			if tt.wantLog != "" && !strings.Contains(logs, tt.wantLog) {
 				t.Errorf("log lacks %q:\n%s", tt.wantLog, logs)
-			}
-			if tt.policy == rebootForce && (!strings.Contains(logs, "level=WARN") || !strings.Contains(logs, "deadline="+tt.deadline)) {
-				t.Errorf("forced reboot warning lacks the level or deadline:\n%s", logs)
 			}
 			_, _, _, results := h.fc.snapshot()
 			if results["job-1"].RebootPending != tt.pending {
@@ -531,6 +524,7 @@ func TestRunReportsPollsRunsAndReportsAgain(t *testing.T) {
 		Seq:      1,
 		Hostname: "acme-ws-01", OS: protocol.OS{Family: "linux", Version: "debian 12"},
 		Labels: map[string]string{"ring": "canary"}, Updates: h.be.inventory,
+		Reboot: &protocol.RebootState{},
 	}
 	if diff := cmp.Diff(wantReport, reports[0]); diff != "" {
 		t.Errorf("report (-want +got):\n%s", diff)

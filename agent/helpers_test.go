@@ -64,6 +64,10 @@ type fakeController struct {
 	// emptyPolls answers job polls at once with no jobs, like a proxy that
 	// cuts long-polls short.
 	emptyPolls bool
+	// predatesReboot answers reports and results that carry reboot state
+	// or script results the way a controller older than them does: 400
+	// for a field it does not know.
+	predatesReboot bool
 	// before answers results the way a controller older than the unknown
 	// outcome does: 400 for a result it does not know, or a field it does
 	// not know.
@@ -199,6 +203,11 @@ func (fc *fakeController) report(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	fc.mu.Lock()
+	if fc.predatesReboot && rep.Reboot != nil {
+		fc.mu.Unlock()
+		writeErr(w, protocol.CodeInvalid, `malformed JSON: json: unknown field "reboot"`)
+		return
+	}
 	fc.reports = append(fc.reports, rep)
 	fc.mu.Unlock()
 	writeJSONResp(w, protocol.ReportResponse{Updates: len(rep.Updates)})
@@ -228,6 +237,10 @@ func (fc *fakeController) result(w http.ResponseWriter, r *http.Request) {
 	}
 	fc.mu.Lock()
 	defer fc.mu.Unlock()
+	if fc.predatesReboot && (res.Reboot != nil || res.Hooks != nil) {
+		writeErr(w, protocol.CodeInvalid, `malformed JSON: json: unknown field "reboot"`)
+		return
+	}
 	fc.resultPost = append(fc.resultPost, res)
 	if fc.before && (res.InventorySeq != 0 || slices.ContainsFunc(res.Updates, func(u protocol.UpdateResult) bool { return u.Result == protocol.ResultUnknown })) {
 		writeErr(w, protocol.CodeInvalid, "updates[0].result: unknown result \"unknown\" (want succeeded, failed or refused)")
@@ -336,6 +349,8 @@ func (b *fakeBackend) installCount(id string) int {
 type fakeClock struct {
 	mu  sync.Mutex
 	now time.Time
+	// onSleep, when set, runs at each Sleep before time moves.
+	onSleep func()
 }
 
 func (c *fakeClock) Now() time.Time {
@@ -347,6 +362,12 @@ func (c *fakeClock) Now() time.Time {
 func (c *fakeClock) Sleep(ctx context.Context, d time.Duration) error {
 	if err := ctx.Err(); err != nil {
 		return err
+	}
+	c.mu.Lock()
+	hook := c.onSleep
+	c.mu.Unlock()
+	if hook != nil {
+		hook()
 	}
 	c.advance(d)
 	return nil
@@ -401,16 +422,21 @@ type harness struct {
 	be     *fakeBackend
 	clock  *fakeClock
 	reboot *recorder
+	// people records the notices and prompts shown to the endpoint's
+	// users and answers the prompts.
+	people *people
 	logs   *syncBuffer
 	dir    string
 }
 
 func newHarness(t *testing.T) *harness {
 	t.Helper()
+	clock := &fakeClock{now: t0}
 	return &harness{
+		people: &people{clock: clock},
 		fc:     newFakeController(t),
 		be:     newFakeBackend(),
-		clock:  &fakeClock{now: t0},
+		clock:  clock,
 		reboot: &recorder{},
 		logs:   &syncBuffer{},
 		dir:    t.TempDir(),
@@ -434,6 +460,7 @@ func (h *harness) config() Config {
 		Logger:        slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Clock:         h.clock,
 		Runner:        h.reboot.run,
+		Notifier:      h.people,
 	}
 }
 
@@ -463,7 +490,7 @@ func job(ep, id string, seq int64, updates ...string) protocol.JobPayload {
 	p := protocol.JobPayload{
 		ID: id, Endpoint: ep, Seq: seq,
 		NotAfter:       t0.Add(2 * time.Hour),
-		Reboot:         rebootNever,
+		Reboot:         protocol.RebootNever,
 		Revision:       "4f1c2e9",
 		IdempotencyKey: "key-" + id,
 	}

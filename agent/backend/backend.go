@@ -46,6 +46,16 @@ type Backend interface {
 	RebootPending(ctx context.Context) (bool, error)
 }
 
+// Rollbacker is a Backend that can take an installed update away,
+// returning to the version before it. It is optional: the agent checks
+// for it with a type assertion, and a job asking a backend without it to
+// roll back fails with "rollback is not supported by the <name> backend".
+type Rollbacker interface {
+	// Rollback removes each update (Version is the version to take
+	// away), in order, and reports per update as Install does.
+	Rollback(ctx context.Context, updates []*protocol.Update) ([]Result, error)
+}
+
 // Result reports the install of one update.
 type Result = run.Result
 
@@ -82,6 +92,11 @@ var (
 	_ Backend = (*choco.Backend)(nil)
 	_ Backend = (*brew.Backend)(nil)
 	_ Backend = (*sim.Backend)(nil)
+
+	_ Rollbacker = (*apt.Backend)(nil)
+	_ Rollbacker = (*wua.Backend)(nil)
+	_ Rollbacker = (*sim.Backend)(nil)
+	_ Rollbacker = (*Multi)(nil)
 )
 
 // New returns the backend called name. "auto" detects the package
@@ -230,6 +245,44 @@ func (m *Multi) Install(ctx context.Context, updates []*protocol.Update) ([]Resu
 		i = j
 	}
 	return results, nil
+}
+
+// Rollback hands each run of consecutive updates with the same Source to
+// that backend's Rollback, keeping the job's order; an update whose
+// backend cannot roll back fails with NotSupported.
+func (m *Multi) Rollback(ctx context.Context, updates []*protocol.Update) ([]Result, error) {
+	results := make([]Result, 0, len(updates))
+	for i := 0; i < len(updates); {
+		j := i + 1
+		for j < len(updates) && updates[j].Source == updates[i].Source {
+			j++
+		}
+		b, ok := m.bySource[updates[i].Source]
+		rb, can := b.(Rollbacker)
+		switch {
+		case !ok:
+			for _, u := range updates[i:j] {
+				results = append(results, Result{Update: u.ID, Error: fmt.Sprintf("update %q: no %q package manager on this endpoint", u.ID, u.Source)})
+			}
+		case !can:
+			for _, u := range updates[i:j] {
+				results = append(results, Result{Update: u.ID, Error: NotSupported(u.Source)})
+			}
+		default:
+			rs, err := rb.Rollback(ctx, updates[i:j])
+			results = append(results, rs...)
+			if err != nil {
+				return results, fmt.Errorf("backend %s: %w", updates[i].Source, err)
+			}
+		}
+		i = j
+	}
+	return results, nil
+}
+
+// NotSupported is the error of an update whose backend cannot roll back.
+func NotSupported(backend string) string {
+	return fmt.Sprintf("rollback is not supported by the %s backend", backend)
 }
 
 // RebootPending reports whether any backend says the OS waits for a

@@ -9,7 +9,9 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/patchline/patchline/agent/backend/run/runtest"
 	"github.com/patchline/patchline/agent/backend/sim"
+	"github.com/patchline/patchline/agent/backend/winget"
 	"github.com/patchline/patchline/protocol"
 )
 
@@ -160,5 +162,36 @@ func TestMultiRefusesTheWholeJob(t *testing.T) {
 				t.Error("an update of a refused job was installed")
 			}
 		})
+	}
+}
+
+func TestMultiRollback(t *testing.T) {
+	win := newSim(t, "windows")
+	m := &Multi{order: []string{WindowsUpdate, Winget}, bySource: map[string]Backend{WindowsUpdate: win, Winget: winget.New(nil)}}
+	ctx := context.Background()
+	inv, err := win.Inventory(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kb *protocol.Update
+	for _, u := range inv {
+		if u.Installed {
+			kb = u
+			break
+		}
+	}
+	app := &protocol.Update{ID: "Mozilla.Firefox@128.0", Source: "winget", Name: "Mozilla.Firefox", Version: "128.0"}
+	brewUpdate := &protocol.Update{ID: "git@2.49.0", Source: "brew", Name: "git", Version: "2.49.0"}
+	res, err := m.Rollback(ctx, []*protocol.Update{kb, app, brewUpdate})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []runtest.Outcome{
+		{Update: kb.ID, Succeeded: true},
+		{Update: app.ID, Error: "rollback is not supported by the winget backend"},
+		{Update: brewUpdate.ID, Error: `update "git@2.49.0": no "brew" package manager on this endpoint`},
+	}
+	if d := cmp.Diff(want, runtest.Outcomes(res)); d != "" {
+		t.Errorf("(-want +got):\n%s", d)
 	}
 }

@@ -81,6 +81,13 @@ type persisted struct {
 	// twice. An exactly-once rollout leaves it empty.
 	Reinstalls    map[string]int `json:"reinstalls,omitempty"`
 	RebootPending bool           `json:"rebootPending"`
+	// Removed maps update ids the simulation rolled back to when; an
+	// update the machine came with is then no longer installed.
+	Removed map[string]time.Time `json:"removed,omitempty"`
+	// Prompts are the reboot prompts and notices shown, oldest first.
+	Prompts []Prompt `json:"prompts,omitempty"`
+	// Reboots counts simulated reboots.
+	Reboots int `json:"reboots,omitempty"`
 }
 
 // New makes a simulated endpoint, reading its saved state when
@@ -95,7 +102,7 @@ func New(opts Options) (*Backend, error) {
 	if opts.InstallTime < 0 {
 		return nil, fmt.Errorf("sim: install time %v is negative", opts.InstallTime)
 	}
-	b := &Backend{opts: opts, st: persisted{Installed: map[string]time.Time{}, Installs: map[string]int{}, Reinstalls: map[string]int{}}}
+	b := &Backend{opts: opts, st: persisted{Installed: map[string]time.Time{}, Installs: map[string]int{}, Reinstalls: map[string]int{}, Removed: map[string]time.Time{}}}
 	rng := rand.New(rand.NewPCG(opts.Seed, 0x9a7c41e))
 	now := opts.Now().UTC()
 	switch opts.Family {
@@ -126,6 +133,9 @@ func New(opts Options) (*Backend, error) {
 			}
 			if b.st.Reinstalls == nil {
 				b.st.Reinstalls = map[string]int{}
+			}
+			if b.st.Removed == nil {
+				b.st.Removed = map[string]time.Time{}
 			}
 		}
 	}
@@ -158,6 +168,8 @@ func (b *Backend) Inventory(ctx context.Context) ([]*protocol.Update, error) {
 		if at, ok := b.st.Installed[u.ID]; ok {
 			at := at
 			u.Installed, u.InstalledAt, u.InstalledVersion = true, &at, u.Version
+		} else if _, ok := b.st.Removed[u.ID]; ok && u.Installed {
+			u.Installed, u.InstalledAt, u.InstalledVersion = false, nil, ""
 		}
 		out = append(out, &u)
 	}
@@ -212,7 +224,7 @@ func (b *Backend) install(ctx context.Context, byID map[string]*protocol.Update,
 	switch {
 	case !known:
 		res.Error = fmt.Sprintf("simulated endpoint has no update %q", id)
-	case c.Installed || done:
+	case (c.Installed && b.st.Removed[id].IsZero()) || done:
 		b.st.Reinstalls[id]++
 		res.Succeeded, res.Output = true, "simulated: already installed"
 	case b.missing(c) != "":
@@ -221,6 +233,7 @@ func (b *Backend) install(ctx context.Context, byID map[string]*protocol.Update,
 		res.Error, res.Output = b.failure(), "simulated install failure (injected)"
 	default:
 		b.st.Installed[id] = b.opts.Now().UTC()
+		delete(b.st.Removed, id)
 		if c.RebootRequired {
 			b.st.RebootPending = true
 		}
@@ -252,7 +265,7 @@ func (b *Backend) missing(c *protocol.Update) string {
 	for _, r := range c.Requires {
 		installed := false
 		for _, d := range b.catalogue {
-			if d.ID == r && d.Installed {
+			if d.ID == r && d.Installed && b.st.Removed[d.ID].IsZero() {
 				installed = true
 			}
 		}

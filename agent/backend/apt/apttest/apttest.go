@@ -66,28 +66,59 @@ func Root(t testing.TB, pkg string) string {
 	t.Helper()
 	work := t.TempDir()
 	repo := filepath.Join(work, "repo")
-	if err := os.MkdirAll(repo, 0o755); err != nil {
+	old := buildDeb(t, work, pkg, "1.0-1")
+	buildDeb(t, mkdir(t, repo), pkg, "1.1-1")
+	return rootOn(t, work, repo, pkg+"-security", old)
+}
+
+// RollbackRoot makes an isolated dpkg root whose only apt source is a
+// local repository offering package pkg at each of versions, with
+// installed (one of them) installed. Each version installs
+// /opt/<pkg>/version.txt holding the version.
+func RollbackRoot(t testing.TB, pkg, installed string, versions ...string) string {
+	t.Helper()
+	work := t.TempDir()
+	repo := mkdir(t, filepath.Join(work, "repo"))
+	var file string
+	for _, v := range versions {
+		f := BuildDeb(t, repo, Deb{Package: pkg, Version: v, Files: map[string][]byte{"opt/" + pkg + "/version.txt": []byte(v + "\n")}})
+		if v == installed {
+			file = f
+		}
+	}
+	if file == "" {
+		t.Fatalf("RollbackRoot: installed version %s is not one of %q", installed, versions)
+	}
+	return rootOn(t, work, repo, pkg+"-updates", file)
+}
+
+func mkdir(t testing.TB, dir string) string {
+	t.Helper()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	old := buildDeb(t, work, pkg, "1.0-1")
-	buildDeb(t, repo, pkg, "1.1-1")
+	return dir
+}
+
+// rootOn indexes repo as suite, makes an isolated root under work whose
+// only source it is, and installs the package file install into it.
+func rootOn(t testing.TB, work, repo, suite, install string) string {
+	t.Helper()
 	writeFile(t, filepath.Join(repo, "Packages"), string(sh(t, repo, "apt-ftparchive", "packages", ".")))
 	writeFile(t, filepath.Join(repo, "Release"), string(sh(t, repo, "apt-ftparchive",
 		"-o", "APT::FTPArchive::Release::Origin=Patchline-Test",
-		"-o", "APT::FTPArchive::Release::Suite="+pkg+"-security", "release", ".")))
+		"-o", "APT::FTPArchive::Release::Suite="+suite, "release", ".")))
 
 	root := filepath.Join(work, "root")
 	for _, d := range []string{"var/lib/dpkg/info", "var/lib/dpkg/updates", "etc/apt/apt.conf.d", "etc/apt/sources.list.d",
 		"etc/apt/preferences.d", "var/lib/apt/lists/partial", "var/cache/apt/archives/partial", "var/log/apt"} {
-		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
-			t.Fatal(err)
-		}
+		mkdir(t, filepath.Join(root, d))
 	}
 	writeFile(t, filepath.Join(root, "var/lib/dpkg/status"), "")
 	// The only source is the local repository: no network, and not the
 	// host's sources.list.
 	writeFile(t, filepath.Join(root, "etc/apt/sources.list"), "deb [trusted=yes] file:"+repo+" ./\n")
-	sh(t, "", "dpkg", "--root="+root, "--install", old)
+	sh(t, "", "dpkg", "--root="+root, "--install", install)
 	return root
 }
 
