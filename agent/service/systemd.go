@@ -27,7 +27,7 @@ const (
 // The unit keeps every setting of examples/systemd/patch-agent.service
 // (a test compares them); only ExecStart differs, as the settings live in
 // the config file.
-var unitTemplate = template.Must(template.New("unit").Funcs(template.FuncMap{"arg": systemdArg}).Parse(`# patch-agent, the Patchline agent, as a systemd service. Written by
+var unitTemplate = template.Must(template.New("unit").Funcs(template.FuncMap{"arg": systemdArg, "exe": systemdExe}).Parse(`# patch-agent, the Patchline agent, as a systemd service. Written by
 # ` + "`patch-agent service install`" + `; the agent's settings are in its config file.
 [Unit]
 Description=Patchline agent (patch-agent)
@@ -36,7 +36,7 @@ After=network-online.target
 
 [Service]
 Type=exec
-ExecStart={{arg .Exe}} run --config {{arg .ConfigPath}}
+ExecStart={{exe .Exe}} run --config {{arg .ConfigPath}}
 # A job in progress is recorded before it starts, so a stop or a crash
 # never runs it twice; results wait on disk until patchd has them.
 # Any exit restarts it, exit status 3 (after a self-update) included.
@@ -58,6 +58,9 @@ func Unit(exe, configPath string) ([]byte, error) {
 	if err := checkPaths(exe, configPath); err != nil {
 		return nil, err
 	}
+	if strings.ContainsAny(exe, `"'\`) {
+		return nil, fmt.Errorf("service: systemd cannot run a program whose path holds a quote or a backslash: %q", exe)
+	}
 	var b bytes.Buffer
 	if err := unitTemplate.Execute(&b, Config{Exe: exe, ConfigPath: configPath}); err != nil {
 		return nil, fmt.Errorf("render %s: %w", SystemdUnit, err)
@@ -76,6 +79,18 @@ func systemdArg(s string) string {
 		return s
 	}
 	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s) + `"`
+}
+
+// systemdExe writes path as the program of an ExecStart line, where
+// systemd expands specifiers but not variables, and refuses quotes and
+// backslashes (Unit does too): '%' doubled, the path in double quotes
+// when it holds a blank or a semicolon.
+func systemdExe(path string) string {
+	path = strings.ReplaceAll(path, "%", "%%")
+	if strings.ContainsAny(path, " \t;") {
+		return `"` + path + `"`
+	}
+	return path
 }
 
 // checkPaths refuses paths no service definition can carry safely.
