@@ -201,12 +201,21 @@ func (m scmManager) stop(ctx context.Context, s scm) error {
 		if err := s.Stop(WindowsService); err != nil {
 			return fmt.Errorf("stop service %s: %w", WindowsService, err)
 		}
+		st.State = stateStopPending
 	}
 	for st.State != stateStopped {
+		stillErr := func() error {
+			return fmt.Errorf("service %s is still %s (it finishes the install in progress first; see patch-agent service status): %w", WindowsService, st.State, ctx.Err())
+		}
+		if ctx.Err() != nil {
+			return stillErr()
+		}
+		t := time.NewTimer(m.poll)
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("service %s is still %s (it finishes the install in progress first; see patch-agent service status): %w", WindowsService, st.State, ctx.Err())
-		case <-time.After(m.poll):
+			t.Stop()
+			return stillErr()
+		case <-t.C:
 		}
 		if st, err = s.Query(WindowsService); err != nil {
 			return m.queryErr(err)
