@@ -11,7 +11,6 @@ import (
 // step is one thing the SCM (or the agent) does to a running control
 // handler, and the statuses the handler must report in answer.
 type step struct {
-	name string
 	// One of: a request from the SCM, a progress tick, or run returning
 	// with finish's code.
 	request svcCmd
