@@ -59,7 +59,7 @@ type Config struct {
 
 // ErrNotInstalled is returned when the service a command acts on is not
 // installed.
-var ErrNotInstalled = errors.New("the patch-agent service is not installed (run patch-agent service install)")
+var ErrNotInstalled = errors.New("the patch-agent service is not installed")
 
 // Status is what the service manager says about the agent's service.
 type Status struct {

@@ -78,11 +78,13 @@ or Administrator.`,
 					return err
 				}
 				err = c.act(m, serviceContext(cmd))
-				if c.use == "uninstall" && errors.Is(err, service.ErrNotInstalled) {
-					fmt.Fprintln(cmd.OutOrStdout(), "patch-agent: the service is not installed; nothing to uninstall")
+				switch {
+				case c.use == "uninstall" && errors.Is(err, service.ErrNotInstalled):
+					fmt.Fprintf(cmd.OutOrStdout(), "patch-agent: nothing to uninstall: %v\n", err)
 					return nil
-				}
-				if err != nil {
+				case errors.Is(err, service.ErrNotInstalled):
+					return fmt.Errorf("%w (install it with patch-agent service install)", err)
+				case err != nil:
 					return err
 				}
 				fmt.Fprintf(cmd.OutOrStdout(), "patch-agent: service %s: done\n", c.use)

@@ -114,7 +114,7 @@ func TestServiceCommands(t *testing.T) {
 		{name: "uninstall", args: []string{"uninstall"}, want: []string{"uninstall"}, wantOut: "service uninstall: done"},
 		{
 			name: "uninstall when not installed is done already", args: []string{"uninstall"}, mgrErr: service.ErrNotInstalled,
-			want: []string{"uninstall"}, wantOut: "not installed; nothing to uninstall",
+			want: []string{"uninstall"}, wantOut: "nothing to uninstall: the patch-agent service is not installed",
 		},
 		{
 			name: "start when not installed", args: []string{"start"}, mgrErr: service.ErrNotInstalled,
