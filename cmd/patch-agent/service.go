@@ -33,15 +33,35 @@ type serviceDeps struct {
 	executable func() (string, error)
 }
 
-// serviceUsageError is a configuration error of a service command:
-// patch-agent exits 2 on it, as on a bad flag.
-type serviceUsageError struct{ error }
+// The service commands' errors say which exit status they call for:
+// serviceUsageError 2 (a flag or the config file to fix), serviceFailure
+// 1 (the service manager refused or failed). main reads it with
+// errors.As(err, &interface{ ExitCode() int }).
+type (
+	serviceUsageError struct{ error }
+	serviceFailure    struct{ error }
+)
 
-// ExitCode is the exit status the error calls for.
-func (serviceUsageError) ExitCode() int { return 2 }
+func (serviceUsageError) ExitCode() int   { return 2 }
+func (e serviceUsageError) Unwrap() error { return e.error }
+func (serviceFailure) ExitCode() int      { return 1 }
+func (e serviceFailure) Unwrap() error    { return e.error }
 
 func serviceUsagef(format string, args ...any) error {
 	return serviceUsageError{fmt.Errorf(format, args...)}
+}
+
+// serviceRun is a service command's RunE: an error of run that is not a
+// serviceUsageError is a serviceFailure.
+func serviceRun(run func(cmd *cobra.Command) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, _ []string) error {
+		err := run(cmd)
+		var usage serviceUsageError
+		if err == nil || errors.As(err, &usage) {
+			return err
+		}
+		return serviceFailure{err}
+	}
 }
 
 func newServiceCmdWith(deps serviceDeps) *cobra.Command {
@@ -72,7 +92,7 @@ or Administrator.`,
 			Use:   c.use,
 			Short: c.short,
 			Args:  cobra.NoArgs,
-			RunE: func(cmd *cobra.Command, _ []string) error {
+			RunE: serviceRun(func(cmd *cobra.Command) error {
 				m, err := serviceManager(deps, "")
 				if err != nil {
 					return err
@@ -89,14 +109,14 @@ or Administrator.`,
 				}
 				fmt.Fprintf(cmd.OutOrStdout(), "patch-agent: service %s: done\n", c.use)
 				return nil
-			},
+			}),
 		})
 	}
 	cmd.AddCommand(&cobra.Command{
 		Use:   "status",
 		Short: "Say whether the service is installed and running",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		RunE: serviceRun(func(cmd *cobra.Command) error {
 			m, err := serviceManager(deps, "")
 			if err != nil {
 				return err
@@ -107,7 +127,7 @@ or Administrator.`,
 			}
 			fmt.Fprintln(cmd.OutOrStdout(), st)
 			return nil
-		},
+		}),
 	})
 	return cmd
 }
@@ -150,7 +170,7 @@ With any of run's flags below, install first writes them to FILE as YAML
     --client acme --enroll-token-file /etc/patch-agent/enroll-token --labels ring=pilot
   patch-agent service start`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		RunE: serviceRun(func(cmd *cobra.Command) error {
 			path, err := filepath.Abs(configPath)
 			if err != nil {
 				return serviceUsagef("--config %s: %v", configPath, err)
@@ -190,7 +210,7 @@ With any of run's flags below, install first writes them to FILE as YAML
 				fmt.Fprintln(cmd.OutOrStdout(), st)
 			}
 			return nil
-		},
+		}),
 	}
 	f := cmd.Flags()
 	f.StringVar(&configPath, "config", serviceDefaultConfig(), "the agent's config file, which the service runs with")
