@@ -19,10 +19,13 @@ all: build
 build:
 	$(GO) build -o bin/ ./cmd/...
 
-# The agent runs on Windows and macOS endpoints too.
+# The agent runs on Windows and macOS endpoints too, as a service there
+# (agent/service: files only those systems build).
 cross:
 	GOOS=windows GOARCH=amd64 $(GO) build -o /dev/null ./cmd/patch-agent
 	GOOS=darwin GOARCH=arm64 $(GO) build -o /dev/null ./cmd/patch-agent
+	GOOS=windows GOARCH=amd64 $(GO) vet ./agent/service
+	GOOS=darwin GOARCH=arm64 $(GO) vet ./agent/service
 
 $(STATICCHECK):
 	$(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)

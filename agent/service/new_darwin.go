@@ -1,0 +1,5 @@
+//go:build darwin
+
+package service
+
+func newManager(cfg Config) (Manager, error) { return launchd{cfg}, nil }

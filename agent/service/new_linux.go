@@ -1,0 +1,5 @@
+//go:build linux
+
+package service
+
+func newManager(cfg Config) (Manager, error) { return systemd{cfg}, nil }
