@@ -50,6 +50,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/patchline/patchline/agent/backend"
+	"github.com/patchline/patchline/agent/selfupdate"
+	"github.com/patchline/patchline/internal/buildinfo"
 	"github.com/patchline/patchline/protocol"
 )
 
@@ -123,6 +125,9 @@ type Config struct {
 	Labels   map[string]string
 
 	Backend backend.Backend
+	// SelfUpdate installs the agent updates jobs carry; nil refuses them
+	// (no release key pinned).
+	SelfUpdate *selfupdate.Updater
 
 	// ReportInterval is how often the inventory is reported besides at
 	// start and after each job; ±10% jitter is added. Default 1h.
@@ -158,6 +163,8 @@ type Agent struct {
 	seq int64
 	// reportSeq is the number of the last inventory report sent.
 	reportSeq int64
+	// su is what the run knows of an update of its own binary.
+	su selfUpdateState
 }
 
 // New checks cfg, creates the state directory and loads what an earlier run
@@ -231,7 +238,18 @@ func New(cfg Config) (*Agent, error) {
 // reports and polls for jobs until ctx is cancelled. It returns nil on
 // cancellation and an error only for what retrying cannot fix (a refused
 // enrollment, a state directory it cannot write).
+//
+// Run returns ErrRestart when the agent's binary was replaced (a
+// self-update, or its rollback): the process must exit with code 3.
 func (a *Agent) Run(ctx context.Context) error {
+	ctx, err := a.beginSelfUpdate(ctx)
+	if err != nil {
+		return err
+	}
+	return a.endSelfUpdate(ctx, a.runLoop(ctx))
+}
+
+func (a *Agent) runLoop(ctx context.Context) error {
 	defer func() {
 		if ctx.Err() != nil {
 			// SIGTERM, or the service manager stopping the agent: the
@@ -250,7 +268,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	// before anything else: it is what tells the controller what the
 	// interrupted job left installed, and the job's result names it.
 	reported := false
-	if len(a.journal.interrupted()) > 0 {
+	if len(a.interrupted()) > 0 {
 		reported = a.report(ctx)
 		var inventorySeq int64
 		if reported {
@@ -424,7 +442,7 @@ const interruptedError = "interrupted: the agent stopped while installing"
 // none went through. See the package comment for why the jobs are not run
 // again.
 func (a *Agent) recoverInterrupted(inventorySeq int64) error {
-	for _, e := range a.journal.interrupted() {
+	for _, e := range a.interrupted() {
 		now := a.clock.Now()
 		r := protocol.ResultRequest{Job: e.Job, IdempotencyKey: e.Key, Updates: make([]protocol.UpdateResult, 0, len(e.Updates)),
 			InventorySeq: inventorySeq, JobSeq: a.seq}
@@ -531,6 +549,7 @@ func (a *Agent) report(ctx context.Context) bool {
 		Labels:        a.cfg.Labels,
 		RebootPending: pending,
 		Updates:       ups,
+		AgentVersion:  buildinfo.Version(),
 	})
 	if err != nil {
 		if ctx.Err() == nil {
@@ -539,6 +558,7 @@ func (a *Agent) report(ctx context.Context) bool {
 		return false
 	}
 	a.log.Info("inventory reported", "updates", resp.Updates, "rebootPending", pending)
+	a.confirmSelfUpdate()
 	return true
 }
 
@@ -583,7 +603,10 @@ func (a *Agent) handle(ctx context.Context, sj protocol.SignedJob) error {
 		return fmt.Errorf("agent: %w", err)
 	}
 	log.Info("running job", "updates", len(p.Updates), "reboot", p.Reboot)
-	results := a.install(ctx, p)
+	results, restart := a.installJob(ctx, p)
+	if restart {
+		return ErrRestart
+	}
 	pending, err := a.cfg.Backend.RebootPending(ctx)
 	if err != nil {
 		log.Warn("cannot tell whether a reboot is pending", "err", err)
