@@ -177,7 +177,7 @@ func (u *Updater) Load() (State, error) {
 }
 
 func (u *Updater) save(s State) error {
-	data, err := json.MarshalIndent(s, "", "  ")
+	data, err := json.Marshal(s)
 	if err != nil {
 		return err
 	}
