@@ -19,6 +19,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -398,20 +399,8 @@ func waitMetric(t *testing.T, url, line string) {
 	})
 }
 
-// proxyStats counts what the proxy swallowed.
-var proxyStats struct{ swallowed atomicCounter }
-
-type atomicCounter struct {
-	mu sync.Mutex
-	n  int
-}
-
-func (c *atomicCounter) add() { c.mu.Lock(); c.n++; c.mu.Unlock() }
-func (c *atomicCounter) Load() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.n
-}
+// proxyStats counts the reports the proxy swallowed.
+var proxyStats struct{ swallowed atomic.Int64 }
 
 // startProxy serves a reverse proxy to patchd on loopback that swallows
 // (holds until the agent gives up) every report of an agent saying it
@@ -434,7 +423,7 @@ func startProxy(t *testing.T, target string) string {
 			}
 			var rep protocol.Report
 			if json.Unmarshal(body, &rep) == nil && rep.AgentVersion == neverChecksIn {
-				proxyStats.swallowed.add()
+				proxyStats.swallowed.Add(1)
 				select {
 				case <-r.Context().Done():
 				case <-stop:
