@@ -119,3 +119,13 @@ func (p *planner) unoffered(ds *desire, u *protocol.Update) (verdict, bool) {
 	}
 	return verdict{Unavailable, note{rule: ds.rule, reason: fmt.Sprintf("agent release %s is not offered: %v", u.Version, err)}}, true
 }
+
+// asksAgent says whether id is the agent update the policy gives ep.
+func asksAgent(fleet *schema.Fleet, ep *protocol.Endpoint, id string) bool {
+	c := fleet.Clients[ep.Client]
+	if c == nil {
+		return false
+	}
+	want := c.AgentFor(ringOf(c, ep))
+	return want != nil && offered(want.Version, ep.AgentVersion) && protocol.AgentUpdateID(want.Version) == id
+}

@@ -124,3 +124,23 @@ func TestAgentVersionRollsOutLikeAnUpdate(t *testing.T) {
 		})
 	}
 }
+
+// TestExplainAgentUpdate: why explains an agent update no endpoint
+// reports, citing the agent entry.
+func TestExplainAgentUpdate(t *testing.T) {
+	f := testFleet()
+	acme(f).Rings[0].Agent = &schema.AgentPolicy{Version: "1.1.0", Pos: pos(11)}
+	e := ep("c1", "canary")
+	e.AgentVersion = "1.0.0"
+	snap := &protocol.Snapshot{APIVersion: protocol.SnapshotAPIVersion, GeneratedAt: now, Endpoints: []*protocol.Endpoint{e}}
+	x, err := plan.Explain(f, snap, now, "c1", protocol.AgentUpdateID("1.1.0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if x.Decision.Decision != plan.Missing || x.Desire == nil || x.Desire.Rule != rule(11) {
+		t.Fatalf("explanation: decision %+v, desire %+v; want missing, cited at %s", x.Decision, x.Desire, rule(11))
+	}
+	if _, err := plan.Explain(f, snap, now, "c1", protocol.AgentUpdateID("1.2.0")); err == nil {
+		t.Fatal("Explain of an agent update the policy does not ask for: no error")
+	}
+}
