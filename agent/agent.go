@@ -251,7 +251,7 @@ func (a *Agent) Run(ctx context.Context) error {
 
 func (a *Agent) runLoop(ctx context.Context) error {
 	defer func() {
-		if ctx.Err() != nil {
+		if ctx.Err() != nil && !errors.Is(context.Cause(ctx), errConfirmTimeout) {
 			// SIGTERM, or the service manager stopping the agent: the
 			// expected end of a run, not a failure.
 			a.log.Info("agent stopped: shutdown requested")

@@ -35,7 +35,7 @@ func withAgentUpdates(fleet *schema.Fleet, eps []*protocol.Endpoint) (*schema.Fl
 	for i, ep := range eps {
 		c := fleet.Clients[ep.Client]
 		var want *schema.AgentPolicy
-		if c != nil {
+		if c != nil && asksAnyAgent(c) {
 			want = c.AgentFor(ringOf(c, ep))
 		}
 		id := ""
@@ -128,4 +128,9 @@ func asksAgent(fleet *schema.Fleet, ep *protocol.Endpoint, id string) bool {
 	}
 	want := c.AgentFor(ringOf(c, ep))
 	return want != nil && offered(want.Version, ep.AgentVersion) && protocol.AgentUpdateID(want.Version) == id
+}
+
+// asksAnyAgent says whether c or any of its rings names an agent version.
+func asksAnyAgent(c *schema.Client) bool {
+	return c.Agent != nil || slices.ContainsFunc(c.Rings, func(r schema.Ring) bool { return r.Agent != nil })
 }
