@@ -152,8 +152,18 @@ func TestSelfUpdate(t *testing.T) {
 		}
 	}
 
+	t.Log("policy asks for 1.5.0, which patchd has no release of: unavailable, no job")
+	rev := applyPolicy(t, patchd, repo, canaryAgent("1.5.0"))
+	waitFor(t, "a re-plan with 1.5.0 unavailable", func() (bool, string) {
+		cs := clientOf(patchd.Status())
+		return cs.Revision == rev && cs.Unavailable == 1, fmt.Sprintf("%+v", cs)
+	})
+	if ep := endpoint(t, patchd.URL); agentUpdate(ep, "1.5.0") != nil {
+		t.Fatalf("a job for a version patchd cannot offer: %s", describe(ep))
+	}
+
 	t.Log("policy asks for 1.0.0, below the running agent: nothing is planned")
-	rev := applyPolicy(t, patchd, repo, canaryAgent("1.0.0"))
+	rev = applyPolicy(t, patchd, repo, canaryAgent("1.0.0"))
 	waitFor(t, "a re-plan with 1.0.0", func() (bool, string) {
 		cs := clientOf(patchd.Status())
 		return cs.Revision == rev, fmt.Sprintf("%+v", cs)
