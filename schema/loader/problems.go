@@ -149,13 +149,15 @@ func isLiteral(s string) bool {
 // patternHints say in words what the schema's other patterns want; %s is
 // the value.
 var patternHints = map[string]string{
-	`^([01][0-9]|2[0-3]):[0-5][0-9]$`:                       `invalid value %s: use a time of day as HH:MM, e.g. "22:00"`,
-	`^[a-z0-9][a-z0-9._-]*$`:                                "invalid value %s: use lower-case letters, digits, '.', '_' and '-'",
-	`^[A-Za-z0-9][A-Za-z0-9._-]*$`:                          "invalid value %s: use letters, digits, '.', '_' and '-'",
-	`^CVE-[0-9]{4}-[0-9]{4,}$`:                              `invalid value %s: use a CVE id such as "CVE-2024-6387"`,
+	`^([01][0-9]|2[0-3]):[0-5][0-9]$`:                `invalid value %s: use a time of day as HH:MM, e.g. "22:00"`,
+	`^[a-z0-9][a-z0-9._-]*$`:                         "invalid value %s: use lower-case letters, digits, '.', '_' and '-'",
+	`^[A-Za-z0-9][A-Za-z0-9._-]*$`:                   "invalid value %s: use letters, digits, '.', '_' and '-'",
+	`^CVE-[0-9]{4}-[0-9]{4,}$`:                       `invalid value %s: use a CVE id such as "CVE-2024-6387"`,
+	`^(([0-9]+[.]?[0-9]*|[.][0-9]+)[dhm])+$`:         `invalid duration %s: use a number followed by d, h or m (e.g. "4h", "1d12h")`,
+	`^[0-9]{4}-[0-9]{2}-[0-9]{2}([Tt][0-9]{2}:[0-9]`: "invalid date %s: use YYYY-MM-DD or an RFC 3339 time such as 2026-11-20T12:00:00Z",
+
+	// #AgentVersion
 	`^(0|[1-9][0-9]*)[.](0|[1-9][0-9]*)[.](0|[1-9][0-9]*)$`: `invalid version %s: use a release version MAJOR.MINOR.PATCH, e.g. "1.4.2"`,
-	`^(([0-9]+[.]?[0-9]*|[.][0-9]+)[dhm])+$`:                `invalid duration %s: use a number followed by d, h or m (e.g. "4h", "1d12h")`,
-	`^[0-9]{4}-[0-9]{2}-[0-9]{2}([Tt][0-9]{2}:[0-9]`:        "invalid date %s: use YYYY-MM-DD or an RFC 3339 time such as 2026-11-20T12:00:00Z",
 }
 
 // isShapeError says whether e is a duration or a date of the wrong
