@@ -44,10 +44,8 @@ type Controller struct {
 	metrics *metrics.Metrics
 	api     *api.Server
 	queue   *queue
-	// releases are the agent releases offered (--agent-releases).
-	releases *releaseOffer
-	ln       net.Listener
-	srv      *http.Server
+	ln      net.Listener
+	srv     *http.Server
 	// metricsLn and metricsSrv serve /metrics, apart from the API.
 	metricsLn  net.Listener
 	metricsSrv *http.Server
@@ -56,6 +54,8 @@ type Controller struct {
 	replanner *replanner
 	// feeds keeps the vulnerability feeds; nil without Config.FeedsDir.
 	feeds *feedKeeper
+	// releases are the agent releases offered (--agent-releases).
+	releases *releaseOffer
 	// commitStatus posts commit statuses; nil without Config.Status.
 	commitStatus *commitstatus.Notifier
 	// follow starts following the fleet repo.
