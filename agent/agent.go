@@ -575,6 +575,10 @@ func (a *Agent) handle(ctx context.Context, sj protocol.SignedJob) error {
 		log.Info("job already done; sending its recorded result again", "idempotencyKey", p.IdempotencyKey, "firstJob", e.Job)
 		return a.resend(ctx, p, e)
 	}
+	if a.confirming(p) {
+		log.Info("job re-delivered while its agent update awaits confirmation; its result follows the confirmation or the rollback")
+		return nil
+	}
 	if err := checkFresh(p, a.seq, a.clock.Now()); err != nil {
 		behind := p.Seq <= a.seq
 		if !behind {

@@ -188,3 +188,10 @@ func (a *Agent) installJob(ctx context.Context, p protocol.JobPayload) (results 
 	a.log.Info("agent updated; restarting to run it", "job", p.ID, "version", own.Version)
 	return nil, true
 }
+
+// confirming says whether p is the job of the update this binary is
+// confirming: a re-delivery of it (its lease ran out meanwhile) is left
+// unanswered, since the confirmation or the rollback gives its result.
+func (a *Agent) confirming(p protocol.JobPayload) bool {
+	return a.su.job != nil && p.IdempotencyKey != "" && p.IdempotencyKey == a.su.job.Key
+}
