@@ -52,6 +52,8 @@ import (
 	"github.com/patchline/patchline/agent/backend"
 	"github.com/patchline/patchline/agent/notify"
 	"github.com/patchline/patchline/agent/reboot"
+	"github.com/patchline/patchline/agent/selfupdate"
+	"github.com/patchline/patchline/internal/buildinfo"
 	"github.com/patchline/patchline/protocol"
 )
 
@@ -118,6 +120,9 @@ type Config struct {
 	Labels   map[string]string
 
 	Backend backend.Backend
+	// SelfUpdate installs the agent updates jobs carry; nil refuses them
+	// (no release key pinned).
+	SelfUpdate *selfupdate.Updater
 
 	// ReportInterval is how often the inventory is reported besides at
 	// start and after each job; ±10% jitter is added. Default 1h.
@@ -160,6 +165,8 @@ type Agent struct {
 	seq int64
 	// reportSeq is the number of the last inventory report sent.
 	reportSeq int64
+	// su is what the run knows of an update of its own binary.
+	su selfUpdateState
 }
 
 // New checks cfg, creates the state directory and loads what an earlier run
@@ -236,9 +243,20 @@ func New(cfg Config) (*Agent, error) {
 // reports and polls for jobs until ctx is cancelled. It returns nil on
 // cancellation and an error only for what retrying cannot fix (a refused
 // enrollment, a state directory it cannot write).
+//
+// Run returns ErrRestart when the agent's binary was replaced (a
+// self-update, or its rollback): the process must exit with code 3.
 func (a *Agent) Run(ctx context.Context) error {
+	ctx, err := a.beginSelfUpdate(ctx)
+	if err != nil {
+		return err
+	}
+	return a.endSelfUpdate(ctx, a.runLoop(ctx))
+}
+
+func (a *Agent) runLoop(ctx context.Context) error {
 	defer func() {
-		if ctx.Err() != nil {
+		if ctx.Err() != nil && !errors.Is(context.Cause(ctx), errConfirmTimeout) {
 			// SIGTERM, or the service manager stopping the agent: the
 			// expected end of a run, not a failure.
 			a.log.Info("agent stopped: shutdown requested")
@@ -255,7 +273,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	// before anything else: it is what tells the controller what the
 	// interrupted job left installed, and the job's result names it.
 	reported := false
-	if len(a.journal.interrupted()) > 0 {
+	if len(a.interrupted()) > 0 {
 		reported = a.report(ctx)
 		var inventorySeq int64
 		if reported {
@@ -430,7 +448,7 @@ const interruptedError = "interrupted: the agent stopped while installing"
 // none went through. See the package comment for why the jobs are not run
 // again.
 func (a *Agent) recoverInterrupted(inventorySeq int64) error {
-	for _, e := range a.journal.interrupted() {
+	for _, e := range a.interrupted() {
 		now := a.clock.Now()
 		r := protocol.ResultRequest{Job: e.Job, IdempotencyKey: e.Key, Updates: make([]protocol.UpdateResult, 0, len(e.Updates)),
 			InventorySeq: inventorySeq, JobSeq: a.seq, Reboot: a.rebootState()}
@@ -547,6 +565,7 @@ func (a *Agent) report(ctx context.Context) bool {
 		RebootPending: pending,
 		Reboot:        a.rebootState(),
 		Updates:       ups,
+		AgentVersion:  buildinfo.Version(),
 	}
 	resp, err := a.api.report(ctx, rep)
 	if rep.Reboot != nil && refusedField(err, "reboot", "agentVersion") {
@@ -561,6 +580,7 @@ func (a *Agent) report(ctx context.Context) bool {
 		return false
 	}
 	a.log.Info("inventory reported", "updates", resp.Updates, "rebootPending", pending)
+	a.confirmSelfUpdate()
 	return true
 }
 
@@ -576,6 +596,10 @@ func (a *Agent) handle(ctx context.Context, sj protocol.SignedJob) error {
 	if e := a.journal.byKey(p.IdempotencyKey); e != nil && e.Result != nil {
 		log.Info("job already done; sending its recorded result again", "idempotencyKey", p.IdempotencyKey, "firstJob", e.Job)
 		return a.resend(ctx, p, e)
+	}
+	if a.confirming(p) {
+		log.Info("job re-delivered while its agent update awaits confirmation; its result follows the confirmation or the rollback")
+		return nil
 	}
 	if err := checkFresh(p, a.seq, a.clock.Now()); err != nil {
 		behind := p.Seq <= a.seq
@@ -609,7 +633,10 @@ func (a *Agent) handle(ctx context.Context, sj protocol.SignedJob) error {
 		return fmt.Errorf("agent: %w", err)
 	}
 	log.Info("running job", "updates", len(p.Updates), "action", actionName(p.Action), "reboot", pol.reboot.Mode, "emergency", p.Emergency)
-	results, hookResults := a.runJob(ctx, log, p, pol)
+	results, hookResults, restart := a.runJob(ctx, log, p, pol)
+	if restart {
+		return ErrRestart
+	}
 	pending, err := a.cfg.Backend.RebootPending(ctx)
 	if err != nil {
 		log.Warn("cannot tell whether a reboot is pending", "err", err)

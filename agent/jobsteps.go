@@ -93,7 +93,10 @@ func readJobPolicy(p protocol.JobPayload) (jobPolicy, error) {
 // runJob carries out a checked job: it waits for the guard processes,
 // runs the pre script, the installs (or the rollback), then the post
 // script, and gives every update a result.
-func (a *Agent) runJob(ctx context.Context, log *slog.Logger, p protocol.JobPayload, pol jobPolicy) ([]protocol.UpdateResult, []protocol.HookResult) {
+//
+// restart is set when the job updated the agent itself: the new binary
+// sends the job's result once it has checked in (agent/selfupdater.go).
+func (a *Agent) runJob(ctx context.Context, log *slog.Logger, p protocol.JobPayload, pol jobPolicy) (results []protocol.UpdateResult, hookResults []protocol.HookResult, restart bool) {
 	if g := p.Guards; g != nil && len(g.Processes) > 0 {
 		if running := a.waitForGuards(ctx, log, p, pol.guardWait); running != "" {
 			why := fmt.Sprintf("process %s is running (waited %s for it to end)", running, pol.guardWait)
@@ -101,20 +104,22 @@ func (a *Agent) runJob(ctx context.Context, log *slog.Logger, p protocol.JobPayl
 				why = fmt.Sprintf("process %s was running when the agent stopped", running)
 			}
 			log.Info("job deferred by a guard process", "process", running)
-			return a.every(p, protocol.ResultDeferredByGuard, why), nil
+			return a.every(p, protocol.ResultDeferredByGuard, why), nil, false
 		}
 	}
-	var hookResults []protocol.HookResult
 	env := []string{"PATCHLINE_JOB=" + p.ID, "PATCHLINE_ACTION=" + actionName(p.Action)}
 	if p.Hooks != nil && p.Hooks.Pre != nil {
 		hr := a.runHook(ctx, "pre", p.Hooks.Pre, pol.hookTimeout, env)
 		hookResults = append(hookResults, hr)
 		if hr.Error != "" {
 			log.Warn("pre script failed; installs skipped", "script", hr.Path, "err", hr.Error)
-			return a.every(p, protocol.ResultHookFailed, "pre "+hr.Error), hookResults
+			return a.every(p, protocol.ResultHookFailed, "pre "+hr.Error), hookResults, false
 		}
 	}
-	results := a.install(ctx, p)
+	results, restart = a.installJob(ctx, p)
+	if restart {
+		return nil, hookResults, true
+	}
 	if p.Hooks != nil && p.Hooks.Post != nil {
 		hr := a.runHook(ctx, "post", p.Hooks.Post, pol.hookTimeout, env)
 		hookResults = append(hookResults, hr)
@@ -122,7 +127,7 @@ func (a *Agent) runJob(ctx context.Context, log *slog.Logger, p protocol.JobPayl
 			log.Warn("post script failed", "script", hr.Path, "err", hr.Error)
 		}
 	}
-	return results, hookResults
+	return results, hookResults, false
 }
 
 func actionName(action string) string {

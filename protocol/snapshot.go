@@ -228,7 +228,9 @@ func (ep *Endpoint) validateUpdates(p string) error {
 			return fmt.Errorf("%s.id: duplicate update id %q (also updates[%d])", up, u.ID, k)
 		}
 		ids[u.ID] = j
-		if !slices.Contains(Sources, u.Source) {
+		// The controller's own agent update may be in a snapshot it
+		// exports; a report carrying it is refused by the agent API.
+		if !slices.Contains(Sources, u.Source) && u.Source != SourcePatchline {
 			return fmt.Errorf("%s.source: unknown source %q (want %s)", up, u.Source, oneOf(Sources))
 		}
 		// A package manager lists what is installed without categories

@@ -59,6 +59,9 @@ type Config struct {
 	// SecretsFile holds enrollment secrets, the admin token and the
 	// webhook secret.
 	SecretsFile string
+	// AgentReleases is the directory of signed agent releases served to
+	// agents (reconciler/agentrelease); "" offers none.
+	AgentReleases string
 	// Listen is the address of the agent and admin API (default
 	// 127.0.0.1:8420; port 0 picks a free one).
 	Listen string

@@ -54,6 +54,8 @@ type Controller struct {
 	replanner *replanner
 	// feeds keeps the vulnerability feeds; nil without Config.FeedsDir.
 	feeds *feedKeeper
+	// releases are the agent releases offered (--agent-releases).
+	releases *releaseOffer
 	// commitStatus posts commit statuses; nil without Config.Status.
 	commitStatus *commitstatus.Notifier
 	// follow starts following the fleet repo.
@@ -215,7 +217,16 @@ func (c *Controller) build(ctx context.Context, secrets *api.Secrets, key ed2551
 		c.feeds.load(ctx)
 		c.replanner.feeds = c.feeds
 	}
+	if c.releases, err = openReleases(c.cfg.AgentReleases, c.log); err != nil {
+		return err
+	}
+	c.replanner.agentReleases = c.releases.check
+	var releases api.Releases
+	if c.releases.dir != nil {
+		releases = c.releases.dir
+	}
 	c.api, err = api.New(api.Config{
+		Releases:   releases,
 		Store:      c.store,
 		Secrets:    secrets,
 		SigningKey: key.Public().(ed25519.PublicKey),
@@ -310,6 +321,7 @@ func (c *Controller) MetricsAddr() string { return c.metricsLn.Addr().String() }
 // store.
 func (c *Controller) Run(ctx context.Context) error {
 	defer c.store.Close()
+	defer c.releases.close()
 	// The work outlives ctx by the drain below: it stops only once the
 	// server no longer takes requests that would queue more of it.
 	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))

@@ -43,6 +43,10 @@ func signJobs(key ed25519.PrivateKey, jobs []plan.Job, snap *protocol.Snapshot, 
 		}
 		for _, id := range j.Updates {
 			u, ok := updates[j.Endpoint][id]
+			if v, agent := protocol.AgentUpdateVersion(id); !ok && agent {
+				// The planner adds the agent update; no endpoint reports it.
+				u, ok = protocol.AgentUpdate(v, ""), true
+			}
 			if !ok {
 				return nil, fmt.Errorf("job for %s names update %s it does not report", j.Endpoint, id)
 			}

@@ -64,6 +64,9 @@ type replanner struct {
 	// commitStatus posts each change of a client's halts to the forge;
 	// set once, before the queue runs; nil for none.
 	commitStatus *commitstatus.Notifier
+	// agentReleases says which agent versions can be offered; set once,
+	// before the queue runs.
+	agentReleases func(version string) error
 
 	mu sync.Mutex // guards the fields below
 	// summaries are each client's figures from its last re-plan, and the
@@ -192,7 +195,7 @@ func (r *replanner) replan(ctx context.Context, client string, pol appliedClient
 	if known {
 		fleet.Clients[client] = pol.client
 	}
-	res, err := plan.Plan(fleet, snap, now, plan.Options{Decisions: true})
+	res, err := plan.Plan(fleet, snap, now, plan.Options{Decisions: true, AgentReleases: r.agentReleases})
 	if err != nil {
 		return nil, nil, &replanError{"plan", fmt.Errorf("plan revision %s: %w", pol.revision, err)}
 	}

@@ -135,6 +135,10 @@ type Client struct {
 	// KnownExploitedSLA, when set, is the SLA of a desired update that is
 	// known exploited, in place of its severity's (sla.knownExploited).
 	KnownExploitedSLA *ExploitedSLA `json:"knownExploitedSLA,omitempty"`
+	// Agent is the agent version the client's endpoints run, nil when
+	// the policy names none (agents are left as they are); a ring's
+	// Agent wins over it.
+	Agent *AgentPolicy `json:"agent,omitempty"`
 }
 
 // SLAKnownExploited is the key of a policy's sla that holds the SLA of
@@ -215,6 +219,9 @@ type Ring struct {
 	Reboot         RebootPolicy  `json:"reboot"`
 	RebootDeadline time.Duration `json:"rebootDeadline"`
 	Pos            Pos           `json:"pos"`
+	// Agent is the agent version of the ring's endpoints, in place of
+	// the client's; nil to take the client's.
+	Agent *AgentPolicy `json:"agent,omitempty"`
 }
 
 // Baseline is a client's desired patch state.

@@ -25,6 +25,7 @@ import (
 	"github.com/patchline/patchline/agent/backend"
 	"github.com/patchline/patchline/agent/backend/apt"
 	"github.com/patchline/patchline/agent/backend/sim"
+	"github.com/patchline/patchline/agent/selfupdate"
 	"github.com/patchline/patchline/internal/tlsconf"
 	"github.com/patchline/patchline/protocol"
 )
@@ -59,6 +60,10 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := a.Run(ctx); err != nil {
+		if errors.Is(err, agent.ErrRestart) {
+			log.Info("exiting for the service manager to start the agent binary now in place", "status", exitRestart)
+			return exitRestart
+		}
 		log.Error("agent stopped", "err", err)
 		return 1
 	}
@@ -91,6 +96,8 @@ func parseFlags(args []string, stderr io.Writer) (cfg agent.Config, bs backendSp
 		simOS       = fs.String("sim-os", "", "with --backend sim: the OS family the simulated endpoint reports (windows, linux, macos; default: this machine's)")
 		simFailures = fs.Float64("sim-failure-rate", 0, "with --backend sim: share of simulated installs that fail (0 to 1)")
 		simInstall  = fs.Duration("sim-install-time", 0, "with --backend sim: how long each simulated install takes (default: at once)")
+		releaseKey  = fs.String("release-key", "", "release public key `file` (patchctl release keygen's .pub) the agent's own updates must be signed with; without it the agent refuses them")
+		confirm     = fs.Duration("update-confirm-timeout", selfupdate.DefaultConfirmTimeout, "how long a new agent binary has to check in before the previous one is restored")
 	)
 	if err := fs.Parse(args); err != nil {
 		return agent.Config{}, backendSpec{}, err
@@ -101,7 +108,12 @@ func parseFlags(args []string, stderr io.Writer) (cfg agent.Config, bs backendSp
 	if *controller == "" || *stateDir == "" {
 		return agent.Config{}, backendSpec{}, errors.New("--controller and --state-dir are required")
 	}
+	su, err := newSelfUpdater(*releaseKey, *stateDir, *confirm)
+	if err != nil {
+		return agent.Config{}, backendSpec{}, err
+	}
 	cfg = agent.Config{
+		SelfUpdate:     su,
 		Controller:     *controller,
 		Insecure:       *insecure,
 		Client:         *client,

@@ -122,6 +122,7 @@ func parseFlags(args []string, stderr io.Writer) (cfg reconciler.Config, opts op
 	fs.StringVar(&cfg.Listen, "listen", reconciler.DefaultListen, "`address` of the agent API and the admin API")
 	fs.StringVar(&cfg.MetricsListen, "metrics-listen", reconciler.DefaultMetricsListen, "`address` serving /metrics, and nothing else, to Prometheus (TLS and plain HTTP as for --listen)")
 	fs.StringVar(&cfg.SecretsFile, "secrets", "", "JSON `file` with enrollment secrets per client, the admin token and the webhook secret (mode 0600)")
+	fs.StringVar(&cfg.AgentReleases, "agent-releases", "", "`dir`ectory of signed agent releases (DIR/<version>/, written by patchctl release sign) offered to agents when policy asks for their version")
 	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "TLS certificate `file` (for --listen and --metrics-listen)")
 	fs.StringVar(&cfg.TLSKey, "tls-key", "", "TLS private key `file`")
 	fs.BoolVar(&cfg.Insecure, "insecure", false, "serve plain HTTP on a non-loopback address (only behind a TLS-terminating proxy)")

@@ -87,6 +87,7 @@ func (s *Server) report(w http.ResponseWriter, r *http.Request, ep store.Enrollm
 		At:            s.cfg.Now(),
 		Seq:           rep.Seq,
 		JobSeq:        rep.JobSeq,
+		AgentVersion:  rep.AgentVersion,
 	})
 	if err != nil {
 		return storeError(err, "endpoint not found")
@@ -115,9 +116,15 @@ func validateReport(ep store.Enrollment, rep *protocol.Report, now time.Time) er
 	if err := checkSeq("jobSeq", rep.JobSeq); err != nil {
 		return err
 	}
+	if err := checkAgentVersion(rep.AgentVersion); err != nil {
+		return err
+	}
 	for i, u := range rep.Updates {
 		if u == nil {
 			continue // state validation names it
+		}
+		if u.Source == protocol.SourcePatchline {
+			return errorf(protocol.CodeInvalid, "updates[%d].source: %q is the controller's own agent update; an endpoint reports its agent's version in agentVersion", i, u.Source)
 		}
 		switch {
 		case len(u.CVEs) > maxListItems:
@@ -136,6 +143,18 @@ func validateReport(ep store.Enrollment, rep *protocol.Report, now time.Time) er
 	}
 	if err := snap.Validate(); err != nil {
 		return errorf(protocol.CodeInvalid, "%s", strings.TrimPrefix(err.Error(), "endpoints[0]."))
+	}
+	return nil
+}
+
+// checkAgentVersion checks the agent version a report names: empty (an
+// agent that does not say), or a name within bounds ("1.4.2", "devel").
+func checkAgentVersion(v string) error {
+	if v == "" {
+		return nil
+	}
+	if len(v) > 64 || protocol.CheckText(protocol.TextName, v) != nil {
+		return errorf(protocol.CodeInvalid, "agentVersion: want a version such as 1.4.2, of at most 64 printable characters")
 	}
 	return nil
 }

@@ -89,6 +89,8 @@ func TestReportRefused(t *testing.T) {
 		{"bad release time", edit(`"2026-11-05T00:00:00Z"`, `"last tuesday"`), a.auth(), 400},
 		{"two JSON values", append(bytes.Clone(good), "{}"...), a.auth(), 400},
 		{"unknown source", edit(`"source": "winget"`, `"source": "snap"`), a.auth(), 400},
+		{"the controller's own agent update", edit(`"source": "winget"`, `"source": "patchline"`), a.auth(), 400},
+		{"an agent version with a control character", edit(`"rebootPending": false,`, `"rebootPending": false, "agentVersion": "1.4.2\u001b[2J",`), a.auth(), 400},
 		{"unknown category", edit(`"category": "security",
       "severity": "important"`, `"category": "cosmetic",
       "severity": "important"`), a.auth(), 400},

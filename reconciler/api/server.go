@@ -103,6 +103,8 @@ type Config struct {
 	// EnrollRate, whichever is larger. One source address, or one client,
 	// gets half of both.
 	EnrollRate float64
+	// Releases are the agent releases served to agents; nil serves none.
+	Releases Releases
 	// Logger logs internal errors, enrollments, token and endpoint
 	// management, and refused enrollments and admin tokens (default
 	// slog.Default()).
@@ -259,6 +261,7 @@ func (s *Server) routes() {
 	s.handle("POST "+protocol.PathReport, s.agent(s.report))
 	s.handle("GET "+protocol.PathJobs, s.agent(s.jobs))
 	s.handle("POST "+protocol.PathResult, s.agent(s.result))
+	s.handle("GET "+protocol.ReleasesPath+"{version}/{name}", s.agent(s.release))
 	// The admin routes, each with the token scope it needs.
 	s.handle("GET /v1/status", s.admin(protocol.ScopeRead, s.status))
 	s.handle("GET /v1/state", s.admin(protocol.ScopeRead, s.state))

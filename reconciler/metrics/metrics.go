@@ -48,18 +48,19 @@ type Metrics struct {
 	fleetRefused   prometheus.Gauge
 	reconcileTime  prometheus.Histogram
 	reconcileError *prometheus.CounterVec
+	agents         *prometheus.GaugeVec
 }
 
 // New creates the collectors and registers them with reg.
 func New(reg prometheus.Registerer) *Metrics {
-	m := &Metrics{}
+	m := &Metrics{agents: newAgentsGauge()}
 	m.newPlanGauges()
 	m.newJobCounters()
 	m.newRevisionSeries()
 	m.newReconcileSeries()
 	reg.MustRegister(m.endpoints, m.missing, m.compliance, m.halted, m.rollouts, m.exclusions, m.expiring,
 		m.slaBreaches, m.exploited, m.exploitedLate, m.likely, m.decisions, m.jobsCreated, m.jobResults, m.revisionInfo, m.lastApplied,
-		m.lastRefused, m.refused, m.clientRefused, m.fleetRefused, m.reconcileTime, m.reconcileError)
+		m.lastRefused, m.refused, m.clientRefused, m.fleetRefused, m.reconcileTime, m.reconcileError, m.agents)
 	// Counters exist at zero from the start, so that increase() and rate()
 	// see the first refusal or error instead of starting from it.
 	for _, reason := range []string{"invalid", "verify"} {
@@ -182,7 +183,7 @@ func (m *Metrics) newReconcileSeries() {
 // has no endpoints left).
 func (m *Metrics) Forget(client string) {
 	lbl := prometheus.Labels{"client": client}
-	for _, v := range []*prometheus.GaugeVec{m.endpoints, m.missing, m.compliance, m.halted, m.rollouts, m.exclusions, m.expiring, m.slaBreaches, m.exploited, m.exploitedLate, m.likely, m.decisions, m.revisionInfo, m.clientRefused} {
+	for _, v := range []*prometheus.GaugeVec{m.endpoints, m.missing, m.compliance, m.halted, m.rollouts, m.exclusions, m.expiring, m.slaBreaches, m.exploited, m.exploitedLate, m.likely, m.decisions, m.revisionInfo, m.clientRefused, m.agents} {
 		v.DeletePartialMatch(lbl)
 	}
 }

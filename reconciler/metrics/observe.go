@@ -23,9 +23,10 @@ type Figures struct {
 // c is nil for a client the fleet repo does not have.
 func (m *Metrics) Observe(client string, c *schema.Client, snap *protocol.Snapshot, res *plan.Result, now time.Time) Figures {
 	lbl := prometheus.Labels{"client": client}
-	for _, v := range []*prometheus.GaugeVec{m.endpoints, m.missing, m.compliance, m.halted, m.rollouts, m.exclusions, m.expiring, m.slaBreaches, m.exploited, m.exploitedLate, m.likely, m.decisions} {
+	for _, v := range []*prometheus.GaugeVec{m.endpoints, m.missing, m.compliance, m.halted, m.rollouts, m.exclusions, m.expiring, m.slaBreaches, m.exploited, m.exploitedLate, m.likely, m.decisions, m.agents} {
 		v.DeletePartialMatch(lbl)
 	}
+	m.observeAgents(client, snap)
 	for _, v := range []*prometheus.GaugeVec{m.exploited, m.exploitedLate, m.likely} {
 		v.With(lbl).Set(0)
 	}

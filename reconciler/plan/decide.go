@@ -145,6 +145,9 @@ func (p *planner) decide(cp *clientPlan, ep *protocol.Endpoint, info *endpointIn
 	if !ds.desired {
 		return verdict{NotApproved, ds.note}
 	}
+	if v, ok := p.unoffered(ds, u); ok {
+		return v
+	}
 	if k := cp.exclusion(up, ep); k >= 0 {
 		return verdict{Excluded, cp.exclusions[k]}
 	}

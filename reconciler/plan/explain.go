@@ -84,7 +84,7 @@ func explainedEndpoint(fleet *schema.Fleet, snap *protocol.Snapshot, endpointID,
 		return nil, fmt.Errorf("explain: endpoint %q is not in the state snapshot", endpointID)
 	}
 	ep := snap.Endpoints[i]
-	if !slices.ContainsFunc(ep.Updates, func(u *protocol.Update) bool { return u != nil && u.ID == updateID }) {
+	if !slices.ContainsFunc(ep.Updates, func(u *protocol.Update) bool { return u != nil && u.ID == updateID }) && !asksAgent(fleet, ep, updateID) {
 		return nil, fmt.Errorf("explain: endpoint %q does not report update %q", endpointID, updateID)
 	}
 	return ep, nil

@@ -77,6 +77,7 @@ func Plan(fleet *schema.Fleet, snap *protocol.Snapshot, now time.Time, opts Opti
 	if err != nil {
 		return nil, err
 	}
+	p.agentReleases = opts.AgentReleases
 	if err := p.run(); err != nil {
 		return nil, err
 	}
@@ -109,6 +110,8 @@ type planner struct {
 	unknown map[string]note
 	// watch, when set, is called with every pair decided; Explain uses it.
 	watch func(ep *protocol.Endpoint, u *protocol.Update, v *verdict)
+	// agentReleases is Options.AgentReleases.
+	agentReleases func(version string) error
 }
 
 type endpointInfo struct {
@@ -150,6 +153,7 @@ func newPlanner(fleet *schema.Fleet, snap *protocol.Snapshot, now time.Time, det
 			return nil, fmt.Errorf("plan: duplicate endpoint id %q", p.eps[i].ID)
 		}
 	}
+	p.fleet, p.eps = withAgentUpdates(fleet, p.eps)
 	return p, nil
 }
 

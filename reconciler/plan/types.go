@@ -120,6 +120,10 @@ type Options struct {
 	// Decisions asks for every (endpoint, update) pair in Result.Decisions;
 	// without it only the summary, jobs and rollouts are built.
 	Decisions bool
+	// AgentReleases, when set, says whether the controller can offer an
+	// agent version (nil error) or why not; an agent update it refuses is
+	// unavailable. Unset (patchctl plan), every version counts as offered.
+	AgentReleases func(version string) error
 }
 
 // RolloutState is where one update stands in one ring of one client.

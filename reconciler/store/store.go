@@ -129,6 +129,11 @@ type Report struct {
 	// job), numbers the endpoint's next job above it; any other report's
 	// JobSeq is ignored, so an endpoint cannot move its own numbers.
 	JobSeq int64
+	// AgentVersion is the version of the endpoint's agent ("" when it did
+	// not say): the snapshot's Endpoint.AgentVersion. The snapshot also
+	// holds the endpoint's agent updates (protocol.AgentUpdateID) that
+	// have attempts or an open job (FindUpdate).
+	AgentVersion string
 }
 
 // JobState is where a job is in its life.

@@ -34,6 +34,7 @@ type rawFleet struct {
 	} `json:"baseline"`
 	Exclusions []rawExclusion `json:"exclusions"`
 	Resume     []rawResume    `json:"resume"`
+	Agent      *rawAgent      `json:"agent"`
 }
 
 type rawFreeze struct {
@@ -60,6 +61,7 @@ type rawRing struct {
 	MaxConcurrent  int             `json:"maxConcurrent"`
 	Reboot         string          `json:"reboot"`
 	RebootDeadline string          `json:"rebootDeadline"`
+	Agent          *rawAgent       `json:"agent"`
 }
 
 type rawApprove struct {
@@ -196,6 +198,7 @@ func (ev *evaluation) decode(raw *rawFleet) *schema.Client {
 			Reboot:         schema.RebootPolicy(r.Reboot),
 			RebootDeadline: ev.parseDuration(at("rings", i, "rebootDeadline"), r.RebootDeadline),
 			Pos:            ev.pos(at("rings", i)),
+			Agent:          ev.agent(at("rings", i, "agent"), r.Agent),
 		})
 	}
 
@@ -235,6 +238,7 @@ func (ev *evaluation) decode(raw *rawFleet) *schema.Client {
 			Pos:    ev.pos(at("exclusions", i)),
 		})
 	}
+	c.Agent = ev.agent("agent", raw.Agent)
 	c.Resume = make([]schema.Resume, 0, len(raw.Resume))
 	for i, r := range raw.Resume {
 		c.Resume = append(c.Resume, schema.Resume{

@@ -69,7 +69,7 @@ type evalResult struct {
 // defaultable are the lists a client takes from defaults.<field> when it
 // does not write them; see the convention in fleet.cue.
 var defaultable = []string{
-	"freezes", "rings", "exclusions", "resume", "baseline.approve", "baseline.require",
+	"freezes", "rings", "exclusions", "resume", "baseline.approve", "baseline.require", "agent",
 }
 
 // evaluateSafely is evaluate with a panic inside CUE turned into a problem

@@ -155,6 +155,9 @@ var patternHints = map[string]string{
 	`^CVE-[0-9]{4}-[0-9]{4,}$`:                       `invalid value %s: use a CVE id such as "CVE-2024-6387"`,
 	`^(([0-9]+[.]?[0-9]*|[.][0-9]+)[dhm])+$`:         `invalid duration %s: use a number followed by d, h or m (e.g. "4h", "1d12h")`,
 	`^[0-9]{4}-[0-9]{2}-[0-9]{2}([Tt][0-9]{2}:[0-9]`: "invalid date %s: use YYYY-MM-DD or an RFC 3339 time such as 2026-11-20T12:00:00Z",
+
+	// #AgentVersion
+	`^(0|[1-9][0-9]*)[.](0|[1-9][0-9]*)[.](0|[1-9][0-9]*)$`: `invalid version %s: use a release version MAJOR.MINOR.PATCH, e.g. "1.4.2"`,
 }
 
 // isShapeError says whether e is a duration or a date of the wrong
@@ -211,6 +214,8 @@ var examples = map[string]string{
 	"exclusions[].until":                "2026-12-31",
 	"exclusions[].reason":               "breaks the line-of-business app",
 	"baseline.approve[].releasedBefore": "2026-11-11",
+	"agent.version":                     "1.4.2",
+	"rings[].agent.version":             "1.4.2",
 }
 
 // genericPath writes a dotted path with list indexes as [] and the names

@@ -194,7 +194,7 @@ const (
 	// The report's job number counts only while the store cannot know
 	// it (job_seq_unknown, see migrations/0002).
 	updEndpointQuery = `UPDATE endpoints SET hostname = $1, os_family = $2, os_version = $3, labels = $4,
-		last_seen = $5, reboot_pending = $6, report_seq = $7,
+		last_seen = $5, reboot_pending = $6, report_seq = $7, agent_version = $10,
 		job_seq = CASE WHEN job_seq_unknown THEN greatest(job_seq, $8) ELSE job_seq END, job_seq_unknown = false
 		WHERE id = $9`
 	selUpdatesQuery = `SELECT id, source, name, title, version, installed_version, category, severity,
@@ -282,7 +282,7 @@ func replaceInventory(t *wtx, inv inventory) error {
 	}
 	b = &pgx.Batch{}
 	b.Queue(updEndpointQuery, r.Hostname, r.OS.Family, r.OS.Version, inv.labels, r.At.UnixNano(),
-		r.RebootPending, r.Seq, r.JobSeq, r.Endpoint)
+		r.RebootPending, r.Seq, r.JobSeq, r.Endpoint, r.AgentVersion)
 	for i, u := range r.Updates {
 		row := rows[i]
 		prev, had := stored[u.ID]

@@ -3,7 +3,6 @@ package postgres
 import (
 	"context"
 	"fmt"
-	"sort"
 	"strconv"
 	"time"
 
@@ -83,12 +82,12 @@ func (s scope) endpointsQuery() (string, []any) {
 	// A revoked endpoint is in no snapshot: it is planned nothing and
 	// counts in no figure (its updates, attempts and jobs, read by the
 	// other queries, find no endpoint and are left out).
-	return `SELECT id, client, hostname, os_family, os_version, labels, last_seen, reboot_pending
+	return `SELECT id, client, hostname, os_family, os_version, labels, last_seen, reboot_pending, agent_version
 		FROM endpoints WHERE ` + cond + ` AND revoked_at IS NULL ORDER BY id`, args
 }
 
 // updatesQuery orders by the primary key, so each endpoint's updates come
-// sorted by id, which findUpdate relies on.
+// sorted by id, which store.FindUpdate relies on.
 func (s scope) updatesQuery() (string, []any) {
 	cond, args := s.where("u.endpoint")
 	return `SELECT ` + updateColumns + ` FROM updates u WHERE ` + cond + ` ORDER BY u.endpoint, u.id`, args
@@ -148,7 +147,7 @@ func queryEndpoints(ctx context.Context, tx pgx.Tx, s scope) ([]*protocol.Endpoi
 	for rows.Next() {
 		e := &protocol.Endpoint{Updates: []*protocol.Update{}}
 		var lastSeen pgtype.Int8
-		if err := rows.Scan(&e.ID, &e.Client, &e.Hostname, &e.OS.Family, &e.OS.Version, &e.Labels, &lastSeen, &e.RebootPending); err != nil {
+		if err := rows.Scan(&e.ID, &e.Client, &e.Hostname, &e.OS.Family, &e.OS.Version, &e.Labels, &lastSeen, &e.RebootPending, &e.AgentVersion); err != nil {
 			return nil, err
 		}
 		e.LastSeen = timeOf(lastSeen)
@@ -177,16 +176,6 @@ func queryUpdates(ctx context.Context, tx pgx.Tx, s scope, byID map[string]*prot
 	return rows.Err()
 }
 
-// findUpdate returns the update with the given id among an endpoint's
-// updates, which are sorted by id.
-func findUpdate(e *protocol.Endpoint, id string) *protocol.Update {
-	i := sort.Search(len(e.Updates), func(i int) bool { return e.Updates[i].ID >= id })
-	if i < len(e.Updates) && e.Updates[i].ID == id {
-		return e.Updates[i]
-	}
-	return nil
-}
-
 func queryAttempts(ctx context.Context, tx pgx.Tx, s scope, byID map[string]*protocol.Endpoint) error {
 	q, args := s.attemptsQuery()
 	rows, err := tx.Query(ctx, q, args...)
@@ -207,7 +196,7 @@ func queryAttempts(ctx context.Context, tx pgx.Tx, s scope, byID map[string]*pro
 		// Attempts of updates the endpoint no longer reports stay stored
 		// but have no place in the snapshot.
 		if e := byID[endpoint]; e != nil {
-			if u := findUpdate(e, update); u != nil {
+			if u := store.FindUpdate(e, update); u != nil {
 				u.Attempts = append(u.Attempts, a)
 			}
 		}
@@ -233,7 +222,7 @@ func queryInFlight(ctx context.Context, tx pgx.Tx, s scope, byID map[string]*pro
 			continue
 		}
 		for _, uid := range ids {
-			if u := findUpdate(e, uid); u != nil && u.InFlightJob == nil {
+			if u := store.FindUpdate(e, uid); u != nil && u.InFlightJob == nil {
 				u.InFlightJob = &id
 			}
 		}

@@ -202,7 +202,7 @@ var (
 	// The report's job number counts only while the store cannot know
 	// it (job_seq_unknown, see migrations/0004).
 	updEndpointQuery = writeQuery(`UPDATE endpoints SET hostname = ?, os_family = ?, os_version = ?, labels = ?,
-		last_seen = ?, reboot_pending = ?, report_seq = ?,
+		last_seen = ?, reboot_pending = ?, report_seq = ?, agent_version = ?,
 		job_seq = CASE WHEN job_seq_unknown = 1 THEN max(job_seq, ?) ELSE job_seq END, job_seq_unknown = 0
 		WHERE id = ?`)
 	selUpdatesQuery = writeQuery(`SELECT id, source, name, title, version, installed_version, category, severity,
@@ -284,7 +284,7 @@ func updateEndpoint(tx *wtx, inv inventory) error {
 			r.At.UTC().Format(timeLayout), timeOf(lastSeen).Format(timeLayout), store.ErrConflict)
 	}
 	_, err = tx.exec(updEndpointQuery,
-		r.Hostname, r.OS.Family, r.OS.Version, inv.labels, r.At.UnixNano(), boolArg(r.RebootPending), r.Seq, r.JobSeq, r.Endpoint)
+		r.Hostname, r.OS.Family, r.OS.Version, inv.labels, r.At.UnixNano(), boolArg(r.RebootPending), r.Seq, r.AgentVersion, r.JobSeq, r.Endpoint)
 	return err
 }
 

@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
-	"sort"
 	"time"
 
 	"github.com/patchline/patchline/protocol"
@@ -81,12 +80,12 @@ func (s scope) endpointsQuery() (string, []any) {
 	// A revoked endpoint is in no snapshot: it is planned nothing and
 	// counts in no figure (its updates, attempts and jobs, read by the
 	// other queries, find no endpoint and are left out).
-	return `SELECT id, client, hostname, os_family, os_version, labels, last_seen, reboot_pending
+	return `SELECT id, client, hostname, os_family, os_version, labels, last_seen, reboot_pending, agent_version
 		FROM endpoints WHERE ` + cond + ` AND revoked_at IS NULL ORDER BY id`, args
 }
 
 // updatesQuery orders by the primary key, so each endpoint's updates come
-// sorted by id, which findUpdate relies on.
+// sorted by id, which store.FindUpdate relies on.
 func (s scope) updatesQuery() (string, []any) {
 	cond, args := s.where("u.endpoint")
 	return `SELECT ` + updateColumns + ` FROM updates u WHERE ` + cond + ` ORDER BY u.endpoint, u.id`, args
@@ -147,7 +146,7 @@ func queryEndpoints(ctx context.Context, tx *sql.Tx, s scope) ([]*protocol.Endpo
 		var labels sql.NullString
 		var lastSeen sql.NullInt64
 		var reboot int
-		if err := rows.Scan(&e.ID, &e.Client, &e.Hostname, &e.OS.Family, &e.OS.Version, &labels, &lastSeen, &reboot); err != nil {
+		if err := rows.Scan(&e.ID, &e.Client, &e.Hostname, &e.OS.Family, &e.OS.Version, &labels, &lastSeen, &reboot, &e.AgentVersion); err != nil {
 			return nil, err
 		}
 		if labels.Valid {
@@ -182,16 +181,6 @@ func queryUpdates(ctx context.Context, tx *sql.Tx, s scope, byID map[string]*pro
 	return rows.Err()
 }
 
-// findUpdate returns the update with the given id among an endpoint's
-// updates, which are sorted by id.
-func findUpdate(e *protocol.Endpoint, id string) *protocol.Update {
-	i := sort.Search(len(e.Updates), func(i int) bool { return e.Updates[i].ID >= id })
-	if i < len(e.Updates) && e.Updates[i].ID == id {
-		return e.Updates[i]
-	}
-	return nil
-}
-
 func queryAttempts(ctx context.Context, tx *sql.Tx, s scope, byID map[string]*protocol.Endpoint) error {
 	q, args := s.attemptsQuery()
 	rows, err := tx.QueryContext(ctx, q, args...)
@@ -210,7 +199,7 @@ func queryAttempts(ctx context.Context, tx *sql.Tx, s scope, byID map[string]*pr
 		// Attempts of updates the endpoint no longer reports stay stored
 		// but have no place in the snapshot.
 		if e := byID[endpoint]; e != nil {
-			if u := findUpdate(e, update); u != nil {
+			if u := store.FindUpdate(e, update); u != nil {
 				u.Attempts = append(u.Attempts, a)
 			}
 		}
@@ -240,7 +229,7 @@ func queryInFlight(ctx context.Context, tx *sql.Tx, s scope, byID map[string]*pr
 			continue
 		}
 		for _, uid := range ids {
-			if u := findUpdate(e, uid); u != nil && u.InFlightJob == nil {
+			if u := store.FindUpdate(e, uid); u != nil && u.InFlightJob == nil {
 				u.InFlightJob = &id
 			}
 		}

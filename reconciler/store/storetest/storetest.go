@@ -130,6 +130,7 @@ func Run(t *testing.T, open func(t *testing.T) Store, opts ...Option) {
 		{"ConcurrentExpiry", testConcurrentExpiry},
 		{"AuditPagingWhileAppending", testAuditPaging},
 		{"ConcurrentHalts", testConcurrentHalts},
+		{"AgentVersion", testAgentVersion},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.run(t, s) })
 	}
