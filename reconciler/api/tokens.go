@@ -367,3 +367,8 @@ func tokenInfo(t store.Token) protocol.Token {
 		RevokedAt: t.RevokedAt.UTC(), RevokedBy: t.RevokedBy,
 	}
 }
+
+// NewTokenSecret makes the secret of an admin API token and its SHA-256,
+// for a token patchd stores itself (the bootstrap admin token of a patchd
+// started without a secrets file).
+func NewTokenSecret() (string, [sha256.Size]byte, error) { return newTokenSecret() }
