@@ -4,7 +4,9 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/patchline/patchline/internal/clock"
@@ -57,7 +59,10 @@ type Config struct {
 	// New refuses to start without one while nothing is applied).
 	Verify source.VerifyPolicy
 	// SecretsFile holds enrollment secrets, the admin token and the
-	// webhook secret.
+	// webhook secret. It is optional: without it, admin tokens and
+	// enrollment tokens are all in the store (the first start makes the
+	// admin token "bootstrap-admin" and writes it to DataDir/admin-token),
+	// and webhooks are refused (the repo is polled).
 	SecretsFile string
 	// AgentReleases is the directory of signed agent releases served to
 	// agents (reconciler/agentrelease); "" offers none.
@@ -105,6 +110,9 @@ type Config struct {
 	// Clock tells the time and runs the timers (clock.Real when nil).
 	Clock  clock.Clock
 	Logger *slog.Logger
+	// Notice takes what the operator must see once, beside the log: where
+	// the bootstrap admin token is (default os.Stderr).
+	Notice io.Writer
 }
 
 // Where patchd listens when Config.Listen or Config.MetricsListen is
@@ -121,8 +129,6 @@ func (cfg Config) withDefaults() (Config, error) {
 		return cfg, errors.New("no data directory: pass --data-dir")
 	case (cfg.Repo.URL == "") == (cfg.RepoDir == ""):
 		return cfg, errors.New("give exactly one of --repo URL and --repo-dir DIR")
-	case cfg.SecretsFile == "":
-		return cfg, errors.New("no secrets file: pass --secrets FILE (enrollment secrets, admin token, webhook secret)")
 	case (cfg.TLSCert == "") != (cfg.TLSKey == ""):
 		return cfg, errors.New("--tls-cert and --tls-key go together")
 	case cfg.Database != "" && len(cfg.SigningKey) != ed25519.PrivateKeySize:
@@ -159,6 +165,9 @@ func (cfg Config) withDefaults() (Config, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	if cfg.Notice == nil {
+		cfg.Notice = os.Stderr
 	}
 	return cfg, nil
 }

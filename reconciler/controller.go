@@ -91,9 +91,13 @@ func New(ctx context.Context, cfg Config) (*Controller, error) {
 	if err != nil {
 		return nil, err
 	}
-	secrets, err := api.LoadSecrets(cfg.SecretsFile)
-	if err != nil {
-		return nil, err
+	// Without a secrets file, every admin token is in the store: the
+	// first start makes one (bootstrapAdmin).
+	var secrets *api.Secrets
+	if cfg.SecretsFile != "" {
+		if secrets, err = api.LoadSecrets(cfg.SecretsFile); err != nil {
+			return nil, err
+		}
 	}
 	c := &Controller{
 		cfg: cfg, log: cfg.Logger, clock: cfg.Clock,
@@ -118,6 +122,14 @@ func New(ctx context.Context, cfg Config) (*Controller, error) {
 	if err := c.listen(); err != nil {
 		c.store.Close()
 		return nil, err
+	}
+	if secrets == nil {
+		if err := c.bootstrapAdmin(ctx, c.store); err != nil {
+			c.ln.Close()
+			c.metricsLn.Close()
+			c.store.Close()
+			return nil, err
+		}
 	}
 	return c, nil
 }

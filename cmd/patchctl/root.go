@@ -54,6 +54,7 @@ client's patch baseline, exclusions, rollout rings and maintenance windows.
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	root.AddCommand(newEnrollCmd())
 	root.AddCommand(newInitCmd(), newVetCmd(), newSchemaCmd(), newPlanCmd(), newWhyCmd(), newStatusCmd(), newStateCmd(), newSimCmd(), newFleetCmd(), newHistoryCmd(), newReportCmd(), newBackupCmd(), newFeedsCmd(), newTokensCmd(), newEndpointsCmd(), newKeysCmd(), newStoreCmd(), newReleaseCmd())
 	return root
 }

@@ -62,9 +62,23 @@ func singleBox(t *testing.T) string {
 		{Hash: "d4e5f6", Status: store.RevisionRefused, At: m0.Add(time.Minute), Client: "globex", Reason: "invalid",
 			Problems: []string{"clients/globex/rings.cue:4:2: ring canary: soak: invalid duration"}},
 	}))
+	// globex's server enrolls with an enrollment token, whose labels it
+	// keeps; acme's old token is revoked.
+	servers, old := sha256.Sum256([]byte("ple_globex-servers")), sha256.Sum256([]byte("ple_acme-old"))
+	tok, err := db.CreateEnrollToken(ctx, store.EnrollToken{Name: "globex-servers", Client: "globex", Hash: servers[:],
+		Labels: map[string]string{"ring": "broad"}, ExpiresAt: m0.Add(7 * 24 * time.Hour), MaxUses: 5, CreatedAt: m0, CreatedBy: protocol.BootstrapTokenName})
+	must(err)
+	oldTok, err := db.CreateEnrollToken(ctx, store.EnrollToken{Name: "acme-old", Client: "acme", Hash: old[:], CreatedAt: m0, CreatedBy: protocol.BootstrapTokenName})
+	must(err)
+	_, err = db.RevokeEnrollToken(ctx, oldTok.ID, protocol.BootstrapTokenName, m0.Add(time.Minute))
+	must(err)
 	for i, ep := range []struct{ id, client string }{{"acme-ws-001", "acme"}, {"acme-ws-002", "acme"}, {"globex-sql01", "globex"}} {
 		hash := sha256.Sum256([]byte("node-key-" + ep.id))
-		must(db.Enroll(ctx, store.Enrollment{ID: ep.id, Client: ep.client, Hostname: strings.ToUpper(ep.id), NodeKeyHash: hash[:], EnrolledAt: m0.Add(time.Duration(i) * time.Second)}))
+		e := store.Enrollment{ID: ep.id, Client: ep.client, Hostname: strings.ToUpper(ep.id), NodeKeyHash: hash[:], EnrolledAt: m0.Add(time.Duration(i) * time.Second)}
+		if ep.client == "globex" {
+			e.Token, e.Labels = tok.ID, tok.Labels
+		}
+		must(db.Enroll(ctx, e))
 		must(db.ReplaceInventory(ctx, store.Report{
 			Endpoint: ep.id, Hostname: strings.ToUpper(ep.id), OS: protocol.OS{Family: "windows", Version: "11 24H2"},
 			Labels: map[string]string{"ring": "canary", "site": "leeds"}, RebootPending: i == 1, At: m0.Add(2 * time.Minute), Seq: 3,
@@ -201,6 +215,14 @@ func TestStoreMigrate(t *testing.T) {
 	after, err := to.Audit(ctx, a1[len(a1)-1].ID, 10)
 	if err != nil || len(after) != 1 || after[0].ID != a1[len(a1)-1].ID+1 {
 		t.Errorf("the next audit entry: %+v, %v; want id %d", after, err, a1[len(a1)-1].ID+1)
+	}
+	t1, e1 := from.EnrollTokens(ctx)
+	t2, e2 := to.EnrollTokens(ctx)
+	same("enrollment tokens", t1, t2, e1, e2)
+	h := sha256.Sum256([]byte("ple_next"))
+	next, err := to.CreateEnrollToken(ctx, store.EnrollToken{Name: "next", Client: "acme", Hash: h[:], CreatedAt: now, CreatedBy: "ops"})
+	if err != nil || next.ID != t1[len(t1)-1].ID+1 {
+		t.Errorf("the next enrollment token: %+v, %v; want id %d", next, err, t1[len(t1)-1].ID+1)
 	}
 }
 

@@ -176,7 +176,6 @@ func TestRunRefusesBadSetups(t *testing.T) {
 		want string
 	}{
 		{"no data dir", []string{"--repo-dir", dir, "--secrets", secrets}, 1, "--data-dir"},
-		{"no secrets", []string{"--repo-dir", dir, "--data-dir", dir}, 1, "--secrets"},
 		{"secrets readable by others", []string{"--repo-dir", dir, "--data-dir", dir, "--secrets", secrets}, 1, "chmod 600"},
 		{"plain HTTP on a public address", []string{"--repo-dir", dir, "--data-dir", dir, "--secrets", secrets, "--listen", "0.0.0.0:0"}, 1, "plain HTTP"},
 		{"plain HTTP metrics on a public address", []string{"--repo-dir", dir, "--data-dir", dir, "--secrets", secrets, "--metrics-listen", "0.0.0.0:0"}, 1, "listen 0.0.0.0:0: plain HTTP"},

@@ -1,7 +1,7 @@
 // Package api is the controller's HTTP API: the agent routes (enroll,
 // inventory report, job long-poll, job result), the admin routes (status,
 // state export, audit log, backup, endpoint list, revoke and delete,
-// token management) and the Git webhook that makes the controller fetch
+// token and enrollment token management) and the Git webhook that makes the controller fetch
 // at once.
 //
 // The controller builds a [Server] from a [Config] and serves
@@ -14,6 +14,12 @@
 //     their endpoints, which wakes the agents waiting in a long-poll;
 //   - on shutdown it calls [Server.Drain] before http.Server.Shutdown, so
 //     waiting long-polls answer at once instead of holding Shutdown up.
+//
+// An agent enrolls with its client's static secret from the secrets file,
+// or with an enrollment token made through the API (kept as its hash,
+// checked against the store at each use, so a token made or revoked on
+// another replica counts at once); the token's labels become the
+// endpoint's and win over its agent's on every report.
 //
 // Agents authenticate with the node key they generated at enrollment
 // ("Authorization: Bearer <node key>" plus the X-Patchline-Endpoint header);

@@ -86,13 +86,28 @@ func (s *Server) enroll(w http.ResponseWriter, r *http.Request) error {
 		s.refusals.enrollment(r, reasonAddressLimit, client)
 		return &apiError{code: protocol.CodeRateLimited, msg: "too many enrollments from your address; retry later", retryAfter: wait}
 	}
-	if !secretOK {
+	// The secret is the client's static one, or else an enrollment
+	// token: its store read comes after the address's budget, so
+	// guessing tokens goes no faster than guessing secrets.
+	var tok store.EnrollToken
+	switch {
+	case secretOK:
+	case strings.HasPrefix(req.Secret, protocol.EnrollTokenPrefix):
+		var reason string
+		if tok, reason, err = s.enrollToken(r.Context(), req); err != nil {
+			if reason != "" {
+				s.refusals.enrollment(r, reason, client)
+			}
+			return err
+		}
+		client = req.Client
+	default:
 		reason := reasonBadSecret
 		if !known {
 			reason = reasonUnknownClient
 		}
 		s.refusals.enrollment(r, reason, client)
-		return errorf(protocol.CodeUnauthorized, "unknown client or wrong enrollment secret")
+		return errorf(protocol.CodeUnauthorized, "unknown client or wrong enrollment secret: give the client's enrollment token (patchctl enroll create --client %s) or its secret from the secrets file", req.Client)
 	}
 	if ok, wait := s.enrolls.byClient.take(req.Client); !ok {
 		s.refusals.enrollment(r, reasonClientLimit, client)
@@ -103,17 +118,36 @@ func (s *Server) enroll(w http.ResponseWriter, r *http.Request) error {
 		return &apiError{code: protocol.CodeRateLimited, msg: "too many enrollments; retry later", retryAfter: wait}
 	}
 
-	id, created, err := s.enrollEndpoint(r, req)
+	id, created, err := s.enrollEndpoint(r, req, tok)
+	var why store.TokenRefusal
+	if errors.As(err, &why) {
+		// Used up, or changed since enrollToken read it (another
+		// enrollment took its last use, an admin revoked it).
+		s.refusals.enrollment(r, tokenRefusalReason(why), client)
+		return tokenRefused(tok, why)
+	}
 	if err != nil {
 		return err
 	}
 	if created {
-		s.log.InfoContext(r.Context(), "endpoint enrolled", "client", req.Client, "endpoint", id)
+		method, attrs := enrollBySecret, []any{"client", req.Client, "endpoint", id}
+		if tok.ID != 0 {
+			method, attrs = enrollByToken, append(attrs, "token", tok.Name)
+		}
+		s.enrollments.WithLabelValues(method).Inc()
+		s.log.InfoContext(r.Context(), "endpoint enrolled", append(attrs, "method", method)...)
 		s.cfg.Events.Enrolled(r.Context(), req.Client, id)
 	}
 	writeJSON(w, http.StatusOK, protocol.EnrollResponse{Endpoint: id, SigningKey: s.cfg.SigningKey})
 	return nil
 }
+
+// How an endpoint enrolled: the method label of
+// patchline_enrollments_total.
+const (
+	enrollBySecret = "secret"
+	enrollByToken  = "token"
+)
 
 // readEnrollment reads and checks an enrollment's body; on error it says
 // why, as a reason of refusals.
@@ -159,7 +193,11 @@ func (s *Server) readEnrollment(w http.ResponseWriter, r *http.Request, addr net
 // with "-2", "-3"... (candidates). The hashed suffix keeps the candidates
 // of one instance its own, so a retried enrollment finds its endpoint
 // after a lookup or two, however many machines share a hostname.
-func (s *Server) enrollEndpoint(r *http.Request, req protocol.EnrollRequest) (id string, created bool, err error) {
+//
+// An enrollment with an enrollment token (tok.ID set) stores the endpoint
+// with the token's labels, using the token in the same transaction; a
+// retried enrollment finds its endpoint and uses nothing.
+func (s *Server) enrollEndpoint(r *http.Request, req protocol.EnrollRequest, tok store.EnrollToken) (id string, created bool, err error) {
 	ctx := r.Context()
 	cred := credential(req.InstanceID, req.NodeKey)
 	ids := candidates(req.Client, req.Hostname, req.InstanceID)
@@ -175,6 +213,7 @@ func (s *Server) enrollEndpoint(r *http.Request, req protocol.EnrollRequest) (id
 				}
 				ep := store.Enrollment{
 					ID: id, Client: req.Client, Hostname: req.Hostname, NodeKeyHash: cred, EnrolledAt: s.cfg.Now(),
+					Token: tok.ID, Labels: tok.Labels,
 				}
 				err = s.cfg.Store.Enroll(ctx, ep)
 				if errors.Is(err, store.ErrConflict) {

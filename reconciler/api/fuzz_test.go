@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -245,6 +246,80 @@ func FuzzTokenCreateHandler(f *testing.F) {
 		i := slices.IndexFunc(stored, func(s store.Token) bool { return s.Name == tok.Name })
 		if i < 0 || !bytes.Equal(stored[i].Hash, want[:]) {
 			t.Fatalf("token %q not stored with the hash of its secret", tok.Name)
+		}
+	})
+}
+
+// FuzzEnrollTokenCreateHandler: whatever the body of an enrollment token
+// request, the answer is never a server error; a token is stored only
+// when the answer is 201, and then with a valid name and client, labels
+// an agent could report, a limit and an expiry in bounds, and only the
+// hash of the secret it answered with.
+func FuzzEnrollTokenCreateHandler(f *testing.F) {
+	f.Add([]byte(`{"client": "acme", "name": "acme-pilot", "labels": {"ring": "pilot", "site": "hq"}, "expiresIn": "168h", "maxUses": 100}`))
+	f.Add([]byte(`{"client": "acme"}`))
+	f.Add([]byte(`{"client": "acme", "name": "42"}`))
+	f.Add([]byte(`{"client": "Acme"}`))
+	f.Add([]byte(`{"client": "acme", "labels": {"ring\u001b[2J": "x"}}`))
+	f.Add([]byte(`{"client": "acme", "labels": {"": "x"}}`))
+	f.Add([]byte(`{"client": "acme", "expiresIn": "-1h"}`))
+	f.Add([]byte(`{"client": "acme", "expiresIn": "9999999h"}`))
+	f.Add([]byte(`{"client": "acme", "maxUses": -5}`))
+	f.Add([]byte(`{"client": "acme", "maxUses": 1e400}`))
+	f.Add([]byte(`{"client": "acme", "secret": "mine"}`))
+	f.Add([]byte(`null`))
+	f.Add([]byte(``))
+
+	e := newEnv(f)
+	count := func(t *testing.T) int {
+		tokens, err := e.db.EnrollTokens(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(tokens)
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		before := count(t)
+		rec := serve(e, http.MethodPost, protocol.PathEnrollTokens, body, []string{"Authorization", "Bearer " + adminToken})
+		if rec.Code >= 500 {
+			t.Fatalf("answer %d to %q: %s", rec.Code, body, rec.Body)
+		}
+		if rec.Code != http.StatusCreated {
+			if after := count(t); after != before {
+				t.Fatalf("a refused request (%d %s) stored a token", rec.Code, rec.Body)
+			}
+			return
+		}
+		var tc protocol.EnrollTokenCreated
+		if err := json.Unmarshal(rec.Body.Bytes(), &tc); err != nil {
+			t.Fatal(err)
+		}
+		tok := tc.Token
+		if err := protocol.CheckEnrollTokenName(tok.Name); err != nil {
+			t.Fatalf("accepted the name %q: %v", tok.Name, err)
+		}
+		if err := protocol.CheckClientID(tok.Client); err != nil {
+			t.Fatalf("accepted the client %q: %v", tok.Client, err)
+		}
+		if err := (&protocol.Endpoint{Labels: tok.Labels}).ValidateHost(); err != nil {
+			t.Fatalf("accepted the labels %q: %v", tok.Labels, err)
+		}
+		if tok.MaxUses < 0 || tok.MaxUses > maxEnrollTokenUses || (!tok.ExpiresAt.IsZero() && tok.ExpiresAt.Sub(t0) > maxEnrollTokenLife) {
+			t.Fatalf("accepted max uses %d and expiry %s", tok.MaxUses, tok.ExpiresAt)
+		}
+		stored, err := e.db.EnrollTokens(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := sha256.Sum256([]byte(tc.Secret))
+		found := false
+		for _, s := range stored {
+			if s.Name == tok.Name {
+				found = bytes.Equal(s.Hash, h[:])
+			}
+		}
+		if !found || !strings.HasPrefix(tc.Secret, protocol.EnrollTokenPrefix) {
+			t.Fatalf("token %q is not stored as the hash of the secret answered", tok.Name)
 		}
 	})
 }

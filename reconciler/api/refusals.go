@@ -33,11 +33,20 @@ const (
 	reasonAddressLimit = "rate_limited_address"
 	reasonClientLimit  = "rate_limited_client"
 	reasonGlobalLimit  = "rate_limited_global"
+	// reasonTokenUnknown: the secret looks like an enrollment token
+	// (protocol.EnrollTokenPrefix) but is none. The others: the token is
+	// another client's, revoked, expired or used up.
+	reasonTokenUnknown     = "token_unknown"
+	reasonTokenOtherClient = "token_other_client"
+	reasonTokenRevoked     = "token_revoked"
+	reasonTokenExpired     = "token_expired"
+	reasonTokenUsedUp      = "token_used_up"
 )
 
 var enrollFailureReasons = []string{
 	reasonMalformed, reasonBusy, reasonUnknownClient, reasonBadSecret,
 	reasonAddressLimit, reasonClientLimit, reasonGlobalLimit,
+	reasonTokenUnknown, reasonTokenOtherClient, reasonTokenRevoked, reasonTokenExpired, reasonTokenUsedUp,
 }
 
 // How many refusals are logged: a burst, then a steady rate. A flood
@@ -67,7 +76,7 @@ func newRefusals(log *slog.Logger, now func() time.Time) *refusals {
 		log: log,
 		enroll: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "patchline_enroll_failures_total",
-			Help: "Enrollments refused, by reason: malformed, busy, unknown_client, bad_secret, rate_limited_address, rate_limited_client, rate_limited_global.",
+			Help: "Enrollments refused, by reason: malformed, busy, unknown_client, bad_secret, rate_limited_address, rate_limited_client, rate_limited_global, token_unknown, token_other_client, token_revoked, token_expired, token_used_up.",
 		}, []string{"reason"}),
 		admin: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "patchline_admin_auth_failures_total",

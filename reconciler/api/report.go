@@ -74,6 +74,11 @@ func (s *Server) report(w http.ResponseWriter, r *http.Request, ep store.Enrollm
 	if err := decodeJSON(w, r, &rep); err != nil {
 		return err
 	}
+	if len(ep.Labels) > 0 {
+		var overridden []string
+		rep.Labels, overridden = withEnrollmentLabels(ep, rep.Labels)
+		s.labelsOverridden(r.Context(), ep, overridden)
+	}
 	if err := validateReport(ep, &rep, s.cfg.Now()); err != nil {
 		return err
 	}

@@ -72,12 +72,26 @@ type Store interface {
 	RevokeToken(ctx context.Context, name, by string, at time.Time) (store.Token, error)
 	// TokenUsed records when a token was last accepted.
 	TokenUsed(ctx context.Context, name string, at time.Time) error
+
+	// CreateEnrollToken stores a new enrollment token and returns it with
+	// its id; a name taken is store.ErrConflict.
+	CreateEnrollToken(ctx context.Context, t store.EnrollToken) (store.EnrollToken, error)
+	// EnrollTokens returns every enrollment token, revoked ones too.
+	EnrollTokens(ctx context.Context) ([]store.EnrollToken, error)
+	// EnrollTokenByHash returns the enrollment token whose secret hashes
+	// to hash.
+	EnrollTokenByHash(ctx context.Context, hash []byte) (store.EnrollToken, error)
+	// RevokeEnrollToken revokes an enrollment token and returns it.
+	RevokeEnrollToken(ctx context.Context, id int64, by string, at time.Time) (store.EnrollToken, error)
 }
 
-// Config is what a Server needs. Store, Secrets, SigningKey, Events, Status
-// and Registerer are required; the rest have defaults.
+// Config is what a Server needs. Store, SigningKey, Events, Status and
+// Registerer are required; the rest have defaults.
 type Config struct {
-	Store   Store
+	Store Store
+	// Secrets are the secrets file's; nil without one (admin tokens and
+	// enrollment tokens are then all in the store, and webhooks are
+	// refused).
 	Secrets *Secrets
 	// SigningKey is the controller's public job-signing key, handed to
 	// agents at enrollment.
@@ -157,6 +171,12 @@ type Server struct {
 	enrolled sync.Map
 	// tokens are the admin API's stored tokens.
 	tokens tokenSet
+	// overridden holds, by endpoint id, the label keys whose reported
+	// value its enrollment labels last replaced, as labelsOverridden
+	// logged them.
+	overridden sync.Map
+	// enrollments counts new endpoints by how they enrolled.
+	enrollments *prometheus.CounterVec
 
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
@@ -168,6 +188,7 @@ type Server struct {
 //   - patchline_agent_request_duration_seconds{route}
 //   - patchline_longpolls_waiting
 //   - patchline_enroll_failures_total{reason}
+//   - patchline_enrollments_total{method}
 //   - patchline_admin_auth_failures_total
 //
 // route is the route's pattern (as "POST /v1/jobs/{id}/result"), never a raw
@@ -186,6 +207,10 @@ func New(cfg Config) (*Server, error) {
 		enrolls:   newEnrollLimits(cfg.EnrollRate, cfg.Now),
 		refusals:  newRefusals(cfg.Logger, cfg.Now),
 		tokens:    tokenSet{store: cfg.Store},
+		enrollments: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "patchline_enrollments_total",
+			Help: "Endpoints enrolled, by method: secret (the client's secret from the secrets file) or token (an enrollment token).",
+		}, []string{"method"}),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "patchline_agent_requests_total",
 			Help: "API requests answered, by route pattern and HTTP status code.",
@@ -202,7 +227,10 @@ func New(cfg Config) (*Server, error) {
 		Help: "Agent long-polls waiting for a job.",
 	})
 	s.waiters = newWaiters(waiting)
-	for _, c := range append([]prometheus.Collector{s.requests, s.duration, waiting}, s.refusals.collectors()...) {
+	for _, m := range []string{enrollBySecret, enrollByToken} {
+		s.enrollments.WithLabelValues(m)
+	}
+	for _, c := range append([]prometheus.Collector{s.requests, s.duration, waiting, s.enrollments}, s.refusals.collectors()...) {
 		if err := cfg.Registerer.Register(c); err != nil {
 			return nil, fmt.Errorf("api: register metrics: %w", err)
 		}
@@ -217,8 +245,6 @@ func (cfg *Config) check() error {
 	switch {
 	case cfg.Store == nil:
 		return errors.New("api: a store is required")
-	case cfg.Secrets == nil:
-		return errors.New("api: secrets are required")
 	case len(cfg.SigningKey) != ed25519.PublicKeySize:
 		return fmt.Errorf("api: signing key has %d bytes, want an ed25519 public key of %d", len(cfg.SigningKey), ed25519.PublicKeySize)
 	case cfg.Events == nil:
@@ -238,6 +264,9 @@ func (cfg *Config) check() error {
 func (cfg *Config) setDefaults() {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.Secrets == nil {
+		cfg.Secrets = &Secrets{}
 	}
 	if cfg.MaxWait == 0 {
 		cfg.MaxWait = DefaultMaxWait
@@ -273,6 +302,9 @@ func (s *Server) routes() {
 	s.handle("GET "+protocol.PathTokens, s.admin(protocol.ScopeAdmin, s.listTokens))
 	s.handle("POST "+protocol.PathTokens, s.admin(protocol.ScopeAdmin, s.createToken))
 	s.handle("DELETE "+protocol.PathToken, s.admin(protocol.ScopeAdmin, s.revokeToken))
+	s.handle("GET "+protocol.PathEnrollTokens, s.admin(protocol.ScopeAdmin, s.listEnrollTokens))
+	s.handle("POST "+protocol.PathEnrollTokens, s.admin(protocol.ScopeAdmin, s.createEnrollToken))
+	s.handle("DELETE "+protocol.PathEnrollToken, s.admin(protocol.ScopeAdmin, s.revokeEnrollToken))
 	s.handle("POST /v1/hooks/git", s.gitHook)
 	// The probes skip the error envelope and the request metrics.
 	s.mux.HandleFunc("GET "+PathHealthz, Healthz)

@@ -2,10 +2,8 @@ package api
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"net/http"
@@ -312,12 +310,7 @@ func checkTokenRequest(req *protocol.TokenRequest) error {
 // newTokenSecret makes a token's secret, TokenPrefix and 32 random bytes
 // in unpadded base64url, and its hash.
 func newTokenSecret() (string, [sha256.Size]byte, error) {
-	b := make([]byte, tokenSecretBytes)
-	if _, err := rand.Read(b); err != nil {
-		return "", [sha256.Size]byte{}, fmt.Errorf("token secret: %w", err)
-	}
-	secret := protocol.TokenPrefix + base64.RawURLEncoding.EncodeToString(b)
-	return secret, sha256.Sum256([]byte(secret)), nil
+	return newSecret(protocol.TokenPrefix)
 }
 
 // listTokens handles GET /v1/tokens: every token, revoked ones too,
@@ -374,3 +367,8 @@ func tokenInfo(t store.Token) protocol.Token {
 		RevokedAt: t.RevokedAt.UTC(), RevokedBy: t.RevokedBy,
 	}
 }
+
+// NewTokenSecret makes the secret of an admin API token and its SHA-256,
+// for a token patchd stores itself (the bootstrap admin token of a patchd
+// started without a secrets file).
+func NewTokenSecret() (string, [sha256.Size]byte, error) { return newTokenSecret() }

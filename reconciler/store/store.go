@@ -31,7 +31,10 @@
 //     is revoked; deleting an endpoint removes its inventory, jobs and
 //     results but never its audit entries.
 //   - A token's secret is never stored, only its SHA-256; a token name is
-//     never reused, and a revoked token stays revoked.
+//     never reused, and a revoked token stays revoked. The same holds for
+//     enrollment tokens, whose use is counted in the transaction that
+//     enrolls the endpoint: a token is never used past its expiry, its
+//     revocation or its last use.
 //
 // Errors wrap ErrNotFound, ErrConflict or ErrInvalid where a caller branches
 // on the kind (the API maps them to 404, 409 and 400).
@@ -75,6 +78,14 @@ type Enrollment struct {
 	// until it is deleted.
 	RevokedAt time.Time
 	RevokedBy string
+	// Labels are the endpoint's enrollment labels: those of the
+	// enrollment token it enrolled with. The API merges them into every
+	// report's labels, over the agent's own.
+	Labels map[string]string
+	// Token is the id of the enrollment token the endpoint enrolled with;
+	// 0 for the client's static secret. Enroll uses the token in the same
+	// transaction (see EnrollToken.Refusal).
+	Token int64
 }
 
 // EndpointRecord is an enrolled endpoint as the endpoint list shows it.
@@ -103,6 +114,63 @@ type Token struct {
 	// RevokedAt is zero while the token works.
 	RevokedAt time.Time
 	RevokedBy string
+}
+
+// EnrollToken is an enrollment token made at runtime (`patchctl enroll
+// create`): it enrolls endpoints of one client, with labels they inherit,
+// until it expires, is used up or is revoked. Its secret is never stored,
+// only the secret's SHA-256.
+type EnrollToken struct {
+	// ID is assigned by the store; it only grows.
+	ID int64
+	// Name is unique among enrollment tokens, revoked ones too
+	// (protocol.CheckEnrollTokenName).
+	Name   string
+	Client string
+	Hash   []byte
+	// Labels are given to every endpoint enrolled with the token.
+	Labels map[string]string
+	// ExpiresAt is zero for a token that does not expire.
+	ExpiresAt time.Time
+	// MaxUses is 0 for a token without a limit; Uses counts the
+	// endpoints enrolled with it.
+	MaxUses   int64
+	Uses      int64
+	CreatedAt time.Time
+	CreatedBy string
+	RevokedAt time.Time
+	RevokedBy string
+}
+
+// TokenRefusal says why an enrollment token cannot enroll an endpoint.
+// Store errors wrap it; callers find it with errors.As.
+type TokenRefusal string
+
+// Why an enrollment token is refused.
+const (
+	TokenRevoked     TokenRefusal = "revoked"
+	TokenExpired     TokenRefusal = "expired"
+	TokenUsedUp      TokenRefusal = "used up"
+	TokenOtherClient TokenRefusal = "of another client"
+)
+
+func (r TokenRefusal) Error() string { return "enrollment token " + string(r) }
+
+// Refusal says why t cannot enroll an endpoint of client at at, or ""
+// when it can. The API asks it before enrolling, and the store again in
+// the transaction that uses the token.
+func (t EnrollToken) Refusal(client string, at time.Time) TokenRefusal {
+	switch {
+	case t.Client != client:
+		return TokenOtherClient
+	case !t.RevokedAt.IsZero():
+		return TokenRevoked
+	case !t.ExpiresAt.IsZero() && !at.Before(t.ExpiresAt):
+		return TokenExpired
+	case t.MaxUses > 0 && t.Uses >= t.MaxUses:
+		return TokenUsedUp
+	}
+	return ""
 }
 
 // Report is one endpoint's full inventory report. It replaces the previous

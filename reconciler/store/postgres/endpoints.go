@@ -15,7 +15,10 @@ import (
 )
 
 // Enroll records a new endpoint and an enroll audit entry. An id already
-// enrolled is store.ErrConflict.
+// enrolled is store.ErrConflict. With e.Token, the enrollment token is
+// used in the same transaction: one that cannot enroll now is refused
+// (an error wrapping its store.TokenRefusal) and nothing is stored; an
+// unknown one is store.ErrNotFound.
 func (db *DB) Enroll(ctx context.Context, e store.Enrollment) error {
 	if e.ID == "" || e.Client == "" {
 		return fmt.Errorf("enroll endpoint %q of client %q: id and client are required: %w", e.ID, e.Client, store.ErrInvalid)
@@ -23,18 +26,29 @@ func (db *DB) Enroll(ctx context.Context, e store.Enrollment) error {
 	if len(e.NodeKeyHash) == 0 || e.EnrolledAt.IsZero() {
 		return fmt.Errorf("enroll endpoint %q: node key hash and enrollment time are required: %w", e.ID, store.ErrInvalid)
 	}
-	detail, err := json.Marshal(struct {
-		Hostname string `json:"hostname"`
-	}{e.Hostname})
+	labels, err := labelsArg(e.Labels)
 	if err != nil {
 		return fmt.Errorf("enroll endpoint %q: %w", e.ID, err)
 	}
+	var token *int64
+	if e.Token != 0 {
+		token = &e.Token
+	}
 	err = db.update(ctx, func(t *wtx) error {
+		var tokenName string
+		if e.Token != 0 {
+			tok, err := useEnrollToken(t, e.Token, e.Client, e.EnrolledAt)
+			if err != nil {
+				return err
+			}
+			tokenName = tok.Name
+		}
 		// A new endpoint's job numbers are unknown until its first report:
-		// its agent may have seen some under an earlier enrollment.
-		tag, err := t.exec(`INSERT INTO endpoints (id, client, hostname, node_key_hash, enrolled_at, job_seq_unknown)
-			VALUES ($1, $2, $3, $4, $5, true) ON CONFLICT (id) DO NOTHING`,
-			e.ID, e.Client, e.Hostname, e.NodeKeyHash, e.EnrolledAt.UnixNano())
+		// its agent may have seen some under an earlier enrollment. Its
+		// labels, until it reports, are its enrollment labels.
+		tag, err := t.exec(`INSERT INTO endpoints (id, client, hostname, node_key_hash, enrolled_at, job_seq_unknown, labels, enroll_labels, enroll_token)
+			VALUES ($1, $2, $3, $4, $5, true, $6, $6, $7) ON CONFLICT (id) DO NOTHING`,
+			e.ID, e.Client, e.Hostname, e.NodeKeyHash, e.EnrolledAt.UnixNano(), labels, token)
 		if err != nil {
 			return err
 		}
@@ -42,7 +56,7 @@ func (db *DB) Enroll(ctx context.Context, e store.Enrollment) error {
 			return fmt.Errorf("already enrolled: %w", store.ErrConflict)
 		}
 		t.appendAudit(protocol.AuditEntry{
-			At: e.EnrolledAt, Kind: protocol.AuditEnroll, Client: e.Client, Endpoint: e.ID, Detail: detail,
+			At: e.EnrolledAt, Kind: protocol.AuditEnroll, Client: e.Client, Endpoint: e.ID, Detail: store.EnrollDetail(e.Hostname, tokenName),
 		})
 		return t.notify(NotifyEndpoint, e.ID)
 	})
@@ -56,9 +70,10 @@ func (db *DB) Enroll(ctx context.Context, e store.Enrollment) error {
 // store.ErrNotFound.
 func (db *DB) EndpointByID(ctx context.Context, id string) (store.Enrollment, error) {
 	e := store.Enrollment{ID: id}
-	var enrolled, revoked pgtype.Int8
-	err := db.pool.QueryRow(ctx, `SELECT client, hostname, node_key_hash, enrolled_at, revoked_at, revoked_by FROM endpoints WHERE id = $1`, id).
-		Scan(&e.Client, &e.Hostname, &e.NodeKeyHash, &enrolled, &revoked, &e.RevokedBy)
+	var enrolled, revoked, token pgtype.Int8
+	err := db.pool.QueryRow(ctx, `SELECT client, hostname, node_key_hash, enrolled_at, revoked_at, revoked_by, enroll_labels, enroll_token
+		FROM endpoints WHERE id = $1`, id).
+		Scan(&e.Client, &e.Hostname, &e.NodeKeyHash, &enrolled, &revoked, &e.RevokedBy, &e.Labels, &token)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return store.Enrollment{}, fmt.Errorf("endpoint %q: %w", id, store.ErrNotFound)
 	}
@@ -66,6 +81,7 @@ func (db *DB) EndpointByID(ctx context.Context, id string) (store.Enrollment, er
 		return store.Enrollment{}, fmt.Errorf("endpoint %q: %w", id, classify(err))
 	}
 	e.EnrolledAt, e.RevokedAt = timeOf(enrolled), timeOf(revoked)
+	e.Token = token.Int64
 	return e, nil
 }
 

@@ -213,9 +213,9 @@ func TestOpenRefusesNewerSchema(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	known := all[len(all)-1].version
 	_, err = Open(ctx, dsn)
-	if err == nil || !errors.Is(err, store.ErrConflict) || !strings.Contains(err.Error(), fmt.Sprintf("the database's schema is version 999, newer than this patchd knows (up to %d)", known)) {
+	want := fmt.Sprintf("the database's schema is version 999, newer than this patchd knows (up to %d)", all[len(all)-1].version)
+	if err == nil || !errors.Is(err, store.ErrConflict) || !strings.Contains(err.Error(), want) {
 		t.Fatalf("Open of a newer schema: %v", err)
 	}
 }

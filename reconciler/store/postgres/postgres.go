@@ -167,6 +167,7 @@ func (db *DB) Close() error {
 // hold: the database is the store, and its own tools copy it.
 var Tables = []string{
 	"endpoints", "updates", "first_seen", "jobs", "attempts", "revisions", "halts", "audit", "tokens", "controller", "leader", "schema_migrations",
+	"enroll_tokens",
 }
 
 // ErrBackupUnsupported is Backup's error: patchd does not copy a

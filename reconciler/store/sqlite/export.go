@@ -81,6 +81,7 @@ var exportTables = []exportTable{
 		{"last_seen", colInt}, {"reboot_pending", colBool}, {"job_seq", colInt}, {"report_seq", colInt},
 		{"revoked_at", colInt}, {"revoked_by", colText}, {"job_seq_unknown", colBool},
 		{"agent_version", colText},
+		{"enroll_labels", colJSON}, {"enroll_token", colInt},
 	}},
 	{name: "updates", order: "endpoint, id", columns: []exportColumn{
 		{"endpoint", colText}, {"id", colText}, {"source", colText}, {"name", colText}, {"title", colText},
@@ -118,6 +119,11 @@ var exportTables = []exportTable{
 	{name: "halts", order: "client, ring, update_id", columns: []exportColumn{
 		{"client", colText}, {"ring", colText}, {"update_id", colText}, {"reason", colText},
 		{"revision", colText}, {"at", colInt},
+	}},
+	{name: "enroll_tokens", order: "id", columns: []exportColumn{
+		{"id", colInt}, {"name", colText}, {"client", colText}, {"hash", colBlob}, {"labels", colJSON},
+		{"expires_at", colInt}, {"max_uses", colInt}, {"uses", colInt}, {"created_at", colInt},
+		{"created_by", colText}, {"revoked_at", colInt}, {"revoked_by", colText},
 	}},
 }
 

@@ -26,6 +26,7 @@ import (
 type Store interface {
 	endpointStore
 	tokenStore
+	enrollTokenStore
 	Enroll(ctx context.Context, e store.Enrollment) error
 	EndpointByID(ctx context.Context, id string) (store.Enrollment, error)
 	ReplaceInventory(ctx context.Context, r store.Report) error
@@ -117,6 +118,9 @@ func Run(t *testing.T, open func(t *testing.T) Store, opts ...Option) {
 		{"Audit", testAudit},
 		{"AuditForClients", testAuditForClients},
 		{"Tokens", testTokens},
+		{"EnrollTokens", testEnrollTokens},
+		{"EnrollWithToken", testEnrollWithToken},
+		{"ConcurrentTokenUses", testConcurrentTokenUses},
 		{"RevokeEndpoint", testRevokeEndpoint},
 		{"DeleteEndpoint", testDeleteEndpoint},
 		{"EndpointsOfClients", testEndpointsOfClients},
