@@ -12,7 +12,7 @@ ACTIONLINT_VERSION := v1.7.12
 FUZZTIME    ?= 5s
 DEMO_DIR    ?= $(CURDIR)/.demo
 
-.PHONY: all build cross lint test test-go test-long fuzz systools bench demo clean
+.PHONY: all build cross lint test test-go test-long fuzz systools bench demo clean package install
 
 all: build
 
@@ -77,5 +77,52 @@ bench-macro:
 demo: build
 	@bash examples/demo.sh $(DEMO_DIR)
 
+# Release archives in dist/: the .deb and .rpm of patchd and patch-agent
+# for each Linux target, patch-agent's .tar.gz for macOS and .zip for
+# Windows (internal/packaging). The binaries are static (CGO_ENABLED=0),
+# stripped (-s -w, as lintian wants) and carry $(VERSION).
+VERSION         ?= $(shell cat VERSION)
+PACKAGE_TARGETS ?= linux/amd64 linux/arm64 darwin/amd64 darwin/arm64 windows/amd64
+PACKAGE_LDFLAGS := -s -w -X github.com/patchline/patchline/internal/buildinfo.version=$(VERSION)
+
+package:
+	rm -rf dist
+	@set -e; for t in $(PACKAGE_TARGETS); do \
+	  os=$${t%/*}; arch=$${t#*/}; bins=patch-agent; \
+	  [ "$$os" = linux ] && bins="patchd patch-agent"; \
+	  for b in $$bins; do \
+	    echo "building $$b for $$t"; \
+	    CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build -trimpath -ldflags "$(PACKAGE_LDFLAGS)" \
+	      -o dist/bin/$${os}_$${arch}/ ./cmd/$$b; \
+	  done; \
+	done
+	$(GO) run ./internal/packaging/cmd/mkpkg -bin dist/bin -out dist -version $(VERSION) \
+	  -time $$(git log -1 --format=%ct 2>/dev/null || date +%s) -targets "$(PACKAGE_TARGETS)"
+	rm -rf dist/bin
+
+# make install [PREFIX=/usr/local] [DESTDIR=]: the three binaries to
+# $(PREFIX)/bin; the systemd units, their ExecStart pointed there, to
+# $(UNITDIR) (systemd reads /usr/local/lib/systemd/system too; for another
+# PREFIX give UNITDIR=/etc/systemd/system); the example configuration
+# files to /etc/patchline/patchd.yaml and /etc/patch-agent/agent.yaml,
+# only where none is yet.
+PREFIX  ?= /usr/local
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+INSTALL_BIN ?= bin
+
+install: build
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(UNITDIR) $(DESTDIR)/etc/patchline $(DESTDIR)/etc/patch-agent
+	install -m 0755 $(INSTALL_BIN)/patchd $(INSTALL_BIN)/patch-agent $(INSTALL_BIN)/patchctl $(DESTDIR)$(PREFIX)/bin/
+	@for u in patchd patch-agent; do \
+	  echo "installing $(DESTDIR)$(UNITDIR)/$$u.service"; \
+	  sed 's|^ExecStart=[^ ]*/'$$u' |ExecStart=$(PREFIX)/bin/'$$u' |' examples/systemd/$$u.service \
+	    > $(DESTDIR)$(UNITDIR)/$$u.service && chmod 0644 $(DESTDIR)$(UNITDIR)/$$u.service || exit 1; \
+	done
+	@for c in patchline/patchd.yaml:patchd.yaml patch-agent/agent.yaml:agent.yaml; do \
+	  dst=$(DESTDIR)/etc/$${c%%:*}; \
+	  if [ -e "$$dst" ]; then echo "keeping $$dst"; \
+	  else echo "installing $$dst"; install -m 0644 examples/config/$${c#*:} "$$dst" || exit 1; fi; \
+	done
+
 clean:
-	rm -rf bin .demo
+	rm -rf bin .demo dist

@@ -22,6 +22,11 @@ have prometheus && have promtool || need+=(prometheus)
 have shellcheck || need+=(shellcheck)
 # yamllint checks the fleet template's workflow and GitLab CI files.
 have yamllint || need+=(yamllint)
+# internal/packaging checks the .debs with lintian, the .rpms with rpmlint
+# and lists them with rpm.
+have lintian || need+=(lintian)
+have rpmlint || need+=(rpmlint)
+have rpm || need+=(rpm)
 # The PostgreSQL store's tests start throwaway clusters (initdb, postgres).
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || have initdb || need+=(postgresql)
 # The upstream cue command, at the version of cuelang.org/go in go.mod: a
