@@ -16,6 +16,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/patchline/patchline/internal/buildinfo"
 	"github.com/patchline/patchline/protocol"
 )
 
@@ -531,6 +532,7 @@ func TestRunReportsPollsRunsAndReportsAgain(t *testing.T) {
 		Seq:      1,
 		Hostname: "acme-ws-01", OS: protocol.OS{Family: "linux", Version: "debian 12"},
 		Labels: map[string]string{"ring": "canary"}, Updates: h.be.inventory,
+		AgentVersion: buildinfo.Version(),
 	}
 	if diff := cmp.Diff(wantReport, reports[0]); diff != "" {
 		t.Errorf("report (-want +got):\n%s", diff)

@@ -109,8 +109,8 @@ func Apply(flags *pflag.FlagSet, src Sources) error {
 		case f == nil || e.Key == ConfigFlag || e.Key == "help":
 			errs = append(errs, fmt.Errorf("%s:%d: unknown key %q%s", src.File, e.Line, e.Key, suggest(flags, e.Key)))
 			continue
-		case f.Deprecated != "":
-			errs = append(errs, fmt.Errorf("%s:%d: key %q is deprecated, %s", src.File, e.Line, e.Key, f.Deprecated))
+		case deprecation(f) != "":
+			errs = append(errs, fmt.Errorf("%s:%d: key %q is deprecated, %s", src.File, e.Line, e.Key, deprecation(f)))
 			continue
 		case f.Changed:
 			continue // the command line or the environment set it
@@ -125,9 +125,37 @@ func Apply(flags *pflag.FlagSet, src Sources) error {
 	return nil
 }
 
+// deprecatedKey is the annotation Deprecate puts on a flag: the message
+// saying what to use instead.
+const deprecatedKey = "cliconf-deprecated"
+
+// Deprecate marks the flag name of fs as an old name kept for a while:
+// hidden from help, not read from the environment or the file, and
+// warned about (on the command's stderr, by Bind) when given. pflag's own
+// MarkDeprecated prints its warning on cobra's stdout.
+func Deprecate(fs *pflag.FlagSet, name, useInstead string) {
+	f := fs.Lookup(name)
+	f.Hidden = true
+	if f.Annotations == nil {
+		f.Annotations = map[string][]string{}
+	}
+	f.Annotations[deprecatedKey] = []string{useInstead}
+}
+
+// deprecation is what to use instead of f when f is deprecated, else "".
+func deprecation(f *pflag.Flag) string {
+	if f.Deprecated != "" {
+		return f.Deprecated
+	}
+	if m := f.Annotations[deprecatedKey]; len(m) > 0 {
+		return m[0]
+	}
+	return ""
+}
+
 // bindable says whether a flag is read from the environment and the file.
 func bindable(f *pflag.Flag) bool {
-	return f.Name != ConfigFlag && f.Name != "help" && f.Deprecated == ""
+	return f.Name != ConfigFlag && f.Name != "help" && deprecation(f) == ""
 }
 
 // cause is the text of a flag's parse error without pflag's wrapping.
@@ -198,7 +226,7 @@ func distance(a, b string) int {
 }
 
 // Bind adds --config to cmd, naming the config file (default
-// defaultFile), and reads the environment and the file into cmd's flags
+// defaultFile), warns of the deprecated flags given, and reads the environment and the file into cmd's flags
 // before cmd runs, in a PreRunE. known are the keys of the binary's other
 // commands that the file may hold. lookupEnv is os.LookupEnv outside
 // tests.
@@ -211,6 +239,11 @@ func Bind(cmd *cobra.Command, defaultFile string, lookupEnv func(string) (string
 	cmd.Flags().StringVar(&file, ConfigFlag, defaultFile, help)
 	next := cmd.PreRunE
 	cmd.PreRunE = func(c *cobra.Command, args []string) error {
+		c.Flags().Visit(func(f *pflag.Flag) {
+			if d := deprecation(f); d != "" {
+				fmt.Fprintf(c.ErrOrStderr(), "%s: flag --%s is deprecated, %s\n", c.Root().Name(), f.Name, d)
+			}
+		})
 		src := Sources{File: file, LookupEnv: lookupEnv, Known: known}
 		src.Explicit = c.Flags().Changed(ConfigFlag)
 		if !src.Explicit && lookupEnv != nil {

@@ -74,7 +74,7 @@ func newFlags() (*pflag.FlagSet, *testFlags) {
 	fs.BoolVar(&v.insecure, "insecure", false, "")
 	fs.Float64Var(&v.rate, "enroll-rate", 10, "")
 	fs.StringVar(&v.old, "enroll-secret-file", "", "")
-	_ = fs.MarkDeprecated("enroll-secret-file", "use --enroll-token-file")
+	Deprecate(fs, "enroll-secret-file", "use --enroll-token-file")
 	fs.SetOutput(new(strings.Builder))
 	return fs, &v
 }
