@@ -48,7 +48,7 @@ func statusFor(st *protocol.Status, c caller) *protocol.Status {
 	if st == nil || !c.limited() {
 		return st
 	}
-	out := &protocol.Status{Head: st.Head, Revisions: []protocol.RevisionStatus{}, Clients: []protocol.ClientStatus{}}
+	out := &protocol.Status{Version: st.Version, Head: st.Head, Revisions: []protocol.RevisionStatus{}, Clients: []protocol.ClientStatus{}}
 	if st.Refused != nil && (st.Refused.Client == "" || c.sees(st.Refused.Client)) {
 		out.Refused = st.Refused
 	}
