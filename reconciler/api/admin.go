@@ -105,7 +105,7 @@ func (s *Server) snapshotFor(ctx context.Context, c caller) (*protocol.Snapshot,
 }
 
 // backup handles GET /v1/backup: a consistent copy of the store, made
-// while the controller runs, as an SQLite file that `patchd --restore`
+// while the controller runs, as an SQLite file that `patchd restore`
 // takes. The copy is complete before the answer starts, so a failure is
 // a clean error rather than a truncated file. A store that makes no copy
 // (PostgreSQL's, backed up with the database's own tools) refuses as
