@@ -11,19 +11,25 @@ ACTIONLINT_VERSION := v1.7.12
 # the template's CI files with its default configuration.
 FUZZTIME    ?= 5s
 DEMO_DIR    ?= $(CURDIR)/.demo
+# The version every binary reports (`version`, /v1/status, the agent's
+# reports, patchline_build_info): VERSION, or VERSION=x.y.z on the
+# command line.
+VERSION     ?= $(shell cat VERSION)
+LDFLAGS     := -X github.com/patchline/patchline/internal/buildinfo.version=$(VERSION)
 
 .PHONY: all build cross lint test test-go test-long fuzz systools bench demo clean package install
 
 all: build
 
+# patchd, patch-agent and patchctl land in bin/.
 build:
-	$(GO) build -o bin/ ./cmd/...
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/ ./cmd/...
 
 # The agent runs on Windows and macOS endpoints too, as a service there
 # (agent/service: files only those systems build).
 cross:
-	GOOS=windows GOARCH=amd64 $(GO) build -o /dev/null ./cmd/patch-agent
-	GOOS=darwin GOARCH=arm64 $(GO) build -o /dev/null ./cmd/patch-agent
+	GOOS=windows GOARCH=amd64 $(GO) build -ldflags "$(LDFLAGS)" -o /dev/null ./cmd/patch-agent
+	GOOS=darwin GOARCH=arm64 $(GO) build -ldflags "$(LDFLAGS)" -o /dev/null ./cmd/patch-agent
 	GOOS=windows GOARCH=amd64 $(GO) vet ./agent/service
 	GOOS=darwin GOARCH=arm64 $(GO) vet ./agent/service
 

@@ -32,7 +32,7 @@ for run in $(seq 1 "$runs"); do
 	"$bin/patchctl" fleet generate --clients "$clients" --endpoints 0 --out "$dir" >/dev/null
 	debug=()
 	[ -n "$profile" ] && debug=(--debug-listen "127.0.0.1:$debug_port")
-	"$bin/patchd" --repo "file://$dir/fleet" --poll 1h --secrets "$dir/secrets.json" \
+	"$bin/patchd" serve --repo "file://$dir/fleet" --poll 1h --secrets "$dir/secrets.json" \
 		--data-dir "$dir/patchd" --listen "127.0.0.1:$port" --metrics-listen "127.0.0.1:$metrics_port" --log-level warn \
 		--enroll-rate 100000 "${debug[@]}" 2>"$dir/patchd.log" &
 	pid=$!

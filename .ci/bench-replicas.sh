@@ -147,7 +147,7 @@ run_postgres() {
 		local p=$((port + 4 * k))
 		local debug=()
 		[ -n "$profile" ] && debug=(--debug-listen "127.0.0.1:$((p + 2))")
-		"$bin/patchd" --database "$database" --signing-key "$dir/signing-key.pem" --replica-name "${names[$k]}" \
+		"$bin/patchd" serve --database "$database" --signing-key "$dir/signing-key.pem" --replica-name "${names[$k]}" \
 			--repo "file://$dir/fleet" --poll 1h --secrets "$dir/secrets.json" \
 			--data-dir "$dir/patchd-${names[$k]}" --listen "127.0.0.1:$p" --metrics-listen "127.0.0.1:$((p + 1))" \
 			--log-level warn --enroll-rate 100000 "${debug[@]}" 2>"$dir/patchd-${names[$k]}.log" &
@@ -181,7 +181,7 @@ run_sqlite() {
 	local dir=$1 run=$2
 	local debug=()
 	[ -n "$profile" ] && debug=(--debug-listen "127.0.0.1:$((port + 2))")
-	"$bin/patchd" --repo "file://$dir/fleet" --poll 1h --secrets "$dir/secrets.json" \
+	"$bin/patchd" serve --repo "file://$dir/fleet" --poll 1h --secrets "$dir/secrets.json" \
 		--data-dir "$dir/patchd" --listen "127.0.0.1:$port" --metrics-listen "127.0.0.1:$((port + 1))" \
 		--log-level warn --enroll-rate 100000 "${debug[@]}" 2>"$dir/patchd.log" &
 	pids=($!)

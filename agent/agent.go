@@ -385,6 +385,11 @@ func (a *Agent) enrollRetrying(ctx context.Context) error {
 	}
 }
 
+// Enrolled says whether the state directory holds an identity the
+// controller has given: without one the agent needs Client and
+// EnrollSecret to start.
+func (a *Agent) Enrolled() bool { return a.id.enrolled() }
+
 // enroll gets the agent an endpoint identity, once. The instance id and node
 // key are generated and stored before the request, so a retried or repeated
 // enrollment is the same request and the controller answers it the same way.

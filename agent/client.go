@@ -23,6 +23,7 @@ import (
 	"github.com/hashicorp/go-cleanhttp"
 	"github.com/hashicorp/go-retryablehttp"
 
+	"github.com/patchline/patchline/internal/buildinfo"
 	"github.com/patchline/patchline/internal/netaddr"
 	"github.com/patchline/patchline/protocol"
 )
@@ -76,6 +77,10 @@ type retryPolicy struct {
 
 // newClient returns the client of the controller at controllers: one URL,
 // or several separated by commas (see controllerURLs).
+// userAgent names the agent and its version on every request, so the
+// controller's logs and proxies can tell agent versions apart.
+var userAgent = "patch-agent/" + buildinfo.Version()
+
 func newClient(controllers string, insecure bool, roots *x509.CertPool, source netip.Addr, rp retryPolicy, log *slog.Logger) (*client, error) {
 	bases, err := controllerURLs(controllers, insecure)
 	if err != nil {
@@ -428,6 +433,7 @@ func (c *client) do(ctx context.Context, method, path string, query url.Values, 
 		req.Header.Set("Content-Type", "application/json")
 	}
 	req.Header.Set("Accept", "application/json")
+	req.Header.Set("User-Agent", userAgent)
 	if c.nodeKey != "" {
 		req.Header.Set("Authorization", "Bearer "+c.nodeKey)
 		req.Header.Set(protocol.HeaderEndpoint, c.endpoint)

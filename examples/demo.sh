@@ -75,7 +75,7 @@ secret() { head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n'; }
  "enrollment": {"acme": "$(cat "$demo/acme.secret")", "globex": "$(cat "$demo/globex.secret")"}}
 JSON
 )
-"$bin/patchd" --repo-dir "$demo/fleet" --data-dir "$demo/data" --secrets "$demo/secrets.json" \
+"$bin/patchd" serve --repo-dir "$demo/fleet" --data-dir "$demo/data" --secrets "$demo/secrets.json" \
 	--listen "127.0.0.1:$port" --metrics-listen "127.0.0.1:$metrics_port" >"$demo/patchd.log" 2>&1 &
 patchd=$!
 pids+=("$patchd")
@@ -104,7 +104,7 @@ for client in acme globex; do
 	for ring in canary pilot broad broad; do
 		n=$((n + 1))
 		host=$(printf '%s-%s-%02d' "$client" "$ring" "$n")
-		"$bin/patch-agent" --controller "$url" --client "$client" --enroll-secret-file "$demo/$client.secret" \
+		"$bin/patch-agent" run --controller "$url" --client "$client" --enroll-token-file "$demo/$client.secret" \
 			--state-dir "$demo/agents/$host" --labels "ring=$ring" --hostname "$host" \
 			--backend sim --sim-os "$os" --report-interval 20s >"$demo/agent-$host.log" 2>&1 &
 		pids+=($!)

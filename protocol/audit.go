@@ -20,7 +20,7 @@ const (
 	AuditHalt            AuditKind = "halt"
 	AuditResume          AuditKind = "resume"
 	AuditEnroll          AuditKind = "enroll"
-	// AuditRestore: the store was replaced by a backup (patchd --restore);
+	// AuditRestore: the store was replaced by a backup (patchd restore);
 	// entries between the backup and the restore are not in it.
 	AuditRestore AuditKind = "store-restored"
 	// AuditTokenCreated and AuditTokenRevoked: an admin API token was

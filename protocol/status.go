@@ -6,6 +6,9 @@ import "time"
 type Status struct {
 	// Replica is the name of the patchd that answered (--replica-name).
 	Replica string `json:"replica,omitempty"`
+	// Version is the answering patchd's version (internal/buildinfo), as
+	// `patchd version` prints it.
+	Version string `json:"version,omitempty"`
 	// Leader is the name of the replica that leads: follows the fleet
 	// repo and plans every client. Every other replica on the database
 	// serves the APIs only. It is "" while no replica holds the lease (the

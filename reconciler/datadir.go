@@ -178,7 +178,7 @@ func checkStoreKept(dir string, initStore bool) error {
 		}
 	}
 	return fmt.Errorf("data directory %s holds the job-signing key %s but the store %s is %s: this data directory had a store; "+
-		"restore it or pass --init-store to start empty. To restore, run patchd --data-dir %s --restore FILE with a copy made by "+
+		"restore it or pass --init-store to start empty. To restore, run patchd restore FILE --data-dir %s with a copy made by "+
 		"patchctl backup (see README, \"Backups and restore\"); --init-store starts with no endpoints, jobs or history, and every agent "+
 		"must enrol again", dir, key, path, state, dir)
 }
@@ -187,6 +187,6 @@ func checkStoreKept(dir string, initStore bool) error {
 // at start (sqlite.ErrDamaged): it does not serve from it, and says how
 // to restore a backup.
 func damagedStoreError(dir string, err error) error {
-	return fmt.Errorf("%w. patchd does not serve from a damaged store. Restore the last backup: run patchd --data-dir %s --restore FILE "+
+	return fmt.Errorf("%w. patchd does not serve from a damaged store. Restore the last backup: run patchd restore FILE --data-dir %s "+
 		"with a copy made by patchctl backup (the damaged store is kept beside it), then start patchd again; see README, \"Backups and restore\"", err, dir)
 }

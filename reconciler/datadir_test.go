@@ -237,7 +237,7 @@ func TestCheckStoreKept(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 				t.Fatalf("error %v, want one saying %q", err, tt.wantErr)
 			}
-			for _, cmd := range []string{"patchd --data-dir " + dir + " --restore FILE", "patchctl backup"} {
+			for _, cmd := range []string{"patchd restore FILE --data-dir " + dir, "patchctl backup"} {
 				if !strings.Contains(err.Error(), cmd) {
 					t.Errorf("error %q does not name %q", err, cmd)
 				}

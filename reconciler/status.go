@@ -7,6 +7,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/patchline/patchline/internal/buildinfo"
 	"github.com/patchline/patchline/protocol"
 	"github.com/patchline/patchline/reconciler/metrics"
 	"github.com/patchline/patchline/reconciler/plan"
@@ -26,6 +27,7 @@ func (c *Controller) Status(ctx context.Context) (*protocol.Status, error) {
 		st.Head = v.head.String()
 	}
 	st.Replica, st.Leader = c.cfg.ReplicaName, c.cfg.ReplicaName
+	st.Version = buildinfo.Version()
 	if c.lease != nil {
 		l, err := c.lease.Leader(ctx)
 		if err != nil {

@@ -48,7 +48,7 @@ func TestParseFlags(t *testing.T) {
 		{
 			name: "first start with every flag",
 			args: []string{
-				"--controller", "https://patchd.msp.example", "--client", "acme", "--enroll-secret-file", secret,
+				"--controller", "https://patchd.msp.example", "--client", "acme", "--enroll-token-file", secret,
 				"--state-dir", dir, "--labels", "ring=canary, site=leeds", "--backend", "apt",
 				"--report-interval", "30m", "--reboot-command", "systemctl reboot", "--insecure",
 			},
@@ -82,10 +82,10 @@ func TestParseFlags(t *testing.T) {
 		{name: "simulation flags on a real backend", args: []string{"--controller", "https://c", "--state-dir", dir, "--backend", "apt", "--sim-os", "linux"}, wantErr: "only go with --backend sim"},
 		{name: "simulated install time on a real backend", args: []string{"--controller", "https://c", "--state-dir", dir, "--backend", "apt", "--sim-install-time", "2s"}, wantErr: "only go with --backend sim"},
 		{name: "negative simulated install time", args: []string{"--controller", "https://c", "--state-dir", dir, "--backend", "sim", "--sim-install-time", "-1s"}, wantErr: "--sim-install-time -1s: must not be negative"},
-		{name: "no controller", args: []string{"--state-dir", dir}, wantErr: "--controller and --state-dir are required"},
+		{name: "no controller", args: []string{"--state-dir", dir}, wantErr: "give --controller URL and --state-dir DIR (or PATCHLINE_CONTROLLER and PATCHLINE_STATE_DIR"},
 		{name: "label without a value", args: []string{"--controller", "https://c", "--state-dir", dir, "--labels", "ring"}, wantErr: `"ring" is not key=value`},
 		{name: "label given twice", args: []string{"--controller", "https://c", "--state-dir", dir, "--labels", "a=1,a=2"}, wantErr: `label "a" given twice`},
-		{name: "missing secret file", args: []string{"--controller", "https://c", "--state-dir", dir, "--enroll-secret-file", filepath.Join(dir, "nope")}, wantErr: "--enroll-secret-file"},
+		{name: "a missing token file, by the old flag name", args: []string{"--controller", "https://c", "--state-dir", dir, "--enroll-secret-file", filepath.Join(dir, "nope")}, wantErr: "--enroll-token-file: open"},
 		{name: "CA file without a certificate", args: []string{"--controller", "https://c", "--state-dir", dir, "--ca-file", notPEM}, wantErr: "no PEM certificate"},
 		{name: "zero report interval", args: []string{"--controller", "https://c", "--state-dir", dir, "--report-interval", "0s"}, wantErr: "must be positive"},
 		{name: "stray argument", args: []string{"--controller", "https://c", "--state-dir", dir, "now"}, wantErr: "unexpected arguments: now"},
@@ -123,7 +123,7 @@ func TestParseFlags(t *testing.T) {
 
 func TestMainRefusesPlainHTTPToARemoteController(t *testing.T) {
 	var stderr strings.Builder
-	code := Main([]string{"--controller", "http://patchd.msp.example", "--state-dir", t.TempDir(), "--backend", "apt"}, io.Discard, &stderr)
+	code := Main([]string{"run", "--controller", "http://patchd.msp.example", "--state-dir", t.TempDir(), "--backend", "apt"}, io.Discard, &stderr, noEnv)
 	if code == 0 || !strings.Contains(stderr.String(), "plain http is allowed only") {
 		t.Errorf("Main = %d, stderr %q; want a refusal of plain http", code, stderr.String())
 	}
@@ -135,7 +135,7 @@ func TestMainRefusesABadListOfControllers(t *testing.T) {
 		{"https://patchd-a.msp.example,,https://patchd-b.msp.example", "an empty URL"},
 	} {
 		var stderr strings.Builder
-		code := Main([]string{"--controller", tc.controller, "--state-dir", t.TempDir(), "--backend", "apt"}, io.Discard, &stderr)
+		code := Main([]string{"run", "--controller", tc.controller, "--state-dir", t.TempDir(), "--backend", "apt"}, io.Discard, &stderr, noEnv)
 		if code == 0 || !strings.Contains(stderr.String(), tc.want) {
 			t.Errorf("--controller %s: Main = %d, stderr %q; want a refusal saying %q", tc.controller, code, stderr.String(), tc.want)
 		}
@@ -167,7 +167,7 @@ func writeCA(t *testing.T, path string) {
 // endpoint: it prints what the agent would report, without a controller.
 func TestInventoryCommand(t *testing.T) {
 	var stdout, stderr strings.Builder
-	if code := Main([]string{"inventory", "--backend", "sim", "--format", "json"}, &stdout, &stderr); code != 0 {
+	if code := Main([]string{"inventory", "--backend", "sim", "--format", "json"}, &stdout, &stderr, noEnv); code != 0 {
 		t.Fatalf("inventory --format json = %d, stderr %q", code, stderr.String())
 	}
 	var ups []*protocol.Update
@@ -180,7 +180,7 @@ func TestInventoryCommand(t *testing.T) {
 	}
 
 	stdout.Reset()
-	if code := Main([]string{"inventory", "--backend", "sim"}, &stdout, &stderr); code != 0 {
+	if code := Main([]string{"inventory", "--backend", "sim"}, &stdout, &stderr, noEnv); code != 0 {
 		t.Fatalf("inventory = %d, stderr %q", code, stderr.String())
 	}
 	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
@@ -203,7 +203,7 @@ func TestInventoryCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 	stdout.Reset()
-	if code := Main([]string{"inventory", "--backend", "sim", "--format", "json", "--state-dir", dir}, &stdout, &stderr); code != 0 {
+	if code := Main([]string{"inventory", "--backend", "sim", "--format", "json", "--state-dir", dir}, &stdout, &stderr, noEnv); code != 0 {
 		t.Fatalf("inventory --state-dir = %d, stderr %q", code, stderr.String())
 	}
 	if !strings.Contains(stdout.String(), `"id": "`+avail.ID+`",`) || !strings.Contains(stdout.String(), `"installedAt": "2026-06-09T17:00:00Z"`) {
@@ -216,11 +216,14 @@ func TestInventoryCommand(t *testing.T) {
 	}{
 		{[]string{"inventory", "--format", "yaml"}, `--format "yaml": want text or json`},
 		{[]string{"inventory", "--backend", "pkgsrc"}, `--backend pkgsrc: backend "pkgsrc": unknown`},
-		{[]string{"inventory", "now"}, "unexpected arguments: now"},
+		{[]string{"inventory", "now"}, `unknown command "now" for "patch-agent inventory"`},
 	} {
 		stderr.Reset()
-		if code := Main(tc.args, io.Discard, &stderr); code != 2 || !strings.Contains(stderr.String(), tc.wantErr) {
+		if code := Main(tc.args, io.Discard, &stderr, noEnv); code != 2 || !strings.Contains(stderr.String(), tc.wantErr) {
 			t.Errorf("%q = %d, stderr %q; want 2 and %q", tc.args, code, stderr.String(), tc.wantErr)
 		}
 	}
 }
+
+// noEnv is an environment without variables.
+func noEnv(string) (string, bool) { return "", false }

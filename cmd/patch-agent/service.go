@@ -295,16 +295,8 @@ func serviceContext(cmd *cobra.Command) context.Context {
 }
 
 // serviceDefaultConfig is where the agent's config file lives by default
-// on this OS.
-func serviceDefaultConfig() string {
-	switch runtime.GOOS {
-	case "windows":
-		return filepath.Join(serviceProgramData(), "Patchline", "agent.yaml")
-	case "darwin":
-		return "/Library/Application Support/Patchline/agent.yaml"
-	}
-	return "/etc/patch-agent/agent.yaml"
-}
+// on this OS (the file `run` reads).
+func serviceDefaultConfig() string { return defaultConfigFile(runtime.GOOS, os.LookupEnv) }
 
 // serviceDefaultStateDir is the state directory `service install` writes
 // into a new config file when --state-dir is not given; on Linux the

@@ -21,8 +21,8 @@ func newBackupCmd() *cobra.Command {
 		Short: "Save a consistent copy of the controller's store while it runs",
 		Long: `backup downloads a copy of patchd's store (endpoints, their inventories, jobs,
 results, revisions and the audit log), made while patchd runs, and checks it
-before it replaces FILE. Restore it with 'patchd --data-dir DIR --restore
-FILE' while patchd is stopped.
+before it replaces FILE. Restore it with 'patchd restore FILE --data-dir
+DIR' while patchd is stopped.
 
 The copy does not hold the job-signing key (job-signing-key.pem in patchd's
 data directory); back that file up once, it never changes. The copy holds node

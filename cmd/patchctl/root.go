@@ -4,8 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 
 	"github.com/spf13/cobra"
+
+	"github.com/patchline/patchline/internal/cliconf"
 )
 
 // exitError carries a specific exit code out of a command whose output
@@ -32,6 +35,15 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
+// connectionEnv reads the environment variables of the connection flags
+// (--controller, --token-file) and no others.
+func connectionEnv(name string) (string, bool) {
+	if name != cliconf.EnvName("controller") && name != cliconf.EnvName("token-file") {
+		return "", false
+	}
+	return os.LookupEnv(name)
+}
+
 func newRoot() *cobra.Command {
 	root := &cobra.Command{
 		Use:   "patchctl",
@@ -50,11 +62,22 @@ client's patch baseline, exclusions, rollout rings and maintenance windows.
   patchctl tokens          create, list and revoke the controller's API tokens
   patchctl endpoints       endpoints with their ring and drift; list, revoke, delete
   patchctl keys generate   make a job-signing key for patchd --signing-key
-  patchctl store migrate   copy a single-box store into PostgreSQL`,
+  patchctl store migrate   copy a single-box store into PostgreSQL
+  patchctl version         print the version
+
+The commands that talk to patchd take --controller and --token-file from
+PATCHLINE_CONTROLLER and PATCHLINE_TOKEN_FILE when they are not given
+(the token itself from PATCHLINE_TOKEN).`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		// The connection flags of the commands that talk to patchd come
+		// from PATCHLINE_CONTROLLER and PATCHLINE_TOKEN_FILE when not
+		// given, as in CI jobs; no other flag reads the environment.
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			return cliconf.Apply(cmd.Flags(), cliconf.Sources{LookupEnv: connectionEnv})
+		},
 	}
-	root.AddCommand(newEnrollCmd())
+	root.AddCommand(newEnrollCmd(), newVersionCmd())
 	root.AddCommand(newInitCmd(), newVetCmd(), newSchemaCmd(), newPlanCmd(), newWhyCmd(), newStatusCmd(), newStateCmd(), newSimCmd(), newFleetCmd(), newHistoryCmd(), newReportCmd(), newBackupCmd(), newFeedsCmd(), newTokensCmd(), newEndpointsCmd(), newKeysCmd(), newStoreCmd(), newReleaseCmd())
 	return root
 }

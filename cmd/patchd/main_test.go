@@ -115,7 +115,6 @@ func TestParseFlags(t *testing.T) {
 		{name: "a signing key that is not one", args: []string{"--repo", "file:///x", "--database", database, "--signing-key", notAKey},
 			wantErr: "--signing-key: job-signing key " + notAKey + ": not a Patchline job-signing key (make one with patchctl keys generate"},
 		{name: "a signing key without a database", args: []string{"--repo", "file:///x", "--signing-key", keyFile}, wantErr: "--signing-key goes with --database"},
-		{name: "a restore into a database", args: []string{"--data-dir", dir, "--database", database, "--restore", "backup.db"}, wantErr: "pg_restore"},
 		{name: "no evaluation time", args: []string{"--repo", "file:///x", "--eval-timeout", "0s"}, wantErr: "--eval-timeout"},
 		{name: "evaluation memory without a unit we know", args: []string{"--repo", "file:///x", "--eval-memory", "1GB"}, wantErr: "invalid amount of memory"},
 	}
@@ -175,12 +174,14 @@ func TestRunRefusesBadSetups(t *testing.T) {
 		code int
 		want string
 	}{
-		{"no data dir", []string{"--repo-dir", dir, "--secrets", secrets}, 1, "--data-dir"},
-		{"secrets readable by others", []string{"--repo-dir", dir, "--data-dir", dir, "--secrets", secrets}, 1, "chmod 600"},
-		{"plain HTTP on a public address", []string{"--repo-dir", dir, "--data-dir", dir, "--secrets", secrets, "--listen", "0.0.0.0:0"}, 1, "plain HTTP"},
-		{"plain HTTP metrics on a public address", []string{"--repo-dir", dir, "--data-dir", dir, "--secrets", secrets, "--metrics-listen", "0.0.0.0:0"}, 1, "listen 0.0.0.0:0: plain HTTP"},
-		{"unknown flag", []string{"--colour"}, 2, "flag provided but not defined"},
-		{"profiler on a public address", []string{"--repo-dir", dir, "--data-dir", dir, "--secrets", secrets, "--debug-listen", "0.0.0.0:0"}, 2, "loopback address only"},
+		{"no data dir", []string{"serve", "--repo-dir", dir, "--secrets", secrets}, 1, "--data-dir"},
+		{"secrets readable by others", []string{"serve", "--repo-dir", dir, "--data-dir", dir, "--secrets", secrets}, 1, "chmod 600"},
+		{"plain HTTP on a public address", []string{"serve", "--repo-dir", dir, "--data-dir", dir, "--secrets", secrets, "--listen", "0.0.0.0:0"}, 1, "plain HTTP"},
+		{"plain HTTP metrics on a public address", []string{"serve", "--repo-dir", dir, "--data-dir", dir, "--secrets", secrets, "--metrics-listen", "0.0.0.0:0"}, 1, "listen 0.0.0.0:0: plain HTTP"},
+		{"unknown flag", []string{"serve", "--colour"}, 2, "unknown flag: --colour"},
+		{"unknown command", []string{"srve"}, 2, `unknown command "srve"`},
+		{"a bad value", []string{"serve", "--lease", "soon"}, 2, `invalid argument "soon" for "--lease"`},
+		{"profiler on a public address", []string{"serve", "--repo-dir", dir, "--data-dir", dir, "--secrets", secrets, "--debug-listen", "0.0.0.0:0"}, 2, "loopback address only"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -221,7 +222,7 @@ func TestServeDebug(t *testing.T) {
 	t.Error("the profiler still answers after its context ended")
 }
 
-// TestRunRestore: patchd --restore puts a backup in place of the store and
+// TestRunRestore: patchd restore puts a backup in place of the store and
 // exits, and refuses what is not a backup.
 func TestRunRestore(t *testing.T) {
 	ctx := context.Background()
@@ -254,9 +255,11 @@ func TestRunRestore(t *testing.T) {
 		code int
 		want string
 	}{
-		{"a backup", []string{"--data-dir", dir, "--restore", backup}, 0, "the store it replaced is kept as " + filepath.Join(dir, "patchline.db.before-restore-")},
-		{"not a backup", []string{"--data-dir", dir, "--restore", junk}, 1, "not an SQLite database"},
-		{"no data directory", []string{"--restore", backup}, 1, "--data-dir"},
+		{"a backup", []string{"restore", backup, "--data-dir", dir}, 0, "the store it replaced is kept as " + filepath.Join(dir, "patchline.db.before-restore-")},
+		{"the old flag, with a warning", []string{"-data-dir", dir, "--restore", backup}, 0, "deprecated: flags without a command; running `patchd restore " + backup + " --data-dir " + dir + "`"},
+		{"not a backup", []string{"restore", junk, "--data-dir", dir}, 1, "not an SQLite database"},
+		{"no data directory", []string{"restore", backup}, 2, "give --data-dir DIR"},
+		{"no backup", []string{"restore", "--data-dir", dir}, 2, "accepts 1 arg(s), received 0"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -266,6 +269,12 @@ func TestRunRestore(t *testing.T) {
 			}
 		})
 	}
+}
+
+// run runs patchd's Main with args and no environment, its output and
+// errors both to out, and returns the exit code.
+func run(args []string, out io.Writer) int {
+	return Main(args, out, out, func(string) (string, bool) { return "", false })
 }
 
 // writeFile writes content to a new file name in a temporary directory,
@@ -337,7 +346,7 @@ func TestRunRefusesBadDatabaseSetups(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	base := []string{"--repo-dir", dir, "--data-dir", t.TempDir(), "--secrets", secrets}
+	base := []string{"serve", "--repo-dir", dir, "--data-dir", t.TempDir(), "--secrets", secrets}
 	tests := []struct {
 		name string
 		args []string

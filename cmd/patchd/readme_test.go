@@ -70,7 +70,11 @@ func TestREADMERunningOnPostgreSQL(t *testing.T) {
 		case "patchctl":
 			// TestREADMEKeysGenerate in cmd/patchctl runs it.
 		case "patchd":
-			patchd = strings.Fields(c)[1:]
+			if w := strings.Fields(c); len(w) > 1 && w[1] == "serve" {
+				patchd = w[2:]
+			} else {
+				t.Fatalf("README: %q: want patchd serve", c)
+			}
 		case "pg_dump":
 			dump = append(dump, c)
 		case "createdb", "pg_restore":

@@ -2,9 +2,10 @@ package main
 
 import (
 	"bytes"
-	"flag"
 	"fmt"
 	"os"
+
+	"github.com/spf13/pflag"
 
 	"github.com/patchline/patchline/reconciler/commitstatus"
 )
@@ -12,7 +13,7 @@ import (
 // statusFlags adds the flags of the commit statuses patchd posts to fs,
 // and returns the function that, once fs is parsed, reads the token file
 // and checks them into *cfg.
-func statusFlags(fs *flag.FlagSet, cfg *commitstatus.Config) func() error {
+func statusFlags(fs *pflag.FlagSet, cfg *commitstatus.Config) func() error {
 	var provider, tokenFile string
 	fs.StringVar(&provider, "status-provider", "", "post a commit status for each revision applied or refused, and for halted rollouts, to `FORGE`: github, gitlab or gitea (default off)")
 	fs.StringVar(&cfg.API, "status-api", "", "the forge's API base `URL` (default https://api.github.com for github, https://gitlab.com/api/v4 for gitlab; required for gitea, e.g. https://gitea.msp.example/api/v1)")

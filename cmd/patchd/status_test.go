@@ -90,8 +90,8 @@ func TestREADMECommitStatusExample(t *testing.T) {
 		t.Fatal("the Commit statuses section has no sh block")
 	}
 	args := strings.Fields(strings.ReplaceAll(m[1], "\\\n", " "))
-	if len(args) == 0 || args[0] != "patchd" {
-		t.Fatalf("the example is not a patchd command: %q", m[1])
+	if len(args) < 2 || args[0] != "patchd" || args[1] != "serve" {
+		t.Fatalf("the example is not a patchd serve command: %q", m[1])
 	}
 	dir := t.TempDir()
 	for i, a := range args {
@@ -102,7 +102,7 @@ func TestREADMECommitStatusExample(t *testing.T) {
 			}
 		}
 	}
-	cfg, _, err := parseFlags(args[1:], io.Discard)
+	cfg, _, err := parseFlags(args[2:], io.Discard)
 	if err != nil {
 		t.Fatalf("README's command: %v", err)
 	}

@@ -54,7 +54,7 @@ func TestBackupAndRestore(t *testing.T) {
 	waitConverged(t, p.base(), rev, append(early, late), time.Minute)
 
 	restore := func() (int, string) {
-		out, err := exec.Command(bin, "--data-dir", dataDir, "--restore", backup).CombinedOutput()
+		out, err := exec.Command(bin, "restore", backup, "--data-dir", dataDir).CombinedOutput()
 		if ee, ok := err.(*exec.ExitError); ok {
 			return ee.ExitCode(), string(out)
 		} else if err != nil {

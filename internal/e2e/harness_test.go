@@ -266,7 +266,7 @@ func startPatchd(t *testing.T, repo *fleetRepo, dataDir string, extra ...string)
 	t.Helper()
 	bin, _ := binaries(t)
 	addr := freeAddr(t)
-	args := append([]string{"--repo-dir", repo.dir, "--data-dir", dataDir, "--secrets", patchdtest.SecretsFile(t, enrollment),
+	args := append([]string{"serve", "--repo-dir", repo.dir, "--data-dir", dataDir, "--secrets", patchdtest.SecretsFile(t, enrollment),
 		"--listen", addr, "--metrics-listen", "127.0.0.1:0", "--log-level", "warn"}, extra...)
 	p := &patchdProc{proc: newProc(t, "patchd", bin, args...), addr: addr}
 	p.start()

@@ -215,7 +215,7 @@ func startSlowAgentProc(t *testing.T, bin, controller, host, ring string) *agent
 		t.Fatal(err)
 	}
 	a := &simAgent{host: host, ring: ring, dir: filepath.Join(dir, "state")}
-	p := &agentProc{simAgent: a, proc: newProc(t, host, bin, "--controller", controller, "--client", client, "--enroll-secret-file", secret,
+	p := &agentProc{simAgent: a, proc: newProc(t, host, bin, "run", "--controller", controller, "--client", client, "--enroll-token-file", secret,
 		"--state-dir", a.dir, "--labels", "ring="+ring, "--hostname", host, "--backend", "sim", "--sim-os", "linux",
 		"--sim-install-time", installTime.String())}
 	p.run()

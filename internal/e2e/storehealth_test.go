@@ -62,7 +62,7 @@ func runPatchd(t *testing.T, args ...string) (int, string) {
 // patchdArgs are the arguments startPatchd gives patchd, for a run that
 // is expected to exit at once.
 func patchdArgs(t *testing.T, repo *fleetRepo, dataDir string, extra ...string) []string {
-	return append([]string{"--repo-dir", repo.dir, "--data-dir", dataDir, "--secrets", patchdtest.SecretsFile(t, enrollment),
+	return append([]string{"serve", "--repo-dir", repo.dir, "--data-dir", dataDir, "--secrets", patchdtest.SecretsFile(t, enrollment),
 		"--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", "--log-level", "warn"}, extra...)
 }
 
@@ -152,7 +152,7 @@ func TestDamagedStoreIsRefused(t *testing.T) {
 
 	code, out := runPatchd(t, patchdArgs(t, repo, dataDir)...)
 	for _, want := range []string{"the store is damaged", "does not serve from a damaged store",
-		"patchd --data-dir " + dataDir + " --restore FILE", "patchctl backup"} {
+		"patchd restore FILE --data-dir " + dataDir, "patchctl backup"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output does not say %q:\n%s", want, out)
 		}
@@ -161,7 +161,7 @@ func TestDamagedStoreIsRefused(t *testing.T) {
 		t.Errorf("patchd on a damaged store exited %d, want 1:\n%s", code, out)
 	}
 
-	if code, out := runPatchd(t, "--data-dir", dataDir, "--restore", backup); code != 0 {
+	if code, out := runPatchd(t, "restore", backup, "--data-dir", dataDir); code != 0 {
 		t.Fatalf("restore: exit %d: %s", code, out)
 	}
 	p.start()
@@ -210,8 +210,8 @@ func TestMissingStoreBesideSigningKey(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			tt.lose(t)
 			code, out := runPatchd(t, patchdArgs(t, repo, dataDir)...)
-			if code != 1 || !strings.Contains(out, refusal) || !strings.Contains(out, "--restore FILE") {
-				t.Errorf("exit %d, output:\n%s\nwant exit 1 saying %q and naming --restore FILE", code, out, refusal)
+			if code != 1 || !strings.Contains(out, refusal) || !strings.Contains(out, "patchd restore FILE") {
+				t.Errorf("exit %d, output:\n%s\nwant exit 1 saying %q and naming patchd restore FILE", code, out, refusal)
 			}
 		})
 	}

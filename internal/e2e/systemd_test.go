@@ -13,8 +13,9 @@ import (
 
 // TestSystemdUnits checks the unit files of examples/systemd: systemd
 // itself finds nothing to complain about (systemd-analyze verify, with the
-// binaries built here in place of /usr/local/bin), every flag their
-// ExecStart passes is one the binary has, and the replica's unit is
+// binaries built here in place of /usr/bin), ExecStart runs the binary's
+// serve or run command with flags it has, the config file the comments
+// show holds only keys that command takes, and the replica's unit is
 // hardened as patchd's.
 func TestSystemdUnits(t *testing.T) {
 	analyze, err := exec.LookPath("systemd-analyze")
@@ -26,10 +27,10 @@ func TestSystemdUnits(t *testing.T) {
 	}
 	patchd, agent := binaries(t)
 	dir := t.TempDir()
-	for _, u := range []struct{ name, binName, bin string }{
-		{"patchd", "patchd", patchd},
-		{"patchd-replica", "patchd", patchd},
-		{"patch-agent", "patch-agent", agent},
+	for _, u := range []struct{ name, binName, bin, command string }{
+		{"patchd", "patchd", patchd, "serve"},
+		{"patchd-replica", "patchd", patchd, "serve"},
+		{"patch-agent", "patch-agent", agent, "run"},
 	} {
 		name, bin := u.name, u.bin
 		t.Run(name, func(t *testing.T) {
@@ -37,7 +38,7 @@ func TestSystemdUnits(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			text := strings.ReplaceAll(string(unit), "/usr/local/bin/"+u.binName, bin)
+			text := strings.ReplaceAll(string(unit), "/usr/bin/"+u.binName+" ", bin+" ")
 			path := filepath.Join(dir, name+".service")
 			if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
 				t.Fatal(err)
@@ -49,15 +50,31 @@ func TestSystemdUnits(t *testing.T) {
 				t.Errorf("systemd-analyze verify %s: %v\n%s", name, err, stderr.String())
 			}
 
-			// The flags ExecStart passes must exist.
+			// ExecStart runs the command, with flags it has.
 			start := regexp.MustCompile(`(?ms)^ExecStart=(.*?[^\\])$`).FindStringSubmatch(strings.ReplaceAll(text, "\\\n", " "))
 			if start == nil {
 				t.Fatal("no ExecStart")
 			}
-			help, _ := execOutput(bin, "-h")
+			if args := strings.Fields(start[1]); len(args) < 2 || args[0] != bin || args[1] != u.command {
+				t.Fatalf("ExecStart=%s, want /usr/bin/%s %s", start[1], u.binName, u.command)
+			}
+			help, _ := execOutput(bin, u.command, "--help")
+			has := func(flag string) bool {
+				return regexp.MustCompile(`(?m)^\s+(-\w, )?--` + regexp.QuoteMeta(flag) + `[ \n]`).MatchString(help)
+			}
 			for _, f := range regexp.MustCompile(`\s--([a-z-]+)`).FindAllStringSubmatch(start[1], -1) {
-				if !strings.Contains(help, "  -"+f[1]+" ") && !strings.Contains(help, "  -"+f[1]+"\n") {
-					t.Errorf("ExecStart passes --%s, which %s does not have", f[1], u.binName)
+				if !has(f[1]) {
+					t.Errorf("ExecStart passes --%s, which %s %s does not have", f[1], u.binName, u.command)
+				}
+			}
+			// The config file the comments show: "#   key: value" lines.
+			keys := regexp.MustCompile(`(?m)^#   ([a-z-]+): \S`).FindAllStringSubmatch(text, -1)
+			if len(keys) < 5 {
+				t.Fatalf("the comments show %d settings of the config file, want the unit's settings", len(keys))
+			}
+			for _, k := range keys {
+				if !has(k[1]) {
+					t.Errorf("the config file sets %s:, which is no flag of %s %s", k[1], u.binName, u.command)
 				}
 			}
 		})

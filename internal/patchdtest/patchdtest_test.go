@@ -4,11 +4,13 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/patchline/patchline/internal/apitest"
+	"github.com/patchline/patchline/internal/buildinfo"
 	"github.com/patchline/patchline/internal/gittest"
 	"github.com/patchline/patchline/protocol"
 )
@@ -37,8 +39,8 @@ func TestStartServesTheFleetRepo(t *testing.T) {
 			if host, _, err := net.SplitHostPort(p.Addr); err != nil || host != "127.0.0.1" || p.URL != "http://"+p.Addr {
 				t.Errorf("listens on %s (URL %s), want 127.0.0.1", p.Addr, p.URL)
 			}
-			if st := p.Status(); st.Head != head {
-				t.Errorf("head %q, want %s", st.Head, head)
+			if st := p.Status(); st.Head != head || st.Version != buildinfo.Version() {
+				t.Errorf("head %q, version %q; want %s and %s", st.Head, st.Version, head, buildinfo.Version())
 			}
 			var resp protocol.EnrollResponse
 			code, body := apitest.Do(t, p.URL, "POST", protocol.PathEnroll, nil, protocol.EnrollRequest{
@@ -61,7 +63,8 @@ func TestStartServesTheFleetRepo(t *testing.T) {
 			}
 			b, err := io.ReadAll(mresp.Body)
 			mresp.Body.Close()
-			if err != nil || mresp.StatusCode != 200 || !strings.Contains(string(b), "patchline_longpolls_waiting") {
+			if err != nil || mresp.StatusCode != 200 || !strings.Contains(string(b), "patchline_longpolls_waiting") ||
+				!strings.Contains(string(b), `patchline_build_info{goversion="`+runtime.Version()+`",version="`+buildinfo.Version()+`"} 1`) {
 				t.Errorf("GET %s: %d, %v, %.200s", p.MetricsURL, mresp.StatusCode, err, b)
 			}
 		})

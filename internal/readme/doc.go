@@ -13,6 +13,13 @@
 //     flags left out. Commands that need nothing
 //     outside the test (patch-agent inventory --backend sim) run for
 //     real.
+//     Variables set before a command (PATCHLINE_STATE_DIR=... patch-agent
+//     run) must name flags of it.
+//   - yaml: a config file, whose first line names it
+//     (# /etc/patchline/patchd.yaml, # /etc/patch-agent/agent.yaml): it
+//     must parse as patchd and patch-agent read it (internal/cliconf),
+//     every key must be a flag of patchd serve or patch-agent run, and
+//     the directories must be the systemd units'.
 //   - console: commands after "$ ", each followed by what it prints.
 //     They run for real in the example fleet repository (examples/fleet
 //     on main, and on a branch the change cmd/patchctl's TestPlanBase

@@ -110,6 +110,10 @@ func (c *checker) check(name, md string) []string {
 			for _, p := range c.vetCUE(b) {
 				add(p.line, "%s", p.msg)
 			}
+		case "yaml":
+			for _, p := range c.checkConfigFile(b) {
+				add(b.line, "%s", p)
+			}
 		case "sh", "bash", "console":
 			cmds, err := commands(b)
 			if err != nil {
@@ -219,6 +223,11 @@ func (c *checker) checkCommand(b block, cmd command) []string {
 	if len(words) == 0 {
 		return nil
 	}
+	// Variables set for the command: NAME=value words before it.
+	var env []string
+	for len(words) > 1 && envAssignment.MatchString(words[0]) {
+		env, words = append(env, words[0]), words[1:]
+	}
 	tool := words[0]
 	if _, ok := tools[tool]; !ok {
 		if b.lang == "console" {
@@ -235,26 +244,18 @@ func (c *checker) checkCommand(b block, cmd command) []string {
 	var u *usage
 	var err error
 	var rest []string
-	switch {
-	case cobraTools[tool]:
-		u, err = c.usage(tool, args[:pos])
-		if err == nil && u.group && pos > len(u.path) {
-			return []string{fmt.Sprintf("unknown command %q for %s %s", args[len(u.path)], tool, strings.Join(u.path, " "))}
-		}
-		if err == nil {
-			rest = args[min(len(u.path), pos):]
-		}
-	case pos > 0:
-		u, err = c.usage(tool, args[:1])
-		rest = args[1:]
-	default:
-		u, err = c.usage(tool, nil)
-		rest = args
+	u, err = c.usage(tool, args[:pos])
+	if err == nil && u.group && pos > len(u.path) {
+		return []string{fmt.Sprintf("unknown command %q for %s %s", args[len(u.path)], tool, strings.Join(u.path, " "))}
 	}
 	if err != nil {
 		return []string{err.Error()}
 	}
+	rest = args[min(len(u.path), pos):]
 	if problems := checkFlags(tool, u, rest); len(problems) > 0 {
+		return problems
+	}
+	if problems := checkEnv(tool, u, env); len(problems) > 0 {
 		return problems
 	}
 	// One directory everywhere: the one the systemd unit uses.
@@ -455,7 +456,9 @@ func TestCheckCatchesBrokenExamples(t *testing.T) {
 	}{
 		{"every kind of block, right", "# Good\n\n" +
 			block("cue", "package fleet\n\nclient: {id: \"acme\", name: \"Acme\", timezone: \"UTC\"}\nmode: \"report\"") +
-			block("sh", "patchctl plan --repo . --state state.json \\\n    --now 2026-11-24T04:30:00Z   # the plan\npatchctl tokens revoke ci --controller https://patchd:8420 --token-file t\npatchd ... --feeds-dir /var/lib/patchline/feeds --feeds-sync 6h\npatch-agent inventory --backend sim --format json > inventory.json\nmake demo") +
+			block("sh", "patchctl plan --repo . --state state.json \\\n    --now 2026-11-24T04:30:00Z   # the plan\npatchctl tokens revoke ci --controller https://patchd:8420 --token-file t\npatchd serve ... --feeds-dir /var/lib/patchline/feeds --feeds-sync 6h\npatch-agent inventory --backend sim --format json > inventory.json\nmake demo\n"+
+				"PATCHLINE_CONTROLLER=https://patchd:8420 PATCHLINE_TOKEN=x patchctl status\npatchd restore backup.db --data-dir /var/lib/patchd") +
+			block("yaml", "# /etc/patch-agent/agent.yaml\ncontroller: [https://a:8420, https://b:8420]\nstate-dir: /var/lib/patch-agent\nlabels: ring=pilot") +
 			block("console", "$ patchctl plan --repo . --state state.json --now 2026-11-24T04:30:00Z\nPlan of revision working tree at 2026-11-24 04:30 UTC\n\nDecisions    (endpoint-update pairs):\n  installed    5\n  ...\nJobs: 3\n  acme-ws-001 acme canary until ...") +
 			block("text", "anything at all") + block("json", "{\"not\": checked"),
 			""},
@@ -468,10 +471,16 @@ func TestCheckCatchesBrokenExamples(t *testing.T) {
 		{"an unknown patchctl flag", block("sh", "patchctl plan --repo . --state state.json --dry-run"), "unknown flag --dry-run for patchctl plan"},
 		{"a patchctl flag without its value", block("sh", "patchctl plan --repo . --state"), "flag --state needs a value"},
 		{"a long flag with one dash", block("sh", "patchctl plan -repo ."), "a long flag takes two dashes"},
-		{"an unknown patchd flag", block("sh", "patchd --repo-url https://git.example/fleet.git"), "unknown flag --repo-url for patchd"},
-		{"a patchd flag without its value", block("sh", "patchd --repo https://git.example/fleet.git --data-dir"), "flag --data-dir needs a value"},
-		{"another data directory than the systemd unit's", block("sh", "patchd --data-dir /var/lib/patchline --restore backup.db"), "but examples/systemd/patchd.service has /var/lib/patchd"},
-		{"an argument after patchd's flags", block("sh", "patchd --data-dir /var/lib/patchd restore"), `"restore": patchd takes no argument`},
+		{"an unknown patchd flag", block("sh", "patchd serve --repo-url https://git.example/fleet.git"), "unknown flag --repo-url for patchd serve"},
+		{"patchd's flags without a command", block("sh", "patchd --repo https://git.example/fleet.git"), "unknown flag --repo for patchd"},
+		{"a patchd flag without its value", block("sh", "patchd serve --repo https://git.example/fleet.git --data-dir"), "flag --data-dir needs a value"},
+		{"another data directory than the systemd unit's", block("sh", "patchd restore backup.db --data-dir /var/lib/patchline"), "but examples/systemd/patchd.service has /var/lib/patchd"},
+		{"an unknown patchd command", block("sh", "patchd start --data-dir /var/lib/patchd"), "patchd start is not a command"},
+		{"a variable of no flag", block("sh", "PATCHLINE_STATEDIR=/x patch-agent run"), "PATCHLINE_STATEDIR names no flag of patch-agent run"},
+		{"a config file key of no flag", block("yaml", "# /etc/patchline/patchd.yaml\nrepo: https://git.example/fleet.git\nstate-dir: /x"), `key "state-dir" is no flag of patchd serve`},
+		{"a config file that does not parse", block("yaml", "# /etc/patchline/patchd.yaml\nrepo: [https://git.example/fleet.git"), "/etc/patchline/patchd.yaml:"},
+		{"a config file of another directory than the unit's", block("yaml", "# /etc/patch-agent/agent.yaml\nstate-dir: /var/lib/agent"), "state-dir: /var/lib/agent, but examples/systemd/patch-agent.service has /var/lib/patch-agent"},
+		{"a yaml block of no config file", block("yaml", "groups: []"), "a yaml block is a config file"},
 		{"an unknown patch-agent subcommand", block("sh", "patch-agent inventroy --backend sim"), "patch-agent inventroy is not a command"},
 		{"a command that runs and fails", block("sh", "patch-agent inventory --backend sim --format yaml"), "exit status"},
 		{"a console command that fails", block("console", "$ patchctl why --repo . --state state.json --endpoint nobody --update KB1\nnobody / KB1: missing"), "exit status 1 in the example fleet repository"},
@@ -487,8 +496,8 @@ func TestCheckCatchesBrokenExamples(t *testing.T) {
 				for _, p := range got {
 					t.Errorf("problem in a right README: %s", p)
 				}
-				if c.ran < 2 || c.commands < 5 || len(c.clients) != 2 {
-					t.Errorf("%d commands checked, %d run, %d clients vetted; want 5, 2 and 2", c.commands, c.ran, len(c.clients))
+				if c.ran < 2 || c.commands < 7 || len(c.clients) != 2 {
+					t.Errorf("%d commands checked, %d run, %d clients vetted; want 7, 2 and 2", c.commands, c.ran, len(c.clients))
 				}
 				return
 			}
@@ -507,7 +516,8 @@ func TestCheckCatchesBrokenExamples(t *testing.T) {
 }
 
 // unitDir is the value of flag on the command line of tool's systemd
-// unit in examples/systemd.
+// unit in examples/systemd, or else in the config file its header shows
+// ("#   data-dir: /var/lib/patchd").
 func unitDir(t testing.TB, tool, flag string) string {
 	t.Helper()
 	b, err := os.ReadFile("../../examples/systemd/" + tool + ".service")
@@ -533,6 +543,9 @@ func unitDir(t testing.TB, tool, flag string) string {
 			return words[i+1]
 		}
 	}
-	t.Fatalf("examples/systemd/%s.service gives no %s", tool, flag)
+	if m := regexp.MustCompile(`(?m)^#   ` + regexp.QuoteMeta(strings.TrimPrefix(flag, "--")) + `: (\S+)$`).FindStringSubmatch(string(b)); m != nil {
+		return m[1]
+	}
+	t.Fatalf("examples/systemd/%s.service gives no %s, on its command line or in its config file", tool, flag)
 	return ""
 }

@@ -23,11 +23,6 @@ var tools = map[string]string{
 	"patch-agent": "../../cmd/patch-agent",
 }
 
-// cobraTools parse their command lines with cobra (flags anywhere,
-// subcommands); the others with Go's flag package (flags first, then
-// nothing).
-var cobraTools = map[string]bool{"patchctl": true}
-
 var built struct {
 	once sync.Once
 	dir  string
@@ -92,13 +87,9 @@ type usage struct {
 	group bool
 }
 
-var (
-	// A flag in cobra's help: "  -h, --help   help" or
-	// "      --repo DIR   fleet repository DIR".
-	cobraFlag = regexp.MustCompile(`^\s+(?:-(\w), )?--([\w-]+)(?: (\S+))?(?:\s{2,}|$)`)
-	// A flag in Go's flag.PrintDefaults: "  -repo URL" or "  -insecure".
-	goFlag = regexp.MustCompile(`^  -([\w-]+)(?: (\S+))?$`)
-)
+// A flag in cobra's help: "  -h, --help   help" or
+// "      --repo DIR   fleet repository DIR".
+var cobraFlag = regexp.MustCompile(`^\s+(?:-(\w), )?--([\w-]+)(?: (\S+))?(?:\s{2,}|$)`)
 
 // helpOf returns the usage of tool's command named by words (a
 // subcommand and its positional arguments), from its help; an error when
@@ -111,17 +102,6 @@ func helpOf(t testing.TB, tool string, words []string) (*usage, error) {
 		return nil, fmt.Errorf("%s %s is not a command: %s", tool, strings.Join(words, " "), firstLine(out))
 	}
 	u := &usage{flags: map[string]bool{}}
-	if !cobraTools[tool] {
-		for _, l := range strings.Split(out, "\n") {
-			if m := goFlag.FindStringSubmatch(l); m != nil {
-				u.flags[m[1]] = m[2] != ""
-			}
-		}
-		if len(words) > 0 {
-			u.path = words[:1]
-		}
-		return u, nil
-	}
 	section := ""
 	lines := strings.Split(out, "\n")
 	for i, l := range lines {
@@ -163,8 +143,7 @@ func firstLine(s string) string {
 
 // checkFlags checks the words of a command line of tool against the
 // flags of its command: every flag exists, every flag that takes a value
-// has one; with Go's flag package, nothing follows the flags. It returns
-// what is wrong.
+// has one, every long flag has two dashes. It returns what is wrong.
 func checkFlags(tool string, u *usage, words []string) []string {
 	var problems []string
 	for i := 0; i < len(words); i++ {
@@ -173,13 +152,10 @@ func checkFlags(tool string, u *usage, words []string) []string {
 			break
 		}
 		if !strings.HasPrefix(w, "-") || w == "-" {
-			if !cobraTools[tool] {
-				problems = append(problems, fmt.Sprintf("%q: %s takes no argument after its flags", w, tool))
-			}
 			continue
 		}
 		name, _, hasValue := strings.Cut(strings.TrimLeft(w, "-"), "=")
-		if cobraTools[tool] && !strings.HasPrefix(w, "--") && len(name) > 1 {
+		if !strings.HasPrefix(w, "--") && len(name) > 1 {
 			problems = append(problems, fmt.Sprintf("%s: a long flag takes two dashes", w))
 			continue
 		}

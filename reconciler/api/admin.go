@@ -48,7 +48,7 @@ func statusFor(st *protocol.Status, c caller) *protocol.Status {
 	if st == nil || !c.limited() {
 		return st
 	}
-	out := &protocol.Status{Head: st.Head, Revisions: []protocol.RevisionStatus{}, Clients: []protocol.ClientStatus{}}
+	out := &protocol.Status{Version: st.Version, Head: st.Head, Revisions: []protocol.RevisionStatus{}, Clients: []protocol.ClientStatus{}}
 	if st.Refused != nil && (st.Refused.Client == "" || c.sees(st.Refused.Client)) {
 		out.Refused = st.Refused
 	}
@@ -105,7 +105,7 @@ func (s *Server) snapshotFor(ctx context.Context, c caller) (*protocol.Snapshot,
 }
 
 // backup handles GET /v1/backup: a consistent copy of the store, made
-// while the controller runs, as an SQLite file that `patchd --restore`
+// while the controller runs, as an SQLite file that `patchd restore`
 // takes. The copy is complete before the answer starts, so a failure is
 // a clean error rather than a truncated file. A store that makes no copy
 // (PostgreSQL's, backed up with the database's own tools) refuses as

@@ -60,7 +60,7 @@ func New(reg prometheus.Registerer) *Metrics {
 	m.newReconcileSeries()
 	reg.MustRegister(m.endpoints, m.missing, m.compliance, m.halted, m.rollouts, m.exclusions, m.expiring,
 		m.slaBreaches, m.exploited, m.exploitedLate, m.likely, m.decisions, m.jobsCreated, m.jobResults, m.revisionInfo, m.lastApplied,
-		m.lastRefused, m.refused, m.clientRefused, m.fleetRefused, m.reconcileTime, m.reconcileError, m.agents)
+		m.lastRefused, m.refused, m.clientRefused, m.fleetRefused, m.reconcileTime, m.reconcileError, m.agents, buildInfo())
 	// Counters exist at zero from the start, so that increase() and rate()
 	// see the first refusal or error instead of starting from it.
 	for _, reason := range []string{"invalid", "verify"} {

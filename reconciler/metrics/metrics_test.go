@@ -103,7 +103,9 @@ func TestLabelsAreBounded(t *testing.T) {
 	m.Refused("", "invalid", now)
 	m.ReconcileDone(time.Millisecond)
 	m.ReconcileFailed("plan")
-	allowed := map[string]bool{"client": true, "ring": true, "source": true, "severity": true, "state": true, "result": true, "reason": true, "revision": true}
+	allowed := map[string]bool{"client": true, "ring": true, "source": true, "severity": true, "state": true, "result": true, "reason": true, "revision": true,
+		// patchline_build_info's: one series per process.
+		"version": true, "goversion": true}
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
