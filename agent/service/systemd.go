@@ -39,9 +39,11 @@ Type=exec
 ExecStart={{exe .Exe}} run --config {{arg .ConfigPath}}
 # A job in progress is recorded before it starts, so a stop or a crash
 # never runs it twice; results wait on disk until patchd has them.
-# Any exit restarts it, exit status 3 (after a self-update) included.
+# Exit 3 (a new binary is in place) restarts it; exit 2 is a configuration
+# to fix (the journal says what), which a restart would not mend.
 Restart=always
 RestartSec=10s
+RestartPreventExitStatus=2
 # Installing packages may take a while: let the current one finish.
 TimeoutStopSec=15min
 KillMode=mixed
