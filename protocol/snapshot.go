@@ -28,7 +28,7 @@ var Severities = []string{"low", "moderate", "important", "critical"}
 var Urgencies = []string{"low", "medium", "high", "emergency", "critical"}
 
 // Results are the attempt results an endpoint may report.
-var Results = []Result{ResultSucceeded, ResultFailed, ResultRefused, ResultUnknown}
+var Results = []Result{ResultSucceeded, ResultFailed, ResultRefused, ResultUnknown, ResultDeferredByGuard, ResultHookFailed}
 
 // ResultNames are Results as strings, for messages.
 func ResultNames() []string {

@@ -171,6 +171,10 @@ func (p *planner) decide(cp *clientPlan, ep *protocol.Endpoint, info *endpointIn
 		if v, failed := p.failed(ring, f); failed {
 			return v
 		}
+	case f.deferred != nil:
+		if v, held := p.deferredByGuard(ring, f.deferred); held {
+			return v
+		}
 	}
 	rp := &up.rings[info.ring]
 	switch {

@@ -32,7 +32,10 @@
 //     the endpoint reports its inventory after it; still missing then, it
 //     is retried at once and is no failure, neither of the pair nor of
 //     the ring, unless the update was interrupted before: every unknown
-//     outcome after the first counts as a failed attempt.
+//     outcome after the first counts as a failed attempt. A failed pre
+//     script (hook-failed) is a failed attempt; a job a guard process
+//     kept from starting (deferred-by-guard) is neither success nor
+//     failure: the update waits for the window to open again.
 //  8. A ring whose failure share exceeds maxFailures halts the update in it
 //     and every later ring.
 //  9. Ring k starts once ring k-1 has passed (its success share reached

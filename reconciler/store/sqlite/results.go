@@ -113,7 +113,8 @@ func countResults(updates sql.NullString, results []store.UpdateResult) (map[pro
 			return nil, fmt.Errorf("result for update %q, which the job does not contain: %w", r.Update, store.ErrInvalid)
 		}
 		switch r.Result {
-		case protocol.ResultSucceeded, protocol.ResultFailed, protocol.ResultRefused, protocol.ResultUnknown:
+		case protocol.ResultSucceeded, protocol.ResultFailed, protocol.ResultRefused, protocol.ResultUnknown,
+			protocol.ResultDeferredByGuard, protocol.ResultHookFailed:
 		default:
 			return nil, fmt.Errorf("update %q: unknown result %q: %w", r.Update, r.Result, store.ErrInvalid)
 		}
