@@ -4,6 +4,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"unicode/utf8"
 
@@ -33,8 +35,7 @@ func withScripts(files map[string][]byte, c *schema.Client) (*schema.Client, []s
 	out := *c
 	out.Rings = append([]schema.Ring(nil), c.Rings...)
 	var problems []schema.Problem
-	h := sha256.New()
-	h.Write([]byte(c.Digest))
+	sums := map[string]string{}
 	seen := map[*schema.Hooks]*schema.Hooks{}
 	resolve := func(hk *schema.Hooks) *schema.Hooks {
 		if hk == nil {
@@ -63,7 +64,7 @@ func withScripts(files map[string][]byte, c *schema.Client) (*schema.Client, []s
 				b := files[sc.Path]
 				sum := sha256.Sum256(b)
 				sc.Content, sc.SHA256 = string(b), hex.EncodeToString(sum[:])
-				fmt.Fprintf(h, "\nscript %q %s", sc.Path, sc.SHA256)
+				sums[sc.Path] = sc.SHA256
 			}
 			*s = &sc
 		}
@@ -76,6 +77,13 @@ func withScripts(files map[string][]byte, c *schema.Client) (*schema.Client, []s
 	}
 	if len(problems) > 0 {
 		return nil, problems
+	}
+	// The digest covers each script once, in path order, however many
+	// rings share it.
+	h := sha256.New()
+	h.Write([]byte(c.Digest))
+	for _, p := range slices.Sorted(maps.Keys(sums)) {
+		fmt.Fprintf(h, "\nscript %q %s", p, sums[p])
 	}
 	out.Digest = hex.EncodeToString(h.Sum(nil))
 	return &out, nil
