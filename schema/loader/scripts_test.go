@@ -66,8 +66,8 @@ func TestHookScripts(t *testing.T) {
 		want  string
 	}{
 		{"missing", with("scripts/stop.ps1", nil), `hook script "scripts/stop.ps1": no such file in the fleet repository at this revision`},
-		{"too large", with("scripts/stop.ps1", []byte(strings.Repeat("#", schema.MaxScriptBytes+1))), "more than the 64 KiB a script may have"},
-		{"not text", with("scripts/stop.ps1", []byte{0xff, 0xfe, 0}), "not text"},
+		{"too large", with("scripts/stop.ps1", []byte(strings.Repeat("#", schema.MaxScriptBytes+1))), `hook script "scripts/stop.ps1": 65537 bytes, more than the 64 KiB a script may have`},
+		{"not text", with("scripts/stop.ps1", []byte{0xff, 0xfe, 0}), `hook script "scripts/stop.ps1": not text`},
 	}
 	for _, tc := range refused {
 		t.Run(tc.name, func(t *testing.T) {
