@@ -38,7 +38,10 @@ type updatePlan struct {
 	// name the update (exclusions only while unexpired).
 	exclusions []int
 	resumes    []int
-	rings      []ringProgress
+	// emergency is the index of the client's first active emergency
+	// entry naming the update (or an update that requires it), or -1.
+	emergency int
+	rings     []ringProgress
 }
 
 // note is what a decision says: the rule that produced it, why, and when
@@ -75,6 +78,7 @@ func (p *planner) newClientPlan(id string, c *schema.Client) (*clientPlan, error
 			rp.closed = note{rule: w.Pos.Rule(), reason: fmt.Sprintf("window %q opens %s", w.Name, rp.next.In(loc).Format(time.RFC3339)), at: timePtr(rp.next)}
 		}
 		rp.capped = note{rule: rp.rule, reason: fmt.Sprintf("ring %s at maxConcurrent %d", r.Name, r.MaxConcurrent)}
+		rp.reboot, rp.hooks, rp.guards = jobPolicy(r, c.Timezone)
 		cp.rings = append(cp.rings, rp)
 	}
 	if c.Mode == schema.ModeReport {
@@ -159,7 +163,7 @@ func (cp *clientPlan) newUpdatePlan(u *protocol.Update, now time.Time) (updatePl
 	if err != nil {
 		return updatePlan{}, err
 	}
-	up := updatePlan{id: u.ID, desire: d, update: u}
+	up := updatePlan{id: u.ID, desire: d, update: u, emergency: -1}
 	if !d.desired {
 		return up, nil
 	}
@@ -182,6 +186,12 @@ func (cp *clientPlan) attach(up *updatePlan, now time.Time) error {
 		}
 		if ok {
 			up.exclusions = append(up.exclusions, k)
+		}
+	}
+	for k := range cp.c.Emergency {
+		e := &cp.c.Emergency[k]
+		if up.emergency < 0 && e.Active(now) && (e.Update == u.ID || e.Update == u.Name) {
+			up.emergency = k
 		}
 	}
 	for k := range cp.c.Resume {
@@ -237,6 +247,10 @@ func (p *planner) prepare(cp *clientPlan, eps []int) error {
 			dep.desire = desire{note: note{rule: c.Rule, reason: c.Detail}, desired: true, since: by.desire.since, cite: c}
 			if err := cp.attach(dep, p.now); err != nil {
 				return fmt.Errorf("update %q: %w", dep.id, err)
+			}
+			if dep.emergency < 0 {
+				// What an emergency update needs goes with it.
+				dep.emergency = by.emergency
 			}
 			work = append(work, k)
 		}

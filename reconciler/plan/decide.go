@@ -78,7 +78,7 @@ func (p *planner) decideEndpoint(i int, buf []pair) ([]pair, error) {
 		}
 	}
 	if missing > 0 && cp.c.Mode != schema.ModeReport {
-		job, err := p.job(ep, ring, buf)
+		job, err := p.job(ep, cp, ring, buf)
 		if err != nil {
 			return buf, err
 		}
@@ -177,15 +177,26 @@ func (p *planner) decide(cp *clientPlan, ep *protocol.Endpoint, info *endpointIn
 		}
 	}
 	rp := &up.rings[info.ring]
+	var em *schema.Emergency
+	if up.emergency >= 0 {
+		em = &cp.c.Emergency[up.emergency]
+	}
 	switch {
 	case rp.haltedBy >= 0:
 		return verdict{Halted, rp.halt}
 	case !rp.started:
 		return verdict{WaitingRing, rp.wait}
-	case info.freeze >= 0:
+	case info.freeze >= 0 && (em == nil || !em.IgnoreFreezes):
 		return verdict{WaitingWindow, cp.freezes[info.freeze]}
-	case !ring.open:
+	case !ring.open && (em == nil || !em.IgnoreWindows):
 		return verdict{WaitingWindow, ring.closed}
+	}
+	if em != nil && (rp.soakSkipped || info.freeze >= 0 || !ring.open) {
+		v := verdict{Missing, note{rule: em.Pos.Rule(), at: ds.at}}
+		if p.detail {
+			v.reason = cp.emergencyReason(em, rp.soakSkipped, info.freeze >= 0, !ring.open) + "; " + ds.reason
+		}
+		return v
 	}
 	if f.interrupted != nil && p.detail {
 		return verdict{Missing, cp.interruptedNote(ds.note, f.interrupted, Missing, ep.LastSeen)}
@@ -230,6 +241,22 @@ func (cp *clientPlan) resumeNote(k int, desire note) note {
 	}
 	return note{rule: r.Pos.Rule(), at: desire.at,
 		reason: fmt.Sprintf("resumed%s: failures before %s are forgiven; %s", where, localStamp(r.After, cp.loc), desire.reason)}
+}
+
+// emergencyReason says what emergency entry em let a pair through: the
+// soak of the earlier ring, a freeze, a closed window.
+func (cp *clientPlan) emergencyReason(em *schema.Emergency, soak, freeze, closed bool) string {
+	var through []string
+	if soak {
+		through = append(through, "the earlier ring's soak")
+	}
+	if freeze {
+		through = append(through, "a change freeze")
+	}
+	if closed {
+		through = append(through, "the closed window")
+	}
+	return fmt.Sprintf("emergency: %s %s; through %s", em.Reason, untilText(em.Until, cp.loc), strings.Join(through, " and "))
 }
 
 var noRing = note{reason: "no ring selects this endpoint"}

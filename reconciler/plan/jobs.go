@@ -13,11 +13,15 @@ import (
 )
 
 // job plans the job of endpoint ep from its missing pairs.
-func (p *planner) job(ep *protocol.Endpoint, ring *ringPlan, pairs []pair) (Job, error) {
+func (p *planner) job(ep *protocol.Endpoint, cp *clientPlan, ring *ringPlan, pairs []pair) (Job, error) {
 	var ups []*protocol.Update
+	var emergencies []int
 	for k := range pairs {
 		if pairs[k].v.d == Missing {
 			ups = append(ups, pairs[k].u)
+			if e := cp.ups[cp.index[pairs[k].u.ID]].emergency; e >= 0 && !slices.Contains(emergencies, e) {
+				emergencies = append(emergencies, e)
+			}
 		}
 	}
 	ids, err := requiresOrder(ups)
@@ -27,11 +31,31 @@ func (p *planner) job(ep *protocol.Endpoint, ring *ringPlan, pairs []pair) (Job,
 	j := Job{
 		Endpoint: ep.ID, Client: ep.Client, Ring: ring.ring.Name, Updates: ids,
 		NotAfter: ring.end, Reboot: ring.ring.Reboot, Revision: p.fleet.Revision,
+		RebootPolicy: ring.reboot, Hooks: ring.hooks, Guards: ring.guards,
 	}
 	if ring.ring.RebootDeadline > 0 {
 		j.RebootDeadline = ring.ring.RebootDeadline.String()
 	}
-	j.IdempotencyKey = idempotencyKey(ep.ID, ids, p.fleet.Revision, ring.end, refusedIn(ups, ring.start, ring.end), interruptedJobs(ups))
+	start := ring.start
+	if !ring.open {
+		// Only emergency updates go through a closed window: their job
+		// may run until the window next opens (then the window's own job
+		// takes over) or the emergency ends, whichever comes first.
+		start, j.NotAfter = p.now, ring.next
+		for _, k := range emergencies {
+			if until := cp.c.Emergency[k].Until; j.NotAfter.IsZero() || until.Before(j.NotAfter) {
+				j.NotAfter = until.UTC()
+			}
+		}
+	}
+	slices.Sort(emergencies)
+	names := make([]string, 0, len(emergencies))
+	for _, k := range emergencies {
+		e := &cp.c.Emergency[k]
+		names = append(names, fmt.Sprintf("%s: %s (%s)", e.Update, e.Reason, e.Pos.Rule()))
+	}
+	j.Emergency = strings.Join(names, "; ")
+	j.IdempotencyKey = idempotencyKey(ep.ID, ids, p.fleet.Revision, j.NotAfter, refusedIn(ups, start, j.NotAfter), interruptedJobs(ups))
 	return j, nil
 }
 

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/patchline/patchline/protocol"
 	"github.com/patchline/patchline/schema"
 )
 
@@ -23,6 +24,11 @@ type ringPlan struct {
 	// start and end bound the open occurrence; next is the next opening.
 	start, end time.Time
 	next       time.Time
+	// reboot, hooks and guards are what the ring's jobs carry, built
+	// once per ring.
+	reboot *protocol.RebootPolicy
+	hooks  *protocol.JobHooks
+	guards *protocol.JobGuards
 	// inFlight counts the ring's endpoints holding an open job; granted the
 	// new jobs this run gave out.
 	inFlight int
@@ -50,6 +56,9 @@ type ringProgress struct {
 	passedAt time.Time
 	// haltedBy is the ring whose failures halt this one, or -1.
 	haltedBy int
+	// soakSkipped: the ring started because an emergency entry skipped
+	// the earlier ring's soak, which still runs.
+	soakSkipped bool
 	// wait and halt are the notes of pairs waiting for or halted in the
 	// ring.
 	wait note
@@ -97,6 +106,12 @@ func (cp *clientPlan) gate(up *updatePlan, now time.Time) {
 		rp.state, rp.passed, rp.passedAt = RolloutPassed, true, passedAt
 		start = passedAt.Add(soak)
 		known, started = true, !start.After(now)
+		if !started && up.emergency >= 0 && cp.c.Emergency[up.emergency].SkipSoak {
+			start, started = passedAt, true
+			if k+1 < len(up.rings) {
+				up.rings[k+1].soakSkipped = true
+			}
+		}
 	}
 	cp.resumedRings(up, halted)
 	for k := range up.rings {
@@ -151,11 +166,11 @@ func (cp *clientPlan) resumedRings(up *updatePlan, halted int) {
 // passTime is when a started ring passed, the soak that follows, and
 // whether it has passed.
 func (rp *ringProgress) passTime(r *schema.Ring, start time.Time) (time.Time, time.Duration, bool) {
-	if rp.counted == 0 {
+	if rp.counted == 0 && r.MinEndpoints == 0 {
 		return start, 0, true
 	}
 	// The small epsilon keeps 0.95×20 at 19 despite binary rounding.
-	need := int(math.Ceil(r.MinSuccess*float64(rp.counted) - 1e-9))
+	need := max(int(math.Ceil(r.MinSuccess*float64(rp.counted)-1e-9)), r.MinEndpoints)
 	if need <= 0 {
 		return start, r.Soak, true
 	}
@@ -185,6 +200,12 @@ func (cp *clientPlan) waitReason(up *updatePlan, k int) string {
 	}
 	if !pp.started {
 		return fmt.Sprintf("ring %s waits for ring %s, which has not started", cp.rings[k].ring.Name, prev.Name)
+	}
+	if pp.counted < prev.MinEndpoints {
+		return fmt.Sprintf("ring %s waits: ring %s has %d of %d required reporting endpoints (seen within staleAfter, not excluded); minEndpoints keeps an empty or silent ring from passing", cp.rings[k].ring.Name, prev.Name, pp.counted, prev.MinEndpoints)
+	}
+	if pp.succeeded < prev.MinEndpoints && float64(pp.succeeded) >= prev.MinSuccess*float64(pp.counted)-1e-9 {
+		return fmt.Sprintf("ring %s waits: ring %s has %d of %d required endpoints with the update installed (minEndpoints)", cp.rings[k].ring.Name, prev.Name, pp.succeeded, prev.MinEndpoints)
 	}
 	return fmt.Sprintf("ring %s waits for ring %s: %d of %d installed, needs %s", cp.rings[k].ring.Name, prev.Name, pp.succeeded, pp.counted, percent(prev.MinSuccess))
 }

@@ -80,7 +80,19 @@ type Job struct {
 	// RebootDeadline is the ring's reboot deadline as a Go duration
 	// ("4h0m0s"), set when the ring has one.
 	RebootDeadline string `json:"rebootDeadline,omitempty"`
-	Revision       string `json:"revision"`
+	// RebootPolicy is the ring's reboot policy in full, with the client's
+	// time zone for its quiet hours.
+	RebootPolicy *protocol.RebootPolicy `json:"rebootPolicy,omitempty"`
+	// Action is protocol.ActionInstall ("") or protocol.ActionRollback.
+	Action string `json:"action,omitempty"`
+	// Hooks are the ring's reviewed scripts, content and SHA-256
+	// included; Guards its guarded processes. Nil for none.
+	Hooks  *protocol.JobHooks  `json:"hooks,omitempty"`
+	Guards *protocol.JobGuards `json:"guards,omitempty"`
+	// Emergency names the emergency entries that let the job's updates
+	// through a window, a freeze or a soak: "KB5099999: reason (rule)".
+	Emergency string `json:"emergency,omitempty"`
+	Revision  string `json:"revision"`
 	// IdempotencyKey is the same for the same (endpoint, updates, revision)
 	// within one window occurrence; a retry in a later window gets a new one.
 	IdempotencyKey string `json:"idempotencyKey"`
