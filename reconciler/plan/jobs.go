@@ -19,7 +19,10 @@ func (p *planner) job(ep *protocol.Endpoint, cp *clientPlan, ring *ringPlan, pai
 	for k := range pairs {
 		if pairs[k].v.d == Missing {
 			ups = append(ups, pairs[k].u)
-			if e := cp.ups[cp.index[pairs[k].u.ID]].emergency; e >= 0 && !slices.Contains(emergencies, e) {
+			// Only an entry that let the update through something names
+			// the job: its rule is then the decision's.
+			e := cp.ups[cp.index[pairs[k].u.ID]].emergency
+			if e >= 0 && pairs[k].v.rule == cp.c.Emergency[e].Pos.Rule() && !slices.Contains(emergencies, e) {
 				emergencies = append(emergencies, e)
 			}
 		}
