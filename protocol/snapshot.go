@@ -204,6 +204,11 @@ func (s *Snapshot) Validate() error {
 		if err := ep.ValidateHost(); err != nil {
 			return fmt.Errorf("%s.%w", p, err)
 		}
+		if ep.Reboot != nil {
+			if err := ep.Reboot.Validate(); err != nil {
+				return fmt.Errorf("%s.reboot.%w", p, err)
+			}
+		}
 		if err := ep.validateUpdates(p); err != nil {
 			return err
 		}

@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"sort"
 	"strconv"
@@ -83,7 +84,7 @@ func (s scope) endpointsQuery() (string, []any) {
 	// A revoked endpoint is in no snapshot: it is planned nothing and
 	// counts in no figure (its updates, attempts and jobs, read by the
 	// other queries, find no endpoint and are left out).
-	return `SELECT id, client, hostname, os_family, os_version, labels, last_seen, reboot_pending
+	return `SELECT id, client, hostname, os_family, os_version, labels, last_seen, reboot_pending, reboot_state
 		FROM endpoints WHERE ` + cond + ` AND revoked_at IS NULL ORDER BY id`, args
 }
 
@@ -148,8 +149,15 @@ func queryEndpoints(ctx context.Context, tx pgx.Tx, s scope) ([]*protocol.Endpoi
 	for rows.Next() {
 		e := &protocol.Endpoint{Updates: []*protocol.Update{}}
 		var lastSeen pgtype.Int8
-		if err := rows.Scan(&e.ID, &e.Client, &e.Hostname, &e.OS.Family, &e.OS.Version, &e.Labels, &lastSeen, &e.RebootPending); err != nil {
+		var state []byte
+		if err := rows.Scan(&e.ID, &e.Client, &e.Hostname, &e.OS.Family, &e.OS.Version, &e.Labels, &lastSeen, &e.RebootPending, &state); err != nil {
 			return nil, err
+		}
+		if state != nil {
+			e.Reboot = new(protocol.RebootState)
+			if err := json.Unmarshal(state, e.Reboot); err != nil {
+				return nil, fmt.Errorf("endpoint %q: reboot state: %w", e.ID, err)
+			}
 		}
 		e.LastSeen = timeOf(lastSeen)
 		eps = append(eps, e)

@@ -79,7 +79,7 @@ var exportTables = []exportTable{
 		{"id", colText}, {"client", colText}, {"hostname", colText}, {"node_key_hash", colBlob},
 		{"enrolled_at", colInt}, {"os_family", colText}, {"os_version", colText}, {"labels", colJSON},
 		{"last_seen", colInt}, {"reboot_pending", colBool}, {"job_seq", colInt}, {"report_seq", colInt},
-		{"revoked_at", colInt}, {"revoked_by", colText}, {"job_seq_unknown", colBool},
+		{"revoked_at", colInt}, {"revoked_by", colText}, {"job_seq_unknown", colBool}, {"reboot_state", colJSON},
 	}},
 	{name: "updates", order: "endpoint, id", columns: []exportColumn{
 		{"endpoint", colText}, {"id", colText}, {"source", colText}, {"name", colText}, {"title", colText},

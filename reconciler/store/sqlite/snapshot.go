@@ -81,7 +81,7 @@ func (s scope) endpointsQuery() (string, []any) {
 	// A revoked endpoint is in no snapshot: it is planned nothing and
 	// counts in no figure (its updates, attempts and jobs, read by the
 	// other queries, find no endpoint and are left out).
-	return `SELECT id, client, hostname, os_family, os_version, labels, last_seen, reboot_pending
+	return `SELECT id, client, hostname, os_family, os_version, labels, last_seen, reboot_pending, reboot_state
 		FROM endpoints WHERE ` + cond + ` AND revoked_at IS NULL ORDER BY id`, args
 }
 
@@ -144,11 +144,17 @@ func queryEndpoints(ctx context.Context, tx *sql.Tx, s scope) ([]*protocol.Endpo
 	eps := []*protocol.Endpoint{}
 	for rows.Next() {
 		e := &protocol.Endpoint{Updates: []*protocol.Update{}}
-		var labels sql.NullString
+		var labels, state sql.NullString
 		var lastSeen sql.NullInt64
 		var reboot int
-		if err := rows.Scan(&e.ID, &e.Client, &e.Hostname, &e.OS.Family, &e.OS.Version, &labels, &lastSeen, &reboot); err != nil {
+		if err := rows.Scan(&e.ID, &e.Client, &e.Hostname, &e.OS.Family, &e.OS.Version, &labels, &lastSeen, &reboot, &state); err != nil {
 			return nil, err
+		}
+		if state.Valid {
+			e.Reboot = new(protocol.RebootState)
+			if err := json.Unmarshal([]byte(state.String), e.Reboot); err != nil {
+				return nil, fmt.Errorf("endpoint %q: reboot state: %w", e.ID, err)
+			}
 		}
 		if labels.Valid {
 			if err := json.Unmarshal([]byte(labels.String), &e.Labels); err != nil {

@@ -99,6 +99,7 @@ func Run(t *testing.T, open func(t *testing.T) Store, opts ...Option) {
 		{"Enroll", testEnroll},
 		{"ReplaceInventory", testReplaceInventory},
 		{"DuplicateReport", testDuplicateReport},
+		{"RebootState", testRebootState},
 		{"JobNumbersFromTheFirstReportOnly", testJobSeqFromFirstReport},
 		{"RefusalMovesJobNumbers", testRaiseJobSeq},
 		{"Snapshot", testSnapshot},

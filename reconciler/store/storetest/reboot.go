@@ -1,0 +1,67 @@
+package storetest
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/patchline/patchline/protocol"
+	"github.com/patchline/patchline/reconciler/store"
+)
+
+// testRebootState: the reboot state of an endpoint's last report is in
+// the snapshot as reported; a later report without one (an agent that
+// predates it, or one with no reboot planned) clears it; the results of
+// deferred-by-guard and hook-failed are recorded as attempts.
+func testRebootState(t *testing.T, s *suite) {
+	db := s.open(t)
+	ctx := context.Background()
+	enroll(t, db, "ep-win", "acme")
+	state := &protocol.RebootState{Mode: protocol.RebootPrompt, PendingSince: t0.Add(-time.Hour).UTC(), DeferralsUsed: 1,
+		ScheduledAt: t0.Add(20 * time.Hour).UTC()}
+	r := numbered(report("ep-win", t0, kb("KB5002", false), kb("KB5003", false)), 1)
+	r.RebootPending, r.Reboot = true, state
+	replace(t, db, r)
+	ep, err := db.EndpointSnapshot(ctx, "ep-win", t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(state, ep.Reboot); diff != "" {
+		t.Errorf("reboot state in the snapshot (-want +got):\n%s", diff)
+	}
+	snap, err := db.ClientSnapshot(ctx, "acme", t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(snap.Endpoints) != 1 || !cmp.Equal(state, snap.Endpoints[0].Reboot) {
+		t.Errorf("client snapshot endpoints = %+v, want ep-win with reboot state %+v", snap.Endpoints, state)
+	}
+
+	jobs := createJobs(t, db, "acme", t0.Add(time.Minute), newJob("ep-win", "acme", "acme/ep-win/1", "KB5002", "KB5003"))
+	if _, err := db.RecordResult(ctx, jobs[0].ID, "ep-win", []store.UpdateResult{
+		{Update: "KB5002", Result: protocol.ResultDeferredByGuard, Error: "ehr.exe kept running", At: t0.Add(2 * time.Minute)},
+		{Update: "KB5003", Result: protocol.ResultHookFailed, Error: "pre script exited 1", At: t0.Add(2 * time.Minute)},
+	}, t0.Add(3*time.Minute)); err != nil {
+		t.Fatalf("RecordResult with deferred-by-guard and hook-failed: %v", err)
+	}
+
+	replace(t, db, numbered(report("ep-win", t0.Add(time.Hour), kb("KB5002", false), kb("KB5003", false)), 2))
+	ep, err = db.EndpointSnapshot(ctx, "ep-win", t0.Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ep.Reboot != nil {
+		t.Errorf("reboot state after a report without one = %+v, want none", ep.Reboot)
+	}
+	got := map[string]protocol.Result{}
+	for _, u := range ep.Updates {
+		for _, a := range u.Attempts {
+			got[u.ID] = a.Result
+		}
+	}
+	if want := map[string]protocol.Result{"KB5002": protocol.ResultDeferredByGuard, "KB5003": protocol.ResultHookFailed}; !cmp.Equal(want, got) {
+		t.Errorf("attempts = %v, want %v", got, want)
+	}
+}
