@@ -271,3 +271,61 @@ func checkWants(t *testing.T, res *plan.Result, wants []want) {
 		}
 	}
 }
+
+// TestExplainRebootAcrossDST: why shows an endpoint's reboot state in the
+// client's time zone, each time with the offset of its own date, here on
+// either side of the end of daylight saving time in New York (1 November
+// 2026, 02:00 EDT becomes 01:00 EST), with the deferrals the ring allows.
+func TestExplainRebootAcrossDST(t *testing.T) {
+	ny, err := time.LoadLocation("America/New_York")
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name  string
+		state *protocol.RebootState
+		mode  schema.RebootPolicy
+		want  string
+	}{
+		{
+			name: "prompt: pending before the change, scheduled after it",
+			state: &protocol.RebootState{Mode: protocol.RebootPrompt, PendingSince: time.Date(2026, 11, 1, 2, 0, 0, 0, time.UTC),
+				DeferralsUsed: 1, ScheduledAt: time.Date(2026, 11, 1, 14, 0, 0, 0, time.UTC)},
+			mode: schema.RebootPrompt,
+			want: "reboot pending since 2026-10-31 22:00 EDT, 1 of 3 deferrals used, scheduled at 2026-11-01 09:00 EST local",
+		},
+		{
+			name:  "force: scheduled at the deadline, no deferrals",
+			state: &protocol.RebootState{Mode: protocol.RebootForce, PendingSince: time.Date(2026, 10, 31, 20, 0, 0, 0, time.UTC), ScheduledAt: time.Date(2026, 11, 1, 6, 30, 0, 0, time.UTC)},
+			mode:  schema.RebootForce,
+			want:  "reboot pending since 2026-10-31 16:00 EDT, scheduled at 2026-11-01 01:30 EST local",
+		},
+		{
+			name: "an agent that predates reboot states says only that one is pending",
+			mode: schema.RebootIfRequired,
+			want: "reboot pending",
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f := testFleet()
+			c := acme(f)
+			c.Timezone, c.Location = "America/New_York", ny
+			c.Rings[0].Reboot, c.Rings[0].RebootDeadline = tc.mode, 24*time.Hour
+			c.Rings[0].RebootOptions = schema.RebootOptions{Deferrals: 3, DeferFor: 4 * time.Hour}
+			e := ep("c1", "canary", kb("KB1", "critical", installed))
+			e.LastSeen, e.RebootPending, e.Reboot = at.Add(-time.Hour), true, tc.state
+			x, err := plan.Explain(f, snapshot(e), at, "c1", "KB1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if x.Reboot == nil {
+				t.Fatal("no reboot in the explanation")
+			}
+			if x.Reboot.Detail != tc.want || x.Reboot.Rule != rule(10) || x.Reboot.Name != string(tc.mode) {
+				t.Errorf("reboot = %q (%s, %s), want %q (%s, %s)", x.Reboot.Detail, x.Reboot.Name, x.Reboot.Rule, tc.want, tc.mode, rule(10))
+			}
+		})
+	}
+}

@@ -217,6 +217,13 @@ type Explanation struct {
 	// Mode cites the client's mode when it is report: decisions are made,
 	// no job is sent.
 	Mode *Citation `json:"mode,omitempty"`
+	// Emergency cites the active emergency entry naming the update, and
+	// what it lets the update through.
+	Emergency *Citation `json:"emergency,omitempty"`
+	// Reboot is the endpoint's reboot state as its agent last reported
+	// it, in the client's time zone, with the ring's reboot policy; nil
+	// when no reboot is pending or planned.
+	Reboot *Citation `json:"reboot,omitempty"`
 	// Window is the maintenance window of the endpoint's ring.
 	Window *WindowState `json:"window,omitempty"`
 	// FailedAttempts counts failed install attempts not forgiven by a
