@@ -63,6 +63,9 @@ type ringProgress struct {
 	// ring.
 	wait note
 	halt note
+	// short says why a started ring has not passed when minEndpoints
+	// holds it, for its rollout.
+	short string
 }
 
 // gate works out each ring's state for a desired update from the counts of
@@ -124,6 +127,9 @@ func (cp *clientPlan) gate(up *updatePlan, now time.Time) {
 			if rp.known && !rp.startAt.IsZero() {
 				rp.wait.at = timePtr(rp.startAt)
 			}
+		case rp.state == RolloutInProgress && rp.counted < cp.rings[k].ring.MinEndpoints:
+			r := cp.rings[k].ring
+			rp.short = fmt.Sprintf("ring %s has %d of %d required reporting endpoints (minEndpoints)", r.Name, rp.counted, r.MinEndpoints)
 		}
 	}
 }
@@ -250,7 +256,7 @@ func (cp *clientPlan) rollout(up *updatePlan) []Rollout {
 			t := rp.passedAt
 			ro.PassedAt = &t
 		}
-		ro.Reason = rp.halt.reason + rp.wait.reason
+		ro.Reason = rp.halt.reason + rp.wait.reason + rp.short
 		out[k] = ro
 	}
 	return out
