@@ -456,7 +456,7 @@ func TestCheckCatchesBrokenExamples(t *testing.T) {
 		{"every kind of block, right", "# Good\n\n" +
 			block("cue", "package fleet\n\nclient: {id: \"acme\", name: \"Acme\", timezone: \"UTC\"}\nmode: \"report\"") +
 			block("sh", "patchctl plan --repo . --state state.json \\\n    --now 2026-11-24T04:30:00Z   # the plan\npatchctl tokens revoke ci --controller https://patchd:8420 --token-file t\npatchd ... --feeds-dir /var/lib/patchline/feeds --feeds-sync 6h\npatch-agent inventory --backend sim --format json > inventory.json\nmake demo") +
-			block("console", "$ patchctl plan --repo . --state state.json --now 2026-11-24T04:30:00Z\nPlan of revision working tree at 2026-11-24 04:30 UTC\n\nDecisions    (endpoint-update pairs):\n  installed    5\n  ...\nJobs: 3\n  acme-ws-001 acme canary until ...") +
+			block("console", "$ patchctl plan --repo . --state state.json --now 2026-11-24T04:30:00Z\nPlan of revision working tree at 2026-11-24 04:30 UTC\n\nDecisions    (endpoint-update pairs):\n  installed    5\n  ...\nJobs: 2\n  acme-ws-001 acme canary until ...") +
 			block("text", "anything at all") + block("json", "{\"not\": checked"),
 			""},
 		{"a block without a language", block("", "patchctl plan"), "has no language"},
