@@ -32,6 +32,8 @@ type Change struct {
 	// ModeChanges are the clients whose mode the change switches, by
 	// client.
 	ModeChanges []ModeChange `json:"modeChanges"`
+	// Emergencies are the head's emergency entries, shown first.
+	Emergencies []plan.EmergencyEntry `json:"emergencies,omitempty"`
 }
 
 // ModeChange is a client switched between enforce and report: the same
@@ -73,7 +75,7 @@ type GroupChange struct {
 func Diff(base, head *plan.Result) *Change {
 	c := &Change{Base: base.Revision, Head: head.Revision, Now: head.Now, BaseSummary: base.Summary, HeadSummary: head.Summary,
 		JobsAdded: []plan.Job{}, JobsRemoved: []plan.Job{}, Decisions: []DecisionChange{}, Groups: []GroupChange{},
-		ModeChanges: modeChanges(base, head)}
+		ModeChanges: modeChanges(base, head), Emergencies: head.Emergencies}
 	baseJobs := make(map[string]plan.Job, len(base.Jobs))
 	for _, j := range base.Jobs {
 		baseJobs[j.Endpoint] = j
@@ -227,6 +229,9 @@ func summaryDelta(c *Change) []string {
 func changeText(w io.Writer, c *Change) error {
 	p := &printer{w: w}
 	p.f("Change %s → %s, planned at %s\n", shortRev(c.Base), shortRev(c.Head), stamp(c.Now))
+	for _, line := range emergencyLines(txt, c.Emergencies) {
+		p.f("%s\n", line)
+	}
 	p.f("  jobs added %d, jobs removed %d, decisions changed %d\n", len(c.JobsAdded), len(c.JobsRemoved), len(c.Decisions))
 	if delta := summaryDelta(c); len(delta) > 0 {
 		p.f("  %s\n", strings.Join(delta, ", "))
@@ -268,6 +273,9 @@ func ruleAndReason(d DecisionChange) string {
 func changeMarkdown(w io.Writer, c *Change) error {
 	p := &printer{w: w}
 	p.f("### Patchline plan: `%s` → `%s`\n\n", shortRev(c.Base), shortRev(c.Head))
+	if lines := emergencyLines(md, c.Emergencies); len(lines) > 0 {
+		p.f("> [!WARNING]\n> %s\n\n", strings.Join(lines, "\n> "))
+	}
 	if len(c.JobsAdded)+len(c.JobsRemoved)+len(c.Decisions)+len(c.ModeChanges) == 0 {
 		p.f("Planned at %s against the same fleet state: **this change does not change any decision or job.**\n", stamp(c.Now))
 		return p.err

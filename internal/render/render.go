@@ -153,6 +153,9 @@ func orDash(s string) string {
 func planText(w io.Writer, res *plan.Result) error {
 	p := &printer{w: w}
 	p.f("Plan of revision %s at %s\n", shortRev(res.Revision), stamp(res.Now))
+	for _, line := range emergencyLines(txt, res.Emergencies) {
+		p.f("%s\n", line)
+	}
 	p.f("\nDecisions (endpoint-update pairs):\n")
 	for _, d := range plan.AllDecisions {
 		p.f("  %-15s %6d\n", d, res.Summary[d])
@@ -187,6 +190,9 @@ func planText(w io.Writer, res *plan.Result) error {
 func planMarkdown(w io.Writer, res *plan.Result) error {
 	p := &printer{w: w}
 	p.f("### Patchline plan for `%s`\n\n", shortRev(res.Revision))
+	if lines := emergencyLines(md, res.Emergencies); len(lines) > 0 {
+		p.f("> [!WARNING]\n> %s\n\n", strings.Join(lines, "\n> "))
+	}
 	p.f("Planned at %s. **%d job(s)** would be sent now.\n\n", stamp(res.Now), len(res.Jobs))
 	if rm := reportModes(md, res); rm != "" {
 		p.f("In report mode (decided, but no job is sent): %s.\n\n", rm)
@@ -220,6 +226,38 @@ func planMarkdown(w io.Writer, res *plan.Result) error {
 		p.table("| endpoint | client | ring | updates | not after | reboot |\n|---|---|---|---|---|---|", rows, "jobs")
 	}
 	return p.err
+}
+
+// emergencyLines say, first in a plan, which emergency entries let
+// updates through windows, soaks or freezes, and which have expired;
+// none when there are no entries.
+func emergencyLines(esc func(string) string, es []plan.EmergencyEntry) []string {
+	if len(es) == 0 {
+		return nil
+	}
+	out := []string{"EMERGENCY entries (updates let through as written; never through exclusions or halts):"}
+	for _, e := range es {
+		var through []string
+		if e.SkipSoak {
+			through = append(through, "soaks")
+		}
+		if e.IgnoreWindows {
+			through = append(through, "windows")
+		}
+		if e.IgnoreFreezes {
+			through = append(through, "freezes")
+		}
+		what := "nothing"
+		if len(through) > 0 {
+			what = strings.Join(through, ", ")
+		}
+		state := "until " + stamp(e.Until)
+		if !e.Active {
+			state = "EXPIRED " + stamp(e.Until) + ", lets nothing through"
+		}
+		out = append(out, fmt.Sprintf("  %s %s through %s, %s: %s (%s)", esc(e.Client), esc(e.Update), what, state, esc(e.Reason), esc(e.Rule)))
+	}
+	return out
 }
 
 // reportModes lists the planned clients in report mode, each with the

@@ -232,6 +232,11 @@ func (p *planner) result() *Result {
 			m.Rule = cp.c.ModePos.Rule()
 		}
 		res.Modes = append(res.Modes, m)
+		for k := range cp.c.Emergency {
+			e := &cp.c.Emergency[k]
+			res.Emergencies = append(res.Emergencies, EmergencyEntry{Client: id, Update: e.Update, Reason: e.Reason, Until: e.Until.UTC(),
+				SkipSoak: e.SkipSoak, IgnoreWindows: e.IgnoreWindows, IgnoreFreezes: e.IgnoreFreezes, Active: e.Active(p.now), Rule: e.Pos.Rule()})
+		}
 	}
 	res.Decisions = p.decisions
 	return res

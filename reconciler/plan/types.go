@@ -116,6 +116,25 @@ type Result struct {
 	// the snapshot), sorted by client: a client in report mode gets
 	// decisions but no job.
 	Modes []ClientMode `json:"modes"`
+	// Emergencies are the emergency entries of the planned clients,
+	// sorted by client then position, expired ones included (Active
+	// false): what `patchctl plan` shows first.
+	Emergencies []EmergencyEntry `json:"emergencies,omitempty"`
+}
+
+// EmergencyEntry is one emergency entry of a planned client.
+type EmergencyEntry struct {
+	Client        string    `json:"client"`
+	Update        string    `json:"update"`
+	Reason        string    `json:"reason"`
+	Until         time.Time `json:"until"`
+	SkipSoak      bool      `json:"skipSoak,omitempty"`
+	IgnoreWindows bool      `json:"ignoreWindows,omitempty"`
+	IgnoreFreezes bool      `json:"ignoreFreezes,omitempty"`
+	// Active is false once Until has passed: the entry lets nothing
+	// through.
+	Active bool   `json:"active"`
+	Rule   string `json:"rule"`
 }
 
 // ClientMode is the mode a planned client is in.
