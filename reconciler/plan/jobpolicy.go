@@ -2,6 +2,8 @@ package plan
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 
 	"github.com/patchline/patchline/protocol"
 	"github.com/patchline/patchline/schema"
@@ -45,3 +47,57 @@ func script(s *schema.Script) *protocol.Script {
 
 // clock formats minutes after midnight as "HH:MM".
 func clock(m int) string { return fmt.Sprintf("%02d:%02d", m/60, m%60) }
+
+// EmptyRing is a ring that no endpoint of its client is in.
+type EmptyRing struct {
+	Client string
+	// Index is the ring's place in the client's rings.
+	Index int
+	Ring  *schema.Ring
+	// Endpoints counts the client's endpoints in the snapshot; Selected
+	// those the ring's select matches (all of them in earlier rings when
+	// it is not 0).
+	Endpoints, Selected int
+}
+
+// EmptyRings lists, for every client of fleet with endpoints in snap, the
+// rings no endpoint is in (an endpoint is in the first ring whose select
+// matches it), by client then ring order. `patchctl vet --state` warns
+// about them: such a ring gets nothing and, with minEndpoints, holds the
+// rings after it.
+func EmptyRings(fleet *schema.Fleet, snap *protocol.Snapshot) []EmptyRing {
+	byClient := map[string][]*protocol.Endpoint{}
+	for _, ep := range snap.Endpoints {
+		if ep != nil {
+			byClient[ep.Client] = append(byClient[ep.Client], ep)
+		}
+	}
+	var out []EmptyRing
+	for _, id := range slices.Sorted(maps.Keys(fleet.Clients)) {
+		eps := byClient[id]
+		c := fleet.Clients[id]
+		if len(eps) == 0 {
+			continue
+		}
+		in := make([]int, len(c.Rings))
+		selected := make([]int, len(c.Rings))
+		for _, ep := range eps {
+			first := true
+			for k := range c.Rings {
+				if selects(&c.Rings[k].Select, ep) {
+					selected[k]++
+					if first {
+						in[k]++
+						first = false
+					}
+				}
+			}
+		}
+		for k := range c.Rings {
+			if in[k] == 0 {
+				out = append(out, EmptyRing{Client: id, Index: k, Ring: &c.Rings[k], Endpoints: len(eps), Selected: selected[k]})
+			}
+		}
+	}
+	return out
+}
