@@ -186,7 +186,9 @@ func roots(t testing.TB) []root {
 			files map[string][]byte
 		}{{fleettemplate.FS(), template}, {os.DirFS("../../examples/fleet"), examples}} {
 			err := fs.WalkDir(r.fsys, ".", func(p string, d fs.DirEntry, err error) error {
-				if err != nil || d.IsDir() || strings.HasPrefix(p, "clients/") || !strings.HasSuffix(p, ".cue") {
+				// Hook scripts under scripts/ are read too: a CUE example's
+				// hooks name them.
+				if err != nil || d.IsDir() || strings.HasPrefix(p, "clients/") || !strings.HasSuffix(p, ".cue") && !strings.HasPrefix(p, "scripts/") {
 					return err
 				}
 				r.files[p], err = fs.ReadFile(r.fsys, p)
