@@ -254,6 +254,9 @@ func (ep *Endpoint) validateUpdates(p string) error {
 			if !slices.Contains(Results, a.Result) {
 				return fmt.Errorf("%s.attempts[%d].result: unknown result %q (want %s)", up, k, a.Result, oneOf(ResultNames()))
 			}
+			if a.Action != ActionInstall && a.Action != ActionRollback {
+				return fmt.Errorf("%s.attempts[%d].action: unknown action %.40q (want %q or none)", up, k, a.Action, ActionRollback)
+			}
 			if err := firstError(
 				checkField("", "error", TextLines, MaxErrorBytes, a.Error),
 				checkField("", "job", TextName, MaxIDBytes, a.Job),

@@ -97,7 +97,7 @@ func (s scope) updatesQuery() (string, []any) {
 
 func (s scope) attemptsQuery() (string, []any) {
 	cond, args := s.where("endpoint")
-	return `SELECT endpoint, update_id, at, result, error, job, ring FROM attempts
+	return `SELECT endpoint, update_id, at, result, error, job, ring, action FROM attempts
 		WHERE ` + cond + ` ORDER BY endpoint, update_id, at, id`, args
 }
 
@@ -207,7 +207,7 @@ func queryAttempts(ctx context.Context, tx pgx.Tx, s scope, byID map[string]*pro
 		var at int64
 		var a protocol.Attempt
 		var result string
-		if err := rows.Scan(&endpoint, &update, &at, &result, &a.Error, &a.Job, &a.Ring); err != nil {
+		if err := rows.Scan(&endpoint, &update, &at, &result, &a.Error, &a.Job, &a.Ring, &a.Action); err != nil {
 			return err
 		}
 		a.At = time.Unix(0, at).UTC()

@@ -95,11 +95,11 @@ var exportTables = []exportTable{
 		{"id", colText}, {"seq", colInt}, {"endpoint", colText}, {"client", colText}, {"ring", colText},
 		{"updates", colList}, {"not_after", colInt}, {"reboot", colText}, {"reboot_deadline", colText},
 		{"revision", colText}, {"idempotency_key", colText}, {"payload", colBlob}, {"signature", colBlob},
-		{"state", colText}, {"lease_until", colInt}, {"created_at", colInt}, {"finished_at", colInt},
+		{"state", colText}, {"lease_until", colInt}, {"created_at", colInt}, {"finished_at", colInt}, {"action", colText},
 	}},
 	{name: "attempts", order: "id", columns: []exportColumn{
 		{"id", colInt}, {"endpoint", colText}, {"update_id", colText}, {"job", colText}, {"ring", colText},
-		{"at", colInt}, {"result", colText}, {"error", colText}, {"output", colText},
+		{"at", colInt}, {"result", colText}, {"error", colText}, {"output", colText}, {"action", colText},
 	}},
 	{name: "revisions", order: "id", columns: []exportColumn{
 		{"id", colInt}, {"hash", colText}, {"status", colText}, {"at", colInt}, {"client", colText},

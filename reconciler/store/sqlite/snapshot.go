@@ -94,7 +94,7 @@ func (s scope) updatesQuery() (string, []any) {
 
 func (s scope) attemptsQuery() (string, []any) {
 	cond, args := s.where("endpoint")
-	return `SELECT endpoint, update_id, at, result, error, job, ring FROM attempts
+	return `SELECT endpoint, update_id, at, result, error, job, ring, action FROM attempts
 		WHERE ` + cond + ` ORDER BY endpoint, update_id, at, id`, args
 }
 
@@ -209,7 +209,7 @@ func queryAttempts(ctx context.Context, tx *sql.Tx, s scope, byID map[string]*pr
 		var endpoint, update string
 		var at int64
 		var a protocol.Attempt
-		if err := rows.Scan(&endpoint, &update, &at, &a.Result, &a.Error, &a.Job, &a.Ring); err != nil {
+		if err := rows.Scan(&endpoint, &update, &at, &a.Result, &a.Error, &a.Job, &a.Ring, &a.Action); err != nil {
 			return err
 		}
 		a.At = time.Unix(0, at).UTC()

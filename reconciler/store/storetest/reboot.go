@@ -65,3 +65,46 @@ func testRebootState(t *testing.T, s *suite) {
 		t.Errorf("attempts = %v, want %v", got, want)
 	}
 }
+
+// testRollbackResult: the result of a rollback job records attempts with
+// the rollback action, and a succeeded rollback leaves the update not
+// installed; a failed one leaves it installed.
+func testRollbackResult(t *testing.T, s *suite) {
+	db := s.open(t)
+	ctx := context.Background()
+	enroll(t, db, "ep-win", "acme")
+	replace(t, db, numbered(report("ep-win", t0, withInstalledAt(kb("KB5002", true), t0.Add(-time.Hour)), kb("KB5003", true)), 1))
+	j := newJob("ep-win", "acme", "acme/ep-win/rollback", "KB5002", "KB5003")
+	j.Action = protocol.ActionRollback
+	jobs := createJobs(t, db, "acme", t0.Add(time.Minute), j)
+	if _, err := db.RecordResult(ctx, jobs[0].ID, "ep-win", []store.UpdateResult{
+		{Update: "KB5002", Result: protocol.ResultSucceeded, At: t0.Add(2 * time.Minute)},
+		{Update: "KB5003", Result: protocol.ResultFailed, Error: "0x80070005", At: t0.Add(2 * time.Minute)},
+	}, t0.Add(3*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	ep, err := db.EndpointSnapshot(ctx, "ep-win", t0.Add(3*time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	type state struct {
+		Installed bool
+		Action    string
+		Result    protocol.Result
+	}
+	got := map[string]state{}
+	for _, u := range ep.Updates {
+		s := state{Installed: u.Installed}
+		if n := len(u.Attempts); n > 0 {
+			s.Action, s.Result = u.Attempts[n-1].Action, u.Attempts[n-1].Result
+		}
+		got[u.ID] = s
+	}
+	want := map[string]state{
+		"KB5002": {Installed: false, Action: protocol.ActionRollback, Result: protocol.ResultSucceeded},
+		"KB5003": {Installed: true, Action: protocol.ActionRollback, Result: protocol.ResultFailed},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("after the rollback's result (-want +got):\n%s", diff)
+	}
+}
