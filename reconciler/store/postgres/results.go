@@ -28,7 +28,7 @@ const (
 	insertAttemptQuery      = `INSERT INTO attempts (endpoint, update_id, job, ring, at, result, error, output, action)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`
 	// A rollback that succeeded took the update away.
-	markRemovedQuery = `UPDATE updates SET installed = false, installed_at = NULL WHERE endpoint = $1 AND id = $2`
+	markRemovedQuery   = `UPDATE updates SET installed = false, installed_at = NULL WHERE endpoint = $1 AND id = $2`
 	markInstalledQuery = `UPDATE updates SET installed = true, installed_at = coalesce(installed_at, $1)
 		WHERE endpoint = $2 AND id = $3`
 	reportedInstalledQuery = `SELECT id, installed FROM updates WHERE endpoint = $1 AND id = ANY($2)`

@@ -19,7 +19,7 @@ var (
 	insertAttemptQuery = writeQuery(`INSERT INTO attempts (endpoint, update_id, job, ring, at, result, error, output, action)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`)
 	// A rollback that succeeded took the update away.
-	markRemovedQuery = writeQuery(`UPDATE updates SET installed = 0, installed_at = NULL WHERE endpoint = ? AND id = ?`)
+	markRemovedQuery   = writeQuery(`UPDATE updates SET installed = 0, installed_at = NULL WHERE endpoint = ? AND id = ?`)
 	markInstalledQuery = writeQuery(`UPDATE updates SET installed = 1, installed_at = coalesce(installed_at, ?)
 		WHERE endpoint = ? AND id = ?`)
 	reportedInstalledQuery = writeQuery(`SELECT installed FROM updates WHERE endpoint = ? AND id = ?`)
