@@ -57,6 +57,14 @@ func Explain(fleet *schema.Fleet, snap *protocol.Snapshot, now time.Time, endpoi
 		x.Ring, x.Window = cp.ringCitation(info.ring)
 	}
 	x.Reboot = cp.rebootCitation(ep, info.ring)
+	if cp.rollbackSelects(up, ep) {
+		r := &cp.c.Rollback[up.rollback]
+		x.Rollback = &Citation{Kind: "rollback", Name: r.Update, Rule: r.Pos.Rule(), Detail: rollbackReason(r)}
+		x.Rollouts = cp.rollout(up.rb)
+		f := cp.failure(up.rb, rollbackView(u), info.ring, ep.LastSeen)
+		x.FailedAttempts, x.Interruptions = f.count, f.interruptions
+		return x, nil
+	}
 	if !up.desire.desired {
 		return x, nil
 	}

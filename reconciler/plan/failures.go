@@ -63,7 +63,8 @@ func (cp *clientPlan) failureUnder(resumes []int, u *protocol.Update, ring int, 
 	var latest *protocol.Attempt
 	for k := range u.Attempts {
 		a := &u.Attempts[k]
-		if a.Result == protocol.ResultRefused {
+		// A rollback's attempts are judged apart (rollbackView).
+		if a.Result == protocol.ResultRefused || a.Action == protocol.ActionRollback {
 			continue
 		}
 		if latest == nil || a.At.After(latest.At) {

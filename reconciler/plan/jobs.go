@@ -12,12 +12,13 @@ import (
 	"github.com/patchline/patchline/protocol"
 )
 
-// job plans the job of endpoint ep from its missing pairs.
-func (p *planner) job(ep *protocol.Endpoint, cp *clientPlan, ring *ringPlan, pairs []pair) (Job, error) {
+// job plans the job of endpoint ep from its pairs decided want: Missing
+// for an install job, Rollback for a rollback job.
+func (p *planner) job(ep *protocol.Endpoint, cp *clientPlan, ring *ringPlan, pairs []pair, want Decision) (Job, error) {
 	var ups []*protocol.Update
 	var emergencies []int
 	for k := range pairs {
-		if pairs[k].v.d == Missing {
+		if pairs[k].v.d == want {
 			ups = append(ups, pairs[k].u)
 			// Only an entry that let the update through something names
 			// the job: its rule is then the decision's.
@@ -35,6 +36,9 @@ func (p *planner) job(ep *protocol.Endpoint, cp *clientPlan, ring *ringPlan, pai
 		Endpoint: ep.ID, Client: ep.Client, Ring: ring.ring.Name, Updates: ids,
 		NotAfter: ring.end, Reboot: ring.ring.Reboot, Revision: p.fleet.Revision,
 		RebootPolicy: ring.reboot, Hooks: ring.hooks, Guards: ring.guards,
+	}
+	if want == Rollback {
+		j.Action = protocol.ActionRollback
 	}
 	if ring.ring.RebootDeadline > 0 {
 		j.RebootDeadline = ring.ring.RebootDeadline.String()
@@ -58,7 +62,7 @@ func (p *planner) job(ep *protocol.Endpoint, cp *clientPlan, ring *ringPlan, pai
 		names = append(names, fmt.Sprintf("%s: %s (%s)", e.Update, e.Reason, e.Pos.Rule()))
 	}
 	j.Emergency = strings.Join(names, "; ")
-	j.IdempotencyKey = idempotencyKey(ep.ID, ids, p.fleet.Revision, j.NotAfter, refusedIn(ups, start, j.NotAfter), interruptedJobs(ups))
+	j.IdempotencyKey = idempotencyKey(ep.ID, ids, p.fleet.Revision, j.NotAfter, refusedIn(ups, start, j.NotAfter), interruptedJobs(ups), j.Action)
 	return j, nil
 }
 
@@ -112,7 +116,7 @@ func refusedIn(ups []*protocol.Update, start, end time.Time) int {
 // it twice; a retry in a later window (after a failure, or a job that
 // expired unrun), or after a refusal, is a new job with a new key, which
 // the agent must not answer from its record of the first one.
-func idempotencyKey(endpoint string, updates []string, revision string, windowEnd time.Time, refused, interrupted int) string {
+func idempotencyKey(endpoint string, updates []string, revision string, windowEnd time.Time, refused, interrupted int, action string) string {
 	h := sha256.New()
 	h.Write([]byte(endpoint))
 	h.Write([]byte{0})
@@ -131,6 +135,11 @@ func idempotencyKey(endpoint string, updates []string, revision string, windowEn
 	if interrupted > 0 {
 		h.Write([]byte{0})
 		h.Write([]byte("interrupted " + strconv.Itoa(interrupted)))
+	}
+	if action != "" {
+		// A rollback of the same updates is another job than their install.
+		h.Write([]byte{0})
+		h.Write([]byte("action " + action))
 	}
 	return hex.EncodeToString(h.Sum(nil))
 }

@@ -199,6 +199,9 @@ func (p *planner) run() error {
 		}
 		for k := range cp.ups {
 			cp.gate(&cp.ups[k], p.now)
+			if rb := cp.ups[k].rb; rb != nil {
+				cp.gate(rb, p.now)
+			}
 		}
 	}
 	var buf []pair
@@ -219,7 +222,8 @@ func (p *planner) result() *Result {
 		res.Summary[d] = p.counts[slot(d)]
 	}
 	slices.SortFunc(p.jobs, func(a, b plannedJob) int {
-		return cmp.Or(strings.Compare(a.job.Client, b.job.Client), cmp.Compare(a.ring, b.ring), strings.Compare(a.job.Endpoint, b.job.Endpoint))
+		return cmp.Or(strings.Compare(a.job.Client, b.job.Client), cmp.Compare(a.ring, b.ring), strings.Compare(a.job.Endpoint, b.job.Endpoint),
+			strings.Compare(a.job.Action, b.job.Action))
 	})
 	for _, j := range p.jobs {
 		res.Jobs = append(res.Jobs, j.job)
@@ -243,7 +247,7 @@ func (p *planner) result() *Result {
 }
 
 // numDecisions is len(AllDecisions).
-const numDecisions = 11
+const numDecisions = 12
 
 // slot is the place of d in AllDecisions; a switch is cheaper than a map
 // for the millions of pairs a large fleet has.
@@ -253,22 +257,24 @@ func slot(d Decision) int {
 		return 0
 	case Missing:
 		return 1
-	case Unavailable:
+	case Rollback:
 		return 2
-	case InProgress:
+	case Unavailable:
 		return 3
-	case Failed:
+	case InProgress:
 		return 4
-	case Halted:
+	case Failed:
 		return 5
-	case WaitingRing:
+	case Halted:
 		return 6
-	case WaitingWindow:
+	case WaitingRing:
 		return 7
-	case Excluded:
+	case WaitingWindow:
 		return 8
-	case NotApproved:
+	case Excluded:
 		return 9
+	case NotApproved:
+		return 10
 	}
-	return 10
+	return 11
 }

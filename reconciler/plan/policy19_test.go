@@ -58,6 +58,21 @@ func excludeOnCanary(f *schema.Fleet) {
 		Reason: "breaks the EHR app", Until: now.Add(hours(24 * 30)), Pos: pos(45)}}
 }
 
+func rollbackOf(update string, sel schema.Selector) func(f *schema.Fleet) {
+	return func(f *schema.Fleet) {
+		acme(f).Rollback = append(acme(f).Rollback, schema.Rollback{Update: update, Select: sel, Reason: "breaks label printing", Ticket: "PSA-1410", Pos: pos(70)})
+	}
+}
+
+func rolledBack(t time.Time, r protocol.Result) func(*protocol.Update) {
+	return func(u *protocol.Update) {
+		u.Attempts = append(u.Attempts, protocol.Attempt{At: t, Result: r, Action: protocol.ActionRollback, Error: map[bool]string{true: "", false: "0x80070005"}[r == protocol.ResultSucceeded]})
+		if r == protocol.ResultSucceeded {
+			u.Installed, u.InstalledAt = false, nil
+		}
+	}
+}
+
 func result(t time.Time, r protocol.Result, msg string) func(*protocol.Update) {
 	return func(u *protocol.Update) {
 		u.Attempts = append(u.Attempts, protocol.Attempt{At: t, Result: r, Error: msg, Ring: "broad"})
@@ -204,6 +219,63 @@ func TestPolicy19(t *testing.T) {
 			},
 			want: []want{{ep: "p1", update: "KB1", d: plan.Halted, reason: "halted in ring canary: 1 of 2 endpoints failed"}},
 		},
+		{
+			name:  "rollback starts in the canary; the pilot waits for it",
+			fleet: rollbackOf("KB9", schema.Selector{}),
+			eps:   []*protocol.Endpoint{ep("c1", "canary", kb("KB9", "critical", long)), ep("p1", "pilot", kb("KB9", "critical", long))},
+			want: []want{
+				{ep: "c1", update: "KB9", d: plan.Rollback, rule: rule(70), reason: "rollback: breaks label printing (PSA-1410)"},
+				{ep: "p1", update: "KB9", d: plan.WaitingRing, reason: "ring pilot waits for ring canary: 0 of 1 rolled back, needs 50%"},
+			},
+		},
+		{
+			name:  "rolled back in the canary: held there, the pilot soaks",
+			fleet: rollbackOf("KB9", schema.Selector{}),
+			eps: []*protocol.Endpoint{ep("c1", "canary", kb("KB9", "critical", long, rolledBack(now.Add(-hours(2)), protocol.ResultSucceeded))),
+				ep("p1", "pilot", kb("KB9", "critical", long))},
+			want: []want{
+				{ep: "c1", update: "KB9", d: plan.Excluded, rule: rule(70), reason: "rolled back: breaks label printing (PSA-1410); not installed again while the rollback entry stands"},
+				{ep: "p1", update: "KB9", d: plan.WaitingRing, reason: "ring pilot waits for ring canary to soak 1d"},
+			},
+		},
+		{
+			name:  "after the canary's soak the pilot rolls back, broad waits for the pilot",
+			fleet: rollbackOf("KB9", schema.Selector{}),
+			eps: []*protocol.Endpoint{ep("c1", "canary", kb("KB9", "critical", long, rolledBack(now.Add(-hours(30)), protocol.ResultSucceeded))),
+				ep("p1", "pilot", kb("KB9", "critical", long)), ep("b1", "", kb("KB9", "critical", long))},
+			want: []want{
+				{ep: "p1", update: "KB9", d: plan.Rollback},
+				{ep: "b1", update: "KB9", d: plan.WaitingRing, reason: "ring broad waits for ring pilot: 0 of 1 rolled back"},
+			},
+		},
+		{
+			name:  "a failed rollback in the canary halts the rollback",
+			fleet: rollbackOf("KB9", schema.Selector{}),
+			eps: []*protocol.Endpoint{ep("c1", "canary", kb("KB9", "critical", long, rolledBack(now.Add(-hours(2)), protocol.ResultFailed))),
+				ep("c2", "canary", kb("KB9", "critical", long)), ep("p1", "pilot", kb("KB9", "critical", long))},
+			want: []want{
+				{ep: "c1", update: "KB9", d: plan.Failed, reason: "rollback failed at"},
+				{ep: "p1", update: "KB9", d: plan.Halted, reason: "halted in ring canary: 1 of 2 endpoints failed"},
+			},
+		},
+		{
+			name:  "a rollback selects its endpoints; the others keep the update",
+			fleet: rollbackOf("KB9", schema.Selector{Labels: map[string]string{"ring": "pilot"}}),
+			eps:   []*protocol.Endpoint{ep("c1", "canary", kb("KB9", "critical", long)), ep("p1", "pilot", kb("KB9", "critical", long))},
+			want: []want{
+				{ep: "c1", update: "KB9", d: plan.Installed},
+				{ep: "p1", update: "KB9", d: plan.Rollback},
+			},
+		},
+		{
+			name:  "an endpoint gets a rollback job and an install job apart",
+			fleet: rollbackOf("KB9", schema.Selector{}),
+			eps:   []*protocol.Endpoint{ep("c1", "canary", kb("KB9", "critical", long), kb("KB1", "critical"))},
+			want: []want{
+				{ep: "c1", update: "KB9", d: plan.Rollback},
+				{ep: "c1", update: "KB1", d: plan.Missing},
+			},
+		},
 	}
 	var out strings.Builder
 	for _, tc := range cases {
@@ -227,6 +299,9 @@ func TestPolicy19(t *testing.T) {
 			}
 			for _, j := range res.Jobs {
 				fmt.Fprintf(&out, "job %s %s: %s not after %s", j.Endpoint, j.Ring, strings.Join(j.Updates, " "), j.NotAfter.Format(time.RFC3339))
+				if j.Action != "" {
+					fmt.Fprintf(&out, " action %s", j.Action)
+				}
 				if j.Emergency != "" {
 					fmt.Fprintf(&out, " emergency %q", j.Emergency)
 				}
@@ -327,5 +402,32 @@ func TestExplainRebootAcrossDST(t *testing.T) {
 				t.Errorf("reboot = %q (%s, %s), want %q (%s, %s)", x.Reboot.Detail, x.Reboot.Name, x.Reboot.Rule, tc.want, tc.mode, rule(10))
 			}
 		})
+	}
+}
+
+// TestExplainRollback: why cites the rollback entry and shows the
+// rollback's own progress through the rings.
+func TestExplainRollback(t *testing.T) {
+	f := testFleet()
+	rollbackOf("KB9", schema.Selector{})(f)
+	long := installedAt(now.Add(-hours(24 * 9)))
+	snap := snapshot(ep("c1", "canary", kb("KB9", "critical", long)), ep("p1", "pilot", kb("KB9", "critical", long)))
+	x, err := plan.Explain(f, snap, now, "p1", "KB9")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if x.Rollback == nil || x.Rollback.Rule != rule(70) || x.Rollback.Detail != "rollback: breaks label printing (PSA-1410)" {
+		t.Errorf("rollback citation = %+v", x.Rollback)
+	}
+	var got []string
+	for _, r := range x.Rollouts {
+		got = append(got, r.Update+" "+r.Ring+" "+string(r.State))
+	}
+	want := []string{"rollback:KB9 canary in-progress", "rollback:KB9 pilot waiting", "rollback:KB9 broad waiting"}
+	if strings.Join(got, "; ") != strings.Join(want, "; ") {
+		t.Errorf("rollouts = %q, want %q", got, want)
+	}
+	if x.Decision.Decision != plan.WaitingRing {
+		t.Errorf("decision = %s (%s), want waiting-ring", x.Decision.Decision, x.Decision.Reason)
 	}
 }

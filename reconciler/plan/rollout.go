@@ -201,6 +201,10 @@ func (cp *clientPlan) haltReason(up *updatePlan, k int) string {
 func (cp *clientPlan) waitReason(up *updatePlan, k int) string {
 	prev := cp.rings[k-1].ring
 	pp := &up.rings[k-1]
+	done := "installed"
+	if up.isRollback {
+		done = "rolled back"
+	}
 	if pp.passed {
 		return fmt.Sprintf("ring %s waits for ring %s to soak %s after it passed at %s", cp.rings[k].ring.Name, prev.Name, days(prev.Soak), pp.passedAt.UTC().Format(time.RFC3339))
 	}
@@ -211,9 +215,9 @@ func (cp *clientPlan) waitReason(up *updatePlan, k int) string {
 		return fmt.Sprintf("ring %s waits: ring %s has %d of %d required reporting endpoints (seen within staleAfter, not excluded); minEndpoints keeps an empty or silent ring from passing", cp.rings[k].ring.Name, prev.Name, pp.counted, prev.MinEndpoints)
 	}
 	if pp.succeeded < prev.MinEndpoints && float64(pp.succeeded) >= prev.MinSuccess*float64(pp.counted)-1e-9 {
-		return fmt.Sprintf("ring %s waits: ring %s has %d of %d required endpoints with the update installed (minEndpoints)", cp.rings[k].ring.Name, prev.Name, pp.succeeded, prev.MinEndpoints)
+		return fmt.Sprintf("ring %s waits: ring %s has %d of %d required endpoints with the update %s (minEndpoints)", cp.rings[k].ring.Name, prev.Name, pp.succeeded, prev.MinEndpoints, done)
 	}
-	return fmt.Sprintf("ring %s waits for ring %s: %d of %d installed, needs %s", cp.rings[k].ring.Name, prev.Name, pp.succeeded, pp.counted, percent(prev.MinSuccess))
+	return fmt.Sprintf("ring %s waits for ring %s: %d of %d %s, needs %s", cp.rings[k].ring.Name, prev.Name, pp.succeeded, pp.counted, done, percent(prev.MinSuccess))
 }
 
 func percent(f float64) string {
@@ -231,6 +235,17 @@ func (cp *clientPlan) rollouts(out []Rollout) []Rollout {
 	slices.SortFunc(ids, func(a, b int) int { return strings.Compare(cp.ups[a].id, cp.ups[b].id) })
 	for _, k := range ids {
 		out = append(out, cp.rollout(&cp.ups[k])...)
+	}
+	// Rollbacks after the installs, by update id.
+	ids = ids[:0]
+	for k := range cp.ups {
+		if cp.ups[k].rb != nil {
+			ids = append(ids, k)
+		}
+	}
+	slices.SortFunc(ids, func(a, b int) int { return strings.Compare(cp.ups[a].id, cp.ups[b].id) })
+	for _, k := range ids {
+		out = append(out, cp.rollout(cp.ups[k].rb)...)
 	}
 	return out
 }

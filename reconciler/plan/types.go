@@ -14,6 +14,9 @@ type Decision string
 const (
 	Installed Decision = "installed"
 	Missing   Decision = "missing" // drift: desired, eligible, in window; goes into a job
+	// Rollback: installed, and a rollback entry asks to remove it; it
+	// goes into a rollback job (protocol.ActionRollback).
+	Rollback Decision = "rollback"
 	// Unavailable: drift that no job can fix: a requirement asks for a
 	// version above what the endpoint has installed and no update the
 	// endpoint reports is recent enough.
@@ -29,14 +32,14 @@ const (
 )
 
 // AllDecisions lists every decision in summary order.
-var AllDecisions = []Decision{Installed, Missing, Unavailable, InProgress, Failed, Halted, WaitingRing, WaitingWindow, Excluded, NotApproved, UnknownClient}
+var AllDecisions = []Decision{Installed, Missing, Rollback, Unavailable, InProgress, Failed, Halted, WaitingRing, WaitingWindow, Excluded, NotApproved, UnknownClient}
 
 // Drift reports whether d makes its endpoint drifting: a desired update
 // that is not installed and not excluded, whatever holds it back (a ring,
 // a window, a halt, a failure, a job in flight).
 func (d Decision) Drift() bool {
 	switch d {
-	case Missing, Unavailable, InProgress, Failed, Halted, WaitingRing, WaitingWindow:
+	case Missing, Rollback, Unavailable, InProgress, Failed, Halted, WaitingRing, WaitingWindow:
 		return true
 	}
 	return false
@@ -236,6 +239,9 @@ type Explanation struct {
 	// Mode cites the client's mode when it is report: decisions are made,
 	// no job is sent.
 	Mode *Citation `json:"mode,omitempty"`
+	// Rollback cites the rollback entry that selects the endpoint for the
+	// update; Rollouts are then the rollback's progress through the rings.
+	Rollback *Citation `json:"rollback,omitempty"`
 	// Emergency cites the active emergency entry naming the update, and
 	// what it lets the update through.
 	Emergency *Citation `json:"emergency,omitempty"`
