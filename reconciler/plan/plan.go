@@ -49,6 +49,17 @@
 //     job count towards the cap and are given the slots first; such an
 //     endpoint may get a further job for updates that became due since.
 //
+// Three policy entries change these rules. A rollback entry takes the
+// pairs of the endpoints it selects out of them: an installed update there
+// is decided rollback (a rollback job) once rules 5 to 10 let it, judged
+// by the rollback's own attempts and ring progress; a removed one is
+// excluded while the entry stands. An active emergency entry naming the
+// update lets a pair through the soak of rule 9 (skipSoak), the freeze
+// (ignoreFreezes) and the closed window (ignoreWindows) of rule 10, never
+// through rules 4 and 8; its job may run until the window next opens. And
+// a ring passes only once minEndpoints of its endpoints count and have
+// the update.
+//
 // Ring progress counts, per (client, update, ring), the ring's endpoints
 // that have the update, leaving out those excluded from it and those not
 // seen for longer than the client's staleAfter. A ring passes at the time
