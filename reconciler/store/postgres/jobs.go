@@ -195,7 +195,9 @@ func createJobs(t *wtx, client string, jobs []store.Job, now time.Time, fence in
 			Updates  []string  `json:"updates"`
 			NotAfter time.Time `json:"notAfter"`
 			Key      string    `json:"idempotencyKey"`
-		}{j.Seq, j.Ring, j.Updates, j.NotAfter.UTC(), j.IdempotencyKey})
+			// Action is "rollback" for a job that removes its updates.
+			Action string `json:"action,omitempty"`
+		}{j.Seq, j.Ring, j.Updates, j.NotAfter.UTC(), j.IdempotencyKey, j.Action})
 		if err != nil {
 			return fail(err)
 		}

@@ -142,7 +142,9 @@ func createJob(tx *wtx, client string, j store.Job, now time.Time) (store.Job, b
 		Updates  []string  `json:"updates"`
 		NotAfter time.Time `json:"notAfter"`
 		Key      string    `json:"idempotencyKey"`
-	}{j.Seq, j.Ring, j.Updates, j.NotAfter.UTC(), j.IdempotencyKey})
+		// Action is "rollback" for a job that removes its updates.
+		Action string `json:"action,omitempty"`
+	}{j.Seq, j.Ring, j.Updates, j.NotAfter.UTC(), j.IdempotencyKey, j.Action})
 	if err != nil {
 		return store.Job{}, false, err
 	}

@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -106,5 +107,14 @@ func testRollbackResult(t *testing.T, s *suite) {
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("after the rollback's result (-want +got):\n%s", diff)
+	}
+	created := false
+	for _, e := range auditOf(t, db) {
+		if e.Kind == protocol.AuditJobCreated && e.Job == jobs[0].ID {
+			created = strings.Contains(string(e.Detail), `"action":"rollback"`)
+		}
+	}
+	if !created {
+		t.Errorf("no job-created audit entry of job %s saying it is a rollback", jobs[0].ID)
 	}
 }
