@@ -246,10 +246,10 @@ func changeText(w io.Writer, c *Change) error {
 		}
 	}
 	for _, j := range c.JobsAdded {
-		p.f("+ job %-24s %-8s until %s: %s\n", txt(j.Endpoint), txt(j.Ring), stamp(j.NotAfter), list(txt, j.Updates))
+		p.f("+ job %-24s %-8s until %s: %s\n", txt(j.Endpoint), txt(j.Ring), stamp(j.NotAfter), jobUpdates(txt, j))
 	}
 	for _, j := range c.JobsRemoved {
-		p.f("- job %-24s %-8s until %s: %s\n", txt(j.Endpoint), txt(j.Ring), stamp(j.NotAfter), list(txt, j.Updates))
+		p.f("- job %-24s %-8s until %s: %s\n", txt(j.Endpoint), txt(j.Ring), stamp(j.NotAfter), jobUpdates(txt, j))
 	}
 	if len(c.Decisions) > 0 {
 		p.f("\nDecisions that change:\n")
@@ -295,7 +295,7 @@ func changeMarkdown(w io.Writer, c *Change) error {
 	jobRows := func(jobs []plan.Job) []string {
 		rows := make([]string, len(jobs))
 		for i, j := range jobs {
-			rows[i] = fmt.Sprintf("| %s | %s | %s | %s | %s |", md(j.Endpoint), md(j.Client), md(j.Ring), list(md, j.Updates), stamp(j.NotAfter))
+			rows[i] = fmt.Sprintf("| %s | %s | %s | %s | %s |", md(j.Endpoint), md(j.Client), md(j.Ring), jobUpdates(md, j), stamp(j.NotAfter))
 		}
 		return rows
 	}

@@ -39,6 +39,15 @@ func TestEmergencyComesFirst(t *testing.T) {
 		t.Errorf("markdown plan starts:\n%s\nwant %q", b.String(), want)
 	}
 	b.Reset()
+	res.Jobs = []plan.Job{{Endpoint: "ws1", Client: "acme", Ring: "canary", Updates: []string{"KB5088888"}, NotAfter: at.Add(4 * time.Hour),
+		Reboot: "if-required", Action: "rollback"}}
+	if err := Plan(&b, Text, res, false); err != nil {
+		t.Fatal(err)
+	}
+	if want := "reboot if-required ROLLBACK KB5088888\n"; !strings.Contains(b.String(), want) {
+		t.Errorf("text plan:\n%s\nwant a job line ending %q", b.String(), want)
+	}
+	b.Reset()
 	base := &plan.Result{Revision: "55b97a61c956", Now: at, Summary: map[plan.Decision]int{}}
 	if err := WriteChange(&b, Text, Diff(base, res)); err != nil {
 		t.Fatal(err)

@@ -165,7 +165,7 @@ func planText(w io.Writer, res *plan.Result) error {
 	}
 	p.f("\nJobs: %d\n", len(res.Jobs))
 	for _, j := range res.Jobs {
-		p.f("  %-24s %-10s %-8s until %s  reboot %-11s %s\n", txt(j.Endpoint), txt(j.Client), txt(j.Ring), stamp(j.NotAfter), j.Reboot, list(txt, j.Updates))
+		p.f("  %-24s %-10s %-8s until %s  reboot %-11s %s\n", txt(j.Endpoint), txt(j.Client), txt(j.Ring), stamp(j.NotAfter), j.Reboot, jobUpdates(txt, j))
 	}
 	gs := groups(res)
 	if len(gs) > 0 {
@@ -221,7 +221,7 @@ func planMarkdown(w io.Writer, res *plan.Result) error {
 		p.f("\n#### Jobs\n\n")
 		rows := make([]string, len(res.Jobs))
 		for i, j := range res.Jobs {
-			rows[i] = fmt.Sprintf("| %s | %s | %s | %s | %s | %s |", md(j.Endpoint), md(j.Client), md(j.Ring), list(md, j.Updates), stamp(j.NotAfter), j.Reboot)
+			rows[i] = fmt.Sprintf("| %s | %s | %s | %s | %s | %s |", md(j.Endpoint), md(j.Client), md(j.Ring), jobUpdates(md, j), stamp(j.NotAfter), j.Reboot)
 		}
 		p.table("| endpoint | client | ring | updates | not after | reboot |\n|---|---|---|---|---|---|", rows, "jobs")
 	}
@@ -300,4 +300,13 @@ func (p *printer) table(header string, rows []string, what string) {
 	if len(rows) > foldAfter {
 		p.f("\n<details><summary>%d more %s</summary>\n\n%s\n%s\n\n</details>\n", len(rows)-foldAfter, what, header, strings.Join(rows[foldAfter:], "\n"))
 	}
+}
+
+// jobUpdates lists a job's updates, escaped with esc, saying first when
+// the job rolls them back.
+func jobUpdates(esc func(string) string, j plan.Job) string {
+	if j.Action == protocol.ActionRollback {
+		return "ROLLBACK " + list(esc, j.Updates)
+	}
+	return list(esc, j.Updates)
 }
