@@ -76,19 +76,22 @@ func Diff(base, head *plan.Result) *Change {
 	c := &Change{Base: base.Revision, Head: head.Revision, Now: head.Now, BaseSummary: base.Summary, HeadSummary: head.Summary,
 		JobsAdded: []plan.Job{}, JobsRemoved: []plan.Job{}, Decisions: []DecisionChange{}, Groups: []GroupChange{},
 		ModeChanges: modeChanges(base, head), Emergencies: head.Emergencies}
-	baseJobs := make(map[string]plan.Job, len(base.Jobs))
+	// An endpoint has at most one job of each action: an install and a
+	// rollback.
+	type jobKey struct{ endpoint, action string }
+	baseJobs := make(map[jobKey]plan.Job, len(base.Jobs))
 	for _, j := range base.Jobs {
-		baseJobs[j.Endpoint] = j
+		baseJobs[jobKey{j.Endpoint, j.Action}] = j
 	}
-	headJobs := make(map[string]plan.Job, len(head.Jobs))
+	headJobs := make(map[jobKey]plan.Job, len(head.Jobs))
 	for _, j := range head.Jobs {
-		headJobs[j.Endpoint] = j
-		if b, ok := baseJobs[j.Endpoint]; !ok || !sameJob(b, j) {
+		headJobs[jobKey{j.Endpoint, j.Action}] = j
+		if b, ok := baseJobs[jobKey{j.Endpoint, j.Action}]; !ok || !sameJob(b, j) {
 			c.JobsAdded = append(c.JobsAdded, j)
 		}
 	}
 	for _, j := range base.Jobs {
-		if h, ok := headJobs[j.Endpoint]; !ok || !sameJob(h, j) {
+		if h, ok := headJobs[jobKey{j.Endpoint, j.Action}]; !ok || !sameJob(h, j) {
 			c.JobsRemoved = append(c.JobsRemoved, j)
 		}
 	}
