@@ -231,10 +231,11 @@ func rollbackView(u *protocol.Update) *protocol.Update {
 // failed.
 func (cp *clientPlan) surveyRollback(up *updatePlan, u *protocol.Update, ring int, lastSeen time.Time) {
 	ru := rollbackView(u)
+	rp := &up.rb.rings[ring]
+	rp.selected++
 	if !u.Installed && len(ru.Attempts) == 0 {
 		return
 	}
-	rp := &up.rb.rings[ring]
 	rp.counted++
 	if !u.Installed {
 		rp.succeeded++

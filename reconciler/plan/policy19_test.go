@@ -268,6 +268,18 @@ func TestPolicy19(t *testing.T) {
 			},
 		},
 		{
+			name:  "minEndpoints holds a rollback behind a canary it selects with nobody who had the update",
+			fleet: both(minEndpoints(1, 1), rollbackOf("KB9", schema.Selector{})),
+			eps:   []*protocol.Endpoint{ep("c1", "canary", kb("KB9", "critical")), ep("p1", "pilot", kb("KB9", "critical", long))},
+			want:  []want{{ep: "p1", update: "KB9", d: plan.WaitingRing, reason: "ring pilot waits: ring canary has 0 of 1 required reporting endpoints"}},
+		},
+		{
+			name:  "a rollback for the pilot alone is not held by a canary it does not select",
+			fleet: both(minEndpoints(1, 1), rollbackOf("KB9", schema.Selector{Labels: map[string]string{"ring": "pilot"}})),
+			eps:   []*protocol.Endpoint{ep("c1", "canary", kb("KB9", "critical", long)), ep("p1", "pilot", kb("KB9", "critical", long))},
+			want:  []want{{ep: "c1", update: "KB9", d: plan.Installed}, {ep: "p1", update: "KB9", d: plan.Rollback}},
+		},
+		{
 			name:  "an endpoint gets a rollback job and an install job apart",
 			fleet: rollbackOf("KB9", schema.Selector{}),
 			eps:   []*protocol.Endpoint{ep("c1", "canary", kb("KB9", "critical", long), kb("KB1", "critical"))},

@@ -66,6 +66,18 @@ type ringProgress struct {
 	// short says why a started ring has not passed when minEndpoints
 	// holds it, for its rollout.
 	short string
+	// selected counts, for a rollback, the ring's endpoints not stale that
+	// its entry selects; a ring it selects none of is not held by
+	// minEndpoints, since the rollback is not meant for it.
+	selected int
+}
+
+// minEndpoints is what ring r asks of rp before it passes.
+func (rp *ringProgress) minEndpoints(up *updatePlan, r *schema.Ring) int {
+	if up.isRollback && rp.selected == 0 {
+		return 0
+	}
+	return r.MinEndpoints
 }
 
 // gate works out each ring's state for a desired update from the counts of
@@ -101,7 +113,7 @@ func (cp *clientPlan) gate(up *updatePlan, now time.Time) {
 			continue
 		}
 		rp.state = RolloutInProgress
-		passedAt, soak, ok := rp.passTime(r, start)
+		passedAt, soak, ok := rp.passTime(r, rp.minEndpoints(up, r), start)
 		if !ok || passedAt.After(now) {
 			known, started = false, false
 			continue
@@ -127,7 +139,7 @@ func (cp *clientPlan) gate(up *updatePlan, now time.Time) {
 			if rp.known && !rp.startAt.IsZero() {
 				rp.wait.at = timePtr(rp.startAt)
 			}
-		case rp.state == RolloutInProgress && rp.counted < cp.rings[k].ring.MinEndpoints:
+		case rp.state == RolloutInProgress && rp.counted < rp.minEndpoints(up, cp.rings[k].ring):
 			r := cp.rings[k].ring
 			rp.short = fmt.Sprintf("ring %s has %d of %d required reporting endpoints (minEndpoints)", r.Name, rp.counted, r.MinEndpoints)
 		}
@@ -171,12 +183,12 @@ func (cp *clientPlan) resumedRings(up *updatePlan, halted int) {
 
 // passTime is when a started ring passed, the soak that follows, and
 // whether it has passed.
-func (rp *ringProgress) passTime(r *schema.Ring, start time.Time) (time.Time, time.Duration, bool) {
-	if rp.counted == 0 && r.MinEndpoints == 0 {
+func (rp *ringProgress) passTime(r *schema.Ring, minEndpoints int, start time.Time) (time.Time, time.Duration, bool) {
+	if rp.counted == 0 && minEndpoints == 0 {
 		return start, 0, true
 	}
 	// The small epsilon keeps 0.95×20 at 19 despite binary rounding.
-	need := max(int(math.Ceil(r.MinSuccess*float64(rp.counted)-1e-9)), r.MinEndpoints)
+	need := max(int(math.Ceil(r.MinSuccess*float64(rp.counted)-1e-9)), minEndpoints)
 	if need <= 0 {
 		return start, r.Soak, true
 	}
@@ -211,11 +223,12 @@ func (cp *clientPlan) waitReason(up *updatePlan, k int) string {
 	if !pp.started {
 		return fmt.Sprintf("ring %s waits for ring %s, which has not started", cp.rings[k].ring.Name, prev.Name)
 	}
-	if pp.counted < prev.MinEndpoints {
-		return fmt.Sprintf("ring %s waits: ring %s has %d of %d required reporting endpoints (seen within staleAfter, not excluded); minEndpoints keeps an empty or silent ring from passing", cp.rings[k].ring.Name, prev.Name, pp.counted, prev.MinEndpoints)
+	minEnd := pp.minEndpoints(up, prev)
+	if pp.counted < minEnd {
+		return fmt.Sprintf("ring %s waits: ring %s has %d of %d required reporting endpoints (seen within staleAfter, not excluded); minEndpoints keeps an empty or silent ring from passing", cp.rings[k].ring.Name, prev.Name, pp.counted, minEnd)
 	}
-	if pp.succeeded < prev.MinEndpoints && float64(pp.succeeded) >= prev.MinSuccess*float64(pp.counted)-1e-9 {
-		return fmt.Sprintf("ring %s waits: ring %s has %d of %d required endpoints with the update %s (minEndpoints)", cp.rings[k].ring.Name, prev.Name, pp.succeeded, prev.MinEndpoints, done)
+	if pp.succeeded < minEnd && float64(pp.succeeded) >= prev.MinSuccess*float64(pp.counted)-1e-9 {
+		return fmt.Sprintf("ring %s waits: ring %s has %d of %d required endpoints with the update %s (minEndpoints)", cp.rings[k].ring.Name, prev.Name, pp.succeeded, minEnd, done)
 	}
 	return fmt.Sprintf("ring %s waits for ring %s: %d of %d %s, needs %s", cp.rings[k].ring.Name, prev.Name, pp.succeeded, pp.counted, done, percent(prev.MinSuccess))
 }
