@@ -28,7 +28,7 @@ var Severities = []string{"low", "moderate", "important", "critical"}
 var Urgencies = []string{"low", "medium", "high", "emergency", "critical"}
 
 // Results are the attempt results an endpoint may report.
-var Results = []Result{ResultSucceeded, ResultFailed, ResultRefused, ResultUnknown}
+var Results = []Result{ResultSucceeded, ResultFailed, ResultRefused, ResultUnknown, ResultDeferredByGuard, ResultHookFailed}
 
 // ResultNames are Results as strings, for messages.
 func ResultNames() []string {
@@ -204,6 +204,11 @@ func (s *Snapshot) Validate() error {
 		if err := ep.ValidateHost(); err != nil {
 			return fmt.Errorf("%s.%w", p, err)
 		}
+		if ep.Reboot != nil {
+			if err := ep.Reboot.Validate(); err != nil {
+				return fmt.Errorf("%s.reboot.%w", p, err)
+			}
+		}
 		if err := ep.validateUpdates(p); err != nil {
 			return err
 		}
@@ -250,6 +255,9 @@ func (ep *Endpoint) validateUpdates(p string) error {
 		for k, a := range u.Attempts {
 			if !slices.Contains(Results, a.Result) {
 				return fmt.Errorf("%s.attempts[%d].result: unknown result %q (want %s)", up, k, a.Result, oneOf(ResultNames()))
+			}
+			if a.Action != ActionInstall && a.Action != ActionRollback {
+				return fmt.Errorf("%s.attempts[%d].action: unknown action %.40q (want %q or none)", up, k, a.Action, ActionRollback)
 			}
 			if err := firstError(
 				checkField("", "error", TextLines, MaxErrorBytes, a.Error),

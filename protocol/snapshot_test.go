@@ -126,7 +126,7 @@ func TestDecodeErrors(t *testing.T) {
 		{"unknown category", edit(`"category": "critical"`, `"category": "optional"`),
 			`endpoints[0].updates[1].category: unknown category "optional" (want security, critical, bugfix, feature or driver; only an installed package may leave it empty)`},
 		{"unknown attempt result", edit(`"result": "failed"`, `"result": "oops"`),
-			`endpoints[0].updates[0].attempts[0].result: unknown result "oops" (want succeeded, failed, refused or unknown)`},
+			`endpoints[0].updates[0].attempts[0].result: unknown result "oops" (want succeeded, failed, refused, unknown, deferred-by-guard or hook-failed)`},
 		{"bad lastSeen time", edit(`"lastSeen": "2026-11-12T08:58:40Z"`, `"lastSeen": "yesterday"`),
 			`endpoints[2].lastSeen: bad time "yesterday"`},
 		{"bad installedAt time", edit(`"installedAt": "2026-10-15T02:20:41Z"`, `"installedAt": "2026-10-15"`),
@@ -258,7 +258,7 @@ func TestAttemptResults(t *testing.T) {
 		{ResultRefused, ""},
 		{ResultUnknown, ""},
 		{"", `endpoints[0].updates[0].attempts[0].result: unknown result ""`},
-		{"interrupted", `endpoints[0].updates[0].attempts[0].result: unknown result "interrupted" (want succeeded, failed, refused or unknown)`},
+		{"interrupted", `endpoints[0].updates[0].attempts[0].result: unknown result "interrupted" (want succeeded, failed, refused, unknown, deferred-by-guard or hook-failed)`},
 		{"Unknown", `unknown result "Unknown"`},
 	}
 	for _, tt := range tests {

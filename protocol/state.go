@@ -138,4 +138,6 @@ type Attempt struct {
 	Job string `json:"job,omitempty"`
 	// Ring is the ring the endpoint was in when the job was planned.
 	Ring string `json:"ring,omitempty"`
+	// Action is the job's action: ActionInstall ("") or ActionRollback.
+	Action string `json:"action,omitempty"`
 }

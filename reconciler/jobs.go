@@ -40,6 +40,9 @@ func signJobs(key ed25519.PrivateKey, jobs []plan.Job, snap *protocol.Snapshot, 
 			ID: j.ID, Endpoint: j.Endpoint, Seq: j.Seq, NotAfter: j.NotAfter,
 			Reboot: string(j.Reboot), RebootDeadline: j.RebootDeadline,
 			Revision: j.Revision, IdempotencyKey: j.IdempotencyKey,
+			// Reboot and RebootDeadline stay for agents that predate
+			// RebootPolicy.
+			Action: j.Action, RebootPolicy: j.RebootPolicy, Hooks: j.Hooks, Guards: j.Guards, Emergency: j.Emergency,
 		}
 		for _, id := range j.Updates {
 			u, ok := updates[j.Endpoint][id]

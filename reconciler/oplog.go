@@ -78,6 +78,10 @@ func logJobResults(ctx context.Context, log *slog.Logger, client, endpoint, job,
 			level, msg = slog.LevelWarn, "install failed"
 		case protocol.ResultRefused:
 			level, msg = slog.LevelWarn, "job refused by the agent"
+		case protocol.ResultHookFailed:
+			level, msg = slog.LevelWarn, "pre script failed; the install was skipped"
+		case protocol.ResultDeferredByGuard:
+			level, msg = slog.LevelInfo, "job deferred: a guarded process kept running; retried in the next window"
 		case protocol.ResultUnknown:
 			level, msg = slog.LevelInfo, "install interrupted (the agent stopped); its next inventory shows whether it went in"
 		default:

@@ -49,8 +49,89 @@ type RebootPolicy string
 const (
 	RebootNever      RebootPolicy = "never"
 	RebootIfRequired RebootPolicy = "if-required"
-	RebootForce      RebootPolicy = "force"
+	// RebootForce reboots at the deadline when a reboot is pending,
+	// warning people before it.
+	RebootForce RebootPolicy = "force"
+	// RebootAlways is force whether or not a reboot is pending.
+	RebootAlways RebootPolicy = "always"
+	// RebootPrompt asks the logged-in people, who may postpone it, and
+	// reboots at the deadline whatever they do.
+	RebootPrompt RebootPolicy = "prompt"
 )
+
+// NeedsDeadline reports whether the policy reboots at a deadline, which
+// the ring must then give.
+func (r RebootPolicy) NeedsDeadline() bool {
+	return r == RebootForce || r == RebootAlways || r == RebootPrompt
+}
+
+// RebootOptions are a ring's reboot settings beyond its mode and deadline.
+type RebootOptions struct {
+	// Deferrals is how many times people may postpone a prompt, each
+	// time by DeferFor.
+	Deferrals int           `json:"deferrals,omitempty"`
+	DeferFor  time.Duration `json:"deferFor,omitempty"`
+	// Warnings are how long before the reboot people are warned, longest
+	// first.
+	Warnings []time.Duration `json:"warnings,omitempty"`
+	// QuietHours, when set, is a daily span of local time in which no
+	// prompt is shown.
+	QuietHours *QuietHours `json:"quietHours,omitempty"`
+}
+
+// QuietHours is a daily span of the client's local time, as minutes after
+// midnight; End before Start spans midnight.
+type QuietHours struct {
+	Start int `json:"start"`
+	End   int `json:"end"`
+}
+
+// Hooks are the reviewed scripts run before (Pre) and after (Post) a
+// job's installs, each bounded by Timeout.
+type Hooks struct {
+	Pre     *Script       `json:"pre,omitempty"`
+	Post    *Script       `json:"post,omitempty"`
+	Timeout time.Duration `json:"timeout"`
+	Pos     Pos           `json:"pos"`
+}
+
+// Script is a script of the fleet repository a hook names. The loader
+// reads it at the revision it loads: Content is the file's text and
+// SHA256 its lower-case hex SHA-256.
+type Script struct {
+	// Path is the script's slash-separated path from the repository root.
+	Path string `json:"path"`
+	// Shell is "powershell" or "sh".
+	Shell   string `json:"shell"`
+	Content string `json:"content,omitempty"`
+	SHA256  string `json:"sha256,omitempty"`
+	Pos     Pos    `json:"pos"`
+}
+
+// Script shells.
+const (
+	ShellPowerShell = "powershell"
+	ShellSh         = "sh"
+)
+
+// MaxScriptBytes bounds a hook script: it travels whole in every job.
+const MaxScriptBytes = 64 << 10
+
+// DefaultHookTimeout bounds each hook script when the policy sets no
+// timeout.
+const DefaultHookTimeout = 10 * time.Minute
+
+// Guards keep a job from starting while one of Processes runs; the agent
+// waits up to Wait, then defers the job to the next window.
+type Guards struct {
+	Processes []string      `json:"processes"`
+	Wait      time.Duration `json:"wait"`
+	Pos       Pos           `json:"pos"`
+}
+
+// DefaultGuardWait is how long an agent waits for guarded processes when
+// the policy sets no wait.
+const DefaultGuardWait = 30 * time.Minute
 
 // Severity order: low < moderate < important < critical.
 var severityRank = map[string]int{"low": 1, "moderate": 2, "important": 3, "critical": 4}
@@ -125,6 +206,14 @@ type Client struct {
 	Baseline   Baseline          `json:"baseline"`
 	Exclusions []Exclusion       `json:"exclusions"`
 	Resume     []Resume          `json:"resume"`
+	// Hooks and Guards are the client's, which every ring without its own
+	// takes (Ring.Hooks, Ring.Guards); nil for none.
+	Hooks  *Hooks  `json:"hooks,omitempty"`
+	Guards *Guards `json:"guards,omitempty"`
+	// Emergency lists the emergency entries, expired ones included (the
+	// planner leaves those out).
+	Emergency []Emergency `json:"emergency,omitempty"`
+	Rollback  []Rollback  `json:"rollback,omitempty"`
 	// StaleAfter is how long an endpoint may go unseen before it stops
 	// counting towards ring progress and compliance (default 7d).
 	StaleAfter time.Duration `json:"staleAfter"`
@@ -215,10 +304,23 @@ type Ring struct {
 	MaxFailures float64       `json:"maxFailures"`
 	// MaxConcurrent caps how many of the ring's endpoints hold an open job
 	// at once; 0 means no cap.
-	MaxConcurrent  int           `json:"maxConcurrent"`
-	Reboot         RebootPolicy  `json:"reboot"`
+	MaxConcurrent int `json:"maxConcurrent"`
+	// MinEndpoints is how many of the ring's endpoints must count (fresh,
+	// not excluded) and have the update before the ring passes; until
+	// then the next ring waits. The loader makes it 1 for every ring but
+	// the last and 0 for the last when the policy does not set it.
+	MinEndpoints int          `json:"minEndpoints"`
+	Reboot       RebootPolicy `json:"reboot"`
+	// RebootDeadline is how long after the job the endpoint reboots at
+	// the latest (force, always, prompt): the reboot's deadline, or the
+	// ring's rebootDeadline.
 	RebootDeadline time.Duration `json:"rebootDeadline"`
-	Pos            Pos           `json:"pos"`
+	RebootOptions  RebootOptions `json:"rebootOptions,omitzero"`
+	// Hooks and Guards are the ring's own, else the client's; nil for
+	// none.
+	Hooks  *Hooks  `json:"hooks,omitempty"`
+	Guards *Guards `json:"guards,omitempty"`
+	Pos    Pos     `json:"pos"`
 	// Agent is the agent version of the ring's endpoints, in place of
 	// the client's; nil to take the client's.
 	Agent *AgentPolicy `json:"agent,omitempty"`
@@ -297,6 +399,35 @@ type Resume struct {
 	Ring  string    `json:"ring,omitempty"`
 	After time.Time `json:"after"`
 	Pos   Pos       `json:"pos"`
+}
+
+// Emergency lets an update through windows (IgnoreWindows) and soaks
+// (SkipSoak) until Until; through change freezes only with IgnoreFreezes;
+// never through exclusions or halts.
+type Emergency struct {
+	// Update is an update id or name.
+	Update        string    `json:"update"`
+	Reason        string    `json:"reason"`
+	Until         time.Time `json:"until"`
+	SkipSoak      bool      `json:"skipSoak,omitempty"`
+	IgnoreWindows bool      `json:"ignoreWindows,omitempty"`
+	IgnoreFreezes bool      `json:"ignoreFreezes,omitempty"`
+	Pos           Pos       `json:"pos"`
+}
+
+// Active reports whether the entry applies at now.
+func (e *Emergency) Active(now time.Time) bool { return now.Before(e.Until) }
+
+// Rollback asks the selected endpoints that have an update installed to
+// remove it. Update is the update's id ("KB5099999",
+// "openssl@3.0.15-1~deb12u1"); while the entry stands the update is not
+// installed again on those endpoints.
+type Rollback struct {
+	Update string   `json:"update"`
+	Select Selector `json:"select"`
+	Reason string   `json:"reason"`
+	Ticket string   `json:"ticket,omitempty"`
+	Pos    Pos      `json:"pos"`
 }
 
 // DefaultStaleAfter is how long an endpoint may go unseen when its client's

@@ -53,6 +53,7 @@ func TestPlanGolden(t *testing.T) {
 		{"why-excluded.txt", []string{"why", "--repo", "../../examples/fleet", "--state", "../../examples/state.json", "--now", now, "--endpoint", "acme-sql01", "--update", "KB5034441"}},
 		{"why-unknown-client.txt", []string{"why", "--repo", "../../examples/fleet", "--state", "../../examples/state.json", "--now", now, "--endpoint", "umbrella-ws01", "--update", "KB5034441"}},
 		{"vet-examples.txt", []string{"vet", "../../examples/fleet", "--now", now}},
+		{"vet-state.txt", []string{"vet", "../../examples/fleet", "--now", now, "--state", "../../examples/state.json"}},
 		// An update only the feeds make known exploited and critical, and
 		// one they leave unapproved: why shows the evidence it weighed.
 		{"why-intel-kev.txt", []string{"why", "--repo", "../../examples/fleet", "--state", "testdata/state-intel.json", "--now", now, "--endpoint", "acme-ws-001", "--update", "KB5046617"}},

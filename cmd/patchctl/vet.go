@@ -6,14 +6,17 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/patchline/patchline/protocol"
+	"github.com/patchline/patchline/reconciler/plan"
 	"github.com/patchline/patchline/schema"
 )
 
 func newVetCmd() *cobra.Command {
 	var (
-		rev string
-		now nowFlag
-		ef  evalFlags
+		rev       string
+		now       nowFlag
+		ef        evalFlags
+		stateFile string
 	)
 	cmd := &cobra.Command{
 		Use:   "vet [DIR]",
@@ -34,8 +37,12 @@ a duration nor "cisa", and a client whose evaluation exceeds
 --eval-timeout or --eval-memory. The checks beyond the schema run even
 where the schema finds errors, on the rest of the policy. Warnings (exit
 status 0) flag exclusions that expired or expire within 14 days, a last
-ring that does not select every endpoint, and a copy of the schema in
-cue.mod/pkg that differs from this patchctl's (run patchctl schema update).`,
+ring that does not select every endpoint, emergency entries past their
+until, and a copy of the schema in cue.mod/pkg that differs from this
+patchctl's (run patchctl schema update). With --state, vet also warns
+about each ring that no endpoint of the snapshot is in: it gets no update,
+and while it has fewer endpoints than its minEndpoints the rings after it
+wait.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			dir := "."
@@ -54,6 +61,13 @@ cue.mod/pkg that differs from this patchctl's (run patchctl schema update).`,
 			if err != nil {
 				return err
 			}
+			if stateFile != "" {
+				snap, err := readSnapshot(stateFile)
+				if err != nil {
+					return err
+				}
+				fleet.Problems = append(fleet.Problems, emptyRingWarnings(fleet, snap, stateFile)...)
+			}
 			errs := 0
 			for _, p := range fleet.Problems {
 				fmt.Fprintln(cmd.OutOrStdout(), p.String())
@@ -71,8 +85,27 @@ cue.mod/pkg that differs from this patchctl's (run patchctl schema update).`,
 	}
 	cmd.Flags().StringVar(&rev, "rev", "", "load this Git revision (branch, tag, commit, HEAD~1) instead of the working tree")
 	cmd.Flags().Var(&now, "now", "judge expiry warnings and resume entries dated in the future at this RFC 3339 time instead of now")
+	cmd.Flags().StringVar(&stateFile, "state", "", "also warn about rings that no endpoint of this fleet state snapshot `FILE` (JSON) is in")
 	ef.register(cmd)
 	return cmd
+}
+
+// emptyRingWarnings warns about each ring no endpoint of snap (read from
+// file) is in, at the ring's position.
+func emptyRingWarnings(fleet *schema.Fleet, snap *protocol.Snapshot, file string) []schema.Problem {
+	var out []schema.Problem
+	for _, e := range plan.EmptyRings(fleet, snap) {
+		why := fmt.Sprintf("its select matches none of the client's %d endpoints in %s", e.Endpoints, file)
+		if e.Selected > 0 {
+			why = fmt.Sprintf("its select matches %d of the client's %d endpoints in %s, all in earlier rings", e.Selected, e.Endpoints, file)
+		}
+		msg := fmt.Sprintf("client %s: rings.%d (%s): no endpoint is in this ring: %s", e.Client, e.Index, e.Ring.Name, why)
+		if e.Ring.MinEndpoints > 0 {
+			msg += fmt.Sprintf("; with minEndpoints %d the rings after it wait", e.Ring.MinEndpoints)
+		}
+		out = append(out, schema.Problem{Pos: e.Ring.Pos, Level: schema.LevelWarning, Message: msg, Client: e.Client})
+	}
+	return out
 }
 
 func describe(dir, rev string) string {

@@ -22,9 +22,11 @@ import (
 const interruptFleetCUE = `package fleet
 
 defaults: {
+	// Simulated endpoints each report their own made-up updates, so a
+	// canary may have none of a pilot's: minEndpoints 0 lets it pass empty.
 	rings: [
-		{name: "canary", select: labels: ring: "canary", window: "daily", soak: "0m", minSuccess: 1.0, maxFailures: 0.0},
-		{name: "pilot", select: labels: ring: "pilot", window: "daily", soak: "0m", minSuccess: 1.0, maxFailures: 0.0},
+		{name: "canary", select: labels: ring: "canary", window: "daily", soak: "0m", minSuccess: 1.0, maxFailures: 0.0, minEndpoints: 0},
+		{name: "pilot", select: labels: ring: "pilot", window: "daily", soak: "0m", minSuccess: 1.0, maxFailures: 0.0, minEndpoints: 0},
 		{name: "broad", select: {}, window: "daily", soak: "0m", minSuccess: 1.0, maxFailures: 0.0},
 	]
 	baseline: approve: %s

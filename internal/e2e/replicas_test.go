@@ -25,9 +25,11 @@ const threeRingsCUE = `package fleet
 
 defaults: {
 	staleAfter: "7d"
+	// Simulated endpoints each report their own made-up updates, so a
+	// canary may have none of a pilot's: minEndpoints 0 lets it pass empty.
 	rings: [
-		{name: "canary", select: labels: ring: "canary", window: "always", soak: "0m", minSuccess: 1.0, maxFailures: 0.0},
-		{name: "pilot", select: labels: ring: "pilot", window: "always", soak: "0m", minSuccess: 0.9, maxFailures: 0.1},
+		{name: "canary", select: labels: ring: "canary", window: "always", soak: "0m", minSuccess: 1.0, maxFailures: 0.0, minEndpoints: 0},
+		{name: "pilot", select: labels: ring: "pilot", window: "always", soak: "0m", minSuccess: 0.9, maxFailures: 0.1, minEndpoints: 0},
 		{name: "broad", select: {}, window: "always", soak: "0m", minSuccess: 0.5, maxFailures: 0.3},
 	]
 	baseline: approve: %s

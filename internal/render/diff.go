@@ -32,6 +32,8 @@ type Change struct {
 	// ModeChanges are the clients whose mode the change switches, by
 	// client.
 	ModeChanges []ModeChange `json:"modeChanges"`
+	// Emergencies are the head's emergency entries, shown first.
+	Emergencies []plan.EmergencyEntry `json:"emergencies,omitempty"`
 }
 
 // ModeChange is a client switched between enforce and report: the same
@@ -73,20 +75,23 @@ type GroupChange struct {
 func Diff(base, head *plan.Result) *Change {
 	c := &Change{Base: base.Revision, Head: head.Revision, Now: head.Now, BaseSummary: base.Summary, HeadSummary: head.Summary,
 		JobsAdded: []plan.Job{}, JobsRemoved: []plan.Job{}, Decisions: []DecisionChange{}, Groups: []GroupChange{},
-		ModeChanges: modeChanges(base, head)}
-	baseJobs := make(map[string]plan.Job, len(base.Jobs))
+		ModeChanges: modeChanges(base, head), Emergencies: head.Emergencies}
+	// An endpoint has at most one job of each action: an install and a
+	// rollback.
+	type jobKey struct{ endpoint, action string }
+	baseJobs := make(map[jobKey]plan.Job, len(base.Jobs))
 	for _, j := range base.Jobs {
-		baseJobs[j.Endpoint] = j
+		baseJobs[jobKey{j.Endpoint, j.Action}] = j
 	}
-	headJobs := make(map[string]plan.Job, len(head.Jobs))
+	headJobs := make(map[jobKey]plan.Job, len(head.Jobs))
 	for _, j := range head.Jobs {
-		headJobs[j.Endpoint] = j
-		if b, ok := baseJobs[j.Endpoint]; !ok || !sameJob(b, j) {
+		headJobs[jobKey{j.Endpoint, j.Action}] = j
+		if b, ok := baseJobs[jobKey{j.Endpoint, j.Action}]; !ok || !sameJob(b, j) {
 			c.JobsAdded = append(c.JobsAdded, j)
 		}
 	}
 	for _, j := range base.Jobs {
-		if h, ok := headJobs[j.Endpoint]; !ok || !sameJob(h, j) {
+		if h, ok := headJobs[jobKey{j.Endpoint, j.Action}]; !ok || !sameJob(h, j) {
 			c.JobsRemoved = append(c.JobsRemoved, j)
 		}
 	}
@@ -227,6 +232,9 @@ func summaryDelta(c *Change) []string {
 func changeText(w io.Writer, c *Change) error {
 	p := &printer{w: w}
 	p.f("Change %s → %s, planned at %s\n", shortRev(c.Base), shortRev(c.Head), stamp(c.Now))
+	for _, line := range emergencyLines(txt, c.Emergencies) {
+		p.f("%s\n", line)
+	}
 	p.f("  jobs added %d, jobs removed %d, decisions changed %d\n", len(c.JobsAdded), len(c.JobsRemoved), len(c.Decisions))
 	if delta := summaryDelta(c); len(delta) > 0 {
 		p.f("  %s\n", strings.Join(delta, ", "))
@@ -241,10 +249,10 @@ func changeText(w io.Writer, c *Change) error {
 		}
 	}
 	for _, j := range c.JobsAdded {
-		p.f("+ job %-24s %-8s until %s: %s\n", txt(j.Endpoint), txt(j.Ring), stamp(j.NotAfter), list(txt, j.Updates))
+		p.f("+ job %-24s %-8s until %s: %s\n", txt(j.Endpoint), txt(j.Ring), stamp(j.NotAfter), jobUpdates(txt, j))
 	}
 	for _, j := range c.JobsRemoved {
-		p.f("- job %-24s %-8s until %s: %s\n", txt(j.Endpoint), txt(j.Ring), stamp(j.NotAfter), list(txt, j.Updates))
+		p.f("- job %-24s %-8s until %s: %s\n", txt(j.Endpoint), txt(j.Ring), stamp(j.NotAfter), jobUpdates(txt, j))
 	}
 	if len(c.Decisions) > 0 {
 		p.f("\nDecisions that change:\n")
@@ -268,6 +276,9 @@ func ruleAndReason(d DecisionChange) string {
 func changeMarkdown(w io.Writer, c *Change) error {
 	p := &printer{w: w}
 	p.f("### Patchline plan: `%s` → `%s`\n\n", shortRev(c.Base), shortRev(c.Head))
+	if lines := emergencyLines(md, c.Emergencies); len(lines) > 0 {
+		p.f("> [!WARNING]\n> %s\n\n", strings.Join(lines, "\n> "))
+	}
 	if len(c.JobsAdded)+len(c.JobsRemoved)+len(c.Decisions)+len(c.ModeChanges) == 0 {
 		p.f("Planned at %s against the same fleet state: **this change does not change any decision or job.**\n", stamp(c.Now))
 		return p.err
@@ -287,7 +298,7 @@ func changeMarkdown(w io.Writer, c *Change) error {
 	jobRows := func(jobs []plan.Job) []string {
 		rows := make([]string, len(jobs))
 		for i, j := range jobs {
-			rows[i] = fmt.Sprintf("| %s | %s | %s | %s | %s |", md(j.Endpoint), md(j.Client), md(j.Ring), list(md, j.Updates), stamp(j.NotAfter))
+			rows[i] = fmt.Sprintf("| %s | %s | %s | %s | %s |", md(j.Endpoint), md(j.Client), md(j.Ring), jobUpdates(md, j), stamp(j.NotAfter))
 		}
 		return rows
 	}

@@ -153,6 +153,9 @@ func orDash(s string) string {
 func planText(w io.Writer, res *plan.Result) error {
 	p := &printer{w: w}
 	p.f("Plan of revision %s at %s\n", shortRev(res.Revision), stamp(res.Now))
+	for _, line := range emergencyLines(txt, res.Emergencies) {
+		p.f("%s\n", line)
+	}
 	p.f("\nDecisions (endpoint-update pairs):\n")
 	for _, d := range plan.AllDecisions {
 		p.f("  %-15s %6d\n", d, res.Summary[d])
@@ -162,7 +165,7 @@ func planText(w io.Writer, res *plan.Result) error {
 	}
 	p.f("\nJobs: %d\n", len(res.Jobs))
 	for _, j := range res.Jobs {
-		p.f("  %-24s %-10s %-8s until %s  reboot %-11s %s\n", txt(j.Endpoint), txt(j.Client), txt(j.Ring), stamp(j.NotAfter), j.Reboot, list(txt, j.Updates))
+		p.f("  %-24s %-10s %-8s until %s  reboot %-11s %s\n", txt(j.Endpoint), txt(j.Client), txt(j.Ring), stamp(j.NotAfter), j.Reboot, jobUpdates(txt, j))
 	}
 	gs := groups(res)
 	if len(gs) > 0 {
@@ -187,6 +190,9 @@ func planText(w io.Writer, res *plan.Result) error {
 func planMarkdown(w io.Writer, res *plan.Result) error {
 	p := &printer{w: w}
 	p.f("### Patchline plan for `%s`\n\n", shortRev(res.Revision))
+	if lines := emergencyLines(md, res.Emergencies); len(lines) > 0 {
+		p.f("> [!WARNING]\n> %s\n\n", strings.Join(lines, "\n> "))
+	}
 	p.f("Planned at %s. **%d job(s)** would be sent now.\n\n", stamp(res.Now), len(res.Jobs))
 	if rm := reportModes(md, res); rm != "" {
 		p.f("In report mode (decided, but no job is sent): %s.\n\n", rm)
@@ -215,11 +221,43 @@ func planMarkdown(w io.Writer, res *plan.Result) error {
 		p.f("\n#### Jobs\n\n")
 		rows := make([]string, len(res.Jobs))
 		for i, j := range res.Jobs {
-			rows[i] = fmt.Sprintf("| %s | %s | %s | %s | %s | %s |", md(j.Endpoint), md(j.Client), md(j.Ring), list(md, j.Updates), stamp(j.NotAfter), j.Reboot)
+			rows[i] = fmt.Sprintf("| %s | %s | %s | %s | %s | %s |", md(j.Endpoint), md(j.Client), md(j.Ring), jobUpdates(md, j), stamp(j.NotAfter), j.Reboot)
 		}
 		p.table("| endpoint | client | ring | updates | not after | reboot |\n|---|---|---|---|---|---|", rows, "jobs")
 	}
 	return p.err
+}
+
+// emergencyLines say, first in a plan, which emergency entries let
+// updates through windows, soaks or freezes, and which have expired;
+// none when there are no entries.
+func emergencyLines(esc func(string) string, es []plan.EmergencyEntry) []string {
+	if len(es) == 0 {
+		return nil
+	}
+	out := []string{"EMERGENCY entries (updates let through as written; never through exclusions or halts):"}
+	for _, e := range es {
+		var through []string
+		if e.SkipSoak {
+			through = append(through, "soaks")
+		}
+		if e.IgnoreWindows {
+			through = append(through, "windows")
+		}
+		if e.IgnoreFreezes {
+			through = append(through, "freezes")
+		}
+		what := "nothing"
+		if len(through) > 0 {
+			what = strings.Join(through, ", ")
+		}
+		state := "until " + stamp(e.Until)
+		if !e.Active {
+			state = "EXPIRED " + stamp(e.Until) + ", lets nothing through"
+		}
+		out = append(out, fmt.Sprintf("  %s %s through %s, %s: %s (%s)", esc(e.Client), esc(e.Update), what, state, esc(e.Reason), esc(e.Rule)))
+	}
+	return out
 }
 
 // reportModes lists the planned clients in report mode, each with the
@@ -262,4 +300,13 @@ func (p *printer) table(header string, rows []string, what string) {
 	if len(rows) > foldAfter {
 		p.f("\n<details><summary>%d more %s</summary>\n\n%s\n%s\n\n</details>\n", len(rows)-foldAfter, what, header, strings.Join(rows[foldAfter:], "\n"))
 	}
+}
+
+// jobUpdates lists a job's updates, escaped with esc, saying first when
+// the job rolls them back.
+func jobUpdates(esc func(string) string, j plan.Job) string {
+	if j.Action == protocol.ActionRollback {
+		return "ROLLBACK " + list(esc, j.Updates)
+	}
+	return list(esc, j.Updates)
 }

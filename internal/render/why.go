@@ -81,6 +81,19 @@ func Why(w io.Writer, x *plan.Explanation, blame Blame) error {
 	if x.Mode != nil {
 		p.f("  mode        %s: %s%s\n", txt(x.Mode.Name), txt(x.Mode.Detail), cite(x.Mode.Rule))
 	}
+	if x.Rollback != nil {
+		p.f("  rollback    %s: %s%s\n", txt(x.Rollback.Name), txt(x.Rollback.Detail), cite(x.Rollback.Rule))
+	}
+	if x.Emergency != nil {
+		p.f("  emergency   %s: %s%s\n", txt(x.Emergency.Name), txt(x.Emergency.Detail), cite(x.Emergency.Rule))
+	}
+	if x.Reboot != nil {
+		mode := ""
+		if x.Reboot.Name != "" {
+			mode = " (policy " + txt(x.Reboot.Name) + ")"
+		}
+		p.f("  reboot      %s%s%s\n", txt(x.Reboot.Detail), mode, cite(x.Reboot.Rule))
+	}
 	for i, r := range x.Rollouts {
 		label := "  rollout    "
 		if i > 0 {

@@ -261,6 +261,9 @@ func resultsOf(jobID string, req *protocol.ResultRequest, now time.Time) ([]stor
 	if err := checkSeq("inventorySeq", req.InventorySeq); err != nil {
 		return nil, err
 	}
+	if err := checkHooksAndReboot(req); err != nil {
+		return nil, err
+	}
 	if err := checkText("reason", protocol.TextLines, protocol.MaxErrorBytes, req.Reason); err != nil {
 		return nil, err
 	}
@@ -311,6 +314,40 @@ func checkResultText(i int, u protocol.UpdateResult) error {
 	}
 	if err := checkText(p+"output", protocol.TextLines, protocol.MaxOutputBytes, u.Output); err != nil {
 		return err
+	}
+	return nil
+}
+
+// checkHooksAndReboot checks what a result says of the job's scripts and
+// of the reboot after it, by the rules of endpoint text.
+func checkHooksAndReboot(req *protocol.ResultRequest) error {
+	if len(req.Hooks) > 2 {
+		return errorf(protocol.CodeInvalid, "hooks: %d results, a job has at most a pre and a post script", len(req.Hooks))
+	}
+	for i, h := range req.Hooks {
+		p := "hooks[" + strconv.Itoa(i) + "]."
+		if h.Hook != "pre" && h.Hook != "post" {
+			return errorf(protocol.CodeInvalid, "%shook: %.40q is neither pre nor post", p, h.Hook)
+		}
+		for _, f := range []struct {
+			name string
+			kind protocol.TextKind
+			max  int
+			v    string
+		}{
+			{"path", protocol.TextName, protocol.MaxIDBytes, h.Path},
+			{"error", protocol.TextLines, protocol.MaxErrorBytes, h.Error},
+			{"output", protocol.TextLines, protocol.MaxOutputBytes, h.Output},
+		} {
+			if err := checkText(p+f.name, f.kind, f.max, f.v); err != nil {
+				return err
+			}
+		}
+	}
+	if req.Reboot != nil {
+		if err := req.Reboot.Validate(); err != nil {
+			return errorf(protocol.CodeInvalid, "reboot.%v", err)
+		}
 	}
 	return nil
 }

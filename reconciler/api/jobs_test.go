@@ -222,6 +222,10 @@ func TestResult(t *testing.T) {
 		{name: "two results for one update", who: b, job: refused.ID, body: protocol.ResultRequest{Updates: []protocol.UpdateResult{
 			{Update: "KB5044284", Result: protocol.ResultSucceeded}, {Update: "KB5044284", Result: protocol.ResultFailed}}}, wantStatus: 400},
 		{name: "negative job sequence", who: b, job: refused.ID, body: protocol.ResultRequest{JobSeq: -3}, wantStatus: 400},
+		{name: "a hook that is neither pre nor post", who: b, job: refused.ID, body: protocol.ResultRequest{Hooks: []protocol.HookResult{{Hook: "during"}}}, wantStatus: 400},
+		{name: "a terminal escape in a hook's output", who: b, job: refused.ID, body: protocol.ResultRequest{Hooks: []protocol.HookResult{
+			{Hook: "pre", Path: "scripts/stop-ehr.ps1", ExitCode: 1, Output: "stopped\u001b[2J"}}}, wantStatus: 400},
+		{name: "an unknown reboot mode after the job", who: b, job: refused.ID, body: protocol.ResultRequest{Reboot: &protocol.RebootState{Mode: "soon"}}, wantStatus: 400},
 		{name: "negative inventory sequence", who: b, job: refused.ID, body: protocol.ResultRequest{InventorySeq: -1}, wantStatus: 400},
 		{name: "refusal naming no updates refuses the whole job", who: b, job: refused.ID, body: refusal, wantStatus: 200,
 			wantEvents: []string{"result acme " + b.endpoint + " " + refused.ID + " canary KB5044284=refused,Mozilla.Firefox@132.0.1=refused"}},

@@ -88,6 +88,7 @@ func (s *Server) report(w http.ResponseWriter, r *http.Request, ep store.Enrollm
 		OS:            rep.OS,
 		Labels:        rep.Labels,
 		RebootPending: rep.RebootPending,
+		Reboot:        rep.Reboot,
 		Updates:       rep.Updates,
 		At:            s.cfg.Now(),
 		Seq:           rep.Seq,
@@ -123,6 +124,19 @@ func validateReport(ep store.Enrollment, rep *protocol.Report, now time.Time) er
 	}
 	if err := checkAgentVersion(rep.AgentVersion); err != nil {
 		return err
+	}
+	if b := rep.Reboot; b != nil {
+		if err := b.Validate(); err != nil {
+			return errorf(protocol.CodeInvalid, "reboot.%v", err)
+		}
+		if err := checkTime(b.PendingSince, now); err != nil {
+			return errorf(protocol.CodeInvalid, "reboot.pendingSince: %v", err)
+		}
+		// A reboot may be scheduled days ahead (a deadline, deferrals),
+		// but not past a year.
+		if t := b.ScheduledAt; !t.IsZero() && (t.Before(earliestTime) || t.After(now.AddDate(1, 0, 0))) {
+			return errorf(protocol.CodeInvalid, "reboot.scheduledAt: %s is outside %s to a year after the controller's clock", t.UTC().Format(time.RFC3339), earliestTime.Format(time.DateOnly))
+		}
 	}
 	for i, u := range rep.Updates {
 		if u == nil {

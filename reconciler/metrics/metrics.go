@@ -37,6 +37,7 @@ type Metrics struct {
 	exploited      *prometheus.GaugeVec
 	exploitedLate  *prometheus.GaugeVec
 	likely         *prometheus.GaugeVec
+	rebootsPending *prometheus.GaugeVec
 	decisions      *prometheus.GaugeVec
 	jobsCreated    *prometheus.CounterVec
 	jobResults     *prometheus.CounterVec
@@ -59,7 +60,7 @@ func New(reg prometheus.Registerer) *Metrics {
 	m.newRevisionSeries()
 	m.newReconcileSeries()
 	reg.MustRegister(m.endpoints, m.missing, m.compliance, m.halted, m.rollouts, m.exclusions, m.expiring,
-		m.slaBreaches, m.exploited, m.exploitedLate, m.likely, m.decisions, m.jobsCreated, m.jobResults, m.revisionInfo, m.lastApplied,
+		m.slaBreaches, m.exploited, m.exploitedLate, m.likely, m.rebootsPending, m.decisions, m.jobsCreated, m.jobResults, m.revisionInfo, m.lastApplied,
 		m.lastRefused, m.refused, m.clientRefused, m.fleetRefused, m.reconcileTime, m.reconcileError, m.agents, buildInfo())
 	// Counters exist at zero from the start, so that increase() and rate()
 	// see the first refusal or error instead of starting from it.
@@ -113,6 +114,10 @@ func (m *Metrics) newPlanGauges() {
 	m.exploitedLate = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "patchline_known_exploited_sla_breaches",
 		Help: "Known-exploited desired updates missing past the due time of the client's sla.knownExploited, by client (endpoint-update pairs).",
+	}, []string{"client"})
+	m.rebootsPending = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "patchline_reboots_pending",
+		Help: "Endpoints not stale whose last report says a reboot is pending, by client.",
 	}, []string{"client"})
 	m.likely = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "patchline_missing_high_epss_updates",
@@ -183,7 +188,7 @@ func (m *Metrics) newReconcileSeries() {
 // has no endpoints left).
 func (m *Metrics) Forget(client string) {
 	lbl := prometheus.Labels{"client": client}
-	for _, v := range []*prometheus.GaugeVec{m.endpoints, m.missing, m.compliance, m.halted, m.rollouts, m.exclusions, m.expiring, m.slaBreaches, m.exploited, m.exploitedLate, m.likely, m.decisions, m.revisionInfo, m.clientRefused, m.agents} {
+	for _, v := range []*prometheus.GaugeVec{m.endpoints, m.missing, m.compliance, m.halted, m.rollouts, m.exclusions, m.expiring, m.slaBreaches, m.exploited, m.exploitedLate, m.likely, m.rebootsPending, m.decisions, m.revisionInfo, m.clientRefused, m.agents} {
 		v.DeletePartialMatch(lbl)
 	}
 }

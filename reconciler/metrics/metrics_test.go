@@ -201,3 +201,28 @@ func TestRiskyDriftByClient(t *testing.T) {
 		t.Errorf("high-EPSS missing = %v, want 2 (KB1 and KB3, at or above %v)", got, HighEPSS)
 	}
 }
+
+// TestRebootsPending counts, by client, the endpoints that are not stale
+// and report a reboot pending, by the flag older agents send or by the
+// reboot state.
+func TestRebootsPending(t *testing.T) {
+	m := New(prometheus.NewRegistry())
+	ws := func(id string, lastSeen time.Time, pending bool, state *protocol.RebootState) *protocol.Endpoint {
+		return &protocol.Endpoint{ID: id, Client: "acme", LastSeen: lastSeen, RebootPending: pending, Reboot: state}
+	}
+	snap := &protocol.Snapshot{Endpoints: []*protocol.Endpoint{
+		ws("flag", now, true, nil),
+		ws("state", now, false, &protocol.RebootState{Mode: protocol.RebootPrompt, PendingSince: now.Add(-time.Hour), DeferralsUsed: 1}),
+		ws("none", now, false, &protocol.RebootState{Mode: protocol.RebootPrompt}),
+		ws("stale", now.Add(-8*24*time.Hour), true, nil),
+		{ID: "other", Client: "globex", LastSeen: now, RebootPending: true},
+	}}
+	m.Observe("acme", acme(), snap, &plan.Result{Summary: map[plan.Decision]int{}}, now)
+	if got := testutil.ToFloat64(m.rebootsPending.WithLabelValues("acme")); got != 2 {
+		t.Errorf("patchline_reboots_pending{client=acme} = %v, want 2 (flag and state; none has nothing pending, stale is stale, other is globex's)", got)
+	}
+	m.Forget("acme")
+	if n := testutil.CollectAndCount(m.rebootsPending); n != 0 {
+		t.Errorf("after Forget, %d reboot series remain", n)
+	}
+}

@@ -23,14 +23,15 @@ type Figures struct {
 // c is nil for a client the fleet repo does not have.
 func (m *Metrics) Observe(client string, c *schema.Client, snap *protocol.Snapshot, res *plan.Result, now time.Time) Figures {
 	lbl := prometheus.Labels{"client": client}
-	for _, v := range []*prometheus.GaugeVec{m.endpoints, m.missing, m.compliance, m.halted, m.rollouts, m.exclusions, m.expiring, m.slaBreaches, m.exploited, m.exploitedLate, m.likely, m.decisions, m.agents} {
+	for _, v := range []*prometheus.GaugeVec{m.endpoints, m.missing, m.compliance, m.halted, m.rollouts, m.exclusions, m.expiring, m.slaBreaches, m.exploited, m.exploitedLate, m.likely, m.rebootsPending, m.decisions, m.agents} {
 		v.DeletePartialMatch(lbl)
 	}
 	m.observeAgents(client, snap)
-	for _, v := range []*prometheus.GaugeVec{m.exploited, m.exploitedLate, m.likely} {
+	for _, v := range []*prometheus.GaugeVec{m.exploited, m.exploitedLate, m.likely, m.rebootsPending} {
 		v.With(lbl).Set(0)
 	}
 	eps := endpointsOf(client, snap, c.EffectiveStaleAfter(), now)
+	m.rebootsPending.With(lbl).Set(float64(eps.rebootsPending))
 
 	for d, n := range res.Summary {
 		m.decisions.With(prometheus.Labels{"client": client, "state": string(d)}).Set(float64(n))
@@ -60,6 +61,9 @@ type clientEndpoints struct {
 	stale map[string]bool
 	// updates holds the update of each reported pair.
 	updates map[pairKey]*protocol.Update
+	// rebootsPending counts the endpoints not stale with a reboot
+	// pending.
+	rebootsPending int
 }
 
 // endpointsOf reads client's endpoints in snap; one not seen for longer
@@ -74,6 +78,9 @@ func endpointsOf(client string, snap *protocol.Snapshot, staleAfter time.Duratio
 			continue
 		}
 		eps.stale[ep.ID] = now.Sub(ep.LastSeen) > staleAfter
+		if !eps.stale[ep.ID] && (ep.RebootPending || ep.Reboot != nil && !ep.Reboot.PendingSince.IsZero()) {
+			eps.rebootsPending++
+		}
 		for _, u := range ep.Updates {
 			eps.updates[pairKey{ep.ID, u.ID}] = u
 		}

@@ -38,7 +38,16 @@ type updatePlan struct {
 	// name the update (exclusions only while unexpired).
 	exclusions []int
 	resumes    []int
-	rings      []ringProgress
+	// emergency is the index of the client's first active emergency
+	// entry naming the update (or an update that requires it), or -1.
+	emergency int
+	rings     []ringProgress
+	// rollback is the index of the client's rollback entry naming the
+	// update, or -1; rb, when it is set, is the rollback's own progress
+	// through the rings (isRollback set), gated like an install.
+	rollback   int
+	rb         *updatePlan
+	isRollback bool
 }
 
 // note is what a decision says: the rule that produced it, why, and when
@@ -75,6 +84,7 @@ func (p *planner) newClientPlan(id string, c *schema.Client) (*clientPlan, error
 			rp.closed = note{rule: w.Pos.Rule(), reason: fmt.Sprintf("window %q opens %s", w.Name, rp.next.In(loc).Format(time.RFC3339)), at: timePtr(rp.next)}
 		}
 		rp.capped = note{rule: rp.rule, reason: fmt.Sprintf("ring %s at maxConcurrent %d", r.Name, r.MaxConcurrent)}
+		rp.reboot, rp.hooks, rp.guards = jobPolicy(r, c.Timezone)
 		cp.rings = append(cp.rings, rp)
 	}
 	if c.Mode == schema.ModeReport {
@@ -123,6 +133,9 @@ func (p *planner) survey(cp *clientPlan, i int) error {
 			info.inFlight = true
 		}
 		up := &cp.ups[idx]
+		if info.ring >= 0 && !info.stale && cp.rollbackSelects(up, ep) {
+			cp.surveyRollback(up, u, info.ring, ep.LastSeen)
+		}
 		if !up.desire.desired || info.ring < 0 || info.stale || cp.exclusion(up, ep) >= 0 {
 			continue
 		}
@@ -154,12 +167,102 @@ func (p *planner) survey(cp *clientPlan, i int) error {
 	return nil
 }
 
+// attachRollback gives up its rollback progress when a rollback entry
+// names it, by its id.
+func (cp *clientPlan) attachRollback(up *updatePlan) error {
+	for k := range cp.c.Rollback {
+		r := &cp.c.Rollback[k]
+		if r.Update != up.id {
+			continue
+		}
+		up.rollback = k
+		rb := &updatePlan{id: "rollback:" + up.id, update: up.update, emergency: -1, rollback: k, isRollback: true,
+			desire: desire{desired: true, note: note{rule: r.Pos.Rule(), reason: rollbackReason(r)}},
+			rings:  make([]ringProgress, len(cp.rings))}
+		for j := range cp.c.Resume {
+			res := &cp.c.Resume[j]
+			ok, err := names(res.Update, res.Source, res.Match, up.update)
+			if err != nil {
+				return fmt.Errorf("resume at %s: %w", res.Pos, err)
+			}
+			if ok {
+				rb.resumes = append(rb.resumes, j)
+			}
+		}
+		up.rb = rb
+		return nil
+	}
+	return nil
+}
+
+func rollbackReason(r *schema.Rollback) string {
+	s := "rollback: " + r.Reason
+	if r.Ticket != "" {
+		s += " (" + r.Ticket + ")"
+	}
+	return s
+}
+
+// rollbackSelects reports whether up has a rollback entry that selects ep.
+func (cp *clientPlan) rollbackSelects(up *updatePlan, ep *protocol.Endpoint) bool {
+	return up.rb != nil && selects(&cp.c.Rollback[up.rollback].Select, ep)
+}
+
+// rollbackView is u with only the attempts of rollback jobs, their action
+// cleared, so that the failure rules judge a rollback by its own
+// attempts; it is never installed, since for a rollback an installed
+// update is the work still to do.
+func rollbackView(u *protocol.Update) *protocol.Update {
+	ru := *u
+	ru.Installed, ru.Attempts = false, nil
+	for _, a := range u.Attempts {
+		if a.Action == protocol.ActionRollback {
+			a.Action = ""
+			ru.Attempts = append(ru.Attempts, a)
+		}
+	}
+	return &ru
+}
+
+// surveyRollback counts u, reported by an endpoint of ring the rollback
+// entry of up selects, in the rollback's progress: endpoints that had the
+// update (installed now, or a rollback attempted) count; those without it
+// now succeeded, at their rollback's time; those whose rollback failed
+// failed.
+func (cp *clientPlan) surveyRollback(up *updatePlan, u *protocol.Update, ring int, lastSeen time.Time) {
+	ru := rollbackView(u)
+	rp := &up.rb.rings[ring]
+	rp.selected++
+	if !u.Installed && len(ru.Attempts) == 0 {
+		return
+	}
+	rp.counted++
+	if !u.Installed {
+		rp.succeeded++
+		var at time.Time
+		for _, a := range ru.Attempts {
+			if a.Result == protocol.ResultSucceeded && a.At.After(at) {
+				at = a.At
+			}
+		}
+		rp.installs = append(rp.installs, at)
+		return
+	}
+	if cp.failure(up.rb, ru, ring, lastSeen).latest != nil {
+		rp.failed++
+		rp.unforgiven++
+	}
+}
+
 func (cp *clientPlan) newUpdatePlan(u *protocol.Update, now time.Time) (updatePlan, error) {
 	d, err := desireFor(&cp.c.Baseline, u, now)
 	if err != nil {
 		return updatePlan{}, err
 	}
-	up := updatePlan{id: u.ID, desire: d, update: u}
+	up := updatePlan{id: u.ID, desire: d, update: u, emergency: -1, rollback: -1}
+	if err := cp.attachRollback(&up); err != nil {
+		return updatePlan{}, err
+	}
 	if !d.desired {
 		return up, nil
 	}
@@ -182,6 +285,12 @@ func (cp *clientPlan) attach(up *updatePlan, now time.Time) error {
 		}
 		if ok {
 			up.exclusions = append(up.exclusions, k)
+		}
+	}
+	for k := range cp.c.Emergency {
+		e := &cp.c.Emergency[k]
+		if up.emergency < 0 && e.Active(now) && (e.Update == u.ID || e.Update == u.Name) {
+			up.emergency = k
 		}
 	}
 	for k := range cp.c.Resume {
@@ -237,6 +346,10 @@ func (p *planner) prepare(cp *clientPlan, eps []int) error {
 			dep.desire = desire{note: note{rule: c.Rule, reason: c.Detail}, desired: true, since: by.desire.since, cite: c}
 			if err := cp.attach(dep, p.now); err != nil {
 				return fmt.Errorf("update %q: %w", dep.id, err)
+			}
+			if dep.emergency < 0 {
+				// What an emergency update needs goes with it.
+				dep.emergency = by.emergency
 			}
 			work = append(work, k)
 		}

@@ -31,7 +31,7 @@ func (p *planner) decideEndpoint(i int, buf []pair) ([]pair, error) {
 	info := &p.info[i]
 	cp := p.clients[ep.Client]
 	order := p.updateOrder(ep)
-	missing := 0
+	missing, rollbacks := 0, 0
 	for _, j := range order {
 		u := ep.Updates[j]
 		var v verdict
@@ -40,8 +40,11 @@ func (p *planner) decideEndpoint(i int, buf []pair) ([]pair, error) {
 		} else {
 			v = p.decide(cp, ep, info, &cp.ups[p.flat[info.first+j]], u)
 		}
-		if v.d == Missing {
+		switch v.d {
+		case Missing:
 			missing++
+		case Rollback:
+			rollbacks++
 		}
 		buf = append(buf, pair{u: u, v: v})
 	}
@@ -50,14 +53,14 @@ func (p *planner) decideEndpoint(i int, buf []pair) ([]pair, error) {
 	if cp != nil && info.ring >= 0 {
 		ring = &cp.rings[info.ring]
 	}
-	if missing > 0 && ring != nil && !info.inFlight && ring.ring.MaxConcurrent > 0 {
+	if missing+rollbacks > 0 && ring != nil && !info.inFlight && ring.ring.MaxConcurrent > 0 {
 		if ring.inFlight+ring.granted >= ring.ring.MaxConcurrent {
 			for k := range buf {
-				if buf[k].v.d == Missing {
+				if buf[k].v.d == Missing || buf[k].v.d == Rollback {
 					buf[k].v = verdict{d: WaitingRing, note: ring.capped}
 				}
 			}
-			missing = 0
+			missing, rollbacks = 0, 0
 		} else {
 			ring.granted++
 		}
@@ -65,7 +68,7 @@ func (p *planner) decideEndpoint(i int, buf []pair) ([]pair, error) {
 	report := cp != nil && cp.report != nil && p.detail
 	for k := range buf {
 		pr := &buf[k]
-		if report && pr.v.d == Missing {
+		if report && (pr.v.d == Missing || pr.v.d == Rollback) {
 			// The mode is what decides that nothing is sent.
 			pr.v.note = note{rule: cmpOr(cp.report.rule, pr.v.rule), at: pr.v.at, reason: cp.report.reason + "; " + pr.v.reason}
 		}
@@ -77,8 +80,11 @@ func (p *planner) decideEndpoint(i int, buf []pair) ([]pair, error) {
 			p.decisions = append(p.decisions, p.pairDecision(ep, cp, info, pr))
 		}
 	}
-	if missing > 0 && cp.c.Mode != schema.ModeReport {
-		job, err := p.job(ep, ring, buf)
+	for _, want := range []Decision{Missing, Rollback} {
+		if (want == Missing && missing == 0) || (want == Rollback && rollbacks == 0) || cp.c.Mode == schema.ModeReport {
+			continue
+		}
+		job, err := p.job(ep, cp, ring, buf, want)
 		if err != nil {
 			return buf, err
 		}
@@ -129,6 +135,9 @@ func (p *planner) unknownNote(client string) note {
 
 // decide applies the rules of the package comment, in order, to one pair.
 func (p *planner) decide(cp *clientPlan, ep *protocol.Endpoint, info *endpointInfo, up *updatePlan, u *protocol.Update) verdict {
+	if cp.rollbackSelects(up, ep) {
+		return p.decideRollback(cp, ep, info, up, u)
+	}
 	ds := &up.desire
 	if u.Installed {
 		if ds.desired {
@@ -174,17 +183,32 @@ func (p *planner) decide(cp *clientPlan, ep *protocol.Endpoint, info *endpointIn
 		if v, failed := p.failed(ring, f); failed {
 			return v
 		}
+	case f.deferred != nil:
+		if v, held := p.deferredByGuard(ring, f.deferred); held {
+			return v
+		}
 	}
 	rp := &up.rings[info.ring]
+	var em *schema.Emergency
+	if up.emergency >= 0 {
+		em = &cp.c.Emergency[up.emergency]
+	}
 	switch {
 	case rp.haltedBy >= 0:
 		return verdict{Halted, rp.halt}
 	case !rp.started:
 		return verdict{WaitingRing, rp.wait}
-	case info.freeze >= 0:
+	case info.freeze >= 0 && (em == nil || !em.IgnoreFreezes):
 		return verdict{WaitingWindow, cp.freezes[info.freeze]}
-	case !ring.open:
+	case !ring.open && (em == nil || !em.IgnoreWindows):
 		return verdict{WaitingWindow, ring.closed}
+	}
+	if em != nil && (rp.soakSkipped || info.freeze >= 0 || !ring.open) {
+		v := verdict{Missing, note{rule: em.Pos.Rule(), at: ds.at}}
+		if p.detail {
+			v.reason = cp.emergencyReason(em, rp.soakSkipped, info.freeze >= 0, !ring.open) + "; " + ds.reason
+		}
+		return v
 	}
 	if f.interrupted != nil && p.detail {
 		return verdict{Missing, cp.interruptedNote(ds.note, f.interrupted, Missing, ep.LastSeen)}
@@ -229,6 +253,80 @@ func (cp *clientPlan) resumeNote(k int, desire note) note {
 	}
 	return note{rule: r.Pos.Rule(), at: desire.at,
 		reason: fmt.Sprintf("resumed%s: failures before %s are forgiven; %s", where, localStamp(r.After, cp.loc), desire.reason)}
+}
+
+// decideRollback decides a pair a rollback entry selects: removed, it is
+// held (excluded) while the entry stands; installed, it is rolled back
+// ring by ring, under the same soaks, windows, freezes, halts and
+// failures as an install, judged by the rollback's own attempts.
+func (p *planner) decideRollback(cp *clientPlan, ep *protocol.Endpoint, info *endpointInfo, up *updatePlan, u *protocol.Update) verdict {
+	rb := up.rb
+	if !u.Installed {
+		n := rb.desire.note
+		if p.detail {
+			n.reason = "rolled back: " + strings.TrimPrefix(n.reason, "rollback: ") + "; not installed again while the rollback entry stands"
+		}
+		return verdict{Excluded, n}
+	}
+	if info.ring < 0 {
+		return verdict{WaitingRing, noRing}
+	}
+	ring := &cp.rings[info.ring]
+	if u.InFlightJob != nil {
+		v := verdict{InProgress, rb.desire.note}
+		if p.detail {
+			v.reason = "in job " + *u.InFlightJob + "; " + rb.desire.reason
+		}
+		return v
+	}
+	f := cp.failure(rb, rollbackView(u), info.ring, ep.LastSeen)
+	switch {
+	case f.pending != nil:
+		v := verdict{InProgress, rb.desire.note}
+		if p.detail {
+			v.note = cp.interruptedNote(rb.desire.note, f.pending, InProgress, ep.LastSeen)
+		}
+		return v
+	case f.latest != nil:
+		if v, failed := p.failed(ring, f); failed {
+			if p.detail {
+				v.reason = "rollback " + v.reason
+			}
+			return v
+		}
+	case f.deferred != nil:
+		if v, held := p.deferredByGuard(ring, f.deferred); held {
+			return v
+		}
+	}
+	rp := &rb.rings[info.ring]
+	switch {
+	case rp.haltedBy >= 0:
+		return verdict{Halted, rp.halt}
+	case !rp.started:
+		return verdict{WaitingRing, rp.wait}
+	case info.freeze >= 0:
+		return verdict{WaitingWindow, cp.freezes[info.freeze]}
+	case !ring.open:
+		return verdict{WaitingWindow, ring.closed}
+	}
+	return verdict{Rollback, rb.desire.note}
+}
+
+// emergencyReason says what emergency entry em let a pair through: the
+// soak of the earlier ring, a freeze, a closed window.
+func (cp *clientPlan) emergencyReason(em *schema.Emergency, soak, freeze, closed bool) string {
+	var through []string
+	if soak {
+		through = append(through, "the earlier ring's soak")
+	}
+	if freeze {
+		through = append(through, "a change freeze")
+	}
+	if closed {
+		through = append(through, "the closed window")
+	}
+	return fmt.Sprintf("emergency: %s %s; through %s", em.Reason, untilText(em.Until, cp.loc), strings.Join(through, " and "))
 }
 
 var noRing = note{reason: "no ring selects this endpoint"}

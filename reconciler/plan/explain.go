@@ -56,6 +56,15 @@ func Explain(fleet *schema.Fleet, snap *protocol.Snapshot, now time.Time, endpoi
 	if info.ring >= 0 {
 		x.Ring, x.Window = cp.ringCitation(info.ring)
 	}
+	x.Reboot = cp.rebootCitation(ep, info.ring)
+	if cp.rollbackSelects(up, ep) {
+		r := &cp.c.Rollback[up.rollback]
+		x.Rollback = &Citation{Kind: "rollback", Name: r.Update, Rule: r.Pos.Rule(), Detail: rollbackReason(r)}
+		x.Rollouts = cp.rollout(up.rb)
+		f := cp.failure(up.rb, rollbackView(u), info.ring, ep.LastSeen)
+		x.FailedAttempts, x.Interruptions = f.count, f.interruptions
+		return x, nil
+	}
 	if !up.desire.desired {
 		return x, nil
 	}
@@ -65,6 +74,12 @@ func Explain(fleet *schema.Fleet, snap *protocol.Snapshot, now time.Time, endpoi
 	x.Resume = p.resumeCitation(cp, up, u, info, ep.LastSeen, f)
 	if cp.report != nil {
 		x.Mode = &Citation{Kind: "mode", Name: string(schema.ModeReport), Rule: cp.report.rule, Detail: "every decision is made, no job is sent"}
+	}
+	if up.emergency >= 0 {
+		e := &cp.c.Emergency[up.emergency]
+		x.Emergency = &Citation{Kind: "emergency", Name: e.Update, Rule: e.Pos.Rule(), At: timePtr(e.Until),
+			Detail: cp.emergencyReason(e, e.SkipSoak, e.IgnoreFreezes, e.IgnoreWindows)}
+		x.Emergency.Detail = strings.Replace(x.Emergency.Detail, "; through ", "; lets it through ", 1)
 	}
 	x.FailedAttempts, x.Interruptions = f.count, f.interruptions
 	if f.pending != nil {
@@ -149,6 +164,57 @@ func (p *planner) resumeCitation(cp *clientPlan, up *updatePlan, u *protocol.Upd
 	}
 	return &Citation{Kind: "resume", Name: cmpOr(r.Update, r.Source+":"+cmpOr(r.Match, "*")), Rule: r.Pos.Rule(),
 		Detail: what + "; " + detail, At: timePtr(r.After)}
+}
+
+// rebootCitation says what the endpoint's agent last reported of its
+// reboot: pending since when, the deferrals used of those the ring's
+// policy allows, and when it is scheduled, in the client's time zone.
+// The ring (k, -1 for none) gives the policy. Nil when nothing is pending
+// or planned.
+func (cp *clientPlan) rebootCitation(ep *protocol.Endpoint, k int) *Citation {
+	s := ep.Reboot
+	if s == nil && !ep.RebootPending {
+		return nil
+	}
+	if s == nil {
+		s = &protocol.RebootState{}
+	}
+	if !ep.RebootPending && s.PendingSince.IsZero() && s.ScheduledAt.IsZero() {
+		return nil
+	}
+	c := &Citation{Kind: "reboot", Name: s.Mode}
+	var allowed int
+	if k >= 0 {
+		r := cp.rings[k].ring
+		c.Rule = r.Pos.Rule()
+		if r.Reboot == schema.RebootPrompt && ep.Reboot != nil {
+			allowed = r.RebootOptions.Deferrals
+		}
+		if c.Name == "" {
+			c.Name = string(r.Reboot)
+		}
+	}
+	var parts []string
+	switch {
+	case !s.PendingSince.IsZero():
+		parts = append(parts, "reboot pending since "+localStamp(s.PendingSince, cp.loc))
+	case ep.RebootPending:
+		parts = append(parts, "reboot pending")
+	default:
+		parts = append(parts, "no reboot pending")
+	}
+	switch {
+	case allowed > 0 && (s.Mode == "" || s.Mode == protocol.RebootPrompt):
+		parts = append(parts, fmt.Sprintf("%d of %d deferrals used", s.DeferralsUsed, allowed))
+	case s.DeferralsUsed > 0:
+		parts = append(parts, fmt.Sprintf("%d deferrals used", s.DeferralsUsed))
+	}
+	if !s.ScheduledAt.IsZero() {
+		parts = append(parts, "scheduled at "+localStamp(s.ScheduledAt, cp.loc)+" local")
+		c.At = timePtr(s.ScheduledAt.UTC())
+	}
+	c.Detail = strings.Join(parts, ", ")
+	return c
 }
 
 func timePtr(t time.Time) *time.Time { return &t }

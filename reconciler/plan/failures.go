@@ -37,6 +37,10 @@ type failure struct {
 	pending *protocol.Attempt
 	// interruptions is how many unknown outcomes are not forgiven.
 	interruptions int
+	// deferred is the latest attempt when a guard process kept its job
+	// from starting (protocol.ResultDeferredByGuard): neither success nor
+	// failure, retried when the ring's window next opens after it.
+	deferred *protocol.Attempt
 }
 
 // failure looks at u's attempts on an endpoint of ring whose last
@@ -59,7 +63,8 @@ func (cp *clientPlan) failureUnder(resumes []int, u *protocol.Update, ring int, 
 	var latest *protocol.Attempt
 	for k := range u.Attempts {
 		a := &u.Attempts[k]
-		if a.Result == protocol.ResultRefused {
+		// A rollback's attempts are judged apart (rollbackView).
+		if a.Result == protocol.ResultRefused || a.Action == protocol.ActionRollback {
 			continue
 		}
 		if latest == nil || a.At.After(latest.At) {
@@ -67,13 +72,19 @@ func (cp *clientPlan) failureUnder(resumes []int, u *protocol.Update, ring int, 
 		}
 		switch {
 		case cp.forgiving(resumes, a, ring) >= 0:
-		case a.Result == protocol.ResultFailed:
+		case a.Result == protocol.ResultFailed, a.Result == protocol.ResultHookFailed:
 			f.count++
 		case a.Result == protocol.ResultUnknown:
 			f.interruptions++
 		}
 	}
 	if latest == nil {
+		return f
+	}
+	if latest.Result == protocol.ResultDeferredByGuard {
+		// A deferral is no failure, and forgives none: what came before
+		// it still counts.
+		f.deferred = latest
 		return f
 	}
 	forgiven := cp.forgiving(resumes, latest, ring) >= 0
@@ -90,7 +101,7 @@ func (cp *clientPlan) failureUnder(resumes []int, u *protocol.Update, ring int, 
 		return f
 	}
 	switch {
-	case latest.Result == protocol.ResultFailed:
+	case latest.Result == protocol.ResultFailed, latest.Result == protocol.ResultHookFailed:
 		f.latest = latest
 	case latest.Result == protocol.ResultUnknown && f.interruptions > 1:
 		f.latest = latest
@@ -124,6 +135,9 @@ func (cp *clientPlan) resumeCovers(k, ring int) bool {
 // come and the update is due for a retry.
 func (p *planner) failed(ring *ringPlan, f failure) (verdict, bool) {
 	what := "failed"
+	if f.latest.Result == protocol.ResultHookFailed {
+		what = "the pre script failed, so it was not installed"
+	}
 	if f.latest.Result == protocol.ResultUnknown {
 		what = "interrupted again (the agent stopped while installing), still missing"
 	}
@@ -146,8 +160,30 @@ func (p *planner) failed(ring *ringPlan, f failure) (verdict, bool) {
 		if f.latest.Result == protocol.ResultUnknown {
 			v.reason = fmt.Sprintf("%s at %s; a second interruption counts as a failure; retried when window %q next opens", what, f.latest.At.UTC().Format(time.RFC3339), ring.window.Name)
 		} else {
-			v.reason = fmt.Sprintf("failed at %s: %s; retried when window %q next opens", f.latest.At.UTC().Format(time.RFC3339), cmpOr(f.latest.Error, "no error text"), ring.window.Name)
+			kind := "failed"
+			if f.latest.Result == protocol.ResultHookFailed {
+				kind = "pre script failed"
+			}
+			v.reason = fmt.Sprintf("%s at %s: %s; retried when window %q next opens", kind, f.latest.At.UTC().Format(time.RFC3339), cmpOr(f.latest.Error, "no error text"), ring.window.Name)
 		}
+	}
+	return v, true
+}
+
+// deferredByGuard decides a pair whose latest attempt a guard process
+// deferred: waiting for the ring's window to open again after the
+// attempt, no failure. It reports false once that opening has come.
+func (p *planner) deferredByGuard(ring *ringPlan, a *protocol.Attempt) (verdict, bool) {
+	retry := NextOpen(ring.window, ring.loc, a.At).UTC()
+	if !retry.IsZero() && !p.now.Before(retry) {
+		return verdict{}, false
+	}
+	v := verdict{WaitingWindow, note{rule: ring.closed.rule}}
+	if !retry.IsZero() {
+		v.at = timePtr(retry)
+	}
+	if p.detail {
+		v.reason = fmt.Sprintf("deferred by a guard at %s: %s; not a failure, retried when window %q next opens", localStamp(a.At, ring.loc), cmpOr(a.Error, "a guarded process kept running"), ring.window.Name)
 	}
 	return v, true
 }

@@ -53,20 +53,21 @@ func TestPlanDoesNoIO(t *testing.T) {
 
 func TestIdempotencyKeyPerWindow(t *testing.T) {
 	end := time.Date(2026, 11, 24, 8, 0, 0, 0, time.UTC)
-	same := idempotencyKey("acme-ws-001", []string{"KB1", "KB2"}, "abc", end, 0, 0)
+	same := idempotencyKey("acme-ws-001", []string{"KB1", "KB2"}, "abc", end, 0, 0, "")
 	tests := []struct {
 		name string
 		key  string
 		want bool
 	}{
-		{"same work, same revision, same window", idempotencyKey("acme-ws-001", []string{"KB1", "KB2"}, "abc", end.In(time.FixedZone("CST", -6*3600)), 0, 0), true},
-		{"retry in the next window", idempotencyKey("acme-ws-001", []string{"KB1", "KB2"}, "abc", end.Add(24*time.Hour), 0, 0), false},
-		{"new revision", idempotencyKey("acme-ws-001", []string{"KB1", "KB2"}, "abd", end, 0, 0), false},
-		{"other updates", idempotencyKey("acme-ws-001", []string{"KB1"}, "abc", end, 0, 0), false},
-		{"other endpoint", idempotencyKey("acme-ws-002", []string{"KB1", "KB2"}, "abc", end, 0, 0), false},
-		{"after a refused job", idempotencyKey("acme-ws-001", []string{"KB1", "KB2"}, "abc", end, 1, 0), false},
-		{"retry after an interrupted job", idempotencyKey("acme-ws-001", []string{"KB1", "KB2"}, "abc", end, 0, 1), false},
-		{"retry after a refused job and an interrupted one", idempotencyKey("acme-ws-001", []string{"KB1", "KB2"}, "abc", end, 1, 1), false},
+		{"same work, same revision, same window", idempotencyKey("acme-ws-001", []string{"KB1", "KB2"}, "abc", end.In(time.FixedZone("CST", -6*3600)), 0, 0, ""), true},
+		{"retry in the next window", idempotencyKey("acme-ws-001", []string{"KB1", "KB2"}, "abc", end.Add(24*time.Hour), 0, 0, ""), false},
+		{"new revision", idempotencyKey("acme-ws-001", []string{"KB1", "KB2"}, "abd", end, 0, 0, ""), false},
+		{"other updates", idempotencyKey("acme-ws-001", []string{"KB1"}, "abc", end, 0, 0, ""), false},
+		{"other endpoint", idempotencyKey("acme-ws-002", []string{"KB1", "KB2"}, "abc", end, 0, 0, ""), false},
+		{"after a refused job", idempotencyKey("acme-ws-001", []string{"KB1", "KB2"}, "abc", end, 1, 0, ""), false},
+		{"retry after an interrupted job", idempotencyKey("acme-ws-001", []string{"KB1", "KB2"}, "abc", end, 0, 1, ""), false},
+		{"the rollback of the same updates", idempotencyKey("acme-ws-001", []string{"KB1", "KB2"}, "abc", end, 0, 0, "rollback"), false},
+		{"retry after a refused job and an interrupted one", idempotencyKey("acme-ws-001", []string{"KB1", "KB2"}, "abc", end, 1, 1, ""), false},
 	}
 	for _, tt := range tests {
 		if got := tt.key == same; got != tt.want {

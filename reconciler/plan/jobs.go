@@ -12,12 +12,20 @@ import (
 	"github.com/patchline/patchline/protocol"
 )
 
-// job plans the job of endpoint ep from its missing pairs.
-func (p *planner) job(ep *protocol.Endpoint, ring *ringPlan, pairs []pair) (Job, error) {
+// job plans the job of endpoint ep from its pairs decided want: Missing
+// for an install job, Rollback for a rollback job.
+func (p *planner) job(ep *protocol.Endpoint, cp *clientPlan, ring *ringPlan, pairs []pair, want Decision) (Job, error) {
 	var ups []*protocol.Update
+	var emergencies []int
 	for k := range pairs {
-		if pairs[k].v.d == Missing {
+		if pairs[k].v.d == want {
 			ups = append(ups, pairs[k].u)
+			// Only an entry that let the update through something names
+			// the job: its rule is then the decision's.
+			e := cp.ups[cp.index[pairs[k].u.ID]].emergency
+			if e >= 0 && pairs[k].v.rule == cp.c.Emergency[e].Pos.Rule() && !slices.Contains(emergencies, e) {
+				emergencies = append(emergencies, e)
+			}
 		}
 	}
 	ids, err := requiresOrder(ups)
@@ -27,11 +35,34 @@ func (p *planner) job(ep *protocol.Endpoint, ring *ringPlan, pairs []pair) (Job,
 	j := Job{
 		Endpoint: ep.ID, Client: ep.Client, Ring: ring.ring.Name, Updates: ids,
 		NotAfter: ring.end, Reboot: ring.ring.Reboot, Revision: p.fleet.Revision,
+		RebootPolicy: ring.reboot, Hooks: ring.hooks, Guards: ring.guards,
+	}
+	if want == Rollback {
+		j.Action = protocol.ActionRollback
 	}
 	if ring.ring.RebootDeadline > 0 {
 		j.RebootDeadline = ring.ring.RebootDeadline.String()
 	}
-	j.IdempotencyKey = idempotencyKey(ep.ID, ids, p.fleet.Revision, ring.end, refusedIn(ups, ring.start, ring.end), interruptedJobs(ups))
+	start := ring.start
+	if !ring.open {
+		// Only emergency updates go through a closed window: their job
+		// may run until the window next opens (then the window's own job
+		// takes over) or the emergency ends, whichever comes first.
+		start, j.NotAfter = p.now, ring.next
+		for _, k := range emergencies {
+			if until := cp.c.Emergency[k].Until; j.NotAfter.IsZero() || until.Before(j.NotAfter) {
+				j.NotAfter = until.UTC()
+			}
+		}
+	}
+	slices.Sort(emergencies)
+	names := make([]string, 0, len(emergencies))
+	for _, k := range emergencies {
+		e := &cp.c.Emergency[k]
+		names = append(names, fmt.Sprintf("%s: %s (%s)", e.Update, e.Reason, e.Pos.Rule()))
+	}
+	j.Emergency = strings.Join(names, "; ")
+	j.IdempotencyKey = idempotencyKey(ep.ID, ids, p.fleet.Revision, j.NotAfter, refusedIn(ups, start, j.NotAfter), interruptedJobs(ups), j.Action)
 	return j, nil
 }
 
@@ -85,7 +116,7 @@ func refusedIn(ups []*protocol.Update, start, end time.Time) int {
 // it twice; a retry in a later window (after a failure, or a job that
 // expired unrun), or after a refusal, is a new job with a new key, which
 // the agent must not answer from its record of the first one.
-func idempotencyKey(endpoint string, updates []string, revision string, windowEnd time.Time, refused, interrupted int) string {
+func idempotencyKey(endpoint string, updates []string, revision string, windowEnd time.Time, refused, interrupted int, action string) string {
 	h := sha256.New()
 	h.Write([]byte(endpoint))
 	h.Write([]byte{0})
@@ -104,6 +135,11 @@ func idempotencyKey(endpoint string, updates []string, revision string, windowEn
 	if interrupted > 0 {
 		h.Write([]byte{0})
 		h.Write([]byte("interrupted " + strconv.Itoa(interrupted)))
+	}
+	if action != "" {
+		// A rollback of the same updates is another job than their install.
+		h.Write([]byte{0})
+		h.Write([]byte("action " + action))
 	}
 	return hex.EncodeToString(h.Sum(nil))
 }

@@ -79,7 +79,8 @@ func TestJobFields(t *testing.T) {
 	j := res.Jobs[0]
 	want := plan.Job{Endpoint: "ws1", Client: "acme", Ring: "broad", Updates: []string{"KB1", "KB2"},
 		NotAfter: time.Date(2026, 11, 13, 2, 0, 0, 0, time.UTC), Reboot: schema.RebootForce, RebootDeadline: "4h0m0s",
-		Revision: "c0ffee", IdempotencyKey: j.IdempotencyKey}
+		RebootPolicy: &protocol.RebootPolicy{Mode: "force", Deadline: "4h0m0s", Timezone: "UTC"},
+		Revision:     "c0ffee", IdempotencyKey: j.IdempotencyKey}
 	if diff := cmp.Diff(want, j); diff != "" {
 		t.Errorf("job (-want +got):\n%s", diff)
 	}

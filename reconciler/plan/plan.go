@@ -32,7 +32,10 @@
 //     the endpoint reports its inventory after it; still missing then, it
 //     is retried at once and is no failure, neither of the pair nor of
 //     the ring, unless the update was interrupted before: every unknown
-//     outcome after the first counts as a failed attempt.
+//     outcome after the first counts as a failed attempt. A failed pre
+//     script (hook-failed) is a failed attempt; a job a guard process
+//     kept from starting (deferred-by-guard) is neither success nor
+//     failure: the update waits for the window to open again.
 //  8. A ring whose failure share exceeds maxFailures halts the update in it
 //     and every later ring.
 //  9. Ring k starts once ring k-1 has passed (its success share reached
@@ -45,6 +48,17 @@
 //     client is in report mode (no job). Endpoints already holding an open
 //     job count towards the cap and are given the slots first; such an
 //     endpoint may get a further job for updates that became due since.
+//
+// Three policy entries change these rules. A rollback entry takes the
+// pairs of the endpoints it selects out of them: an installed update there
+// is decided rollback (a rollback job) once rules 5 to 10 let it, judged
+// by the rollback's own attempts and ring progress; a removed one is
+// excluded while the entry stands. An active emergency entry naming the
+// update lets a pair through the soak of rule 9 (skipSoak), the freeze
+// (ignoreFreezes) and the closed window (ignoreWindows) of rule 10, never
+// through rules 4 and 8; its job may run until the window next opens. And
+// a ring passes only once minEndpoints of its endpoints count and have
+// the update.
 //
 // Ring progress counts, per (client, update, ring), the ring's endpoints
 // that have the update, leaving out those excluded from it and those not
@@ -200,6 +214,9 @@ func (p *planner) run() error {
 		}
 		for k := range cp.ups {
 			cp.gate(&cp.ups[k], p.now)
+			if rb := cp.ups[k].rb; rb != nil {
+				cp.gate(rb, p.now)
+			}
 		}
 	}
 	var buf []pair
@@ -220,7 +237,8 @@ func (p *planner) result() *Result {
 		res.Summary[d] = p.counts[slot(d)]
 	}
 	slices.SortFunc(p.jobs, func(a, b plannedJob) int {
-		return cmp.Or(strings.Compare(a.job.Client, b.job.Client), cmp.Compare(a.ring, b.ring), strings.Compare(a.job.Endpoint, b.job.Endpoint))
+		return cmp.Or(strings.Compare(a.job.Client, b.job.Client), cmp.Compare(a.ring, b.ring), strings.Compare(a.job.Endpoint, b.job.Endpoint),
+			strings.Compare(a.job.Action, b.job.Action))
 	})
 	for _, j := range p.jobs {
 		res.Jobs = append(res.Jobs, j.job)
@@ -233,13 +251,18 @@ func (p *planner) result() *Result {
 			m.Rule = cp.c.ModePos.Rule()
 		}
 		res.Modes = append(res.Modes, m)
+		for k := range cp.c.Emergency {
+			e := &cp.c.Emergency[k]
+			res.Emergencies = append(res.Emergencies, EmergencyEntry{Client: id, Update: e.Update, Reason: e.Reason, Until: e.Until.UTC(),
+				SkipSoak: e.SkipSoak, IgnoreWindows: e.IgnoreWindows, IgnoreFreezes: e.IgnoreFreezes, Active: e.Active(p.now), Rule: e.Pos.Rule()})
+		}
 	}
 	res.Decisions = p.decisions
 	return res
 }
 
 // numDecisions is len(AllDecisions).
-const numDecisions = 11
+const numDecisions = 12
 
 // slot is the place of d in AllDecisions; a switch is cheaper than a map
 // for the millions of pairs a large fleet has.
@@ -249,22 +272,24 @@ func slot(d Decision) int {
 		return 0
 	case Missing:
 		return 1
-	case Unavailable:
+	case Rollback:
 		return 2
-	case InProgress:
+	case Unavailable:
 		return 3
-	case Failed:
+	case InProgress:
 		return 4
-	case Halted:
+	case Failed:
 		return 5
-	case WaitingRing:
+	case Halted:
 		return 6
-	case WaitingWindow:
+	case WaitingRing:
 		return 7
-	case Excluded:
+	case WaitingWindow:
 		return 8
-	case NotApproved:
+	case Excluded:
 		return 9
+	case NotApproved:
+		return 10
 	}
-	return 10
+	return 11
 }

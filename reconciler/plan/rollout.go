@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/patchline/patchline/protocol"
 	"github.com/patchline/patchline/schema"
 )
 
@@ -23,6 +24,11 @@ type ringPlan struct {
 	// start and end bound the open occurrence; next is the next opening.
 	start, end time.Time
 	next       time.Time
+	// reboot, hooks and guards are what the ring's jobs carry, built
+	// once per ring.
+	reboot *protocol.RebootPolicy
+	hooks  *protocol.JobHooks
+	guards *protocol.JobGuards
 	// inFlight counts the ring's endpoints holding an open job; granted the
 	// new jobs this run gave out.
 	inFlight int
@@ -50,10 +56,28 @@ type ringProgress struct {
 	passedAt time.Time
 	// haltedBy is the ring whose failures halt this one, or -1.
 	haltedBy int
+	// soakSkipped: the ring started because an emergency entry skipped
+	// the earlier ring's soak, which still runs.
+	soakSkipped bool
 	// wait and halt are the notes of pairs waiting for or halted in the
 	// ring.
 	wait note
 	halt note
+	// short says why a started ring has not passed when minEndpoints
+	// holds it, for its rollout.
+	short string
+	// selected counts, for a rollback, the ring's endpoints not stale that
+	// its entry selects; a ring it selects none of is not held by
+	// minEndpoints, since the rollback is not meant for it.
+	selected int
+}
+
+// minEndpoints is what ring r asks of rp before it passes.
+func (rp *ringProgress) minEndpoints(up *updatePlan, r *schema.Ring) int {
+	if up.isRollback && rp.selected == 0 {
+		return 0
+	}
+	return r.MinEndpoints
 }
 
 // gate works out each ring's state for a desired update from the counts of
@@ -89,7 +113,7 @@ func (cp *clientPlan) gate(up *updatePlan, now time.Time) {
 			continue
 		}
 		rp.state = RolloutInProgress
-		passedAt, soak, ok := rp.passTime(r, start)
+		passedAt, soak, ok := rp.passTime(r, rp.minEndpoints(up, r), start)
 		if !ok || passedAt.After(now) {
 			known, started = false, false
 			continue
@@ -97,6 +121,12 @@ func (cp *clientPlan) gate(up *updatePlan, now time.Time) {
 		rp.state, rp.passed, rp.passedAt = RolloutPassed, true, passedAt
 		start = passedAt.Add(soak)
 		known, started = true, !start.After(now)
+		if !started && up.emergency >= 0 && cp.c.Emergency[up.emergency].SkipSoak {
+			start, started = passedAt, true
+			if k+1 < len(up.rings) {
+				up.rings[k+1].soakSkipped = true
+			}
+		}
 	}
 	cp.resumedRings(up, halted)
 	for k := range up.rings {
@@ -109,6 +139,9 @@ func (cp *clientPlan) gate(up *updatePlan, now time.Time) {
 			if rp.known && !rp.startAt.IsZero() {
 				rp.wait.at = timePtr(rp.startAt)
 			}
+		case rp.state == RolloutInProgress && rp.counted < rp.minEndpoints(up, cp.rings[k].ring):
+			r := cp.rings[k].ring
+			rp.short = fmt.Sprintf("ring %s has %d of %d required reporting endpoints (minEndpoints)", r.Name, rp.counted, r.MinEndpoints)
 		}
 	}
 }
@@ -150,12 +183,12 @@ func (cp *clientPlan) resumedRings(up *updatePlan, halted int) {
 
 // passTime is when a started ring passed, the soak that follows, and
 // whether it has passed.
-func (rp *ringProgress) passTime(r *schema.Ring, start time.Time) (time.Time, time.Duration, bool) {
-	if rp.counted == 0 {
+func (rp *ringProgress) passTime(r *schema.Ring, minEndpoints int, start time.Time) (time.Time, time.Duration, bool) {
+	if rp.counted == 0 && minEndpoints == 0 {
 		return start, 0, true
 	}
 	// The small epsilon keeps 0.95×20 at 19 despite binary rounding.
-	need := int(math.Ceil(r.MinSuccess*float64(rp.counted) - 1e-9))
+	need := max(int(math.Ceil(r.MinSuccess*float64(rp.counted)-1e-9)), minEndpoints)
 	if need <= 0 {
 		return start, r.Soak, true
 	}
@@ -180,13 +213,24 @@ func (cp *clientPlan) haltReason(up *updatePlan, k int) string {
 func (cp *clientPlan) waitReason(up *updatePlan, k int) string {
 	prev := cp.rings[k-1].ring
 	pp := &up.rings[k-1]
+	done := "installed"
+	if up.isRollback {
+		done = "rolled back"
+	}
 	if pp.passed {
 		return fmt.Sprintf("ring %s waits for ring %s to soak %s after it passed at %s", cp.rings[k].ring.Name, prev.Name, days(prev.Soak), pp.passedAt.UTC().Format(time.RFC3339))
 	}
 	if !pp.started {
 		return fmt.Sprintf("ring %s waits for ring %s, which has not started", cp.rings[k].ring.Name, prev.Name)
 	}
-	return fmt.Sprintf("ring %s waits for ring %s: %d of %d installed, needs %s", cp.rings[k].ring.Name, prev.Name, pp.succeeded, pp.counted, percent(prev.MinSuccess))
+	minEnd := pp.minEndpoints(up, prev)
+	if pp.counted < minEnd {
+		return fmt.Sprintf("ring %s waits: ring %s has %d of %d required reporting endpoints (seen within staleAfter, not excluded); minEndpoints keeps an empty or silent ring from passing", cp.rings[k].ring.Name, prev.Name, pp.counted, minEnd)
+	}
+	if pp.succeeded < minEnd && float64(pp.succeeded) >= prev.MinSuccess*float64(pp.counted)-1e-9 {
+		return fmt.Sprintf("ring %s waits: ring %s has %d of %d required endpoints with the update %s (minEndpoints)", cp.rings[k].ring.Name, prev.Name, pp.succeeded, minEnd, done)
+	}
+	return fmt.Sprintf("ring %s waits for ring %s: %d of %d %s, needs %s", cp.rings[k].ring.Name, prev.Name, pp.succeeded, pp.counted, done, percent(prev.MinSuccess))
 }
 
 func percent(f float64) string {
@@ -204,6 +248,17 @@ func (cp *clientPlan) rollouts(out []Rollout) []Rollout {
 	slices.SortFunc(ids, func(a, b int) int { return strings.Compare(cp.ups[a].id, cp.ups[b].id) })
 	for _, k := range ids {
 		out = append(out, cp.rollout(&cp.ups[k])...)
+	}
+	// Rollbacks after the installs, by update id.
+	ids = ids[:0]
+	for k := range cp.ups {
+		if cp.ups[k].rb != nil {
+			ids = append(ids, k)
+		}
+	}
+	slices.SortFunc(ids, func(a, b int) int { return strings.Compare(cp.ups[a].id, cp.ups[b].id) })
+	for _, k := range ids {
+		out = append(out, cp.rollout(cp.ups[k].rb)...)
 	}
 	return out
 }
@@ -229,7 +284,7 @@ func (cp *clientPlan) rollout(up *updatePlan) []Rollout {
 			t := rp.passedAt
 			ro.PassedAt = &t
 		}
-		ro.Reason = rp.halt.reason + rp.wait.reason
+		ro.Reason = rp.halt.reason + rp.wait.reason + rp.short
 		out[k] = ro
 	}
 	return out

@@ -14,6 +14,9 @@ type Decision string
 const (
 	Installed Decision = "installed"
 	Missing   Decision = "missing" // drift: desired, eligible, in window; goes into a job
+	// Rollback: installed, and a rollback entry asks to remove it; it
+	// goes into a rollback job (protocol.ActionRollback).
+	Rollback Decision = "rollback"
 	// Unavailable: drift that no job can fix: a requirement asks for a
 	// version above what the endpoint has installed and no update the
 	// endpoint reports is recent enough.
@@ -29,14 +32,14 @@ const (
 )
 
 // AllDecisions lists every decision in summary order.
-var AllDecisions = []Decision{Installed, Missing, Unavailable, InProgress, Failed, Halted, WaitingRing, WaitingWindow, Excluded, NotApproved, UnknownClient}
+var AllDecisions = []Decision{Installed, Missing, Rollback, Unavailable, InProgress, Failed, Halted, WaitingRing, WaitingWindow, Excluded, NotApproved, UnknownClient}
 
 // Drift reports whether d makes its endpoint drifting: a desired update
 // that is not installed and not excluded, whatever holds it back (a ring,
 // a window, a halt, a failure, a job in flight).
 func (d Decision) Drift() bool {
 	switch d {
-	case Missing, Unavailable, InProgress, Failed, Halted, WaitingRing, WaitingWindow:
+	case Missing, Rollback, Unavailable, InProgress, Failed, Halted, WaitingRing, WaitingWindow:
 		return true
 	}
 	return false
@@ -80,7 +83,19 @@ type Job struct {
 	// RebootDeadline is the ring's reboot deadline as a Go duration
 	// ("4h0m0s"), set when the ring has one.
 	RebootDeadline string `json:"rebootDeadline,omitempty"`
-	Revision       string `json:"revision"`
+	// RebootPolicy is the ring's reboot policy in full, with the client's
+	// time zone for its quiet hours.
+	RebootPolicy *protocol.RebootPolicy `json:"rebootPolicy,omitempty"`
+	// Action is protocol.ActionInstall ("") or protocol.ActionRollback.
+	Action string `json:"action,omitempty"`
+	// Hooks are the ring's reviewed scripts, content and SHA-256
+	// included; Guards its guarded processes. Nil for none.
+	Hooks  *protocol.JobHooks  `json:"hooks,omitempty"`
+	Guards *protocol.JobGuards `json:"guards,omitempty"`
+	// Emergency names the emergency entries that let the job's updates
+	// through a window, a freeze or a soak: "KB5099999: reason (rule)".
+	Emergency string `json:"emergency,omitempty"`
+	Revision  string `json:"revision"`
 	// IdempotencyKey is the same for the same (endpoint, updates, revision)
 	// within one window occurrence; a retry in a later window gets a new one.
 	IdempotencyKey string `json:"idempotencyKey"`
@@ -104,6 +119,25 @@ type Result struct {
 	// the snapshot), sorted by client: a client in report mode gets
 	// decisions but no job.
 	Modes []ClientMode `json:"modes"`
+	// Emergencies are the emergency entries of the planned clients,
+	// sorted by client then position, expired ones included (Active
+	// false): what `patchctl plan` shows first.
+	Emergencies []EmergencyEntry `json:"emergencies,omitempty"`
+}
+
+// EmergencyEntry is one emergency entry of a planned client.
+type EmergencyEntry struct {
+	Client        string    `json:"client"`
+	Update        string    `json:"update"`
+	Reason        string    `json:"reason"`
+	Until         time.Time `json:"until"`
+	SkipSoak      bool      `json:"skipSoak,omitempty"`
+	IgnoreWindows bool      `json:"ignoreWindows,omitempty"`
+	IgnoreFreezes bool      `json:"ignoreFreezes,omitempty"`
+	// Active is false once Until has passed: the entry lets nothing
+	// through.
+	Active bool   `json:"active"`
+	Rule   string `json:"rule"`
 }
 
 // ClientMode is the mode a planned client is in.
@@ -209,6 +243,16 @@ type Explanation struct {
 	// Mode cites the client's mode when it is report: decisions are made,
 	// no job is sent.
 	Mode *Citation `json:"mode,omitempty"`
+	// Rollback cites the rollback entry that selects the endpoint for the
+	// update; Rollouts are then the rollback's progress through the rings.
+	Rollback *Citation `json:"rollback,omitempty"`
+	// Emergency cites the active emergency entry naming the update, and
+	// what it lets the update through.
+	Emergency *Citation `json:"emergency,omitempty"`
+	// Reboot is the endpoint's reboot state as its agent last reported
+	// it, in the client's time zone, with the ring's reboot policy; nil
+	// when no reboot is pending or planned.
+	Reboot *Citation `json:"reboot,omitempty"`
 	// Window is the maintenance window of the endpoint's ring.
 	Window *WindowState `json:"window,omitempty"`
 	// FailedAttempts counts failed install attempts not forgiven by a

@@ -238,3 +238,29 @@ func TestFirstParents(t *testing.T) {
 		t.Error("FirstParents(not a repository) returned no error")
 	}
 }
+
+// TestLoadRevisionReadsHookScriptsAtTheRevision: a hook script's content
+// in the loaded policy is the committed one, not the working tree's.
+func TestLoadRevisionReadsHookScriptsAtTheRevision(t *testing.T) {
+	gittest.RequireGit(t)
+	ctx := context.Background()
+	env := gitEnv(t)
+	repo := t.TempDir()
+	runGit(t, env, repo, "init", "-q", "-b", "main")
+	writeTree(t, repo, readTree(t, "../../schema/loader/testdata/fleets/policy19"))
+	runGit(t, env, repo, "add", ".")
+	runGit(t, env, repo, "commit", "-q", "-m", "hooks")
+	writeTree(t, repo, map[string][]byte{"scripts/stop-ehr.ps1": []byte("Remove-Item C:\\ -Recurse\n")})
+
+	fleet, err := LoadRevision(ctx, loader.New(loader.Options{Now: time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)}), repo, "HEAD")
+	if err != nil {
+		t.Fatal(err)
+	}
+	acme := fleet.Clients["acme"]
+	if acme == nil {
+		t.Fatalf("acme did not load: %v", fleet.Problems)
+	}
+	if got := acme.Rings[0].Hooks.Pre.Content; got != "Stop-Service EHR\n" {
+		t.Errorf("pre script at HEAD = %q, want the committed %q", got, "Stop-Service EHR\n")
+	}
+}

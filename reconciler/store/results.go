@@ -76,16 +76,22 @@ type interruptedDetail struct {
 // expired before its result came.
 func JobResultDetail(counts map[protocol.Result]int, expired bool, v Verified) (json.RawMessage, error) {
 	d := struct {
-		Succeeded int  `json:"succeeded"`
-		Failed    int  `json:"failed"`
-		Refused   int  `json:"refused"`
-		Unknown   int  `json:"unknown,omitempty"`
-		Expired   bool `json:"expired,omitempty"`
+		Succeeded int `json:"succeeded"`
+		Failed    int `json:"failed"`
+		Refused   int `json:"refused"`
+		Unknown   int `json:"unknown,omitempty"`
+		// DeferredByGuard and HookFailed count the updates a guard
+		// process kept from starting and those a failing pre script
+		// skipped.
+		DeferredByGuard int  `json:"deferredByGuard,omitempty"`
+		HookFailed      int  `json:"hookFailed,omitempty"`
+		Expired         bool `json:"expired,omitempty"`
 		// Interrupted splits the unknown results by the inventory the
 		// agent sent after the interruption, when the store holds it.
 		Interrupted *interruptedDetail `json:"interrupted,omitempty"`
 	}{Succeeded: counts[protocol.ResultSucceeded], Failed: counts[protocol.ResultFailed], Refused: counts[protocol.ResultRefused],
-		Unknown: counts[protocol.ResultUnknown], Expired: expired}
+		Unknown: counts[protocol.ResultUnknown], DeferredByGuard: counts[protocol.ResultDeferredByGuard], HookFailed: counts[protocol.ResultHookFailed],
+		Expired: expired}
 	if !v.Inventory.IsZero() {
 		d.Interrupted = &interruptedDetail{Inventory: v.Inventory.UTC(), Installed: v.Installed, Missing: v.Missing}
 	}

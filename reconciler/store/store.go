@@ -181,6 +181,8 @@ type Report struct {
 	OS            protocol.OS
 	Labels        map[string]string
 	RebootPending bool
+	// Reboot is the agent's reboot state, nil when it reported none.
+	Reboot *protocol.RebootState
 	// Updates are stored as reported, except that the store keeps its own
 	// InstalledAt, Attempts and InFlightJob: whatever the agent put there is
 	// ignored.

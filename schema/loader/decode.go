@@ -35,6 +35,61 @@ type rawFleet struct {
 	Exclusions []rawExclusion `json:"exclusions"`
 	Resume     []rawResume    `json:"resume"`
 	Agent      *rawAgent      `json:"agent"`
+	Hooks      *rawHooks      `json:"hooks"`
+	Guards     *rawGuards     `json:"guards"`
+	Emergency  []rawEmergency `json:"emergency"`
+	Rollback   []rawRollback  `json:"rollback"`
+}
+
+type rawHooks struct {
+	Pre     string `json:"pre"`
+	Post    string `json:"post"`
+	Timeout string `json:"timeout"`
+	Shell   string `json:"shell"`
+}
+
+type rawGuards struct {
+	Processes []string `json:"processes"`
+	Wait      string   `json:"wait"`
+}
+
+// rawReboot is a ring's reboot: a mode alone, or a struct with settings.
+type rawReboot struct {
+	Mode       string   `json:"mode"`
+	Deferrals  int      `json:"deferrals"`
+	DeferFor   string   `json:"deferFor"`
+	Deadline   string   `json:"deadline"`
+	Warnings   []string `json:"warnings"`
+	QuietHours *struct {
+		Start string `json:"start"`
+		End   string `json:"end"`
+	} `json:"quietHours"`
+}
+
+func (r *rawReboot) UnmarshalJSON(b []byte) error {
+	var mode string
+	if json.Unmarshal(b, &mode) == nil {
+		*r = rawReboot{Mode: mode}
+		return nil
+	}
+	type plain rawReboot
+	return json.Unmarshal(b, (*plain)(r))
+}
+
+type rawEmergency struct {
+	Update        string `json:"update"`
+	Reason        string `json:"reason"`
+	Until         string `json:"until"`
+	SkipSoak      bool   `json:"skipSoak"`
+	IgnoreWindows bool   `json:"ignoreWindows"`
+	IgnoreFreezes bool   `json:"ignoreFreezes"`
+}
+
+type rawRollback struct {
+	Update string          `json:"update"`
+	Select schema.Selector `json:"select"`
+	Reason string          `json:"reason"`
+	Ticket string          `json:"ticket"`
 }
 
 type rawFreeze struct {
@@ -59,9 +114,12 @@ type rawRing struct {
 	MinSuccess     float64         `json:"minSuccess"`
 	MaxFailures    float64         `json:"maxFailures"`
 	MaxConcurrent  int             `json:"maxConcurrent"`
-	Reboot         string          `json:"reboot"`
+	MinEndpoints   *int            `json:"minEndpoints"`
+	Reboot         rawReboot       `json:"reboot"`
 	RebootDeadline string          `json:"rebootDeadline"`
 	Agent          *rawAgent       `json:"agent"`
+	Hooks          *rawHooks       `json:"hooks"`
+	Guards         *rawGuards      `json:"guards"`
 }
 
 type rawApprove struct {
@@ -185,9 +243,11 @@ func (ev *evaluation) decode(raw *rawFleet) *schema.Client {
 		c.Windows[name] = win
 	}
 
+	c.Hooks = ev.decodeHooks("hooks", raw.Hooks)
+	c.Guards = ev.decodeGuards("guards", raw.Guards)
 	c.Rings = make([]schema.Ring, 0, len(raw.Rings))
 	for i, r := range raw.Rings {
-		c.Rings = append(c.Rings, schema.Ring{
+		ring := schema.Ring{
 			Name:           r.Name,
 			Select:         r.Select,
 			Window:         r.Window,
@@ -195,11 +255,29 @@ func (ev *evaluation) decode(raw *rawFleet) *schema.Client {
 			MinSuccess:     r.MinSuccess,
 			MaxFailures:    r.MaxFailures,
 			MaxConcurrent:  r.MaxConcurrent,
-			Reboot:         schema.RebootPolicy(r.Reboot),
+			Reboot:         schema.RebootPolicy(r.Reboot.Mode),
 			RebootDeadline: ev.parseDuration(at("rings", i, "rebootDeadline"), r.RebootDeadline),
+			Hooks:          ev.decodeHooks(at("rings", i, "hooks"), r.Hooks),
+			Guards:         ev.decodeGuards(at("rings", i, "guards"), r.Guards),
 			Pos:            ev.pos(at("rings", i)),
 			Agent:          ev.agent(at("rings", i, "agent"), r.Agent),
-		})
+		}
+		// Every ring but the last must show the update working on at
+		// least one endpoint before the next ring gets it.
+		switch {
+		case r.MinEndpoints != nil:
+			ring.MinEndpoints = *r.MinEndpoints
+		case i < len(raw.Rings)-1:
+			ring.MinEndpoints = 1
+		}
+		ev.decodeReboot(i, &r.Reboot, &ring)
+		if ring.Hooks == nil {
+			ring.Hooks = c.Hooks
+		}
+		if ring.Guards == nil {
+			ring.Guards = c.Guards
+		}
+		c.Rings = append(c.Rings, ring)
 	}
 
 	c.Baseline.Approve = make([]schema.ApproveRule, 0, len(raw.Baseline.Approve))
@@ -239,6 +317,22 @@ func (ev *evaluation) decode(raw *rawFleet) *schema.Client {
 		})
 	}
 	c.Agent = ev.agent("agent", raw.Agent)
+	for i, e := range raw.Emergency {
+		c.Emergency = append(c.Emergency, schema.Emergency{
+			Update:        e.Update,
+			Reason:        e.Reason,
+			Until:         ev.parseDate(at("emergency", i, "until"), e.Until, loc, schema.EndOfDay),
+			SkipSoak:      e.SkipSoak,
+			IgnoreWindows: e.IgnoreWindows,
+			IgnoreFreezes: e.IgnoreFreezes,
+			Pos:           ev.pos(at("emergency", i)),
+		})
+	}
+	for i, r := range raw.Rollback {
+		c.Rollback = append(c.Rollback, schema.Rollback{
+			Update: r.Update, Select: r.Select, Reason: r.Reason, Ticket: r.Ticket, Pos: ev.pos(at("rollback", i)),
+		})
+	}
 	c.Resume = make([]schema.Resume, 0, len(raw.Resume))
 	for i, r := range raw.Resume {
 		c.Resume = append(c.Resume, schema.Resume{
@@ -251,6 +345,78 @@ func (ev *evaluation) decode(raw *rawFleet) *schema.Client {
 		})
 	}
 	return c
+}
+
+// decodeReboot fills the reboot settings of ring i from r: a struct's
+// deadline is the ring's reboot deadline (rebootDeadline says the same
+// for force, and the two must not both be written).
+func (ev *evaluation) decodeReboot(i int, r *rawReboot, ring *schema.Ring) {
+	p := at("rings", i, "reboot")
+	if r.Deadline != "" {
+		d := ev.parseDuration(p+".deadline", r.Deadline)
+		if ring.RebootDeadline > 0 && !ev.isBad(p+".deadline") {
+			ev.addError(ev.pos(p+".deadline"), "%s.deadline: the ring also sets rebootDeadline; write the deadline once, in reboot.deadline", showPath(p))
+		}
+		ring.RebootDeadline = d
+	}
+	o := &ring.RebootOptions
+	o.Deferrals = r.Deferrals
+	o.DeferFor = ev.parseDuration(p+".deferFor", r.DeferFor)
+	for k, w := range r.Warnings {
+		o.Warnings = append(o.Warnings, ev.parseDuration(fmt.Sprintf("%s.warnings[%d]", p, k), w))
+	}
+	if r.QuietHours != nil {
+		q := &schema.QuietHours{}
+		var err error
+		if q.Start, err = schema.ParseClock(r.QuietHours.Start); err != nil && !ev.isBad(p+".quietHours.start") {
+			ev.addError(ev.pos(p+".quietHours.start"), "%s.quietHours.start: %v", showPath(p), err)
+		}
+		if q.End, err = schema.ParseClock(r.QuietHours.End); err != nil && !ev.isBad(p+".quietHours.end") {
+			ev.addError(ev.pos(p+".quietHours.end"), "%s.quietHours.end: %v", showPath(p), err)
+		}
+		o.QuietHours = q
+	}
+}
+
+// decodeHooks decodes the hooks at p, nil when none are written. The
+// scripts' content is read later, from the repository (scripts.go).
+func (ev *evaluation) decodeHooks(p string, r *rawHooks) *schema.Hooks {
+	if r == nil {
+		return nil
+	}
+	h := &schema.Hooks{Timeout: schema.DefaultHookTimeout, Pos: ev.pos(p)}
+	if r.Timeout != "" {
+		h.Timeout = ev.parseDuration(p+".timeout", r.Timeout)
+	}
+	script := func(field, path string) *schema.Script {
+		if path == "" {
+			return nil
+		}
+		s := &schema.Script{Path: path, Shell: r.Shell, Pos: ev.pos(p + "." + field)}
+		if s.Shell == "" {
+			switch {
+			case strings.HasSuffix(path, ".ps1"):
+				s.Shell = schema.ShellPowerShell
+			case strings.HasSuffix(path, ".sh"):
+				s.Shell = schema.ShellSh
+			}
+		}
+		return s
+	}
+	h.Pre, h.Post = script("pre", r.Pre), script("post", r.Post)
+	return h
+}
+
+// decodeGuards decodes the guards at p, nil when none are written.
+func (ev *evaluation) decodeGuards(p string, r *rawGuards) *schema.Guards {
+	if r == nil {
+		return nil
+	}
+	g := &schema.Guards{Processes: r.Processes, Wait: schema.DefaultGuardWait, Pos: ev.pos(p)}
+	if r.Wait != "" {
+		g.Wait = ev.parseDuration(p+".wait", r.Wait)
+	}
+	return g
 }
 
 // parseExploitedSLA parses sla.knownExploited: a duration, or "cisa" for
@@ -341,10 +507,16 @@ func (ev *evaluation) vet(c *schema.Client) {
 		if _, ok := c.Windows[r.Window]; !ok && r.Window != "" && !ev.isBad(at("rings", i, "window")) && !ev.isBad("windows."+label(r.Window)) {
 			ev.addError(ev.pos(at("rings", i, "window")), "rings.%d.window: unknown window %q; windows are: %s", i, r.Window, strings.Join(sortedKeys(c.Windows), ", "))
 		}
-		if r.Reboot == schema.RebootForce && r.RebootDeadline == 0 && !ev.isBad(at("rings", i, "rebootDeadline")) {
-			ev.addError(ev.pos(at("rings", i, "reboot")), "rings.%d.reboot: \"force\" needs a rebootDeadline, e.g. rebootDeadline: \"24h\"", i)
+		ev.vetReboot(i, &r)
+		if r.Hooks != c.Hooks {
+			ev.vetHooks(at("rings", i, "hooks"), r.Hooks)
+		}
+		if r.Guards != c.Guards {
+			ev.vetGuards(at("rings", i, "guards"), r.Guards)
 		}
 	}
+	ev.vetHooks("hooks", c.Hooks)
+	ev.vetGuards("guards", c.Guards)
 	switch n := len(c.Rings); {
 	case ev.isBad("rings"):
 	case n == 0:
@@ -376,6 +548,12 @@ func (ev *evaluation) vet(c *schema.Client) {
 		}
 		ev.checkGlob(at("exclusions", i, "match"), x.Match)
 	}
+	for i, r := range c.Rollback {
+		p := at("rollback", i)
+		if strings.ContainsAny(r.Update, "*?[") && !ev.anyBad(p, "update") {
+			ev.addError(ev.pos(p+".update"), "rollback.%d.update: name one update by its id (\"KB5099999\", \"openssl@3.0.15-1~deb12u1\"), not a pattern", i)
+		}
+	}
 	for i, r := range c.Resume {
 		p := at("resume", i)
 		if r.Update == "" && (r.Source == "" || r.Match == "") && !ev.anyBad(p, "update", "source", "match") {
@@ -385,6 +563,90 @@ func (ev *evaluation) vet(c *schema.Client) {
 			ev.addError(ev.pos(at("resume", i, "ring")), "resume.%d.ring: unknown ring %q", i, r.Ring)
 		}
 		ev.checkGlob(at("resume", i, "match"), r.Match)
+	}
+}
+
+// vetReboot checks the reboot settings of ring i against its mode.
+func (ev *evaluation) vetReboot(i int, r *schema.Ring) {
+	p := at("rings", i, "reboot")
+	if ev.isBad(p) {
+		return
+	}
+	o := &r.RebootOptions
+	if r.Reboot.NeedsDeadline() && r.RebootDeadline == 0 && !ev.isBad(at("rings", i, "rebootDeadline")) {
+		ev.addError(ev.pos(p), "rings.%d.reboot: %q needs a rebootDeadline, e.g. rebootDeadline: \"24h\" or reboot: {mode: %q, deadline: \"24h\"}", i, r.Reboot, r.Reboot)
+	}
+	if r.Reboot != schema.RebootPrompt {
+		if o.Deferrals > 0 || o.DeferFor > 0 || o.QuietHours != nil {
+			ev.addError(ev.pos(p), "rings.%d.reboot: deferrals, deferFor and quietHours apply to mode \"prompt\" only, not %q", i, r.Reboot)
+		}
+	} else if o.Deferrals > 0 && o.DeferFor == 0 {
+		ev.addError(ev.pos(p), "rings.%d.reboot: %d deferrals need deferFor, how long each postpones the reboot, e.g. deferFor: \"4h\"", i, o.Deferrals)
+	}
+	if len(o.Warnings) > 0 && !r.Reboot.NeedsDeadline() {
+		ev.addError(ev.pos(p+".warnings"), "rings.%d.reboot.warnings: warnings come before a deadline reboot (force, always, prompt), not %q", i, r.Reboot)
+	}
+	for k, w := range o.Warnings {
+		if r.RebootDeadline > 0 && w > r.RebootDeadline {
+			ev.addError(ev.pos(fmt.Sprintf("%s.warnings[%d]", p, k)), "rings.%d.reboot.warnings.%d: %s before the reboot is earlier than the job's end (deadline %s)", i, k, w, r.RebootDeadline)
+		}
+	}
+	if q := o.QuietHours; q != nil && q.Start == q.End && !ev.isBad(p+".quietHours") {
+		ev.addError(ev.pos(p+".quietHours"), "rings.%d.reboot.quietHours: start and end are equal; give a span such as {start: \"22:00\", end: \"07:00\"}", i)
+	}
+	if o.Deferrals > 0 && r.RebootDeadline > 0 && time.Duration(o.Deferrals)*o.DeferFor > r.RebootDeadline {
+		ev.addWarning(ev.pos(p), "rings.%d.reboot: %d deferrals of %s add up to more than the deadline %s; the reboot comes at the deadline with deferrals left", i, o.Deferrals, o.DeferFor, r.RebootDeadline)
+	}
+}
+
+// vetHooks checks the hooks at p: at least one script, each with a path
+// under the repository's scripts directories and a known shell.
+func (ev *evaluation) vetHooks(p string, h *schema.Hooks) {
+	if h == nil || ev.isBad(p) {
+		return
+	}
+	if h.Pre == nil && h.Post == nil {
+		ev.addError(h.Pos, "%s: give pre, post or both, e.g. pre: \"scripts/stop-app.ps1\"", showPath(p))
+	}
+	if h.Timeout <= 0 && !ev.isBad(p+".timeout") {
+		ev.addError(ev.pos(p+".timeout"), "%s.timeout: must be more than 0", showPath(p))
+	}
+	for _, s := range []*schema.Script{h.Pre, h.Post} {
+		if s == nil {
+			continue
+		}
+		if msg := scriptPathProblem(s.Path, ev.c.dir); msg != "" {
+			ev.addError(s.Pos, "%s", msg)
+		}
+		if s.Shell == "" {
+			ev.addError(s.Pos, "%s: cannot tell the shell of %q: end it in .ps1 (PowerShell) or .sh (sh), or set shell: \"powershell\" or \"sh\"", showPath(p), s.Path)
+		}
+	}
+}
+
+// scriptPathProblem says what is wrong with a hook's path, "" when
+// nothing: it must be a clean path under scripts/ or the client's own
+// scripts/ directory (dir/scripts/).
+func scriptPathProblem(p, dir string) string {
+	if path.IsAbs(p) || path.Clean(p) != p || strings.HasPrefix(p, "../") || strings.Contains(p, "\\") {
+		return fmt.Sprintf("hook script %q: write a clean path from the repository root, e.g. \"scripts/stop-app.ps1\"", p)
+	}
+	if !strings.HasPrefix(p, "scripts/") && !strings.HasPrefix(p, dir+"/scripts/") {
+		return fmt.Sprintf("hook script %q: scripts live under scripts/ or %s/scripts/ in the fleet repository", p, dir)
+	}
+	return ""
+}
+
+// vetGuards checks the guards at p.
+func (ev *evaluation) vetGuards(p string, g *schema.Guards) {
+	if g == nil || ev.isBad(p) {
+		return
+	}
+	if len(g.Processes) == 0 && !ev.isBad(p+".processes") {
+		ev.addError(g.Pos, "%s.processes: name at least one process, e.g. processes: [\"ehr.exe\"]", showPath(p))
+	}
+	if g.Wait <= 0 && !ev.isBad(p+".wait") {
+		ev.addError(ev.pos(p+".wait"), "%s.wait: must be more than 0", showPath(p))
 	}
 }
 
@@ -501,7 +763,31 @@ func selectsAll(s schema.Selector) bool {
 // that expired or expire soon, and resume entries dated in the future.
 // They are computed at each load, outside the cache.
 func timeWarnings(c *schema.Client, now time.Time) []schema.Problem {
-	return append(expiryWarnings(c, now), futureResumeWarnings(c, now)...)
+	out := append(expiryWarnings(c, now), futureResumeWarnings(c, now)...)
+	return append(out, emergencyWarnings(c, now)...)
+}
+
+// emergencyWarnings warns about emergency entries whose until has
+// passed: they no longer let anything through.
+func emergencyWarnings(c *schema.Client, now time.Time) []schema.Problem {
+	var out []schema.Problem
+	for i, e := range c.Emergency {
+		if e.Until.IsZero() || e.Active(now) {
+			continue
+		}
+		loc := c.Location
+		if loc == nil {
+			loc = time.UTC
+		}
+		p := schema.Problem{Pos: e.Pos, Level: schema.LevelWarning, Message: fmt.Sprintf(
+			"emergency.%d: expired after %s; %s goes through windows and soaks like any update again: remove the entry",
+			i, e.Until.Add(-time.Nanosecond).In(loc).Format(time.DateOnly), e.Update)}
+		if strings.HasPrefix(e.Pos.File, c.Dir+"/") {
+			p.Client = c.ID
+		}
+		out = append(out, p)
+	}
+	return out
 }
 
 // futureResumeWarnings warns about resume entries whose after is later

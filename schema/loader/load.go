@@ -155,7 +155,10 @@ func (l *Loader) Wants(path string) bool { return wanted(path, false) }
 func wanted(p string, dir bool) bool {
 	if dir {
 		first, _, _ := strings.Cut(p, "/")
-		return first == "cue.mod" || first == "clients"
+		return first == "cue.mod" || first == "clients" || first == "scripts"
+	}
+	if isScript(p) {
+		return true
 	}
 	if strings.HasPrefix(p, "cue.mod/") {
 		return strings.HasSuffix(p, ".cue")
@@ -164,6 +167,16 @@ func wanted(p string, dir bool) bool {
 		return false
 	}
 	return !strings.Contains(p, "/") || strings.HasPrefix(p, "clients/")
+}
+
+// isScript says whether the repository path p is in one of the
+// directories hook scripts live in: scripts/ or clients/<id>/scripts/.
+func isScript(p string) bool {
+	if strings.HasPrefix(p, "scripts/") {
+		return true
+	}
+	parts := strings.SplitN(p, "/", 4)
+	return len(parts) == 4 && parts[0] == "clients" && parts[2] == "scripts"
 }
 
 // LoadFiles loads a fleet repository given as its files, keyed by
@@ -252,10 +265,17 @@ func (l *Loader) load(ctx context.Context, files map[string][]byte, revision str
 			// fixing the errors brings no surprise.
 			if r.partial != nil {
 				fleet.Problems = append(fleet.Problems, timeWarnings(r.partial, now)...)
+				_, ps := withScripts(files, r.partial)
+				fleet.Problems = append(fleet.Problems, ps...)
 			}
 			continue
 		}
-		fleet.Clients[c.id] = r.client
+		client, ps := withScripts(files, r.client)
+		fleet.Problems = append(fleet.Problems, ps...)
+		if client == nil {
+			continue
+		}
+		fleet.Clients[c.id] = client
 		fleet.Problems = append(fleet.Problems, timeWarnings(r.client, now)...)
 	}
 	if only == nil {
@@ -281,6 +301,10 @@ func layout(files map[string][]byte) (shared []string, clients []clientFiles, pr
 	byDir := make(map[string][]string)
 	dirs := make(map[string]bool)
 	for p := range files {
+		if isScript(p) && !strings.HasSuffix(p, ".cue") {
+			// Hook scripts are read after evaluation (scripts.go).
+			continue
+		}
 		// The schema's copy is never evaluated (see repo.go): leaving it
 		// out of every client's files keeps it out of their digests and
 		// of the requests to child evaluators.

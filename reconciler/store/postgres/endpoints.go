@@ -211,7 +211,8 @@ const (
 	// it (job_seq_unknown, see migrations/0002).
 	updEndpointQuery = `UPDATE endpoints SET hostname = $1, os_family = $2, os_version = $3, labels = $4,
 		last_seen = $5, reboot_pending = $6, report_seq = $7, agent_version = $10,
-		job_seq = CASE WHEN job_seq_unknown THEN greatest(job_seq, $8) ELSE job_seq END, job_seq_unknown = false
+		job_seq = CASE WHEN job_seq_unknown THEN greatest(job_seq, $8) ELSE job_seq END, job_seq_unknown = false,
+		reboot_state = $11
 		WHERE id = $9`
 	selUpdatesQuery = `SELECT id, source, name, title, version, installed_version, category, severity,
 		cvss, cves, known_exploited, released, reboot_required, requires, installed, installed_at,
@@ -297,8 +298,15 @@ func replaceInventory(t *wtx, inv inventory) error {
 		return fmt.Errorf("first seen: %w", err)
 	}
 	b = &pgx.Batch{}
+	var reboot []byte
+	if r.Reboot != nil {
+		var err error
+		if reboot, err = json.Marshal(r.Reboot); err != nil {
+			return fmt.Errorf("reboot state: %w", err)
+		}
+	}
 	b.Queue(updEndpointQuery, r.Hostname, r.OS.Family, r.OS.Version, inv.labels, r.At.UnixNano(),
-		r.RebootPending, r.Seq, r.JobSeq, r.Endpoint, r.AgentVersion)
+		r.RebootPending, r.Seq, r.JobSeq, r.Endpoint, r.AgentVersion, reboot)
 	for i, u := range r.Updates {
 		row := rows[i]
 		prev, had := stored[u.ID]

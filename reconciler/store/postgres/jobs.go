@@ -30,8 +30,8 @@ const (
 	// this one looked (for another endpoint, so under another lock): the
 	// caller then runs the transaction again and finds it.
 	insertJobQuery = `INSERT INTO jobs (id, seq, endpoint, client, ring, updates, not_after, reboot,
-		reboot_deadline, revision, idempotency_key, payload, signature, state, created_at, fence)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+		reboot_deadline, revision, idempotency_key, payload, signature, state, created_at, fence, action)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
 		ON CONFLICT (idempotency_key) DO NOTHING`
 )
 
@@ -182,7 +182,7 @@ func createJobs(t *wtx, client string, jobs []store.Job, now time.Time, fence in
 		j.LeaseUntil = time.Time{}
 		j.CreatedAt = now
 		b.Queue(insertJobQuery, j.ID, j.Seq, j.Endpoint, j.Client, j.Ring, j.Updates, j.NotAfter.UnixNano(), string(j.Reboot),
-			j.RebootDeadline, j.Revision, j.IdempotencyKey, j.Payload, j.Signature, string(j.State), now.UnixNano(), fenceArg,
+			j.RebootDeadline, j.Revision, j.IdempotencyKey, j.Payload, j.Signature, string(j.State), now.UnixNano(), fenceArg, j.Action,
 		).Exec(func(tag pgconn.CommandTag) error {
 			if tag.RowsAffected() == 0 {
 				return errRetry
@@ -195,7 +195,9 @@ func createJobs(t *wtx, client string, jobs []store.Job, now time.Time, fence in
 			Updates  []string  `json:"updates"`
 			NotAfter time.Time `json:"notAfter"`
 			Key      string    `json:"idempotencyKey"`
-		}{j.Seq, j.Ring, j.Updates, j.NotAfter.UTC(), j.IdempotencyKey})
+			// Action is "rollback" for a job that removes its updates.
+			Action string `json:"action,omitempty"`
+		}{j.Seq, j.Ring, j.Updates, j.NotAfter.UTC(), j.IdempotencyKey, j.Action})
 		if err != nil {
 			return fail(err)
 		}

@@ -23,10 +23,12 @@ const (
 	// row gives the stored inventory report an unknown result is
 	// verified by.
 	lockResultEndpointQuery = `SELECT last_seen, report_seq FROM endpoints WHERE id = $1 FOR NO KEY UPDATE`
-	lockResultJobQuery      = `SELECT endpoint, client, ring, revision, updates, state FROM jobs WHERE id = $1 FOR NO KEY UPDATE`
+	lockResultJobQuery      = `SELECT endpoint, client, ring, revision, updates, state, action FROM jobs WHERE id = $1 FOR NO KEY UPDATE`
 	finishJobQuery          = `UPDATE jobs SET state = 'done', finished_at = $1, lease_until = NULL WHERE id = $2`
-	insertAttemptQuery      = `INSERT INTO attempts (endpoint, update_id, job, ring, at, result, error, output)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`
+	insertAttemptQuery      = `INSERT INTO attempts (endpoint, update_id, job, ring, at, result, error, output, action)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`
+	// A rollback that succeeded took the update away.
+	markRemovedQuery   = `UPDATE updates SET installed = false, installed_at = NULL WHERE endpoint = $1 AND id = $2`
 	markInstalledQuery = `UPDATE updates SET installed = true, installed_at = coalesce(installed_at, $1)
 		WHERE endpoint = $2 AND id = $3`
 	reportedInstalledQuery = `SELECT id, installed FROM updates WHERE endpoint = $1 AND id = ANY($2)`
@@ -71,7 +73,7 @@ func (db *DB) RecordResult(ctx context.Context, jobID, endpoint string, results 
 		if err != nil {
 			return err
 		}
-		v, err := recordAttempts(t, jobID, endpoint, job.ring, results, inv, now)
+		v, err := recordAttempts(t, jobID, endpoint, job.ring, job.action, results, inv, now)
 		if err != nil {
 			return err
 		}
@@ -88,6 +90,8 @@ type resultJob struct {
 	client, ring, revision string
 	state                  store.JobState
 	updates                []string
+	// action is the job's action (protocol.ActionRollback or "").
+	action string
 }
 
 // storedReport is the endpoint's stored inventory report: its time and the
@@ -119,7 +123,7 @@ func readResultJob(t *wtx, jobID, endpoint string) (resultJob, storedReport, err
 		return err
 	})
 	b.Queue(lockResultJobQuery, jobID).QueryRow(func(row pgx.Row) error {
-		err := row.Scan(&jobEndpoint, &j.client, &j.ring, &j.revision, &j.updates, &st)
+		err := row.Scan(&jobEndpoint, &j.client, &j.ring, &j.revision, &j.updates, &st, &j.action)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return nil
 		}
@@ -148,7 +152,8 @@ func countResults(jobUpdates []string, results []store.UpdateResult) (map[protoc
 			return nil, fmt.Errorf("result for update %q, which the job does not contain: %w", r.Update, store.ErrInvalid)
 		}
 		switch r.Result {
-		case protocol.ResultSucceeded, protocol.ResultFailed, protocol.ResultRefused, protocol.ResultUnknown:
+		case protocol.ResultSucceeded, protocol.ResultFailed, protocol.ResultRefused, protocol.ResultUnknown,
+			protocol.ResultDeferredByGuard, protocol.ResultHookFailed:
 		default:
 			return nil, fmt.Errorf("update %q: unknown result %q: %w", r.Update, r.Result, store.ErrInvalid)
 		}
@@ -164,7 +169,7 @@ func countResults(jobUpdates []string, results []store.UpdateResult) (map[protoc
 // what the stored inventory inv said of the unknown results. The writes go
 // in one round trip, after one more for the inventory when unknown results
 // need it.
-func recordAttempts(t *wtx, jobID, endpoint, ring string, results []store.UpdateResult, inv storedReport, now time.Time) (store.Verified, error) {
+func recordAttempts(t *wtx, jobID, endpoint, ring, action string, results []store.UpdateResult, inv storedReport, now time.Time) (store.Verified, error) {
 	var v store.Verified
 	installed, err := reportedInstalled(t, endpoint, results, inv)
 	if err != nil {
@@ -180,8 +185,10 @@ func recordAttempts(t *wtx, jobID, endpoint, ring string, results []store.Update
 		if r.Result == protocol.ResultUnknown {
 			at, msg = interrupted(r, inv, installed, now, &v)
 		}
-		b.Queue(insertAttemptQuery, endpoint, r.Update, jobID, ring, at.UnixNano(), string(r.Result), msg, r.Output)
-		if r.Result == protocol.ResultSucceeded {
+		b.Queue(insertAttemptQuery, endpoint, r.Update, jobID, ring, at.UnixNano(), string(r.Result), msg, r.Output, action)
+		if r.Result == protocol.ResultSucceeded && action == protocol.ActionRollback {
+			b.Queue(markRemovedQuery, endpoint, r.Update)
+		} else if r.Result == protocol.ResultSucceeded {
 			b.Queue(markInstalledQuery, at.UnixNano(), endpoint, r.Update)
 		}
 	}

@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strconv"
 	"time"
@@ -82,7 +83,7 @@ func (s scope) endpointsQuery() (string, []any) {
 	// A revoked endpoint is in no snapshot: it is planned nothing and
 	// counts in no figure (its updates, attempts and jobs, read by the
 	// other queries, find no endpoint and are left out).
-	return `SELECT id, client, hostname, os_family, os_version, labels, last_seen, reboot_pending, agent_version
+	return `SELECT id, client, hostname, os_family, os_version, labels, last_seen, reboot_pending, agent_version, reboot_state
 		FROM endpoints WHERE ` + cond + ` AND revoked_at IS NULL ORDER BY id`, args
 }
 
@@ -95,7 +96,7 @@ func (s scope) updatesQuery() (string, []any) {
 
 func (s scope) attemptsQuery() (string, []any) {
 	cond, args := s.where("endpoint")
-	return `SELECT endpoint, update_id, at, result, error, job, ring FROM attempts
+	return `SELECT endpoint, update_id, at, result, error, job, ring, action FROM attempts
 		WHERE ` + cond + ` ORDER BY endpoint, update_id, at, id`, args
 }
 
@@ -147,8 +148,15 @@ func queryEndpoints(ctx context.Context, tx pgx.Tx, s scope) ([]*protocol.Endpoi
 	for rows.Next() {
 		e := &protocol.Endpoint{Updates: []*protocol.Update{}}
 		var lastSeen pgtype.Int8
-		if err := rows.Scan(&e.ID, &e.Client, &e.Hostname, &e.OS.Family, &e.OS.Version, &e.Labels, &lastSeen, &e.RebootPending, &e.AgentVersion); err != nil {
+		var state []byte
+		if err := rows.Scan(&e.ID, &e.Client, &e.Hostname, &e.OS.Family, &e.OS.Version, &e.Labels, &lastSeen, &e.RebootPending, &e.AgentVersion, &state); err != nil {
 			return nil, err
+		}
+		if state != nil {
+			e.Reboot = new(protocol.RebootState)
+			if err := json.Unmarshal(state, e.Reboot); err != nil {
+				return nil, fmt.Errorf("endpoint %q: reboot state: %w", e.ID, err)
+			}
 		}
 		e.LastSeen = timeOf(lastSeen)
 		eps = append(eps, e)
@@ -188,7 +196,7 @@ func queryAttempts(ctx context.Context, tx pgx.Tx, s scope, byID map[string]*pro
 		var at int64
 		var a protocol.Attempt
 		var result string
-		if err := rows.Scan(&endpoint, &update, &at, &result, &a.Error, &a.Job, &a.Ring); err != nil {
+		if err := rows.Scan(&endpoint, &update, &at, &result, &a.Error, &a.Job, &a.Ring, &a.Action); err != nil {
 			return err
 		}
 		a.At = time.Unix(0, at).UTC()

@@ -222,7 +222,7 @@ var (
 	// The report's job number counts only while the store cannot know
 	// it (job_seq_unknown, see migrations/0004).
 	updEndpointQuery = writeQuery(`UPDATE endpoints SET hostname = ?, os_family = ?, os_version = ?, labels = ?,
-		last_seen = ?, reboot_pending = ?, report_seq = ?, agent_version = ?,
+		last_seen = ?, reboot_pending = ?, reboot_state = ?, report_seq = ?, agent_version = ?,
 		job_seq = CASE WHEN job_seq_unknown = 1 THEN max(job_seq, ?) ELSE job_seq END, job_seq_unknown = 0
 		WHERE id = ?`)
 	selUpdatesQuery = writeQuery(`SELECT id, source, name, title, version, installed_version, category, severity,
@@ -303,9 +303,26 @@ func updateEndpoint(tx *wtx, inv inventory) error {
 		return fmt.Errorf("report of %s is older than the stored one of %s: %w",
 			r.At.UTC().Format(timeLayout), timeOf(lastSeen).Format(timeLayout), store.ErrConflict)
 	}
+	reboot, err := rebootState(r.Reboot)
+	if err != nil {
+		return err
+	}
 	_, err = tx.exec(updEndpointQuery,
-		r.Hostname, r.OS.Family, r.OS.Version, inv.labels, r.At.UnixNano(), boolArg(r.RebootPending), r.Seq, r.AgentVersion, r.JobSeq, r.Endpoint)
+		r.Hostname, r.OS.Family, r.OS.Version, inv.labels, r.At.UnixNano(), boolArg(r.RebootPending), reboot, r.Seq, r.AgentVersion, r.JobSeq, r.Endpoint)
 	return err
+}
+
+// rebootState is the reboot_state column of a report's reboot state:
+// its JSON, NULL for none.
+func rebootState(r *protocol.RebootState) (sql.NullString, error) {
+	if r == nil {
+		return sql.NullString{}, nil
+	}
+	b, err := json.Marshal(r)
+	if err != nil {
+		return sql.NullString{}, fmt.Errorf("reboot state: %w", err)
+	}
+	return sql.NullString{String: string(b), Valid: true}, nil
 }
 
 // storedUpdates reads the stored rows of endpoint's updates, by update id.

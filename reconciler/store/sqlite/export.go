@@ -79,7 +79,7 @@ var exportTables = []exportTable{
 		{"id", colText}, {"client", colText}, {"hostname", colText}, {"node_key_hash", colBlob},
 		{"enrolled_at", colInt}, {"os_family", colText}, {"os_version", colText}, {"labels", colJSON},
 		{"last_seen", colInt}, {"reboot_pending", colBool}, {"job_seq", colInt}, {"report_seq", colInt},
-		{"revoked_at", colInt}, {"revoked_by", colText}, {"job_seq_unknown", colBool},
+		{"revoked_at", colInt}, {"revoked_by", colText}, {"job_seq_unknown", colBool}, {"reboot_state", colJSON},
 		{"agent_version", colText},
 		{"enroll_labels", colJSON}, {"enroll_token", colInt},
 	}},
@@ -97,11 +97,11 @@ var exportTables = []exportTable{
 		{"id", colText}, {"seq", colInt}, {"endpoint", colText}, {"client", colText}, {"ring", colText},
 		{"updates", colList}, {"not_after", colInt}, {"reboot", colText}, {"reboot_deadline", colText},
 		{"revision", colText}, {"idempotency_key", colText}, {"payload", colBlob}, {"signature", colBlob},
-		{"state", colText}, {"lease_until", colInt}, {"created_at", colInt}, {"finished_at", colInt},
+		{"state", colText}, {"lease_until", colInt}, {"created_at", colInt}, {"finished_at", colInt}, {"action", colText},
 	}},
 	{name: "attempts", order: "id", columns: []exportColumn{
 		{"id", colInt}, {"endpoint", colText}, {"update_id", colText}, {"job", colText}, {"ring", colText},
-		{"at", colInt}, {"result", colText}, {"error", colText}, {"output", colText},
+		{"at", colInt}, {"result", colText}, {"error", colText}, {"output", colText}, {"action", colText},
 	}},
 	{name: "revisions", order: "id", columns: []exportColumn{
 		{"id", colInt}, {"hash", colText}, {"status", colText}, {"at", colInt}, {"client", colText},

@@ -20,8 +20,8 @@ var (
 	jobSeqQuery    = writeQuery(`SELECT client, job_seq, revoked_at IS NOT NULL FROM endpoints WHERE id = ?`)
 	setJobSeqQuery = writeQuery(`UPDATE endpoints SET job_seq = ? WHERE id = ?`)
 	insertJobQuery = writeQuery(`INSERT INTO jobs (id, seq, endpoint, client, ring, updates, not_after, reboot,
-		reboot_deadline, revision, idempotency_key, payload, signature, state, created_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+		reboot_deadline, revision, idempotency_key, payload, signature, state, created_at, action)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
 	leaseJobQuery = writeQuery(`UPDATE jobs SET state = 'leased', lease_until = ?
 		WHERE id = ? AND state IN ('open', 'leased')`)
 	jobStateQuery   = writeQuery(`SELECT state FROM jobs WHERE id = ?`)
@@ -133,7 +133,7 @@ func createJob(tx *wtx, client string, j store.Job, now time.Time) (store.Job, b
 		return store.Job{}, false, err
 	}
 	if _, err := tx.exec(insertJobQuery, j.ID, j.Seq, j.Endpoint, j.Client, j.Ring, string(updates), j.NotAfter.UnixNano(), string(j.Reboot),
-		j.RebootDeadline, j.Revision, j.IdempotencyKey, j.Payload, j.Signature, string(j.State), now.UnixNano()); err != nil {
+		j.RebootDeadline, j.Revision, j.IdempotencyKey, j.Payload, j.Signature, string(j.State), now.UnixNano(), j.Action); err != nil {
 		return store.Job{}, false, err
 	}
 	detail, err := json.Marshal(struct {
@@ -142,7 +142,9 @@ func createJob(tx *wtx, client string, j store.Job, now time.Time) (store.Job, b
 		Updates  []string  `json:"updates"`
 		NotAfter time.Time `json:"notAfter"`
 		Key      string    `json:"idempotencyKey"`
-	}{j.Seq, j.Ring, j.Updates, j.NotAfter.UTC(), j.IdempotencyKey})
+		// Action is "rollback" for a job that removes its updates.
+		Action string `json:"action,omitempty"`
+	}{j.Seq, j.Ring, j.Updates, j.NotAfter.UTC(), j.IdempotencyKey, j.Action})
 	if err != nil {
 		return store.Job{}, false, err
 	}

@@ -14,10 +14,12 @@ import (
 
 // The statements of result writes.
 var (
-	resultJobQuery     = writeQuery(`SELECT endpoint, client, ring, revision, updates, state FROM jobs WHERE id = ?`)
+	resultJobQuery     = writeQuery(`SELECT endpoint, client, ring, revision, updates, state, action FROM jobs WHERE id = ?`)
 	finishJobQuery     = writeQuery(`UPDATE jobs SET state = 'done', finished_at = ?, lease_until = NULL WHERE id = ?`)
-	insertAttemptQuery = writeQuery(`INSERT INTO attempts (endpoint, update_id, job, ring, at, result, error, output)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`)
+	insertAttemptQuery = writeQuery(`INSERT INTO attempts (endpoint, update_id, job, ring, at, result, error, output, action)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+	// A rollback that succeeded took the update away.
+	markRemovedQuery   = writeQuery(`UPDATE updates SET installed = 0, installed_at = NULL WHERE endpoint = ? AND id = ?`)
 	markInstalledQuery = writeQuery(`UPDATE updates SET installed = 1, installed_at = coalesce(installed_at, ?)
 		WHERE endpoint = ? AND id = ?`)
 	reportedInstalledQuery = writeQuery(`SELECT installed FROM updates WHERE endpoint = ? AND id = ?`)
@@ -61,7 +63,7 @@ func (db *DB) RecordResult(ctx context.Context, jobID, endpoint string, results 
 		if err != nil {
 			return err
 		}
-		v, err := recordAttempts(tx, jobID, endpoint, job.ring, results, now)
+		v, err := recordAttempts(tx, jobID, endpoint, job.ring, job.action, results, now)
 		if err != nil {
 			return err
 		}
@@ -77,6 +79,8 @@ func (db *DB) RecordResult(ctx context.Context, jobID, endpoint string, results 
 type resultJob struct {
 	client, ring, revision string
 	state                  store.JobState
+	// action is the job's action (protocol.ActionRollback or "").
+	action string
 	// updates is the job's update list as stored; it is decoded only for
 	// a result that is not a duplicate.
 	updates sql.NullString
@@ -87,7 +91,7 @@ type resultJob struct {
 func readResultJob(tx *wtx, jobID, endpoint string) (resultJob, error) {
 	var j resultJob
 	var jobEndpoint, st string
-	err := tx.queryRow(resultJobQuery, jobID).Scan(&jobEndpoint, &j.client, &j.ring, &j.revision, &j.updates, &st)
+	err := tx.queryRow(resultJobQuery, jobID).Scan(&jobEndpoint, &j.client, &j.ring, &j.revision, &j.updates, &st, &j.action)
 	if errors.Is(err, sql.ErrNoRows) || (err == nil && jobEndpoint != endpoint) {
 		return resultJob{}, store.ErrNotFound
 	}
@@ -113,7 +117,8 @@ func countResults(updates sql.NullString, results []store.UpdateResult) (map[pro
 			return nil, fmt.Errorf("result for update %q, which the job does not contain: %w", r.Update, store.ErrInvalid)
 		}
 		switch r.Result {
-		case protocol.ResultSucceeded, protocol.ResultFailed, protocol.ResultRefused, protocol.ResultUnknown:
+		case protocol.ResultSucceeded, protocol.ResultFailed, protocol.ResultRefused, protocol.ResultUnknown,
+			protocol.ResultDeferredByGuard, protocol.ResultHookFailed:
 		default:
 			return nil, fmt.Errorf("update %q: unknown result %q: %w", r.Update, r.Result, store.ErrInvalid)
 		}
@@ -127,7 +132,7 @@ func countResults(updates sql.NullString, results []store.UpdateResult) (map[pro
 // succeeded update is marked installed, keeping an install time it already
 // had. Unknown results are dated and described by interrupted. It returns
 // what the stored inventory said of the unknown results.
-func recordAttempts(tx *wtx, jobID, endpoint, ring string, results []store.UpdateResult, now time.Time) (store.Verified, error) {
+func recordAttempts(tx *wtx, jobID, endpoint, ring, action string, results []store.UpdateResult, now time.Time) (store.Verified, error) {
 	var v store.Verified
 	if _, err := tx.exec(finishJobQuery, now.UnixNano(), jobID); err != nil {
 		return v, err
@@ -146,10 +151,14 @@ func recordAttempts(tx *wtx, jobID, endpoint, ring string, results []store.Updat
 				return v, fmt.Errorf("update %q: %w", r.Update, err)
 			}
 		}
-		if _, err := tx.exec(insertAttemptQuery, endpoint, r.Update, jobID, ring, at.UnixNano(), string(r.Result), msg, r.Output); err != nil {
+		if _, err := tx.exec(insertAttemptQuery, endpoint, r.Update, jobID, ring, at.UnixNano(), string(r.Result), msg, r.Output, action); err != nil {
 			return v, fmt.Errorf("update %q: %w", r.Update, err)
 		}
-		if r.Result == protocol.ResultSucceeded {
+		if r.Result == protocol.ResultSucceeded && action == protocol.ActionRollback {
+			if _, err := tx.exec(markRemovedQuery, endpoint, r.Update); err != nil {
+				return v, fmt.Errorf("update %q: %w", r.Update, err)
+			}
+		} else if r.Result == protocol.ResultSucceeded {
 			if _, err := tx.exec(markInstalledQuery, at.UnixNano(), endpoint, r.Update); err != nil {
 				return v, fmt.Errorf("update %q: %w", r.Update, err)
 			}

@@ -80,7 +80,7 @@ func (s scope) endpointsQuery() (string, []any) {
 	// A revoked endpoint is in no snapshot: it is planned nothing and
 	// counts in no figure (its updates, attempts and jobs, read by the
 	// other queries, find no endpoint and are left out).
-	return `SELECT id, client, hostname, os_family, os_version, labels, last_seen, reboot_pending, agent_version
+	return `SELECT id, client, hostname, os_family, os_version, labels, last_seen, reboot_pending, agent_version, reboot_state
 		FROM endpoints WHERE ` + cond + ` AND revoked_at IS NULL ORDER BY id`, args
 }
 
@@ -93,7 +93,7 @@ func (s scope) updatesQuery() (string, []any) {
 
 func (s scope) attemptsQuery() (string, []any) {
 	cond, args := s.where("endpoint")
-	return `SELECT endpoint, update_id, at, result, error, job, ring FROM attempts
+	return `SELECT endpoint, update_id, at, result, error, job, ring, action FROM attempts
 		WHERE ` + cond + ` ORDER BY endpoint, update_id, at, id`, args
 }
 
@@ -143,11 +143,17 @@ func queryEndpoints(ctx context.Context, tx *sql.Tx, s scope) ([]*protocol.Endpo
 	eps := []*protocol.Endpoint{}
 	for rows.Next() {
 		e := &protocol.Endpoint{Updates: []*protocol.Update{}}
-		var labels sql.NullString
+		var labels, state sql.NullString
 		var lastSeen sql.NullInt64
 		var reboot int
-		if err := rows.Scan(&e.ID, &e.Client, &e.Hostname, &e.OS.Family, &e.OS.Version, &labels, &lastSeen, &reboot, &e.AgentVersion); err != nil {
+		if err := rows.Scan(&e.ID, &e.Client, &e.Hostname, &e.OS.Family, &e.OS.Version, &labels, &lastSeen, &reboot, &e.AgentVersion, &state); err != nil {
 			return nil, err
+		}
+		if state.Valid {
+			e.Reboot = new(protocol.RebootState)
+			if err := json.Unmarshal([]byte(state.String), e.Reboot); err != nil {
+				return nil, fmt.Errorf("endpoint %q: reboot state: %w", e.ID, err)
+			}
 		}
 		if labels.Valid {
 			if err := json.Unmarshal([]byte(labels.String), &e.Labels); err != nil {
@@ -192,7 +198,7 @@ func queryAttempts(ctx context.Context, tx *sql.Tx, s scope, byID map[string]*pr
 		var endpoint, update string
 		var at int64
 		var a protocol.Attempt
-		if err := rows.Scan(&endpoint, &update, &at, &a.Result, &a.Error, &a.Job, &a.Ring); err != nil {
+		if err := rows.Scan(&endpoint, &update, &at, &a.Result, &a.Error, &a.Job, &a.Ring, &a.Action); err != nil {
 			return err
 		}
 		a.At = time.Unix(0, at).UTC()

@@ -100,6 +100,8 @@ func Run(t *testing.T, open func(t *testing.T) Store, opts ...Option) {
 		{"Enroll", testEnroll},
 		{"ReplaceInventory", testReplaceInventory},
 		{"DuplicateReport", testDuplicateReport},
+		{"RebootState", testRebootState},
+		{"RollbackResult", testRollbackResult},
 		{"JobNumbersFromTheFirstReportOnly", testJobSeqFromFirstReport},
 		{"RefusalMovesJobNumbers", testRaiseJobSeq},
 		{"Snapshot", testSnapshot},
