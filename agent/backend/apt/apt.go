@@ -251,9 +251,17 @@ func needsReboot(name string) bool { return strings.HasPrefix(name, "linux-image
 // ones. The returned error is set only when ctx ends; the results then
 // cover the updates tried so far.
 func (b *Backend) Install(ctx context.Context, updates []*protocol.Update) ([]run.Result, error) {
+	return b.each(ctx, updates, b.install)
+}
+
+// each checks every update of a job (one Check refuses runs nothing) and
+// then runs step for each in turn, in apt's non-interactive environment.
+// The error is set only when ctx ends; the results then cover the
+// updates tried so far.
+func (b *Backend) each(ctx context.Context, updates []*protocol.Update, step func(context.Context, *protocol.Update, []string) run.Result) ([]run.Result, error) {
 	if refused := run.RefuseJob(updates, func(u *protocol.Update) error {
 		if u.Source != Source {
-			return nil // answered on its own by install
+			return nil // answered on its own by step
 		}
 		return Check(u)
 	}); refused != nil {
@@ -269,7 +277,7 @@ func (b *Backend) Install(ctx context.Context, updates []*protocol.Update) ([]ru
 		if err := ctx.Err(); err != nil {
 			return results, err
 		}
-		results = append(results, b.install(ctx, u, env))
+		results = append(results, step(ctx, u, env))
 	}
 	return results, nil
 }

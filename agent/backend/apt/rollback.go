@@ -21,27 +21,7 @@ import (
 // away, or with no older version to return to, fails with a clear error
 // and nothing run. A job holding an update Check refuses runs nothing.
 func (b *Backend) Rollback(ctx context.Context, updates []*protocol.Update) ([]run.Result, error) {
-	if refused := run.RefuseJob(updates, func(u *protocol.Update) error {
-		if u.Source != Source {
-			return nil
-		}
-		return Check(u)
-	}); refused != nil {
-		return refused, nil
-	}
-	env, err := b.aptEnv()
-	if err != nil {
-		return nil, err
-	}
-	env = append(env, "DEBIAN_FRONTEND=noninteractive")
-	results := make([]run.Result, 0, len(updates))
-	for _, u := range updates {
-		if err := ctx.Err(); err != nil {
-			return results, err
-		}
-		results = append(results, b.rollback(ctx, u, env))
-	}
-	return results, nil
+	return b.each(ctx, updates, b.rollback)
 }
 
 func (b *Backend) rollback(ctx context.Context, u *protocol.Update, env []string) run.Result {
