@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/patchline/patchline/agent/backend/sim"
 	"github.com/patchline/patchline/agent/notify"
+	"github.com/patchline/patchline/internal/proctest"
 	"github.com/patchline/patchline/protocol"
 )
 
@@ -303,29 +303,6 @@ func TestHooks(t *testing.T) {
 	}
 }
 
-// startGuarded runs a copy of sleep under name, stopped at the test's end.
-func startGuarded(t *testing.T, name string) *exec.Cmd {
-	t.Helper()
-	sleep, err := exec.LookPath("sleep")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := os.ReadFile(sleep)
-	if err != nil {
-		t.Fatal(err)
-	}
-	bin := filepath.Join(t.TempDir(), name)
-	if err := os.WriteFile(bin, b, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "300")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	return cmd
-}
-
 func TestGuardProcessDefersTheJob(t *testing.T) {
 	const upd = "openssl@3.0.15-1"
 	tests := []struct {
@@ -342,7 +319,7 @@ func TestGuardProcessDefersTheJob(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			h := newHarness(t)
-			proc := startGuarded(t, "ehr-client-test")
+			proc := proctest.StartNamed(t, "ehr-client-test")
 			sleeps := 0
 			h.clock.onSleep = func() {
 				if sleeps++; sleeps == tt.endsAfter {
@@ -373,7 +350,7 @@ func TestGuardProcessDefersTheJob(t *testing.T) {
 
 func TestGuardWaitEndsWithTheWindow(t *testing.T) {
 	h := newHarness(t)
-	startGuarded(t, "ehr-client-test")
+	proctest.StartNamed(t, "ehr-client-test")
 	a := h.enrolled(t)
 	p := job(a.id.Endpoint, "job-1", 1, "openssl@3.0.15-1")
 	p.Guards = &protocol.JobGuards{Processes: []string{"ehr-client-test"}, Wait: "8h"}

@@ -2,40 +2,17 @@ package guard
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/patchline/patchline/internal/proctest"
 )
 
-// startNamed runs a copy of sleep under name and stops it when the test
-// ends.
-func startNamed(t *testing.T, name string) *exec.Cmd {
-	t.Helper()
-	sleep, err := exec.LookPath("sleep")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := os.ReadFile(sleep)
-	if err != nil {
-		t.Fatal(err)
-	}
-	bin := filepath.Join(t.TempDir(), name)
-	if err := os.WriteFile(bin, b, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "300")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	return cmd
-}
-
 func TestRunningFindsARealProcess(t *testing.T) {
-	startNamed(t, "patchline-guard-ehr")
-	startNamed(t, "ZoomTest")
+	proctest.StartNamed(t, "patchline-guard-ehr")
+	proctest.StartNamed(t, "ZoomTest")
 	got, err := Running(t.Context(), []string{"PatchLine-Guard-EHR", "zoomtest", "not-running-anywhere", "ZoomTest.exe"})
 	if err != nil {
 		t.Fatal(err)

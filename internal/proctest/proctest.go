@@ -5,6 +5,7 @@ package proctest
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -45,4 +46,28 @@ import "list"
 client: {id: "` + id + `", name: "Runaway", timezone: "UTC"}
 x: [for i in list.Range(0, 2000, 1) for j in list.Range(0, 2000, 1) {i*j}]
 `
+}
+
+// StartNamed runs a copy of sleep under name (a process a guard looks
+// for by its executable's name) and stops it when the test ends.
+func StartNamed(t testing.TB, name string) *exec.Cmd {
+	t.Helper()
+	sleep, err := exec.LookPath("sleep")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(sleep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(bin, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "300")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	return cmd
 }
