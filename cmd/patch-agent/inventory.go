@@ -33,7 +33,7 @@ func newInventoryCmd(stderr io.Writer, lookupEnv func(string) (string, bool), co
 			cfg := agent.Config{StateDir: stateDir, OS: hostOS(), Logger: log}
 			h, err := os.Hostname()
 			if err != nil {
-				return exitError{1, fmt.Errorf("inventory: hostname: %w", err)}
+				return cliconf.ExitError{Code: 1, Err: fmt.Errorf("inventory: hostname: %w", err)}
 			}
 			cfg.Hostname = h
 			b, err := newBackend(backendSpec{name: backendName}, cfg)
@@ -44,10 +44,10 @@ func newInventoryCmd(stderr io.Writer, lookupEnv func(string) (string, bool), co
 			defer stop()
 			ups, err := agent.Inventory(ctx, b)
 			if err != nil {
-				return exitError{1, fmt.Errorf("inventory: %w", err)}
+				return cliconf.ExitError{Code: 1, Err: fmt.Errorf("inventory: %w", err)}
 			}
 			if err := agent.WriteInventory(cmd.OutOrStdout(), ups, format); err != nil {
-				return exitError{1, fmt.Errorf("inventory: %w", err)}
+				return cliconf.ExitError{Code: 1, Err: fmt.Errorf("inventory: %w", err)}
 			}
 			return nil
 		},

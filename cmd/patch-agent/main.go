@@ -12,8 +12,6 @@
 package main
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -29,39 +27,11 @@ import (
 
 func main() { os.Exit(Main(os.Args[1:], os.Stdout, os.Stderr, os.LookupEnv)) }
 
-// exitError ends a command that failed at run time (not in its
-// configuration) with code; Main prints err.
-type exitError struct {
-	code int
-	err  error
-}
-
-func (e exitError) Error() string { return e.err.Error() }
-func (e exitError) Unwrap() error { return e.err }
-
 // Main runs patch-agent with args, reading PATCHLINE_* variables with
 // lookupEnv, and returns the process exit status (see the package comment).
 func Main(args []string, stdout, stderr io.Writer, lookupEnv func(string) (string, bool)) int {
 	root := newRoot(stderr, lookupEnv)
-	root.SetArgs(legacyArgs(root, args, stderr))
-	root.SetOut(stdout)
-	root.SetErr(stderr)
-	err := root.ExecuteContext(context.Background())
-	if err == nil {
-		return 0
-	}
-	fmt.Fprintln(stderr, "patch-agent:", err)
-	var ee exitError
-	if errors.As(err, &ee) {
-		return ee.code
-	}
-	// service's errors say their own status (2 for a flag or the config
-	// file to fix, 1 for the service manager's failure).
-	var coded interface{ ExitCode() int }
-	if errors.As(err, &coded) {
-		return coded.ExitCode()
-	}
-	return 2
+	return cliconf.Execute(root, legacyArgs(root, args, stderr), stdout, stderr)
 }
 
 func newRoot(stderr io.Writer, lookupEnv func(string) (string, bool)) *cobra.Command {
@@ -83,7 +53,7 @@ or --config FILE): flags win over variables, variables over the file.`,
 		return fmt.Errorf("%w (see %s --help)", err, c.CommandPath())
 	})
 	run := newRunCmd(stderr, lookupEnv, def)
-	root.AddCommand(run, newInventoryCmd(stderr, lookupEnv, def, cliconf.FlagNames(run)), newServiceCmd(), newVersionCmd())
+	root.AddCommand(run, newInventoryCmd(stderr, lookupEnv, def, cliconf.FlagNames(run)), newServiceCmd(), cliconf.VersionCmd())
 	return root
 }
 

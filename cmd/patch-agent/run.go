@@ -44,12 +44,12 @@ func newRunCmd(stderr io.Writer, lookupEnv func(string) (string, bool), configFi
 					err = runAgent(ctx, cfg)
 				}
 				runErr = err
-				var ee exitError
+				var ee cliconf.ExitError
 				switch {
 				case err == nil:
 					return 0
 				case errors.As(err, &ee):
-					return ee.code
+					return ee.Code
 				default:
 					return 2
 				}
@@ -60,7 +60,7 @@ func newRunCmd(stderr io.Writer, lookupEnv func(string) (string, bool), configFi
 			if runErr == nil {
 				runErr = fmt.Errorf("stopped with status %d", code)
 			}
-			return exitError{code, runErr}
+			return cliconf.ExitError{Code: code, Err: runErr}
 		},
 	}
 	f = addRunFlags(cmd.Flags())
@@ -71,11 +71,11 @@ func newRunCmd(stderr io.Writer, lookupEnv func(string) (string, bool), configFi
 // runAgent is the body of `patch-agent run` once its configuration is
 // built (backend included): it runs the agent until ctx ends. An agent
 // that is not enrolled and has no way to enrol is a configuration error
-// (exit 2 at once); other failures are exitErrors with code 1.
+// (exit 2 at once); other failures are cliconf.ExitErrors with code 1.
 func runAgent(ctx context.Context, cfg agent.Config) error {
 	a, err := agent.New(cfg)
 	if err != nil {
-		return exitError{1, err}
+		return cliconf.ExitError{Code: 1, Err: err}
 	}
 	if !a.Enrolled() && (cfg.Client == "" || cfg.EnrollSecret == "") {
 		return fmt.Errorf("the state directory %s holds no enrollment yet: for the first start give --client ID and --enroll-token-file FILE "+
@@ -85,9 +85,9 @@ func runAgent(ctx context.Context, cfg agent.Config) error {
 	if err := a.Run(ctx); err != nil {
 		if errors.Is(err, agent.ErrRestart) {
 			cfg.Logger.Info("exiting for the service manager to start the agent binary now in place", "status", exitRestart)
-			return exitError{exitRestart, err}
+			return cliconf.ExitError{Code: exitRestart, Err: err}
 		}
-		return exitError{1, fmt.Errorf("agent stopped: %w", err)}
+		return cliconf.ExitError{Code: 1, Err: fmt.Errorf("agent stopped: %w", err)}
 	}
 	return nil
 }

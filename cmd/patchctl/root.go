@@ -77,7 +77,7 @@ PATCHLINE_CONTROLLER and PATCHLINE_TOKEN_FILE when they are not given
 			return cliconf.Apply(cmd.Flags(), cliconf.Sources{LookupEnv: connectionEnv})
 		},
 	}
-	root.AddCommand(newEnrollCmd(), newVersionCmd())
+	root.AddCommand(newEnrollCmd(), cliconf.VersionCmd())
 	root.AddCommand(newInitCmd(), newVetCmd(), newSchemaCmd(), newPlanCmd(), newWhyCmd(), newStatusCmd(), newStateCmd(), newSimCmd(), newFleetCmd(), newHistoryCmd(), newReportCmd(), newBackupCmd(), newFeedsCmd(), newTokensCmd(), newEndpointsCmd(), newKeysCmd(), newStoreCmd(), newReleaseCmd())
 	return root
 }

@@ -10,8 +10,6 @@
 package main
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -38,36 +36,12 @@ func main() {
 	os.Exit(Main(os.Args[1:], os.Stdout, os.Stderr, os.LookupEnv))
 }
 
-// exitError ends a command that failed at run time (not in its
-// configuration) with code; Main prints err.
-type exitError struct {
-	code int
-	err  error
-}
-
-func (e exitError) Error() string { return e.err.Error() }
-func (e exitError) Unwrap() error { return e.err }
-
 // Main runs patchd with args, reading PATCHLINE_* variables with
 // lookupEnv, and returns the exit code: 0, 1 for a failure at run time,
 // 2 for a command line, environment or config file to fix.
 func Main(args []string, stdout, stderr io.Writer, lookupEnv func(string) (string, bool)) int {
 	root := newRoot(stderr, lookupEnv)
-	root.SetArgs(legacyArgs(root, args, stderr))
-	root.SetOut(stdout)
-	root.SetErr(stderr)
-	err := root.ExecuteContext(context.Background())
-	if err == nil {
-		return 0
-	}
-	fmt.Fprintln(stderr, "patchd:", err)
-	var ee exitError
-	if errors.As(err, &ee) {
-		return ee.code
-	}
-	// Everything else is cobra's (unknown command or flag, arguments) or
-	// the configuration's: nothing a retry would fix.
-	return 2
+	return cliconf.Execute(root, legacyArgs(root, args, stderr), stdout, stderr)
 }
 
 func newRoot(stderr io.Writer, lookupEnv func(string) (string, bool)) *cobra.Command {
@@ -89,7 +63,7 @@ or --config FILE): flags win over variables, variables over the file.`,
 		return fmt.Errorf("%w (see %s --help)", err, c.CommandPath())
 	})
 	serve := newServeCmd(stderr, lookupEnv)
-	root.AddCommand(serve, newRestoreCmd(stderr, lookupEnv, cliconf.FlagNames(serve)), newVersionCmd())
+	root.AddCommand(serve, newRestoreCmd(stderr, lookupEnv, cliconf.FlagNames(serve)), cliconf.VersionCmd())
 	return root
 }
 

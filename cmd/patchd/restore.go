@@ -33,7 +33,7 @@ PostgreSQL database is restored with pg_restore instead (README,
 			}
 			kept, err := reconciler.Restore(cmd.Context(), dataDir, args[0])
 			if err != nil {
-				return exitError{1, fmt.Errorf("restore: %w", err)}
+				return cliconf.ExitError{Code: 1, Err: fmt.Errorf("restore: %w", err)}
 			}
 			fmt.Fprintf(stderr, "patchd: the store in %s is now the backup %s", dataDir, args[0])
 			if kept != "" {

@@ -48,7 +48,7 @@ func newServeCmd(stderr io.Writer, lookupEnv func(string) (string, bool)) *cobra
 func serve(ctx context.Context, cfg reconciler.Config, opts options) error {
 	var err error
 	if cfg.Evaluator, err = loader.SelfEvaluator(); err != nil {
-		return exitError{1, err}
+		return cliconf.ExitError{Code: 1, Err: err}
 	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -59,10 +59,10 @@ func serve(ctx context.Context, cfg reconciler.Config, opts options) error {
 	}
 	c, err := reconciler.New(ctx, cfg)
 	if err != nil {
-		return exitError{1, err}
+		return cliconf.ExitError{Code: 1, Err: err}
 	}
 	if err := c.Run(ctx); err != nil {
-		return exitError{1, err}
+		return cliconf.ExitError{Code: 1, Err: err}
 	}
 	return nil
 }
