@@ -37,14 +37,16 @@ rollback: [{update: %q, select: {}, reason: %q, ticket: %q}]
 // on its own isolated dpkg root, enroll with a real patchd following a real
 // fleet repo. An approve commit installs the newer version through jobs;
 // a commit adding a rollback entry for it then has patchd roll it back,
-// ring by ring, and apt downgrades each root for real.
+// ring by ring, and apt downgrades each root for real; once the entry is
+// dropped, 2.0 is installed again. Where no older version is left, the
+// rollback fails and says so.
 func TestRealAptRollbackThroughPatchd(t *testing.T) {
 	apttest.Require(t)
 	if apttest.HostHas(t, rollbackPkg) || apttest.HostHas(t, aptPkg) {
 		t.Fatalf("the host already has %s or %s installed; remove them first", rollbackPkg, aptPkg)
 	}
 
-	t.Run("2.0 rolled back to 1.0, canary then broad", func(t *testing.T) {
+	t.Run("2.0 rolled back to 1.0 canary then broad, installed again once the entry goes", func(t *testing.T) {
 		const update, reason, ticket = rollbackPkg + "@2.0", "2.0 breaks the imaging bridge", "OPS-4312"
 		roots := map[string]string{
 			"acme-deb-canary": apttest.RollbackRoot(t, rollbackPkg, "1.0", "1.0", "2.0"),
@@ -173,6 +175,29 @@ func TestRealAptRollbackThroughPatchd(t *testing.T) {
 			t.Errorf("the broad ring's rollback job was created at %s, before the canary's rollback succeeded at %s",
 				b[1].created.Format(time.RFC3339Nano), rollbackDone["acme-deb-canary"].Format(time.RFC3339Nano))
 		}
+
+		// Removing the entry lets the approve rule install 2.0 again: a new
+		// job, which the agents do not answer from their record of the
+		// first install.
+		repo.write(map[string]string{"clients/acme/policy.cue": acmeCUE})
+		rev = repo.commit("Drop the rollback of " + update)
+		waitFor(t, update+" installed again on both endpoints", 3*time.Minute, func() (bool, string) {
+			snap := snapshot(t, c.URL)
+			for host := range roots {
+				if u := updateOf(snap, host, update); u == nil || !u.Installed || len(u.Attempts) != 3 {
+					return false, fmt.Sprintf("%s: %s", host, describeUpdate(u))
+				}
+			}
+			return clientStatus(status(t, c.URL), client).Revision == rev, "not planned at " + rev
+		})
+		for host, root := range roots {
+			if got := dpkgVersion(t, root, rollbackPkg); got != "2.0" {
+				t.Errorf("%s: dpkg in the isolated root says %s %q after the entry was dropped, want 2.0", host, rollbackPkg, got)
+			}
+			if a := lastAttempt(updateOf(snapshot(t, c.URL), host, update)); a.Action != protocol.ActionInstall || a.Result != protocol.ResultSucceeded {
+				t.Errorf("%s: last attempt %+v, want a succeeded install", host, a)
+			}
+		}
 		if apttest.HostHas(t, rollbackPkg) {
 			t.Errorf("the host's dpkg database now has %s: the backend escaped its root", rollbackPkg)
 		}
@@ -211,6 +236,15 @@ func TestRealAptRollbackThroughPatchd(t *testing.T) {
 		// patchctl why: the rollback failed, with the backend's reason.
 		if x := explain(t, repo, snapshot(t, c.URL), host, update); x.Decision.Decision != plan.Failed || !strings.Contains(x.Decision.Reason, "rollback failed at ") || !strings.Contains(x.Decision.Reason, want) {
 			t.Errorf("why %s = %s %q, want %s: rollback failed, %q", update, x.Decision.Decision, x.Decision.Reason, plan.Failed, want)
+		}
+		var rollbacks []auditJob
+		for _, j := range auditJobs(t, audit(t, c.URL)) {
+			if j.action == protocol.ActionRollback {
+				rollbacks = append(rollbacks, j)
+			}
+		}
+		if len(rollbacks) != 1 || rollbacks[0].result != "succeeded=0 other=1" {
+			t.Errorf("rollback jobs %+v, want one, failed; a failed rollback waits for the next window", rollbacks)
 		}
 		if got := dpkgVersion(t, root, aptPkg); got != "1.1-1" {
 			t.Errorf("dpkg in the isolated root says %s %q after the failed rollback, want 1.1-1 still", aptPkg, got)
