@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"github.com/patchline/patchline/agent/backend/apt"
 	"github.com/patchline/patchline/agent/backend/apt/apttest"
 	"github.com/patchline/patchline/agent/backend/run"
+	"github.com/patchline/patchline/internal/history"
 	"github.com/patchline/patchline/protocol"
 	"github.com/patchline/patchline/reconciler/plan"
 	"github.com/patchline/patchline/schema"
@@ -197,6 +199,24 @@ func TestRealAptRollbackThroughPatchd(t *testing.T) {
 			if a := lastAttempt(updateOf(snapshot(t, c.URL), host, update)); a.Action != protocol.ActionInstall || a.Result != protocol.ResultSucceeded {
 				t.Errorf("%s: last attempt %+v, want a succeeded install", host, a)
 			}
+		}
+		// patchctl history --update: the commits that added and dropped
+		// the entry, with its reason and ticket.
+		h, err := history.Build(t.Context(), loader.New(loader.Options{}), repo.dir, history.Options{Update: update})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var changes []string
+		for _, cm := range h.Commits {
+			for _, cc := range cm.Clients {
+				for _, ch := range cc.Changes {
+					changes = append(changes, cm.Subject+": "+ch.String())
+				}
+			}
+		}
+		entry := "rollback " + update + " on every endpoint (reason: " + reason + ", ticket " + ticket + ")"
+		if want := []string{"Drop the rollback of " + update + ": - " + entry, "Roll back " + update + ": + " + entry}; !slices.Equal(changes, want) {
+			t.Errorf("history of %s:\n%s\nwant:\n%s", update, strings.Join(changes, "\n"), strings.Join(want, "\n"))
 		}
 		if apttest.HostHas(t, rollbackPkg) {
 			t.Errorf("the host's dpkg database now has %s: the backend escaped its root", rollbackPkg)
