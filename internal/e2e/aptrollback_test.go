@@ -107,6 +107,10 @@ func TestRealAptRollbackThroughPatchd(t *testing.T) {
 			return cs.Revision == rev, fmt.Sprintf("%+v", cs)
 		})
 
+		// Rolled back as the policy asks is compliant.
+		if cs := clientStatus(status(t, c.URL), client); cs.Compliant != 2 || cs.Missing != 0 {
+			t.Errorf("status after the rollback %+v, want both endpoints compliant, nothing missing", cs)
+		}
 		snap := snapshot(t, c.URL)
 		rollbackDone := map[string]time.Time{}
 		for host, root := range roots {
