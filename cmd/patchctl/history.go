@@ -29,8 +29,8 @@ changes in policy terms, not as a text diff:
   ! refused by the controller: clients/acme/policy.cue:8:71: ...
 
 --client keeps one client, --update the changes that name an update
-(exclusions, requirements and resumes naming it, match globs matching it),
---since the commits from a date on.`,
+(exclusions, requirements, resumes and rollbacks naming it, match globs
+matching it), --since the commits from a date on.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if format != history.FormatText && format != history.FormatMarkdown && format != history.FormatJSON {

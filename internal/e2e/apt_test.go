@@ -1,18 +1,12 @@
 package e2e
 
 import (
-	"context"
-	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
-	"github.com/patchline/patchline/agent"
-	"github.com/patchline/patchline/agent/backend/apt"
 	"github.com/patchline/patchline/agent/backend/apt/apttest"
-	"github.com/patchline/patchline/agent/backend/run"
 	"github.com/patchline/patchline/protocol"
 )
 
@@ -30,25 +24,7 @@ func TestRealAptThroughPatchd(t *testing.T) {
 	repo := newFleetRepo(t, "7d", approveNothing)
 	c := startController(t, controllerConfig(t, repo))
 
-	ag, err := agent.New(agent.Config{
-		Controller: c.URL, Client: client, EnrollSecret: acmeSecret, StateDir: t.TempDir(),
-		Hostname: "acme-deb-0001", OS: protocol.OS{Family: "linux", Version: "debian 12"}, Labels: map[string]string{"ring": "canary"},
-		Backend:      apt.New(run.Exec{}, apt.Options{Root: root}),
-		RetryWaitMin: 20 * time.Millisecond, RetryWaitMax: 500 * time.Millisecond,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- ag.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("agent: %v", err)
-		}
-	})
+	startAptAgent(t, c.URL, "acme-deb-0001", "canary", root)
 	waitFor(t, "the endpoint enrolled", 60*time.Second, func() (bool, string) {
 		return clientStatus(status(t, c.URL), client).Endpoints == 1, ""
 	})

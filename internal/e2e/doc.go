@@ -29,7 +29,11 @@
 //   - hostile policy: a client whose CUE would evaluate for minutes is
 //     refused at the evaluation deadline while commits to the other
 //     clients keep applying, patchd's memory stays small, and a restart
-//     with it in the history starts in seconds.
+//     with it in the history starts in seconds;
+//   - rollback: a commit adding a rollback entry has apt downgrade each
+//     endpoint's isolated root to the older version, canary before broad,
+//     and nothing installs the update again while the entry stands; with
+//     no older version to return to, the rollback fails and says so.
 //
 // The default run is short. The long variants (500 agents and 20 kills,
 // a 30 s controller outage, a bigger chaos run, a longer flood) run with

@@ -33,7 +33,7 @@ type Change struct {
 	Op Op `json:"op"`
 	// Kind is the policy entry the change is about: client, name, timezone,
 	// mode, window, ring, rings, approve, require, exclusion, freeze,
-	// resume, sla, staleAfter, or refused.
+	// resume, rollback, sla, staleAfter, or refused.
 	Kind string `json:"kind"`
 	// Text says the change in words: "exclusion KB5034441 on hostnames
 	// ACME-SQL01 until 2026-12-31 (reason: breaks the EHR app, ticket
@@ -48,8 +48,8 @@ type Change struct {
 // use.
 func (c Change) String() string { return string(c.Op) + " " + c.Text }
 
-// Names reports whether the change names update: an exclusion, requirement
-// or resume naming it by id, or a match glob (of those or of an approve
+// Names reports whether the change names update: an exclusion, requirement,
+// resume or rollback naming it by id, or a match glob (of those or of an approve
 // rule) that matches it. For a package update "name@version" the glob is
 // tried on the name too, as the planner matches globs on names.
 func (c Change) Names(update string) bool {
@@ -69,7 +69,7 @@ func (c Change) Names(update string) bool {
 
 // Diff returns the semantic changes from client a to client b, in a fixed
 // order: identity, mode, staleAfter, sla, windows, rings, approve rules,
-// requirements, exclusions, freezes, resumes. Either may be nil: a nil a
+// requirements, exclusions, freezes, resumes, rollbacks. Either may be nil: a nil a
 // lists every entry of b as added after a "client added" line; a nil b is
 // one "client removed" line. Positions are ignored, so moving an entry
 // within a file is no change.
@@ -147,6 +147,15 @@ func Diff(a, b *schema.Client) []Change {
 			title += " in ring " + r.Ring
 		}
 		return entry{key: title, title: title, fields: []field{{"after", instant(r.After, loc)}}, names: nonEmpty(r.Update, r.Match)}
+	})
+	diffList(&d, "rollback", a.Rollback, b.Rollback, func(r schema.Rollback) entry {
+		title := "rollback " + r.Update + " on " + selector(r.Select)
+		text := title + " (reason: " + r.Reason
+		if r.Ticket != "" {
+			text += ", ticket " + r.Ticket
+		}
+		text += ")"
+		return entry{key: title, title: title, text: text, fields: []field{{"reason", r.Reason}, {"ticket", r.Ticket}}, names: nonEmpty(r.Update)}
 	})
 	return d.changes
 }

@@ -31,8 +31,8 @@ type Options struct {
 	// fleet, which stop every client).
 	Client string
 	// Update keeps only changes that name that update id: exclusions,
-	// requirements and resumes naming it, and entries whose match glob
-	// matches it. Refusals name no update and are left out.
+	// requirements, resumes and rollbacks naming it, and entries whose
+	// match glob matches it. Refusals name no update and are left out.
 	Update string
 	// Since leaves out commits made before it.
 	Since time.Time

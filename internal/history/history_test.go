@@ -316,7 +316,8 @@ func TestDiff(t *testing.T) {
 			Baseline: schema.Baseline{Require: []schema.Requirement{{Source: "apt", Match: "openssl", MinVersion: "3.0.13"}}},
 			Exclusions: []schema.Exclusion{{Update: "KB5034441", Select: schema.Selector{Labels: map[string]string{"role": "sql"}},
 				Reason: "breaks the EHR vendor app", Until: day("2027-01-01")}},
-			Freezes: []schema.Freeze{{From: day("2026-12-28"), Until: day("2027-01-05"), Reason: "year-end close"}},
+			Freezes:  []schema.Freeze{{From: day("2026-12-28"), Until: day("2027-01-05"), Reason: "year-end close"}},
+			Rollback: []schema.Rollback{{Update: "KB5036893", Reason: "boot loop on the X-ray PCs"}},
 		}
 	}
 	tests := []struct {
@@ -354,6 +355,14 @@ func TestDiff(t *testing.T) {
 				{Name: "regresshion", CVE: []string{"CVE-2024-6387", "CVE-2024-6409"}},
 			}
 		}, []string{"+ approve rule likely-exploited: minEPSS 0.5", "+ approve rule regresshion: cve CVE-2024-6387,CVE-2024-6409"}},
+		{"rollback of an update on the canaries", func(c *schema.Client) {
+			c.Rollback = append(c.Rollback, schema.Rollback{Update: "openssl@3.0.15-1~deb12u1", Select: schema.Selector{Labels: map[string]string{"ring": "canary"}},
+				Reason: "breaks the imaging bridge", Ticket: "PSA-1400"})
+		}, []string{"+ rollback openssl@3.0.15-1~deb12u1 on labels ring=canary (reason: breaks the imaging bridge, ticket PSA-1400)"}},
+		{"rollback gets a ticket", func(c *schema.Client) { c.Rollback[0].Ticket = "PSA-1401" },
+			[]string{"~ rollback KB5036893 on every endpoint: ticket (none) → PSA-1401"}},
+		{"rollback lifted", func(c *schema.Client) { c.Rollback = nil },
+			[]string{"- rollback KB5036893 on every endpoint (reason: boot loop on the X-ray PCs)"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -367,6 +376,11 @@ func TestDiff(t *testing.T) {
 				t.Errorf("changes (-want +got):\n%s", diff)
 			}
 		})
+	}
+	lifted := base()
+	lifted.Rollback = nil
+	if got := history.Diff(base(), lifted); len(got) != 1 || !got[0].Names("KB5036893") || got[0].Names("KB5036894") {
+		t.Errorf("lifted rollback: %v; want one change that names KB5036893 only (history --update)", got)
 	}
 	if got := history.Diff(base(), nil); len(got) != 1 || got[0].String() != `- client acme "Acme Dental"` {
 		t.Errorf("removed client: %v", got)
