@@ -33,7 +33,7 @@ type Change struct {
 	Op Op `json:"op"`
 	// Kind is the policy entry the change is about: client, name, timezone,
 	// mode, window, ring, rings, approve, require, exclusion, freeze,
-	// resume, rollback, sla, staleAfter, or refused.
+	// resume, rollback, emergency, sla, staleAfter, or refused.
 	Kind string `json:"kind"`
 	// Text says the change in words: "exclusion KB5034441 on hostnames
 	// ACME-SQL01 until 2026-12-31 (reason: breaks the EHR app, ticket
@@ -49,7 +49,7 @@ type Change struct {
 func (c Change) String() string { return string(c.Op) + " " + c.Text }
 
 // Names reports whether the change names update: an exclusion, requirement,
-// resume or rollback naming it by id, or a match glob (of those or of an approve
+// resume, rollback or emergency naming it by id, or a match glob (of those or of an approve
 // rule) that matches it. For a package update "name@version" the glob is
 // tried on the name too, as the planner matches globs on names.
 func (c Change) Names(update string) bool {
@@ -156,6 +156,34 @@ func Diff(a, b *schema.Client) []Change {
 		}
 		text += ")"
 		return entry{key: title, title: title, text: text, fields: []field{{"reason", r.Reason}, {"ticket", r.Ticket}}, names: nonEmpty(r.Update)}
+	})
+	diffList(&d, "emergency", a.Emergency, b.Emergency, func(e schema.Emergency) entry {
+		title := "emergency " + e.Update
+		var lets []string
+		if e.SkipSoak {
+			lets = append(lets, "skips soaks")
+		}
+		if e.IgnoreWindows {
+			lets = append(lets, "ignores windows")
+		}
+		if e.IgnoreFreezes {
+			lets = append(lets, "ignores freezes")
+		}
+		text := title
+		if len(lets) > 0 {
+			text += " " + strings.Join(lets, ", ")
+		}
+		text += " until " + until(e.Until, loc) + " (reason: " + e.Reason + ")"
+		yes := func(b bool) string {
+			if b {
+				return "yes"
+			}
+			return ""
+		}
+		return entry{key: title, title: title, text: text, fields: []field{
+			{"until", until(e.Until, loc)}, {"reason", e.Reason},
+			{"skipSoak", yes(e.SkipSoak)}, {"ignoreWindows", yes(e.IgnoreWindows)}, {"ignoreFreezes", yes(e.IgnoreFreezes)},
+		}, names: nonEmpty(e.Update)}
 	})
 	return d.changes
 }

@@ -363,6 +363,9 @@ func TestDiff(t *testing.T) {
 			[]string{"~ rollback KB5036893 on every endpoint: ticket (none) → PSA-1401"}},
 		{"rollback lifted", func(c *schema.Client) { c.Rollback = nil },
 			[]string{"- rollback KB5036893 on every endpoint (reason: boot loop on the X-ray PCs)"}},
+		{"emergency rollout", func(c *schema.Client) {
+			c.Emergency = []schema.Emergency{{Update: "KB5099999", Reason: "CVE-2026-1234 actively exploited", Until: day("2026-12-11"), SkipSoak: true, IgnoreWindows: true}}
+		}, []string{"+ emergency KB5099999 skips soaks, ignores windows until 2026-12-10 (reason: CVE-2026-1234 actively exploited)"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
