@@ -5,7 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 demo=${1:-.demo}
-bin=$PWD/bin
+# DEMO_BIN is where the binaries are: bin/ of `make build` unless a test
+# built them elsewhere.
+bin=${DEMO_BIN:-$PWD/bin}
 port=${DEMO_PORT:-8420}
 metrics_port=${DEMO_METRICS_PORT:-9420}
 url=http://127.0.0.1:$port
@@ -126,7 +128,47 @@ for i in $(seq 40); do
 	fi
 done
 
-step "8. A change is a commit: approve moderate-severity security updates for globex"
+step "8. The broad ring asks before it restarts (reboot: prompt): what each simulated endpoint recorded"
+# sim_prompts FILE prints the prompts and notices in a sim backend's
+# sim-state.json (written indented, a field a line), then a summary.
+sim_prompts() {
+	awk -F'"' '
+		function n(k, what) { return k " " what (k == 1 ? "" : "s") }
+		/^  "prompts": \[/ { inside = 1; next }
+		inside && /^  \]/ { inside = 0; next }
+		inside && /^    \{/ { at = title = answer = "" }
+		inside && /^      "at":/ { at = substr($4, 12, 8) }
+		inside && /^      "title":/ { title = $4 }
+		inside && /^      "answer":/ { answer = $4 }
+		inside && /^    \}/ {
+			if (answer == "") {
+				printf "    %s UTC  notice  %s\n", at, title
+			} else {
+				printf "    %s UTC  prompt  %-15s answered %s\n", at, title, answer
+				asked++
+				if (answer == "postpone" || answer == "no-answer") postponed++
+			}
+		}
+		/^  "rebootPending": true/ { pending = 1 }
+		/^  "reboots":/ { reboots = $3; gsub(/[^0-9]/, "", reboots) }
+		END {
+			printf "    %s, %d postponed, %s%s\n", n(asked + 0, "prompt"), postponed + 0, n(reboots + 0, "simulated reboot"),
+				pending ? "; a reboot is pending" : ""
+		}
+	' "$1"
+}
+for dir in "$demo"/agents/*-broad-*; do
+	echo "$(basename "$dir"):"
+	if [ -f "$dir/sim-state.json" ]; then
+		sim_prompts "$dir/sim-state.json"
+	else
+		echo "    no job yet"
+	fi
+done
+echo "An endpoint is asked only when its job leaves a reboot pending. Each postponement moves the restart"
+echo "15 seconds on, twice at most; \"restart now\" restarts it at once; the deadline is 2 minutes after the job."
+
+step "9. A change is a commit: approve moderate-severity security updates for globex"
 cat >>"$demo/fleet/clients/globex/policy.cue" <<'CUE'
 
 baseline: approve: [
