@@ -100,6 +100,9 @@ type EnrollToken struct {
 type EnrollTokenCreated struct {
 	Token  EnrollToken `json:"token"`
 	Secret string      `json:"secret"`
+	// Warning is set when the token is made but something about it looks
+	// wrong, such as a client the fleet repo does not have (yet).
+	Warning string `json:"warning,omitempty"`
 }
 
 // EnrollTokenList answers GET /v1/enroll-tokens, by id.

@@ -79,6 +79,9 @@ nothing); --labels the labels every endpoint it enrolls gets. Without
 				return err
 			}
 			tok := created.Token
+			if created.Warning != "" {
+				fmt.Fprintln(cmd.ErrOrStderr(), "warning:", textsafe.Terminal(created.Warning))
+			}
 			summary := fmt.Sprintf("enrollment token %s (id %d) created for client %s: %s", textsafe.Terminal(tok.Name), tok.ID,
 				textsafe.Terminal(tok.Client), enrollTokenLimits(tok))
 			hint := "an agent enrolls with it: patch-agent run --client " + textsafe.Terminal(tok.Client) + " --enroll-token-file "

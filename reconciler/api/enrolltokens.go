@@ -65,8 +65,25 @@ func (s *Server) createEnrollToken(w http.ResponseWriter, r *http.Request, c cal
 		return storeError(err, "")
 	}
 	s.log.InfoContext(r.Context(), "enrollment token created", "token", t.Name, "id", t.ID, "client", t.Client, "by", c.name)
-	writeJSON(w, http.StatusCreated, protocol.EnrollTokenCreated{Token: enrollTokenInfo(t, now), Secret: secret})
+	writeJSON(w, http.StatusCreated, protocol.EnrollTokenCreated{Token: enrollTokenInfo(t, now), Secret: secret, Warning: s.unknownClient(r.Context(), t.Client)})
 	return nil
+}
+
+// unknownClient is a warning when the controller's status names client
+// as one the fleet repo does not have, or does not name it at all: a
+// token for a client still on its way (a pull request not yet merged) is
+// fine, a typo is not, and only the technician can tell which.
+func (s *Server) unknownClient(ctx context.Context, client string) string {
+	doc, err := s.cfg.Status(ctx)
+	if err != nil {
+		return "" // the token is made; the status is the status page's concern
+	}
+	for _, cs := range doc.Clients {
+		if cs.Client == client && cs.Known {
+			return ""
+		}
+	}
+	return fmt.Sprintf("the fleet repo has no client %q (yet): endpoints enrolled with this token get no policy until it does; revoke the token if the name is a mistake", client)
 }
 
 // checkEnrollTokenRequest checks an enrollment token request; its errors

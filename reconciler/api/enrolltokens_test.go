@@ -198,10 +198,16 @@ func TestEnrollTokenAdmin(t *testing.T) {
 	if !strings.HasPrefix(unnamed.Token.Name, "globex-") || protocol.CheckEnrollTokenName(unnamed.Token.Name) != nil {
 		t.Errorf("made-up name %q, want globex-<hex>", unnamed.Token.Name)
 	}
+	if created.Warning != "" || unnamed.Warning != "" {
+		t.Errorf("warnings for clients the fleet repo has: %q, %q", created.Warning, unnamed.Warning)
+	}
+	if typo := e.newEnrollToken(protocol.EnrollTokenRequest{Client: "acmee"}); !strings.Contains(typo.Warning, `the fleet repo has no client "acmee"`) {
+		t.Errorf("token for a client the fleet repo does not have: warning %q, want one naming the client", typo.Warning)
+	}
 	if got := e.enrollTokens("acme"); len(got) != 1 || got[0].Name != "acme-pilot" {
 		t.Errorf("acme's tokens: %+v", got)
 	}
-	if got := e.enrollTokens(""); len(got) != 2 {
+	if got := e.enrollTokens(""); len(got) != 3 {
 		t.Errorf("every token: %+v", got)
 	}
 	resp := e.as(adminToken, http.MethodGet, protocol.PathEnrollTokens, nil)
@@ -259,7 +265,7 @@ func TestEnrollTokenAdmin(t *testing.T) {
 			kinds = append(kinds, string(a.Kind)+" "+a.Client)
 		}
 	}
-	wantKinds := []string{"enroll-token-created acme", "enroll-token-created globex", "enroll-token-revoked acme", "enroll-token-revoked globex"}
+	wantKinds := []string{"enroll-token-created acme", "enroll-token-created globex", "enroll-token-created acmee", "enroll-token-revoked acme", "enroll-token-revoked globex"}
 	if diff := cmp.Diff(wantKinds, kinds); diff != "" {
 		t.Errorf("audit (-want +got):\n%s", diff)
 	}
