@@ -237,6 +237,7 @@ func (s *Server) result(w http.ResponseWriter, r *http.Request, ep store.Enrollm
 		return storeError(err, fmt.Sprintf("job %q not found", jobID))
 	}
 	if !rec.Duplicate {
+		s.recordHooks(r.Context(), ep, jobID, req.Hooks)
 		s.cfg.Events.ResultRecorded(r.Context(), ep.Client, ep.ID, jobID, rec.Ring, results)
 	}
 	writeJSON(w, http.StatusOK, protocol.ResultResponse{Duplicate: rec.Duplicate})

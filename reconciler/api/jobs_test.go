@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/patchline/patchline/protocol"
 	"github.com/patchline/patchline/reconciler/store"
@@ -198,6 +199,9 @@ func TestResult(t *testing.T) {
 	success := protocol.ResultRequest{Job: ok.ID, IdempotencyKey: "k-ok", Updates: []protocol.UpdateResult{
 		{Update: "KB5044284", Result: protocol.ResultSucceeded, At: at},
 		{Update: "Mozilla.Firefox@132.0.1", Result: protocol.ResultFailed, Error: "exit code 1603", At: at},
+	}, Hooks: []protocol.HookResult{
+		{Hook: "pre", Path: "scripts/stop-ehr.ps1"},
+		{Hook: "post", Path: "scripts/start-ehr.ps1", ExitCode: 1, Error: "exit status 1", Output: "EHR service did not start"},
 	}}
 	refusal := protocol.ResultRequest{Job: refused.ID, Refused: true, Reason: "signature does not verify", Updates: []protocol.UpdateResult{}, JobSeq: 40}
 	tests := []struct {
@@ -246,6 +250,15 @@ func TestResult(t *testing.T) {
 				t.Errorf("events (-want +got):\n%s", diff)
 			}
 		})
+	}
+
+	// The failed post script is counted once (not again for the
+	// outbox's retry); the pre script that worked is not.
+	if got := testutil.ToFloat64(e.api.hookFailures.WithLabelValues("post")); got != 1 {
+		t.Errorf("patchline_hook_failures_total{hook=post} = %v, want 1", got)
+	}
+	if got := testutil.ToFloat64(e.api.hookFailures.WithLabelValues("pre")); got != 0 {
+		t.Errorf("patchline_hook_failures_total{hook=pre} = %v, want 0", got)
 	}
 
 	// The refusal said the agent had seen job 40: the next job is above.

@@ -177,6 +177,8 @@ type Server struct {
 	overridden sync.Map
 	// enrollments counts new endpoints by how they enrolled.
 	enrollments *prometheus.CounterVec
+	// hookFailures counts failed job scripts (hooks.go).
+	hookFailures *prometheus.CounterVec
 
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
@@ -189,6 +191,7 @@ type Server struct {
 //   - patchline_longpolls_waiting
 //   - patchline_enroll_failures_total{reason}
 //   - patchline_enrollments_total{method}
+//   - patchline_hook_failures_total{hook}
 //   - patchline_admin_auth_failures_total
 //
 // route is the route's pattern (as "POST /v1/jobs/{id}/result"), never a raw
@@ -199,14 +202,15 @@ func New(cfg Config) (*Server, error) {
 	}
 	cfg.setDefaults()
 	s := &Server{
-		cfg:       cfg,
-		log:       cfg.Logger,
-		mux:       http.NewServeMux(),
-		limits:    defaultLimits,
-		admission: newAdmission(maxUnauthenticated, maxUnauthenticatedPerAddr),
-		enrolls:   newEnrollLimits(cfg.EnrollRate, cfg.Now),
-		refusals:  newRefusals(cfg.Logger, cfg.Now),
-		tokens:    tokenSet{store: cfg.Store},
+		cfg:          cfg,
+		log:          cfg.Logger,
+		mux:          http.NewServeMux(),
+		limits:       defaultLimits,
+		admission:    newAdmission(maxUnauthenticated, maxUnauthenticatedPerAddr),
+		enrolls:      newEnrollLimits(cfg.EnrollRate, cfg.Now),
+		refusals:     newRefusals(cfg.Logger, cfg.Now),
+		tokens:       tokenSet{store: cfg.Store},
+		hookFailures: newHookFailures(),
 		enrollments: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "patchline_enrollments_total",
 			Help: "Endpoints enrolled, by method: secret (the client's secret from the secrets file) or token (an enrollment token).",
@@ -230,7 +234,10 @@ func New(cfg Config) (*Server, error) {
 	for _, m := range []string{enrollBySecret, enrollByToken} {
 		s.enrollments.WithLabelValues(m)
 	}
-	for _, c := range append([]prometheus.Collector{s.requests, s.duration, waiting, s.enrollments}, s.refusals.collectors()...) {
+	for _, h := range []string{"pre", "post"} {
+		s.hookFailures.WithLabelValues(h)
+	}
+	for _, c := range append([]prometheus.Collector{s.requests, s.duration, waiting, s.enrollments, s.hookFailures}, s.refusals.collectors()...) {
 		if err := cfg.Registerer.Register(c); err != nil {
 			return nil, fmt.Errorf("api: register metrics: %w", err)
 		}
