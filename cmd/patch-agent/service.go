@@ -146,6 +146,8 @@ var serviceConfigKeys = []struct{ name, usage string }{
 	{"report-interval", "how often to report inventory between jobs (a duration, 1h)"},
 	{"reboot-command", "command that reboots the endpoint when a job's policy calls for it"},
 	{"hostname", "hostname to report (default: this machine's)"},
+	{"release-key", "release public key file the agent's own updates must be signed with (patchctl release keygen's .pub)"},
+	{"update-confirm-timeout", "how long a new agent binary has to check in before the previous one is restored (a duration, 10m)"},
 }
 
 func newServiceInstallCmd(deps serviceDeps) *cobra.Command {
@@ -229,9 +231,11 @@ func writeServiceConfig(path string, flags *pflag.FlagSet, values map[string]*st
 	if !flags.Changed("controller") || strings.TrimSpace(*values["controller"]) == "" {
 		return serviceUsagef("--controller is required to write a config file")
 	}
-	if flags.Changed("report-interval") {
-		if d, err := time.ParseDuration(*values["report-interval"]); err != nil || d <= 0 {
-			return serviceUsagef("--report-interval %q: want a positive duration such as 1h", *values["report-interval"])
+	for _, k := range []struct{ name, example string }{{"report-interval", "1h"}, {"update-confirm-timeout", "10m"}} {
+		if flags.Changed(k.name) {
+			if d, err := time.ParseDuration(*values[k.name]); err != nil || d <= 0 {
+				return serviceUsagef("--%s %q: want a positive duration such as %s", k.name, *values[k.name], k.example)
+			}
 		}
 	}
 	doc := &yaml.Node{Kind: yaml.MappingNode, HeadComment: "patch-agent's configuration (keys are run's flags), written by patch-agent service install."}

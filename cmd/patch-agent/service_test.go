@@ -55,12 +55,14 @@ func TestServiceCommands(t *testing.T) {
 		{
 			name: "install writes run's flags to a new config file",
 			args: []string{"install", "--config", "NEW", "--controller", "https://patchd.msp.example:8420", "--client", "acme",
-				"--enroll-token-file", "/etc/patch-agent/enroll-token", "--labels", "ring=pilot,site=leeds: north", "--report-interval", "30m", "--insecure"},
+				"--enroll-token-file", "/etc/patch-agent/enroll-token", "--labels", "ring=pilot,site=leeds: north", "--report-interval", "30m", "--insecure",
+				"--release-key", "/etc/patch-agent/release.pub"},
 			want:    []string{"install", "status"},
 			wantOut: "wrote NEW",
 			wantConfig: map[string]any{
 				"controller": "https://patchd.msp.example:8420", "client": "acme", "enroll-token-file": "/etc/patch-agent/enroll-token",
 				"state-dir": "/var/lib/patch-agent", "labels": "ring=pilot,site=leeds: north", "report-interval": "30m", "insecure": true,
+				"release-key": "/etc/patch-agent/release.pub",
 			},
 		},
 		{
@@ -99,6 +101,12 @@ func TestServiceCommands(t *testing.T) {
 			name:     "a bad report interval is refused before anything is written",
 			args:     []string{"install", "--config", "NEW", "--controller", "https://c.example", "--report-interval", "hourly"},
 			wantErr:  `--report-interval "hourly"`,
+			wantCode: 2,
+		},
+		{
+			name:     "a bad confirm timeout is refused before anything is written",
+			args:     []string{"install", "--config", "NEW", "--controller", "https://c.example", "--update-confirm-timeout", "soon"},
+			wantErr:  `--update-confirm-timeout "soon"`,
 			wantCode: 2,
 		},
 		{
