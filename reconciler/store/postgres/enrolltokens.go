@@ -76,16 +76,8 @@ func (db *DB) EnrollTokens(ctx context.Context) ([]store.EnrollToken, error) {
 	if err != nil {
 		return nil, fmt.Errorf("enrollment tokens: %w", classify(err))
 	}
-	defer rows.Close()
-	var out []store.EnrollToken
-	for rows.Next() {
-		t, err := scanEnrollToken(rows)
-		if err != nil {
-			return nil, fmt.Errorf("enrollment tokens: %w", classify(err))
-		}
-		out = append(out, t)
-	}
-	if err := rows.Err(); err != nil {
+	out, err := scanAll(rows, scanEnrollToken)
+	if err != nil {
 		return nil, fmt.Errorf("enrollment tokens: %w", classify(err))
 	}
 	return out, nil

@@ -405,3 +405,18 @@ func listArg(v []string) []string {
 
 // timeLayout formats times in error messages.
 const timeLayout = "2006-01-02T15:04:05.999999999Z07:00"
+
+// scanAll reads every row of rows with scan and closes rows; nil for
+// none.
+func scanAll[T any](rows pgx.Rows, scan func(pgx.Rows) (T, error)) ([]T, error) {
+	defer rows.Close()
+	var out []T
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
+}

@@ -344,3 +344,18 @@ func boolArg(b bool) int {
 	}
 	return 0
 }
+
+// scanAll reads every row of rows with scan and closes rows; nil for
+// none.
+func scanAll[T any](rows *sql.Rows, scan func(*sql.Rows) (T, error)) ([]T, error) {
+	defer rows.Close()
+	var out []T
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
+}

@@ -67,16 +67,8 @@ func (db *DB) Tokens(ctx context.Context) ([]store.Token, error) {
 	if err != nil {
 		return nil, fmt.Errorf("tokens: %w", err)
 	}
-	defer rows.Close()
-	var out []store.Token
-	for rows.Next() {
-		t, err := scanToken(rows)
-		if err != nil {
-			return nil, fmt.Errorf("tokens: %w", err)
-		}
-		out = append(out, t)
-	}
-	if err := rows.Err(); err != nil {
+	out, err := scanAll(rows, scanToken)
+	if err != nil {
 		return nil, fmt.Errorf("tokens: %w", err)
 	}
 	return out, nil
