@@ -4,14 +4,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/patchline/patchline/internal/atomicfile"
 	"github.com/patchline/patchline/internal/textsafe"
 	"github.com/patchline/patchline/protocol"
 )
@@ -75,15 +73,7 @@ never shows it again.`,
 				return nil
 			}
 			// The secret is a credential: only its owner reads the file.
-			f, err := atomicfile.Create(out, 0o600)
-			if err != nil {
-				return fmt.Errorf("--out: %w (the token is created; revoke it and create another)", err)
-			}
-			defer f.Discard()
-			if _, err := io.WriteString(f, created.Secret+"\n"); err != nil {
-				return fmt.Errorf("--out %s: %w (the token is created; revoke it and create another)", out, err)
-			}
-			if err := f.Commit(); err != nil {
+			if err := writeSecret(out, created.Secret); err != nil {
 				return fmt.Errorf("--out %s: %w (the token is created; revoke it and create another)", out, err)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s; its secret is in %s\n", summary, out)
