@@ -31,6 +31,32 @@ func WriteFile(path string, data []byte, perm fs.FileMode) error {
 	return f.Commit()
 }
 
+// WriteNew writes data to a new file at path, with permissions perm,
+// whole or not at all, and never over a file already there: that fails
+// with an error wrapping fs.ErrExist, even for a file that appears while
+// WriteNew runs.
+func WriteNew(path string, data []byte, perm fs.FileMode) error {
+	if _, err := os.Lstat(path); err == nil {
+		return &fs.PathError{Op: "create", Path: path, Err: fs.ErrExist}
+	}
+	f, err := Create(path, perm)
+	if err != nil {
+		return err
+	}
+	defer f.Discard()
+	if _, err := f.Write(data); err != nil {
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	// A hard link, unlike a rename, fails when path exists.
+	if err := os.Link(f.Name(), path); err != nil {
+		return err
+	}
+	return SyncDir(filepath.Dir(path))
+}
+
 // File is the new content of a file being replaced: a temporary file next
 // to the target. Write to it, and read it back by its Name to check it if
 // need be; Commit puts it in place of the target. Discard, safe to defer,

@@ -2,6 +2,8 @@ package atomicfile
 
 import (
 	"bytes"
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -195,5 +197,22 @@ func TestSyncDir(t *testing.T) {
 	missing := filepath.Join(t.TempDir(), "gone")
 	if err := SyncDir(missing); err == nil || !strings.Contains(err.Error(), "sync dir "+missing) {
 		t.Errorf("SyncDir of a missing directory: %v, want an error naming it", err)
+	}
+}
+
+func TestWriteNewNeverReplaces(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "key.pem")
+	if err := WriteNew(path, []byte("first\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteNew(path, []byte("second\n"), 0o600); !errors.Is(err, fs.ErrExist) {
+		t.Errorf("second WriteNew: %v, want an error wrapping fs.ErrExist", err)
+	}
+	if got := readFile(t, path); got != "first\n" {
+		t.Errorf("content %q, want the first write's", got)
+	}
+	if got := entries(t, dir); len(got) != 1 {
+		t.Errorf("directory holds %v, want the one file", got)
 	}
 }

@@ -18,7 +18,6 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"runtime"
 
 	"github.com/patchline/patchline/internal/atomicfile"
@@ -46,34 +45,13 @@ func Generate(path string) (ed25519.PublicKey, error) {
 			return nil, fmt.Errorf("%s: %w: a release key is never replaced (agents pin it); choose another file", p, fs.ErrExist)
 		}
 	}
-	if err := writeNew(path, pem.EncodeToMemory(&pem.Block{Type: privateType, Bytes: priv.Seed()}), 0o600); err != nil {
+	if err := atomicfile.WriteNew(path, pem.EncodeToMemory(&pem.Block{Type: privateType, Bytes: priv.Seed()}), 0o600); err != nil {
 		return nil, err
 	}
-	if err := writeNew(path+PublicSuffix, pem.EncodeToMemory(&pem.Block{Type: publicType, Bytes: pub}), 0o644); err != nil {
+	if err := atomicfile.WriteNew(path+PublicSuffix, pem.EncodeToMemory(&pem.Block{Type: publicType, Bytes: pub}), 0o644); err != nil {
 		return nil, err
 	}
 	return pub, nil
-}
-
-// writeNew writes data to a new file at path, whole or not at all, and
-// never over an existing file.
-func writeNew(path string, data []byte, perm fs.FileMode) error {
-	tmp, err := atomicfile.Create(path, perm)
-	if err != nil {
-		return err
-	}
-	defer tmp.Discard()
-	if _, err := tmp.Write(data); err != nil {
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		return err
-	}
-	// A hard link, unlike a rename, fails when path exists.
-	if err := os.Link(tmp.Name(), path); err != nil {
-		return err
-	}
-	return atomicfile.SyncDir(filepath.Dir(path))
 }
 
 // LoadPrivate reads the release signing key at path; a file group or

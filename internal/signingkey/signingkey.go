@@ -18,7 +18,6 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"runtime"
 
 	"github.com/patchline/patchline/internal/atomicfile"
@@ -88,29 +87,13 @@ func Load(path string) (ed25519.PrivateKey, error) {
 // pin): WriteNew fails with an error that wraps fs.ErrExist. The file
 // appears whole or not at all.
 func WriteNew(path string, key ed25519.PrivateKey) error {
-	if _, err := os.Lstat(path); err == nil {
-		return fmt.Errorf("%s: %w: a job-signing key is never replaced (agents pin it); choose another file", path, fs.ErrExist)
-	}
-	tmp, err := atomicfile.Create(path, 0o600)
-	if err != nil {
-		return err
-	}
-	defer tmp.Discard()
-	if _, err := tmp.Write(Encode(key)); err != nil {
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		return err
-	}
-	// A hard link, unlike a rename, fails when path exists, so a file
-	// that appeared since the check above is not replaced either.
-	if err := os.Link(tmp.Name(), path); err != nil {
+	if err := atomicfile.WriteNew(path, Encode(key), 0o600); err != nil {
 		if errors.Is(err, fs.ErrExist) {
 			return fmt.Errorf("%s: %w: a job-signing key is never replaced (agents pin it); choose another file", path, fs.ErrExist)
 		}
 		return err
 	}
-	return atomicfile.SyncDir(filepath.Dir(path))
+	return nil
 }
 
 // Fingerprint names a public key in messages: "SHA256:" and the unpadded
