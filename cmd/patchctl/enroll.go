@@ -3,7 +3,6 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"maps"
 	"slices"
 	"strconv"
@@ -109,15 +108,7 @@ nothing); --labels the labels every endpoint it enrolls gets. Without
 
 // writeSecret writes a secret to path, readable by its owner only.
 func writeSecret(path, secret string) error {
-	f, err := atomicfile.Create(path, 0o600)
-	if err != nil {
-		return err
-	}
-	defer f.Discard()
-	if _, err := io.WriteString(f, secret+"\n"); err != nil {
-		return err
-	}
-	return f.Commit()
+	return atomicfile.WriteFile(path, []byte(secret+"\n"), 0o600)
 }
 
 // parseLifetime reads --expires: a number of days ("7d") or weeks
